@@ -1,0 +1,42 @@
+# minirt and emu: set-up, tests, images and benchmarks.
+#
+#   make install   system packages (Debian, as root) + the Python package in .venv
+#   make test      the whole test suite
+#   make images    the example images under images/
+#   make bench     the benchmarks, side by side with real peers (not tests)
+
+PYTHON   ?= python3
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+APT_PKGS := libcap-dev busybox-static iproute2 util-linux kmod zstd \
+            runc crun skopeo umoci gcc
+
+.PHONY: install system-packages venv test images bench clean
+
+install: system-packages venv images
+
+system-packages:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PKGS); \
+	else \
+	    echo "make install: not root or no apt-get; install these yourself: $(APT_PKGS)"; \
+	fi
+
+venv:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) minirt/kernel/_libc_build.py
+
+test:
+	$(PY) -m pytest -q
+
+images:
+	$(PY) images/build.py images/
+
+bench:
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf build dist *.egg-info images/*.tar images/*.img

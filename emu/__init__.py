@@ -1,0 +1,1 @@
+"""emu: an educational virtual machine for a toy instruction set."""

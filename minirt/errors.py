@@ -1,0 +1,37 @@
+"""The errors minirt raises.
+
+Every failure a user can cause (a bad flag, a corrupt image, a missing command)
+is one of these, carrying a one-line message that names the thing and what is
+wrong.  The CLI prints ``minirt: <message>`` and exits with ``exit_code``; it
+never shows a traceback for a MinirtError.
+"""
+
+
+class MinirtError(Exception):
+    """Base class. ``exit_code`` follows docker: 125 means minirt itself failed."""
+
+    exit_code = 125
+
+
+class ImageError(MinirtError):
+    """An image that cannot be read, is corrupt, or is unsafe to unpack."""
+
+
+class SpecError(MinirtError):
+    """A container description that cannot be honoured (bad flag, bad value)."""
+
+
+class RuntimeFailure(MinirtError):
+    """The kernel refused something while creating or running a container."""
+
+
+class CommandNotExecutable(MinirtError):
+    """The container's command exists but cannot be executed (docker: 126)."""
+
+    exit_code = 126
+
+
+class CommandNotFound(MinirtError):
+    """The container's command does not exist (docker: 127)."""
+
+    exit_code = 127

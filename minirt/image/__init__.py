@@ -1,0 +1,1 @@
+"""OCI images: reading image archives and unpacking their layers. No privileges needed."""

@@ -1,0 +1,1 @@
+"""Thin, honest wrappers over the Linux kernel; each file is one mechanism."""

@@ -1,0 +1,1 @@
+"""Policy: turning a ContainerSpec into a running, isolated process."""
