@@ -20,11 +20,9 @@ ffibuilder.cdef(
     int unshare(int flags);
     int setns(int fd, int nstype);
     int sethostname(const char *name, size_t len);
-    int setdomainname(const char *name, size_t len);
     long syscall(long number, ...);
     int prctl(int option, unsigned long arg2, unsigned long arg3,
               unsigned long arg4, unsigned long arg5);
-    int setgroups(size_t size, const unsigned int *list);
     """
 )
 

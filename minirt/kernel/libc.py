@@ -1,0 +1,97 @@
+"""The few libc calls Python's ``os`` module does not offer (as of 3.11).
+
+The lecture's container is built from a handful of system calls: ``unshare`` and
+``setns`` (namespaces), ``mount``/``umount2``/``pivot_root`` (the root
+filesystem), ``sethostname`` (the UTS namespace).  They are reached through cffi
+in ABI mode: no compiler, and the declarations are pre-parsed at install time
+into ``_libc.py`` (see ``_libc_build.py``), so importing this module is cheap.
+
+Every wrapper raises ``OSError`` with errno set, like the ``os`` functions do, so
+callers handle kernel refusals the same way everywhere.
+"""
+
+import os
+
+try:
+    from minirt.kernel._libc import ffi
+except ImportError:  # running from a source tree where `make install` was not run
+    from minirt.kernel._libc_build import ffibuilder as ffi
+
+_libc = ffi.dlopen(None)
+
+# <sched.h> clone flags: one per namespace.
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# <sys/mount.h> mount flags.
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_STRICTATIME = 1 << 24
+MNT_DETACH = 0x2
+
+# <linux/prctl.h>
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+_SYS_PIVOT_ROOT = 155  # x86_64
+
+
+def _check(result, what):
+    if result == -1:
+        err = ffi.errno
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+def _path(p):
+    return None if p is None else os.fsencode(p)
+
+
+def mount(source, target, fstype=None, flags=0, data=None):
+    src = _path(source) or ffi.NULL
+    typ = fstype.encode() if fstype else ffi.NULL
+    opts = data.encode() if data else ffi.NULL
+    _check(_libc.mount(src, _path(target), typ, flags, opts), f"mount {target}")
+
+
+def umount(target, flags=0):
+    _check(_libc.umount2(_path(target), flags), f"umount {target}")
+
+
+def unshare(flags):
+    _check(_libc.unshare(flags), "unshare")
+
+
+def setns(fd, nstype=0):
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def sethostname(name):
+    b = name.encode()
+    _check(_libc.sethostname(b, len(b)), "sethostname")
+
+
+def pivot_root(new_root, put_old):
+    result = _libc.syscall(
+        ffi.cast("long", _SYS_PIVOT_ROOT),
+        ffi.new("char[]", _path(new_root)),
+        ffi.new("char[]", _path(put_old)),
+    )
+    _check(result, "pivot_root")
+
+
+def prctl(option, arg2=0):
+    return _check(_libc.prctl(option, arg2, 0, 0, 0), "prctl")

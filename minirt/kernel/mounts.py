@@ -1,0 +1,200 @@
+"""Mounts: the container's root filesystem.
+
+Lecture idea: a container runs from its own root filesystem, built here in four
+moves, each a mount in the container's private mount namespace:
+
+1. make every mount private, so nothing the container mounts propagates back to
+   the host (and nothing the host mounts later leaks in);
+2. stack the image's read-only layers under a fresh writable directory with
+   overlayfs — copy-on-write, so the image is never changed;
+3. give it the kernel's virtual filesystems: /proc for its own pid namespace,
+   a small /dev with only harmless devices, a read-only /sys;
+4. ``pivot_root`` into it and detach the old root, so the host's files are no
+   longer reachable at all (unlike ``chroot``, which only changes path lookup).
+
+All paths inside the container are resolved with ``secure_join``: an image can
+contain symlinks such as ``/data -> /etc``, and following them on the host while
+setting up mounts would let an image redirect a bind mount onto the host's files.
+"""
+
+import errno
+import os
+import stat
+
+from minirt.kernel import libc
+from minirt.kernel.libc import (
+    MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY,
+    MS_REC, MS_REMOUNT, MS_STRICTATIME,
+)
+
+# The devices every container gets (name, major, minor): the ones programs take
+# for granted and that expose nothing of the host.
+DEVICES = (
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+)
+
+DEV_SYMLINKS = (
+    ("/proc/self/fd", "fd"),
+    ("/proc/self/fd/0", "stdin"),
+    ("/proc/self/fd/1", "stdout"),
+    ("/proc/self/fd/2", "stderr"),
+    ("pts/ptmx", "ptmx"),
+)
+
+
+def make_private():
+    """Cut mount propagation between this mount namespace and the host, both ways."""
+    libc.mount(None, "/", flags=MS_REC | MS_PRIVATE)
+
+
+def secure_join(root, path):
+    """Resolve ``path`` as the container would, with ``root`` as its "/".
+
+    Symlinks are followed, but an absolute target restarts at ``root`` and ``..``
+    stops at ``root``: the result is always inside ``root``.  Components that do
+    not exist yet are kept literally (the caller may create them).
+    """
+    pending = [p for p in path.split("/") if p not in ("", ".")]
+    done = []
+    followed = 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        candidate = os.path.join(root, *done, part)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            done.append(part)
+            continue
+        if not stat.S_ISLNK(st.st_mode):
+            done.append(part)
+            continue
+        followed += 1
+        if followed > 40:
+            raise OSError(errno.ELOOP, f"too many symlinks resolving {path}")
+        target = os.readlink(candidate)
+        if target.startswith("/"):
+            done = []
+        pending[:0] = [p for p in target.split("/") if p not in ("", ".")]
+    return os.path.join(root, *done)
+
+
+def make_mountpoint(root, path, is_dir=True):
+    """Create (inside ``root``) the file or directory a mount will cover; return it."""
+    target = secure_join(root, path)
+    if is_dir:
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not os.path.lexists(target):
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o644))
+    return target
+
+
+def mount_overlay(target, lowers, upper, work, userxattr=False):
+    """Stack ``lowers`` (bottom first) under the writable ``upper`` at ``target``.
+
+    The option string is limited to one page, so the lower directories are named
+    relative to their common parent (the layer store) after a chdir: this way
+    images with dozens of layers still fit.
+    """
+    parent = os.path.commonpath(lowers) if len(lowers) > 1 else os.path.dirname(lowers[0])
+    names = [os.path.relpath(layer, parent) for layer in reversed(lowers)]
+    options = f"lowerdir={':'.join(names)},upperdir={upper},workdir={work}"
+    if userxattr:
+        options += ",userxattr"
+    cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.chdir(parent)
+        libc.mount("overlay", target, "overlay", 0, options)
+    finally:
+        os.fchdir(cwd)
+        os.close(cwd)
+
+
+def bind(source, target, readonly=False, recursive=True):
+    """Make ``source`` visible at ``target``; read-only needs a second, remount step."""
+    flags = MS_BIND | (MS_REC if recursive else 0)
+    libc.mount(source, target, None, flags)
+    if readonly:
+        remount_readonly(target)
+
+
+def remount_readonly(target):
+    # A remount must repeat the flags that are locked on the mount (nosuid, nodev,
+    # noexec when inherited from a more privileged namespace), or it is refused.
+    locked = 0
+    vfs = os.statvfs(target)
+    for bit, flag in ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC)):
+        if vfs.f_flag & bit:
+            locked |= flag
+    libc.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | locked)
+
+
+def mount_proc(root):
+    libc.mount("proc", make_mountpoint(root, "/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def mount_sys(root):
+    """A read-only /sys; in a user namespace without its own network it must be a bind."""
+    target = make_mountpoint(root, "/sys")
+    try:
+        libc.mount("sysfs", target, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+    except PermissionError:
+        bind("/sys", target, readonly=True)
+
+
+def mount_dev(root, *, mknod=True, console=None):
+    """A fresh tmpfs /dev holding only ``DEVICES``, a private devpts and /dev/shm.
+
+    In a user namespace the kernel forbids ``mknod``, so the host's device files
+    are bind-mounted instead (``mknod=False``).  ``console`` is the pty slave the
+    container's terminal uses; it becomes /dev/console.
+    """
+    dev = make_mountpoint(root, "/dev")
+    libc.mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k")
+    for name, major, minor in DEVICES:
+        path = os.path.join(dev, name)
+        if mknod:
+            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+            os.chmod(path, 0o666)  # mknod honours the umask
+        else:
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o666))
+            bind(f"/dev/{name}", path, recursive=False)
+    for target, name in DEV_SYMLINKS:
+        os.symlink(target, os.path.join(dev, name))
+    os.mkdir(os.path.join(dev, "pts"), 0o755)
+    pts_opts = "newinstance,ptmxmode=0666,mode=0620" + (",gid=5" if mknod else "")
+    libc.mount("devpts", os.path.join(dev, "pts"), "devpts", MS_NOSUID | MS_NOEXEC, pts_opts)
+    os.mkdir(os.path.join(dev, "shm"), 0o1777)
+    libc.mount("shm", os.path.join(dev, "shm"), "tmpfs",
+               MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k")
+    os.mkdir(os.path.join(dev, "mqueue"), 0o755)
+    try:
+        libc.mount("mqueue", os.path.join(dev, "mqueue"), "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except OSError:
+        os.rmdir(os.path.join(dev, "mqueue"))  # optional, like in docker
+    if console is not None:
+        path = os.path.join(dev, "console")
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        bind(console, path, recursive=False)
+
+
+def pivot_root(root):
+    """Make ``root`` the new "/" and detach the old one, so the host is unreachable.
+
+    ``pivot_root(".", ".")`` stacks the old root on top of the new one; unmounting
+    "." then removes exactly the old root, with no directory needed for it.
+    """
+    os.chdir(root)
+    libc.pivot_root(".", ".")
+    libc.umount(".", MNT_DETACH)
+    os.chdir("/")

@@ -1,0 +1,195 @@
+"""The container's side: from a forked process to the container's command.
+
+Lecture idea: a container is *made*, step by step, by its own first process,
+which is already inside fresh namespaces (see ``container.py``) and then builds
+its world before it becomes the user's program:
+
+    rootfs     overlay of the image layers, volumes, /proc, /dev, /sys, /etc files
+    pivot      pivot_root into it; the host's filesystem is gone
+    identity   hostname, loopback network
+    user       groups, gid, uid (last: afterwards we may no longer mount anything)
+    exec       the command replaces this Python process and becomes PID 1
+
+Nothing here returns: the process either ``exec``s or reports why it could not
+on the error pipe and exits.  The parent turns that report into docker's exit
+codes (125 setup failed, 126 cannot execute, 127 not found).
+"""
+
+import errno
+import fcntl
+import os
+import signal
+import socket
+import termios
+
+from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError
+from minirt.kernel import mounts, network
+from minirt.runtime import users
+
+# Signals Python changes for itself (SIGPIPE ignored, SIGINT raising
+# KeyboardInterrupt, ...); the container's command must start with the defaults.
+_RESET_SIGNALS = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP)]
+
+
+def main(spec, launch):
+    """Run in the container's first process. Never returns."""
+    try:
+        _setup_stdio(spec, launch)
+        _setup_rootfs(spec, launch)
+        mounts.pivot_root(launch.rootfs)
+        socket.sethostname(spec.hostname)
+        if "net" in spec.namespaces:
+            network.link_up("lo")
+        user = users.resolve(spec.user)
+        env = _environment(spec, user)
+        _enter_workdir(spec.cwd, user)
+        _become(user)
+        if spec.init:
+            _reaper(spec, env, launch)
+        _exec(spec.args, env, launch.error_fd)
+    except BaseException as e:  # noqa: BLE001 — everything must reach the parent
+        _report(launch.error_fd, e)
+    os._exit(125)
+
+
+def _setup_stdio(spec, launch):
+    os.setsid()  # own session: the terminal's Ctrl-C reaches us only through our pty
+    if launch.console_fd is not None:
+        fcntl.ioctl(launch.console_fd, termios.TIOCSCTTY, 0)
+        for fd in (0, 1, 2):
+            if fd != 0 or spec.interactive:
+                os.dup2(launch.console_fd, fd)
+        if not spec.interactive:
+            os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
+        os.close(launch.console_fd)
+    elif not spec.interactive:
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+
+
+def _setup_rootfs(spec, launch):
+    mounts.make_private()
+    root = launch.rootfs
+    mounts.mount_overlay(root, spec.layers, launch.upper, launch.work, userxattr=launch.rootless)
+    mounts.mount_proc(root)
+    mounts.mount_dev(root, mknod=not launch.rootless, console=launch.console_path)
+    mounts.mount_sys(root)
+    for name, source in launch.etc_files.items():
+        mounts.bind(source, mounts.make_mountpoint(root, f"/etc/{name}", is_dir=False))
+    # Volumes last, so that a volume on /etc/hosts or under /dev wins, as in docker.
+    for m in spec.mounts:
+        target = mounts.make_mountpoint(root, m.destination, is_dir=os.path.isdir(m.source))
+        mounts.bind(m.source, target, readonly=m.readonly)
+
+
+def _environment(spec, user):
+    env = dict(item.split("=", 1) for item in spec.env)
+    env.setdefault("HOME", user.home)
+    return env
+
+
+def _enter_workdir(cwd, user):
+    if not os.path.isdir(cwd):
+        os.makedirs(cwd, 0o755, exist_ok=True)  # docker creates a missing WORKDIR
+        os.chown(cwd, user.uid, user.gid)
+    os.chdir(cwd)
+
+
+def _become(user):
+    os.setgroups(user.groups)
+    os.setgid(user.gid)
+    os.setuid(user.uid)
+
+
+def _reset_signals():
+    for s in _RESET_SIGNALS:
+        try:
+            signal.signal(s, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _exec(args, env, error_fd):
+    """Replace this process with the command; on failure raise docker's error."""
+    os.closerange(3, error_fd)
+    os.closerange(error_fd + 1, 65536)
+    _reset_signals()
+    try:
+        os.execvpe(args[0], args, env)
+    except FileNotFoundError:
+        where = "$PATH" if "/" not in args[0] else "the container"
+        raise CommandNotFound(f'exec: "{args[0]}": executable file not found in {where}') from None
+    except PermissionError:
+        raise CommandNotExecutable(f'exec: "{args[0]}": permission denied') from None
+    except OSError as e:
+        if e.errno in (errno.ENOEXEC, errno.EISDIR, errno.ENOTDIR):
+            raise CommandNotExecutable(f'exec: "{args[0]}": {os.strerror(e.errno)}') from None
+        raise
+
+
+def _reaper(spec, env, launch):
+    """``--init``: stay as PID 1, run the command as a child, reap every orphan.
+
+    A shell or a program that never expected to be PID 1 neither reaps adopted
+    zombies nor reacts to SIGTERM (PID 1 ignores signals it has no handler for);
+    this small init does both: it forwards signals to the command and exits with
+    the command's status once the command is gone.
+    """
+    child_err_r, child_err_w = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:
+        os.close(child_err_r)
+        try:
+            _exec(spec.args, env, child_err_w)
+        except BaseException as e:  # noqa: BLE001
+            _report(child_err_w, e)
+        os._exit(125)
+    os.close(child_err_w)
+    report = _read_all(child_err_r)
+    if report:
+        os.write(launch.error_fd, report)
+        os._exit(125)
+    os.close(launch.error_fd)
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+              signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH):
+        signal.signal(s, lambda signum, _frame: _forward(child, signum))
+    os.closerange(3, 65536)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        if pid == child:
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(code if code >= 0 else 128 - code)
+
+
+def _forward(pid, signum):
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _read_all(fd):
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def _report(fd, exc):
+    """Tell the parent why the container could not start: "<exit code> <message>"."""
+    if isinstance(exc, MinirtError):
+        code, message = exc.exit_code, str(exc)
+    elif isinstance(exc, OSError):
+        code, message = 125, f"{exc.strerror or exc}" + (f": {os.fsdecode(exc.filename)}" if exc.filename else "")
+    else:
+        code, message = 125, f"{type(exc).__name__}: {exc}"
+    try:
+        os.write(fd, f"{code} {message}".encode(errors="replace")[:4000])
+    except OSError:
+        pass

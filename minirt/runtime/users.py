@@ -1,0 +1,55 @@
+"""Who the container's process runs as: ``-u`` and the image's User, resolved.
+
+A user name means what the *container's* /etc/passwd says, not the host's, so
+this runs after pivot_root and reads the container's files.  Like docker, a
+numeric uid need not exist in /etc/passwd; a name must.
+"""
+
+from dataclasses import dataclass, field
+
+from minirt.errors import SpecError
+
+
+@dataclass
+class User:
+    uid: int = 0
+    gid: int = 0
+    groups: list = field(default_factory=list)   # supplementary gids
+    home: str = "/"
+
+
+def _entries(path):
+    try:
+        with open(path, errors="replace") as f:
+            return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
+    except OSError:
+        return []
+
+
+def resolve(spec_user, passwd="/etc/passwd", group="/etc/group"):
+    """Turn "", "UID", "UID:GID", "NAME" or "NAME:GROUP" into a User."""
+    name, _, grp = (spec_user or "0").partition(":")
+    users = [e for e in _entries(passwd) if len(e) >= 7]
+    groups = [e for e in _entries(group) if len(e) >= 4]
+
+    entry = next((e for e in users if e[0] == name), None)
+    if entry is None and name.isdigit():
+        entry = next((e for e in users if e[2] == name), None)
+    if entry is None and not name.isdigit():
+        raise SpecError(f"unable to find user {name}: no matching entries in passwd file")
+    uid = int(entry[2]) if entry else int(name)
+    gid = int(entry[3]) if entry else 0 if not grp else None
+    home = entry[5] if entry else "/"
+
+    if grp:
+        match = next((g for g in groups if g[0] == grp), None)
+        if match:
+            gid = int(match[2])
+        elif grp.isdigit():
+            gid = int(grp)
+        else:
+            raise SpecError(f"unable to find group {grp}: no matching entries in group file")
+
+    username = entry[0] if entry else None
+    extra = sorted({int(g[2]) for g in groups if username and username in g[3].split(",")} - {gid})
+    return User(uid=uid, gid=gid, groups=extra, home=home or "/")

@@ -1,0 +1,137 @@
+"""ContainerSpec: the one description of a container.
+
+Lecture idea: an image is a template, a container an instance of it.  The image
+says what to run by default (its config's Env, Entrypoint, Cmd, WorkingDir,
+User); the person running it overrides some of that.  ``build`` merges the two
+with docker's rules, once, and the result is passed along unchanged to the code
+that creates the container: nothing later re-derives it.
+
+The fields follow the OCI runtime spec's config.json (process.args, process.env,
+process.cwd, hostname, mounts, ...), so the runtime command line can fill the
+same structure from a bundle.
+"""
+
+import dataclasses
+import os
+import secrets
+
+from minirt.errors import SpecError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclasses.dataclass
+class Mount:
+    """A host path made visible inside the container (``-v SRC:DST[:ro]``)."""
+
+    source: str
+    destination: str
+    readonly: bool = False
+
+    @classmethod
+    def parse(cls, text):
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            raise SpecError(f"invalid volume {text!r}: expected SRC:DST[:ro|rw]")
+        source, destination = parts[0], parts[1]
+        mode = parts[2] if len(parts) == 3 else "rw"
+        if mode not in ("ro", "rw"):
+            raise SpecError(f"invalid volume {text!r}: mode must be ro or rw, not {mode!r}")
+        if not os.path.isabs(source):
+            raise SpecError(f"invalid volume {text!r}: source must be an absolute host path")
+        if not os.path.isabs(destination):
+            raise SpecError(f"invalid volume {text!r}: destination must be an absolute path")
+        if not os.path.exists(source):
+            raise SpecError(f"invalid volume {text!r}: {source}: no such file or directory")
+        return cls(os.path.realpath(source), os.path.normpath(destination), mode == "ro")
+
+
+@dataclasses.dataclass
+class ContainerSpec:
+    args: list                          # the process to run, argv[0] first
+    env: list                           # "KEY=VALUE" strings
+    cwd: str = "/"
+    user: str = ""                      # "", "UID[:GID]" or "NAME[:GROUP]", resolved inside
+    hostname: str = ""
+    id: str = dataclasses.field(default_factory=lambda: secrets.token_hex(32))
+    name: str = ""
+    image: str = ""                     # where the image came from, for messages
+    layers: list = dataclasses.field(default_factory=list)   # layer dirs, bottom first
+    mounts: list = dataclasses.field(default_factory=list)   # [Mount]
+    namespaces: tuple = ("mnt", "pid", "uts", "ipc", "net", "cgroup")
+    tty: bool = False                   # -t: a pseudo-terminal
+    interactive: bool = False           # -i: keep stdin attached
+    init: bool = False                  # --init: a reaper runs as PID 1
+    remove: bool = False                # --rm: delete the container when it exits
+    cgroup_parent: str = "minirt"
+
+    def to_json(self):
+        d = dataclasses.asdict(self)
+        d["mounts"] = [dataclasses.asdict(m) for m in self.mounts]
+        return d
+
+    @classmethod
+    def from_json(cls, d):
+        d = dict(d)
+        d["mounts"] = [Mount(**m) for m in d.get("mounts", [])]
+        d["namespaces"] = tuple(d.get("namespaces", ()))
+        return cls(**d)
+
+
+def _env_key(item):
+    return item.split("=", 1)[0]
+
+
+def merge_env(image_env, overrides, host_env=os.environ):
+    """Image Env, then ``-e`` in order; ``-e KEY`` alone copies the host's value."""
+    env = {}
+    for item in list(image_env or []):
+        env[_env_key(item)] = item
+    for item in overrides:
+        key = _env_key(item)
+        if not key:
+            raise SpecError(f"invalid environment variable {item!r}")
+        if "=" in item:
+            env[key] = item
+        elif key in host_env:
+            env[key] = f"{key}={host_env[key]}"
+        else:
+            env.pop(key, None)
+    env.setdefault("PATH", f"PATH={DEFAULT_PATH}")
+    return list(env.values())
+
+
+def command(image_config, cmd=None, entrypoint=None):
+    """docker's rule: ENTRYPOINT + CMD, where ``--entrypoint`` also drops the image's CMD."""
+    if entrypoint is not None:
+        ep = [entrypoint] if entrypoint else []
+        default_cmd = []
+    else:
+        ep = list(image_config.get("Entrypoint") or [])
+        default_cmd = list(image_config.get("Cmd") or [])
+    args = ep + (list(cmd) if cmd else default_cmd)
+    if not args:
+        raise SpecError("no command specified: the image has no Entrypoint or Cmd and none was given")
+    return args
+
+
+def build(image_config, *, cmd=None, entrypoint=None, env=(), workdir=None, user=None,
+          hostname=None, volumes=(), **options):
+    """A ContainerSpec from an image's config (its ``config`` section) and overrides."""
+    c = image_config or {}
+    spec = ContainerSpec(
+        args=command(c, cmd, entrypoint),
+        env=merge_env(c.get("Env"), env),
+        cwd=workdir or c.get("WorkingDir") or "/",
+        user=user if user is not None else (c.get("User") or ""),
+        mounts=[v if isinstance(v, Mount) else Mount.parse(v) for v in volumes],
+        **options,
+    )
+    if not os.path.isabs(spec.cwd):
+        raise SpecError(f"invalid working directory {spec.cwd!r}: must be an absolute path")
+    spec.hostname = hostname or spec.id[:12]
+    if len(spec.hostname) > 64:
+        raise SpecError(f"invalid hostname {spec.hostname!r}: longer than 64 characters")
+    if not any(_env_key(e) == "HOSTNAME" for e in spec.env):
+        spec.env.append(f"HOSTNAME={spec.hostname}")
+    return spec
