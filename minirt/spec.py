@@ -63,7 +63,8 @@ class ContainerSpec:
     interactive: bool = False           # -i: keep stdin attached
     init: bool = False                  # --init: a reaper runs as PID 1
     remove: bool = False                # --rm: delete the container when it exits
-    cgroup_parent: str = "minirt"
+    cgroup_parent: str = dataclasses.field(
+        default_factory=lambda: os.environ.get("MINIRT_CGROUP_PARENT", "minirt"))
 
     def to_json(self):
         d = dataclasses.asdict(self)

@@ -30,7 +30,7 @@ import time
 
 from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure
 from minirt.kernel import cgroups, libc, namespaces
-from minirt.runtime import init, state
+from minirt.runtime import init, state, tty
 
 HOSTS = """127.0.0.1\tlocalhost
 ::1\tlocalhost ip6-localhost ip6-loopback
@@ -53,6 +53,7 @@ class Launch:
     error_fd: int = -1
     console_fd: int = None
     console_path: str = None
+    stdio: tuple = (0, 1, 2)     # the container's stdin, stdout, stderr (without a tty)
     rootless: bool = False
 
 
@@ -96,8 +97,11 @@ class Container:
 
     # -- start ----------------------------------------------------------------
 
-    def start(self):
+    def start(self, stdio=(0, 1, 2)):
         """Fork the helper and the container's init; return once the command runs.
+
+        ``stdio`` are the host file descriptors that become the container's
+        stdin, stdout and stderr (ignored with a tty).
 
         Raises CommandNotFound / CommandNotExecutable / RuntimeFailure with the
         container's own explanation when it could not get as far as ``exec``.
@@ -107,10 +111,11 @@ class Container:
         pid_r, pid_w = os.pipe2(os.O_CLOEXEC)    # helper -> parent: PID 1's host pid
         err_r, err_w = os.pipe2(os.O_CLOEXEC)    # init -> parent: why exec did not happen
         launch.error_fd = err_w
+        launch.stdio = tuple(stdio)
         if self.spec.tty:
             self.console, launch.console_fd = os.openpty()
             launch.console_path = os.ttyname(launch.console_fd)
-            os.set_inheritable(launch.console_fd, False)
+            tty.copy_winsize(0, self.console)
 
         helper = os.fork()
         if helper == 0:

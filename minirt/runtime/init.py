@@ -56,16 +56,16 @@ def _setup_stdio(spec, launch):
     os.setsid()  # own session: the terminal's Ctrl-C reaches us only through our pty
     if launch.console_fd is not None:
         fcntl.ioctl(launch.console_fd, termios.TIOCSCTTY, 0)
-        for fd in (0, 1, 2):
-            if fd != 0 or spec.interactive:
-                os.dup2(launch.console_fd, fd)
-        if not spec.interactive:
-            os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
-        os.close(launch.console_fd)
-    elif not spec.interactive:
-        null = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
+        stdio = [launch.console_fd] * 3
+    else:
+        stdio = list(launch.stdio)
+    if not spec.interactive:
+        stdio[0] = os.open("/dev/null", os.O_RDONLY)
+    # Duplicate first, then install: a source fd may itself be 0, 1 or 2.
+    copies = [os.dup(fd) for fd in stdio]
+    for target, fd in enumerate(copies):
+        os.dup2(fd, target)
+        os.close(fd)
 
 
 def _setup_rootfs(spec, launch):

@@ -1,0 +1,104 @@
+"""minirt from Python: run containers in tests and scripts without a shell.
+
+    import minirt
+    result = minirt.run("images/busybox.tar", ["sh", "-c", "echo hi; hostname"])
+    assert result.exit_code == 0 and result.stdout.startswith(b"hi")
+
+``run`` is the whole of ``minirt run`` (image, spec, container, cleanup) with
+the output captured instead of printed.  Errors are the ``minirt.errors``
+classes, never a bare OSError.
+"""
+
+import dataclasses
+import os
+import selectors
+
+from minirt import spec as specs
+from minirt.image import Store, open_image
+from minirt.runtime import state
+from minirt.runtime.container import Container
+
+
+@dataclasses.dataclass
+class Result:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    id: str
+
+
+def prepare(image, cmd=None, *, root=None, **options):
+    """Unpack ``image`` (a path) into the store and build the ContainerSpec."""
+    root = root or state.default_root()
+    with open_image(image) as img:
+        layers = Store(root).unpack(img)
+        config = (img.config or {}).get("config") or {}
+    return specs.build(config, cmd=cmd, layers=[str(d) for d in layers], image=str(image), **options)
+
+
+def run(image, cmd=None, *, root=None, input=None, env=(), workdir=None, user=None,
+        hostname=None, volumes=(), entrypoint=None, init=False, remove=True):
+    """Run a container to completion and return its exit code and output.
+
+    ``cmd`` overrides the image's Cmd as on the command line; ``input`` (bytes)
+    is fed to the container's stdin.  The container is removed afterwards
+    unless ``remove=False``.
+    """
+    root = root or state.default_root()
+    spec = prepare(image, cmd, root=root, env=env, workdir=workdir, user=user, hostname=hostname,
+                   volumes=volumes, entrypoint=entrypoint, init=init, remove=remove,
+                   interactive=input is not None)
+    container = Container(spec, root)
+    container.create()
+    try:
+        return _run_captured(container, input)
+    finally:
+        container.delete()
+
+
+def _run_captured(container, input):
+    in_r, in_w = os.pipe2(os.O_CLOEXEC) if input is not None else (0, None)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        container.start(stdio=(in_r, out_w, err_w))
+    finally:
+        for fd in (out_w, err_w) + ((in_r,) if in_w is not None else ()):
+            os.close(fd)
+    out, err = _communicate(in_w, input or b"", out_r, err_r)
+    code = container.wait()
+    return Result(code, out, err, container.spec.id)
+
+
+def _communicate(in_w, data, out_r, err_r):
+    """Feed stdin and drain stdout/stderr together, so no pipe can fill up and block."""
+    sel = selectors.DefaultSelector()
+    chunks = {out_r: [], err_r: []}
+    for fd in chunks:
+        sel.register(fd, selectors.EVENT_READ)
+    if in_w is not None:
+        if data:
+            os.set_blocking(in_w, False)
+            sel.register(in_w, selectors.EVENT_WRITE)
+        else:
+            os.close(in_w)
+    while sel.get_map():
+        for key, _ in sel.select():
+            fd = key.fd
+            if fd == in_w:
+                try:
+                    data = data[os.write(fd, data[:65536]):]
+                except BrokenPipeError:
+                    data = b""
+                if not data:
+                    sel.unregister(fd)
+                    os.close(fd)
+                continue
+            chunk = os.read(fd, 65536)
+            if chunk:
+                chunks[fd].append(chunk)
+            else:
+                sel.unregister(fd)
+                os.close(fd)
+    sel.close()
+    return b"".join(chunks[out_r]), b"".join(chunks[err_r])

@@ -1,0 +1,133 @@
+"""Shared test set-up: privileged-test policy, the leak check, common fixtures.
+
+- ``@pytest.mark.privileged`` tests need root with working namespaces.  Where
+  that is missing they skip — except under ``MINIRT_REQUIRE_PRIVILEGED=1``
+  (set by ``.ci/run``), where *every* skip is turned into a failure, so CI can
+  never go green by silently not running something.
+- At the end of the session the suite fails if anything it created on the host
+  is left: a mount, a cgroup, a process.  Containers made by the tests use the
+  cgroup parent ``minirt-test-<pid>``, so leftovers are recognisably ours.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+REQUIRE_PRIVILEGED = os.environ.get("MINIRT_REQUIRE_PRIVILEGED") == "1"
+CGROUP_PARENT = f"minirt-test-{os.getpid()}"
+os.environ["MINIRT_CGROUP_PARENT"] = CGROUP_PARENT
+
+
+def _privileged():
+    if os.geteuid() != 0:
+        return "needs root"
+    r = subprocess.run(["unshare", "--mount", "--pid", "--net", "--fork", "true"], capture_output=True)
+    if r.returncode != 0:
+        return "namespaces unavailable: " + r.stderr.decode().strip()
+    return None
+
+
+_PRIVILEGE_PROBLEM = None
+
+
+def pytest_configure(config):
+    global _PRIVILEGE_PROBLEM
+    _PRIVILEGE_PROBLEM = _privileged()
+    config._minirt_baseline = _host_snapshot()
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("privileged") and _PRIVILEGE_PROBLEM:
+        pytest.skip(_PRIVILEGE_PROBLEM)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_PRIVILEGED and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"skipped under MINIRT_REQUIRE_PRIVILEGED=1: {reason}"
+
+
+# -- leak check ---------------------------------------------------------------
+
+def _mounts():
+    with open("/proc/self/mountinfo") as f:
+        return {" ".join(line.split()[3:5]) + " " + line.split(" - ")[1].split()[0] for line in f}
+
+
+def _our_cgroups():
+    from minirt.kernel import cgroups
+    return [d for d in cgroups.for_container("", CGROUP_PARENT).dirs if os.path.exists(d)]
+
+
+def _our_processes():
+    """Processes still in our cgroups, and unreaped children of this pytest."""
+    found = []
+    me = str(os.getpid())
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                in_ours = CGROUP_PARENT in f.read()
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = f.read().rsplit(")", 1)[1].split()[1]
+        except OSError:
+            continue
+        if in_ours or ppid == me:
+            found.append(pid)
+    return found
+
+
+def _host_snapshot():
+    return {"mounts": _mounts()}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    baseline = getattr(session.config, "_minirt_baseline", None)
+    if baseline is None or hasattr(session.config, "workerinput"):
+        return
+    leaks = []
+    new_mounts = _mounts() - baseline["mounts"]
+    if new_mounts:
+        leaks.append(f"mounts: {sorted(new_mounts)}")
+    if _our_cgroups():
+        leaks.append(f"cgroups: {_our_cgroups()}")
+    procs = _our_processes()
+    if procs:
+        leaks.append(f"processes: {procs}")
+    if leaks:
+        print("\nLEAK CHECK FAILED — the tests left behind:\n  " + "\n  ".join(leaks), file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    # Our cgroup parent itself is removed when its last container goes; sweep it
+    # anyway so a failed run does not accumulate directories on the host.
+    for d in _our_cgroups():
+        for sub, _dirs, _files in os.walk(d, topdown=False):
+            try:
+                os.rmdir(sub)
+            except OSError:
+                pass
+
+
+# -- fixtures -----------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def state_root():
+    """A state root (layer store, containers) shared by the whole session."""
+    path = tempfile.mkdtemp(prefix="minirt-test-root-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def busybox_image(tmp_path_factory):
+    """images/busybox.tar built fresh by the project's own image writer."""
+    from minirt.image.busybox import build_busybox_image
+    path = tmp_path_factory.mktemp("images") / "busybox.tar"
+    build_busybox_image(path, form="docker")
+    return str(path)

@@ -1,0 +1,314 @@
+"""`minirt run` end to end: isolation as seen from inside the container.
+
+Each test runs a real container from the busybox image (built by the project's
+own image writer) and checks, from inside and from the host, one promise of the
+lecture: what a container sees, what it can change, and that nothing of it is
+left on the host afterwards.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+import minirt
+from minirt.errors import CommandNotExecutable, CommandNotFound, ImageError
+from minirt.kernel import cgroups
+from minirt.runtime.container import Container
+
+pytestmark = pytest.mark.privileged
+
+
+@pytest.fixture
+def run(busybox_image, state_root):
+    def run(*cmd, **kw):
+        return minirt.run(busybox_image, list(cmd) or None, root=state_root, **kw)
+    return run
+
+
+def sh(run, script, **kw):
+    r = run("sh", "-c", script, **kw)
+    assert r.exit_code == 0, r.stderr
+    return r.stdout.decode()
+
+
+def cli(state_root, *args, input=None, **kw):
+    return subprocess.run([sys.executable, "-m", "minirt", "--root", state_root, *args],
+                          input=input, capture_output=True, timeout=60, **kw)
+
+
+def test_hello(run):
+    r = run("echo", "hello")
+    assert (r.exit_code, r.stdout, r.stderr) == (0, b"hello\n", b"")
+
+
+def test_command_is_pid_1_and_sees_only_its_own_processes(run):
+    out = sh(run, "echo $$; ps -o pid,comm")
+    lines = out.splitlines()
+    assert lines[0] == "1"
+    pids = [l.split()[0] for l in lines[2:]]
+    assert pids == ["1", pids[-1]] and len(pids) == 2  # the shell and ps itself
+
+
+def test_hostname_is_set_inside_and_unchanged_outside(run):
+    before = socket.gethostname()
+    assert sh(run, "hostname", hostname="inside-box") == "inside-box\n"
+    assert socket.gethostname() == before
+    assert "inside-box" in sh(run, "cat /etc/hostname /etc/hosts", hostname="inside-box")
+
+
+def test_default_hostname_is_the_short_id(run):
+    r = run("hostname")
+    assert r.stdout.decode().strip() == r.id[:12]
+
+
+def test_writes_leave_image_layers_and_host_untouched(run, state_root, busybox_image):
+    layers = os.path.join(state_root, "layers")
+    before = _tree(layers)
+    sh(run, "echo changed > /etc/passwd; rm /bin/ls; touch /new-file; mkdir -p /usr/x")
+    assert _tree(layers) == before
+    assert "root" in sh(run, "cat /etc/passwd") and "ls" in sh(run, "ls /bin/ls")
+    assert not os.path.exists("/new-file")
+
+
+def _tree(top):
+    out = {}
+    for d, dirs, files in os.walk(top):
+        for name in dirs + files:
+            p = os.path.join(d, name)
+            st = os.lstat(p)
+            out[p] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino)
+    return out
+
+
+def test_mounts_inside_are_not_seen_outside(busybox_image, state_root):
+    spec = minirt.api.prepare(busybox_image, ["sh", "-c", "mount -t tmpfs marker-fs /mnt && echo ok && sleep 5"],
+                              root=state_root, remove=True)
+    c = Container(spec, state_root)
+    c.create()
+    r, w = os.pipe()
+    try:
+        c.start(stdio=(0, w, 2))
+        os.close(w)
+        assert os.read(r, 3) == b"ok\n"
+        with open("/proc/self/mountinfo") as f:
+            host = f.read()
+        assert "marker-fs" not in host and spec.id not in host
+        c.signal(signal.SIGKILL)
+        assert c.wait() == 128 + signal.SIGKILL
+    finally:
+        os.close(r)
+        c.delete()
+
+
+def test_host_mounts_made_later_do_not_propagate_in(busybox_image, state_root, tmp_path):
+    spec = minirt.api.prepare(busybox_image, ["sh", "-c", "read x; grep -c minirt-late /proc/mounts"],
+                              root=state_root, remove=True, interactive=True)
+    c = Container(spec, state_root)
+    c.create()
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    target = tmp_path / "late"
+    target.mkdir()
+    try:
+        c.start(stdio=(in_r, out_w, 2))
+        os.close(out_w)
+        subprocess.run(["mount", "-t", "tmpfs", "minirt-late", str(target)], check=True)
+        os.write(in_w, b"go\n")
+        assert os.read(out_r, 100) == b"0\n"
+        assert c.wait() == 1  # grep -c found nothing
+    finally:
+        subprocess.run(["umount", str(target)])
+        for fd in (in_r, in_w, out_r):
+            os.close(fd)
+        c.delete()
+
+
+def test_network_is_loopback_only_and_up(run):
+    out = sh(run, "ip link; cat /proc/net/dev")
+    assert "lo:" in out and "UP" in out
+    devices = [l.split(":")[0].strip() for l in out.splitlines() if ":" in l and "|" not in l and "link/" not in l
+               and l[0] == " "]
+    assert devices == ["lo"]
+    assert sh(run, "ping -c1 -W1 127.0.0.1 >/dev/null && echo reachable") == "reachable\n"
+
+
+def test_ipc_objects_are_not_shared(run):
+    key = subprocess.run(["ipcmk", "-M", "4096"], capture_output=True, text=True, check=True).stdout
+    shmid = key.split()[-1]
+    try:
+        assert shmid in subprocess.run(["ipcs", "-m"], capture_output=True, text=True).stdout
+        inside = sh(run, "ipcs -m")
+        assert shmid not in inside.split()
+    finally:
+        subprocess.run(["ipcrm", "-m", shmid], check=True)
+
+
+def test_container_sees_its_own_cgroup_as_root(run):
+    lines = sh(run, "cat /proc/self/cgroup").split()
+    assert lines and all(line.endswith(":/") for line in lines)
+
+
+def test_proc_dev_sys(run):
+    out = sh(run, "ls /dev; ls /dev/pts; echo x > /dev/null; head -c4 /dev/zero | wc -c;"
+                  " touch /sys/x 2>&1 || true; test -r /proc/self/status && echo proc")
+    for name in ("null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm"):
+        assert name in out.split()
+    assert "ptmx" in out
+    assert "Read-only file system" in out
+    assert "proc" in out.split()
+    assert "sda" not in out and "vda" not in out
+
+
+def test_exit_status_is_the_containers(run):
+    assert run("sh", "-c", "exit 3").exit_code == 3
+
+
+def test_killed_by_signal_gives_128_plus_n(busybox_image, state_root):
+    spec = minirt.api.prepare(busybox_image, ["sleep", "30"], root=state_root, remove=True)
+    c = Container(spec, state_root)
+    c.create()
+    try:
+        c.start(stdio=(0, 1, 2))
+        c.signal(signal.SIGKILL)
+        assert c.wait() == 137
+    finally:
+        c.delete()
+    assert not c.cgroup.exists()
+
+
+def test_command_not_found_and_not_executable(run):
+    with pytest.raises(CommandNotFound, match='"nope": executable file not found'):
+        run("nope")
+    with pytest.raises(CommandNotExecutable, match="permission denied"):
+        run("/etc/passwd")
+
+
+def test_stdin_is_passed_through(run):
+    assert run("cat", input=b"piped\n").stdout == b"piped\n"
+    assert run("cat").stdout == b""  # no -i: stdin is /dev/null
+
+
+def test_env_workdir_user(run):
+    out = sh(run, "echo $FOO $HOME; pwd; id -u; id -g", env=["FOO=bar"], workdir="/made/here", user="1234:55")
+    assert out.split() == ["bar", "/", "/made/here", "1234", "55"]
+    assert sh(run, "id -un; echo $HOME", user="nobody").split()[0] == "nobody"
+
+
+def test_volumes_rw_and_ro(run, tmp_path):
+    (tmp_path / "in.txt").write_text("from host")
+    out = sh(run, "cat /data/in.txt; echo from-container > /data/out.txt; echo x > /ro/y 2>&1 || echo refused",
+             volumes=[f"{tmp_path}:/data", f"{tmp_path}:/ro:ro"])
+    assert "from host" in out and "refused" in out
+    assert (tmp_path / "out.txt").read_text() == "from-container\n"
+    assert not (tmp_path / "y").exists()
+
+
+def test_init_reaps_and_forwards(run):
+    assert sh(run, "echo $$", init=True) != "1\n"
+    # A zombie orphan is reaped by the init: after its parent exits it is gone.
+    out = sh(run, "(sleep 0.1 &) ; sleep 0.4; ps -o stat,comm | grep -c Z || true", init=True)
+    assert out.strip() == "0"
+
+
+def test_nothing_is_left_after_a_run(run, state_root):
+    r = run("true")
+    assert not os.path.exists(os.path.join(state_root, "containers", r.id))
+    assert not cgroups.for_container(r.id, os.environ["MINIRT_CGROUP_PARENT"]).exists()
+
+
+def test_without_rm_the_container_directory_is_kept(run, state_root):
+    import shutil
+    r = run("sh", "-c", "echo kept > /kept", remove=False)
+    d = os.path.join(state_root, "containers", r.id)
+    try:
+        assert open(os.path.join(d, "upper", "kept")).read() == "kept\n"
+        assert minirt.runtime.state.read_json(os.path.join(d, "state.json"))["exit_code"] == 0
+    finally:
+        shutil.rmtree(d)
+
+
+# -- the command line -----------------------------------------------------------
+
+def test_cli_run_pipes_and_exit_code(busybox_image, state_root):
+    r = cli(state_root, "run", "--rm", "-i", busybox_image, "sh", "-c", "tr a-z A-Z; exit 7", input=b"abc\n")
+    assert (r.returncode, r.stdout, r.stderr) == (7, b"ABC\n", b"")
+
+
+def test_cli_errors_are_one_line(busybox_image, state_root, tmp_path):
+    cases = [
+        (["run", "--rm", busybox_image, "no-such-cmd"], 127, "executable file not found"),
+        (["run", "--rm", busybox_image, "/etc"], 126, ""),
+        (["run", "--rm", str(tmp_path / "missing.tar")], 125, "missing.tar"),
+        (["run", "--bogus-flag", busybox_image], 125, "unrecognized arguments"),
+        (["run", "--rm", "-v", "nope", busybox_image, "true"], 125, "invalid volume"),
+    ]
+    for args, code, text in cases:
+        r = cli(state_root, *args)
+        err = r.stderr.decode()
+        assert r.returncode == code, (args, err)
+        assert err.startswith("minirt: ") and err.count("\n") == 1 and text in err, (args, err)
+
+
+def test_cli_tty(busybox_image, state_root):
+    """-it: a real terminal — the window size arrives and Ctrl-C interrupts."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    pid, master = pty.fork()
+    if pid == 0:
+        os.execv(sys.executable, [sys.executable, "-m", "minirt", "--root", state_root,
+                                  "run", "--rm", "-it", busybox_image, "sh"])
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 99, 0, 0))
+    out = b""
+    try:
+        out += _expect(master, b"# ")
+        os.write(master, b"stty size; tty\n")
+        out += _expect(master, b"33 99")
+        os.write(master, b"sleep 50\n")
+        time.sleep(0.5)
+        os.write(master, b"\x03")  # Ctrl-C must reach the container's sleep, not kill minirt
+        os.write(master, b"echo after-$((6*7))\n")
+        out += _expect(master, b"after-42")
+        os.write(master, b"exit 5\n")
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 5
+    finally:
+        os.close(master)
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    assert b"/dev/console" in out or b"/dev/pts" in out
+
+
+def _expect(fd, needle, timeout=10):
+    import select
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while needle not in buf:
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out waiting for {needle!r}; got {buf!r}"
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+    assert needle in buf, buf
+    return buf
+
+
+def test_bad_image_changes_nothing(state_root, tmp_path):
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"this is not a tar archive" * 100)
+    before = _tree(state_root)
+    with pytest.raises(ImageError):
+        minirt.run(str(bad), ["true"], root=state_root)
+    assert _tree(state_root) == before
