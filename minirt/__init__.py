@@ -4,8 +4,24 @@ A container is an ordinary Linux process that the kernel shows a different world
 namespaces decide what it can see, cgroups how much it may use, an overlay root
 filesystem what it runs from, capabilities and seccomp what it may ask the kernel.
 Start reading at ``minirt/runtime/container.py``.
+
+The Python API (``minirt.run``, ``minirt.Result``, ``minirt.Container``) is
+imported on first use, so ``import minirt`` stays cheap.
 """
 
-from minirt.errors import MinirtError, ImageError, SpecError, RuntimeFailure
+from minirt.errors import (
+    CommandNotExecutable, CommandNotFound, ImageError, MinirtError, RuntimeFailure, SpecError,
+)
 
-__all__ = ["MinirtError", "ImageError", "SpecError", "RuntimeFailure"]
+__all__ = ["run", "Result", "Container", "MinirtError", "ImageError", "SpecError",
+           "RuntimeFailure", "CommandNotFound", "CommandNotExecutable"]
+
+
+def __getattr__(name):
+    if name in ("run", "Result", "prepare"):
+        from minirt import api
+        return getattr(api, name)
+    if name == "Container":
+        from minirt.runtime.container import Container
+        return Container
+    raise AttributeError(f"module 'minirt' has no attribute {name!r}")

@@ -16,6 +16,8 @@ import time
 import pytest
 
 import minirt
+import minirt.api
+import minirt.runtime.state
 from minirt.errors import CommandNotExecutable, CommandNotFound, ImageError
 from minirt.kernel import cgroups
 from minirt.runtime.container import Container
