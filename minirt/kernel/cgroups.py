@@ -3,51 +3,89 @@
 Lecture idea: namespaces hide, cgroups limit.  A cgroup is a directory in a
 special filesystem; writing a pid into its ``cgroup.procs`` file moves that
 process (and its future children) in, and the files beside it hold the limits
-and the accounting.
+(``memory.max``, ``pids.max``, ...) and the accounting (``memory.events``).
 
 Linux has two versions and hosts differ, so there is one interface and two
 drivers, chosen by looking at what is mounted, never assumed:
 
-- **v2** (unified, most current distributions): one tree at /sys/fs/cgroup.
+- **v2** (unified, most current distributions): one tree at /sys/fs/cgroup,
+  controllers switched on for children through ``cgroup.subtree_control``.
 - **v1** (older and "hybrid" hosts): one tree per controller, e.g.
-  /sys/fs/cgroup/memory, /sys/fs/cgroup/pids; a hybrid host adds a cgroup2 tree
-  without controllers at /sys/fs/cgroup/unified, which we join too so tools
-  that look there (systemd, ``/proc/PID/cgroup`` line ``0::``) see the container.
+  /sys/fs/cgroup/memory, /sys/fs/cgroup/pids, each with its own file names.  A
+  hybrid host adds a cgroup2 tree without controllers (/sys/fs/cgroup/unified);
+  the container joins it too, so ``/proc/PID/cgroup``'s ``0::`` line is right.
 
 A container's cgroup is ``/<parent>/<id>`` from the root of each tree, as docker
 does, so that it does not depend on where minirt itself was started.
 """
 
+import dataclasses
 import errno
 import os
 import signal
 import time
 
+from minirt.errors import RuntimeFailure
+
 MOUNTINFO = "/proc/self/mountinfo"
 
 
-def _mounts():
-    """(mountpoint, fstype, device) of every cgroup filesystem mounted here."""
-    found = []
-    with open(MOUNTINFO) as f:
+@dataclasses.dataclass(frozen=True)
+class Hierarchy:
+    """One mounted cgroup tree."""
+
+    mountpoint: str
+    version: str               # "v1" or "v2"
+    controllers: frozenset     # v1: what this tree controls; v2: what it offers
+
+
+def hierarchies(mountinfo=MOUNTINFO):
+    """Every cgroup tree mounted here, each once (a tree may be mounted twice)."""
+    found, seen = [], set()
+    with open(mountinfo) as f:
         for line in f:
             left, _, right = line.partition(" - ")
-            fstype = right.split()[0]
-            if fstype in ("cgroup", "cgroup2"):
-                fields = left.split()
-                mountpoint = fields[4].replace("\\040", " ")
-                found.append((mountpoint, fstype, fields[2]))
+            fstype, _source, options = (right.split() + ["", ""])[:3]
+            if fstype not in ("cgroup", "cgroup2"):
+                continue
+            fields = left.split()
+            device, mountpoint = fields[2], fields[4].replace("\\040", " ")
+            if device in seen:
+                continue
+            seen.add(device)
+            if fstype == "cgroup":
+                controllers = frozenset(o for o in options.split(",") if o not in ("rw", "ro"))
+                found.append(Hierarchy(mountpoint, "v1", controllers))
+            else:
+                found.append(Hierarchy(mountpoint, "v2", _read_words(mountpoint, "cgroup.controllers")))
     return found
 
 
-def detect():
-    """'v2', 'v1' (including hybrid), or None when no cgroup filesystem is mounted."""
-    kinds = {fstype for _, fstype, _ in _mounts()}
-    if "cgroup" in kinds:
+def detect(trees=None):
+    """'v1' when any v1 controller tree is mounted (v1 and hybrid hosts), 'v2' when
+    only the unified tree is, None without cgroups."""
+    trees = hierarchies() if trees is None else trees
+    if any(h.version == "v1" for h in trees):
         return "v1"
-    if "cgroup2" in kinds:
-        return "v2"
-    return None
+    return "v2" if trees else None
+
+
+@dataclasses.dataclass
+class Resources:
+    """Limits in docker's terms; None means "not limited"."""
+
+    memory: int = None            # bytes (--memory)
+    memory_swap: int = None       # bytes of memory+swap (--memory-swap); -1 unlimited
+    pids_limit: int = None        # (--pids-limit); <= 0 unlimited
+    cpus: float = None            # (--cpus) e.g. 1.5
+    cpu_shares: int = None        # (--cpu-shares), relative weight, default 1024
+    cpuset_cpus: str = None       # (--cpuset-cpus) e.g. "0-1,3"
+
+    def any(self):
+        return any(v is not None for v in dataclasses.astuple(self))
+
+
+CPU_PERIOD = 100_000  # microseconds, as docker
 
 
 class Cgroup:
@@ -55,9 +93,10 @@ class Cgroup:
 
     version = None
 
-    def __init__(self, path, dirs):
-        self.path = path          # e.g. "/minirt/3f2a..." — what the container sees as "/"
-        self.dirs = dirs          # the absolute directories that make up the cgroup
+    def __init__(self, path, trees):
+        self.path = path   # e.g. "/minirt/3f2a..." — what the container sees as "/"
+        self.trees = trees
+        self.dirs = [os.path.join(t.mountpoint, path.lstrip("/")) for t in trees]
 
     def create(self):
         made = []
@@ -73,8 +112,7 @@ class Cgroup:
     def add(self, pid):
         """Move ``pid`` into the cgroup (in every tree)."""
         for d in self.dirs:
-            with open(os.path.join(d, "cgroup.procs"), "w") as f:
-                f.write(str(pid))
+            _write(d, "cgroup.procs", pid)
 
     def pids(self):
         pids = set()
@@ -120,21 +158,80 @@ class Cgroup:
             # The parent ("/minirt") goes too once its last container has gone.
             _rmdir_quietly(os.path.dirname(d))
 
+    def set_limits(self, res):
+        """Write the limits in ``res``; RuntimeFailure names any that cannot be set."""
+        for tree_dir, name, value in self._limit_files(res):
+            try:
+                _write(tree_dir, name, value)
+            except OSError as e:
+                raise RuntimeFailure(f"cannot set cgroup limit {name}={value}: {e.strerror}") from None
+
+    def _dir_for(self, controller):
+        for tree, d in zip(self.trees, self.dirs):
+            if controller in tree.controllers:
+                return d
+        raise RuntimeFailure(f"cgroup controller {controller!r} is not available on this host")
+
 
 class CgroupV2(Cgroup):
     version = "v2"
 
+    def enable_controllers(self, wanted):
+        """Switch controllers on in every ancestor's ``cgroup.subtree_control``.
+
+        v2 hands a controller down one level at a time; a cgroup only gets
+        ``memory.max`` if its parent enabled "memory" for its children.
+        """
+        top = self.trees[0].mountpoint
+        parts = self.path.strip("/").split("/")
+        for depth in range(len(parts)):
+            d = os.path.join(top, *parts[:depth])
+            available = _read_words(d, "cgroup.controllers")
+            missing = set(wanted) - available
+            if missing:
+                raise RuntimeFailure(f"cgroup controller(s) {', '.join(sorted(missing))} not delegated to {d}")
+            enabled = _read_words(d, "cgroup.subtree_control")
+            todo = " ".join(f"+{c}" for c in sorted(set(wanted) - enabled))
+            if todo:
+                try:
+                    _write(d, "cgroup.subtree_control", todo)
+                except OSError as e:
+                    raise RuntimeFailure(f"cannot enable {todo} in {d}: {e.strerror}") from None
+
+    def set_limits(self, res):
+        files = list(self._limit_files(res))
+        wanted = {name.split(".")[0] for _, name, _ in files}
+        if wanted:
+            self.enable_controllers(wanted)
+        super().set_limits(res)
+
+    def _limit_files(self, res):
+        d = self.dirs[0]
+        if res.memory is not None:
+            yield d, "memory.max", res.memory
+            if res.memory_swap is not None:
+                swap = "max" if res.memory_swap < 0 else max(res.memory_swap - res.memory, 0)
+                yield d, "memory.swap.max", swap
+        if res.pids_limit is not None:
+            yield d, "pids.max", res.pids_limit if res.pids_limit > 0 else "max"
+        if res.cpus is not None:
+            yield d, "cpu.max", f"{round(res.cpus * CPU_PERIOD)} {CPU_PERIOD}"
+        if res.cpu_shares is not None:
+            # runc's mapping of v1 shares [2, 262144] onto v2 weight [1, 10000].
+            yield d, "cpu.weight", 1 + ((res.cpu_shares - 2) * 9999) // 262142
+        if res.cpuset_cpus is not None:
+            yield d, "cpuset.cpus", res.cpuset_cpus
+
+    def oom_killed(self):
+        return _keyed(self.dirs[0], "memory.events").get("oom_kill", 0) > 0
+
     def kill(self):
         # cgroup.kill (Linux 5.14) kills the whole tree atomically, even processes
         # forking at that moment; fall back to one signal per pid.
-        for d in self.dirs:
-            try:
-                with open(os.path.join(d, "cgroup.kill"), "w") as f:
-                    f.write("1")
-                return
-            except (FileNotFoundError, PermissionError):
-                pass
-        super().kill()
+        try:
+            _write(self.dirs[0], "cgroup.kill", 1)
+        except OSError:
+            super().kill()
 
 
 class CgroupV1(Cgroup):
@@ -144,25 +241,71 @@ class CgroupV1(Cgroup):
         super().create()
         # A new v1 cpuset cgroup starts with no cpus and no memory nodes, and a
         # process cannot join it until both are filled in from the parent.
-        for d in self.dirs:
-            if os.path.exists(os.path.join(d, "cpuset.cpus")):
+        for tree, d in zip(self.trees, self.dirs):
+            if "cpuset" in tree.controllers:
                 _inherit_cpuset(d)
+
+    def _limit_files(self, res):
+        if res.memory is not None:
+            mem = self._dir_for("memory")
+            yield mem, "memory.limit_in_bytes", res.memory
+            # docker: --memory-swap defaults to twice --memory; -1 means unlimited.
+            swap = res.memory_swap if res.memory_swap is not None else 2 * res.memory
+            if os.path.exists(os.path.join(mem, "memory.memsw.limit_in_bytes")):
+                yield mem, "memory.memsw.limit_in_bytes", swap
+            elif res.memory_swap is not None:
+                raise RuntimeFailure("--memory-swap: this kernel does not account swap (no memory.memsw)")
+        if res.pids_limit is not None:
+            yield self._dir_for("pids"), "pids.max", res.pids_limit if res.pids_limit > 0 else "max"
+        if res.cpus is not None:
+            cpu = self._dir_for("cpu")
+            yield cpu, "cpu.cfs_period_us", CPU_PERIOD
+            yield cpu, "cpu.cfs_quota_us", round(res.cpus * CPU_PERIOD)
+        if res.cpu_shares is not None:
+            yield self._dir_for("cpu"), "cpu.shares", res.cpu_shares
+        if res.cpuset_cpus is not None:
+            yield self._dir_for("cpuset"), "cpuset.cpus", res.cpuset_cpus
+
+    def oom_killed(self):
+        try:
+            return _keyed(self._dir_for("memory"), "memory.oom_control").get("oom_kill", 0) > 0
+        except RuntimeFailure:
+            return False
 
 
 def _inherit_cpuset(d):
     parent = os.path.dirname(d)
     for name in ("cpuset.cpus", "cpuset.mems"):
-        with open(os.path.join(d, name)) as f:
-            if f.read().strip():
-                continue
-        with open(os.path.join(parent, name)) as f:
-            value = f.read().strip()
-        if not value:
+        if _read(d, name):
+            continue
+        if not _read(parent, name):
             _inherit_cpuset(parent)
-            with open(os.path.join(parent, name)) as f:
-                value = f.read().strip()
-        with open(os.path.join(d, name), "w") as f:
-            f.write(value)
+        _write(d, name, _read(parent, name))
+
+
+def _read(d, name):
+    with open(os.path.join(d, name)) as f:
+        return f.read().strip()
+
+
+def _read_words(d, name):
+    try:
+        return frozenset(_read(d, name).split())
+    except OSError:
+        return frozenset()
+
+
+def _keyed(d, name):
+    """A flat-keyed cgroup file ("key value" per line) as a dict."""
+    try:
+        return {k: int(v) for k, v in (line.split() for line in _read(d, name).splitlines())}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write(d, name, value):
+    with open(os.path.join(d, name), "w") as f:
+        f.write(str(value))
 
 
 def _rmdir_quietly(path):
@@ -172,17 +315,10 @@ def _rmdir_quietly(path):
         pass
 
 
-def for_container(name, parent="minirt"):
+def for_container(name, parent="minirt", trees=None):
     """The cgroup a container named ``name`` gets on this host (not yet created)."""
+    trees = hierarchies() if trees is None else trees
     path = "/" + "/".join(p for p in (parent.strip("/"), name) if p)
-    mounts = _mounts()
-    version = "v1" if any(fstype == "cgroup" for _, fstype, _ in mounts) else "v2"
-    dirs = []
-    seen = set()
-    for mountpoint, _fstype, device in mounts:
-        if device in seen:  # the same hierarchy mounted twice
-            continue
-        seen.add(device)
-        dirs.append(os.path.join(mountpoint, path.lstrip("/")))
-    cls = CgroupV1 if version == "v1" else CgroupV2
-    return cls(path, dirs)
+    if detect(trees) == "v1":
+        return CgroupV1(path, trees)
+    return CgroupV2(path, [t for t in trees if t.version == "v2"][:1])
