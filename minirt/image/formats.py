@@ -1,0 +1,494 @@
+"""Image formats: from a file on disk to a config and a list of layers.
+
+Lecture idea: "Docker Images" -- an image is not a disk, it is a small JSON
+config (what to run, with which environment) plus an ordered stack of layers
+(tarballs of file changes).  Everything else in an image file is bookkeeping
+that says which blob is which, and checksums that prove nobody changed them.
+
+Three ways of packing the same thing are in common use, and this module reads
+all of them:
+
+- an **OCI layout**: a directory with ``oci-layout``, ``index.json`` and
+  ``blobs/sha256/<hex>``; every blob is named by the sha256 of its bytes;
+- an **OCI archive** (``podman save --format oci-archive``, ``skopeo copy
+  oci-archive:``): the same layout packed in a tar file;
+- a **docker archive** (``docker save``): a tar with ``manifest.json`` that lists
+  the config and layer files by path.  Docker 25 and later also add
+  ``index.json``, so the archive is an OCI layout as well.
+
+The path from ``index.json`` to the layers is a chain of *descriptors*
+(media type, digest, size): index -> (maybe nested indexes, one per platform)
+-> manifest -> config and layers.  Each hop is checked against the digest that
+names it, so a single trusted digest vouches for the whole image.  Layers are
+only described here; reading and checking them is ``store.py``'s job, because a
+layer that is already unpacked need not be read at all.
+
+Read ``open_image`` first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import posixpath
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from minirt.errors import ImageError
+
+# A digest names a blob by its content.  Checking the format before using a
+# digest as part of a path is what keeps "sha256:../../etc/passwd" off the host.
+DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}\Z")
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+
+INDEX_TYPES = {OCI_INDEX, DOCKER_LIST}
+MANIFEST_TYPES = {OCI_MANIFEST, DOCKER_MANIFEST}
+CONFIG_TYPES = {OCI_CONFIG, DOCKER_CONFIG}
+# The media type says how a layer was compressed, but we believe the bytes,
+# not the label (store.py sniffs the magic number).  The type only has to say
+# "this is a filesystem layer" rather than, say, an encrypted one.
+LAYER_TYPES = {
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    DOCKER_LAYER,
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+}
+
+# Manifests and configs are small; a huge one is an attack or a mistake.
+MAX_JSON = 16 << 20
+
+_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
+           "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
+HOST_PLATFORM = ("linux", _GOARCH.get(platform.machine(), platform.machine()))
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of an image, as the manifest and config describe it.
+
+    ``digest`` names the blob as stored (maybe compressed); ``diff_id`` names
+    the uncompressed tar, and is what the store keys unpacked layers by.  A
+    legacy docker archive (``<id>/layer.tar``) makes no claim about the blob's
+    digest; then ``digest`` is None and only ``diff_id`` is checked.
+    """
+
+    digest: str | None
+    media_type: str
+    size: int | None
+    diff_id: str
+
+
+class Image:
+    """An opened image: its config, its layers, and a way to read its blobs."""
+
+    def __init__(self, source: str, blobs: "_BlobSource", config: dict,
+                 layers: list[Layer], manifest: dict, paths: dict[Layer, str]):
+        self.source = source
+        self.config = config
+        self.layers = layers
+        self.manifest = manifest
+        self._blobs = blobs
+        self._paths = paths
+
+    def open_layer(self, layer: Layer) -> BinaryIO:
+        """The layer's blob, exactly as stored (still compressed, unchecked)."""
+        return self._blobs.open(self._paths[layer], layer.digest or layer.diff_id)
+
+    def close(self) -> None:
+        self._blobs.close()
+
+    def __enter__(self) -> "Image":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Image {self.source} {len(self.layers)} layers>"
+
+
+def open_image(path: str | os.PathLike, ref: str | None = None,
+               platform: tuple[str, str] = HOST_PLATFORM) -> Image:
+    """Open a docker archive, an OCI archive or an OCI layout directory.
+
+    ``ref`` picks one image by tag when the file holds several.  Raises
+    ImageError, naming the file and the problem, on anything unreadable,
+    corrupt or unsafe.
+    """
+    path = Path(path)
+    source = str(path)
+    try:
+        if path.is_dir():
+            blobs: _BlobSource = _DirBlobs(path, source)
+        else:
+            blobs = _TarBlobs(path, source)
+    except OSError as e:
+        raise ImageError(f"{source}: {e.strerror or e}") from None
+    try:
+        if blobs.exists("index.json"):
+            manifest, config, layers, paths = _read_oci(blobs, ref, platform)
+        elif blobs.exists("manifest.json"):
+            manifest, config, layers, paths = _read_docker(blobs, ref)
+        else:
+            what = "directory" if path.is_dir() else "archive"
+            raise ImageError(f"{source}: not an image: {what} has neither index.json nor manifest.json")
+        _check_platform(source, config, platform)
+        return Image(source, blobs, config, layers, manifest, paths)
+    except BaseException:
+        blobs.close()
+        raise
+
+
+# --- where blobs come from: a directory or a tar file -------------------------
+
+class _BlobSource:
+    source: str
+
+    def exists(self, name: str) -> bool: ...
+    def open(self, name: str, what: str) -> BinaryIO: ...
+    def close(self) -> None: ...
+
+    def read(self, name: str, what: str, limit: int = MAX_JSON) -> bytes:
+        with self.open(name, what) as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise ImageError(f"{self.source}: {what}: larger than {limit} bytes")
+        return data
+
+    def read_json(self, name: str, what: str, digest: str | None = None,
+                  size: int | None = None) -> tuple[dict, bytes]:
+        data = self.read(name, what)
+        if digest is not None:
+            check_digest(self.source, what, data, digest)
+        if size is not None and len(data) != size:
+            raise ImageError(f"{self.source}: {what}: size {len(data)} but descriptor says {size}")
+        try:
+            return json.loads(data), data
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ImageError(f"{self.source}: {what}: bad JSON: {e}") from None
+
+
+class _DirBlobs(_BlobSource):
+    def __init__(self, root: Path, source: str):
+        self.root = root
+        self.source = source
+
+    def exists(self, name: str) -> bool:
+        return (self.root / _clean(name)).is_file()
+
+    def open(self, name: str, what: str) -> BinaryIO:
+        # _clean() resolves ".." against the layout's top, never above it.
+        try:
+            return open(self.root / _clean(name), "rb")
+        except FileNotFoundError:
+            raise ImageError(f"{self.source}: {what}: missing blob {name}") from None
+        except OSError as e:
+            raise ImageError(f"{self.source}: {what}: {name}: {e.strerror}") from None
+
+    def close(self) -> None:
+        pass
+
+
+class _TarBlobs(_BlobSource):
+    """Blobs inside an (uncompressed) tar file, read in place, never extracted.
+
+    The member table is read once; a blob is then a window onto the file at
+    the member's offset, so a layer is streamed straight from the archive.
+    """
+
+    def __init__(self, path: Path, source: str):
+        self.source = source
+        self.file = open(path, "rb")
+        try:
+            head = self.file.read(512)
+            if head[:2] == b"\x1f\x8b" or head[:4] == b"\x28\xb5\x2f\xfd":
+                raise ImageError(f"{source}: compressed image archive; decompress it first")
+            self.file.seek(0)
+            try:
+                tar = tarfile.open(fileobj=self.file, mode="r:")
+                members = tar.getmembers()
+            except (tarfile.TarError, EOFError) as e:
+                raise ImageError(f"{source}: not a tar archive ({e})") from None
+            size = os.fstat(self.file.fileno()).st_size
+            self.members: dict[str, tarfile.TarInfo] = {}
+            for m in members:
+                if m.isreg() and m.offset_data + m.size > size:
+                    raise ImageError(f"{source}: truncated archive (member {m.name} ends past end of file)")
+                self.members[_clean(m.name)] = m
+        except BaseException:
+            self.file.close()
+            raise
+
+    def _resolve(self, name: str, what: str) -> tarfile.TarInfo | None:
+        # skopeo's docker archives link legacy paths to the real files, so
+        # follow links, but only inside the archive's own namespace.
+        name = _clean(name)
+        for _ in range(16):
+            m = self.members.get(name)
+            if m is None or not (m.issym() or m.islnk()):
+                return m
+            if m.issym():
+                name = _clean(posixpath.join(posixpath.dirname(name), m.linkname))
+            else:
+                name = _clean(m.linkname)
+        raise ImageError(f"{self.source}: {what}: too many levels of links at {name}")
+
+    def exists(self, name: str) -> bool:
+        m = self._resolve(name, name)
+        return m is not None and m.isreg()
+
+    def open(self, name: str, what: str) -> BinaryIO:
+        m = self._resolve(name, what)
+        if m is None:
+            raise ImageError(f"{self.source}: {what}: missing blob {name}")
+        if not m.isreg():
+            raise ImageError(f"{self.source}: {what}: {name} is not a regular file")
+        # A descriptor of its own, so that two blobs can be read at once.
+        return _Window(os.dup(self.file.fileno()), m.offset_data, m.size)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _Window:
+    """A read-only file object over bytes [offset, offset+size) of a file."""
+
+    def __init__(self, fd: int, offset: int, size: int):
+        self.fd = fd
+        self.pos = offset
+        self.end = offset + size
+
+    def read(self, n: int = -1) -> bytes:
+        left = self.end - self.pos
+        if n is None or n < 0 or n > left:
+            n = left
+        if n <= 0:
+            return b""
+        data = os.pread(self.fd, n, self.pos)
+        self.pos += len(data)
+        return data
+
+    def readinto(self, buf) -> int:
+        data = self.read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _clean(name: str) -> str:
+    """An archive member name in one canonical spelling ("./a//b" -> "a/b")."""
+    name = posixpath.normpath("/" + name).lstrip("/")
+    return name
+
+
+# --- OCI: index.json -> (nested indexes) -> manifest -> config + layers ------------
+
+def blob_path(source: str, digest: str, what: str) -> str:
+    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+        raise ImageError(f"{source}: {what}: invalid digest {digest!r} (want sha256:<64 hex digits>)")
+    return "blobs/sha256/" + digest[7:]
+
+
+def check_digest(source: str, what: str, data: bytes, digest: str) -> None:
+    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        raise ImageError(f"{source}: {what}: digest mismatch")
+
+
+def _descriptor(source: str, what: str, d) -> tuple[str, str, int | None]:
+    if not isinstance(d, dict):
+        raise ImageError(f"{source}: {what}: descriptor is not an object")
+    digest = d.get("digest")
+    blob_path(source, digest, what)
+    size = d.get("size")
+    if size is not None and (not isinstance(size, int) or size < 0):
+        raise ImageError(f"{source}: {what}: bad size {size!r}")
+    return d.get("mediaType", ""), digest, size
+
+
+def _short(digest: str | None) -> str:
+    return digest[:19] + "..." if digest else "?"
+
+
+def _ref_names(d: dict) -> set[str]:
+    ann = d.get("annotations") or {}
+    names = {ann.get("org.opencontainers.image.ref.name"), ann.get("io.containerd.image.name")}
+    names.discard(None)
+    return names
+
+
+def _ref_matches(ref: str, names: set[str]) -> bool:
+    # "busybox:latest" matches a layout's bare "latest" tag, and the other way round.
+    for n in names:
+        if n == ref or n.rsplit(":", 1)[-1] == ref or ref.rsplit(":", 1)[-1] == n:
+            return True
+    return False
+
+
+def _read_oci(blobs: _BlobSource, ref: str | None, plat: tuple[str, str]):
+    src = blobs.source
+    index, _ = blobs.read_json("index.json", "index.json")
+    what, media, digest = "index.json", OCI_INDEX, None
+    for depth in range(8):
+        if media in INDEX_TYPES:
+            d = _pick(src, what, index, ref if depth == 0 else None, plat)
+            media, digest, size = _descriptor(src, f"{what}: manifest", d)
+            what = f"{'manifest list' if media in INDEX_TYPES else 'manifest'} {_short(digest)}"
+            if media not in INDEX_TYPES | MANIFEST_TYPES:
+                raise ImageError(f"{src}: {what}: unsupported media type {media!r}")
+            index, _ = blobs.read_json(blob_path(src, digest, what), what, digest, size)
+            if index.get("mediaType") and index["mediaType"] != media:
+                raise ImageError(f"{src}: {what}: media type {index['mediaType']!r} "
+                                 f"but descriptor says {media!r}")
+        else:
+            break
+    else:
+        raise ImageError(f"{src}: indexes nested too deeply")
+    return _read_manifest(blobs, what, index)
+
+
+def _pick(src: str, what: str, index: dict, ref: str | None, plat: tuple[str, str]) -> dict:
+    entries = index.get("manifests")
+    if not isinstance(entries, list) or not entries:
+        raise ImageError(f"{src}: {what}: no manifests")
+    entries = [e for e in entries if isinstance(e, dict)]
+    if ref is not None:
+        entries = [e for e in entries if _ref_matches(ref, _ref_names(e))]
+        if not entries:
+            raise ImageError(f"{src}: no image named {ref!r}")
+
+    def fits(e: dict) -> bool:
+        p = e.get("platform")
+        if not isinstance(p, dict):
+            # Attestations (buildx) hide behind an "unknown/unknown" platform
+            # or an annotation; an entry without a platform is the image.
+            return (e.get("annotations") or {}).get("vnd.docker.reference.type") is None
+        return (p.get("os"), p.get("architecture")) == plat
+
+    good = [e for e in entries if fits(e)]
+    if not good:
+        have = sorted({f"{(e.get('platform') or {}).get('os')}/{(e.get('platform') or {}).get('architecture')}"
+                       for e in entries})
+        raise ImageError(f"{src}: no {plat[0]}/{plat[1]} image (has {', '.join(have)})")
+    if len({e.get("digest") for e in good}) > 1:
+        names = sorted(n for e in good for n in _ref_names(e)) or [str(len(good))]
+        raise ImageError(f"{src}: holds several images ({', '.join(names)}); name one")
+    return good[0]
+
+
+def _read_manifest(blobs: _BlobSource, what: str, manifest: dict):
+    src = blobs.source
+    media, cdigest, csize = _descriptor(src, f"{what}: config", manifest.get("config"))
+    if media not in CONFIG_TYPES:
+        raise ImageError(f"{src}: {what}: config has unsupported media type {media!r}")
+    cwhat = f"config {_short(cdigest)}"
+    config, _ = blobs.read_json(blob_path(src, cdigest, cwhat), cwhat, cdigest, csize)
+    diff_ids = _diff_ids(src, config)
+    descs = manifest.get("layers")
+    if not isinstance(descs, list):
+        raise ImageError(f"{src}: {what}: no layer list")
+    if len(descs) != len(diff_ids):
+        raise ImageError(f"{src}: {what}: {len(descs)} layers but config lists {len(diff_ids)} diff_ids")
+    layers, paths = [], {}
+    for d, diff_id in zip(descs, diff_ids):
+        media, digest, size = _descriptor(src, f"{what}: layer", d)
+        if media not in LAYER_TYPES:
+            raise ImageError(f"{src}: layer {_short(digest)}: unsupported media type {media!r}")
+        layer = Layer(digest, media, size, diff_id)
+        path = blob_path(src, digest, "layer")
+        if not blobs.exists(path):
+            raise ImageError(f"{src}: layer {_short(digest)}: missing blob {path}")
+        layers.append(layer)
+        paths[layer] = path
+    return manifest, config, layers, paths
+
+
+def _diff_ids(src: str, config: dict) -> list[str]:
+    rootfs = config.get("rootfs") if isinstance(config, dict) else None
+    ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(ids, list):
+        raise ImageError(f"{src}: config has no rootfs.diff_ids")
+    for i in ids:
+        blob_path(src, i, "config: diff_id")
+    return ids
+
+
+def _check_platform(src: str, config: dict, plat: tuple[str, str]) -> None:
+    have = (config.get("os"), config.get("architecture"))
+    if have != plat and have != (None, None):
+        raise ImageError(f"{src}: image is for {have[0]}/{have[1]}, not {plat[0]}/{plat[1]}")
+
+
+# --- docker save (legacy form): manifest.json names files by path ----------------
+
+_HEX_FILE = re.compile(r"(?:blobs/sha256/)?([0-9a-f]{64})(?:\.tar|\.json)?\Z")
+
+
+def _read_docker(blobs: _BlobSource, ref: str | None):
+    src = blobs.source
+    entries, _ = blobs.read_json("manifest.json", "manifest.json")
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+        raise ImageError(f"{src}: manifest.json: not a list of images")
+    if ref is not None:
+        entries = [e for e in entries if _ref_matches(ref, set(e.get("RepoTags") or []))]
+        if not entries:
+            raise ImageError(f"{src}: no image named {ref!r}")
+    if len(entries) > 1:
+        names = sorted(t for e in entries for t in (e.get("RepoTags") or [])) or [str(len(entries))]
+        raise ImageError(f"{src}: holds several images ({', '.join(names)}); name one")
+    entry = entries[0]
+    cpath = entry.get("Config")
+    if not isinstance(cpath, str):
+        raise ImageError(f"{src}: manifest.json: no Config")
+    # Docker names the config file by its own digest: that is the claim we check.
+    m = _HEX_FILE.match(_clean(cpath))
+    config, _ = blobs.read_json(cpath, "config", "sha256:" + m.group(1) if m else None)
+    diff_ids = _diff_ids(src, config)
+    lpaths = entry.get("Layers")
+    if not isinstance(lpaths, list) or not all(isinstance(p, str) for p in lpaths):
+        raise ImageError(f"{src}: manifest.json: no Layers list")
+    if len(lpaths) != len(diff_ids):
+        raise ImageError(f"{src}: manifest.json: {len(lpaths)} layers but config lists {len(diff_ids)} diff_ids")
+    sources = entry.get("LayerSources") or {}
+    layers, paths = [], {}
+    for lpath, diff_id in zip(lpaths, diff_ids):
+        m = _HEX_FILE.match(_clean(lpath))
+        digest = "sha256:" + m.group(1) if m else None
+        media = DOCKER_LAYER
+        if digest in sources and isinstance(sources[digest], dict):
+            media = sources[digest].get("mediaType", media)
+        layer = Layer(digest, media, None, diff_id)
+        if not blobs.exists(lpath):
+            raise ImageError(f"{src}: layer {_short(digest or diff_id)}: missing blob {lpath}")
+        layers.append(layer)
+        paths[layer] = lpath
+    return {"schemaVersion": 1, "docker": entry}, config, layers, paths

@@ -1,0 +1,296 @@
+"""Applying one layer: a tar stream becomes a directory that overlayfs can stack.
+
+Lecture idea: "Docker Images" are built in layers, and a container sees them
+merged.  The kernel's overlay filesystem does the merging at run time; this
+module prepares one layer directory for it, following the OCI image layer
+specification:
+
+- a member ``.wh.NAME`` deletes NAME from the layers below.  overlayfs spells
+  that as a *whiteout*: a character device with number 0/0.
+- a member ``.wh..wh..opq`` in a directory hides everything the layers below
+  have in that directory.  overlayfs spells that as an *opaque* directory: the
+  xattr ``trusted.overlay.opaque=y``, or ``user.overlay.opaque=y`` when the
+  overlay is mounted rootless with ``userxattr``.
+- everything else is kept as it is: owners, modes (setuid too), mtimes,
+  xattrs (file capabilities live there), hard links, device nodes, and symlinks
+  -- an absolute symlink like ``/bin/sh -> /bin/busybox`` is correct inside the
+  container, so it is stored unchanged and never followed here.
+
+A layer is untrusted input, and a tar can say "write ../../etc/passwd".  Python's
+tarfile extraction filters do not fit a root filesystem (the 'data' filter
+drops setuid bits and refuses absolute symlinks), so this module is its own
+extractor, and its one rule is: *never write through a path we have not made
+ourselves*.  Every directory on the way to a member is one this extractor
+created or checked with lstat (and remembers, so each member costs no extra
+system calls); files are opened with O_NOFOLLOW|O_EXCL; a member whose path goes
+through a symlink, a ``..`` or an absolute name, or a hard link to something
+outside the layer, stops the whole layer with an ImageError.
+
+Read ``apply_layer`` first.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import os
+import shutil
+import stat
+import tarfile
+import urllib.parse
+
+from minirt.errors import ImageError
+
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_CHUNK = 1 << 20
+
+
+def apply_layer(stream, dest: str, *, rootless: bool, what: str) -> None:
+    """Extract the uncompressed layer tar read from ``stream`` into ``dest``.
+
+    ``dest`` must be an empty directory.  ``stream`` is a ``TarStream`` (see
+    stream.py): forward-only, with ``copy_to_fd``.  ``what`` prefixes every
+    error ("image.tar: layer sha256:ab12...").  On error ``dest`` is left half
+    written: the store throws it away.
+    """
+    ex = _Extractor(dest, rootless, what)
+    try:
+        tar = tarfile.open(fileobj=stream, mode="r:")
+    except tarfile.ReadError as e:
+        raise ImageError(f"{what}: not a tar archive ({e})") from None
+    try:
+        while (m := tar.next()) is not None:
+            ex.add(m, tar, stream)
+            # tarfile remembers every member it has read; a layer may have
+            # hundreds of thousands, and we need none of them again.
+            tar.members.clear()
+    except (tarfile.TarError, EOFError) as e:
+        raise ImageError(f"{what}: corrupt tar ({e})") from None
+    ex.finish()
+
+
+class _Extractor:
+    def __init__(self, dest: str, rootless: bool, what: str):
+        self.dest = dest.rstrip("/")
+        self.rootless = rootless
+        self.chown = not rootless and os.geteuid() == 0
+        self.opaque_xattr = "user.overlay.opaque" if rootless else "trusted.overlay.opaque"
+        self.what = what
+        # Directories (relative paths) known to be real directories that we
+        # made or checked.  The value is the metadata to apply at the end:
+        # a directory's mode and mtime must wait until its contents are in
+        # (writing a child changes the mtime; a read-only mode would stop us).
+        self.dirs: dict[str, tuple[int, int, int] | None] = {"": None}
+
+    def fail(self, m: tarfile.TarInfo, problem: str):
+        raise ImageError(f"{self.what}: member {m.name!r}: {problem}")
+
+    # --- names ----------------------------------------------------------------
+
+    def relname(self, m: tarfile.TarInfo, name: str) -> str:
+        if name.startswith("/"):
+            self.fail(m, "absolute path")
+        parts = [p for p in name.split("/") if p and p != "."]
+        if ".." in parts:
+            self.fail(m, "path escapes the layer with '..'")
+        return "/".join(parts)
+
+    def ensure_dir(self, m: tarfile.TarInfo, rel: str) -> None:
+        """Make ``rel`` (and its parents) real directories inside the layer."""
+        missing = []
+        while rel not in self.dirs:
+            missing.append(rel)
+            rel = rel.rpartition("/")[0]
+        for rel in reversed(missing):
+            path = self.dest + "/" + rel
+            try:
+                # Implicit parents get what docker gives them: root, 0755.
+                os.mkdir(path, 0o755)
+            except FileExistsError:
+                st = os.lstat(path)
+                if stat.S_ISLNK(st.st_mode):
+                    self.fail(m, f"goes through the symlink {rel!r}")
+                if not stat.S_ISDIR(st.st_mode):
+                    self.fail(m, f"{rel!r} is not a directory")
+            self.dirs[rel] = None
+
+    def remove(self, rel: str) -> None:
+        """Delete what an earlier member put at ``rel`` (a later one wins)."""
+        path = self.dest + "/" + rel
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path)
+            # Forget it and everything below it: the name may now become a symlink.
+            for k in [k for k in self.dirs if k == rel or k.startswith(rel + "/")]:
+                del self.dirs[k]
+        else:
+            os.unlink(path)
+
+    def make(self, rel: str, create):
+        """Run ``create(path)``; if the name is taken, clear it and try once more."""
+        path = self.dest + "/" + rel
+        try:
+            return create(path)
+        except FileExistsError:
+            self.remove(rel)
+            return create(path)
+
+    # --- members --------------------------------------------------------------
+
+    def add(self, m: tarfile.TarInfo, tar: tarfile.TarFile, stream) -> None:
+        rel = self.relname(m, m.name)
+        parent, _, base = rel.rpartition("/")
+        try:
+            if base.startswith(WHITEOUT):
+                self.whiteout(m, parent, base)
+                return
+            self.ensure_dir(m, parent)
+            if rel == "":
+                if not m.isdir():
+                    self.fail(m, "the layer's root is not a directory")
+                self.dirs[""] = (m.mode, *self.times(m))
+                self.owner_xattrs(m, self.dest, follow=True)
+            elif m.isdir():
+                self.directory(m, rel)
+            elif m.isreg():
+                self.regular(m, rel, tar, stream)
+            elif m.issym():
+                self.make(rel, lambda p: os.symlink(m.linkname, p))
+                self.metadata(m, self.dest + "/" + rel, chmod=False)
+            elif m.islnk():
+                self.hardlink(m, rel)
+            elif m.ischr() or m.isblk():
+                self.device(m, rel)
+            elif m.isfifo():
+                self.make(rel, lambda p: os.mkfifo(p, 0o600))
+                self.metadata(m, self.dest + "/" + rel)
+            else:
+                self.fail(m, f"unsupported member type {m.type!r}")
+        except OSError as e:
+            self.fail(m, e.strerror or str(e))
+
+    def whiteout(self, m: tarfile.TarInfo, parent: str, base: str) -> None:
+        self.ensure_dir(m, parent)
+        pdir = self.dest + "/" + parent if parent else self.dest
+        if base == OPAQUE:
+            os.setxattr(pdir, self.opaque_xattr, b"y", follow_symlinks=False)
+        elif base.startswith(WHITEOUT + WHITEOUT):
+            pass  # other ".wh..wh." names are aufs bookkeeping, meaningless here
+        else:
+            name = base[len(WHITEOUT):]
+            if name in ("", ".", ".."):
+                self.fail(m, "whiteout of an invalid name")
+            rel = parent + "/" + name if parent else name
+            # Unprivileged mknod of a 0/0 character device is allowed (Linux
+            # >= 5.8) exactly because it is overlayfs's whiteout.
+            self.make(rel, lambda p: os.mknod(p, stat.S_IFCHR, os.makedev(0, 0)))
+
+    def directory(self, m: tarfile.TarInfo, rel: str) -> None:
+        path = self.dest + "/" + rel
+        if rel not in self.dirs:
+            self.make(rel, lambda p: os.mkdir(p, 0o700))
+        self.dirs[rel] = (m.mode, *self.times(m))
+        self.owner_xattrs(m, path, follow=True)
+
+    def regular(self, m: tarfile.TarInfo, rel: str, tar, stream) -> None:
+        fd = self.make(rel, lambda p: os.open(p, _CREATE, 0o600))
+        try:
+            if m.sparse is not None:
+                f = tar.extractfile(m)
+                while data := f.read(_CHUNK):
+                    os.write(fd, data)
+            elif m.size:
+                stream.seek(m.offset_data)
+                stream.copy_to_fd(fd, m.size)
+            # chown first: it clears setuid bits and file capabilities.
+            if self.chown:
+                os.fchown(fd, m.uid, m.gid)
+            os.fchmod(fd, m.mode)
+            self.xattrs(m, fd, follow=True)
+            os.utime(fd, ns=self.times(m))
+        finally:
+            os.close(fd)
+
+    def hardlink(self, m: tarfile.TarInfo, rel: str) -> None:
+        target = self.relname(m, m.linkname)
+        tparent = target.rpartition("/")[0]
+        # The target must be something this layer already made, reached only
+        # through directories we made: that keeps the link inside the layer.
+        if tparent not in self.dirs:
+            self.fail(m, f"hard link to missing target {m.linkname!r}")
+        tpath = self.dest + "/" + target
+        try:
+            st = os.lstat(tpath)
+        except FileNotFoundError:
+            self.fail(m, f"hard link to missing target {m.linkname!r}")
+        if stat.S_ISDIR(st.st_mode) or target == rel:
+            self.fail(m, f"hard link to invalid target {m.linkname!r}")
+        self.make(rel, lambda p: os.link(tpath, p, follow_symlinks=False))
+
+    def device(self, m: tarfile.TarInfo, rel: str) -> None:
+        kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+        try:
+            self.make(rel, lambda p: os.mknod(p, kind | 0o600, os.makedev(m.devmajor, m.devminor)))
+        except PermissionError:
+            self.fail(m, f"cannot make device node {m.devmajor}:{m.devminor} (not permitted here)")
+        self.metadata(m, self.dest + "/" + rel)
+
+    # --- metadata ---------------------------------------------------------------
+
+    @staticmethod
+    def times(m: tarfile.TarInfo) -> tuple[int, int]:
+        mtime = int(m.mtime * 1_000_000_000)
+        atime = m.pax_headers.get("atime")
+        return (int(float(atime) * 1_000_000_000) if atime else mtime), mtime
+
+    def metadata(self, m: tarfile.TarInfo, path: str, chmod: bool = True) -> None:
+        """Owner, mode, xattrs, times of a symlink, device or fifo we just made."""
+        self.owner_xattrs(m, path, follow=False)
+        if chmod:  # path is the node we made, not a symlink: chmod cannot escape
+            os.chmod(path, m.mode)
+        os.utime(path, ns=self.times(m), follow_symlinks=False)
+
+    def owner_xattrs(self, m: tarfile.TarInfo, path: str, follow: bool) -> None:
+        if self.chown:
+            os.chown(path, m.uid, m.gid, follow_symlinks=follow)
+        self.xattrs(m, path, follow)
+
+    def xattrs(self, m: tarfile.TarInfo, target, follow: bool = False) -> None:
+        for name, value in _xattrs(m):
+            # overlayfs keeps its own state in these; a layer must not forge it.
+            if name.startswith(("trusted.overlay.", "user.overlay.")):
+                continue
+            try:
+                os.setxattr(target, name, value, follow_symlinks=follow)
+            except OSError as e:
+                # Rootless, trusted.* and security.* are out of reach; that
+                # loses nothing a rootless container could have used.
+                if self.rootless and e.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.EACCES):
+                    continue
+                self.fail(m, f"cannot set xattr {name}: {e.strerror}")
+
+    def finish(self) -> None:
+        # Deepest first, so that a read-only parent does not lock us out.
+        for rel in sorted(self.dirs, key=lambda r: -r.count("/") - (r != "")):
+            meta = self.dirs[rel]
+            if meta is None:
+                continue
+            mode, atime, mtime = meta
+            fd = os.open(self.dest + "/" + rel if rel else self.dest, _OPEN_DIR)
+            try:
+                os.fchmod(fd, mode)
+                os.utime(fd, ns=(atime, mtime))
+            finally:
+                os.close(fd)
+
+
+def _xattrs(m: tarfile.TarInfo):
+    for key, value in m.pax_headers.items():
+        if key.startswith("SCHILY.xattr."):
+            # tarfile decoded the raw bytes with surrogateescape; undo that.
+            yield key[13:], value.encode("utf-8", "surrogateescape")
+        elif key.startswith("LIBARCHIVE.xattr."):
+            yield urllib.parse.unquote(key[17:]), base64.b64decode(value + "==")

@@ -1,0 +1,288 @@
+"""Writing images: a directory tree becomes a layer, layers become an image.
+
+Lecture idea: "Create a DockerFile ... run a docker build to turn your
+configuration into an image".  Under the build tool, an image is made of
+three plain steps, which this module does without docker:
+
+1. tar up a root filesystem -> a layer (its sha256 is the ``diff_id``),
+   maybe compress it -> a blob (its sha256 is the layer's ``digest``);
+2. write a config (what to run, and the list of diff_ids) and a manifest
+   (the config's and the layers' digests) as blobs;
+3. point at the manifest from ``index.json`` (an OCI layout), then maybe pack
+   the layout in a tar (an OCI archive) or add docker's ``manifest.json``
+   (a docker archive, the form ``docker load`` reads).
+
+Output is deterministic: members are sorted, owners and times can be fixed,
+and gzip headers carry no timestamp, so the same tree gives the same digests.
+
+Read ``write_image`` first.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+from pathlib import Path
+
+from minirt.image.formats import HOST_PLATFORM, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST
+
+LAYER_MEDIA = {
+    None: "application/vnd.oci.image.layer.v1.tar",
+    "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+}
+EPOCH = "1970-01-01T00:00:00Z"
+
+
+# --- step 1: a tree becomes a layer ------------------------------------------------
+
+def tar_tree(root: str | os.PathLike, out, *, mtime: int | None = None,
+             owner: tuple[int, int] | None = None) -> None:
+    """Write the tree under ``root`` to the file ``out`` as a layer tar.
+
+    ``mtime`` replaces every timestamp, ``owner`` every uid/gid.  overlayfs
+    whiteouts in the tree (0/0 character devices, opaque xattrs) are written
+    as the OCI ``.wh.`` members they stand for, so an overlay's upper
+    directory becomes a proper layer.
+    """
+    root = os.fspath(root)
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        _tar_dir(tar, root, "", mtime, owner)
+
+
+def _tar_dir(tar: tarfile.TarFile, root: str, rel: str, mtime, owner) -> None:
+    path = os.path.join(root, rel) if rel else root
+    for name in sorted(os.listdir(path)):
+        arc = f"{rel}/{name}" if rel else name
+        full = os.path.join(root, arc)
+        st = os.lstat(full)
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            ti = tarfile.TarInfo(_whiteout(arc))  # an overlay whiteout
+            ti.mtime = int(st.st_mtime) if mtime is None else mtime
+            tar.addfile(ti)
+            continue
+        ti = tar.gettarinfo(full, arc)
+        if ti is None:
+            continue  # a socket: not something a layer can hold
+        ti.uname = ti.gname = ""
+        ti.mtime = int(st.st_mtime) if mtime is None else mtime
+        if owner is not None:
+            ti.uid, ti.gid = owner
+        opaque = False
+        for key in os.listxattr(full, follow_symlinks=False):
+            value = os.getxattr(full, key, follow_symlinks=False)
+            if key in ("trusted.overlay.opaque", "user.overlay.opaque"):
+                opaque = value == b"y"
+            elif not key.startswith(("trusted.overlay.", "user.overlay.")):
+                ti.pax_headers["SCHILY.xattr." + key] = value.decode("utf-8", "surrogateescape")
+        if ti.isreg():
+            with open(full, "rb") as f:
+                tar.addfile(ti, f)
+        else:
+            tar.addfile(ti)
+        if ti.isdir():
+            if opaque:
+                o = tarfile.TarInfo(arc + "/.wh..wh..opq")
+                o.mtime = ti.mtime
+                tar.addfile(o)
+            _tar_dir(tar, root, arc, mtime, owner)
+
+
+def _whiteout(arc: str) -> str:
+    head, _, name = arc.rpartition("/")
+    return f"{head}/.wh.{name}" if head else f".wh.{name}"
+
+
+class _HashingWriter:
+    def __init__(self, out):
+        self.out = out
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return self.out.write(data)
+
+    def flush(self) -> None:
+        pass
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
+# --- steps 2 and 3: blobs in an OCI layout -------------------------------------------
+
+class Layout:
+    """An OCI layout directory being written: ``oci-layout``, blobs, ``index.json``."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.blobs = self.path / "blobs" / "sha256"
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        (self.path / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+
+    def add_blob(self, data: bytes, media_type: str) -> dict:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        (self.blobs / digest[7:]).write_bytes(data)
+        return {"mediaType": media_type, "digest": digest, "size": len(data)}
+
+    def add_json(self, obj, media_type: str) -> dict:
+        return self.add_blob(json.dumps(obj, indent=None, separators=(",", ":")).encode(), media_type)
+
+    def add_layer(self, source, compression: str | None = None, *, mtime: int | None = None,
+                  owner: tuple[int, int] | None = None) -> tuple[dict, str]:
+        """Add a layer from a directory tree, or from the bytes of a tar.
+
+        Returns the layer's descriptor and its diff_id.
+        """
+        fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                blob = _HashingWriter(f)
+                if compression == "gzip":
+                    z = gzip.GzipFile(fileobj=blob, mode="wb", mtime=0, compresslevel=6)
+                elif compression == "zstd":
+                    import zstandard
+                    z = zstandard.ZstdCompressor(level=3).stream_writer(blob, closefd=False)
+                elif compression is None:
+                    z = None
+                else:
+                    raise ValueError(f"unknown compression {compression!r}")
+                tar = _HashingWriter(z or blob)
+                if isinstance(source, (bytes, bytearray)):
+                    tar.write(source)
+                else:
+                    tar_tree(source, tar, mtime=mtime, owner=owner)
+                if z is not None:
+                    z.close()
+            os.rename(tmp, self.blobs / blob.digest[7:])
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        desc = {"mediaType": LAYER_MEDIA[compression], "digest": blob.digest, "size": blob.size}
+        return desc, tar.digest
+
+    def add_image(self, layers: list[tuple[dict, str]], config: dict | None = None, *,
+                  platform: tuple[str, str] = HOST_PLATFORM, tag: str | None = None,
+                  index: bool = True) -> dict:
+        """Write config and manifest for ``layers``; returns the manifest's descriptor."""
+        image_config = {
+            "created": EPOCH,
+            "architecture": platform[1],
+            "os": platform[0],
+            "config": dict(config or {}),
+            "rootfs": {"type": "layers", "diff_ids": [diff_id for _, diff_id in layers]},
+            "history": [{"created": EPOCH, "created_by": "minirt.image.write"} for _ in layers],
+        }
+        cdesc = self.add_json(image_config, OCI_CONFIG)
+        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cdesc,
+                    "layers": [d for d, _ in layers]}
+        mdesc = self.add_json(manifest, OCI_MANIFEST)
+        mdesc["platform"] = {"architecture": platform[1], "os": platform[0]}
+        if tag:
+            mdesc["annotations"] = {"org.opencontainers.image.ref.name": tag}
+        if index:
+            self.write_index([mdesc])
+        mdesc["config"] = cdesc  # for callers; not part of a descriptor
+        return mdesc
+
+    def write_index(self, descriptors: list[dict]) -> None:
+        clean = [{k: v for k, v in d.items() if k != "config"} for d in descriptors]
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": clean}
+        (self.path / "index.json").write_text(json.dumps(index, indent=2))
+
+
+def write_image(out: str | os.PathLike, layers: list, *, form: str = "docker",
+                config: dict | None = None, tag: str | None = None,
+                compression: str | None = None, mtime: int | None = None,
+                owner: tuple[int, int] | None = None,
+                platform: tuple[str, str] = HOST_PLATFORM) -> Path:
+    """Write an image whose layers (bottom first) are trees or tar bytes.
+
+    ``form``: "docker" (a ``docker save`` archive that is also an OCI
+    layout), "oci-archive" or "oci-layout" (a directory).
+    """
+    out = Path(out)
+    if form == "oci-layout":
+        layout = Layout(out)
+        descs = [layout.add_layer(s, compression, mtime=mtime, owner=owner) for s in layers]
+        layout.add_image(descs, config, platform=platform, tag=tag or "latest")
+        return out
+    if form not in ("docker", "oci-archive"):
+        raise ValueError(f"unknown image form {form!r}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    try:
+        layout = Layout(work)
+        descs = [layout.add_layer(s, compression, mtime=mtime, owner=owner) for s in layers]
+        if form == "docker":
+            tag = tag or "latest:latest"
+            m = layout.add_image(descs, config, platform=platform, index=False)
+            m["annotations"] = {"io.containerd.image.name": tag,
+                                "org.opencontainers.image.ref.name": tag.rsplit(":", 1)[-1]}
+            layout.write_index([m])
+            # docker's own manifest.json: the same blobs, named by path.  Any
+            # docker (old or new) loads this; new ones also read index.json.
+            entry = {"Config": "blobs/sha256/" + m["config"]["digest"][7:],
+                     "RepoTags": [tag],
+                     "Layers": ["blobs/sha256/" + d["digest"][7:] for d, _ in descs]}
+            (work / "manifest.json").write_text(json.dumps([entry]))
+        else:
+            layout.add_image(descs, config, platform=platform, tag=tag or "latest")
+        tar_archive(work, out)
+    finally:
+        shutil.rmtree(work)
+    return out
+
+
+def tar_archive(src: Path, out: Path) -> None:
+    """Pack a directory as an image archive: sorted, root-owned, timeless."""
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for dirpath, dirnames, filenames in os.walk(src):
+            dirnames.sort()
+            for name in sorted(dirnames + filenames):
+                full = os.path.join(dirpath, name)
+                arc = os.path.relpath(full, src)
+                if os.path.basename(arc).startswith(".tmp-"):
+                    continue
+                ti = tar.gettarinfo(full, arc)
+                ti.uid = ti.gid = 0
+                ti.uname = ti.gname = ""
+                ti.mtime = 0
+                ti.mode = 0o755 if ti.isdir() else 0o644
+                if ti.isreg():
+                    with open(full, "rb") as data:
+                        tar.addfile(ti, data)
+                else:
+                    tar.addfile(ti)
+    os.rename(tmp, out)
+
+
+def write_docker_archive(rootfs_dir, out_path, *, config: dict | None = None,
+                         tag: str = "busybox:latest", **kw) -> Path:
+    """A ``docker save`` archive of one tree (uncompressed layer, as docker writes)."""
+    return write_image(out_path, [Path(rootfs_dir)], form="docker", config=config, tag=tag, **kw)
+
+
+def write_oci_archive(rootfs_dir, out_path, *, config: dict | None = None,
+                      tag: str = "latest", compression: str | None = "gzip", **kw) -> Path:
+    """An OCI archive (``podman save --format oci-archive``) of one tree."""
+    return write_image(out_path, [Path(rootfs_dir)], form="oci-archive", config=config,
+                       tag=tag, compression=compression, **kw)
+
+
+def write_oci_layout(rootfs_dir, out_dir, *, config: dict | None = None,
+                     tag: str = "latest", compression: str | None = "gzip", **kw) -> Path:
+    """An OCI layout directory of one tree."""
+    return write_image(out_dir, [Path(rootfs_dir)], form="oci-layout", config=config,
+                       tag=tag, compression=compression, **kw)
