@@ -144,6 +144,7 @@ class Layout:
         Returns the layer's descriptor and its diff_id.
         """
         fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=".tmp-")
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the blob from other users
         try:
             with os.fdopen(fd, "wb") as f:
                 blob = _HashingWriter(f)
@@ -173,8 +174,12 @@ class Layout:
 
     def add_image(self, layers: list[tuple[dict, str]], config: dict | None = None, *,
                   platform: tuple[str, str] = HOST_PLATFORM, tag: str | None = None,
-                  index: bool = True) -> dict:
-        """Write config and manifest for ``layers``; returns the manifest's descriptor."""
+                  index: bool = True) -> tuple[dict, dict]:
+        """Write config and manifest for ``layers``.
+
+        Returns the descriptors of the manifest and of the config; with
+        ``index``, ``index.json`` points at this manifest alone.
+        """
         image_config = {
             "created": EPOCH,
             "architecture": platform[1],
@@ -192,12 +197,10 @@ class Layout:
             mdesc["annotations"] = {"org.opencontainers.image.ref.name": tag}
         if index:
             self.write_index([mdesc])
-        mdesc["config"] = cdesc  # for callers; not part of a descriptor
-        return mdesc
+        return mdesc, cdesc
 
     def write_index(self, descriptors: list[dict]) -> None:
-        clean = [{k: v for k, v in d.items() if k != "config"} for d in descriptors]
-        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": clean}
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
         (self.path / "index.json").write_text(json.dumps(index, indent=2))
 
 
@@ -226,13 +229,13 @@ def write_image(out: str | os.PathLike, layers: list, *, form: str = "docker",
         descs = [layout.add_layer(s, compression, mtime=mtime, owner=owner) for s in layers]
         if form == "docker":
             tag = tag or "latest:latest"
-            m = layout.add_image(descs, config, platform=platform, index=False)
+            m, c = layout.add_image(descs, config, platform=platform, index=False)
             m["annotations"] = {"io.containerd.image.name": tag,
                                 "org.opencontainers.image.ref.name": tag.rsplit(":", 1)[-1]}
             layout.write_index([m])
             # docker's own manifest.json: the same blobs, named by path.  Any
             # docker (old or new) loads this; new ones also read index.json.
-            entry = {"Config": "blobs/sha256/" + m["config"]["digest"][7:],
+            entry = {"Config": "blobs/sha256/" + c["digest"][7:],
                      "RepoTags": [tag],
                      "Layers": ["blobs/sha256/" + d["digest"][7:] for d, _ in descs]}
             (work / "manifest.json").write_text(json.dumps([entry]))

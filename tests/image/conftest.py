@@ -1,0 +1,128 @@
+"""Helpers for the image tests: hand-made layer tars and images built from them.
+
+Layers are written member by member with tarfile, so a test can say exactly
+what a (possibly hostile) layer contains.
+"""
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from minirt.image import Store, open_image
+from minirt.image.write import write_image
+
+
+class Members:
+    """Members of a layer tar, by kind."""
+
+    @staticmethod
+    def info(name, type=tarfile.REGTYPE, mode=0o644, uid=0, gid=0, mtime=1_000_000,
+             xattrs=None, linkname=""):
+        ti = tarfile.TarInfo(name)
+        ti.type, ti.mode, ti.uid, ti.gid, ti.mtime, ti.linkname = type, mode, uid, gid, mtime, linkname
+        for k, v in (xattrs or {}).items():
+            ti.pax_headers["SCHILY.xattr." + k] = v.decode("utf-8", "surrogateescape")
+        return ti
+
+    @classmethod
+    def file(cls, name, data=b"", **kw):
+        ti = cls.info(name, **kw)
+        ti.size = len(data)
+        return ti, data
+
+    @classmethod
+    def dir(cls, name, mode=0o755, **kw):
+        return cls.info(name, tarfile.DIRTYPE, mode=mode, **kw), None
+
+    @classmethod
+    def sym(cls, name, target, **kw):
+        return cls.info(name, tarfile.SYMTYPE, mode=0o777, linkname=target, **kw), None
+
+    @classmethod
+    def link(cls, name, target, **kw):
+        return cls.info(name, tarfile.LNKTYPE, linkname=target, **kw), None
+
+    @classmethod
+    def dev(cls, name, kind="c", major=1, minor=3, **kw):
+        ti = cls.info(name, tarfile.CHRTYPE if kind == "c" else tarfile.BLKTYPE, mode=0o666, **kw)
+        ti.devmajor, ti.devminor = major, minor
+        return ti, None
+
+    @classmethod
+    def fifo(cls, name, **kw):
+        return cls.info(name, tarfile.FIFOTYPE, **kw), None
+
+
+def layer(*members) -> bytes:
+    """The bytes of an uncompressed layer tar holding ``members``."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for ti, data in members:
+            tar.addfile(ti, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+@pytest.fixture(name="T")
+def _members():
+    return Members
+
+
+@pytest.fixture
+def make_layer():
+    return layer
+
+
+@pytest.fixture
+def image(tmp_path):
+    """image(*layers, form=..., compression=...) -> path of an image holding them."""
+    count = iter(range(1000))
+
+    def make(*layers, form="oci-layout", compression=None, config=None, **kw):
+        n = next(count)
+        out = tmp_path / f"img{n}" if form == "oci-layout" else tmp_path / f"img{n}.tar"
+        return write_image(out, list(layers), form=form, compression=compression,
+                           config=config or {"Cmd": ["sh"]}, **kw)
+
+    return make
+
+
+@pytest.fixture
+def unpack(tmp_path):
+    """unpack(image_path, rootless=False) -> list of layer dirs in a store under tmp_path/root."""
+
+    def run(path, rootless=False, root=None):
+        store = Store(root or tmp_path / "root", rootless=rootless)
+        with open_image(path) as img:
+            return store.unpack(img)
+
+    return run
+
+
+def tree(root) -> dict:
+    """A comparable picture of a tree: path -> (type, mode, uid, gid, target or content, mtime)."""
+    out = {}
+    root = str(root)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            kind = st.st_mode & 0o170000
+            if os.path.islink(p):
+                extra = os.readlink(p)
+            elif os.path.isfile(p):
+                extra = Path(p).read_bytes()
+            elif kind in (0o020000, 0o060000):
+                extra = st.st_rdev
+            else:
+                extra = None
+            out[os.path.relpath(p, root)] = (kind, st.st_mode & 0o7777, st.st_uid, st.st_gid,
+                                             extra, st.st_mtime_ns)
+    return out
+
+
+@pytest.fixture
+def snapshot():
+    return tree
