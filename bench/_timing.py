@@ -1,0 +1,80 @@
+"""Small timing helpers shared by the bench/ scripts.
+
+A benchmark here compares a handful of *contenders* (callables that do one
+thing once) over many runs.  Four habits keep the numbers honest:
+
+- each contender runs once untimed first (warm caches, page cache, lazy imports);
+- the contenders take turns, run 1 of each, then run 2 of each, ..., so a host
+  that gets busier or quieter half way through shifts all of them alike;
+- a short pause before each timed run lets the host settle, so that no contender
+  profits from the one before it.  (On cgroup v1, moving a process into a cgroup
+  waits for an RCU grace period, ~10 ms, unless another move happened moments
+  before: back to back, each container start would flatter the next one.)
+- we report the median (typical) and the 90th percentile (the slow tail), never
+  the mean, which one stray 200 ms hiccup would drag around.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import time
+
+
+def run_quiet(argv, **kwargs):
+    """Run ``argv`` to completion with no output; raise if it fails."""
+    subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True, **kwargs)
+
+
+def measure(contenders, runs, pause=0.05):
+    """Time each callable in ``contenders`` (name -> fn) ``runs`` times, in turns,
+    ``pause`` seconds after the previous one.
+
+    Returns name -> list of durations in milliseconds.
+    """
+    for fn in contenders.values():
+        fn()  # warm-up, untimed
+    samples = {name: [] for name in contenders}
+    for _ in range(runs):
+        for name, fn in contenders.items():
+            time.sleep(pause)
+            start = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def summary(ms):
+    """Median and 90th percentile of a list of milliseconds."""
+    ms = sorted(ms)
+    p90 = ms[min(len(ms) - 1, round(0.9 * (len(ms) - 1)))]
+    return {"median_ms": statistics.median(ms), "p90_ms": p90}
+
+
+def table(rows, references):
+    """Format rows (name -> summary) as an aligned table.
+
+    ``references`` maps a column title to the row name each median is divided
+    by, e.g. {"x runc": "runc run"}; a missing reference row leaves the column empty.
+    """
+    width = max(len(name) for name in rows)
+    head = f"{'':{width}}  {'median ms':>9}  {'p90 ms':>8}" + "".join(f"  {t:>7}" for t in references)
+    lines = [head, "-" * len(head)]
+    for name, s in rows.items():
+        line = f"{name:{width}}  {s['median_ms']:9.1f}  {s['p90_ms']:8.1f}"
+        for ref in references.values():
+            ratio = f"{s['median_ms'] / rows[ref]['median_ms']:.2f}" if ref in rows else "-"
+            line += f"  {ratio:>7}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def write_results(name, data):
+    """Write ``data`` as bench/results/<name>.json (gitignored); return the path."""
+    directory = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name + ".json")
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+    return path
