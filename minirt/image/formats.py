@@ -225,6 +225,8 @@ class _TarBlobs(_BlobSource):
                 tar = tarfile.open(fileobj=self.file, mode="r:")
                 members = tar.getmembers()
             except (tarfile.TarError, EOFError) as e:
+                if "unexpected end of data" in str(e):
+                    raise ImageError(f"{source}: truncated archive") from None
                 raise ImageError(f"{source}: not a tar archive ({e})") from None
             size = os.fstat(self.file.fileno()).st_size
             self.members: dict[str, tarfile.TarInfo] = {}

@@ -91,12 +91,14 @@ class _Extractor:
 
     # --- names ----------------------------------------------------------------
 
-    def relname(self, m: tarfile.TarInfo, name: str) -> str:
+    def relname(self, m: tarfile.TarInfo, name: str, what: str = "") -> str:
+        """The member name as a clean relative path; refuse escapes."""
+        prefix = f"{what} {name!r} " if what else ""
         if name.startswith("/"):
-            self.fail(m, "absolute path")
+            self.fail(m, f"{prefix}is an absolute path" if what else "absolute path")
         parts = [p for p in name.split("/") if p and p != "."]
         if ".." in parts:
-            self.fail(m, "path escapes the layer with '..'")
+            self.fail(m, f"{prefix or 'path '}escapes the layer with '..'")
         return "/".join(parts)
 
     def ensure_dir(self, m: tarfile.TarInfo, rel: str) -> None:
@@ -168,7 +170,7 @@ class _Extractor:
                 self.make(rel, lambda p: os.mkfifo(p, 0o600))
                 self.metadata(m, self.dest + "/" + rel)
             else:
-                self.fail(m, f"unsupported member type {m.type!r}")
+                self.fail(m, f"unsupported member type {m.type.decode(errors='replace')!r}")
         except OSError as e:
             self.fail(m, e.strerror or str(e))
 
@@ -215,20 +217,35 @@ class _Extractor:
             os.close(fd)
 
     def hardlink(self, m: tarfile.TarInfo, rel: str) -> None:
-        target = self.relname(m, m.linkname)
-        tparent = target.rpartition("/")[0]
+        target = self.relname(m, m.linkname, "hard link target")
         # The target must be something this layer already made, reached only
         # through directories we made: that keeps the link inside the layer.
+        tparent = target.rpartition("/")[0]
         if tparent not in self.dirs:
+            self.check_no_symlink(m, tparent)
             self.fail(m, f"hard link to missing target {m.linkname!r}")
         tpath = self.dest + "/" + target
         try:
             st = os.lstat(tpath)
         except FileNotFoundError:
             self.fail(m, f"hard link to missing target {m.linkname!r}")
-        if stat.S_ISDIR(st.st_mode) or target == rel:
-            self.fail(m, f"hard link to invalid target {m.linkname!r}")
+        if stat.S_ISDIR(st.st_mode):
+            self.fail(m, f"hard link to a directory {m.linkname!r}")
+        if target == rel:
+            self.fail(m, "hard link to itself")
         self.make(rel, lambda p: os.link(tpath, p, follow_symlinks=False))
+
+    def check_no_symlink(self, m: tarfile.TarInfo, rel: str) -> None:
+        """Fail naming the first symlink on the way to ``rel``, if there is one."""
+        path = self.dest
+        for part in rel.split("/"):
+            path += "/" + part
+            try:
+                if stat.S_ISLNK(os.lstat(path).st_mode):
+                    self.fail(m, f"hard link target {m.linkname!r} goes through the symlink "
+                                 f"{os.path.relpath(path, self.dest)!r}")
+            except FileNotFoundError:
+                return
 
     def device(self, m: tarfile.TarInfo, rel: str) -> None:
         kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
