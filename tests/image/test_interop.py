@@ -85,11 +85,9 @@ def test_umoci_built_image_with_a_whiteout(tmp_path, unpack, snapshot):
 
 
 @needs_root
-@pytest.mark.parametrize("compression", [None, "gzip", "zstd"])
+@pytest.mark.parametrize("compression", [None, "gzip"])  # umoci 0.4 reads no zstd
 def test_same_tree_as_umoci_unpack(tmp_path, unpack, snapshot, T, make_layer, image, compression):
     umoci = tool("umoci")
-    if compression == "zstd":
-        pytest.skip("umoci 0.4 cannot read zstd layers")
     base = build_busybox_image(tmp_path / "bb", "oci-layout", compression=compression)
     [ours] = unpack(base)
     bundle = tmp_path / "bundle"

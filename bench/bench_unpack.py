@@ -1,0 +1,115 @@
+"""Benchmark: unpacking a large image, minirt's store against ``umoci unpack``.
+
+Not a test (``make bench`` runs it).  The image is a Debian ``debootstrap
+--variant=minbase`` root filesystem saved as an OCI layout with one gzip layer
+(the way registries ship layers), cached under /var/tmp/minirt-bench.  Without
+debootstrap or a Debian mirror it falls back to a copy of this Python
+installation, which is large and file-rich too.
+
+Both sides run as a fresh process into an empty directory, so each time
+includes start-up, decompression, digest checks and writing every file.
+Reported: the median of RUNS runs, and umoci's time over minirt's.
+"""
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CACHE = Path(os.environ.get("MINIRT_BENCH_CACHE", "/var/tmp/minirt-bench"))
+RUNS = int(os.environ.get("MINIRT_BENCH_RUNS", "5"))
+MIRROR = "http://deb.debian.org/debian"
+ROOTLESS = os.geteuid() != 0
+
+
+def debian_rootfs() -> Path | None:
+    """A minbase Debian tree, made once with debootstrap; None if that cannot be done."""
+    rootfs = CACHE / "debian-minbase"
+    if rootfs.is_dir():
+        return rootfs
+    if ROOTLESS or shutil.which("debootstrap") is None:
+        return None
+    tmp = CACHE / "debian-minbase.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"building {rootfs} with debootstrap (once) ...", flush=True)
+    done = subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(tmp), MIRROR],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if done.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return None
+    tmp.rename(rootfs)
+    return rootfs
+
+
+def source_tree() -> tuple[Path, str]:
+    rootfs = debian_rootfs()
+    if rootfs is not None:
+        return rootfs, "debian bookworm minbase"
+    return Path(sys.base_prefix), f"python installation {sys.base_prefix}"
+
+
+def build_image(tree: Path, name: str) -> Path:
+    from minirt.image.write import write_image
+
+    layout = CACHE / f"image-{name}"
+    if not (layout / "index.json").exists():
+        print(f"writing {layout} ...", flush=True)
+        shutil.rmtree(layout, ignore_errors=True)
+        write_image(layout, [tree], form="oci-layout", compression="gzip", tag="latest")
+    return layout
+
+
+MINIRT = """
+import sys
+from minirt.image import open_image, Store
+with open_image(sys.argv[1]) as img:
+    Store(sys.argv[2]).unpack(img)
+"""
+
+
+def time_runs(cmd_for) -> list[float]:
+    times = []
+    for _ in range(RUNS):
+        work = Path(tempfile.mkdtemp(dir=CACHE, prefix="run-"))
+        try:
+            t = time.perf_counter()
+            subprocess.run(cmd_for(work), check=True, stdout=subprocess.DEVNULL)
+            times.append(time.perf_counter() - t)
+        finally:
+            shutil.rmtree(work)
+    return times
+
+
+def main() -> int:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tree, what = source_tree()
+    layout = build_image(tree, "debian" if what.startswith("debian") else "python")
+    blob_mb = sum(f.stat().st_size for f in (layout / "blobs/sha256").iterdir()) / 1e6
+    files = sum(len(f) + len(d) for _, d, f in os.walk(tree))
+    print(f"image: {what}, {files} entries, {blob_mb:.0f} MB gzip ({layout})")
+
+    rows = [("minirt Store.unpack", time_runs(
+        lambda w: [sys.executable, "-c", MINIRT, str(layout), str(w)]))]
+    umoci = shutil.which("umoci")
+    if umoci:
+        flags = ["--rootless"] if ROOTLESS else []
+        rows.append(("umoci unpack", time_runs(
+            lambda w: [umoci, "unpack", *flags, "--image", f"{layout}:latest", str(w / "bundle")])))
+
+    base = statistics.median(rows[0][1])
+    print(f"\n{'':22}{'median':>10}{'min':>10}{'max':>10}{'ratio':>8}   ({RUNS} runs each)")
+    for name, ts in rows:
+        med = statistics.median(ts)
+        print(f"{name:22}{med:>9.2f}s{min(ts):>9.2f}s{max(ts):>9.2f}s{med / base:>7.2f}x")
+    if umoci:
+        ratio = statistics.median(rows[1][1]) / base
+        print(f"\nminirt is {ratio:.2f}x as fast as umoci (target: >= 1.0)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
