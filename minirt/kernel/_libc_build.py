@@ -23,6 +23,10 @@ ffibuilder.cdef(
     long syscall(long number, ...);
     int prctl(int option, unsigned long arg2, unsigned long arg3,
               unsigned long arg4, unsigned long arg5);
+
+    /* <linux/filter.h>: a classic BPF program, as seccomp(2) takes it */
+    struct sock_filter { uint16_t code; uint8_t jt; uint8_t jf; uint32_t k; };
+    struct sock_fprog { unsigned short len; struct sock_filter *filter; };
     """
 )
 
