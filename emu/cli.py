@@ -1,0 +1,219 @@
+"""The `emu` command line: asm, disasm, run, restore, debug.
+
+Lecture idea: "users interact with the virtualization layer as if it were the
+underlying machine" -- `emu run` is that layer for one machine: the guest's
+console is your terminal and the guest's power-off is the command's exit
+status.  This module only turns argv into calls on the rest of the package.
+"""
+
+import argparse
+import os
+import sys
+
+from . import snapshot
+from .asm import AsmError, Assembler
+from .devices.console import Console
+from .image import Image, ImageError
+from .machine import DEFAULT_MEMORY, Machine
+from .snapshot import SnapshotError
+
+
+class UserError(Exception):
+    """Reported as one line, `emu: <message>`, with exit status 125."""
+
+
+def parse_size(text):
+    units = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = t[-1:] if t[-1:] in "kmg" else ""
+    try:
+        return int(t[:len(t) - len(unit)], 0) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 1M or 65536)") from None
+
+
+def load_program(path):
+    """An Image from a .s source file or an assembled image file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as e:
+        raise UserError(f"{path}: {e.strerror}") from None
+    if head == b"EMUIMG":
+        try:
+            return Image.read(path)
+        except ImageError as e:
+            raise UserError(f"{path}: {e}") from None
+    return Assembler().assemble_file(path)
+
+
+def host_console():
+    try:
+        fd = sys.stdin.fileno()
+        os.fstat(fd)
+    except (AttributeError, OSError, ValueError):
+        fd = None
+    return Console(input_fd=fd, output=sys.stdout.buffer)
+
+
+def tracer(machine):
+    from .isa import disassemble_word
+
+    def trace(pc, word):
+        name = machine.symbols and _symbol_at(machine, pc)
+        text = disassemble_word(word, pc, lambda a: _symbol_at(machine, a))
+        sys.stderr.write(f"{pc:08x}  {word:08x}  {text}{'  <' + name + '>' if name else ''}\n")
+    return trace
+
+
+def _symbol_at(machine, addr):
+    for name, value in machine.symbols.items():
+        if value == addr:
+            return name
+    return None
+
+
+# -- commands ---------------------------------------------------------------------------
+
+def cmd_asm(args):
+    assembler = Assembler()
+    image = assembler.assemble_file(args.source)
+    output = args.output or os.path.splitext(args.source)[0] + ".img"
+    try:
+        image.write(output)
+    except OSError as e:
+        raise UserError(f"{output}: {e.strerror}") from None
+    if args.listing:
+        text = assembler.listing()
+        if args.listing == "-":
+            sys.stdout.write(text)
+        else:
+            with open(args.listing, "w") as f:
+                f.write(text)
+    return 0
+
+
+def cmd_disasm(args):
+    from .disasm import disassemble
+    sys.stdout.write(disassemble(load_program(args.image)))
+    return 0
+
+
+def cmd_run(args):
+    image = load_program(args.program)
+    try:
+        machine = Machine(args.mem, console=host_console(), engine=args.engine)
+        machine.load(image)
+    except ValueError as e:
+        raise UserError(f"{args.program}: {e}") from None
+    return _drive(machine, args, args.program)
+
+
+def cmd_restore(args):
+    machine = snapshot.restore(args.snapshot, console=host_console(), engine=args.engine)
+    return _drive(machine, args, args.snapshot)
+
+
+def _drive(machine, args, name):
+    """Run as the options say: to each --snapshot-at point in turn, saving
+    there, then on until the guest stops or --steps are done."""
+    if args.trace:
+        machine.cpu.trace = tracer(machine)
+    stop_at = None if args.steps is None else machine.cpu.steps + args.steps
+    for at, path in sorted(args.snapshot_at or []):
+        if at < machine.cpu.steps:
+            raise UserError(f"--snapshot-at {at}: the machine is already at step {machine.cpu.steps}")
+        if stop_at is not None and at > stop_at:
+            break
+        machine.run(at - machine.cpu.steps)
+        if machine.stopped:
+            break
+        incremental = args.diff and machine.last_snapshot is not None
+        (snapshot.save_diff if incremental else snapshot.save)(machine, path)
+    if not machine.stopped:
+        machine.run(None if stop_at is None else stop_at - machine.cpu.steps)
+    sys.stdout.flush()
+    if not machine.stopped:
+        return 0                                  # stopped by --steps: the run went as asked
+    if machine.exit_status >= 128 or machine.stop_reason.startswith("halted"):
+        print(f"emu: {name}: {machine.stop_reason}", file=sys.stderr)
+    return machine.exit_status
+
+
+def cmd_debug(args):
+    from .debugger import Debugger
+    with open(args.program, "rb") as f:
+        is_snapshot = f.read(8) == snapshot.MAGIC
+    if is_snapshot:
+        machine = snapshot.restore(args.program, console=host_console(), engine="interpret")
+    else:
+        machine = Machine(args.mem, console=host_console(), engine="interpret")
+        machine.load(load_program(args.program))
+    Debugger(machine).cmdloop()
+    return machine.exit_status or 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="emu", description="A toy-ISA virtual machine.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("asm", help="assemble a program into an image")
+    p.add_argument("source")
+    p.add_argument("-o", "--output", help="image file (default: SOURCE with .img)")
+    p.add_argument("-l", "--listing", nargs="?", const="-", help="write a listing (to stdout, or FILE)")
+    p.set_defaults(func=cmd_asm)
+
+    p = sub.add_parser("disasm", help="disassemble an image (or a source file)")
+    p.add_argument("image")
+    p.set_defaults(func=cmd_disasm)
+
+    def run_options(p):
+        p.add_argument("--trace", action="store_true",
+                       help="print every instruction to stderr (uses the interpreter)")
+        p.add_argument("--steps", type=int, metavar="N", help="stop after N instructions")
+        p.add_argument("--snapshot-at", nargs=2, action="append", metavar=("N", "FILE"),
+                       help="save a snapshot when the machine reaches step N (repeatable)")
+        p.add_argument("--diff", action="store_true",
+                       help="make every snapshot after the first an incremental one")
+        p.add_argument("--engine", choices=("translate", "interpret"), default="translate",
+                       help="block translator (default) or the plain interpreter")
+
+    p = sub.add_parser("run", help="run a program (.s or .img)")
+    p.add_argument("program")
+    p.add_argument("--mem", type=parse_size, default=DEFAULT_MEMORY, metavar="SIZE",
+                   help="memory size, e.g. 64M (default 1M)")
+    run_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("restore", help="continue a machine from a snapshot")
+    p.add_argument("snapshot")
+    run_options(p)
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("debug", help="run a program (or a .snap) under the debugger")
+    p.add_argument("program")
+    p.add_argument("--mem", type=parse_size, default=DEFAULT_MEMORY, metavar="SIZE")
+    p.set_defaults(func=cmd_debug)
+
+    args = parser.parse_args(argv)
+    if getattr(args, "snapshot_at", None):
+        try:
+            args.snapshot_at = [(int(n, 0), path) for n, path in args.snapshot_at]
+        except ValueError:
+            parser.error("--snapshot-at needs a step number and a file")
+    try:
+        return args.func(args)
+    except AsmError as e:
+        print(f"emu: {e}", file=sys.stderr)
+    except (UserError, SnapshotError) as e:
+        print(f"emu: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("emu: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 141
+    return 125
+
+
+if __name__ == "__main__":
+    sys.exit(main())

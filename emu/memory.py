@@ -1,0 +1,115 @@
+"""RAM with page-granular dirty tracking.
+
+Lecture idea: "machine states can be checkpointed" -- and checkpoint files "can
+be huge".  The memory of a virtual machine is most of its state, so this module
+keeps track, per 4 KiB page, of what the guest wrote since the last snapshot.
+A diff snapshot then saves only those pages, and (in a later issue) live
+migration sends only them.  Read ``snapshot.py`` next.
+
+RAM is any writable buffer: a ``bytearray`` for a fresh machine, or a
+copy-on-write ``mmap`` of a snapshot file for a restored one -- the CPU cannot
+tell the difference, which is what makes restore independent of memory size.
+"""
+
+import sys
+
+from .isa import PAGE_SIZE
+
+PAGE_SHIFT = PAGE_SIZE.bit_length() - 1
+
+# Translated code is tracked in lines of 256 bytes, finer than pages, so that
+# data stored right after a program's code does not keep throwing away the
+# translations of that code.
+CODE_SHIFT = 8
+
+# Words are read through a memoryview cast to native 32-bit integers, which is
+# several times faster than int.from_bytes.  That view is little-endian only on
+# a little-endian host, so that is what emu requires.
+if sys.byteorder != "little":
+    raise ImportError("emu needs a little-endian host (its guest memory is little-endian)")
+
+
+class Memory:
+    """`size` bytes of RAM at guest address 0.
+
+    The CPU checks alignment and bounds before it calls in here; these methods
+    assume a valid, aligned address.  Every store marks its page dirty; stores
+    into a line that holds translated code tell `on_code_write` (the block
+    translator) so it can forget its translations of that line.
+    """
+
+    def __init__(self, size, backing=None):
+        if size <= 0 or size % PAGE_SIZE:
+            raise ValueError(f"memory size must be a positive multiple of {PAGE_SIZE}")
+        self.size = size
+        self.ram = backing if backing is not None else bytearray(size)
+        self.words = memoryview(self.ram).cast("I")
+        self.pages = size // PAGE_SIZE
+        self.dirty = bytearray(self.pages)       # 1 = written since the last snapshot
+        self.present = bytearray(self.pages)     # 1 = may be non-zero as of the last snapshot
+        self.code = bytearray(size >> CODE_SHIFT)  # 1 = the translator holds code from this line
+        self.on_code_write = None
+        self.watch = None                        # the debugger's write hook, or None
+
+    def load_word(self, addr):
+        return self.words[addr >> 2]
+
+    def load_byte(self, addr):
+        return self.ram[addr]
+
+    def store_word(self, addr, value):
+        self.words[addr >> 2] = value
+        self._written(addr, 4)
+
+    def store_byte(self, addr, value):
+        self.ram[addr] = value & 0xFF
+        self._written(addr, 1)
+
+    def _written(self, addr, width):
+        self.dirty[addr >> PAGE_SHIFT] = 1
+        if self.code[addr >> CODE_SHIFT]:
+            self.on_code_write(addr >> CODE_SHIFT)
+        if self.watch is not None:
+            self.watch(addr, width)
+
+    def write_bytes(self, addr, data):
+        """Copy `data` in from outside (the loader, a restore); marks dirty."""
+        self.ram[addr:addr + len(data)] = data
+        last = addr + max(len(data), 1) - 1
+        for page in range(addr >> PAGE_SHIFT, (last >> PAGE_SHIFT) + 1):
+            self.dirty[page] = 1
+        for line in range(addr >> CODE_SHIFT, (last >> CODE_SHIFT) + 1):
+            if self.code[line]:
+                self.on_code_write(line)
+
+    def read_bytes(self, addr, length):
+        return bytes(self.ram[addr:addr + length])
+
+    def dirty_pages(self):
+        """Page numbers written since the last `mark_snapshot`."""
+        return _ones(self.dirty)
+
+    def used_pages(self):
+        """Pages that may hold something other than zeros: a full snapshot
+        saves these and leaves the rest as holes in the file."""
+        return sorted(set(_ones(self.present)) | set(_ones(self.dirty)))
+
+    def mark_snapshot(self, present=None):
+        """A snapshot now holds memory as it is: start a new dirty epoch."""
+        if present is not None:
+            self.present[:] = bytes(self.pages)
+            for page in present:
+                self.present[page] = 1
+        for page in _ones(self.dirty):
+            self.present[page] = 1
+        # In place: the translator's compiled code holds on to this very array.
+        self.dirty[:] = bytes(self.pages)
+
+
+def _ones(flags):
+    """Indexes of the non-zero bytes of `flags`, found at C speed."""
+    found, i = [], flags.find(1)
+    while i >= 0:
+        found.append(i)
+        i = flags.find(1, i + 1)
+    return found
