@@ -84,7 +84,7 @@ class _Extractor:
         # made or checked.  The value is the metadata to apply at the end:
         # a directory's mode and mtime must wait until its contents are in
         # (writing a child changes the mtime; a read-only mode would stop us).
-        self.dirs: dict[str, tuple[int, int, int] | None] = {"": None}
+        self.dirs: dict[str, tuple[int, int | None, int | None] | None] = {"": None}
 
     def fail(self, m: tarfile.TarInfo, problem: str):
         raise ImageError(f"{self.what}: member {m.name!r}: {problem}")
@@ -110,15 +110,16 @@ class _Extractor:
         for rel in reversed(missing):
             path = self.dest + "/" + rel
             try:
-                # Implicit parents get what docker gives them: root, 0755.
-                os.mkdir(path, 0o755)
+                os.mkdir(path, 0o700)
             except FileExistsError:
                 st = os.lstat(path)
                 if stat.S_ISLNK(st.st_mode):
                     self.fail(m, f"goes through the symlink {rel!r}")
                 if not stat.S_ISDIR(st.st_mode):
                     self.fail(m, f"{rel!r} is not a directory")
-            self.dirs[rel] = None
+            # Implicit parents get what docker gives them: root, 0755 (set
+            # at the end, like every directory's mode, so the umask is moot).
+            self.dirs[rel] = (0o755, None, None)
 
     def remove(self, rel: str) -> None:
         """Delete what an earlier member put at ``rel`` (a later one wins)."""
@@ -299,7 +300,8 @@ class _Extractor:
             fd = os.open(self.dest + "/" + rel if rel else self.dest, _OPEN_DIR)
             try:
                 os.fchmod(fd, mode)
-                os.utime(fd, ns=(atime, mtime))
+                if mtime is not None:
+                    os.utime(fd, ns=(atime, mtime))
             finally:
                 os.close(fd)
 

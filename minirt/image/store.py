@@ -77,7 +77,8 @@ class Store:
         self.layers.mkdir(parents=True, exist_ok=True)
         self._sweep()
         tmp = self.tmp / f"{final.name[:16]}-{os.getpid()}-{next(_counter)}"
-        os.mkdir(tmp, 0o755)
+        os.mkdir(tmp)
+        os.chmod(tmp, 0o755)  # the layer's root, unless the layer says otherwise
         try:
             with img.open_layer(layer) as blob:
                 stream = LayerStream(blob, digest=layer.digest, size=layer.size,

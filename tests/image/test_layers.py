@@ -206,3 +206,15 @@ def test_rootless_as_nobody_end_to_end(image, T, make_layer, tmp_path):
     assert (d / "etc/su").stat().st_uid == 65534
     assert stat.S_IMODE((d / "etc/su").stat().st_mode) == 0o4755
     assert stat.S_IMODE((d / "ro").stat().st_mode) == 0o500
+
+
+def test_modes_do_not_depend_on_the_umask(image, unpack, T, make_layer):
+    path = image(make_layer(T.file("implicit/parent/f", b"x", mode=0o755), T.dir("d", mode=0o775)))
+    old = os.umask(0o077)
+    try:
+        [d] = unpack(path)
+    finally:
+        os.umask(old)
+    modes = {n: stat.S_IMODE((d / n).stat().st_mode) for n in ("implicit", "implicit/parent", "implicit/parent/f", "d")}
+    assert modes == {"implicit": 0o755, "implicit/parent": 0o755, "implicit/parent/f": 0o755, "d": 0o775}
+    assert stat.S_IMODE(d.stat().st_mode) == 0o755
