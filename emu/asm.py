@@ -25,7 +25,7 @@ Syntax, by example::
 
 Expressions have C's operators (+ - * / % << >> & | ^ ~ and parentheses),
 numbers in decimal, 0x, 0b or 'c' form, labels, constants, ``.`` for the
-current address, and ``hi(x)`` / ``lo(x)`` for the halves of a word.  Every
+address of the current line, and ``hi(x)`` / ``lo(x)`` for the halves of a word.  Every
 error names file:line:column.
 """
 
@@ -305,7 +305,8 @@ class Assembler:
         # Pass 2: every label is known now.
         chunks = []
         for addr, size, line, emit in self.items:
-            data = emit()
+            with _noted(line.note):
+                data = emit()
             assert len(data) == size, (line, size, len(data))
             chunks.append((addr, data, line.loc))
         image = Image(self._segments(chunks), self._entry(chunks), self.symbols)
@@ -389,7 +390,8 @@ class Assembler:
             # Longest names first, so \ab is not replaced as \a followed by b.
             for param, (value, _col) in sorted(zip(params, operands), key=lambda p: -len(p[0])):
                 text = text.replace("\\" + param, value)
-            self._pass1(Line(text, inner.loc, note), iter(()), depth + 1)
+            with _noted(note):
+                self._pass1(Line(text, inner.loc, note), iter(()), depth + 1)
 
     # -- directives ---------------------------------------------------------------------
 
@@ -636,6 +638,21 @@ class Assembler:
         names = sorted(self.symbols.items(), key=lambda item: (item[1], item[0]))
         out += ["", "symbols:"] + [f"{value:08x}  {name}" for name, value in names]
         return "\n".join(out) + "\n"
+
+
+class _noted:
+    """Add where a macro was called to errors from inside its body."""
+
+    def __init__(self, note):
+        self.note = note
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if isinstance(error, AsmError) and self.note and not getattr(error, "noted", False):
+            error.message += self.note
+            error.noted = True          # the innermost call site is the useful one
 
 
 def loc_of_error(error, parsed, default):

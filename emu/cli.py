@@ -142,12 +142,17 @@ def _drive(machine, args, name):
 
 def cmd_debug(args):
     from .debugger import Debugger
-    with open(args.program, "rb") as f:
-        is_snapshot = f.read(8) == snapshot.MAGIC
+    try:
+        with open(args.program, "rb") as f:
+            is_snapshot = f.read(8) == snapshot.MAGIC
+    except OSError as e:
+        raise UserError(f"{args.program}: {e.strerror}") from None
+    # stdin is the debugger's: the guest's console gets output only.
+    console = Console(output=sys.stdout.buffer)
     if is_snapshot:
-        machine = snapshot.restore(args.program, console=host_console(), engine="interpret")
+        machine = snapshot.restore(args.program, console=console, engine="interpret")
     else:
-        machine = Machine(args.mem, console=host_console(), engine="interpret")
+        machine = Machine(args.mem, console=console, engine="interpret")
         machine.load(load_program(args.program))
     Debugger(machine).cmdloop()
     return machine.exit_status or 0

@@ -1,0 +1,247 @@
+"""The debugger: stop a machine, look inside, go on.
+
+Lecture idea: a virtual machine is software, so everything about it can be
+inspected and controlled from outside -- stop it, read its registers, watch its
+memory, save it -- which real hardware only allows with a hardware debugger.
+
+It drives the plain interpreter one instruction at a time, so breakpoints and
+watchpoints are exact, and it only *observes*: a breakpoint, a watchpoint or
+tracing never changes what the guest does.
+
+Commands (type `help` for the list, `help CMD` for one):
+  step [N]  continue  break WHERE  watch WHERE [LEN]  delete [N]  info
+  regs  mem WHERE [LEN]  disas [WHERE] [N]  trace on|off  snapshot FILE
+  diffsnapshot FILE  quit
+WHERE is an address expression: 0x40, a label, `loop + 8`, `pc`, a register.
+"""
+
+import cmd
+
+from . import isa, snapshot
+from .asm import AsmError, Expr, Loc, Undefined
+
+
+class Debugger(cmd.Cmd):
+    prompt = "(emu) "
+
+    def __init__(self, machine, stdin=None, stdout=None):
+        super().__init__(stdin=stdin, stdout=stdout)
+        if stdin is not None:
+            self.use_rawinput = False
+        self.machine = machine
+        self.cpu = machine.cpu
+        self.breakpoints = []                # addresses
+        self.watchpoints = []                # (start, length)
+        self.watch_hit = None
+        machine.memory.watch = self._on_write
+        self.intro = f"emu debugger; pc at {self._where(self.cpu.pc)}.  Type help for commands."
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def say(self, text):
+        self.stdout.write(text + "\n")
+
+    def _where(self, addr):
+        near = [(value, name) for name, value in self.machine.symbols.items() if value <= addr]
+        if not near:
+            return f"{addr:#010x}"
+        value, name = max(near)
+        return f"{addr:#010x} <{name}{'+' + str(addr - value) if addr != value else ''}>"
+
+    def _address(self, text):
+        def lookup(name, col):
+            low = name.lower()
+            if low == "pc":
+                return self.cpu.pc
+            if low in isa.REGISTERS:
+                return self.cpu.regs[isa.REGISTERS[low]]
+            if name in self.machine.symbols:
+                return self.machine.symbols[name]
+            raise Undefined(name, col)
+        try:
+            return Expr(text, Loc("<debugger>", 1, 1)).value(lookup, self.cpu.pc) & isa.WORD
+        except AsmError as e:
+            raise ValueError(e.message) from None
+        except Undefined as u:
+            raise ValueError(f"unknown symbol {u.name!r}") from None
+
+    def _on_write(self, addr, width):
+        for start, length in self.watchpoints:
+            if addr < start + length and start < addr + width:
+                self.watch_hit = addr
+
+    def _step(self):
+        """One step; returns a reason to stop, or None."""
+        self.cpu.step()
+        if self.machine.stopped:
+            return f"machine stopped: {self.machine.stop_reason}"
+        if self.watch_hit is not None:
+            addr, self.watch_hit = self.watch_hit, None
+            return f"watchpoint: write to {self._where(addr)}"
+        if self.cpu.pc in self.breakpoints:
+            return f"breakpoint at {self._where(self.cpu.pc)}"
+        return None
+
+    def _show_pc(self):
+        pc = self.cpu.pc
+        self.say(f"=> {self._disas_line(pc)}")
+
+    def _disas_line(self, addr):
+        if addr & 3 or addr + 4 > self.machine.memory.size:
+            return f"{self._where(addr)}: (no memory)"
+        word = self.machine.memory.load_word(addr)
+        name = self.machine.symbols and {v: n for n, v in self.machine.symbols.items()}.get
+        return f"{self._where(addr)}: {word:08x}  {isa.disassemble_word(word, addr, name)}"
+
+    def onecmd(self, line):
+        try:
+            return super().onecmd(line)
+        except ValueError as e:
+            self.say(f"error: {e}")
+        except OSError as e:
+            self.say(f"error: {e.filename}: {e.strerror}")
+        except KeyboardInterrupt:
+            self.say("interrupted")
+        return False
+
+    def emptyline(self):
+        return False
+
+    # -- commands ------------------------------------------------------------------------
+
+    def do_step(self, arg):
+        """step [N]: execute N instructions (default 1)."""
+        for _ in range(int(arg, 0) if arg.strip() else 1):
+            reason = self._step()
+            if reason:
+                self.say(reason)
+                break
+        self._show_pc()
+    do_s = do_step
+
+    def do_continue(self, arg):
+        """continue: run until a breakpoint, a watchpoint or the machine stops."""
+        if self.machine.stopped:
+            self.say(f"machine stopped: {self.machine.stop_reason}")
+            return
+        while True:
+            reason = self._step()
+            if reason:
+                self.say(reason)
+                break
+        self._show_pc()
+    do_c = do_continue
+
+    def do_break(self, arg):
+        """break WHERE: stop before executing the instruction at WHERE."""
+        addr = self._address(arg)
+        self.breakpoints.append(addr)
+        self.say(f"breakpoint {len(self.breakpoints)} at {self._where(addr)}")
+    do_b = do_break
+
+    def do_watch(self, arg):
+        """watch WHERE [LEN]: stop after any write to LEN bytes at WHERE (default 4)."""
+        parts = arg.rsplit(None, 1)
+        length = 4
+        if len(parts) == 2:
+            try:
+                length = int(parts[1], 0)
+                arg = parts[0]
+            except ValueError:
+                pass
+        addr = self._address(arg)
+        self.watchpoints.append((addr, length))
+        self.say(f"watchpoint {len(self.watchpoints)}: {length} bytes at {self._where(addr)}")
+
+    def do_delete(self, arg):
+        """delete [N]: delete breakpoint N, or all breakpoints and watchpoints."""
+        if not arg.strip():
+            self.breakpoints.clear()
+            self.watchpoints.clear()
+            self.say("deleted all breakpoints and watchpoints")
+            return
+        n = int(arg, 0)
+        if not 1 <= n <= len(self.breakpoints):
+            raise ValueError(f"no breakpoint {n}")
+        self.breakpoints.pop(n - 1)
+
+    def do_info(self, arg):
+        """info: list breakpoints and watchpoints, and where the machine is."""
+        for i, addr in enumerate(self.breakpoints, 1):
+            self.say(f"breakpoint {i}: {self._where(addr)}")
+        for i, (addr, length) in enumerate(self.watchpoints, 1):
+            self.say(f"watchpoint {i}: {length} bytes at {self._where(addr)}")
+        self.say(f"step {self.cpu.steps}, cycle {self.cpu.cycles}, "
+                 f"{'stopped' if self.machine.stopped else 'halted' if self.cpu.halted else 'running'}")
+
+    def do_regs(self, arg):
+        """regs: the general and system registers."""
+        regs = self.cpu.regs
+        for row in range(0, 16, 4):
+            self.say("  ".join(f"{isa.REGISTER_NAMES[i]:>4}={regs[i]:08x}" for i in range(row, row + 4)))
+        status = self.cpu.sregs[isa.SREG_STATUS]
+        mode = "user" if status & isa.STATUS_U else "supervisor"
+        self.say(f"  pc={self.cpu.pc:08x}  mode={mode}  IE={status & isa.STATUS_IE}  "
+                 + "  ".join(f"{name}={self.cpu.sregs[num]:08x}"
+                             for num, name in isa.SREG_NAMES.items() if name != "status"))
+    do_r = do_regs
+
+    def do_mem(self, arg):
+        """mem WHERE [LEN]: hex dump of LEN bytes (default 64) of RAM."""
+        parts = arg.rsplit(None, 1)
+        length = 64
+        if len(parts) == 2:
+            try:
+                length, arg = int(parts[1], 0), parts[0]
+            except ValueError:
+                pass
+        addr = self._address(arg)
+        size = self.machine.memory.size
+        for row in range(addr, addr + length, 16):
+            if row >= size:
+                self.say(f"{row:08x}  (outside RAM)")
+                break
+            data = self.machine.memory.read_bytes(row, min(16, addr + length - row, size - row))
+            text = "".join(chr(b) if 32 <= b < 127 else "." for b in data)
+            self.say(f"{row:08x}  {data.hex(' '):<47}  {text}")
+    do_x = do_mem
+
+    def do_disas(self, arg):
+        """disas [WHERE] [N]: N instructions (default 5) around WHERE (default pc)."""
+        parts = arg.split()
+        count = 5
+        if len(parts) >= 2 and parts[-1].isdigit():
+            count = int(parts.pop())
+        center = self._address(" ".join(parts)) if parts else self.cpu.pc
+        start = max(0, (center & ~3) - 4 * (count // 2))
+        for addr in range(start, start + 4 * count, 4):
+            self.say(("=> " if addr == self.cpu.pc else "   ") + self._disas_line(addr))
+
+    def do_trace(self, arg):
+        """trace on|off: print every instruction as it executes."""
+        if arg.strip() == "on":
+            self.cpu.trace = lambda pc, word: self.say("   " + self._disas_line(pc))
+        elif arg.strip() == "off":
+            self.cpu.trace = None
+        else:
+            raise ValueError("trace on or trace off")
+
+    def do_snapshot(self, arg):
+        """snapshot FILE: save the whole machine; `emu restore FILE` continues it."""
+        if not arg.strip():
+            raise ValueError("snapshot needs a file name")
+        snapshot.save(self.machine, arg.strip())
+        self.say(f"saved {arg.strip()} at step {self.cpu.steps}")
+
+    def do_diffsnapshot(self, arg):
+        """diffsnapshot FILE: save only what changed since the last snapshot."""
+        if not arg.strip():
+            raise ValueError("diffsnapshot needs a file name")
+        snapshot.save_diff(self.machine, arg.strip())
+        self.say(f"saved {arg.strip()} (incremental) at step {self.cpu.steps}")
+
+    def do_quit(self, arg):
+        """quit: leave the debugger."""
+        return True
+    do_q = do_quit
+    do_EOF = do_quit
