@@ -212,6 +212,8 @@ def main(argv=None):
         print(f"emu: {e}", file=sys.stderr)
     except (UserError, SnapshotError) as e:
         print(f"emu: {e}", file=sys.stderr)
+    except OSError as e:
+        print(f"emu: {e.filename or ''}: {e.strerror}", file=sys.stderr)
     except KeyboardInterrupt:
         print("emu: interrupted", file=sys.stderr)
         return 130

@@ -108,6 +108,9 @@ def _write(path, kind, meta, memory_length, write_memory):
     crc = zlib.crc32(blob, zlib.crc32(head[:48]))
     # Write beside and rename: the machine being saved may itself be running
     # on a copy-on-write map of the file at `path`, which must not change under it.
+    if os.path.lexists(path) and not os.path.isfile(path):
+        # Renaming over /dev/null (say) would replace the device itself.
+        raise SnapshotError(f"{path}: not a regular file; will not replace it")
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
