@@ -98,10 +98,11 @@ class Layer:
 class Image:
     """An opened image: its config, its layers, and a way to read its blobs."""
 
-    def __init__(self, source: str, blobs: "_BlobSource", config: dict,
+    def __init__(self, source: str, blobs: "_BlobSource", config: dict, id: str,
                  layers: list[Layer], manifest: dict, paths: dict[Layer, str]):
         self.source = source
         self.config = config
+        self.id = id  # sha256 of the config: docker's "IMAGE ID"
         self.layers = layers
         self.manifest = manifest
         self._blobs = blobs
@@ -143,14 +144,14 @@ def open_image(path: str | os.PathLike, ref: str | None = None,
         raise ImageError(f"{source}: {e.strerror or e}") from None
     try:
         if blobs.exists("index.json"):
-            manifest, config, layers, paths = _read_oci(blobs, ref, platform)
+            manifest, config, id, layers, paths = _read_oci(blobs, ref, platform)
         elif blobs.exists("manifest.json"):
-            manifest, config, layers, paths = _read_docker(blobs, ref)
+            manifest, config, id, layers, paths = _read_docker(blobs, ref)
         else:
             what = "directory" if path.is_dir() else "archive"
             raise ImageError(f"{source}: not an image: {what} has neither index.json nor manifest.json")
         _check_platform(source, config, platform)
-        return Image(source, blobs, config, layers, manifest, paths)
+        return Image(source, blobs, config, id, layers, manifest, paths)
     except BaseException:
         blobs.close()
         raise
@@ -173,16 +174,19 @@ class _BlobSource:
         return data
 
     def read_json(self, name: str, what: str, digest: str | None = None,
-                  size: int | None = None) -> tuple[dict, bytes]:
+                  size: int | None = None, want: type = dict) -> tuple:
         data = self.read(name, what)
         if digest is not None:
             check_digest(self.source, what, data, digest)
         if size is not None and len(data) != size:
             raise ImageError(f"{self.source}: {what}: size {len(data)} but descriptor says {size}")
         try:
-            return json.loads(data), data
+            obj = json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
             raise ImageError(f"{self.source}: {what}: bad JSON: {e}") from None
+        if not isinstance(obj, want):
+            raise ImageError(f"{self.source}: {what}: not a JSON {'object' if want is dict else 'list'}")
+        return obj, data
 
 
 class _DirBlobs(_BlobSource):
@@ -380,9 +384,9 @@ def _read_oci(blobs: _BlobSource, ref: str | None, plat: tuple[str, str]):
 
 def _pick(src: str, what: str, index: dict, ref: str | None, plat: tuple[str, str]) -> dict:
     entries = index.get("manifests")
-    if not isinstance(entries, list) or not entries:
+    entries = [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+    if not entries:
         raise ImageError(f"{src}: {what}: no manifests")
-    entries = [e for e in entries if isinstance(e, dict)]
     if ref is not None:
         entries = [e for e in entries if _ref_matches(ref, _ref_names(e))]
         if not entries:
@@ -431,7 +435,7 @@ def _read_manifest(blobs: _BlobSource, what: str, manifest: dict):
             raise ImageError(f"{src}: layer {_short(digest)}: missing blob {path}")
         layers.append(layer)
         paths[layer] = path
-    return manifest, config, layers, paths
+    return manifest, config, cdigest, layers, paths
 
 
 def _diff_ids(src: str, config: dict) -> list[str]:
@@ -457,8 +461,8 @@ _HEX_FILE = re.compile(r"(?:blobs/sha256/)?([0-9a-f]{64})(?:\.tar|\.json)?\Z")
 
 def _read_docker(blobs: _BlobSource, ref: str | None):
     src = blobs.source
-    entries, _ = blobs.read_json("manifest.json", "manifest.json")
-    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+    entries, _ = blobs.read_json("manifest.json", "manifest.json", want=list)
+    if not entries or not all(isinstance(e, dict) for e in entries):
         raise ImageError(f"{src}: manifest.json: not a list of images")
     if ref is not None:
         entries = [e for e in entries if _ref_matches(ref, set(e.get("RepoTags") or []))]
@@ -473,7 +477,7 @@ def _read_docker(blobs: _BlobSource, ref: str | None):
         raise ImageError(f"{src}: manifest.json: no Config")
     # Docker names the config file by its own digest: that is the claim we check.
     m = _HEX_FILE.match(_clean(cpath))
-    config, _ = blobs.read_json(cpath, "config", "sha256:" + m.group(1) if m else None)
+    config, cdata = blobs.read_json(cpath, "config", "sha256:" + m.group(1) if m else None)
     diff_ids = _diff_ids(src, config)
     lpaths = entry.get("Layers")
     if not isinstance(lpaths, list) or not all(isinstance(p, str) for p in lpaths):
@@ -493,4 +497,5 @@ def _read_docker(blobs: _BlobSource, ref: str | None):
             raise ImageError(f"{src}: layer {_short(digest or diff_id)}: missing blob {lpath}")
         layers.append(layer)
         paths[layer] = lpath
-    return {"schemaVersion": 1, "docker": entry}, config, layers, paths
+    id = "sha256:" + hashlib.sha256(cdata).hexdigest()
+    return {"schemaVersion": 1, "docker": entry}, config, id, layers, paths

@@ -2,7 +2,6 @@
 a root filesystem that really runs."""
 
 import os
-import shutil
 import subprocess
 
 import pytest

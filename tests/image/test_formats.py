@@ -33,10 +33,14 @@ def test_every_form_and_compression(image, unpack, base, form, compression, snap
         [layer] = img.layers
         assert isinstance(layer, Layer)
         assert layer.diff_id == "sha256:" + hashlib.sha256(base).hexdigest()
+        image_id = img.id
     [d] = unpack(path)
     assert (d / "etc/hello").read_bytes() == b"hello\n"
     assert (d / "bin").readlink().as_posix() == "usr/bin"
     assert d.name == layer.diff_id[7:]
+    with open_image(image(base, form="docker", compression=compression,
+                          config={"Cmd": ["sh"], "Env": ["A=1"]})) as img:
+        assert img.id == image_id  # the same config in every form
 
 
 def test_all_forms_unpack_to_the_same_directory(image, unpack, base):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from minirt.image import open_image
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 

@@ -423,3 +423,20 @@ def test_manifest_json_escape_in_directory(tmp_path, snapshot, outside):
     d.mkdir()
     (d / "manifest.json").write_text(json.dumps([{"Config": "../outside/secret", "Layers": []}]))
     refused(tmp_path, snapshot, d, "missing blob ../outside/secret")
+
+
+@pytest.mark.parametrize("text,message", [("[]", "index.json: not a JSON object"),
+                                          ('{"manifests": "x"}', "index.json: no manifests"),
+                                          ('{"manifests": [{"digest": 1}]}', "invalid digest 1"),
+                                          ('{"manifests": [7]}', "index.json: no manifests")])
+def test_wrong_json_shapes(tmp_path, snapshot, good, text, message):
+    lay = custom(tmp_path, [good], [sha(good)])
+    (lay.path / "index.json").write_text(text)
+    refused(tmp_path, snapshot, lay.path, message)
+
+
+def test_docker_manifest_not_a_list(tmp_path, snapshot, image, good):
+    d = image(good, form="oci-layout")
+    (d / "index.json").unlink()
+    (d / "manifest.json").write_text('{"Config": "x"}')
+    refused(tmp_path, snapshot, d, "manifest.json: not a JSON list")
