@@ -23,7 +23,7 @@ Read first: Documentation/networking/filter.rst in the kernel source.
 """
 
 import struct
-from typing import NamedTuple
+from collections import namedtuple
 
 # <linux/bpf_common.h>: an opcode is an instruction class ...
 LD = 0x00     # A <- data
@@ -47,11 +47,7 @@ _SOCK_FILTER = struct.Struct("<HBBI")   # the 8 bytes of one instruction
 MAX_INSNS = 4096                        # BPF_MAXINSNS: the kernel refuses longer
 
 
-class Insn(NamedTuple):
-    code: int
-    jt: int
-    jf: int
-    k: int
+Insn = namedtuple("Insn", "code jt jf k")
 
 
 class Label:

@@ -43,7 +43,7 @@ import functools
 import json
 import os
 import struct
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 from minirt.errors import RuntimeFailure, SpecError
 from minirt.kernel import bpf
@@ -102,30 +102,19 @@ def action_name(verdict):
 
 # -- a profile, as read from docker's JSON --------------------------------------
 
-@dataclass(frozen=True)
-class Arg:
-    """One argument test; ``MASKED_EQ`` means ``(arg & value) == value_two``."""
-    index: int
-    op: str
-    value: int
-    value_two: int = 0
+# A profile is immutable (so compiled programs can be cached by profile).
+
+Arg = namedtuple("Arg", "index op value value_two", defaults=(0,))
+Arg.__doc__ = """One argument test; ``MASKED_EQ`` means ``(arg & value) == value_two``."""
+
+When = namedtuple("When", "caps arches min_kernel", defaults=(frozenset(), frozenset(), ()))
+When.__doc__ = """A rule's ``includes`` or ``excludes``: conditions on the container."""
+
+Profile = namedtuple("Profile", "default_action rules source", defaults=("profile",))
 
 
-@dataclass(frozen=True)
-class When:
-    """A rule's ``includes`` or ``excludes``: conditions on the container."""
-    caps: frozenset = frozenset()
-    arches: frozenset = frozenset()
-    min_kernel: tuple = ()
-
-
-@dataclass(frozen=True)
-class Rule:
-    names: tuple
-    action: int
-    args: tuple = ()
-    includes: When = When()
-    excludes: When = When()
+class Rule(namedtuple("Rule", "names action args includes excludes", defaults=((), When(), When()))):
+    __slots__ = ()
 
     def applies(self, caps, kernel):
         """As docker decides: includes must all hold, no exclude may."""
@@ -136,13 +125,6 @@ class Rule:
                 and not exc.arches & _NATIVE_ARCHES
                 and (not inc.min_kernel or kernel >= inc.min_kernel)
                 and (not exc.min_kernel or kernel < exc.min_kernel))
-
-
-@dataclass(frozen=True)
-class Profile:
-    default_action: int
-    rules: tuple
-    source: str = field(default="profile", compare=False)
 
 
 def load_profile(path):
@@ -340,18 +322,18 @@ def _check_architecture(asm):
     asm.place(not_x32)
 
 
-@dataclass
 class _Range:
-    lo: int
-    hi: int
-    verdict: int
+    """Calls lo..hi, all with one verdict and no argument tests."""
+
+    def __init__(self, lo, hi, verdict):
+        self.lo, self.hi, self.verdict = lo, hi, verdict
 
 
-@dataclass
 class _Tested:
-    nr: int
-    rules: list
-    otherwise: int
+    """One call with argument tests: rules in order, then ``otherwise``."""
+
+    def __init__(self, nr, rules, otherwise):
+        self.nr, self.rules, self.otherwise = nr, rules, otherwise
 
 
 def _blocks(default, unconditional, conditional):
@@ -461,6 +443,9 @@ def disassemble(program):
 
 SECCOMP_SET_MODE_FILTER = 1
 _lib = ffi.dlopen(None)
+# Parsed once here, not in the container's first process where time counts.
+_FILTER_ARRAY = ffi.typeof("struct sock_filter[]")
+_FPROG = ffi.typeof("struct sock_fprog *")
 
 
 def install(program, flags=0):
@@ -470,8 +455,8 @@ def install(program, flags=0):
     setuid program) or CAP_SYS_ADMIN; ``security.apply`` orders its steps so
     that one of the two holds.
     """
-    filters = ffi.from_buffer("struct sock_filter[]", program)
-    prog = ffi.new("struct sock_fprog *", {"len": len(program) // 8, "filter": filters})
+    filters = ffi.from_buffer(_FILTER_ARRAY, program)
+    prog = ffi.new(_FPROG, {"len": len(program) // 8, "filter": filters})
     result = _lib.syscall(ffi.cast("long", SYSCALLS["seccomp"]),
                           ffi.cast("unsigned int", SECCOMP_SET_MODE_FILTER),
                           ffi.cast("unsigned int", flags), prog)
