@@ -28,16 +28,14 @@ Read ``open_image`` first.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
-import platform
 import posixpath
 import re
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from minirt.errors import ImageError
 
@@ -76,23 +74,20 @@ MAX_JSON = 16 << 20
 
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
            "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
-HOST_PLATFORM = ("linux", _GOARCH.get(platform.machine(), platform.machine()))
+HOST_PLATFORM = ("linux", _GOARCH.get(os.uname().machine, os.uname().machine))
 
 
-@dataclass(frozen=True)
-class Layer:
+class Layer(collections.namedtuple("Layer", "digest media_type size diff_id")):
     """One layer of an image, as the manifest and config describe it.
 
     ``digest`` names the blob as stored (maybe compressed); ``diff_id`` names
     the uncompressed tar, and is what the store keys unpacked layers by.  A
     legacy docker archive (``<id>/layer.tar``) makes no claim about the blob's
     digest; then ``digest`` is None and only ``diff_id`` is checked.
+    ``size`` is the blob's size in bytes, when the manifest says it.
     """
 
-    digest: str | None
-    media_type: str
-    size: int | None
-    diff_id: str
+    __slots__ = ()
 
 
 class Image:
@@ -108,7 +103,7 @@ class Image:
         self._blobs = blobs
         self._paths = paths
 
-    def open_layer(self, layer: Layer) -> BinaryIO:
+    def open_layer(self, layer: Layer):
         """The layer's blob, exactly as stored (still compressed, unchecked)."""
         return self._blobs.open(self._paths[layer], layer.digest or layer.diff_id)
 
@@ -163,7 +158,7 @@ class _BlobSource:
     source: str
 
     def exists(self, name: str) -> bool: ...
-    def open(self, name: str, what: str) -> BinaryIO: ...
+    def open(self, name: str, what: str): ...
     def close(self) -> None: ...
 
     def read(self, name: str, what: str, limit: int = MAX_JSON) -> bytes:
@@ -197,7 +192,7 @@ class _DirBlobs(_BlobSource):
     def exists(self, name: str) -> bool:
         return (self.root / _clean(name)).is_file()
 
-    def open(self, name: str, what: str) -> BinaryIO:
+    def open(self, name: str, what: str):
         # _clean() resolves ".." against the layout's top, never above it.
         try:
             return open(self.root / _clean(name), "rb")
@@ -260,7 +255,7 @@ class _TarBlobs(_BlobSource):
         m = self._resolve(name, name)
         return m is not None and m.isreg()
 
-    def open(self, name: str, what: str) -> BinaryIO:
+    def open(self, name: str, what: str):
         m = self._resolve(name, what)
         if m is None:
             raise ImageError(f"{self.source}: {what}: missing blob {name}")

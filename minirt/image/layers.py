@@ -37,7 +37,6 @@ import os
 import shutil
 import stat
 import tarfile
-import urllib.parse
 
 from minirt.errors import ImageError
 
@@ -311,5 +310,6 @@ def _xattrs(m: tarfile.TarInfo):
         if key.startswith("SCHILY.xattr."):
             # tarfile decoded the raw bytes with surrogateescape; undo that.
             yield key[13:], value.encode("utf-8", "surrogateescape")
-        elif key.startswith("LIBARCHIVE.xattr."):
+        elif key.startswith("LIBARCHIVE.xattr."):  # bsdtar's spelling
+            import urllib.parse
             yield urllib.parse.unquote(key[17:]), base64.b64decode(value + "==")

@@ -30,13 +30,10 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-import shutil
 from pathlib import Path
 
 from minirt.errors import ImageError
 from minirt.image.formats import DIGEST_RE, Image, Layer
-from minirt.image.layers import apply_layer
-from minirt.image.stream import LayerStream
 
 _counter = itertools.count()
 
@@ -72,6 +69,10 @@ class Store:
         return dirs
 
     def _unpack_layer(self, img: Image, layer: Layer, final: Path) -> None:
+        # Imported here: a run whose layers are all unpacked never needs them.
+        from minirt.image.layers import apply_layer
+        from minirt.image.stream import LayerStream
+
         what = f"{img.source}: layer {(layer.digest or layer.diff_id)[:19]}..."
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.layers.mkdir(parents=True, exist_ok=True)
@@ -112,6 +113,8 @@ class Store:
 
 
 def _remove(path: Path) -> None:
+    import shutil
+
     # A layer may hold read-only directories; rmtree copes as root, and
     # rootless we own every directory and can make it writable first.
     def retry(func, p, exc):
