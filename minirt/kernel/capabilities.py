@@ -34,6 +34,8 @@ Read first: capabilities(7), "Transformation of capabilities during execve()".
 The calls go through python-prctl (``PR_CAPBSET_DROP``, ``capset``).
 """
 
+# python-prctl's C layer: it takes capability *numbers*, so capabilities newer
+# than python-prctl's own name list (CAP_CHECKPOINT_RESTORE) work as well.
 import _prctl
 
 from minirt.errors import SpecError

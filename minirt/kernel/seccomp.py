@@ -42,6 +42,7 @@ import errno
 import functools
 import json
 import os
+import re
 import struct
 from collections import namedtuple
 
@@ -150,7 +151,7 @@ def parse_profile(data, source="profile"):
         return value
 
     def action(rule, where, errno_value, default_errno):
-        if rule not in ACTIONS:
+        if not isinstance(rule, str) or rule not in ACTIONS:
             if rule == "SCMP_ACT_NOTIFY":
                 fail(f"{where}: SCMP_ACT_NOTIFY is not supported")
             fail(f"{where}: unknown action {rule!r}")
@@ -228,17 +229,13 @@ def default_profile():
 
 
 def _kernel_version(release=None, strict=False):
-    """"6.1.0-18-amd64" -> (6, 1, 0)."""
+    """"6.1.0-18-amd64" -> (6, 1, 0); strictly, only "X.Y" or "X.Y.Z" is accepted."""
     release = release or os.uname().release
-    parts = []
-    for piece in release.split(".")[:3]:
-        digits = piece if strict else "".join(c for c in piece[:4] if c.isdigit())
-        if not digits.isdigit():
-            if strict:
-                raise ValueError(release)
-            break
-        parts.append(int(digits))
-    return tuple(parts)
+    if strict:
+        if not re.fullmatch(r"\d+\.\d+(\.\d+)?", release):
+            raise ValueError(release)
+        return tuple(int(p) for p in release.split("."))
+    return tuple(int(p) for p in re.match(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?", release).groups() if p)
 
 
 # -- the compiler -------------------------------------------------------------
@@ -256,6 +253,10 @@ def compile_profile(profile, caps=frozenset(), kernel=None):
 
 @functools.lru_cache(maxsize=32)
 def _compile(profile, caps, kernel):
+    # For one call, rules with argument tests are tried first, in profile
+    # order, and the first that matches decides; then the first rule without
+    # tests; then the default.  (In docker's profiles a call never has two
+    # rules that disagree, so the order only matters for hand-made profiles.)
     unconditional = {}   # nr -> verdict of the first rule without argument tests
     conditional = {}     # nr -> [(args, verdict)], in profile order
     for rule in profile.rules:

@@ -31,11 +31,11 @@ named in a rule below is added, which makes the call meaningful again):
     clock                   settimeofday, clock_settime (adjtimex may read it)
     spying on others        kcmp, process_vm_readv/writev (before Linux 4.8),
                             perf_event_open, open_by_handle_at, userfaultfd
-    hardware and memory     iopl, ioperm, mbind, set_mempolicy, move_pages,
-    policy                  migrate_pages
+    hardware, NUMA memory   iopl, ioperm, mbind, set_mempolicy, move_pages,
+                            migrate_pages
     obsolete or odd         uselib, ustat, sysfs, create_module, get_kernel_syms,
-                            query_module, nfsservctl, vhangup, modify_ldt is
-                            allowed; personality only with the harmless values
+                            query_module, nfsservctl, vhangup, and personality
+                            except with the harmless values below
     vsock                   socket(AF_VSOCK, ...): talks to the hypervisor
 
 ``ptrace`` is allowed, as in docker on Linux >= 4.8: since 4.8 the kernel runs
