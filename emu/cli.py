@@ -110,7 +110,8 @@ def cmd_run(args):
 
 
 def cmd_restore(args):
-    machine = snapshot.restore(args.snapshot, console=host_console(), engine=args.engine)
+    machine = snapshot.restore(args.snapshot, console=host_console(), engine=args.engine,
+                               verify=not args.no_verify)
     return _drive(machine, args, args.snapshot)
 
 
@@ -192,6 +193,8 @@ def main(argv=None):
 
     p = sub.add_parser("restore", help="continue a machine from a snapshot")
     p.add_argument("snapshot")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the memory checksum (header and metadata are always checked)")
     run_options(p)
     p.set_defaults(func=cmd_restore)
 

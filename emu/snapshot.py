@@ -27,7 +27,9 @@ File layout (integers little-endian)::
 Every restore checks the magic, version, header-and-metadata crc, the file's
 length and the crc of the stored pages; a file that fails any check is refused
 with a one-line ``SnapshotError``.  Checking the stored pages costs time in
-proportion to the memory the guest has *used*, not to its memory size.
+proportion to the memory the guest has *used*, not to its memory size, and
+can be skipped (``verify=False``, ``emu restore --no-verify``) when the file
+is known to be good.
 """
 
 import json
@@ -136,12 +138,16 @@ def _runs(pages):
 
 # -- restoring -------------------------------------------------------------------------
 
-def restore(path, console=None, engine="translate", _depth=0):
-    """A new Machine, exactly as it was when `path` was saved."""
+def restore(path, console=None, engine="translate", verify=True, _depth=0):
+    """A new Machine, exactly as it was when `path` was saved.
+
+    `verify=False` skips the checksum of the stored memory pages, the only
+    part of a restore whose cost grows with the memory the guest used; the
+    header, the metadata and the file's length are always checked."""
     f, kind, meta, mem_offset, mem_length = _open(path)
     try:
         with f:
-            return _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, _depth)
+            return _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, verify, _depth)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         if isinstance(e, SnapshotError):
             raise
@@ -149,7 +155,7 @@ def restore(path, console=None, engine="translate", _depth=0):
         raise SnapshotError(f"{path}: malformed metadata ({type(e).__name__}: {e})") from None
 
 
-def _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, _depth):
+def _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, verify, _depth):
     state = meta["state"]
     size = state["memory_size"]
     if kind == FULL:
@@ -159,7 +165,8 @@ def _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, _dept
             backing = mmap.mmap(f.fileno(), size, offset=mem_offset, access=mmap.ACCESS_COPY)
         except (OSError, ValueError) as e:
             raise SnapshotError(f"{path}: cannot map memory: {e}") from None
-        _check_pages(path, meta, backing, lambda page: page * PAGE_SIZE)
+        if verify:
+            _check_pages(path, meta, backing, lambda page: page * PAGE_SIZE)
         machine = Machine(size, console=console, engine=engine, backing=backing)
         present = meta["pages"]
     else:
@@ -172,7 +179,7 @@ def _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, _dept
             raise SnapshotError(f"{path}: base snapshot {meta['base']}: {e.strerror}") from None
         if base_crc != meta["base_crc"]:
             raise SnapshotError(f"{path}: base snapshot {meta['base']} has changed since this diff was taken")
-        machine = restore(base_path, console, engine, _depth + 1)
+        machine = restore(base_path, console, engine, verify, _depth + 1)
         if machine.memory.size != size:
             raise SnapshotError(f"{path}: memory size differs from its base")
         f.seek(mem_offset)

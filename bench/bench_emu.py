@@ -1,0 +1,116 @@
+"""Benchmarks for emu: interpreter and translator speed, snapshot and restore.
+
+Not a test: it prints numbers (run it with `make bench`).  Targets from the
+issue: at least 5 MIPS (millions of guest instructions per second) with the
+translator; for a 64 MiB machine, restore under 5 ms, a full snapshot under
+200 ms, and a diff snapshot in proportion to the pages written.
+"""
+
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from emu import snapshot                      # noqa: E402
+from emu.asm import assemble                  # noqa: E402
+from emu.devices.console import Console       # noqa: E402
+from emu.machine import Machine               # noqa: E402
+
+GUEST = os.path.join(os.path.dirname(__file__), "..", "emu", "guest")
+
+TIGHT_LOOP = """
+_start:
+    li   t0, 0
+    li   t1, 3000000
+loop:
+    addi t0, t0, 1
+    xor  t2, t2, t0
+    bne  t0, t1, loop
+    halt
+"""
+
+
+def sieve_source(n):
+    with open(os.path.join(GUEST, "sieve.s")) as f:
+        text = f.read()
+    return text.replace(".equ N, 10000", f".equ N, {n}")
+
+
+def mips(source, engine, filename, memory=1 << 20, limit=None):
+    image = assemble(source, os.path.join(GUEST, filename))
+    machine = Machine(memory, console=Console(), engine=engine)
+    machine.load(image)
+    start = time.perf_counter()
+    machine.run(limit)
+    elapsed = time.perf_counter() - start
+    return machine.cpu.steps / elapsed / 1e6, machine.cpu.steps, elapsed
+
+
+def best_of(times, fn):
+    return min(fn() for _ in range(times))
+
+
+def main():
+    print("guest instructions per second (best of 3)")
+    for name, source, filename, memory in [
+            ("sieve N=200000", sieve_source(200_000), "sieve.s", 1 << 20),
+            ("tight loop", TIGHT_LOOP, "loop.s", 1 << 20)]:
+        for engine in ("interpret", "translate"):
+            limit = 2_000_000 if engine == "interpret" else None
+            runs = [mips(source, engine, filename, memory, limit) for _ in range(3)]
+            rate, steps, elapsed = max(runs)
+            print(f"  {name:<16} {engine:<10} {rate:6.2f} MIPS  ({steps} instructions in {elapsed:.2f} s)")
+
+    print("\nsnapshot and restore, 64 MiB of guest memory")
+    with tempfile.TemporaryDirectory() as tmp:
+        machine = Machine(64 << 20, console=Console(), engine="translate")
+        machine.load(assemble(sieve_source(1_000_000), os.path.join(GUEST, "sieve.s")))
+        machine.run(2_000_000)
+        full = os.path.join(tmp, "full.snap")
+        t = time.perf_counter()
+        snapshot.save(machine, full)
+        t_full = time.perf_counter() - t
+        used = len(machine.memory.used_pages())
+        print(f"  full snapshot (guest used {used} pages):  {t_full * 1e3:7.1f} ms, "
+              f"{os.path.getsize(full) >> 20} MiB file, {os.stat(full).st_blocks * 512 >> 10} KiB on disk")
+
+        def restore_time(verify=True):
+            t = time.perf_counter()
+            snapshot.restore(full, console=Console(), verify=verify)
+            return time.perf_counter() - t
+        print(f"  restore:                               {best_of(5, restore_time) * 1e3:7.2f} ms")
+
+        machine.run(300_000)
+        pages = len(machine.memory.dirty_pages())
+        diff = os.path.join(tmp, "diff.snap")
+        t = time.perf_counter()
+        snapshot.save_diff(machine, diff)
+        t_diff = time.perf_counter() - t
+        print(f"  diff snapshot ({pages} pages written):    {t_diff * 1e3:7.2f} ms, {os.path.getsize(diff) >> 10} KiB")
+
+        # Now the worst case: every page of the 64 MiB written.
+        ram = machine.memory.words
+        for page in range(machine.memory.pages):
+            ram[page * 1024] = page + 1
+            machine.memory.dirty[page] = 1
+        t = time.perf_counter()
+        snapshot.save(machine, full)
+        t_full = time.perf_counter() - t
+        print(f"  full snapshot, all 16384 pages used:   {t_full * 1e3:7.1f} ms, "
+              f"{os.stat(full).st_blocks * 512 >> 20} MiB on disk")
+        print(f"  restore of it (checks every page):     {best_of(3, restore_time) * 1e3:7.2f} ms")
+        print(f"  restore of it, --no-verify:            {best_of(3, lambda: restore_time(False)) * 1e3:7.2f} ms")
+        for n in (16, 256, 4096):
+            for page in range(n):
+                ram[page * 1024 + 1] = page
+                machine.memory.dirty[page] = 1
+            t = time.perf_counter()
+            snapshot.save_diff(machine, diff)
+            print(f"  diff snapshot, {n:5} pages written:     {(time.perf_counter() - t) * 1e3:7.2f} ms, "
+                  f"{os.path.getsize(diff) >> 10} KiB")
+
+
+if __name__ == "__main__":
+    main()
