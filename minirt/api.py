@@ -17,6 +17,7 @@ from minirt import spec as specs
 from minirt.image import Store, open_image
 from minirt.runtime import state
 from minirt.runtime.container import Container
+from minirt.runtime.userns import maps_for as userns_maps
 
 
 @dataclasses.dataclass
@@ -27,11 +28,18 @@ class Result:
     id: str
 
 
-def prepare(image, cmd=None, *, root=None, **options):
-    """Unpack ``image`` (a path) into the store and build the ContainerSpec."""
+def prepare(image, cmd=None, *, root=None, userns="", **options):
+    """Unpack ``image`` (a path) into the store and build the ContainerSpec.
+
+    Unprivileged callers always get a user namespace (rootless); root gets one
+    with ``userns="remap"``.
+    """
     root = root or state.default_root()
+    maps = userns_maps(userns)
+    if maps:
+        options.update(uid_map=maps[0], gid_map=maps[1], namespaces=specs.ContainerSpec.namespaces + ("user",))
     with open_image(image) as img:
-        layers = Store(root).unpack(img)
+        layers = Store(root, rootless=bool(maps)).unpack(img)
         config = (img.config or {}).get("config") or {}
     return specs.build(config, cmd=cmd, layers=[str(d) for d in layers], image=str(image), **options)
 

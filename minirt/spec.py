@@ -59,12 +59,20 @@ class ContainerSpec:
     layers: list = dataclasses.field(default_factory=list)   # layer dirs, bottom first
     mounts: list = dataclasses.field(default_factory=list)   # [Mount]
     namespaces: tuple = ("mnt", "pid", "uts", "ipc", "net", "cgroup")
+    uid_map: list = dataclasses.field(default_factory=list)   # [(inside, outside, count)] with "user"
+    gid_map: list = dataclasses.field(default_factory=list)
+    resources: dict = dataclasses.field(default_factory=dict)  # cgroups.Resources fields
     tty: bool = False                   # -t: a pseudo-terminal
     interactive: bool = False           # -i: keep stdin attached
     init: bool = False                  # --init: a reaper runs as PID 1
     remove: bool = False                # --rm: delete the container when it exits
     cgroup_parent: str = dataclasses.field(
         default_factory=lambda: os.environ.get("MINIRT_CGROUP_PARENT", "minirt"))
+
+    @property
+    def rootless(self):
+        """In a user namespace: no mknod, overlay with userxattr, a store of its own."""
+        return "user" in self.namespaces
 
     def to_json(self):
         d = dataclasses.asdict(self)
@@ -76,6 +84,8 @@ class ContainerSpec:
         d = dict(d)
         d["mounts"] = [Mount(**m) for m in d.get("mounts", [])]
         d["namespaces"] = tuple(d.get("namespaces", ()))
+        d["uid_map"] = [tuple(m) for m in d.get("uid_map", [])]
+        d["gid_map"] = [tuple(m) for m in d.get("gid_map", [])]
         return cls(**d)
 
 

@@ -11,7 +11,9 @@ move the caller, only its future children.  That is why the runtime forks once
 more after ``unshare`` so that the container's first process is PID 1.
 """
 
+import errno
 import os
+import subprocess
 
 from minirt.kernel import libc
 
@@ -53,3 +55,37 @@ def join(pid, names):
 def inode(pid, name):
     """The identity of a namespace: two processes share it iff the inodes are equal."""
     return os.stat(f"/proc/{pid}/ns/{name}").st_ino
+
+
+def write_id_maps(pid, uid_map, gid_map):
+    """Give the user namespace of ``pid`` its id mappings.
+
+    A map is a list of (inside, outside, count).  Mapping only our own uid and
+    gid needs no privilege, but the kernel insists that ``setgroups`` be denied
+    first (otherwise an unprivileged user could drop a supplementary group that
+    a file's permissions were denying it).  Anything wider — the ranges of
+    /etc/subuid — goes through the setuid helpers ``newuidmap``/``newgidmap``,
+    which check that the ranges were granted to us.
+    """
+    own = os.geteuid() == 0 or (
+        uid_map == [(uid_map[0][0], os.geteuid(), 1)] and gid_map == [(gid_map[0][0], os.getegid(), 1)])
+    if own:
+        if os.geteuid() != 0:
+            _write_proc(pid, "setgroups", "deny")
+        _write_proc(pid, "uid_map", _format_map(uid_map))
+        _write_proc(pid, "gid_map", _format_map(gid_map))
+        return
+    for tool, mapping in (("newuidmap", uid_map), ("newgidmap", gid_map)):
+        args = [tool, str(pid)] + [str(n) for entry in mapping for n in entry]
+        result = subprocess.run(args, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise OSError(errno.EPERM, f"{tool}: {result.stderr.strip() or 'failed'}")
+
+
+def _format_map(mapping):
+    return "".join(f"{inside} {outside} {count}\n" for inside, outside, count in mapping)
+
+
+def _write_proc(pid, name, text):
+    with open(f"/proc/{pid}/{name}", "w") as f:
+        f.write(text)

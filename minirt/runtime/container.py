@@ -82,10 +82,31 @@ class Container:
             state.write_text(os.path.join(self.dir, "hostname"), self.spec.hostname + "\n")
             state.write_text(os.path.join(self.dir, "hosts"), HOSTS.format(hostname=self.spec.hostname))
             state.write_text(os.path.join(self.dir, "resolv.conf"), _resolv_conf())
-            self.cgroup.create()
-        except OSError as e:
+            self._create_cgroup()
+        except (OSError, MinirtError) as e:
             self.delete(force_remove=True)
+            if isinstance(e, MinirtError):
+                raise
             raise RuntimeFailure(f"creating container {self.spec.id[:12]}: {e.strerror or e}") from None
+
+    def _create_cgroup(self):
+        """The container's cgroup, with its limits.
+
+        An unprivileged user usually may not create cgroups (unless systemd
+        delegated a subtree); then a container without limits runs without a
+        cgroup of its own, and one with limits is refused with a clear error.
+        """
+        limits = cgroups.Resources(**self.spec.resources)
+        try:
+            self.cgroup.create()
+        except PermissionError:
+            if os.geteuid() == 0 or limits.any():
+                raise RuntimeFailure(f"cannot create cgroup {self.cgroup.path}: permission denied"
+                                     " (resource limits need a writable, delegated cgroup)") from None
+            self.cgroup = None
+            return
+        if limits.any():
+            self.cgroup.set_limits(limits)
 
     def _launch(self):
         return Launch(
@@ -93,6 +114,7 @@ class Container:
             upper=os.path.join(self.dir, "upper"),
             work=os.path.join(self.dir, "work"),
             etc_files={name: os.path.join(self.dir, name) for name in ("hostname", "hosts", "resolv.conf")},
+            rootless=self.spec.rootless,
         )
 
     # -- start ----------------------------------------------------------------
@@ -107,8 +129,8 @@ class Container:
         container's own explanation when it could not get as far as ``exec``.
         """
         launch = self._launch()
-        go_r, go_w = os.pipe2(os.O_CLOEXEC)      # parent -> helper: "you are in the cgroup"
-        pid_r, pid_w = os.pipe2(os.O_CLOEXEC)    # helper -> parent: PID 1's host pid
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)      # parent -> helper: "id maps and cgroup done"
+        pid_r, pid_w = os.pipe2(os.O_CLOEXEC)    # helper -> parent: "ready", then PID 1's host pid
         err_r, err_w = os.pipe2(os.O_CLOEXEC)    # init -> parent: why exec did not happen
         launch.error_fd = err_w
         launch.stdio = tuple(stdio)
@@ -132,8 +154,12 @@ class Container:
                 os.close(fd)
         try:
             try:
-                self.cgroup.add(helper)
-                os.write(go_w, b"1")
+                if os.read(pid_r, 1) == b"r":  # else the helper failed; its report follows
+                    if self.spec.rootless:
+                        namespaces.write_id_maps(helper, self.spec.uid_map, self.spec.gid_map)
+                    if self.cgroup is not None:
+                        self.cgroup.add(helper)
+                    os.write(go_w, b"1")
             finally:
                 os.close(go_w)
             pid = _read_all(pid_r)
@@ -187,7 +213,8 @@ class Container:
             os.close(self.console)
             self.console = None
         try:
-            self.cgroup.remove()
+            if self.cgroup is not None:
+                self.cgroup.remove()
         except OSError as e:
             raise RuntimeFailure(f"removing cgroup {self.cgroup.path}: {e.strerror}") from None
         finally:
@@ -201,7 +228,7 @@ class Container:
             "pid": self.pid,
             "helper_pid": self.helper,
             "exit_code": self.exit_code,
-            "cgroup": self.cgroup.path,
+            "cgroup": self.cgroup.path if self.cgroup is not None else None,
             "time": time.time(),
         }
         if os.path.isdir(self.dir):
@@ -212,20 +239,28 @@ def _helper_main(spec, launch, go_r, pid_w):
     """The middle process (see the module docstring). Never returns."""
     try:
         libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with minirt
+        # The user namespace comes first and alone: the parent must write its id
+        # maps before anything else is created, because every other namespace
+        # made from here on is owned by it, and mounting needs a mapped root.
+        if spec.rootless:
+            namespaces.unshare(["user"])
+        os.write(pid_w, b"r")
         if os.read(go_r, 1) != b"1":
-            os._exit(125)  # the parent gave up (e.g. could not create the cgroup)
+            os._exit(125)  # the parent gave up (e.g. could not write the id maps)
         os.close(go_r)
-        namespaces.unshare(spec.namespaces)
+        if spec.rootless:
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        namespaces.unshare([ns for ns in spec.namespaces if ns != "user"])
         pid1 = os.fork()
         if pid1 == 0:
             os.close(pid_w)
             libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
             init.main(spec, launch)  # never returns
         os.write(pid_w, str(pid1).encode())
-        os.close(pid_w)
-        os.close(launch.error_fd)
-        if launch.console_fd is not None:
-            os.close(launch.console_fd)
+        # Hold on to nothing: a pipe end kept open here (the container's stdin,
+        # say) would keep the other side from ever seeing end-of-file.
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         # The parent forwards signals to PID 1 itself; Ctrl-C on minirt's
         # terminal must not kill the helper and orphan the container.
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):

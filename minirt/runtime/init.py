@@ -73,6 +73,7 @@ def _setup_rootfs(spec, launch):
     root = launch.rootfs
     mounts.mount_overlay(root, spec.layers, launch.upper, launch.work, userxattr=launch.rootless)
     mounts.mount_proc(root)
+    # In a user namespace mknod is refused: bind the host's device files instead.
     mounts.mount_dev(root, mknod=not launch.rootless, console=launch.console_path)
     mounts.mount_sys(root)
     for name, source in launch.etc_files.items():
@@ -97,9 +98,19 @@ def _enter_workdir(cwd, user):
 
 
 def _become(user):
-    os.setgroups(user.groups)
+    if user.groups or not _setgroups_denied():
+        os.setgroups(user.groups)
     os.setgid(user.gid)
     os.setuid(user.uid)
+
+
+def _setgroups_denied():
+    """True in a rootless user namespace, where the kernel forbids setgroups(2)."""
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() == "deny"
+    except OSError:
+        return False
 
 
 def _reset_signals():
