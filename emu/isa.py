@@ -452,10 +452,10 @@ def markdown():
         out.append(f"| {num} | {name} | {meaning} |")
     out += ["", "`status` bits (others read as 0 and ignore writes):", "",
             "| bit | name | meaning |", "| --- | --- | --- |",
-            f"| 0 | IE | interrupts enabled |",
-            f"| 1 | U | user mode; clear means supervisor mode |",
-            f"| 2 | PIE | IE before the last trap |",
-            f"| 3 | PU | U before the last trap |",
+            "| 0 | IE | interrupts enabled |",
+            "| 1 | U | user mode; clear means supervisor mode |",
+            "| 2 | PIE | IE before the last trap |",
+            "| 3 | PU | U before the last trap |",
             "", "## Encoding", "",
             "Every instruction is one little-endian word; bits 0-7 are the opcode. "
             "Bits that the instruction's format does not use must be zero, otherwise the "

@@ -25,7 +25,8 @@ File layout (integers little-endian)::
       written) where a page was never used.  Diff: the listed pages, packed.
 
 Every restore checks the magic, version, header-and-metadata crc, the file's
-length and the crc of the stored pages; a file that fails any check is refused
+length and the crc of the stored pages (holes, the pages never used, hold
+nothing to check); a file that fails any check is refused
 with a one-line ``SnapshotError``.  Checking the stored pages costs time in
 proportion to the memory the guest has *used*, not to its memory size, and
 can be skipped (``verify=False``, ``emu restore --no-verify``) when the file

@@ -14,19 +14,21 @@ Here the host "code" is Python source.  A block such as::
 
 becomes, roughly::
 
-    def block(budget):
+    def block(step_slack, cycle_slack):
         r5 = R[5]; r6 = R[6]
-        it = 0
+        n = c = 0
         while True:
-            it += 1
             r5 = (r5 + 1) & WORD
             if r5 != r6:
-                if it < budget: continue        # the loop stays in Python
-                R[5] = r5; return 0x100, it * 2, it * 3, False
-            R[5] = r5; return 0x108, it * 2, it * 3, False
+                n += 2; c += 3                  # one more trip round the loop
+                if n <= step_slack and c <= cycle_slack: continue
+                R[5] = r5; return 0x100, n, c, False
+            R[5] = r5; return 0x108, n + 2, c + 3, False
 
-Registers live in Python locals inside the block, decoding happens once, and
-a block that branches to itself loops without coming back out.  The
+Registers live in Python locals inside the block, decoding happens once, a
+conditional branch that is not taken falls through into the rest of the
+block, and a block that branches to its own start loops without coming back
+out.  The
 semantics come from the same ``op`` expressions in ``isa.py`` that the
 interpreter uses.
 
@@ -47,7 +49,8 @@ from .memory import CODE_SHIFT
 
 MAX_BLOCK = 64                     # instructions; long enough for any loop body here
 _MISSING = object()
-_TERMINATORS = {"branch", "jump", "call", "jr", "callr"}
+# Unconditional jumps end a block; conditional branches only leave it when taken.
+_TERMINATORS = {"jump", "call", "jr", "callr"}
 
 
 class Translator:
@@ -78,13 +81,14 @@ class Translator:
                 cpu.step()
                 continue
             function, count, cycles = block
-            # How many times the block may run without passing a device event
-            # or the step limit; a block that loops on itself uses all of it.
-            budget = min((limit - cpu.steps) // count, (cpu.next_event - cpu.cycles) // cycles)
-            if budget <= 0:
+            # A block may only start if even its longest path cannot pass the
+            # step limit or the next device event; it checks again each time
+            # it loops back to its start.
+            steps_left, cycles_left = limit - cpu.steps, cpu.next_event - cpu.cycles
+            if steps_left < count or cycles_left < cycles:
                 cpu.step()
                 continue
-            cpu.pc, done, done_cycles, bailed = function(budget)
+            cpu.pc, done, done_cycles, bailed = function(steps_left - count, cycles_left - cycles)
             cpu.steps += done
             cpu.cycles += done_cycles
             if bailed:
@@ -136,27 +140,37 @@ def _substitute(op, a, b):
 
 def block_source(start, insns, memory_size):
     """Python source for one block (see the module docstring for its shape)."""
-    used = sorted({r for _, d in insns for r in (d.rd, d.rs1, d.rs2) if r} | {isa.LR})
     written = sorted({d.rd for _, d in insns if d.rd and d.insn.kind in ("alu", "load")}
                      | ({isa.LR} if any(d.insn.kind in ("call", "callr") for _, d in insns) else set()))
+    # Load every register the block names, and every one it writes back
+    # (a bail-out before the write must write back the old value).
+    used = sorted({r for _, d in insns for r in (d.rd, d.rs1, d.rs2) if r} | set(written))
     count = len(insns)
     cycles = sum(d.insn.cycles for _, d in insns)
     writeback = "".join(f"R[{r}] = r{r}; " for r in written)
 
-    def leave(pc, done, done_cycles, bailed=False):
-        return f"{writeback}return {pc}, {done}, {done_cycles}, {bailed}"
+    def leave(pc, done, spent, bailed=False):
+        # n and c count the instructions and cycles of earlier trips round
+        # the loop; `done` and `spent` add this trip's.
+        return f"{writeback}return {pc}, n + {done}, c + {spent}, {bailed}"
+
+    def loop_back(done, spent):
+        # Round again only if a whole further trip still fits: the slack is
+        # what the budgets allow beyond one full trip.
+        return [f"n += {done}; c += {spent}",
+                "if n <= step_slack and c <= cycle_slack: continue",
+                leave(start, 0, 0)]
 
     body = ["def make(R, W, M, D, C):",
-            "  def block(budget):"]
+            "  def block(step_slack, cycle_slack):"]
     body += [f"    r{r} = R[{r}]" for r in used]
-    body += ["    it = 0", "    while True:", "      it += 1"]
+    body += ["    n = c = 0", "    while True:"]
+    pad = "      "
     spent = 0
     for k, (pc, d) in enumerate(insns):
         insn = d.insn
         kind = insn.kind
-        pad = "      "
-        # Everything up to here, in this iteration, has been done:
-        bail = leave(pc, f"(it - 1) * {count} + {k}", f"(it - 1) * {cycles} + {spent}", True)
+        bail = leave(pc, k, spent, True)          # everything before this one is done
         rd, a = d.rd, _reg(d.rs1)
         if kind == "alu":
             b = _reg(d.rs2) if insn.format == "R" else str(d.imm & WORD)
@@ -186,29 +200,27 @@ def block_source(start, insns, memory_size):
                     body.append(f"{pad}M[a] = {value} & 0xFF")
                 body.append(f"{pad}D[a >> {isa.PAGE_SIZE.bit_length() - 1}] = 1")
         spent += insn.cycles
-        done, done_cycles = f"it * {count}", f"it * {cycles}"
-        loop = f"if it < budget: continue"
+        done = k + 1
         next_pc = (pc + 4) & WORD
         if kind == "branch":
+            # A conditional branch leaves the block when taken and falls
+            # through into the rest of it when not.
             target = (pc + d.imm) & WORD
             body.append(f"{pad}if {_substitute(insn.op, _reg(d.rs1), _reg(d.rs2))}:")
-            if target == start:
-                body.append(f"{pad}  {loop}")
-            body.append(f"{pad}  {leave(target, done, done_cycles)}")
-            body.append(f"{pad}{leave(next_pc, done, done_cycles)}")
+            taken = loop_back(done, spent) if target == start else [leave(target, done, spent)]
+            body += [f"{pad}  {line}" for line in taken]
         elif kind in ("jump", "call"):
             target = (pc + d.imm) & WORD
             if kind == "call":
                 body.append(f"{pad}r{isa.LR} = {next_pc}")
-            if target == start:
-                body.append(f"{pad}{loop}")
-            body.append(f"{pad}{leave(target, done, done_cycles)}")
+            taken = loop_back(done, spent) if target == start else [leave(target, done, spent)]
+            body += [f"{pad}{line}" for line in taken]
         elif kind in ("jr", "callr"):
             body.append(f"{pad}t = {_reg(d.rs1)}")       # before lr changes: `callr lr`
             if kind == "callr":
                 body.append(f"{pad}r{isa.LR} = {next_pc}")
-            body.append(f"{pad}{leave('t', done, done_cycles)}")
-        elif k == count - 1:
-            body.append(f"{pad}{leave(next_pc, done, done_cycles)}")
+            body.append(f"{pad}{leave('t', done, spent)}")
+        if k == count - 1 and kind not in ("jump", "call", "jr", "callr"):
+            body.append(f"{pad}{leave(next_pc, done, spent)}")
     body.append("  return block")
     return "\n".join(body) + "\n"
