@@ -13,7 +13,6 @@ same structure from a bundle.
 
 import dataclasses
 import os
-import secrets
 
 from minirt.errors import SpecError
 
@@ -53,7 +52,7 @@ class ContainerSpec:
     cwd: str = "/"
     user: str = ""                      # "", "UID[:GID]" or "NAME[:GROUP]", resolved inside
     hostname: str = ""
-    id: str = dataclasses.field(default_factory=lambda: secrets.token_hex(32))
+    id: str = dataclasses.field(default_factory=lambda: os.urandom(32).hex())
     name: str = ""
     image: str = ""                     # where the image came from, for messages
     layers: list = dataclasses.field(default_factory=list)   # layer dirs, bottom first

@@ -13,7 +13,6 @@ more after ``unshare`` so that the container's first process is PID 1.
 
 import errno
 import os
-import subprocess
 
 from minirt.kernel import libc
 
@@ -75,6 +74,8 @@ def write_id_maps(pid, uid_map, gid_map):
         _write_proc(pid, "uid_map", _format_map(uid_map))
         _write_proc(pid, "gid_map", _format_map(gid_map))
         return
+    import subprocess  # only here: rarely needed, and costly to import
+
     for tool, mapping in (("newuidmap", uid_map), ("newgidmap", gid_map)):
         args = [tool, str(pid)] + [str(n) for entry in mapping for n in entry]
         result = subprocess.run(args, capture_output=True, text=True)

@@ -24,7 +24,6 @@ they exist only in the container's mount namespace, which dies with it.
 
 import dataclasses
 import os
-import shutil
 import signal
 import time
 
@@ -219,6 +218,8 @@ class Container:
             raise RuntimeFailure(f"removing cgroup {self.cgroup.path}: {e.strerror}") from None
         finally:
             if self.spec.remove or force_remove:
+                import shutil  # lazily: it pulls in compression modules
+
                 shutil.rmtree(self.dir, ignore_errors=True)
 
     def _save_state(self, status):

@@ -19,11 +19,10 @@ import errno
 import fcntl
 import os
 import signal
-import socket
 import termios
 
 from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError
-from minirt.kernel import mounts, network
+from minirt.kernel import libc, mounts, network
 from minirt.runtime import users
 
 # Signals Python changes for itself (SIGPIPE ignored, SIGINT raising
@@ -37,7 +36,7 @@ def main(spec, launch):
         _setup_stdio(spec, launch)
         _setup_rootfs(spec, launch)
         mounts.pivot_root(launch.rootfs)
-        socket.sethostname(spec.hostname)
+        libc.sethostname(spec.hostname)
         if "net" in spec.namespaces:
             network.link_up("lo")
         user = users.resolve(spec.user)

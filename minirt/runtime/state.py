@@ -15,9 +15,11 @@ Files are replaced atomically (write to a temporary name, then rename), so a
 reader never sees half a file and a crash never leaves one.
 """
 
+import itertools
 import json
 import os
-import tempfile
+
+_serial = itertools.count()
 
 
 def default_root():
@@ -31,12 +33,16 @@ def default_root():
 
 def write_json(path, data):
     """Replace ``path`` with ``data`` as JSON, atomically."""
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def write_text(path, text, mode=0o644):
+    """Replace ``path`` with ``text``, atomically."""
+    tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-{next(_serial)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.write("\n")
+            f.write(text)
         os.rename(tmp, path)
     except BaseException:
         try:
@@ -44,14 +50,6 @@ def write_json(path, data):
         except FileNotFoundError:
             pass
         raise
-
-
-def write_text(path, text):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.rename(tmp, path)
 
 
 def read_json(path):

@@ -15,7 +15,6 @@ kernel sees an ordinary uid.  Two uses:
 
 import os
 import pwd
-import shutil
 
 from minirt.errors import SpecError
 
@@ -44,9 +43,11 @@ def rootless_maps(uid=None, gid=None):
     except KeyError:
         name = str(uid)
     uid_map, gid_map = [(0, uid, 1)], [(0, gid, 1)]
+    from shutil import which  # lazily: shutil is costly to import
+
     subuid = _subordinate("/etc/subuid", name, uid)
     subgid = _subordinate("/etc/subgid", name, uid)
-    if subuid and subgid and shutil.which("newuidmap") and shutil.which("newgidmap"):
+    if subuid and subgid and which("newuidmap") and which("newgidmap"):
         uid_map.append((1, subuid[0], subuid[1]))
         gid_map.append((1, subgid[0], subgid[1]))
     return uid_map, gid_map
