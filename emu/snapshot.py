@@ -120,9 +120,11 @@ def _write(path, kind, meta, memory_length, write_memory):
             f.write(head[:48] + struct.pack("<I", crc) + bytes(12) + blob)
             write_memory(f, mem_offset)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise SnapshotError(f"{path}: {e.strerror}") from None
         raise
 
 
