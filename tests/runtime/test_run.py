@@ -316,3 +316,38 @@ def test_bad_image_changes_nothing(state_root, tmp_path):
     with pytest.raises(ImageError):
         minirt.run(str(bad), ["true"], root=state_root)
     assert _tree(state_root) == before
+
+
+# -- images that try to trick the runtime -----------------------------------------
+
+@pytest.fixture(scope="module")
+def tricky_image(tmp_path_factory):
+    """busybox plus symlinks that point out of the rootfs if followed on the host."""
+    from minirt.image.busybox import busybox_rootfs
+    from minirt.image.write import write_image
+    base = tmp_path_factory.mktemp("tricky")
+    (base / "rootfs").mkdir()
+    rootfs = busybox_rootfs(base / "rootfs")
+    top = base / "top"
+    top.mkdir()
+    os.symlink("/etc", top / "data")               # absolute: must mean the container's /etc
+    os.symlink("../../../../../../tmp", top / "up")  # relative, climbing past "/"
+    (top / "etc").mkdir()
+    os.symlink("/proc/self/root/etc/shadow-minirt-test", top / "etc" / "hosts")
+    return str(write_image(base / "tricky.tar", [rootfs, top], config={"Cmd": ["sh"]}))
+
+
+def test_volume_destinations_resolve_inside_the_rootfs(tricky_image, state_root, tmp_path):
+    (tmp_path / "marker").write_text("volume\n")
+    host_etc = set(os.listdir("/etc"))
+    r = minirt.run(tricky_image, ["sh", "-c", "cat /etc/marker; cat /tmp/marker"], root=state_root,
+                   volumes=[f"{tmp_path}/marker:/data/marker", f"{tmp_path}/marker:/up/marker"])
+    assert (r.exit_code, r.stdout) == (0, b"volume\nvolume\n"), r.stderr
+    assert set(os.listdir("/etc")) == host_etc
+    assert not os.path.exists("/tmp/marker")
+
+
+def test_generated_etc_files_do_not_follow_image_symlinks(tricky_image, state_root):
+    r = minirt.run(tricky_image, ["cat", "/etc/hosts"], root=state_root, hostname="safe")
+    assert r.exit_code == 0 and b"safe" in r.stdout
+    assert not os.path.exists("/etc/shadow-minirt-test")
