@@ -9,7 +9,7 @@ PYTHON   ?= python3
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
 APT_PKGS := libcap-dev busybox-static iproute2 util-linux kmod zstd \
-            runc crun skopeo umoci gcc
+            runc crun skopeo umoci debootstrap gcc
 
 .PHONY: install system-packages venv test images bench clean
 
@@ -26,7 +26,7 @@ system-packages:
 venv:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --config-settings editable_mode=compat -e '.[test]'
 	$(PY) minirt/kernel/_libc_build.py
 
 test:
