@@ -46,6 +46,25 @@ def _parser():
     r.add_argument("--name", default="", help="a name for the container")
     r.add_argument("--cgroup-parent", metavar="PATH",
                    help="parent cgroup of the container's cgroup (default minirt, or $MINIRT_CGROUP_PARENT)")
+    limits = r.add_argument_group("resource limits (cgroups)")
+    limits.add_argument("-m", "--memory", metavar="BYTES", help="memory limit, e.g. 512m")
+    limits.add_argument("--memory-swap", metavar="BYTES", help="memory plus swap limit; -1 unlimited")
+    limits.add_argument("--pids-limit", metavar="N", help="maximum number of processes; <= 0 unlimited")
+    limits.add_argument("--cpus", metavar="N", help="CPU quota in cores, e.g. 1.5")
+    limits.add_argument("-c", "--cpu-shares", metavar="N", help="relative CPU weight (default 1024)")
+    limits.add_argument("--cpuset-cpus", metavar="LIST", help="CPUs allowed, e.g. 0-1,3")
+    sec = r.add_argument_group("security")
+    sec.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (or ALL)")
+    sec.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (or ALL)")
+    sec.add_argument("--privileged", action="store_true",
+                     help="all capabilities, no seccomp, no masked paths, writable /sys")
+    sec.add_argument("--security-opt", action="append", default=[], metavar="OPT",
+                     help="seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false]")
+    sec.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    sec.add_argument("--tmpfs", action="append", default=[], metavar="DST[:OPTS]", help="mount a tmpfs")
+    sec.add_argument("--group-add", action="append", default=[], metavar="GROUP", help="add a supplementary group")
+    sec.add_argument("--userns", default="", metavar="MODE",
+                     help="remap: root inside is an unprivileged range outside (root only)")
     r.add_argument("image", metavar="IMAGE", help="image archive (docker save / OCI) or OCI layout dir")
     r.add_argument("args", nargs=argparse.REMAINDER, metavar="COMMAND", help="command and arguments")
     return p
@@ -67,11 +86,19 @@ def cmd_run(args):
     from minirt.runtime import state, tty
     from minirt.runtime.container import Container
 
+    from minirt import spec as specs
+
     root = args.root or state.default_root()
+    resources = specs.resources(memory=args.memory, memory_swap=args.memory_swap,
+                                pids_limit=args.pids_limit, cpus=args.cpus,
+                                cpu_shares=args.cpu_shares, cpuset_cpus=args.cpuset_cpus)
     spec = prepare(args.image, args.args or None, root=root, env=args.env, workdir=args.workdir,
                    user=args.user, hostname=args.hostname, volumes=args.volume,
                    entrypoint=args.entrypoint, init=args.init, remove=args.rm, name=args.name,
-                   tty=args.tty, interactive=args.interactive,
+                   tty=args.tty, interactive=args.interactive, resources=resources,
+                   cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
+                   read_only=args.read_only, tmpfs=args.tmpfs, group_add=args.group_add,
+                   userns=args.userns, **_security_opts(args.security_opt),
                    **({"cgroup_parent": args.cgroup_parent} if args.cgroup_parent else {}))
     container = Container(spec, root)
     # From here on a signal to minirt is a signal to the container: forward it,
@@ -83,8 +110,27 @@ def cmd_run(args):
         container.start()
         if spec.tty:
             tty.relay(container.console, spec.interactive)
-        return container.wait()
+        code = container.wait()
+        if container.oom_killed:
+            print(f"minirt: container {spec.id[:12]} was killed by the OOM killer"
+                  f" (memory limit {args.memory})", file=sys.stderr)
+        return code
     finally:
         container.delete()
+
+
+def _security_opts(options):
+    """``--security-opt`` values, in docker's spellings (``=`` or ``:``)."""
+    out = {}
+    for opt in options:
+        key, sep, value = opt.replace(":", "=", 1).partition("=") if opt.startswith("no-new") else opt.partition("=")
+        if key == "seccomp" and value:
+            out["seccomp"] = value
+        elif key == "no-new-privileges" and value in ("", "true", "false"):
+            out["no_new_privileges"] = value != "false"
+        else:
+            raise SpecError(f"invalid --security-opt {opt!r}: expected seccomp=unconfined|PROFILE"
+                            " or no-new-privileges[=true|false]")
+    return out
 
 

@@ -61,6 +61,15 @@ class ContainerSpec:
     uid_map: list = dataclasses.field(default_factory=list)   # [(inside, outside, count)] with "user"
     gid_map: list = dataclasses.field(default_factory=list)
     resources: dict = dataclasses.field(default_factory=dict)  # cgroups.Resources fields
+    # Hardening (docker's defaults): see minirt/kernel/security.py and masked.py.
+    cap_add: list = dataclasses.field(default_factory=list)
+    cap_drop: list = dataclasses.field(default_factory=list)
+    privileged: bool = False
+    seccomp: str = None                 # None (default profile), "unconfined" or a JSON file
+    no_new_privileges: bool = True
+    read_only: bool = False             # --read-only: the root filesystem is not writable
+    tmpfs: list = dataclasses.field(default_factory=list)      # "DST[:OPTIONS]"
+    group_add: list = dataclasses.field(default_factory=list)  # extra groups, names or gids
     tty: bool = False                   # -t: a pseudo-terminal
     interactive: bool = False           # -i: keep stdin attached
     init: bool = False                  # --init: a reaper runs as PID 1
@@ -86,6 +95,63 @@ class ContainerSpec:
         d["uid_map"] = [tuple(m) for m in d.get("uid_map", [])]
         d["gid_map"] = [tuple(m) for m in d.get("gid_map", [])]
         return cls(**d)
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_bytes(text, flag):
+    """docker's sizes: "512m", "1g", "1.5G", "1024", "64mb" (binary units)."""
+    t = str(text).strip().lower()
+    if t.endswith("b") and len(t) > 1 and t[-2] in "kmgt":
+        t = t[:-1]
+    unit = t[-1] if t and t[-1] in "bkmgt" else ""
+    number = t[:-1] if unit else t
+    try:
+        value = float(number) * _UNITS[unit]
+    except ValueError:
+        raise SpecError(f"invalid {flag} {text!r}: expected a size such as 512m or 1g") from None
+    if value < 0:
+        raise SpecError(f"invalid {flag} {text!r}: must not be negative")
+    return int(value)
+
+
+def resources(memory=None, memory_swap=None, pids_limit=None, cpus=None, cpu_shares=None, cpuset_cpus=None):
+    """Command-line limits (strings or numbers) -> the fields of cgroups.Resources."""
+    res = {}
+    if memory is not None:
+        res["memory"] = parse_bytes(memory, "--memory")
+        if res["memory"] < 6 << 20:
+            raise SpecError("invalid --memory: the minimum allowed is 6m")
+    if memory_swap is not None:
+        if "memory" not in res:
+            raise SpecError("--memory-swap needs --memory as well")
+        swap = -1 if str(memory_swap).strip() == "-1" else parse_bytes(memory_swap, "--memory-swap")
+        if swap != -1 and swap < res["memory"]:
+            raise SpecError("invalid --memory-swap: must be at least --memory (it counts memory plus swap)")
+        res["memory_swap"] = swap
+    if pids_limit is not None:
+        res["pids_limit"] = _number(pids_limit, int, "--pids-limit")
+    if cpus is not None:
+        res["cpus"] = _number(cpus, float, "--cpus")
+        if not 0 < res["cpus"] <= (os.cpu_count() or 1):
+            raise SpecError(f"invalid --cpus {cpus!r}: must be between 0.01 and {os.cpu_count()}")
+    if cpu_shares is not None:
+        res["cpu_shares"] = _number(cpu_shares, int, "--cpu-shares")
+        if not 2 <= res["cpu_shares"] <= 262144:
+            raise SpecError(f"invalid --cpu-shares {cpu_shares!r}: must be between 2 and 262144")
+    if cpuset_cpus is not None:
+        if not all(part.replace("-", "", 1).isdigit() for part in str(cpuset_cpus).split(",")):
+            raise SpecError(f"invalid --cpuset-cpus {cpuset_cpus!r}: expected a list such as 0-1,3")
+        res["cpuset_cpus"] = str(cpuset_cpus)
+    return res
+
+
+def _number(text, kind, flag):
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        raise SpecError(f"invalid {flag} {text!r}: not a number") from None
 
 
 def _env_key(item):
@@ -126,7 +192,7 @@ def command(image_config, cmd=None, entrypoint=None):
 
 
 def build(image_config, *, cmd=None, entrypoint=None, env=(), workdir=None, user=None,
-          hostname=None, volumes=(), **options):
+          hostname=None, volumes=(), tmpfs=(), **options):
     """A ContainerSpec from an image's config (its ``config`` section) and overrides."""
     c = image_config or {}
     spec = ContainerSpec(
@@ -135,6 +201,7 @@ def build(image_config, *, cmd=None, entrypoint=None, env=(), workdir=None, user
         cwd=workdir or c.get("WorkingDir") or "/",
         user=user if user is not None else (c.get("User") or ""),
         mounts=[v if isinstance(v, Mount) else Mount.parse(v) for v in volumes],
+        tmpfs=[_check_tmpfs(t) for t in tmpfs],
         **options,
     )
     if not os.path.isabs(spec.cwd):
@@ -145,3 +212,10 @@ def build(image_config, *, cmd=None, entrypoint=None, env=(), workdir=None, user
     if not any(_env_key(e) == "HOSTNAME" for e in spec.env):
         spec.env.append(f"HOSTNAME={spec.hostname}")
     return spec
+
+
+def _check_tmpfs(text):
+    destination = text.split(":", 1)[0]
+    if not os.path.isabs(destination):
+        raise SpecError(f"invalid --tmpfs {text!r}: the destination must be an absolute path")
+    return text

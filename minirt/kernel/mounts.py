@@ -143,13 +143,33 @@ def mount_proc(root):
     libc.mount("proc", make_mountpoint(root, "/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def mount_sys(root):
-    """A read-only /sys; in a user namespace without its own network it must be a bind."""
+def mount_sys(root, readonly=True):
+    """/sys, read-only unless privileged; where sysfs may not be mounted, a bind of the host's."""
     target = make_mountpoint(root, "/sys")
     try:
-        libc.mount("sysfs", target, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+        libc.mount("sysfs", target, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | (MS_RDONLY if readonly else 0))
     except PermissionError:
-        bind("/sys", target, readonly=True)
+        bind("/sys", target, readonly=readonly)
+
+
+# --tmpfs options that are mount flags; the rest (size=, mode=, ...) go to tmpfs itself.
+_TMPFS_FLAGS = {"ro": (MS_RDONLY, True), "rw": (MS_RDONLY, False), "nosuid": (MS_NOSUID, True),
+                "suid": (MS_NOSUID, False), "nodev": (MS_NODEV, True), "dev": (MS_NODEV, False),
+                "noexec": (MS_NOEXEC, True), "exec": (MS_NOEXEC, False)}
+
+
+def mount_tmpfs(root, text):
+    """``--tmpfs DST[:OPTIONS]``: docker's defaults are noexec, nosuid, nodev."""
+    destination, _, options = text.partition(":")
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    data = []
+    for option in filter(None, options.split(",")):
+        if option in _TMPFS_FLAGS:
+            bit, on = _TMPFS_FLAGS[option]
+            flags = flags | bit if on else flags & ~bit
+        else:
+            data.append(option)
+    libc.mount("tmpfs", make_mountpoint(root, destination), "tmpfs", flags, ",".join(data) or None)
 
 
 def mount_dev(root, *, mknod=True, console=None):

@@ -28,7 +28,7 @@ import signal
 import time
 
 from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure
-from minirt.kernel import cgroups, libc, namespaces
+from minirt.kernel import cgroups, libc, namespaces, security
 from minirt.runtime import init, state, tty
 
 HOSTS = """127.0.0.1\tlocalhost
@@ -54,6 +54,8 @@ class Launch:
     console_path: str = None
     stdio: tuple = (0, 1, 2)     # the container's stdin, stdout, stderr (without a tty)
     rootless: bool = False
+    capabilities: frozenset = frozenset()   # what root in the container keeps
+    seccomp_program: bytes = None           # compiled here, installed by init
 
 
 class Container:
@@ -66,11 +68,14 @@ class Container:
         self.helper = None        # host pid of the helper process
         self.console = None       # master side of the pty, with spec.tty
         self.exit_code = None
+        self.oom_killed = False
+        self._privileges = None   # (capabilities, seccomp program), checked before anything is made
 
     # -- create ---------------------------------------------------------------
 
     def create(self):
         """The state directory, /etc files and cgroup. Undone by ``delete``."""
+        self._privileges = _privileges(self.spec)  # a bad profile fails here, before anything exists
         try:
             os.makedirs(os.path.join(self.root, "containers"), exist_ok=True)
             os.mkdir(self.dir, 0o711)
@@ -114,6 +119,8 @@ class Container:
             work=os.path.join(self.dir, "work"),
             etc_files={name: os.path.join(self.dir, name) for name in ("hostname", "hosts", "resolv.conf")},
             rootless=self.spec.rootless,
+            capabilities=self._privileges[0],
+            seccomp_program=self._privileges[1],
         )
 
     # -- start ----------------------------------------------------------------
@@ -189,6 +196,7 @@ class Container:
             _, status = os.waitpid(self.helper, 0)
             code = os.waitstatus_to_exitcode(status)
             self.exit_code = code if code >= 0 else 128 - code
+            self.oom_killed = self.cgroup is not None and self.cgroup.oom_killed()
             self._save_state("exited")
         return self.exit_code
 
@@ -229,11 +237,20 @@ class Container:
             "pid": self.pid,
             "helper_pid": self.helper,
             "exit_code": self.exit_code,
+            "oom_killed": self.oom_killed,
             "cgroup": self.cgroup.path if self.cgroup is not None else None,
             "time": time.time(),
         }
         if os.path.isdir(self.dir):
             state.write_json(os.path.join(self.dir, "state.json"), data)
+
+
+def _privileges(spec):
+    """The capability set and compiled seccomp filter the container will get."""
+    caps = security.capability_set(cap_add=spec.cap_add, cap_drop=spec.cap_drop, privileged=spec.privileged)
+    profile = security.seccomp_profile(spec.seccomp, spec.privileged)
+    program = security.compile_profile(profile, caps=caps) if profile is not None else None
+    return caps, program
 
 
 def _helper_main(spec, launch, go_r, pid_w):

@@ -4,10 +4,13 @@ Lecture idea: a container is *made*, step by step, by its own first process,
 which is already inside fresh namespaces (see ``container.py``) and then builds
 its world before it becomes the user's program:
 
-    rootfs     overlay of the image layers, volumes, /proc, /dev, /sys, /etc files
+    rootfs     overlay of the image layers, volumes, tmpfs, /proc, /dev, /sys, /etc files
     pivot      pivot_root into it; the host's filesystem is gone
+    masks      hide and write-protect the parts of /proc and /sys that are the host's;
+               with --read-only, the root itself
     identity   hostname, loopback network
-    user       groups, gid, uid (last: afterwards we may no longer mount anything)
+    privileges groups, gid, uid, capabilities, no_new_privs, seccomp (security.py);
+               after this we could no longer mount anything
     exec       the command replaces this Python process and becomes PID 1
 
 Nothing here returns: the process either ``exec``s or reports why it could not
@@ -22,7 +25,7 @@ import signal
 import termios
 
 from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError
-from minirt.kernel import libc, mounts, network
+from minirt.kernel import libc, masked, mounts, network, security
 from minirt.runtime import users
 
 # Signals Python changes for itself (SIGPIPE ignored, SIGINT raising
@@ -32,22 +35,38 @@ _RESET_SIGNALS = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.
 
 def main(spec, launch):
     """Run in the container's first process. Never returns."""
+    step = "starting"  # named in the error message if a step fails
     try:
+        step = "setting up stdio"
         _setup_stdio(spec, launch)
+        step = "preparing the root filesystem"
         _setup_rootfs(spec, launch)
+        step = "pivot_root"
         mounts.pivot_root(launch.rootfs)
+        step = "masking paths"
+        if not spec.privileged:
+            masked.apply()
+        if spec.read_only:
+            mounts.remount_readonly("/")
+        step = "setting the hostname"
         libc.sethostname(spec.hostname)
         if "net" in spec.namespaces:
             network.link_up("lo")
-        user = users.resolve(spec.user)
+        step = "resolving the user"
+        user = users.resolve(spec.user, extra_groups=spec.group_add)
         env = _environment(spec, user)
-        _enter_workdir(spec.cwd, user)
-        _become(user)
+        step = f"entering the working directory {spec.cwd}"
+        _enter_workdir(spec.cwd, user, spec.read_only)
+        step = "dropping privileges"
+        # In a rootless user namespace setgroups(2) is forbidden: keep the groups we have.
+        security.apply(caps=launch.capabilities, no_new_privs=spec.no_new_privileges,
+                       seccomp_program=launch.seccomp_program, uid=user.uid, gid=user.gid,
+                       groups=None if _setgroups_denied() else user.groups)
         if spec.init:
             _reaper(spec, env, launch)
         _exec(spec.args, env, launch.error_fd)
     except BaseException as e:  # noqa: BLE001 — everything must reach the parent
-        _report(launch.error_fd, e)
+        _report(launch.error_fd, e, step)
     os._exit(125)
 
 
@@ -74,9 +93,11 @@ def _setup_rootfs(spec, launch):
     mounts.mount_proc(root)
     # In a user namespace mknod is refused: bind the host's device files instead.
     mounts.mount_dev(root, mknod=not launch.rootless, console=launch.console_path)
-    mounts.mount_sys(root)
+    mounts.mount_sys(root, readonly=not spec.privileged)
     for name, source in launch.etc_files.items():
         mounts.bind(source, mounts.make_mountpoint(root, f"/etc/{name}", is_dir=False))
+    for t in spec.tmpfs:
+        mounts.mount_tmpfs(root, t)
     # Volumes last, so that a volume on /etc/hosts or under /dev wins, as in docker.
     for m in spec.mounts:
         target = mounts.make_mountpoint(root, m.destination, is_dir=os.path.isdir(m.source))
@@ -89,18 +110,11 @@ def _environment(spec, user):
     return env
 
 
-def _enter_workdir(cwd, user):
-    if not os.path.isdir(cwd):
+def _enter_workdir(cwd, user, read_only=False):
+    if not os.path.isdir(cwd) and not read_only:
         os.makedirs(cwd, 0o755, exist_ok=True)  # docker creates a missing WORKDIR
         os.chown(cwd, user.uid, user.gid)
     os.chdir(cwd)
-
-
-def _become(user):
-    if user.groups or not _setgroups_denied():
-        os.setgroups(user.groups)
-    os.setgid(user.gid)
-    os.setuid(user.uid)
 
 
 def _setgroups_denied():
@@ -191,12 +205,14 @@ def _read_all(fd):
     return b"".join(chunks)
 
 
-def _report(fd, exc):
+def _report(fd, exc, step=None):
     """Tell the parent why the container could not start: "<exit code> <message>"."""
     if isinstance(exc, MinirtError):
         code, message = exc.exit_code, str(exc)
     elif isinstance(exc, OSError):
         code, message = 125, f"{exc.strerror or exc}" + (f": {os.fsdecode(exc.filename)}" if exc.filename else "")
+        if step:
+            message = f"{step}: {message}"
     else:
         code, message = 125, f"{type(exc).__name__}: {exc}"
     try:

@@ -26,8 +26,11 @@ def _entries(path):
         return []
 
 
-def resolve(spec_user, passwd="/etc/passwd", group="/etc/group"):
-    """Turn "", "UID", "UID:GID", "NAME" or "NAME:GROUP" into a User."""
+def resolve(spec_user, passwd="/etc/passwd", group="/etc/group", extra_groups=()):
+    """Turn "", "UID", "UID:GID", "NAME" or "NAME:GROUP" into a User.
+
+    ``extra_groups`` (``--group-add``) are names or gids added to the
+    supplementary groups."""
     name, _, grp = (spec_user or "0").partition(":")
     users = [e for e in _entries(passwd) if len(e) >= 7]
     groups = [e for e in _entries(group) if len(e) >= 4]
@@ -51,5 +54,13 @@ def resolve(spec_user, passwd="/etc/passwd", group="/etc/group"):
             raise SpecError(f"unable to find group {grp}: no matching entries in group file")
 
     username = entry[0] if entry else None
-    extra = sorted({int(g[2]) for g in groups if username and username in g[3].split(",")} - {gid})
-    return User(uid=uid, gid=gid, groups=extra, home=home or "/")
+    extra = {int(g[2]) for g in groups if username and username in g[3].split(",")}
+    for name in extra_groups:
+        match = next((g for g in groups if g[0] == name), None)
+        if match:
+            extra.add(int(match[2]))
+        elif str(name).isdigit():
+            extra.add(int(name))
+        else:
+            raise SpecError(f"unable to find group {name}: no matching entries in group file")
+    return User(uid=uid, gid=gid, groups=sorted(extra - {gid}), home=home or "/")

@@ -88,8 +88,9 @@ def _tree(top):
 
 
 def test_mounts_inside_are_not_seen_outside(busybox_image, state_root):
+    # Mounting needs --privileged (docker's default seccomp profile forbids mount(2)).
     spec = minirt.api.prepare(busybox_image, ["sh", "-c", "mount -t tmpfs marker-fs /tmp && echo ok && sleep 5"],
-                              root=state_root, remove=True)
+                              root=state_root, remove=True, privileged=True)
     c = Container(spec, state_root)
     c.create()
     r, w = os.pipe()
