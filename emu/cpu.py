@@ -10,14 +10,21 @@ translator (``translate.py``) must agree with, instruction for instruction.
 Read ``isa.py`` first.  The CPU knows no device by name: loads and stores at
 or above ``MMIO_BASE`` go to the *board* (``machine.py``), which also tells it
 when devices next need attention (``next_event``) and which interrupt lines
-are raised (``irq_pending``).
+are raised (``irq_pending``).  Every other address goes through the MMU
+(``mmu.py``) when paging is on: the CPU asks it for a physical address and
+turns a refusal into a page fault.
 """
 
 from . import isa
 from .isa import (WORD, MMIO_BASE, STATUS_IE, STATUS_U, STATUS_PIE, STATUS_PU, STATUS_MASK,
-                  SREG_STATUS, SREG_EPC, SREG_CAUSE, SREG_BADADDR, SREG_TVEC, IRQ_BASE,
-                  TRAP_ILLEGAL, TRAP_PRIVILEGED, TRAP_BAD_ADDRESS, TRAP_MISALIGNED,
-                  TRAP_SYSCALL, TRAP_BREAKPOINT)
+                  SREG_STATUS, SREG_EPC, SREG_CAUSE, SREG_BADADDR, SREG_TVEC, SREG_PTBR,
+                  IRQ_BASE, TRAP_ILLEGAL, TRAP_PRIVILEGED, TRAP_BAD_ADDRESS, TRAP_MISALIGNED,
+                  TRAP_SYSCALL, TRAP_BREAKPOINT, TRAP_FETCH_FAULT, TRAP_LOAD_FAULT,
+                  TRAP_STORE_FAULT, PTBR_ENABLE)
+from .mmu import MMU, READ, WRITE, EXECUTE
+
+# The page fault for each kind of access, indexed like mmu.READ, WRITE, EXECUTE.
+PAGE_FAULT = (TRAP_LOAD_FAULT, TRAP_STORE_FAULT, TRAP_FETCH_FAULT)
 
 
 class Trap(Exception):
@@ -48,6 +55,7 @@ class CPU:
     def __init__(self, memory, board):
         self.memory = memory
         self.board = board
+        self.mmu = MMU(memory)
         self.regs = [0] * 16
         self.pc = 0
         self.sregs = [0] * len(isa.SYSTEM_REGISTERS)
@@ -136,7 +144,12 @@ class CPU:
             self.set(d.rd, self.sregs[d.sreg])
         elif mnemonic == "mtsr":
             value = self.regs[d.rs1]
-            self.sregs[d.sreg] = value & STATUS_MASK if d.sreg == SREG_STATUS else value
+            if d.sreg == SREG_STATUS:
+                value &= STATUS_MASK
+            elif d.sreg == SREG_PTBR:
+                value &= (WORD & ~0xFFF) | PTBR_ENABLE
+                self.mmu.set_ptbr(value)
+            self.sregs[d.sreg] = value
         elif mnemonic == "eret":
             status = self.sregs[SREG_STATUS]
             ie = STATUS_IE if status & STATUS_PIE else 0
@@ -149,6 +162,8 @@ class CPU:
                 self.board.power_off(0)
             else:
                 self.halted = True
+        elif mnemonic == "tlbflush":
+            self.mmu.flush()
         return next_pc
 
     def set(self, rd, value):
@@ -160,13 +175,24 @@ class CPU:
     def fetch(self, pc):
         if pc & 3:
             raise Trap(TRAP_MISALIGNED, pc)
-        if pc >= self.memory.size:
+        if self.mmu.enabled and pc < MMIO_BASE:
+            pc = self.translate(pc, EXECUTE)
+        elif pc >= self.memory.size:
             raise Trap(TRAP_BAD_ADDRESS, pc)      # code runs from RAM only
         return self.memory.load_word(pc)
+
+    def translate(self, vaddr, access):
+        """Virtual to physical through the MMU, or a page fault."""
+        paddr = self.mmu.translate(vaddr, access, self.sregs[SREG_STATUS] & STATUS_U)
+        if paddr is None:
+            raise Trap(PAGE_FAULT[access], vaddr)
+        return paddr
 
     def load(self, addr, width, signed=False):
         if width == 4 and addr & 3:
             raise Trap(TRAP_MISALIGNED, addr)
+        if self.mmu.enabled and addr < MMIO_BASE:
+            addr = self.translate(addr, READ)     # always lands in RAM
         if addr + width <= self.memory.size:
             value = self.memory.load_word(addr) if width == 4 else self.memory.load_byte(addr)
         else:
@@ -178,6 +204,8 @@ class CPU:
     def store(self, addr, width, value):
         if width == 4 and addr & 3:
             raise Trap(TRAP_MISALIGNED, addr)
+        if self.mmu.enabled and addr < MMIO_BASE:
+            addr = self.translate(addr, WRITE)
         if addr + width <= self.memory.size:
             if width == 4:
                 self.memory.store_word(addr, value)
@@ -234,7 +262,7 @@ class CPU:
     def save(self):
         return {"regs": list(self.regs), "pc": self.pc, "sregs": list(self.sregs),
                 "cycles": self.cycles, "steps": self.steps, "halted": self.halted,
-                "irq_pending": self.irq_pending}
+                "irq_pending": self.irq_pending, "tlb": self.mmu.save()}
 
     def restore(self, state):
         # In place: the translator's compiled blocks hold on to these lists.
@@ -243,3 +271,4 @@ class CPU:
         self.sregs[:] = state["sregs"]
         self.cycles, self.steps = state["cycles"], state["steps"]
         self.halted, self.irq_pending = state["halted"], state["irq_pending"]
+        self.mmu.restore(self.sregs[SREG_PTBR], state.get("tlb", []))

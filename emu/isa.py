@@ -19,7 +19,7 @@ virtualisation (see ``POPEK_GOLDBERG`` below).
 from collections import namedtuple
 
 WORD = 0xFFFFFFFF        # every register and every address is 32 bits wide
-PAGE_SIZE = 4096         # the unit of dirty tracking, snapshots and (later) paging
+PAGE_SIZE = 4096         # the unit of paging, dirty tracking and snapshots
 MMIO_BASE = 0xF0000000   # from here up: devices.  RAM starts at 0 and stays below.
 
 
@@ -46,13 +46,14 @@ SYSTEM_REGISTERS = {
     "status":  (0, "mode and interrupt bits, see STATUS_* below"),
     "epc":     (1, "where the last trap happened (or where to resume after an interrupt)"),
     "cause":   (2, "why the last trap happened: a TRAP_* or IRQ_BASE + line"),
-    "badaddr": (3, "the faulting address of a bad-address or misaligned trap"),
+    "badaddr": (3, "the faulting address of a bad-address, misaligned or page-fault trap"),
     "tvec":    (4, "trap handler address; 0 means no handler: a trap stops the machine"),
     "scratch": (5, "free for the kernel, typically its stack pointer while user code runs"),
-    "ptbr":    (6, "page-table base for the paging MMU of a later issue; stored, not yet used"),
+    "ptbr":    (6, "page-table base: physical address of the page directory, bit 0 turns "
+                   "paging on; writing it flushes the TLB"),
 }
 SREG_NAMES = {num: name for name, (num, _) in SYSTEM_REGISTERS.items()}
-SREG_STATUS, SREG_EPC, SREG_CAUSE, SREG_BADADDR, SREG_TVEC = 0, 1, 2, 3, 4
+SREG_STATUS, SREG_EPC, SREG_CAUSE, SREG_BADADDR, SREG_TVEC, SREG_SCRATCH, SREG_PTBR = range(7)
 
 STATUS_IE = 1 << 0    # interrupts enabled
 STATUS_U = 1 << 1     # user mode (clear: supervisor)
@@ -68,6 +69,11 @@ TRAP_BAD_ADDRESS = 3  # outside RAM and devices, or a device from user mode
 TRAP_MISALIGNED = 4   # a word access (or fetch) not on a multiple of 4
 TRAP_SYSCALL = 5
 TRAP_BREAKPOINT = 6
+# With paging on, an access the page tables do not allow.  One cause per kind
+# of access, as on RISC-V, so a kernel can tell a bad jump from a bad store.
+TRAP_FETCH_FAULT = 7
+TRAP_LOAD_FAULT = 8
+TRAP_STORE_FAULT = 9
 IRQ_BASE = 16         # an external interrupt on line n has cause IRQ_BASE + n
 
 TRAP_NAMES = {TRAP_ILLEGAL: "illegal instruction",
@@ -75,7 +81,30 @@ TRAP_NAMES = {TRAP_ILLEGAL: "illegal instruction",
               TRAP_BAD_ADDRESS: "bad address",
               TRAP_MISALIGNED: "misaligned access",
               TRAP_SYSCALL: "system call",
-              TRAP_BREAKPOINT: "breakpoint"}
+              TRAP_BREAKPOINT: "breakpoint",
+              TRAP_FETCH_FAULT: "page fault on instruction fetch",
+              TRAP_LOAD_FAULT: "page fault on load",
+              TRAP_STORE_FAULT: "page fault on store"}
+
+# -- paging -------------------------------------------------------------------
+
+# Virtual addresses are split 10 + 10 + 12: an index into the page directory,
+# an index into a page table, and the offset in the page.  Directory entries
+# and page-table entries have the same shape: a physical page address in bits
+# 31..12 and flag bits below.  A directory entry only needs PTE_P; the
+# permission bits count in the page-table entry (the leaf) alone.
+PTE_P = 1 << 0        # present: the entry is valid
+PTE_R = 1 << 1        # the page may be read
+PTE_W = 1 << 2        # the page may be written
+PTE_X = 1 << 3        # the page may be executed
+PTE_U = 1 << 4        # user mode may use the page (supervisor mode always may)
+PTE_BITS = {"P": (PTE_P, "present: the entry is valid; otherwise any access through it faults"),
+            "R": (PTE_R, "readable"),
+            "W": (PTE_W, "writable"),
+            "X": (PTE_X, "executable"),
+            "U": (PTE_U, "user: user mode may use the page. Without it the page is the "
+                         "supervisor's, and to user mode it looks exactly like a page that is not there")}
+PTBR_ENABLE = 1       # bit 0 of ptbr: paging on
 
 
 def cause_name(cause):
@@ -210,6 +239,10 @@ INSTRUCTIONS = [
           privileged=True),
     _insn(0x4B, "halt",    "N", "system", 1,
           "wait for an interrupt; with interrupts disabled, power off", privileged=True),
+    # Changing a page-table entry in memory does not change the translations
+    # the TLB already holds; the kernel must say so.  (Writing ptbr flushes too.)
+    _insn(0x4C, "tlbflush", "N", "system", 1, "forget every translation the TLB holds",
+          privileged=True),
 ]
 
 BY_OPCODE = {insn.opcode: insn for insn in INSTRUCTIONS}
@@ -408,9 +441,11 @@ sensitive instruction trap into the hypervisor, emulate it there on the guest's
 
 Here the sensitive state is: the status register (mode and interrupt enable),
 the trap registers (epc, cause, badaddr, tvec, scratch), the MMU register
-(ptbr), the ability to stop the CPU, and the devices. The only instructions that
-touch the first four are `mfsr`, `mtsr`, `eret` and `halt`, and all four are
-privileged. The devices are reached only through memory at `MMIO_BASE` and
+(ptbr, and the TLB that caches its page tables), the ability to stop the CPU,
+and the devices. The only instructions that touch the first four are `mfsr`,
+`mtsr`, `eret`, `halt` and `tlbflush`, and all five are privileged. The page
+tables themselves are ordinary memory, and the kernel keeps them out of user
+mode's reach with the very mappings they define. The devices are reached only through memory at `MMIO_BASE` and
 above, and a user-mode access there is a bad-address trap, so a hypervisor
 sees every device access too. Nothing else reveals the mode: there is no
 user-readable status bit, no unprivileged instruction that behaves one way in
@@ -430,8 +465,9 @@ instruction, so emu's hypervisor can stay a plain trap-and-emulate monitor.
 def markdown():
     """docs/isa.md, generated from the tables above so it cannot drift."""
     out = ["# The emu instruction set", "",
-           "<!-- Generated by `python -m emu.isa > docs/isa.md` from emu/isa.py. "
-           "Do not edit by hand: tests/emu/test_isa.py fails when this file and the table disagree. -->",
+           "<!-- Generated by `python -m emu.manual > docs/isa.md` from emu/isa.py and the "
+           "device modules. Do not edit by hand: tests/emu/test_isa.py fails when this file "
+           "and the code disagree. -->",
            "",
            "32-bit words, fixed-width 32-bit instructions, byte-addressed little-endian "
            "memory, sixteen general registers, two privilege modes.", "",
@@ -503,20 +539,48 @@ def markdown():
         out.append(f"| {cause} | {name} |")
     out += [f"| {IRQ_BASE} + n | external interrupt on line n, taken between instructions while IE is set |",
             "", "## Memory", "",
-            f"RAM starts at address 0. From 0x{MMIO_BASE:08x} up lies the device region "
-            "(see docs/emu.md for the devices); anything else is a bad-address trap. "
-            "Word accesses and instruction fetches must be 4-byte aligned. In user mode "
-            "the device region is out of reach (bad address). Protection of RAM from "
-            "user mode comes with the paging MMU of a later issue; `ptbr` is already "
-            "there for it.", "",
+            f"RAM starts at physical address 0. From 0x{MMIO_BASE:08x} up lies the device region "
+            "(see Devices below); anything else is a bad-address trap. "
+            "Word accesses and instruction fetches must be 4-byte aligned (checked before "
+            "translation). In user mode the device region is out of reach (bad address).", "",
+            "## Paging", "",
+            "With bit 0 of `ptbr` clear, addresses are physical. With it set, every "
+            "instruction fetch, load and store below the device region -- in both modes -- "
+            "goes through a two-level page table in RAM, whose directory is the page at "
+            "`ptbr & ~0xfff`. A virtual address splits into a directory index (bits 31..22), "
+            "a page-table index (bits 21..12) and an offset (bits 11..0):", "",
+            "```",
+            "pde = word at (ptbr & ~0xfff) + 4 * va[31:22]     must have P",
+            "pte = word at (pde  & ~0xfff) + 4 * va[21:12]     must have P and allow the access",
+            "pa  = (pte & ~0xfff) | va[11:0]",
+            "```", "",
+            "| bit | name | meaning (in a page-table entry) |", "| --- | --- | --- |"]
+    for name, (bit, meaning) in PTE_BITS.items():
+        out.append(f"| {bit.bit_length() - 1} | {name} | {meaning} |")
+    out += ["",
+            "Bits 11..5 are ignored. In a directory entry only P counts. Supervisor mode may "
+            "use any present page its R/W/X bits allow; user mode also needs U. A fetch needs "
+            "X, a load R, a store W. An access that is not allowed -- entry not present, "
+            "permission missing, a page table or page outside RAM -- is a page fault: cause "
+            f"{TRAP_FETCH_FAULT}, {TRAP_LOAD_FAULT} or {TRAP_STORE_FAULT} by the kind of "
+            "access, with the virtual address in `badaddr`. The device region is never "
+            "translated: from supervisor mode those addresses always reach the devices.", "",
+            "The TLB caches page-table entries, by virtual page, from the first walk that finds "
+            "them present. It holds any number of them, and keeps them until `tlbflush` or a "
+            "write to `ptbr` empties it, so a kernel that changes a present entry must flush. "
+            "There are no accessed or dirty bits: the walk never writes memory.", "",
             "## Reset", "",
             "The loader copies the image into RAM and starts at its entry point (`_start` if "
-            "defined, otherwise the lowest address) in supervisor mode with interrupts off, "
-            "every register 0 except `sp`, which holds the top of RAM.", "",
+            "defined, otherwise the lowest address) in supervisor mode with interrupts off and "
+            "paging off, every register 0 except `sp`, which holds the top of RAM. Booting "
+            "from a disk instead, the firmware copies sector 0 to address 0 and starts there "
+            "(see the disk below).", "",
             "## Why every sensitive instruction is privileged", "",
             POPEK_GOLDBERG.rstrip()]
     return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":
-    print(markdown(), end="")
+    # The manual also documents the devices, which this root module must not import.
+    from .manual import manual
+    print(manual(), end="")

@@ -6,13 +6,19 @@ the memory map, routes device accesses, carries interrupt lines to the CPU,
 keeps devices in step with the CPU's clock, and gathers the state of every
 part for a snapshot.  Read ``cpu.py`` and ``devices/`` first.
 
-Memory map:
+Memory map (physical; the device region is never paged):
 
   0x00000000 .. size-1     RAM
   0xF0000000  console      (devices/console.py)  interrupt line 1
   0xF0000100  timer        (devices/timer.py)    interrupt line 0
   0xF0000200  power        (devices/power.py)
+  0xF0000300  pic          (devices/pic.py)      the interrupt controller itself
+  0xF0000400  disk         (devices/disk.py)     interrupt line 2
   anything else            bad-address trap
+
+Interrupt lines go from the devices through the interrupt controller, which
+masks them, to the CPU.  ``boot`` is the firmware: like a PC's BIOS it copies
+the disk's first sector into RAM and jumps to it.
 """
 
 import select
@@ -21,6 +27,8 @@ from . import isa
 from .cpu import CPU, BusError
 from .devices import WINDOW
 from .devices.console import Console
+from .devices.disk import SECTOR_SIZE, Disk, DiskError
+from .devices.pic import InterruptController
 from .devices.power import Power
 from .devices.timer import Timer
 from .memory import Memory
@@ -32,20 +40,29 @@ DEFAULT_MEMORY = 1 << 20
 # snapshot, so a restored machine polls exactly where the original would have.
 POLL_INTERVAL = 1 << 16
 
+# The last two bytes of a bootable disk's first sector, as on a PC.
+BOOT_SIGNATURE = b"\x55\xaa"
+
 
 class Machine:
-    def __init__(self, memory_size=DEFAULT_MEMORY, console=None, engine="translate", backing=None):
+    def __init__(self, memory_size=DEFAULT_MEMORY, console=None, engine="translate", backing=None,
+                 disk=None):
         if not isa.PAGE_SIZE <= memory_size <= isa.MMIO_BASE or memory_size % isa.PAGE_SIZE:
             raise ValueError(f"memory size must be a multiple of {isa.PAGE_SIZE} "
                              f"between {isa.PAGE_SIZE} and {isa.MMIO_BASE:#x}")
         self.memory = Memory(memory_size, backing)
         self.cpu = CPU(self.memory, self)
-        # (slot, device, interrupt line): slot n answers at MMIO_BASE + n * WINDOW.
+        # Slot n answers at MMIO_BASE + n * WINDOW.  `disk` is a Disk or a
+        # path to an image; without one the disk is there, but empty.
         self.console = console or Console()
         self.timer = Timer()
         self.power = Power()
-        self.slots = {0: self.console, 1: self.timer, 2: self.power}
-        for device, line in ((self.console, 1), (self.timer, 0), (self.power, None)):
+        self.pic = InterruptController()
+        self.disk = disk if isinstance(disk, Disk) else Disk(disk)
+        self.slots = {0: self.console, 1: self.timer, 2: self.power, 3: self.pic, 4: self.disk}
+        self.pic.attach(self)
+        for device, line in ((self.console, 1), (self.timer, 0), (self.power, None),
+                             (self.disk, 2)):
             device.attach(self, line)
         self.devices = list(self.slots.values())
         self.stopped = False
@@ -78,6 +95,19 @@ class Machine:
         self.cpu.pc = image.entry
         self.cpu.regs[isa.SP] = self.memory.size
 
+    def boot(self):
+        """The firmware: copy sector 0 of the disk to address 0 and start
+        there, in supervisor mode with paging off -- what a PC's BIOS does
+        with a boot sector.  Everything after that is the guest's own code."""
+        if self.disk.sectors == 0:
+            raise DiskError("no disk to boot from")
+        sector = self.disk.read_sectors(0, 1)
+        if sector[-2:] != BOOT_SIGNATURE:
+            raise DiskError(f"{self.disk.path}: not bootable (sector 0 does not end in 55 aa)")
+        self.memory.write_bytes(0, sector)
+        self.cpu.pc = 0
+        self.cpu.regs[isa.SP] = self.memory.size
+
     def run(self, steps=None):
         """Run until the guest stops the machine or `steps` more instructions
         have executed.  Returns True if the machine has stopped."""
@@ -100,10 +130,11 @@ class Machine:
         return self.cpu.cycles
 
     def set_irq(self, line, on):
-        if on:
-            self.cpu.irq_pending |= 1 << line
-        else:
-            self.cpu.irq_pending &= ~(1 << line)
+        self.pic.set_line(line, on)
+
+    def cpu_irq(self, lines):
+        """The interrupt controller's output: the lines the CPU may take."""
+        self.cpu.irq_pending = lines
 
     def power_off(self, status):
         self._stop(status, f"powered off with status {status}")
@@ -192,7 +223,9 @@ class Machine:
     def restore_state(self, state):
         self.cpu.restore(state["cpu"])
         for device in self.devices:
-            device.restore(state["devices"][device.name])
+            # A snapshot from before a device existed leaves it as at reset.
+            if device.name in state["devices"]:
+                device.restore(state["devices"][device.name])
         self.next_poll = state["next_poll"]
         self.stopped, self.exit_status = state["stopped"], state["exit_status"]
         self.stop_reason = state["stop_reason"]

@@ -39,6 +39,7 @@ import os
 import struct
 import zlib
 
+from .devices.disk import DiskError
 from .isa import PAGE_SIZE
 from .machine import Machine
 
@@ -154,6 +155,8 @@ def restore(path, console=None, engine="translate", verify=True, _depth=0):
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         if isinstance(e, SnapshotError):
             raise
+        if isinstance(e, DiskError):
+            raise SnapshotError(f"{path}: {e}") from None
         # The checksum matched, so this was written wrong, not damaged later.
         raise SnapshotError(f"{path}: malformed metadata ({type(e).__name__}: {e})") from None
 

@@ -39,18 +39,31 @@ moment a device event or interrupt is due.  A block runs only if it cannot
 cross a device event or the step limit, so translated and interpreted runs
 are identical, instruction for instruction; ``tests/emu/test_translate.py``
 checks exactly that.
+
+With paging on (``mmu.py``), a block is found by its virtual *and* physical
+address: the code comes from a physical page, but its branch targets are
+virtual.  A block never runs past the end of its page (the next virtual page
+may map anywhere), and each load or store looks its page up in the MMU's
+pre-checked TLB (``mmu.fast``) -- one dictionary lookup -- and goes back to
+the interpreter on a miss, which walks the page tables and may fault exactly
+as it would have without the translator.  Because the lookup happens at run
+time, a TLB flush or a new page table needs no retranslation; only writes to
+the code itself (tracked by physical line, as before) throw blocks away.
 """
 
 import re
 
 from . import isa
-from .isa import WORD, STATUS_IE, SREG_STATUS
+from .isa import WORD, STATUS_IE, STATUS_U, SREG_STATUS
 from .memory import CODE_SHIFT
+from .mmu import READ, WRITE, EXECUTE
 
 MAX_BLOCK = 64                     # instructions; long enough for any loop body here
 _MISSING = object()
 # Unconditional jumps end a block; conditional branches only leave it when taken.
 _TERMINATORS = {"jump", "call", "jr", "callr"}
+# Block keys: the pc with paging off; with it on, this bit, the physical pc and the pc.
+_PAGED = 1 << 64
 
 
 class Translator:
@@ -69,13 +82,27 @@ class Translator:
         if cpu.trace is not None or self.memory.watch is not None:
             # Tracing and watchpoints need to see every instruction: interpret.
             return cpu.run(steps)
-        board, blocks, sregs = cpu.board, self.blocks, cpu.sregs
+        board, blocks, sregs, mmu = cpu.board, self.blocks, cpu.sregs, cpu.mmu
         limit = cpu.steps + steps
         while cpu.steps < limit and not board.stopped:
             pc = cpu.pc
-            block = blocks.get(pc, _MISSING)
+            if mmu.enabled:
+                # Where is the code?  A page the TLB does not (yet) let us
+                # execute is the interpreter's business: it walks or faults.
+                fast = mmu.fast[1 if sregs[SREG_STATUS] & STATUS_U else 0]
+                frame = fast[EXECUTE].get(pc >> 12)
+                if frame is None:
+                    cpu.step()
+                    continue
+                phys = frame | (pc & 0xFFF)
+                key = _PAGED | phys << 32 | pc
+                reads, writes = fast[READ], fast[WRITE]
+            else:
+                key = phys = pc
+                reads = writes = None
+            block = blocks.get(key, _MISSING)
             if block is _MISSING:
-                block = self.translate(pc)
+                block = self.translate(pc, phys, key, reads is not None)
             if (block is None or cpu.cycles >= cpu.next_event or cpu.halted
                     or (cpu.irq_pending and sregs[SREG_STATUS] & STATUS_IE)):
                 cpu.step()
@@ -88,7 +115,8 @@ class Translator:
             if steps_left < count or cycles_left < cycles:
                 cpu.step()
                 continue
-            cpu.pc, done, done_cycles, bailed = function(steps_left - count, cycles_left - cycles)
+            cpu.pc, done, done_cycles, bailed = function(steps_left - count, cycles_left - cycles,
+                                                         reads, writes)
             cpu.steps += done
             cpu.cycles += done_cycles
             if bailed:
@@ -102,30 +130,34 @@ class Translator:
 
     # -- translation -------------------------------------------------------------------
 
-    def translate(self, pc):
+    def translate(self, pc, phys, key, paged):
+        """Compile the block at virtual `pc`, whose code is at physical `phys`."""
         memory = self.memory
         insns = []
-        addr = pc
-        while len(insns) < MAX_BLOCK and not addr & 3 and addr + 4 <= memory.size:
-            decoded = isa.decode(memory.load_word(addr))
+        addr, at = pc, phys
+        # With paging, the next virtual page may be anywhere: stop at this one's end.
+        end = min(((phys >> 12) + 1) << 12, memory.size) if paged else memory.size
+        while len(insns) < MAX_BLOCK and not at & 3 and at + 4 <= end:
+            decoded = isa.decode(memory.load_word(at))
             if decoded is None or decoded.insn.kind == "system":
                 break
             insns.append((addr, decoded))
             addr += 4
+            at += 4
             if decoded.insn.kind in _TERMINATORS:
                 break
         if not insns:
-            self.blocks[pc] = None
+            self.blocks[key] = None
             return None
-        source = block_source(pc, insns, memory.size)
+        source = block_source(pc, insns, memory.size, paged)
         namespace = dict(isa.OP_NAMESPACE)
         exec(compile(source, f"<block {pc:#010x}>", "exec"), namespace)
         function = namespace["make"](self.cpu.regs, memory.words, memory.ram, memory.dirty, memory.code)
         block = (function, len(insns), sum(d.insn.cycles for _, d in insns))
-        self.blocks[pc] = block
-        for line in range(pc >> CODE_SHIFT, ((addr - 1) >> CODE_SHIFT) + 1):
+        self.blocks[key] = block
+        for line in range(phys >> CODE_SHIFT, ((at - 1) >> CODE_SHIFT) + 1):
             memory.code[line] = 1
-            self.lines.setdefault(line, set()).add(pc)
+            self.lines.setdefault(line, set()).add(key)
         self.translated += 1
         return block
 
@@ -138,8 +170,10 @@ def _substitute(op, a, b):
     return re.sub(r"\bB\b", b, re.sub(r"\bA\b", a, op))
 
 
-def block_source(start, insns, memory_size):
-    """Python source for one block (see the module docstring for its shape)."""
+def block_source(start, insns, memory_size, paged=False):
+    """Python source for one block (see the module docstring for its shape).
+    With `paged`, every load and store translates its address through the
+    dictionaries TR (readable pages) and TW (writable pages) it is called with."""
     written = sorted({d.rd for _, d in insns if d.rd and d.insn.kind in ("alu", "load")}
                      | ({isa.LR} if any(d.insn.kind in ("call", "callr") for _, d in insns) else set()))
     # Load every register the block names, and every one it writes back
@@ -162,7 +196,7 @@ def block_source(start, insns, memory_size):
                 leave(start, 0, 0)]
 
     body = ["def make(R, W, M, D, C):",
-            "  def block(step_slack, cycle_slack):"]
+            "  def block(step_slack, cycle_slack, TR, TW):"]
     body += [f"    r{r} = R[{r}]" for r in used]
     body += ["    n = c = 0", "    while True:"]
     pad = "      "
@@ -178,13 +212,24 @@ def block_source(start, insns, memory_size):
                 body.append(f"{pad}r{rd} = {_substitute(insn.op, a, b)}")
         elif kind in ("load", "store"):
             body.append(f"{pad}a = ({a} + {d.imm}) & WORD" if d.imm else f"{pad}a = {a}")
-            # Anything unusual -- misaligned, past RAM (devices), translated
-            # code being overwritten -- goes back to the interpreter.
+            # Anything unusual -- misaligned, past RAM (devices), a page the
+            # TLB does not allow, translated code being overwritten -- goes
+            # back to the interpreter.
             checks = ["a & 3"] if insn.width == 4 else []
-            checks.append(f"a >= {memory_size}")
+            if paged:
+                table = "TW" if kind == "store" else "TR"
+                if checks:
+                    body.append(f"{pad}if a & 3: {bail}")
+                body.append(f"{pad}f = {table}.get(a >> 12)")
+                body.append(f"{pad}if f is None: {bail}")
+                body.append(f"{pad}a = f | (a & 4095)")
+                checks = []
+            else:
+                checks.append(f"a >= {memory_size}")
             if kind == "store":
                 checks.append(f"C[a >> {CODE_SHIFT}]")
-            body.append(f"{pad}if {' or '.join(checks)}: {bail}")
+            if checks:
+                body.append(f"{pad}if {' or '.join(checks)}: {bail}")
             if kind == "load" and rd:
                 if insn.width == 4:
                     body.append(f"{pad}r{rd} = W[a >> 2]")

@@ -3,14 +3,19 @@
 Lecture idea: the hypervisor "emulates the underlying hardware", and most of
 that hardware is not the CPU but the devices.  Like TinyEMU, every device here
 is a small object behind the same narrow interface, so a board (``machine.py``)
-is just a list of them and a new device -- the interrupt controller, block
-device and paging MMU of later issues -- is one new file.
+is just a list of them and a new device is one new file: ``console.py``,
+``timer.py``, ``power.py``, ``pic.py`` (the interrupt controller), ``disk.py``.
 
 A device sees the machine only through its *board*, which offers:
 
 - ``board.cycles``           the current time, in CPU cycles;
 - ``board.set_irq(line, on)`` raise or lower an interrupt line;
-- ``board.power_off(status)`` stop the machine.
+- ``board.power_off(status)`` stop the machine;
+- ``board.memory``           RAM, for devices that do DMA (physical addresses).
+
+Each device class also describes itself -- ``summary`` and a ``registers``
+table -- and ``manual.py`` turns those into the Devices section of
+docs/isa.md, so the reference cannot drift from the code.
 
 Time is counted in guest cycles, never read from the host clock, so that a run
 is exactly reproducible and a snapshot restores the devices' notion of time
@@ -27,6 +32,8 @@ class Device:
     A register that does not exist reads as 0 and ignores writes."""
 
     name = "device"
+    summary = ""
+    registers = ()           # (offset, name, description), for the manual
 
     def __init__(self):
         self.board = None

@@ -4,14 +4,6 @@ Lecture idea: a virtual machine's users "interact with the virtualization layer
 as if it were the underlying machine" -- here, a UART-like device whose output
 goes to the host's stdout and whose input comes from the host's stdin.
 
-Registers (offsets in the console's window):
-
-  0x00 DATA    write: send the low byte.  read: take the next input byte (0 if none).
-  0x04 STATUS  bit 0 RX_READY  an input byte is waiting
-               bit 1 RX_EOF    the input is closed and every byte has been read
-               bit 2 TX_READY  always 1: output never blocks
-  0x08 CTRL    bit 0 RX_IRQ    interrupt while RX_READY or RX_EOF is set
-
 Input is read from the host only when the guest looks (a STATUS or DATA read)
 or when the board polls, never from a background thread, so what the guest
 sees depends on its own actions, not on host scheduling.
@@ -29,6 +21,14 @@ RX_IRQ = 1
 
 class Console(Device):
     name = "console"
+    summary = ("A serial line: output goes to the host's stdout, input comes from its "
+               "stdin. The line is raised while CTRL.RX_IRQ is set and RX_READY or RX_EOF is.")
+    registers = (
+        (DATA, "DATA", "write: send the low byte. read: take the next input byte (0 if none)"),
+        (STATUS, "STATUS", "bit 0 RX_READY: an input byte is waiting; bit 1 RX_EOF: the input "
+                           "is closed and every byte has been read; bit 2 TX_READY: always 1"),
+        (CTRL, "CTRL", "bit 0 RX_IRQ: interrupt while RX_READY or RX_EOF is set"),
+    )
 
     def __init__(self, input_fd=None, output=None, input_bytes=b""):
         """`input_fd`: a host file descriptor to read (None: no host input).

@@ -4,9 +4,6 @@ Lecture idea: the hypervisor, not the guest, owns the real machine.  A guest
 that wants to stop asks a (virtual) device, and the emulator turns that into
 the exit status of `emu run`, the way a VM's power-off ends its process.
 
-Registers:
-
-  0x00 EXIT    write: power off; the low 8 bits are the exit status
 """
 
 from . import Device
@@ -16,6 +13,8 @@ EXIT = 0x00
 
 class Power(Device):
     name = "power"
+    summary = "How a guest turns its machine off; `emu run` exits with the status."
+    registers = ((EXIT, "EXIT", "write: power off; the low 8 bits are the exit status"),)
 
     def write(self, offset, value):
         if offset == EXIT:

@@ -5,15 +5,6 @@ a kernel (guest or host) take the CPU back from a program that will not give
 it up is a timer interrupt.  Time here is the guest's own cycle count, not the
 host clock, so runs and restores are exactly repeatable.
 
-Registers:
-
-  0x00 COUNT   read: cycles since reset, low 32 bits
-  0x04 PERIOD  interrupt every PERIOD cycles while enabled (0: never)
-  0x08 CTRL    bit 0 ENABLE; enabling (or writing PERIOD while enabled)
-               starts a new period from now
-  0x0C STATUS  read: bit 0 PENDING.  write 1 to bit 0: acknowledge, which
-               lowers the interrupt line
-
 Ticks that pass while one is still pending are merged into it, the way a
 real timer's level-triggered line works.
 """
@@ -27,6 +18,16 @@ PENDING = 1
 
 class Timer(Device):
     name = "timer"
+    summary = ("Interrupts every PERIOD cycles of guest time while enabled. Ticks that pass "
+               "while one is pending merge into it.")
+    registers = (
+        (COUNT, "COUNT", "read: cycles since reset, low 32 bits"),
+        (PERIOD, "PERIOD", "interrupt every PERIOD cycles while enabled (0: never)"),
+        (CTRL, "CTRL", "bit 0 ENABLE; enabling (or writing PERIOD while enabled) starts a "
+                       "new period from now"),
+        (STATUS, "STATUS", "read: bit 0 PENDING. Write 1 to bit 0: acknowledge, which lowers "
+                           "the line"),
+    )
 
     def __init__(self):
         super().__init__()

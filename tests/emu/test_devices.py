@@ -1,0 +1,214 @@
+"""The interrupt controller, the disk and booting from a disk."""
+
+import pytest
+
+from emu import isa, snapshot
+from emu.asm import assemble
+from emu.devices.console import Console
+from emu.devices.disk import SECTOR_SIZE, DiskError
+from emu.machine import Machine
+
+DEVICES = """
+.equ TIMER, 0xF0000100
+.equ PIC,   0xF0000300
+.equ DISK,  0xF0000400
+.equ POWER, 0xF0000200
+"""
+
+
+@pytest.fixture
+def disk_image(tmp_path):
+    path = tmp_path / "disk.img"
+    path.write_bytes(b"".join(bytes([n]) * SECTOR_SIZE for n in range(8)))
+    return path
+
+
+def machine_with(source, disk=None, engine="interpret"):
+    m = Machine(1 << 16, console=Console(), engine=engine, disk=disk)
+    m.load(assemble(DEVICES + source))
+    return m
+
+
+@pytest.mark.parametrize("engine", ["interpret", "translate"])
+def test_masked_interrupt_waits_until_enabled(engine):
+    m = machine_with("""
+        la   t0, handler
+        mtsr tvec, t0
+        li   s0, PIC
+        stw  zero, [s0 + 4]        ; mask every line
+        li   t0, TIMER
+        li   t1, 100
+        stw  t1, [t0 + 4]
+        li   t1, 1
+        stw  t1, [t0 + 8]          ; the timer fires after 100 cycles ...
+        li   t0, 1
+        mtsr status, t0
+        li   s1, 0
+    spin:
+        addi s1, s1, 1             ; ... but nothing arrives while masked
+        li   t0, 300
+        bne  s1, t0, spin
+        ldw  a1, [s0]              ; PENDING shows the raised line anyway
+        li   t0, 1
+        stw  t0, [s0 + 4]          ; unmask line 0: the interrupt is taken now
+        nop
+    handler:
+        mfsr a0, cause
+        exit_:
+        li   t0, POWER
+        stw  zero, [t0]
+    """, engine=engine)
+    m.run(10_000)
+    assert m.cpu.regs[1] == isa.IRQ_BASE + 0 and m.cpu.regs[2] == 1
+    assert m.cpu.regs[11] == 300          # the loop ran to the end, uninterrupted
+
+
+@pytest.mark.parametrize("engine", ["interpret", "translate"])
+def test_disk_read_and_write_by_dma_with_completion_interrupt(disk_image, engine):
+    m = machine_with("""
+        la   t0, handler
+        mtsr tvec, t0
+        li   s0, DISK
+        li   t0, 1
+        stw  t0, [s0 + 0x14]       ; CTRL.IRQ
+        li   t0, 2
+        stw  t0, [s0]              ; sector 2
+        li   t0, 0x2000
+        stw  t0, [s0 + 4]          ; into RAM at 0x2000
+        li   t0, 3
+        stw  t0, [s0 + 8]          ; three sectors
+        li   t0, 1
+        stw  t0, [s0 + 0xC]        ; read
+        ldw  s1, [s0 + 0x10]       ; BUSY
+        li   t0, 1
+        mtsr status, t0
+    wait:
+        halt                       ; sleep until the disk interrupts
+        b    wait
+    handler:
+        mfsr a0, cause
+        ldw  a1, [s0 + 0x10]       ; DONE
+        li   t0, 2
+        stw  t0, [s0 + 0x10]       ; acknowledge
+        ldw  a2, [s0 + 0x10]
+        li   t0, 7                 ; now write RAM 0x2000 (sector 2's bytes) to sector 7
+        stw  t0, [s0]
+        li   t0, 1
+        stw  t0, [s0 + 8]
+        stw  zero, [s0 + 0x14]     ; no interrupt this time: poll
+        li   t0, 2
+        stw  t0, [s0 + 0xC]
+    poll:
+        ldw  t0, [s0 + 0x10]
+        andi t0, t0, 1
+        bnez t0, poll
+        ldw  a3, [s0 + 0x18]       ; SIZE
+        li   t0, POWER
+        stw  zero, [t0]
+    """, disk=disk_image, engine=engine)
+    m.run(10_000)
+    assert m.stopped and m.exit_status == 0
+    assert m.cpu.regs[11] == 1                                   # BUSY right after the command
+    assert m.cpu.regs[1] == isa.IRQ_BASE + 2 and m.cpu.regs[2] == 2 and m.cpu.regs[3] == 0
+    assert m.cpu.regs[4] == 8
+    assert m.memory.read_bytes(0x2000, 3 * SECTOR_SIZE) == bytes([2] * 512 + [3] * 512 + [4] * 512)
+    assert disk_image.read_bytes()[7 * SECTOR_SIZE:] == bytes([2]) * SECTOR_SIZE
+
+
+def test_disk_errors_move_nothing(disk_image):
+    m = machine_with("""
+        li   s0, DISK
+        li   t0, 7
+        stw  t0, [s0]              ; sectors 7 and 8: past the end
+        li   t0, 2
+        stw  t0, [s0 + 8]
+        li   t0, 1
+        stw  t0, [s0 + 0xC]
+    poll:
+        ldw  a0, [s0 + 0x10]
+        andi t0, a0, 1
+        bnez t0, poll
+        li   t0, POWER
+        stw  zero, [t0]
+    """, disk=disk_image)
+    m.run(10_000)
+    assert m.cpu.regs[1] == 2 | 4 and m.memory.read_bytes(0, 4) != bytes([7] * 4)
+
+
+def test_no_disk_reads_size_zero_and_fails_transfers():
+    m = machine_with("""
+        li   s0, DISK
+        ldw  a1, [s0 + 0x18]
+        li   t0, 1
+        stw  t0, [s0 + 8]
+        stw  t0, [s0 + 0xC]
+    poll:
+        ldw  a0, [s0 + 0x10]
+        andi t0, a0, 1
+        bnez t0, poll
+        li   t0, POWER
+        stw  zero, [t0]
+    """)
+    m.run(10_000)
+    assert m.cpu.regs[2] == 0 and m.cpu.regs[1] == 2 | 4
+
+
+def test_disk_image_must_be_whole_sectors(tmp_path):
+    bad = tmp_path / "odd.img"
+    bad.write_bytes(b"x" * 100)
+    with pytest.raises(DiskError, match="whole number of 512-byte sectors"):
+        Machine(disk=bad)
+
+
+def test_firmware_boots_sector_zero(tmp_path):
+    boot = assemble("""
+        li   t0, 0xF0000000
+        li   t1, 'B'
+        stw  t1, [t0]
+        li   t0, 0xF0000200
+        li   t1, 7
+        stw  t1, [t0]
+    """).segments[0][1]
+    sector = boot.ljust(510, b"\0") + b"\x55\xaa"
+    image = tmp_path / "boot.img"
+    image.write_bytes(sector + bytes(SECTOR_SIZE))
+    m = Machine(disk=image, console=Console())
+    m.boot()
+    m.run()
+    assert bytes(m.console.output) == b"B" and m.exit_status == 7
+    image.write_bytes(bytes(2 * SECTOR_SIZE))
+    with pytest.raises(DiskError, match="not bootable"):
+        Machine(disk=image).boot()
+
+
+def test_snapshot_during_a_transfer_and_a_changed_disk_is_refused(disk_image, tmp_path, state):
+    source = """
+        li   s0, DISK
+        li   t0, 1
+        stw  t0, [s0]
+        li   t0, 0x3000
+        stw  t0, [s0 + 4]
+        li   t0, 4
+        stw  t0, [s0 + 8]
+        li   t0, 1
+        stw  t0, [s0 + 0xC]
+    poll:
+        ldw  a0, [s0 + 0x10]
+        andi t0, a0, 1
+        bnez t0, poll
+        li   t0, POWER
+        stw  zero, [t0]
+    """
+    straight = machine_with(source, disk=disk_image)
+    straight.run()
+    m = machine_with(source, disk=disk_image)
+    m.run(12)                          # the transfer is under way
+    assert m.disk.status & 1
+    snapshot.save(m, tmp_path / "m.snap")
+    restored = snapshot.restore(tmp_path / "m.snap", console=Console(), engine="interpret")
+    restored.run()
+    assert restored.memory.read_bytes(0x3000, 4 * SECTOR_SIZE) == straight.memory.read_bytes(0x3000, 4 * SECTOR_SIZE)
+    assert state(restored) == state(straight)
+    disk_image.write_bytes(bytes(8 * SECTOR_SIZE))
+    with pytest.raises(snapshot.SnapshotError, match="has changed since the snapshot"):
+        snapshot.restore(tmp_path / "m.snap")
