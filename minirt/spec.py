@@ -134,7 +134,8 @@ def resources(memory=None, memory_swap=None, pids_limit=None, cpus=None, cpu_sha
         res["pids_limit"] = _number(pids_limit, int, "--pids-limit")
     if cpus is not None:
         res["cpus"] = _number(cpus, float, "--cpus")
-        if not 0 < res["cpus"] <= (os.cpu_count() or 1):
+        # 0.01: the kernel's smallest CFS quota is 1 ms of a 100 ms period.
+        if not 0.01 <= res["cpus"] <= (os.cpu_count() or 1):
             raise SpecError(f"invalid --cpus {cpus!r}: must be between 0.01 and {os.cpu_count()}")
     if cpu_shares is not None:
         res["cpu_shares"] = _number(cpu_shares, int, "--cpu-shares")

@@ -71,3 +71,20 @@ def maps_for(mode):
     if mode == "remap":
         return remap_maps()
     return None
+
+
+def hand_over(paths, uid_map, gid_map):
+    """Give ``paths`` to the container's root: the host ids its uid and gid 0 map to.
+
+    For ``--userns=remap``.  Inside the namespace a file of host root belongs to
+    nobody, so a writable layer (overlay's upper and work directories) made by
+    root would be closed to the container's root, and overlayfs, unable to use
+    its work directory, silently mounts the whole root filesystem read-only.
+    Rootless, the user's own directories are already its root's: nothing to do.
+    """
+    uid = next((outside for inside, outside, _ in uid_map if inside == 0), None)
+    gid = next((outside for inside, outside, _ in gid_map if inside == 0), None)
+    if uid is None or gid is None or (uid, gid) == (os.geteuid(), os.getegid()):
+        return
+    for path in paths:
+        os.chown(path, uid, gid)
