@@ -38,22 +38,25 @@ def prepare(image, cmd=None, *, root=None, userns="", **options):
     maps = userns_maps(userns)
     if maps:
         options.update(uid_map=maps[0], gid_map=maps[1], namespaces=specs.ContainerSpec.namespaces + ("user",))
+    # Root with --userns=remap gets layers whose owners are shifted into the
+    # container's id range, so that its root owns its files (image/store.py).
+    store = Store(root, id_map=maps) if maps and os.geteuid() == 0 else Store(root, rootless=bool(maps))
     with open_image(image) as img:
-        layers = Store(root, rootless=bool(maps)).unpack(img)
+        layers = store.unpack(img)
         config = (img.config or {}).get("config") or {}
     return specs.build(config, cmd=cmd, layers=[str(d) for d in layers], image=str(image), **options)
 
 
 def run(image, cmd=None, *, root=None, input=None, env=(), workdir=None, user=None,
-        hostname=None, volumes=(), entrypoint=None, init=False, remove=True):
+        hostname=None, volumes=(), entrypoint=None, init=False, remove=True, userns=""):
     """Run a container to completion and return its exit code and output.
 
     ``cmd`` overrides the image's Cmd as on the command line; ``input`` (bytes)
     is fed to the container's stdin.  The container is removed afterwards
-    unless ``remove=False``.
+    unless ``remove=False``.  ``userns="remap"`` is ``--userns=remap``.
     """
     root = root or state.default_root()
-    spec = prepare(image, cmd, root=root, env=env, workdir=workdir, user=user, hostname=hostname,
+    spec = prepare(image, cmd, root=root, userns=userns, env=env, workdir=workdir, user=user, hostname=hostname,
                    volumes=volumes, entrypoint=entrypoint, init=init, remove=remove,
                    interactive=input is not None)
     container = Container(spec, root)

@@ -4,16 +4,18 @@ Lecture idea: "Docker Images" -- an image is a config plus a stack of layers,
 each a tarball, all named by checksums.  Reading order:
 
 - ``formats.py``  docker archives, OCI archives, OCI layouts -> config + layers
+- ``tarindex.py`` the member table of an image archive, from its tar headers
 - ``stream.py``   a layer blob, decompressed and checked against its digests
 - ``layers.py``   one layer applied safely to a directory (whiteouts, links)
 - ``store.py``    the content-addressed store: each layer unpacked once
+                  (as root, rootless, or id-shifted for ``--userns=remap``)
 - ``write.py``    the other direction: a directory tree becomes an image
 - ``busybox.py``  the example image, built from Debian's busybox-static
 
 Usage::
 
     with open_image("busybox.tar") as img:
-        dirs = Store("/var/lib/minirt").unpack(img)   # overlay lowerdirs, bottom first
+        dirs = Store("/var/lib/minirt").unpack(img)   # overlay lowerdirs (str), bottom first
 """
 
 from minirt.image.formats import Image, Layer, open_image

@@ -26,18 +26,25 @@ layer that is already unpacked need not be read at all.
 Read ``open_image`` first.
 """
 
-from __future__ import annotations
-
 import collections
-import hashlib
 import json
 import os
 import posixpath
 import re
-import tarfile
-from pathlib import Path
 
 from minirt.errors import ImageError
+from minirt.image.tarindex import TarFormatError, read_index
+
+try:
+    # The builtin sha256, not hashlib's OpenSSL one: loading OpenSSL costs ~2 ms
+    # at start-up, and the blobs checked here are a few kilobytes of JSON.
+    # (Layers, hundreds of megabytes, are hashed by stream.py with hashlib.)
+    from _sha256 import sha256  # Python 3.11
+except ImportError:
+    try:
+        from _sha2 import sha256  # Python 3.12 and later
+    except ImportError:
+        from hashlib import sha256  # a build without the builtin hashes
 
 # A digest names a blob by its content.  Checking the format before using a
 # digest as part of a path is what keeps "sha256:../../etc/passwd" off the host.
@@ -128,13 +135,13 @@ def open_image(path: str | os.PathLike, ref: str | None = None,
     ImageError, naming the file and the problem, on anything unreadable,
     corrupt or unsafe.
     """
-    path = Path(path)
-    source = str(path)
+    source = os.fspath(path)
+    is_dir = os.path.isdir(source)
     try:
-        if path.is_dir():
-            blobs: _BlobSource = _DirBlobs(path, source)
+        if is_dir:
+            blobs: _BlobSource = _DirBlobs(source)
         else:
-            blobs = _TarBlobs(path, source)
+            blobs = _TarBlobs(source)
     except OSError as e:
         raise ImageError(f"{source}: {e.strerror or e}") from None
     try:
@@ -143,7 +150,7 @@ def open_image(path: str | os.PathLike, ref: str | None = None,
         elif blobs.exists("manifest.json"):
             manifest, config, id, layers, paths = _read_docker(blobs, ref)
         else:
-            what = "directory" if path.is_dir() else "archive"
+            what = "directory" if is_dir else "archive"
             raise ImageError(f"{source}: not an image: {what} has neither index.json nor manifest.json")
         _check_platform(source, config, platform)
         return Image(source, blobs, config, id, layers, manifest, paths)
@@ -185,17 +192,16 @@ class _BlobSource:
 
 
 class _DirBlobs(_BlobSource):
-    def __init__(self, root: Path, source: str):
-        self.root = root
+    def __init__(self, source: str):
         self.source = source
 
     def exists(self, name: str) -> bool:
-        return (self.root / _clean(name)).is_file()
+        return os.path.isfile(os.path.join(self.source, _clean(name)))
 
     def open(self, name: str, what: str):
         # _clean() resolves ".." against the layout's top, never above it.
         try:
-            return open(self.root / _clean(name), "rb")
+            return open(os.path.join(self.source, _clean(name)), "rb")
         except FileNotFoundError:
             raise ImageError(f"{self.source}: {what}: missing blob {name}") from None
         except OSError as e:
@@ -208,44 +214,40 @@ class _DirBlobs(_BlobSource):
 class _TarBlobs(_BlobSource):
     """Blobs inside an (uncompressed) tar file, read in place, never extracted.
 
-    The member table is read once; a blob is then a window onto the file at
-    the member's offset, so a layer is streamed straight from the archive.
+    The member table is read once (tarindex.py); a blob is then a window onto
+    the file at the member's offset, so a layer is streamed straight from the
+    archive.
     """
 
-    def __init__(self, path: Path, source: str):
+    def __init__(self, source: str):
         self.source = source
-        self.file = open(path, "rb")
+        self.fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            head = self.file.read(512)
+            head = os.pread(self.fd, 4, 0)
             if head[:2] == b"\x1f\x8b" or head[:4] == b"\x28\xb5\x2f\xfd":
                 raise ImageError(f"{source}: compressed image archive; decompress it first")
-            self.file.seek(0)
+            if not head:
+                raise ImageError(f"{source}: not a tar archive (empty file)")
             try:
-                tar = tarfile.open(fileobj=self.file, mode="r:")
-                members = tar.getmembers()
-            except (tarfile.TarError, EOFError) as e:
-                if "unexpected end of data" in str(e):
-                    raise ImageError(f"{source}: truncated archive") from None
+                members = read_index(self.fd)
+            except TarFormatError as e:
+                if e.truncated:
+                    raise ImageError(f"{source}: truncated archive ({e})") from None
                 raise ImageError(f"{source}: not a tar archive ({e})") from None
-            size = os.fstat(self.file.fileno()).st_size
-            self.members: dict[str, tarfile.TarInfo] = {}
-            for m in members:
-                if m.isreg() and m.offset_data + m.size > size:
-                    raise ImageError(f"{source}: truncated archive (member {m.name} ends past end of file)")
-                self.members[_clean(m.name)] = m
+            self.members = {_clean(m.name): m for m in members}
         except BaseException:
-            self.file.close()
+            os.close(self.fd)
             raise
 
-    def _resolve(self, name: str, what: str) -> tarfile.TarInfo | None:
+    def _resolve(self, name: str, what: str):
         # skopeo's docker archives link legacy paths to the real files, so
         # follow links, but only inside the archive's own namespace.
         name = _clean(name)
         for _ in range(16):
             m = self.members.get(name)
-            if m is None or not (m.issym() or m.islnk()):
+            if m is None or m.type not in ("symlink", "hardlink"):
                 return m
-            if m.issym():
+            if m.type == "symlink":
                 name = _clean(posixpath.join(posixpath.dirname(name), m.linkname))
             else:
                 name = _clean(m.linkname)
@@ -253,19 +255,21 @@ class _TarBlobs(_BlobSource):
 
     def exists(self, name: str) -> bool:
         m = self._resolve(name, name)
-        return m is not None and m.isreg()
+        return m is not None and m.type == "file"
 
     def open(self, name: str, what: str):
         m = self._resolve(name, what)
         if m is None:
             raise ImageError(f"{self.source}: {what}: missing blob {name}")
-        if not m.isreg():
+        if m.type != "file":
             raise ImageError(f"{self.source}: {what}: {name} is not a regular file")
         # A descriptor of its own, so that two blobs can be read at once.
-        return _Window(os.dup(self.file.fileno()), m.offset_data, m.size)
+        return _Window(os.dup(self.fd), m.offset, m.size)
 
     def close(self) -> None:
-        self.file.close()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class _Window:
@@ -321,7 +325,7 @@ def blob_path(source: str, digest: str, what: str) -> str:
 
 
 def check_digest(source: str, what: str, data: bytes, digest: str) -> None:
-    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+    if "sha256:" + sha256(data).hexdigest() != digest:
         raise ImageError(f"{source}: {what}: digest mismatch")
 
 
@@ -492,5 +496,5 @@ def _read_docker(blobs: _BlobSource, ref: str | None):
             raise ImageError(f"{src}: layer {_short(digest or diff_id)}: missing blob {lpath}")
         layers.append(layer)
         paths[layer] = lpath
-    id = "sha256:" + hashlib.sha256(cdata).hexdigest()
+    id = "sha256:" + sha256(cdata).hexdigest()
     return {"schemaVersion": 1, "docker": entry}, config, id, layers, paths

@@ -10,11 +10,15 @@ specification:
 - a member ``.wh..wh..opq`` in a directory hides everything the layers below
   have in that directory.  overlayfs spells that as an *opaque* directory: the
   xattr ``trusted.overlay.opaque=y``, or ``user.overlay.opaque=y`` when the
-  overlay is mounted rootless with ``userxattr``.
+  overlay is mounted inside a user namespace with ``userxattr`` (rootless, or
+  root with ``--userns=remap``).
 - everything else is kept as it is: owners, modes (setuid too), mtimes,
   xattrs (file capabilities live there), hard links, device nodes, and symlinks
   -- an absolute symlink like ``/bin/sh -> /bin/busybox`` is correct inside the
   container, so it is stored unchanged and never followed here.
+
+With an ``id_map`` (an id-shifted store, see store.py) every owner is moved
+through the user namespace's map on the way in: uid 0 becomes 100000.
 
 A layer is untrusted input, and a tar can say "write ../../etc/passwd".  Python's
 tarfile extraction filters do not fit a root filesystem (the 'data' filter
@@ -39,6 +43,7 @@ import stat
 import tarfile
 
 from minirt.errors import ImageError
+from minirt.image.store import map_id
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -48,15 +53,16 @@ _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
 
 
-def apply_layer(stream, dest: str, *, rootless: bool, what: str) -> None:
+def apply_layer(stream, dest: str, *, rootless: bool, what: str, id_map=None) -> None:
     """Extract the uncompressed layer tar read from ``stream`` into ``dest``.
 
     ``dest`` must be an empty directory.  ``stream`` is a ``TarStream`` (see
     stream.py): forward-only, with ``copy_to_fd``.  ``what`` prefixes every
-    error ("image.tar: layer sha256:ab12...").  On error ``dest`` is left half
-    written: the store throws it away.
+    error ("image.tar: layer sha256:ab12...").  ``id_map`` is (uid_map,
+    gid_map) of (inside, outside, count) to shift owners by (needs root).
+    On error ``dest`` is left half written: the store throws it away.
     """
-    ex = _Extractor(dest, rootless, what)
+    ex = _Extractor(dest, rootless, what, id_map)
     try:
         tar = tarfile.open(fileobj=stream, mode="r:")
     except tarfile.ReadError as e:
@@ -73,12 +79,21 @@ def apply_layer(stream, dest: str, *, rootless: bool, what: str) -> None:
 
 
 class _Extractor:
-    def __init__(self, dest: str, rootless: bool, what: str):
+    def __init__(self, dest: str, rootless: bool, what: str, id_map=None):
         self.dest = dest.rstrip("/")
         self.rootless = rootless
         self.chown = not rootless and os.geteuid() == 0
-        self.opaque_xattr = "user.overlay.opaque" if rootless else "trusted.overlay.opaque"
+        self.id_map = id_map
+        if id_map is not None and not self.chown:
+            raise ImageError(f"{what}: shifting owners needs root")
+        # Mounted inside a user namespace, overlay reads only user.* xattrs.
+        in_userns = rootless or id_map is not None
+        self.opaque_xattr = "user.overlay.opaque" if in_userns else "trusted.overlay.opaque"
         self.what = what
+        # Implicit directories are root's: in a shifted layer, the mapped root's.
+        self.root_owner = self.owner(None, 0, 0) if self.chown else None
+        if id_map is not None:
+            os.chown(self.dest, *self.root_owner)
         # Directories (relative paths) known to be real directories that we
         # made or checked.  The value is the metadata to apply at the end:
         # a directory's mode and mtime must wait until its contents are in
@@ -118,6 +133,8 @@ class _Extractor:
                     self.fail(m, f"{rel!r} is not a directory")
             # Implicit parents get what docker gives them: root, 0755 (set
             # at the end, like every directory's mode, so the umask is moot).
+            if self.id_map is not None:
+                os.chown(path, *self.root_owner, follow_symlinks=False)
             self.dirs[rel] = (0o755, None, None)
 
     def remove(self, rel: str) -> None:
@@ -189,6 +206,8 @@ class _Extractor:
             # Unprivileged mknod of a 0/0 character device is allowed (Linux
             # >= 5.8) exactly because it is overlayfs's whiteout.
             self.make(rel, lambda p: os.mknod(p, stat.S_IFCHR, os.makedev(0, 0)))
+            if self.chown:  # the .wh. member's owner, as docker gives it
+                os.chown(self.dest + "/" + rel, *self.owner(m, m.uid, m.gid), follow_symlinks=False)
 
     def directory(self, m: tarfile.TarInfo, rel: str) -> None:
         path = self.dest + "/" + rel
@@ -209,7 +228,7 @@ class _Extractor:
                 stream.copy_to_fd(fd, m.size)
             # chown first: it clears setuid bits and file capabilities.
             if self.chown:
-                os.fchown(fd, m.uid, m.gid)
+                os.fchown(fd, *self.owner(m, m.uid, m.gid))
             os.fchmod(fd, m.mode)
             self.xattrs(m, fd, follow=True)
             os.utime(fd, ns=self.times(m))
@@ -272,8 +291,21 @@ class _Extractor:
 
     def owner_xattrs(self, m: tarfile.TarInfo, path: str, follow: bool) -> None:
         if self.chown:
-            os.chown(path, m.uid, m.gid, follow_symlinks=follow)
+            os.chown(path, *self.owner(m, m.uid, m.gid), follow_symlinks=follow)
         self.xattrs(m, path, follow)
+
+    def owner(self, m: tarfile.TarInfo | None, uid: int, gid: int) -> tuple[int, int]:
+        """The owner to give a file: the member's, shifted through the id map."""
+        if self.id_map is None:
+            return uid, gid
+        host_uid, host_gid = map_id(self.id_map[0], uid), map_id(self.id_map[1], gid)
+        if host_uid is None or host_gid is None:
+            bad = f"uid {uid}" if host_uid is None else f"gid {gid}"
+            problem = f"owner {bad} is outside the user namespace's id map"
+            if m is None:
+                raise ImageError(f"{self.what}: {problem}")
+            self.fail(m, problem)
+        return host_uid, host_gid
 
     def xattrs(self, m: tarfile.TarInfo, target, follow: bool = False) -> None:
         for name, value in _xattrs(m):

@@ -18,19 +18,34 @@ layer under its real name, and two processes unpacking the same layer both
 succeed: the loser of the rename race finds the winner's copy and throws its
 own away.
 
-Rootless stores (``rootless=True``) write overlay's ``user.overlay.*``
-xattrs instead of ``trusted.overlay.*`` and keep no owners, so they live in
-``layers/rootless/sha256/`` and never mix with root's.
+The same layer is unpacked differently for three kinds of container, so each
+kind has a store of its own, side by side, that never mixes with the others:
+
+- **root** (``layers/sha256/``): owners as the layer says them, overlay's
+  ``trusted.overlay.*`` xattrs for opaque directories.
+- **rootless** (``rootless=True``, ``layers/rootless/sha256/``): an
+  unprivileged user cannot chown, so no owners; overlay is mounted inside a
+  user namespace with ``userxattr``, which reads ``user.overlay.*`` xattrs.
+- **id-shifted** (``id_map=(uid_map, gid_map)``, ``layers/shift-.../sha256/``):
+  root running a container in a user namespace (``--userns=remap``) that maps
+  container uid 0 to host uid 100000.  Files owned by host root would look
+  like "nobody" inside, and overlay could not copy them up; so, as docker's
+  userns-remap does, every owner is shifted through the map when the layer is
+  unpacked (uid 0 -> 100000, 33 -> 100033).  The overlay is mounted inside the
+  user namespace too, so opaque directories get ``user.overlay.opaque``.  An
+  owner that the map does not cover is an error, not "nobody": such a file
+  could never be used as the image meant.  The map is spelled out in the
+  directory's name, because a layer shifted for one map is wrong for any other.
+
+Paths are returned as ``str``: pathlib costs milliseconds to import, and this
+module is on every ``minirt run``'s path.
 
 Read ``Store.unpack`` first.
 """
 
-from __future__ import annotations
-
 import errno
 import itertools
 import os
-from pathlib import Path
 
 from minirt.errors import ImageError
 from minirt.image.formats import DIGEST_RE, Image, Layer
@@ -39,22 +54,41 @@ _counter = itertools.count()
 
 
 class Store:
-    def __init__(self, root: str | os.PathLike, rootless: bool | None = None):
-        self.root = Path(root)
-        self.rootless = os.geteuid() != 0 if rootless is None else rootless
-        base = self.root / "layers"
-        self.layers = base / "rootless" / "sha256" if self.rootless else base / "sha256"
-        self.tmp = base / ("rootless-tmp" if self.rootless else "tmp")
+    def __init__(self, root: str | os.PathLike, rootless: bool | None = None,
+                 id_map: tuple[list, list] | None = None):
+        """The store under the state directory ``root``.
 
-    def layer_dir(self, diff_id: str) -> Path:
+        ``rootless`` defaults to "not running as root".  ``id_map`` is a user
+        namespace's (uid_map, gid_map), each a list of (inside, outside, count)
+        as in /proc/PID/uid_map; it asks for an id-shifted store, which only
+        root can write.
+        """
+        self.root = os.fspath(root)
+        self.id_map = _check_id_map(id_map) if id_map is not None else None
+        if self.id_map is not None and rootless:
+            raise ValueError("a store is either rootless or id-shifted, not both")
+        self.rootless = os.geteuid() != 0 if rootless is None and id_map is None else bool(rootless)
+        base = os.path.join(self.root, "layers")
+        if self.id_map is not None:
+            shifted = os.path.join(base, "shift-" + _map_name(self.id_map))
+            self.layers = os.path.join(shifted, "sha256")
+            self.tmp = os.path.join(shifted, "tmp")
+        elif self.rootless:
+            self.layers = os.path.join(base, "rootless", "sha256")
+            self.tmp = os.path.join(base, "rootless-tmp")
+        else:
+            self.layers = os.path.join(base, "sha256")
+            self.tmp = os.path.join(base, "tmp")
+
+    def layer_dir(self, diff_id: str) -> str:
         if not DIGEST_RE.match(diff_id):
             raise ImageError(f"invalid diff_id {diff_id!r}")
-        return self.layers / diff_id[7:]
+        return os.path.join(self.layers, diff_id[7:])
 
     def has(self, diff_id: str) -> bool:
-        return self.layer_dir(diff_id).is_dir()
+        return os.path.isdir(self.layer_dir(diff_id))
 
-    def unpack(self, img: Image) -> list[Path]:
+    def unpack(self, img: Image) -> list[str]:
         """The layer directories of ``img``, bottom first; unpack what is missing.
 
         A layer already in the store is neither read nor hashed: its name is
@@ -63,21 +97,22 @@ class Store:
         dirs = []
         for layer in img.layers:
             path = self.layer_dir(layer.diff_id)
-            if not path.is_dir():
+            if not os.path.isdir(path):
                 self._unpack_layer(img, layer, path)
             dirs.append(path)
+        if self.id_map is not None:
+            self._check_reachable()
         return dirs
 
-    def _unpack_layer(self, img: Image, layer: Layer, final: Path) -> None:
+    def _unpack_layer(self, img: Image, layer: Layer, final: str) -> None:
         # Imported here: a run whose layers are all unpacked never needs them.
         from minirt.image.layers import apply_layer
         from minirt.image.stream import LayerStream
 
         what = f"{img.source}: layer {(layer.digest or layer.diff_id)[:19]}..."
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        self.layers.mkdir(parents=True, exist_ok=True)
+        self._make_dirs()
         self._sweep()
-        tmp = self.tmp / f"{final.name[:16]}-{os.getpid()}-{next(_counter)}"
+        tmp = os.path.join(self.tmp, f"{os.path.basename(final)[:16]}-{os.getpid()}-{next(_counter)}")
         os.mkdir(tmp)
         os.chmod(tmp, 0o755)  # the layer's root, unless the layer says otherwise
         try:
@@ -85,7 +120,7 @@ class Store:
                 stream = LayerStream(blob, digest=layer.digest, size=layer.size,
                                      diff_id=layer.diff_id, what=what)
                 try:
-                    apply_layer(stream, str(tmp), rootless=self.rootless, what=what)
+                    apply_layer(stream, tmp, rootless=self.rootless, id_map=self.id_map, what=what)
                     stream.finish()
                 finally:
                     stream.close()
@@ -93,12 +128,41 @@ class Store:
                 os.rename(tmp, final)
             except OSError as e:
                 # Someone else finished the same layer first: theirs is as good.
-                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not final.is_dir():
+                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not os.path.isdir(final):
                     raise
                 _remove(tmp)
         except BaseException:
             _remove(tmp)
             raise
+
+    def _make_dirs(self) -> None:
+        os.makedirs(self.tmp, exist_ok=True)
+        os.makedirs(self.layers, exist_ok=True)
+        if self.id_map is not None:
+            # The container's root (an ordinary uid on the host) mounts the
+            # layers from inside its user namespace: it must be able to reach
+            # them, whatever the umask was.
+            for d in (os.path.dirname(self.layers), self.layers):
+                os.chmod(d, 0o755)
+
+    def _check_reachable(self) -> None:
+        """Fail clearly if the shifted root could not reach the layers.
+
+        A state root made with mkdtemp (0700) would otherwise surface as a bare
+        "Permission denied" from inside the container, at mount time.
+        """
+        uid, gid = map_id(self.id_map[0], 0), map_id(self.id_map[1], 0)
+        path = os.path.abspath(self.layers)
+        while True:
+            st = os.stat(path)
+            bit = 0o100 if st.st_uid == uid else 0o010 if st.st_gid == gid else 0o001
+            if not st.st_mode & bit:
+                raise ImageError(f"{path}: not searchable by uid {uid}, the container's root as the "
+                                 f"host sees it (id-shifted layer store); allow it with chmod o+x")
+            parent = os.path.dirname(path)
+            if parent == path:
+                return
+            path = parent
 
     def _sweep(self) -> None:
         """Remove temporary layers left by processes that died half way."""
@@ -107,12 +171,41 @@ class Store:
                 pid = int(entry.name.split("-")[1])
                 os.kill(pid, 0)
             except ProcessLookupError:
-                _remove(Path(entry.path))
+                _remove(entry.path)
             except (ValueError, IndexError, PermissionError):
                 pass
 
 
-def _remove(path: Path) -> None:
+def map_id(ranges: list, id: int) -> int | None:
+    """The outside id of inside ``id`` under ``ranges`` [(inside, outside, count)], or None."""
+    for inside, outside, count in ranges:
+        if inside <= id < inside + count:
+            return outside + id - inside
+    return None
+
+
+def _check_id_map(id_map) -> tuple[tuple, tuple]:
+    try:
+        uid_map, gid_map = id_map
+        maps = tuple(tuple((int(a), int(b), int(c)) for a, b, c in m) for m in (uid_map, gid_map))
+    except (TypeError, ValueError):
+        raise ValueError(f"id_map must be (uid_map, gid_map) of (inside, outside, count): {id_map!r}") from None
+    for m in maps:
+        if not m or any(a < 0 or b < 0 or c <= 0 for a, b, c in m):
+            raise ValueError(f"bad id map {list(m)!r}")
+    if os.geteuid() != 0:
+        raise ImageError("an id-shifted layer store needs root (only root can give files other owners)")
+    return maps
+
+
+def _map_name(id_map) -> str:
+    # "u0.100000.65536-g0.100000.65536": every range of both maps, so that two
+    # different maps never share a directory.  No ":" or ",": overlay's
+    # mount options use them as separators.
+    return "-".join(kind + "_".join(f"{a}.{b}.{c}" for a, b, c in m) for kind, m in zip("ug", id_map))
+
+
+def _remove(path: str) -> None:
     import shutil
 
     # A layer may hold read-only directories; rmtree copes as root, and

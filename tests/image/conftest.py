@@ -91,12 +91,17 @@ def image(tmp_path):
 
 @pytest.fixture
 def unpack(tmp_path):
-    """unpack(image_path, rootless=False) -> list of layer dirs in a store under tmp_path/root."""
+    """unpack(image_path, rootless=False) -> list of layer dirs in a store under tmp_path/root.
 
-    def run(path, rootless=False, root=None):
-        store = Store(root or tmp_path / "root", rootless=rootless)
+    The store returns str paths; the tests get Paths, to join and compare.
+    """
+
+    def run(path, rootless=False, root=None, id_map=None):
+        store = Store(root or tmp_path / "root", rootless=rootless, id_map=id_map)
         with open_image(path) as img:
-            return store.unpack(img)
+            dirs = store.unpack(img)
+        assert all(type(d) is str for d in dirs)
+        return [Path(d) for d in dirs]
 
     return run
 

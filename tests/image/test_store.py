@@ -5,6 +5,7 @@ import hashlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -84,7 +85,7 @@ def test_rename_race_loser_uses_winner(image, T, make_layer, tmp_path, monkeypat
     layer = make_layer(T.file("f", b"winner?"))
     path = image(layer)
     store = Store(tmp_path / "root")
-    final = store.layer_dir("sha256:" + hashlib.sha256(layer).hexdigest())
+    final = Path(store.layer_dir("sha256:" + hashlib.sha256(layer).hexdigest()))
     real_rename = os.rename
 
     def racing_rename(src, dst):
@@ -97,7 +98,7 @@ def test_rename_race_loser_uses_winner(image, T, make_layer, tmp_path, monkeypat
     monkeypatch.setattr(store_mod.os, "rename", racing_rename)
     with open_image(path) as img:
         [d] = store.unpack(img)
-    assert (d / "f").read_bytes() == b"winner"
+    assert Path(d, "f").read_bytes() == b"winner"
     assert os.listdir(tmp_path / "root/layers/tmp") == []
 
 
@@ -131,5 +132,5 @@ def test_rootless_and_root_stores_do_not_mix(image, T, make_layer, tmp_path):
         [a] = Store(tmp_path / "root", rootless=False).unpack(img)
         [b] = Store(tmp_path / "root", rootless=True).unpack(img)
     assert a != b
-    assert b.parent == tmp_path / "root/layers/rootless/sha256"
+    assert os.path.dirname(b) == str(tmp_path / "root/layers/rootless/sha256")
     assert Store(tmp_path).rootless == (os.geteuid() != 0)
