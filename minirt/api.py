@@ -14,6 +14,7 @@ import os
 import selectors
 
 from minirt import spec as specs
+from minirt.errors import ImageError
 from minirt.image import Store, open_image
 from minirt.runtime import state
 from minirt.runtime.container import Container
@@ -41,10 +42,30 @@ def prepare(image, cmd=None, *, root=None, userns="", **options):
     # Root with --userns=remap gets layers whose owners are shifted into the
     # container's id range, so that its root owns its files (image/store.py).
     store = Store(root, id_map=maps) if maps and os.geteuid() == 0 else Store(root, rootless=bool(maps))
+    if not os.path.exists(image):
+        return _prepare_loaded(image, store, cmd, root, options)
     with open_image(image) as img:
         layers = store.unpack(img)
         config = (img.config or {}).get("config") or {}
     return specs.build(config, cmd=cmd, layers=[str(d) for d in layers], image=str(image), **options)
+
+
+def _prepare_loaded(ref, store, cmd, root, options):
+    """An image named by tag or id, loaded before with ``minirt load``."""
+    from minirt.runtime.images import Catalog
+
+    entry = Catalog(root).lookup(ref)
+    if entry is None:
+        raise ImageError(f"{ref}: no such image file or loaded image")
+    layers = [store.layer_dir(d) for d in entry["layers"]]
+    if not all(os.path.isdir(d) for d in layers):
+        # Loaded into another store (root vs rootless): unpack again from the source.
+        if not os.path.exists(entry.get("source", "")):
+            raise ImageError(f"{ref}: layers missing from the store; load the image again")
+        with open_image(entry["source"]) as img:
+            layers = store.unpack(img)
+    config = (entry.get("config") or {}).get("config") or {}
+    return specs.build(config, cmd=cmd, layers=[str(d) for d in layers], image=ref, **options)
 
 
 def run(image, cmd=None, *, root=None, input=None, env=(), workdir=None, user=None,

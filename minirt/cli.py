@@ -7,6 +7,7 @@ container's own status.
 """
 
 import argparse
+import os
 import signal
 import sys
 
@@ -65,15 +66,68 @@ def _parser():
     sec.add_argument("--group-add", action="append", default=[], metavar="GROUP", help="add a supplementary group")
     sec.add_argument("--userns", default="", metavar="MODE",
                      help="remap: root inside is an unprivileged range outside (root only)")
+    r.add_argument("-d", "--detach", action="store_true", help="run in the background and print the id")
     r.add_argument("image", metavar="IMAGE", help="image archive (docker save / OCI) or OCI layout dir")
     r.add_argument("args", nargs=argparse.REMAINDER, metavar="COMMAND", help="command and arguments")
+
+    c = sub.add_parser("ps", help="list containers")
+    c.add_argument("-a", "--all", action="store_true", help="also stopped containers")
+    c.add_argument("-q", "--quiet", action="store_true", help="only ids")
+
+    c = sub.add_parser("inspect", help="container details as JSON")
+    c.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    c = sub.add_parser("logs", help="output of a detached container")
+    c.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
+    c.add_argument("--tail", metavar="N", help="only the last N lines")
+    c.add_argument("container", metavar="CONTAINER")
+
+    c = sub.add_parser("exec", help="run a command in a running container")
+    c.add_argument("-i", "--interactive", action="store_true")
+    c.add_argument("-t", "--tty", action="store_true")
+    c.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
+    c.add_argument("-w", "--workdir", metavar="DIR")
+    c.add_argument("-u", "--user", metavar="UID[:GID]")
+    c.add_argument("container", metavar="CONTAINER")
+    c.add_argument("args", nargs=argparse.REMAINDER, metavar="COMMAND")
+
+    c = sub.add_parser("stop", help="SIGTERM, then SIGKILL after a grace period")
+    c.add_argument("-t", "--time", type=float, default=10, metavar="SECS")
+    c.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    c = sub.add_parser("kill", help="send a signal to a container")
+    c.add_argument("-s", "--signal", default="KILL", metavar="SIG")
+    c.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    c = sub.add_parser("wait", help="wait for containers to exit, print their exit codes")
+    c.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    c = sub.add_parser("rm", help="remove containers")
+    c.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    c.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    c = sub.add_parser("start", help="start stopped containers again (detached)")
+    c.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    sub.add_parser("images", help="list loaded images")
+
+    c = sub.add_parser("rmi", help="remove loaded images")
+    c.add_argument("images", nargs="+", metavar="IMAGE")
+
+    c = sub.add_parser("load", help="load an image archive into the store under its tags")
+    c.add_argument("-i", "--input", required=True, metavar="FILE")
+    c.add_argument("-t", "--tag", action="append", default=[], help="name it (instead of its own tags)")
+
+    c = sub.add_parser("system", help="system-wide commands")
+    c.add_argument("action", choices=["prune"])
     return p
 
 
 def main(argv=None):
     try:
         args = _parser().parse_args(argv)
-        return {"run": cmd_run}[args.command](args)
+        handler = globals()["cmd_" + args.command]
+        return handler(args)
     except MinirtError as e:
         print(f"minirt: {e}", file=sys.stderr)
         return e.exit_code
@@ -101,6 +155,15 @@ def cmd_run(args):
                    userns=args.userns, **_security_opts(args.security_opt),
                    **({"cgroup_parent": args.cgroup_parent} if args.cgroup_parent else {}))
     container = Container(spec, root)
+    if args.detach:
+        container.create()
+        try:
+            container.start(detach=True)
+        except BaseException:
+            container.remove(force=True)
+            raise
+        print(spec.id)
+        return 0
     # From here on a signal to minirt is a signal to the container: forward it,
     # so Ctrl-C or `kill` never leaves the container behind without its parent.
     for s in FORWARDED:
@@ -134,3 +197,247 @@ def _security_opts(options):
     return out
 
 
+
+
+# -- the lifecycle commands ------------------------------------------------------------
+
+def _root(args):
+    from minirt.runtime import state
+    return args.root or state.default_root()
+
+
+def _each(args, refs, action):
+    """Apply ``action`` to every named container; report errors per container, as docker."""
+    from minirt.runtime.container import Container
+
+    code = 0
+    for ref in refs:
+        try:
+            action(Container.load(_root(args), ref), ref)
+        except MinirtError as e:
+            print(f"minirt: {e}", file=sys.stderr)
+            code = 1
+    return code
+
+
+def cmd_ps(args):
+    from minirt.runtime import state
+
+    root = _root(args)
+    rows = []
+    for cid in state.container_ids(root):
+        try:
+            info = state.load(root, cid)
+            config = state.read_json(f"{state.containers_dir(root)}/{cid}/config.json")
+        except (MinirtError, OSError, ValueError):
+            continue
+        if info.get("status") != "running" and not args.all:
+            continue
+        rows.append((info, config))
+    rows.sort(key=lambda r: r[0].get("created_at") or 0, reverse=True)
+    if args.quiet:
+        for info, _ in rows:
+            print(info["id"][:12])
+        return 0
+    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    for info, config in rows:
+        command = " ".join(config.get("args") or [])
+        table.append((info["id"][:12], config.get("image", ""), _clip(command, 24),
+                      _ago(info.get("created_at")) + " ago", _status(info), info.get("name") or ""))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _clip(text, n):
+    return '"' + (text if len(text) <= n else text[:n - 3] + "...") + '"'
+
+
+def _ago(t):
+    import time
+    if not t:
+        return "?"
+    s = int(time.time() - t)
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if s >= size:
+            return f"{s // size} {unit}"
+    return f"{s} seconds"
+
+
+def _status(info):
+    if info.get("status") == "running":
+        return "Up " + _ago(info.get("started_at"))
+    if info.get("status") == "exited":
+        oom = " (OOM killed)" if info.get("oom_killed") else ""
+        return f"Exited ({info.get('exit_code')}){oom} {_ago(info.get('finished_at'))} ago"
+    return "Created"
+
+
+def cmd_inspect(args):
+    import json
+
+    out = []
+
+    def collect(c, _ref):
+        info = c.state()
+        out.append({"Id": c.id, "Name": c.spec.name, "Created": info.get("created_at"),
+                    "Image": c.spec.image, "Path": c.spec.args[0], "Args": c.spec.args[1:],
+                    "State": {"Status": info.get("status"), "Running": info.get("status") == "running",
+                              "Pid": info.get("pid") if info.get("status") == "running" else 0,
+                              "MonitorPid": info.get("monitor_pid"), "ExitCode": info.get("exit_code"),
+                              "OOMKilled": bool(info.get("oom_killed")), "Error": info.get("error") or "",
+                              "StartedAt": info.get("started_at"), "FinishedAt": info.get("finished_at")},
+                    "Config": c.spec.to_json(), "Cgroup": info.get("cgroup"),
+                    "Mounts": [{"Source": m.source, "Destination": m.destination, "RW": not m.readonly}
+                               for m in c.spec.mounts],
+                    "StateDir": c.dir})
+
+    code = _each(args, args.containers, collect)
+    print(json.dumps(out, indent=2))
+    return code
+
+
+def cmd_logs(args):
+    from minirt.runtime import logs
+    from minirt.runtime.container import Container
+
+    c = Container.load(_root(args), args.container)
+    tail = None
+    if args.tail is not None and args.tail != "all":
+        if not args.tail.isdigit():
+            raise SpecError(f"invalid --tail {args.tail!r}: expected a number or all")
+        tail = int(args.tail)
+    logs.show(c, tail=tail, follow=args.follow)
+    return 0
+
+
+def cmd_exec(args):
+    from minirt.runtime import exec as execution, tty
+    from minirt.runtime.container import Container
+
+    if not args.args:
+        raise SpecError("exec: no command given")
+    c = Container.load(_root(args), args.container)
+    master = slave = None
+    if args.tty:
+        master, slave = os.openpty()
+        tty.copy_winsize(0, master)
+    pid, err = execution.start(c, args.args, env=args.env, workdir=args.workdir, user=args.user,
+                               tty_fd=slave, interactive=args.interactive)
+    for s in FORWARDED:
+        signal.signal(s, lambda signum, _frame: _signal_quietly(pid, signum))
+    if slave is not None:
+        os.close(slave)
+    report = execution.wait_for_exec(err)
+    if report:
+        os.waitpid(pid, 0)
+        execution.raise_report(report)
+    if master is not None:
+        tty.relay(master, args.interactive)
+        os.close(master)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code
+
+
+def _signal_quietly(pid, signum):
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def cmd_stop(args):
+    return _each(args, args.containers, lambda c, ref: (c.stop(timeout=args.time), print(ref)))
+
+
+def cmd_kill(args):
+    name = args.signal.upper()
+    try:
+        signum = int(name) if name.isdigit() else signal.Signals[name if name.startswith("SIG") else "SIG" + name]
+    except (KeyError, ValueError):
+        raise SpecError(f"invalid signal {args.signal!r}") from None
+
+    def kill(c, ref):
+        if c.state().get("status") != "running":
+            raise MinirtError(f"container {ref} is not running")
+        c.signal(signum)
+        print(ref)
+
+    return _each(args, args.containers, kill)
+
+
+def cmd_wait(args):
+    return _each(args, args.containers, lambda c, ref: print(c.wait()))
+
+
+def cmd_rm(args):
+    return _each(args, args.containers, lambda c, ref: (c.remove(force=args.force), print(ref)))
+
+
+def cmd_start(args):
+    def start(c, ref):
+        if c.state().get("status") == "running":
+            raise MinirtError(f"container {ref} is already running")
+        c.restart()
+        print(ref)
+
+    return _each(args, args.containers, start)
+
+
+def cmd_images(args):
+    from minirt.runtime.images import Catalog
+
+    print(f"{'REPOSITORY:TAG':40} {'IMAGE ID':14} LAYERS")
+    for tags, entry in Catalog(_root(args)).list():
+        for tag in tags or ["<none>"]:
+            print(f"{tag:40} {entry['id'][7:19]:14} {len(entry['layers'])}")
+    return 0
+
+
+def cmd_rmi(args):
+    from minirt.runtime import state
+    from minirt.runtime.images import Catalog
+
+    root = _root(args)
+    catalog = Catalog(root)
+    in_use = set()
+    for cid in state.container_ids(root):
+        try:
+            image = state.read_json(f"{state.containers_dir(root)}/{cid}/config.json").get("image")
+        except (OSError, ValueError):
+            continue
+        entry = catalog.lookup(image) if image else None
+        if entry:
+            in_use.add(entry["id"])
+    code = 0
+    for ref in args.images:
+        try:
+            for line in catalog.remove(ref, in_use):
+                print(line)
+        except MinirtError as e:
+            print(f"minirt: {e}", file=sys.stderr)
+            code = 1
+    return code
+
+
+def cmd_load(args):
+    from minirt.image import Store
+    from minirt.runtime.images import Catalog
+
+    root = _root(args)
+    image_id, tags = Catalog(root).load(args.input, Store(root), tags=args.tag)
+    for tag in tags:
+        print(f"Loaded image: {tag}")
+    if not tags:
+        print(f"Loaded image ID: {image_id}")
+    return 0
+
+
+def cmd_system(args):
+    from minirt.runtime import prune
+
+    for line in prune.prune(_root(args)):
+        print(line)
+    return 0

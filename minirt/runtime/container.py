@@ -1,4 +1,4 @@
-"""The parent's side of a container: create, start, wait, delete.
+"""The parent's side of a container: create, start, wait, stop, delete.
 
 Lecture idea: there is no "container" object in the kernel, only a process with
 namespaces and a cgroup.  Making one takes three processes, because of one rule
@@ -6,30 +6,42 @@ of pid namespaces — ``unshare(CLONE_NEWPID)`` moves only the caller's future
 children:
 
     minirt (parent)          creates the state directory and the cgroup, forks
-      └─ helper              waits until the parent has put it into the cgroup,
-         │                   unshares the namespaces, forks, then waits
+      └─ helper              unshares the namespaces, forks, then waits for PID 1
          └─ container init   PID 1 of the new pid namespace: builds the rootfs
                              and execs the command (``init.py``)
 
-The helper stays, like ``unshare --fork``, to pass PID 1's exit status back
-as its own; the parent forwards signals to PID 1 directly.  The order of the
-pipe handshake is what makes the cgroup namespace right: the helper is moved
-into the cgroup *before* it unshares, so the container sees its own cgroup as
-"/".
+The helper stays, like ``unshare --fork``, to collect PID 1's exit status.  In
+the foreground it passes it back as its own; for a detached container
+(``run -d``) it becomes the container's *monitor* (``monitor.py``, as conmon is
+for podman): it outlives minirt, records the exit status and cleans up.
 
-Everything the container owns is recorded (the state directory) before it is
-made, and ``delete`` removes all of it; mounts need no cleanup at all because
-they exist only in the container's mount namespace, which dies with it.
+The start-up handshake, over pipes:
+
+1. helper: (with a user namespace) unshare it first and say "ready"; the parent
+   writes its uid/gid maps.  Then unshare pid, uts, ipc, net; fork PID 1, which
+   unshares the mount namespace for itself.
+2. parent: learns PID 1's host pid, moves it into the container's cgroup and
+   records "running" — while PID 1 is already building its root filesystem.
+3. PID 1: waits for "placed", then unshares the cgroup namespace (so that its
+   own cgroup is its "/"), drops privileges and execs.  Why it could not, if it
+   could not, comes back on a close-on-exec error pipe; end-of-file there means
+   the command is running.
+
+Everything the container owns is recorded in its state directory before it is
+made, so ``minirt rm`` / ``system prune`` can always remove it; mounts need no
+cleanup at all: they exist only in the container's mount namespace, which the
+kernel tears down with its last process.
 """
 
 import dataclasses
 import os
 import signal
+import sys
 import time
 
 from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure
 from minirt.kernel import cgroups, libc, namespaces, security
-from minirt.runtime import init, state, tty
+from minirt.runtime import init, state, tty, userns
 
 HOSTS = """127.0.0.1\tlocalhost
 ::1\tlocalhost ip6-localhost ip6-loopback
@@ -50,9 +62,10 @@ class Launch:
     work: str
     etc_files: dict
     error_fd: int = -1
+    placed_fd: int = -1                     # read end: "you are in your cgroup"
     console_fd: int = None
     console_path: str = None
-    stdio: tuple = (0, 1, 2)     # the container's stdin, stdout, stderr (without a tty)
+    stdio: tuple = (0, 1, 2)                # the container's stdin, stdout, stderr (without a tty)
     rootless: bool = False
     capabilities: frozenset = frozenset()   # what root in the container keeps
     seccomp_program: bytes = None           # compiled here, installed by init
@@ -62,27 +75,60 @@ class Container:
     def __init__(self, spec, root):
         self.spec = spec
         self.root = os.path.abspath(root)
-        self.dir = os.path.join(self.root, "containers", spec.id)
+        self.dir = os.path.join(state.containers_dir(self.root), spec.id)
         self.cgroup = cgroups.for_container(spec.id, spec.cgroup_parent)
         self.pid = None           # host pid of the container's PID 1
-        self.helper = None        # host pid of the helper process
+        self.helper = None        # host pid of the helper (the monitor when detached)
+        self.detached = False
         self.console = None       # master side of the pty, with spec.tty
         self.exit_code = None
         self.oom_killed = False
-        self._privileges = None   # (capabilities, seccomp program), checked before anything is made
+        self._privileges = None   # (capabilities, seccomp program)
+
+    @classmethod
+    def load(cls, root, ref):
+        """The container named, or with the id (prefix) ``ref``, from its state directory."""
+        from minirt.spec import ContainerSpec
+
+        root = os.path.abspath(root)
+        cid = state.resolve(root, ref)
+        spec = ContainerSpec.from_json(state.read_json(os.path.join(state.containers_dir(root), cid, "config.json")))
+        c = cls(spec, root)
+        c.detached = True
+        info = c.state()
+        c.pid, c.helper = info.get("pid"), info.get("monitor_pid")
+        if info.get("cgroup") is None:
+            c.cgroup = None
+        return c
+
+    def state(self):
+        return state.load(self.root, self.spec.id)
+
+    @property
+    def id(self):
+        return self.spec.id
 
     # -- create ---------------------------------------------------------------
 
     def create(self):
-        """The state directory, /etc files and cgroup. Undone by ``delete``."""
+        """The state directory, name, /etc files and cgroup. Undone by ``delete``."""
         self._privileges = _privileges(self.spec)  # a bad profile fails here, before anything exists
         try:
-            os.makedirs(os.path.join(self.root, "containers"), exist_ok=True)
+            os.makedirs(state.containers_dir(self.root), exist_ok=True)
             os.mkdir(self.dir, 0o711)
+        except OSError as e:
+            raise RuntimeFailure(f"creating container {self.spec.id[:12]}: {e.strerror or e}") from None
+        try:
             for sub in ("upper", "work", "rootfs"):
                 os.mkdir(os.path.join(self.dir, sub), 0o755)
+            userns.hand_over([os.path.join(self.dir, d) for d in ("upper", "work")],
+                             self.spec.uid_map, self.spec.gid_map)
             state.write_json(os.path.join(self.dir, "config.json"), self.spec.to_json())
-            self._save_state("created")
+            state.update(self.dir, id=self.spec.id, name=self.spec.name, status="created",
+                         created_at=time.time(), image=self.spec.image,
+                         cgroup=self.cgroup.path if self.cgroup is not None else None)
+            if self.spec.name:
+                state.claim_name(self.root, self.spec.name, self.spec.id)
             state.write_text(os.path.join(self.dir, "hostname"), self.spec.hostname + "\n")
             state.write_text(os.path.join(self.dir, "hosts"), HOSTS.format(hostname=self.spec.hostname))
             state.write_text(os.path.join(self.dir, "resolv.conf"), _resolv_conf())
@@ -108,11 +154,14 @@ class Container:
                 raise RuntimeFailure(f"cannot create cgroup {self.cgroup.path}: permission denied"
                                      " (resource limits need a writable, delegated cgroup)") from None
             self.cgroup = None
+            state.update(self.dir, cgroup=None)
             return
         if limits.any():
             self.cgroup.set_limits(limits)
 
     def _launch(self):
+        if self._privileges is None:
+            self._privileges = _privileges(self.spec)
         return Launch(
             rootfs=os.path.join(self.dir, "rootfs"),
             upper=os.path.join(self.dir, "upper"),
@@ -125,52 +174,59 @@ class Container:
 
     # -- start ----------------------------------------------------------------
 
-    def start(self, stdio=(0, 1, 2)):
+    def start(self, stdio=(0, 1, 2), detach=False):
         """Fork the helper and the container's init; return once the command runs.
 
         ``stdio`` are the host file descriptors that become the container's
-        stdin, stdout and stderr (ignored with a tty).
+        stdin, stdout and stderr (ignored with a tty).  With ``detach`` the
+        helper becomes a monitor that outlives us, and the container's output
+        goes to stdout.log and stderr.log in its state directory.
 
         Raises CommandNotFound / CommandNotExecutable / RuntimeFailure with the
         container's own explanation when it could not get as far as ``exec``.
         """
+        self.detached = detach
+        self.exit_code = None
         launch = self._launch()
-        go_r, go_w = os.pipe2(os.O_CLOEXEC)      # parent -> helper: "id maps and cgroup done"
-        pid_r, pid_w = os.pipe2(os.O_CLOEXEC)    # helper -> parent: "ready", then PID 1's host pid
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)    # init -> parent: why exec did not happen
-        launch.error_fd = err_w
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)          # parent -> helper: "id maps written"
+        msg_r, msg_w = os.pipe2(os.O_CLOEXEC)        # helper -> parent: "ready PID", "pid PID1"
+        placed_r, placed_w = os.pipe2(os.O_CLOEXEC)  # parent -> init: "you are in your cgroup"
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)        # init -> parent: why exec did not happen
+        launch.error_fd, launch.placed_fd = err_w, placed_r
+        opened = []
+        if detach:
+            stdio = [os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)] + [
+                os.open(os.path.join(self.dir, name), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+                for name in ("stdout.log", "stderr.log")]
+            opened = stdio
         launch.stdio = tuple(stdio)
-        if self.spec.tty:
+        if self.spec.tty and not detach:
             self.console, launch.console_fd = os.openpty()
             launch.console_path = os.ttyname(launch.console_fd)
             tty.copy_winsize(0, self.console)
 
-        helper = os.fork()
-        if helper == 0:
-            os.close(go_w)
-            os.close(pid_r)
-            os.close(err_r)
-            if self.console is not None:
-                os.close(self.console)
-            _helper_main(self.spec, launch, go_r, pid_w)
+        first = os.fork()
+        if first == 0:
+            for fd in (go_w, msg_r, placed_w, err_r, self.console):
+                if fd is not None:
+                    os.close(fd)
+            if detach:
+                # Double fork: the monitor must not stay our child (nobody would
+                # reap it), and it gets a session of its own, away from our terminal.
+                os.setsid()
+                if os.fork():
+                    os._exit(0)
+            _helper_main(self, launch, go_r, msg_w)
 
-        self.helper = helper
-        for fd in (go_r, pid_w, err_w, launch.console_fd):
+        for fd in [go_r, msg_w, placed_r, err_w, launch.console_fd] + opened:
             if fd is not None:
                 os.close(fd)
+        if detach:
+            os.waitpid(first, 0)
+        else:
+            self.helper = first
         try:
-            try:
-                if os.read(pid_r, 1) == b"r":  # else the helper failed; its report follows
-                    if self.spec.rootless:
-                        namespaces.write_id_maps(helper, self.spec.uid_map, self.spec.gid_map)
-                    if self.cgroup is not None:
-                        self.cgroup.add(helper)
-                    os.write(go_w, b"1")
-            finally:
-                os.close(go_w)
-            pid = _read_all(pid_r)
-            self.pid = int(pid) if pid else None
-            report = _read_all(err_r).decode(errors="replace")
+            report = self._handshake(msg_r, go_w, placed_w, err_r)
         except BaseException:
             self._kill_helper()
             raise
@@ -178,26 +234,96 @@ class Container:
             self.wait()
             code, _, message = report.partition(" ")
             raise {126: CommandNotExecutable, 127: CommandNotFound}.get(int(code), RuntimeFailure)(message)
-        self._save_state("running")
+
+    def _handshake(self, msg_r, go_w, placed_w, err_r):
+        messages = _Lines(msg_r)
+        try:
+            try:
+                ready = messages.next()  # None: the helper failed; its report follows
+                if ready:
+                    self.helper = int(ready.split()[1])
+                    if self.spec.rootless:
+                        namespaces.write_id_maps(self.helper, self.spec.uid_map, self.spec.gid_map)
+                    os.write(go_w, b"1")
+            finally:
+                os.close(go_w)
+            try:
+                started = messages.next()
+                if started:
+                    self.pid = int(started.split()[1])
+                    if self.cgroup is not None:
+                        try:
+                            self.cgroup.add(self.pid)
+                        except ProcessLookupError:
+                            return _read_all(err_r).decode(errors="replace")  # PID 1 already failed: its report says why
+                    state.update(self.dir, status="running", pid=self.pid, pid_start=state.start_time(self.pid),
+                                 monitor_pid=self.helper, monitor_start=state.start_time(self.helper),
+                                 started_at=time.time(), finished_at=None, exit_code=None, oom_killed=False,
+                                 error=None, detached=self.detached)
+                    os.write(placed_w, b"1")
+            finally:
+                os.close(placed_w)
+                messages.close()
+            return _read_all(err_r).decode(errors="replace")
+        finally:
+            try:
+                os.close(err_r)
+            except OSError:
+                pass
+
+    def restart(self):
+        """``minirt start``: run a stopped container again, detached, on the same
+        writable layer (what it wrote before is still there)."""
+        self.cgroup = cgroups.for_container(self.spec.id, self.spec.cgroup_parent)
+        self._create_cgroup()
+        state.update(self.dir, cgroup=self.cgroup.path if self.cgroup is not None else None)
+        self.start(detach=True)
 
     # -- run time --------------------------------------------------------------
 
     def signal(self, signum):
         """Deliver ``signum`` to the container's PID 1 (from the host side)."""
-        if self.pid is not None and self.exit_code is None:
+        info = self.state() if self.detached else {"status": "running" if self.exit_code is None else "exited",
+                                                   "pid": self.pid, "pid_start": None}
+        if info.get("status") == "running" and info.get("pid"):
             try:
-                os.kill(self.pid, signum)
+                os.kill(info["pid"], signum)
             except ProcessLookupError:
                 pass
 
-    def wait(self):
+    def wait(self, timeout=None):
         """Wait for PID 1 to exit; return docker's exit code (128+N for signal N)."""
-        if self.exit_code is None:
+        if self.exit_code is not None:
+            return self.exit_code
+        if not self.detached and self.helper:
             _, status = os.waitpid(self.helper, 0)
             code = os.waitstatus_to_exitcode(status)
             self.exit_code = code if code >= 0 else 128 - code
             self.oom_killed = self.cgroup is not None and self.cgroup.oom_killed()
-            self._save_state("exited")
+            state.update(self.dir, status="exited", exit_code=self.exit_code, oom_killed=self.oom_killed,
+                         finished_at=time.time())
+            return self.exit_code
+        # Detached: the monitor records the exit; we watch the state.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            info = self.state()
+            if info.get("status") == "exited":
+                self.exit_code, self.oom_killed = info.get("exit_code"), bool(info.get("oom_killed"))
+                return self.exit_code
+            if info.get("status") == "created":
+                raise RuntimeFailure(f"container {self.spec.id[:12]} is not running")
+            if deadline is not None and time.monotonic() > deadline:
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def stop(self, timeout=10):
+        """SIGTERM, then SIGKILL after ``timeout`` seconds, as ``docker stop``."""
+        self.signal(signal.SIGTERM)
+        if self.wait(timeout=timeout) is None:
+            self.signal(signal.SIGKILL)
+            self.wait()
         return self.exit_code
 
     def _kill_helper(self):
@@ -207,14 +333,15 @@ class Container:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        if self.helper:
+        if self.helper and not self.detached:
             self.wait()
 
     # -- delete ---------------------------------------------------------------
 
     def delete(self, force_remove=False):
-        """Remove the cgroup (killing what is left) and, with --rm, the state directory."""
-        if self.helper and self.exit_code is None:
+        """After the container ran in the foreground: remove the cgroup (killing
+        what is left) and, with --rm, the state directory."""
+        if self.helper and self.exit_code is None and not self.detached:
             self._kill_helper()
         if self.console is not None:
             os.close(self.console)
@@ -226,23 +353,48 @@ class Container:
             raise RuntimeFailure(f"removing cgroup {self.cgroup.path}: {e.strerror}") from None
         finally:
             if self.spec.remove or force_remove:
-                import shutil  # lazily: it pulls in compression modules
+                self._remove_files()
 
-                shutil.rmtree(self.dir, ignore_errors=True)
+    def remove(self, force=False):
+        """``minirt rm``: everything of the container, from any state."""
+        info = self.state()
+        if info.get("status") == "running":
+            if not force:
+                raise MinirtError(f"container {self.spec.id[:12]} is running: stop it first or use rm -f")
+            self.signal(signal.SIGKILL)
+            self.wait(timeout=10)
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        self._remove_files()
 
-    def _save_state(self, status):
-        data = {
-            "id": self.spec.id,
-            "status": status,
-            "pid": self.pid,
-            "helper_pid": self.helper,
-            "exit_code": self.exit_code,
-            "oom_killed": self.oom_killed,
-            "cgroup": self.cgroup.path if self.cgroup is not None else None,
-            "time": time.time(),
-        }
-        if os.path.isdir(self.dir):
-            state.write_json(os.path.join(self.dir, "state.json"), data)
+    def _remove_files(self):
+        import shutil  # lazily: it pulls in compression modules
+
+        if self.spec.name:
+            state.release_name(self.root, self.spec.name, self.spec.id)
+        # Rename first: from that instant the container is gone for everyone,
+        # even if the (possibly long) tree removal is interrupted.
+        doomed = os.path.join(os.path.dirname(self.dir), f".removing-{self.spec.id}")
+        try:
+            os.rename(self.dir, doomed)
+        except FileNotFoundError:
+            return
+        try:  # overlayfs leaves work/work with mode 0: rootless, we must open it to empty it
+            os.chmod(os.path.join(doomed, "work", "work"), 0o700)
+        except OSError:
+            pass
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    # -- context manager (Python API) ------------------------------------------
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.remove(force=True)
+        except MinirtError:
+            pass
 
 
 def _privileges(spec):
@@ -253,36 +405,43 @@ def _privileges(spec):
     return caps, program
 
 
-def _helper_main(spec, launch, go_r, pid_w):
+def _helper_main(container, launch, go_r, msg_w):
     """The middle process (see the module docstring). Never returns."""
+    spec = container.spec
     try:
-        libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with minirt
+        if not container.detached:
+            libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with minirt
         # The user namespace comes first and alone: the parent must write its id
         # maps before anything else is created, because every other namespace
         # made from here on is owned by it, and mounting needs a mapped root.
         if spec.rootless:
             namespaces.unshare(["user"])
-        os.write(pid_w, b"r")
+        os.write(msg_w, f"ready {os.getpid()}\n".encode())
         if os.read(go_r, 1) != b"1":
             os._exit(125)  # the parent gave up (e.g. could not write the id maps)
         os.close(go_r)
         if spec.rootless:
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
-        namespaces.unshare([ns for ns in spec.namespaces if ns != "user"])
+        # The mount namespace is PID 1's own (init.py): pivot_root moves every
+        # process of a mount namespace into the new root, and the helper must
+        # stay on the host's filesystem.  The cgroup namespace waits for "placed".
+        namespaces.unshare([ns for ns in spec.namespaces if ns not in ("user", "mnt", "cgroup")])
         pid1 = os.fork()
         if pid1 == 0:
-            os.close(pid_w)
-            libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+            os.close(msg_w)
+            libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the helper
             init.main(spec, launch)  # never returns
-        os.write(pid_w, str(pid1).encode())
+        os.write(msg_w, f"pid {pid1}\n".encode())
         # Hold on to nothing: a pipe end kept open here (the container's stdin,
         # say) would keep the other side from ever seeing end-of-file.
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-        # The parent forwards signals to PID 1 itself; Ctrl-C on minirt's
-        # terminal must not kill the helper and orphan the container.
+        # Signals are for the container, sent to PID 1 directly; Ctrl-C on
+        # minirt's terminal must not kill the helper and orphan the container.
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(s, signal.SIG_IGN)
+        if container.detached:
+            _become_monitor(container, pid1)
         while True:
             try:
                 _, status = os.waitpid(pid1, 0)
@@ -296,11 +455,41 @@ def _helper_main(spec, launch, go_r, pid_w):
         os._exit(125)
 
 
+def _become_monitor(container, pid1):
+    """Replace this (large) forked Python with the small monitor program.
+
+    A fresh interpreter that imports only what the monitor needs is a fraction
+    of the size of a copy of minirt, and a host runs one per container.
+    """
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {"PYTHONPATH": package_parent, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    os.execve(sys.executable, [sys.executable, "-S", "-m", "minirt.runtime.monitor",
+                               container.dir, str(pid1)], env)
+
+
+class _Lines:
+    """Read newline-terminated messages from a pipe."""
+
+    def __init__(self, fd):
+        self.fd, self.buf = fd, b""
+
+    def next(self):
+        while b"\n" not in self.buf:
+            chunk = os.read(self.fd, 256)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode()
+
+    def close(self):
+        os.close(self.fd)
+
+
 def _read_all(fd):
     chunks = []
     while chunk := os.read(fd, 4096):
         chunks.append(chunk)
-    os.close(fd)
     return b"".join(chunks)
 
 
@@ -312,6 +501,6 @@ def _resolv_conf():
             lines = f.read().splitlines()
     except OSError:
         lines = []
-    kept = [l for l in lines if not (l.startswith("nameserver") and l.split()[1:2] and
-                                     (l.split()[1].startswith("127.") or l.split()[1] == "::1"))]
+    kept = [line for line in lines if not (line.startswith("nameserver") and line.split()[1:2]
+                                           and (line.split()[1].startswith("127.") or line.split()[1] == "::1"))]
     return "\n".join(kept) + "\n"

@@ -9,6 +9,8 @@ its world before it becomes the user's program:
     masks      hide and write-protect the parts of /proc and /sys that are the host's;
                with --read-only, the root itself
     identity   hostname, loopback network
+    cgroup     wait until the parent has moved us into our cgroup, then unshare
+               the cgroup namespace (meanwhile all of the above ran in parallel)
     privileges groups, gid, uid, capabilities, no_new_privs, seccomp (security.py);
                after this we could no longer mount anything
     exec       the command replaces this Python process and becomes PID 1
@@ -24,8 +26,8 @@ import os
 import signal
 import termios
 
-from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError
-from minirt.kernel import libc, masked, mounts, network, security
+from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure
+from minirt.kernel import libc, masked, mounts, namespaces, network, security
 from minirt.runtime import users
 
 # Signals Python changes for itself (SIGPIPE ignored, SIGINT raising
@@ -38,8 +40,10 @@ def main(spec, launch):
     step = "starting"  # named in the error message if a step fails
     try:
         step = "setting up stdio"
-        _setup_stdio(spec, launch)
+        _setup_stdio(launch.console_fd, launch.stdio, spec.interactive)
         step = "preparing the root filesystem"
+        if "mnt" in spec.namespaces:
+            namespaces.unshare(["mnt"])
         _setup_rootfs(spec, launch)
         step = "pivot_root"
         mounts.pivot_root(launch.rootfs)
@@ -52,6 +56,13 @@ def main(spec, launch):
         libc.sethostname(spec.hostname)
         if "net" in spec.namespaces:
             network.link_up("lo")
+        step = "joining the cgroup"
+        if os.read(launch.placed_fd, 1) != b"1":
+            raise RuntimeFailure("the container could not be placed in its cgroup")
+        os.close(launch.placed_fd)
+        if "cgroup" in spec.namespaces:
+            # Only now, inside its cgroup: the namespace's root is the cgroup we are in.
+            namespaces.unshare(["cgroup"])
         step = "resolving the user"
         user = users.resolve(spec.user, extra_groups=spec.group_add)
         env = _environment(spec, user)
@@ -70,14 +81,15 @@ def main(spec, launch):
     os._exit(125)
 
 
-def _setup_stdio(spec, launch):
+def _setup_stdio(console_fd, stdio, interactive):
+    """stdin, stdout, stderr: the pty (as controlling terminal) or the given fds."""
     os.setsid()  # own session: the terminal's Ctrl-C reaches us only through our pty
-    if launch.console_fd is not None:
-        fcntl.ioctl(launch.console_fd, termios.TIOCSCTTY, 0)
-        stdio = [launch.console_fd] * 3
+    if console_fd is not None:
+        fcntl.ioctl(console_fd, termios.TIOCSCTTY, 0)
+        stdio = [console_fd] * 3
     else:
-        stdio = list(launch.stdio)
-    if not spec.interactive:
+        stdio = list(stdio)
+    if not interactive:
         stdio[0] = os.open("/dev/null", os.O_RDONLY)
     # Duplicate first, then install: a source fd may itself be 0, 1 or 2.
     copies = [os.dup(fd) for fd in stdio]

@@ -5,21 +5,42 @@ Everything minirt creates on the host is under one directory (default
 ``--root`` or ``MINIRT_ROOT``)::
 
     layers/sha256/<diff id>/      unpacked image layers, shared (image/store.py)
+    images/                       loaded images and their tags (image/catalog)
+    names/<name> -> <id>          container names; a symlink is created atomically,
+                                  so two containers can never get the same name
     containers/<id>/              one container:
         config.json               its ContainerSpec
-        state.json                status, pids, exit code, times
+        state.json                status, pids, exit code, times (see below)
+        lock                      flock(2) guarding read-modify-write of state.json
         upper/ work/ rootfs/      overlay: writable layer, overlay's scratch, mount point
         hostname hosts resolv.conf   bind-mounted into the container's /etc
+        stdout.log stderr.log     output of a detached container
 
 Files are replaced atomically (write to a temporary name, then rename), so a
-reader never sees half a file and a crash never leaves one.
+reader never sees half a file and a crash never leaves one; writers take the
+container's lock, so two minirt processes never lose each other's update.
+
+The truth about a container is its processes, not the file: ``load`` checks that
+a container recorded as running still has its PID 1 (the same process: the pid
+and its start time), and records it as exited if minirt or the monitor died
+without saying so.
 """
 
+import contextlib
+import errno
+import fcntl
 import itertools
 import json
 import os
+import time
+
+from minirt.errors import MinirtError
 
 _serial = itertools.count()
+
+
+class NoSuchContainer(MinirtError):
+    pass
 
 
 def default_root():
@@ -30,6 +51,8 @@ def default_root():
     data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
     return os.path.join(data, "minirt")
 
+
+# -- files ------------------------------------------------------------------------
 
 def write_json(path, data):
     """Replace ``path`` with ``data`` as JSON, atomically."""
@@ -55,3 +78,138 @@ def write_text(path, text, mode=0o644):
 def read_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+@contextlib.contextmanager
+def locked(directory, name="lock"):
+    """Hold the directory's lock (an flock, released by the kernel if we die)."""
+    fd = os.open(os.path.join(directory, name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def update(directory, **fields):
+    """Merge ``fields`` into the container's state.json under its lock; return the result."""
+    with locked(directory):
+        path = os.path.join(directory, "state.json")
+        try:
+            data = read_json(path)
+        except (FileNotFoundError, ValueError):
+            data = {}
+        data.update(fields)
+        write_json(path, data)
+        return data
+
+
+# -- processes ----------------------------------------------------------------------
+
+def start_time(pid):
+    """A process's start time in clock ticks since boot (field 22 of /proc/PID/stat).
+
+    With the pid it names one process for good: a pid can be reused, the pair cannot.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def alive(pid, started):
+    if not pid:
+        return False
+    now = start_time(pid)
+    if now is None or (started is not None and now != started):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# -- the set of containers ---------------------------------------------------------
+
+def containers_dir(root):
+    return os.path.join(root, "containers")
+
+
+def container_ids(root):
+    try:
+        return sorted(d for d in os.listdir(containers_dir(root)) if not d.startswith("."))
+    except FileNotFoundError:
+        return []
+
+
+def load(root, cid):
+    """state.json of container ``cid``, corrected by what the kernel says is alive."""
+    directory = os.path.join(containers_dir(root), cid)
+    try:
+        data = read_json(os.path.join(directory, "state.json"))
+    except FileNotFoundError:
+        raise NoSuchContainer(f"no such container: {cid}") from None
+    except ValueError:
+        data = {"id": cid, "status": "created"}
+    if data.get("status") == "running" and not alive(data.get("pid"), data.get("pid_start")):
+        # Its processes are gone but nobody recorded the exit: minirt or the
+        # monitor was killed.  Say so, as docker does after a daemon crash.
+        with locked(directory):
+            data = read_json(os.path.join(directory, "state.json"))
+            if data.get("status") == "running" and not alive(data.get("pid"), data.get("pid_start")):
+                data.update(status="exited", finished_at=time.time(),
+                            exit_code=data.get("exit_code") if data.get("exit_code") is not None else 255,
+                            error="the container's monitor died; exit status unknown")
+                write_json(os.path.join(directory, "state.json"), data)
+    return data
+
+
+def resolve(root, ref):
+    """A container id from a name, a full id or a unique id prefix."""
+    if not ref:
+        raise NoSuchContainer("no container given")
+    link = os.path.join(root, "names", ref)
+    try:
+        cid = os.readlink(link)
+        if os.path.isdir(os.path.join(containers_dir(root), cid)):
+            return cid
+    except OSError:
+        pass
+    matches = [c for c in container_ids(root) if c.startswith(ref.lower())]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise NoSuchContainer(f"{ref}: ambiguous id prefix ({len(matches)} containers match)")
+    raise NoSuchContainer(f"no such container: {ref}")
+
+
+def claim_name(root, name, cid):
+    """Reserve ``name`` for container ``cid``; fails if another container has it.
+
+    Under the names lock, so that of two minirt processes racing for a name
+    exactly one wins, even when they both take over a stale name."""
+    names = os.path.join(root, "names")
+    os.makedirs(names, exist_ok=True)
+    link = os.path.join(names, name)
+    with locked(names, ".lock"):
+        try:
+            owner = os.readlink(link)
+        except FileNotFoundError:
+            owner = None
+        if owner and os.path.isdir(os.path.join(containers_dir(root), owner)):
+            raise MinirtError(f'the container name "{name}" is already in use by container {owner[:12]}')
+        tmp = os.path.join(names, f".{name}.{os.getpid()}")
+        os.symlink(cid, tmp)
+        os.rename(tmp, link)
+
+
+def release_name(root, name, cid):
+    link = os.path.join(root, "names", name)
+    try:
+        if os.readlink(link) == cid:
+            os.unlink(link)
+    except OSError as e:
+        if e.errno not in (errno.ENOENT, errno.EINVAL):
+            raise

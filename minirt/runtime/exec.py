@@ -1,0 +1,107 @@
+"""``minirt exec``: one more process inside a running container.
+
+Lecture idea: a container is nothing but namespaces and a cgroup, so entering
+one is joining them: ``setns(2)`` on each of PID 1's ``/proc/PID/ns/*`` files,
+a write to the cgroup's ``cgroup.procs``, and then the same last steps as the
+container's own init — user, working directory, capabilities, no_new_privs,
+seccomp, execve.  Joining the mount namespace also moves us into the
+container's root filesystem (its root is the namespace's root), so no chroot
+is needed.  As with ``run``, joining a pid namespace only affects children,
+hence one more fork.
+"""
+
+import os
+import signal
+
+from minirt.errors import MinirtError, RuntimeFailure
+from minirt.kernel import cgroups, libc, namespaces
+from minirt.runtime import init, users
+
+# Order matters: the user namespace first (it grants the rights to join the
+# others), the mount namespace after the ones whose files live in /proc.
+JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "net", "pid", "mnt")
+
+
+class NotRunning(MinirtError):
+    pass
+
+
+def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, interactive=False,
+          stdio=(0, 1, 2)):
+    """Start ``args`` in ``container``; return (pid to wait for, error pipe read end)."""
+    info = container.state()
+    if info.get("status") != "running":
+        raise NotRunning(f"container {container.id[:12]} is not running")
+    spec = container.spec
+    pid1 = info["pid"]
+    fds = {ns: os.open(f"/proc/{pid1}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+           for ns in JOIN_ORDER if ns in spec.namespaces}
+    launch = container._launch()
+    caps, program = launch.capabilities, launch.seccomp_program
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    cgroup = cgroups.for_container(spec.id, spec.cgroup_parent) if info.get("cgroup") else None
+    child = os.fork()
+    if child == 0:
+        os.close(err_r)
+        try:
+            libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if cgroup is not None:
+                cgroup.add(os.getpid())  # before the cgroup namespace, whose root it is
+            for ns, fd in fds.items():
+                libc.setns(fd, namespaces.FLAGS[ns])
+                os.close(fd)
+            grandchild = os.fork()  # the pid namespace applies to children only
+            if grandchild == 0:
+                _enter(spec, args, env, workdir, user, tty_fd, interactive, stdio, caps, program, err_w)
+            os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+            for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+                signal.signal(s, signal.SIG_IGN)
+            _, status = os.waitpid(grandchild, 0)
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(code if code >= 0 else 128 - code)
+        except BaseException as e:  # noqa: BLE001
+            init._report(err_w, e, "joining the container")
+            os._exit(125)
+    os.close(err_w)
+    for fd in fds.values():
+        os.close(fd)
+    return child, err_r
+
+
+def _enter(spec, args, env, workdir, user, tty_fd, interactive, stdio, caps, program, err_w):
+    """In the container's namespaces: become its user with its privileges, exec."""
+    from minirt import spec as specs
+    from minirt.kernel import security
+
+    step = "setting up stdio"
+    try:
+        init._setup_stdio(tty_fd, stdio, interactive)
+        step = "resolving the user"
+        who = users.resolve(user if user is not None else spec.user, extra_groups=spec.group_add)
+        environment = dict(item.split("=", 1) for item in specs.merge_env(spec.env, env))
+        environment.setdefault("HOME", who.home)
+        step = "entering the working directory"
+        os.chdir(workdir or spec.cwd)
+        step = "dropping privileges"
+        security.apply(caps=caps, no_new_privs=spec.no_new_privileges, seccomp_program=program,
+                       uid=who.uid, gid=who.gid, groups=None if init._setgroups_denied() else who.groups)
+        init._exec(args, environment, err_w)
+    except BaseException as e:  # noqa: BLE001
+        init._report(err_w, e, step)
+    os._exit(125)
+
+
+def wait_for_exec(err_r):
+    """The error report of an exec that failed before execve, or '' once it ran."""
+    chunks = []
+    while chunk := os.read(err_r, 4096):
+        chunks.append(chunk)
+    os.close(err_r)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def raise_report(report):
+    from minirt.errors import CommandNotExecutable, CommandNotFound
+
+    code, _, message = report.partition(" ")
+    raise {126: CommandNotExecutable, 127: CommandNotFound}.get(int(code), RuntimeFailure)(message)

@@ -1,0 +1,104 @@
+"""Named images: ``minirt load``, ``minirt images``, ``minirt rmi``.
+
+Lecture idea: an image name such as ``busybox:latest`` is only a pointer to an
+image id (the digest of its config), and an image is only a config plus a list
+of layers.  Loading an archive unpacks its layers into the shared store and
+records the config and the layer list under ``images/<id>.json``; the tags live
+in ``images/tags.json``.  Running ``busybox:latest`` then needs no archive.
+"""
+
+import os
+import time
+
+from minirt.errors import ImageError
+from minirt.runtime import state
+
+
+def _normalize(tag):
+    name, _, version = tag.rpartition(":") if ":" in tag.rsplit("/", 1)[-1] else (tag, "", "latest")
+    return f"{name}:{version}"
+
+
+class Catalog:
+    def __init__(self, root):
+        self.dir = os.path.join(root, "images")
+        self.tags_file = os.path.join(self.dir, "tags.json")
+
+    def _tags(self):
+        try:
+            return state.read_json(self.tags_file)
+        except FileNotFoundError:
+            return {}
+
+    def load(self, path, store, tags=()):
+        """Unpack the image at ``path`` into ``store`` and name it. Returns (id, tags)."""
+        from minirt.image import open_image
+
+        with open_image(path) as img:
+            store.unpack(img)
+            names = [_normalize(t) for t in (list(tags) or list(getattr(img, "tags", None) or []))]
+            entry = {"id": img.id, "config": img.config, "source": os.path.abspath(path),
+                     "layers": [layer.diff_id for layer in img.layers], "loaded_at": time.time()}
+        os.makedirs(self.dir, exist_ok=True)
+        state.write_json(os.path.join(self.dir, img.id.split(":", 1)[1] + ".json"), entry)
+        with state.locked(self.dir, ".lock"):
+            table = self._tags()
+            for name in names:
+                table[name] = img.id
+            state.write_json(self.tags_file, table)
+        return img.id, names
+
+    def lookup(self, ref):
+        """The catalog entry for a tag or an image id (prefix), or None."""
+        table = self._tags()
+        image_id = table.get(_normalize(ref))
+        if image_id is None:
+            hexid = ref.split(":", 1)[-1].lower()
+            matches = [f[:-5] for f in self._files() if f.startswith(hexid)] if len(hexid) >= 4 else []
+            if len(matches) != 1:
+                return None
+            image_id = "sha256:" + matches[0]
+        try:
+            return state.read_json(os.path.join(self.dir, image_id.split(":", 1)[1] + ".json"))
+        except FileNotFoundError:
+            return None
+
+    def _files(self):
+        try:
+            return [f for f in os.listdir(self.dir) if f.endswith(".json") and f != "tags.json"]
+        except FileNotFoundError:
+            return []
+
+    def list(self):
+        """[(tags, entry)] for every loaded image."""
+        table = self._tags()
+        out = []
+        for f in sorted(self._files()):
+            entry = state.read_json(os.path.join(self.dir, f))
+            out.append((sorted(t for t, i in table.items() if i == entry["id"]), entry))
+        return out
+
+    def remove(self, ref, in_use=()):
+        """Untag ``ref``; delete the image when no tag is left. Returns what was done."""
+        entry = self.lookup(ref)
+        if entry is None:
+            raise ImageError(f"no such image: {ref}")
+        with state.locked(self.dir, ".lock"):
+            table = self._tags()
+            name = _normalize(ref)
+            if name in table:
+                del table[name]
+                done = [f"Untagged: {name}"]
+            else:
+                done = [f"Untagged: {t}" for t, i in table.items() if i == entry["id"]]
+                table = {t: i for t, i in table.items() if i != entry["id"]}
+            if entry["id"] not in table.values():
+                if entry["id"] in in_use:
+                    raise ImageError(f"image {ref} is in use by a container; remove the container first")
+                os.unlink(os.path.join(self.dir, entry["id"].split(":", 1)[1] + ".json"))
+                done.append(f"Deleted: {entry['id']}")
+            state.write_json(self.tags_file, table)
+        return done
+
+    def layers_in_use(self):
+        return {d for _, entry in self.list() for d in entry["layers"]}

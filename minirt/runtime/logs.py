@@ -1,0 +1,44 @@
+"""``minirt logs``: what a detached container wrote.
+
+A detached container's stdout and stderr are plain files in its state
+directory (``stdout.log``, ``stderr.log``), opened by minirt and handed to the
+container as its file descriptors 1 and 2: the kernel writes them directly,
+so nothing is lost even if the monitor dies, and nothing needs copying.
+"""
+
+import os
+import sys
+import time
+
+
+def _tail(data, n):
+    if n is None:
+        return data
+    lines = data.splitlines(keepends=True)
+    return b"".join(lines[-n:]) if n else b""
+
+
+def show(container, tail=None, follow=False, out=None, err=None):
+    out = out or sys.stdout.buffer
+    err = err or sys.stderr.buffer
+    files = []
+    for name, dest in (("stdout.log", out), ("stderr.log", err)):
+        try:
+            f = open(os.path.join(container.dir, name), "rb")
+        except FileNotFoundError:
+            continue
+        dest.write(_tail(f.read(), tail))
+        dest.flush()
+        files.append((f, dest))
+    while follow:
+        running = container.state().get("status") == "running"
+        for f, dest in files:
+            chunk = f.read()
+            if chunk:
+                dest.write(chunk)
+                dest.flush()
+        if not running:
+            break
+        time.sleep(0.1)
+    for f, _ in files:
+        f.close()

@@ -1,0 +1,59 @@
+"""The monitor: the small process that looks after a detached container.
+
+Lecture idea: a container's process must have a parent that waits for it.  When
+``minirt run -d`` returns, minirt itself is gone, so the helper process that
+forked the container's PID 1 stays behind as its parent, replaced (execve) by
+this small program, as conmon is for podman.  It
+
+1. waits for PID 1 and turns its wait status into docker's exit code;
+2. asks the cgroup whether the OOM killer struck;
+3. removes the cgroup (killing anything left in it);
+4. records all that in state.json, under the container's lock;
+5. deletes the container if it was started with ``--rm``.
+
+It imports as little as possible: one of these runs per container.
+"""
+
+import os
+import signal
+import sys
+import time
+
+
+def main(directory, pid1):
+    from minirt.runtime import state
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE):
+        signal.signal(s, signal.SIG_IGN)
+    while True:
+        try:
+            _, status = os.waitpid(pid1, 0)
+            break
+        except InterruptedError:
+            continue
+    code = os.waitstatus_to_exitcode(status)
+    code = code if code >= 0 else 128 - code
+    info = state.read_json(os.path.join(directory, "state.json"))
+    config = state.read_json(os.path.join(directory, "config.json"))
+    oom = False
+    if info.get("cgroup"):
+        from minirt.kernel import cgroups
+
+        cg = cgroups.for_container(config["id"], config["cgroup_parent"])
+        oom = cg.oom_killed()
+        try:
+            cg.remove()
+        except OSError:
+            pass  # `minirt rm` / `system prune` will try again
+    state.update(directory, status="exited", exit_code=code, oom_killed=oom, finished_at=time.time())
+    if config.get("remove"):
+        from minirt.runtime.container import Container
+        from minirt.spec import ContainerSpec
+
+        root = os.path.dirname(os.path.dirname(directory))
+        Container(ContainerSpec.from_json(config), root)._remove_files()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], int(sys.argv[2])))

@@ -1,0 +1,81 @@
+"""``minirt system prune``: remove everything minirt made that is no longer in use.
+
+This is also the recovery path after a crash.  Because every container records
+what it owns before creating it, a container whose minirt or monitor was killed
+can always be cleaned up: stopped containers and their state directories,
+cgroups whose container is gone, half-removed directories, and layers that no
+loaded image and no container uses any more.
+"""
+
+import os
+import shutil
+
+from minirt.errors import MinirtError
+from minirt.kernel import cgroups
+from minirt.runtime import state
+from minirt.runtime.container import Container
+
+
+def prune(root):
+    done = []
+    containers = state.containers_dir(root)
+    parents = {os.environ.get("MINIRT_CGROUP_PARENT", "minirt")}
+    used_layers = set()
+    for cid in state.container_ids(root):
+        try:
+            c = Container.load(root, cid)
+        except (MinirtError, OSError, ValueError):
+            shutil.rmtree(os.path.join(containers, cid), ignore_errors=True)
+            done.append(f"Deleted broken container {cid[:12]}")
+            continue
+        parents.add(c.spec.cgroup_parent)
+        if c.state().get("status") == "running":
+            used_layers.update(os.path.basename(layer) for layer in c.spec.layers)
+            continue
+        c.remove(force=True)
+        done.append(f"Deleted container {cid[:12]}")
+    for name in _listdir(containers):
+        if name.startswith(".removing-"):
+            shutil.rmtree(os.path.join(containers, name), ignore_errors=True)
+    done += _orphan_cgroups(root, parents)
+    done += _unused_layers(root, used_layers)
+    return done
+
+
+def _orphan_cgroups(root, parents):
+    done = []
+    live = set(state.container_ids(root))
+    for parent in parents:
+        for tree in cgroups.hierarchies():
+            base = os.path.join(tree.mountpoint, parent.strip("/"))
+            for name in _listdir(base):
+                if len(name) == 64 and name not in live and os.path.isdir(os.path.join(base, name)):
+                    cg = cgroups.for_container(name, parent)
+                    try:
+                        cg.remove()
+                        done.append(f"Deleted cgroup {cg.path}")
+                    except OSError:
+                        pass
+    return sorted(set(done))
+
+
+def _unused_layers(root, used):
+    from minirt.runtime.images import Catalog
+
+    used = {d.split(":")[-1] for d in Catalog(root).layers_in_use()} | used
+    done = []
+    layers = os.path.join(root, "layers")
+    for sub in ("sha256", os.path.join("rootless", "sha256")):
+        base = os.path.join(layers, sub)
+        for name in _listdir(base):
+            if name not in used:
+                shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+                done.append(f"Deleted layer sha256:{name[:12]}")
+    return done
+
+
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
