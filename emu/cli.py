@@ -13,8 +13,9 @@ import sys
 from . import snapshot
 from .asm import AsmError, Assembler
 from .devices.console import Console
+from .devices.disk import SECTOR_SIZE, DiskError
 from .image import Image, ImageError
-from .machine import DEFAULT_MEMORY, Machine
+from .machine import BOOT_SIGNATURE, DEFAULT_MEMORY, Machine
 from .snapshot import SnapshotError
 
 
@@ -30,6 +31,37 @@ def parse_size(text):
         return int(t[:len(t) - len(unit)], 0) * units[unit]
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 1M or 65536)") from None
+
+
+def is_disk_image(path):
+    """A bootable disk: whole sectors, the first ending in the boot signature."""
+    try:
+        with open(path, "rb") as f:
+            first = f.read(SECTOR_SIZE)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return False
+    return size > 0 and size % SECTOR_SIZE == 0 and first[-2:] == BOOT_SIGNATURE
+
+
+def make_machine(args, program, console):
+    """A machine for `emu run` and `emu debug`: boot `program` if it is a
+    disk image, otherwise load it (with --disk attached, if given)."""
+    disk = getattr(args, "disk", None)
+    booting = disk is None and is_disk_image(program)
+    image = None if booting else load_program(program)
+    try:
+        machine = Machine(args.mem, console=console, engine=args.engine,
+                          disk=program if booting else disk)
+        if booting:
+            machine.boot()
+        else:
+            machine.load(image)
+    except DiskError as e:
+        raise UserError(str(e)) from None
+    except ValueError as e:
+        raise UserError(f"{program}: {e}") from None
+    return machine
 
 
 def load_program(path):
@@ -100,12 +132,7 @@ def cmd_disasm(args):
 
 
 def cmd_run(args):
-    image = load_program(args.program)
-    try:
-        machine = Machine(args.mem, console=host_console(), engine=args.engine)
-        machine.load(image)
-    except ValueError as e:
-        raise UserError(f"{args.program}: {e}") from None
+    machine = make_machine(args, args.program, host_console())
     return _drive(machine, args, args.program)
 
 
@@ -153,8 +180,8 @@ def cmd_debug(args):
     if is_snapshot:
         machine = snapshot.restore(args.program, console=console, engine="interpret")
     else:
-        machine = Machine(args.mem, console=console, engine="interpret")
-        machine.load(load_program(args.program))
+        args.engine = "interpret"
+        machine = make_machine(args, args.program, console)
     Debugger(machine).cmdloop()
     return machine.exit_status or 0
 
@@ -184,10 +211,11 @@ def main(argv=None):
         p.add_argument("--engine", choices=("translate", "interpret"), default="translate",
                        help="block translator (default) or the plain interpreter")
 
-    p = sub.add_parser("run", help="run a program (.s or .img)")
-    p.add_argument("program")
+    p = sub.add_parser("run", help="run a program (.s or .img), or boot a disk image")
+    p.add_argument("program", help="a program, or a bootable disk image (which is then the disk)")
     p.add_argument("--mem", type=parse_size, default=DEFAULT_MEMORY, metavar="SIZE",
                    help="memory size, e.g. 64M (default 1M)")
+    p.add_argument("--disk", metavar="IMAGE", help="attach a disk image to a program")
     run_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -198,10 +226,16 @@ def main(argv=None):
     run_options(p)
     p.set_defaults(func=cmd_restore)
 
-    p = sub.add_parser("debug", help="run a program (or a .snap) under the debugger")
+    p = sub.add_parser("debug", help="run a program, a disk image or a .snap under the debugger")
     p.add_argument("program")
     p.add_argument("--mem", type=parse_size, default=DEFAULT_MEMORY, metavar="SIZE")
+    p.add_argument("--disk", metavar="IMAGE", help="attach a disk image to a program")
     p.set_defaults(func=cmd_debug)
+
+    p = sub.add_parser("mkfs", help="build a bootable toyos disk image (see emu/mkfs.py)",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda args: __import__("emu.mkfs").mkfs.main(args.rest))
 
     args = parser.parse_args(argv)
     if getattr(args, "snapshot_at", None):

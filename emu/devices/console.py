@@ -30,14 +30,18 @@ class Console(Device):
         (CTRL, "CTRL", "bit 0 RX_IRQ: interrupt while RX_READY or RX_EOF is set"),
     )
 
-    def __init__(self, input_fd=None, output=None, input_bytes=b""):
+    def __init__(self, input_fd=None, output=None, input_bytes=b"", hold_open=False):
         """`input_fd`: a host file descriptor to read (None: no host input).
         `input_bytes`: input given up front (tests).  `output`: a binary
-        stream to write to; by default output is collected in `self.output`."""
+        stream to write to; by default output is collected in `self.output`.
+        `hold_open`: with no `input_fd`, the input never ends -- the guest
+        waits for more, as at a terminal nobody types at (tests); `feed`
+        types more."""
         super().__init__()
         self.input_fd = input_fd
         self.rx = bytearray(input_bytes)
-        self.eof = input_fd is None
+        self.hold_open = hold_open
+        self.eof = input_fd is None and not hold_open
         self.ctrl = 0
         self.output = bytearray()
         self.stream = output
@@ -56,8 +60,13 @@ class Console(Device):
 
     # -- host side --------------------------------------------------------------
 
+    def feed(self, data):
+        """Type `data` at the console (tests)."""
+        self.rx += data
+        self._update_irq()
+
     def poll(self):
-        if self.rx or self.eof:
+        if self.rx or self.eof or self.input_fd is None:
             return
         self.flush()                     # show a prompt before waiting for its answer
         try:
@@ -117,5 +126,5 @@ class Console(Device):
 
     def restore(self, state):
         self.rx = bytearray.fromhex(state["rx"])
-        self.eof = state["eof"] or self.input_fd is None
+        self.eof = state["eof"] or (self.input_fd is None and not self.hold_open)
         self.ctrl = state["ctrl"]
