@@ -13,12 +13,12 @@ from minirt.errors import (
     CommandNotExecutable, CommandNotFound, ImageError, MinirtError, RuntimeFailure, SpecError,
 )
 
-__all__ = ["run", "Result", "Container", "MinirtError", "ImageError", "SpecError",
+__all__ = ["run", "start", "Result", "Container", "MinirtError", "ImageError", "SpecError",
            "RuntimeFailure", "CommandNotFound", "CommandNotExecutable"]
 
 
 def __getattr__(name):
-    if name in ("run", "Result", "prepare"):
+    if name in ("run", "start", "Result", "prepare"):
         from minirt import api
         return getattr(api, name)
     if name == "Container":

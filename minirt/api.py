@@ -68,38 +68,62 @@ def _prepare_loaded(ref, store, cmd, root, options):
     return specs.build(config, cmd=cmd, layers=[str(d) for d in layers], image=ref, **options)
 
 
-def run(image, cmd=None, *, root=None, input=None, env=(), workdir=None, user=None,
-        hostname=None, volumes=(), entrypoint=None, init=False, remove=True, userns=""):
+def run(image, cmd=None, *, root=None, input=None, remove=True, userns="", **options):
     """Run a container to completion and return its exit code and output.
 
     ``cmd`` overrides the image's Cmd as on the command line; ``input`` (bytes)
     is fed to the container's stdin.  The container is removed afterwards
-    unless ``remove=False``.  ``userns="remap"`` is ``--userns=remap``.
+    unless ``remove=False``.  ``userns="remap"`` is ``--userns=remap``; other
+    keyword arguments are ContainerSpec fields (``env``, ``workdir``, ``user``,
+    ``hostname``, ``volumes``, ``entrypoint``, ``init``, ``cap_add``,
+    ``resources=minirt.spec.resources(memory="64m")``, ...).
     """
     root = root or state.default_root()
-    spec = prepare(image, cmd, root=root, userns=userns, env=env, workdir=workdir, user=user, hostname=hostname,
-                   volumes=volumes, entrypoint=entrypoint, init=init, remove=remove,
-                   interactive=input is not None)
+    spec = prepare(image, cmd, root=root, userns=userns, remove=remove, interactive=input is not None, **options)
     container = Container(spec, root)
     container.create()
     try:
-        return _run_captured(container, input)
+        _, out, err = _captured(container.start, input)
+        return Result(container.wait(), out, err, spec.id)
     finally:
         container.delete()
 
 
-def _run_captured(container, input):
+def start(image, cmd=None, *, root=None, userns="", **options):
+    """Start a detached container (``run -d``) and return its Container.
+
+    Use it as a context manager to be sure it is removed::
+
+        with minirt.start("busybox.tar", ["sleep", "60"], name="web") as c:
+            print(c.exec(["hostname"]).stdout)
+    """
+    root = root or state.default_root()
+    container = Container(prepare(image, cmd, root=root, userns=userns, **options), root)
+    container.create()
+    try:
+        container.start(detach=True)
+    except BaseException:
+        container.remove(force=True)
+        raise
+    return container
+
+
+def _captured(start, input):
+    """Call ``start(stdio)`` with pipes as stdio; return (its result, stdout, stderr)."""
     in_r, in_w = os.pipe2(os.O_CLOEXEC) if input is not None else (0, None)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     try:
-        container.start(stdio=(in_r, out_w, err_w))
+        started = start(stdio=(in_r, out_w, err_w))
+    except BaseException:
+        for fd in (out_r, err_r) + ((in_w,) if in_w is not None else ()):
+            os.close(fd)
+        raise
     finally:
         for fd in (out_w, err_w) + ((in_r,) if in_w is not None else ()):
             os.close(fd)
     out, err = _communicate(in_w, input or b"", out_r, err_r)
-    code = container.wait()
-    return Result(code, out, err, container.spec.id)
+    return started, out, err
 
 
 def _communicate(in_w, data, out_r, err_r):

@@ -129,10 +129,12 @@ class Container:
                          cgroup=self.cgroup.path if self.cgroup is not None else None)
             if self.spec.name:
                 state.claim_name(self.root, self.spec.name, self.spec.id)
+            _crash_point("create")
             state.write_text(os.path.join(self.dir, "hostname"), self.spec.hostname + "\n")
             state.write_text(os.path.join(self.dir, "hosts"), HOSTS.format(hostname=self.spec.hostname))
             state.write_text(os.path.join(self.dir, "resolv.conf"), _resolv_conf())
             self._create_cgroup()
+            _crash_point("cgroup")
         except (OSError, MinirtError) as e:
             self.delete(force_remove=True)
             if isinstance(e, MinirtError):
@@ -242,6 +244,7 @@ class Container:
                 ready = messages.next()  # None: the helper failed; its report follows
                 if ready:
                     self.helper = int(ready.split()[1])
+                    _crash_point("helper-ready")
                     if self.spec.rootless:
                         namespaces.write_id_maps(self.helper, self.spec.uid_map, self.spec.gid_map)
                     os.write(go_w, b"1")
@@ -260,6 +263,7 @@ class Container:
                                  monitor_pid=self.helper, monitor_start=state.start_time(self.helper),
                                  started_at=time.time(), finished_at=None, exit_code=None, oom_killed=False,
                                  error=None, detached=self.detached)
+                    _crash_point("running")
                     os.write(placed_w, b"1")
             finally:
                 os.close(placed_w)
@@ -283,6 +287,7 @@ class Container:
 
     def signal(self, signum):
         """Deliver ``signum`` to the container's PID 1 (from the host side)."""
+        _crash_point("signal")
         info = self.state() if self.detached else {"status": "running" if self.exit_code is None else "exited",
                                                    "pid": self.pid, "pid_start": None}
         if info.get("status") == "running" and info.get("pid"):
@@ -385,7 +390,39 @@ class Container:
             pass
         shutil.rmtree(doomed, ignore_errors=True)
 
-    # -- context manager (Python API) ------------------------------------------
+    # -- Python API ------------------------------------------------------------
+
+    def exec(self, args, *, env=(), workdir=None, user=None, input=None):
+        """Run ``args`` inside the running container; return (exit code, stdout, stderr)."""
+        from minirt.api import Result, _captured
+
+        from minirt.runtime import exec as execution
+
+        def start(stdio):
+            pid, err = execution.start(self, list(args), env=env, workdir=workdir, user=user,
+                                       interactive=input is not None, stdio=stdio)
+            report = execution.wait_for_exec(err)
+            if report:
+                os.waitpid(pid, 0)
+                execution.raise_report(report)
+            return pid
+
+        pid, out, err = _captured(start, input)
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        return Result(code if code >= 0 else 128 - code, out, err, self.id)
+
+    def logs(self):
+        """(stdout, stderr) of a detached container so far."""
+        out = []
+        for name in ("stdout.log", "stderr.log"):
+            try:
+                with open(os.path.join(self.dir, name), "rb") as f:
+                    out.append(f.read())
+            except FileNotFoundError:
+                out.append(b"")
+        return tuple(out)
+
 
     def __enter__(self):
         return self
@@ -395,6 +432,13 @@ class Container:
             self.remove(force=True)
         except MinirtError:
             pass
+
+
+def _crash_point(name):
+    """Fault injection for the crash tests: ``MINIRT_CRASH_AT=name`` makes the
+    process that reaches this point kill itself with SIGKILL, as a crash would."""
+    if os.environ.get("MINIRT_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _privileges(spec):
@@ -463,6 +507,8 @@ def _become_monitor(container, pid1):
     """
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {"PYTHONPATH": package_parent, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    if "MINIRT_CRASH_AT" in os.environ:
+        env["MINIRT_CRASH_AT"] = os.environ["MINIRT_CRASH_AT"]
     os.execve(sys.executable, [sys.executable, "-S", "-m", "minirt.runtime.monitor",
                                container.dir, str(pid1)], env)
 

@@ -33,6 +33,8 @@ def main(directory, pid1):
             continue
     code = os.waitstatus_to_exitcode(status)
     code = code if code >= 0 else 128 - code
+    if os.environ.get("MINIRT_CRASH_AT") == "monitor":  # fault injection for the crash tests
+        os.kill(os.getpid(), signal.SIGKILL)
     info = state.read_json(os.path.join(directory, "state.json"))
     config = state.read_json(os.path.join(directory, "config.json"))
     oom = False

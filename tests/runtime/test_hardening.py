@@ -64,7 +64,8 @@ def run(busybox_image, state_root):
         c = Container(spec, state_root)
         c.create()
         try:
-            result = minirt.api._run_captured(c, None)
+            _, out, err = minirt.api._captured(c.start, None)
+            result = minirt.api.Result(c.wait(), out, err, c.id)
         finally:
             c.delete()
         assert_nothing_left(c)
