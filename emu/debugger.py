@@ -10,9 +10,12 @@ tracing never changes what the guest does.
 
 Commands (type `help` for the list, `help CMD` for one):
   step [N]  continue  break WHERE  watch WHERE [LEN]  delete [N]  info
-  regs  mem WHERE [LEN]  disas [WHERE] [N]  trace on|off  snapshot FILE
-  diffsnapshot FILE  quit
+  regs  mem WHERE [LEN]  disas [WHERE] [N]  pt WHERE  trace on|off
+  snapshot FILE  diffsnapshot FILE  quit
 WHERE is an address expression: 0x40, a label, `loop + 8`, `pc`, a register.
+With paging on, addresses are virtual, as the CPU sees them now: `mem` and
+`disas` go through the page tables (without disturbing the TLB), and `pt`
+shows the walk for one address.
 """
 
 import cmd
@@ -65,6 +68,16 @@ class Debugger(cmd.Cmd):
         except Undefined as u:
             raise ValueError(f"unknown symbol {u.name!r}") from None
 
+    def _physical(self, addr):
+        """Where `addr` lands in RAM as the CPU would see it now, or None."""
+        mmu = self.cpu.mmu
+        if mmu.enabled and addr < isa.MMIO_BASE:
+            pte = mmu.probe(addr)
+            if pte is None:
+                return None
+            addr = (pte & ~0xFFF & isa.WORD) | (addr & 0xFFF)
+        return addr if addr < self.machine.memory.size else None
+
     def _on_write(self, addr, width):
         for start, length in self.watchpoints:
             if addr < start + length and start < addr + width:
@@ -87,9 +100,10 @@ class Debugger(cmd.Cmd):
         self.say(f"=> {self._disas_line(pc)}")
 
     def _disas_line(self, addr):
-        if addr & 3 or addr + 4 > self.machine.memory.size:
+        phys = self._physical(addr)
+        if addr & 3 or phys is None:
             return f"{self._where(addr)}: (no memory)"
-        word = self.machine.memory.load_word(addr)
+        word = self.machine.memory.load_word(phys)
         name = self.machine.symbols and {v: n for n, v in self.machine.symbols.items()}.get
         return f"{self._where(addr)}: {word:08x}  {isa.disassemble_word(word, addr, name)}"
 
@@ -196,12 +210,12 @@ class Debugger(cmd.Cmd):
             except ValueError:
                 pass
         addr = self._address(arg)
-        size = self.machine.memory.size
         for row in range(addr, addr + length, 16):
-            if row >= size:
-                self.say(f"{row:08x}  (outside RAM)")
+            places = [self._physical(a) for a in range(row, min(row + 16, addr + length))]
+            if None in places:
+                self.say(f"{row:08x}  (not in RAM{' or not mapped' if self.cpu.mmu.enabled else ''})")
                 break
-            data = self.machine.memory.read_bytes(row, min(16, addr + length - row, size - row))
+            data = bytes(self.machine.memory.ram[a] for a in places)
             text = "".join(chr(b) if 32 <= b < 127 else "." for b in data)
             self.say(f"{row:08x}  {data.hex(' '):<47}  {text}")
     do_x = do_mem
@@ -216,6 +230,26 @@ class Debugger(cmd.Cmd):
         start = max(0, (center & ~3) - 4 * (count // 2))
         for addr in range(start, start + 4 * count, 4):
             self.say(("=> " if addr == self.cpu.pc else "   ") + self._disas_line(addr))
+
+    def do_pt(self, arg):
+        """pt WHERE: how the page tables translate WHERE (paging must be on)."""
+        addr = self._address(arg)
+        mmu, memory = self.cpu.mmu, self.machine.memory
+        if not mmu.enabled:
+            self.say("paging is off: addresses are physical")
+            return
+        pde_at = mmu.directory + (addr >> 22) * 4
+        pde = memory.load_word(pde_at) if pde_at < memory.size else 0
+        self.say(f"directory {mmu.directory:#010x}[{addr >> 22}] = {pde:#010x}")
+        if pde & isa.PTE_P:
+            pte_at = (pde & ~0xFFF) + ((addr >> 12) & 0x3FF) * 4
+            pte = memory.load_word(pte_at) if pte_at < memory.size else 0
+            flags = " ".join(n for n, (bit, _) in isa.PTE_BITS.items() if pte & bit) or "-"
+            self.say(f"table     {pde & ~0xFFF:#010x}[{(addr >> 12) & 0x3FF}] = {pte:#010x}  {flags}")
+        cached = mmu.tlb.get(addr >> 12)
+        phys = self._physical(addr)
+        self.say(f"{addr:#010x} -> " + (f"{phys:#010x}" if phys is not None else "fault")
+                 + (f"  (the TLB holds {cached:#010x})" if cached is not None else ""))
 
     def do_trace(self, arg):
         """trace on|off: print every instruction as it executes."""

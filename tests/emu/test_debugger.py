@@ -68,3 +68,25 @@ def test_bad_commands_do_not_kill_the_session(guest_dir):
 def test_cli_debug(cli, guest_dir):
     r = cli("debug", os.path.join(guest_dir, "hello.s"), input=b"break puts\ncontinue\nquit\n")
     assert r.returncode == 0 and b"breakpoint at 0x00000010 <puts>" in r.stdout
+
+
+def test_debugger_sees_through_the_page_tables(tmp_path):
+    """Under toyos, addresses are virtual: disas at a user pc, mem of user
+    memory, and the page-table walk for both halves of an address space."""
+    from emu import mkfs
+    image = tmp_path / "toyos.img"
+    mkfs.build_toyos(str(image))
+    machine = Machine(console=Console(input_bytes=b"hello\n"), engine="interpret", disk=str(image))
+    machine.boot()
+    machine.run(60_000)                   # the shell is running, in user mode
+    assert machine.cpu.mmu.enabled
+    out = io.StringIO()
+    commands = ["break 0x40000000", "c", "regs", "disas pc 1", "mem 0x40000000 8", "pt pc", "pt 0x1000", "pt 0"]
+    Debugger(machine, stdin=io.StringIO("\n".join(commands) + "\n"), stdout=out).cmdloop()
+    text = out.getvalue()
+    assert "breakpoint at 0x40000000" in text and "mode=user" in text
+    assert "=> 0x40000000: " in text and "call 0x" in text           # _start: call main
+    assert "40000000  " in text and "(not in RAM" not in text
+    assert "-> 0x00050000" in text and "P R W X U" in text             # slot 1: hello
+    assert "0x00001000 -> 0x00001000" in text and "P R X\n" in text    # kernel code: no W, no U
+    assert "0x00000000 -> fault" in text
