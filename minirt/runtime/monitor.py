@@ -47,7 +47,10 @@ def main(directory, pid1):
             cg.remove()
         except OSError:
             pass  # `minirt rm` / `system prune` will try again
-    state.update(directory, status="exited", exit_code=code, oom_killed=oom, finished_at=time.time())
+    try:
+        state.update(directory, status="exited", exit_code=code, oom_killed=oom, finished_at=time.time())
+    except FileNotFoundError:
+        return code  # removed meanwhile (`rm -f`): nothing left to record
     if config.get("remove"):
         from minirt.runtime.container import Container
         from minirt.spec import ContainerSpec

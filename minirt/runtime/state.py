@@ -153,17 +153,24 @@ def load(root, cid):
         raise NoSuchContainer(f"no such container: {cid}") from None
     except ValueError:
         data = {"id": cid, "status": "created"}
-    if data.get("status") == "running" and not alive(data.get("pid"), data.get("pid_start")):
+    if data.get("status") == "running" and _orphaned(data):
         # Its processes are gone but nobody recorded the exit: minirt or the
         # monitor was killed.  Say so, as docker does after a daemon crash.
         with locked(directory):
             data = read_json(os.path.join(directory, "state.json"))
-            if data.get("status") == "running" and not alive(data.get("pid"), data.get("pid_start")):
+            if data.get("status") == "running" and _orphaned(data):
                 data.update(status="exited", finished_at=time.time(),
                             exit_code=data.get("exit_code") if data.get("exit_code") is not None else 255,
                             error="the container's monitor died; exit status unknown")
                 write_json(os.path.join(directory, "state.json"), data)
     return data
+
+
+def _orphaned(data):
+    """PID 1 is gone and so is whoever should have recorded its exit (while the
+    monitor lives, it is about to write the exit status: trust it)."""
+    return (not alive(data.get("pid"), data.get("pid_start"))
+            and not alive(data.get("monitor_pid"), data.get("monitor_start")))
 
 
 def resolve(root, ref):
