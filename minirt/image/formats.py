@@ -109,6 +109,7 @@ class Image:
         self.manifest = manifest
         self._blobs = blobs
         self._paths = paths
+        self.tags: list[str] = []  # the names the archive gives the image, e.g. "busybox:latest"
 
     def open_layer(self, layer: Layer):
         """The layer's blob, exactly as stored (still compressed, unchecked)."""
@@ -153,7 +154,9 @@ def open_image(path: str | os.PathLike, ref: str | None = None,
             what = "directory" if is_dir else "archive"
             raise ImageError(f"{source}: not an image: {what} has neither index.json nor manifest.json")
         _check_platform(source, config, platform)
-        return Image(source, blobs, config, id, layers, manifest, paths)
+        image = Image(source, blobs, config, id, layers, manifest, paths)
+        image.tags = _tags(blobs, id)
+        return image
     except BaseException:
         blobs.close()
         raise
@@ -349,6 +352,29 @@ def _ref_names(d: dict) -> set[str]:
     names = {ann.get("org.opencontainers.image.ref.name"), ann.get("io.containerd.image.name")}
     names.discard(None)
     return names
+
+
+def _tags(blobs: "_BlobSource", config_digest: str) -> list[str]:
+    """The image's names: docker's RepoTags, or an index entry's full image name.
+
+    A bare OCI ``ref.name`` such as "latest" names a tag without a repository,
+    so it is not a name on its own.
+    """
+    if blobs.exists("manifest.json"):
+        try:
+            entries, _ = blobs.read_json("manifest.json", "manifest.json", want=list)
+        except ImageError:
+            entries = []
+        tags = [t for e in entries if isinstance(e, dict) and config_digest[7:] in str(e.get("Config"))
+                for t in (e.get("RepoTags") or []) if isinstance(t, str)]
+        if tags:
+            return tags
+    try:
+        index, _ = blobs.read_json("index.json", "index.json")
+    except ImageError:
+        return []
+    names = {n for e in index.get("manifests") or [] if isinstance(e, dict) for n in _ref_names(e)}
+    return sorted(n for n in names if ":" in n or "/" in n)
 
 
 def _ref_matches(ref: str, names: set[str]) -> bool:
