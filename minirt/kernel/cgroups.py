@@ -87,6 +87,19 @@ class Resources:
 
 CPU_PERIOD = 100_000  # microseconds, as docker
 
+# The device files a container may open (type, major, minor; "*" = any), as
+# docker's default.  Device *creation* (mknod, "m") stays allowed for every
+# device: an image may carry device nodes; what matters is that the container
+# cannot open, say, the host's disk through a node it made itself.
+DEVICE_ALLOW = (
+    ("c", "*", "*", "m"), ("b", "*", "*", "m"),
+    ("c", 1, 3, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 7, "rwm"),   # null, zero, full
+    ("c", 1, 8, "rwm"), ("c", 1, 9, "rwm"),                       # random, urandom
+    ("c", 5, 0, "rwm"), ("c", 5, 1, "rwm"), ("c", 5, 2, "rwm"),   # tty, console, ptmx
+    ("c", 136, "*", "rwm"),                                      # /dev/pts/*
+    ("c", 10, 200, "rwm"),                                       # tun
+)
+
 
 class Cgroup:
     """One container's cgroup: the same directory name in one or more trees."""
@@ -225,6 +238,9 @@ class CgroupV2(Cgroup):
     def oom_killed(self):
         return _keyed(self.dirs[0], "memory.events").get("oom_kill", 0) > 0
 
+    def restrict_devices(self, allow=DEVICE_ALLOW):
+        return False  # needs a BPF_PROG_TYPE_CGROUP_DEVICE program: not built yet
+
     def kill(self):
         # cgroup.kill (Linux 5.14) kills the whole tree atomically, even processes
         # forking at that moment; fall back to one signal per pid.
@@ -271,6 +287,21 @@ class CgroupV1(Cgroup):
             return _keyed(self._dir_for("memory"), "memory.oom_control").get("oom_kill", 0) > 0
         except RuntimeFailure:
             return False
+
+    def restrict_devices(self, allow=DEVICE_ALLOW):
+        """Deny every device, then allow ``allow`` (the v1 devices controller).
+
+        cgroup v2 has no devices file: there the same list is an eBPF program
+        attached to the cgroup, which minirt does not build yet (documented gap).
+        """
+        try:
+            d = self._dir_for("devices")
+        except RuntimeFailure:
+            return False
+        _write(d, "devices.deny", "a")
+        for kind, major, minor, access in allow:
+            _write(d, "devices.allow", f"{kind} {major}:{minor} {access}")
+        return True
 
 
 def _inherit_cpuset(d):

@@ -160,6 +160,8 @@ class Container:
             return
         if limits.any():
             self.cgroup.set_limits(limits)
+        if not self.spec.privileged:
+            self.cgroup.restrict_devices()
 
     def _launch(self):
         if self._privileges is None:

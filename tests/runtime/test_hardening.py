@@ -355,3 +355,19 @@ def test_cli_rejects_bad_security_flags(busybox_image, state_root, args, message
     err = r.stderr.decode()
     assert r.returncode == 125, err
     assert err.startswith("minirt: ") and err.count("\n") == 1 and message in err, err
+
+
+# -- devices --------------------------------------------------------------------
+
+def test_device_nodes_can_be_made_but_not_opened(run):
+    """CAP_MKNOD stays (images carry device nodes), but the devices cgroup lets a
+    container open only docker's short list: not, say, the host's disk."""
+    from minirt.kernel import cgroups
+    if cgroups.detect() != "v1":
+        pytest.skip("the v2 device filter (an eBPF program) is not built yet")
+    major_minor = os.major(os.stat("/").st_dev), os.minor(os.stat("/").st_dev)
+    out = sh(run, f"mknod /tmp/disk b {major_minor[0]} {major_minor[1]} && echo made;"
+                  " head -c1 /tmp/disk >/dev/null 2>&1 && echo opened || echo denied;"
+                  " mknod /tmp/mem c 1 1 && (head -c1 /tmp/mem >/dev/null 2>&1 && echo opened || echo denied);"
+                  " echo x > /dev/null && head -c1 /dev/urandom | wc -c")
+    assert out.split() == ["made", "denied", "denied", "1"]
