@@ -108,3 +108,31 @@ def test_snapshot_refuses_to_replace_something_that_is_not_a_file(tmp_path):
     with pytest.raises(snapshot.SnapshotError, match="not a regular file"):
         snapshot.save(Machine(), fifo)
     assert fifo.is_fifo()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, isa.WORD), min_size=1, max_size=48),
+       st.lists(st.integers(0, isa.WORD), min_size=4, max_size=4), st.booleans())
+def test_random_page_tables_never_crash_and_both_engines_agree(words, entries, user):
+    """Paging on with page-table entries made of random words (some present,
+    some pointing past RAM or into the tables themselves), random code: every
+    outcome is a guest trap, and the two engines agree on it."""
+    from tests.emu.conftest import machine_state
+    results = []
+    for engine in ("interpret", "translate"):
+        machine = Machine(1 << 14, console=Console(input_bytes=b"xy"), engine=engine)
+        data = b"".join(w.to_bytes(4, "little") for w in words)
+        machine.load(Image([(0, data)], 0))
+        memory = machine.memory
+        memory.store_word(0x2000, 0x3000 | isa.PTE_P)                 # directory[0] -> table
+        memory.store_word(0x2000 + 4 * (entries[0] >> 22), entries[1])   # and one random entry
+        memory.store_word(0x3000, 0 | isa.PTE_P | isa.PTE_R | isa.PTE_X | isa.PTE_U)  # code page
+        for i, pte in enumerate(entries[2:], 1):
+            memory.store_word(0x3000 + 4 * i, pte)
+        machine.cpu.sregs[isa.SREG_TVEC] = HANDLER
+        machine.cpu.sregs[isa.SREG_STATUS] = isa.STATUS_U if user else 0
+        machine.cpu.sregs[isa.SREG_PTBR] = 0x2000 | 1
+        machine.cpu.mmu.set_ptbr(0x2000 | 1)
+        machine.run(1500)
+        results.append(machine_state(machine))
+    assert results[0] == results[1]
