@@ -34,29 +34,31 @@ def prune(root):
             continue
         c.remove(force=True)
         done.append(f"Deleted container {cid[:12]}")
-    for name in _listdir(containers):
-        if name.startswith(".removing-"):
-            shutil.rmtree(os.path.join(containers, name), ignore_errors=True)
-    done += _orphan_cgroups(root, parents)
+    half_removed = [name for name in _listdir(containers) if name.startswith(".removing-")]
+    done += _orphan_cgroups([name[len(".removing-"):] for name in half_removed], parents)
+    for name in half_removed:
+        shutil.rmtree(os.path.join(containers, name), ignore_errors=True)
     done += _unused_layers(root, used_layers)
     return done
 
 
-def _orphan_cgroups(root, parents):
+def _orphan_cgroups(ids, parents):
+    """Cgroups of containers whose removal was interrupted.
+
+    Only ids this state root knows about: the cgroup parent may be shared with
+    other state roots, whose containers are none of our business.
+    """
     done = []
-    live = set(state.container_ids(root))
-    for parent in parents:
-        for tree in cgroups.hierarchies():
-            base = os.path.join(tree.mountpoint, parent.strip("/"))
-            for name in _listdir(base):
-                if len(name) == 64 and name not in live and os.path.isdir(os.path.join(base, name)):
-                    cg = cgroups.for_container(name, parent)
-                    try:
-                        cg.remove()
-                        done.append(f"Deleted cgroup {cg.path}")
-                    except OSError:
-                        pass
-    return sorted(set(done))
+    for cid in ids:
+        for parent in parents:
+            cg = cgroups.for_container(cid, parent)
+            if cg.exists():
+                try:
+                    cg.remove()
+                    done.append(f"Deleted cgroup {cg.path}")
+                except OSError:
+                    pass
+    return done
 
 
 def _unused_layers(root, used):
