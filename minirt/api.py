@@ -9,7 +9,6 @@ the output captured instead of printed.  Errors are the ``minirt.errors``
 classes, never a bare OSError.
 """
 
-import dataclasses
 import os
 import selectors
 
@@ -21,12 +20,15 @@ from minirt.runtime.container import Container
 from minirt.runtime.userns import maps_for as userns_maps
 
 
-@dataclasses.dataclass
 class Result:
-    exit_code: int
-    stdout: bytes
-    stderr: bytes
-    id: str
+    """What a finished container (or exec) left: its exit code and its output."""
+
+    def __init__(self, exit_code, stdout, stderr, id):
+        self.exit_code, self.stdout, self.stderr, self.id = exit_code, stdout, stderr, id
+
+    def __repr__(self):
+        return (f"Result(exit_code={self.exit_code!r}, stdout={self.stdout!r}, "
+                f"stderr={self.stderr!r}, id={self.id[:12]!r})")
 
 
 def prepare(image, cmd=None, *, root=None, userns="", **options):

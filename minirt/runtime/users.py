@@ -5,17 +5,15 @@ this runs after pivot_root and reads the container's files.  Like docker, a
 numeric uid need not exist in /etc/passwd; a name must.
 """
 
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 from minirt.errors import SpecError
 
 
-@dataclass
-class User:
-    uid: int = 0
-    gid: int = 0
-    groups: list = field(default_factory=list)   # supplementary gids
-    home: str = "/"
+class User(namedtuple("User", "uid gid groups home", defaults=(0, 0, (), "/"))):
+    """Numeric ids to run as, the supplementary gids, and $HOME."""
+
+    __slots__ = ()
 
 
 def _entries(path):
