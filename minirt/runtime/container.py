@@ -511,8 +511,20 @@ def _become_monitor(container, pid1):
     env = {"PYTHONPATH": package_parent, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     if "MINIRT_CRASH_AT" in os.environ:
         env["MINIRT_CRASH_AT"] = os.environ["MINIRT_CRASH_AT"]
-    os.execve(sys.executable, [sys.executable, "-S", "-m", "minirt.runtime.monitor",
-                               container.dir, str(pid1)], env)
+    # Let go of minirt's stdin/stdout/stderr: as long as we hold them, whoever
+    # reads minirt's output (`id=$(minirt run -d ...)`) never sees end-of-file.
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    try:
+        os.execve(sys.executable, [sys.executable, "-S", "-m", "minirt.runtime.monitor",
+                                   container.dir, str(pid1)], env)
+    except OSError:
+        # The interpreter cannot be executed from here (e.g. it lives where a
+        # user namespace may not look): monitor from this copy rather than
+        # leave PID 1 without a parent.
+        from minirt.runtime import monitor
+        os._exit(monitor.main(container.dir, pid1))
 
 
 class _Lines:

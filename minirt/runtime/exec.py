@@ -34,8 +34,15 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
         raise NotRunning(f"container {container.id[:12]} is not running")
     spec = container.spec
     pid1 = info["pid"]
-    fds = {ns: os.open(f"/proc/{pid1}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
-           for ns in JOIN_ORDER if ns in spec.namespaces}
+    fds = {}
+    try:
+        for ns in JOIN_ORDER:
+            if ns in spec.namespaces:
+                fds[ns] = os.open(f"/proc/{pid1}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, ProcessLookupError):  # it exited since we looked
+        for fd in fds.values():
+            os.close(fd)
+        raise NotRunning(f"container {container.id[:12]} is not running") from None
     launch = container._launch()
     caps, program = launch.capabilities, launch.seccomp_program
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
