@@ -66,6 +66,11 @@ def _parser():
     sec.add_argument("--group-add", action="append", default=[], metavar="GROUP", help="add a supplementary group")
     sec.add_argument("--userns", default="", metavar="MODE",
                      help="remap: root inside is an unprivileged range outside (root only)")
+    net = r.add_argument_group("network")
+    net.add_argument("--network", "--net", metavar="MODE",
+                     help="none, host, bridge (default as root), container:NAME or a network's name")
+    net.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOST:CTR[/PROTO]",
+                     help="publish a container port on the host")
     r.add_argument("-d", "--detach", action="store_true", help="run in the background and print the id")
     r.add_argument("image", metavar="IMAGE", help="image archive (docker save / OCI) or OCI layout dir")
     r.add_argument("args", nargs=argparse.REMAINDER, metavar="COMMAND", help="command and arguments")
@@ -118,6 +123,16 @@ def _parser():
     c.add_argument("-i", "--input", required=True, metavar="FILE")
     c.add_argument("-t", "--tag", action="append", default=[], help="name it (instead of its own tags)")
 
+    c = sub.add_parser("network", help="user-defined networks (create, ls, rm)")
+    nsub = c.add_subparsers(dest="network_command", metavar="ACTION", parser_class=_Parser)
+    nsub.required = True
+    n = nsub.add_parser("create", help="create a bridge network")
+    n.add_argument("--subnet", metavar="CIDR", help="e.g. 10.90.1.0/24 (default: a free one)")
+    n.add_argument("name", metavar="NAME")
+    nsub.add_parser("ls", help="list networks")
+    n = nsub.add_parser("rm", help="remove networks")
+    n.add_argument("names", nargs="+", metavar="NAME")
+
     c = sub.add_parser("system", help="system-wide commands")
     c.add_argument("action", choices=["prune"])
     return p
@@ -143,6 +158,14 @@ def cmd_run(args):
     from minirt import spec as specs
 
     root = args.root or state.default_root()
+    net = {}
+    if args.network is not None or args.publish:  # checked before the image is unpacked
+        from minirt.runtime import network
+
+        net = {"ports": [specs.parse_port(p) for p in args.publish]}
+        if args.network is not None:
+            net["network"] = specs.parse_network(args.network)
+        network.check(root, net.get("network") or specs.default_network(), net["ports"])
     resources = specs.resources(memory=args.memory, memory_swap=args.memory_swap,
                                 pids_limit=args.pids_limit, cpus=args.cpus,
                                 cpu_shares=args.cpu_shares, cpuset_cpus=args.cpuset_cpus)
@@ -152,7 +175,7 @@ def cmd_run(args):
                    tty=args.tty, interactive=args.interactive, resources=resources,
                    cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
                    read_only=args.read_only, tmpfs=args.tmpfs, group_add=args.group_add,
-                   userns=args.userns, **_security_opts(args.security_opt),
+                   userns=args.userns, **_security_opts(args.security_opt), **net,
                    **({"cgroup_parent": args.cgroup_parent} if args.cgroup_parent else {}))
     container = Container(spec, root)
     if args.detach:
@@ -440,4 +463,22 @@ def cmd_system(args):
 
     for line in prune.prune(_root(args)):
         print(line)
+    return 0
+
+
+def cmd_network(args):
+    from minirt.runtime import network
+
+    root = _root(args)
+    if args.network_command == "create":
+        print(network.create(root, args.name, subnet=args.subnet)["id"])
+        return 0
+    if args.network_command == "ls":
+        print(f"{'NETWORK ID':14} {'NAME':20} {'BRIDGE':16} {'SUBNET':18} CONTAINERS")
+        for net, count in network.listing(root):
+            print(f"{net['id'][:12]:14} {net['name']:20} {net['bridge']:16} {net['subnet']:18} {count}")
+        return 0
+    for name in args.names:  # rm: all or the first error, as one line
+        network.remove(root, name)
+        print(name)
     return 0

@@ -13,10 +13,12 @@ same structure from a bundle.
 
 import dataclasses
 import os
+import re
 
 from minirt.errors import SpecError
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclasses.dataclass
@@ -76,6 +78,10 @@ class ContainerSpec:
     remove: bool = False                # --rm: delete the container when it exits
     cgroup_parent: str = dataclasses.field(
         default_factory=lambda: os.environ.get("MINIRT_CGROUP_PARENT", "minirt"))
+    # Networking (minirt/runtime/network.py): none, host, bridge, container:NAME or a
+    # network's name; root defaults to bridge, rootless to none (as podman without slirp).
+    network: str = dataclasses.field(default_factory=lambda: default_network())
+    ports: list = dataclasses.field(default_factory=list)   # -p: {host_ip, host_port, container_port, proto}
 
     @property
     def rootless(self):
@@ -193,7 +199,7 @@ def command(image_config, cmd=None, entrypoint=None):
 
 
 def build(image_config, *, cmd=None, entrypoint=None, env=(), workdir=None, user=None,
-          hostname=None, volumes=(), tmpfs=(), **options):
+          hostname=None, volumes=(), tmpfs=(), ports=(), **options):
     """A ContainerSpec from an image's config (its ``config`` section) and overrides."""
     c = image_config or {}
     spec = ContainerSpec(
@@ -203,10 +209,14 @@ def build(image_config, *, cmd=None, entrypoint=None, env=(), workdir=None, user
         user=user if user is not None else (c.get("User") or ""),
         mounts=[v if isinstance(v, Mount) else Mount.parse(v) for v in volumes],
         tmpfs=[_check_tmpfs(t) for t in tmpfs],
+        ports=[p if isinstance(p, dict) else parse_port(p) for p in ports],
         **options,
     )
     if not os.path.isabs(spec.cwd):
         raise SpecError(f"invalid working directory {spec.cwd!r}: must be an absolute path")
+    parse_network(spec.network)
+    if spec.network == "host":  # the host's network namespace: no new one
+        spec.namespaces = tuple(n for n in spec.namespaces if n != "net")
     spec.hostname = hostname or spec.id[:12]
     if len(spec.hostname) > 64:
         raise SpecError(f"invalid hostname {spec.hostname!r}: longer than 64 characters")
@@ -220,3 +230,44 @@ def _check_tmpfs(text):
     if not os.path.isabs(destination):
         raise SpecError(f"invalid --tmpfs {text!r}: the destination must be an absolute path")
     return text
+
+
+def parse_port(text):
+    """``[IP:]HOSTPORT:CTRPORT[/tcp|udp]`` -> {"host_ip", "host_port", "container_port", "proto"}."""
+    spec, _, proto = text.partition("/")
+    proto = proto or "tcp"
+    if proto not in ("tcp", "udp"):
+        raise SpecError(f"invalid port {text!r}: protocol must be tcp or udp")
+    parts = spec.rsplit(":", 2)
+    if len(parts) == 2:
+        parts.insert(0, "")
+    if len(parts) != 3:
+        raise SpecError(f"invalid port {text!r}: expected [IP:]HOSTPORT:CTRPORT[/tcp|udp]")
+    host_ip, host_port, ctr_port = parts
+    if host_ip:
+        import ipaddress
+        try:
+            if ipaddress.ip_address(host_ip).version != 4:
+                raise ValueError
+        except ValueError:
+            raise SpecError(f"invalid port {text!r}: {host_ip!r} is not an IPv4 address") from None
+    numbers = []
+    for n in (host_port, ctr_port):
+        if not n.isdigit() or not 1 <= int(n) <= 65535:
+            raise SpecError(f"invalid port {text!r}: {n!r} is not a port number (1-65535)")
+        numbers.append(int(n))
+    return {"host_ip": host_ip, "host_port": numbers[0], "container_port": numbers[1], "proto": proto}
+
+
+def default_network():
+    """bridge for root; none for rootless runs, which cannot make host links."""
+    return "bridge" if os.geteuid() == 0 else "none"
+
+
+def parse_network(text):
+    """Check the form of ``--network`` (whether the network exists is checked later)."""
+    if text in ("none", "host", "bridge") or NETWORK_NAME.match(text):
+        return text
+    if text.startswith("container:") and text[len("container:"):]:
+        return text
+    raise SpecError(f"invalid --network {text!r}: expected none, host, bridge, container:NAME or a network name")

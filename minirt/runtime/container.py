@@ -41,7 +41,7 @@ import time
 
 from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure
 from minirt.kernel import cgroups, libc, namespaces, security
-from minirt.runtime import init, state, tty, userns
+from minirt.runtime import init, network, state, tty, userns
 
 HOSTS = """127.0.0.1\tlocalhost
 ::1\tlocalhost ip6-localhost ip6-loopback
@@ -69,6 +69,8 @@ class Launch:
     rootless: bool = False
     capabilities: frozenset = frozenset()   # what root in the container keeps
     seccomp_program: bytes = None           # compiled here, installed by init
+    network: dict = None                    # eth0's address and gateway (bridge networks)
+    netns_fd: int = None                    # --network container:NAME: the namespace to join
 
 
 class Container:
@@ -84,6 +86,7 @@ class Container:
         self.exit_code = None
         self.oom_killed = False
         self._privileges = None   # (capabilities, seccomp program)
+        self._endpoint = None     # the container's address on a bridge network, if any
 
     @classmethod
     def load(cls, root, ref):
@@ -113,6 +116,7 @@ class Container:
     def create(self):
         """The state directory, name, /etc files and cgroup. Undone by ``delete``."""
         self._privileges = _privileges(self.spec)  # a bad profile fails here, before anything exists
+        network.validate(self.root, self.spec)     # so does a bad --network or -p
         try:
             os.makedirs(state.containers_dir(self.root), exist_ok=True)
             os.mkdir(self.dir, 0o711)
@@ -135,6 +139,8 @@ class Container:
             state.write_text(os.path.join(self.dir, "resolv.conf"), _resolv_conf())
             self._create_cgroup()
             _crash_point("cgroup")
+            network.setup(self)  # address, published ports, /etc/hosts
+            _crash_point("network")
         except (OSError, MinirtError) as e:
             self.delete(force_remove=True)
             if isinstance(e, MinirtError):
@@ -174,6 +180,7 @@ class Container:
             rootless=self.spec.rootless,
             capabilities=self._privileges[0],
             seccomp_program=self._privileges[1],
+            network=self.state().get("network") if network.mode(self.spec) == "bridge" else None,
         )
 
     # -- start ----------------------------------------------------------------
@@ -192,6 +199,8 @@ class Container:
         self.detached = detach
         self.exit_code = None
         launch = self._launch()
+        launch.netns_fd = network.netns_fd(self.root, self.spec)
+        self._endpoint = launch.network
         go_r, go_w = os.pipe2(os.O_CLOEXEC)          # parent -> helper: "id maps written"
         msg_r, msg_w = os.pipe2(os.O_CLOEXEC)        # helper -> parent: "ready PID", "pid PID1"
         placed_r, placed_w = os.pipe2(os.O_CLOEXEC)  # parent -> init: "you are in your cgroup"
@@ -222,7 +231,7 @@ class Container:
                     os._exit(0)
             _helper_main(self, launch, go_r, msg_w)
 
-        for fd in [go_r, msg_w, placed_r, err_w, launch.console_fd] + opened:
+        for fd in [go_r, msg_w, placed_r, err_w, launch.console_fd, launch.netns_fd] + opened:
             if fd is not None:
                 os.close(fd)
         if detach:
@@ -261,6 +270,8 @@ class Container:
                             self.cgroup.add(self.pid)
                         except ProcessLookupError:
                             return _read_all(err_r).decode(errors="replace")  # PID 1 already failed: its report says why
+                    if self._endpoint:  # its network namespace exists: plug in the cable
+                        network.attach(self._endpoint, self.pid, self.root, self.spec.id)
                     state.update(self.dir, status="running", pid=self.pid, pid_start=state.start_time(self.pid),
                                  monitor_pid=self.helper, monitor_start=state.start_time(self.helper),
                                  started_at=time.time(), finished_at=None, exit_code=None, oom_killed=False,
@@ -377,6 +388,8 @@ class Container:
     def _remove_files(self):
         import shutil  # lazily: it pulls in compression modules
 
+        if network.mode(self.spec) == "bridge":
+            network.release(self.root, self.spec.id)  # veth, ports, address, peers' /etc/hosts
         if self.spec.name:
             state.release_name(self.root, self.spec.name, self.spec.id)
         # Rename first: from that instant the container is gone for everyone,
@@ -472,7 +485,11 @@ def _helper_main(container, launch, go_r, msg_w):
         # The mount namespace is PID 1's own (init.py): pivot_root moves every
         # process of a mount namespace into the new root, and the helper must
         # stay on the host's filesystem.  The cgroup namespace waits for "placed".
-        namespaces.unshare([ns for ns in spec.namespaces if ns not in ("user", "mnt", "cgroup")])
+        skip = ("user", "mnt", "cgroup")
+        if launch.netns_fd is not None:  # --network container:NAME: join, do not create
+            libc.setns(launch.netns_fd, libc.CLONE_NEWNET)
+            skip += ("net",)
+        namespaces.unshare([ns for ns in spec.namespaces if ns not in skip])
         pid1 = os.fork()
         if pid1 == 0:
             os.close(msg_w)
@@ -517,8 +534,10 @@ def _become_monitor(container, pid1):
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     try:
-        os.execve(sys.executable, [sys.executable, "-S", "-m", "minirt.runtime.monitor",
-                                   container.dir, str(pid1)], env)
+        # A script, not -m: runpy alone would add ~0.9 MB to every monitor.
+        # -P keeps the script's directory (minirt/runtime, with its tty.py) off sys.path.
+        monitor_py = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor.py")
+        os.execve(sys.executable, [sys.executable, "-S", "-P", monitor_py, container.dir, str(pid1)], env)
     except OSError:
         # The interpreter cannot be executed from here (e.g. it lives where a
         # user namespace may not look): monitor from this copy rather than

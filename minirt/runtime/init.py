@@ -8,7 +8,7 @@ its world before it becomes the user's program:
     pivot      pivot_root into it; the host's filesystem is gone
     masks      hide and write-protect the parts of /proc and /sys that are the host's;
                with --read-only, the root itself
-    identity   hostname, loopback network
+    identity   hostname, loopback network (and eth0, once the parent has moved it in)
     cgroup     wait until the parent has moved us into our cgroup, then unshare
                the cgroup namespace (meanwhile all of the above ran in parallel)
     privileges groups, gid, uid, capabilities, no_new_privs, seccomp (security.py);
@@ -63,6 +63,10 @@ def main(spec, launch):
         if "cgroup" in spec.namespaces:
             # Only now, inside its cgroup: the namespace's root is the cgroup we are in.
             namespaces.unshare(["cgroup"])
+        if launch.network:  # the parent has moved our end of the veth pair in: configure it
+            step = "configuring eth0"
+            net = launch.network
+            network.configure("eth0", net["address"], net["prefixlen"], net["gateway"])
         step = "resolving the user"
         user = users.resolve(spec.user, extra_groups=spec.group_add)
         env = _environment(spec, user)

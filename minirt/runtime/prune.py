@@ -3,8 +3,9 @@
 This is also the recovery path after a crash.  Because every container records
 what it owns before creating it, a container whose minirt or monitor was killed
 can always be cleaned up: stopped containers and their state directories,
-cgroups whose container is gone, half-removed directories, and layers that no
-loaded image and no container uses any more.
+cgroups whose container is gone, half-removed directories, addresses, published
+ports and veth links of containers that are gone, networks no container uses
+(as docker's prune), and layers that no loaded image and no container uses any more.
 """
 
 import os
@@ -12,7 +13,7 @@ import shutil
 
 from minirt.errors import MinirtError
 from minirt.kernel import cgroups
-from minirt.runtime import state
+from minirt.runtime import network, state
 from minirt.runtime.container import Container
 
 
@@ -21,6 +22,7 @@ def prune(root):
     containers = state.containers_dir(root)
     parents = {os.environ.get("MINIRT_CGROUP_PARENT", "minirt")}
     used_layers = set()
+    running = set()
     for cid in state.container_ids(root):
         try:
             c = Container.load(root, cid)
@@ -31,6 +33,7 @@ def prune(root):
         parents.add(c.spec.cgroup_parent)
         if c.state().get("status") == "running":
             used_layers.update(os.path.basename(layer) for layer in c.spec.layers)
+            running.add(cid)
             continue
         c.remove(force=True)
         done.append(f"Deleted container {cid[:12]}")
@@ -38,6 +41,7 @@ def prune(root):
     done += _orphan_cgroups([name[len(".removing-"):] for name in half_removed], parents)
     for name in half_removed:
         shutil.rmtree(os.path.join(containers, name), ignore_errors=True)
+    done += network.prune(root, running)  # addresses, ports, links; unused networks
     done += _unused_layers(root, used_layers)
     return done
 

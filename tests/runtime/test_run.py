@@ -132,7 +132,7 @@ def test_host_mounts_made_later_do_not_propagate_in(busybox_image, state_root, t
 
 
 def test_network_is_loopback_only_and_up(run):
-    out = sh(run, "ip link; cat /proc/net/dev")
+    out = sh(run, "ip link; cat /proc/net/dev", network="none")
     assert "lo:" in out and "UP" in out
     devices = [l.split(":")[0].strip() for l in out.splitlines() if ":" in l and "|" not in l and "link/" not in l
                and l[0] == " "]

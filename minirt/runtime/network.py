@@ -1,0 +1,761 @@
+"""Container networks: which network, which address, which name, which port.
+
+Lecture idea: the network namespace gives a container its own, empty network
+stack (``minirt/kernel/network.py``); a *network* is the policy that connects
+it: a bridge on the host with a subnet, an address for each container from
+that subnet, NAT to the outside (``minirt/kernel/nftables.py``), and names.
+
+``--network`` modes (docker's):
+
+    none            only the loopback device (the default for rootless runs)
+    host            no network namespace: the host's own links
+    bridge          the default network: bridge ``minirt0``, subnet picked free
+    NAME            a user-defined network (``minirt network create NAME``), on
+                    which containers find each other by name (/etc/hosts)
+    container:NAME  share the network namespace of a running container
+
+A network's bridge (with its NAT rules and its route) is made when its first
+container starts and stays until the network is removed (``network rm``, or
+``system prune`` once no container uses it), as docker's ``docker0`` does:
+making and deleting a bridge per container would cost ~100 ms each time.  A
+bridge whose state root has disappeared (a test's temporary root, say) is
+swept by the next minirt that makes a bridge.
+
+On disk, under the state root (everything recorded before it is created, so
+``minirt system prune`` can always undo it)::
+
+    networks/<name>/network.json      name, id, bridge, subnet, gateway
+    networks/<name>/addresses/<ip>    one file per address in use: its container
+                                      (created with O_EXCL under the network's
+                                      lock, so an address is never handed out twice)
+    networks/<name>/last              the last address handed out; the next search
+                                      starts after it, so a released address is not
+                                      reused at once (its old MAC may still be cached)
+    ports/<proto>-<port>              a published host port: its container and rule
+
+and host-wide, because bridges and routes are: ``/run/minirt/subnets/<subnet>``
+(which state root's network has reserved a subnet) and ``/run/minirt/network.lock``.
+
+The links minirt makes carry an *alias* (``ip link show`` prints it) naming the
+state root and the owner, so cleaning up never touches another root's links.
+"""
+
+import json
+import os
+import re
+import time
+
+from minirt.errors import MinirtError, SpecError
+from minirt.runtime import state
+from minirt.spec import NETWORK_NAME
+
+DEFAULT = "bridge"                  # the default network's name (docker's)
+POOL = "10.88.0.0/13"               # where free subnets are looked for
+DEFAULT_PREFIXLEN, USER_PREFIXLEN = 20, 24  # 4093 and 253 containers
+HOST_LOCK_DIR = "/run/minirt"       # bridges are host-wide: so is the lock that picks subnets
+
+
+class NetworkError(MinirtError):
+    pass
+
+
+# -- names ------------------------------------------------------------------------
+
+def prefix():
+    """The prefix of everything minirt names on the host: links and the nft table.
+
+    ``$MINIRT_NET_PREFIX`` if set; otherwise ``minirt``, or, under a cgroup
+    parent of its own (the test suite sets one per session), a short prefix
+    derived from it, so that parallel runs never share a bridge.
+    """
+    p = os.environ.get("MINIRT_NET_PREFIX")
+    if p:
+        if not re.fullmatch(r"[a-z][a-z0-9]{0,6}", p):
+            raise SpecError(f"invalid MINIRT_NET_PREFIX {p!r}: 1 to 7 lower-case letters and digits")
+        return p
+    parent = os.environ.get("MINIRT_CGROUP_PARENT", "minirt")
+    if parent == "minirt":
+        return "minirt"
+    import zlib
+    return "mr" + f"{zlib.crc32(parent.encode()):08x}"[:5]
+
+
+def veth_name(cid):
+    """The host end of a container's veth pair (at most 15 bytes, IFNAMSIZ - 1)."""
+    p = prefix()
+    return p + "v" + cid[:14 - len(p)]
+
+
+def _bridge_name(root, name, nid):
+    """``minirt0`` for the default network of the default state root; other
+    networks (and other roots' default networks) are named by their id."""
+    p = prefix()
+    if name == DEFAULT and os.path.abspath(root) == os.path.abspath(state.default_root()):
+        return p + "0"
+    return p + "-" + nid[:14 - len(p)]
+
+
+def _alias(root, what):
+    return f"minirt {os.path.abspath(root)} {what}"
+
+
+# -- checking a container's request, before anything exists ------------------------
+
+def mode(spec):
+    """"none", "host", "container" or "bridge" (the default and user networks)."""
+    return _mode(spec.network)
+
+
+def _mode(net):
+    if net in ("none", "host"):
+        return net
+    if net.startswith("container:"):
+        return "container"
+    return "bridge"
+
+
+def validate(root, spec):
+    """Refuse a request that cannot be honoured; change nothing."""
+    check(root, spec.network, spec.ports)
+
+
+def check(root, network, ports):
+    """``validate`` for the command line, before the image is even unpacked."""
+    m = _mode(network)
+    if ports and m != "bridge":
+        raise SpecError(f"published ports (-p) need a bridge network, not --network {network}")
+    if m == "container":
+        _netns_pid(root, network.split(":", 1)[1])
+        return
+    if m != "bridge":
+        return
+    if os.geteuid() != 0:
+        raise SpecError(f"--network {network} needs root: rootless containers have"
+                        " --network none (the default) or host")
+    if network != DEFAULT and not os.path.exists(_record_path(root, network)):
+        raise SpecError(f"network {network} not found (see minirt network ls)")
+    for p in ports:
+        _check_port_free(root, p)
+
+
+def _netns_pid(root, ref):
+    """PID 1 of the running container ``ref``, whose network namespace we join."""
+    info = state.load(root, state.resolve(root, ref))
+    if info.get("status") != "running":
+        raise SpecError(f"--network container:{ref}: container is not running")
+    return info["pid"]
+
+
+def netns_fd(root, spec):
+    """For container:NAME, an open fd of that container's network namespace.
+
+    Opened by the parent before it forks: an fd names one namespace for good,
+    a pid might be reused before the helper gets to it."""
+    if mode(spec) != "container":
+        return None
+    pid = _netns_pid(root, spec.network.split(":", 1)[1])
+    return os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
+# -- networks ---------------------------------------------------------------------
+
+def _networks_dir(root):
+    return os.path.join(root, "networks")
+
+
+def _record_path(root, name):
+    return os.path.join(_networks_dir(root), name, "network.json")
+
+
+def load(root, name):
+    try:
+        return state.read_json(_record_path(root, name))
+    except (FileNotFoundError, NotADirectoryError):
+        raise NetworkError(f"network {name} not found") from None
+
+
+def names(root):
+    try:
+        return sorted(n for n in os.listdir(_networks_dir(root))
+                      if os.path.exists(_record_path(root, n)))
+    except FileNotFoundError:
+        return []
+
+
+def create(root, name, subnet=None):
+    """``minirt network create``: record the network (its bridge comes with its
+    first container)."""
+    if not NETWORK_NAME.match(name) or name in ("none", "host", DEFAULT):
+        raise SpecError(f"invalid network name {name!r}"
+                        + (": a pre-defined network" if NETWORK_NAME.match(name) else ""))
+    if os.geteuid() != 0:
+        raise SpecError("minirt network create needs root")
+    if subnet is not None:
+        subnet = _parse_subnet(subnet)
+    return _record(root, name, subnet, USER_PREFIXLEN)
+
+
+def ensure(root, name):
+    """The record of network ``name``; the default one is recorded on first use."""
+    if os.path.exists(_record_path(root, name)):
+        return load(root, name)
+    if name != DEFAULT:
+        raise NetworkError(f"network {name} not found")
+    return _record(root, name, None, DEFAULT_PREFIXLEN, exist_ok=True)
+
+
+def _record(root, name, subnet, prefixlen, exist_ok=False):
+    os.makedirs(_networks_dir(root), exist_ok=True)
+    # Two locks: this root's (one creator of a network at a time) and the
+    # host's (two roots or test sessions must not pick the same free subnet).
+    with state.locked(_networks_dir(root), ".lock"), _host_lock():
+        if os.path.exists(_record_path(root, name)):
+            if exist_ok:
+                return load(root, name)
+            raise NetworkError(f"network with name {name} already exists")
+        nid = os.urandom(32).hex()
+        taken = _taken_subnets(root)
+        if subnet is None:
+            subnet = _free_subnet(prefixlen, taken)
+        else:
+            for other, what in taken:
+                if subnet.overlaps(other):
+                    raise SpecError(f"invalid subnet {subnet}: overlaps {other} ({what})")
+        net = {"name": name, "id": nid, "bridge": _bridge_name(root, name, nid), "subnet": str(subnet),
+               "gateway": str(next(subnet.hosts())), "prefixlen": subnet.prefixlen, "created": time.time()}
+        os.makedirs(os.path.join(_networks_dir(root), name, "addresses"), exist_ok=True)
+        state.write_json(_record_path(root, name), net)
+        _claim_subnet(root, net)
+    return net
+
+
+# The bridge, its nft elements and sysctls: made with the network's first
+# container, under the network's lock (as are allocation and release).
+
+def _bring_up(root, net):
+    from minirt.kernel import network as links, nftables
+
+    if _bridge_ok(root, net):
+        return
+    try:
+        with _host_lock():
+            _sweep_orphans()
+            _claim_subnet(root, net)  # again: after a reboot /run is empty
+            table = prefix()
+            nftables.ensure(table)
+            nftables.add_network(table, net["bridge"], net["subnet"])
+            if links.exists(net["bridge"]):
+                raise NetworkError(f"bridge {net['bridge']} exists but is not this state root's"
+                                   " (set MINIRT_NET_PREFIX to tell two roots apart)")
+            links.create_bridge(net["bridge"], net["gateway"], net["prefixlen"],
+                                alias=_alias(root, "network " + net["id"]))
+        # 127.0.0.1 may leave through the bridge (DNAT of published ports, see
+        # nftables.py); and the host routes the containers' traffic out.
+        links.set_sysctl(f"net/ipv4/conf/{net['bridge']}/route_localnet", 1)
+        links.set_sysctl("net/ipv4/ip_forward", 1)
+    except (OSError, nftables.NftError) as e:
+        raise NetworkError(f"network {net['name']}: making bridge {net['bridge']}:"
+                           f" {getattr(e, 'strerror', None) or e}") from None
+
+
+def _tear_down(root, net):
+    from minirt.kernel import network as links
+
+    if links.exists(net["bridge"]) and _link_alias(net["bridge"]) == _alias(root, "network " + net["id"]):
+        links.delete_link(net["bridge"])
+    with _host_lock():
+        _forget_bridge(prefix(), net["bridge"], net["subnet"])
+
+
+def _forget_bridge(table, bridge, subnet):
+    """Take a bridge out of the nft rules; the table goes with the last bridge."""
+    from minirt.kernel import nftables
+
+    if nftables.exists(table):
+        nftables.delete_network(table, bridge, subnet)
+        if not nftables.set_elements(table, "bridges"):
+            nftables.delete_table(table)
+
+
+def sweep_orphans():
+    """Delete bridges whose network record is gone from their state root
+    (a temporary root deleted without ``network rm`` or ``system prune``).
+    Done by every minirt that makes a bridge, and by the test suite at its end."""
+    with _host_lock():
+        _sweep_orphans()
+
+
+def _sweep_orphans():
+    from minirt.kernel import network as links
+
+    for link in links.links():
+        words = _link_alias(link).split()
+        if len(words) != 4 or words[0] != "minirt" or words[2] != "network":
+            continue
+        _, root, _, nid = words
+        if any(_record_id(root, n) == nid for n in names(root)):
+            continue
+        subnet = _bridge_subnet(link)
+        links.delete_link(link)
+        table = link[:-1] if link.endswith("0") and "-" not in link else link.rsplit("-", 1)[0]
+        if subnet:
+            _forget_bridge(table, link, subnet)
+
+
+def _record_id(root, name):
+    try:
+        return load(root, name).get("id")
+    except (NetworkError, ValueError):
+        return None
+
+
+def _bridge_subnet(link):
+    """The subnet of a bridge's connected route (from /proc/net/route)."""
+    from minirt.kernel import network as links
+
+    for dest, plen, dev in links.routes():
+        if dev == link and plen > 0:
+            return f"{dest}/{plen}"
+    return None
+
+
+def _bridge_ok(root, net):
+    from minirt.kernel import network as links
+
+    return links.exists(net["bridge"]) and _link_alias(net["bridge"]) == _alias(root, "network " + net["id"])
+
+
+def _host_lock():
+    os.makedirs(HOST_LOCK_DIR, exist_ok=True)
+    return state.locked(HOST_LOCK_DIR, "network.lock")
+
+
+# -- subnets: free on the host, and reserved host-wide ------------------------------
+#
+# A network's bridge (and so its route) exists only while it has containers,
+# so the host's routes alone do not show which subnets are taken.  Every
+# network therefore reserves its subnet in /run/minirt/subnets/, naming its
+# state root; a reservation whose network no longer exists there is stale.
+
+def _subnets_dir():
+    return os.path.join(HOST_LOCK_DIR, "subnets")
+
+
+def _claim_subnet(root, net):
+    """Reserve ``net``'s subnet host-wide (under the host lock)."""
+    os.makedirs(_subnets_dir(), exist_ok=True)
+    path = os.path.join(_subnets_dir(), net["subnet"].replace("/", "_"))
+    me = {"root": os.path.abspath(root), "network": net["name"], "id": net["id"]}
+    try:
+        other = state.read_json(path)
+    except (OSError, ValueError):
+        other = None
+    if other and other != me and _reservation_live(other):
+        raise NetworkError(f"network {net['name']}: subnet {net['subnet']} is in use by network"
+                           f" {other['network']} of {other['root']}")
+    if other != me:
+        state.write_json(path, me)
+
+
+def _release_subnet(root, net):
+    path = os.path.join(_subnets_dir(), net["subnet"].replace("/", "_"))
+    try:
+        if state.read_json(path).get("id") == net["id"]:
+            os.unlink(path)
+    except (OSError, ValueError):
+        pass
+
+
+def _reservation_live(r):
+    try:
+        return state.read_json(_record_path(r["root"], r["network"])).get("id") == r["id"]
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _parse_subnet(text):
+    import ipaddress
+
+    try:
+        net = ipaddress.ip_network(text, strict=True)
+    except ValueError as e:
+        raise SpecError(f"invalid subnet {text!r}: {e}") from None
+    if net.version != 4 or not 8 <= net.prefixlen <= 29:
+        raise SpecError(f"invalid subnet {text!r}: an IPv4 network with a prefix length of 8 to 29")
+    if net.is_loopback or net.is_multicast or net.is_link_local or net.is_unspecified:
+        raise SpecError(f"invalid subnet {text!r}: not usable for containers")
+    return net
+
+
+def _taken_subnets(root):
+    """What a new subnet must not overlap: the host's routes, and the subnets
+    reserved by minirt networks (of any state root)."""
+    import ipaddress
+
+    from minirt.kernel import network as links
+
+    taken = [(ipaddress.ip_network(f"{dest}/{plen}", strict=False), f"a route on {dev}")
+             for dest, plen, dev in links.routes() if plen > 0]
+    try:
+        reserved = os.listdir(_subnets_dir())
+    except FileNotFoundError:
+        reserved = []
+    for entry in reserved:
+        try:
+            r = state.read_json(os.path.join(_subnets_dir(), entry))
+        except (OSError, ValueError):
+            continue
+        if _reservation_live(r):
+            taken.append((ipaddress.ip_network(entry.replace("_", "/")), f"network {r['network']}"))
+        else:
+            try:
+                os.unlink(os.path.join(_subnets_dir(), entry))
+            except FileNotFoundError:
+                pass
+    return taken
+
+
+def _free_subnet(prefixlen, taken):
+    import ipaddress
+
+    for candidate in ipaddress.ip_network(POOL).subnets(new_prefix=prefixlen):
+        if not any(candidate.overlaps(t) for t, _ in taken):
+            return candidate
+    raise NetworkError(f"no free /{prefixlen} subnet left in {POOL}; give one with --subnet")
+
+
+def remove(root, name, force_default=False):
+    """``minirt network rm``: refused while a container has an address in it."""
+    import shutil
+
+    if name == DEFAULT and not force_default:
+        raise NetworkError(f"{DEFAULT} is a pre-defined network and cannot be removed")
+    net = load(root, name)
+    with state.locked(_networks_dir(root), ".lock"), state.locked(_net_dir(root, name), "lock"):
+        users = [a["id"][:12] for a in _allocations(root, name).values()
+                 if os.path.isdir(os.path.join(state.containers_dir(root), a["id"]))]
+        if users:
+            raise NetworkError(f"network {name} is in use by container{'s' if len(users) > 1 else ''}"
+                               f" {', '.join(sorted(users))}")
+        _tear_down(root, net)
+        # Renamed away first: from that instant the network is gone for everyone.
+        doomed = os.path.join(_networks_dir(root), f".removing-{net['id']}")
+        os.rename(os.path.join(_networks_dir(root), net["name"]), doomed)
+    with _host_lock():
+        _release_subnet(root, net)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def listing(root):
+    """(network record, number of containers) for ``minirt network ls``."""
+    return [(load(root, n), len(_allocations(root, n))) for n in names(root)]
+
+
+def _link_alias(name):
+    try:
+        with open(f"/sys/class/net/{name}/ifalias") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+# -- addresses ----------------------------------------------------------------------
+
+def _net_dir(root, name):
+    return os.path.join(_networks_dir(root), name)
+
+
+def _allocations(root, name):
+    """ip -> {"id", "name", "hostname"} for every address in use on network ``name``."""
+    out = {}
+    base = os.path.join(_net_dir(root, name), "addresses")
+    try:
+        entries = os.listdir(base)
+    except FileNotFoundError:
+        return out
+    for ip in entries:
+        if ip.startswith("."):
+            continue
+        try:
+            out[ip] = state.read_json(os.path.join(base, ip))
+        except (OSError, ValueError):
+            pass  # half-written by a process that crashed: prune removes it
+    return out
+
+
+def _allocate(root, net, owner):
+    """The next free address of ``net`` for ``owner`` (a dict with the container's id)."""
+    import ipaddress
+
+    subnet = ipaddress.ip_network(net["subnet"])
+    base = os.path.join(_net_dir(root, net["name"]), "addresses")
+    used = set(os.listdir(base)) | {net["gateway"]}
+    last_path = os.path.join(_net_dir(root, net["name"]), "last")
+    try:
+        with open(last_path) as f:
+            last = int(ipaddress.ip_address(f.read().strip()))
+    except (OSError, ValueError):
+        last = int(subnet.network_address)
+    first, end = int(subnet.network_address) + 1, int(subnet.broadcast_address)  # end excluded
+    size = end - first
+    for i in range(size):
+        ip = str(ipaddress.ip_address(first + (last - first + 1 + i) % size))
+        if ip in used:
+            continue
+        try:
+            fd = os.open(os.path.join(base, ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(owner, f)
+        state.write_text(last_path, ip + "\n")
+        return ip
+    raise NetworkError(f"network {net['name']}: no free address left in {net['subnet']}")
+
+
+# -- a container's endpoint ---------------------------------------------------------
+
+def setup(container):
+    """At create: the container's address, published ports and /etc/hosts.
+
+    Returns what PID 1 needs to configure eth0 (also kept in state.json as
+    "network"), or None when the container gets no veth.
+    """
+    spec, root = container.spec, container.root
+    hosts_path = os.path.join(container.dir, "hosts")
+    m = mode(spec)
+    if m == "host":
+        try:
+            with open("/etc/hosts") as f:
+                state.write_text(hosts_path, f.read())
+        except OSError:
+            pass
+        return None
+    if m == "container":
+        target = state.resolve(root, spec.network.split(":", 1)[1])
+        try:
+            with open(os.path.join(state.containers_dir(root), target, "hosts")) as f:
+                state.write_text(hosts_path, f.read())
+        except OSError:
+            pass
+        return None
+    if m != "bridge":
+        return None
+    net = ensure(root, spec.network)
+    # Recorded first: which network, so that removal finds the address even
+    # if we die between taking it and writing it down.
+    state.update(container.dir, network={"name": net["name"]})
+    owner = {"id": spec.id, "name": spec.name, "hostname": spec.hostname}
+    with state.locked(_net_dir(root, net["name"]), "lock"):
+        _bring_up(root, net)
+        address = _allocate(root, net, owner)
+        endpoint = {"name": net["name"], "bridge": net["bridge"], "address": address,
+                    "prefixlen": net["prefixlen"], "gateway": net["gateway"],
+                    "veth": veth_name(spec.id), "ports": spec.ports}
+        state.update(container.dir, network=endpoint)
+        _write_hosts(root, net, only=None if net["name"] != DEFAULT else spec.id)
+    for p in spec.ports:
+        _publish(root, spec.id, p, address)
+    return endpoint
+
+
+def attach(endpoint, pid, root, cid):
+    """At start, once the container's network namespace exists (PID 1 is ``pid``):
+    the veth pair, its host end on the bridge.  PID 1 configures eth0 itself."""
+    from minirt.kernel import network as links
+
+    links.delete_link(endpoint["veth"])  # left by a crash of an earlier start
+    net = load(root, endpoint["name"])
+    if not _bridge_ok(root, net):  # restarted after a reboot or a prune
+        with state.locked(_net_dir(root, net["name"]), "lock"):
+            _bring_up(root, net)
+    try:
+        links.create_veth(endpoint["veth"], endpoint["bridge"], pid, alias=_alias(root, "container " + cid))
+    except Exception as e:  # noqa: BLE001 — pyroute2's NetlinkError, among others
+        raise NetworkError(f"connecting container {cid[:12]} to network {endpoint['name']}: {e}") from None
+
+
+def release(root, cid):
+    """At removal: published ports and the address; peers' /etc/hosts.
+
+    The veth pair needs nothing: deleting either end deletes both, and the
+    kernel deletes the container's end with its network namespace."""
+    for key, owner in _port_reservations(root).items():
+        if owner.get("id") == cid:
+            _unpublish(root, key)
+    for name in names(root):
+        base = os.path.join(_net_dir(root, name), "addresses")
+        mine = [ip for ip, a in _allocations(root, name).items() if a.get("id") == cid]
+        if not mine:
+            continue
+        with state.locked(_net_dir(root, name), "lock"):
+            for ip in mine:
+                os.unlink(os.path.join(base, ip))
+            if name != DEFAULT:
+                _write_hosts(root, load(root, name))
+
+
+# -- /etc/hosts ---------------------------------------------------------------------
+
+def _write_hosts(root, net, only=None):
+    """Rewrite /etc/hosts of the containers on ``net`` (only of ``only``, if given).
+
+    On a user-defined network every container lists every other one by name,
+    hostname and short id; on the default network only itself (as docker).
+    The file is bind-mounted into running containers, so it is rewritten in
+    place — a rename would leave the container looking at the old inode.
+    """
+    from minirt.runtime.container import HOSTS
+
+    allocations = _allocations(root, net["name"])
+    lines = []
+    for ip, a in sorted(allocations.items(), key=lambda item: tuple(int(x) for x in item[0].split("."))):
+        if only is not None and a["id"] != only:
+            continue
+        aliases = [n for n in (a.get("hostname"), a.get("name"), a["id"][:12]) if n]
+        lines.append(f"{ip}\t{' '.join(dict.fromkeys(aliases))}\n")
+    for a in allocations.values():
+        if only is not None and a["id"] != only:
+            continue
+        base = HOSTS.format(hostname=a.get("hostname") or a["id"][:12]).splitlines(keepends=True)
+        base = [line for line in base if not line.startswith("127.0.0.1\t" + (a.get("hostname") or ""))]
+        _rewrite_in_place(os.path.join(state.containers_dir(root), a["id"], "hosts"), "".join(base + lines))
+
+
+def _rewrite_in_place(path, text):
+    data = text.encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # the container is being removed
+    try:
+        # Write, then cut: a reader sees old or new lines, never an empty file.
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+
+
+# -- published ports ----------------------------------------------------------------
+
+def _ports_dir(root):
+    return os.path.join(root, "ports")
+
+
+def _port_key(p):
+    return f"{p['proto']}-{p['host_port']}"
+
+
+def _port_reservations(root):
+    out = {}
+    try:
+        entries = os.listdir(_ports_dir(root))
+    except FileNotFoundError:
+        return out
+    for key in entries:
+        if key.startswith("."):
+            continue
+        try:
+            out[key] = state.read_json(os.path.join(_ports_dir(root), key))
+        except (OSError, ValueError):
+            out[key] = {}
+    return out
+
+
+def _check_port_free(root, p):
+    import socket
+
+    owner = _port_reservations(root).get(_port_key(p))
+    if owner and os.path.isdir(os.path.join(state.containers_dir(root), owner.get("id", "-"))):
+        raise SpecError(f"port {p['host_port']}/{p['proto']} is already published by container {owner['id'][:12]}")
+    kind = socket.SOCK_STREAM if p["proto"] == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((p["host_ip"] or "0.0.0.0", p["host_port"]))
+        except OSError as e:
+            raise SpecError(f"port {p['host_ip'] or '0.0.0.0'}:{p['host_port']}/{p['proto']}:"
+                            f" {e.strerror.lower() if e.strerror else e}") from None
+
+
+def _publish(root, cid, p, address):
+    from minirt.kernel import nftables
+
+    os.makedirs(_ports_dir(root), exist_ok=True)
+    path = os.path.join(_ports_dir(root), _port_key(p))
+    record = dict(p, id=cid, address=address)
+    try:  # the reservation is the record: made before the rule, exclusive
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except FileExistsError:
+        raise SpecError(f"port {p['host_port']}/{p['proto']} is already published") from None
+    with os.fdopen(fd, "w") as f:
+        json.dump(record, f)
+    try:
+        nftables.publish(prefix(), p["host_ip"], p["proto"], p["host_port"], address, p["container_port"])
+    except nftables.NftError as e:
+        raise NetworkError(f"publishing port {p['host_port']}/{p['proto']}: {e}") from None
+
+
+def _unpublish(root, key):
+    from minirt.kernel import nftables
+
+    record = _port_reservations(root).get(key) or {}
+    proto, _, port = key.partition("-")
+    table = prefix()
+    if nftables.exists(table):
+        nftables.unpublish(table, record.get("host_ip", ""), proto, port)
+    try:
+        os.unlink(os.path.join(_ports_dir(root), key))
+    except FileNotFoundError:
+        pass
+
+
+# -- system prune -------------------------------------------------------------------
+
+def prune(root, running):
+    """After crashes: addresses, ports and veths whose container is gone or not
+    running; then networks no container uses (as ``docker system prune``).
+    ``running`` is the set of ids of running containers."""
+    from minirt.kernel import network as links
+
+    done = []
+    existing = set(state.container_ids(root))
+    for key, owner in _port_reservations(root).items():
+        if owner.get("id") not in existing:
+            _unpublish(root, key)
+    for name in names(root):
+        stale = [ip for ip, a in _allocations(root, name).items() if a.get("id") not in existing]
+        base = os.path.join(_net_dir(root, name), "addresses")
+        broken = [ip for ip in os.listdir(base) if not ip.startswith(".") and ip not in _allocations(root, name)]
+        if stale or broken:
+            with state.locked(_net_dir(root, name), "lock"):
+                for ip in stale + broken:
+                    try:
+                        os.unlink(os.path.join(base, ip))
+                    except FileNotFoundError:
+                        pass
+    containers, networks = _alias(root, "container "), _alias(root, "network ")
+    recorded = set()
+    for name in names(root):
+        try:
+            recorded.add(load(root, name)["id"])
+        except (NetworkError, KeyError):
+            pass
+    for link in links.links():
+        alias = _link_alias(link)
+        if ((alias.startswith(containers) and alias[len(containers):] not in running)
+                or (alias.startswith(networks) and alias[len(networks):] not in recorded)):
+            links.delete_link(link)
+            done.append(f"Deleted link {link}")
+    for name in names(root):
+        if not _allocations(root, name):
+            try:
+                remove(root, name, force_default=True)
+                done.append(f"Deleted network {name}")
+            except MinirtError:
+                pass
+    for name in os.listdir(_networks_dir(root)) if os.path.isdir(_networks_dir(root)) else ():
+        if name.startswith(".removing-"):
+            import shutil
+            shutil.rmtree(os.path.join(_networks_dir(root), name), ignore_errors=True)
+    return done

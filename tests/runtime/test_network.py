@@ -1,0 +1,334 @@
+"""Container networking end to end: none, host, bridge, container:NAME,
+user-defined networks with names, published ports, and the clean-up of all of it.
+
+Traffic goes only between the host and the tests' own containers, or between
+those containers, on addresses minirt assigned on links it created.  The
+networks use this session's prefix (``minirt.runtime.network.prefix()``,
+derived from the per-session cgroup parent), so parallel runs never share a
+bridge; every test removes what it made, and the module ends with a prune.
+"""
+
+import concurrent.futures
+import ipaddress
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+import minirt
+from minirt.errors import SpecError
+from minirt.kernel import nftables
+from minirt.runtime import network
+from minirt.runtime.container import Container
+
+pytestmark = pytest.mark.privileged
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """A state root of this module's own, pruned (networks and all) at the end."""
+    path = str(tmp_path_factory.mktemp("netroot"))
+    yield path
+    from minirt.runtime import prune
+    prune.prune(path)
+    assert not _our_links(path), "links left behind"
+
+
+def _our_links(root, kind=""):
+    tag = f"minirt {os.path.abspath(root)} {kind}"
+    out = []
+    for link in os.listdir("/sys/class/net"):
+        try:
+            with open(f"/sys/class/net/{link}/ifalias") as f:
+                if f.read().startswith(tag):
+                    out.append(link)
+        except OSError:
+            pass
+    return out
+
+
+def cli(root, *args, timeout=60):
+    # stdout to a file: a detached container's monitor keeps minirt's stdout
+    # open, so a pipe would never see end-of-file.
+    with open(os.path.join(root, f".out-{os.getpid()}-{time.monotonic_ns()}"), "w+") as out:
+        r = subprocess.run([sys.executable, "-m", "minirt", "--root", root, *args],
+                           stdout=out, stderr=subprocess.PIPE, timeout=timeout, text=True)
+        out.seek(0)
+        r.stdout = out.read()
+        os.unlink(out.name)
+    return r
+
+
+@pytest.fixture
+def net(root):
+    """A user-defined network for one test."""
+    made = []
+
+    def make(name, *args):
+        r = cli(root, "network", "create", *args, name)
+        assert r.returncode == 0, r.stderr
+        made.append(name)
+        return network.load(root, name)
+
+    yield make
+    for name in made:
+        network.remove(root, name)
+
+
+def sh(image, root, script, **kw):
+    r = minirt.run(image, ["sh", "-c", script], root=root, **kw)
+    assert r.exit_code == 0, r.stderr
+    return r.stdout.decode()
+
+
+def start(image, root, *cmd, **kw):
+    return minirt.start(image, list(cmd), root=root, **kw)
+
+
+def links_in(output):
+    return sorted(line.split(":")[1].strip().split("@")[0] for line in output.splitlines()
+                  if line[:1].isdigit() and ":" in line)
+
+
+# -- modes -------------------------------------------------------------------------
+
+def test_none_has_only_loopback(busybox_image, root):
+    out = sh(busybox_image, root, "ip -o link", network="none")
+    assert links_in(out) == ["lo"]
+
+
+def test_bridge_is_the_default_with_eth0_address_and_route(busybox_image, root):
+    out = sh(busybox_image, root, "ip -o link; echo ---; ip -o -4 addr show eth0; ip route; cat /etc/hosts")
+    assert links_in(out.split("---")[0]) == ["eth0", "lo"]
+    bridge = network.load(root, "bridge")
+    subnet = ipaddress.ip_network(bridge["subnet"])
+    address = out.split(" inet ")[1].split()[0]
+    assert ipaddress.ip_interface(address).network == subnet
+    assert f"default via {bridge['gateway']} dev eth0" in out
+    assert f"{address.split('/')[0]}\t" in out  # its own name in /etc/hosts
+    # the subnet collides with no route of the host but its own bridge's
+    for line in open("/proc/net/route").read().splitlines()[1:]:
+        dev, dest, mask = line.split()[0], line.split()[1], line.split()[7]
+        if dev != bridge["bridge"] and int(mask, 16):
+            route = ipaddress.ip_network((socket.inet_ntoa(bytes.fromhex(dest)[::-1]),
+                                          bin(int(mask, 16)).count("1")))
+            assert not route.overlaps(subnet)
+
+
+def test_host_sees_the_hosts_links(busybox_image, root):
+    before = set(os.listdir("/sys/class/net"))
+    out = sh(busybox_image, root, "ip -o link", network="host")
+    steady = before & set(os.listdir("/sys/class/net"))  # other test sessions add and remove links
+    assert len(steady) > 1 and steady <= set(links_in(out))
+
+
+def test_container_mode_shares_the_namespace(busybox_image, root):
+    with start(busybox_image, root, "sleep", "30", name="netowner", network="none") as owner:
+        inode = os.stat(f"/proc/{owner.state()['pid']}/ns/net").st_ino
+        out = sh(busybox_image, root, "readlink /proc/self/ns/net", network="container:netowner")
+        assert out.strip() == f"net:[{inode}]"
+
+
+def test_host_reaches_container_and_containers_reach_each_other_by_name(busybox_image, root, net):
+    net("nettest-a")
+    with start(busybox_image, root, "sleep", "30", name="alpha", network="nettest-a") as a:
+        address = a.state()["network"]["address"]
+        out = sh(busybox_image, root, "ping -c1 -W2 alpha >/dev/null && echo reached; cat /etc/hosts",
+                 network="nettest-a", name="beta")
+        assert out.startswith("reached\n")
+        assert f"{address}\t" in out and " alpha" in out
+        # alpha learnt beta's name while beta ran, and forgot it when beta was removed
+        assert "beta" not in a.exec(["cat", "/etc/hosts"]).stdout.decode()
+
+
+def test_names_appear_in_running_containers_as_others_start(busybox_image, root, net):
+    net("nettest-b")
+    with start(busybox_image, root, "sleep", "30", name="first", network="nettest-b") as first, \
+            start(busybox_image, root, "sleep", "30", name="second", network="nettest-b") as second:
+        assert first.exec(["ping", "-c1", "-W2", "second"]).exit_code == 0
+        hosts = first.exec(["cat", "/etc/hosts"]).stdout.decode()
+        assert second.state()["network"]["address"] + "\t" in hosts
+
+
+def test_networks_are_isolated_from_each_other(busybox_image, root, net):
+    net("nettest-c")
+    net("nettest-d")
+    with start(busybox_image, root, "sleep", "30", name="gamma", network="nettest-c") as c:
+        address = c.state()["network"]["address"]
+        out = sh(busybox_image, root, f"ping -c1 -W1 {address} >/dev/null && echo reached || echo isolated",
+                 network="nettest-d")
+        assert out == "isolated\n"
+        # ... while on its own network it is reachable
+        assert sh(busybox_image, root, f"ping -c1 -W1 {address} >/dev/null && echo reached",
+                  network="nettest-c") == "reached\n"
+
+
+def test_published_port_reaches_a_server_in_the_container(busybox_image, root):
+    port = _free_port()
+    with start(busybox_image, root, "sh", "-c", "while true; do echo hello from inside | nc -l -p 8080; done",
+               ports=[f"127.0.0.1:{port}:8080"]) as c:
+        assert _read_from(("127.0.0.1", port)) == b"hello from inside\n"
+        # the same server, directly on the address minirt gave it
+        assert _read_from((c.state()["network"]["address"], 8080)) == b"hello from inside\n"
+        table = network.prefix()
+        assert any(str(port) in json.dumps(e) for e in nftables.set_elements(table, "ports_ip"))
+    # removed with the container
+    assert not any(str(port) in json.dumps(e) for e in nftables.set_elements(network.prefix(), "ports_ip"))
+    assert not os.listdir(os.path.join(root, "ports"))
+
+
+def test_twenty_containers_at_once_get_twenty_addresses(busybox_image, root):
+    """Twenty minirt processes at once: the allocator's lock and O_EXCL keep them apart."""
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(lambda i: cli(root, "run", "-d", busybox_image, "sleep", "30"), range(20)))
+    ids = [r.stdout.strip() for r in results if r.returncode == 0]
+    try:
+        assert len(ids) == 20, [r.stderr for r in results if r.returncode]
+        containers = [Container.load(root, cid) for cid in ids]
+        addresses = [c.state()["network"]["address"] for c in containers]
+        inside = {c.exec(["sh", "-c", "ip -o -4 addr show eth0"]).stdout.decode().split()[3].split("/")[0]
+                  for c in containers}
+        assert len(set(addresses)) == 20 and inside == set(addresses)
+    finally:
+        cli(root, "rm", "-f", *ids)
+    assert os.listdir(os.path.join(root, "networks", "bridge", "addresses")) == []
+
+
+# -- errors: one line, exit 125, nothing changed ----------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--network", "nope", "IMAGE", "true"], "network nope not found"),
+    (["run", "--network", "con/tainer", "IMAGE", "true"], "invalid --network"),
+    (["run", "-p", "99999:80", "IMAGE", "true"], "is not a port number"),
+    (["run", "-p", "80", "IMAGE", "true"], "expected [IP:]HOSTPORT:CTRPORT"),
+    (["run", "--network", "none", "-p", "8080:80", "IMAGE", "true"], "need a bridge network"),
+    (["network", "create", "--subnet", "10.0.0.1/33", "bad"], "invalid subnet"),
+    (["network", "create", "--subnet", "not-a-subnet", "bad"], "invalid subnet"),
+    (["network", "create", "bridge"], "pre-defined"),
+    (["network", "rm", "nope"], "network nope not found"),
+])
+def test_bad_flags(busybox_image, root, args, message):
+    before = _snapshot(root)
+    r = cli(root, *[busybox_image if a == "IMAGE" else a for a in args])
+    assert r.returncode == 125, r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("minirt: ") and message in r.stderr
+    assert _snapshot(root) == before
+
+
+def test_subnet_overlapping_a_host_route_is_refused(root):
+    dest, plen, dev = next(r for r in network_routes() if r[1] > 0)
+    r = cli(root, "network", "create", "--subnet", f"{dest}/{plen}", "clash")
+    assert r.returncode == 125 and f"a route on {dev}" in r.stderr
+
+
+def test_network_in_use_cannot_be_removed(busybox_image, root, net):
+    net("nettest-e")
+    with start(busybox_image, root, "sleep", "30", network="nettest-e") as c:
+        r = cli(root, "network", "rm", "nettest-e")
+        assert r.returncode == 125 and f"in use by container {c.id[:12]}" in r.stderr
+        assert r.stderr.count("\n") == 1
+        assert os.path.exists(f"/sys/class/net/{network.load(root, 'nettest-e')['bridge']}")
+
+
+def test_network_ls_and_rm(busybox_image, root):
+    r = cli(root, "network", "create", "--subnet", "10.95.250.0/24", "nettest-f")
+    assert r.returncode == 0, r.stderr
+    assert "nettest-f" in cli(root, "network", "ls").stdout and "10.95.250.0/24" in cli(root, "network", "ls").stdout
+    out = sh(busybox_image, root, "ip -o -4 addr show eth0", network="nettest-f")
+    assert " 10.95.250.2/24 " in out
+    bridge = network.load(root, "nettest-f")["bridge"]
+    assert cli(root, "network", "rm", "nettest-f").returncode == 0
+    assert not os.path.exists(f"/sys/class/net/{bridge}")
+    assert "nettest-f" not in cli(root, "network", "ls").stdout
+
+
+def test_prune_after_a_crash_removes_address_and_port(busybox_image, root):
+    port = _free_port()
+    env = dict(os.environ, MINIRT_CRASH_AT="network")
+    r = subprocess.run([sys.executable, "-m", "minirt", "--root", root, "run", "-p", f"{port}:80",
+                        busybox_image, "true"], env=env, capture_output=True, timeout=60)
+    assert r.returncode == -9
+    assert os.listdir(os.path.join(root, "networks", "bridge", "addresses"))
+    assert cli(root, "system", "prune").returncode == 0
+    assert not os.listdir(os.path.join(root, "ports"))
+    assert not os.path.exists(os.path.join(root, "networks", "bridge"))
+    assert not _our_links(root)
+
+
+def test_rootless_keeps_working_with_none(busybox_image):
+    """An unprivileged user gets --network none by default, and a clear error for bridge."""
+    import shutil
+    import tempfile
+
+    home = tempfile.mkdtemp(prefix="minirt-rootless-net-")
+    try:
+        os.chmod(home, 0o777)
+        image = os.path.join(home, "busybox.tar")
+        shutil.copyfile(busybox_image, image)
+        os.chmod(image, 0o644)
+        env = {k: v for k, v in os.environ.items() if k not in ("MINIRT_ROOT", "XDG_DATA_HOME")}
+        env["HOME"] = home
+
+        def as_nobody(*args):
+            return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                   sys.executable, "-m", "minirt", "--root", os.path.join(home, "root"),
+                                   *args], capture_output=True, text=True, timeout=60, env=env, cwd=home)
+
+        r = as_nobody("run", "--rm", image, "ip", "-o", "link")
+        assert r.returncode == 0, r.stderr
+        assert links_in(r.stdout) == ["lo"]
+        r = as_nobody("run", "--rm", "--network", "bridge", image, "true")
+        assert r.returncode == 125 and "needs root" in r.stderr and r.stderr.count("\n") == 1
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_port_parsing():
+    from minirt.spec import parse_port
+    assert parse_port("8080:80") == {"host_ip": "", "host_port": 8080, "container_port": 80, "proto": "tcp"}
+    assert parse_port("127.0.0.1:53:53/udp")["proto"] == "udp"
+    for bad in ("99999:80", "80:0", "a:80", "1.2.3:80:80", "80:80/sctp", "::1:80:80"):
+        with pytest.raises(SpecError):
+            parse_port(bad)
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+def network_routes():
+    from minirt.kernel import network as links
+    return links.routes()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _read_from(address, timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(address, timeout=2) as s:
+                data = s.recv(100)
+                if data:
+                    return data
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing from {address}")
+        time.sleep(0.05)
+
+
+def _snapshot(root):
+    # Our bridges only: other sessions' links come and go, and so do veths of
+    # containers that already exited (the kernel frees a netns asynchronously).
+    links = sorted(_our_links(root, "network"))
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if not f.startswith(".out-"))
+    table = network.prefix()
+    ports = nftables.set_elements(table, "ports_any") + nftables.set_elements(table, "ports_ip")
+    return links, files, json.dumps(ports)
