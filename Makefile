@@ -9,7 +9,7 @@ PYTHON   ?= python3
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
 APT_PKGS := libcap-dev busybox-static iproute2 util-linux kmod zstd \
-            runc crun skopeo umoci debootstrap gcc
+            runc crun skopeo umoci debootstrap nftables gcc
 
 .PHONY: install system-packages venv test images bench clean
 

@@ -14,12 +14,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
 REQUIRE_PRIVILEGED = os.environ.get("MINIRT_REQUIRE_PRIVILEGED") == "1"
 CGROUP_PARENT = f"minirt-test-{os.getpid()}"
 os.environ["MINIRT_CGROUP_PARENT"] = CGROUP_PARENT
+
+from minirt.runtime import network as _network  # noqa: E402  (needs the variable above)
+
+NET_PREFIX = _network.prefix()  # this session's bridges, veths and nft table are named after it
 
 
 def _privileged():
@@ -84,6 +89,14 @@ def _our_processes():
     return found
 
 
+def _our_links():
+    return [link for link in os.listdir("/sys/class/net") if link.startswith(NET_PREFIX)]
+
+
+def _our_nft_table():
+    return subprocess.run(["nft", "list", "table", "ip", NET_PREFIX], capture_output=True).returncode == 0
+
+
 def _host_snapshot():
     return {"mounts": _mounts()}
 
@@ -93,6 +106,17 @@ def pytest_sessionfinish(session, exitstatus):
     if baseline is None or hasattr(session.config, "workerinput"):
         return
     leaks = []
+    # Bridges of per-test state roots that were deleted without a prune; and the
+    # kernel frees a dead network namespace (with its veth end) asynchronously.
+    _network.sweep_orphans()
+    for _ in range(40):
+        if not _our_links():
+            break
+        time.sleep(0.05)
+    if _our_links():
+        leaks.append(f"network links: {_our_links()}")
+    if _our_nft_table():
+        leaks.append(f"nft table ip {NET_PREFIX}")
     new_mounts = _mounts() - baseline["mounts"]
     if new_mounts:
         leaks.append(f"mounts: {sorted(new_mounts)}")
@@ -121,6 +145,8 @@ def state_root():
     """A state root (layer store, containers) shared by the whole session."""
     path = tempfile.mkdtemp(prefix="minirt-test-root-")
     yield path
+    from minirt.runtime import prune
+    prune.prune(path)
     shutil.rmtree(path, ignore_errors=True)
 
 
