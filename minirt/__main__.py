@@ -1,7 +1,5 @@
 """``python -m minirt``: the same as the ``minirt`` command."""
 
-import sys
+from minirt.cli import command
 
-from minirt.cli import main
-
-sys.exit(main())
+command()

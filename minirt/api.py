@@ -10,7 +10,6 @@ classes, never a bare OSError.
 """
 
 import os
-import selectors
 
 from minirt import spec as specs
 from minirt.errors import ImageError
@@ -40,7 +39,7 @@ def prepare(image, cmd=None, *, root=None, userns="", **options):
     root = root or state.default_root()
     maps = userns_maps(userns)
     if maps:
-        options.update(uid_map=maps[0], gid_map=maps[1], namespaces=specs.ContainerSpec.namespaces + ("user",))
+        options.update(uid_map=maps[0], gid_map=maps[1], namespaces=specs.NAMESPACES + ("user",))
     # Root with --userns=remap gets layers whose owners are shifted into the
     # container's id range, so that its root owns its files (image/store.py).
     store = Store(root, id_map=maps) if maps and os.geteuid() == 0 else Store(root, rootless=bool(maps))
@@ -130,6 +129,8 @@ def _captured(start, input):
 
 def _communicate(in_w, data, out_r, err_r):
     """Feed stdin and drain stdout/stderr together, so no pipe can fill up and block."""
+    import selectors  # here, not at the top: `minirt run` on a terminal never needs it
+
     sel = selectors.DefaultSelector()
     chunks = {out_r: [], err_r: []}
     for fd in chunks:

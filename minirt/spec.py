@@ -11,23 +11,24 @@ process.cwd, hostname, mounts, ...), so the runtime command line can fill the
 same structure from a bundle.
 """
 
-import dataclasses
 import os
 import re
+from collections import namedtuple
 
 from minirt.errors import SpecError
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAMESPACES = ("mnt", "pid", "uts", "ipc", "net", "cgroup")   # "user" is added for rootless runs
+
+# Plain classes, not dataclasses: importing `dataclasses` (it pulls in `inspect`)
+# costs ~10 ms, a third of what `minirt run` may add to Python's own start-up.
 
 
-@dataclasses.dataclass
-class Mount:
+class Mount(namedtuple("Mount", "source destination readonly", defaults=(False,))):
     """A host path made visible inside the container (``-v SRC:DST[:ro]``)."""
 
-    source: str
-    destination: str
-    readonly: bool = False
+    __slots__ = ()
 
     @classmethod
     def parse(cls, text):
@@ -47,41 +48,46 @@ class Mount:
         return cls(os.path.realpath(source), os.path.normpath(destination), mode == "ro")
 
 
-@dataclasses.dataclass
 class ContainerSpec:
-    args: list                          # the process to run, argv[0] first
-    env: list                           # "KEY=VALUE" strings
-    cwd: str = "/"
-    user: str = ""                      # "", "UID[:GID]" or "NAME[:GROUP]", resolved inside
-    hostname: str = ""
-    id: str = dataclasses.field(default_factory=lambda: os.urandom(32).hex())
-    name: str = ""
-    image: str = ""                     # where the image came from, for messages
-    layers: list = dataclasses.field(default_factory=list)   # layer dirs, bottom first
-    mounts: list = dataclasses.field(default_factory=list)   # [Mount]
-    namespaces: tuple = ("mnt", "pid", "uts", "ipc", "net", "cgroup")
-    uid_map: list = dataclasses.field(default_factory=list)   # [(inside, outside, count)] with "user"
-    gid_map: list = dataclasses.field(default_factory=list)
-    resources: dict = dataclasses.field(default_factory=dict)  # cgroups.Resources fields
-    # Hardening (docker's defaults): see minirt/kernel/security.py and masked.py.
-    cap_add: list = dataclasses.field(default_factory=list)
-    cap_drop: list = dataclasses.field(default_factory=list)
-    privileged: bool = False
-    seccomp: str = None                 # None (default profile), "unconfined" or a JSON file
-    no_new_privileges: bool = True
-    read_only: bool = False             # --read-only: the root filesystem is not writable
-    tmpfs: list = dataclasses.field(default_factory=list)      # "DST[:OPTIONS]"
-    group_add: list = dataclasses.field(default_factory=list)  # extra groups, names or gids
-    tty: bool = False                   # -t: a pseudo-terminal
-    interactive: bool = False           # -i: keep stdin attached
-    init: bool = False                  # --init: a reaper runs as PID 1
-    remove: bool = False                # --rm: delete the container when it exits
-    cgroup_parent: str = dataclasses.field(
-        default_factory=lambda: os.environ.get("MINIRT_CGROUP_PARENT", "minirt"))
-    # Networking (minirt/runtime/network.py): none, host, bridge, container:NAME or a
-    # network's name; root defaults to bridge, rootless to none (as podman without slirp).
-    network: str = dataclasses.field(default_factory=lambda: default_network())
-    ports: list = dataclasses.field(default_factory=list)   # -p: {host_ip, host_port, container_port, proto}
+    """Everything about one container, as plain data (saved as its config.json)."""
+
+    def __init__(self, args, env, *, cwd="/", user="", hostname="", id=None, name="", image="",
+                 layers=(), mounts=(), namespaces=NAMESPACES, uid_map=(), gid_map=(), resources=None,
+                 cap_add=(), cap_drop=(), privileged=False, seccomp=None, no_new_privileges=True,
+                 read_only=False, tmpfs=(), group_add=(), tty=False, interactive=False, init=False,
+                 remove=False, cgroup_parent=None, network=None, ports=()):
+        self.args = list(args)              # the process to run, argv[0] first
+        self.env = list(env)                # "KEY=VALUE" strings
+        self.cwd = cwd
+        self.user = user                    # "", "UID[:GID]" or "NAME[:GROUP]", resolved inside
+        self.hostname = hostname
+        self.id = id or os.urandom(32).hex()
+        self.name = name
+        self.image = image                  # where the image came from, for messages
+        self.layers = list(layers)          # layer dirs, bottom first
+        self.mounts = list(mounts)          # [Mount]
+        self.namespaces = tuple(namespaces)
+        self.uid_map = list(uid_map)        # [(inside, outside, count)] with "user"
+        self.gid_map = list(gid_map)
+        self.resources = dict(resources or {})  # cgroups.Resources fields
+        # Hardening (docker's defaults): see minirt/kernel/security.py and masked.py.
+        self.cap_add = list(cap_add)
+        self.cap_drop = list(cap_drop)
+        self.privileged = privileged
+        self.seccomp = seccomp              # None (default profile), "unconfined" or a JSON file
+        self.no_new_privileges = no_new_privileges
+        self.read_only = read_only          # --read-only: the root filesystem is not writable
+        self.tmpfs = list(tmpfs)            # "DST[:OPTIONS]"
+        self.group_add = list(group_add)    # extra groups, names or gids
+        self.tty = tty                      # -t: a pseudo-terminal
+        self.interactive = interactive      # -i: keep stdin attached
+        self.init = init                    # --init: a reaper runs as PID 1
+        self.remove = remove                # --rm: delete the container when it exits
+        self.cgroup_parent = cgroup_parent or os.environ.get("MINIRT_CGROUP_PARENT", "minirt")
+        # Networking (minirt/runtime/network.py): none, host, bridge, container:NAME or a
+        # network's name; root defaults to bridge, rootless to none (as podman without slirp).
+        self.network = network or default_network()
+        self.ports = list(ports)            # -p: {host_ip, host_port, container_port, proto}
 
     @property
     def rootless(self):
@@ -89,18 +95,23 @@ class ContainerSpec:
         return "user" in self.namespaces
 
     def to_json(self):
-        d = dataclasses.asdict(self)
-        d["mounts"] = [dataclasses.asdict(m) for m in self.mounts]
+        d = dict(vars(self))
+        d["mounts"] = [m._asdict() for m in self.mounts]
         return d
 
     @classmethod
     def from_json(cls, d):
         d = dict(d)
         d["mounts"] = [Mount(**m) for m in d.get("mounts", [])]
-        d["namespaces"] = tuple(d.get("namespaces", ()))
         d["uid_map"] = [tuple(m) for m in d.get("uid_map", [])]
         d["gid_map"] = [tuple(m) for m in d.get("gid_map", [])]
         return cls(**d)
+
+    def __eq__(self, other):
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    def __repr__(self):
+        return f"ContainerSpec(id={self.id[:12]!r}, image={self.image!r}, args={self.args!r})"
 
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}

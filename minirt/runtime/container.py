@@ -33,7 +33,6 @@ cleanup at all: they exist only in the container's mount namespace, which the
 kernel tears down with its last process.
 """
 
-import dataclasses
 import os
 import signal
 import sys
@@ -53,24 +52,23 @@ ff02::2\tip6-allrouters
 """
 
 
-@dataclasses.dataclass
 class Launch:
     """What the parent prepared for the container's init (inherited across fork)."""
 
-    rootfs: str
-    upper: str
-    work: str
-    etc_files: dict
-    error_fd: int = -1
-    placed_fd: int = -1                     # read end: "you are in your cgroup"
-    console_fd: int = None
-    console_path: str = None
-    stdio: tuple = (0, 1, 2)                # the container's stdin, stdout, stderr (without a tty)
-    rootless: bool = False
-    capabilities: frozenset = frozenset()   # what root in the container keeps
-    seccomp_program: bytes = None           # compiled here, installed by init
-    network: dict = None                    # eth0's address and gateway (bridge networks)
-    netns_fd: int = None                    # --network container:NAME: the namespace to join
+    def __init__(self, rootfs, upper, work, etc_files, *, rootless=False, capabilities=frozenset(),
+                 seccomp_program=None, network=None):
+        self.rootfs, self.upper, self.work = rootfs, upper, work   # overlay: merged, upper, work dirs
+        self.etc_files = etc_files              # hostname, hosts, resolv.conf: the host files to bind
+        self.rootless = rootless
+        self.capabilities = capabilities        # what root in the container keeps
+        self.seccomp_program = seccomp_program  # compiled here, installed by init
+        self.network = network                  # eth0's address and gateway (bridge networks)
+        # Filled in by Container.start:
+        self.error_fd = -1                      # write end: why exec did not happen
+        self.placed_fd = -1                     # read end: "you are in your cgroup"
+        self.console_fd = self.console_path = None
+        self.stdio = (0, 1, 2)                  # the container's stdin, stdout, stderr (without a tty)
+        self.netns_fd = None                    # --network container:NAME: the namespace to join
 
 
 class Container:
@@ -386,8 +384,6 @@ class Container:
         self._remove_files()
 
     def _remove_files(self):
-        import shutil  # lazily: it pulls in compression modules
-
         if network.mode(self.spec) == "bridge":
             network.release(self.root, self.spec.id)  # veth, ports, address, peers' /etc/hosts
         if self.spec.name:
@@ -403,7 +399,7 @@ class Container:
             os.chmod(os.path.join(doomed, "work", "work"), 0o700)
         except OSError:
             pass
-        shutil.rmtree(doomed, ignore_errors=True)
+        state.remove_tree(doomed)
 
     # -- Python API ------------------------------------------------------------
 

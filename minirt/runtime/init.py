@@ -25,6 +25,9 @@ import fcntl
 import os
 import signal
 import termios
+# Everything init needs must be imported before pivot_root: after it, the
+# host's Python library is out of reach.  os.execvpe imports `warnings` lazily.
+import warnings  # noqa: F401
 
 from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure
 from minirt.kernel import libc, masked, mounts, namespaces, network, security

@@ -426,8 +426,6 @@ def _free_subnet(prefixlen, taken):
 
 def remove(root, name, force_default=False):
     """``minirt network rm``: refused while a container has an address in it."""
-    import shutil
-
     if name == DEFAULT and not force_default:
         raise NetworkError(f"{DEFAULT} is a pre-defined network and cannot be removed")
     net = load(root, name)
@@ -443,7 +441,7 @@ def remove(root, name, force_default=False):
         os.rename(os.path.join(_networks_dir(root), net["name"]), doomed)
     with _host_lock():
         _release_subnet(root, net)
-    shutil.rmtree(doomed, ignore_errors=True)
+    state.remove_tree(doomed)
 
 
 def listing(root):
@@ -756,6 +754,5 @@ def prune(root, running):
                 pass
     for name in os.listdir(_networks_dir(root)) if os.path.isdir(_networks_dir(root)) else ():
         if name.startswith(".removing-"):
-            import shutil
-            shutil.rmtree(os.path.join(_networks_dir(root), name), ignore_errors=True)
+            state.remove_tree(os.path.join(_networks_dir(root), name))
     return done

@@ -9,7 +9,6 @@ ports and veth links of containers that are gone, networks no container uses
 """
 
 import os
-import shutil
 
 from minirt.errors import MinirtError
 from minirt.kernel import cgroups
@@ -27,7 +26,7 @@ def prune(root):
         try:
             c = Container.load(root, cid)
         except (MinirtError, OSError, ValueError):
-            shutil.rmtree(os.path.join(containers, cid), ignore_errors=True)
+            state.remove_tree(os.path.join(containers, cid))
             done.append(f"Deleted broken container {cid[:12]}")
             continue
         parents.add(c.spec.cgroup_parent)
@@ -40,7 +39,7 @@ def prune(root):
     half_removed = [name for name in _listdir(containers) if name.startswith(".removing-")]
     done += _orphan_cgroups([name[len(".removing-"):] for name in half_removed], parents)
     for name in half_removed:
-        shutil.rmtree(os.path.join(containers, name), ignore_errors=True)
+        state.remove_tree(os.path.join(containers, name))
     done += network.prune(root, running)  # addresses, ports, links; unused networks
     done += _unused_layers(root, used_layers)
     return done
@@ -75,7 +74,7 @@ def _unused_layers(root, used):
         base = os.path.join(layers, sub)
         for name in _listdir(base):
             if name not in used:
-                shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+                state.remove_tree(os.path.join(base, name))
                 done.append(f"Deleted layer sha256:{name[:12]}")
     return done
 

@@ -54,6 +54,32 @@ def default_root():
 
 # -- files ------------------------------------------------------------------------
 
+def remove_tree(path, dir_fd=None):
+    """``rm -rf path``: never follows a symlink; what cannot be removed stays
+    (``system prune`` tries again).  Not shutil.rmtree, whose import loads
+    zlib, bz2 and lzma: some 2.5 ms of every ``minirt run --rm``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    except OSError:  # not a directory (or a symlink to one): a name to unlink
+        with contextlib.suppress(OSError):
+            os.unlink(path, dir_fd=dir_fd)
+        return
+    try:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    remove_tree(entry.name, fd)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.name, dir_fd=fd)
+    finally:
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        os.rmdir(path, dir_fd=dir_fd)
+
+
 def write_json(path, data):
     """Replace ``path`` with ``data`` as JSON, atomically."""
     write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
