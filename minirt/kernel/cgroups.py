@@ -17,6 +17,11 @@ drivers, chosen by looking at what is mounted, never assumed:
 
 A container's cgroup is ``/<parent>/<id>`` from the root of each tree, as docker
 does, so that it does not depend on where minirt itself was started.
+
+The cgroup also decides which device files the container may open or make
+(``DEVICE_ALLOW``, docker's list): v1 writes it into the devices controller's
+``devices.allow``; v2 has no such file and attaches an eBPF program that the
+kernel runs on every device access instead (``devicefilter.py``, ``ebpf.py``).
 """
 
 import errno
@@ -243,7 +248,15 @@ class CgroupV2(Cgroup):
         return _keyed(self.dirs[0], "memory.events").get("oom_kill", 0) > 0
 
     def restrict_devices(self, allow=DEVICE_ALLOW):
-        return False  # needs a BPF_PROG_TYPE_CGROUP_DEVICE program: not built yet
+        """Allow only the devices in ``allow``.  v2 has no devices files: the
+        list becomes an eBPF program attached to the cgroup (``devicefilter.py``).
+
+        Returns True once attached, False, as runc does, where minirt may not load BPF programs
+        (rootless, or itself inside a user namespace); such a container cannot
+        make device nodes, and the host's own permissions guard the ones it
+        is given.
+        """
+        return _attach_device_filter(self.dirs[0], self.path, allow)
 
     def kill(self):
         # cgroup.kill (Linux 5.14) kills the whole tree atomically, even processes
@@ -295,17 +308,45 @@ class CgroupV1(Cgroup):
     def restrict_devices(self, allow=DEVICE_ALLOW):
         """Deny every device, then allow ``allow`` (the v1 devices controller).
 
-        cgroup v2 has no devices file: there the same list is an eBPF program
-        attached to the cgroup, which minirt does not build yet (documented gap).
+        Without a devices controller, a hybrid host's cgroup2 tree takes the
+        list as an eBPF program instead, as on v2.  (With one, the v1 list is
+        enough: the kernel would run both, and both would say the same.)
         """
         try:
             d = self._dir_for("devices")
         except RuntimeFailure:
-            return False
+            unified = [u for tree, u in zip(self.trees, self.dirs) if tree.version == "v2"]
+            return bool(unified) and _attach_device_filter(unified[0], self.path, allow)
         _write(d, "devices.deny", "a")
         for kind, major, minor, access in allow:
             _write(d, "devices.allow", f"{kind} {major}:{minor} {access}")
         return True
+
+
+def _attach_device_filter(cgroup_dir, path, allow):
+    # Imported here, not at the top: only a cgroup2 device filter needs the
+    # eBPF machine, so importing cgroups (every minirt command does) stays cheap.
+    from minirt.kernel import devicefilter
+
+    try:
+        devicefilter.install(cgroup_dir, allow)
+    except OSError as e:
+        if e.errno == errno.EPERM and _unprivileged():
+            return False
+        raise RuntimeFailure(f"cannot attach the device filter to cgroup {path}: {e.strerror}") from None
+    return True
+
+
+def _unprivileged():
+    """Not root, or root only inside a user namespace: bpf(2) needs
+    CAP_SYS_ADMIN (or CAP_BPF) in the host's user namespace."""
+    if os.geteuid() != 0:
+        return True
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
 
 
 def _inherit_cpuset(d):
