@@ -43,6 +43,24 @@ def pytest_configure(config):
     global _PRIVILEGE_PROBLEM
     _PRIVILEGE_PROBLEM = _privileged()
     config._minirt_baseline = _host_snapshot()
+    if os.geteuid() == 0 and not hasattr(config, "workerinput"):
+        _sweep_dead_sessions()
+
+
+def _sweep_dead_sessions():
+    """Empty cgroup parents of earlier test sessions that were killed before
+    their own leak check (``minirt-test-<pid>`` with that pytest gone)."""
+    import glob
+
+    for d in glob.glob("/sys/fs/cgroup/minirt-test-*") + glob.glob("/sys/fs/cgroup/*/minirt-test-*"):
+        pid = d.rsplit("-", 1)[1]
+        if not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
+            continue
+        for sub, _dirs, _files in os.walk(d, topdown=False):
+            try:
+                os.rmdir(sub)  # fails, and stays, while a process is inside
+            except OSError:
+                pass
 
 
 def pytest_runtest_setup(item):
