@@ -41,6 +41,7 @@ import os
 import struct
 from collections import namedtuple
 
+from minirt.kernel.bpf import Label  # a jump target, as in classic BPF's assembler
 from minirt.kernel.libc import ffi
 from minirt.kernel.syscalls_x86_64 import SYSCALLS
 
@@ -83,18 +84,6 @@ class Reg(int):
 R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 = (Reg(n) for n in range(11))
 
 Insn = namedtuple("Insn", "code dst src off imm")
-
-
-class Label:
-    """A position in a program under construction; ``Assembler.place`` fixes it."""
-
-    __slots__ = ("name", "index")
-
-    def __init__(self, name):
-        self.name, self.index = name, None
-
-    def __repr__(self):
-        return f"<{self.name}@{self.index}>"
 
 
 class Assembler:
