@@ -95,6 +95,12 @@ def _bridge_name(root, name, nid):
     return p + "-" + nid[:14 - len(p)]
 
 
+def _table_of(bridge):
+    """The nft table a bridge's rules are in: its name's prefix.  Not
+    ``prefix()``: whoever removes the bridge may run under another one."""
+    return bridge[:-1] if bridge.endswith("0") and "-" not in bridge else bridge.rsplit("-", 1)[0]
+
+
 def _alias(root, what):
     return f"minirt {os.path.abspath(root)} {what}"
 
@@ -264,7 +270,7 @@ def _tear_down(root, net):
     if links.exists(net["bridge"]) and _link_alias(net["bridge"]) == _alias(root, "network " + net["id"]):
         links.delete_link(net["bridge"])
     with _host_lock():
-        _forget_bridge(prefix(), net["bridge"], net["subnet"])
+        _forget_bridge(_table_of(net["bridge"]), net["bridge"], net["subnet"])
 
 
 def _forget_bridge(table, bridge, subnet):
@@ -297,9 +303,8 @@ def _sweep_orphans():
             continue
         subnet = _bridge_subnet(link)
         links.delete_link(link)
-        table = link[:-1] if link.endswith("0") and "-" not in link else link.rsplit("-", 1)[0]
         if subnet:
-            _forget_bridge(table, link, subnet)
+            _forget_bridge(_table_of(link), link, subnet)
 
 
 def _record_id(root, name):
@@ -681,7 +686,7 @@ def _publish(root, cid, p, address):
 
     os.makedirs(_ports_dir(root), exist_ok=True)
     path = os.path.join(_ports_dir(root), _port_key(p))
-    record = dict(p, id=cid, address=address)
+    record = dict(p, id=cid, address=address, table=prefix())
     try:  # the reservation is the record: made before the rule, exclusive
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     except FileExistsError:
@@ -689,7 +694,7 @@ def _publish(root, cid, p, address):
     with os.fdopen(fd, "w") as f:
         json.dump(record, f)
     try:
-        nftables.publish(prefix(), p["host_ip"], p["proto"], p["host_port"], address, p["container_port"])
+        nftables.publish(record["table"], p["host_ip"], p["proto"], p["host_port"], address, p["container_port"])
     except nftables.NftError as e:
         raise NetworkError(f"publishing port {p['host_port']}/{p['proto']}: {e}") from None
 
@@ -699,7 +704,7 @@ def _unpublish(root, key):
 
     record = _port_reservations(root).get(key) or {}
     proto, _, port = key.partition("-")
-    table = prefix()
+    table = record.get("table") or prefix()
     if nftables.exists(table):
         nftables.unpublish(table, record.get("host_ip", ""), proto, port)
     try:

@@ -259,6 +259,28 @@ def test_prune_after_a_crash_removes_address_and_port(busybox_image, root):
     assert not _our_links(root)
 
 
+def test_removal_under_another_prefix_removes_the_rules_too(busybox_image, tmp_path):
+    """The nft table goes with the bridge even when whoever removes the network
+    runs with another MINIRT_NET_PREFIX (or cgroup parent) than its creator."""
+    other = str(tmp_path / "other-root")
+    env = dict(os.environ, MINIRT_NET_PREFIX="mrtab")
+    for args in (["network", "create", "--subnet", "10.95.251.0/24", "tabnet"],
+                 ["run", "--rm", "--network", "tabnet", busybox_image, "true"]):  # makes bridge and table
+        r = subprocess.run([sys.executable, "-m", "minirt", "--root", other, *args], env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+    try:
+        assert nftables.exists("mrtab")
+        assert cli(other, "network", "rm", "tabnet").returncode == 0  # this session's prefix
+        assert not nftables.exists("mrtab")
+        assert not _our_links(other)
+    finally:
+        subprocess.run([sys.executable, "-m", "minirt", "--root", other, "system", "prune"], env=env,
+                       capture_output=True, timeout=60)
+        if nftables.exists("mrtab"):
+            nftables.delete_table("mrtab")
+
+
 def test_rootless_keeps_working_with_none(busybox_image):
     """An unprivileged user gets --network none by default, and a clear error for bridge."""
     import shutil
