@@ -124,7 +124,7 @@ class Cgroup:
         made = []
         try:
             for d in self.dirs:
-                os.makedirs(d, exist_ok=True)
+                _makedirs(d)
                 made.append(d)
         except OSError:
             for d in reversed(made):
@@ -382,6 +382,18 @@ def _keyed(d, name):
 def _write(d, name, value):
     with open(os.path.join(d, name), "w") as f:
         f.write(str(value))
+
+
+def _makedirs(d, attempts=100):
+    """``mkdir -p d`` while other minirts may remove the parent at any moment:
+    ``remove`` takes the parent away with its last container, possibly between
+    our making the parent and making ``d`` in it.  Then make both again."""
+    for _ in range(attempts - 1):
+        try:
+            return os.makedirs(d, exist_ok=True)
+        except FileNotFoundError:
+            continue
+    os.makedirs(d, exist_ok=True)
 
 
 def _rmdir_quietly(path):
