@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-from minirt.errors import MinirtError, SpecError
+from minirt.errors import MinirtError, SpecError, exit_status
 
 # Signals minirt passes on to the container instead of dying from them.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
@@ -285,9 +285,7 @@ def cmd_exec(args):
     if master is not None:
         tty.relay(master, args.interactive)
         os.close(master)
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    return code if code >= 0 else 128 - code
+    return exit_status(os.waitpid(pid, 0)[1])
 
 
 def _signal_quietly(pid, signum):

@@ -6,6 +6,15 @@ wrong.  The CLI prints ``minirt: <message>`` and exits with ``exit_code``; it
 never shows a traceback for a MinirtError.
 """
 
+import os
+
+
+def exit_status(wait_status):
+    """docker's exit status for a ``waitpid`` status: the process's own exit
+    code, or 128+N when signal N killed it (as a shell reports it)."""
+    code = os.waitstatus_to_exitcode(wait_status)
+    return code if code >= 0 else 128 - code
+
 
 class MinirtError(Exception):
     """Base class. ``exit_code`` follows docker: 125 means minirt itself failed."""

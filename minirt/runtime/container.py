@@ -38,7 +38,7 @@ import signal
 import sys
 import time
 
-from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure
+from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure, exit_status
 from minirt.kernel import cgroups, libc, namespaces, security
 from minirt.runtime import init, network, state, tty, userns
 
@@ -312,9 +312,7 @@ class Container:
         if self.exit_code is not None:
             return self.exit_code
         if not self.detached and self.helper:
-            _, status = os.waitpid(self.helper, 0)
-            code = os.waitstatus_to_exitcode(status)
-            self.exit_code = code if code >= 0 else 128 - code
+            self.exit_code = exit_status(os.waitpid(self.helper, 0)[1])
             self.oom_killed = self.cgroup is not None and self.cgroup.oom_killed()
             state.update(self.dir, status="exited", exit_code=self.exit_code, oom_killed=self.oom_killed,
                          finished_at=time.time())
@@ -419,9 +417,7 @@ class Container:
             return pid
 
         pid, out, err = _captured(start, input)
-        _, status = os.waitpid(pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        return Result(code if code >= 0 else 128 - code, out, err, self.id)
+        return Result(exit_status(os.waitpid(pid, 0)[1]), out, err, self.id)
 
     def logs(self):
         """(stdout, stderr) of a detached container so far."""
@@ -501,14 +497,7 @@ def _helper_main(container, launch, go_r, msg_w):
             signal.signal(s, signal.SIG_IGN)
         if container.detached:
             _become_monitor(container, pid1)
-        while True:
-            try:
-                _, status = os.waitpid(pid1, 0)
-                break
-            except InterruptedError:
-                continue
-        code = os.waitstatus_to_exitcode(status)
-        os._exit(code if code >= 0 else 128 - code)
+        os._exit(exit_status(os.waitpid(pid1, 0)[1]))
     except BaseException as e:  # noqa: BLE001
         init._report(launch.error_fd, e if isinstance(e, (MinirtError, OSError)) else RuntimeFailure(str(e)))
         os._exit(125)

@@ -13,7 +13,7 @@ hence one more fork.
 import os
 import signal
 
-from minirt.errors import MinirtError, RuntimeFailure
+from minirt.errors import MinirtError, RuntimeFailure, exit_status
 from minirt.kernel import cgroups, libc, namespaces
 from minirt.runtime import init, users
 
@@ -63,9 +63,7 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             os.closerange(3, os.sysconf("SC_OPEN_MAX"))
             for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
                 signal.signal(s, signal.SIG_IGN)
-            _, status = os.waitpid(grandchild, 0)
-            code = os.waitstatus_to_exitcode(status)
-            os._exit(code if code >= 0 else 128 - code)
+            os._exit(exit_status(os.waitpid(grandchild, 0)[1]))
         except BaseException as e:  # noqa: BLE001
             init._report(err_w, e, "joining the container")
             os._exit(125)

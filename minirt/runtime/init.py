@@ -29,7 +29,7 @@ import termios
 # host's Python library is out of reach.  os.execvpe imports `warnings` lazily.
 import warnings  # noqa: F401
 
-from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure
+from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure, exit_status
 from minirt.kernel import libc, masked, mounts, namespaces, network, security
 from minirt.runtime import users
 
@@ -205,8 +205,7 @@ def _reaper(spec, env, launch):
         except ChildProcessError:
             os._exit(0)
         if pid == child:
-            code = os.waitstatus_to_exitcode(status)
-            os._exit(code if code >= 0 else 128 - code)
+            os._exit(exit_status(status))
 
 
 def _forward(pid, signum):

@@ -28,18 +28,13 @@ import _signal  # the C half of `signal`; the Python half pulls in enum (~0.8 MB
 def main(directory, pid1):
     for s in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGPIPE):
         _signal.signal(s, _signal.SIG_IGN)
-    while True:
-        try:
-            _, status = os.waitpid(pid1, 0)
-            break
-        except InterruptedError:
-            continue
-    code = os.waitstatus_to_exitcode(status)
-    code = code if code >= 0 else 128 - code
+    _, status = os.waitpid(pid1, 0)
     if os.environ.get("MINIRT_CRASH_AT") == "monitor":  # fault injection for the crash tests
         os.kill(os.getpid(), _signal.SIGKILL)
+    from minirt.errors import exit_status
     from minirt.runtime import state
 
+    code = exit_status(status)
     info = state.read_json(os.path.join(directory, "state.json"))
     config = state.read_json(os.path.join(directory, "config.json"))
     oom = False
