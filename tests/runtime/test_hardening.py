@@ -18,61 +18,13 @@ import sys
 
 import pytest
 
-import minirt.api
-from minirt.kernel import capabilities, cgroups, masked
+from minirt.kernel import capabilities, masked
 from minirt.kernel.security import expected_status_mask
-from minirt.runtime.container import Container
 
 pytestmark = pytest.mark.privileged
 
 
 # -- helpers ------------------------------------------------------------------------
-
-def assert_nothing_left(container):
-    """No state directory, cgroup or process of ``container`` on the host."""
-    cid = container.spec.id
-    assert not os.path.exists(container.dir), f"state directory of {cid[:12]} left"
-    assert not cgroups.for_container(cid, container.spec.cgroup_parent).exists(), f"cgroup of {cid[:12]} left"
-    assert processes_in_cgroup_of(cid) == []
-
-
-def processes_in_cgroup_of(cid):
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cgroup") as f:
-                if cid in f.read():
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
-
-def container_cgroups():
-    """Every container cgroup under this test session's cgroup parent, in any tree."""
-    parent = cgroups.for_container("", os.environ["MINIRT_CGROUP_PARENT"])
-    return [os.path.join(d, e) for d in parent.dirs if os.path.isdir(d)
-            for e in os.listdir(d) if os.path.isdir(os.path.join(d, e))]
-
-
-@pytest.fixture
-def run(busybox_image, state_root):
-    """Run a container to completion with any ContainerSpec option (cap_add=,
-    privileged=, seccomp=, ...); the Result carries the Container as ``.container``."""
-    def run(*cmd, **options):
-        spec = minirt.api.prepare(busybox_image, list(cmd), root=state_root, remove=True, **options)
-        c = Container(spec, state_root)
-        c.create()
-        try:
-            _, out, err = minirt.api._captured(c.start, None)
-            result = minirt.api.Result(c.wait(), out, err, c.id)
-        finally:
-            c.delete()
-        assert_nothing_left(c)
-        result.container = c
-        return result
-    return run
-
 
 def sh(run, script, **options):
     r = run("sh", "-c", script, **options)
@@ -294,7 +246,7 @@ def test_seccomp_profile_from_a_file_via_the_cli(busybox_image, state_root, tmp_
     (None, "cannot read seccomp profile"),
 ])
 def test_bad_seccomp_profile_is_a_one_line_error_and_creates_nothing(busybox_image, state_root, tmp_path,
-                                                                    text, message):
+                                                                    text, message, host):
     profile = tmp_path / "profile.json"
     if text is not None:
         profile.write_text(text)
@@ -306,7 +258,7 @@ def test_bad_seccomp_profile_is_a_one_line_error_and_creates_nothing(busybox_ima
     assert err.startswith("minirt: ") and err.count("\n") == 1 and message in err, err
     after = sorted(os.listdir(containers)) if os.path.isdir(containers) else []
     assert after == before
-    assert container_cgroups() == []
+    assert host.container_cgroups() == []
 
 
 # -- filesystems: --read-only, volumes, --tmpfs -------------------------------------------

@@ -45,8 +45,8 @@ def ok(root, *args, **kw):
 class Lifecycle:
     """A private state root; every container started through ``run_d`` is removed at the end."""
 
-    def __init__(self, root, image):
-        self.root, self.image, self.ids = root, image, []
+    def __init__(self, root, image, host):
+        self.root, self.image, self.host, self.ids = root, image, host, []
 
     def __call__(self, *args, **kw):
         return minirt(self.root, *args, **kw)
@@ -74,7 +74,7 @@ class Lifecycle:
         """No trace of the container is left: state, cgroup, monitor, processes."""
         assert not os.path.exists(self.dir(cid))
         assert not self.cgroup(cid).exists()
-        assert processes_mentioning(cid) == []
+        assert self.host.processes_mentioning(cid) == []
 
 
 @pytest.fixture(scope="module")
@@ -85,26 +85,13 @@ def module_root():
 
 
 @pytest.fixture
-def lc(module_root, busybox_image):
-    life = Lifecycle(module_root, busybox_image)
+def lc(module_root, busybox_image, host):
+    life = Lifecycle(module_root, busybox_image, host)
     yield life
     for cid in life.ids:
         if os.path.exists(life.dir(cid)):
             minirt(module_root, "rm", "-f", cid)
         life.gone(cid)
-
-
-def processes_mentioning(text):
-    """Host processes whose command line mentions ``text`` (a monitor names its container's dir)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if text.encode() in f.read():
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
 
 
 def wait_for(predicate, timeout=10):
@@ -583,7 +570,7 @@ def test_system_prune_removes_stopped_containers_and_keeps_running_ones(lc):
 
 # -- rootless: the same commands as the user nobody ---------------------------------------------
 
-@pytest.fixture
+
 def home(busybox_image):
     """A directory nobody may use (0777 under /tmp), holding a copy of the image."""
     d = tempfile.mkdtemp(prefix="minirt-rootless-")
@@ -591,7 +578,7 @@ def home(busybox_image):
     shutil.copyfile(busybox_image, os.path.join(d, "busybox.tar"))
     os.chmod(os.path.join(d, "busybox.tar"), 0o644)
     yield d
-    leftover = processes_mentioning(d)
+    leftover = host.processes_mentioning(d)
     for pid in leftover:
         os.kill(pid, signal.SIGKILL)
     shutil.rmtree(d, ignore_errors=True)
@@ -606,7 +593,7 @@ def as_nobody(home, *args, timeout=60):
     return subprocess.run(cmd, capture_output=True, timeout=timeout, env=env, cwd=home)
 
 
-def test_rootless_lifecycle(home):
+def test_rootless_lifecycle(home, host):
     def ok(*args):
         r = as_nobody(home, *args)
         assert r.returncode == 0, (args, r.stderr.decode())
@@ -636,14 +623,14 @@ def test_rootless_lifecycle(home):
     assert ok("rm", "rl") == "rl\n"
     assert ok("ps", "-a", "-q") == ""
     assert not os.path.exists(os.path.join(home, "root", "containers", cid))
-    assert processes_mentioning(cid) == []
+    assert host.processes_mentioning(cid) == []
 
 
-def test_rootless_rm_f_of_a_running_container(home):
+def test_rootless_rm_f_of_a_running_container(home, host):
     r = as_nobody(home, "run", "-d", os.path.join(home, "busybox.tar"), "sleep", "30")
     assert r.returncode == 0, r.stderr
     cid = r.stdout.decode().strip()
     r = as_nobody(home, "rm", "-f", cid[:6])
     assert r.returncode == 0, r.stderr
-    assert processes_mentioning(cid) == []
+    assert host.processes_mentioning(cid) == []
     assert not os.path.exists(os.path.join(home, "root", "containers", cid))

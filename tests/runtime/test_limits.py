@@ -18,7 +18,6 @@ import pytest
 import minirt.api
 from minirt import spec as specs
 from minirt.errors import SpecError
-from minirt.kernel import cgroups
 from minirt.runtime.container import Container
 
 pytestmark = pytest.mark.privileged
@@ -26,56 +25,12 @@ pytestmark = pytest.mark.privileged
 
 # -- helpers ------------------------------------------------------------------------
 
-def processes_in_cgroup_of(cid):
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cgroup") as f:
-                if cid in f.read():
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
-
-def assert_nothing_left(container):
-    cid = container.spec.id
-    assert not os.path.exists(container.dir), f"state directory of {cid[:12]} left"
-    assert not cgroups.for_container(cid, container.spec.cgroup_parent).exists(), f"cgroup of {cid[:12]} left"
-    assert processes_in_cgroup_of(cid) == []
-
-
-def container_cgroups():
-    """Every container cgroup under this test session's cgroup parent, in any tree."""
-    parent = cgroups.for_container("", os.environ["MINIRT_CGROUP_PARENT"])
-    return [os.path.join(d, e) for d in parent.dirs if os.path.isdir(d)
-            for e in os.listdir(d) if os.path.isdir(os.path.join(d, e))]
-
-
-@pytest.fixture
-def run(busybox_image, state_root):
-    """Run to completion with limits (``resources=specs.resources(...)``) and any
-    other ContainerSpec option; the Result carries the Container as ``.container``."""
-    def run(*cmd, **options):
-        spec = minirt.api.prepare(busybox_image, list(cmd), root=state_root, remove=True, **options)
-        c = Container(spec, state_root)
-        c.create()
-        try:
-            _, out, err = minirt.api._captured(c.start, None)
-            result = minirt.api.Result(c.wait(), out, err, c.id)
-        finally:
-            c.delete()
-        assert_nothing_left(c)
-        result.container = c
-        return result
-    return run
-
-
 class Running:
     """A container started in the background, its output in a pipe, for
     looking at its cgroup from the host while it runs."""
 
-    def __init__(self, image, root, cmd, **options):
+    def __init__(self, host, image, root, cmd, **options):
+        self.host = host
         spec = minirt.api.prepare(image, cmd, root=root, remove=True, **options)
         self.container = Container(spec, root)
         self.container.create()
@@ -111,16 +66,16 @@ class Running:
         code = self.container.wait()
         os.close(self.out_r)
         self.container.delete()
-        assert_nothing_left(self.container)
+        self.host.assert_nothing_left(self.container)
         return code
 
 
 @pytest.fixture
-def running(busybox_image, state_root):
+def running(busybox_image, state_root, host):
     started = []
 
     def start(cmd, **options):
-        r = Running(busybox_image, state_root, cmd, **options)
+        r = Running(host, busybox_image, state_root, cmd, **options)
         started.append(r)
         return r
     yield start
@@ -169,12 +124,12 @@ def test_shell_string_doubling_is_oom_killed(run):
     assert (r.exit_code, r.container.oom_killed) == (137, True)
 
 
-def test_cli_reports_the_oom_kill(busybox_image, state_root):
+def test_cli_reports_the_oom_kill(busybox_image, state_root, host):
     r = cli(state_root, "run", "--rm", "-m", "20m", busybox_image, "sh", "-c", HOG)
     assert r.returncode == 137
     last = r.stderr.decode().splitlines()[-1]
     assert last.startswith("minirt: ") and "OOM" in last and "20m" in last
-    assert container_cgroups() == []
+    assert host.container_cgroups() == []
 
 
 def test_a_normal_kill_is_not_reported_as_oom(busybox_image, state_root):
@@ -297,7 +252,7 @@ def test_container_with_limits_sees_its_cgroup_as_root(run):
     (["--cpuset-cpus", "a-b"], "invalid --cpuset-cpus"),
     (["--cpuset-cpus", "4096"], "cpuset"),     # well-formed, but no such CPU: refused by the kernel
 ])
-def test_bad_limits_are_one_line_errors_and_create_nothing(busybox_image, state_root, args, message):
+def test_bad_limits_are_one_line_errors_and_create_nothing(busybox_image, state_root, args, message, host):
     cli(state_root, "run", "--rm", busybox_image, "true")  # the image is in the store already
     before = tree(state_root)
     r = cli(state_root, "run", "--rm", *args, busybox_image, "true")
@@ -305,7 +260,7 @@ def test_bad_limits_are_one_line_errors_and_create_nothing(busybox_image, state_
     assert r.returncode == 125, err
     assert err.startswith("minirt: ") and err.count("\n") == 1 and message in err, err
     assert tree(state_root) == before
-    assert container_cgroups() == []
+    assert host.container_cgroups() == []
 
 
 @pytest.mark.parametrize("kwargs", [

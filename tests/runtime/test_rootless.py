@@ -27,44 +27,6 @@ pytestmark = pytest.mark.privileged
 NOBODY = 65534
 
 
-def processes_in_cgroup_of(cid):
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cgroup") as f:
-                if cid in f.read():
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
-
-def processes_mentioning(text):
-    """Host processes whose command line contains ``text`` (our private directory)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if text.encode() in f.read():
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
-
-@pytest.fixture
-def home(busybox_image):
-    """A directory nobody may use (0777 under /tmp), holding a copy of the image."""
-    d = tempfile.mkdtemp(prefix="minirt-rootless-")
-    os.chmod(d, 0o777)
-    image = os.path.join(d, "busybox.tar")
-    shutil.copyfile(busybox_image, image)
-    os.chmod(image, 0o644)
-    yield d
-    assert processes_mentioning(d) == []
-    shutil.rmtree(d)
-
-
 def as_nobody(home, *args, root=True):
     """``minirt [--root HOME/root] ARGS`` run as nobody (setpriv, straight to the venv's python)."""
     cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
@@ -99,7 +61,7 @@ def test_rootless_run_as_nobody(home):
     assert os.stat(os.path.join(root, "layers", "rootless")).st_uid == NOBODY
 
 
-def test_rootless_state_is_under_the_root_given_and_no_cgroup_is_made(home):
+def test_rootless_state_is_under_the_root_given_and_no_cgroup_is_made(home, host):
     r = as_nobody(home, "run", image(home), "cat", "/proc/self/cgroup")
     assert r.returncode == 0, r.stderr
     containers = os.path.join(home, "root", "containers")
@@ -110,7 +72,7 @@ def test_rootless_state_is_under_the_root_given_and_no_cgroup_is_made(home):
     assert not cgroups.for_container(cid, os.environ["MINIRT_CGROUP_PARENT"]).exists()
     assert not cgroups.for_container(cid, "minirt").exists()
     assert not os.path.exists(os.path.join(home, ".local", "share", "minirt"))
-    assert processes_in_cgroup_of(cid) == []
+    assert host.processes_in_cgroup_of(cid) == []
 
 
 def test_rootless_default_root_is_in_home(home):
@@ -186,7 +148,7 @@ def _read(fd):
     return data.decode()
 
 
-def test_remap_root_inside_is_an_unprivileged_uid_outside(busybox_image, remap_root):
+def test_remap_root_inside_is_an_unprivileged_uid_outside(busybox_image, remap_root, host):
     c, out_r, err_r = _start(busybox_image, remap_root,
                              "id -u; cat /proc/self/uid_map /proc/self/gid_map; head -1 /etc/passwd;"
                              " echo ready; sleep 30")
@@ -209,7 +171,7 @@ def test_remap_root_inside_is_an_unprivileged_uid_outside(busybox_image, remap_r
         os.close(out_r)
         os.close(err_r)
         c.delete()
-    assert processes_in_cgroup_of(c.spec.id) == [] and not os.path.exists(c.dir)
+    assert host.processes_in_cgroup_of(c.spec.id) == [] and not os.path.exists(c.dir)
     assert not c.cgroup.exists()
 
 

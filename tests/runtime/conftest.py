@@ -1,0 +1,98 @@
+"""Fixtures shared by the runtime tests.
+
+- ``host``: what the host shows of containers, to check that nothing is left
+  (``host.assert_nothing_left(container)``, ``host.processes_in_cgroup_of(cid)``,
+  ``host.processes_mentioning(text)``, ``host.container_cgroups()``).
+- ``home``: a directory the user nobody may use, holding a copy of the busybox
+  image, for the rootless tests; no process may mention it afterwards.
+- ``run(*cmd, **options)``: busybox run to completion in-process with any
+  ContainerSpec option (``cap_add=``, ``resources=``, ...), the host checked
+  afterwards; the Result carries the Container as ``.container``.
+"""
+
+import os
+import shutil
+import signal
+import tempfile
+
+import pytest
+
+import minirt.api
+from minirt.kernel import cgroups
+from minirt.runtime.container import Container
+
+
+class Host:
+    @staticmethod
+    def processes_in_cgroup_of(cid):
+        return Host._processes("cgroup", cid)
+
+    @staticmethod
+    def processes_mentioning(text):
+        """Host processes whose command line mentions ``text`` (a monitor names its container's dir)."""
+        return Host._processes("cmdline", text)
+
+    @staticmethod
+    def _processes(proc_file, text):
+        """Pids whose /proc/PID/``proc_file`` contains ``text``."""
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/{proc_file}", "rb") as f:
+                    if text.encode() in f.read():
+                        found.append(int(pid))
+            except OSError:
+                pass
+        return found
+
+    @staticmethod
+    def container_cgroups():
+        """Every container cgroup under this test session's cgroup parent, in any tree."""
+        parent = cgroups.for_container("", os.environ["MINIRT_CGROUP_PARENT"])
+        return [os.path.join(d, e) for d in parent.dirs if os.path.isdir(d)
+                for e in os.listdir(d) if os.path.isdir(os.path.join(d, e))]
+
+    @staticmethod
+    def assert_nothing_left(container):
+        """No state directory, cgroup or process of ``container`` on the host."""
+        cid = container.spec.id
+        assert not os.path.exists(container.dir), f"state directory of {cid[:12]} left"
+        assert not cgroups.for_container(cid, container.spec.cgroup_parent).exists(), f"cgroup of {cid[:12]} left"
+        assert Host.processes_in_cgroup_of(cid) == []
+
+
+@pytest.fixture
+def host():
+    return Host
+
+
+@pytest.fixture
+def run(busybox_image, state_root):
+    def run(*cmd, **options):
+        spec = minirt.api.prepare(busybox_image, list(cmd), root=state_root, remove=True, **options)
+        c = Container(spec, state_root)
+        c.create()
+        try:
+            _, out, err = minirt.api._captured(c.start, None)
+            result = minirt.api.Result(c.wait(), out, err, c.id)
+        finally:
+            c.delete()
+        Host.assert_nothing_left(c)
+        result.container = c
+        return result
+    return run
+
+
+@pytest.fixture
+def home(busybox_image):
+    d = tempfile.mkdtemp(prefix="minirt-rootless-")
+    os.chmod(d, 0o777)
+    image = os.path.join(d, "busybox.tar")
+    shutil.copyfile(busybox_image, image)
+    os.chmod(image, 0o644)
+    yield d
+    leftover = Host.processes_mentioning(d)
+    for pid in leftover:
+        os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(d, ignore_errors=True)
+    assert leftover == []
