@@ -99,7 +99,12 @@ def start(image, cmd=None, *, root=None, userns="", **options):
             print(c.exec(["hostname"]).stdout)
     """
     root = root or state.default_root()
-    container = Container(prepare(image, cmd, root=root, userns=userns, **options), root)
+    return start_detached(Container(prepare(image, cmd, root=root, userns=userns, **options), root))
+
+
+def start_detached(container):
+    """Create and start ``container`` in the background (``run -d``); if that
+    fails half-way, remove whatever it made."""
     container.create()
     try:
         container.start(detach=True)

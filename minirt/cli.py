@@ -72,7 +72,7 @@ def _command_word(argv):
 
 
 def cmd_run(args):
-    from minirt.api import prepare
+    from minirt.api import prepare, start_detached
     from minirt.runtime import state, tty
     from minirt.runtime.container import Container
 
@@ -100,12 +100,8 @@ def cmd_run(args):
                    **({"cgroup_parent": args.cgroup_parent} if args.cgroup_parent else {}))
     container = Container(spec, root)
     if args.detach:
-        container.create()
         try:
-            container.start(detach=True)
-        except BaseException:
-            container.remove(force=True)
-            raise
+            start_detached(container)
         finally:
             args.stop_warming()
         print(spec.id)
