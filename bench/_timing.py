@@ -78,3 +78,18 @@ def write_results(name, data):
         json.dump(data, f, indent=1)
         f.write("\n")
     return path
+
+
+def make_bundle(bundle, rootfs, runc, args):
+    """An OCI bundle for runc or crun: runc's default config.json (its root
+    read-only) running ``args`` without a terminal, and a hard-linked copy of
+    ``rootfs``."""
+    os.makedirs(bundle)
+    subprocess.run(["cp", "-al", rootfs, os.path.join(bundle, "rootfs")], check=True)
+    subprocess.run([runc, "spec", "--bundle", bundle], check=True)
+    path = os.path.join(bundle, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    config["process"].update(args=list(args), terminal=False)
+    with open(path, "w") as f:
+        json.dump(config, f, indent=1)

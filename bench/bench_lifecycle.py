@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 
-from _timing import write_results
+from _timing import make_bundle, write_results
 
 PYTHON = sys.executable
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -125,16 +125,7 @@ def bench_runc(tmp, rootfs, count, parallel):
     if not runc:
         return None
     bundle = os.path.join(tmp, "bundle")
-    os.makedirs(bundle)
-    subprocess.run(["cp", "-al", rootfs, os.path.join(bundle, "rootfs")], check=True)
-    subprocess.run([runc, "spec", "--bundle", bundle], check=True)
-    path = os.path.join(bundle, "config.json")
-    with open(path) as f:
-        config = json.load(f)
-    config["process"].update(args=["sleep", "3600"], terminal=False)
-    config["root"]["readonly"] = True      # one rootfs shared by all of them
-    with open(path, "w") as f:
-        json.dump(config, f, indent=1)
+    make_bundle(bundle, rootfs, runc, ["sleep", "3600"])   # a read-only root: one for all of them
     state_dir = os.path.join(tmp, "runc")
     names = [f"{TAG}-{i}" for i in range(count)]
     base = [runc, "--root", state_dir]

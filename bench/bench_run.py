@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 
-from _timing import measure, run_quiet, summary, table, write_results
+from _timing import make_bundle, measure, run_quiet, summary, table, write_results
 
 PYTHON = sys.executable                         # the venv's python (the Makefile uses it)
 MINIRT = os.path.join(os.path.dirname(PYTHON), "minirt")
@@ -94,20 +94,6 @@ def handmade_rootfs(path):
     for applet in subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split():
         if applet != "busybox":  # the list names busybox itself; keep the binary
             os.symlink("busybox", os.path.join(path, "bin", applet))
-
-
-def make_bundle(bundle, rootfs, runc):
-    """An OCI bundle: runc's default config.json running `true`, and a copy of ``rootfs``."""
-    os.makedirs(bundle)
-    subprocess.run(["cp", "-al", rootfs, os.path.join(bundle, "rootfs")], check=True)
-    subprocess.run([runc, "spec", "--bundle", bundle], check=True)
-    path = os.path.join(bundle, "config.json")
-    with open(path) as f:
-        config = json.load(f)
-    config["process"]["args"] = ["true"]
-    config["process"]["terminal"] = False
-    with open(path, "w") as f:
-        json.dump(config, f, indent=1)
 
 
 def cgroup2_hider():
@@ -171,7 +157,7 @@ def contenders(tmp, image, rootfs):
     crun = shutil.which("crun", path=SYSTEM_PATH)
     root = os.path.join(tmp, "root")
     bundle = os.path.join(tmp, "bundle")
-    make_bundle(bundle, rootfs, runc)
+    make_bundle(bundle, rootfs, runc, ["true"])
     hide = cgroup2_hider()
     env = python_env(tmp)
     c = {}
