@@ -377,6 +377,10 @@ class Container:
                 raise MinirtError(f"container {self.spec.id[:12]} is running: stop it first or use rm -f")
             self.signal(signal.SIGKILL)
             self.wait(timeout=10)
+            # The monitor records the exit, then exits: rm returns once it has.
+            deadline = time.monotonic() + 5
+            while state.alive(info.get("monitor_pid"), info.get("monitor_start")) and time.monotonic() < deadline:
+                time.sleep(0.002)
         if self.cgroup is not None:
             self.cgroup.remove()
         self._remove_files()
