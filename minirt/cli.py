@@ -20,21 +20,13 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
 def command():
     """The ``minirt`` program: argv in, exit status out.
 
-    Two things are done here for speed.  ``minirt run`` starts keeping the
-    kernel's cgroup migration lock warm first thing (``cgroups.warm_migrations``):
-    its slow first use then overlaps our imports instead of delaying PID 1.
-    And the process ends with ``os._exit``: a normal interpreter exit tears
+    It ends with ``os._exit``, for speed: a normal interpreter exit tears
     everything down first (modules, objects, garbage collection), 5-8 ms
     after running a container, for memory the kernel is about to free anyway.
     Only the output buffers need flushing.
     """
-    argv = sys.argv[1:]
-    stop_warming = None
-    if _command_word(argv) == "run":
-        from minirt.kernel import cgroups
-        stop_warming = cgroups.warm_migrations()
     try:
-        code = main(argv, stop_warming=stop_warming)
+        code = main(sys.argv[1:])
         sys.stdout.flush()
         sys.stderr.flush()
     except BrokenPipeError:  # `minirt ps | head -1`: the reader has gone
@@ -42,14 +34,13 @@ def command():
     os._exit(code or 0)
 
 
-def main(argv=None, stop_warming=None):
+def main(argv=None):
     """Run the command in ``argv``; return its exit status."""
-    from minirt.options import parser  # argparse: ~7 ms, after command() has started the warming
+    from minirt.options import parser  # argparse: imported only once we know we need it
 
     argv = sys.argv[1:] if argv is None else argv
     try:
         args = parser(_command_word(argv)).parse_args(argv)
-        args.stop_warming = stop_warming or (lambda: None)
         handler = globals()["cmd_" + args.command]
         return handler(args)
     except MinirtError as e:
@@ -100,10 +91,7 @@ def cmd_run(args):
                    **({"cgroup_parent": args.cgroup_parent} if args.cgroup_parent else {}))
     container = Container(spec, root)
     if args.detach:
-        try:
-            start_detached(container)
-        finally:
-            args.stop_warming()
+        start_detached(container)
         print(spec.id)
         return 0
     # From here on a signal to minirt is a signal to the container: forward it,
@@ -112,10 +100,7 @@ def cmd_run(args):
         signal.signal(s, lambda signum, _frame: container.signal(signum))
     container.create()
     try:
-        try:
-            container.start()
-        finally:
-            args.stop_warming()  # PID 1 is in its cgroup
+        container.start()
         if spec.tty:
             tty.relay(container.console, spec.interactive)
         code = container.wait()

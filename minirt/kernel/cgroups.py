@@ -18,6 +18,21 @@ drivers, chosen by looking at what is mounted, never assumed:
 A container's cgroup is ``/<parent>/<id>`` from the root of each tree, as docker
 does, so that it does not depend on where minirt itself was started.
 
+There are three ways into a cgroup, and their speed differs by a factor of 20:
+
+1. Write a pid into ``cgroup.procs`` (any tree).  This takes a global lock, the
+   kernel's ``cgroup_threadgroup_rwsem``, whose first writer after a quiet
+   spell waits for an RCU grace period: 5-20 ms, once per container start.
+2. v1: a single-threaded process writes ``0`` ("myself") into ``tasks``.
+   Moving one thread that is the caller needs no global lock (recent kernels):
+   0.4 ms here.  ``enter`` does this in the container's PID 1.
+3. v2: be born there.  ``clone3(CLONE_INTO_CGROUP)`` creates the process
+   inside the cgroup; nothing moves at all.  ``fork_into`` does this.
+
+So the parent opens the doors (``Cgroup.open_entry``: it has the rights), PID 1
+walks in by itself, and only where that is impossible (no clone3, say) does the
+parent fall back to 1 (``Cgroup.add``).
+
 The cgroup also decides which device files the container may open or make
 (``DEVICE_ALLOW``, docker's list): v1 writes it into the devices controller's
 ``devices.allow``; v2 has no such file and attaches an eBPF program that the
@@ -131,10 +146,28 @@ class Cgroup:
                 _rmdir_quietly(d)
             raise
 
-    def add(self, pid):
-        """Move ``pid`` into the cgroup (in every tree)."""
-        for d in self.dirs:
-            _write(d, "cgroup.procs", pid)
+    def add(self, pid, versions=("v1", "v2")):
+        """Move ``pid`` into the cgroup, in every tree of the given versions."""
+        for tree, d in zip(self.trees, self.dirs):
+            if tree.version in versions:
+                _write(d, "cgroup.procs", pid)
+
+    def open_entry(self):
+        """The doors a new process walks in through by itself (see the module
+        docstring): an open ``tasks`` file per v1 tree, and the v2 tree's
+        directory for clone3.  Opened by the parent, which has the rights; a
+        PID 1 in a user namespace could not open them."""
+        tasks, cgroup2 = [], None
+        try:
+            for tree, d in zip(self.trees, self.dirs):
+                if tree.version == "v1":
+                    tasks.append(os.open(os.path.join(d, "tasks"), os.O_WRONLY | os.O_CLOEXEC))
+                else:
+                    cgroup2 = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            Entry(tasks, cgroup2).close()
+            raise
+        return Entry(tasks, cgroup2)
 
     def pids(self):
         pids = set()
@@ -412,61 +445,49 @@ def for_container(name, parent="minirt", trees=None):
     return CgroupV2(path, [t for t in trees if t.version == "v2"][:1])
 
 
-# -- an optimisation, measured in bench/bench_run.py ------------------------------------
+# -- entering by oneself ------------------------------------------------------------
 
-def warm_migrations():
-    """Make the next move of a process into a cgroup fast; return a stop function.
+class Entry(namedtuple("Entry", "tasks cgroup2")):
+    """Open doors into one cgroup: ``tasks`` file descriptors of its v1 trees,
+    and a descriptor of its v2 directory (or None)."""
 
-    Moving a process between cgroups takes a global lock (the kernel's
-    ``cgroup_threadgroup_rwsem``), and the first taker after a quiet period
-    waits for an RCU grace period: 10-20 ms here, the largest single cost of
-    starting a container.  Takers that follow within about one grace period
-    are fast.  So while minirt is busy importing and preparing, a thread keeps
-    moving minirt into the cgroup it is already in (a no-op move that takes the
-    lock), every few milliseconds: by the time PID 1 is placed, the lock is
-    warm.  Each such move holds the lock for some 30 microseconds.
+    __slots__ = ()
 
-    Returns None (and does nothing) where we may not write our own cgroup.
+    def close(self):
+        for fd in self.tasks + ([self.cgroup2] if self.cgroup2 is not None else []):
+            os.close(fd)
+
+
+def fork_into(entry, flags=0):
+    """Fork; the child is born inside ``entry``'s v2 cgroup if clone3 allows.
+
+    ``flags`` are namespace flags for the child (``CLONE_NEWPID``: it becomes
+    PID 1 of a new pid namespace).  Returns ``(pid, born_inside)``, pid being
+    0 in the child.  Where clone3 is missing (before Linux 5.7, or filtered by
+    seccomp) or refuses (a user namespace without write access to the cgroup),
+    the flags are unshared and then this is a plain fork, and the caller must
+    move the child into the v2 cgroup the slow way.  The caller must be
+    single-threaded (see ``libc.clone3``).
+
+    Why the flags are not simply unshared first: a pid namespace whose first
+    process failed to be born (clone3 refused) accepts no other process, ever.
     """
-    import threading
+    # Imported here: the monitor imports this module too, and it runs without
+    # site-packages, where cffi lives (``monitor.py``).
+    from minirt.kernel import libc
 
-    procs = _own_procs_file()
-    if procs is None or not os.access(procs, os.W_OK):
-        return None
-    stop = threading.Event()
-
-    def keep_warm():
-        pid = str(os.getpid())
-        while not stop.is_set():
-            try:
-                _write(os.path.dirname(procs), "cgroup.procs", pid)
-            except OSError:
-                return
-            stop.wait(0.003)
-
-    thread = threading.Thread(target=keep_warm, name="cgroup-warm", daemon=True)
-    thread.start()
-
-    def done():
-        stop.set()
-        thread.join()
-
-    return done
+    if entry is not None and entry.cgroup2 is not None:
+        try:
+            return libc.clone3(flags | libc.CLONE_INTO_CGROUP, cgroup=entry.cgroup2), True
+        except OSError:
+            pass
+    if flags:
+        libc.unshare(flags)
+    return os.fork(), False
 
 
-def _own_procs_file():
-    """cgroup.procs of the cgroup we are in, in any mounted tree (the lock is global)."""
-    try:
-        with open("/proc/self/cgroup") as f:
-            lines = [line.rstrip("\n").split(":", 2) for line in f]
-    except OSError:
-        return None
-    trees = hierarchies()
-    for _, controllers, path in lines:
-        for tree in trees:
-            if (tree.version == "v2" and controllers == "") or (
-                    tree.version == "v1" and controllers and set(controllers.split(",")) == set(tree.controllers)):
-                candidate = os.path.join(tree.mountpoint, path.lstrip("/"), "cgroup.procs")
-                if os.path.exists(candidate):
-                    return candidate
-    return None
+def enter(entry):
+    """Step into every v1 tree's cgroup: the calling process, which must be
+    single-threaded, writes 0 ("myself") into each ``tasks`` file."""
+    for fd in entry.tasks:
+        os.write(fd, b"0")

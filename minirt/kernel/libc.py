@@ -2,7 +2,8 @@
 
 The lecture's container is built from a handful of system calls: ``unshare`` and
 ``setns`` (namespaces), ``mount``/``umount2``/``pivot_root`` (the root
-filesystem), ``sethostname`` (the UTS namespace).  They are reached through cffi
+filesystem), ``sethostname`` (the UTS namespace), ``clone3`` (a child born
+inside its cgroup).  They are reached through cffi
 in ABI mode: no compiler, and the declarations are pre-parsed at install time
 into ``_libc.py`` (see ``_libc_build.py``), so importing this module is cheap.
 
@@ -11,6 +12,8 @@ callers handle kernel refusals the same way everywhere.
 """
 
 import os
+import signal
+import sys
 
 try:
     from minirt.kernel._libc import ffi
@@ -27,6 +30,7 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+CLONE_INTO_CGROUP = 0x200000000  # clone3(2) only (Linux 5.7): born inside a cgroup2 cgroup
 
 # <sys/mount.h> mount flags.
 MS_RDONLY = 0x1
@@ -47,6 +51,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
 _SYS_PIVOT_ROOT = 155  # x86_64
+_SYS_CLONE3 = 435
 
 
 def _check(result, what):
@@ -91,6 +96,23 @@ def pivot_root(new_root, put_old):
         ffi.new("char[]", _path(put_old)),
     )
     _check(result, "pivot_root")
+
+
+def clone3(flags=0, cgroup=0):
+    """clone3(2) used as a fork: the child's pid in the parent, 0 in the child.
+
+    What ``os.fork`` cannot do is ``CLONE_INTO_CGROUP``: the child starts life
+    in the cgroup2 directory open as ``cgroup``, no migration needed.  The
+    price: Python's own fork bookkeeping (at-fork hooks, re-initialising the
+    locks other threads might hold) does not run, so the caller must be
+    single-threaded, as a freshly forked process is.
+    """
+    # struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal,
+    # stack, stack_size, tls, set_tid, set_tid_size, cgroup: eleven u64.
+    fields = (flags, 0, 0, 0, signal.SIGCHLD, 0, 0, 0, 0, 0, cgroup)
+    args = bytearray(b"".join(v.to_bytes(8, sys.byteorder) for v in fields))
+    result = _libc.syscall(ffi.cast("long", _SYS_CLONE3), ffi.from_buffer(args), ffi.cast("size_t", len(args)))
+    return _check(result, "clone3")
 
 
 def prctl(option, arg2=0):

@@ -18,10 +18,13 @@ for podman): it outlives minirt, records the exit status and cleans up.
 The start-up handshake, over pipes:
 
 1. helper: (with a user namespace) unshare it first and say "ready"; the parent
-   writes its uid/gid maps.  Then unshare pid, uts, ipc, net; fork PID 1, which
-   unshares the mount namespace for itself.
-2. parent: learns PID 1's host pid, moves it into the container's cgroup and
-   records "running" — while PID 1 is already building its root filesystem.
+   writes its uid/gid maps.  Then unshare uts, ipc, net; fork PID 1 into a new
+   pid namespace (and, with clone3, inside its cgroup2 cgroup: see
+   ``cgroups.fork_into``), which enters its v1 cgroups and unshares the mount
+   namespace for itself.
+2. parent: learns PID 1's host pid, moves it into its cgroup2 cgroup if it could
+   not be born there, and records "running" — while PID 1 is already building
+   its root filesystem.
 3. PID 1: waits for "placed", then unshares the cgroup namespace (so that its
    own cgroup is its "/"), drops privileges and execs.  Why it could not, if it
    could not, comes back on a close-on-exec error pipe; end-of-file there means
@@ -69,6 +72,7 @@ class Launch:
         self.console_fd = self.console_path = None
         self.stdio = (0, 1, 2)                  # the container's stdin, stdout, stderr (without a tty)
         self.netns_fd = None                    # --network container:NAME: the namespace to join
+        self.cgroup_entry = None                # cgroups.Entry: PID 1 walks into its cgroup by itself
 
 
 class Container:
@@ -197,7 +201,17 @@ class Container:
         self.detached = detach
         self.exit_code = None
         launch = self._launch()
-        launch.netns_fd = network.netns_fd(self.root, self.spec)
+        if self.cgroup is not None:
+            try:
+                launch.cgroup_entry = self.cgroup.open_entry()
+            except OSError as e:
+                raise RuntimeFailure(f"opening cgroup {self.cgroup.path}: {e.strerror}") from None
+        try:
+            launch.netns_fd = network.netns_fd(self.root, self.spec)
+        except BaseException:
+            if launch.cgroup_entry is not None:
+                launch.cgroup_entry.close()
+            raise
         self._endpoint = launch.network
         go_r, go_w = os.pipe2(os.O_CLOEXEC)          # parent -> helper: "id maps written"
         msg_r, msg_w = os.pipe2(os.O_CLOEXEC)        # helper -> parent: "ready PID", "pid PID1"
@@ -232,6 +246,8 @@ class Container:
         for fd in [go_r, msg_w, placed_r, err_w, launch.console_fd, launch.netns_fd] + opened:
             if fd is not None:
                 os.close(fd)
+        if launch.cgroup_entry is not None:
+            launch.cgroup_entry.close()
         if detach:
             os.waitpid(first, 0)
         else:
@@ -262,10 +278,11 @@ class Container:
             try:
                 started = messages.next()
                 if started:
-                    self.pid = int(started.split()[1])
-                    if self.cgroup is not None:
-                        try:
-                            self.cgroup.add(self.pid)
+                    _, pid, cgroup2 = started.split()
+                    self.pid = int(pid)
+                    if self.cgroup is not None and cgroup2 == "outside":
+                        try:  # PID 1 could not be born in its cgroup2 cgroup: move it there
+                            self.cgroup.add(self.pid, versions=("v2",))
                         except ProcessLookupError:
                             return _read_all(err_r).decode(errors="replace")  # PID 1 already failed: its report says why
                     if self._endpoint:  # its network namespace exists: plug in the cable
@@ -485,13 +502,17 @@ def _helper_main(container, launch, go_r, msg_w):
         if launch.netns_fd is not None:  # --network container:NAME: join, do not create
             libc.setns(launch.netns_fd, libc.CLONE_NEWNET)
             skip += ("net",)
-        namespaces.unshare([ns for ns in spec.namespaces if ns not in skip])
-        pid1 = os.fork()
+        namespaces.unshare([ns for ns in spec.namespaces if ns not in skip + ("pid",)])
+        # PID 1 is born in its new pid namespace and, where clone3 allows, inside
+        # its cgroup2 cgroup (nothing remains to be done there); it enters its
+        # v1 cgroups itself.
+        pid_ns = namespaces.FLAGS["pid"] if "pid" in spec.namespaces else 0
+        pid1, born_inside = cgroups.fork_into(launch.cgroup_entry, pid_ns)
         if pid1 == 0:
             os.close(msg_w)
             libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the helper
             init.main(spec, launch)  # never returns
-        os.write(msg_w, f"pid {pid1}\n".encode())
+        os.write(msg_w, f"pid {pid1} {'inside' if born_inside else 'outside'}\n".encode())
         # Hold on to nothing: a pipe end kept open here (the container's stdin,
         # say) would keep the other side from ever seeing end-of-file.
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))

@@ -4,13 +4,15 @@ Lecture idea: a container is *made*, step by step, by its own first process,
 which is already inside fresh namespaces (see ``container.py``) and then builds
 its world before it becomes the user's program:
 
+    cgroup     step into our v1 cgroups (the cgroup2 one we were born in)
     rootfs     overlay of the image layers, volumes, tmpfs, /proc, /dev, /sys, /etc files
     pivot      pivot_root into it; the host's filesystem is gone
     masks      hide and write-protect the parts of /proc and /sys that are the host's;
                with --read-only, the root itself
     identity   hostname, loopback network (and eth0, once the parent has moved it in)
-    cgroup     wait until the parent has moved us into our cgroup, then unshare
-               the cgroup namespace (meanwhile all of the above ran in parallel)
+    placed     wait until the parent has done its part (recorded us, moved us into
+               our cgroup2 cgroup if we could not be born there), then unshare the
+               cgroup namespace (meanwhile all of the above ran in parallel)
     privileges groups, gid, uid, capabilities, no_new_privs, seccomp (security.py);
                after this we could no longer mount anything
     exec       the command replaces this Python process and becomes PID 1
@@ -30,7 +32,7 @@ import termios
 import warnings  # noqa: F401
 
 from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure, exit_status
-from minirt.kernel import libc, masked, mounts, namespaces, network, security
+from minirt.kernel import cgroups, libc, masked, mounts, namespaces, network, security
 from minirt.runtime import users
 
 # Signals Python changes for itself (SIGPIPE ignored, SIGINT raising
@@ -42,6 +44,10 @@ def main(spec, launch):
     """Run in the container's first process. Never returns."""
     step = "starting"  # named in the error message if a step fails
     try:
+        if launch.cgroup_entry is not None:
+            step = "joining the cgroup"  # first, so that all that follows is accounted there
+            cgroups.enter(launch.cgroup_entry)
+            launch.cgroup_entry.close()
         step = "setting up stdio"
         _setup_stdio(launch.console_fd, launch.stdio, spec.interactive)
         step = "preparing the root filesystem"
@@ -59,7 +65,7 @@ def main(spec, launch):
         libc.sethostname(spec.hostname)
         if "net" in spec.namespaces:
             network.link_up("lo")
-        step = "joining the cgroup"
+        step = "waiting to be placed"
         if os.read(launch.placed_fd, 1) != b"1":
             raise RuntimeFailure("the container could not be placed in its cgroup")
         os.close(launch.placed_fd)

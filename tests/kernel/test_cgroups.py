@@ -12,6 +12,7 @@ from minirt.kernel import cgroups
 from minirt.kernel.cgroups import Hierarchy, Resources
 
 PARENT = os.environ.get("MINIRT_CGROUP_PARENT", "minirt-test")
+CLONE_NEWPID = 0x20000000
 
 HYBRID = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -134,3 +135,95 @@ def test_host_driver_limits_and_removal():
         _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     assert not cg.exists()
+
+
+# -- entering by oneself: clone3(CLONE_INTO_CGROUP) and `tasks` <- 0 ---------------
+
+def _own_cgroups():
+    """This process's cgroup in each tree, as /proc/self/cgroup lists them."""
+    with open("/proc/self/cgroup") as f:
+        return {line.split(":", 2)[1]: line.rstrip("\n").split(":", 2)[2] for line in f}
+
+
+def _in_child(entry, then=lambda: None, flags=0):
+    """fork_into(entry, flags) from a freshly forked, single-threaded process (as
+    the container's helper is); the child runs ``then``.  Returns (born_inside,
+    the child's cgroups at birth, its cgroups after ``then``, its pid)."""
+    r, w = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        try:
+            os.close(r)
+            pid, born_inside = cgroups.fork_into(entry, flags)
+            if pid == 0:
+                before = _own_cgroups()
+                then()
+                os.write(w, repr((born_inside, before, _own_cgroups(), os.getpid())).encode())
+                os._exit(0)
+            os._exit(os.waitpid(pid, 0)[1])
+        finally:
+            os._exit(1)
+    os.close(w)
+    with os.fdopen(r) as f:
+        report = f.read()
+    _, status = os.waitpid(middle, 0)
+    assert status == 0 and report, "the child failed"
+    return eval(report)  # noqa: S307 (our own child's repr of a bool, two dicts and an int)
+
+
+@pytest.mark.privileged
+def test_a_child_is_born_in_its_cgroup2_cgroup_and_enters_its_v1_cgroups():
+    cg = cgroups.for_container("born", PARENT)
+    cg.create()
+    entry = cg.open_entry()
+    try:
+        born_inside, before, after, _ = _in_child(entry, then=lambda: cgroups.enter(entry))
+    finally:
+        entry.close()
+        cg.remove()
+    expected = f"/{PARENT}/born"
+    if any(t.version == "v2" for t in cg.trees):
+        assert born_inside  # this host has clone3 and a cgroup2 mount
+        assert before[""] == expected  # before the child did anything itself
+    v1 = {name for name in after if name}
+    assert all(after[name] == expected for name in v1)
+    if cg.version == "v1":
+        assert v1 and all(before[name] != expected for name in v1)  # it was enter() that moved it
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize("flags", [0, CLONE_NEWPID], ids=["same-pid-ns", "new-pid-ns"])
+def test_without_clone3_into_the_cgroup_it_is_a_plain_fork(tmp_path, flags):
+    """A descriptor that is no cgroup2 directory: clone3 refuses, fork_into forks,
+    and says so, so that the caller moves the child the slow way.  A new pid
+    namespace still works: a failed clone3 must not have used it up (a pid
+    namespace whose first process failed to be born takes no other)."""
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        born_inside, before, _, pid = _in_child(cgroups.Entry([], fd), flags=flags)
+    finally:
+        os.close(fd)
+    assert born_inside is False
+    assert before == _own_cgroups()
+    assert (pid == 1) == bool(flags)
+
+
+@pytest.mark.privileged
+def test_born_inside_a_new_pid_namespace_as_its_pid_1():
+    cg = cgroups.for_container("born-pid1", PARENT)
+    cg.create()
+    entry = cg.open_entry()
+    try:
+        born_inside, before, _, pid = _in_child(entry, flags=CLONE_NEWPID)
+    finally:
+        entry.close()
+        cg.remove()
+    assert pid == 1
+    assert born_inside == (entry.cgroup2 is not None)
+    if born_inside:
+        assert before[""] == f"/{PARENT}/born-pid1"
+
+
+def test_no_entry_is_a_plain_fork():
+    born_inside, before, _, pid = _in_child(None)
+    assert born_inside is False and before == _own_cgroups() and pid != 1

@@ -152,6 +152,30 @@ def test_memory_limits_land_in_the_cgroup(running):
     assert r.finish() == 137
 
 
+# -- placement ----------------------------------------------------------------------
+
+def _host_view(pid):
+    """/proc/PID/cgroup from the host: tree -> path."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        return {line.split(":", 2)[1]: line.rstrip("\n").split(":", 2)[2] for line in f}
+
+
+@pytest.mark.parametrize("clone3", ["available", "missing"])
+def test_pid1_is_in_its_cgroup_in_every_tree(running, monkeypatch, clone3):
+    """PID 1 is born in its cgroup2 cgroup (clone3) and enters its v1 cgroups
+    itself; without clone3 (old kernels, seccomp) the parent moves it instead."""
+    if clone3 == "missing":
+        def no_clone3(*args, **kwargs):
+            raise OSError(38, "clone3: Function not implemented")
+        monkeypatch.setattr("minirt.kernel.libc.clone3", no_clone3)
+    r = running(["sh", "-c", "echo up; sleep 30"])
+    assert r.readline() == "up\n"
+    seen = _host_view(r.container.pid)
+    assert set(seen.values()) == {r.container.cgroup.path}
+    assert len(seen) == len(r.container.cgroup.trees)
+    assert r.finish() == 137
+
+
 # -- pids ---------------------------------------------------------------------------
 
 BOMB = "bomb() { bomb | bomb & }; bomb; echo bombed; sleep 1; echo survived"
