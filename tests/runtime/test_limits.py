@@ -176,6 +176,31 @@ def test_pid1_is_in_its_cgroup_in_every_tree(running, monkeypatch, clone3):
     assert r.finish() == 137
 
 
+@pytest.mark.parametrize("clone3", ["available", "missing"])
+def test_on_a_cgroup2_only_host_pid1_is_born_in_its_cgroup(running, host, monkeypatch, clone3):
+    """The pure v2 path (most current distributions), on this host's cgroup2 tree
+    with the v1 trees hidden: one cgroup, the eBPF device filter, and PID 1
+    born inside it (or moved in by the parent where clone3 is missing)."""
+    from minirt.kernel import cgroups
+
+    v2_only = [t for t in cgroups.hierarchies() if t.version == "v2"]
+    if not v2_only:
+        pytest.skip("no cgroup2 mount on this host")
+    monkeypatch.setattr(cgroups, "hierarchies", lambda mountinfo=cgroups.MOUNTINFO: v2_only)
+    if clone3 == "missing":
+        def no_clone3(*args, **kwargs):
+            raise OSError(38, "clone3: Function not implemented")
+        monkeypatch.setattr("minirt.kernel.libc.clone3", no_clone3)
+    r = running(["sh", "-c", "grep ^0:: /proc/self/cgroup; head -c 1 /dev/zero | wc -c;"
+                 " mknod /tmp/loop b 7 0 && head -c 1 /tmp/loop 2>&1 | grep -c 'not permitted'; sleep 30"])
+    assert r.container.cgroup.version == "v2"
+    assert r.readline() == "0::/\n"      # its own cgroup is its root
+    assert r.readline().strip() == "1"   # /dev/zero is on the device allow-list
+    assert r.readline().strip() == "1"   # a block device it made itself is not
+    assert _host_view(r.container.pid)[""] == r.container.cgroup.path
+    assert r.finish() == 137
+
+
 # -- pids ---------------------------------------------------------------------------
 
 BOMB = "bomb() { bomb | bomb & }; bomb; echo bombed; sleep 1; echo survived"
