@@ -85,9 +85,16 @@ def _mounts():
         return {" ".join(line.split()[3:5]) + " " + line.split(" - ")[1].split()[0] for line in f}
 
 
-def _our_cgroups():
+def _our_parent_dirs():
     from minirt.kernel import cgroups
     return [d for d in cgroups.for_container("", CGROUP_PARENT).dirs if os.path.exists(d)]
+
+
+def _our_cgroups():
+    """Container cgroups left under this session's cgroup parent (which itself
+    stays between containers, as docker's does, until the end of the session)."""
+    return [os.path.join(d, e) for d in _our_parent_dirs() for e in os.listdir(d)
+            if os.path.isdir(os.path.join(d, e))]
 
 
 def _our_processes():
@@ -146,9 +153,8 @@ def pytest_sessionfinish(session, exitstatus):
     if leaks:
         print("\nLEAK CHECK FAILED — the tests left behind:\n  " + "\n  ".join(leaks), file=sys.stderr)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    # Our cgroup parent itself is removed when its last container goes; sweep it
-    # anyway so a failed run does not accumulate directories on the host.
-    for d in _our_cgroups():
+    # Then the session's cgroup parent goes, with whatever a failed run left in it.
+    for d in _our_parent_dirs():
         for sub, _dirs, _files in os.walk(d, topdown=False):
             try:
                 os.rmdir(sub)

@@ -3,7 +3,7 @@
 This is also the recovery path after a crash.  Because every container records
 what it owns before creating it, a container whose minirt or monitor was killed
 can always be cleaned up: stopped containers and their state directories,
-cgroups whose container is gone, half-removed directories, addresses, published
+cgroups whose container is gone (and the cgroup parent, once empty), half-removed directories, addresses, published
 ports and veth links of containers that are gone, networks no container uses
 (as docker's prune), and layers that no loaded image and no container uses any more.
 """
@@ -38,6 +38,9 @@ def prune(root):
         done.append(f"Deleted container {cid[:12]}")
     half_removed = [name for name in _listdir(containers) if name.startswith(".removing-")]
     done += _orphan_cgroups([name[len(".removing-"):] for name in half_removed], parents)
+    for parent in sorted(parents):
+        if cgroups.remove_empty_parent(parent):
+            done.append(f"Deleted cgroup /{parent.strip('/')}")
     for name in half_removed:
         state.remove_tree(os.path.join(containers, name))
     done += network.prune(root, running)  # addresses, ports, links; unused networks

@@ -227,3 +227,21 @@ def test_born_inside_a_new_pid_namespace_as_its_pid_1():
 def test_no_entry_is_a_plain_fork():
     born_inside, before, _, pid = _in_child(None)
     assert born_inside is False and before == _own_cgroups() and pid != 1
+
+
+@pytest.mark.privileged
+def test_the_parent_stays_between_containers_and_prune_removes_it_once_empty():
+    parent = f"{PARENT}/prunable"
+    first, second = cgroups.for_container("one", parent), cgroups.for_container("two", parent)
+    first.create()
+    second.create()
+    first.remove()
+    parent_dirs = cgroups.for_container("", parent).dirs
+    assert all(os.path.isdir(d) for d in parent_dirs)       # the parent stays
+    assert cgroups.remove_empty_parent(parent) is False     # "two" is still in it
+    assert second.exists()
+    second.remove()
+    assert cgroups.remove_empty_parent(parent) is True
+    assert not any(os.path.isdir(d) for d in parent_dirs)
+    assert cgroups.remove_empty_parent(parent) is False     # nothing (left) to remove
+    assert cgroups.remove_empty_parent("/") is False        # never the root
