@@ -36,30 +36,21 @@ def command():
 
 def main(argv=None):
     """Run the command in ``argv``; return its exit status."""
-    from minirt.options import parser  # argparse: imported only once we know we need it
+    from minirt import options
 
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args = parser(_command_word(argv)).parse_args(argv)
+        args = options.parse(argv)
         handler = globals()["cmd_" + args.command]
         return handler(args)
+    except options.HelpRequested as e:
+        print(e.args[0], end="")
+        return 0
     except MinirtError as e:
         print(f"minirt: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         return 130
-
-
-def _command_word(argv):
-    """The command in ``argv`` (the first word that is not minirt's own option),
-    or None if there is none: then the whole parser is built, to explain."""
-    words = iter(argv)
-    for word in words:
-        if word == "--root":
-            next(words, None)
-        elif not word.startswith("-"):
-            return word
-    return None
 
 
 def cmd_run(args):

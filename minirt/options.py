@@ -1,174 +1,329 @@
-"""The ``minirt`` command line's flags: one argparse parser.
+"""The ``minirt`` command line's flags, and the small parser that reads them.
 
 Flags follow docker's, so that ``minirt run --rm -it -e K=V IMAGE sh`` means
-what a docker user expects.  The handlers are in ``cli.py``; this module is
-imported only once ``cli.command`` has started (argparse and the parser cost
-some 10 ms of a command that must start a container in about 30).
+what a docker user expects: short flags combine (``-it``, ``-aq``), a value
+follows its flag or is glued to it (``-e K=V``, ``-eK=V``, ``--env K=V``,
+``--env=K=V``), a repeated flag collects its values, flags and arguments mix
+(``rm web -f``), a switch may say ``--rm=false``, ``--`` ends the flags,
+and for ``run`` and ``exec``
+everything after the image or container is the command, untouched
+(``run img ls -l``).
+
+Why not argparse: importing it, building the parser and parsing cost some
+3.5 ms, and ``minirt run`` must start a container within 30 ms of Python's
+own start-up.  What docker-style flags need is the table below and ~100 lines.
+The handlers are in ``cli.py``.
 """
 
-import argparse
-import os
-import sys
+from types import SimpleNamespace
 
 from minirt.errors import SpecError
 
 
-class _Formatter(argparse.HelpFormatter):
-    """argparse's help formatter, told the width of the terminal.  Left to
-    itself it asks shutil, and importing shutil (with zlib, bz2 and lzma)
-    costs every command ~2.5 ms, help or not."""
-
-    def __init__(self, prog):
-        try:
-            columns = int(os.environ.get("COLUMNS") or os.get_terminal_size(sys.__stdout__.fileno()).columns)
-        except (AttributeError, OSError, ValueError):
-            columns = 80
-        super().__init__(prog, width=columns - 2)
+class HelpRequested(Exception):
+    """``--help``: the text to print (to stdout, exit status 0)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, formatter_class=_Formatter, **kwargs)
+class Flag:
+    """One flag: its names (``-e``, ``--env``), its kind and its help.
 
-    def error(self, message):
-        raise SpecError(message)
+    ``kind`` is "switch" (True if given), "value" (the last value given wins)
+    or "list" (every value given, in order)."""
+
+    def __init__(self, *names, kind="switch", metavar=None, help="", default=None, type=str, required=False):
+        self.names, self.kind, self.metavar, self.help = names, kind, metavar, help
+        long_name = next((n for n in names if n.startswith("--")), names[0])  # --network, not --net
+        self.dest = long_name.lstrip("-").replace("-", "_")
+        self.default = [] if kind == "list" else (False if kind == "switch" else default)
+        self.type, self.required = type, required
+
+    def label(self):
+        text = ", ".join(self.names)
+        return f"{text} {self.metavar or self.dest.upper()}" if self.kind != "switch" else text
 
 
-def parser(command=None):
-    """The argument parser, whole, or with ``command`` given, with only that
-    command's options: each sub-parser costs argparse a fraction of a
-    millisecond (it looks up translations), and ``minirt run`` needs one."""
-    p = _Parser(prog="minirt", description="A container runtime built from first principles.")
-    p.add_argument("--root", help="state directory (default /var/lib/minirt, or $MINIRT_ROOT)")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
+def switch(*names, help=""):
+    return Flag(*names, kind="switch", help=help)
 
-    names = []
 
-    def add(name, **kwargs):
-        names.append(name)
-        return sub.add_parser(name, **kwargs) if command in (None, name) else None
+def value(*names, metavar=None, help="", default=None, type=str, required=False):
+    return Flag(*names, kind="value", metavar=metavar, help=help, default=default, type=type, required=required)
 
-    r = add("run", add_help=False, help="run a command in a new container",
-            usage="minirt run [OPTIONS] IMAGE [COMMAND [ARG...]]")
-    if r:
-        r.add_argument("--help", action="help", help="show this help and exit")
-        r.add_argument("--rm", action="store_true", help="remove the container when it exits")
-        r.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
-        r.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
-        r.add_argument("-e", "--env", action="append", default=[], metavar="K=V",
-                       help="set an environment variable (K alone: copy it from here)")
-        r.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
-        r.add_argument("-h", "--hostname", metavar="NAME", help="container host name")
-        r.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]",
-                       help="bind-mount a host path")
-        r.add_argument("-u", "--user", metavar="UID[:GID]", help="user (name or uid) and group")
-        r.add_argument("--entrypoint", metavar="CMD", help="override the image's entrypoint")
-        r.add_argument("--init", action="store_true", help="run a reaper as PID 1")
-        r.add_argument("--name", default="", help="a name for the container")
-        r.add_argument("--cgroup-parent", metavar="PATH",
-                       help="parent cgroup of the container's cgroup (default minirt, or $MINIRT_CGROUP_PARENT)")
-        limits = r.add_argument_group("resource limits (cgroups)")
-        limits.add_argument("-m", "--memory", metavar="BYTES", help="memory limit, e.g. 512m")
-        limits.add_argument("--memory-swap", metavar="BYTES", help="memory plus swap limit; -1 unlimited")
-        limits.add_argument("--pids-limit", metavar="N", help="maximum number of processes; <= 0 unlimited")
-        limits.add_argument("--cpus", metavar="N", help="CPU quota in cores, e.g. 1.5")
-        limits.add_argument("-c", "--cpu-shares", metavar="N", help="relative CPU weight (default 1024)")
-        limits.add_argument("--cpuset-cpus", metavar="LIST", help="CPUs allowed, e.g. 0-1,3")
-        sec = r.add_argument_group("security")
-        sec.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (or ALL)")
-        sec.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (or ALL)")
-        sec.add_argument("--privileged", action="store_true",
-                         help="all capabilities, no seccomp, no masked paths, writable /sys")
-        sec.add_argument("--security-opt", action="append", default=[], metavar="OPT",
-                         help="seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false]")
-        sec.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
-        sec.add_argument("--tmpfs", action="append", default=[], metavar="DST[:OPTS]", help="mount a tmpfs")
-        sec.add_argument("--group-add", action="append", default=[], metavar="GROUP", help="add a supplementary group")
-        sec.add_argument("--userns", default="", metavar="MODE",
-                         help="remap: root inside is an unprivileged range outside (root only)")
-        net = r.add_argument_group("network")
-        net.add_argument("--network", "--net", metavar="MODE",
-                         help="none, host, bridge (default as root), container:NAME or a network's name")
-        net.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOST:CTR[/PROTO]",
-                         help="publish a container port on the host")
-        r.add_argument("-d", "--detach", action="store_true", help="run in the background and print the id")
-        r.add_argument("image", metavar="IMAGE", help="image archive (docker save / OCI) or OCI layout dir")
-        r.add_argument("args", nargs=argparse.REMAINDER, metavar="COMMAND", help="command and arguments")
 
-    c = add("ps", help="list containers")
-    if c:
-        c.add_argument("-a", "--all", action="store_true", help="also stopped containers")
-        c.add_argument("-q", "--quiet", action="store_true", help="only ids")
+def repeated(*names, metavar=None, help=""):
+    return Flag(*names, kind="list", metavar=metavar, help=help)
 
-    c = add("inspect", help="container details as JSON")
-    if c:
-        c.add_argument("containers", nargs="+", metavar="CONTAINER")
 
-    c = add("logs", help="output of a detached container")
-    if c:
-        c.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
-        c.add_argument("--tail", metavar="N", help="only the last N lines")
-        c.add_argument("container", metavar="CONTAINER")
+class Command:
+    """A command: its flags (in help sections), its arguments and its help.
 
-    c = add("exec", help="run a command in a running container")
-    if c:
-        c.add_argument("-i", "--interactive", action="store_true")
-        c.add_argument("-t", "--tty", action="store_true")
-        c.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
-        c.add_argument("-w", "--workdir", metavar="DIR")
-        c.add_argument("-u", "--user", metavar="UID[:GID]")
-        c.add_argument("container", metavar="CONTAINER")
-        c.add_argument("args", nargs=argparse.REMAINDER, metavar="COMMAND")
+    ``args`` are (dest, METAVAR, how many) with "one" or "some" (one or
+    more); ``rest``, if set, is where every word after them goes, unparsed
+    (the container's command).  ``actions`` are sub-commands
+    (``network create``), chosen by the first argument.
+    """
 
-    c = add("stop", help="SIGTERM, then SIGKILL after a grace period")
-    if c:
-        c.add_argument("-t", "--time", type=float, default=10, metavar="SECS")
-        c.add_argument("containers", nargs="+", metavar="CONTAINER")
+    HELP = switch("--help", help="show this help and exit")
 
-    c = add("kill", help="send a signal to a container")
-    if c:
-        c.add_argument("-s", "--signal", default="KILL", metavar="SIG")
-        c.add_argument("containers", nargs="+", metavar="CONTAINER")
+    def __init__(self, name, help, flags=(), sections=(), args=(), rest=None, actions=(), usage=None,
+                 choices=None):
+        self.name, self.help = name, help
+        self.sections = [("options", [self.HELP, *flags])] + list(sections)
+        self.args, self.rest, self.actions, self.choices = list(args), rest, actions, choices or {}
+        self.usage = usage or " ".join(
+            [f"minirt {name}"] + (["[OPTIONS]"] if flags or sections else [])
+            + ([actions_metavar(actions)] if actions else [])
+            + [meta if n == "one" else f"{meta} [{meta}...]" for _, meta, n in self.args]
+            + ([f"[{rest[1]}...]"] if rest else []))
+        self.by_name = {n: f for _, fs in self.sections for f in fs for n in f.names}
 
-    c = add("wait", help="wait for containers to exit, print their exit codes")
-    if c:
-        c.add_argument("containers", nargs="+", metavar="CONTAINER")
+    def parse(self, words, ns):
+        """Read ``words`` (after the command's name) into the namespace ``ns``."""
+        for _, flags in self.sections:
+            for f in flags:
+                setattr(ns, f.dest, f.default if f.kind != "list" else [])
+        if self.actions:
+            return self._parse_action(words, ns)
+        given, positional = set(), []
+        words = list(words)
+        while words:
+            word = words.pop(0)
+            if word == "--":
+                positional += words
+                break
+            if word.startswith("-") and word != "-":
+                given.add(self._flag(word, words, ns))
+            else:
+                positional.append(word)
+                if self.rest and self._args_full(positional):
+                    positional += words  # the container's command: not ours to parse
+                    break
+        if "help" in given:
+            raise HelpRequested(self.help_text())
+        self._assign(positional, ns)
+        for _, flags in self.sections:
+            for f in flags:
+                if f.required and f.dest not in given:
+                    raise SpecError(f"{self.name}: flag {f.names[-1]} is required")
 
-    c = add("rm", help="remove containers")
-    if c:
-        c.add_argument("-f", "--force", action="store_true", help="kill a running container first")
-        c.add_argument("containers", nargs="+", metavar="CONTAINER")
+    def _args_full(self, positional):
+        return len(positional) >= len(self.args)
 
-    c = add("start", help="start stopped containers again (detached)")
-    if c:
-        c.add_argument("containers", nargs="+", metavar="CONTAINER")
+    def _flag(self, word, words, ns):
+        """One flag word (``--env=A=1``, ``-it``, ``-eA=1``); take its value from
+        ``words`` if it needs one.  Returns the dest of the last flag set."""
+        if word.startswith("--"):
+            name, eq, glued = word.partition("=")
+            pairs = [(name, glued if eq else None)]
+        else:  # a cluster of short flags; the first that takes a value takes the rest
+            pairs, letters = [], word[1:]
+            for i, letter in enumerate(letters):
+                f = self.by_name.get("-" + letter)
+                if f is not None and f.kind != "switch":
+                    pairs.append(("-" + letter, letters[i + 1:] or None))
+                    break
+                pairs.append(("-" + letter, None))
+        for name, glued in pairs:
+            f = self.by_name.get(name)
+            if f is None:
+                raise SpecError(f"{self.name}: unknown flag: {name}")
+            if f.kind == "switch":  # --rm, or docker's --rm=true / --rm=false
+                if glued not in (None, "true", "false"):
+                    raise SpecError(f"{self.name}: flag {name} takes no value, or true or false")
+                setattr(ns, f.dest, glued != "false")
+                continue
+            if glued is None:
+                if not words:
+                    raise SpecError(f"{self.name}: flag {name} needs a value ({f.metavar or f.dest.upper()})")
+                glued = words.pop(0)
+            try:
+                v = f.type(glued)
+            except ValueError:
+                raise SpecError(f"{self.name}: flag {name}: not a number: {glued!r}") from None
+            if f.kind == "list":
+                getattr(ns, f.dest).append(v)
+            else:
+                setattr(ns, f.dest, v)
+        return f.dest
 
-    add("images", help="list loaded images")
+    def _assign(self, positional, ns):
+        """Hand out the arguments: "one" takes one, "some" all up to the rest."""
+        for i, (dest, meta, n) in enumerate(self.args):
+            if not positional:
+                raise SpecError(f"{self.name}: {meta} is required (usage: {self.usage})")
+            if n == "one":
+                value_ = positional.pop(0)
+                if dest in self.choices and value_ not in self.choices[dest]:
+                    raise SpecError(f"{self.name}: unknown {meta} {value_!r}"
+                                    f" (one of: {', '.join(self.choices[dest])})")
+                setattr(ns, dest, value_)
+            else:
+                keep = len(self.args) - i - 1  # leave one for each argument after this one
+                setattr(ns, dest, positional[:len(positional) - keep])
+                del positional[:len(positional) - keep]
+        if self.rest:
+            setattr(ns, self.rest[0], positional)
+        elif positional:
+            raise SpecError(f"{self.name}: unexpected argument {positional[0]!r} (usage: {self.usage})")
 
-    c = add("rmi", help="remove loaded images")
-    if c:
-        c.add_argument("images", nargs="+", metavar="IMAGE")
+    def _parse_action(self, words, ns):
+        words = list(words)
+        if words and words[0] == "--help":
+            raise HelpRequested(self.help_text())
+        if not words:
+            raise SpecError(f"{self.name}: an action is required: {', '.join(a.name for a in self.actions)}")
+        for action in self.actions:
+            if action.name == words[0]:
+                setattr(ns, f"{self.name}_command", action.name)
+                return action.parse(words[1:], ns)
+        raise SpecError(f"{self.name}: unknown action {words[0]!r}"
+                        f" (one of: {', '.join(a.name for a in self.actions)})")
 
-    c = add("load", help="load an image archive into the store under its tags")
-    if c:
-        c.add_argument("-i", "--input", required=True, metavar="FILE")
-        c.add_argument("-t", "--tag", action="append", default=[], help="name it (instead of its own tags)")
+    def help_text(self):
+        lines = [f"usage: {self.usage}", "", self.help]
+        if self.actions:
+            lines += ["", "actions:"] + [f"    {a.name:10} {a.help}" for a in self.actions]
+        width = min(max(len(f.label()) for _, fs in self.sections for f in fs), 24) + 2
+        for title, flags in self.sections:
+            lines += ["", f"{title}:"]
+            for f in flags:  # a label too long for the column puts its help on the next line
+                label = f.label() if len(f.label()) < width else f.label() + "\n" + " " * (width + 2)
+                lines.append(f"  {label:{width}}{f.help}".rstrip())
+        return "\n".join(lines) + "\n"
 
-    c = add("network", help="user-defined networks (create, ls, rm)")
-    if c:
-        nsub = c.add_subparsers(dest="network_command", metavar="ACTION", parser_class=_Parser)
-        nsub.required = True
-        n = nsub.add_parser("create", help="create a bridge network")
-        n.add_argument("--subnet", metavar="CIDR", help="e.g. 10.90.1.0/24 (default: a free one)")
-        n.add_argument("name", metavar="NAME")
-        nsub.add_parser("ls", help="list networks")
-        n = nsub.add_parser("rm", help="remove networks")
-        n.add_argument("names", nargs="+", metavar="NAME")
 
-    c = add("system", help="system-wide commands")
-    if c:
-        c.add_argument("action", choices=["prune"])
-    if command is not None and command not in names:
-        return parser()  # not a command: the whole parser, to say which ones there are
-    return p
+def actions_metavar(actions):
+    return "{" + ",".join(a.name for a in actions) + "}"
+
+
+def _commands():
+    """Every command, in the order ``minirt --help`` lists them."""
+    return [
+        Command("run", "run a command in a new container",
+                usage="minirt run [OPTIONS] IMAGE [COMMAND [ARG...]]", args=[("image", "IMAGE", "one")],
+                rest=("args", "COMMAND"), flags=[
+                    switch("--rm", help="remove the container when it exits"),
+                    switch("-i", "--interactive", help="keep stdin attached"),
+                    switch("-t", "--tty", help="allocate a pseudo-terminal"),
+                    switch("-d", "--detach", help="run in the background and print the id"),
+                    repeated("-e", "--env", metavar="K=V",
+                             help="set an environment variable (K alone: copy it from here)"),
+                    value("-w", "--workdir", metavar="DIR", help="working directory inside the container"),
+                    value("-h", "--hostname", metavar="NAME", help="container host name"),
+                    repeated("-v", "--volume", metavar="SRC:DST[:ro]", help="bind-mount a host path"),
+                    value("-u", "--user", metavar="UID[:GID]", help="user (name or uid) and group"),
+                    value("--entrypoint", metavar="CMD", help="override the image's entrypoint"),
+                    switch("--init", help="run a reaper as PID 1"),
+                    value("--name", metavar="NAME", default="", help="a name for the container"),
+                    value("--cgroup-parent", metavar="PATH",
+                          help="parent cgroup of the container's cgroup (default minirt, or $MINIRT_CGROUP_PARENT)"),
+                ], sections=[
+                    ("resource limits (cgroups)", [
+                        value("-m", "--memory", metavar="BYTES", help="memory limit, e.g. 512m"),
+                        value("--memory-swap", metavar="BYTES", help="memory plus swap limit; -1 unlimited"),
+                        value("--pids-limit", metavar="N", help="maximum number of processes; <= 0 unlimited"),
+                        value("--cpus", metavar="N", help="CPU quota in cores, e.g. 1.5"),
+                        value("-c", "--cpu-shares", metavar="N", help="relative CPU weight (default 1024)"),
+                        value("--cpuset-cpus", metavar="LIST", help="CPUs allowed, e.g. 0-1,3"),
+                    ]),
+                    ("security", [
+                        repeated("--cap-add", metavar="CAP", help="add a capability (or ALL)"),
+                        repeated("--cap-drop", metavar="CAP", help="drop a capability (or ALL)"),
+                        switch("--privileged", help="all capabilities, no seccomp, no masked paths, writable /sys"),
+                        repeated("--security-opt", metavar="OPT",
+                                 help="seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false]"),
+                        switch("--read-only", help="mount the root filesystem read-only"),
+                        repeated("--tmpfs", metavar="DST[:OPTS]", help="mount a tmpfs"),
+                        repeated("--group-add", metavar="GROUP", help="add a supplementary group"),
+                        value("--userns", metavar="MODE", default="",
+                              help="remap: root inside is an unprivileged range outside (root only)"),
+                    ]),
+                    ("network", [
+                        value("--network", "--net", metavar="MODE",
+                              help="none, host, bridge (default as root), container:NAME or a network's name"),
+                        repeated("-p", "--publish", metavar="[IP:]HOST:CTR[/PROTO]",
+                                 help="publish a container port on the host"),
+                    ]),
+                ]),
+        Command("ps", "list containers", flags=[
+            switch("-a", "--all", help="also stopped containers"),
+            switch("-q", "--quiet", help="only ids"),
+        ]),
+        Command("inspect", "container details as JSON", args=[("containers", "CONTAINER", "some")]),
+        Command("logs", "output of a detached container", args=[("container", "CONTAINER", "one")], flags=[
+            switch("-f", "--follow", help="keep printing new output"),
+            value("--tail", metavar="N", help="only the last N lines"),
+        ]),
+        Command("exec", "run a command in a running container", args=[("container", "CONTAINER", "one")],
+                rest=("args", "COMMAND"), usage="minirt exec [OPTIONS] CONTAINER COMMAND [ARG...]", flags=[
+                    switch("-i", "--interactive", help="keep stdin attached"),
+                    switch("-t", "--tty", help="allocate a pseudo-terminal"),
+                    repeated("-e", "--env", metavar="K=V", help="set an environment variable"),
+                    value("-w", "--workdir", metavar="DIR", help="working directory inside the container"),
+                    value("-u", "--user", metavar="UID[:GID]", help="user (name or uid) and group"),
+                ]),
+        Command("stop", "SIGTERM, then SIGKILL after a grace period", args=[("containers", "CONTAINER", "some")],
+                flags=[value("-t", "--time", metavar="SECS", type=float, default=10.0,
+                             help="seconds to wait before SIGKILL (default 10)")]),
+        Command("kill", "send a signal to a container", args=[("containers", "CONTAINER", "some")],
+                flags=[value("-s", "--signal", metavar="SIG", default="KILL", help="the signal (default KILL)")]),
+        Command("wait", "wait for containers to exit, print their exit codes",
+                args=[("containers", "CONTAINER", "some")]),
+        Command("rm", "remove containers", args=[("containers", "CONTAINER", "some")],
+                flags=[switch("-f", "--force", help="kill a running container first")]),
+        Command("start", "start stopped containers again (detached)", args=[("containers", "CONTAINER", "some")]),
+        Command("images", "list loaded images"),
+        Command("rmi", "remove loaded images", args=[("images", "IMAGE", "some")]),
+        Command("load", "load an image archive into the store under its tags", flags=[
+            value("-i", "--input", metavar="FILE", required=True, help="the image archive"),
+            repeated("-t", "--tag", metavar="NAME", help="name it (instead of its own tags)"),
+        ]),
+        Command("network", "user-defined networks (create, ls, rm)", actions=[
+            Command("create", "create a bridge network", args=[("name", "NAME", "one")], flags=[
+                value("--subnet", metavar="CIDR", help="e.g. 10.90.1.0/24 (default: a free one)")]),
+            Command("ls", "list networks"),
+            Command("rm", "remove networks", args=[("names", "NAME", "some")]),
+        ]),
+        Command("system", "system-wide commands (prune)", args=[("action", "ACTION", "one")],
+                choices={"action": ["prune"]}),
+    ]
+
+
+ROOT = value("--root", metavar="DIR", help="state directory (default /var/lib/minirt, or $MINIRT_ROOT)")
+
+
+def parse(argv):
+    """``argv`` (without the program name) -> a namespace: ``root``,
+    ``command`` and the command's flags and arguments.  Raises SpecError on
+    a bad command line and HelpRequested for ``--help``."""
+    ns = SimpleNamespace(root=None, command=None)
+    words = list(argv)
+    while words and words[0].startswith("-"):
+        word = words.pop(0)
+        if word in ("-h", "--help"):
+            raise HelpRequested(help_text())
+        name, eq, glued = word.partition("=")
+        if name != "--root":
+            raise SpecError(f"unknown flag: {name} (minirt's own flags: --root, --help)")
+        if not eq and not words:
+            raise SpecError("flag --root needs a value (DIR)")
+        ns.root = glued if eq else words.pop(0)
+    if not words:
+        raise SpecError("a command is required (minirt --help lists them)")
+    commands = _commands()
+    for c in commands:
+        if c.name == words[0]:
+            ns.command = c.name
+            c.parse(words[1:], ns)
+            return ns
+    raise SpecError(f"unknown command {words[0]!r} (one of: {', '.join(c.name for c in commands)})")
+
+
+def help_text():
+    """``minirt --help``."""
+    lines = ["usage: minirt [--root DIR] COMMAND [OPTIONS] [ARG...]", "",
+             "A container runtime built from first principles.", "", "commands:"]
+    lines += [f"    {c.name:10} {c.help}" for c in _commands()]
+    lines += ["", "options:", f"  {ROOT.label():16}{ROOT.help}", f"  {'-h, --help':16}show this help and exit",
+              "", "minirt COMMAND --help tells more about a command."]
+    return "\n".join(lines) + "\n"

@@ -249,7 +249,7 @@ def test_cli_errors_are_one_line(busybox_image, state_root, tmp_path):
         (["run", "--rm", busybox_image, "no-such-cmd"], 127, "executable file not found"),
         (["run", "--rm", busybox_image, "/etc"], 126, ""),
         (["run", "--rm", str(tmp_path / "missing.tar")], 125, "missing.tar"),
-        (["run", "--bogus-flag", busybox_image], 125, "unrecognized arguments"),
+        (["run", "--bogus-flag", busybox_image], 125, "unknown flag: --bogus-flag"),
         (["run", "--rm", "-v", "nope", busybox_image, "true"], 125, "invalid volume"),
     ]
     for args, code, text in cases:
