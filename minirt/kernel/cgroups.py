@@ -477,13 +477,9 @@ def fork_into(entry, flags=0):
     ``flags`` are namespace flags for the child (``CLONE_NEWPID``: it becomes
     PID 1 of a new pid namespace).  Returns ``(pid, born_inside)``, pid being
     0 in the child.  Where clone3 is missing (before Linux 5.7, or filtered by
-    seccomp) or refuses (a user namespace without write access to the cgroup),
-    the flags are unshared and then this is a plain fork, and the caller must
-    move the child into the v2 cgroup the slow way.  The caller must be
-    single-threaded (see ``libc.clone3``).
-
-    Why the flags are not simply unshared first: a pid namespace whose first
-    process failed to be born (clone3 refused) accepts no other process, ever.
+    seccomp) or refuses (no write access to the cgroup), this is the older
+    clone(2), and the caller must move the child into the v2 cgroup the slow
+    way.  The caller must be single-threaded (see ``libc.clone3``).
     """
     # Imported here: the monitor imports this module too, and it runs without
     # site-packages, where cffi lives (``monitor.py``).
@@ -494,9 +490,7 @@ def fork_into(entry, flags=0):
             return libc.clone3(flags | libc.CLONE_INTO_CGROUP, cgroup=entry.cgroup2), True
         except OSError:
             pass
-    if flags:
-        libc.unshare(flags)
-    return os.fork(), False
+    return (libc.clone(flags) if flags else os.fork()), False
 
 
 def enter(entry):

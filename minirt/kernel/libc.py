@@ -51,6 +51,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
 _SYS_PIVOT_ROOT = 155  # x86_64
+_SYS_CLONE = 56
 _SYS_CLONE3 = 435
 
 
@@ -101,11 +102,12 @@ def pivot_root(new_root, put_old):
 def clone3(flags=0, cgroup=0):
     """clone3(2) used as a fork: the child's pid in the parent, 0 in the child.
 
-    What ``os.fork`` cannot do is ``CLONE_INTO_CGROUP``: the child starts life
-    in the cgroup2 directory open as ``cgroup``, no migration needed.  The
-    price: Python's own fork bookkeeping (at-fork hooks, re-initialising the
-    locks other threads might hold) does not run, so the caller must be
-    single-threaded, as a freshly forked process is.
+    What ``os.fork`` cannot do: ``flags`` can give the child new namespaces
+    (``CLONE_NEWPID``: it is PID 1 of a new pid namespace), and
+    ``CLONE_INTO_CGROUP`` starts its life in the cgroup2 directory open as
+    ``cgroup``, no migration needed.  The price: Python's own fork bookkeeping
+    (at-fork hooks, re-initialising the locks other threads might hold) does
+    not run, so the caller must be single-threaded.
     """
     # struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal,
     # stack, stack_size, tls, set_tid, set_tid_size, cgroup: eleven u64.
@@ -113,6 +115,17 @@ def clone3(flags=0, cgroup=0):
     args = bytearray(b"".join(v.to_bytes(8, sys.byteorder) for v in fields))
     result = _libc.syscall(ffi.cast("long", _SYS_CLONE3), ffi.from_buffer(args), ffi.cast("size_t", len(args)))
     return _check(result, "clone3")
+
+
+def clone(flags=0):
+    """clone(2), the older call, as ``clone3`` without a cgroup: for kernels
+    before 5.7 and sandboxes whose seccomp filter refuses clone3.  The same
+    rule: single-threaded callers only."""
+    # x86_64 argument order: flags, new stack (0: a copy of ours), parent_tid, child_tid, tls.
+    null = ffi.cast("void *", 0)
+    result = _libc.syscall(ffi.cast("long", _SYS_CLONE), ffi.cast("unsigned long", flags | signal.SIGCHLD),
+                           null, null, null, ffi.cast("unsigned long", 0))
+    return _check(result, "clone")
 
 
 def prctl(option, arg2=0):

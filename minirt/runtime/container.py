@@ -1,30 +1,30 @@
 """The parent's side of a container: create, start, wait, stop, delete.
 
 Lecture idea: there is no "container" object in the kernel, only a process with
-namespaces and a cgroup.  Making one takes three processes, because of one rule
-of pid namespaces — ``unshare(CLONE_NEWPID)`` moves only the caller's future
-children:
+namespaces and a cgroup.  One ``clone(2)`` makes it: the flags give the child
+new pid, uts, ipc, net (and, rootless, user) namespaces, and clone3's
+``CLONE_INTO_CGROUP`` has it born inside its cgroup2 cgroup
+(``cgroups.fork_into``).  In the foreground minirt itself is its parent, as
+runc is:
 
-    minirt (parent)          creates the state directory and the cgroup, forks
-      └─ helper              unshares the namespaces, forks, then waits for PID 1
-         └─ container init   PID 1 of the new pid namespace: builds the rootfs
+    minirt (parent)          creates the state directory and the cgroup, clones
+      └─ container init      PID 1 of the new pid namespace: builds the rootfs
                              and execs the command (``init.py``)
 
-The helper stays, like ``unshare --fork``, to collect PID 1's exit status.  In
-the foreground it passes it back as its own; for a detached container
-(``run -d``) it becomes the container's *monitor* (``monitor.py``, as conmon is
-for podman): it outlives minirt, records the exit status and cleans up.
+A detached container (``run -d``) needs a parent that outlives minirt: a
+forked *helper* clones PID 1 instead and then becomes the container's
+*monitor* (``monitor.py``, as conmon is for podman), which records the exit
+status and cleans up.  A program with several threads gets the helper in the
+foreground too: Python may only clone when it is single-threaded.
 
 The start-up handshake, over pipes:
 
-1. helper: (with a user namespace) unshare it first and say "ready"; the parent
-   writes its uid/gid maps.  Then unshare uts, ipc, net; fork PID 1 into a new
-   pid namespace (and, with clone3, inside its cgroup2 cgroup: see
-   ``cgroups.fork_into``), which enters its v1 cgroups and unshares the mount
-   namespace for itself.
-2. parent: learns PID 1's host pid, moves it into its cgroup2 cgroup if it could
-   not be born there, and records "running" — while PID 1 is already building
-   its root filesystem.
+1. PID 1 (rootless): waits for "go"; the parent writes its uid/gid maps first.
+   Then it enters its v1 cgroups, unshares the mount namespace and builds its
+   root filesystem.
+2. parent: moves PID 1 into its cgroup2 cgroup if it could not be born there,
+   plugs in its network and records "running", then says "placed" — while PID
+   1 is already building its root filesystem.
 3. PID 1: waits for "placed", then unshares the cgroup namespace (so that its
    own cgroup is its "/"), drops privileges and execs.  Why it could not, if it
    could not, comes back on a close-on-exec error pipe; end-of-file there means
@@ -68,7 +68,8 @@ class Launch:
         self.network = network                  # eth0's address and gateway (bridge networks)
         # Filled in by Container.start:
         self.error_fd = -1                      # write end: why exec did not happen
-        self.placed_fd = -1                     # read end: "you are in your cgroup"
+        self.placed_fd = -1                     # read end: "you are recorded, go on"
+        self.go_fd = None                       # read end, in a user namespace: "your id maps are written"
         self.console_fd = self.console_path = None
         self.stdio = (0, 1, 2)                  # the container's stdin, stdout, stderr (without a tty)
         self.netns_fd = None                    # --network container:NAME: the namespace to join
@@ -83,6 +84,7 @@ class Container:
         self.cgroup = cgroups.for_container(spec.id, spec.cgroup_parent)
         self.pid = None           # host pid of the container's PID 1
         self.helper = None        # host pid of the helper (the monitor when detached)
+        self._child = None        # the process we forked and must reap: the helper, or PID 1
         self.detached = False
         self.console = None       # master side of the pty, with spec.tty
         self.exit_code = None
@@ -188,7 +190,8 @@ class Container:
     # -- start ----------------------------------------------------------------
 
     def start(self, stdio=(0, 1, 2), detach=False):
-        """Fork the helper and the container's init; return once the command runs.
+        """Clone the container's init (or fork a helper that does); return once
+        the command runs.
 
         ``stdio`` are the host file descriptors that become the container's
         stdin, stdout and stderr (ignored with a tty).  With ``detach`` the
@@ -213,11 +216,12 @@ class Container:
                 launch.cgroup_entry.close()
             raise
         self._endpoint = launch.network
-        go_r, go_w = os.pipe2(os.O_CLOEXEC)          # parent -> helper: "id maps written"
-        msg_r, msg_w = os.pipe2(os.O_CLOEXEC)        # helper -> parent: "ready PID", "pid PID1"
-        placed_r, placed_w = os.pipe2(os.O_CLOEXEC)  # parent -> init: "you are in your cgroup"
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)          # parent -> init: "your id maps are written"
+        msg_r, msg_w = os.pipe2(os.O_CLOEXEC)        # helper -> parent: PID 1's pid
+        placed_r, placed_w = os.pipe2(os.O_CLOEXEC)  # parent -> init: "you are recorded, go on"
         err_r, err_w = os.pipe2(os.O_CLOEXEC)        # init -> parent: why exec did not happen
         launch.error_fd, launch.placed_fd = err_w, placed_r
+        launch.go_fd = go_r if self.spec.rootless else None
         opened = []
         if detach:
             stdio = [os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)] + [
@@ -229,31 +233,36 @@ class Container:
             self.console, launch.console_fd = os.openpty()
             launch.console_path = os.ttyname(launch.console_fd)
             tty.copy_winsize(0, self.console)
+        parent_only = (go_w, msg_r, placed_w, err_r, self.console)
 
-        first = os.fork()
-        if first == 0:
-            for fd in (go_w, msg_r, placed_w, err_r, self.console):
-                if fd is not None:
-                    os.close(fd)
+        if detach or not _single_threaded():
+            first = os.fork()
+            if first == 0:
+                _close(parent_only)
+                if detach:
+                    # Double fork: the monitor must not stay our child (nobody would
+                    # reap it), and it gets a session of its own, away from our terminal.
+                    os.setsid()
+                    if os.fork():
+                        os._exit(0)
+                _helper_main(self, launch, msg_w)
+            born = None  # the helper will tell
             if detach:
-                # Double fork: the monitor must not stay our child (nobody would
-                # reap it), and it gets a session of its own, away from our terminal.
-                os.setsid()
-                if os.fork():
-                    os._exit(0)
-            _helper_main(self, launch, go_r, msg_w)
+                os.waitpid(first, 0)
+            else:
+                self.helper = self._child = first
+        else:  # in the foreground, as runc does: minirt itself is PID 1's parent
+            pid1, inside = _spawn_pid1(self.spec, launch)
+            if pid1 == 0:
+                _close(parent_only + (msg_w,))
+                init.main(self.spec, launch)  # never returns
+            born, self._child = (pid1, inside), pid1
 
-        for fd in [go_r, msg_w, placed_r, err_w, launch.console_fd, launch.netns_fd] + opened:
-            if fd is not None:
-                os.close(fd)
+        _close([go_r, msg_w, placed_r, err_w, launch.console_fd, launch.netns_fd] + opened)
         if launch.cgroup_entry is not None:
             launch.cgroup_entry.close()
-        if detach:
-            os.waitpid(first, 0)
-        else:
-            self.helper = first
         try:
-            report = self._handshake(msg_r, go_w, placed_w, err_r)
+            report = self._handshake(born, msg_r, go_w, placed_w, err_r)
         except BaseException:
             self._kill_helper()
             raise
@@ -262,40 +271,43 @@ class Container:
             code, _, message = report.partition(" ")
             raise {126: CommandNotExecutable, 127: CommandNotFound}.get(int(code), RuntimeFailure)(message)
 
-    def _handshake(self, msg_r, go_w, placed_w, err_r):
-        messages = _Lines(msg_r)
+    def _handshake(self, born, msg_r, go_w, placed_w, err_r):
+        """The parent's half of the start-up (see the module docstring)."""
         try:
-            try:
-                ready = messages.next()  # None: the helper failed; its report follows
-                if ready:
-                    self.helper = int(ready.split()[1])
+            with os.fdopen(msg_r, "rb") as messages:
+                if born is None:  # from the helper: "PID1 inside|outside HELPER"; nothing if it failed
+                    line = messages.readline().split()
+                    if not line:
+                        return _read_all(err_r).decode(errors="replace")
+                    born, self.helper = (int(line[0]), line[1] == b"inside"), int(line[2])
                     _crash_point("helper-ready")
-                    if self.spec.rootless:
-                        namespaces.write_id_maps(self.helper, self.spec.uid_map, self.spec.gid_map)
+            self.pid, inside = born
+            try:
+                if self.spec.rootless:
+                    namespaces.write_id_maps(self.pid, self.spec.uid_map, self.spec.gid_map)
                     os.write(go_w, b"1")
             finally:
                 os.close(go_w)
             try:
-                started = messages.next()
-                if started:
-                    _, pid, cgroup2 = started.split()
-                    self.pid = int(pid)
-                    if self.cgroup is not None and cgroup2 == "outside":
-                        try:  # PID 1 could not be born in its cgroup2 cgroup: move it there
-                            self.cgroup.add(self.pid, versions=("v2",))
-                        except ProcessLookupError:
-                            return _read_all(err_r).decode(errors="replace")  # PID 1 already failed: its report says why
-                    if self._endpoint:  # its network namespace exists: plug in the cable
-                        network.attach(self._endpoint, self.pid, self.root, self.spec.id)
-                    state.update(self.dir, status="running", pid=self.pid, pid_start=state.start_time(self.pid),
-                                 monitor_pid=self.helper, monitor_start=state.start_time(self.helper),
-                                 started_at=time.time(), finished_at=None, exit_code=None, oom_killed=False,
-                                 error=None, detached=self.detached)
-                    _crash_point("running")
+                if self.cgroup is not None and not inside:
+                    try:  # PID 1 could not be born in its cgroup2 cgroup: move it there
+                        self.cgroup.add(self.pid, versions=("v2",))
+                    except ProcessLookupError:
+                        return _read_all(err_r).decode(errors="replace")  # PID 1 already failed: its report says why
+                if self._endpoint:  # its network namespace exists: plug in the cable
+                    network.attach(self._endpoint, self.pid, self.root, self.spec.id)
+                recorder = self.helper or os.getpid()  # who will record the exit: the monitor, or we
+                state.update(self.dir, status="running", pid=self.pid, pid_start=state.start_time(self.pid),
+                             monitor_pid=recorder, monitor_start=state.start_time(recorder),
+                             started_at=time.time(), finished_at=None, exit_code=None, oom_killed=False,
+                             error=None, detached=self.detached)
+                _crash_point("running")
+                try:
                     os.write(placed_w, b"1")
+                except BrokenPipeError:
+                    pass  # PID 1 has already failed: its report (below) says why
             finally:
                 os.close(placed_w)
-                messages.close()
             return _read_all(err_r).decode(errors="replace")
         finally:
             try:
@@ -328,8 +340,8 @@ class Container:
         """Wait for PID 1 to exit; return docker's exit code (128+N for signal N)."""
         if self.exit_code is not None:
             return self.exit_code
-        if not self.detached and self.helper:
-            self.exit_code = exit_status(os.waitpid(self.helper, 0)[1])
+        if self._child:
+            self.exit_code = exit_status(os.waitpid(self._child, 0)[1])
             self.oom_killed = self.cgroup is not None and self.cgroup.oom_killed()
             state.update(self.dir, status="exited", exit_code=self.exit_code, oom_killed=self.oom_killed,
                          finished_at=time.time())
@@ -364,7 +376,7 @@ class Container:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        if self.helper and not self.detached:
+        if self._child:
             self.wait()
 
     # -- delete ---------------------------------------------------------------
@@ -372,7 +384,7 @@ class Container:
     def delete(self, force_remove=False):
         """After the container ran in the foreground: remove the cgroup (killing
         what is left) and, with --rm, the state directory."""
-        if self.helper and self.exit_code is None and not self.detached:
+        if self._child and self.exit_code is None:
             self._kill_helper()
         if self.console is not None:
             os.close(self.console)
@@ -477,42 +489,34 @@ def _privileges(spec):
     return caps, program
 
 
-def _helper_main(container, launch, go_r, msg_w):
-    """The middle process (see the module docstring). Never returns."""
-    spec = container.spec
+def _spawn_pid1(spec, launch):
+    """Create the container's PID 1 with one clone: in its new namespaces (all
+    but mnt, which it makes for itself, and cgroup, which waits until it is
+    placed) and, where clone3 allows, inside its cgroup2 cgroup.  Returns
+    (pid, born inside the cgroup2 cgroup); pid is 0 in PID 1.  The caller must
+    be single-threaded: see ``libc.clone3``."""
+    skip = ("mnt", "cgroup") + (("net",) if launch.netns_fd is not None else ())  # container:NAME: joined
+    flags = 0
+    for ns in spec.namespaces:
+        if ns not in skip:
+            flags |= namespaces.FLAGS[ns]
+    pid1, inside = cgroups.fork_into(launch.cgroup_entry, flags)
+    if pid1 == 0:
+        libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with our parent
+    return pid1, inside
+
+
+def _helper_main(container, launch, msg_w):
+    """The helper (see the module docstring): spawn PID 1, say so, then wait
+    for it or become its monitor.  Never returns."""
     try:
         if not container.detached:
             libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with minirt
-        # The user namespace comes first and alone: the parent must write its id
-        # maps before anything else is created, because every other namespace
-        # made from here on is owned by it, and mounting needs a mapped root.
-        if spec.rootless:
-            namespaces.unshare(["user"])
-        os.write(msg_w, f"ready {os.getpid()}\n".encode())
-        if os.read(go_r, 1) != b"1":
-            os._exit(125)  # the parent gave up (e.g. could not write the id maps)
-        os.close(go_r)
-        if spec.rootless:
-            os.setresgid(0, 0, 0)
-            os.setresuid(0, 0, 0)
-        # The mount namespace is PID 1's own (init.py): pivot_root moves every
-        # process of a mount namespace into the new root, and the helper must
-        # stay on the host's filesystem.  The cgroup namespace waits for "placed".
-        skip = ("user", "mnt", "cgroup")
-        if launch.netns_fd is not None:  # --network container:NAME: join, do not create
-            libc.setns(launch.netns_fd, libc.CLONE_NEWNET)
-            skip += ("net",)
-        namespaces.unshare([ns for ns in spec.namespaces if ns not in skip + ("pid",)])
-        # PID 1 is born in its new pid namespace and, where clone3 allows, inside
-        # its cgroup2 cgroup (nothing remains to be done there); it enters its
-        # v1 cgroups itself.
-        pid_ns = namespaces.FLAGS["pid"] if "pid" in spec.namespaces else 0
-        pid1, born_inside = cgroups.fork_into(launch.cgroup_entry, pid_ns)
+        pid1, inside = _spawn_pid1(container.spec, launch)
         if pid1 == 0:
             os.close(msg_w)
-            libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the helper
-            init.main(spec, launch)  # never returns
-        os.write(msg_w, f"pid {pid1} {'inside' if born_inside else 'outside'}\n".encode())
+            init.main(container.spec, launch)  # never returns
+        os.write(msg_w, f"{pid1} {'inside' if inside else 'outside'} {os.getpid()}\n".encode())
         # Hold on to nothing: a pipe end kept open here (the container's stdin,
         # say) would keep the other side from ever seeing end-of-file.
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
@@ -526,6 +530,18 @@ def _helper_main(container, launch, go_r, msg_w):
     except BaseException as e:  # noqa: BLE001
         init._report(launch.error_fd, e if isinstance(e, (MinirtError, OSError)) else RuntimeFailure(str(e)))
         os._exit(125)
+
+
+def _single_threaded():
+    """Whether this process has one thread only: the condition for clone(2)
+    from Python (``libc.clone3``).  A program embedding minirt may have more."""
+    return len(os.listdir("/proc/self/task")) == 1
+
+
+def _close(fds):
+    for fd in fds:
+        if fd is not None:
+            os.close(fd)
 
 
 def _become_monitor(container, pid1):
@@ -554,25 +570,6 @@ def _become_monitor(container, pid1):
         # leave PID 1 without a parent.
         from minirt.runtime import monitor
         os._exit(monitor.main(container.dir, pid1))
-
-
-class _Lines:
-    """Read newline-terminated messages from a pipe."""
-
-    def __init__(self, fd):
-        self.fd, self.buf = fd, b""
-
-    def next(self):
-        while b"\n" not in self.buf:
-            chunk = os.read(self.fd, 256)
-            if not chunk:
-                return None
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line.decode()
-
-    def close(self):
-        os.close(self.fd)
 
 
 def _read_all(fd):

@@ -4,6 +4,7 @@ Lecture idea: a container is *made*, step by step, by its own first process,
 which is already inside fresh namespaces (see ``container.py``) and then builds
 its world before it becomes the user's program:
 
+    ids        in a user namespace: wait until the parent has written our id maps
     cgroup     step into our v1 cgroups (the cgroup2 one we were born in)
     rootfs     overlay of the image layers, volumes, tmpfs, /proc, /dev, /sys, /etc files
     pivot      pivot_root into it; the host's filesystem is gone
@@ -44,6 +45,19 @@ def main(spec, launch):
     """Run in the container's first process. Never returns."""
     step = "starting"  # named in the error message if a step fails
     try:
+        if launch.go_fd is not None:
+            # In a new user namespace we are nobody until the parent has
+            # written our id maps; then we are its root.
+            step = "waiting for the id maps"
+            if os.read(launch.go_fd, 1) != b"1":
+                raise RuntimeFailure("minirt gave up before writing the id maps")
+            os.close(launch.go_fd)
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        if launch.netns_fd is not None:  # --network container:NAME: join its network namespace
+            step = "joining the network namespace"
+            libc.setns(launch.netns_fd, libc.CLONE_NEWNET)
+            os.close(launch.netns_fd)
         if launch.cgroup_entry is not None:
             step = "joining the cgroup"  # first, so that all that follows is accounted there
             cgroups.enter(launch.cgroup_entry)

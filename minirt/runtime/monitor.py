@@ -5,7 +5,8 @@ Lecture idea: a container's process must have a parent that waits for it.  When
 forked the container's PID 1 stays behind as its parent, replaced (execve) by
 this small program, as conmon is for podman.  It
 
-1. waits for PID 1 and turns its wait status into docker's exit code;
+1. waits for PID 1 and turns its wait status into docker's exit code (if
+   minirt recorded it as running: otherwise it never ran, and stays "created");
 2. asks the cgroup whether the OOM killer struck;
 3. removes the cgroup (killing anything left in it);
 4. records all that in state.json, under the container's lock;
@@ -35,7 +36,14 @@ def main(directory, pid1):
     from minirt.runtime import state
 
     code = exit_status(status)
-    info = state.read_json(os.path.join(directory, "state.json"))
+    try:
+        info = state.read_json(os.path.join(directory, "state.json"))
+    except FileNotFoundError:
+        return code  # removed meanwhile (`rm -f`)
+    if info.get("status") != "running" or info.get("pid") != pid1:
+        # minirt died before it recorded PID 1 (which then gave up): the
+        # container never ran; it stays "created" for `rm` or `system prune`.
+        return code
     config = state.read_json(os.path.join(directory, "config.json"))
     oom = False
     if info.get("cgroup"):

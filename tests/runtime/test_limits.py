@@ -201,6 +201,34 @@ def test_on_a_cgroup2_only_host_pid1_is_born_in_its_cgroup(running, host, monkey
     assert r.finish() == 137
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_who_is_pid1s_parent(running, threads):
+    """In the foreground minirt itself clones PID 1, as runc does; a program
+    with more threads than one may not clone from Python, so a forked helper
+    does it (as it does for a detached container, whose monitor it becomes)."""
+    import threading
+
+    stop = threading.Event()
+    extra = [threading.Thread(target=stop.wait) for _ in range(threads - 1)]
+    for t in extra:
+        t.start()
+    try:
+        r = running(["sh", "-c", "echo up; sleep 30"])
+    finally:
+        stop.set()
+        for t in extra:
+            t.join()
+    assert r.readline() == "up\n"
+    with open(f"/proc/{r.container.pid}/stat") as f:
+        parent = int(f.read().rsplit(")", 1)[1].split()[1])
+    if threads == 1:
+        assert parent == os.getpid() and r.container.helper is None
+    else:
+        assert parent == r.container.helper != os.getpid()
+    assert set(_host_view(r.container.pid).values()) == {r.container.cgroup.path}
+    assert r.finish() == 137
+
+
 # -- pids ---------------------------------------------------------------------------
 
 BOMB = "bomb() { bomb | bomb & }; bomb; echo bombed; sleep 1; echo survived"
