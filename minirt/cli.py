@@ -55,7 +55,7 @@ def main(argv=None):
 
 def cmd_run(args):
     from minirt.api import prepare, start_detached
-    from minirt.runtime import state, tty
+    from minirt.runtime import state
     from minirt.runtime.container import Container
 
     from minirt import spec as specs
@@ -93,6 +93,8 @@ def cmd_run(args):
     try:
         container.start()
         if spec.tty:
+            from minirt.runtime import tty
+
             tty.relay(container.console, spec.interactive)
         code = container.wait()
         if container.oom_killed:

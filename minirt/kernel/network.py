@@ -19,7 +19,6 @@ Two halves, on purpose:
   the functions that need it (about 150 ms), so ``--network none`` never pays it.
 """
 
-import contextlib
 import fcntl
 import os
 import struct
@@ -41,22 +40,23 @@ IFNAMSIZ = 16  # a link name is at most 15 bytes and a NUL
 
 # -- inside the namespace: ioctls ---------------------------------------------------
 
-@contextlib.contextmanager
-def _ioctl_socket():
-    """Any socket will do as the handle for a network ioctl."""
+def _ioctls(*requests):
+    """Issue ``(request, argument)`` ioctls in turn on a socket (any socket will
+    do as the handle for a network ioctl); return the last one's result."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        yield s
+        for request, argument in requests:
+            result = fcntl.ioctl(s, request, argument)
+        return result
     finally:
         s.close()
 
 
 def link_up(name="lo"):
     """Set the IFF_UP flag of link ``name`` in the current network namespace."""
-    with _ioctl_socket() as s:
-        request = struct.pack("16sH14x", name.encode(), 0)
-        flags = struct.unpack("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, request)[:18])[1]
-        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", name.encode(), flags | IFF_UP))
+    current = _ioctls((SIOCGIFFLAGS, struct.pack("16sH14x", name.encode(), 0)))
+    flags = struct.unpack("16sH", current[:18])[1]
+    _ioctls((SIOCSIFFLAGS, struct.pack("16sH14x", name.encode(), flags | IFF_UP)))
 
 
 def _sockaddr_in(address):
@@ -67,10 +67,9 @@ def _sockaddr_in(address):
 def configure(name, address, prefixlen, gateway=None):
     """``ifconfig NAME ADDRESS/PREFIXLEN up`` and ``route add default gw GATEWAY``."""
     netmask = socket.inet_ntoa(struct.pack("!I", (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF))
-    with _ioctl_socket() as s:
-        # struct ifreq: the name, then a union whose first member is a sockaddr
-        fcntl.ioctl(s, SIOCSIFADDR, struct.pack("16s16s8x", name.encode(), _sockaddr_in(address)))
-        fcntl.ioctl(s, SIOCSIFNETMASK, struct.pack("16s16s8x", name.encode(), _sockaddr_in(netmask)))
+    # struct ifreq: the name, then a union whose first member is a sockaddr
+    _ioctls((SIOCSIFADDR, struct.pack("16s16s8x", name.encode(), _sockaddr_in(address))),
+            (SIOCSIFNETMASK, struct.pack("16s16s8x", name.encode(), _sockaddr_in(netmask))))
     link_up(name)
     if gateway:
         any_ = _sockaddr_in("0.0.0.0")
@@ -79,8 +78,7 @@ def configure(name, address, prefixlen, gateway=None):
         # 0.0.0.0 make it the default route.
         entry = struct.pack("=Q16s16s16sHh4xQQh6xQQQH6x", 0, any_, _sockaddr_in(gateway), any_,
                             RTF_UP | RTF_GATEWAY, 0, 0, 0, 0, 0, 0, 0, 0)
-        with _ioctl_socket() as s:
-            fcntl.ioctl(s, SIOCADDRT, entry)
+        _ioctls((SIOCADDRT, entry))
 
 
 # -- on the host: rtnetlink (pyroute2) ------------------------------------------------

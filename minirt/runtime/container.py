@@ -43,7 +43,7 @@ import time
 
 from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure, exit_status
 from minirt.kernel import cgroups, libc, namespaces, security
-from minirt.runtime import init, network, state, tty, userns
+from minirt.runtime import init, network, state, userns
 
 HOSTS = """127.0.0.1\tlocalhost
 ::1\tlocalhost ip6-localhost ip6-loopback
@@ -230,6 +230,8 @@ class Container:
             opened = stdio
         launch.stdio = tuple(stdio)
         if self.spec.tty and not detach:
+            from minirt.runtime import tty  # (termios and friends: only for -t)
+
             self.console, launch.console_fd = os.openpty()
             launch.console_path = os.ttyname(launch.console_fd)
             tty.copy_winsize(0, self.console)

@@ -26,7 +26,6 @@ and its start time), and records it as exited if minirt or the monitor died
 without saying so.
 """
 
-import contextlib
 import errno
 import fcntl
 import itertools
@@ -63,8 +62,7 @@ def remove_tree(path, dir_fd=None):
     except FileNotFoundError:
         return
     except OSError:  # not a directory (or a symlink to one): a name to unlink
-        with contextlib.suppress(OSError):
-            os.unlink(path, dir_fd=dir_fd)
+        _quietly(os.unlink, path, dir_fd=dir_fd)
         return
     try:
         with os.scandir(fd) as entries:
@@ -72,12 +70,17 @@ def remove_tree(path, dir_fd=None):
                 if entry.is_dir(follow_symlinks=False):
                     remove_tree(entry.name, fd)
                 else:
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.name, dir_fd=fd)
+                    _quietly(os.unlink, entry.name, dir_fd=fd)
     finally:
         os.close(fd)
-    with contextlib.suppress(OSError):
-        os.rmdir(path, dir_fd=dir_fd)
+    _quietly(os.rmdir, path, dir_fd=dir_fd)
+
+
+def _quietly(call, *args, **kwargs):
+    try:
+        call(*args, **kwargs)
+    except OSError:
+        pass
 
 
 def write_json(path, data):
@@ -106,15 +109,24 @@ def read_json(path):
         return json.load(f)
 
 
-@contextlib.contextmanager
-def locked(directory, name="lock"):
-    """Hold the directory's lock (an flock, released by the kernel if we die)."""
-    fd = os.open(os.path.join(directory, name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+class locked:
+    """``with locked(directory):`` holds the directory's lock (an flock,
+    released by the kernel if we die).  A class rather than a
+    ``contextlib.contextmanager``: importing contextlib costs ``minirt run`` 0.6 ms."""
+
+    def __init__(self, directory, name="lock"):
+        self.path = os.path.join(directory, name)
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
 
 
 def update(directory, **fields):
