@@ -26,7 +26,9 @@ codes (125 setup failed, 126 cannot execute, 127 not found).
 import errno
 import fcntl
 import os
-import signal
+# The C half of `signal`, under its usual name: the Python half builds enums of
+# every signal, 0.7 ms of each `minirt run` for names nobody prints.
+import _signal as signal
 import termios
 # Everything init needs must be imported before pivot_root: after it, the
 # host's Python library is out of reach.  os.execvpe imports `warnings` lazily.
@@ -38,7 +40,7 @@ from minirt.runtime import users
 
 # Signals Python changes for itself (SIGPIPE ignored, SIGINT raising
 # KeyboardInterrupt, ...); the container's command must start with the defaults.
-_RESET_SIGNALS = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP)]
+_RESET_SIGNALS = sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
 
 
 def main(spec, launch):
