@@ -172,15 +172,17 @@ def _in_child(entry, then=lambda: None, flags=0):
 
 
 @pytest.mark.privileged
-def test_a_child_is_born_in_its_cgroup2_cgroup_and_enters_its_v1_cgroups():
+@pytest.mark.parametrize("flags", [0, CLONE_NEWPID], ids=["same-pid-ns", "new-pid-ns"])
+def test_a_child_is_born_in_its_cgroup2_cgroup_and_enters_its_v1_cgroups(flags):
     cg = cgroups.for_container("born", PARENT)
     cg.create()
     entry = cg.open_entry()
     try:
-        born_inside, before, after, _ = _in_child(entry, then=lambda: cgroups.enter(entry))
+        born_inside, before, after, pid = _in_child(entry, then=lambda: cgroups.enter(entry), flags=flags)
     finally:
         entry.close()
         cg.remove()
+    assert (pid == 1) == bool(flags)  # PID 1 of its own pid namespace, if asked
     expected = f"/{PARENT}/born"
     if any(t.version == "v2" for t in cg.trees):
         assert born_inside  # this host has clone3 and a cgroup2 mount
@@ -193,11 +195,10 @@ def test_a_child_is_born_in_its_cgroup2_cgroup_and_enters_its_v1_cgroups():
 
 @pytest.mark.privileged
 @pytest.mark.parametrize("flags", [0, CLONE_NEWPID], ids=["same-pid-ns", "new-pid-ns"])
-def test_without_clone3_into_the_cgroup_it_is_a_plain_fork(tmp_path, flags):
-    """A descriptor that is no cgroup2 directory: clone3 refuses, fork_into forks,
-    and says so, so that the caller moves the child the slow way.  A new pid
-    namespace still works: a failed clone3 must not have used it up (a pid
-    namespace whose first process failed to be born takes no other)."""
+def test_without_clone3_into_the_cgroup_it_is_a_plain_clone(tmp_path, flags):
+    """A descriptor that is no cgroup2 directory: clone3 refuses, fork_into
+    falls back to clone(2) (a fork, without flags) and says so, so that the
+    caller moves the child the slow way.  A new pid namespace still works."""
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         born_inside, before, _, pid = _in_child(cgroups.Entry([], fd), flags=flags)
@@ -206,22 +207,6 @@ def test_without_clone3_into_the_cgroup_it_is_a_plain_fork(tmp_path, flags):
     assert born_inside is False
     assert before == _own_cgroups()
     assert (pid == 1) == bool(flags)
-
-
-@pytest.mark.privileged
-def test_born_inside_a_new_pid_namespace_as_its_pid_1():
-    cg = cgroups.for_container("born-pid1", PARENT)
-    cg.create()
-    entry = cg.open_entry()
-    try:
-        born_inside, before, _, pid = _in_child(entry, flags=CLONE_NEWPID)
-    finally:
-        entry.close()
-        cg.remove()
-    assert pid == 1
-    assert born_inside == (entry.cgroup2 is not None)
-    if born_inside:
-        assert before[""] == f"/{PARENT}/born-pid1"
 
 
 def test_no_entry_is_a_plain_fork():
