@@ -276,7 +276,9 @@ class Container:
             raise {126: CommandNotExecutable, 127: CommandNotFound}.get(int(code), RuntimeFailure)(message)
 
     def _handshake(self, born, msg_r, go_w, placed_w, err_r):
-        """The parent's half of the start-up (see the module docstring)."""
+        """The parent's half of the start-up (see the module docstring).
+        Returns PID 1's error report: empty once the command runs.  However it
+        ends, our pipe ends close: a PID 1 still waiting then gives up."""
         try:
             with os.fdopen(msg_r, "rb") as messages:
                 if born is None:  # from the helper: "PID1 inside|outside HELPER"; nothing if it failed
@@ -286,38 +288,29 @@ class Container:
                     born, self.helper = (int(line[0]), line[1] == b"inside"), int(line[2])
                     _crash_point("helper-ready")
             self.pid, inside = born
+            if self.spec.rootless:
+                namespaces.write_id_maps(self.pid, self.spec.uid_map, self.spec.gid_map)
+                os.write(go_w, b"1")
+            if self.cgroup is not None and not inside:
+                try:  # PID 1 could not be born in its cgroup2 cgroup: move it there
+                    self.cgroup.add(self.pid, versions=("v2",))
+                except ProcessLookupError:
+                    return _read_all(err_r).decode(errors="replace")  # PID 1 already failed: its report says why
+            if self._endpoint:  # its network namespace exists: plug in the cable
+                network.attach(self._endpoint, self.pid, self.root, self.spec.id)
+            recorder = self.helper or os.getpid()  # who will record the exit: the monitor, or we
+            state.update(self.dir, status="running", pid=self.pid, pid_start=state.start_time(self.pid),
+                         monitor_pid=recorder, monitor_start=state.start_time(recorder),
+                         started_at=time.time(), finished_at=None, exit_code=None, oom_killed=False,
+                         error=None, detached=self.detached)
+            _crash_point("running")
             try:
-                if self.spec.rootless:
-                    namespaces.write_id_maps(self.pid, self.spec.uid_map, self.spec.gid_map)
-                    os.write(go_w, b"1")
-            finally:
-                os.close(go_w)
-            try:
-                if self.cgroup is not None and not inside:
-                    try:  # PID 1 could not be born in its cgroup2 cgroup: move it there
-                        self.cgroup.add(self.pid, versions=("v2",))
-                    except ProcessLookupError:
-                        return _read_all(err_r).decode(errors="replace")  # PID 1 already failed: its report says why
-                if self._endpoint:  # its network namespace exists: plug in the cable
-                    network.attach(self._endpoint, self.pid, self.root, self.spec.id)
-                recorder = self.helper or os.getpid()  # who will record the exit: the monitor, or we
-                state.update(self.dir, status="running", pid=self.pid, pid_start=state.start_time(self.pid),
-                             monitor_pid=recorder, monitor_start=state.start_time(recorder),
-                             started_at=time.time(), finished_at=None, exit_code=None, oom_killed=False,
-                             error=None, detached=self.detached)
-                _crash_point("running")
-                try:
-                    os.write(placed_w, b"1")
-                except BrokenPipeError:
-                    pass  # PID 1 has already failed: its report (below) says why
-            finally:
-                os.close(placed_w)
+                os.write(placed_w, b"1")
+            except BrokenPipeError:
+                pass  # PID 1 has already failed: its report (below) says why
             return _read_all(err_r).decode(errors="replace")
         finally:
-            try:
-                os.close(err_r)
-            except OSError:
-                pass
+            _close((go_w, placed_w, err_r))
 
     def restart(self):
         """``minirt start``: run a stopped container again, detached, on the same
