@@ -242,14 +242,7 @@ class Container:
         if detach or not _single_threaded():
             first = os.fork()
             if first == 0:
-                _close(parent_only)
-                if detach:
-                    # Double fork: the monitor must not stay our child (nobody would
-                    # reap it), and it gets a session of its own, away from our terminal.
-                    os.setsid()
-                    if os.fork():
-                        os._exit(0)
-                _helper_main(self, launch, msg_w)
+                _helper_main(self, launch, msg_w, inherited=parent_only)  # never returns
             born = None  # the helper will tell
             if detach:
                 os.waitpid(first, 0)
@@ -258,8 +251,7 @@ class Container:
         else:  # in the foreground, as runc does: minirt itself is PID 1's parent
             pid1, inside = _spawn_pid1(self.spec, launch)
             if pid1 == 0:
-                _close(parent_only + (msg_w,))
-                init.main(self.spec, launch)  # never returns
+                init.main(self.spec, launch, inherited=parent_only + (msg_w,))  # never returns
             born, self._child = (pid1, inside), pid1
 
         _close([go_r, msg_w, placed_r, err_w, launch.console_fd, launch.netns_fd] + opened)
@@ -497,22 +489,27 @@ def _spawn_pid1(spec, launch):
     for ns in spec.namespaces:
         if ns not in skip:
             flags |= namespaces.FLAGS[ns]
-    pid1, inside = cgroups.fork_into(launch.cgroup_entry, flags)
-    if pid1 == 0:
-        libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with our parent
-    return pid1, inside
+    return cgroups.fork_into(launch.cgroup_entry, flags)
 
 
-def _helper_main(container, launch, msg_w):
+def _helper_main(container, launch, msg_w, inherited):
     """The helper (see the module docstring): spawn PID 1, say so, then wait
-    for it or become its monitor.  Never returns."""
+    for it or become its monitor.  Never returns: whatever happens, it must
+    not go back into the code of the program that forked it.  ``inherited``
+    are our parent's pipe ends, to let go of first."""
     try:
-        if not container.detached:
+        _close(inherited)
+        if container.detached:
+            # Double fork: the monitor must not stay our child (nobody would
+            # reap it), and it gets a session of its own, away from our terminal.
+            os.setsid()
+            if os.fork():
+                os._exit(0)
+        else:
             libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with minirt
         pid1, inside = _spawn_pid1(container.spec, launch)
         if pid1 == 0:
-            os.close(msg_w)
-            init.main(container.spec, launch)  # never returns
+            init.main(container.spec, launch, inherited=(msg_w,))  # never returns
         os.write(msg_w, f"{pid1} {'inside' if inside else 'outside'} {os.getpid()}\n".encode())
         # Hold on to nothing: a pipe end kept open here (the container's stdin,
         # say) would keep the other side from ever seeing end-of-file.
@@ -532,7 +529,10 @@ def _helper_main(container, launch, msg_w):
 def _single_threaded():
     """Whether this process has one thread only: the condition for clone(2)
     from Python (``libc.clone3``).  A program embedding minirt may have more."""
-    return len(os.listdir("/proc/self/task")) == 1
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:  # no /proc to tell: take the way that is always safe
+        return False
 
 
 def _close(fds):

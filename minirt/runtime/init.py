@@ -43,10 +43,16 @@ from minirt.runtime import users
 _RESET_SIGNALS = sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
 
 
-def main(spec, launch):
-    """Run in the container's first process. Never returns."""
+def main(spec, launch, inherited=()):
+    """Run in the container's first process.  Never returns: whatever happens,
+    it must not go back into the code of the program it was cloned from.
+    ``inherited`` are our parent's pipe ends, to let go of first."""
     step = "starting"  # named in the error message if a step fails
     try:
+        for fd in inherited:
+            if fd is not None:
+                os.close(fd)
+        libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with our parent
         if launch.go_fd is not None:
             # In a new user namespace we are nobody until the parent has
             # written our id maps; then we are its root.
