@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 
-from _timing import measure, summary, table, write_results
+from _timing import measure, python_env, summary, table, write_results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -41,8 +41,8 @@ from minirt.image.busybox import build_busybox_image  # noqa: E402
 from minirt.runtime import prune  # noqa: E402
 
 
-def startup(image, root, runs, pause):
-    env = dict(os.environ, PYTHONPATH=REPO)
+def startup(image, root, runs, pause, tmp):
+    env = python_env(REPO, tmp)
 
     def cli(net):
         return lambda: subprocess.run([sys.executable, "-m", "minirt", "--root", root, "run", "--rm",
@@ -110,7 +110,7 @@ def main():
         build_busybox_image(image, form="docker")
         minirt.run(image, ["true"], root=root, network="none")  # unpack once, untimed
 
-        samples = startup(image, root, args.runs, args.pause / 1000)
+        samples = startup(image, root, args.runs, args.pause / 1000, tmp)
         rows = {name: summary(ms) for name, ms in samples.items()}
         print(f"start to exit of `true`, {args.runs} runs each\n")
         print(table(rows, {"x none": "API   --network none"}))

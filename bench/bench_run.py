@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 
-from _timing import make_bundle, measure, run_quiet, summary, table, write_results
+from _timing import make_bundle, measure, python_env, run_quiet, summary, table, write_results
 
 PYTHON = sys.executable                         # the venv's python (the Makefile uses it)
 MINIRT = os.path.join(os.path.dirname(PYTHON), "minirt")
@@ -51,15 +51,6 @@ TAG = f"minirt-bench-{os.getpid()}"             # names of everything this scrip
 
 # Measure this checkout's minirt, whatever the venv happens to have installed.
 sys.path.insert(0, REPO)
-
-
-def python_env(tmp):
-    """The environment of every timed Python: this checkout first on the path, and
-    bytecode cached (in ``tmp``) as an installed package has it.  Without the cache,
-    PYTHONDONTWRITEBYTECODE=1 makes each run compile minirt from source again."""
-    env = dict(os.environ, PYTHONPATH=REPO, PYTHONPYCACHEPREFIX=os.path.join(tmp, "pycache"))
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
 
 
 # -- the root filesystem ---------------------------------------------------------
@@ -159,7 +150,7 @@ def contenders(tmp, image, rootfs):
     bundle = os.path.join(tmp, "bundle")
     make_bundle(bundle, rootfs, runc, ["true"])
     hide = cgroup2_hider()
-    env = python_env(tmp)
+    env = python_env(REPO, tmp)
     c = {}
     if image:
         import minirt
