@@ -31,7 +31,7 @@ There are three ways into a cgroup, and their speed differs by a factor of 20:
    Moving one thread that is the caller needs no global lock (recent kernels):
    0.4 ms here.  ``enter`` does this in the container's PID 1.
 3. v2: be born there.  ``clone3(CLONE_INTO_CGROUP)`` creates the process
-   inside the cgroup; nothing moves at all.  ``fork_into`` does this.
+   inside the cgroup; nothing moves at all.  ``clone_into`` does this.
 
 So the parent opens the doors (``Cgroup.open_entry``: it has the rights), PID 1
 walks in by itself, and only where that is impossible (no clone3, say) does the
@@ -473,8 +473,9 @@ class Entry(namedtuple("Entry", "tasks cgroup2")):
             os.close(fd)
 
 
-def fork_into(entry, flags=0):
-    """Fork; the child is born inside ``entry``'s v2 cgroup if clone3 allows.
+def clone_into(entry, flags=0):
+    """A new process, as fork makes one, but born inside ``entry``'s v2 cgroup
+    if clone3 allows.
 
     ``flags`` are namespace flags for the child (``CLONE_NEWPID``: it becomes
     PID 1 of a new pid namespace).  Returns ``(pid, born_inside)``, pid being
@@ -492,6 +493,8 @@ def fork_into(entry, flags=0):
             return libc.clone3(flags | libc.CLONE_INTO_CGROUP, cgroup=entry.cgroup2), True
         except OSError:
             pass
+    # Without namespaces to ask for, os.fork does it, and more safely (it runs
+    # Python's own fork bookkeeping); with them, only clone(2) can.
     return (libc.clone(flags) if flags else os.fork()), False
 
 

@@ -1,11 +1,12 @@
 """The few libc calls Python's ``os`` module does not offer (as of 3.11).
 
-The lecture's container is built from a handful of system calls: ``unshare`` and
-``setns`` (namespaces), ``mount``/``umount2``/``pivot_root`` (the root
-filesystem), ``sethostname`` (the UTS namespace), ``clone3`` (a child born
-inside its cgroup).  They are reached through cffi
-in ABI mode: no compiler, and the declarations are pre-parsed at install time
-into ``_libc.py`` (see ``_libc_build.py``), so importing this module is cheap.
+The lecture's container is built from a handful of system calls: ``clone3``
+and ``clone`` (a child in new namespaces, born inside its cgroup), ``unshare``
+and ``setns`` (namespaces), ``mount``/``umount2``/``pivot_root`` (the root
+filesystem), ``sethostname`` (the UTS namespace).  They are reached through
+cffi in ABI mode: no compiler, and the declarations are pre-parsed at install
+time into ``_libc.py`` (see ``_libc_build.py``), so importing this module is
+cheap.
 
 Every wrapper raises ``OSError`` with errno set, like the ``os`` functions do, so
 callers handle kernel refusals the same way everywhere.

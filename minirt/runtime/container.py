@@ -4,7 +4,7 @@ Lecture idea: there is no "container" object in the kernel, only a process with
 namespaces and a cgroup.  One ``clone(2)`` makes it: the flags give the child
 new pid, uts, ipc, net (and, rootless, user) namespaces, and clone3's
 ``CLONE_INTO_CGROUP`` has it born inside its cgroup2 cgroup
-(``cgroups.fork_into``).  In the foreground minirt itself is its parent, as
+(``cgroups.clone_into``).  In the foreground minirt itself is its parent, as
 runc is:
 
     minirt (parent)          creates the state directory and the cgroup, clones
@@ -489,7 +489,7 @@ def _spawn_pid1(spec, launch):
     for ns in spec.namespaces:
         if ns not in skip:
             flags |= namespaces.FLAGS[ns]
-    return cgroups.fork_into(launch.cgroup_entry, flags)
+    return cgroups.clone_into(launch.cgroup_entry, flags)
 
 
 def _helper_main(container, launch, msg_w, inherited):

@@ -146,7 +146,7 @@ def _own_cgroups():
 
 
 def _in_child(entry, then=lambda: None, flags=0):
-    """fork_into(entry, flags) from a freshly forked, single-threaded process (as
+    """clone_into(entry, flags) from a freshly forked, single-threaded process (as
     the container's helper is); the child runs ``then``.  Returns (born_inside,
     the child's cgroups at birth, its cgroups after ``then``, its pid)."""
     r, w = os.pipe()
@@ -154,7 +154,7 @@ def _in_child(entry, then=lambda: None, flags=0):
     if middle == 0:
         try:
             os.close(r)
-            pid, born_inside = cgroups.fork_into(entry, flags)
+            pid, born_inside = cgroups.clone_into(entry, flags)
             if pid == 0:
                 before = _own_cgroups()
                 then()
@@ -196,7 +196,7 @@ def test_a_child_is_born_in_its_cgroup2_cgroup_and_enters_its_v1_cgroups(flags):
 @pytest.mark.privileged
 @pytest.mark.parametrize("flags", [0, CLONE_NEWPID], ids=["same-pid-ns", "new-pid-ns"])
 def test_without_clone3_into_the_cgroup_it_is_a_plain_clone(tmp_path, flags):
-    """A descriptor that is no cgroup2 directory: clone3 refuses, fork_into
+    """A descriptor that is no cgroup2 directory: clone3 refuses, clone_into
     falls back to clone(2) (a fork, without flags) and says so, so that the
     caller moves the child the slow way.  A new pid namespace still works."""
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
