@@ -35,16 +35,7 @@ import re
 from minirt.errors import ImageError
 from minirt.image.tarindex import TarFormatError, read_index
 
-try:
-    # The builtin sha256, not hashlib's OpenSSL one: loading OpenSSL costs ~2 ms
-    # at start-up, and the blobs checked here are a few kilobytes of JSON.
-    # (Layers, hundreds of megabytes, are hashed by stream.py with hashlib.)
-    from _sha256 import sha256  # Python 3.11
-except ImportError:
-    try:
-        from _sha2 import sha256  # Python 3.12 and later
-    except ImportError:
-        from hashlib import sha256  # a build without the builtin hashes
+from minirt.digests import sha256  # not hashlib's: see digests.py
 
 # A digest names a blob by its content.  Checking the format before using a
 # digest as part of a path is what keeps "sha256:../../etc/passwd" off the host.

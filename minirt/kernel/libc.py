@@ -3,7 +3,8 @@
 The lecture's container is built from a handful of system calls: ``clone3``
 and ``clone`` (a child in new namespaces, born inside its cgroup), ``unshare``
 and ``setns`` (namespaces), ``mount``/``umount2``/``pivot_root`` (the root
-filesystem), ``sethostname`` (the UTS namespace).  They are reached through
+filesystem), ``sethostname`` (the UTS namespace), ``seccomp`` (a filter on
+system calls).  They are reached through
 cffi in ABI mode: no compiler, and the declarations are pre-parsed at install
 time into ``_libc.py`` (see ``_libc_build.py``), so importing this module is
 cheap.
@@ -55,7 +56,12 @@ PR_SET_CHILD_SUBREAPER = 36
 
 _SYS_PIVOT_ROOT = 155  # x86_64
 _SYS_CLONE = 56
+_SYS_SECCOMP = 317
 _SYS_CLONE3 = 435
+SECCOMP_SET_MODE_FILTER = 1
+# Parsed once here, not in the container's first process where time counts.
+_FILTER_ARRAY = ffi.typeof("struct sock_filter[]")
+_FPROG = ffi.typeof("struct sock_fprog *")
 
 
 def _check(result, what):
@@ -129,6 +135,15 @@ def clone(flags=0):
     result = _libc.syscall(ffi.cast("long", _SYS_CLONE), ffi.cast("unsigned long", flags | signal.SIGCHLD),
                            null, null, null, ffi.cast("unsigned long", 0))
     return _check(result, "clone")
+
+
+def seccomp_filter(program, flags=0):
+    """seccomp(SECCOMP_SET_MODE_FILTER): install ``program`` (the bytes of a
+    ``struct sock_filter[]``, see ``seccomp.py``) on the calling thread."""
+    filters = ffi.from_buffer(_FILTER_ARRAY, program)
+    prog = ffi.new(_FPROG, {"len": len(program) // 8, "filter": filters})
+    _check(_libc.syscall(ffi.cast("long", _SYS_SECCOMP), ffi.cast("unsigned int", SECCOMP_SET_MODE_FILTER),
+                         ffi.cast("unsigned int", flags), prog), "seccomp")
 
 
 def prctl(option, arg2=0):

@@ -48,7 +48,7 @@ from collections import namedtuple
 
 from minirt.errors import RuntimeFailure, SpecError
 from minirt.kernel import bpf
-from minirt.kernel.libc import ffi
+from minirt.kernel import libc
 from minirt.kernel.syscalls_x86_64 import SYSCALLS
 
 _NAMES = {number: name for name, number in SYSCALLS.items()}
@@ -442,13 +442,6 @@ def disassemble(program):
 
 # -- installing -------------------------------------------------------------------
 
-SECCOMP_SET_MODE_FILTER = 1
-_lib = ffi.dlopen(None)
-# Parsed once here, not in the container's first process where time counts.
-_FILTER_ARRAY = ffi.typeof("struct sock_filter[]")
-_FPROG = ffi.typeof("struct sock_fprog *")
-
-
 def install(program, flags=0):
     """Install the filter on the calling thread; from now on every call passes it.
 
@@ -456,11 +449,7 @@ def install(program, flags=0):
     setuid program) or CAP_SYS_ADMIN; ``security.apply`` orders its steps so
     that one of the two holds.
     """
-    filters = ffi.from_buffer(_FILTER_ARRAY, program)
-    prog = ffi.new(_FPROG, {"len": len(program) // 8, "filter": filters})
-    result = _lib.syscall(ffi.cast("long", SYSCALLS["seccomp"]),
-                          ffi.cast("unsigned int", SECCOMP_SET_MODE_FILTER),
-                          ffi.cast("unsigned int", flags), prog)
-    if result == -1:
-        err = ffi.errno
-        raise RuntimeFailure(f"cannot install the seccomp filter: {os.strerror(err)}")
+    try:
+        libc.seccomp_filter(program, flags)
+    except OSError as e:
+        raise RuntimeFailure(f"cannot install the seccomp filter: {os.strerror(e.errno)}") from None

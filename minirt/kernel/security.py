@@ -11,12 +11,13 @@ container's program:
     seccomp         a filter on every system call          (``seccomp.py``,
                                                             ``seccomp_default.py``)
 
-The runtime calls, in the container's PID 1, after pivot_root and after the
-user is resolved, instead of changing groups, gid and uid itself::
+The runtime computes the capability set and compiles the seccomp profile in
+the parent, where a mistake is reported before anything exists, and calls, in
+the container's PID 1, after pivot_root and after the user is resolved,
+instead of changing groups, gid and uid itself::
 
     caps = security.capability_set(cap_add, cap_drop, privileged)
-    profile = security.default_profile()   # or load_profile(path), or None
-    program = security.compile_profile(profile, caps=caps)   # cached; may run before fork
+    program = security.seccomp_program(option, privileged, caps, cache=DIR)   # before the clone
     security.apply(caps=caps, no_new_privs=True, seccomp_program=program,
                    uid=uid, gid=gid, groups=groups)
     os.execve(...)
@@ -28,25 +29,85 @@ import os
 
 import _prctl
 
+from minirt.digests import sha256
 from minirt.errors import RuntimeFailure
-from minirt.kernel import capabilities, seccomp
+from minirt.kernel import capabilities, libc
 from minirt.kernel.capabilities import capability_set, expected_status_mask  # noqa: F401
-from minirt.kernel.seccomp import compile_profile, default_profile, load_profile  # noqa: F401
 
 _SYS_ADMIN = capabilities.NUMBERS["CAP_SYS_ADMIN"]
 
+# What a compiled program depends on besides its profile and capabilities:
+# the compiler and docker's profile, as minirt's own files.
+_COMPILER = ("seccomp.py", "seccomp_default.py", "bpf.py", "syscalls_x86_64.py", "capabilities.py")
 
-def seccomp_profile(option=None, privileged=False):
-    """The profile for ``--security-opt seccomp=OPTION``, as docker picks it.
 
-    No option: the default profile, or none for ``--privileged`` (docker runs
-    privileged containers unconfined).  "unconfined": none.  Else a file name.
+def seccomp_program(option=None, privileged=False, caps=frozenset(), cache=None):
+    """The seccomp filter for ``--security-opt seccomp=OPTION``, compiled for
+    the container's capabilities (BPF bytes), or None for no filter.
+
+    As docker picks it: no option, the default profile, or none with
+    ``--privileged``; "unconfined", none; else a profile file.
+
+    The same inputs always compile to the same bytes, and compiling means
+    importing the compiler and docker's profile, some 2 ms of every container
+    start.  So the program is kept in the directory ``cache`` (if given),
+    named by a hash of everything it depends on: the profile (the file's
+    content), the capabilities, the kernel release (docker's profile has
+    rules for newer kernels only) and the compiler's own files (a new minirt
+    compiles again).
     """
     if option == "unconfined" or (not option and privileged):
         return None
-    if not option:
-        return default_profile()
-    return load_profile(option)
+    key = _program_key(option, caps) if cache else None
+    if key:
+        try:
+            with open(os.path.join(cache, key), "rb") as f:
+                program = f.read()
+            if program and len(program) % 8 == 0:  # whole instructions, or compile again
+                return program
+        except OSError:
+            pass
+    from minirt.kernel import seccomp  # only now: see above
+
+    program = seccomp.compile_profile(seccomp.load_profile(option) if option else seccomp.default_profile(),
+                                      caps=caps)
+    if key:
+        _keep(cache, key, program)
+    return program
+
+
+def _program_key(option, caps):
+    """A hash of what a compiled program depends on; None if the profile
+    cannot be read (compiling then says why)."""
+    h = sha256()
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        for name in _COMPILER:
+            st = os.stat(os.path.join(here, name))
+            h.update(f"{name} {st.st_size} {st.st_mtime_ns}\n".encode())
+        if option:
+            with open(option, "rb") as f:
+                h.update(b"profile " + f.read() + b"\n")
+    except OSError:
+        return None
+    h.update(f"caps {sorted(caps)}\nkernel {os.uname().release}\n".encode())
+    return h.hexdigest()
+
+
+def _keep(cache, key, program):
+    """Write the program into the cache, atomically; a cache that cannot be
+    written is no error."""
+    tmp = os.path.join(cache, f".tmp-{os.getpid()}-{key}")
+    try:
+        os.makedirs(cache, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(program)
+        os.replace(tmp, os.path.join(cache, key))
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def set_no_new_privs():
@@ -94,7 +155,7 @@ def apply(caps, no_new_privs=True, seccomp_program=None, uid=0, gid=0, groups=No
     try:
         if seccomp_program is not None and not no_new_privs:
             capabilities.set_process_sets(keep | ({_SYS_ADMIN} & held))
-            seccomp.install(seccomp_program)
+            _install_seccomp(seccomp_program)
             seccomp_program = None
         capabilities.set_process_sets(keep)
         if no_new_privs:
@@ -102,4 +163,11 @@ def apply(caps, no_new_privs=True, seccomp_program=None, uid=0, gid=0, groups=No
     except OSError as e:
         raise RuntimeFailure(f"cannot drop capabilities: {e.strerror}") from None
     if seccomp_program is not None:
-        seccomp.install(seccomp_program)
+        _install_seccomp(seccomp_program)
+
+
+def _install_seccomp(program):
+    try:
+        libc.seccomp_filter(program)
+    except OSError as e:
+        raise RuntimeFailure(f"cannot install the seccomp filter: {e.strerror}") from None

@@ -121,7 +121,7 @@ class Container:
 
     def create(self):
         """The state directory, name, /etc files and cgroup. Undone by ``delete``."""
-        self._privileges = _privileges(self.spec)  # a bad profile fails here, before anything exists
+        self._privileges = _privileges(self.spec, self.root)  # a bad profile fails here, before anything exists
         network.validate(self.root, self.spec)     # so does a bad --network or -p
         try:
             os.makedirs(state.containers_dir(self.root), exist_ok=True)
@@ -177,7 +177,7 @@ class Container:
 
     def _launch(self):
         if self._privileges is None:
-            self._privileges = _privileges(self.spec)
+            self._privileges = _privileges(self.spec, self.root)
         return Launch(
             rootfs=os.path.join(self.dir, "rootfs"),
             upper=os.path.join(self.dir, "upper"),
@@ -470,11 +470,10 @@ def _crash_point(name):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _privileges(spec):
+def _privileges(spec, root):
     """The capability set and compiled seccomp filter the container will get."""
     caps = security.capability_set(cap_add=spec.cap_add, cap_drop=spec.cap_drop, privileged=spec.privileged)
-    profile = security.seccomp_profile(spec.seccomp, spec.privileged)
-    program = security.compile_profile(profile, caps=caps) if profile is not None else None
+    program = security.seccomp_program(spec.seccomp, spec.privileged, caps, cache=state.seccomp_cache(root))
     return caps, program
 
 

@@ -8,6 +8,7 @@ Everything minirt creates on the host is under one directory (default
     images/                       loaded images and their tags (image/catalog)
     names/<name> -> <id>          container names; a symlink is created atomically,
                                   so two containers can never get the same name
+    cache/seccomp/<hash>          compiled seccomp filters (kernel/security.py)
     containers/<id>/              one container:
         config.json               its ContainerSpec
         state.json                status, pids, exit code, times (see below)
@@ -49,6 +50,10 @@ def default_root():
         return "/var/lib/minirt"
     data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
     return os.path.join(data, "minirt")
+
+
+def seccomp_cache(root):
+    return os.path.join(root, "cache", "seccomp")
 
 
 # -- files ------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """Capabilities: docker's set arithmetic, and the sets a process really ends up with."""
 
 import os
-import time
 
 import pytest
 
@@ -136,17 +135,3 @@ def test_dropped_capability_is_really_gone(in_child):
             os.unlink(tmp)
 
     assert in_child(try_chown)[1] == "EPERM"
-
-
-@pytest.mark.privileged
-def test_apply_is_fast(in_child):
-    program = security.compile_profile(security.default_profile(), caps=DEFAULT)
-
-    def timed():
-        start = time.perf_counter()
-        security.apply(caps=DEFAULT, uid=1000, gid=1000, groups=[], seccomp_program=program)
-        return time.perf_counter() - start
-
-    _, seconds = in_child(timed)
-    assert isinstance(seconds, float), seconds
-    assert seconds < 0.02   # ~0.2 ms measured; generous for loaded CI machines
