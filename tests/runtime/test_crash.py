@@ -11,7 +11,9 @@ The crash points are the fault-injection hooks in ``runtime/container.py``
 
     create        state directory and name recorded; no cgroup yet
     cgroup        the cgroup exists; no process yet
-    helper-ready  the helper (to-be monitor) exists, in its own session
+    helper-ready  the helper (to-be monitor) exists, in its own session, and has
+                  cloned PID 1, which waits to be recorded: it gives up, and the
+                  container never ran (it stays created)
     running       PID 1 recorded as running, but not yet told to go on
     signal        `minirt stop` dies before it sends anything
     monitor       the monitor dies after PID 1 exited, before recording it
