@@ -4,10 +4,9 @@ Flags follow docker's, so that ``minirt run --rm -it -e K=V IMAGE sh`` means
 what a docker user expects: short flags combine (``-it``, ``-aq``), a value
 follows its flag or is glued to it (``-e K=V``, ``-eK=V``, ``--env K=V``,
 ``--env=K=V``), a repeated flag collects its values, flags and arguments mix
-(``rm web -f``), a switch may say ``--rm=false``, ``--`` ends the flags,
-and for ``run`` and ``exec``
-everything after the image or container is the command, untouched
-(``run img ls -l``).
+(``rm web -f``), a switch may say ``--rm=false``, ``--`` ends the flags, and
+for ``run`` and ``exec`` everything after the image or container is the
+command, untouched (``run img ls -l``).
 
 Why not argparse: importing it, building the parser and parsing cost some
 3.5 ms, and ``minirt run`` must start a container within 30 ms of Python's
@@ -58,7 +57,7 @@ class Command:
     """A command: its flags (in help sections), its arguments and its help.
 
     ``args`` are (dest, METAVAR, how many) with "one" or "some" (one or
-    more); ``rest``, if set, is where every word after them goes, unparsed
+    more, only last); ``rest``, if set, is where every word after them goes, unparsed
     (the container's command).  ``actions`` are sub-commands
     (``network create``), chosen by the first argument.
     """
@@ -92,7 +91,7 @@ class Command:
                 positional += words
                 break
             if word.startswith("-") and word != "-":
-                given.add(self._flag(word, words, ns))
+                given.update(self._flag(word, words, ns))
             else:
                 positional.append(word)
                 if self.rest and self._args_full(positional):
@@ -111,7 +110,7 @@ class Command:
 
     def _flag(self, word, words, ns):
         """One flag word (``--env=A=1``, ``-it``, ``-eA=1``); take its value from
-        ``words`` if it needs one.  Returns the dest of the last flag set."""
+        ``words`` if it needs one.  Returns the dests of the flags it set."""
         if word.startswith("--"):
             name, eq, glued = word.partition("=")
             pairs = [(name, glued if eq else None)]
@@ -123,6 +122,7 @@ class Command:
                     pairs.append(("-" + letter, letters[i + 1:] or None))
                     break
                 pairs.append(("-" + letter, None))
+        dests = []
         for name, glued in pairs:
             f = self.by_name.get(name)
             if f is None:
@@ -131,6 +131,7 @@ class Command:
                 if glued not in (None, "true", "false"):
                     raise SpecError(f"{self.name}: flag {name} takes no value, or true or false")
                 setattr(ns, f.dest, glued != "false")
+                dests.append(f.dest)
                 continue
             if glued is None:
                 if not words:
@@ -144,23 +145,22 @@ class Command:
                 getattr(ns, f.dest).append(v)
             else:
                 setattr(ns, f.dest, v)
-        return f.dest
+            dests.append(f.dest)
+        return dests
 
     def _assign(self, positional, ns):
-        """Hand out the arguments: "one" takes one, "some" all up to the rest."""
-        for i, (dest, meta, n) in enumerate(self.args):
+        """Hand out the arguments: "one" takes one, "some" (always the last) the rest."""
+        for dest, meta, n in self.args:
             if not positional:
                 raise SpecError(f"{self.name}: {meta} is required (usage: {self.usage})")
-            if n == "one":
-                value_ = positional.pop(0)
-                if dest in self.choices and value_ not in self.choices[dest]:
-                    raise SpecError(f"{self.name}: unknown {meta} {value_!r}"
-                                    f" (one of: {', '.join(self.choices[dest])})")
-                setattr(ns, dest, value_)
-            else:
-                keep = len(self.args) - i - 1  # leave one for each argument after this one
-                setattr(ns, dest, positional[:len(positional) - keep])
-                del positional[:len(positional) - keep]
+            if n == "some":
+                setattr(ns, dest, positional[:])
+                del positional[:]
+                continue
+            word = positional.pop(0)
+            if dest in self.choices and word not in self.choices[dest]:
+                raise SpecError(f"{self.name}: unknown {meta} {word!r} (one of: {', '.join(self.choices[dest])})")
+            setattr(ns, dest, word)
         if self.rest:
             setattr(ns, self.rest[0], positional)
         elif positional:
