@@ -43,7 +43,7 @@ import _signal as signal
 import sys
 import time
 
-from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure, exit_status
+from minirt.errors import MinirtError, RuntimeFailure, exit_status
 from minirt.kernel import cgroups, libc, namespaces, security
 from minirt.runtime import init, network, state, userns
 
@@ -264,8 +264,7 @@ class Container:
             raise
         if report:
             self.wait()
-            code, _, message = report.partition(" ")
-            raise {126: CommandNotExecutable, 127: CommandNotFound}.get(int(code), RuntimeFailure)(message)
+            init.raise_report(report)
 
     def _handshake(self, born, msg_r, go_w, placed_w, err_r):
         """The parent's half of the start-up (see the module docstring).
@@ -276,7 +275,7 @@ class Container:
                 if born is None:  # from the helper: "PID1 inside|outside HELPER"; nothing if it failed
                     line = messages.readline().split()
                     if not line:
-                        return _read_all(err_r).decode(errors="replace")
+                        return init.read_report(err_r)
                     born, self.helper = (int(line[0]), line[1] == b"inside"), int(line[2])
                     _crash_point("helper-ready")
             self.pid, inside = born
@@ -287,7 +286,7 @@ class Container:
                 try:  # PID 1 could not be born in its cgroup2 cgroup: move it there
                     self.cgroup.add(self.pid, versions=("v2",))
                 except ProcessLookupError:
-                    return _read_all(err_r).decode(errors="replace")  # PID 1 already failed: its report says why
+                    return init.read_report(err_r)  # PID 1 already failed: its report says why
             if self._endpoint:  # its network namespace exists: plug in the cable
                 network.attach(self._endpoint, self.pid, self.root, self.spec.id)
             recorder = self.helper or os.getpid()  # who will record the exit: the monitor, or we
@@ -300,7 +299,7 @@ class Container:
                 os.write(placed_w, b"1")
             except BrokenPipeError:
                 pass  # PID 1 has already failed: its report (below) says why
-            return _read_all(err_r).decode(errors="replace")
+            return init.read_report(err_r)
         finally:
             _close((go_w, placed_w, err_r))
 
@@ -566,13 +565,6 @@ def _become_monitor(container, pid1):
         # leave PID 1 without a parent.
         from minirt.runtime import monitor
         os._exit(monitor.main(container.dir, pid1))
-
-
-def _read_all(fd):
-    chunks = []
-    while chunk := os.read(fd, 4096):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _resolv_conf():

@@ -13,7 +13,7 @@ hence one more fork.
 import os
 import signal
 
-from minirt.errors import MinirtError, RuntimeFailure, exit_status
+from minirt.errors import MinirtError, exit_status
 from minirt.kernel import cgroups, libc, namespaces
 from minirt.runtime import init, users
 
@@ -98,15 +98,10 @@ def _enter(spec, args, env, workdir, user, tty_fd, interactive, stdio, caps, pro
 
 def wait_for_exec(err_r):
     """The error report of an exec that failed before execve, or '' once it ran."""
-    chunks = []
-    while chunk := os.read(err_r, 4096):
-        chunks.append(chunk)
-    os.close(err_r)
-    return b"".join(chunks).decode(errors="replace")
+    try:
+        return init.read_report(err_r)
+    finally:
+        os.close(err_r)
 
 
-def raise_report(report):
-    from minirt.errors import CommandNotExecutable, CommandNotFound
-
-    code, _, message = report.partition(" ")
-    raise {126: CommandNotExecutable, 127: CommandNotFound}.get(int(code), RuntimeFailure)(message)
+raise_report = init.raise_report

@@ -218,9 +218,10 @@ def _reaper(spec, env, launch):
             _report(child_err_w, e)
         os._exit(125)
     os.close(child_err_w)
-    report = _read_all(child_err_r)
+    report = read_report(child_err_r)
+    os.close(child_err_r)
     if report:
-        os.write(launch.error_fd, report)
+        os.write(launch.error_fd, report.encode(errors="replace"))
         os._exit(125)
     os.close(launch.error_fd)
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
@@ -243,12 +244,21 @@ def _forward(pid, signum):
         pass
 
 
-def _read_all(fd):
+def read_report(fd):
+    """The other end of ``_report``: read the error pipe ``fd`` to its end.
+    Empty once the command runs (execve closed the pipe); else "<exit code>
+    <message>", for ``raise_report``."""
     chunks = []
     while chunk := os.read(fd, 4096):
         chunks.append(chunk)
-    os.close(fd)
-    return b"".join(chunks)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def raise_report(report):
+    """Raise the error a report from ``read_report`` stands for: docker's 126
+    and 127, or a failure of minirt's own (125)."""
+    code, _, message = report.partition(" ")
+    raise {126: CommandNotExecutable, 127: CommandNotFound}.get(int(code), RuntimeFailure)(message)
 
 
 def _report(fd, exc, step=None):
