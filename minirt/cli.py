@@ -143,18 +143,25 @@ def _root(args):
     return args.root or state.default_root()
 
 
-def _each(args, refs, action):
-    """Apply ``action`` to every named container; report errors per container, as docker."""
-    from minirt.runtime.container import Container
-
+def _each(refs, action):
+    """Apply ``action`` to every ref; an error is reported on its own line and
+    the others still go ahead, as docker does.  1 if any failed."""
     code = 0
     for ref in refs:
         try:
-            action(Container.load(_root(args), ref), ref)
+            action(ref)
         except MinirtError as e:
             print(f"minirt: {e}", file=sys.stderr)
             code = 1
     return code
+
+
+def _each_container(args, refs, action):
+    """``_each`` for container commands: ``action(container, ref)``."""
+    from minirt.runtime.container import Container
+
+    root = _root(args)
+    return _each(refs, lambda ref: action(Container.load(root, ref), ref))
 
 
 def cmd_ps(args):
@@ -230,7 +237,7 @@ def cmd_inspect(args):
                                for m in c.spec.mounts],
                     "StateDir": c.dir})
 
-    code = _each(args, args.containers, collect)
+    code = _each_container(args, args.containers, collect)
     print(json.dumps(out, indent=2))
     return code
 
@@ -285,7 +292,7 @@ def _signal_quietly(pid, signum):
 
 
 def cmd_stop(args):
-    return _each(args, args.containers, lambda c, ref: (c.stop(timeout=args.time), print(ref)))
+    return _each_container(args, args.containers, lambda c, ref: (c.stop(timeout=args.time), print(ref)))
 
 
 def cmd_kill(args):
@@ -303,15 +310,15 @@ def cmd_kill(args):
         c.signal(signum)
         print(ref)
 
-    return _each(args, args.containers, kill)
+    return _each_container(args, args.containers, kill)
 
 
 def cmd_wait(args):
-    return _each(args, args.containers, lambda c, ref: print(c.wait()))
+    return _each_container(args, args.containers, lambda c, ref: print(c.wait()))
 
 
 def cmd_rm(args):
-    return _each(args, args.containers, lambda c, ref: (c.remove(force=args.force), print(ref)))
+    return _each_container(args, args.containers, lambda c, ref: (c.remove(force=args.force), print(ref)))
 
 
 def cmd_start(args):
@@ -321,7 +328,7 @@ def cmd_start(args):
         c.restart()
         print(ref)
 
-    return _each(args, args.containers, start)
+    return _each_container(args, args.containers, start)
 
 
 def cmd_images(args):
@@ -349,15 +356,12 @@ def cmd_rmi(args):
         entry = catalog.lookup(image) if image else None
         if entry:
             in_use.add(entry["id"])
-    code = 0
-    for ref in args.images:
-        try:
-            for line in catalog.remove(ref, in_use):
-                print(line)
-        except MinirtError as e:
-            print(f"minirt: {e}", file=sys.stderr)
-            code = 1
-    return code
+
+    def remove(ref):
+        for line in catalog.remove(ref, in_use):
+            print(line)
+
+    return _each(args.images, remove)
 
 
 def cmd_load(args):
