@@ -5,21 +5,30 @@
   ``host.processes_mentioning(text)``, ``host.container_cgroups()``).
 - ``home``: a directory the user nobody may use, holding a copy of the busybox
   image, for the rootless tests; no process may mention it afterwards.
+- ``nobody(*args, root=True)``: ``minirt [--root HOME/root] ARGS`` run as the
+  user nobody in ``home`` (setpriv, straight to this venv's python).
 - ``run(*cmd, **options)``: busybox run to completion in-process with any
   ContainerSpec option (``cap_add=``, ``resources=``, ...), the host checked
   afterwards; the Result carries the Container as ``.container``.
+- ``expect(fd, needle)``: read a terminal until ``needle`` shows up (10 s at most).
 """
 
 import os
+import select
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
+import time
 
 import pytest
 
 import minirt.api
 from minirt.kernel import cgroups
 from minirt.runtime.container import Container
+
+NOBODY = 65534
 
 
 class Host:
@@ -96,3 +105,34 @@ def home(busybox_image):
         os.kill(pid, signal.SIGKILL)
     shutil.rmtree(d, ignore_errors=True)
     assert leftover == []
+
+
+@pytest.fixture
+def nobody(home):
+    def minirt_as_nobody(*args, root=True, timeout=60):
+        cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+               sys.executable, "-m", "minirt"]
+        if root:
+            cmd += ["--root", os.path.join(home, "root")]
+        env = {k: v for k, v in os.environ.items() if k not in ("MINIRT_ROOT", "XDG_DATA_HOME")}
+        env["HOME"] = home
+        return subprocess.run(cmd + list(args), capture_output=True, timeout=timeout, env=env, cwd=home)
+    return minirt_as_nobody
+
+
+@pytest.fixture
+def expect():
+    def read_until(fd, needle, timeout=10):
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while needle not in buf:
+            left = deadline - time.monotonic()
+            assert left > 0, f"timed out waiting for {needle!r}; got {buf!r}"
+            if select.select([fd], [], [], left)[0]:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    break
+                buf += chunk
+        assert needle in buf, buf
+        return buf
+    return read_until

@@ -360,7 +360,7 @@ def test_exec_into_a_container_that_just_exited_is_a_clean_error(lc):
         state.update(lc.dir(cid), **dict(recorded, status="exited"))
 
 
-def test_exec_it_through_a_terminal(lc):
+def test_exec_it_through_a_terminal(lc, expect):
     import fcntl
     import pty
     import struct
@@ -373,15 +373,15 @@ def test_exec_it_through_a_terminal(lc):
     fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 31, 97, 0, 0))
     out = b""
     try:
-        out += _expect(master, b"# ")
+        out += expect(master, b"# ")
         os.write(master, b"stty size; test -t 0 && echo terminal-$((40+2)); tty\n")
-        out += _expect(master, b"terminal-42")
+        out += expect(master, b"terminal-42")
         assert b"31 97" in out
         os.write(master, b"sleep 50\n")
         time.sleep(0.5)
         os.write(master, b"\x03")  # Ctrl-C reaches the sleep inside, not minirt
         os.write(master, b"echo after-$((6*7))\n")
-        out += _expect(master, b"after-42")
+        out += expect(master, b"after-42")
         os.write(master, b"exit 4\n")
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 4
@@ -394,22 +394,6 @@ def test_exec_it_through_a_terminal(lc):
             pass
     assert b"/dev/pts/" in out or b"not a tty" in out   # see test_exec_tty_is_the_containers
     assert lc.inspect(cid)["State"]["Running"]   # the container is unaffected
-
-
-def _expect(fd, needle, timeout=10):
-    import select
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while needle not in buf:
-        left = deadline - time.monotonic()
-        assert left > 0, f"timed out waiting for {needle!r}; got {buf!r}"
-        if select.select([fd], [], [], left)[0]:
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                break
-            buf += chunk
-    assert needle in buf, buf
-    return buf
 
 
 # -- stop, kill, wait ------------------------------------------------------------------------
@@ -571,31 +555,9 @@ def test_system_prune_removes_stopped_containers_and_keeps_running_ones(lc):
 # -- rootless: the same commands as the user nobody ---------------------------------------------
 
 
-def home(busybox_image):
-    """A directory nobody may use (0777 under /tmp), holding a copy of the image."""
-    d = tempfile.mkdtemp(prefix="minirt-rootless-")
-    os.chmod(d, 0o777)
-    shutil.copyfile(busybox_image, os.path.join(d, "busybox.tar"))
-    os.chmod(os.path.join(d, "busybox.tar"), 0o644)
-    yield d
-    leftover = host.processes_mentioning(d)
-    for pid in leftover:
-        os.kill(pid, signal.SIGKILL)
-    shutil.rmtree(d, ignore_errors=True)
-    assert leftover == []
-
-
-def as_nobody(home, *args, timeout=60):
-    cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-           sys.executable, "-m", "minirt", "--root", os.path.join(home, "root"), *args]
-    env = {k: v for k, v in os.environ.items() if k not in ("MINIRT_ROOT", "XDG_DATA_HOME")}
-    env["HOME"] = home
-    return subprocess.run(cmd, capture_output=True, timeout=timeout, env=env, cwd=home)
-
-
-def test_rootless_lifecycle(home, host):
+def test_rootless_lifecycle(home, host, nobody):
     def ok(*args):
-        r = as_nobody(home, *args)
+        r = nobody(*args)
         assert r.returncode == 0, (args, r.stderr.decode())
         return r.stdout.decode()
 
@@ -608,14 +570,14 @@ def test_rootless_lifecycle(home, host):
     monitor = info["State"]["MonitorPid"]
     with open(f"/proc/{monitor}/status") as f:
         assert [line.split()[1] for line in f if line.startswith("Uid:")] == [str(NOBODY)]
-    wait_for(lambda: as_nobody(home, "logs", "rl").stdout == b"hello\n")
+    wait_for(lambda: nobody("logs", "rl").stdout == b"hello\n")
     out = ok("exec", "rl", "sh", "-c", "id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user; "
                                        "readlink /proc/1/ns/user; readlink /proc/self/ns/mnt; readlink /proc/1/ns/mnt")
     lines = out.splitlines()
     assert lines[0] == "0" and lines[1].split() == ["0", str(NOBODY), "1"]
     assert lines[2] == lines[3] and lines[4] == lines[5]
     assert ok("exec", "-e", "X=y", "-w", "/tmp", "rl", "sh", "-c", "echo $X; pwd") == "y\n/tmp\n"
-    r = as_nobody(home, "rm", "rl")
+    r = nobody("rm", "rl")
     assert r.returncode == 1 and b"is running" in r.stderr
     assert ok("stop", "rl") == "rl\n"
     assert json.loads(ok("inspect", cid))[0]["State"]["ExitCode"] == 0
@@ -626,11 +588,11 @@ def test_rootless_lifecycle(home, host):
     assert host.processes_mentioning(cid) == []
 
 
-def test_rootless_rm_f_of_a_running_container(home, host):
-    r = as_nobody(home, "run", "-d", os.path.join(home, "busybox.tar"), "sleep", "30")
+def test_rootless_rm_f_of_a_running_container(home, host, nobody):
+    r = nobody("run", "-d", os.path.join(home, "busybox.tar"), "sleep", "30")
     assert r.returncode == 0, r.stderr
     cid = r.stdout.decode().strip()
-    r = as_nobody(home, "rm", "-f", cid[:6])
+    r = nobody("rm", "-f", cid[:6])
     assert r.returncode == 0, r.stderr
     assert host.processes_mentioning(cid) == []
     assert not os.path.exists(os.path.join(home, "root", "containers", cid))

@@ -12,8 +12,6 @@ Remap (as root): root inside is uid 100000 outside, as the host sees it.
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
 import pytest
@@ -27,25 +25,14 @@ pytestmark = pytest.mark.privileged
 NOBODY = 65534
 
 
-def as_nobody(home, *args, root=True):
-    """``minirt [--root HOME/root] ARGS`` run as nobody (setpriv, straight to the venv's python)."""
-    cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-           sys.executable, "-m", "minirt"]
-    if root:
-        cmd += ["--root", os.path.join(home, "root")]
-    env = {k: v for k, v in os.environ.items() if k not in ("MINIRT_ROOT", "XDG_DATA_HOME")}
-    env["HOME"] = home
-    return subprocess.run(cmd + list(args), capture_output=True, timeout=60, env=env, cwd=home)
-
-
 def image(home):
     return os.path.join(home, "busybox.tar")
 
 
 # -- rootless -------------------------------------------------------------------------
 
-def test_rootless_run_as_nobody(home):
-    r = as_nobody(home, "run", "--rm", image(home), "sh", "-c",
+def test_rootless_run_as_nobody(home, nobody):
+    r = nobody("run", "--rm", image(home), "sh", "-c",
                   "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map;"
                   " echo written > /etc/new && cat /etc/new; echo more >> /etc/passwd && tail -1 /etc/passwd;"
                   " rm /bin/ls && echo removed")
@@ -61,8 +48,8 @@ def test_rootless_run_as_nobody(home):
     assert os.stat(os.path.join(root, "layers", "rootless")).st_uid == NOBODY
 
 
-def test_rootless_state_is_under_the_root_given_and_no_cgroup_is_made(home, host):
-    r = as_nobody(home, "run", image(home), "cat", "/proc/self/cgroup")
+def test_rootless_state_is_under_the_root_given_and_no_cgroup_is_made(home, host, nobody):
+    r = nobody("run", image(home), "cat", "/proc/self/cgroup")
     assert r.returncode == 0, r.stderr
     containers = os.path.join(home, "root", "containers")
     [cid] = os.listdir(containers)
@@ -75,14 +62,14 @@ def test_rootless_state_is_under_the_root_given_and_no_cgroup_is_made(home, host
     assert host.processes_in_cgroup_of(cid) == []
 
 
-def test_rootless_default_root_is_in_home(home):
-    r = as_nobody(home, "run", "--rm", image(home), "true", root=False)
+def test_rootless_default_root_is_in_home(home, nobody):
+    r = nobody("run", "--rm", image(home), "true", root=False)
     assert r.returncode == 0, r.stderr
     assert os.path.isdir(os.path.join(home, ".local", "share", "minirt", "layers", "rootless"))
 
 
-def test_rootless_keeps_the_hardening(home):
-    r = as_nobody(home, "run", "--rm", image(home), "sh", "-c",
+def test_rootless_keeps_the_hardening(home, nobody):
+    r = nobody("run", "--rm", image(home), "sh", "-c",
                   "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status;"
                   " mount -t tmpfs x /tmp 2>/dev/null && echo mounted;"
                   " echo x > /proc/sys/kernel/hostname 2>/dev/null && echo sysctl; true")
@@ -96,8 +83,8 @@ def test_rootless_keeps_the_hardening(home):
 
 
 @pytest.mark.parametrize("args", [["--memory", "64m"], ["--pids-limit", "10"], ["--cpus", "0.5"]])
-def test_rootless_limits_without_delegated_cgroups_are_a_clear_error(home, args):
-    r = as_nobody(home, "run", "--rm", *args, image(home), "true")
+def test_rootless_limits_without_delegated_cgroups_are_a_clear_error(home, args, nobody):
+    r = nobody("run", "--rm", *args, image(home), "true")
     err = r.stderr.decode()
     assert r.returncode == 125, err
     assert err.startswith("minirt: ") and err.count("\n") == 1 and "cgroup" in err, err
@@ -105,8 +92,8 @@ def test_rootless_limits_without_delegated_cgroups_are_a_clear_error(home, args)
     assert not os.path.isdir(containers) or os.listdir(containers) == []
 
 
-def test_rootless_remap_is_refused(home):
-    r = as_nobody(home, "run", "--rm", "--userns=remap", image(home), "true")
+def test_rootless_remap_is_refused(home, nobody):
+    r = nobody("run", "--rm", "--userns=remap", image(home), "true")
     assert r.returncode == 125 and b"--userns=remap needs root" in r.stderr
 
 

@@ -259,7 +259,7 @@ def test_cli_errors_are_one_line(busybox_image, state_root, tmp_path):
         assert err.startswith("minirt: ") and err.count("\n") == 1 and text in err, (args, err)
 
 
-def test_cli_tty(busybox_image, state_root):
+def test_cli_tty(busybox_image, state_root, expect):
     """-it: a real terminal — the window size arrives and Ctrl-C interrupts."""
     import fcntl
     import pty
@@ -273,14 +273,14 @@ def test_cli_tty(busybox_image, state_root):
     fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 99, 0, 0))
     out = b""
     try:
-        out += _expect(master, b"# ")
+        out += expect(master, b"# ")
         os.write(master, b"stty size; tty\n")
-        out += _expect(master, b"33 99")
+        out += expect(master, b"33 99")
         os.write(master, b"sleep 50\n")
         time.sleep(0.5)
         os.write(master, b"\x03")  # Ctrl-C must reach the container's sleep, not kill minirt
         os.write(master, b"echo after-$((6*7))\n")
-        out += _expect(master, b"after-42")
+        out += expect(master, b"after-42")
         os.write(master, b"exit 5\n")
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 5
@@ -292,22 +292,6 @@ def test_cli_tty(busybox_image, state_root):
         except (ProcessLookupError, ChildProcessError):
             pass
     assert b"/dev/console" in out or b"/dev/pts" in out
-
-
-def _expect(fd, needle, timeout=10):
-    import select
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while needle not in buf:
-        left = deadline - time.monotonic()
-        assert left > 0, f"timed out waiting for {needle!r}; got {buf!r}"
-        if select.select([fd], [], [], left)[0]:
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                break
-            buf += chunk
-    assert needle in buf, buf
-    return buf
 
 
 def test_bad_image_changes_nothing(state_root, tmp_path):
