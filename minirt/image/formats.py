@@ -26,20 +26,14 @@ layer that is already unpacked need not be read at all.
 Read ``open_image`` first.
 """
 
-import collections
-import json
 import os
 import posixpath
-import re
 
+from minirt import lightjson
 from minirt.errors import ImageError
 from minirt.image.tarindex import TarFormatError, read_index
 
-from minirt.digests import sha256  # not hashlib's: see digests.py
-
-# A digest names a blob by its content.  Checking the format before using a
-# digest as part of a path is what keeps "sha256:../../etc/passwd" off the host.
-DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}\Z")
+from minirt.digests import is_digest, is_hex_digest, sha256  # not hashlib's: see digests.py
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -75,7 +69,7 @@ _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"
 HOST_PLATFORM = ("linux", _GOARCH.get(os.uname().machine, os.uname().machine))
 
 
-class Layer(collections.namedtuple("Layer", "digest media_type size diff_id")):
+class Layer:
     """One layer of an image, as the manifest and config describe it.
 
     ``digest`` names the blob as stored (maybe compressed); ``diff_id`` names
@@ -85,7 +79,22 @@ class Layer(collections.namedtuple("Layer", "digest media_type size diff_id")):
     ``size`` is the blob's size in bytes, when the manifest says it.
     """
 
-    __slots__ = ()
+    __slots__ = ("digest", "media_type", "size", "diff_id")
+
+    def __init__(self, digest, media_type, size, diff_id):
+        self.digest, self.media_type, self.size, self.diff_id = digest, media_type, size, diff_id
+
+    def _key(self):
+        return (self.digest, self.media_type, self.size, self.diff_id)
+
+    def __eq__(self, other):  # a value: two descriptions of one blob are one layer
+        return type(other) is type(self) and other._key() == self._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return f"Layer({self.digest!r}, {self.media_type!r}, {self.size!r}, {self.diff_id!r})"
 
 
 class Image:
@@ -177,7 +186,7 @@ class _BlobSource:
         if size is not None and len(data) != size:
             raise ImageError(f"{self.source}: {what}: size {len(data)} but descriptor says {size}")
         try:
-            obj = json.loads(data)
+            obj = lightjson.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
             raise ImageError(f"{self.source}: {what}: bad JSON: {e}") from None
         if not isinstance(obj, want):
@@ -313,7 +322,9 @@ def _clean(name: str) -> str:
 # --- OCI: index.json -> (nested indexes) -> manifest -> config + layers ------------
 
 def blob_path(source: str, digest: str, what: str) -> str:
-    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+    # A digest names a blob by its content.  Checking its form before using it
+    # as part of a path is what keeps "sha256:../../etc/passwd" off the host.
+    if not is_digest(digest):
         raise ImageError(f"{source}: {what}: invalid digest {digest!r} (want sha256:<64 hex digits>)")
     return "blobs/sha256/" + digest[7:]
 
@@ -472,7 +483,13 @@ def _check_platform(src: str, config: dict, plat: tuple[str, str]) -> None:
 
 # --- docker save (legacy form): manifest.json names files by path ----------------
 
-_HEX_FILE = re.compile(r"(?:blobs/sha256/)?([0-9a-f]{64})(?:\.tar|\.json)?\Z")
+def _digest_in_name(path):
+    """The digest a docker-save member's name claims (``<hex>.json``, ``<hex>.tar``,
+    ``blobs/sha256/<hex>``), or None (the legacy ``<id>/layer.tar``: no digest)."""
+    stem, dot, ext = path.removeprefix("blobs/sha256/").partition(".")
+    if is_hex_digest(stem) and ext in (("tar", "json") if dot else ("",)):
+        return "sha256:" + stem
+    return None
 
 
 def _read_docker(blobs: _BlobSource, ref: str | None):
@@ -492,8 +509,7 @@ def _read_docker(blobs: _BlobSource, ref: str | None):
     if not isinstance(cpath, str):
         raise ImageError(f"{src}: manifest.json: no Config")
     # Docker names the config file by its own digest: that is the claim we check.
-    m = _HEX_FILE.match(_clean(cpath))
-    config, cdata = blobs.read_json(cpath, "config", "sha256:" + m.group(1) if m else None)
+    config, cdata = blobs.read_json(cpath, "config", _digest_in_name(_clean(cpath)))
     diff_ids = _diff_ids(src, config)
     lpaths = entry.get("Layers")
     if not isinstance(lpaths, list) or not all(isinstance(p, str) for p in lpaths):
@@ -503,8 +519,7 @@ def _read_docker(blobs: _BlobSource, ref: str | None):
     sources = entry.get("LayerSources") or {}
     layers, paths = [], {}
     for lpath, diff_id in zip(lpaths, diff_ids):
-        m = _HEX_FILE.match(_clean(lpath))
-        digest = "sha256:" + m.group(1) if m else None
+        digest = _digest_in_name(_clean(lpath))
         media = DOCKER_LAYER
         if digest in sources and isinstance(sources[digest], dict):
             media = sources[digest].get("mediaType", media)

@@ -47,8 +47,9 @@ import errno
 import itertools
 import os
 
+from minirt.digests import is_digest
 from minirt.errors import ImageError
-from minirt.image.formats import DIGEST_RE, Image, Layer
+from minirt.image.formats import Image, Layer
 
 _counter = itertools.count()
 
@@ -81,7 +82,7 @@ class Store:
             self.tmp = os.path.join(base, "tmp")
 
     def layer_dir(self, diff_id: str) -> str:
-        if not DIGEST_RE.match(diff_id):
+        if not is_digest(diff_id):
             raise ImageError(f"invalid diff_id {diff_id!r}")
         return os.path.join(self.layers, diff_id[7:])
 

@@ -24,7 +24,6 @@ A name longer than 100 bytes has three spellings, all in use:
 Read ``read_index`` first.
 """
 
-import collections
 import os
 
 BLOCK = 512
@@ -42,11 +41,17 @@ class TarFormatError(ValueError):
         self.truncated = truncated
 
 
-class Member(collections.namedtuple("Member", "name type size offset linkname")):
+class Member:
     """One member: ``type`` is file, dir, symlink, hardlink or other; ``offset``
     is where its data starts in the file."""
 
-    __slots__ = ()
+    __slots__ = ("name", "type", "size", "offset", "linkname")
+
+    def __init__(self, name, type, size, offset, linkname):
+        self.name, self.type, self.size, self.offset, self.linkname = name, type, size, offset, linkname
+
+    def __repr__(self):
+        return f"Member({self.name!r}, {self.type!r}, size={self.size}, offset={self.offset})"
 
 
 def read_index(fd: int) -> list[Member]:

@@ -49,21 +49,26 @@ import os
 # every signal, 0.7 ms of each `minirt run` for names nobody prints.
 import _signal as signal
 import time
-from collections import namedtuple
 
 from minirt.errors import RuntimeFailure
 
 MOUNTINFO = "/proc/self/mountinfo"
 
 
-# (namedtuples rather than dataclasses: `dataclasses` costs ~8 ms to import,
-# a quarter of minirt's start-up budget.)
+# (Plain classes rather than dataclasses or namedtuples: importing `dataclasses`
+# costs ~8 ms, `collections` 2 ms, of minirt's 30 ms start-up budget.)
 
-class Hierarchy(namedtuple("Hierarchy", "mountpoint version controllers")):
+class Hierarchy:
     """One mounted cgroup tree: its mount point, "v1" or "v2", and the
     controllers it has (v1: what the tree controls; v2: what it offers)."""
 
-    __slots__ = ()
+    __slots__ = ("mountpoint", "version", "controllers")
+
+    def __init__(self, mountpoint, version, controllers):
+        self.mountpoint, self.version, self.controllers = mountpoint, version, controllers
+
+    def __repr__(self):
+        return f"Hierarchy({self.mountpoint!r}, {self.version!r}, {sorted(self.controllers)})"
 
 
 def hierarchies(mountinfo=MOUNTINFO):
@@ -97,8 +102,7 @@ def detect(trees=None):
     return "v2" if trees else None
 
 
-class Resources(namedtuple("Resources", "memory memory_swap pids_limit cpus cpu_shares cpuset_cpus",
-                           defaults=(None,) * 6)):
+class Resources:
     """Limits in docker's terms; None means "not limited".
 
     memory       bytes (--memory)
@@ -109,10 +113,15 @@ class Resources(namedtuple("Resources", "memory memory_swap pids_limit cpus cpu_
     cpuset_cpus  (--cpuset-cpus) e.g. "0-1,3"
     """
 
-    __slots__ = ()
+    __slots__ = ("memory", "memory_swap", "pids_limit", "cpus", "cpu_shares", "cpuset_cpus")
+
+    def __init__(self, memory=None, memory_swap=None, pids_limit=None, cpus=None, cpu_shares=None,
+                 cpuset_cpus=None):
+        self.memory, self.memory_swap, self.pids_limit = memory, memory_swap, pids_limit
+        self.cpus, self.cpu_shares, self.cpuset_cpus = cpus, cpu_shares, cpuset_cpus
 
     def any(self):
-        return any(v is not None for v in self)
+        return any(getattr(self, name) is not None for name in self.__slots__)
 
 
 CPU_PERIOD = 100_000  # microseconds, as docker
@@ -462,11 +471,14 @@ def for_container(name, parent="minirt", trees=None):
 
 # -- entering by oneself ------------------------------------------------------------
 
-class Entry(namedtuple("Entry", "tasks cgroup2")):
+class Entry:
     """Open doors into one cgroup: ``tasks`` file descriptors of its v1 trees,
     and a descriptor of its v2 directory (or None)."""
 
-    __slots__ = ()
+    __slots__ = ("tasks", "cgroup2")
+
+    def __init__(self, tasks, cgroup2):
+        self.tasks, self.cgroup2 = tasks, cgroup2
 
     def close(self):
         for fd in self.tasks + ([self.cgroup2] if self.cgroup2 is not None else []):

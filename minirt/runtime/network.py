@@ -40,14 +40,13 @@ The links minirt makes carry an *alias* (``ip link show`` prints it) naming the
 state root and the owner, so cleaning up never touches another root's links.
 """
 
-import json
 import os
-import re
 import time
 
+from minirt import lightjson
 from minirt.errors import MinirtError, SpecError
 from minirt.runtime import state
-from minirt.spec import NETWORK_NAME
+from minirt.spec import is_network_name
 
 DEFAULT = "bridge"                  # the default network's name (docker's)
 POOL = "10.88.0.0/13"               # where free subnets are looked for
@@ -70,7 +69,7 @@ def prefix():
     """
     p = os.environ.get("MINIRT_NET_PREFIX")
     if p:
-        if not re.fullmatch(r"[a-z][a-z0-9]{0,6}", p):
+        if not (len(p) <= 7 and p[0].isalpha() and p.isascii() and p.isalnum() and p.islower()):
             raise SpecError(f"invalid MINIRT_NET_PREFIX {p!r}: 1 to 7 lower-case letters and digits")
         return p
     parent = os.environ.get("MINIRT_CGROUP_PARENT", "minirt")
@@ -191,9 +190,9 @@ def names(root):
 def create(root, name, subnet=None):
     """``minirt network create``: record the network (its bridge comes with its
     first container)."""
-    if not NETWORK_NAME.match(name) or name in ("none", "host", DEFAULT):
+    if not is_network_name(name) or name in ("none", "host", DEFAULT):
         raise SpecError(f"invalid network name {name!r}"
-                        + (": a pre-defined network" if NETWORK_NAME.match(name) else ""))
+                        + (": a pre-defined network" if is_network_name(name) else ""))
     if os.geteuid() != 0:
         raise SpecError("minirt network create needs root")
     if subnet is not None:
@@ -510,7 +509,7 @@ def _allocate(root, net, owner):
         except FileExistsError:
             continue
         with os.fdopen(fd, "w") as f:
-            json.dump(owner, f)
+            f.write(lightjson.dumps(owner))
         state.write_text(last_path, ip + "\n")
         return ip
     raise NetworkError(f"network {net['name']}: no free address left in {net['subnet']}")
@@ -692,7 +691,7 @@ def _publish(root, cid, p, address):
     except FileExistsError:
         raise SpecError(f"port {p['host_port']}/{p['proto']} is already published") from None
     with os.fdopen(fd, "w") as f:
-        json.dump(record, f)
+        f.write(lightjson.dumps(record))
     try:
         nftables.publish(record["table"], p["host_ip"], p["proto"], p["host_port"], address, p["container_port"])
     except nftables.NftError as e:

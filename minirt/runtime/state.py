@@ -30,10 +30,10 @@ without saying so.
 import errno
 import fcntl
 import itertools
-import json
 import os
 import time
 
+from minirt import lightjson  # json's reading and writing, without its import time
 from minirt.errors import MinirtError
 
 _serial = itertools.count()
@@ -89,8 +89,8 @@ def _quietly(call, *args, **kwargs):
 
 
 def write_json(path, data):
-    """Replace ``path`` with ``data`` as JSON, atomically."""
-    write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    """Replace ``path`` with ``data`` as a line of JSON, atomically."""
+    write_text(path, lightjson.dumps(data, sort_keys=True) + "\n")
 
 
 def write_text(path, text, mode=0o644):
@@ -110,8 +110,8 @@ def write_text(path, text, mode=0o644):
 
 
 def read_json(path):
-    with open(path) as f:
-        return json.load(f)
+    with open(path, "rb") as f:
+        return lightjson.loads(f.read())
 
 
 class locked:

@@ -5,15 +5,19 @@ this runs after pivot_root and reads the container's files.  Like docker, a
 numeric uid need not exist in /etc/passwd; a name must.
 """
 
-from collections import namedtuple
-
 from minirt.errors import SpecError
 
 
-class User(namedtuple("User", "uid gid groups home", defaults=(0, 0, (), "/"))):
+class User:
     """Numeric ids to run as, the supplementary gids, and $HOME."""
 
-    __slots__ = ()
+    __slots__ = ("uid", "gid", "groups", "home")
+
+    def __init__(self, uid=0, gid=0, groups=(), home="/"):
+        self.uid, self.gid, self.groups, self.home = uid, gid, groups, home
+
+    def __repr__(self):
+        return f"User(uid={self.uid}, gid={self.gid}, groups={self.groups!r}, home={self.home!r})"
 
 
 def _entries(path):

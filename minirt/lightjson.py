@@ -1,0 +1,79 @@
+"""JSON without importing the json package.
+
+A container's start-up reads JSON (the image's index, manifest and config) and
+writes it (the container's config and state).  ``import json`` costs some 8 ms:
+its pure-Python half imports ``re``, which imports ``enum``, ``functools`` and
+``collections`` -- a quarter of the 30 ms ``minirt run`` may add to Python's own
+start-up.  Yet all the work of ``json.loads`` and ``json.dumps`` is done by the
+package's C accelerator, ``_json``, which imports nothing; the Python half only
+configures it.  This module configures it the same way, and nothing more:
+
+- ``loads`` uses json's own scanner with json's defaults, so a text it accepts
+  gives the value ``json.loads`` gives.  Whatever it does not accept whole (a
+  syntax error, a byte-order mark, UTF-16) is handed to ``json.loads``, which
+  either reads it after all or raises its ``JSONDecodeError`` (a ValueError)
+  with line and column: the json package is imported on that path only.
+- ``dumps`` is ``json.dumps(value, sort_keys=...)``: one line, ASCII, ``", "``
+  and ``": "`` between items.  (json's C encoder cannot indent; nor does this.)
+
+``_json`` is a CPython implementation module.  Its interface has not changed
+since Python 3.2 (3.14 included), and the tests compare this module with
+``json`` on every kind of value and error.
+"""
+
+import _json
+
+
+class _Decoder:
+    """The settings json's C scanner reads from a ``json.JSONDecoder``, at
+    their defaults: strict strings, plain dicts, Python's int and float (its
+    fast paths), and json's NaN / Infinity / -Infinity."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_int = int
+    parse_float = float
+    parse_constant = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}.__getitem__
+
+
+_scan = _json.make_scanner(_Decoder())
+_WHITESPACE = " \t\n\r"  # JSON's own, no more (str.strip's default is wider)
+
+
+def loads(data):
+    """The value of a JSON document (``str``, or ``bytes`` in UTF-8)."""
+    text = data
+    if isinstance(data, (bytes, bytearray)):
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            return _slowly(data)
+    start = len(text) - len(text.lstrip(_WHITESPACE))
+    try:
+        value, end = _scan(text, start)
+    except (StopIteration, ValueError):  # no value at start, or an error in one
+        return _slowly(data)
+    if text[end:].strip(_WHITESPACE):  # something after the value
+        return _slowly(data)
+    return value
+
+
+def _slowly(data):
+    import json
+
+    return json.loads(data)
+
+
+def _unserializable(value):
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def dumps(value, sort_keys=False):
+    """``value`` as a line of JSON, as ``json.dumps(value, sort_keys=sort_keys)``."""
+    # A new encoder each time, as json.dumps makes: its first argument holds the
+    # ids of the lists and dicts being written (to refuse a cycle), and an error
+    # half-way leaves them there.
+    encode = _json.make_encoder({}, _unserializable, _json.encode_basestring_ascii, None,
+                                ": ", ", ", bool(sort_keys), False, True)
+    return "".join(encode(value, 0))
