@@ -30,9 +30,6 @@ import os
 # every signal, 0.7 ms of each `minirt run` for names nobody prints.
 import _signal as signal
 import termios
-# Everything init needs must be imported before pivot_root: after it, the
-# host's Python library is out of reach.  os.execvpe imports `warnings` lazily.
-import warnings  # noqa: F401
 
 from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure, exit_status
 from minirt.kernel import cgroups, libc, masked, mounts, namespaces, network, security
@@ -188,7 +185,7 @@ def _exec(args, env, error_fd):
     os.closerange(error_fd + 1, 65536)
     _reset_signals()
     try:
-        os.execvpe(args[0], args, env)
+        _execvp(args[0], args, env)
     except FileNotFoundError:
         where = "$PATH" if "/" not in args[0] else "the container"
         raise CommandNotFound(f'exec: "{args[0]}": executable file not found in {where}') from None
@@ -198,6 +195,28 @@ def _exec(args, env, error_fd):
         if e.errno in (errno.ENOEXEC, errno.EISDIR, errno.ENOTDIR):
             raise CommandNotExecutable(f'exec: "{args[0]}": {os.strerror(e.errno)}') from None
         raise
+
+
+def _execvp(file, args, env):
+    """execvp(3) with the container's $PATH.  The kernel's execve knows only
+    paths; looking a bare name up in $PATH is the C library's work, done here
+    as glibc does it: on past a file that cannot run, and if nothing runs, the
+    first error other than "not there" (EACCES rather than ENOENT).
+
+    (Not os.execvpe: it imports `warnings`, and after pivot_root the host's
+    Python library is out of reach, so everything init uses is imported
+    before.)"""
+    if "/" in file:
+        os.execve(file, args, env)
+    first = last = None
+    for directory in env.get("PATH", os.defpath).split(":"):
+        try:
+            os.execve(os.path.join(directory, file), args, env)  # an empty entry: the working directory
+        except (FileNotFoundError, NotADirectoryError) as e:
+            last = e
+        except OSError as e:
+            first = first or e
+    raise first or last
 
 
 def _reaper(spec, env, launch):

@@ -248,6 +248,8 @@ def test_cli_errors_are_one_line(busybox_image, state_root, tmp_path):
     cases = [
         (["run", "--rm", busybox_image, "no-such-cmd"], 127, "executable file not found"),
         (["run", "--rm", busybox_image, "/etc"], 126, ""),
+        # the $PATH search (execvp's): a file that cannot run is reported, not "not found"
+        (["run", "--rm", "-e", "PATH=/nowhere:/etc", busybox_image, "hostname"], 126, "permission denied"),
         (["run", "--rm", str(tmp_path / "missing.tar")], 125, "missing.tar"),
         (["run", "--bogus-flag", busybox_image], 125, "unknown flag: --bogus-flag"),
         (["run", "--rm", "-v", "nope", busybox_image, "true"], 125, "invalid volume"),
@@ -257,6 +259,13 @@ def test_cli_errors_are_one_line(busybox_image, state_root, tmp_path):
         err = r.stderr.decode()
         assert r.returncode == code, (args, err)
         assert err.startswith("minirt: ") and err.count("\n") == 1 and text in err, (args, err)
+
+
+def test_cli_command_is_looked_up_in_the_containers_path(busybox_image, state_root):
+    """Past a missing directory, a file in the way, and a match that cannot run."""
+    path = "/nowhere:/etc/hostname:/etc:/bin"
+    r = cli(state_root, "run", "--rm", "-e", "PATH=" + path, busybox_image, "hostname", "-s")
+    assert r.returncode == 0 and r.stdout.strip(), r.stderr
 
 
 def test_cli_tty(busybox_image, state_root, expect):
