@@ -30,10 +30,9 @@ import os
 import posixpath
 
 from minirt import lightjson
+from minirt.digests import is_digest, is_hex_digest, sha256  # not hashlib's: see digests.py
 from minirt.errors import ImageError
 from minirt.image.tarindex import TarFormatError, read_index
-
-from minirt.digests import is_digest, is_hex_digest, sha256  # not hashlib's: see digests.py
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
