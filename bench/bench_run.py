@@ -1,4 +1,5 @@
 """How long does it take to start a container, run `true` in it, and clean up?
+And to run `true` in a container that is already running (exec)?
 
 Measured side by side, in one run, on the same busybox root filesystem:
 
@@ -7,7 +8,9 @@ Measured side by side, in one run, on the same busybox root filesystem:
   start-up: this is what a test suite calling minirt pays per container);
 - ``runc run`` and ``crun run`` with an OCI bundle (``runc spec``'s defaults, command
   ``true``), the runtimes that docker and podman use;
-- Python's own start-up, the floor under any command line written in Python.
+- Python's own start-up, the floor under any command line written in Python;
+- ``minirt exec``, ``runc exec`` and ``crun exec`` of ``true`` in a running
+  container of their own (``sleep``), started before timing begins.
 
 The image's layers are unpacked before timing starts, so this measures starting a
 container, not unpacking one (``bench_unpack.py`` does that).  runc and crun get a
@@ -48,6 +51,8 @@ MINIRT = os.path.join(os.path.dirname(PYTHON), "minirt")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TAG = f"minirt-bench-{os.getpid()}"             # names of everything this script creates
+SLEEPER = TAG + "-sleeper"                      # runc's and crun's container to exec into
+CGROUP_PARENT = TAG + "-minirt"                 # minirt's cgroups (runc's container TAG has /TAG)
 
 # Measure this checkout's minirt, whatever the venv happens to have installed.
 sys.path.insert(0, REPO)
@@ -108,7 +113,7 @@ def cgroup2_hider():
 def scratch():
     """A temporary directory for everything; on the way out, remove all we made."""
     tmp = tempfile.mkdtemp(prefix=TAG + "-")
-    os.environ["MINIRT_CGROUP_PARENT"] = TAG   # minirt's cgroups, ours alone to remove
+    os.environ["MINIRT_CGROUP_PARENT"] = CGROUP_PARENT   # ours alone to remove
     try:
         yield tmp
     finally:
@@ -127,10 +132,11 @@ def cleanup(tmp):
             print(f"bench_run: cleaning up {d}: {e}", file=sys.stderr)
     for argv in (["runc", "--root", os.path.join(tmp, "runc")],
                  cgroup2_hider() + ["crun", "--root", os.path.join(tmp, "crun")]):
-        if os.path.isdir(argv[-1]):
-            subprocess.run(argv + ["delete", "-f", TAG], capture_output=True,
+        for name in (TAG, SLEEPER) if os.path.isdir(argv[-1]) else ():
+            subprocess.run(argv + ["delete", "-f", name], capture_output=True,
                            env=dict(os.environ, PATH=SYSTEM_PATH))
-    for d in glob.glob(f"/sys/fs/cgroup/*/{TAG}") + glob.glob(f"/sys/fs/cgroup/{TAG}"):
+    for d in [d for name in (CGROUP_PARENT, TAG, SLEEPER)
+              for d in glob.glob(f"/sys/fs/cgroup/*/{name}") + glob.glob(f"/sys/fs/cgroup/{name}")]:
         with contextlib.suppress(OSError):
             os.rmdir(d)
     with open("/proc/self/mounts") as f:
@@ -167,10 +173,33 @@ def contenders(tmp, image, rootfs):
         c["crun run"] = lambda: run_quiet(hide + [crun, "--root", os.path.join(tmp, "crun"), "run", "-b", bundle, TAG])
         if hide:
             c["crun's unshare wrapper"] = lambda: run_quiet(hide + ["true"])
+    c.update(exec_contenders(tmp, image, rootfs, env))
     c["python -S -c pass"] = lambda: run_quiet([PYTHON, "-S", "-c", "pass"], env=env)
     c["python -c pass"] = lambda: run_quiet([PYTHON, "-c", "pass"], env=env)
     for module in ("minirt.cli, minirt.options", "minirt.api"):
         c[f"python -c 'import {module}'"] = lambda m=module: run_quiet([PYTHON, "-c", f"import {m}"], env=env)
+    return c
+
+
+def exec_contenders(tmp, image, rootfs, env):
+    """``exec true`` into a sleeping container of each runtime, started here."""
+    runc = shutil.which("runc", path=SYSTEM_PATH)
+    crun = shutil.which("crun", path=SYSTEM_PATH)
+    root = os.path.join(tmp, "root")
+    bundle = os.path.join(tmp, "sleeper")
+    make_bundle(bundle, rootfs, runc, ["sleep", "1000000"])
+    hide = cgroup2_hider()
+    c = {}
+    if image:
+        cid = subprocess.run([MINIRT, "--root", root, "run", "-d", "--network", "none", image, "sleep", "1000000"],
+                             env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=True).stdout.strip()
+        c["minirt exec (CLI)"] = lambda: run_quiet([MINIRT, "--root", root, "exec", cid, "true"], env=env)
+    runtimes = [("runc exec", [runc, "--root", os.path.join(tmp, "runc")])]
+    if crun:
+        runtimes.append(("crun exec", hide + [crun, "--root", os.path.join(tmp, "crun")]))
+    for name, argv in runtimes:
+        run_quiet(argv + ["run", "-d", "-b", bundle, SLEEPER], stderr=subprocess.DEVNULL)
+        c[name] = lambda argv=argv: run_quiet(argv + ["exec", SLEEPER, "true"])
     return c
 
 
@@ -201,10 +230,15 @@ def main():
         rows[name] = summary(ms)
         if name == "crun's unshare wrapper":
             rows["crun run, wrapper subtracted"] = summary(paired(samples, "crun run", name))
+        if name == "crun exec" and "crun's unshare wrapper" in samples:
+            rows["crun exec, wrapper subtracted"] = summary(paired(samples, name, "crun's unshare wrapper"))
     peers = [n for n in ("runc run", "crun run, wrapper subtracted", "crun run") if n in rows]
     fastest = min(peers, key=lambda n: rows[n]["median_ms"])
     print(f"{args.runs} runs each, `true` in busybox; ratios are medians over runc's and over the fastest peer ({fastest})\n")
-    print(table(rows, {"x runc": "runc run", "x best": fastest}))
+    print(table({n: s for n, s in rows.items() if " exec" not in n}, {"x runc": "runc run", "x best": fastest}))
+    execs = {n: s for n, s in rows.items() if " exec" in n}
+    if "runc exec" in execs:
+        print("\n" + table(execs, {"x runc": "runc exec"}))
 
     startup = rows["python -c pass"]["median_ms"]
     imports = {m: summary(paired(samples, f"python -c 'import {m}'", "python -c pass"))["median_ms"]

@@ -126,6 +126,15 @@ def clone3(flags=0, cgroup=0):
     return _check(result, "clone3")
 
 
+def single_threaded():
+    """Whether this process has one thread only: the condition for ``clone3``
+    and ``clone`` from Python."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:  # no /proc to tell: take the way that is always safe
+        return False
+
+
 def clone(flags=0):
     """clone(2), the older call, as ``clone3`` without a cgroup: for kernels
     before 5.7 and sandboxes whose seccomp filter refuses clone3.  The same

@@ -239,7 +239,7 @@ class Container:
             tty.copy_winsize(0, self.console)
         parent_only = (go_w, msg_r, placed_w, err_r, self.console)
 
-        if detach or not _single_threaded():
+        if detach or not libc.single_threaded():  # (a program embedding minirt may have threads)
             first = os.fork()
             if first == 0:
                 _helper_main(self, launch, msg_w, inherited=parent_only)  # never returns
@@ -522,15 +522,6 @@ def _helper_main(container, launch, msg_w, inherited):
     except BaseException as e:  # noqa: BLE001
         init._report(launch.error_fd, e if isinstance(e, (MinirtError, OSError)) else RuntimeFailure(str(e)))
         os._exit(125)
-
-
-def _single_threaded():
-    """Whether this process has one thread only: the condition for clone(2)
-    from Python (``libc.clone3``).  A program embedding minirt may have more."""
-    try:
-        return len(os.listdir("/proc/self/task")) == 1
-    except OSError:  # no /proc to tell: take the way that is always safe
-        return False
 
 
 def _close(fds):

@@ -2,9 +2,10 @@
 
 Lecture idea: a container is nothing but namespaces and a cgroup, so entering
 one is joining them: ``setns(2)`` on each of PID 1's ``/proc/PID/ns/*`` files,
-a write to the cgroup's ``cgroup.procs``, and then the same last steps as the
-container's own init — user, working directory, capabilities, no_new_privs,
-seccomp, execve.  Joining the mount namespace also moves us into the
+the cgroup (entered as PID 1 entered it: born in the cgroup2 cgroup by
+clone3, walking into the v1 ones by itself; see ``kernel/cgroups.py``), and
+then the same last steps as the container's own init — user, working
+directory, capabilities, no_new_privs, seccomp, execve.  Joining the mount namespace also moves us into the
 container's root filesystem (its root is the namespace's root), so no chroot
 is needed.  As with ``run``, joining a pid namespace only affects children,
 hence one more fork.
@@ -13,7 +14,7 @@ hence one more fork.
 import os
 import signal
 
-from minirt.errors import MinirtError, exit_status
+from minirt.errors import MinirtError, RuntimeFailure, exit_status
 from minirt.kernel import cgroups, libc, namespaces
 from minirt.runtime import init, users
 
@@ -40,20 +41,28 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             if ns in spec.namespaces:
                 fds[ns] = os.open(f"/proc/{pid1}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, ProcessLookupError):  # it exited since we looked
-        for fd in fds.values():
-            os.close(fd)
+        _close(fds.values())
         raise NotRunning(f"container {container.id[:12]} is not running") from None
     launch = container._launch()
     caps, program = launch.capabilities, launch.seccomp_program
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
     cgroup = cgroups.for_container(spec.id, spec.cgroup_parent) if info.get("cgroup") else None
-    child = os.fork()
+    try:
+        entry = cgroup.open_entry() if cgroup is not None else None
+    except OSError as e:
+        _close(fds.values())
+        raise RuntimeFailure(f"opening cgroup {cgroup.path}: {e.strerror}") from None
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    # Born in the cgroup2 cgroup where clone3 may be used (one thread only).
+    child, inside = cgroups.clone_into(entry) if libc.single_threaded() else (os.fork(), False)
     if child == 0:
         os.close(err_r)
         try:
             libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
-            if cgroup is not None:
-                cgroup.add(os.getpid())  # before the cgroup namespace, whose root it is
+            if entry is not None:  # before the cgroup namespace, whose root it is
+                cgroups.enter(entry)
+                if not inside:
+                    cgroup.add(os.getpid(), versions=("v2",))
+                entry.close()
             for ns, fd in fds.items():
                 libc.setns(fd, namespaces.FLAGS[ns])
                 os.close(fd)
@@ -68,9 +77,15 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             init._report(err_w, e, "joining the container")
             os._exit(125)
     os.close(err_w)
-    for fd in fds.values():
-        os.close(fd)
+    _close(fds.values())
+    if entry is not None:
+        entry.close()
     return child, err_r
+
+
+def _close(fds):
+    for fd in fds:
+        os.close(fd)
 
 
 def _enter(spec, args, env, workdir, user, tty_fd, interactive, stdio, caps, program, err_w):

@@ -313,6 +313,11 @@ def test_exec_joins_every_namespace_cgroup_privilege_and_root(lc):
         cg = lc.cgroup(cid)
         # PID 1, its sleep, and exec's two: the one that joined and its child in the pid namespace.
         wait_for(lambda: len(cg.pids()) >= 4)
+        in_each_tree = []
+        for d in cg.dirs:  # in every tree, v1 and v2 alike
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                in_each_tree.append(sorted(int(line) for line in f))
+        assert all(pids == in_each_tree[0] for pids in in_each_tree) and len(in_each_tree[0]) >= 4, in_each_tree
     finally:
         p.kill()
         p.wait()
