@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -365,39 +364,15 @@ def test_exec_into_a_container_that_just_exited_is_a_clean_error(lc):
         state.update(lc.dir(cid), **dict(recorded, status="exited"))
 
 
-def test_exec_it_through_a_terminal(lc, expect):
-    import fcntl
-    import pty
-    import struct
-    import termios
-
+def test_exec_it_through_a_terminal(lc, terminal):
     cid = lc.run_d("sh", "-c", LOOP)
-    pid, master = pty.fork()
-    if pid == 0:
-        os.execv(sys.executable, [sys.executable, "-m", "minirt", "--root", lc.root, "exec", "-it", cid, "sh"])
-    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 31, 97, 0, 0))
-    out = b""
-    try:
-        out += expect(master, b"# ")
-        os.write(master, b"stty size; test -t 0 && echo terminal-$((40+2)); tty\n")
-        out += expect(master, b"terminal-42")
-        assert b"31 97" in out
-        os.write(master, b"sleep 50\n")
-        time.sleep(0.5)
-        os.write(master, b"\x03")  # Ctrl-C reaches the sleep inside, not minirt
-        os.write(master, b"echo after-$((6*7))\n")
-        out += expect(master, b"after-42")
-        os.write(master, b"exit 4\n")
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 4
-    finally:
-        os.close(master)
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-    assert b"/dev/pts/" in out or b"not a tty" in out   # see test_exec_tty_is_the_containers
+    t = terminal("--root", lc.root, "exec", "-it", cid, "sh", size=(31, 97))
+    t.read_until(b"# ")
+    t.write(b"stty size; test -t 0 && echo terminal-$((40+2)); tty\n")
+    t.read_until(b"terminal-42")
+    assert b"31 97" in t.out
+    assert t.interrupt_then_exit(4) == 4
+    assert b"/dev/pts/" in t.out or b"not a tty" in t.out   # see test_exec_tty_is_the_containers
     assert lc.inspect(cid)["State"]["Running"]   # the container is unaffected
 
 

@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -268,39 +267,14 @@ def test_cli_command_is_looked_up_in_the_containers_path(busybox_image, state_ro
     assert r.returncode == 0 and r.stdout.strip(), r.stderr
 
 
-def test_cli_tty(busybox_image, state_root, expect):
+def test_cli_tty(busybox_image, state_root, terminal):
     """-it: a real terminal — the window size arrives and Ctrl-C interrupts."""
-    import fcntl
-    import pty
-    import struct
-    import termios
-
-    pid, master = pty.fork()
-    if pid == 0:
-        os.execv(sys.executable, [sys.executable, "-m", "minirt", "--root", state_root,
-                                  "run", "--rm", "-it", busybox_image, "sh"])
-    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 99, 0, 0))
-    out = b""
-    try:
-        out += expect(master, b"# ")
-        os.write(master, b"stty size; tty\n")
-        out += expect(master, b"33 99")
-        os.write(master, b"sleep 50\n")
-        time.sleep(0.5)
-        os.write(master, b"\x03")  # Ctrl-C must reach the container's sleep, not kill minirt
-        os.write(master, b"echo after-$((6*7))\n")
-        out += expect(master, b"after-42")
-        os.write(master, b"exit 5\n")
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 5
-    finally:
-        os.close(master)
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-    assert b"/dev/console" in out or b"/dev/pts" in out
+    t = terminal("--root", state_root, "run", "--rm", "-it", busybox_image, "sh", size=(33, 99))
+    t.read_until(b"# ")
+    t.write(b"stty size; tty\n")
+    t.read_until(b"33 99")
+    assert t.interrupt_then_exit(5) == 5
+    assert b"/dev/console" in t.out or b"/dev/pts" in t.out
 
 
 def test_bad_image_changes_nothing(state_root, tmp_path):
