@@ -23,6 +23,17 @@ def disk_image(tmp_path):
     return path
 
 
+# With s0 = DISK: wait until the transfer is done (STATUS in a0), then power off.
+AWAIT_DISK_THEN_OFF = """
+    poll:
+        ldw  a0, [s0 + 0x10]       ; STATUS
+        andi t0, a0, 1             ; BUSY
+        bnez t0, poll
+        li   t0, POWER
+        stw  zero, [t0]
+"""
+
+
 def machine_with(source, disk=None, engine="interpret"):
     m = Machine(1 << 16, console=Console(), engine=engine, disk=disk)
     m.load(assemble(DEVICES + source))
@@ -124,13 +135,7 @@ def test_disk_errors_move_nothing(disk_image):
         stw  t0, [s0 + 8]
         li   t0, 1
         stw  t0, [s0 + 0xC]
-    poll:
-        ldw  a0, [s0 + 0x10]
-        andi t0, a0, 1
-        bnez t0, poll
-        li   t0, POWER
-        stw  zero, [t0]
-    """, disk=disk_image)
+    """ + AWAIT_DISK_THEN_OFF, disk=disk_image)
     m.run(10_000)
     assert m.cpu.regs[1] == 2 | 4 and m.memory.read_bytes(0, 4) != bytes([7] * 4)
 
@@ -142,13 +147,7 @@ def test_no_disk_reads_size_zero_and_fails_transfers():
         li   t0, 1
         stw  t0, [s0 + 8]
         stw  t0, [s0 + 0xC]
-    poll:
-        ldw  a0, [s0 + 0x10]
-        andi t0, a0, 1
-        bnez t0, poll
-        li   t0, POWER
-        stw  zero, [t0]
-    """)
+    """ + AWAIT_DISK_THEN_OFF)
     m.run(10_000)
     assert m.cpu.regs[2] == 0 and m.cpu.regs[1] == 2 | 4
 
@@ -192,13 +191,7 @@ def test_snapshot_during_a_transfer_and_a_changed_disk_is_refused(disk_image, tm
         stw  t0, [s0 + 8]
         li   t0, 1
         stw  t0, [s0 + 0xC]
-    poll:
-        ldw  a0, [s0 + 0x10]
-        andi t0, a0, 1
-        bnez t0, poll
-        li   t0, POWER
-        stw  zero, [t0]
-    """
+    """ + AWAIT_DISK_THEN_OFF
     straight = machine_with(source, disk=disk_image)
     straight.run()
     m = machine_with(source, disk=disk_image)

@@ -132,6 +132,17 @@ def _mknod(path, kind, major, minor):
     return _outcome(lambda: os.mknod(path, mode, os.makedev(major, minor)))
 
 
+def _restrict(cg, allow=cgroups.DEVICE_ALLOW):
+    """Make ``cg`` and give it a device list (docker's by default); a cgroup
+    that cannot take it is removed again."""
+    cg.create()
+    try:
+        assert cg.restrict_devices(allow) is True
+    except BaseException:
+        cg.remove()
+        raise
+
+
 def _in_cgroup(cg, in_child, fn):
     """Run ``fn`` in a child process placed in ``cg``; remove the cgroup after."""
     def child():
@@ -151,12 +162,7 @@ def test_the_default_list_on_a_real_cgroup2_directory(tmp_path, in_child):
     """/dev/null and its copy open; copies of /dev/kmsg and a loop device, made
     in the same directory, do not -- though making them is allowed."""
     cg = cgroups.CgroupV2(f"/{PARENT}/devfilter", _v2_trees())
-    cg.create()
-    try:
-        assert cg.restrict_devices() is True
-    except BaseException:
-        cg.remove()
-        raise
+    _restrict(cg)
     kmsg = str(tmp_path / "kmsg")
     os.mknod(kmsg, stat.S_IFCHR | 0o600, os.makedev(1, 11))
     assert _open(kmsg, os.O_RDONLY) == "ok"     # outside the cgroup: the node itself is fine
@@ -181,12 +187,7 @@ def test_the_default_list_on_a_real_cgroup2_directory(tmp_path, in_child):
 @pytest.mark.privileged
 def test_access_and_mknod_rules_on_a_real_cgroup2_directory(tmp_path, in_child):
     cg = cgroups.CgroupV2(f"/{PARENT}/devfilter-custom", _v2_trees())
-    cg.create()
-    try:
-        assert cg.restrict_devices([("c", 1, 3, "r"), ("c", 1, "*", "m"), ("b", 7, "*", "m")]) is True
-    except BaseException:
-        cg.remove()
-        raise
+    _restrict(cg, [("c", 1, 3, "r"), ("c", 1, "*", "m"), ("b", 7, "*", "m")])
 
     def checks():
         return {
@@ -210,12 +211,7 @@ def test_the_host_driver_restricts_devices(tmp_path, in_child):
     """Whatever this host has -- here the v1 devices controller of a hybrid
     host, elsewhere the eBPF program -- the container gets the same list."""
     cg = cgroups.for_container("devices", PARENT)
-    cg.create()
-    try:
-        assert cg.restrict_devices() is True
-    except BaseException:
-        cg.remove()
-        raise
+    _restrict(cg)
     mem = str(tmp_path / "mem")
 
     def checks():
@@ -232,12 +228,7 @@ def test_v1_without_a_devices_controller_uses_the_cgroup2_tree(tmp_path, in_chil
     over the cgroup2 tree alone, which takes the same path.)"""
     trees = [t for t in cgroups.hierarchies() if t.version == "v1" and "pids" in t.controllers]
     cg = cgroups.CgroupV1(f"/{PARENT}/devfilter-v1", trees + _v2_trees())
-    cg.create()
-    try:
-        assert cg.restrict_devices() is True
-    except BaseException:
-        cg.remove()
-        raise
+    _restrict(cg)
     loop = str(tmp_path / "loop")
 
     def checks():
