@@ -5,10 +5,10 @@ one is joining them: ``setns(2)`` on each of PID 1's ``/proc/PID/ns/*`` files,
 the cgroup (entered as PID 1 entered it: born in the cgroup2 cgroup by
 clone3, walking into the v1 ones by itself; see ``kernel/cgroups.py``), and
 then the same last steps as the container's own init — user, working
-directory, capabilities, no_new_privs, seccomp, execve.  Joining the mount namespace also moves us into the
-container's root filesystem (its root is the namespace's root), so no chroot
-is needed.  As with ``run``, joining a pid namespace only affects children,
-hence one more fork.
+directory, capabilities, no_new_privs, seccomp, execve.  Joining the mount
+namespace also moves us into the container's root filesystem (its root is the
+namespace's root), so no chroot is needed.  As with ``run``, joining a pid
+namespace only affects children, hence one more fork.
 """
 
 import os
