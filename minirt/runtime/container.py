@@ -254,7 +254,7 @@ class Container:
                 init.main(self.spec, launch, inherited=parent_only + (msg_w,))  # never returns
             born, self._child = (pid1, inside), pid1
 
-        _close([go_r, msg_w, placed_r, err_w, launch.console_fd, launch.netns_fd] + opened)
+        init.close_all([go_r, msg_w, placed_r, err_w, launch.console_fd, launch.netns_fd] + opened)
         if launch.cgroup_entry is not None:
             launch.cgroup_entry.close()
         try:
@@ -301,7 +301,7 @@ class Container:
                 pass  # PID 1 has already failed: its report (below) says why
             return init.read_report(err_r)
         finally:
-            _close((go_w, placed_w, err_r))
+            init.close_all((go_w, placed_w, err_r))
 
     def restart(self):
         """``minirt start``: run a stopped container again, detached, on the same
@@ -496,7 +496,7 @@ def _helper_main(container, launch, msg_w, inherited):
     not go back into the code of the program that forked it.  ``inherited``
     are our parent's pipe ends, to let go of first."""
     try:
-        _close(inherited)
+        init.close_all(inherited)
         if container.detached:
             # Double fork: the monitor must not stay our child (nobody would
             # reap it), and it gets a session of its own, away from our terminal.
@@ -522,12 +522,6 @@ def _helper_main(container, launch, msg_w, inherited):
     except BaseException as e:  # noqa: BLE001
         init._report(launch.error_fd, e if isinstance(e, (MinirtError, OSError)) else RuntimeFailure(str(e)))
         os._exit(125)
-
-
-def _close(fds):
-    for fd in fds:
-        if fd is not None:
-            os.close(fd)
 
 
 def _become_monitor(container, pid1):

@@ -41,7 +41,7 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             if ns in spec.namespaces:
                 fds[ns] = os.open(f"/proc/{pid1}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, ProcessLookupError):  # it exited since we looked
-        _close(fds.values())
+        init.close_all(fds.values())
         raise NotRunning(f"container {container.id[:12]} is not running") from None
     launch = container._launch()
     caps, program = launch.capabilities, launch.seccomp_program
@@ -49,7 +49,7 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
     try:
         entry = cgroup.open_entry() if cgroup is not None else None
     except OSError as e:
-        _close(fds.values())
+        init.close_all(fds.values())
         raise RuntimeFailure(f"opening cgroup {cgroup.path}: {e.strerror}") from None
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     # Born in the cgroup2 cgroup where clone3 may be used (one thread only).
@@ -77,15 +77,10 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             init._report(err_w, e, "joining the container")
             os._exit(125)
     os.close(err_w)
-    _close(fds.values())
+    init.close_all(fds.values())
     if entry is not None:
         entry.close()
     return child, err_r
-
-
-def _close(fds):
-    for fd in fds:
-        os.close(fd)
 
 
 def _enter(spec, args, env, workdir, user, tty_fd, interactive, stdio, caps, program, err_w):

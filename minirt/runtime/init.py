@@ -46,9 +46,7 @@ def main(spec, launch, inherited=()):
     ``inherited`` are our parent's pipe ends, to let go of first."""
     step = "starting"  # named in the error message if a step fails
     try:
-        for fd in inherited:
-            if fd is not None:
-                os.close(fd)
+        close_all(inherited)
         libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with our parent
         if launch.go_fd is not None:
             # In a new user namespace we are nobody until the parent has
@@ -111,6 +109,13 @@ def main(spec, launch, inherited=()):
     except BaseException as e:  # noqa: BLE001 — everything must reach the parent
         _report(launch.error_fd, e, step)
     os._exit(125)
+
+
+def close_all(fds):
+    """Close each file descriptor in ``fds``; None stands for one never opened."""
+    for fd in fds:
+        if fd is not None:
+            os.close(fd)
 
 
 def _setup_stdio(console_fd, stdio, interactive):
