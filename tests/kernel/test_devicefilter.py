@@ -157,6 +157,15 @@ def _in_cgroup(cg, in_child, fn):
     return result
 
 
+def _null_and_a_node(cg, in_child, path, kind, major, minor):
+    """In ``cg``: open /dev/null, make the device node ``path``, open it."""
+    def checks():
+        return {"null": _open("/dev/null", os.O_RDWR), "mknod": _mknod(path, kind, major, minor),
+                "node": _open(path, os.O_RDONLY)}
+
+    return _in_cgroup(cg, in_child, checks)
+
+
 @pytest.mark.privileged
 def test_the_default_list_on_a_real_cgroup2_directory(tmp_path, in_child):
     """/dev/null and its copy open; copies of /dev/kmsg and a loop device, made
@@ -212,13 +221,8 @@ def test_the_host_driver_restricts_devices(tmp_path, in_child):
     host, elsewhere the eBPF program -- the container gets the same list."""
     cg = cgroups.for_container("devices", PARENT)
     _restrict(cg)
-    mem = str(tmp_path / "mem")
-
-    def checks():
-        return {"null": _open("/dev/null", os.O_RDWR), "mknod": _mknod(mem, "c", 1, 1),
-                "mem": _open(mem, os.O_RDONLY)}
-
-    assert _in_cgroup(cg, in_child, checks) == {"null": "ok", "mknod": "ok", "mem": "EPERM"}
+    assert _null_and_a_node(cg, in_child, str(tmp_path / "mem"), "c", 1, 1) == {
+        "null": "ok", "mknod": "ok", "node": "EPERM"}
 
 
 @pytest.mark.privileged
@@ -229,10 +233,5 @@ def test_v1_without_a_devices_controller_uses_the_cgroup2_tree(tmp_path, in_chil
     trees = [t for t in cgroups.hierarchies() if t.version == "v1" and "pids" in t.controllers]
     cg = cgroups.CgroupV1(f"/{PARENT}/devfilter-v1", trees + _v2_trees())
     _restrict(cg)
-    loop = str(tmp_path / "loop")
-
-    def checks():
-        return {"null": _open("/dev/null", os.O_RDWR), "mknod": _mknod(loop, "b", 7, 0),
-                "loop": _open(loop, os.O_RDONLY)}
-
-    assert _in_cgroup(cg, in_child, checks) == {"null": "ok", "mknod": "ok", "loop": "EPERM"}
+    assert _null_and_a_node(cg, in_child, str(tmp_path / "loop"), "b", 7, 0) == {
+        "null": "ok", "mknod": "ok", "node": "EPERM"}
