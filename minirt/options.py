@@ -64,17 +64,22 @@ class Command:
 
     HELP = switch("--help", help="show this help and exit")
 
-    def __init__(self, name, help, flags=(), sections=(), args=(), rest=None, actions=(), usage=None,
-                 choices=None):
+    def __init__(self, name, help, flags=(), sections=(), args=(), rest=None, actions=(), usage=None):
         self.name, self.help = name, help
+        self.path = name  # how it is called after "minirt": "network ls" for an action
         self.sections = [("options", [self.HELP, *flags])] + list(sections)
-        self.args, self.rest, self.actions, self.choices = list(args), rest, actions, choices or {}
-        self.usage = usage or " ".join(
-            [f"minirt {name}"] + (["[OPTIONS]"] if flags or sections else [])
-            + ([actions_metavar(actions)] if actions else [])
-            + [meta if n == "one" else f"{meta} [{meta}...]" for _, meta, n in self.args]
-            + ([f"[{rest[1]}...]"] if rest else []))
+        self.args, self.rest, self.actions, self._usage = list(args), rest, actions, usage
+        for action in actions:
+            action.path = f"{name} {action.name}"
         self.by_name = {n: f for _, fs in self.sections for f in fs for n in f.names}
+
+    @property
+    def usage(self):
+        return self._usage or " ".join(
+            [f"minirt {self.path}"] + (["[OPTIONS]"] if len(self.by_name) > 1 else [])
+            + ([actions_metavar(self.actions)] if self.actions else [])
+            + [meta if n == "one" else f"{meta} [{meta}...]" for _, meta, n in self.args]
+            + ([f"[{self.rest[1]}...]"] if self.rest else []))
 
     def parse(self, words, ns):
         """Read ``words`` (after the command's name) into the namespace ``ns``."""
@@ -103,7 +108,7 @@ class Command:
         for _, flags in self.sections:
             for f in flags:
                 if f.required and f.dest not in given:
-                    raise SpecError(f"{self.name}: flag {f.names[-1]} is required")
+                    raise SpecError(f"{self.path}: flag {f.names[-1]} is required")
 
     def _args_full(self, positional):
         return len(positional) >= len(self.args)
@@ -126,21 +131,21 @@ class Command:
         for name, glued in pairs:
             f = self.by_name.get(name)
             if f is None:
-                raise SpecError(f"{self.name}: unknown flag: {name}")
+                raise SpecError(f"{self.path}: unknown flag: {name}")
             if f.kind == "switch":  # --rm, or docker's --rm=true / --rm=false
                 if glued not in (None, "true", "false"):
-                    raise SpecError(f"{self.name}: flag {name} takes no value, or true or false")
+                    raise SpecError(f"{self.path}: flag {name} takes no value, or true or false")
                 setattr(ns, f.dest, glued != "false")
                 dests.append(f.dest)
                 continue
             if glued is None:
                 if not words:
-                    raise SpecError(f"{self.name}: flag {name} needs a value ({f.metavar or f.dest.upper()})")
+                    raise SpecError(f"{self.path}: flag {name} needs a value ({f.metavar or f.dest.upper()})")
                 glued = words.pop(0)
             try:
                 v = f.type(glued)
             except ValueError:
-                raise SpecError(f"{self.name}: flag {name}: not a number: {glued!r}") from None
+                raise SpecError(f"{self.path}: flag {name}: not a number: {glued!r}") from None
             if f.kind == "list":
                 getattr(ns, f.dest).append(v)
             else:
@@ -152,31 +157,28 @@ class Command:
         """Hand out the arguments: "one" takes one, "some" (always the last) the rest."""
         for dest, meta, n in self.args:
             if not positional:
-                raise SpecError(f"{self.name}: {meta} is required (usage: {self.usage})")
+                raise SpecError(f"{self.path}: {meta} is required (usage: {self.usage})")
             if n == "some":
                 setattr(ns, dest, positional[:])
                 del positional[:]
                 continue
-            word = positional.pop(0)
-            if dest in self.choices and word not in self.choices[dest]:
-                raise SpecError(f"{self.name}: unknown {meta} {word!r} (one of: {', '.join(self.choices[dest])})")
-            setattr(ns, dest, word)
+            setattr(ns, dest, positional.pop(0))
         if self.rest:
             setattr(ns, self.rest[0], positional)
         elif positional:
-            raise SpecError(f"{self.name}: unexpected argument {positional[0]!r} (usage: {self.usage})")
+            raise SpecError(f"{self.path}: unexpected argument {positional[0]!r} (usage: {self.usage})")
 
     def _parse_action(self, words, ns):
         words = list(words)
         if words and words[0] == "--help":
             raise HelpRequested(self.help_text())
         if not words:
-            raise SpecError(f"{self.name}: an action is required: {', '.join(a.name for a in self.actions)}")
+            raise SpecError(f"{self.path}: an action is required: {', '.join(a.name for a in self.actions)}")
         for action in self.actions:
             if action.name == words[0]:
                 setattr(ns, f"{self.name}_command", action.name)
                 return action.parse(words[1:], ns)
-        raise SpecError(f"{self.name}: unknown action {words[0]!r}"
+        raise SpecError(f"{self.path}: unknown action {words[0]!r}"
                         f" (one of: {', '.join(a.name for a in self.actions)})")
 
     def help_text(self):
@@ -190,6 +192,14 @@ class Command:
                 label = f.label() if len(f.label()) < width else f.label() + "\n" + " " * (width + 2)
                 lines.append(f"  {label:{width}}{f.help}".rstrip())
         return "\n".join(lines) + "\n"
+
+
+def seconds(text):
+    """A number of seconds: finite (``float`` also reads nan and inf)."""
+    value = float(text)
+    if not -1e9 < value < 1e9:  # also nan
+        raise ValueError(text)
+    return value
 
 
 def actions_metavar(actions):
@@ -263,8 +273,8 @@ def _commands():
                     value("-u", "--user", metavar="UID[:GID]", help="user (name or uid) and group"),
                 ]),
         Command("stop", "SIGTERM, then SIGKILL after a grace period", args=[("containers", "CONTAINER", "some")],
-                flags=[value("-t", "--time", metavar="SECS", type=float, default=10.0,
-                             help="seconds to wait before SIGKILL (default 10)")]),
+                flags=[value("-t", "--time", metavar="SECS", type=seconds, default=10.0,
+                             help="seconds to wait before SIGKILL (default 10; -1: for ever)")]),
         Command("kill", "send a signal to a container", args=[("containers", "CONTAINER", "some")],
                 flags=[value("-s", "--signal", metavar="SIG", default="KILL", help="the signal (default KILL)")]),
         Command("wait", "wait for containers to exit, print their exit codes",
@@ -281,11 +291,15 @@ def _commands():
         Command("network", "user-defined networks (create, ls, rm)", actions=[
             Command("create", "create a bridge network", args=[("name", "NAME", "one")], flags=[
                 value("--subnet", metavar="CIDR", help="e.g. 10.90.1.0/24 (default: a free one)")]),
-            Command("ls", "list networks"),
+            Command("ls", "list networks", flags=[
+                switch("-q", "--quiet", help="only ids"),
+                switch("--no-trunc", help="full ids")]),
             Command("rm", "remove networks", args=[("names", "NAME", "some")]),
         ]),
-        Command("system", "system-wide commands (prune)", args=[("action", "ACTION", "one")],
-                choices={"action": ["prune"]}),
+        Command("system", "system-wide commands (prune)", actions=[
+            Command("prune", "remove stopped containers, unused networks and unused layers", flags=[
+                switch("-f", "--force", help="accepted as docker's; minirt's prune never asks")]),
+        ]),
     ]
 
 
@@ -296,6 +310,8 @@ def parse(argv):
     """``argv`` (without the program name) -> a namespace: ``root``,
     ``command`` and the command's flags and arguments.  Raises SpecError on
     a bad command line and HelpRequested for ``--help``."""
+    if any("\0" in word for word in argv):  # (from the Python API: execve cannot pass one)
+        raise SpecError("an argument contains a NUL byte")
     ns = SimpleNamespace(root=None, command=None)
     words = list(argv)
     while words and words[0].startswith("-"):

@@ -38,7 +38,11 @@ def test_after_the_image_everything_is_the_command():
     (["network", "create", "--subnet", "10.90.1.0/24", "net1"],
      {"network_command": "create", "subnet": "10.90.1.0/24", "name": "net1"}),
     (["network", "rm", "a", "b"], {"network_command": "rm", "names": ["a", "b"]}),
-    (["system", "prune"], {"action": "prune"}),
+    (["system", "prune"], {"system_command": "prune", "force": False}),
+    (["system", "prune", "-f"], {"system_command": "prune", "force": True}),  # docker's flag
+    (["system", "prune", "--force"], {"force": True}),
+    (["network", "ls", "-q", "--no-trunc"], {"network_command": "ls", "quiet": True, "no_trunc": True}),
+    (["stop", "-t", "-1", "a"], {"time": -1.0}),
     (["run", "--", "img", "true"], {"image": "img", "args": ["true"]}),
 ])
 def test_flags_and_arguments(argv, expected):
@@ -59,7 +63,14 @@ def test_flags_and_arguments(argv, expected):
     (["rm"], "rm: CONTAINER is required"),
     (["ps", "extra"], "ps: unexpected argument 'extra'"),
     (["load"], "load: flag --input is required"),
-    (["system", "frob"], "system: unknown ACTION 'frob' (one of: prune)"),
+    (["system", "frob"], "system: unknown action 'frob' (one of: prune)"),
+    (["network", "ls", "-x"], "network ls: unknown flag: -x"),
+    (["network", "create"], "network create: NAME is required (usage: minirt network create [OPTIONS] NAME)"),
+    (["stop", "-t", "nan", "a"], "stop: flag -t: not a number: 'nan'"),
+    (["stop", "-t", "inf", "a"], "stop: flag -t: not a number: 'inf'"),
+    (["stop", "-t", "1e400", "a"], "stop: flag -t: not a number: '1e400'"),
+    (["run", "--name", "a\0b", "img"], "an argument contains a NUL byte"),
+    (["run", "img", "echo", "a\0b"], "an argument contains a NUL byte"),
     (["network"], "network: an action is required: create, ls, rm"),
     (["network", "frob"], "network: unknown action 'frob'"),
     (["--root"], "flag --root needs a value (DIR)"),
@@ -86,6 +97,30 @@ def test_help(argv, shows):
     with pytest.raises(HelpRequested) as e:
         parse(argv)
     assert shows in e.value.args[0]
+
+
+def _listed(help_text, section):
+    """The names a help text lists under ``section:`` ("commands", "actions")."""
+    lines = help_text.split(section + ":\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    return [line.split()[0] for line in lines]
+
+
+def _help(argv):
+    with pytest.raises(HelpRequested) as e:
+        parse(argv)
+    return e.value.args[0]
+
+
+def test_every_help_names_its_real_command_path():
+    paths = []
+    for command in _listed(_help(["--help"]), "commands"):
+        text = _help([command, "--help"])
+        paths.append([command])
+        if "actions:" in text:
+            paths += [[command, action] for action in _listed(text, "actions")]
+    assert ["network", "ls"] in paths and ["system", "prune"] in paths
+    for path in paths:
+        assert _help(path + ["--help"]).startswith(f"usage: minirt {' '.join(path)}"), path
 
 
 def test_run_h_is_the_hostname_as_in_docker():
