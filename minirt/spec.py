@@ -125,6 +125,8 @@ class ContainerSpec:
 
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_INT64_MAX = (1 << 63) - 1   # docker keeps sizes and counts in an int64
+PID_MAX_LIMIT = 1 << 22      # the kernel's most pids (64-bit): pids.max refuses more
 
 
 def parse_bytes(text, flag):
@@ -137,9 +139,11 @@ def parse_bytes(text, flag):
     try:
         value = float(number) * _UNITS[unit]
     except ValueError:
-        raise SpecError(f"invalid {flag} {text!r}: expected a size such as 512m or 1g") from None
-    if value < 0:
+        value = None
+    if value is not None and value < 0:
         raise SpecError(f"invalid {flag} {text!r}: must not be negative")
+    if value is None or not value <= _INT64_MAX:  # also nan and inf, which compare false
+        raise SpecError(f"invalid {flag} {text!r}: expected a size such as 512m or 1g (at most 8e18 bytes)")
     return int(value)
 
 
@@ -159,6 +163,8 @@ def resources(memory=None, memory_swap=None, pids_limit=None, cpus=None, cpu_sha
         res["memory_swap"] = swap
     if pids_limit is not None:
         res["pids_limit"] = _number(pids_limit, int, "--pids-limit")
+        if res["pids_limit"] > PID_MAX_LIMIT:
+            raise SpecError(f"invalid --pids-limit {pids_limit!r}: at most {PID_MAX_LIMIT} (<= 0: unlimited)")
     if cpus is not None:
         res["cpus"] = _number(cpus, float, "--cpus")
         # 0.01: the kernel's smallest CFS quota is 1 ms of a 100 ms period.
@@ -169,10 +175,27 @@ def resources(memory=None, memory_swap=None, pids_limit=None, cpus=None, cpu_sha
         if not 2 <= res["cpu_shares"] <= 262144:
             raise SpecError(f"invalid --cpu-shares {cpu_shares!r}: must be between 2 and 262144")
     if cpuset_cpus is not None:
-        if not all(part.replace("-", "", 1).isdigit() for part in str(cpuset_cpus).split(",")):
-            raise SpecError(f"invalid --cpuset-cpus {cpuset_cpus!r}: expected a list such as 0-1,3")
-        res["cpuset_cpus"] = str(cpuset_cpus)
+        res["cpuset_cpus"] = parse_cpuset(cpuset_cpus)
     return res
+
+
+def parse_cpuset(text):
+    """``--cpuset-cpus``: "0-1,3", only CPUs this host has (as docker checks)."""
+    text = str(text)
+    count = os.cpu_count() or 1
+    for part in text.split(","):
+        lo, dash, hi = part.partition("-")
+        hi = hi if dash else lo
+        if not (is_decimal(lo) and is_decimal(hi)) or int(lo) > int(hi):
+            raise SpecError(f"invalid --cpuset-cpus {text!r}: expected a list such as 0-1,3")
+        if int(hi) >= count:
+            raise SpecError(f"invalid --cpuset-cpus {text!r}: this host has CPUs 0-{count - 1}")
+    return text
+
+
+def is_decimal(text):
+    """ASCII digits only: str.isdigit also takes '²', which int() refuses."""
+    return 0 < len(text) <= 18 and text.isascii() and text.isdigit()
 
 
 def _number(text, kind, flag):
@@ -236,11 +259,10 @@ def build(image_config, *, cmd=None, entrypoint=None, env=(), workdir=None, user
     if not os.path.isabs(spec.cwd):
         raise SpecError(f"invalid working directory {spec.cwd!r}: must be an absolute path")
     parse_network(spec.network)
+    check_name(spec.name)
     if spec.network == "host":  # the host's network namespace: no new one
         spec.namespaces = tuple(n for n in spec.namespaces if n != "net")
-    spec.hostname = hostname or spec.id[:12]
-    if len(spec.hostname) > 64:
-        raise SpecError(f"invalid hostname {spec.hostname!r}: longer than 64 characters")
+    spec.hostname = check_hostname(hostname or spec.id[:12])
     if not any(_env_key(e) == "HOSTNAME" for e in spec.env):
         spec.env.append(f"HOSTNAME={spec.hostname}")
     return spec
@@ -274,7 +296,7 @@ def parse_port(text):
             raise SpecError(f"invalid port {text!r}: {host_ip!r} is not an IPv4 address") from None
     numbers = []
     for n in (host_port, ctr_port):
-        if not n.isdigit() or not 1 <= int(n) <= 65535:
+        if not is_decimal(n) or not 1 <= int(n) <= 65535:
             raise SpecError(f"invalid port {text!r}: {n!r} is not a port number (1-65535)")
         numbers.append(int(n))
     return {"host_ip": host_ip, "host_port": numbers[0], "container_port": numbers[1], "proto": proto}
@@ -287,11 +309,59 @@ def default_network():
 
 _ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 _NAME_CHARS = _ALNUM | frozenset("_.-")
+# A container's name becomes a file name (names/NAME, and a temporary
+# .NAME.PID beside it), and file names end at 255 bytes: 128 leaves room.
+NAME_MAX = 128
+
+
+def _is_name(text, limit):
+    """docker's rule: a letter or digit, then letters, digits, '_', '.' or '-'."""
+    return 0 < len(text) <= limit and text[0] in _ALNUM and _NAME_CHARS.issuperset(text)
 
 
 def is_network_name(text):
-    """docker's rule: a letter or digit, then up to 63 letters, digits, '_', '.' or '-'."""
-    return 0 < len(text) <= 64 and text[0] in _ALNUM and _NAME_CHARS.issuperset(text)
+    """A network's name: docker's rule, at most 64 characters."""
+    return _is_name(text, 64)
+
+
+def check_hostname(text):
+    """``--hostname``: at most 64 characters (the kernel's limit), and, as it
+    becomes a line of /etc/hosts, docker's name characters only."""
+    if not _is_name(text, 64):
+        raise SpecError(f"invalid hostname {text!r}: expected at most 64 of [a-zA-Z0-9_.-],"
+                        " starting with a letter or digit")
+    return text
+
+
+def check_user(text):
+    """``--user``: "", NAME or UID, each optionally with :GROUP or :GID."""
+    if text:
+        name, sep, group = text.partition(":")
+        for part in (name, group) if sep else (name,):
+            _check_id(part, text, "--user")
+    return text
+
+
+def check_group(text):
+    """``--group-add``: a group's name or GID."""
+    return _check_id(text, text, "--group-add")
+
+
+def _check_id(part, text, flag):
+    """A user or group: a name, or a number the kernel takes as an id
+    (below 2^32 - 1, which means "no id" to it)."""
+    if not part or ":" in part or not part.isprintable() or (
+            part.isdigit() and not (is_decimal(part) and int(part) < 0xFFFFFFFF)):
+        raise SpecError(f"invalid {flag} {text!r}: expected a name or a number below 4294967295")
+    return part
+
+
+def check_name(text):
+    """``--name``: docker's rule, at most NAME_MAX characters ("" is no name)."""
+    if text and not _is_name(text, NAME_MAX):
+        raise SpecError(f"invalid container name {text!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-]*"
+                        f" are allowed, at most {NAME_MAX} characters")
+    return text
 
 
 def parse_network(text):

@@ -80,3 +80,82 @@ def test_relative_workdir_is_refused():
 def test_spec_round_trips_through_json():
     s = spec.build(IMAGE, volumes=["/tmp:/data:ro"])
     assert spec.ContainerSpec.from_json(s.to_json()) == s
+
+
+# -- flag values: units, numbers, names ------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [("512m", 512 << 20), ("1.5G", 3 << 29), ("64mb", 64 << 20),
+                                            ("1024", 1024), ("0", 0), ("8e18", 8 * 10 ** 18)])
+def test_sizes(text, expected):
+    assert spec.parse_bytes(text, "--memory") == expected
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "1e400", "infinity", "9223372036854775808",
+                                  "1e19", "9e9g", "", "m", "1x", "0x10"])
+def test_sizes_that_are_no_sizes_are_refused(text):
+    with pytest.raises(SpecError, match=r"^invalid --memory .*expected a size"):
+        spec.parse_bytes(text, "--memory")
+
+
+@pytest.mark.parametrize("limits, message", [
+    ({"memory": "nan"}, "invalid --memory 'nan'"),
+    ({"memory": "64m", "memory_swap": "nan"}, "invalid --memory-swap 'nan'"),
+    ({"memory": "64m", "memory_swap": "1e400"}, "invalid --memory-swap '1e400'"),
+    ({"pids_limit": "1e400"}, "invalid --pids-limit '1e400': not a number"),
+    ({"pids_limit": str(2 ** 64)}, "invalid --pids-limit '18446744073709551616': at most 4194304"),
+    ({"cpus": "nan"}, "invalid --cpus 'nan'"),
+    ({"cpus": "inf"}, "invalid --cpus 'inf'"),
+    ({"cpu_shares": "1e400"}, "invalid --cpu-shares '1e400': not a number"),
+    ({"cpu_shares": str(2 ** 64)}, "invalid --cpu-shares"),
+    ({"cpuset_cpus": "1-0"}, "invalid --cpuset-cpus '1-0': expected a list"),
+    ({"cpuset_cpus": "0-"}, "invalid --cpuset-cpus '0-': expected a list"),
+    ({"cpuset_cpus": "1²"}, "invalid --cpuset-cpus '1²': expected a list"),
+    ({"cpuset_cpus": "99999999999999999999"}, "invalid --cpuset-cpus '99999999999999999999': expected a list"),
+    ({"cpuset_cpus": "4096"}, "invalid --cpuset-cpus '4096': this host has CPUs 0-"),
+])
+def test_bad_limits_are_one_line(limits, message):
+    with pytest.raises(SpecError) as e:
+        spec.resources(**limits)
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("port", ["1²:80", "99999999999999999999:80", "0:80", "80:65536", "-1:80", "80:80/sctp"])
+def test_bad_ports_are_refused(port):
+    with pytest.raises(SpecError, match="^invalid port"):
+        spec.parse_port(port)
+
+
+@pytest.mark.parametrize("name", ["web", "a", "Web-1.prod_2", "9" * spec.NAME_MAX])
+def test_container_names_follow_dockers_rule(name):
+    assert spec.build(IMAGE, name=name).name == name
+
+
+@pytest.mark.parametrize("name", ["a" * 300, "a" * (spec.NAME_MAX + 1), "a/b", "a\nb", ".hidden", "-x", "_x",
+                                  "a b", "a:b", "\udcff", "é"])
+def test_bad_container_names_are_refused(name):
+    with pytest.raises(SpecError, match=r"^invalid container name .*only \[a-zA-Z0-9\]"):
+        spec.build(IMAGE, name=name)
+
+
+@pytest.mark.parametrize("hostname", ["a\nb", "a/b", "x" * 65, "-x", "a b"])
+def test_bad_hostnames_are_refused(hostname):
+    with pytest.raises(SpecError, match="^invalid hostname"):
+        spec.build(IMAGE, hostname=hostname)
+
+
+@pytest.mark.parametrize("user", ["", "0", "1000:1000", "app", "app:staff", "4294967294"])
+def test_users(user):
+    assert spec.check_user(user) == user
+
+
+@pytest.mark.parametrize("user", [":", "1000:", ":1000", "a:b:c", "4294967295", "99999999999999999999", "1²",
+                                  "a\nb"])
+def test_bad_users_are_refused(user):
+    with pytest.raises(SpecError, match=r"^invalid --user .*a name or a number below 4294967295"):
+        spec.check_user(user)
+
+
+@pytest.mark.parametrize("text", ["-1", "-inf", "-1e400"])
+def test_negative_sizes_are_refused(text):
+    with pytest.raises(SpecError, match="must not be negative"):
+        spec.parse_bytes(text, "--memory")
