@@ -49,6 +49,7 @@ from collections import namedtuple
 from minirt.errors import RuntimeFailure, SpecError
 from minirt.kernel import bpf
 from minirt.kernel import libc
+from minirt.kernel import security
 from minirt.kernel.syscalls_x86_64 import SYSCALLS
 
 _NAMES = {number: name for name, number in SYSCALLS.items()}
@@ -128,16 +129,16 @@ class Rule(namedtuple("Rule", "names action args includes excludes", defaults=((
                 and (not exc.min_kernel or kernel < exc.min_kernel))
 
 
-def load_profile(path):
-    """Read a seccomp profile in docker's JSON format."""
+def load_profile(path, data=None):
+    """Read a seccomp profile in docker's JSON format (``data``: its bytes, if
+    already read)."""
     try:
-        with open(path, "rb") as f:
-            data = json.load(f)
-    except OSError as e:
-        raise SpecError(f"{path}: cannot read seccomp profile: {e.strerror}") from None
+        decoded = json.loads(security.read_profile(path) if data is None else data)
     except (ValueError, UnicodeDecodeError) as e:
         raise SpecError(f"{path}: invalid seccomp profile: {e}") from None
-    return parse_profile(data, source=str(path))
+    except RecursionError:
+        raise SpecError(f"{path}: invalid seccomp profile: nested too deeply") from None
+    return parse_profile(decoded, source=str(path))
 
 
 def parse_profile(data, source="profile"):

@@ -29,12 +29,14 @@ import os
 
 import _prctl
 
+from minirt import bounded
 from minirt.digests import sha256
 from minirt.errors import RuntimeFailure
 from minirt.kernel import capabilities, libc
 from minirt.kernel.capabilities import capability_set, expected_status_mask  # noqa: F401
 
 _SYS_ADMIN = capabilities.NUMBERS["CAP_SYS_ADMIN"]
+PROFILE_LIMIT = 4 * bounded.MiB  # bytes of a seccomp profile file; docker's default has 20 KB
 
 # What a compiled program depends on besides its profile and capabilities:
 # the compiler and docker's profile, as minirt's own files.
@@ -58,7 +60,8 @@ def seccomp_program(option=None, privileged=False, caps=frozenset(), cache=None)
     """
     if option == "unconfined" or (not option and privileged):
         return None
-    key = _program_key(option, caps) if cache else None
+    profile = read_profile(option) if option else None  # once: a pipe cannot be read twice
+    key = _program_key(profile, caps) if cache else None
     if key:
         try:
             with open(os.path.join(cache, key), "rb") as f:
@@ -69,27 +72,32 @@ def seccomp_program(option=None, privileged=False, caps=frozenset(), cache=None)
             pass
     from minirt.kernel import seccomp  # only now: see above
 
-    program = seccomp.compile_profile(seccomp.load_profile(option) if option else seccomp.default_profile(),
+    program = seccomp.compile_profile(seccomp.load_profile(option, profile) if option else seccomp.default_profile(),
                                       caps=caps)
     if key:
         _keep(cache, key, program)
     return program
 
 
-def _program_key(option, caps):
-    """A hash of what a compiled program depends on; None if the profile
-    cannot be read (compiling then says why)."""
+def read_profile(path):
+    """The bytes of a seccomp profile file, bounded (``minirt.bounded``)."""
+    return bounded.read(path, "seccomp profile", PROFILE_LIMIT)
+
+
+def _program_key(profile, caps):
+    """A hash of what a compiled program depends on (``profile``: the
+    profile file's bytes, None for the default); None if the compiler's files
+    cannot be found."""
     h = sha256()
     here = os.path.dirname(os.path.abspath(__file__))
     try:
         for name in _COMPILER:
             st = os.stat(os.path.join(here, name))
             h.update(f"{name} {st.st_size} {st.st_mtime_ns}\n".encode())
-        if option:
-            with open(option, "rb") as f:
-                h.update(b"profile " + f.read() + b"\n")
     except OSError:
         return None
+    if profile is not None:
+        h.update(b"profile " + profile + b"\n")
     h.update(f"caps {sorted(caps)}\nkernel {os.uname().release}\n".encode())
     return h.hexdigest()
 
