@@ -13,7 +13,7 @@ import os
 import _signal as signal
 import sys
 
-from minirt.errors import MinirtError, SpecError, exit_status
+from minirt.errors import Interrupted, MinirtError, SpecError, exit_status
 
 # Signals minirt passes on to the container instead of dying from them.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
@@ -73,35 +73,32 @@ def cmd_run(args):
 
     from minirt import spec as specs
 
+    container = None
+
+    def on_signal(signum, _frame):
+        if container is None or container.pid is None:  # nothing runs yet to pass it to: stop
+            for s in FORWARDED:  # and let nothing interrupt the cleanup on the way out
+                signal.signal(s, signal.SIG_IGN)
+            raise Interrupted(signum)
+        container.signal(signum)
+
     root = args.root or state.default_root()
-    net = {}
-    if args.network is not None or args.publish:  # checked before the image is unpacked
+    options = _run_options(args)  # every flag checked before anything is read or made
+    # Until the container runs, a signal stops minirt (a profile read from a
+    # FIFO may block); from then on it is the container's, so that Ctrl-C or
+    # `kill` never leaves the container behind without its parent.
+    for s in FORWARDED:
+        signal.signal(s, on_signal)
+    if "ports" in options:  # checked before the image is unpacked
         from minirt.runtime import network
 
-        net = {"ports": [specs.parse_port(p) for p in args.publish]}
-        if args.network is not None:
-            net["network"] = specs.parse_network(args.network)
-        network.check(root, net.get("network") or specs.default_network(), net["ports"])
-    resources = specs.resources(memory=args.memory, memory_swap=args.memory_swap,
-                                pids_limit=args.pids_limit, cpus=args.cpus,
-                                cpu_shares=args.cpu_shares, cpuset_cpus=args.cpuset_cpus)
-    spec = prepare(args.image, args.args or None, root=root, env=args.env, workdir=args.workdir,
-                   user=args.user, hostname=args.hostname, volumes=args.volume,
-                   entrypoint=args.entrypoint, init=args.init, remove=args.rm, name=args.name,
-                   tty=args.tty, interactive=args.interactive, resources=resources,
-                   cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
-                   read_only=args.read_only, tmpfs=args.tmpfs, group_add=args.group_add,
-                   userns=args.userns, **_security_opts(args.security_opt), **net,
-                   **({"cgroup_parent": args.cgroup_parent} if args.cgroup_parent else {}))
+        network.check(root, options.get("network") or specs.default_network(), options["ports"])
+    spec = prepare(args.image, args.args or None, root=root, **options)
     container = Container(spec, root)
     if args.detach:
         start_detached(container)
         print(spec.id)
         return 0
-    # From here on a signal to minirt is a signal to the container: forward it,
-    # so Ctrl-C or `kill` never leaves the container behind without its parent.
-    for s in FORWARDED:
-        signal.signal(s, lambda signum, _frame: container.signal(signum))
     container.create()
     try:
         container.start()
@@ -117,6 +114,29 @@ def cmd_run(args):
         return code
     finally:
         container.delete()
+
+
+def _run_options(args):
+    """``run``'s flags, checked, as keyword arguments of ``api.prepare``."""
+    from minirt import spec as specs
+
+    options = dict(
+        env=args.env, workdir=args.workdir, user=specs.check_user(args.user),
+        hostname=args.hostname and specs.check_hostname(args.hostname), volumes=args.volume,
+        entrypoint=args.entrypoint, init=args.init, remove=args.rm, name=specs.check_name(args.name),
+        tty=args.tty, interactive=args.interactive, cap_add=args.cap_add, cap_drop=args.cap_drop,
+        privileged=args.privileged, read_only=args.read_only, tmpfs=args.tmpfs,
+        group_add=[specs.check_group(g) for g in args.group_add], userns=args.userns,
+        resources=specs.resources(memory=args.memory, memory_swap=args.memory_swap, pids_limit=args.pids_limit,
+                                  cpus=args.cpus, cpu_shares=args.cpu_shares, cpuset_cpus=args.cpuset_cpus),
+        **_security_opts(args.security_opt))
+    if args.cgroup_parent:
+        options["cgroup_parent"] = specs.check_cgroup_parent(args.cgroup_parent)
+    if args.network is not None or args.publish:
+        options["ports"] = [specs.parse_port(p) for p in args.publish]
+    if args.network is not None:
+        options["network"] = specs.parse_network(args.network)
+    return options
 
 
 def _security_opts(options):
@@ -249,7 +269,8 @@ def cmd_logs(args):
     c = Container.load(_root(args), args.container)
     tail = None
     if args.tail is not None and args.tail != "all":
-        if not args.tail.isdigit():
+        from minirt.spec import is_decimal
+        if not is_decimal(args.tail):
             raise SpecError(f"invalid --tail {args.tail!r}: expected a number or all")
         tail = int(args.tail)
     logs.show(c, tail=tail, follow=args.follow)
@@ -292,17 +313,12 @@ def _signal_quietly(pid, signum):
 
 
 def cmd_stop(args):
-    return _each_container(args, args.containers, lambda c, ref: (c.stop(timeout=args.time), print(ref)))
+    timeout = None if args.time < 0 else args.time  # docker's -1: no SIGKILL, wait for ever
+    return _each_container(args, args.containers, lambda c, ref: (c.stop(timeout=timeout), print(ref)))
 
 
 def cmd_kill(args):
-    from signal import Signals  # the names, which `minirt run` does without
-
-    name = args.signal.upper()
-    try:
-        signum = int(name) if name.isdigit() else Signals[name if name.startswith("SIG") else "SIG" + name]
-    except (KeyError, ValueError):
-        raise SpecError(f"invalid signal {args.signal!r}") from None
+    signum = _signal_number(args.signal)
 
     def kill(c, ref):
         if c.state().get("status") != "running":
@@ -311,6 +327,25 @@ def cmd_kill(args):
         print(ref)
 
     return _each_container(args, args.containers, kill)
+
+
+def _signal_number(text):
+    """``kill -s``: a number, a name (KILL, SIGKILL) or RTMIN+N / RTMAX-N, as docker."""
+    from signal import SIGRTMAX, SIGRTMIN, Signals, valid_signals  # the names, which `run` does without
+
+    from minirt.spec import is_decimal
+
+    name = text.upper().removeprefix("SIG")
+    base, sign, offset = name.partition("+") if "+" in name else name.partition("-")
+    if is_decimal(name):
+        signum = int(name)
+    elif base in ("RTMIN", "RTMAX") and (not sign or is_decimal(offset)):
+        signum = {"RTMIN": SIGRTMIN, "RTMAX": SIGRTMAX}[base] + int(sign + (offset or "0"))
+    else:
+        signum = getattr(Signals.__members__.get("SIG" + name), "value", 0)
+    if signum not in valid_signals():
+        raise SpecError(f"invalid signal {text!r}: expected a name such as TERM or a number from 1 to {SIGRTMAX}")
+    return signum
 
 
 def cmd_wait(args):
@@ -393,9 +428,14 @@ def cmd_network(args):
         print(network.create(root, args.name, subnet=args.subnet)["id"])
         return 0
     if args.network_command == "ls":
-        print(f"{'NETWORK ID':14} {'NAME':20} {'BRIDGE':16} {'SUBNET':18} CONTAINERS")
+        width = 64 if args.no_trunc else 12
+        if not args.quiet:
+            print(f"{'NETWORK ID':{width + 2}} {'NAME':20} {'BRIDGE':16} {'SUBNET':18} CONTAINERS")
         for net, count in network.listing(root):
-            print(f"{net['id'][:12]:14} {net['name']:20} {net['bridge']:16} {net['subnet']:18} {count}")
+            if args.quiet:
+                print(net["id"][:width])
+            else:
+                print(f"{net['id'][:width]:{width + 2}} {net['name']:20} {net['bridge']:16} {net['subnet']:18} {count}")
         return 0
     for name in args.names:  # rm: all or the first error, as one line
         network.remove(root, name)

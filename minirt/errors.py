@@ -44,3 +44,12 @@ class CommandNotFound(MinirtError):
     """The container's command does not exist (docker: 127)."""
 
     exit_code = 127
+
+
+class Interrupted(MinirtError):
+    """A signal stopped minirt before the container ran: as docker's client,
+    the exit status is 128+N; what was made so far is removed on the way out."""
+
+    def __init__(self, signum):
+        super().__init__(f"stopped by signal {signum} before the container started")
+        self.exit_code = 128 + signum

@@ -356,6 +356,14 @@ def _check_id(part, text, flag):
     return part
 
 
+def check_cgroup_parent(text):
+    """``--cgroup-parent``: a path in the cgroup tree that stays in it (no "..")."""
+    if not text or any(part in (".", "..") for part in text.split("/")) or not text.isprintable():
+        raise SpecError(f"invalid --cgroup-parent {text!r}: expected a path such as minirt or /ci/jobs,"
+                        " without . or ..")
+    return text
+
+
 def check_name(text):
     """``--name``: docker's rule, at most NAME_MAX characters ("" is no name)."""
     if text and not _is_name(text, NAME_MAX):

@@ -261,5 +261,5 @@ def release_name(root, name, cid):
         if os.readlink(link) == cid:
             os.unlink(link)
     except OSError as e:
-        if e.errno not in (errno.ENOENT, errno.EINVAL):
+        if e.errno not in (errno.ENOENT, errno.EINVAL, errno.ENAMETOOLONG, errno.ENOTDIR):  # never claimed
             raise

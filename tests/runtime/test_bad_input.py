@@ -1,0 +1,322 @@
+"""Bad command lines, as a user (or a script gone wrong) types them.
+
+Each is refused the way the developers' guide asks: docker's exit code (125
+when minirt refuses), exactly one line on stderr starting ``minirt: ``, no
+traceback, and nothing changed in the state root.  Files named on the command
+line are read with a bound, and a signal stops a minirt that waits for one.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from minirt import cli
+
+pytestmark = pytest.mark.privileged
+
+IMG = "{image}"                # placeholders, filled in from the fixture
+ROOT = "{root}"
+WEB = "web"                    # a stopped container in the state root
+HUGE = str(2 ** 64)
+
+
+def minirt(root, *args, timeout=60, **kw):
+    return subprocess.run([sys.executable, "-m", "minirt", "--root", root, *args], capture_output=True,
+                          timeout=timeout, **kw)
+
+
+def _tree(top):
+    """Every name under ``top`` with its mode, and a file's size and modification
+    time (not a directory's: something made and removed again changes it)."""
+    found = {}
+    for path, dirs, files in os.walk(top):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(path, name))
+            found[os.path.relpath(os.path.join(path, name), top)] = (
+                (st.st_mode,) if name in dirs else (st.st_mode, st.st_size, st.st_mtime_ns))
+    return found
+
+
+class World:
+    """A state root with the image's layers unpacked and a stopped container
+    ``web``; files that are no seccomp profiles."""
+
+    def __init__(self, root, image, files):
+        self.root, self.image, self.files = root, image, files
+
+    def argv(self, args):
+        return [a.format(image=self.image, root=self.root, **self.files) if isinstance(a, str) else a
+                for a in args]
+
+
+@pytest.fixture(scope="module")
+def world(busybox_image, tmp_path_factory):
+    base = tmp_path_factory.mktemp("bad-input")
+    root = str(base / "root")
+    r = minirt(root, "run", "--name", WEB, "--network", "none", busybox_image, "true")
+    assert r.returncode == 0, r.stderr
+    files = {"dir": str(base), "big": str(base / "big.json"), "deep": str(base / "deep.json"),
+             "notjson": str(base / "not.json"), "fifo": str(base / "fifo")}
+    with open(files["big"], "wb") as f:
+        f.truncate(5 << 20)  # a sparse file, larger than a profile may be
+    with open(files["deep"], "w") as f:
+        f.write("[" * 100000 + "]" * 100000)
+    with open(files["notjson"], "w") as f:
+        f.write("{not json")
+    os.mkfifo(files["fifo"])
+    yield World(root, busybox_image, files)
+    assert minirt(root, "rm", "-f", WEB).returncode == 0
+    minirt(root, "system", "prune", "-f")
+
+
+CASES = [
+    # (argv, docker's exit code, what the line says)
+    # -- commands and flags
+    ([], 125, "a command is required"),
+    (["frob"], 125, "unknown command 'frob'"),
+    (["-x", "ps"], 125, "unknown flag: -x"),
+    (["run", "--bogus", IMG], 125, "run: unknown flag: --bogus"),
+    (["run", "-Z", IMG], 125, "run: unknown flag: -Z"),
+    (["ps", "--bogus"], 125, "ps: unknown flag: --bogus"),
+    (["ps", "extra"], 125, "ps: unexpected argument 'extra'"),
+    (["network", "ls", "--bogus"], 125, "network ls: unknown flag: --bogus"),
+    (["system", "prune", "--bogus"], 125, "system prune: unknown flag: --bogus"),
+    (["system", "frob"], 125, "system: unknown action 'frob'"),
+    (["network"], 125, "network: an action is required"),
+    (["run", "--rm=maybe", IMG], 125, "run: flag --rm takes no value"),
+    # -- missing values and arguments
+    (["run"], 125, "run: IMAGE is required"),
+    (["run", "-e"], 125, "run: flag -e needs a value"),
+    (["run", "--name"], 125, "run: flag --name needs a value"),
+    (["kill", "-s"], 125, "kill: flag -s needs a value"),
+    (["load"], 125, "load: flag --input is required"),
+    (["--root"], 125, "flag --root needs a value"),
+    (["exec", WEB], 125, "exec: no command given"),
+    (["rm"], 125, "rm: CONTAINER is required"),
+    (["network", "create"], 125, "network create: NAME is required"),
+    # -- sizes and numbers: bad units, negative, nan, inf, overflow
+    (["run", "-m", "nan", IMG, "true"], 125, "invalid --memory 'nan'"),
+    (["run", "-m", "inf", IMG, "true"], 125, "invalid --memory 'inf'"),
+    (["run", "-m", "1e400", IMG, "true"], 125, "invalid --memory '1e400'"),
+    (["run", "-m", "99999999999999999999g", IMG, "true"], 125, "invalid --memory"),
+    (["run", "-m", "12q", IMG, "true"], 125, "invalid --memory '12q'"),
+    (["run", "-m", "-5m", IMG, "true"], 125, "must not be negative"),
+    (["run", "-m", "1m", IMG, "true"], 125, "the minimum allowed is 6m"),
+    (["run", "-m", "64m", "--memory-swap", "nan", IMG, "true"], 125, "invalid --memory-swap 'nan'"),
+    (["run", "-m", "64m", "--memory-swap", "1m", IMG, "true"], 125, "must be at least --memory"),
+    (["run", "--memory-swap", "1g", IMG, "true"], 125, "--memory-swap needs --memory"),
+    (["run", "--cpus", "nan", IMG, "true"], 125, "invalid --cpus 'nan'"),
+    (["run", "--cpus", "1e400", IMG, "true"], 125, "invalid --cpus '1e400'"),
+    (["run", "--cpus", "-1", IMG, "true"], 125, "invalid --cpus '-1'"),
+    (["run", "-c", "1e400", IMG, "true"], 125, "invalid --cpu-shares '1e400'"),
+    (["run", "-c", HUGE, IMG, "true"], 125, "invalid --cpu-shares"),
+    (["run", "--pids-limit", "1e400", IMG, "true"], 125, "invalid --pids-limit '1e400'"),
+    (["run", "--pids-limit", HUGE, IMG, "true"], 125, "invalid --pids-limit"),
+    (["run", "--cpuset-cpus", "5-1", IMG, "true"], 125, "invalid --cpuset-cpus '5-1'"),
+    (["run", "--cpuset-cpus", "4096", IMG, "true"], 125, "invalid --cpuset-cpus '4096'"),
+    (["run", "--cpuset-cpus", ",", IMG, "true"], 125, "invalid --cpuset-cpus ','"),
+    (["stop", "-t", "nan", WEB], 125, "stop: flag -t: not a number: 'nan'"),
+    (["stop", "-t", "1e400", WEB], 125, "stop: flag -t: not a number: '1e400'"),
+    (["logs", "--tail", "-1", WEB], 125, "invalid --tail '-1'"),
+    (["logs", "--tail", "²", WEB], 125, "invalid --tail '²'"),
+    (["logs", "--tail", HUGE + HUGE, WEB], 125, "invalid --tail"),
+    # -- ports
+    (["run", "-p", "1²:80", IMG, "true"], 125, "invalid port '1²:80'"),
+    (["run", "-p", HUGE + ":80", IMG, "true"], 125, "invalid port"),
+    (["run", "-p", "0:80", IMG, "true"], 125, "invalid port '0:80'"),
+    (["run", "-p", "80", IMG, "true"], 125, "invalid port '80'"),
+    (["run", "-p", "80:80/sctp", IMG, "true"], 125, "protocol must be tcp or udp"),
+    (["run", "-p", "1.2.3.4.5:80:80", IMG, "true"], 125, "is not an IPv4 address"),
+    (["run", "-p", "8080:80", "--network", "none", IMG, "true"], 125, "need a bridge network"),
+    # -- mounts
+    (["run", "-v", "nope", IMG, "true"], 125, "invalid volume 'nope'"),
+    (["run", "-v", "relative:/x", IMG, "true"], 125, "absolute host path"),
+    (["run", "-v", "/:rel", IMG, "true"], 125, "destination must be an absolute path"),
+    (["run", "-v", "/:/x:zz", IMG, "true"], 125, "mode must be ro or rw"),
+    (["run", "-v", "/nonexistent-minirt:/x", IMG, "true"], 125, "no such file or directory"),
+    (["run", "--tmpfs", "relative", IMG, "true"], 125, "invalid --tmpfs"),
+    (["run", "-w", "relative", IMG, "true"], 125, "invalid working directory"),
+    # -- users, names, hosts, networks, cgroups
+    (["run", "-u", ":", IMG, "true"], 125, "invalid --user ':'"),
+    (["run", "-u", "1000:", IMG, "true"], 125, "invalid --user '1000:'"),
+    (["run", "-u", "a:b:c", IMG, "true"], 125, "invalid --user"),
+    (["run", "-u", "4294967295", IMG, "true"], 125, "invalid --user"),
+    (["run", "-u", HUGE, IMG, "true"], 125, "invalid --user"),
+    (["run", "-u", b"\xff", IMG, "true"], 125, "invalid --user"),
+    (["run", "--group-add", HUGE, IMG, "true"], 125, "invalid --group-add"),
+    (["run", "--name", "a" * 300, IMG, "true"], 125, "invalid container name"),
+    (["run", "--name", "a/b", IMG, "true"], 125, "invalid container name 'a/b'"),
+    (["run", "--name", "a\nb", IMG, "true"], 125, "invalid container name 'a\\nb'"),
+    (["run", "--name", ".x", IMG, "true"], 125, "invalid container name '.x'"),
+    (["run", "--name", b"\xff", IMG, "true"], 125, "invalid container name"),
+    (["run", "--name", WEB, IMG, "true"], 125, 'the container name "web" is already in use'),
+    (["run", "-h", "a\nb", IMG, "true"], 125, "invalid hostname"),
+    (["run", "-h", "x" * 65, IMG, "true"], 125, "invalid hostname"),
+    (["run", "--network", "a b", IMG, "true"], 125, "invalid --network 'a b'"),
+    (["run", "--network", "container:", IMG, "true"], 125, "invalid --network"),
+    (["run", "--network", "no-such-net", IMG, "true"], 125, "network no-such-net not found"),
+    (["run", "--network", "container:nosuch", IMG, "true"], 125, "no such container: nosuch"),
+    (["run", "--cgroup-parent", "../..", IMG, "true"], 125, "invalid --cgroup-parent '../..'"),
+    (["run", "--cgroup-parent", "a/../../b", IMG, "true"], 125, "invalid --cgroup-parent"),
+    (["run", "-e", "=x", IMG, "true"], 125, "invalid environment variable '=x'"),
+    (["run", "--cap-add", "CAP_BOGUS", IMG, "true"], 125, "CAP_BOGUS"),
+    (["run", "--userns", "frob", IMG, "true"], 125, "--userns"),
+    # -- images
+    (["run", "", "true"], 125, "no such image file or loaded image"),
+    (["run", "no-such-image", "true"], 125, "no-such-image: no such image"),
+    (["run", b"\xff", "true"], 125, "no such image"),
+    (["run", "{notjson}", "true"], 125, "not.json"),
+    (["run", "{dir}", "true"], 125, ""),
+    (["rmi", "no-such-image"], 1, "no-such-image"),
+    # -- seccomp profiles: no device, directory, huge, endless or malformed file is read
+    (["run", "--security-opt", "foo", IMG, "true"], 125, "invalid --security-opt 'foo'"),
+    (["run", "--security-opt", "seccomp=", IMG, "true"], 125, "invalid --security-opt"),
+    (["run", "--security-opt", "no-new-privileges=maybe", IMG, "true"], 125, "invalid --security-opt"),
+    (["run", "--security-opt", "seccomp=/dev/zero", IMG, "true"], 125,
+     "/dev/zero: cannot read seccomp profile: not a regular file"),
+    (["run", "--security-opt", "seccomp=/dev/tty", IMG, "true"], 125, "cannot read seccomp profile"),
+    (["run", "--security-opt", "seccomp={dir}", IMG, "true"], 125, "cannot read seccomp profile"),
+    (["run", "--security-opt", "seccomp={big}", IMG, "true"], 125, "cannot read seccomp profile: larger than 4 MiB"),
+    (["run", "--security-opt", "seccomp={deep}", IMG, "true"], 125, "invalid seccomp profile: nested too deeply"),
+    (["run", "--security-opt", "seccomp={notjson}", IMG, "true"], 125, "invalid seccomp profile"),
+    (["run", "--security-opt", "seccomp=/nonexistent", IMG, "true"], 125,
+     "/nonexistent: cannot read seccomp profile: No such file or directory"),
+    # -- containers and signals
+    (["rm", ""], 1, "no container given"),
+    (["rm", "nosuch"], 1, "no such container: nosuch"),
+    (["rm", b"\xff"], 1, "no such container"),
+    (["inspect", "nosuch"], 1, "no such container: nosuch"),
+    (["wait", "nosuch"], 1, "no such container: nosuch"),
+    (["start", "nosuch"], 1, "no such container: nosuch"),
+    (["logs", "nosuch"], 125, "no such container: nosuch"),
+    (["exec", "nosuch", "true"], 125, "no such container: nosuch"),
+    (["exec", WEB, "true"], 125, "is not running"),
+    (["kill", WEB], 1, "is not running"),
+    (["kill", "-s", "99", WEB], 125, "invalid signal '99'"),
+    (["kill", "-s", "4294967305", WEB], 125, "invalid signal '4294967305'"),  # 2^32 + 9: not SIGKILL
+    (["kill", "-s", "0", WEB], 125, "invalid signal '0'"),
+    (["kill", "-s", "-9", WEB], 125, "invalid signal '-9'"),
+    (["kill", "-s", "FOO", WEB], 125, "invalid signal 'FOO'"),
+    (["kill", "-s", "SIGRTMIN+99", WEB], 125, "invalid signal 'SIGRTMIN+99'"),
+    (["kill", "-s", HUGE, WEB], 125, "invalid signal"),
+    (["kill", "-s", "", WEB], 125, "invalid signal ''"),
+    # -- networks
+    (["network", "create", "a b"], 125, "a b"),
+    (["network", "create", "--subnet", "nan", "net-x"], 125, "nan"),
+    (["network", "create", "--subnet", "10.0.0.0/99", "net-x"], 125, "10.0.0.0/99"),
+    (["network", "create", "--subnet", "300.1.1.1/24", "net-x"], 125, "300.1.1.1/24"),
+    (["network", "rm", "nosuch"], 125, "nosuch"),
+]
+
+
+def _case_id(case):
+    return " ".join(a if isinstance(a, str) else repr(a) for a in case[0])[:60] or "(none)"
+
+
+@pytest.mark.parametrize("args, code, says", CASES, ids=[_case_id(c) for c in CASES])
+def test_bad_command_line(world, args, code, says):
+    before = _tree(world.root)
+    r = minirt(world.root, *world.argv(args))
+    err = r.stderr.decode(errors="backslashreplace")
+    assert (r.returncode, "Traceback" in err) == (code, False), err
+    assert err.startswith("minirt: ") and err.count("\n") == 1, err
+    assert world.argv([says])[0] in err
+    assert _tree(world.root) == before
+
+
+def _endless_writer(path):
+    """Write to the FIFO ``path`` until its reader goes away."""
+    def write():
+        try:
+            with open(path, "wb") as f:
+                while True:
+                    f.write(b" " * 65536)
+        except BrokenPipeError:
+            pass
+
+    t = threading.Thread(target=write, daemon=True)
+    t.start()
+    return t
+
+
+def test_a_profile_from_an_endless_fifo_is_read_to_its_bound_only(world):
+    before = _tree(world.root)
+    writer = _endless_writer(world.files["fifo"])
+    r = minirt(world.root, "run", "--security-opt", "seccomp=" + world.files["fifo"], world.image, "true")
+    writer.join(60)
+    assert (r.returncode, r.stderr.decode()) == (125, f"minirt: {world.files['fifo']}: cannot read seccomp"
+                                                      " profile: larger than 4 MiB\n")
+    assert _tree(world.root) == before
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_signal_stops_minirt_while_it_waits_for_a_profile(world, signum):
+    """A FIFO's writer that never writes: minirt waits, as cat would; a signal
+    stops it with 128+N, and what it had made is gone."""
+    before = _tree(world.root)
+    p = subprocess.Popen([sys.executable, "-m", "minirt", "--root", world.root, "run", "--network", "none",
+                          "--security-opt", "seccomp=" + world.files["fifo"], world.image, "true"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        writer = _open_writer_once_read(world.files["fifo"], p)
+        try:
+            p.send_signal(signum)
+            _, err = p.communicate(timeout=60)
+        finally:
+            os.close(writer)
+    finally:
+        p.kill()
+        p.wait()
+    assert (p.returncode, err.decode()) == (128 + signum, f"minirt: stopped by signal {signum} before the"
+                                                            " container started\n")
+    assert _tree(world.root) == before
+
+
+def _open_writer_once_read(path, process):
+    """Our end of the FIFO, opened once ``process`` has opened it for reading
+    (before that, a non-blocking open for writing fails with ENXIO)."""
+    while process.poll() is None:
+        try:
+            return os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            os.sched_yield()
+    raise AssertionError(f"minirt exited with {process.returncode} before it opened the FIFO")
+
+
+def test_nul_bytes_in_arguments_are_one_line(capsys):
+    # execve cannot pass a NUL byte: only a Python caller of the CLI can.
+    for argv in (["run", "--name", "a\0b", "img"], ["rm", "a\0b"], ["run", "img", "echo", "\0"]):
+        assert cli.main(argv) == 125
+        err = capsys.readouterr().err
+        assert err == "minirt: an argument contains a NUL byte\n"
+
+
+def test_a_state_root_with_an_overlong_name_still_works(busybox_image, tmp_path):
+    """A container an older minirt made with a 300-character name (it could):
+    ps, rm -f and system prune still work, for it and for the others."""
+    root = str(tmp_path / "root")
+    ids = [minirt(root, "run", "-d", "--network", "none", "--name", name, busybox_image, "true").stdout.decode().strip()
+           for name in ("poisoned", "other")]
+    config = os.path.join(root, "containers", ids[0], "config.json")
+    with open(config) as f:
+        text = f.read()
+    with open(config, "w") as f:
+        f.write(text.replace('"poisoned"', '"' + "a" * 300 + '"'))
+    assert minirt(root, "wait", *ids).returncode == 0
+    r = minirt(root, "ps", "-a")
+    assert r.returncode == 0 and r.stdout.count(b"\n") == 3, r.stderr
+    r = minirt(root, "rm", "-f", ids[0])
+    assert (r.returncode, r.stderr) == (0, b"")
+    assert minirt(root, "run", "-d", "--network", "none", "--name", "third", busybox_image, "true").returncode == 0
+    with open(config.replace(ids[0], ids[1])) as f:
+        text = f.read()
+    with open(config.replace(ids[0], ids[1]), "w") as f:
+        f.write(text.replace('"other"', '"' + "b" * 300 + '"'))
+    r = minirt(root, "system", "prune", "-f")
+    assert r.returncode == 0 and r.stderr == b"", r.stderr
+    assert r.stdout.count(b"Deleted container") == 2
+    assert os.listdir(os.path.join(root, "containers")) == []
