@@ -320,3 +320,18 @@ def test_a_state_root_with_an_overlong_name_still_works(busybox_image, tmp_path)
     assert r.returncode == 0 and r.stderr == b"", r.stderr
     assert r.stdout.count(b"Deleted container") == 2
     assert os.listdir(os.path.join(root, "containers")) == []
+
+
+def test_kill_sends_only_the_signal_named(world):
+    """2^32 + 9 once reached the kernel as 9 (SIGKILL); RTMIN+N is docker's spelling."""
+    from signal import SIGRTMIN
+    loop = f"trap 'exit 3' {SIGRTMIN + 1}; while :; do sleep 0.05; done"  # PID 1 gets only what it traps
+    cid = minirt(world.root, "run", "-d", "--network", "none", world.image, "sh", "-c", loop).stdout.decode().strip()
+    try:
+        r = minirt(world.root, "kill", "-s", str(2 ** 32 + 9), cid)
+        assert (r.returncode, r.stderr.count(b"\n")) == (125, 1)
+        assert minirt(world.root, "ps", "-q").stdout.decode().split() == [cid[:12]]
+        assert minirt(world.root, "kill", "-s", "rtmin+1", cid).returncode == 0
+        assert minirt(world.root, "wait", cid).stdout == b"3\n"
+    finally:
+        minirt(world.root, "rm", "-f", cid)
