@@ -296,26 +296,26 @@ def test_nul_bytes_in_arguments_are_one_line(capsys):
 
 
 def test_a_state_root_with_an_overlong_name_still_works(busybox_image, tmp_path):
-    """A container an older minirt made with a 300-character name (it could):
-    ps, rm -f and system prune still work, for it and for the others."""
+    """Containers an older minirt made with a 300-character name (it could):
+    ps, rm -f and system prune still work, for them and for the others."""
     root = str(tmp_path / "root")
-    ids = [minirt(root, "run", "-d", "--network", "none", "--name", name, busybox_image, "true").stdout.decode().strip()
-           for name in ("poisoned", "other")]
-    config = os.path.join(root, "containers", ids[0], "config.json")
-    with open(config) as f:
-        text = f.read()
-    with open(config, "w") as f:
-        f.write(text.replace('"poisoned"', '"' + "a" * 300 + '"'))
-    assert minirt(root, "wait", *ids).returncode == 0
+
+    def container(name, recorded_name):
+        cid = minirt(root, "run", "-d", "--network", "none", "--name", name, busybox_image, "true").stdout
+        config = os.path.join(root, "containers", cid.decode().strip(), "config.json")
+        with open(config) as f:
+            text = f.read()
+        with open(config, "w") as f:
+            f.write(text.replace(f'"{name}"', f'"{recorded_name}"'))
+        return cid.decode().strip()
+
+    poisoned, other = container("poisoned", "a" * 300), container("other", "other")
+    assert minirt(root, "wait", poisoned, other).returncode == 0
     r = minirt(root, "ps", "-a")
     assert r.returncode == 0 and r.stdout.count(b"\n") == 3, r.stderr
-    r = minirt(root, "rm", "-f", ids[0])
+    r = minirt(root, "rm", "-f", poisoned)
     assert (r.returncode, r.stderr) == (0, b"")
-    assert minirt(root, "run", "-d", "--network", "none", "--name", "third", busybox_image, "true").returncode == 0
-    with open(config.replace(ids[0], ids[1])) as f:
-        text = f.read()
-    with open(config.replace(ids[0], ids[1]), "w") as f:
-        f.write(text.replace('"other"', '"' + "b" * 300 + '"'))
+    assert minirt(root, "wait", container("third", "b" * 300)).returncode == 0
     r = minirt(root, "system", "prune", "-f")
     assert r.returncode == 0 and r.stderr == b"", r.stderr
     assert r.stdout.count(b"Deleted container") == 2
