@@ -29,14 +29,13 @@ import os
 
 import _prctl
 
-from minirt import bounded
 from minirt.digests import sha256
 from minirt.errors import RuntimeFailure
 from minirt.kernel import capabilities, libc
 from minirt.kernel.capabilities import capability_set, expected_status_mask  # noqa: F401
 
 _SYS_ADMIN = capabilities.NUMBERS["CAP_SYS_ADMIN"]
-PROFILE_LIMIT = 4 * bounded.MiB  # bytes of a seccomp profile file; docker's default has 20 KB
+PROFILE_LIMIT = 4 << 20  # bytes of a seccomp profile file; docker's default has 20 KB
 
 # What a compiled program depends on besides its profile and capabilities:
 # the compiler and docker's profile, as minirt's own files.
@@ -81,6 +80,8 @@ def seccomp_program(option=None, privileged=False, caps=frozenset(), cache=None)
 
 def read_profile(path):
     """The bytes of a seccomp profile file, bounded (``minirt.bounded``)."""
+    from minirt import bounded  # only now: most containers get the default profile
+
     return bounded.read(path, "seccomp profile", PROFILE_LIMIT)
 
 
