@@ -281,8 +281,13 @@ def cmd_exec(args):
     from minirt.runtime import exec as execution, tty
     from minirt.runtime.container import Container
 
+    from minirt import spec as specs
+
     if not args.args:
         raise SpecError("exec: no command given")
+    specs.check_user(args.user)
+    if args.workdir:
+        specs.check_workdir(args.workdir)
     c = Container.load(_root(args), args.container)
     master = slave = None
     if args.tty:

@@ -256,8 +256,7 @@ def build(image_config, *, cmd=None, entrypoint=None, env=(), workdir=None, user
         ports=[p if isinstance(p, dict) else parse_port(p) for p in ports],
         **options,
     )
-    if not os.path.isabs(spec.cwd):
-        raise SpecError(f"invalid working directory {spec.cwd!r}: must be an absolute path")
+    check_workdir(spec.cwd)
     parse_network(spec.network)
     check_name(spec.name)
     if spec.network == "host":  # the host's network namespace: no new one
@@ -266,6 +265,13 @@ def build(image_config, *, cmd=None, entrypoint=None, env=(), workdir=None, user
     if not any(_env_key(e) == "HOSTNAME" for e in spec.env):
         spec.env.append(f"HOSTNAME={spec.hostname}")
     return spec
+
+
+def check_workdir(text):
+    """``-w``: the working directory, an absolute path inside the container."""
+    if not os.path.isabs(text):
+        raise SpecError(f"invalid working directory {text!r}: must be an absolute path")
+    return text
 
 
 def _check_tmpfs(text):
