@@ -167,6 +167,11 @@ CASES = [
     (["run", "--cgroup-parent", "a/../../b", IMG, "true"], 125, "invalid --cgroup-parent"),
     (["run", "-e", "=x", IMG, "true"], 125, "invalid environment variable '=x'"),
     (["run", "--cap-add", "CAP_BOGUS", IMG, "true"], 125, "CAP_BOGUS"),
+    (["run", "--cap-drop", "bogus", IMG, "true"], 125, "unknown capability: \"bogus\""),
+    (["run", "--tmpfs", "", IMG, "true"], 125, "invalid --tmpfs"),
+    (["run", "-v", "", IMG, "true"], 125, "invalid volume"),
+    (["run", "-v", ":", IMG, "true"], 125, "invalid volume"),
+    (["run", "-e", "", IMG, "true"], 125, "invalid environment variable"),
     (["run", "--userns", "frob", IMG, "true"], 125, "--userns"),
     # -- images
     (["run", "", "true"], 125, "no such image file or loaded image"),
@@ -175,6 +180,11 @@ CASES = [
     (["run", "{notjson}", "true"], 125, "not.json"),
     (["run", "{dir}", "true"], 125, ""),
     (["rmi", "no-such-image"], 1, "no-such-image"),
+    (["rmi", ""], 1, ""),
+    (["load", "-i", "/nonexistent.tar"], 125, "/nonexistent.tar"),
+    (["load", "-i", "/dev/zero"], 125, "/dev/zero: not an image"),
+    (["load", "-i", "{notjson}"], 125, "not.json"),
+    (["images", "extra"], 125, "images: unexpected argument 'extra'"),
     # -- seccomp profiles: no device, directory, huge, endless or malformed file is read
     (["run", "--security-opt", "foo", IMG, "true"], 125, "invalid --security-opt 'foo'"),
     (["run", "--security-opt", "seccomp=", IMG, "true"], 125, "invalid --security-opt"),
@@ -220,6 +230,9 @@ CASES = [
     (["network", "create", "--subnet", "10.0.0.0/99", "net-x"], 125, "10.0.0.0/99"),
     (["network", "create", "--subnet", "300.1.1.1/24", "net-x"], 125, "300.1.1.1/24"),
     (["network", "rm", "nosuch"], 125, "nosuch"),
+    (["network", "rm", "none"], 125, "none"),
+    (["network", "create", "bridge"], 125, "bridge"),
+    (["network", "create", "n" * 65], 125, "n" * 65),
 ]
 
 
