@@ -97,6 +97,8 @@ def cmd_run(args):
     container = Container(spec, root)
     if args.detach:
         start_detached(container)
+        for s in FORWARDED:  # it runs on its own now: a signal to minirt is not for it
+            signal.signal(s, signal.SIG_DFL)
         print(spec.id)
         return 0
     container.create()
