@@ -2,10 +2,18 @@
 
 A user name means what the *container's* /etc/passwd says, not the host's, so
 this runs after pivot_root and reads the container's files.  Like docker, a
-numeric uid need not exist in /etc/passwd; a name must.
+numeric uid need not exist in /etc/passwd; a name must.  The files are the
+image's, so they are read as untrusted input: bounded in size (a link to
+/dev/zero must not grow PID 1 without end) and every id checked.
 """
 
+import os
+
+from minirt import bounded
 from minirt.errors import SpecError
+
+DATABASE_LIMIT = 16 * bounded.MiB
+NO_ID = 4294967295  # (uid_t)-1: to setuid(2) "leave unchanged", so never an id
 
 
 class User:
@@ -21,11 +29,16 @@ class User:
 
 
 def _entries(path):
-    try:
-        with open(path, errors="replace") as f:
-            return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
-    except OSError:
-        return []
+    if not os.path.exists(path):
+        return []  # an image without one knows numeric ids only
+    text = bounded.read(path, "the container's user database", DATABASE_LIMIT).decode(errors="replace")
+    return [line.split(":") for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _id(text, what):
+    if not (text.isascii() and text.isdigit() and int(text) < NO_ID):
+        raise SpecError(f"invalid {what} {text!r}: not a number from 0 to {NO_ID - 1}")
+    return int(text)
 
 
 def resolve(spec_user, passwd="/etc/passwd", group="/etc/group", extra_groups=()):
@@ -38,31 +51,31 @@ def resolve(spec_user, passwd="/etc/passwd", group="/etc/group", extra_groups=()
     groups = [e for e in _entries(group) if len(e) >= 4]
 
     entry = next((e for e in users if e[0] == name), None)
-    if entry is None and name.isdigit():
+    if entry is None and name.isascii() and name.isdigit():
         entry = next((e for e in users if e[2] == name), None)
     if entry is None and not name.isdigit():
         raise SpecError(f"unable to find user {name}: no matching entries in passwd file")
-    uid = int(entry[2]) if entry else int(name)
-    gid = int(entry[3]) if entry else 0 if not grp else None
+    uid = _id(entry[2] if entry else name, "uid")
+    gid = _id(entry[3], "gid") if entry else 0 if not grp else None
     home = entry[5] if entry else "/"
 
     if grp:
         match = next((g for g in groups if g[0] == grp), None)
         if match:
-            gid = int(match[2])
+            gid = _id(match[2], "gid")
         elif grp.isdigit():
-            gid = int(grp)
+            gid = _id(grp, "gid")
         else:
             raise SpecError(f"unable to find group {grp}: no matching entries in group file")
 
     username = entry[0] if entry else None
-    extra = {int(g[2]) for g in groups if username and username in g[3].split(",")}
+    extra = {_id(g[2], "gid") for g in groups if username and username in g[3].split(",")}
     for name in extra_groups:
         match = next((g for g in groups if g[0] == name), None)
         if match:
-            extra.add(int(match[2]))
+            extra.add(_id(match[2], "gid"))
         elif str(name).isdigit():
-            extra.add(int(name))
+            extra.add(_id(str(name), "gid"))
         else:
             raise SpecError(f"unable to find group {name}: no matching entries in group file")
     return User(uid=uid, gid=gid, groups=sorted(extra - {gid}), home=home or "/")
