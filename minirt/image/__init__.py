@@ -4,7 +4,8 @@ Lecture idea: "Docker Images" -- an image is a config plus a stack of layers,
 each a tarball, all named by checksums.  Reading order:
 
 - ``formats.py``  docker archives, OCI archives, OCI layouts -> config + layers
-- ``tarindex.py`` the member table of an image archive, from its tar headers
+- ``tarindex.py`` tar headers, every field checked: an archive's member table,
+                  a layer's members
 - ``stream.py``   a layer blob, decompressed and checked against its digests
 - ``layers.py``   one layer applied safely to a directory (whiteouts, links)
 - ``store.py``    the content-addressed store: each layer unpacked once

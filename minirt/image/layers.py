@@ -23,7 +23,8 @@ through the user namespace's map on the way in: uid 0 becomes 100000.
 A layer is untrusted input, and a tar can say "write ../../etc/passwd".  Python's
 tarfile extraction filters do not fit a root filesystem (the 'data' filter
 drops setuid bits and refuses absolute symlinks), so this module is its own
-extractor, and its one rule is: *never write through a path we have not made
+extractor, over minirt's own tar reader (tarindex.py, which checks every
+header field), and its one rule is: *never write through a path we have not made
 ourselves*.  Every directory on the way to a member is one this extractor
 created or checked with lstat (and remembers, so each member costs no extra
 system calls); files are opened with O_NOFOLLOW|O_EXCL; a member whose path goes
@@ -40,40 +41,45 @@ import errno
 import os
 import shutil
 import stat
-import tarfile
 
 from minirt.errors import ImageError
 from minirt.image.store import map_id
+from minirt.image.tarindex import BLOCK, Member, TarFormatError, iter_members
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_CHUNK = 1 << 20
 
 
 def apply_layer(stream, dest: str, *, rootless: bool, what: str, id_map=None) -> None:
     """Extract the uncompressed layer tar read from ``stream`` into ``dest``.
 
-    ``dest`` must be an empty directory.  ``stream`` is a ``TarStream`` (see
+    ``dest`` must be an empty directory.  ``stream`` is a ``LayerStream`` (see
     stream.py): forward-only, with ``copy_to_fd``.  ``what`` prefixes every
     error ("image.tar: layer sha256:ab12...").  ``id_map`` is (uid_map,
     gid_map) of (inside, outside, count) to shift owners by (needs root).
     On error ``dest`` is left half written: the store throws it away.
     """
     ex = _Extractor(dest, rootless, what, id_map)
+
+    def read_at(n: int, pos: int) -> bytes:
+        stream.seek(pos)
+        return stream.read(n)
+
     try:
-        tar = tarfile.open(fileobj=stream, mode="r:")
-    except tarfile.ReadError as e:
-        raise ImageError(f"{what}: not a tar archive ({e})") from None
-    try:
-        while (m := tar.next()) is not None:
-            ex.add(m, tar, stream)
-            # tarfile remembers every member it has read; a layer may have
-            # hundreds of thousands, and we need none of them again.
-            tar.members.clear()
-    except (tarfile.TarError, EOFError) as e:
+        for m in iter_members(read_at):
+            ex.add(m, stream)
+    except TarFormatError as e:
+        if e.truncated:
+            raise ImageError(f"{what}: truncated layer ({e})") from None
+        at_start = stream.tell() <= BLOCK
+        # A damaged header is most often a damaged blob: if the digests say
+        # so, that is the error to report.
+        stream.finish()
+        if at_start:
+            raise ImageError(f"{what}: not a tar archive ({e})") from None
         raise ImageError(f"{what}: corrupt tar ({e})") from None
     ex.finish()
 
@@ -100,12 +106,12 @@ class _Extractor:
         # (writing a child changes the mtime; a read-only mode would stop us).
         self.dirs: dict[str, tuple[int, int | None, int | None] | None] = {"": None}
 
-    def fail(self, m: tarfile.TarInfo, problem: str):
+    def fail(self, m: Member, problem: str):
         raise ImageError(f"{self.what}: member {m.name!r}: {problem}")
 
     # --- names ----------------------------------------------------------------
 
-    def relname(self, m: tarfile.TarInfo, name: str, what: str = "") -> str:
+    def relname(self, m: Member, name: str, what: str = "") -> str:
         """The member name as a clean relative path; refuse escapes."""
         prefix = f"{what} {name!r} " if what else ""
         if name.startswith("/"):
@@ -115,7 +121,7 @@ class _Extractor:
             self.fail(m, f"{prefix or 'path '}escapes the layer with '..'")
         return "/".join(parts)
 
-    def ensure_dir(self, m: tarfile.TarInfo, rel: str) -> None:
+    def ensure_dir(self, m: Member, rel: str) -> None:
         """Make ``rel`` (and its parents) real directories inside the layer."""
         missing = []
         while rel not in self.dirs:
@@ -159,39 +165,41 @@ class _Extractor:
 
     # --- members --------------------------------------------------------------
 
-    def add(self, m: tarfile.TarInfo, tar: tarfile.TarFile, stream) -> None:
+    def add(self, m: Member, stream) -> None:
         rel = self.relname(m, m.name)
         parent, _, base = rel.rpartition("/")
+        # A mode field may carry the file type's bits too; chmod wants only these.
+        m.mode &= 0o7777
         try:
             if base.startswith(WHITEOUT):
                 self.whiteout(m, parent, base)
                 return
             self.ensure_dir(m, parent)
             if rel == "":
-                if not m.isdir():
+                if m.type != "dir":
                     self.fail(m, "the layer's root is not a directory")
                 self.dirs[""] = (m.mode, *self.times(m))
                 self.owner_xattrs(m, self.dest, follow=True)
-            elif m.isdir():
+            elif m.type == "dir":
                 self.directory(m, rel)
-            elif m.isreg():
-                self.regular(m, rel, tar, stream)
-            elif m.issym():
+            elif m.type == "file":
+                self.regular(m, rel, stream)
+            elif m.type == "symlink":
                 self.make(rel, lambda p: os.symlink(m.linkname, p))
                 self.metadata(m, self.dest + "/" + rel, chmod=False)
-            elif m.islnk():
+            elif m.type == "hardlink":
                 self.hardlink(m, rel)
-            elif m.ischr() or m.isblk():
+            elif m.type in ("chardev", "blockdev"):
                 self.device(m, rel)
-            elif m.isfifo():
+            elif m.type == "fifo":
                 self.make(rel, lambda p: os.mkfifo(p, 0o600))
                 self.metadata(m, self.dest + "/" + rel)
             else:
-                self.fail(m, f"unsupported member type {m.type.decode(errors='replace')!r}")
+                self.fail(m, f"unsupported member type {m.flag!r}")
         except OSError as e:
             self.fail(m, e.strerror or str(e))
 
-    def whiteout(self, m: tarfile.TarInfo, parent: str, base: str) -> None:
+    def whiteout(self, m: Member, parent: str, base: str) -> None:
         self.ensure_dir(m, parent)
         pdir = self.dest + "/" + parent if parent else self.dest
         if base == OPAQUE:
@@ -209,22 +217,18 @@ class _Extractor:
             if self.chown:  # the .wh. member's owner, as docker gives it
                 os.chown(self.dest + "/" + rel, *self.owner(m, m.uid, m.gid), follow_symlinks=False)
 
-    def directory(self, m: tarfile.TarInfo, rel: str) -> None:
+    def directory(self, m: Member, rel: str) -> None:
         path = self.dest + "/" + rel
         if rel not in self.dirs:
             self.make(rel, lambda p: os.mkdir(p, 0o700))
         self.dirs[rel] = (m.mode, *self.times(m))
         self.owner_xattrs(m, path, follow=True)
 
-    def regular(self, m: tarfile.TarInfo, rel: str, tar, stream) -> None:
+    def regular(self, m: Member, rel: str, stream) -> None:
         fd = self.make(rel, lambda p: os.open(p, _CREATE, 0o600))
         try:
-            if m.sparse is not None:
-                f = tar.extractfile(m)
-                while data := f.read(_CHUNK):
-                    os.write(fd, data)
-            elif m.size:
-                stream.seek(m.offset_data)
+            if m.size:
+                stream.seek(m.offset)
                 stream.copy_to_fd(fd, m.size)
             # chown first: it clears setuid bits and file capabilities.
             if self.chown:
@@ -235,7 +239,7 @@ class _Extractor:
         finally:
             os.close(fd)
 
-    def hardlink(self, m: tarfile.TarInfo, rel: str) -> None:
+    def hardlink(self, m: Member, rel: str) -> None:
         target = self.relname(m, m.linkname, "hard link target")
         # The target must be something this layer already made, reached only
         # through directories we made: that keeps the link inside the layer.
@@ -254,7 +258,7 @@ class _Extractor:
             self.fail(m, "hard link to itself")
         self.make(rel, lambda p: os.link(tpath, p, follow_symlinks=False))
 
-    def check_no_symlink(self, m: tarfile.TarInfo, rel: str) -> None:
+    def check_no_symlink(self, m: Member, rel: str) -> None:
         """Fail naming the first symlink on the way to ``rel``, if there is one."""
         path = self.dest
         for part in rel.split("/"):
@@ -266,8 +270,10 @@ class _Extractor:
             except FileNotFoundError:
                 return
 
-    def device(self, m: tarfile.TarInfo, rel: str) -> None:
-        kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+    def device(self, m: Member, rel: str) -> None:
+        kind = stat.S_IFCHR if m.type == "chardev" else stat.S_IFBLK
+        if m.devmajor > 0xfff or m.devminor > 0xfffff:  # Linux's 12 and 20 bits
+            self.fail(m, f"device number {m.devmajor}:{m.devminor} out of range")
         try:
             self.make(rel, lambda p: os.mknod(p, kind | 0o600, os.makedev(m.devmajor, m.devminor)))
         except PermissionError:
@@ -277,24 +283,22 @@ class _Extractor:
     # --- metadata ---------------------------------------------------------------
 
     @staticmethod
-    def times(m: tarfile.TarInfo) -> tuple[int, int]:
-        mtime = int(m.mtime * 1_000_000_000)
-        atime = m.pax_headers.get("atime")
-        return (int(float(atime) * 1_000_000_000) if atime else mtime), mtime
+    def times(m: Member) -> tuple[int, int]:
+        return m.atime, m.mtime
 
-    def metadata(self, m: tarfile.TarInfo, path: str, chmod: bool = True) -> None:
+    def metadata(self, m: Member, path: str, chmod: bool = True) -> None:
         """Owner, mode, xattrs, times of a symlink, device or fifo we just made."""
         self.owner_xattrs(m, path, follow=False)
         if chmod:  # path is the node we made, not a symlink: chmod cannot escape
             os.chmod(path, m.mode)
         os.utime(path, ns=self.times(m), follow_symlinks=False)
 
-    def owner_xattrs(self, m: tarfile.TarInfo, path: str, follow: bool) -> None:
+    def owner_xattrs(self, m: Member, path: str, follow: bool) -> None:
         if self.chown:
             os.chown(path, *self.owner(m, m.uid, m.gid), follow_symlinks=follow)
         self.xattrs(m, path, follow)
 
-    def owner(self, m: tarfile.TarInfo | None, uid: int, gid: int) -> tuple[int, int]:
+    def owner(self, m: Member | None, uid: int, gid: int) -> tuple[int, int]:
         """The owner to give a file: the member's, shifted through the id map."""
         if self.id_map is None:
             return uid, gid
@@ -307,7 +311,7 @@ class _Extractor:
             self.fail(m, problem)
         return host_uid, host_gid
 
-    def xattrs(self, m: tarfile.TarInfo, target, follow: bool = False) -> None:
+    def xattrs(self, m: Member, target, follow: bool = False) -> None:
         for name, value in _xattrs(m):
             # overlayfs keeps its own state in these; a layer must not forge it.
             if name.startswith(("trusted.overlay.", "user.overlay.")):
@@ -337,10 +341,10 @@ class _Extractor:
                 os.close(fd)
 
 
-def _xattrs(m: tarfile.TarInfo):
-    for key, value in m.pax_headers.items():
+def _xattrs(m: Member):
+    for key, value in m.pax.items():
         if key.startswith("SCHILY.xattr."):
-            # tarfile decoded the raw bytes with surrogateescape; undo that.
+            # The reader decoded the raw bytes with surrogateescape; undo that.
             yield key[13:], value.encode("utf-8", "surrogateescape")
         elif key.startswith("LIBARCHIVE.xattr."):  # bsdtar's spelling
             import urllib.parse

@@ -48,7 +48,7 @@ def sniff(head: bytes) -> str:
 class LayerStream:
     """The uncompressed tar of a layer blob, as a forward-only file.
 
-    ``read``, ``tell`` and a forward ``seek`` are enough for tarfile;
+    ``read``, ``tell`` and a forward ``seek`` are enough for the tar reader;
     ``copy_to_fd`` moves file contents without extra copies.  ``finish()``
     reads to the end and checks the blob's size and digest and the tar's
     diff_id; nothing read before ``finish()`` returns is trusted.
@@ -91,7 +91,7 @@ class LayerStream:
                 self.tar_hash.update(data)
             yield data
 
-    # --- the consumer side: a file for tarfile -----------------------------------
+    # --- the consumer side: a forward-only file for the tar reader --------------
 
     def _fill(self) -> bool:
         for data in self._chunks:
@@ -136,7 +136,7 @@ class LayerStream:
         return self.pos
 
     def skip(self, n: int) -> None:
-        while n:
+        while n > 0:
             if not self.buf and not self._fill():
                 raise ImageError(f"{self.what}: truncated layer")
             k = min(n, len(self.buf))
@@ -145,7 +145,7 @@ class LayerStream:
             n -= k
 
     def copy_to_fd(self, fd: int, n: int) -> None:
-        while n:
+        while n > 0:  # a negative count copies nothing (it once made this loop spin)
             if not self.buf and not self._fill():
                 raise ImageError(f"{self.what}: truncated layer")
             k = min(n, len(self.buf))

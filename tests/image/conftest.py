@@ -56,6 +56,48 @@ class Members:
         return cls.info(name, tarfile.FIFOTYPE, **kw), None
 
 
+class RawTar:
+    """Tar bytes written field by field, so that any field can be wrong."""
+
+    FIELDS = {"name": (0, 100), "mode": (100, 108), "uid": (108, 116), "gid": (116, 124),
+              "size": (124, 136), "mtime": (136, 148), "type": (156, 157), "linkname": (157, 257),
+              "magic": (257, 265), "devmajor": (329, 337), "devminor": (337, 345)}
+
+    @classmethod
+    def member(cls, name, type=b"0", data=b"", **fields) -> bytes:
+        """A header (fields given as bytes, raw) and its padded data."""
+        values = {"name": name.encode(), "mode": b"0000644\0", "uid": b"0000000\0", "gid": b"0000000\0",
+                  "size": b"%011o\0" % len(data), "mtime": b"00000000000\0", "type": type,
+                  "magic": b"ustar\x0000", **fields}
+        header = bytearray(512)
+        for key, value in values.items():
+            start, end = cls.FIELDS[key]
+            header[start:start + len(value)] = value[:end - start]
+        header[148:156] = b" " * 8
+        header[148:156] = b"%06o\0 " % sum(header)
+        return bytes(header) + data + bytes(-len(data) % 512)
+
+    @classmethod
+    def pax(cls, records: dict, type=b"x") -> bytes:
+        """A pax extended header ("x", or "g" for global) holding ``records``."""
+        body = b""
+        for key, value in records.items():
+            text = b" %s=%s\n" % (key.encode(), value if isinstance(value, bytes) else value.encode())
+            n = len(text) + len(str(len(text)))
+            n += len(str(n)) - len(str(len(text)))
+            body += b"%d" % n + text
+        return cls.member("pax", type, body)
+
+    @staticmethod
+    def tar(*members) -> bytes:
+        return b"".join(members) + bytes(1024)
+
+
+@pytest.fixture(name="R")
+def _raw():
+    return RawTar
+
+
 def layer(*members) -> bytes:
     """The bytes of an uncompressed layer tar holding ``members``."""
     buf = io.BytesIO()

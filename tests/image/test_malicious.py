@@ -147,6 +147,91 @@ def test_device_node_refused_when_it_cannot_be_made(T, make_layer, image, tmp_pa
     assert os.listdir(root / "layers/rootless-tmp") == []
 
 
+# --- hostile tar headers: both tar readers check every field ----------------------
+
+def hostile_headers(R):
+    """id -> (tar bytes, message): headers whose fields lie.  Each is refused by both
+    the layer extractor and the outer-archive reader, with the same words."""
+    def pax(records, member=None):
+        return R.tar(R.pax(records), member or R.member("f", data=b"hello"))
+
+    def field(**fields):
+        return R.tar(R.member("f", data=b"hello", **fields))
+
+    damaged = bytearray(R.tar(R.member("a", data=b"x"), R.member("b", data=b"y")))
+    damaged[1024 + 1] ^= 1  # the second header's name: its checksum no longer adds up
+    base256 = b"\x80\0" + (1 << 40).to_bytes(6, "big")
+    return {
+        # A negative size once made the extractor copy forever.
+        "pax-size-negative": (pax({"size": "-5"}), "bad pax size '-5'"),
+        "pax-size-words": (pax({"size": "abc"}), "bad pax size 'abc'"),
+        "pax-size-plus": (pax({"size": "+5"}), "bad pax size '+5'"),
+        "pax-size-arabic-digit": (pax({"size": "\u0665"}), "bad pax size"),
+        "pax-uid-negative": (pax({"uid": "-1"}), "bad pax uid '-1'"),
+        "pax-uid-2^40": (pax({"uid": str(1 << 40)}), "owner 1099511627776:0 out of range"),
+        "pax-gid-minus-one": (pax({"gid": str((1 << 32) - 1)}), "owner 0:4294967295 out of range"),
+        "pax-mtime-nan": (pax({"mtime": "nan"}), "bad pax mtime 'nan'"),
+        "pax-mtime-1e400": (pax({"mtime": "1e400"}), "bad pax mtime '1e400'"),
+        "pax-mtime-inf": (pax({"mtime": "-inf"}), "bad pax mtime '-inf'"),
+        "pax-mtime-huge": (pax({"mtime": "9" * 30}), "bad pax mtime"),
+        "pax-mtime-empty": (pax({"mtime": ""}), "bad pax mtime ''"),
+        "pax-atime-nan": (pax({"atime": "nan"}), "bad pax atime 'nan'"),
+        "pax-atime-1e400": (pax({"atime": "1e400"}), "bad pax atime '1e400'"),
+        "pax-global-mtime-nan": (R.tar(R.pax({"mtime": "nan"}, type=b"g"), R.member("f")), "bad pax mtime 'nan'"),
+        "pax-path-nul": (pax({"path": b"a\0b"}), "name with a NUL byte"),
+        "pax-linkpath-nul": (pax({"linkpath": b"x\0y"}, R.member("s", b"2")), "name with a NUL byte"),
+        "pax-record-length": (R.tar(R.member("pax", b"x", b"99 path=a\n"), R.member("f")), "bad pax record"),
+        "pax-sparse": (pax({"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}), "sparse member"),
+        "size-negative": (field(size=b"-0000000005\0"), "bad size"),
+        "size-base256-negative": (field(size=b"\xff" * 12), "bad size"),
+        "mode-0o": (field(mode=b"0o00644\0"), "bad mode"),
+        "mode-sign": (field(mode=b"+000644\0"), "bad mode"),
+        "uid-base256-2^40": (field(uid=base256), "owner 1099511627776:0 out of range"),
+        "gid-words": (field(gid=b"abc\0"), "bad gid"),
+        "mtime-underscore": (field(mtime=b"1_000\0"), "bad mtime"),
+        "devmajor-words": (R.tar(R.member("d", b"3", devmajor=b"xyz\0")), "bad devmajor"),
+        "typeflag-sparse": (R.tar(R.member("f", b"S")), "sparse member"),
+        "damaged-second-header": (bytes(damaged), "bad header checksum at offset 1024"),
+        "header-cut-short": (R.member("a", data=b"x") + R.member("b")[:100], "header at offset 1024 cut short"),
+        "extended-header-cut-short": (R.member("pax", b"x", size=b"%011o\0" % 4000), "extended header at offset 0 cut short"),
+    }
+
+
+HEADER_CASES = ["pax-size-negative", "pax-size-words", "pax-size-plus", "pax-size-arabic-digit",
+                "pax-uid-negative", "pax-uid-2^40", "pax-gid-minus-one", "pax-mtime-nan", "pax-mtime-1e400",
+                "pax-mtime-inf", "pax-mtime-huge", "pax-mtime-empty", "pax-atime-nan", "pax-atime-1e400",
+                "pax-global-mtime-nan", "pax-path-nul", "pax-linkpath-nul", "pax-record-length", "pax-sparse",
+                "size-negative", "size-base256-negative", "mode-0o", "mode-sign", "uid-base256-2^40",
+                "gid-words", "mtime-underscore", "devmajor-words", "typeflag-sparse", "damaged-second-header",
+                "header-cut-short", "extended-header-cut-short"]
+
+
+def test_header_cases_are_all_listed(R):
+    assert sorted(hostile_headers(R)) == sorted(HEADER_CASES)
+
+
+@pytest.mark.parametrize("case", HEADER_CASES)
+def test_hostile_header_in_a_layer_refused(case, R, image, tmp_path, snapshot):
+    data, message = hostile_headers(R)[case]
+    text = refused(tmp_path, snapshot, image(data), message)
+    assert ": layer sha256:" in text
+
+
+@pytest.mark.parametrize("case", HEADER_CASES)
+def test_hostile_header_in_an_image_archive_refused(case, R, tmp_path, snapshot):
+    data, message = hostile_headers(R)[case]
+    path = tmp_path / "outer.tar"
+    path.write_bytes(data)
+    text = refused(tmp_path, snapshot, path, message)
+    assert "not a tar archive" in text or "truncated archive" in text
+
+
+def test_device_number_out_of_range_refused(R, image, tmp_path, snapshot):
+    big = b"\x80" + (1 << 40).to_bytes(7, "big")
+    refused(tmp_path, snapshot, image(R.tar(R.member("d", b"3", devmajor=big))),
+            "member 'd': device number 1099511627776:0 out of range")
+
+
 # --- corrupt images -----------------------------------------------------------------
 
 def custom(tmp_path, blobs, diff_ids, *, layer_media="application/vnd.oci.image.layer.v1.tar",

@@ -15,7 +15,8 @@ from minirt.image.tarindex import TarFormatError, _number, read_index
 
 FORMATS = {"ustar": tarfile.USTAR_FORMAT, "gnu": tarfile.GNU_FORMAT, "pax": tarfile.PAX_FORMAT}
 TYPES = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "dir",
-         tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink"}
+         tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink", tarfile.FIFOTYPE: "fifo",
+         tarfile.CHRTYPE: "chardev", tarfile.BLKTYPE: "blockdev"}
 
 
 def make_tar(entries, format, **kw) -> bytes:
