@@ -13,6 +13,9 @@ configures it.  This module configures it the same way, and nothing more:
   syntax error, a byte-order mark, UTF-16) is handed to ``json.loads``, which
   either reads it after all or raises its ``JSONDecodeError`` (a ValueError)
   with line and column: the json package is imported on that path only.
+  One difference: a document nested deeper than Python's recursion limit is a
+  ValueError here (json raises RecursionError), because it is bad input like
+  any other, and callers catch ValueError for that.
 - ``dumps`` is ``json.dumps(value, sort_keys=...)``: one line, ASCII, ``", "``
   and ``": "`` between items.  (json's C encoder cannot indent; nor does this.)
 
@@ -44,6 +47,13 @@ _WHITESPACE = " \t\n\r"  # JSON's own, no more (str.strip's default is wider)
 
 def loads(data):
     """The value of a JSON document (``str``, or ``bytes`` in UTF-8)."""
+    try:
+        return _loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _loads(data):
     text = data
     if isinstance(data, (bytes, bytearray)):
         try:

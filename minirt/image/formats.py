@@ -153,6 +153,7 @@ def open_image(path: str | os.PathLike, ref: str | None = None,
             what = "directory" if is_dir else "archive"
             raise ImageError(f"{source}: not an image: {what} has neither index.json nor manifest.json")
         _check_platform(source, config, platform)
+        _check_run_config(source, config)
         image = Image(source, blobs, config, id, layers, manifest, paths)
         image.tags = _tags(blobs, id)
         return image
@@ -478,6 +479,49 @@ def _check_platform(src: str, config: dict, plat: tuple[str, str]) -> None:
     have = (config.get("os"), config.get("architecture"))
     if have != plat and have != (None, None):
         raise ImageError(f"{src}: image is for {have[0]}/{have[1]}, not {plat[0]}/{plat[1]}")
+
+
+# What to run, and the JSON type docker reads each field as: an image whose
+# config does not fit them is refused whole (docker load fails to unmarshal it),
+# so that later steps never meet a string where a list belongs ("Cmd": "true"
+# would otherwise run as "t").
+_STRING, _STRINGS, _MAP = "a string", "a list of strings", "an object"
+_RUN_FIELDS = {"User": _STRING, "WorkingDir": _STRING, "StopSignal": _STRING, "Env": _STRINGS,
+               "Entrypoint": _STRINGS, "Cmd": _STRINGS, "Shell": _STRINGS, "OnBuild": _STRINGS,
+               "Labels": _MAP, "ExposedPorts": _MAP, "Volumes": _MAP}
+
+
+def _check_run_config(src: str, config: dict) -> None:
+    run = config.get("config")
+    if run is None:
+        return
+    if not isinstance(run, dict):
+        raise ImageError(f"{src}: config: \"config\" must be an object, got {_shown(run)}")
+    for field, want in _RUN_FIELDS.items():
+        value = run.get(field)
+        if value is None:
+            continue
+        if want is _STRING:
+            items = [value] if isinstance(value, str) else None
+        elif want is _STRINGS:
+            items = value if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
+        else:  # Labels map to strings; ExposedPorts and Volumes to (empty) objects
+            item = str if field == "Labels" else dict
+            ok = isinstance(value, dict) and all(isinstance(v, item) for v in value.values())
+            items = list(value) if ok else None
+        if items is None:
+            raise ImageError(f"{src}: config: {field} must be {want}, got {_shown(value)}")
+        if any("\0" in v for v in items):
+            raise ImageError(f"{src}: config: {field} holds a NUL byte")
+
+
+def _shown(value) -> str:
+    """A JSON value as a short piece of text for a message (a list or object unopened:
+    it may nest as deep as the parser allowed)."""
+    if isinstance(value, (list, dict)):
+        return "[...]" if isinstance(value, list) else "{...}"
+    text = lightjson.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 # --- docker save (legacy form): manifest.json names files by path ----------------

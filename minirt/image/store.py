@@ -44,14 +44,26 @@ Read ``Store.unpack`` first.
 """
 
 import errno
+import io
 import itertools
 import os
 
 from minirt.digests import is_digest
 from minirt.errors import ImageError
-from minirt.image.formats import Image, Layer
+from minirt.image.formats import DOCKER_LAYER, Image, Layer
 
 _counter = itertools.count()
+
+# Each layer is one lower directory of the container's overlay mount, and
+# overlayfs stacks at most 500 (OVL_MAX_STACK; docker stops at 125).
+MAX_LAYERS = 500
+
+# An image may have no layers at all (``FROM scratch`` with only a CMD).  docker
+# runs it on an empty root filesystem; so does minirt, from the empty layer: a
+# tar of nothing (two zero blocks), whose diff_id docker uses for empty layers too.
+EMPTY_TAR = bytes(1024)
+EMPTY_LAYER = Layer(None, DOCKER_LAYER, None,
+                    "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef")
 
 
 class Store:
@@ -91,12 +103,16 @@ class Store:
 
     def unpack(self, img: Image) -> list[str]:
         """The layer directories of ``img``, bottom first; unpack what is missing.
+        An image without layers gets the empty layer.
 
         A layer already in the store is neither read nor hashed: its name is
         its diff_id, which the (verified) config vouches for.
         """
+        if len(img.layers) > MAX_LAYERS:
+            raise ImageError(f"{img.source}: {len(img.layers)} layers, but overlayfs stacks "
+                             f"at most {MAX_LAYERS}")
         dirs = []
-        for layer in img.layers:
+        for layer in img.layers or [EMPTY_LAYER]:
             path = self.layer_dir(layer.diff_id)
             if not os.path.isdir(path):
                 self._unpack_layer(img, layer, path)
@@ -117,7 +133,7 @@ class Store:
         os.mkdir(tmp)
         os.chmod(tmp, 0o755)  # the layer's root, unless the layer says otherwise
         try:
-            with img.open_layer(layer) as blob:
+            with io.BytesIO(EMPTY_TAR) if layer is EMPTY_LAYER else img.open_layer(layer) as blob:
                 stream = LayerStream(blob, digest=layer.digest, size=layer.size,
                                      diff_id=layer.diff_id, what=what)
                 try:

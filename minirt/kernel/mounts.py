@@ -102,22 +102,27 @@ def make_mountpoint(root, path, is_dir=True):
 def mount_overlay(target, lowers, upper, work, userxattr=False):
     """Stack ``lowers`` (bottom first) under the writable ``upper`` at ``target``.
 
-    The option string is limited to one page, so the lower directories are named
-    relative to their common parent (the layer store) after a chdir: this way
-    images with dozens of layers still fit.
+    The mount options must fit in one page (4096 bytes), and a layer's path
+    in the store takes some 80 bytes: written out, 50 layers would fill it.
+    So each layer is opened, and named by its descriptor's number in
+    /proc/self/fd (the working directory while mounting): overlayfs follows
+    those links as it follows any, and "lowerdir=12:13:14:..." takes four
+    bytes a layer, on any kernel.  (The new mount API's "lowerdir+", one
+    layer per call, would do as well, but needs Linux 6.8.)  overlayfs
+    itself stacks at most 500 layers; image/store.py refuses more.
     """
-    parent = os.path.commonpath(lowers) if len(lowers) > 1 else os.path.dirname(lowers[0])
-    names = [os.path.relpath(layer, parent) for layer in reversed(lowers)]
-    options = f"lowerdir={':'.join(names)},upperdir={upper},workdir={work}"
-    if userxattr:
-        options += ",userxattr"
-    cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    fds = [os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for layer in reversed(lowers)]
+    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.chdir(parent)
+        options = f"lowerdir={':'.join(map(str, fds))},upperdir={upper},workdir={work}"
+        if userxattr:
+            options += ",userxattr"
+        os.chdir("/proc/self/fd")
         libc.mount("overlay", target, "overlay", 0, options)
     finally:
         os.fchdir(cwd)
-        os.close(cwd)
+        for fd in fds + [cwd]:
+            os.close(fd)
 
 
 def bind(source, target, readonly=False, recursive=True):

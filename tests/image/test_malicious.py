@@ -525,3 +525,71 @@ def test_docker_manifest_not_a_list(tmp_path, snapshot, image, good):
     (d / "index.json").unlink()
     (d / "manifest.json").write_text('{"Config": "x"}')
     refused(tmp_path, snapshot, d, "manifest.json: not a JSON list")
+
+
+# --- hostile configs: wrong types and deep nesting are one-line errors --------------
+
+BAD_RUN_CONFIGS = [
+    ({"Cmd": "true"}, 'Cmd must be a list of strings, got "true"'),  # once ran as "t"
+    ({"Entrypoint": "sh"}, 'Entrypoint must be a list of strings, got "sh"'),
+    ({"Cmd": ["echo", 1]}, "Cmd must be a list of strings, got [...]"),
+    ({"Env": "A=1"}, 'Env must be a list of strings, got "A=1"'),
+    ({"Env": ["A=1", None]}, "Env must be a list of strings, got [...]"),
+    ({"WorkingDir": 5}, "WorkingDir must be a string, got 5"),
+    ({"User": 0}, "User must be a string, got 0"),
+    ({"User": ["root"]}, "User must be a string, got [...]"),
+    ({"Labels": ["a=b"]}, "Labels must be an object, got [...]"),
+    ({"Labels": {"a": 1}}, "Labels must be an object, got {...}"),
+    ({"ExposedPorts": ["80/tcp"]}, "ExposedPorts must be an object, got [...]"),
+    ({"ExposedPorts": {"80/tcp": "yes"}}, "ExposedPorts must be an object, got {...}"),
+    ({"Volumes": "/data"}, 'Volumes must be an object, got "/data"'),
+    ({"StopSignal": 9}, "StopSignal must be a string, got 9"),
+    ({"Cmd": ["sh\u0000", "-c"]}, "Cmd holds a NUL byte"),
+    ({"WorkingDir": "x" * 100}, None),  # long is fine: relative is refused later, by spec.py
+]
+
+
+@pytest.mark.parametrize("run,message", BAD_RUN_CONFIGS)
+def test_wrong_types_in_the_run_config(tmp_path, snapshot, good, run, message):
+    lay = custom(tmp_path, [good], [sha(good)], edit_config=lambda c: c.update(config=run))
+    if message is None:
+        open_image(lay.path).close()
+    else:
+        refused(tmp_path, snapshot, lay.path, f"bad: config: {message}")
+
+
+@pytest.mark.parametrize("run", [[], "x", 5, True])
+def test_run_config_not_an_object(tmp_path, snapshot, good, run):
+    lay = custom(tmp_path, [good], [sha(good)], edit_config=lambda c: c.update(config=run))
+    refused(tmp_path, snapshot, lay.path, 'bad: config: "config" must be an object, got ')
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def test_deeply_nested_config(tmp_path, snapshot, good):
+    lay = custom(tmp_path, [good], [sha(good)])
+    index = json.loads((lay.path / "index.json").read_text())
+    manifest = json.loads((lay.blobs / index["manifests"][0]["digest"][7:]).read_text())
+    config = (lay.blobs / manifest["config"]["digest"][7:]).read_bytes()
+    manifest["config"] = lay.add_blob(config[:-1] + b',"history":' + DEEP + b"}", OCI_CONFIG)
+    lay.write_index([lay.add_json(manifest, OCI_MANIFEST)])
+    refused(tmp_path, snapshot, lay.path, "config sha256:")
+    refused(tmp_path, snapshot, lay.path, "bad JSON: JSON nested too deeply")
+
+
+def test_deeply_nested_manifest(tmp_path, snapshot, good):
+    lay = custom(tmp_path, [good], [sha(good)])
+    index = json.loads((lay.path / "index.json").read_text())
+    manifest = (lay.blobs / index["manifests"][0]["digest"][7:]).read_bytes()
+    lay.write_index([lay.add_blob(manifest[:-1] + b',"annotations":' + DEEP + b"}", OCI_MANIFEST)])
+    refused(tmp_path, snapshot, lay.path, "manifest sha256:")
+    refused(tmp_path, snapshot, lay.path, "bad JSON: JSON nested too deeply")
+
+
+@pytest.mark.parametrize("name", ["index.json", "manifest.json"])
+def test_deeply_nested_index(tmp_path, snapshot, name):
+    d = tmp_path / "deep"
+    d.mkdir()
+    (d / name).write_bytes(DEEP)
+    refused(tmp_path, snapshot, d, f"deep: {name}: bad JSON: JSON nested too deeply")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from minirt.errors import ImageError
 from minirt.image import Store, open_image
 from minirt.image import store as store_mod
 
@@ -134,3 +135,17 @@ def test_rootless_and_root_stores_do_not_mix(image, T, make_layer, tmp_path):
     assert a != b
     assert os.path.dirname(b) == str(tmp_path / "root/layers/rootless/sha256")
     assert Store(tmp_path).rootless == (os.geteuid() != 0)
+
+
+def test_image_without_layers_gets_the_empty_layer(image, unpack):
+    # FROM scratch with only a CMD; docker names the empty layer by this diff_id.
+    [d] = unpack(image())
+    assert d.name == hashlib.sha256(bytes(1024)).hexdigest() and os.listdir(d) == []
+
+
+def test_more_layers_than_overlayfs_stacks_are_refused_before_unpacking(image, T, make_layer, tmp_path):
+    path = image(*[make_layer(T.file(f"f{i}", b"x")) for i in range(501)])
+    with pytest.raises(ImageError, match=r": 501 layers, but overlayfs stacks at most 500$"):
+        with open_image(path) as img:
+            Store(tmp_path / "root").unpack(img)
+    assert not (tmp_path / "root/layers/sha256").exists()

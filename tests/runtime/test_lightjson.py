@@ -88,6 +88,17 @@ def test_loads_refuses_what_json_refuses(text):
         lightjson.loads(text.encode())
 
 
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"a":' * 100_000, "[" * 100_000])
+def test_nesting_deeper_than_python_follows_is_a_value_error(text):
+    # json raises RecursionError, which no caller expects from bad input.
+    with pytest.raises(RecursionError):
+        json.loads(text)
+    with pytest.raises(ValueError, match="JSON nested too deeply"):
+        lightjson.loads(text)
+    with pytest.raises(ValueError, match="JSON nested too deeply"):
+        lightjson.loads(text.encode())
+
+
 def test_other_encodings_are_read_as_json_reads_them():
     doc = {"a": ["\u00e9"]}
     for data in (b"\xef\xbb\xbf" + json.dumps(doc).encode(),  # UTF-8 with a byte-order mark
