@@ -43,7 +43,7 @@ _TYPES = {b"0": "file", b"\0": "file", b"7": "file", b"1": "hardlink", b"2": "sy
           b"3": "chardev", b"4": "blockdev", b"5": "dir", b"6": "fifo"}
 _HAS_DATA = ("file", "other")   # the rest are header-only: a size there is ignored, as Go's tar does
 _MAX_ID = (1 << 32) - 2         # uid_t; 2^32-1 is chown's "leave unchanged"
-_MAX_NS = (1 << 63) - 1         # a time in nanoseconds must fit the kernel's 64 bits
+_MAX_NUMBER = (1 << 63) - 1     # base-256 fields may be 95 bits long; none needs more than 63
 _OCTAL = b"01234567"
 
 
@@ -161,7 +161,7 @@ def _number(field: bytes, pos: int, what: str = "number") -> int:
     """
     if field[:1] == b"\x80":
         value = int.from_bytes(field[1:], "big")
-        if value <= _MAX_NS:
+        if value <= _MAX_NUMBER:
             return value
     else:
         digits = field.split(b"\0", 1)[0].strip(b" ")
