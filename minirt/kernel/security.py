@@ -129,6 +129,39 @@ def set_no_new_privs():
     _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
 
 
+def conceal(title=b"minirt"):
+    """Hide this copy of the host's minirt from the container it is entering.
+
+    Done first by every process minirt puts into a container before it
+    execs (``minirt exec``'s, PID 1, ``--init``'s reaper), as runc's nsexec
+    does.  Until execve such a process is the host's Python: its
+    executable, its descriptors and the environment and command line it was
+    started with are the host's.
+
+    * Not dumpable: /proc/PID/environ, fd/, exe, mem, cwd, root then open
+      only for CAP_SYS_PTRACE in the user namespace the process was started
+      in (the host's), not for the container's root, not even for a process
+      of the same uid.  The kernel makes a process dumpable again only when
+      it executes a program (and, with fs.suid_dumpable=1, when its uid
+      changes: ``apply`` says so once more).
+    * The command line and environment block overwritten: /proc/PID/cmdline
+      is there for everyone to read, environ for the privileged (the
+      process's own copy, os.environ, is elsewhere and stays).
+    """
+    with open("/proc/self/stat", "rb") as f:
+        # arg_start, arg_end, env_start, env_end: fields 48-51, counted after
+        # the command name in parentheses (which may hold spaces).
+        fields = f.read().rpartition(b")")[2].split()
+    start, end = int(fields[45]), int(fields[48])
+    fd = os.open("/proc/self/mem", os.O_WRONLY)
+    try:
+        os.pwrite(fd, title[:end - start - 1].ljust(end - start, b"\0"), start)
+    finally:
+        os.close(fd)
+    # Only now: /proc/self/mem is then root's (a rootless PID 1 could no longer open it).
+    _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
+
+
 def apply(caps, no_new_privs=True, seccomp_program=None, uid=0, gid=0, groups=None):
     """Become the container's user with the container's privileges.  Run as root.
 
@@ -161,6 +194,7 @@ def apply(caps, no_new_privs=True, seccomp_program=None, uid=0, gid=0, groups=No
         os.setgroups(list(groups))
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
+    _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)  # (see conceal) until execve
     try:
         if seccomp_program is not None and not no_new_privs:
             capabilities.set_process_sets(keep | ({_SYS_ADMIN} & held))

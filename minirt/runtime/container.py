@@ -77,6 +77,12 @@ class Launch:
         self.netns_fd = None                    # --network container:NAME: the namespace to join
         self.cgroup_entry = None                # cgroups.Entry: PID 1 walks into its cgroup by itself
 
+    def descriptors(self):
+        """The file descriptors above, all that PID 1 keeps of what it inherits."""
+        entry = self.cgroup_entry
+        return (self.error_fd, self.placed_fd, self.go_fd, self.console_fd, self.netns_fd, *self.stdio,
+                *(entry.tasks + [entry.cgroup2] if entry is not None else ()))
+
 
 class Container:
     def __init__(self, spec, root):
@@ -251,7 +257,7 @@ class Container:
         else:  # in the foreground, as runc does: minirt itself is PID 1's parent
             pid1, inside = _spawn_pid1(self.spec, launch)
             if pid1 == 0:
-                init.main(self.spec, launch, inherited=parent_only + (msg_w,))  # never returns
+                init.main(self.spec, launch)  # never returns
             born, self._child = (pid1, inside), pid1
 
         init.close_all([go_r, msg_w, placed_r, err_w, launch.console_fd, launch.netns_fd] + opened)
@@ -507,7 +513,7 @@ def _helper_main(container, launch, msg_w, inherited):
             libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with minirt
         pid1, inside = _spawn_pid1(container.spec, launch)
         if pid1 == 0:
-            init.main(container.spec, launch, inherited=(msg_w,))  # never returns
+            init.main(container.spec, launch)  # never returns
         os.write(msg_w, f"{pid1} {'inside' if inside else 'outside'} {os.getpid()}\n".encode())
         # Hold on to nothing: a pipe end kept open here (the container's stdin,
         # say) would keep the other side from ever seeing end-of-file.

@@ -14,8 +14,9 @@ namespace only affects children, hence one more fork.
 import os
 import signal
 
+from minirt import spec as specs
 from minirt.errors import MinirtError, RuntimeFailure, exit_status
-from minirt.kernel import cgroups, libc, namespaces
+from minirt.kernel import cgroups, libc, namespaces, security
 from minirt.runtime import init, users
 
 # Order matters: the user namespace first (it grants the rights to join the
@@ -55,8 +56,13 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
     # Born in the cgroup2 cgroup where clone3 may be used (one thread only).
     child, inside = cgroups.clone_into(entry) if libc.single_threaded() else (os.fork(), False)
     if child == 0:
-        os.close(err_r)
         try:
+            # Before anything of the container is joined: not dumpable, the
+            # caller's command line and environment wiped, and nothing kept
+            # of what the caller left open but the descriptors we need.
+            security.conceal()
+            init.close_others([err_w, tty_fd, *(() if tty_fd is not None else stdio), *fds.values(),
+                               *(entry.tasks + [entry.cgroup2] if entry is not None else ())])
             libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
             if entry is not None:  # before the cgroup namespace, whose root it is
                 cgroups.enter(entry)
@@ -85,9 +91,6 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
 
 def _enter(spec, args, env, workdir, user, tty_fd, interactive, stdio, caps, program, err_w):
     """In the container's namespaces: become its user with its privileges, exec."""
-    from minirt import spec as specs
-    from minirt.kernel import security
-
     step = "setting up stdio"
     try:
         init._setup_stdio(tty_fd, stdio, interactive)

@@ -40,21 +40,27 @@ from minirt.runtime import users
 _RESET_SIGNALS = sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
 
 
-def main(spec, launch, inherited=()):
+def main(spec, launch):
     """Run in the container's first process.  Never returns: whatever happens,
     it must not go back into the code of the program it was cloned from.
-    ``inherited`` are our parent's pipe ends, to let go of first."""
+    Of what it inherited it keeps only what ``launch`` names."""
     step = "starting"  # named in the error message if a step fails
     try:
-        close_all(inherited)
+        close_others(launch.descriptors())  # our parent's pipe ends, its caller's files
         libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with our parent
         if launch.go_fd is not None:
             # In a new user namespace we are nobody until the parent has
-            # written our id maps; then we are its root.
+            # written our id maps.  (Writing them needs us dumpable, as in
+            # runc; our pid namespace is still empty.)
             step = "waiting for the id maps"
             if os.read(launch.go_fd, 1) != b"1":
                 raise RuntimeFailure("minirt gave up before writing the id maps")
             os.close(launch.go_fd)
+        # Hidden from the container (security.conceal) before we become its
+        # root: with --userns=remap that changes our uid on the host, after
+        # which /proc/self/mem, which conceal writes, would be root's.
+        security.conceal()
+        if launch.go_fd is not None:
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
         if launch.netns_fd is not None:  # --network container:NAME: join its network namespace
@@ -118,6 +124,19 @@ def close_all(fds):
             os.close(fd)
 
 
+def close_others(keep):
+    """Close every file descriptor but those in ``keep`` (None is ignored):
+    what a process must not carry into a container, such as the descriptors
+    its caller inherited to minirt without close-on-exec (a directory among
+    them is a way out to the host's files)."""
+    low = 0
+    for fd in sorted({fd for fd in keep if fd is not None}):
+        if fd > low:  # (closerange(0, 0) would close them all: close_range(0, -1))
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+
+
 def _setup_stdio(console_fd, stdio, interactive):
     """stdin, stdout, stderr: the pty (as controlling terminal) or the given fds."""
     os.setsid()  # own session: the terminal's Ctrl-C reaches us only through our pty
@@ -128,11 +147,18 @@ def _setup_stdio(console_fd, stdio, interactive):
         stdio = list(stdio)
     if not interactive:
         stdio[0] = os.open("/dev/null", os.O_RDONLY)
-    # Duplicate first, then install: a source fd may itself be 0, 1 or 2.
+    # Duplicate first, then install: a source fd may itself be 0, 1 or 2
+    # (and with 0, 1 or 2 closed, a copy may already be where it belongs,
+    # still close-on-exec as os.dup makes it).
     copies = [os.dup(fd) for fd in stdio]
     for target, fd in enumerate(copies):
-        os.dup2(fd, target)
-        os.close(fd)
+        if fd == target:
+            os.set_inheritable(fd, True)
+        else:
+            os.dup2(fd, target)
+            os.close(fd)
+    if not interactive and stdio[0] > 2:
+        os.close(stdio[0])  # our /dev/null, now copied to 0
 
 
 def _setup_rootfs(spec, launch):
@@ -186,8 +212,7 @@ def _reset_signals():
 
 def _exec(args, env, error_fd):
     """Replace this process with the command; on failure raise docker's error."""
-    os.closerange(3, error_fd)
-    os.closerange(error_fd + 1, 65536)
+    close_others((0, 1, 2, error_fd))
     _reset_signals()
     try:
         _execvp(args[0], args, env)
@@ -251,7 +276,7 @@ def _reaper(spec, env, launch):
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
               signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH):
         signal.signal(s, lambda signum, _frame: _forward(child, signum))
-    os.closerange(3, 65536)
+    close_others((0, 1, 2))
     while True:
         try:
             pid, status = os.wait()
