@@ -174,9 +174,13 @@ def apply(caps, no_new_privs=True, seccomp_program=None, uid=0, gid=0, groups=No
        uid would otherwise empty the permitted set, and we still need it for
        step 3 (this is runc's order; execve clears the flag again).  Changing
        the uid also empties the effective set, which step 3 restores.
-    3. Effective = permitted = the container's set; inheritable (and with it
-       ambient) empty.  A non-root user still loses them all at execve, as
-       with docker: only its bounding set shows the 14.
+    3. Effective = permitted = the container's set for root; inheritable
+       (and with it ambient) empty.  A non-root user gets none (only its
+       bounding set shows the 14, as with docker): execve would empty its
+       sets anyway, and a set still held at execve is what no_new_privs
+       lets a file-capability program keep (the kernel grants such a
+       program no more than the caller's permitted set, so a
+       ``cap_setuid+ep`` command would run with CAP_SETUID).
     4. no_new_privs, then the seccomp filter, as late as possible, so that as
        few of our own calls as possible have to pass it.  Without
        no_new_privs the kernel wants CAP_SYS_ADMIN to install a filter, so
@@ -184,9 +188,10 @@ def apply(caps, no_new_privs=True, seccomp_program=None, uid=0, gid=0, groups=No
        and the filter must allow capset (docker's profile does).
     """
     held = capabilities.permitted_set()
-    keep = capabilities.numbers(caps) & held    # what we lack we cannot give
+    bounding = capabilities.numbers(caps) & held    # what we lack we cannot give
+    keep = bounding if uid == 0 else set()
     try:
-        capabilities.limit_bounding_set(keep)
+        capabilities.limit_bounding_set(bounding)
         capabilities.keep_capabilities_across_setuid()
     except OSError as e:
         raise RuntimeFailure(f"cannot drop capabilities: {e.strerror}") from None

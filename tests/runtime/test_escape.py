@@ -13,11 +13,15 @@ The container's /etc/passwd turned into a FIFO gives a sync point that any
 container can make: ``minirt exec`` reads it (to resolve the user) after
 joining the namespaces and blocks there, so the test can look at it.  A watcher
 compiled from C (below) races many execs from inside, as an attacker would.
+
+Also here: no_new_privs keeps file capabilities from a non-root user's
+command, which must reach execve with an empty permitted set.
 """
 
 import json
 import os
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -25,6 +29,8 @@ import time
 
 import pytest
 
+from minirt.image.busybox import CONFIG, busybox_rootfs
+from minirt.image.write import write_image
 
 pytestmark = pytest.mark.privileged
 
@@ -311,4 +317,55 @@ def test_init_reaper_shows_nothing_of_the_host(state_root, busybox_image):
         assert SECRET.encode() not in r.stdout
         assert b"no-environ" in r.stdout and b"no-exe" in r.stdout and b"no-fds" in r.stdout, r.stdout
         assert b"--root" not in r.stdout and state_root.encode() not in r.stdout
+
+
+# -- file capabilities ----------------------------------------------------------------------
+
+CAP_SETUID = 1 << 7
+
+
+def _vfs_cap_data(permitted):
+    """security.capability, version 2, effective bit set: "=ep" for ``permitted``."""
+    return struct.pack("<IIIII", 0x02000000 | 0x000001, permitted & 0xFFFFFFFF, 0, permitted >> 32, 0)
+
+
+@pytest.fixture(scope="module")
+def capbin_image(tmp_path_factory):
+    """busybox with a second layer holding /cap/cat: busybox with cap_setuid+ep."""
+    d = tmp_path_factory.mktemp("capimage")
+    base, top = d / "base", d / "top"
+    base.mkdir()
+    busybox_rootfs(base)
+    (top / "cap").mkdir(parents=True)
+    with open(base / "bin/busybox", "rb") as src, open(top / "cap/cat", "wb") as dst:
+        dst.write(src.read())
+    os.chmod(top / "cap/cat", 0o755)
+    os.setxattr(top / "cap/cat", "security.capability", _vfs_cap_data(CAP_SETUID))
+    return str(write_image(d / "capbin.tar", [base, top], config=CONFIG, tag="capbin:latest"))
+
+
+def _caps(out):
+    st = dict(line.split(":\t", 1) for line in out.decode().splitlines() if ":\t" in line)
+    return int(st["CapPrm"], 16), int(st["CapEff"], 16)
+
+
+@pytest.mark.parametrize("command", [["/cap/cat", "/proc/self/status"], ["sh", "-c", "/cap/cat /proc/self/status"]])
+def test_no_new_privs_keeps_file_capabilities_from_a_non_root_user(state_root, capbin_image, detached, command):
+    r = cli(state_root, "run", "--rm", "-u", "1000", capbin_image, *command)
+    assert r.returncode == 0, r.stderr
+    assert _caps(r.stdout) == (0, 0)
+    cid = detached(capbin_image, "sh", "-c", LOOP)
+    r = cli(state_root, "exec", "-u", "1000", cid, *command)
+    assert r.returncode == 0, r.stderr
+    assert _caps(r.stdout) == (0, 0)
+
+
+def test_without_no_new_privs_file_capabilities_work_as_in_docker(state_root, capbin_image):
+    """docker's default (no-new-privileges off): a file capability within the
+    bounding set is granted, whether the binary is the command or not."""
+    for command in (["/cap/cat", "/proc/self/status"], ["sh", "-c", "/cap/cat /proc/self/status"]):
+        r = cli(state_root, "run", "--rm", "-u", "1000", "--security-opt", "no-new-privileges:false",
+                capbin_image, *command)
+        assert r.returncode == 0, r.stderr
+        assert _caps(r.stdout) == (CAP_SETUID, CAP_SETUID)
 
