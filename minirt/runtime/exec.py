@@ -9,6 +9,11 @@ directory, capabilities, no_new_privs, seccomp, execve.  Joining the mount
 namespace also moves us into the container's root filesystem (its root is the
 namespace's root), so no chroot is needed.  As with ``run``, joining a pid
 namespace only affects children, hence one more fork.
+
+Until its execve the joining process is a copy of the host's minirt, which a
+process of the container can watch in /proc: before it joins anything it
+hides (``security.conceal``) and lets go of every descriptor of its caller's
+but the command's stdio.
 """
 
 import os

@@ -5,6 +5,8 @@ which is already inside fresh namespaces (see ``container.py``) and then builds
 its world before it becomes the user's program:
 
     ids        in a user namespace: wait until the parent has written our id maps
+    hide       keep none of the caller's descriptors; not dumpable, the host's
+               command line and environment wiped (``security.conceal``)
     cgroup     step into our v1 cgroups (the cgroup2 one we were born in)
     rootfs     overlay of the image layers, volumes, tmpfs, /proc, /dev, /sys, /etc files
     pivot      pivot_root into it; the host's filesystem is gone
