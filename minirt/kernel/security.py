@@ -148,10 +148,13 @@ def conceal(title=b"minirt"):
       is there for everyone to read, environ for the privileged (the
       process's own copy, os.environ, is elsewhere and stays).
     """
-    with open("/proc/self/stat", "rb") as f:
+    fd = os.open("/proc/self/stat", os.O_RDONLY)
+    try:
         # arg_start, arg_end, env_start, env_end: fields 48-51, counted after
         # the command name in parentheses (which may hold spaces).
-        fields = f.read().rpartition(b")")[2].split()
+        fields = os.read(fd, 4096).rpartition(b")")[2].split()
+    finally:
+        os.close(fd)
     start, end = int(fields[45]), int(fields[48])
     fd = os.open("/proc/self/mem", os.O_WRONLY)
     try:
