@@ -16,7 +16,7 @@ from minirt.errors import ImageError
 from minirt.image import Store, open_image
 from minirt.runtime import state
 from minirt.runtime.container import Container
-from minirt.runtime.userns import maps_for as userns_maps
+from minirt.runtime.userns import host_root, maps_for as userns_maps
 
 
 class Result:
@@ -36,8 +36,9 @@ def prepare(image, cmd=None, *, root=None, userns="", **options):
     Unprivileged callers always get a user namespace (rootless); root gets one
     with ``userns="remap"``.
     """
-    root = root or state.default_root()
     maps = userns_maps(userns)
+    remapped = host_root(*maps) if maps else None  # --userns=remap: its root must reach the store
+    root = state.private_root(root or state.default_root(), remapped[1] if remapped else None)
     if maps:
         options.update(uid_map=maps[0], gid_map=maps[1], namespaces=specs.NAMESPACES + ("user",))
     # Root with --userns=remap gets layers whose owners are shifted into the

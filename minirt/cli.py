@@ -162,7 +162,7 @@ def _security_opts(options):
 
 def _root(args):
     from minirt.runtime import state
-    return args.root or state.default_root()
+    return state.private_root(args.root or state.default_root(), create=False)  # (repaired on first use)
 
 
 def _each(refs, action):

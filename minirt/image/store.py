@@ -12,6 +12,9 @@ Layout under the state root::
     layers/sha256/<hex>/        one unpacked layer (an overlay lowerdir)
     layers/tmp/<hex>-<pid>-<n>/ a layer being unpacked
 
+These directories are 0700: a layer may hold setuid-root binaries and device
+nodes, which must be out of reach of every other user of the host.
+
 A layer is unpacked into ``tmp`` and renamed into place only when it is
 complete and verified.  rename(2) is atomic, so a crash never leaves half a
 layer under its real name, and two processes unpacking the same layer both
@@ -153,14 +156,18 @@ class Store:
             raise
 
     def _make_dirs(self) -> None:
-        os.makedirs(self.tmp, exist_ok=True)
-        os.makedirs(self.layers, exist_ok=True)
+        """The store's directories, private to their owner: a layer's setuid
+        binaries and device nodes must be nobody else's to reach."""
+        for d in (self.tmp, self.layers):
+            _private_dirs(self.root, d)
         if self.id_map is not None:
             # The container's root (an ordinary uid on the host) mounts the
-            # layers from inside its user namespace: it must be able to reach
-            # them, whatever the umask was.
-            for d in (os.path.dirname(self.layers), self.layers):
-                os.chmod(d, 0o755)
+            # layers from inside its user namespace: its group may pass
+            # through to this store, and only to it.
+            gid = map_id(self.id_map[1], 0)
+            for d in (os.path.dirname(os.path.dirname(self.layers)), os.path.dirname(self.layers), self.layers):
+                os.chown(d, -1, gid)
+                os.chmod(d, 0o710)
 
     def _check_reachable(self) -> None:
         """Fail clearly if the shifted root could not reach the layers.
@@ -220,6 +227,19 @@ def _map_name(id_map) -> str:
     # different maps never share a directory.  No ":" or ",": overlay's
     # mount options use them as separators.
     return "-".join(kind + "_".join(f"{a}.{b}.{c}" for a, b, c in m) for kind, m in zip("ug", id_map))
+
+
+def _private_dirs(base: str, path: str) -> None:
+    """``os.makedirs(path)``, each new directory from ``base`` down 0700 whatever the umask."""
+    if not os.path.isdir(path):
+        if path == base:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        else:
+            _private_dirs(base, os.path.dirname(path))
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
 
 
 def _remove(path: str) -> None:

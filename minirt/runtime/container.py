@@ -129,12 +129,17 @@ class Container:
         """The state directory, name, /etc files and cgroup. Undone by ``delete``."""
         self._privileges = _privileges(self.spec, self.root)  # a bad profile fails here, before anything exists
         network.validate(self.root, self.spec)     # so does a bad --network or -p
+        remapped = userns.host_root(self.spec.uid_map, self.spec.gid_map)  # who mounts its overlay
+        group = remapped[1] if remapped else None
         try:
-            os.makedirs(state.containers_dir(self.root), exist_ok=True)
-            os.mkdir(self.dir, 0o711)
+            state.private_root(self.root, group)
+            state.private_dir(state.containers_dir(self.root), group)
+            os.mkdir(self.dir, 0o700)
         except OSError as e:
             raise RuntimeFailure(f"creating container {self.spec.id[:12]}: {e.strerror or e}") from None
         try:
+            if group is not None:
+                state.private_dir(self.dir, group)
             for sub in ("upper", "work", "rootfs"):
                 os.mkdir(os.path.join(self.dir, sub), 0o755)
             userns.hand_over([os.path.join(self.dir, d) for d in ("upper", "work")],

@@ -17,6 +17,12 @@ Everything minirt creates on the host is under one directory (default
         hostname hosts resolv.conf   bind-mounted into the container's /etc
         stdout.log stderr.log     output of a detached container
 
+The root is private to its owner (0700; see ``private_root``), and so are
+``layers/`` and ``containers/`` in it: what they hold would make any host user
+root.  A ``--userns=remap`` container's root may pass through the root,
+``layers/``, its own id-shifted store and ``containers/<id>/`` (group
+traversal, 0710), as it mounts its overlay from inside its user namespace.
+
 Files are replaced atomically (write to a temporary name, then rename), so a
 reader never sees half a file and a crash never leaves one; writers take the
 container's lock, so two minirt processes never lose each other's update.
@@ -50,6 +56,71 @@ def default_root():
         return "/var/lib/minirt"
     data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
     return os.path.join(data, "minirt")
+
+
+def private_root(root, group=None, create=True):
+    """The state root, closed to other users; ``root`` is returned.
+
+    Image layers and containers' writable layers hold setuid-root binaries and
+    device nodes that are harmless in a container and root for anyone on the
+    host who can reach them by path (CVE-2021-41091).  So the root is 0700,
+    as docker's is 0710: only its owner gets in.  ``group`` (the host gid of
+    a ``--userns=remap`` container's root, which mounts its layers from inside
+    its user namespace) may pass through, and no further than it must.  A
+    root an older minirt left open is closed with what lies under it; when it
+    is right, this costs one stat on ``minirt run``'s path.
+    """
+    try:
+        try:
+            st = os.stat(root)
+        except FileNotFoundError:
+            if not create:
+                return root
+            os.makedirs(os.path.dirname(os.path.abspath(root)), exist_ok=True)
+            private_dir(root)
+            st = os.stat(root)
+        if st.st_mode & 0o067 and st.st_uid == os.geteuid():
+            _close_tree(root)
+        if group is not None:
+            private_dir(root, group)
+    except OSError as e:
+        raise MinirtError(f"state root {root}: {e.strerror or e}") from None
+    return root
+
+
+def private_dir(path, group=None):
+    """Make ``path`` (if missing) and keep it its owner's, traversable by ``group`` if given."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.stat(path)
+    if group is not None and (st.st_gid != group or st.st_mode & 0o077 != 0o010):
+        os.chown(path, -1, group)
+        os.chmod(path, st.st_mode & 0o700 | 0o010)
+
+
+def _close_tree(root):
+    """Take every user but the owner (and a group's right to pass) out of the
+    state root and the directories under it that lead to layers and containers."""
+    levels = [root]
+    for parent in (root, os.path.join(root, "layers"), os.path.join(root, "containers")):
+        levels += [e.path for e in _scandir(parent) if e.is_dir(follow_symlinks=False)]
+    for sub in _scandir(os.path.join(root, "layers")):  # rootless/, shift-.../: their sha256/, tmp/
+        if sub.is_dir(follow_symlinks=False):
+            levels += [e.path for e in _scandir(sub.path) if e.is_dir(follow_symlinks=False)]
+    for path in levels:
+        mode = os.lstat(path).st_mode
+        if mode & 0o067:
+            os.chmod(path, mode & 0o710)
+
+
+def _scandir(path):
+    try:
+        with os.scandir(path) as entries:
+            return list(entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def seccomp_cache(root):

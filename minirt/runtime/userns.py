@@ -82,9 +82,16 @@ def hand_over(paths, uid_map, gid_map):
     its work directory, silently mounts the whole root filesystem read-only.
     Rootless, the user's own directories are already its root's: nothing to do.
     """
-    uid = next((outside for inside, outside, _ in uid_map if inside == 0), None)
-    gid = next((outside for inside, outside, _ in gid_map if inside == 0), None)
+    ids = host_root(uid_map, gid_map)
+    for path in paths if ids else ():
+        os.chown(path, *ids)
+
+
+def host_root(uid_map, gid_map):
+    """(uid, gid) on the host of a remapped container's root; None when that is
+    ourselves (rootless) or there is no user namespace."""
+    uid = next((outside for inside, outside, _ in uid_map or () if inside == 0), None)
+    gid = next((outside for inside, outside, _ in gid_map or () if inside == 0), None)
     if uid is None or gid is None or (uid, gid) == (os.geteuid(), os.getegid()):
-        return
-    for path in paths:
-        os.chown(path, uid, gid)
+        return None
+    return uid, gid
