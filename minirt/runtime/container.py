@@ -99,6 +99,7 @@ class Container:
         self.oom_killed = False
         self._privileges = None   # (capabilities, seccomp program)
         self._endpoint = None     # the container's address on a bridge network, if any
+        self._busy = None         # state.hold's descriptor while we create or start it
 
     @classmethod
     def load(cls, root, ref):
@@ -134,7 +135,12 @@ class Container:
         try:
             state.private_root(self.root, group)
             state.private_dir(state.containers_dir(self.root), group)
-            os.mkdir(self.dir, 0o700)
+            # Held from its first instant to the end of start(): prune must
+            # not take a container that is not yet complete.
+            new = os.path.join(state.containers_dir(self.root), f".new-{self.spec.id}")
+            os.mkdir(new, 0o700)
+            self._busy = state.hold(new)
+            os.rename(new, self.dir)
         except OSError as e:
             raise RuntimeFailure(f"creating container {self.spec.id[:12]}: {e.strerror or e}") from None
         try:
@@ -160,6 +166,7 @@ class Container:
             _crash_point("network")
         except (OSError, MinirtError) as e:
             self.delete(force_remove=True)
+            self._let_go()
             if isinstance(e, MinirtError):
                 raise
             raise RuntimeFailure(f"creating container {self.spec.id[:12]}: {e.strerror or e}") from None
@@ -214,6 +221,17 @@ class Container:
         Raises CommandNotFound / CommandNotExecutable / RuntimeFailure with the
         container's own explanation when it could not get as far as ``exec``.
         """
+        try:
+            self._start(stdio, detach)
+        finally:
+            self._let_go()  # it runs (or failed): prune may judge it now
+
+    def _let_go(self):
+        if self._busy is not None:
+            os.close(self._busy)
+            self._busy = None
+
+    def _start(self, stdio, detach):
         self.detached = detach
         self.exit_code = None
         launch = self._launch()
@@ -317,9 +335,14 @@ class Container:
     def restart(self):
         """``minirt start``: run a stopped container again, detached, on the same
         writable layer (what it wrote before is still there)."""
-        self.cgroup = cgroups.for_container(self.spec.id, self.spec.cgroup_parent)
-        self._create_cgroup()
-        state.update(self.dir, cgroup=self.cgroup.path if self.cgroup is not None else None)
+        self._busy = state.hold(self.dir)
+        try:
+            self.cgroup = cgroups.for_container(self.spec.id, self.spec.cgroup_parent)
+            self._create_cgroup()
+            state.update(self.dir, cgroup=self.cgroup.path if self.cgroup is not None else None)
+        except BaseException:
+            self._let_go()
+            raise
         self.start(detach=True)
 
     # -- run time --------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 This is also the recovery path after a crash.  Because every container records
 what it owns before creating it, a container whose minirt or monitor was killed
-can always be cleaned up: stopped containers and their state directories,
+can always be cleaned up (a container that another minirt is creating or
+starting right now is held, ``state.hold``, and left alone): stopped containers and their state directories,
 cgroups whose container is gone (and the cgroup parent, once empty), half-removed directories, addresses, published
 ports and veth links of containers that are gone, networks no container uses
 (as docker's prune), and layers that no loaded image and no container uses any more.
@@ -23,19 +24,30 @@ def prune(root):
     used_layers = set()
     running = set()
     for cid in state.container_ids(root):
+        busy = _hold(os.path.join(containers, cid))
+        if busy is None:  # being created or started: its layers are in use too
+            used_layers.update(_layers_of(root, cid))
+            continue
         try:
-            c = Container.load(root, cid)
-        except (MinirtError, OSError, ValueError):
-            state.remove_tree(os.path.join(containers, cid))
-            done.append(f"Deleted broken container {cid[:12]}")
-            continue
-        parents.add(c.spec.cgroup_parent)
-        if c.state().get("status") == "running":
-            used_layers.update(os.path.basename(layer) for layer in c.spec.layers)
-            running.add(cid)
-            continue
-        c.remove(force=True)
-        done.append(f"Deleted container {cid[:12]}")
+            try:
+                c = Container.load(root, cid)
+            except (MinirtError, OSError, ValueError):
+                state.remove_tree(os.path.join(containers, cid))
+                done.append(f"Deleted broken container {cid[:12]}")
+                continue
+            parents.add(c.spec.cgroup_parent)
+            if c.state().get("status") == "running":
+                used_layers.update(os.path.basename(layer) for layer in c.spec.layers)
+                running.add(cid)
+                continue
+            c.remove(force=True)
+            done.append(f"Deleted container {cid[:12]}")
+        finally:
+            os.close(busy)
+    for name in _listdir(containers):  # creations that died before their directory got its name
+        if name.startswith(".new-") and (busy := _hold(os.path.join(containers, name))) is not None:
+            state.remove_tree(os.path.join(containers, name))
+            os.close(busy)
     half_removed = [name for name in _listdir(containers) if name.startswith(".removing-")]
     done += _orphan_cgroups([name[len(".removing-"):] for name in half_removed], parents)
     for parent in sorted(parents):
@@ -46,6 +58,22 @@ def prune(root):
     done += network.prune(root, running)  # addresses, ports, links; unused networks
     done += _unused_layers(root, used_layers)
     return done
+
+
+def _hold(directory):
+    """``state.hold`` without waiting; None also when the directory is gone."""
+    try:
+        return state.hold(directory, wait=False)
+    except FileNotFoundError:
+        return None
+
+
+def _layers_of(root, cid):
+    try:
+        config = state.read_json(os.path.join(state.containers_dir(root), cid, "config.json"))
+        return {os.path.basename(layer) for layer in config.get("layers", ())}
+    except (OSError, ValueError):
+        return set()
 
 
 def _orphan_cgroups(ids, parents):

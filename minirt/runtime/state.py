@@ -13,6 +13,9 @@ Everything minirt creates on the host is under one directory (default
         config.json               its ContainerSpec
         state.json                status, pids, exit code, times (see below)
         lock                      flock(2) guarding read-modify-write of state.json
+                                  (the directory itself is flocked while the
+                                  container is created or started: ``hold``)
+    containers/.new-<id>/         a container directory before it is held and named
         upper/ work/ rootfs/      overlay: writable layer, overlay's scratch, mount point
         hostname hosts resolv.conf   bind-mounted into the container's /etc
         stdout.log stderr.log     output of a detached container
@@ -203,6 +206,23 @@ class locked:
 
     def __exit__(self, *exc):
         os.close(self.fd)
+
+
+def hold(directory, wait=True):
+    """Mark a container busy: being created, started or removed, not prune's to
+    take.  An flock on its directory itself, so that it can be held before the
+    directory gets its name.  Returns the descriptor (closing it lets go), or
+    None when ``wait`` is false and another process holds it."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def update(directory, **fields):

@@ -298,3 +298,22 @@ def test_concurrent_updates_are_never_lost(tmp_path):
     data = state.read_json(os.path.join(d, "state.json"))
     assert len(data) == 1 + 8 * 50 and data["status"] == "running"
     assert [f for f in os.listdir(d) if f.startswith(".tmp-")] == []
+
+
+def test_prune_leaves_containers_that_are_being_created(root, busybox_image):
+    """``run -d`` racing ``system prune``: a container still being created (not
+    yet running, maybe without its config yet) is not prune's to remove."""
+    ok(root, "load", "-i", busybox_image, "-t", "racer")  # its layers stay: creation is all that races
+    runs = [subprocess.Popen([sys.executable, "-m", "minirt", "--root", root, "run", "-d", "racer",
+                              "sleep", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(12)]
+    while any(p.poll() is None for p in runs):
+        minirt(root, "system", "prune")
+    started = []
+    for p in runs:
+        out, err = p.communicate()
+        assert p.returncode == 0, err.decode()
+        started.append(out.decode().strip())
+    assert sorted(ok(root, "ps", "-q").split()) == sorted(cid[:12] for cid in started)
+    ok(root, "rm", "-f", *started)
+    ok(root, "rmi", "racer")
