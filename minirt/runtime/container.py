@@ -150,6 +150,7 @@ class Container:
                 os.mkdir(os.path.join(self.dir, sub), 0o755)
             userns.hand_over([os.path.join(self.dir, d) for d in ("upper", "work")],
                              self.spec.uid_map, self.spec.gid_map)
+            state.reserve(self.dir)
             state.write_json(os.path.join(self.dir, "config.json"), self.spec.to_json())
             state.update(self.dir, id=self.spec.id, name=self.spec.name, status="created",
                          created_at=time.time(), image=self.spec.image,
@@ -337,6 +338,7 @@ class Container:
         writable layer (what it wrote before is still there)."""
         self._busy = state.hold(self.dir)
         try:
+            state.reserve(self.dir)  # (spent if it filled the disk last time)
             self.cgroup = cgroups.for_container(self.spec.id, self.spec.cgroup_parent)
             self._create_cgroup()
             state.update(self.dir, cgroup=self.cgroup.path if self.cgroup is not None else None)
@@ -365,8 +367,11 @@ class Container:
         if self._child:
             self.exit_code = exit_status(os.waitpid(self._child, 0)[1])
             self.oom_killed = self.cgroup is not None and self.cgroup.oom_killed()
-            state.update(self.dir, status="exited", exit_code=self.exit_code, oom_killed=self.oom_killed,
-                         finished_at=time.time())
+            try:
+                state.update(self.dir, status="exited", exit_code=self.exit_code, oom_killed=self.oom_killed,
+                             finished_at=time.time())
+            except OSError:
+                pass  # not recorded (ps will say "unknown"), but the exit code is still the caller's
             return self.exit_code
         # Detached: the monitor records the exit; we watch the state.
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -19,6 +19,7 @@ Everything minirt creates on the host is under one directory (default
         upper/ work/ rootfs/      overlay: writable layer, overlay's scratch, mount point
         hostname hosts resolv.conf   bind-mounted into the container's /etc
         stdout.log stderr.log     output of a detached container
+        reserve                   room kept for the exit status on a full disk
 
 The root is private to its owner (0700; see ``private_root``), and so are
 ``layers/`` and ``containers/`` in it: what they hold would make any host user
@@ -32,8 +33,9 @@ container's lock, so two minirt processes never lose each other's update.
 
 The truth about a container is its processes, not the file: ``load`` checks that
 a container recorded as running still has its PID 1 (the same process: the pid
-and its start time), and records it as exited if minirt or the monitor died
-without saying so.
+and its start time), and shows it as exited if minirt or the monitor died
+without saying so.  Reading never writes: ``ps`` and ``inspect`` work on a full
+disk.
 """
 
 import errno
@@ -156,10 +158,12 @@ def remove_tree(path, dir_fd=None):
 
 
 def _quietly(call, *args, **kwargs):
+    """``call``, ignoring OSError; whether it succeeded."""
     try:
         call(*args, **kwargs)
     except OSError:
-        pass
+        return False
+    return True
 
 
 def write_json(path, data):
@@ -234,8 +238,26 @@ def update(directory, **fields):
         except (FileNotFoundError, ValueError):
             data = {}
         data.update(fields)
-        write_json(path, data)
+        try:
+            write_json(path, data)
+        except OSError as e:
+            if e.errno != errno.ENOSPC or not _quietly(os.unlink, os.path.join(directory, "reserve")):
+                raise
+            write_json(path, data)  # in the room set aside by ``reserve``
         return data
+
+
+def reserve(directory):
+    """Set room aside in a container's directory for its last words.
+
+    A container can fill the disk its state lives on (its writable layer is in
+    the state root).  Then the exit status is written into this room, freed
+    for it: ``ps`` shows the container's own exit code, not "unknown"."""
+    fd = os.open(os.path.join(directory, "reserve"), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, 16384)  # a few pages: a new state.json beside the old one
+    finally:
+        os.close(fd)
 
 
 # -- processes ----------------------------------------------------------------------
@@ -289,15 +311,19 @@ def load(root, cid):
         data = {"id": cid, "status": "created"}
     if data.get("status") == "running" and _orphaned(data):
         # Its processes are gone but nobody recorded the exit: minirt or the
-        # monitor was killed.  Say so, as docker does after a daemon crash.
-        with locked(directory):
-            data = read_json(os.path.join(directory, "state.json"))
-            if data.get("status") == "running" and _orphaned(data):
-                data.update(status="exited", finished_at=time.time(),
-                            exit_code=data.get("exit_code") if data.get("exit_code") is not None else 255,
-                            error="the container's monitor died; exit status unknown")
-                write_json(os.path.join(directory, "state.json"), data)
+        # monitor was killed.  Say so, as docker does after a daemon crash;
+        # and only say so: reading never writes (the disk may be full).
+        data.update(status="exited", finished_at=_last_written(directory),
+                    exit_code=data.get("exit_code") if data.get("exit_code") is not None else 255,
+                    error="the container's monitor died; exit status unknown")
     return data
+
+
+def _last_written(directory):
+    try:
+        return os.stat(os.path.join(directory, "state.json")).st_mtime
+    except OSError:
+        return time.time()
 
 
 def _orphaned(data):
