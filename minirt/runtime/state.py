@@ -15,11 +15,12 @@ Everything minirt creates on the host is under one directory (default
         lock                      flock(2) guarding read-modify-write of state.json
                                   (the directory itself is flocked while the
                                   container is created or started: ``hold``)
-    containers/.new-<id>/         a container directory before it is held and named
         upper/ work/ rootfs/      overlay: writable layer, overlay's scratch, mount point
         hostname hosts resolv.conf   bind-mounted into the container's /etc
         stdout.log stderr.log     output of a detached container
         reserve                   room kept for the exit status on a full disk
+    containers/.new-<id>/         a container directory before it is held and named
+    networks/                     networks and their addresses (runtime/network.py)
 
 The root is private to its owner (0700; see ``private_root``), and so are
 ``layers/`` and ``containers/`` in it: what they hold would make any host user
@@ -63,6 +64,9 @@ def default_root():
     return os.path.join(data, "minirt")
 
 
+SUBDIRS = ("layers", "containers", "images", "names", "cache", "networks")  # see the layout above
+
+
 def private_root(root, group=None, create=True):
     """The state root, closed to other users; ``root`` is returned.
 
@@ -82,7 +86,8 @@ def private_root(root, group=None, create=True):
             if not create:
                 return root
             os.makedirs(os.path.dirname(os.path.abspath(root)), exist_ok=True)
-            private_dir(root)
+            for d in (root, *(os.path.join(root, sub) for sub in SUBDIRS)):
+                private_dir(d)  # (made here, else whoever is first makes them with the umask's 0755)
             st = os.stat(root)
         if st.st_mode & 0o067 and st.st_uid == os.geteuid():
             _close_tree(root)

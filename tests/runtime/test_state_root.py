@@ -97,6 +97,8 @@ def test_nobody_cannot_reach_setuid_files_or_devices_in_a_new_state_root(image, 
     root = os.path.join(parent, "state")
     assert_out_of_nobodys_reach(root, plant_in_upper(image, root))
     assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+    assert {d: stat.S_IMODE(os.stat(os.path.join(root, d)).st_mode) for d in os.listdir(root)} == \
+        {d: 0o700 for d in os.listdir(root)}
 
 
 def test_an_existing_world_readable_state_root_is_repaired_on_first_use(image, parent):
