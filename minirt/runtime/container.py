@@ -142,6 +142,7 @@ class Container:
             self._busy = state.hold(new)
             os.rename(new, self.dir)
         except OSError as e:
+            self._let_go()
             raise RuntimeFailure(f"creating container {self.spec.id[:12]}: {e.strerror or e}") from None
         try:
             if group is not None:

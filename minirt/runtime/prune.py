@@ -2,11 +2,12 @@
 
 This is also the recovery path after a crash.  Because every container records
 what it owns before creating it, a container whose minirt or monitor was killed
-can always be cleaned up (a container that another minirt is creating or
-starting right now is held, ``state.hold``, and left alone): stopped containers and their state directories,
+can always be cleaned up: stopped containers and their state directories,
 cgroups whose container is gone (and the cgroup parent, once empty), half-removed directories, addresses, published
 ports and veth links of containers that are gone, networks no container uses
 (as docker's prune), and layers that no loaded image and no container uses any more.
+A container that another minirt is creating or starting right now is held
+(``state.hold``): not prune's to take, though it may not have its config yet.
 """
 
 import os
