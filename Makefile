@@ -2,6 +2,7 @@
 #
 #   make install   system packages (Debian, as root) + the Python package in .venv
 #   make test      the whole test suite
+#   make test-vm   the privileged tests again, in a VM: Debian stable's kernel, cgroup v2 only
 #   make images    the example images under images/
 #   make bench     the benchmarks, side by side with real peers (not tests)
 
@@ -11,9 +12,9 @@ PY       := $(VENV)/bin/python
 APT_PKGS := libcap-dev busybox-static iproute2 util-linux kmod zstd \
             runc crun skopeo umoci debootstrap nftables gcc
 
-.PHONY: install system-packages venv test images bench clean
+.PHONY: install system-packages venv test test-vm vm-kernel images bench clean
 
-install: system-packages venv images
+install: system-packages venv images vm-kernel
 
 system-packages:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -31,6 +32,17 @@ venv:
 
 test:
 	$(PY) -m pytest -q
+
+# The test VM's kernel (tests/vm/kernel.py): fetched with apt-get download into
+# .cache/vm, never installed; qemu-system-x86 boots it.
+VM_PKGS  := qemu-system-x86
+APT_PKGS += $(VM_PKGS)
+
+vm-kernel:
+	$(PYTHON) tests/vm/kernel.py
+
+test-vm: vm-kernel
+	$(PY) tests/vm/boot.py
 
 images:
 	$(PY) images/build.py images/

@@ -1,0 +1,86 @@
+"""`make test-vm`: the privileged test suite on a pure cgroup v2 machine with an
+older kernel (Debian stable's), in qemu with KVM.
+
+The guest sees the host's root filesystem read-only through virtio-9p (with an
+in-memory overlay on top, see init.sh), so it runs this very tree with the
+host's Python and packages; guest_init.py runs the suite and writes its exit
+status to a second, writable 9p share, which becomes this script's status.
+qemu has a hard time limit; on failure or time-out the guest's console output
+(printed live as it comes) is followed by a one-line verdict.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import initramfs
+import kernel
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# Stage 1 needs 9p over virtio-pci and overlayfs; everything else the guest's
+# modprobe loads on demand from the same package.
+STAGE1_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "overlay"]
+SUITE_TIMEOUT = int(os.environ.get("MINIRT_VM_TIMEOUT", "600"))
+BOOT_ALLOWANCE = 120  # boot, mounts and power-off, on top of the suite's time
+
+
+def accelerator():
+    """KVM, unless this host's KVM is PVM (a nested hypervisor that runs only
+    kernels built for it, as inside some cloud sandboxes): then qemu's own
+    emulator, slower but the same machine to the guest."""
+    if os.environ.get("MINIRT_VM_ACCEL"):
+        return os.environ["MINIRT_VM_ACCEL"]
+    if os.access("/dev/kvm", os.R_OK | os.W_OK) and not os.path.exists("/sys/module/kvm_pvm"):
+        return "kvm"
+    print("test-vm: KVM cannot boot a stock kernel here; using qemu's emulator (tcg)", file=sys.stderr)
+    return "tcg,thread=multi"
+
+
+def qemu_command(k, initrd, results):
+    append = ["console=ttyS0", "quiet", "loglevel=3", "panic=-1", "cgroup_no_v1=all",
+              "systemd.unified_cgroup_hierarchy=1", f"vm_kernel={k.version}",
+              f"vm_modules={k.modules}", f"vm_project={kernel.PROJECT}",
+              f"vm_python={sys.executable}", f"vm_timeout={SUITE_TIMEOUT}"]
+    return ["qemu-system-x86_64", "-accel", accelerator(), "-cpu", "max", "-smp", "2", "-m", "4096",
+            "-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio",
+            "-kernel", k.vmlinuz, "-initrd", initrd, "-append", " ".join(append),
+            "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+            "-virtfs", f"local,path={results},mount_tag=results,security_model=none"]
+
+
+def main():
+    k = kernel.fetch()
+    with tempfile.TemporaryDirectory(prefix="minirt-vm-") as work:
+        initrd = os.path.join(work, "initrd.gz")
+        with open(initrd, "wb") as f:
+            f.write(initramfs.build(os.path.join(HERE, "init.sh"), "/bin/busybox",
+                                    k.with_dependencies(STAGE1_MODULES)))
+        results = os.path.join(work, "results")
+        os.mkdir(results)
+        start = time.monotonic()
+        try:
+            subprocess.run(qemu_command(k, initrd, results), stdin=subprocess.DEVNULL,
+                           timeout=SUITE_TIMEOUT + BOOT_ALLOWANCE)
+        except subprocess.TimeoutExpired:
+            return verdict(f"TIMED OUT: qemu killed after {SUITE_TIMEOUT + BOOT_ALLOWANCE} s", 124)
+        took = f"{time.monotonic() - start:.0f} s"
+        try:
+            with open(os.path.join(results, "status")) as f:
+                status = int(f.read())
+        except (OSError, ValueError):
+            return verdict(f"FAILED: the guest stopped after {took} without reporting a status", 125)
+    if status:
+        return verdict(f"FAILED: the suite exited with {status} in the guest ({took})", status)
+    print(f"test-vm: passed on Linux {k.version}, cgroup v2 only ({took})")
+    return 0
+
+
+def verdict(message, status):
+    print(f"test-vm: {message}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
