@@ -23,6 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # modprobe loads on demand from the same package.
 STAGE1_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "overlay"]
 SUITE_TIMEOUT = int(os.environ.get("MINIRT_VM_TIMEOUT", "600"))
+# The privileged tests of these (the ones about the kernel and the runtime).
+TESTS = os.environ.get("MINIRT_VM_TESTS", "tests/runtime tests/kernel").split()
 BOOT_ALLOWANCE = 120  # boot, mounts and power-off, on top of the suite's time
 
 
@@ -42,7 +44,8 @@ def qemu_command(k, initrd, results):
     append = ["console=ttyS0", "quiet", "loglevel=3", "panic=-1", "cgroup_no_v1=all",
               "systemd.unified_cgroup_hierarchy=1", f"vm_kernel={k.version}",
               f"vm_modules={k.modules}", f"vm_project={kernel.PROJECT}",
-              f"vm_python={sys.executable}", f"vm_timeout={SUITE_TIMEOUT}"]
+              f"vm_python={sys.executable}", f"vm_timeout={SUITE_TIMEOUT}",
+              f"vm_tests={','.join(TESTS)}"]
     return ["qemu-system-x86_64", "-accel", accelerator(), "-cpu", "max", "-smp", "2", "-m", "4096",
             "-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio",
             "-kernel", k.vmlinuz, "-initrd", initrd, "-append", " ".join(append),

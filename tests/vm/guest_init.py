@@ -13,8 +13,10 @@ import sys
 import time
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SUITE = ["tests/runtime", "tests/kernel"]
-TIMEOUT = int(os.environ.get("vm_timeout", "600"))
+# From the kernel's command line (boot.py): unknown name=value pairs become
+# init's environment.
+SUITE = os.environ["vm_tests"].split(",")
+TIMEOUT = int(os.environ["vm_timeout"])
 
 
 def sh(*cmd):
