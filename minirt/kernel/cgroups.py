@@ -318,9 +318,10 @@ class CgroupV1(Cgroup):
     def create(self):
         super().create()
         # A new v1 cpuset cgroup starts with no cpus and no memory nodes, and a
-        # process cannot join it until both are filled in from the parent.
+        # process cannot join it until both are filled in from the parent.  (Not
+        # so the cgroup2 tree beside the v1 ones, even where it offers cpuset.)
         for tree, d in zip(self.trees, self.dirs):
-            if "cpuset" in tree.controllers:
+            if tree.version == "v1" and "cpuset" in tree.controllers:
                 _inherit_cpuset(d)
 
     def _limit_files(self, res):

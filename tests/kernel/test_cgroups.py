@@ -89,6 +89,25 @@ def test_v2_controller_not_delegated_is_a_clear_error(scratch_v2):
         cg.set_limits(Resources(memory=1 << 20))
 
 
+def test_v1_driver_fills_in_cpuset_only_in_a_v1_cpuset_tree(tmp_path, scratch_v2):
+    """A v1 cpuset cgroup starts empty and must copy its parent's cpus and
+    mems; a cgroup2 tree that offers cpuset (a hybrid host booted with
+    cgroup_no_v1=cpuset, or a pure v2 host seen by the v1 driver) needs
+    nothing of the kind and has no such files until cpuset is enabled."""
+    v1 = tmp_path / "cpuset"
+    (v1 / "minirt" / "c4").mkdir(parents=True)  # with the empty files the kernel makes
+    for name, value in (("cpuset.cpus", "0-1"), ("cpuset.mems", "0")):
+        (v1 / name).write_text(value)
+        (v1 / "minirt" / name).write_text("")
+        (v1 / "minirt" / "c4" / name).write_text("")
+    cg = cgroups.CgroupV1("/minirt/c4", [Hierarchy(str(v1), "v1", frozenset({"cpuset"})),
+                                         Hierarchy(str(scratch_v2), "v2", frozenset({"cpuset", "pids"}))])
+    cg.create()
+    assert (v1 / "minirt" / "c4" / "cpuset.cpus").read_text() == "0-1"
+    assert (v1 / "minirt" / "c4" / "cpuset.mems").read_text() == "0"
+    assert os.listdir(scratch_v2 / "minirt" / "c4") == []
+
+
 def _child_in(cg):
     pid = os.fork()
     if pid == 0:
