@@ -1,6 +1,7 @@
 # minirt and emu: set-up, tests, images and benchmarks.
 #
 #   make install   system packages (Debian, as root) + the Python package in .venv
+#                  + the test VM's kernel
 #   make test      the whole test suite
 #   make test-vm   the privileged tests again, in a VM: Debian stable's kernel, cgroup v2 only
 #   make images    the example images under images/
