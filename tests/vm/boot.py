@@ -55,7 +55,14 @@ def qemu_command(k, initrd, results, accel, timeout):
             "-virtfs", f"local,path={results},mount_tag=results,security_model=none"]
 
 
+# The guest mounts fresh tmpfs here, over whatever the host has in them.
+GUEST_TMPFS = ("/tmp/", "/run/", "/dev/")
+
+
 def main():
+    if (kernel.PROJECT + "/").startswith(GUEST_TMPFS):
+        return verdict(f"the project at {kernel.PROJECT} is hidden in the guest by its own "
+                       f"tmpfs on {', '.join(GUEST_TMPFS)}: move it elsewhere", 125)
     k = kernel.fetch()
     with tempfile.TemporaryDirectory(prefix="minirt-vm-") as work:
         initrd = os.path.join(work, "initrd.gz")
