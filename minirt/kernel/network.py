@@ -15,10 +15,12 @@ Two halves, on purpose:
   ``SIOCSIFADDR``/``SIOCSIFNETMASK`` (``ifconfig eth0 ADDR netmask MASK``) and
   ``SIOCADDRT`` (``route add default gw GW``).  They need only a socket, which
   keeps container start-up free of a netlink library's import cost.
-- On the host, links are made with rtnetlink through pyroute2, imported only in
-  the functions that need it (about 150 ms), so ``--network none`` never pays it.
+- On the host, the bridge and the veth pairs are made with rtnetlink: one
+  message each, encoded by pyroute2's message classes (imported only there,
+  and only those: see below), so ``--network none`` never pays for them.
 """
 
+import errno
 import fcntl
 import os
 import struct
@@ -81,7 +83,100 @@ def configure(name, address, prefixlen, gateway=None):
         _ioctls((SIOCADDRT, entry))
 
 
-# -- on the host: rtnetlink (pyroute2) ------------------------------------------------
+# -- on the host: rtnetlink, spoken with pyroute2's message classes ----------------------
+#
+# A veth pair whose one end is born in another namespace has no ioctl: it takes
+# one rtnetlink message, RTM_NEWLINK.  pyroute2 encodes it, but ``import
+# pyroute2`` runs the package's __init__, which imports every netlink family it
+# knows, asyncio and multiprocessing: ~100 ms, more than starting a container.
+# minirt needs only the message machinery (``pyroute2.netlink``: nlmsg, nla),
+# declares the few link attributes it sets (linux/if_link.h) and sends the
+# message on a socket of its own.
+
+RTM_NEWLINK, RTM_DELLINK = 16, 17
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+NLMSG_ERROR = 2
+_link_message = None
+
+
+def netlink_ready():
+    """Import what talking rtnetlink takes, once (see above); return the link
+    message class.  Cheap after the first call; the CLI calls it early, in a
+    helper process of its own (``minirt.runtime.network.head_start``)."""
+    global _link_message
+    if _link_message is None:
+        _link_message = _declare_link_message(_import_without_package_init("pyroute2.netlink"))
+    return _link_message
+
+
+def _import_without_package_init(name):
+    """Import the submodule ``name`` of a package without running the package's
+    ``__init__``: a bare package module stands in for it while the submodule
+    (and what it imports) loads, and is taken away afterwards, so that a later
+    ``import pyroute2`` elsewhere in the process still gets the real package."""
+    import importlib
+    import importlib.machinery
+    import sys
+
+    package = name.split(".")[0]
+    if package in sys.modules:  # imported already, the usual way
+        return importlib.import_module(name)
+    spec = importlib.machinery.PathFinder.find_spec(package)
+    if spec is None:
+        raise ImportError(f"no module named {package!r}")
+    stand_in = type(sys)(package)
+    stand_in.__path__ = spec.submodule_search_locations
+    sys.modules[package] = stand_in
+    try:
+        return importlib.import_module(name)
+    finally:
+        for loaded in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+            del sys.modules[loaded]
+
+
+def _declare_link_message(netlink):
+    # struct ifinfomsg (linux/rtnetlink.h), then attributes by number.
+    header = (("family", "B"), ("__pad", "x"), ("ifi_type", "H"), ("index", "i"),
+              ("flags", "I"), ("change", "I"))
+
+    class ifinfmsg(netlink.nlmsg):
+        fields = header
+        nla_map = ((1, "IFLA_ADDRESS", "l2addr"), (3, "IFLA_IFNAME", "asciiz"),
+                   (10, "IFLA_MASTER", "uint32"), (18, "IFLA_LINKINFO", "linkinfo"))
+
+        class linkinfo(netlink.nla):
+            nla_map = ((1, "IFLA_INFO_KIND", "asciiz"), (2, "IFLA_INFO_DATA", "veth_info"))
+
+            class veth_info(netlink.nla):
+                nla_map = ((1, "VETH_INFO_PEER", "peer"),)
+
+                class peer(netlink.nla):  # the other end: a header and attributes of its own
+                    fields = header
+                    nla_map = ((3, "IFLA_IFNAME", "asciiz"), (19, "IFLA_NET_NS_PID", "uint32"))
+
+    return ifinfmsg
+
+
+def _rtnetlink(kind, attrs, flags=0, up=False):
+    """Send one link message (RTM_NEWLINK or RTM_DELLINK) and wait for the
+    kernel's answer; its error becomes an OSError."""
+    message = netlink_ready()()
+    message["header"]["type"] = kind
+    message["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | flags
+    message["flags"] = message["change"] = IFF_UP if up else 0
+    message["attrs"] = attrs
+    message.encode()
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)  # 0: NETLINK_ROUTE
+    try:
+        s.sendto(message.data, (0, 0))
+        answer = s.recv(65536)
+    finally:
+        s.close()
+    # struct nlmsghdr, then (for NLMSG_ERROR) the error: 0 is the acknowledgement
+    _, answer_type, _, _, _, error = struct.unpack_from("=IHHIIi", answer)
+    if answer_type == NLMSG_ERROR and error:
+        raise OSError(-error, os.strerror(-error))
+
 
 def exists(name):
     """Whether the link ``name`` exists in the current network namespace (no netlink)."""
@@ -93,6 +188,20 @@ def links():
     return os.listdir("/sys/class/net")
 
 
+def alias(name):
+    """The link's alias (``ip link set NAME alias TEXT``), "" if none or no link."""
+    try:
+        with open(f"/sys/class/net/{name}/ifalias") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def set_alias(name, text):
+    with open(f"/sys/class/net/{name}/ifalias", "w") as f:
+        f.write(text)
+
+
 def create_bridge(name, address, prefixlen, alias=None):
     """A bridge with the network's gateway address, up.
 
@@ -100,49 +209,44 @@ def create_bridge(name, address, prefixlen, alias=None):
     lowest MAC of its ports, which changes as containers come and go and leaves
     every container with a stale ARP entry for its gateway.
     """
-    from pyroute2 import IPRoute
-
     mac = bytearray(os.urandom(6))
     mac[0] = (mac[0] & 0xFE) | 0x02  # unicast, locally administered
-    with IPRoute() as ipr:
-        ipr.link("add", ifname=name, kind="bridge", address=":".join(f"{b:02x}" for b in mac))
-        index = ipr.link_lookup(ifname=name)[0]
-        if alias:
-            ipr.link("set", index=index, ifalias=alias)
-        ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
-        ipr.link("set", index=index, state="up")
+    _rtnetlink(RTM_NEWLINK, [("IFLA_IFNAME", name), ("IFLA_ADDRESS", ":".join(f"{b:02x}" for b in mac)),
+                             ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]})],
+               NLM_F_CREATE | NLM_F_EXCL)
+    if alias:
+        set_alias(name, alias)
+    configure(name, address, prefixlen)  # ifconfig works on the host's links too
 
 
 def create_veth(host_name, bridge, netns_pid, peer_name="eth0", alias=None):
     """A veth pair: ``peer_name`` inside the network namespace of ``netns_pid``,
-    ``host_name`` on the host, plugged into ``bridge`` and up.
+    ``host_name`` on the host, plugged into ``bridge`` and up — one message.
 
     The peer is created directly in the target namespace (IFLA_NET_NS_PID), so
     it never exists on the host under a name that could clash with the host's
     own ``eth0``.
     """
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": peer_name, "net_ns_pid": netns_pid})
-        master = ipr.link_lookup(ifname=bridge)[0]
-        index = ipr.link_lookup(ifname=host_name)[0]
-        ipr.link("set", index=index, master=master, state="up", **({"ifalias": alias} if alias else {}))
+    with open(f"/sys/class/net/{bridge}/ifindex") as f:
+        master = int(f.read())
+    peer = {"attrs": [("IFLA_IFNAME", peer_name), ("IFLA_NET_NS_PID", netns_pid)]}
+    _rtnetlink(RTM_NEWLINK, [("IFLA_IFNAME", host_name), ("IFLA_MASTER", master),
+                             ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "veth"),
+                                                          ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]})]})],
+               NLM_F_CREATE | NLM_F_EXCL, up=True)
+    if alias:
+        set_alias(host_name, alias)
 
 
 def delete_link(name):
     """Delete link ``name`` (a veth takes its peer with it); no error if it is gone."""
     if not exists(name):
         return False
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    with IPRoute() as ipr:
-        try:
-            ipr.link("del", ifname=name)
-        except NetlinkError as e:
-            if e.code != 19:  # ENODEV: someone else deleted it meanwhile
-                raise
+    try:
+        _rtnetlink(RTM_DELLINK, [("IFLA_IFNAME", name)])
+    except OSError as e:
+        if e.errno != errno.ENODEV:  # someone else deleted it meanwhile
+            raise
     return True
 
 
