@@ -86,10 +86,13 @@ def veth_name(cid):
 
 
 def _bridge_name(root, name, nid):
-    """``minirt0`` for the default network of the default state root; other
-    networks (and other roots' default networks) are named by their id."""
+    """``minirt0`` for the default network of the host's own state root
+    (``/var/lib/minirt``; docker's is ``docker0``).  Every other network, the
+    default network of any other root included, is named by its id: two state
+    roots on one host never want the same bridge (``$MINIRT_ROOT`` does not make
+    a second "default" root)."""
     p = prefix()
-    if name == DEFAULT and os.path.abspath(root) == os.path.abspath(state.default_root()):
+    if name == DEFAULT and os.path.abspath(root) == state.SYSTEM_ROOT:
         return p + "0"
     return p + "-" + nid[:14 - len(p)]
 
@@ -238,10 +241,10 @@ def _record(root, name, subnet, prefixlen, exist_ok=False):
 # container, under the network's lock (as are allocation and release).
 
 def _bring_up(root, net):
-    from minirt.kernel import network as links, nftables
-
     if _bridge_ok(root, net):
         return
+    from minirt.kernel import network as links, nftables  # (nftables imports subprocess)
+
     try:
         with _host_lock():
             _sweep_orphans()
@@ -250,8 +253,7 @@ def _bring_up(root, net):
             nftables.ensure(table)
             nftables.add_network(table, net["bridge"], net["subnet"])
             if links.exists(net["bridge"]):
-                raise NetworkError(f"bridge {net['bridge']} exists but is not this state root's"
-                                   " (set MINIRT_NET_PREFIX to tell two roots apart)")
+                raise _not_ours(net)
             links.create_bridge(net["bridge"], net["gateway"], net["prefixlen"],
                                 alias=_alias(root, "network " + net["id"]))
         # 127.0.0.1 may leave through the bridge (DNAT of published ports, see
@@ -263,10 +265,22 @@ def _bring_up(root, net):
                            f" {getattr(e, 'strerror', None) or e}") from None
 
 
+def _not_ours(net):
+    """A link has the name of our bridge but is not ours (the sweep has already
+    removed bridges of state roots that are gone): say whose it is, and the way out."""
+    from minirt.kernel import network as links
+
+    bridge, words = net["bridge"], links.alias(net["bridge"]).split()
+    owner = (f"it is the bridge of state root {words[1]}" if len(words) == 4 and words[0] == "minirt"
+             else "it was not made by minirt")
+    return NetworkError(f"network {net['name']}: bridge {bridge} exists and is not this state root's"
+                        f" ({owner}); if nothing uses it, delete it: ip link delete {bridge}")
+
+
 def _tear_down(root, net):
     from minirt.kernel import network as links
 
-    if links.exists(net["bridge"]) and _link_alias(net["bridge"]) == _alias(root, "network " + net["id"]):
+    if links.exists(net["bridge"]) and links.alias(net["bridge"]) == _alias(root, "network " + net["id"]):
         links.delete_link(net["bridge"])
     with _host_lock():
         _forget_bridge(_table_of(net["bridge"]), net["bridge"], net["subnet"])
@@ -284,17 +298,19 @@ def _forget_bridge(table, bridge, subnet):
 
 def sweep_orphans():
     """Delete bridges whose network record is gone from their state root
-    (a temporary root deleted without ``network rm`` or ``system prune``).
-    Done by every minirt that makes a bridge, and by the test suite at its end."""
+    (a root deleted without ``network rm`` or ``system prune``); return their
+    names.  Done by every minirt that makes a bridge, by ``system prune``,
+    and by the test suite at its end."""
     with _host_lock():
-        _sweep_orphans()
+        return _sweep_orphans()
 
 
 def _sweep_orphans():
     from minirt.kernel import network as links
 
+    swept = []
     for link in links.links():
-        words = _link_alias(link).split()
+        words = links.alias(link).split()
         if len(words) != 4 or words[0] != "minirt" or words[2] != "network":
             continue
         _, root, _, nid = words
@@ -304,6 +320,8 @@ def _sweep_orphans():
         links.delete_link(link)
         if subnet:
             _forget_bridge(_table_of(link), link, subnet)
+        swept.append(link)
+    return swept
 
 
 def _record_id(root, name):
@@ -326,7 +344,7 @@ def _bridge_subnet(link):
 def _bridge_ok(root, net):
     from minirt.kernel import network as links
 
-    return links.exists(net["bridge"]) and _link_alias(net["bridge"]) == _alias(root, "network " + net["id"])
+    return links.exists(net["bridge"]) and links.alias(net["bridge"]) == _alias(root, "network " + net["id"])
 
 
 def _host_lock():
@@ -453,14 +471,6 @@ def listing(root):
     return [(load(root, n), len(_allocations(root, n))) for n in names(root)]
 
 
-def _link_alias(name):
-    try:
-        with open(f"/sys/class/net/{name}/ifalias") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
 # -- addresses ----------------------------------------------------------------------
 
 def _net_dir(root, name):
@@ -573,7 +583,7 @@ def attach(endpoint, pid, root, cid):
             _bring_up(root, net)
     try:
         links.create_veth(endpoint["veth"], endpoint["bridge"], pid, alias=_alias(root, "container " + cid))
-    except Exception as e:  # noqa: BLE001 — pyroute2's NetlinkError, among others
+    except OSError as e:
         raise NetworkError(f"connecting container {cid[:12]} to network {endpoint['name']}: {e}") from None
 
 
@@ -744,7 +754,7 @@ def prune(root, running):
         except (NetworkError, KeyError):
             pass
     for link in links.links():
-        alias = _link_alias(link)
+        alias = links.alias(link)
         if ((alias.startswith(containers) and alias[len(containers):] not in running)
                 or (alias.startswith(networks) and alias[len(networks):] not in recorded)):
             links.delete_link(link)
@@ -759,4 +769,6 @@ def prune(root, running):
     for name in os.listdir(_networks_dir(root)) if os.path.isdir(_networks_dir(root)) else ():
         if name.startswith(".removing-"):
             state.remove_tree(os.path.join(_networks_dir(root), name))
+    if os.geteuid() == 0:  # and bridges of other state roots that are gone
+        done += [f"Deleted link {link} (its state root is gone)" for link in sweep_orphans()]
     return done

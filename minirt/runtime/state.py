@@ -55,11 +55,14 @@ class NoSuchContainer(MinirtError):
     pass
 
 
+SYSTEM_ROOT = "/var/lib/minirt"  # root's state root, unless told otherwise
+
+
 def default_root():
     if "MINIRT_ROOT" in os.environ:
         return os.environ["MINIRT_ROOT"]
     if os.geteuid() == 0:
-        return "/var/lib/minirt"
+        return SYSTEM_ROOT
     data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
     return os.path.join(data, "minirt")
 

@@ -51,12 +51,15 @@ def _our_links(root, kind=""):
     return out
 
 
-def cli(root, *args, timeout=60):
+def cli(root, *args, timeout=60, as_default=False):
+    """``minirt --root ROOT ARGS``; ``as_default``: ROOT is the default root (MINIRT_ROOT)."""
     # stdout to a file: a detached container's monitor keeps minirt's stdout
     # open, so a pipe would never see end-of-file.
+    os.makedirs(root, exist_ok=True)
+    env = dict(os.environ, MINIRT_ROOT=root) if as_default else None
     with open(os.path.join(root, f".out-{os.getpid()}-{time.monotonic_ns()}"), "w+") as out:
-        r = subprocess.run([sys.executable, "-m", "minirt", "--root", root, *args],
-                           stdout=out, stderr=subprocess.PIPE, timeout=timeout, text=True)
+        r = subprocess.run([sys.executable, "-m", "minirt", *([] if as_default else ["--root", root]), *args],
+                           stdout=out, stderr=subprocess.PIPE, timeout=timeout, text=True, env=env)
         out.seek(0)
         r.stdout = out.read()
         os.unlink(out.name)
@@ -279,6 +282,63 @@ def test_removal_under_another_prefix_removes_the_rules_too(busybox_image, tmp_p
                        capture_output=True, timeout=60)
         if nftables.exists("mrtab"):
             nftables.delete_table("mrtab")
+
+
+# -- several state roots on one host ---------------------------------------------------
+
+def test_two_state_roots_run_bridged_containers_side_by_side(busybox_image, tmp_path):
+    """Each root is its process's default root (MINIRT_ROOT): their default
+    networks get bridges of their own, and removing one root's network leaves
+    the other's containers connected."""
+    roots = [str(tmp_path / name) for name in ("one", "two")]
+    ids = []
+
+    def reaches_its_gateway(root, cid):
+        r = cli(root, "exec", cid, "ping", "-c1", "-W2", network.load(root, "bridge")["gateway"], as_default=True)
+        return r.returncode == 0
+
+    try:
+        for root in roots:
+            r = cli(root, "run", "-d", busybox_image, "sleep", "60", as_default=True)
+            assert r.returncode == 0, r.stderr
+            ids.append(r.stdout.strip())
+        bridges = [network.load(root, "bridge")["bridge"] for root in roots]
+        assert bridges[0] != bridges[1]
+        assert reaches_its_gateway(roots[0], ids[0]) and reaches_its_gateway(roots[1], ids[1])
+        # root one goes away completely; root two's container keeps its network
+        assert cli(roots[0], "rm", "-f", ids[0], as_default=True).returncode == 0
+        assert cli(roots[0], "system", "prune", as_default=True).returncode == 0
+        assert not os.path.exists(f"/sys/class/net/{bridges[0]}")
+        assert reaches_its_gateway(roots[1], ids[1])
+    finally:
+        for root, cid in zip(roots, ids):
+            cli(root, "rm", "-f", cid, as_default=True)
+            cli(root, "system", "prune", as_default=True)
+
+
+def test_a_deleted_roots_bridge_is_swept_by_prune(busybox_image, tmp_path):
+    gone, kept = str(tmp_path / "gone"), str(tmp_path / "kept")
+    assert cli(gone, "run", "--rm", busybox_image, "true").returncode == 0
+    bridge = network.load(gone, "bridge")["bridge"]
+    import shutil
+    shutil.rmtree(gone)  # without network rm or system prune: its bridge stays
+    assert os.path.exists(f"/sys/class/net/{bridge}")
+    r = cli(kept, "system", "prune")
+    assert r.returncode == 0 and f"Deleted link {bridge}" in r.stdout
+    assert not os.path.exists(f"/sys/class/net/{bridge}")
+
+
+def test_a_foreign_link_with_the_bridges_name_is_a_clear_error(busybox_image, root, net):
+    bridge = net("nettest-g")["bridge"]
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
+    try:
+        r = cli(root, "run", "--rm", "--network", "nettest-g", busybox_image, "true")
+        assert r.returncode == 125 and r.stderr.count("\n") == 1, r.stderr
+        assert f"bridge {bridge} exists and is not this state root's (it was not made by minirt)" in r.stderr
+        assert f"ip link delete {bridge}" in r.stderr
+    finally:
+        subprocess.run(["ip", "link", "delete", bridge])  # the way out the message gives
+    assert cli(root, "run", "--rm", "--network", "nettest-g", busybox_image, "true").returncode == 0
 
 
 def test_rootless_keeps_working_with_none(busybox_image):
