@@ -309,8 +309,18 @@ def parse_port(text):
 
 
 def default_network():
-    """bridge for root; none for rootless runs, which cannot make host links."""
-    return "bridge" if os.geteuid() == 0 else "none"
+    """bridge for root.  Rootless runs cannot make host links: they get
+    user-mode networking (slirp4netns, as rootless podman does) where it is
+    installed and may open /dev/net/tun, and none where not."""
+    if os.geteuid() == 0:
+        return "bridge"
+    return "slirp4netns" if on_path("slirp4netns") and os.access("/dev/net/tun", os.R_OK | os.W_OK) else "none"
+
+
+def on_path(command):
+    """Whether ``command`` is an executable in one of $PATH's directories."""
+    return any(os.access(os.path.join(d, command), os.X_OK)
+               for d in os.environ.get("PATH", os.defpath).split(os.pathsep) if d)
 
 
 _ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")

@@ -98,15 +98,20 @@ def _our_cgroups():
 
 
 def _our_processes():
-    """Processes still in our cgroups, and unreaped children of this pytest."""
+    """Processes still in our cgroups, unreaped children of this pytest, and
+    processes started with our environment (minirt's, and what it spawns
+    outside any cgroup: slirp4netns)."""
     found = []
     me = str(os.getpid())
+    ours = f"MINIRT_CGROUP_PARENT={CGROUP_PARENT}\0".encode()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cgroup") as f:
                 in_ours = CGROUP_PARENT in f.read()
             with open(f"/proc/{pid}/stat") as f:
                 ppid = f.read().rsplit(")", 1)[1].split()[1]
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                in_ours = in_ours or ours in f.read()
         except OSError:
             continue
         if in_ours or ppid == me:

@@ -7,9 +7,10 @@ that subnet, NAT to the outside (``minirt/kernel/nftables.py``), and names.
 
 ``--network`` modes (docker's):
 
-    none            only the loopback device (the default for rootless runs)
+    none            only the loopback device
     host            no network namespace: the host's own links
     bridge          the default network: bridge ``minirt0``, subnet picked free
+    slirp4netns     user-mode networking, the default for rootless runs (below)
     NAME            a user-defined network (``minirt network create NAME``), on
                     which containers find each other by name (/etc/hosts)
     container:NAME  share the network namespace of a running container
@@ -46,9 +47,10 @@ import time
 from minirt import lightjson
 from minirt.errors import MinirtError, SpecError
 from minirt.runtime import state
-from minirt.spec import is_network_name
+from minirt.spec import is_network_name, on_path
 
 DEFAULT = "bridge"                  # the default network's name (docker's)
+SLIRP = "slirp4netns"               # user-mode networking (and the program that does it)
 POOL = "10.88.0.0/13"               # where free subnets are looked for
 DEFAULT_PREFIXLEN, USER_PREFIXLEN = 20, 24  # 4093 and 253 containers
 HOST_LOCK_DIR = "/run/minirt"       # bridges are host-wide: so is the lock that picks subnets
@@ -115,7 +117,7 @@ def mode(spec):
 
 
 def _mode(net):
-    if net in ("none", "host"):
+    if net in ("none", "host", SLIRP):
         return net
     if net.startswith("container:"):
         return "container"
@@ -130,16 +132,25 @@ def validate(root, spec):
 def check(root, network, ports):
     """``validate`` for the command line, before the image is even unpacked."""
     m = _mode(network)
-    if ports and m != "bridge":
-        raise SpecError(f"published ports (-p) need a bridge network, not --network {network}")
+    if ports and m not in ("bridge", SLIRP):
+        raise SpecError(f"published ports (-p) need a bridge network or {SLIRP}, not --network {network}")
     if m == "container":
         _netns_pid(root, network.split(":", 1)[1])
+        return
+    if m == SLIRP:
+        if not on_path(SLIRP):
+            raise SpecError(f"--network {SLIRP}: the {SLIRP} command is missing (install the {SLIRP} package)")
+        if not os.access("/dev/net/tun", os.R_OK | os.W_OK):
+            raise SpecError(f"--network {SLIRP}: /dev/net/tun is not open to this user"
+                            " (udev makes it 0666; or use --network none)")
+        for p in ports:
+            _check_port_free(root, p)
         return
     if m != "bridge":
         return
     if os.geteuid() != 0:
         raise SpecError(f"--network {network} needs root: rootless containers have"
-                        " --network none (the default) or host")
+                        f" --network {SLIRP} (the default), none or host")
     if network != DEFAULT and not os.path.exists(_record_path(root, network)):
         raise SpecError(f"network {network} not found (see minirt network ls)")
     for p in ports:
@@ -193,7 +204,7 @@ def names(root):
 def create(root, name, subnet=None):
     """``minirt network create``: record the network (its bridge comes with its
     first container)."""
-    if not is_network_name(name) or name in ("none", "host", DEFAULT):
+    if not is_network_name(name) or name in ("none", "host", DEFAULT, SLIRP):
         raise SpecError(f"invalid network name {name!r}"
                         + (": a pre-defined network" if is_network_name(name) else ""))
     if os.geteuid() != 0:
@@ -551,6 +562,9 @@ def setup(container):
         except OSError:
             pass
         return None
+    if m == SLIRP:
+        _use_slirp_dns(os.path.join(container.dir, "resolv.conf"))
+        return None
     if m != "bridge":
         return None
     net = ensure(root, spec.network)
@@ -605,6 +619,112 @@ def release(root, cid):
                 os.unlink(os.path.join(base, ip))
             if name != DEFAULT:
                 _write_hosts(root, load(root, name))
+
+
+# -- user-mode networking: slirp4netns ----------------------------------------------
+#
+# Without root nothing can be made on the host's side: no bridge, no veth.
+# slirp4netns (Debian package slirp4netns; rootless podman's default) runs as
+# the user, outside the container, and makes a tap device, tap0, inside the
+# container's network namespace.  What the container sends into it, a TCP/IP
+# stack in user space (libslirp) turns into ordinary socket calls of the
+# slirp4netns process: the container's connections leave from the user's own
+# sockets, with the user's rights.  The container is 10.0.2.100/24; its
+# gateway 10.0.2.2 is also the host's 127.0.0.1 (rootless only: as root that
+# would hand the host's loopback-only services to the container); 10.0.2.3
+# forwards DNS.  ``-p HOST:CTR`` asks slirp4netns, over its API socket, to
+# listen on the host port and forward what comes in.
+#
+# slirp4netns must not outlive the container.  Its --exit-fd is a pidfd of
+# PID 1, which reports a hang-up when PID 1 is gone (reaped): however the
+# container ends, and whoever dies first, slirp4netns exits with it.
+
+SLIRP_ADDRESS, SLIRP_DNS = "10.0.2.100", "10.0.2.3"
+
+
+def _use_slirp_dns(path):
+    with open(path) as f:
+        kept = [line for line in f.read().splitlines() if not line.startswith("nameserver")]
+    state.write_text(path, "\n".join([f"nameserver {SLIRP_DNS}"] + kept) + "\n")
+
+
+def start_slirp(container_dir, pid, ports):
+    """slirp4netns for the container whose PID 1 is ``pid``; returns once tap0
+    is configured and ``ports`` are published."""
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    exit_fd = os.pidfd_open(pid)
+    argv = [SLIRP, "--configure", "--mtu=65520", f"--ready-fd={ready_w}", f"--exit-fd={exit_fd}"]
+    # (relative to the container's directory: a socket's path may have only 107 bytes)
+    argv += ["--api-socket", "slirp4netns.sock"] if ports else []
+    argv += ["--disable-host-loopback"] if os.geteuid() == 0 else []
+    try:
+        _spawn_detached(argv + [str(pid), "tap0"], (ready_w, exit_fd), container_dir)
+    finally:
+        os.close(ready_w)
+        os.close(exit_fd)
+    with os.fdopen(ready_r, "rb") as ready:
+        if ready.read(1) != b"1":
+            raise NetworkError(f"{SLIRP} failed: {_last_line(os.path.join(container_dir, 'slirp4netns.log'))}")
+    for p in ports:
+        _slirp_forward(container_dir, p)
+
+
+def _spawn_detached(argv, fds, directory):
+    """Start ``argv`` in ``directory`` as nobody's child (a double fork: no
+    zombie for us to reap), in a session of its own (Ctrl-C on our terminal is
+    not for it), keeping ``fds``; its output goes to ``directory/<argv[0]>.log``."""
+    child = os.fork()
+    if child == 0:
+        code = 0
+        try:
+            os.setsid()
+            if os.fork() == 0:
+                code = 127  # unless exec succeeds
+                os.chdir(directory)
+                out = os.open(argv[0] + ".log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+                os.dup2(out, 1)
+                os.dup2(out, 2)
+                for fd in fds:
+                    os.set_inheritable(fd, True)
+                os.execvp(argv[0], argv)
+        except OSError as e:
+            os.write(2, f"{argv[0]}: {e.strerror}\n".encode())
+        finally:
+            os._exit(code)
+    os.waitpid(child, 0)
+
+
+def _last_line(path):
+    try:
+        with open(path) as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        lines = []
+    return lines[-1] if lines else "it exited without saying why"
+
+
+def _slirp_forward(container_dir, p):
+    """One published port, through slirp4netns's API socket (a JSON request)."""
+    import _socket as socket
+
+    request = {"execute": "add_hostfwd",
+               "arguments": {"proto": p["proto"], "host_addr": p["host_ip"] or "0.0.0.0",
+                             "host_port": p["host_port"], "guest_port": p["container_port"]}}
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    directory = os.open(container_dir, os.O_PATH | os.O_CLOEXEC)
+    try:
+        s.connect(f"/proc/self/fd/{directory}/slirp4netns.sock")  # a short path to a long one
+        s.sendall(lightjson.dumps(request).encode())
+        s.shutdown(socket.SHUT_WR)
+        answer = b"".join(iter(lambda: s.recv(4096), b""))
+    finally:
+        s.close()
+        os.close(directory)
+    error = lightjson.loads(answer or b"{}").get("error")
+    if error or not answer:
+        raise NetworkError(f"publishing port {p['host_port']}/{p['proto']}:"
+                           f" {(error or {}).get('desc', 'no answer from ' + SLIRP)}")
 
 
 # -- /etc/hosts ---------------------------------------------------------------------

@@ -4,7 +4,8 @@
   (``host.assert_nothing_left(container)``, ``host.processes_in_cgroup_of(cid)``,
   ``host.processes_mentioning(text)``, ``host.container_cgroups()``).
 - ``home``: a directory the user nobody may use, holding a copy of the busybox
-  image, for the rootless tests; no process may mention it afterwards.
+  image, for the rootless tests; no process may mention it (or have it as
+  HOME) afterwards.
 - ``nobody(*args, root=True)``: ``minirt [--root HOME/root] ARGS`` run as the
   user nobody in ``home`` (setpriv, straight to this venv's python).
 - ``run(*cmd, **options)``: busybox run to completion in-process with any
@@ -42,6 +43,12 @@ class Host:
     def processes_mentioning(text):
         """Host processes whose command line mentions ``text`` (a monitor names its container's dir)."""
         return Host._processes("cmdline", text)
+
+    @staticmethod
+    def processes_started_in(home):
+        """Host processes whose environment names ``home`` as HOME (a rootless
+        minirt's slirp4netns inherits its environment)."""
+        return Host._processes("environ", f"HOME={home}\0")
 
     @staticmethod
     def _processes(proc_file, text):
@@ -102,7 +109,7 @@ def home(busybox_image):
     shutil.copyfile(busybox_image, image)
     os.chmod(image, 0o644)
     yield d
-    leftover = Host.processes_mentioning(d)
+    leftover = sorted(set(Host.processes_mentioning(d)) | set(Host.processes_started_in(d)))
     for pid in leftover:
         os.kill(pid, signal.SIGKILL)
     shutil.rmtree(d, ignore_errors=True)

@@ -341,34 +341,6 @@ def test_a_foreign_link_with_the_bridges_name_is_a_clear_error(busybox_image, ro
     assert cli(root, "run", "--rm", "--network", "nettest-g", busybox_image, "true").returncode == 0
 
 
-def test_rootless_keeps_working_with_none(busybox_image):
-    """An unprivileged user gets --network none by default, and a clear error for bridge."""
-    import shutil
-    import tempfile
-
-    home = tempfile.mkdtemp(prefix="minirt-rootless-net-")
-    try:
-        os.chmod(home, 0o777)
-        image = os.path.join(home, "busybox.tar")
-        shutil.copyfile(busybox_image, image)
-        os.chmod(image, 0o644)
-        env = {k: v for k, v in os.environ.items() if k not in ("MINIRT_ROOT", "XDG_DATA_HOME")}
-        env["HOME"] = home
-
-        def as_nobody(*args):
-            return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                                   sys.executable, "-m", "minirt", "--root", os.path.join(home, "root"),
-                                   *args], capture_output=True, text=True, timeout=60, env=env, cwd=home)
-
-        r = as_nobody("run", "--rm", image, "ip", "-o", "link")
-        assert r.returncode == 0, r.stderr
-        assert links_in(r.stdout) == ["lo"]
-        r = as_nobody("run", "--rm", "--network", "bridge", image, "true")
-        assert r.returncode == 125 and "needs root" in r.stderr and r.stderr.count("\n") == 1
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-
-
 def test_port_parsing():
     from minirt.spec import parse_port
     assert parse_port("8080:80") == {"host_ip": "", "host_port": 8080, "container_port": 80, "proto": "tcp"}

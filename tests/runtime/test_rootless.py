@@ -12,7 +12,12 @@ Remap (as root): root inside is uid 100000 outside, as the host sees it.
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
+import threading
+import time
 
 import pytest
 
@@ -95,6 +100,146 @@ def test_rootless_limits_without_delegated_cgroups_are_a_clear_error(home, args,
 def test_rootless_remap_is_refused(home, nobody):
     r = nobody("run", "--rm", "--userns=remap", image(home), "true")
     assert r.returncode == 125 and b"--userns=remap needs root" in r.stderr
+
+
+# -- rootless networking: slirp4netns -----------------------------------------------
+#
+# Traffic stays on this host: the container reaches a server the test runs on
+# the host's loopback (slirp4netns's 10.0.2.2), and the host reaches a server in
+# the container through a port published on 127.0.0.1.
+
+@pytest.fixture
+def tun():
+    """/dev/net/tun usable by every user, as Debian's udev leaves it (0666):
+    slirp4netns, running as the user, opens it.  A host without udev may have
+    it at 0600; then for this test only."""
+    mode = os.stat("/dev/net/tun").st_mode & 0o777
+    os.chmod("/dev/net/tun", 0o666)
+    yield
+    os.chmod("/dev/net/tun", mode)
+
+
+def _server_on_host_loopback(reply):
+    """A one-connection TCP server on 127.0.0.1; returns its port."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def serve():
+        with server:
+            server.settimeout(30)
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server.getsockname()[1]
+
+
+def _slirps_of(host, home):
+    """slirp4netns processes of nobody's minirt in ``home``."""
+    return [pid for pid in host.processes_started_in(home) if _name(pid) == "slirp4netns"]
+
+
+def _name(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def test_rootless_default_network_reaches_the_hosts_loopback(home, nobody, tun):
+    port = _server_on_host_loopback(b"hello from the host\n")
+    r = nobody("run", "--rm", image(home), "sh", "-c",
+               f"ip -o -4 addr show tap0; ip route; cat /etc/resolv.conf; nc 10.0.2.2 {port}")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    assert " 10.0.2.100/24 " in out and "default via 10.0.2.2 dev tap0" in out
+    assert "nameserver 10.0.2.3" in out and out.endswith("hello from the host\n")
+
+
+def test_rootless_published_port_reaches_a_server_in_the_container(home, host, nobody, tun):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = nobody("run", "-d", "-p", f"127.0.0.1:{port}:8080", image(home), "sh", "-c",
+               "while true; do echo hello from inside | nc -l -p 8080; done")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.decode().strip()
+    try:
+        assert _slirps_of(host, home)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as c:
+                    data = c.recv(100)
+                if data:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "nothing from the published port"
+            time.sleep(0.05)
+        assert data == b"hello from inside\n"
+    finally:
+        assert nobody("rm", "-f", cid).returncode == 0
+    _wait_until_gone(host, home)
+
+
+def test_rootless_slirp4netns_dies_with_a_killed_minirt(home, host, tun):
+    """SIGKILL of a foreground minirt: its PID 1 dies with it, and slirp4netns
+    (whose exit-fd is PID 1's pidfd) follows."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MINIRT_ROOT", "XDG_DATA_HOME")}
+    env["HOME"] = home
+    cli = subprocess.Popen(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                            sys.executable, "-m", "minirt", "--root", os.path.join(home, "root"),
+                            "run", image(home), "sleep", "60"], env=env, cwd=home,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not _slirps_of(host, home):
+            assert time.monotonic() < deadline and cli.poll() is None, "slirp4netns never started"
+            time.sleep(0.05)
+    finally:
+        cli.kill()
+        cli.wait()
+    _wait_until_gone(host, home)
+
+
+def test_rootless_none_stays_available_and_bridge_needs_root(home, nobody):
+    r = nobody("run", "--rm", "--network", "none", image(home), "cat", "/proc/net/dev")
+    assert r.returncode == 0, r.stderr
+    assert _links(r.stdout) == ["lo"]
+    r = nobody("run", "--rm", "--network", "bridge", image(home), "true")
+    assert r.returncode == 125 and b"needs root" in r.stderr and r.stderr.count(b"\n") == 1
+
+
+def test_rootless_without_dev_net_tun_gets_none_or_a_clear_error(home, nobody):
+    mode = os.stat("/dev/net/tun").st_mode & 0o777
+    os.chmod("/dev/net/tun", 0o600)  # as on a host without udev
+    try:
+        r = nobody("run", "--rm", image(home), "cat", "/proc/net/dev")
+        assert r.returncode == 0, r.stderr
+        assert _links(r.stdout) == ["lo"]
+        r = nobody("run", "--rm", "--network", "slirp4netns", image(home), "true")
+        assert r.returncode == 125 and r.stderr.count(b"\n") == 1
+        assert b"/dev/net/tun is not open to this user" in r.stderr
+    finally:
+        os.chmod("/dev/net/tun", mode)
+
+
+def _links(proc_net_dev):
+    return [line.split(":")[0].strip() for line in proc_net_dev.decode().splitlines()[2:]]
+
+
+def _wait_until_gone(host, home):
+    deadline = time.monotonic() + 10
+    while _slirps_of(host, home):
+        assert time.monotonic() < deadline, f"slirp4netns left running: {_slirps_of(host, home)}"
+        time.sleep(0.05)
 
 
 # -- --userns=remap (as root) --------------------------------------------------------
