@@ -67,11 +67,8 @@ def _waiting():
 
 
 def cmd_run(args):
-    from minirt.api import prepare, start_detached
-    from minirt.runtime import state
-    from minirt.runtime.container import Container
-
     from minirt import spec as specs
+    from minirt.runtime import network, state
 
     container = None
 
@@ -90,9 +87,12 @@ def cmd_run(args):
     for s in FORWARDED:
         signal.signal(s, on_signal)
     if "ports" in options:  # checked before the image is unpacked
-        from minirt.runtime import network
-
         network.check(root, options.get("network") or specs.default_network(), options["ports"])
+    # A bridge's veth pair needs pyroute2: a helper imports it while we import the rest.
+    network.head_start(options.get("network") or specs.default_network())
+    from minirt.api import prepare, start_detached
+    from minirt.runtime.container import Container
+
     spec = prepare(args.image, args.args or None, root=root, **options)
     container = Container(spec, root)
     if args.detach:
