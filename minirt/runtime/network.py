@@ -508,21 +508,20 @@ def _allocations(root, name):
 
 def _allocate(root, net, owner):
     """The next free address of ``net`` for ``owner`` (a dict with the container's id)."""
-    import ipaddress
-
-    subnet = ipaddress.ip_network(net["subnet"])
+    # Addresses as 32-bit numbers (ipaddress would add its import to every bridged start).
+    network, prefixlen = net["subnet"].split("/")
     base = os.path.join(_net_dir(root, net["name"]), "addresses")
     used = set(os.listdir(base)) | {net["gateway"]}
     last_path = os.path.join(_net_dir(root, net["name"]), "last")
     try:
         with open(last_path) as f:
-            last = int(ipaddress.ip_address(f.read().strip()))
+            last = _number(f.read().strip())
     except (OSError, ValueError):
-        last = int(subnet.network_address)
-    first, end = int(subnet.network_address) + 1, int(subnet.broadcast_address)  # end excluded
+        last = _number(network)
+    first, end = _number(network) + 1, _number(network) + (1 << (32 - int(prefixlen))) - 1  # end: broadcast
     size = end - first
     for i in range(size):
-        ip = str(ipaddress.ip_address(first + (last - first + 1 + i) % size))
+        ip = _dotted(first + (last - first + 1 + i) % size)
         if ip in used:
             continue
         try:
@@ -534,6 +533,21 @@ def _allocate(root, net, owner):
         state.write_text(last_path, ip + "\n")
         return ip
     raise NetworkError(f"network {net['name']}: no free address left in {net['subnet']}")
+
+
+def _number(address):
+    import _socket
+
+    try:
+        return int.from_bytes(_socket.inet_aton(address), "big")
+    except OSError:
+        raise ValueError(f"invalid IPv4 address {address!r}") from None
+
+
+def _dotted(number):
+    import _socket
+
+    return _socket.inet_ntoa(number.to_bytes(4, "big"))
 
 
 # -- a container's endpoint ---------------------------------------------------------
