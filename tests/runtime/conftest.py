@@ -109,7 +109,13 @@ def home(busybox_image):
     shutil.copyfile(busybox_image, image)
     os.chmod(image, 0o644)
     yield d
-    leftover = sorted(set(Host.processes_mentioning(d)) | set(Host.processes_started_in(d)))
+    # slirp4netns exits moments after its container's PID 1 is reaped: give it those
+    deadline = time.monotonic() + 5
+    while True:
+        leftover = sorted(set(Host.processes_mentioning(d)) | set(Host.processes_started_in(d)))
+        if not leftover or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     for pid in leftover:
         os.kill(pid, signal.SIGKILL)
     shutil.rmtree(d, ignore_errors=True)
