@@ -42,6 +42,7 @@ state root and the owner, so cleaning up never touches another root's links.
 """
 
 import os
+import sys
 import time
 
 from minirt import lightjson
@@ -724,9 +725,11 @@ def release(root, cid):
 # forwards DNS.  ``-p HOST:CTR`` asks slirp4netns, over its API socket, to
 # listen on the host port and forward what comes in.
 #
-# slirp4netns must not outlive the container.  Its --exit-fd is a pidfd of
-# PID 1, which reports a hang-up when PID 1 is gone (reaped): however the
-# container ends, and whoever dies first, slirp4netns exits with it.
+# slirp4netns must not outlive the container, however that ends and whoever
+# dies first.  It exits when its --exit-fd hangs up: the read end of a pipe
+# whose write end only a *watcher* holds, a small Python that waits for a pidfd
+# of PID 1 to become readable (PID 1 has exited) and then exits.  (A pidfd
+# itself hangs up only once PID 1 is reaped, and only since Linux 6.9.)
 
 SLIRP_ADDRESS, SLIRP_DNS = "10.0.2.100", "10.0.2.3"
 
@@ -741,16 +744,19 @@ def start_slirp(container_dir, pid, ports):
     """slirp4netns for the container whose PID 1 is ``pid``; returns once tap0
     is configured and ``ports`` are published."""
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-    exit_fd = os.pidfd_open(pid)
-    argv = [SLIRP, "--configure", "--mtu=65520", f"--ready-fd={ready_w}", f"--exit-fd={exit_fd}"]
+    exit_r, exit_w = os.pipe2(os.O_CLOEXEC)
+    pid1 = os.pidfd_open(pid)
+    slirp = [SLIRP, "--configure", "--mtu=65520", f"--ready-fd={ready_w}", f"--exit-fd={exit_r}"]
     # (relative to the container's directory: a socket's path may have only 107 bytes)
-    argv += ["--api-socket", "slirp4netns.sock"] if ports else []
-    argv += ["--disable-host-loopback"] if os.geteuid() == 0 else []
+    slirp += ["--api-socket", "slirp4netns.sock"] if ports else []
+    slirp += ["--disable-host-loopback"] if os.geteuid() == 0 else []
+    slirp += [str(pid), "tap0"]
     try:
-        _spawn_detached(argv + [str(pid), "tap0"], (ready_w, exit_fd), container_dir)
+        _spawn_detached(container_dir, (lambda: os.execvp(SLIRP, slirp), (ready_w, exit_r)),
+                        (lambda: _watch(pid1), (pid1, exit_w)))
     finally:
-        os.close(ready_w)
-        os.close(exit_fd)
+        for fd in (ready_w, exit_r, exit_w, pid1):
+            os.close(fd)
     with os.fdopen(ready_r, "rb") as ready:
         if ready.read(1) != b"1":
             raise NetworkError(f"{SLIRP} failed: {_last_line(os.path.join(container_dir, 'slirp4netns.log'))}")
@@ -758,29 +764,43 @@ def start_slirp(container_dir, pid, ports):
         _slirp_forward(container_dir, p)
 
 
-def _spawn_detached(argv, fds, directory):
-    """Start ``argv`` in ``directory`` as nobody's child (a double fork: no
-    zombie for us to reap), in a session of its own (Ctrl-C on our terminal is
-    not for it), keeping ``fds``; its output goes to ``directory/<argv[0]>.log``."""
+def _watch(pidfd):
+    """The watcher: hold on (to the fds we were given) until the pidfd is readable."""
+    wait = f"import select; select.select([{pidfd}], [], [])"
+    try:  # a fresh, small interpreter rather than this copy of minirt
+        os.execv(sys.executable, [sys.executable, "-S", "-P", "-c", wait])
+    except OSError:  # not executable from here (as in container._become_monitor): wait in this copy
+        exec(wait)
+
+
+def _spawn_detached(directory, *programs):
+    """Run each ``(function, fds to keep)`` of ``programs`` in a process of its
+    own, in ``directory``: nobody's children (forked by a child that exits at
+    once: no zombies for us to reap), in a session of their own (Ctrl-C on our
+    terminal is not for them), their output in ``directory/slirp4netns.log``."""
     child = os.fork()
     if child == 0:
-        code = 0
         try:
             os.setsid()
-            if os.fork() == 0:
-                code = 127  # unless exec succeeds
-                os.chdir(directory)
-                out = os.open(argv[0] + ".log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-                os.dup2(out, 1)
-                os.dup2(out, 2)
-                for fd in fds:
-                    os.set_inheritable(fd, True)
-                os.execvp(argv[0], argv)
+            os.chdir(directory)
+            log = os.open(SLIRP + ".log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            for function, fds in programs:
+                if os.fork() == 0:
+                    try:
+                        for fd in fds:
+                            os.set_inheritable(fd, True)
+                        function()
+                    except OSError as e:
+                        os.write(2, f"{e.strerror}\n".encode())
+                    finally:
+                        os._exit(0)
         except OSError as e:
-            os.write(2, f"{argv[0]}: {e.strerror}\n".encode())
+            os.write(2, f"{e.strerror}\n".encode())
         finally:
-            os._exit(code)
+            os._exit(0)
     os.waitpid(child, 0)
 
 
@@ -807,6 +827,8 @@ def _slirp_forward(container_dir, p):
         s.sendall(lightjson.dumps(request).encode())
         s.shutdown(socket.SHUT_WR)
         answer = b"".join(iter(lambda: s.recv(4096), b""))
+    except OSError as e:
+        answer = lightjson.dumps({"error": {"desc": f"{SLIRP}'s API socket: {e.strerror}"}}).encode()
     finally:
         s.close()
         os.close(directory)

@@ -191,7 +191,7 @@ def test_rootless_published_port_reaches_a_server_in_the_container(home, host, n
 
 def test_rootless_slirp4netns_dies_with_a_killed_minirt(home, host, tun):
     """SIGKILL of a foreground minirt: its PID 1 dies with it, and slirp4netns
-    (whose exit-fd is PID 1's pidfd) follows."""
+    (and its watcher) follow."""
     env = {k: v for k, v in os.environ.items() if k not in ("MINIRT_ROOT", "XDG_DATA_HOME")}
     env["HOME"] = home
     cli = subprocess.Popen(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
