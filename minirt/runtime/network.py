@@ -639,15 +639,18 @@ def head_start(network):
         return
     request_r, request_w = os.pipe2(os.O_CLOEXEC)
     answer_r, answer_w = os.pipe2(os.O_CLOEXEC)
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
-        _plumb(request_r, answer_w)  # never returns
+        os.close(request_w)  # or we would never see the end of the requests
+        os.close(answer_r)
+        _plumb(parent, request_r, answer_w)  # never returns
     os.close(request_r)
     os.close(answer_w)
     _plumber = (pid, request_w, answer_r)
 
 
-def _plumb(request_r, answer_w):
+def _plumb(parent, request_r, answer_w):
     """The plumber: import, wait for the request (EOF: minirt needs no veth
     after all), make the veth pair, answer "" or the error."""
     import _signal as signal
@@ -656,6 +659,8 @@ def _plumb(request_r, answer_w):
 
     try:
         libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with minirt
+        if os.getppid() != parent:  # ... which may have died before we asked
+            return
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(s, signal.SIG_IGN)  # minirt forwards these to the container
         null = os.open(os.devnull, os.O_RDWR)
