@@ -795,6 +795,10 @@ def _spawn_detached(directory, *programs):
             for function, fds in programs:
                 if os.fork() == 0:
                     try:
+                        start = 3  # let go of all else (a function that does not exec holds on)
+                        for fd in sorted(fds) + [os.sysconf("SC_OPEN_MAX")]:
+                            os.closerange(start, fd)
+                            start = fd + 1
                         for fd in fds:
                             os.set_inheritable(fd, True)
                         function()
