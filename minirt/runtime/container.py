@@ -310,6 +310,8 @@ class Container:
                     born, self.helper = (int(line[0]), line[1] == b"inside"), int(line[2])
                     _crash_point("helper-ready")
             self.pid, inside = born
+            if network.mode(self.spec) == network.SLIRP:  # while PID 1 lets us open its namespaces
+                network.start_slirp(self.dir, self.pid, self.spec.ports)
             if self.spec.rootless:
                 namespaces.write_id_maps(self.pid, self.spec.uid_map, self.spec.gid_map)
                 os.write(go_w, b"1")
@@ -320,8 +322,6 @@ class Container:
                     return init.read_report(err_r)  # PID 1 already failed: its report says why
             if self._endpoint:  # its network namespace exists: plug in the cable
                 network.attach(self._endpoint, self.pid, self.root, self.spec.id)
-            elif network.mode(self.spec) == network.SLIRP:  # or user-mode networking
-                network.start_slirp(self.dir, self.pid, self.spec.ports)
             recorder = self.helper or os.getpid()  # who will record the exit: the monitor, or we
             state.update(self.dir, status="running", pid=self.pid, pid_start=state.start_time(self.pid),
                          monitor_pid=recorder, monitor_start=state.start_time(recorder),
