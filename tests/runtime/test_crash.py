@@ -106,7 +106,9 @@ def processes_of(cid):
     return found
 
 
-def wait_for(predicate, timeout=10):
+def wait_for(predicate, timeout=120):
+    """Wait until ``predicate()``; the bound only stops a hang (an emulated
+    machine, as in make test-vm, is ten times slower than this host)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"

@@ -93,7 +93,9 @@ def lc(module_root, busybox_image, host):
         life.gone(cid)
 
 
-def wait_for(predicate, timeout=10):
+def wait_for(predicate, timeout=120):
+    """Wait until ``predicate()``; the bound only stops a hang (an emulated
+    machine, as in make test-vm, is ten times slower than this host)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
@@ -307,7 +309,7 @@ def test_exec_joins_every_namespace_cgroup_privilege_and_root(lc):
     assert "pid1" in lines
     assert int(lines[-1]) > 1   # a new process in the container's pid namespace
     # From the host: the exec'd process is in the container's cgroup.
-    p = subprocess.Popen([sys.executable, "-m", "minirt", "--root", lc.root, "exec", cid, "sleep", "5"])
+    p = subprocess.Popen([sys.executable, "-m", "minirt", "--root", lc.root, "exec", cid, "sleep", "600"])
     try:
         cg = lc.cgroup(cid)
         # PID 1, its sleep, and exec's two: the one that joined and its child in the pid namespace.
