@@ -107,6 +107,7 @@ def links(pid):
 # -- minirt exec, stopped where it joined: a FIFO as /etc/passwd ---------------------------
 
 FIFO_PASSWD = "rm /etc/passwd && mkfifo /etc/passwd && " + LOOP
+PASSWD = "/etc/passwd"  # as /proc/PID/fd shows it: seen from the process's own root
 
 
 class BlockedExec:
@@ -122,12 +123,12 @@ class BlockedExec:
         self.joined = wait_for(self._joined)
 
     def _joined(self):
-        """The exec process in the container's pid namespace, once it waits for a
-        writer to open the FIFO."""
+        """The exec process in the container's pid namespace, once it has the FIFO
+        open (and waits for a writer)."""
         ns = os.readlink(f"/proc/{self.pid1}/ns/pid")
         for pid in self.helpers():
             try:
-                if os.readlink(f"/proc/{pid}/ns/pid") == ns and readable(f"/proc/{pid}/wchan") == b"wait_for_partner":
+                if os.readlink(f"/proc/{pid}/ns/pid") == ns and PASSWD in links(pid).values():
                     return pid
             except (OSError, AttributeError):
                 pass
@@ -199,8 +200,10 @@ def test_exec_holds_no_descriptor_and_no_environment_of_the_caller(state_root, d
         assert d not in fds.values(), (pid, fds)
         assert SECRET.encode() not in readable(f"/proc/{pid}/environ"), pid
         assert b"--root" not in readable(f"/proc/{pid}/cmdline"), pid  # the host's command line
-    # What the container's command is to get: stdin, stdout, stderr; and the error pipe.
-    assert len(links(blocked.joined)) == 4, links(blocked.joined)
+    # What the container's command is to get: stdin, stdout, stderr; and the error
+    # pipe (besides the passwd file it is reading).
+    fds = links(blocked.joined)
+    assert len(fds) == 5 and list(fds.values()).count(PASSWD) == 1, fds
     assert blocked.release() == (0, b"")
 
 
