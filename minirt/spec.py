@@ -363,12 +363,18 @@ def check_group(text):
     return _check_id(text, text, "--group-add")
 
 
+NO_ID = 0xFFFFFFFF  # (uid_t)-1: "leave unchanged" to setuid(2), so never an id
+
+
+def is_id(text):
+    """A number the kernel takes as a uid or gid: below NO_ID."""
+    return is_decimal(text) and int(text) < NO_ID
+
+
 def _check_id(part, text, flag):
-    """A user or group: a name, or a number the kernel takes as an id
-    (below 2^32 - 1, which means "no id" to it)."""
-    if not part or ":" in part or not part.isprintable() or (
-            part.isdigit() and not (is_decimal(part) and int(part) < 0xFFFFFFFF)):
-        raise SpecError(f"invalid {flag} {text!r}: expected a name or a number below 4294967295")
+    """A user or group: a name, or a number the kernel takes as an id."""
+    if not part or ":" in part or not part.isprintable() or (part.isdigit() and not is_id(part)):
+        raise SpecError(f"invalid {flag} {text!r}: expected a name or a number below {NO_ID}")
     return part
 
 

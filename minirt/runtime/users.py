@@ -11,9 +11,9 @@ import os
 
 from minirt import bounded
 from minirt.errors import SpecError
+from minirt.spec import NO_ID, is_id
 
 DATABASE_LIMIT = 16 * bounded.MiB
-NO_ID = 4294967295  # (uid_t)-1: to setuid(2) "leave unchanged", so never an id
 
 
 class User:
@@ -36,7 +36,7 @@ def _entries(path):
 
 
 def _id(text, what):
-    if not (text.isascii() and text.isdigit() and int(text) < NO_ID):
+    if not is_id(text):
         raise SpecError(f"invalid {what} {text!r}: not a number from 0 to {NO_ID - 1}")
     return int(text)
 
