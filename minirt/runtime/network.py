@@ -292,7 +292,7 @@ def _not_ours(net):
 def _tear_down(root, net):
     from minirt.kernel import network as links
 
-    if links.exists(net["bridge"]) and links.alias(net["bridge"]) == _alias(root, "network " + net["id"]):
+    if _bridge_ok(root, net):  # (a link of that name that is not ours stays)
         links.delete_link(net["bridge"])
     with _host_lock():
         _forget_bridge(_table_of(net["bridge"]), net["bridge"], net["subnet"])
@@ -354,6 +354,7 @@ def _bridge_subnet(link):
 
 
 def _bridge_ok(root, net):
+    """The network's bridge exists and is this root's (by its alias)."""
     from minirt.kernel import network as links
 
     return links.exists(net["bridge"]) and links.alias(net["bridge"]) == _alias(root, "network " + net["id"])
