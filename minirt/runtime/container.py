@@ -136,10 +136,15 @@ class Container:
             state.private_root(self.root, group)
             state.private_dir(state.containers_dir(self.root), group)
             # Held from its first instant to the end of start(): prune must
-            # not take a container that is not yet complete.
+            # not take a container that is not yet complete (nor, between
+            # mkdir and flock, its directory: containers/ is held meanwhile).
             new = os.path.join(state.containers_dir(self.root), f".new-{self.spec.id}")
-            os.mkdir(new, 0o700)
-            self._busy = state.hold(new)
+            making = state.hold(state.containers_dir(self.root), shared=True)
+            try:
+                os.mkdir(new, 0o700)
+                self._busy = state.hold(new)
+            finally:
+                os.close(making)
             os.rename(new, self.dir)
         except OSError as e:
             self._let_go()

@@ -45,10 +45,15 @@ def prune(root):
             done.append(f"Deleted container {cid[:12]}")
         finally:
             os.close(busy)
-    for name in _listdir(containers):  # creations that died before their directory got its name
-        if name.startswith(".new-") and (busy := _hold(os.path.join(containers, name))) is not None:
-            state.remove_tree(os.path.join(containers, name))
-            os.close(busy)
+    making = _hold(containers, wait=True)  # no creator between its mkdir and its hold
+    try:
+        for name in _listdir(containers):  # creations that died before their directory got its name
+            if name.startswith(".new-") and (busy := _hold(os.path.join(containers, name))) is not None:
+                state.remove_tree(os.path.join(containers, name))
+                os.close(busy)
+    finally:
+        if making is not None:
+            os.close(making)
     half_removed = [name for name in _listdir(containers) if name.startswith(".removing-")]
     done += _orphan_cgroups([name[len(".removing-"):] for name in half_removed], parents)
     for parent in sorted(parents):
@@ -61,10 +66,10 @@ def prune(root):
     return done
 
 
-def _hold(directory):
-    """``state.hold`` without waiting; None also when the directory is gone."""
+def _hold(directory, wait=False):
+    """``state.hold`` (by default without waiting); None also when the directory is gone."""
     try:
-        return state.hold(directory, wait=False)
+        return state.hold(directory, wait=wait)
     except FileNotFoundError:
         return None
 

@@ -220,14 +220,17 @@ class locked:
         os.close(self.fd)
 
 
-def hold(directory, wait=True):
+def hold(directory, wait=True, shared=False):
     """Mark a container busy: being created, started or removed, not prune's to
     take.  An flock on its directory itself, so that it can be held before the
     directory gets its name.  Returns the descriptor (closing it lets go), or
-    None when ``wait`` is false and another process holds it."""
+    None when ``wait`` is false and another process holds it.  (``shared``:
+    the containers/ directory, held by each creator from making its
+    directory to holding it, and by prune alone while it sweeps those that
+    never got a name.)"""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
         os.close(fd)
         return None
