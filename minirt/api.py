@@ -14,6 +14,7 @@ import os
 from minirt import spec as specs
 from minirt.errors import ImageError
 from minirt.image import Store, open_image
+from minirt.image.store import release
 from minirt.runtime import state
 from minirt.runtime.container import Container
 from minirt.runtime.userns import host_root, maps_for as userns_maps
@@ -44,12 +45,20 @@ def prepare(image, cmd=None, *, root=None, userns="", **options):
     # Root with --userns=remap gets layers whose owners are shifted into the
     # container's id range, so that its root owns its files (image/store.py).
     store = Store(root, id_map=maps) if maps and os.geteuid() == 0 else Store(root, rootless=bool(maps))
-    if not os.path.exists(image):
-        return _prepare_loaded(image, store, cmd, root, options)
-    with open_image(image) as img:
-        layers = store.unpack(img)
-        config = (img.config or {}).get("config") or {}
-    return specs.build(config, cmd=cmd, layers=[str(d) for d in layers], image=str(image), **options)
+    # The container's id names the lease on its layers (image/store.py), which
+    # its creation gives back once config.json records them.
+    options["id"] = options.get("id") or os.urandom(32).hex()
+    try:
+        if not os.path.exists(image):
+            return _prepare_loaded(image, store, cmd, root, options)
+        with open_image(image) as img:
+            store.lease(options["id"], [layer.diff_id for layer in img.layers])
+            layers = store.unpack(img)
+            config = (img.config or {}).get("config") or {}
+        return specs.build(config, cmd=cmd, layers=[str(d) for d in layers], image=str(image), **options)
+    except BaseException:
+        release(options["id"])
+        raise
 
 
 def _prepare_loaded(ref, store, cmd, root, options):
@@ -59,6 +68,7 @@ def _prepare_loaded(ref, store, cmd, root, options):
     entry = Catalog(root).lookup(ref)
     if entry is None:
         raise ImageError(f"{ref}: no such image file or loaded image")
+    store.lease(options["id"], entry["layers"])
     layers = [store.layer_dir(d) for d in entry["layers"]]
     if not all(os.path.isdir(d) for d in layers):
         # Loaded into another store (root vs rootless): unpack again from the source.

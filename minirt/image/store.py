@@ -11,6 +11,7 @@ Layout under the state root::
 
     layers/sha256/<hex>/        one unpacked layer (an overlay lowerdir)
     layers/tmp/<hex>-<pid>-<n>/ a layer being unpacked
+    layers/leases/<key>         layers a run or load uses before it records them
 
 These directories are 0700: a layer may hold setuid-root binaries and device
 nodes, which must be out of reach of every other user of the host.
@@ -40,6 +41,11 @@ kind has a store of its own, side by side, that never mixes with the others:
   could never be used as the image meant.  The map is spelled out in the
   directory's name, because a layer shifted for one map is wrong for any other.
 
+A layer in use is one that a loaded image (the catalog) or a container
+(its config.json) names, or that a *lease* holds: a run unpacks its layers
+before its container records them, ``minirt load`` before the catalog does,
+and ``system prune`` must not delete them in between.  See ``lease``.
+
 Paths are returned as ``str``: pathlib costs milliseconds to import, and this
 module is on every ``minirt run``'s path.
 
@@ -47,6 +53,7 @@ Read ``Store.unpack`` first.
 """
 
 import errno
+import fcntl
 import io
 import itertools
 import os
@@ -124,6 +131,31 @@ class Store:
             self._check_reachable()
         return dirs
 
+    def lease(self, key: str, diff_ids: list[str]) -> None:
+        """Keep the layers ``diff_ids`` (an image's; none: the empty layer) from
+        ``remove_unused`` until ``release(key)`` or until this process ends.
+        Taken before the layers are looked for, given back once something
+        records them (the container's config.json, the catalog entry)."""
+        layers = os.path.join(self.root, "layers")
+        leases = os.path.join(layers, "leases")
+        _private_dirs(self.root, leases)
+        names = "".join(d.split(":")[-1] + "\n" for d in diff_ids or [EMPTY_LAYER.diff_id])
+        path = os.path.join(leases, key)
+        store = os.open(layers, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(store, fcntl.LOCK_SH)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                os.write(fd, names.encode())
+            except BaseException:
+                os.close(fd)
+                os.unlink(path)
+                raise
+        finally:
+            os.close(store)
+        _leases[key] = (fd, path)
+
     def _unpack_layer(self, img: Image, layer: Layer, final: str) -> None:
         # Imported here: a run whose layers are all unpacked never needs them.
         from minirt.image.layers import apply_layer
@@ -198,6 +230,83 @@ class Store:
                 _remove(entry.path)
             except (ValueError, IndexError, PermissionError):
                 pass
+
+
+# -- leases: layers in use before anything records them -----------------------
+#
+# A lease (``Store.lease``) is a file layers/leases/<key> naming the layers
+# (a hex digest a line), flocked by its holder for as long as it lives.  It is
+# made under a
+# shared flock of layers/, which remove_unused holds exclusively while it
+# decides what is unused and deletes it: a lease made before that is seen, a
+# run that comes after waits and then finds (or unpacks) its layers.  A lease
+# whose holder died is unlocked, and remove_unused removes it.
+
+_leases = {}  # key -> (descriptor, path), this process's own
+
+
+def release(key: str) -> None:
+    """Give back the lease ``key`` (if this process holds it)."""
+    held = _leases.pop(key, None)
+    if held is not None:
+        fd, path = held
+        try:
+            os.unlink(path)
+        finally:
+            os.close(fd)
+
+
+def remove_unused(root: str, in_use) -> list[str]:
+    """Delete the layers of ``root``'s stores (root and rootless) that no lease
+    holds and ``in_use()`` does not name (a set of hex digests: what the catalog
+    and the containers record, asked while no new lease can be taken).
+    Returns the digests deleted."""
+    layers = os.path.join(root, "layers")
+    try:
+        store = os.open(layers, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return []
+    try:
+        fcntl.flock(store, fcntl.LOCK_EX)
+        used = _leased(os.path.join(layers, "leases")) | set(in_use())
+        deleted = []
+        for sub in ("sha256", os.path.join("rootless", "sha256")):
+            base = os.path.join(layers, sub)
+            for name in _listdir(base):
+                if name not in used:
+                    _remove(os.path.join(base, name))
+                    deleted.append("sha256:" + name)
+        return deleted
+    finally:
+        os.close(store)
+
+
+def _leased(leases: str) -> set[str]:
+    """The layers that live leases hold; leases whose holder died go."""
+    used = set()
+    for name in _listdir(leases):
+        path = os.path.join(leases, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:  # given back meanwhile
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:  # held: its layers are in use
+                used.update(os.read(fd, 1 << 20).decode(errors="replace").split())
+            else:
+                os.unlink(path)
+        finally:
+            os.close(fd)
+    return used
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
 
 
 def map_id(ranges: list, id: int) -> int | None:

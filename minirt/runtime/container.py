@@ -44,6 +44,7 @@ import sys
 import time
 
 from minirt.errors import MinirtError, RuntimeFailure, exit_status
+from minirt.image.store import release
 from minirt.kernel import cgroups, libc, namespaces, security
 from minirt.runtime import init, network, state, userns
 
@@ -128,6 +129,13 @@ class Container:
 
     def create(self):
         """The state directory, name, /etc files and cgroup. Undone by ``delete``."""
+        try:
+            self._create()
+        except BaseException:
+            release(self.spec.id)  # the lease on its layers (api.prepare): nothing will use them
+            raise
+
+    def _create(self):
         self._privileges = _privileges(self.spec, self.root)  # a bad profile fails here, before anything exists
         network.validate(self.root, self.spec)     # so does a bad --network or -p
         remapped = userns.host_root(self.spec.uid_map, self.spec.gid_map)  # who mounts its overlay
@@ -158,6 +166,7 @@ class Container:
                              self.spec.uid_map, self.spec.gid_map)
             state.reserve(self.dir)
             state.write_json(os.path.join(self.dir, "config.json"), self.spec.to_json())
+            release(self.spec.id)  # the lease on its layers (api.prepare): config.json names them now
             state.update(self.dir, id=self.spec.id, name=self.spec.name, status="created",
                          created_at=time.time(), image=self.spec.image,
                          cgroup=self.cgroup.path if self.cgroup is not None else None)

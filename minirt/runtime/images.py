@@ -7,11 +7,15 @@ records the config and the layer list under ``images/<id>.json``; the tags live
 in ``images/tags.json``.  Running ``busybox:latest`` then needs no archive.
 """
 
+import itertools
 import os
 import time
 
 from minirt.errors import ImageError
+from minirt.image.store import release
 from minirt.runtime import state
+
+_loads = itertools.count()
 
 
 def _normalize(tag):
@@ -34,13 +38,19 @@ class Catalog:
         """Unpack the image at ``path`` into ``store`` and name it. Returns (id, tags)."""
         from minirt.image import open_image
 
-        with open_image(path) as img:
-            store.unpack(img)
-            names = [_normalize(t) for t in (list(tags) or list(getattr(img, "tags", None) or []))]
-            entry = {"id": img.id, "config": img.config, "source": os.path.abspath(path),
-                     "layers": [layer.diff_id for layer in img.layers], "loaded_at": time.time()}
-        os.makedirs(self.dir, exist_ok=True)
-        state.write_json(os.path.join(self.dir, img.id.split(":", 1)[1] + ".json"), entry)
+        lease = f"load-{os.getpid()}-{next(_loads)}"  # until the entry names its layers
+        try:
+            with open_image(path) as img:
+                diff_ids = [layer.diff_id for layer in img.layers]
+                store.lease(lease, diff_ids)
+                store.unpack(img)
+                names = [_normalize(t) for t in (list(tags) or list(getattr(img, "tags", None) or []))]
+                entry = {"id": img.id, "config": img.config, "source": os.path.abspath(path),
+                         "layers": diff_ids, "loaded_at": time.time()}
+            os.makedirs(self.dir, exist_ok=True)
+            state.write_json(os.path.join(self.dir, img.id.split(":", 1)[1] + ".json"), entry)
+        finally:
+            release(lease)
         with state.locked(self.dir, ".lock"):
             table = self._tags()
             for name in names:

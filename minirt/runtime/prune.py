@@ -3,9 +3,11 @@
 This is also the recovery path after a crash.  Because every container records
 what it owns before creating it, a container whose minirt or monitor was killed
 can always be cleaned up: stopped containers and their state directories,
-cgroups whose container is gone (and the cgroup parent, once empty), half-removed directories, addresses, published
-ports and veth links of containers that are gone, networks no container uses
-(as docker's prune), and layers that no loaded image and no container uses any more.
+cgroups whose container is gone (and the cgroup parent, once empty),
+half-removed directories, addresses, published ports and veth links of
+containers that are gone, networks no container uses (as docker's prune), and
+layers that no loaded image, no container and no run or load under way (its
+lease, image/store.py) uses any more.
 A container that another minirt is creating or starting right now is held
 (``state.hold``): not prune's to take, though it may not have its config yet.
 """
@@ -13,6 +15,7 @@ A container that another minirt is creating or starting right now is held
 import os
 
 from minirt.errors import MinirtError
+from minirt.image import store
 from minirt.kernel import cgroups
 from minirt.runtime import network, state
 from minirt.runtime.container import Container
@@ -22,12 +25,10 @@ def prune(root):
     done = []
     containers = state.containers_dir(root)
     parents = {os.environ.get("MINIRT_CGROUP_PARENT", "minirt")}
-    used_layers = set()
     running = set()
     for cid in state.container_ids(root):
         busy = _hold(os.path.join(containers, cid))
-        if busy is None:  # being created or started: its layers are in use too
-            used_layers.update(_layers_of(root, cid))
+        if busy is None:  # being created or started
             continue
         try:
             try:
@@ -38,7 +39,6 @@ def prune(root):
                 continue
             parents.add(c.spec.cgroup_parent)
             if c.state().get("status") == "running":
-                used_layers.update(os.path.basename(layer) for layer in c.spec.layers)
                 running.add(cid)
                 continue
             c.remove(force=True)
@@ -62,7 +62,7 @@ def prune(root):
     for name in half_removed:
         state.remove_tree(os.path.join(containers, name))
     done += network.prune(root, running)  # addresses, ports, links; unused networks
-    done += _unused_layers(root, used_layers)
+    done += [f"Deleted layer {d[:19]}" for d in store.remove_unused(root, lambda: _layers_in_use(root))]
     return done
 
 
@@ -72,14 +72,6 @@ def _hold(directory, wait=False):
         return state.hold(directory, wait=wait)
     except FileNotFoundError:
         return None
-
-
-def _layers_of(root, cid):
-    try:
-        config = state.read_json(os.path.join(state.containers_dir(root), cid, "config.json"))
-        return {os.path.basename(layer) for layer in config.get("layers", ())}
-    except (OSError, ValueError):
-        return set()
 
 
 def _orphan_cgroups(ids, parents):
@@ -101,19 +93,19 @@ def _orphan_cgroups(ids, parents):
     return done
 
 
-def _unused_layers(root, used):
+def _layers_in_use(root):
+    """What the catalog and every container, whatever its state, record."""
     from minirt.runtime.images import Catalog
 
-    used = {d.split(":")[-1] for d in Catalog(root).layers_in_use()} | used
-    done = []
-    layers = os.path.join(root, "layers")
-    for sub in ("sha256", os.path.join("rootless", "sha256")):
-        base = os.path.join(layers, sub)
-        for name in _listdir(base):
-            if name not in used:
-                state.remove_tree(os.path.join(base, name))
-                done.append(f"Deleted layer sha256:{name[:12]}")
-    return done
+    used = {d.split(":")[-1] for d in Catalog(root).layers_in_use()}
+    containers = state.containers_dir(root)
+    for name in _listdir(containers):
+        try:
+            config = state.read_json(os.path.join(containers, name, "config.json"))
+            used.update(os.path.basename(layer) for layer in config.get("layers", ()))
+        except (OSError, ValueError, AttributeError, TypeError):
+            pass  # no config yet: its lease holds its layers
+    return used
 
 
 def _listdir(path):

@@ -319,3 +319,62 @@ def test_prune_leaves_containers_that_are_being_created(root, busybox_image):
     assert sorted(ok(root, "ps", "-q").split()) == sorted(cid[:12] for cid in started)
     ok(root, "rm", "-f", *started)
     ok(root, "rmi", "racer")
+
+
+def test_prune_leaves_the_layers_of_a_run_not_yet_recorded(root, busybox_image):
+    """A run unpacks its image file's layers before its container records them
+    (config.json): a prune in between must not take them from under it."""
+    import minirt
+    from minirt.api import prepare
+    from minirt.runtime.container import Container
+
+    spec = prepare(busybox_image, ["echo", "still here"], root=root, network="none")
+    ok(root, "system", "prune")
+    container = Container(spec, root)
+    container.create()
+    try:
+        assert all(os.path.isdir(layer) for layer in spec.layers)
+        r, w = os.pipe()
+        with open(os.devnull) as null:
+            container.start(stdio=(null.fileno(), w, 2))
+        os.close(w)
+        assert container.wait() == 0
+        with os.fdopen(r) as out:
+            assert out.read() == "still here\n"
+    finally:
+        container.delete(force_remove=True)
+    assert minirt.run(busybox_image, ["true"], root=root, network="none").exit_code == 0
+
+
+def test_prune_leaves_the_layers_of_a_load_not_yet_recorded(root, busybox_image, monkeypatch):
+    """``minirt load`` unpacks first and writes its catalog entry after: a
+    prune in between must not take the layers (the image would load "fine"
+    and then fail to run)."""
+    from minirt.image.store import Store
+    from minirt.runtime.images import Catalog
+
+    unpack = Store.unpack
+
+    def unpack_then_prune(self, img):
+        dirs = unpack(self, img)
+        ok(root, "system", "prune")
+        return dirs
+
+    monkeypatch.setattr(Store, "unpack", unpack_then_prune)
+    Catalog(root).load(busybox_image, Store(root), tags=["late"])
+    monkeypatch.undo()
+    assert all(Store(root).has(d) for d in Catalog(root).lookup("late")["layers"])
+    assert ok(root, "run", "--rm", "--network", "none", "late", "echo", "ran").strip() == "ran"
+    ok(root, "rmi", "late")
+
+
+def test_a_lease_whose_holder_died_pins_nothing(root, busybox_image):
+    """A run that died between unpacking and creating leaves its lease: prune
+    removes it, and the layers with it."""
+    code = ("import sys; from minirt.api import prepare; "
+            "prepare(sys.argv[1], root=sys.argv[2], network='none')")
+    subprocess.run([sys.executable, "-c", code, busybox_image, root], check=True, timeout=60)
+    leases = os.path.join(root, "layers", "leases")
+    assert len(os.listdir(leases)) == 1
+    assert "Deleted layer sha256:" in ok(root, "system", "prune")
+    assert not os.listdir(leases) and not os.listdir(os.path.join(root, "layers", "sha256"))
