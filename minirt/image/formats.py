@@ -153,7 +153,7 @@ def open_image(path: str | os.PathLike, ref: str | None = None,
             what = "directory" if is_dir else "archive"
             raise ImageError(f"{source}: not an image: {what} has neither index.json nor manifest.json")
         _check_platform(source, config, platform)
-        _check_run_config(source, config)
+        check_run_config(source, config)
         image = Image(source, blobs, config, id, layers, manifest, paths)
         image.tags = _tags(blobs, id)
         return image
@@ -491,7 +491,8 @@ _RUN_FIELDS = {"User": _STRING, "WorkingDir": _STRING, "StopSignal": _STRING, "E
                "Labels": _MAP, "ExposedPorts": _MAP, "Volumes": _MAP}
 
 
-def _check_run_config(src: str, config: dict) -> None:
+def check_run_config(src: str, config: dict) -> None:
+    """Refuse (ImageError) an image config whose run fields have the wrong types."""
     run = config.get("config")
     if run is None:
         return

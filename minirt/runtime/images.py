@@ -69,9 +69,30 @@ class Catalog:
                 return None
             image_id = "sha256:" + matches[0]
         try:
-            return state.read_json(os.path.join(self.dir, image_id.split(":", 1)[1] + ".json"))
+            return self._read(image_id.split(":", 1)[1] + ".json")
         except FileNotFoundError:
             return None
+
+    def _read(self, name):
+        """A catalog entry, checked as its image was when loaded: it may have been
+        written by an older minirt or by hand, and the run trusts its config."""
+        from minirt.digests import is_digest
+        from minirt.image.formats import check_run_config
+
+        path = os.path.join(self.dir, name)
+        try:
+            entry = state.read_json(path)
+            if not isinstance(entry, dict) or not is_digest(entry.get("id")):
+                raise ImageError("no image id")
+            layers = entry.get("layers")
+            if not isinstance(layers, list) or not all(is_digest(d) for d in layers):
+                raise ImageError("layers must be a list of digests")
+            if not isinstance(entry.get("config"), dict):
+                raise ImageError("config must be an object")
+            check_run_config("config", entry["config"])
+        except (ImageError, ValueError) as e:
+            raise ImageError(f"{path}: damaged catalog entry ({e}); load the image again") from None
+        return entry
 
     def _files(self):
         try:
@@ -84,7 +105,7 @@ class Catalog:
         table = self._tags()
         out = []
         for f in sorted(self._files()):
-            entry = state.read_json(os.path.join(self.dir, f))
+            entry = self._read(f)
             out.append((sorted(t for t, i in table.items() if i == entry["id"]), entry))
         return out
 

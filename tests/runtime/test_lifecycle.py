@@ -519,6 +519,35 @@ def test_load_names_the_image_by_its_own_tags_and_rmi_takes_an_id_prefix(lc):
     assert out[0] == "Untagged: busybox:latest" and out[-1].startswith("Deleted: sha256:" + short_id)
 
 
+@pytest.mark.parametrize("damage", [
+    lambda e: e["config"]["config"].update(Cmd="true"),   # written by hand, or by an older minirt
+    lambda e: e["config"].update(config=["a list"]),
+    lambda e: e.update(layers="sha256:00"),
+    lambda e: e.update(layers=["../../etc"]),
+    lambda e: e.update(config=5),
+    lambda e: e.clear(),
+])
+def test_a_damaged_catalog_entry_is_one_clear_line(lc, damage):
+    lc.ok("load", "-i", lc.image, "-t", "damaged")
+    [row] = [r for r in lc.ok("images").splitlines() if r.startswith("damaged:latest")]
+    [name] = [f for f in os.listdir(os.path.join(lc.root, "images")) if f.startswith(row.split()[1])]
+    path = os.path.join(lc.root, "images", name)
+    with open(path) as f:
+        good = f.read()
+    entry = json.loads(good)
+    damage(entry)
+    with open(path, "w") as f:
+        json.dump(entry, f)
+    for args in (["run", "--rm", "damaged", "true"], ["images"]):
+        r = lc(*args)
+        err = r.stderr.decode()
+        assert r.returncode == 125 and err.count("\n") == 1 and "Traceback" not in err, err
+        assert name in err and "load the image again" in err, err
+    with open(path, "w") as f:
+        f.write(good)
+    lc.ok("rmi", "damaged")
+
+
 # -- system prune -------------------------------------------------------------------------------
 
 def test_system_prune_removes_stopped_containers_and_keeps_running_ones(lc):
