@@ -238,14 +238,20 @@ class Debugger(cmd.Cmd):
         if not mmu.enabled:
             self.say("paging is off: addresses are physical")
             return
-        pde_at = mmu.directory + (addr >> 22) * 4
-        pde = memory.load_word(pde_at) if pde_at < memory.size else 0
-        self.say(f"directory {mmu.directory:#010x}[{addr >> 22}] = {pde:#010x}")
+
+        def entry(label, table, index):
+            # Tables are whole pages, so a table is in RAM or entirely not.
+            if table >= memory.size:
+                self.say(f"{label} {table:#010x} is outside RAM")
+                return 0
+            value = memory.load_word(table + 4 * index)
+            flags = " ".join(n for n, (bit, _) in isa.PTE_BITS.items() if value & bit) or "-"
+            self.say(f"{label} {table:#010x}[{index}] = {value:#010x}  {flags}")
+            return value
+
+        pde = entry("directory", mmu.directory, addr >> 22)
         if pde & isa.PTE_P:
-            pte_at = (pde & ~0xFFF) + ((addr >> 12) & 0x3FF) * 4
-            pte = memory.load_word(pte_at) if pte_at < memory.size else 0
-            flags = " ".join(n for n, (bit, _) in isa.PTE_BITS.items() if pte & bit) or "-"
-            self.say(f"table     {pde & ~0xFFF:#010x}[{(addr >> 12) & 0x3FF}] = {pte:#010x}  {flags}")
+            entry("table    ", pde & ~0xFFF, (addr >> 12) & 0x3FF)
         cached = mmu.tlb.get(addr >> 12)
         phys = self._physical(addr)
         self.say(f"{addr:#010x} -> " + (f"{phys:#010x}" if phys is not None else "fault")

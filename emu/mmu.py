@@ -70,9 +70,12 @@ class MMU:
 
     def walk(self, vaddr):
         """Read the page tables: the present leaf entry for `vaddr`, or None.
-        A table or page outside RAM counts as not present."""
+        A directory, table or page outside RAM counts as not present (tables
+        and pages are whole pages and RAM is too, so one check covers each)."""
         self.walks += 1
         size = self.memory.size
+        if self.directory >= size:
+            return None
         pde = self.memory.load_word(self.directory + (vaddr >> 22) * 4)
         if not pde & PTE_P or (pde & FRAME_MASK) >= size:
             return None

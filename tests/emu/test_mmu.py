@@ -254,3 +254,45 @@ def test_random_programs_with_paging_agree_on_both_engines(seed, state):
         machine.run(5000)
         finals.append(state(machine))
     assert finals[0] == finals[1]
+
+
+# -- a page directory outside RAM ------------------------------------------------------
+
+OUTSIDE = """
+_start:
+    la   t0, 0x00200001           ; paging on, with the directory past 1 MiB of RAM
+    mtsr ptbr, t0
+    nop
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_page_directory_outside_ram_is_a_page_fault(engine):
+    # No handler: the fetch of the nop stops the machine with cause 7, as the
+    # ISA says of "a page table or page outside RAM".
+    machine = Machine(1 << 20, console=Console(), engine=engine)
+    machine.load(assemble(OUTSIDE))
+    assert machine.run(100)
+    assert machine.exit_status == 128 + isa.TRAP_FETCH_FAULT
+    assert "page fault on instruction fetch at pc 0x0000000c" in machine.stop_reason
+    # With a handler the guest sees the fault -- and, its handler being
+    # unreachable through the same directory, faults there again each step.
+    machine = Machine(1 << 16, console=Console(), engine=engine)
+    machine.load(assemble(KERNEL.format(directory=0x00200000, body="nop")))
+    assert not machine.run(1000) and machine.cpu.steps == 1000
+    handler = machine.symbols["handler"]
+    assert machine.cpu.sregs[isa.SREG_CAUSE] == isa.TRAP_FETCH_FAULT
+    assert machine.cpu.sregs[isa.SREG_BADADDR] == machine.cpu.sregs[isa.SREG_EPC] == handler
+
+
+def test_the_debugger_steps_into_a_page_directory_outside_ram():
+    import io
+
+    from emu.debugger import Debugger
+    machine = Machine(1 << 20, console=Console(), engine="interpret")
+    machine.load(assemble(OUTSIDE))
+    out = io.StringIO()
+    Debugger(machine, stdin=io.StringIO("step 4\nmem pc 4\npt pc\nquit\n"), stdout=out).cmdloop()
+    text = out.getvalue()
+    assert "machine stopped: unhandled trap: page fault on instruction fetch" in text
+    assert "directory 0x00200000 is outside RAM\n0x0000000c -> fault" in text
