@@ -196,11 +196,19 @@ class Machine:
     def idle(self):
         """The CPU is halted and no interrupt is deliverable.  Skip guest time
         forward to the next device event; if only host input could wake the
-        guest, wait for it; if nothing can, the machine is off."""
-        if any(device.next_event() is not None for device in self.devices):
+        guest, wait for it; if nothing can, the machine is off.  Only a device
+        whose line the controller lets through, with IE set, can wake the CPU:
+        the controller's mask and IE are the CPU's to change, and it is asleep.
+        Each wait counts as a step, so a step bound also bounds halted time."""
+        self.cpu.steps += 1
+        wakers = []
+        if self.cpu.sregs[isa.SREG_STATUS] & isa.STATUS_IE:
+            wakers = [device for device in self.devices
+                      if device.irq is not None and self.pic.enable >> device.irq & 1]
+        if any(device.next_event() is not None for device in wakers):
             self.cpu.cycles = max(self.cpu.cycles, self.cpu.next_event)
             return
-        fds = [fd for fd in (device.wait_fd() for device in self.devices) if fd is not None]
+        fds = [fd for fd in (device.wait_fd() for device in wakers) if fd is not None]
         if not fds:
             self._stop(0, "halted with nothing left to wake it")
             return

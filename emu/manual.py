@@ -24,8 +24,10 @@ def devices_markdown():
            "register is ignored.", "",
            "Time is the guest's cycle count, never the host clock, so every run is exactly "
            "repeatable. A CPU halted with interrupts enabled skips ahead to the next device "
-           "event; if only console input could wake it, emu blocks on stdin; if nothing can, "
-           "the machine stops.", "",
+           "event; if only console input could wake it, emu blocks on stdin; if nothing can "
+           "(IE clear, or no device that could raise a line the controller lets through), the "
+           "machine stops as if powered off with status 0. Each such wait counts as one step, "
+           "so a step limit bounds halted time too.", "",
            "| base | device | interrupt line |", "| --- | --- | --- |"]
     for slot, device in sorted(board.slots.items()):
         line = "" if device.irq is None else str(device.irq)

@@ -205,3 +205,102 @@ def test_snapshot_during_a_transfer_and_a_changed_disk_is_refused(disk_image, tm
     disk_image.write_bytes(bytes(8 * SECTOR_SIZE))
     with pytest.raises(snapshot.SnapshotError, match="has changed since the snapshot"):
         snapshot.restore(tmp_path / "m.snap")
+
+
+# -- a halted machine that nothing can wake --------------------------------------------
+
+@pytest.fixture
+def watchdog():
+    """Fail a test that hangs (the defect these tests guard against) instead
+    of hanging the suite.  Not a time limit on the emulator: a hang is forever."""
+    import signal
+
+    def expire(signum, frame):
+        raise AssertionError("hung")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+# The timer runs, but every line is masked at the controller: IE is set, yet
+# no interrupt can ever reach the halted CPU.
+MASKED_HALT = """
+    li   t0, PIC
+    stw  zero, [t0 + 4]
+    li   t0, TIMER
+    li   t1, 100
+    stw  t1, [t0 + 4]
+    li   t1, 1
+    stw  t1, [t0 + 8]
+    mtsr status, t1
+    halt
+"""
+
+
+@pytest.mark.parametrize("engine", ["interpret", "translate"])
+def test_halt_with_every_line_masked_stops_the_machine(engine, watchdog):
+    m = machine_with(MASKED_HALT, engine=engine)
+    assert m.run(10_000)
+    assert (m.exit_status, m.stop_reason) == (0, "halted with nothing left to wake it")
+    # The console's line masked too: input on a host file cannot wake it
+    # either, so emu must not wait for any.
+    import os
+    read_end, write_end = os.pipe()
+    try:
+        m = Machine(1 << 16, console=Console(input_fd=read_end), engine=engine)
+        m.load(assemble(DEVICES + "li t0, 0xF0000000\n li t1, 1\n stw t1, [t0 + 8]\n" + MASKED_HALT))
+        assert m.run(10_000) and m.stop_reason == "halted with nothing left to wake it"
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("engine", ["interpret", "translate"])
+def test_steps_bound_halted_time(engine, watchdog):
+    # The timer would wake the CPU after 2**32 - 1 cycles: a run of 500 steps
+    # ends long before that, still halted.  Each wait for a device event counts.
+    m = machine_with("""
+        la   t0, handler
+        mtsr tvec, t0
+        li   t0, TIMER
+        li   t1, 0xFFFFFFFF
+        stw  t1, [t0 + 4]
+        li   t1, 1
+        stw  t1, [t0 + 8]
+        mtsr status, t1
+        halt
+    handler:
+        li   t0, POWER
+        stw  zero, [t0]
+    """, engine=engine)
+    assert not m.run(500)
+    assert m.cpu.halted and m.cpu.steps == 500
+
+
+def test_a_restored_machine_halted_with_interrupts_off_stops(tmp_path, cli):
+    m = machine_with("""
+        li   t0, TIMER
+        li   t1, 100
+        stw  t1, [t0 + 4]
+        li   t1, 1
+        stw  t1, [t0 + 8]
+    """)
+    m.run(5)
+    m.cpu.halted = True           # a state `halt` never leaves, but a snapshot can say
+    path = tmp_path / "halted.snap"
+    snapshot.save(m, path)
+    for engine in ("interpret", "translate"):
+        r = cli("restore", str(path), "--steps", "100000", "--engine", engine)
+        assert r.returncode == 0, r.stderr
+        assert r.stderr.decode() == f"emu: {path}: halted with nothing left to wake it\n"
+
+
+def test_cli_masked_halt_stops_within_steps(tmp_path, cli):
+    source = tmp_path / "masked.s"
+    source.write_text(DEVICES + MASKED_HALT)
+    for engine in ("interpret", "translate"):
+        r = cli("run", str(source), "--steps", "1000", "--engine", engine)
+        assert r.returncode == 0
+        assert r.stderr.decode() == f"emu: {source}: halted with nothing left to wake it\n"
