@@ -87,6 +87,8 @@ class Machine:
     def load(self, image):
         """Put an image (``image.Image``) in RAM and reset the CPU to its entry."""
         for addr, data in image.segments:
+            if not data:
+                continue                 # nothing to put anywhere, even past the end of RAM
             if addr + len(data) > self.memory.size:
                 raise ValueError(f"segment at {addr:#010x} ({len(data)} bytes) does not fit "
                                  f"in {self.memory.size} bytes of memory")

@@ -136,3 +136,16 @@ def test_random_page_tables_never_crash_and_both_engines_agree(words, entries, u
         machine.run(1500)
         results.append(machine_state(machine))
     assert results[0] == results[1]
+
+
+def test_empty_segments_load_anywhere(cli, tmp_path):
+    """An empty segment holds nothing to put in RAM: at the very end of RAM
+    (where `.org` after the last byte leaves one) or past it, it loads."""
+    program = Image([(0, isa.encode("halt").to_bytes(4, "little")), (1 << 16, b""), (isa.WORD, b"")], 0)
+    machine = Machine(1 << 16, console=Console())
+    machine.load(program)
+    assert machine.run(10) and machine.exit_status == 0
+    path = tmp_path / "empty.img"
+    program.write(path)
+    r = cli("run", str(path), "--mem", "64K")
+    assert (r.returncode, r.stderr) == (0, b"")
