@@ -13,7 +13,7 @@ import sys
 from . import snapshot
 from .asm import AsmError, Assembler
 from .devices.console import Console
-from .devices.disk import SECTOR_SIZE, DiskError
+from .devices.disk import SECTOR_SIZE, Disk, DiskError
 from .image import Image, ImageError
 from .machine import BOOT_SIGNATURE, DEFAULT_MEMORY, Machine
 from .snapshot import SnapshotError
@@ -47,12 +47,14 @@ def is_disk_image(path):
 def make_machine(args, program, console):
     """A machine for `emu run` and `emu debug`: boot `program` if it is a
     disk image, otherwise load it (with --disk attached, if given)."""
-    disk = getattr(args, "disk", None)
-    booting = disk is None and is_disk_image(program)
+    booting = args.disk is None and is_disk_image(program)
     image = None if booting else load_program(program)
+    path = program if booting else args.disk
+    if args.disk_readonly and path is None:
+        raise UserError("--disk-readonly needs a disk (--disk, or a disk image to boot)")
     try:
         machine = Machine(args.mem, console=console, engine=args.engine,
-                          disk=program if booting else disk)
+                          disk=Disk(path, readonly=args.disk_readonly))
         if booting:
             machine.boot()
         else:
@@ -211,11 +213,16 @@ def main(argv=None):
         p.add_argument("--engine", choices=("translate", "interpret"), default="translate",
                        help="block translator (default) or the plain interpreter")
 
+    def machine_options(p):
+        p.add_argument("--mem", type=parse_size, default=DEFAULT_MEMORY, metavar="SIZE",
+                       help="memory size, e.g. 64M (default 1M)")
+        p.add_argument("--disk", metavar="IMAGE", help="attach a disk image to a program")
+        p.add_argument("--disk-readonly", action="store_true",
+                       help="the guest's disk writes fail (ERROR) and the image never changes")
+
     p = sub.add_parser("run", help="run a program (.s or .img), or boot a disk image")
     p.add_argument("program", help="a program, or a bootable disk image (which is then the disk)")
-    p.add_argument("--mem", type=parse_size, default=DEFAULT_MEMORY, metavar="SIZE",
-                   help="memory size, e.g. 64M (default 1M)")
-    p.add_argument("--disk", metavar="IMAGE", help="attach a disk image to a program")
+    machine_options(p)
     run_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -228,8 +235,7 @@ def main(argv=None):
 
     p = sub.add_parser("debug", help="run a program, a disk image or a .snap under the debugger")
     p.add_argument("program")
-    p.add_argument("--mem", type=parse_size, default=DEFAULT_MEMORY, metavar="SIZE")
-    p.add_argument("--disk", metavar="IMAGE", help="attach a disk image to a program")
+    machine_options(p)
     p.set_defaults(func=cmd_debug)
 
     p = sub.add_parser("mkfs", help="build a bootable toyos disk image (see emu/mkfs.py)",

@@ -42,7 +42,7 @@ class Disk(Device):
                f"{LATENCY} + {PER_SECTOR} x COUNT cycles after the command; then DONE is "
                "set and, if CTRL.IRQ, the line is raised until DONE is acknowledged. A "
                "transfer outside the disk or RAM, or a write to a read-only image, completes "
-               "with ERROR and moves nothing. With no image attached SIZE is 0.")
+               "with ERROR and moves nothing (a write the host fails completes with ERROR too). With no image attached SIZE is 0.")
     registers = (
         (SECTOR, "SECTOR", "first sector of the transfer"),
         (ADDR, "ADDR", "physical RAM address of the buffer"),
@@ -143,9 +143,12 @@ class Disk(Device):
             return True
         if self.readonly:
             return False
-        self.file.seek(self.sector * SECTOR_SIZE)
-        self.file.write(memory.read_bytes(self.addr, length))
-        self.file.flush()
+        try:
+            self.file.seek(self.sector * SECTOR_SIZE)
+            self.file.write(memory.read_bytes(self.addr, length))
+            self.file.flush()
+        except OSError:
+            return False         # the host's disk is full or failing: the guest's problem to see
         return True
 
     # -- snapshot -------------------------------------------------------------------

@@ -140,6 +140,54 @@ def test_disk_errors_move_nothing(disk_image):
     assert m.cpu.regs[1] == 2 | 4 and m.memory.read_bytes(0, 4) != bytes([7] * 4)
 
 
+# Write sector 0 from RAM at 0, then report STATUS as the exit status.
+WRITE_SECTOR_0 = """
+        li   s0, DISK
+        stw  zero, [s0]
+        stw  zero, [s0 + 4]
+        li   t0, 1
+        stw  t0, [s0 + 8]
+        li   t0, 2
+        stw  t0, [s0 + 0xC]
+    poll:
+        ldw  a0, [s0 + 0x10]
+        andi t0, a0, 1
+        bnez t0, poll
+        li   t0, POWER
+        stw  a0, [t0]
+"""
+
+
+def test_disk_readonly_refuses_guest_writes(disk_image, cli, tmp_path):
+    source = tmp_path / "w.s"
+    source.write_text(DEVICES + WRITE_SECTOR_0)
+    before = disk_image.read_bytes()
+    for engine in ("interpret", "translate"):
+        r = cli("run", str(source), "--disk", str(disk_image), "--disk-readonly", "--engine", engine)
+        assert r.returncode == 2 | 4 and r.stderr == b""          # DONE | ERROR, seen by the guest
+        assert disk_image.read_bytes() == before
+    r = cli("run", str(source), "--disk", str(disk_image))
+    assert r.returncode == 2 and disk_image.read_bytes() != before
+    r = cli("run", str(source), "--disk-readonly")
+    assert r.returncode == 125 and r.stderr == b"emu: --disk-readonly needs a disk (--disk, or a disk image to boot)\n"
+
+
+def test_a_failing_host_write_is_a_disk_error(disk_image):
+    """The host's disk may be full or broken: the guest sees ERROR, emu goes on."""
+    class Broken:
+        def __init__(self, file):
+            self.file = file
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+    m = machine_with(WRITE_SECTOR_0, disk=disk_image)
+    m.disk.file = Broken(m.disk.file)
+    assert m.run(10_000) and m.exit_status == 2 | 4
+
+
 def test_no_disk_reads_size_zero_and_fails_transfers():
     m = machine_with("""
         li   s0, DISK
