@@ -15,7 +15,9 @@ Commands (type `help` for the list, `help CMD` for one):
 WHERE is an address expression: 0x40, a label, `loop + 8`, `pc`, a register.
 With paging on, addresses are virtual, as the CPU sees them now: `mem` and
 `disas` go through the page tables (without disturbing the TLB), and `pt`
-shows the walk for one address.
+shows the walk for one address.  A watchpoint is virtual too, and "now" is
+the moment of each write: it fires when a write reaches the RAM its address
+maps to at that moment, by whatever path (another mapping, DMA).
 """
 
 import cmd
@@ -78,14 +80,51 @@ class Debugger(cmd.Cmd):
             addr = (pte & ~0xFFF & isa.WORD) | (addr & 0xFFF)
         return addr if addr < self.machine.memory.size else None
 
+    def _pieces(self, addr, length):
+        """The RAM under `length` bytes at `addr` as the CPU would see it now:
+        (physical, virtual, bytes) for each page that is in RAM and mapped."""
+        end = addr + length
+        while addr < end:
+            size = min(end, (addr | 0xFFF) + 1) - addr
+            phys = self._physical(addr)
+            if phys is not None:
+                yield phys, addr, size
+            addr += size
+
+    def _nowhere(self):
+        return "not in RAM or not mapped" if self.cpu.mmu.enabled else "not in RAM"
+
     def _on_write(self, addr, width):
+        # `addr` is physical: find the watched virtual byte it lands on, if any.
         for start, length in self.watchpoints:
-            if addr < start + length and start < addr + width:
-                self.watch_hit = addr
+            for phys, virt, size in self._pieces(start, length):
+                if addr < phys + size and phys < addr + width:
+                    self.watch_hit = virt + max(0, addr - phys)
+                    return
+
+    def _number(self, command, text):
+        try:
+            return int(text, 0)
+        except ValueError:
+            raise ValueError(f"{command}: {text!r} is not a number") from None
+
+    def _count(self, command, name, text):
+        n = self._number(command, text)
+        if n < 1:
+            raise ValueError(f"{command}: {name} must be at least 1, not {n}")
+        return n
+
+    def _where_and_count(self, command, name, arg, default):
+        """Split `WHERE [N]`: a last word that is a number is the count."""
+        parts = arg.rsplit(None, 1)
+        if len(parts) == 2 and _is_number(parts[1]):
+            return parts[0], self._count(command, name, parts[1])
+        return arg, default
 
     def _step(self):
         """One step; returns a reason to stop, or None."""
-        self.cpu.step()
+        if not self.machine.stopped:
+            self.cpu.step()
         if self.machine.stopped:
             return f"machine stopped: {self.machine.stop_reason}"
         if self.watch_hit is not None:
@@ -125,7 +164,7 @@ class Debugger(cmd.Cmd):
 
     def do_step(self, arg):
         """step [N]: execute N instructions (default 1)."""
-        for _ in range(int(arg, 0) if arg.strip() else 1):
+        for _ in range(self._count("step", "N", arg.strip()) if arg.strip() else 1):
             reason = self._step()
             if reason:
                 self.say(reason)
@@ -135,9 +174,6 @@ class Debugger(cmd.Cmd):
 
     def do_continue(self, arg):
         """continue: run until a breakpoint, a watchpoint or the machine stops."""
-        if self.machine.stopped:
-            self.say(f"machine stopped: {self.machine.stop_reason}")
-            return
         while True:
             reason = self._step()
             if reason:
@@ -154,18 +190,16 @@ class Debugger(cmd.Cmd):
     do_b = do_break
 
     def do_watch(self, arg):
-        """watch WHERE [LEN]: stop after any write to LEN bytes at WHERE (default 4)."""
-        parts = arg.rsplit(None, 1)
-        length = 4
-        if len(parts) == 2:
-            try:
-                length = int(parts[1], 0)
-                arg = parts[0]
-            except ValueError:
-                pass
-        addr = self._address(arg)
+        """watch WHERE [LEN]: stop after any write to LEN bytes (default 4, at most
+        a page) at WHERE, a virtual address when paging is on."""
+        where, length = self._where_and_count("watch", "LEN", arg, 4)
+        if length > isa.PAGE_SIZE:
+            raise ValueError(f"watch: LEN must be at most {isa.PAGE_SIZE}, not {length}")
+        addr = self._address(where)
         self.watchpoints.append((addr, length))
-        self.say(f"watchpoint {len(self.watchpoints)}: {length} bytes at {self._where(addr)}")
+        present = sum(size for _, _, size in self._pieces(addr, length))
+        note = "" if present == length else f" ({self._nowhere()} now)"
+        self.say(f"watchpoint {len(self.watchpoints)}: {length} bytes at {self._where(addr)}{note}")
 
     def do_delete(self, arg):
         """delete [N]: delete breakpoint N, or all breakpoints and watchpoints."""
@@ -174,7 +208,7 @@ class Debugger(cmd.Cmd):
             self.watchpoints.clear()
             self.say("deleted all breakpoints and watchpoints")
             return
-        n = int(arg, 0)
+        n = self._number("delete", arg.strip())
         if not 1 <= n <= len(self.breakpoints):
             raise ValueError(f"no breakpoint {n}")
         self.breakpoints.pop(n - 1)
@@ -202,18 +236,12 @@ class Debugger(cmd.Cmd):
 
     def do_mem(self, arg):
         """mem WHERE [LEN]: hex dump of LEN bytes (default 64) of RAM."""
-        parts = arg.rsplit(None, 1)
-        length = 64
-        if len(parts) == 2:
-            try:
-                length, arg = int(parts[1], 0), parts[0]
-            except ValueError:
-                pass
-        addr = self._address(arg)
+        where, length = self._where_and_count("mem", "LEN", arg, 64)
+        addr = self._address(where)
         for row in range(addr, addr + length, 16):
             places = [self._physical(a) for a in range(row, min(row + 16, addr + length))]
             if None in places:
-                self.say(f"{row:08x}  (not in RAM{' or not mapped' if self.cpu.mmu.enabled else ''})")
+                self.say(f"{row:08x}  ({self._nowhere()})")
                 break
             data = bytes(self.machine.memory.ram[a] for a in places)
             text = "".join(chr(b) if 32 <= b < 127 else "." for b in data)
@@ -222,11 +250,8 @@ class Debugger(cmd.Cmd):
 
     def do_disas(self, arg):
         """disas [WHERE] [N]: N instructions (default 5) around WHERE (default pc)."""
-        parts = arg.split()
-        count = 5
-        if len(parts) >= 2 and parts[-1].isdigit():
-            count = int(parts.pop())
-        center = self._address(" ".join(parts)) if parts else self.cpu.pc
+        where, count = self._where_and_count("disas", "N", arg, 5)
+        center = self._address(where) if where.strip() else self.cpu.pc
         start = max(0, (center & ~3) - 4 * (count // 2))
         for addr in range(start, start + 4 * count, 4):
             self.say(("=> " if addr == self.cpu.pc else "   ") + self._disas_line(addr))
@@ -285,3 +310,11 @@ class Debugger(cmd.Cmd):
         return True
     do_q = do_quit
     do_EOF = do_quit
+
+
+def _is_number(text):
+    try:
+        int(text, 0)
+    except ValueError:
+        return False
+    return True

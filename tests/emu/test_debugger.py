@@ -90,3 +90,73 @@ def test_debugger_sees_through_the_page_tables(tmp_path):
     assert "-> 0x00050000" in text and "P R W X U" in text             # slot 1: hello
     assert "0x00001000 -> 0x00001000" in text and "P R X\n" in text    # kernel code: no W, no U
     assert "0x00000000 -> fault" in text
+
+
+def debug(machine, commands):
+    out = io.StringIO()
+    Debugger(machine, stdin=io.StringIO("\n".join(commands) + "\n"), stdout=out).cmdloop()
+    return out.getvalue()
+
+
+def test_watchpoints_take_virtual_addresses():
+    """With paging on, `watch` means the address as the CPU sees it -- at the
+    time of each write, so a watchpoint set before paging is on (or before
+    the page is mapped) fires once a write reaches it through the tables."""
+    from emu.asm import assemble
+    from tests.emu.test_mmu import DIRECTORY, IDENTITY, KERNEL, RWX, map_pages
+    machine = Machine(1 << 16, console=Console(), engine="interpret")
+    machine.load(assemble(KERNEL.format(directory=DIRECTORY, body="""
+        li   t1, 0x3008
+        stw  t1, [t1 + 0x10]     ; physical 0x3018: not watched
+        li   t1, 0x00400000
+        li   t2, 77
+        stw  t2, [t1 + 8]        ; virtual 0x00400008 = physical 0x3008
+        nop
+    """)))
+    map_pages(machine, IDENTITY + [(0x00400000, 0x3000, RWX)])
+    out = debug(machine, ["watch 0x00400008", "c", "watch 0x00500000 8"])
+    assert "watchpoint 1: 4 bytes at 0x00400008 <handler+4194256> (not in RAM now)" in out
+    assert "watchpoint: write to 0x00400008" in out
+    assert machine.memory.load_word(0x3008) == 77 and machine.memory.load_word(0x3018) == 0x3008
+    assert "watchpoint 2: 8 bytes at 0x00500000 <handler+5242824> (not in RAM or not mapped now)" in out
+    assert machine.cpu.pc == machine.symbols["handler"] - 8     # just after the store: at the nop
+    # A physical address that equals the watched virtual one is not it.
+    machine = Machine(1 << 16, console=Console(), engine="interpret")
+    machine.load(assemble(KERNEL.format(directory=DIRECTORY, body="""
+        li   t1, 0x3000
+        stw  t1, [t1]            ; virtual 0x3000 -> physical 0x3000
+    """)))
+    map_pages(machine, IDENTITY[:3] + [(0x3000, 0x4000, RWX), (0x4000, 0x3000, RWX)] + IDENTITY[5:])
+    out = debug(machine, ["watch 0x4000", "c"])
+    assert "watchpoint 1: 4 bytes at 0x00004000 <handler+16348>\n" in out   # in RAM: no note
+    assert "watchpoint: write" not in out and "machine stopped" in out
+    assert machine.memory.load_word(0x4000) == 0x3000
+
+
+def test_step_stops_at_power_off(guest_dir):
+    machine, out = session(guest_dir, ["c", "step 3", "step"])
+    steps = machine.cpu.steps
+    assert out.count("machine stopped: powered off with status 0") == 3
+    machine, _ = session(guest_dir, ["c"])
+    assert machine.cpu.steps == steps
+
+
+def test_debugger_numbers_are_checked(guest_dir):
+    machine, out = session(guest_dir, ["step abc", "disas 0 -5", "disas pc 0", "mem 0 -1", "watch 0 0",
+                                       "delete x", "step 0x2"])
+    errors = [line for line in out.splitlines() if "error" in line]
+    assert errors == ["(emu) error: step: 'abc' is not a number",
+                      "(emu) error: disas: N must be at least 1, not -5",
+                      "(emu) error: disas: N must be at least 1, not 0",
+                      "(emu) error: mem: LEN must be at least 1, not -1",
+                      "(emu) error: watch: LEN must be at least 1, not 0",
+                      "(emu) error: delete: 'x' is not a number"]
+    assert machine.cpu.steps == 2 and "   0x" not in out          # no disassembly printed
+
+
+def test_continue_on_a_machine_nothing_can_wake(tmp_path):
+    from emu.asm import assemble
+    from tests.emu.test_devices import DEVICES, MASKED_HALT
+    machine = Machine(1 << 16, console=Console(), engine="interpret")
+    machine.load(assemble(DEVICES + MASKED_HALT))
+    assert "machine stopped: halted with nothing left to wake it" in debug(machine, ["c"])
