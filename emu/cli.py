@@ -10,11 +10,11 @@ import argparse
 import os
 import sys
 
-from . import snapshot
+from . import mkfs, snapshot
 from .asm import AsmError, Assembler
 from .devices.console import Console
 from .devices.disk import SECTOR_SIZE, Disk, DiskError
-from .image import Image, ImageError
+from .image import MAGIC as IMAGE_MAGIC, Image, ImageError
 from .machine import BOOT_SIGNATURE, DEFAULT_MEMORY, Machine
 from .snapshot import SnapshotError
 
@@ -68,17 +68,26 @@ def make_machine(args, program, console):
 
 def load_program(path):
     """An Image from a .s source file or an assembled image file."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(6)
-    except OSError as e:
-        raise UserError(f"{path}: {e.strerror}") from None
-    if head == b"EMUIMG":
+    head = file_head(path, len(snapshot.MAGIC))
+    if head == snapshot.MAGIC:
+        # As QEMU keeps booting and -loadvm apart: a saved machine has its
+        # memory size and disk already, which `run`'s options would contradict.
+        raise UserError(f"{path}: a snapshot, not a program: continue it with `emu restore {path}`")
+    if head.startswith(IMAGE_MAGIC):
         try:
             return Image.read(path)
         except ImageError as e:
             raise UserError(f"{path}: {e}") from None
     return Assembler().assemble_file(path)
+
+
+def file_head(path, length):
+    """The first `length` bytes of a file, to tell what kind of file it is."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(length)
+    except OSError as e:
+        raise UserError(f"{path}: {e.strerror}") from None
 
 
 def host_console():
@@ -172,11 +181,7 @@ def _drive(machine, args, name):
 
 def cmd_debug(args):
     from .debugger import Debugger
-    try:
-        with open(args.program, "rb") as f:
-            is_snapshot = f.read(8) == snapshot.MAGIC
-    except OSError as e:
-        raise UserError(f"{args.program}: {e.strerror}") from None
+    is_snapshot = file_head(args.program, len(snapshot.MAGIC)) == snapshot.MAGIC
     # stdin is the debugger's: the guest's console gets output only.
     console = Console(output=sys.stdout.buffer)
     if is_snapshot:
@@ -239,9 +244,9 @@ def main(argv=None):
     p.set_defaults(func=cmd_debug)
 
     p = sub.add_parser("mkfs", help="build a bootable toyos disk image (see emu/mkfs.py)",
-                       add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=lambda args: __import__("emu.mkfs").mkfs.main(args.rest))
+                       description=mkfs.DESCRIPTION)
+    mkfs.add_arguments(p)
+    p.set_defaults(func=mkfs.run)
 
     args = parser.parse_args(argv)
     if getattr(args, "snapshot_at", None):

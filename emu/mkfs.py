@@ -133,15 +133,20 @@ def build_toyos(output):
                  toyos_files())
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="emu mkfs", description="Build a bootable toyos disk image.")
+DESCRIPTION = "Build a bootable toyos disk image."
+
+
+def add_arguments(parser):
+    """mkfs's options, on its own parser or on `emu mkfs`."""
     parser.add_argument("output", help="the disk image to write")
     parser.add_argument("files", nargs="*", help="programs (.s) and files to put on it "
                         "(default: toyos's own, from emu/guest/os/user and files)")
     parser.add_argument("--boot", default=os.path.join(OS_DIR, "boot.s"), help="boot sector source")
     parser.add_argument("--kernel", default=os.path.join(OS_DIR, "kernel.s"), help="kernel source")
     parser.add_argument("-q", "--quiet", action="store_true", help="do not list the files")
-    args = parser.parse_args(argv)
+
+
+def run(args):
     try:
         entries = build(args.output, args.boot, args.kernel, args.files or toyos_files())
     except (MkfsError, AsmError) as e:
@@ -156,6 +161,12 @@ def main(argv=None):
         for name, start, length in entries:
             print(f"  {name:<12} sector {start:<4} {length:6} bytes")
     return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="emu mkfs", description=DESCRIPTION)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -149,3 +149,20 @@ def test_empty_segments_load_anywhere(cli, tmp_path):
     program.write(path)
     r = cli("run", str(path), "--mem", "64K")
     assert (r.returncode, r.stderr) == (0, b"")
+
+
+def test_cli_mkfs_help(cli):
+    r = cli("mkfs", "-h")
+    assert r.returncode == 0 and r.stdout.startswith(b"usage: emu mkfs") and b"--kernel" in r.stdout
+    r = cli("mkfs")
+    assert r.returncode == 2 and b"the following arguments are required: output" in r.stderr
+
+
+def test_cli_run_of_a_snapshot_says_to_restore_it(cli, tmp_path):
+    from emu import snapshot
+    path = tmp_path / "x.snap"
+    snapshot.save(Machine(1 << 16, console=Console()), path)
+    for command in ("run", "disasm"):
+        r = cli(command, str(path))
+        assert r.returncode == 125
+        assert r.stderr.decode() == f"emu: {path}: a snapshot, not a program: continue it with `emu restore {path}`\n"
