@@ -260,13 +260,17 @@ def main(argv=None):
         print(f"emu: {e}", file=sys.stderr)
     except (UserError, SnapshotError) as e:
         print(f"emu: {e}", file=sys.stderr)
+    except BrokenPipeError:
+        # The reader of our output has gone, as with `| head`: end like any
+        # filter killed by SIGPIPE, and keep Python from flushing into it again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as e:
-        print(f"emu: {e.filename or ''}: {e.strerror}", file=sys.stderr)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"emu: {where}{e.strerror}", file=sys.stderr)
     except KeyboardInterrupt:
         print("emu: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 141
     return 125
 
 

@@ -166,3 +166,17 @@ def test_cli_run_of_a_snapshot_says_to_restore_it(cli, tmp_path):
         r = cli(command, str(path))
         assert r.returncode == 125
         assert r.stderr.decode() == f"emu: {path}: a snapshot, not a program: continue it with `emu restore {path}`\n"
+
+
+def test_cli_output_to_a_closed_pipe_ends_quietly(guest_dir):
+    """`emu run prog | head -1`: like any Unix filter, emu ends with the
+    status of SIGPIPE and says nothing (it printed `emu: : Broken pipe`)."""
+    import os
+    import subprocess
+    import sys
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    r = subprocess.run([sys.executable, "-m", "emu", "run", os.path.join(guest_dir, "sieve.s")],
+                       stdout=write_end, stderr=subprocess.PIPE, timeout=120)
+    os.close(write_end)
+    assert (r.returncode, r.stderr) == (141, b"")
