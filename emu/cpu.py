@@ -60,7 +60,7 @@ class CPU:
         self.pc = 0
         self.sregs = [0] * len(isa.SYSTEM_REGISTERS)
         self.cycles = 0          # what the timer counts: each instruction costs its table cycles
-        self.steps = 0           # instructions executed, including those that trapped
+        self.steps = 0           # instructions executed (trapped ones too), and waits while halted
         self.halted = False      # inside `halt`, waiting for an interrupt
         self.irq_pending = 0     # bit n set: interrupt line n is raised
         self.next_event = 0      # at this cycle count the board wants to run its devices
