@@ -112,5 +112,12 @@ class MMU:
 
     def restore(self, ptbr, entries):
         self.set_ptbr(ptbr)
-        for vpn, pte in entries:
-            self._cache(vpn, pte)
+        for entry in entries:
+            # A cached entry is used without a walk, so it must be one a walk
+            # could have cached: anything else would reach outside RAM.
+            if not (isinstance(entry, (list, tuple)) and len(entry) == 2
+                    and all(type(n) is int for n in entry) and 0 <= entry[0] < 1 << 20
+                    and 0 <= entry[1] <= WORD and entry[1] & PTE_P
+                    and entry[1] & FRAME_MASK < self.memory.size):
+                raise ValueError(f"TLB entry {entry!r}: not one a page-table walk could have made")
+            self._cache(*entry)

@@ -296,3 +296,18 @@ def test_the_debugger_steps_into_a_page_directory_outside_ram():
     text = out.getvalue()
     assert "machine stopped: unhandled trap: page fault on instruction fetch" in text
     assert "directory 0x00200000 is outside RAM\n0x0000000c -> fault" in text
+
+
+@pytest.mark.parametrize("entry", [(0x400, 0x00200000 | RWX),     # a frame past RAM
+                                   (0x400, 0x3000 | PTE_R),       # not present
+                                   (1 << 20, 0x3000 | RWX),       # no such virtual page
+                                   (0x400, "0x3000"), (0x400,)])
+def test_a_restored_tlb_holds_only_what_a_walk_could_have_cached(entry):
+    """A TLB entry is used without a walk: one from a snapshot that no walk
+    could have produced would send the CPU outside RAM.  Restore refuses it
+    (snapshot.restore turns that into its one-line error)."""
+    machine = kernel("nop")
+    state = machine.save_state()
+    state["cpu"]["tlb"] = [entry]
+    with pytest.raises(ValueError, match="TLB entry"):
+        Machine(1 << 16, console=Console()).restore_state(state)
