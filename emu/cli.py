@@ -210,7 +210,8 @@ def main(argv=None):
     def run_options(p):
         p.add_argument("--trace", action="store_true",
                        help="print every instruction to stderr (uses the interpreter)")
-        p.add_argument("--steps", type=int, metavar="N", help="stop after N steps (instructions, and waits while halted)")
+        p.add_argument("--steps", type=int, metavar="N",
+                       help="stop after N steps (instructions, and waits while halted)")
         p.add_argument("--snapshot-at", nargs=2, action="append", metavar=("N", "FILE"),
                        help="save a snapshot when the machine reaches step N (repeatable)")
         p.add_argument("--diff", action="store_true",
