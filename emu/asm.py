@@ -25,18 +25,32 @@ Syntax, by example::
 
 Expressions have C's operators (+ - * / % << >> & | ^ ~ and parentheses),
 numbers in decimal, 0x, 0b or 'c' form, labels, constants, ``.`` for the
-address of the current line, and ``hi(x)`` / ``lo(x)`` for the halves of a word.  Every
-error names file:line:column.
+address of the current line, and ``hi(x)`` / ``lo(x)`` for the halves of a word.
+The whole syntax is in docs/asm.md.  Every error names file:line:column, and
+no source, however malformed, gets anything else out of the assembler: sizes,
+nesting and values are bounded before anything is allocated.
 """
 
+import errno
 import os
 import re
+import stat
 from collections import namedtuple
 
 from . import isa
 from .image import Image
 
 Loc = namedtuple("Loc", "file line col")
+
+# Limits, so that no source can make the assembler allocate or loop without
+# bound.  An image lies in RAM, which ends where the devices start.
+RAM_END = isa.MMIO_BASE
+MAX_IMAGE = 64 << 20          # bytes of code and data in one image
+MAX_SOURCE = 16 << 20         # bytes in one source file
+MAX_LINES = 1 << 16           # lines, after includes and macro expansion
+MAX_VALUE = 1 << 64           # no value in an expression gets this large
+MAX_NESTING = 32              # parentheses, unary operators, hi()/lo() in one expression
+MAX_CHAIN = 64                # constants defined in terms of later constants
 
 
 class AsmError(Exception):
@@ -75,6 +89,7 @@ _FUNCTIONS = {"hi": lambda v: (v >> 16) & 0xFFFF, "lo": lambda v: v & 0xFFFF}
 
 
 def _unescape(text, loc):
+    """The characters a quoted string or character stands for (quotes removed)."""
     out, i = [], 0
     while i < len(text):
         ch = text[i]
@@ -101,8 +116,9 @@ class Expr:
     def __init__(self, text, loc):
         self.text, self.loc = text, loc
         self.tokens = self._tokenize(text, loc)
-        self.pos = 0
-        self.tree = self._binary(0)
+        self.pos = self.depth = 0
+        self.code = []               # postfix: evaluated with a stack, never recursively
+        self._binary(0)
         if self.pos < len(self.tokens):
             self._error("unexpected " + repr(self.tokens[self.pos][1]), self.tokens[self.pos][2])
 
@@ -131,14 +147,14 @@ class Expr:
     def _binary(self, min_prec):
         # Precedence climbing: parse operators that bind at least as tightly
         # as min_prec, each one's right side with a higher minimum.
-        left = self._unary()
+        self._unary()
         while True:
             kind, op, col = self._peek()
             if kind != "op" or op not in _BINARY or _BINARY[op][0] < min_prec:
-                return left
+                return
             self.pos += 1
-            right = self._binary(_BINARY[op][0] + 1)
-            left = ("bin", op, left, right, col)
+            self._binary(_BINARY[op][0] + 1)
+            self.code.append(("bin", op, col))
 
     def _unary(self):
         kind, value, col = self._peek()
@@ -146,26 +162,50 @@ class Expr:
             self._error("expression expected", self.loc.col + len(self.text))
         self.pos += 1
         if kind == "op" and value in "-+~":
-            return ("un", value, self._unary())
-        if kind == "op" and value == "(":
-            inner = self._binary(0)
+            self._nested(col, self._unary)
+            self.code.append(("un", value))
+        elif kind == "op" and value == "(":
+            self._nested(col, self._binary, 0)
             self._expect(")")
-            return inner
-        if kind == "num":
-            return ("num", int(value.replace("_", ""), 0))
-        if kind == "char":
+        elif kind == "num":
+            self.code.append(("num", self._number(value, col)))
+        elif kind == "char":
             text = _unescape(value[1:-1], self.loc._replace(col=col))
-            return ("num", ord(text))
-        if kind == "name":
-            if value == ".":
-                return ("dot",)
-            if value in _FUNCTIONS and self._peek()[1] == "(":
-                self.pos += 1
-                arg = self._binary(0)
-                self._expect(")")
-                return ("call", value, arg)
-            return ("sym", value, col)
-        self._error(f"unexpected {value!r}", col)
+            self.code.append(("num", ord(text)))
+        elif kind == "name" and value == ".":
+            self.code.append(("dot",))
+        elif kind == "name" and value in _FUNCTIONS and self._peek()[1] == "(":
+            self.pos += 1
+            self._nested(col, self._binary, 0)
+            self._expect(")")
+            self.code.append(("call", value))
+        elif kind == "name":
+            self.code.append(("sym", value, col))
+        else:
+            self._error(f"unexpected {value!r}", col)
+
+    def _nested(self, col, parse, *args):
+        # The parser recurses once per level: a bound keeps it off Python's stack limit.
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            self._error(f"expression nested too deeply (more than {MAX_NESTING} levels)", col)
+        parse(*args)
+        self.depth -= 1
+
+    def _number(self, text, col):
+        digits = text.replace("_", "")
+        if re.fullmatch(r"0+[1-9][0-9]*", digits):
+            self._error(f"number {text} has a leading zero: it is not octal here "
+                        f"(write {int(digits)}, or 0x/0b)", col)
+        if len(digits) > 70:
+            self._error(f"number too large ({len(digits)} digits)", col)
+        try:
+            value = int(digits, 0)
+        except ValueError:
+            self._error(f"bad number {text!r}", col)
+        if value >= MAX_VALUE:
+            self._error(f"number {text} too large (more than 64 bits)", col)
+        return value
 
     def _expect(self, op):
         kind, value, col = self._peek()
@@ -175,23 +215,26 @@ class Expr:
 
     def value(self, lookup, dot):
         """Evaluate; `lookup(name, col)` gives a symbol's value or raises Undefined."""
-        return self._eval(self.tree, lookup, dot)
+        stack = []
+        for step in self.code:
+            tag = step[0]
+            if tag == "num":
+                stack.append(step[1])
+            elif tag == "dot":
+                stack.append(dot)
+            elif tag == "sym":
+                stack.append(lookup(step[1], step[2]))
+            elif tag == "un":
+                v = stack.pop()
+                stack.append(-v if step[1] == "-" else ~v if step[1] == "~" else v)
+            elif tag == "call":
+                stack.append(_FUNCTIONS[step[1]](stack.pop()))
+            else:
+                b, a = stack.pop(), stack.pop()
+                stack.append(self._apply(step[1], a, b, step[2]))
+        return stack.pop()
 
-    def _eval(self, node, lookup, dot):
-        tag = node[0]
-        if tag == "num":
-            return node[1]
-        if tag == "dot":
-            return dot
-        if tag == "sym":
-            return lookup(node[1], node[2])
-        if tag == "un":
-            v = self._eval(node[2], lookup, dot)
-            return -v if node[1] == "-" else ~v if node[1] == "~" else v
-        if tag == "call":
-            return _FUNCTIONS[node[1]](self._eval(node[2], lookup, dot))
-        _, op, left, right, col = node
-        a, b = self._eval(left, lookup, dot), self._eval(right, lookup, dot)
+    def _apply(self, op, a, b, col):
         if op in "/%":
             if b == 0:
                 self._error("division by zero", col)
@@ -199,7 +242,10 @@ class Expr:
             return q if op == "/" else a - q * b
         if op in ("<<", ">>") and not 0 <= b < 64:
             self._error(f"shift by {b}", col)
-        return _BINARY[op][1](a, b)
+        value = _BINARY[op][1](a, b)
+        if abs(value) >= MAX_VALUE:
+            self._error("value too large (more than 64 bits)", col)
+        return value
 
 
 # -- source lines -------------------------------------------------------------------
@@ -207,39 +253,58 @@ class Expr:
 Line = namedtuple("Line", "text loc note")   # note: "in macro X called at f:l" or ""
 
 
+def _closing_quote(text, start):
+    """Where the string or character opened at text[start] closes, or None."""
+    i = start + 1
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+        elif text[i] == text[start]:
+            return i
+        else:
+            i += 1
+    return None
+
+
 def _strip_comment(text):
-    quote = None
-    for i, ch in enumerate(text):
-        if quote:
-            if ch == "\\":
-                continue
-            if ch == quote and text[i - 1] != "\\":
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-        elif ch == ";":
+    i = 0
+    while i < len(text):
+        if text[i] in "\"'":
+            end = _closing_quote(text, i)
+            if end is None:
+                return text              # split_operands reports the open quote
+            i = end
+        elif text[i] == ";":
             return text[:i]
+        i += 1
     return text
 
 
-def split_operands(text, col):
-    """Split at top-level commas; each operand with the column it starts at."""
-    parts, depth, quote, start = [], 0, None, 0
-    for i, ch in enumerate(text + ","):
-        if quote:
-            if ch == quote and text[i - 1] != "\\":
-                quote = None
-        elif ch in "\"'":
-            quote = ch
+def split_operands(text, loc):
+    """Split at top-level commas; each operand with the column it starts at
+    (`loc` is where `text` starts).  Quotes and brackets must be balanced."""
+    parts, open_at, start, i = [], [], 0, 0
+    while i <= len(text):
+        ch = text[i] if i < len(text) else ","
+        if ch in "\"'":
+            end = _closing_quote(text, i)
+            if end is None:
+                raise AsmError("unterminated string" if ch == '"' else "unterminated character",
+                               loc._replace(col=loc.col + i))
+            i = end
         elif ch in "([":
-            depth += 1
+            open_at.append(i)
         elif ch in ")]":
-            depth -= 1
-        elif ch == "," and depth == 0:
+            if not open_at or text[open_at[-1]] != "(["[")]".index(ch)]:
+                raise AsmError(f"unbalanced {ch!r}", loc._replace(col=loc.col + i))
+            open_at.pop()
+        elif ch == "," and not open_at:
             piece = text[start:i]
-            stripped = piece.strip()
-            parts.append((stripped, col + start + len(piece) - len(piece.lstrip())))
+            parts.append((piece.strip(), loc.col + start + len(piece) - len(piece.lstrip())))
             start = i + 1
+        i += 1
+    if open_at:
+        raise AsmError(f"unbalanced {text[open_at[-1]]!r}", loc._replace(col=loc.col + open_at[-1]))
     if len(parts) == 1 and parts[0][0] == "":
         return []
     return parts
@@ -252,12 +317,14 @@ _NAME = re.compile(r"[A-Za-z_.$][A-Za-z0-9_.$]*$")
 
 class Assembler:
     def __init__(self, read_file=None):
-        self._read = read_file or (lambda path: open(path, encoding="utf-8").read())
+        self._read = read_file or _read_source
         self.symbols = {}        # labels: name -> address
         self.constants = {}      # .equ: name -> (Expr, dot at definition)
         self.macros = {}         # name -> (parameters, body lines)
         self.items = []          # (addr, size, loc, source text, emit) in program order
         self.expansions = 0      # numbers the expansions, for \@ in macro bodies
+        self.lines = 0           # lines read, after includes and macros (MAX_LINES)
+        self.size = 0            # bytes emitted (MAX_IMAGE)
         self._resolving = set()
 
     # -- public entry points ---------------------------------------------------------
@@ -274,11 +341,15 @@ class Assembler:
         if depth > 16:
             raise AsmError("includes nested too deeply (an include cycle?)", loc)
         try:
-            text = self._read(path)
+            data = self._read(path)
         except OSError as e:
             raise AsmError(f"cannot read {path}: {e.strerror}", loc) from None
-        except UnicodeDecodeError:
-            raise AsmError(f"{path} is not UTF-8 text", loc) from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            col = len(data[data.rfind(b"\n", 0, e.start) + 1:e.start].decode("utf-8", "replace")) + 1
+            raise AsmError("not UTF-8 text", Loc(path, line, col)) from None
         return self._lines_from(text, path, depth)
 
     def _lines_from(self, text, filename, depth):
@@ -314,6 +385,10 @@ class Assembler:
 
     def _pass1(self, line, lines, depth=0):
         text, loc = line.text, line.loc
+        self.lines += 1
+        if self.lines > MAX_LINES:
+            raise AsmError(f"too many lines (more than {MAX_LINES}, counting includes and "
+                           "macro expansions)", loc)
         pos = 0
         while True:                                  # labels, any number of them
             m = _LABEL.match(text, pos)
@@ -326,7 +401,7 @@ class Assembler:
             return
         word, col = m.group(1), m.start(1) + 1
         rest_col = m.end() + 1
-        operands = split_operands(text[m.end():], rest_col)
+        operands = split_operands(text[m.end():], loc._replace(col=rest_col))
         here = line._replace(loc=loc._replace(col=col))
         name = word.lower()
         if name == ".macro":
@@ -352,8 +427,13 @@ class Assembler:
         self.symbols[name] = self.dot
 
     def _emit(self, size, line, emit):
-        if size and self.dot + size > 1 << 32:
-            raise AsmError("address beyond 4 GiB", line.loc)
+        # Checked before anything is allocated: sizes come from the source.
+        if size and self.dot + size > RAM_END:
+            raise AsmError(f"bytes at {self.dot:#x}..{self.dot + size - 1:#x} are above RAM "
+                           f"(which ends at {RAM_END:#x})", line.loc)
+        self.size += size
+        if self.size > MAX_IMAGE:
+            raise AsmError(f"image larger than {MAX_IMAGE >> 20} MiB", line.loc)
         self.items.append((self.dot, size, line, emit))
         self.dot += size
 
@@ -417,7 +497,11 @@ class Assembler:
                 raise AsmError(f"bad constant name {sym!r}", loc._replace(col=sym_col))
             if sym in self.symbols or sym in self.constants:
                 raise AsmError(f"{sym!r} is already defined", loc._replace(col=sym_col))
-            self.constants[sym] = (Expr(operands[1][0], loc._replace(col=operands[1][1])), self.dot)
+            expr = Expr(operands[1][0], loc._replace(col=operands[1][1]))
+            try:        # known now: keep the number, so long chains of constants stay flat
+                self.constants[sym] = (expr.value(self._lookup, self.dot), None)
+            except Undefined:
+                self.constants[sym] = (expr, self.dot)
         elif name == ".org":
             need(1)
             target = self._known(operands[0][0], loc._replace(col=operands[0][1]), ".org")
@@ -428,8 +512,8 @@ class Assembler:
             if len(operands) not in (1, 2):
                 raise AsmError(".space takes a size and an optional fill byte", loc)
             size = self._known(operands[0][0], loc._replace(col=operands[0][1]), ".space")
-            if not 0 <= size <= 1 << 28:
-                raise AsmError(f".space size {size} out of range", loc)
+            if size < 0:
+                raise AsmError(f".space size {size} is negative", loc)
             fill = self._known(operands[1][0], loc, ".space") & 0xFF if len(operands) == 2 else 0
             self._emit(size, line, lambda: bytes([fill]) * size)
         elif name == ".align":
@@ -450,9 +534,14 @@ class Assembler:
         elif name in (".ascii", ".asciz"):
             need(1)
             text, col = operands[0]
-            if not (len(text) >= 2 and text[0] == text[-1] == '"'):
-                raise AsmError(f"{name} needs a quoted string", loc._replace(col=col))
-            data = _unescape(text[1:-1], loc._replace(col=col)).encode("latin-1", "replace")
+            if not (text[:1] == '"' and _closing_quote(text, 0) == len(text) - 1):
+                raise AsmError(f"{name} needs one quoted string", loc._replace(col=col))
+            chars = _unescape(text[1:-1], loc._replace(col=col))
+            wide = [ch for ch in chars if ord(ch) > 0xFF]
+            if wide:
+                raise AsmError(f"{wide[0]!r} is not a byte (write its bytes as \\xNN)",
+                               loc._replace(col=col))
+            data = chars.encode("latin-1")
             if name == ".asciz":
                 data += b"\0"
             self._emit(len(data), line, lambda: data)
@@ -472,10 +561,14 @@ class Assembler:
         if name in self.symbols:
             return self.symbols[name]
         if name in self.constants:
-            if name in self._resolving:
-                raise AsmError(f"constant {name!r} is defined in terms of itself",
-                               self.constants[name][0].loc)
             expr, dot = self.constants[name]
+            if dot is None:
+                return expr
+            if name in self._resolving:
+                raise AsmError(f"constant {name!r} is defined in terms of itself", expr.loc)
+            if len(self._resolving) >= MAX_CHAIN:
+                raise AsmError(f"constants nested too deeply (more than {MAX_CHAIN} defined "
+                               "in terms of later ones)", expr.loc)
             self._resolving.add(name)
             try:
                 return expr.value(self._lookup, dot)
@@ -638,6 +731,17 @@ class Assembler:
         names = sorted(self.symbols.items(), key=lambda item: (item[1], item[0]))
         out += ["", "symbols:"] + [f"{value:08x}  {name}" for name, value in names]
         return "\n".join(out) + "\n"
+
+
+def _read_source(path):
+    """A source file's bytes: a regular file, and not a huge one."""
+    with open(path, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        data = f.read(MAX_SOURCE + 1)
+    if len(data) > MAX_SOURCE:
+        raise OSError(errno.EFBIG, f"larger than {MAX_SOURCE >> 20} MiB")
+    return data
 
 
 class _noted:

@@ -2,8 +2,10 @@
 and errors that name file:line:column."""
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from emu import isa
+from emu import asm, isa
 from emu.asm import AsmError, Assembler, assemble
 from emu.image import Image, ImageError
 
@@ -181,3 +183,97 @@ def test_cli_asm_error_is_one_line(cli, tmp_path):
     assert r.returncode != 0 and r.stdout == b""
     assert r.stderr.decode().count("\n") == 1
     assert r.stderr.decode().startswith(f"emu: {src}:2:3: addi takes 3 operands")
+
+
+# -- malformed sources: one located error each, never a Python exception ------------------
+
+@pytest.mark.parametrize("source, where, message", [
+    ("  li a0, 010", "t.s:1:10", "leading zero"),
+    ("  li a0, 08", "t.s:1:10", "leading zero"),
+    ("  .word " + "9" * 5000, "t.s:1:9", "too large"),
+    ('  .asciz "unterminated', "t.s:1:10", "unterminated string"),
+    ('  .ascii "a\\"', "t.s:1:10", "unterminated string"),
+    ("  li a0, '", "t.s:1:10", "unterminated character"),
+    ('  .ascii "a" "b"', "t.s:1:10", "one quoted string"),
+    ('  .ascii "\u20ac"', "t.s:1:10", "not a byte"),
+    ("  .word (1", "t.s:1:9", "unbalanced"),
+    ("  .word 1)", "t.s:1:10", "unbalanced"),
+    ("  ldw a0, [a0", "t.s:1:11", "unbalanced"),
+    ("  nop\n  .align 0x80000000", "t.s:2:3", "image larger than"),
+    ("  .space 0x3000000\n  .space 0x3000000", "t.s:2:3", "image larger than"),
+    ("  .org 0xF0000000\n  .word 1", "t.s:2:3", "above RAM"),
+    ("  .word " + "-" * 3000 + "1", "t.s:1:", "nested too deeply"),
+    ("  .word " + "(" * 3000 + "1" + ")" * 3000, "t.s:1:", "nested too deeply"),
+    ("  .word " + "hi(" * 3000 + "1" + ")" * 3000, "t.s:1:", "nested too deeply"),
+    (".equ A, 1 << 40\n.equ B, A*A*A*A*A*A*A*A*A*A*A*A*A*A*A*A*A*A*A*A\n  .word B", "t.s:2:", "too large"),
+])
+def test_malformed_sources_name_file_line_column(source, where, message):
+    with pytest.raises(AsmError) as info:
+        assemble(source, "t.s")
+    text = str(info.value)
+    assert text.startswith(where) and message in text and "\n" not in text, text
+
+
+def test_long_expressions_and_chains_of_constants_assemble():
+    chain = "\n".join(f".equ A{i}, A{i - 1} + 1" if i else ".equ A0, 1" for i in range(3000))
+    assert words(assemble(chain + "\n.word A2999, " + "+".join(["1"] * 3000))) == [3000, 3000]
+
+
+def test_constants_defined_in_terms_of_later_ones_are_bounded():
+    chain = "\n".join(f".equ A{i}, A{i + 1} + 1" for i in range(3000))
+    with pytest.raises(AsmError, match="constants nested too deeply"):
+        assemble(chain + "\n.equ A3000, 0\n.word A0", "t.s")
+
+
+def test_macro_expansion_is_bounded(monkeypatch):
+    # Each macro calls the one before it twice: 2**30 lines if expanded.
+    monkeypatch.setattr(asm, "MAX_LINES", 1000)       # the same check, sooner
+    source = ".macro m0\n nop\n.endm\n" + "".join(
+        f".macro m{i}\n m{i - 1}\n m{i - 1}\n.endm\n" for i in range(1, 31)) + " m30\n"
+    with pytest.raises(AsmError, match="too many lines"):
+        assemble(source, "t.s")
+
+
+def test_include_refuses_what_is_not_a_regular_file(tmp_path):
+    main = tmp_path / "main.s"
+    main.write_text('  .include "/dev/zero"\n')
+    with pytest.raises(AsmError, match=r"main.s:1:12: cannot read /dev/zero: not a regular file"):
+        Assembler().assemble_file(str(main))
+
+
+def test_non_utf8_source_names_the_line_and_column(tmp_path):
+    src = tmp_path / "bad.s"
+    src.write_bytes(b"nop\n  .ascii \"\xff\"\n")
+    with pytest.raises(AsmError) as info:
+        Assembler().assemble_file(str(src))
+    assert str(info.value).startswith(f"{src}:2:11: not UTF-8 text")
+
+
+@pytest.mark.parametrize("source", ["  li a0, 010\n", "  .asciz \"unterminated\n", "  nop\n  .align 0x80000000\n"])
+@pytest.mark.parametrize("command", ["asm", "run"])
+def test_cli_malformed_source_is_one_line(cli, tmp_path, source, command):
+    src = tmp_path / "bad.s"
+    src.write_text(source)
+    r = cli(command, str(src))
+    err = r.stderr.decode()
+    assert r.returncode == 125 and err.count("\n") == 1 and err.startswith(f"emu: {src}:"), err
+    assert not (tmp_path / "bad.img").exists()
+
+
+# Pieces that real sources are made of, and pieces that break them.
+_PIECES = ["nop", "halt", "add a0, a1, a2", "addi", "ldw a0, [sp + 4]", "li a0, ", "la t0, x",
+           "beq a0, zero, x", ".word", ".byte", ".ascii", ".asciz", ".space", ".align", ".org",
+           ".equ", ".macro m a", ".endm", "m", "\\a", "\\@", ".include", "x:", "y:", "hi(", "lo(",
+           "(", ")", "[", "]", '"', "'", ",", ";", "+", "-", "*", "/", "%", "<<", ">>", "~", "&",
+           "0", "010", "0x", "0xFFFFFFFF", "0b1", "1_0", "'a'", "'\\n'", "\\x41", "x", ".", " ",
+           "\n", "\t", "\\", "\u20ac", "\0", "99999999999", "1 << 63", "0x80000000"]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=40))
+def test_random_sources_assemble_or_fail_with_a_located_error(pieces):
+    try:
+        assemble(" ".join(pieces), "f.s")
+    except AsmError as e:
+        text = str(e)
+        assert text.startswith("f.s:") and "\n" not in text
