@@ -6,11 +6,15 @@ keeps track, per 4 KiB page, of what the guest wrote since the last snapshot.
 A diff snapshot then saves only those pages, and (in a later issue) live
 migration sends only them.  Read ``snapshot.py`` next.
 
-RAM is any writable buffer: a ``bytearray`` for a fresh machine, or a
+RAM is any writable buffer: an anonymous ``mmap`` for a fresh machine, or a
 copy-on-write ``mmap`` of a snapshot file for a restored one -- the CPU cannot
 tell the difference, which is what makes restore independent of memory size.
+Either way the host's kernel gives a page real memory only when it is first
+touched (as it does for a real hypervisor's guest RAM), so a 1 GiB machine
+costs what its guest uses; untouched pages read as zeros.
 """
 
+import mmap
 import sys
 
 from .isa import PAGE_SIZE
@@ -42,8 +46,11 @@ class Memory:
         if size <= 0 or size % PAGE_SIZE:
             raise ValueError(f"memory size must be a positive multiple of {PAGE_SIZE}")
         self.size = size
-        self.ram = backing if backing is not None else bytearray(size)
-        self.words = memoryview(self.ram).cast("I")
+        if backing is None:
+            backing = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+        # Bytes and words through memoryviews: as fast as a bytearray, whatever the backing.
+        self.ram = memoryview(backing)
+        self.words = self.ram.cast("I")
         self.pages = size // PAGE_SIZE
         self.dirty = bytearray(self.pages)       # 1 = written since the last snapshot
         self.present = bytearray(self.pages)     # 1 = may be non-zero as of the last snapshot

@@ -41,7 +41,7 @@ def test_restore_maps_memory_copy_on_write(guest_dir, tmp_path):
     snapshot.save(machine, path)
     before = path.read_bytes()
     restored = snapshot.restore(path, console=Console())
-    assert type(restored.memory.ram).__name__ == "mmap"
+    assert type(restored.memory.ram.obj).__name__ == "mmap"
     restored.run()                         # the sieve writes all over its memory...
     assert restored.exit_status == 0
     assert path.read_bytes() == before     # ...and none of it reaches the file
