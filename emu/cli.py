@@ -163,10 +163,12 @@ def _drive(machine, args, name):
         if at < machine.cpu.steps:
             raise UserError(f"--snapshot-at {at}: the machine is already at step {machine.cpu.steps}")
         if stop_at is not None and at > stop_at:
-            break
+            raise UserError(f"--snapshot-at {at}: beyond --steps {args.steps}")
         machine.run(at - machine.cpu.steps)
         if machine.stopped:
-            break
+            sys.stdout.flush()
+            raise UserError(f"--snapshot-at {at}: the machine stopped at step {machine.cpu.steps} "
+                            f"({machine.stop_reason}); no snapshot taken")
         incremental = args.diff and machine.last_snapshot is not None
         (snapshot.save_diff if incremental else snapshot.save)(machine, path)
     if not machine.stopped:

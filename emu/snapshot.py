@@ -27,7 +27,11 @@ File layout (integers little-endian)::
 Every restore checks the magic, version, header-and-metadata crc, the file's
 length and the crc of the stored pages (holes, the pages never used, hold
 nothing to check); a file that fails any check is refused
-with a one-line ``SnapshotError``.  Checking the stored pages costs time in
+with a one-line ``SnapshotError``.  A checksum only proves the file is as it
+was written, and anyone can write one: so every length is checked against the
+file's size before anything is read or allocated, and every field of the
+metadata against the shape of a fresh machine's state (types, ranges, list
+lengths) before any of it is used.  Checking the stored pages costs time in
 proportion to the memory the guest has *used*, not to its memory size, and
 can be skipped (``verify=False``, ``emu restore --no-verify``) when the file
 is known to be good.
@@ -36,17 +40,24 @@ is known to be good.
 import json
 import mmap
 import os
+import stat
 import struct
 import zlib
 
 from .devices.disk import DiskError
-from .isa import PAGE_SIZE
+from .isa import MMIO_BASE, PAGE_SIZE
 from .machine import Machine
 
 MAGIC = b"EMUSNAP\0"
 VERSION = 1
 FULL, DIFF = 0, 1
 HEADER = struct.Struct("<8sIIQQQQI12x")   # 64 bytes
+MAX_CHAIN = 64                             # diffs on diffs, at most
+
+# Integer fields wider than a register; every other integer in the state is
+# a 32-bit register or count.  Fields that may be null, and what they are otherwise.
+WIDE = {"cycles", "steps", "deadline", "next_poll"}
+NULLABLE = {"exit_status": int, "stop_reason": str, "path": str, "deadline": int, "crc": int}
 
 
 class SnapshotError(ValueError):
@@ -85,6 +96,10 @@ def save_diff(machine, path):
     if base is None:
         raise SnapshotError("no earlier snapshot of this machine to take a diff against")
     base_path, base_crc = base
+    for needed in _chain(base_path):
+        if os.path.exists(path) and os.path.samefile(path, needed):
+            raise SnapshotError(f"{path}: is a base of this diff (it needs {needed}); "
+                                "writing the diff over it would destroy the checkpoint")
     memory = machine.memory
     pages = memory.dirty_pages()
     crc = 0
@@ -129,6 +144,21 @@ def _write(path, kind, meta, memory_length, write_memory):
         raise
 
 
+def _chain(path):
+    """`path` and the bases it is a diff of, down to the full snapshot."""
+    chain = []
+    while path is not None and len(chain) <= MAX_CHAIN:
+        chain.append(path)
+        try:
+            f, kind, meta, _offset, _length = _open(path)
+            f.close()
+        except SnapshotError:
+            break
+        base = meta.get("base") if kind == DIFF and isinstance(meta, dict) else None
+        path = os.path.join(os.path.dirname(path), base) if isinstance(base, str) else None
+    return chain
+
+
 def _runs(pages):
     """Consecutive page numbers as (start, end) ranges, for fewer writes."""
     runs = []
@@ -151,6 +181,7 @@ def restore(path, console=None, engine="translate", verify=True, _depth=0):
     f, kind, meta, mem_offset, mem_length = _open(path)
     try:
         with f:
+            _check_meta(path, kind, meta, mem_length)
             return _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, verify, _depth)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         if isinstance(e, SnapshotError):
@@ -165,8 +196,6 @@ def _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, verif
     state = meta["state"]
     size = state["memory_size"]
     if kind == FULL:
-        if mem_length != size or os.fstat(f.fileno()).st_size < mem_offset + size:
-            raise SnapshotError(f"{path}: truncated: memory section shorter than {size} bytes")
         try:
             backing = mmap.mmap(f.fileno(), size, offset=mem_offset, access=mmap.ACCESS_COPY)
         except (OSError, ValueError) as e:
@@ -176,22 +205,20 @@ def _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, verif
         machine = Machine(size, console=console, engine=engine, backing=backing)
         present = meta["pages"]
     else:
-        if _depth > 64:
+        if _depth > MAX_CHAIN:
             raise SnapshotError(f"{path}: chain of diff snapshots too long (a cycle?)")
         base_path = os.path.join(os.path.dirname(os.path.abspath(path)), meta["base"])
         try:
             base_crc = _header_crc(base_path)
-        except OSError as e:
-            raise SnapshotError(f"{path}: base snapshot {meta['base']}: {e.strerror}") from None
+        except SnapshotError as e:
+            raise SnapshotError(f"{path}: base snapshot {e}") from None
         if base_crc != meta["base_crc"]:
             raise SnapshotError(f"{path}: base snapshot {meta['base']} has changed since this diff was taken")
         machine = restore(base_path, console, engine, verify, _depth + 1)
         if machine.memory.size != size:
             raise SnapshotError(f"{path}: memory size differs from its base")
         f.seek(mem_offset)
-        data = f.read(mem_length)
-        if len(data) != mem_length or mem_length != len(meta["pages"]) * PAGE_SIZE:
-            raise SnapshotError(f"{path}: truncated: memory section too short")
+        data = f.read(mem_length)                 # its length checked against the file's in _open
         index = {page: i * PAGE_SIZE for i, page in enumerate(meta["pages"])}
         _check_pages(path, meta, data, index.__getitem__)
         for page, at in index.items():
@@ -213,12 +240,82 @@ def _check_pages(path, meta, buffer, where):
         raise SnapshotError(f"{path}: memory checksum mismatch: the file is corrupt")
 
 
-def _open(path):
+def _check_meta(path, kind, meta, mem_length):
+    """Every field of the metadata has the type, range and length it must
+    have, before any of it is used."""
+    if not isinstance(meta, dict):
+        raise SnapshotError(f"{path}: malformed metadata: not an object")
+    fields = {"state": dict, "pages": list, "pages_crc": int}
+    if kind == DIFF:
+        fields.update(base=str, base_crc=int)
+    for name, kind_of in fields.items():
+        if not isinstance(meta.get(name), kind_of) or isinstance(meta[name], bool):
+            raise SnapshotError(f"{path}: malformed metadata: {name} is not {kind_of.__name__}")
+    state = meta["state"]
+    _check_shape(path, "state", state, Machine(PAGE_SIZE, engine="interpret").save_state())
+    size = state["memory_size"]
+    if not PAGE_SIZE <= size <= MMIO_BASE or size % PAGE_SIZE:
+        raise SnapshotError(f"{path}: malformed metadata: memory size {size}")
+    pages = meta["pages"]
+    if not all(type(p) is int for p in pages) or pages != sorted(set(pages)) \
+            or pages and not 0 <= pages[0] <= pages[-1] < size // PAGE_SIZE:
+        raise SnapshotError(f"{path}: malformed metadata: pages are not distinct page numbers of its memory")
+    if kind == DIFF and mem_length != len(pages) * PAGE_SIZE:
+        raise SnapshotError(f"{path}: malformed header: memory section is not the {len(pages)} pages listed")
+    if kind == FULL and mem_length != size:
+        raise SnapshotError(f"{path}: truncated: memory section shorter than {size} bytes")
+
+
+def _check_shape(path, where, value, template):
+    """`value` is like `template` (the same part of a fresh machine's state):
+    the same keys and types, lists of the same length, integers in range."""
+    name = where.rsplit(".", 1)[-1]
+
+    def bad(what):
+        raise SnapshotError(f"{path}: malformed metadata: {where} {what}")
+
+    if template is None:
+        if value is not None and type(value) is not NULLABLE.get(name, type(value)):
+            bad(f"is not {NULLABLE[name].__name__} or null")
+        template = value
+    if type(value) is not type(template):
+        bad(f"is {type(value).__name__}, not {type(template).__name__}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value < 1 << (64 if name in WIDE else 32):
+            bad(f"{value} out of range")
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            if key not in template and template:
+                continue                                 # not ours: never read
+            _check_shape(path, f"{where}.{key}", inner, template.get(key, 0 if name == "symbols" else inner))
+        missing = [key for key in template if key not in value and name != "devices"]
+        if missing:
+            bad(f"has no {missing[0]}")
+    elif isinstance(value, list):
+        if template and len(value) != len(template):
+            bad(f"has {len(value)} entries, not {len(template)}")
+        for i, inner in enumerate(value):
+            # An empty template is the TLB: [vpn, pte] pairs.
+            _check_shape(path, f"{where}[{i}]", inner, template[i] if template else [0, 0])
+
+
+def _open_file(path):
+    """`path` opened for reading if it is a regular file -- never waiting on a FIFO."""
     try:
-        f = open(path, "rb")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
         raise SnapshotError(f"{path}: {e.strerror}") from None
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        raise SnapshotError(f"{path}: not a regular file")
+    return f
+
+
+def _open(path):
+    f = _open_file(path)
     try:
+        size = os.fstat(f.fileno()).st_size
         head = f.read(HEADER.size)
         if len(head) < 8 or head[:8] != MAGIC:
             raise SnapshotError(f"{path}: not an emu snapshot (bad magic)")
@@ -227,8 +324,8 @@ def _open(path):
         magic, version, kind, meta_offset, meta_length, mem_offset, mem_length, crc = HEADER.unpack(head)
         if version != VERSION:
             raise SnapshotError(f"{path}: snapshot version {version}, this emu reads version {VERSION}")
-        if meta_offset != HEADER.size or meta_length > 1 << 30:
-            raise SnapshotError(f"{path}: malformed header")
+        if meta_offset != HEADER.size or meta_length > size - HEADER.size:
+            raise SnapshotError(f"{path}: truncated metadata")
         blob = f.read(meta_length)
         if len(blob) != meta_length:
             raise SnapshotError(f"{path}: truncated metadata")
@@ -236,6 +333,8 @@ def _open(path):
             raise SnapshotError(f"{path}: checksum mismatch: the file is corrupt")
         if kind not in (FULL, DIFF) or mem_offset % PAGE_SIZE or mem_offset < HEADER.size + meta_length:
             raise SnapshotError(f"{path}: malformed header")
+        if mem_length and mem_offset + mem_length > size:
+            raise SnapshotError(f"{path}: truncated: memory section runs past the end of the file")
         try:
             meta = json.loads(blob)
         except ValueError:
@@ -247,6 +346,6 @@ def _open(path):
 
 
 def _header_crc(path):
-    with open(path, "rb") as f:
+    with _open_file(path) as f:
         head = f.read(HEADER.size)
     return struct.unpack_from("<I", head, 48)[0] if len(head) == HEADER.size else None

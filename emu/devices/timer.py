@@ -80,5 +80,7 @@ class Timer(Device):
                 "deadline": self.deadline}
 
     def restore(self, state):
+        if state["deadline"] is not None and not state["period"]:
+            raise ValueError("timer has a deadline but no period")   # advance divides by it
         self.period, self.ctrl = state["period"], state["ctrl"]
         self.pending, self.deadline = state["pending"], state["deadline"]

@@ -1,10 +1,16 @@
 """Snapshots: save the whole machine, restore it exactly, in this process or
 a new one; incremental snapshots; damaged files are refused."""
 
+import functools
+import json
 import os
 import struct
+import tempfile
+import zlib
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from emu import snapshot
 from emu.asm import assemble_file
@@ -186,3 +192,182 @@ def test_no_verify_skips_only_the_memory_checksum(snap, cli):
 def test_cli_restore_no_verify(cli, snap):
     r = cli("restore", str(snap), "--no-verify")
     assert r.returncode == 0 and r.stdout.endswith(b"tick 5\n")
+
+
+# -- crafted files: a valid checksum over nonsense is refused in one line -----------------
+
+def craft(path, change_meta=None, **header):
+    """Rewrite `path` with its metadata and header fields changed, checksum recomputed."""
+    data = bytearray(path.read_bytes())
+    fields = dict(zip(("magic", "version", "kind", "meta_offset", "meta_length", "mem_offset",
+                       "mem_length", "crc"), snapshot.HEADER.unpack(data[:64])))
+    meta = json.loads(data[64:64 + fields["meta_length"]])
+    if change_meta:
+        change_meta(meta)
+    blob = json.dumps(meta).encode()
+    body = data[fields["mem_offset"]:]
+    mem_offset = -(-(64 + len(blob)) // 4096) * 4096
+    fields.update(meta_length=len(blob), mem_offset=mem_offset)
+    fields.update(header)
+    head = snapshot.HEADER.pack(*list(fields.values())[:7], 0)
+    crc = zlib.crc32(blob, zlib.crc32(head[:48]))
+    out = head[:48] + struct.pack("<I", crc) + bytes(12) + blob
+    path.write_bytes(out + bytes(mem_offset - len(out)) + body)
+
+
+def setter(*keys, value):
+    def change(meta):
+        d = meta
+        for k in keys[:-1]:
+            d = d[k]
+        d[keys[-1]] = value
+    return change
+
+
+@pytest.mark.parametrize("change", [
+    setter("state", "memory_size", value=1 << 40),
+    setter("state", "memory_size", value="big"),
+    setter("state", "memory_size", value=4096.5),
+    setter("pages", value=[-1]),
+    setter("pages", value=[1 << 30]),
+    setter("pages", value=["x"]),
+    setter("pages", value={"a": 1}),
+    setter("pages_crc", value="x"),
+    setter("state", "cpu", "regs", value=[1] * 1000),
+    setter("state", "cpu", "regs", value=["x"] * 16),
+    setter("state", "cpu", "pc", value=1 << 70),
+    setter("state", "cpu", "pc", value=None),
+    setter("state", "cpu", "halted", value="yes"),
+    setter("state", "cpu", "cycles", value=-5),
+    setter("state", "cpu", "tlb", value=[[1, 2, 3]]),
+    setter("state", "cpu", "tlb", value=[["a", 1]]),
+    setter("state", "devices", value="console"),
+    setter("state", "devices", "timer", "period", value="x"),
+    setter("state", "devices", "timer", value={"period": 0, "ctrl": 1, "pending": 0, "deadline": 5}),
+    setter("state", "devices", "console", "rx", value="zz"),
+    setter("state", "devices", "disk", "path", value=7),
+    setter("state", "symbols", value={"a": "b"}),
+    setter("state", "stop_reason", value=[1]),
+    setter("state", value=None),
+    lambda meta: meta.clear(),
+])
+def test_crafted_metadata_is_refused_in_one_line(snap, change):
+    craft(snap, change)
+    with pytest.raises(SnapshotError) as info:
+        machine = snapshot.restore(snap)
+        machine.run(1000)                       # (if it was accepted, running must not raise)
+    assert "\n" not in str(info.value) and str(info.value).startswith(str(snap))
+
+
+@pytest.mark.parametrize("header", [dict(mem_length=1 << 60), dict(meta_length=1 << 29),
+                                    dict(mem_offset=1 << 62), dict(kind=1, mem_length=1 << 40)])
+def test_crafted_lengths_are_checked_against_the_file_before_reading(snap, header):
+    craft(snap, **header)
+    with pytest.raises(SnapshotError, match="truncated|malformed"):
+        snapshot.restore(snap)
+
+
+def test_a_crafted_diff_is_checked_before_it_is_read(guest_dir, tmp_path):
+    machine = boot(guest_dir)
+    machine.run(1000)
+    snapshot.save(machine, tmp_path / "a.snap")
+    machine.run(1000)
+    snapshot.save_diff(machine, tmp_path / "b.snap")
+    craft(tmp_path / "b.snap", setter("pages", value=list(range(1 << 20))))
+    with pytest.raises(SnapshotError, match="truncated|malformed"):
+        snapshot.restore(tmp_path / "b.snap")
+
+
+def test_a_fifo_is_refused_not_waited_for(guest_dir, tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(SnapshotError, match="not a regular file"):
+        snapshot.restore(tmp_path / "fifo")
+    machine = boot(guest_dir)
+    snapshot.save(machine, tmp_path / "a.snap")
+    snapshot.save_diff(machine, tmp_path / "b.snap")
+    craft(tmp_path / "b.snap", setter("base", value="fifo"))
+    with pytest.raises(SnapshotError, match="not a regular file"):
+        snapshot.restore(tmp_path / "b.snap")
+
+
+def test_a_diff_over_its_own_base_is_refused(guest_dir, tmp_path):
+    machine = boot(guest_dir)
+    machine.run(1000)
+    snapshot.save(machine, tmp_path / "a.snap")
+    machine.run(1000)
+    snapshot.save_diff(machine, tmp_path / "b.snap")
+    before = (tmp_path / "a.snap").read_bytes(), (tmp_path / "b.snap").read_bytes()
+    machine.run(1000)
+    for target in ("a.snap", "b.snap"):          # its base, and the base's base
+        with pytest.raises(SnapshotError, match="base"):
+            snapshot.save_diff(machine, tmp_path / target)
+    assert ((tmp_path / "a.snap").read_bytes(), (tmp_path / "b.snap").read_bytes()) == before
+    snapshot.save_diff(machine, tmp_path / "c.snap")
+    assert snapshot.restore(tmp_path / "c.snap").cpu.steps == 3000
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--snapshot-at", "100000"], "stopped at step"),
+    (["--steps", "50", "--snapshot-at", "60"], "beyond --steps"),
+])
+def test_snapshot_at_past_the_end_says_so(cli, guest_dir, tmp_path, args, message):
+    r = cli("run", os.path.join(guest_dir, "hello.s"), *args, str(tmp_path / "x.snap"))
+    err = r.stderr.decode()
+    assert r.returncode == 125 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "x.snap").exists()
+
+
+def leaves(value, where=()):
+    """Every (path, value) in a JSON document."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from leaves(inner, where + (key,))
+    elif isinstance(value, list) and value:
+        for i, inner in enumerate(value):
+            yield from leaves(inner, where + (i,))
+    yield where, value
+
+
+ODD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2, 3),
+                       st.integers(-(1 << 70), 1 << 70), st.sampled_from([0xFFFFFFFF, 1 << 32, 1 << 64, 4096]),
+                       st.floats(allow_nan=False), st.text(max_size=3), st.lists(st.integers(0, 5), max_size=3),
+                       st.dictionaries(st.text(max_size=2), st.integers(0, 3), max_size=2))
+
+
+@functools.lru_cache
+def timer_snapshot(guest_dir):
+    with tempfile.TemporaryDirectory() as tmp:
+        machine = boot(guest_dir)
+        machine.run(3000)
+        snapshot.save(machine, os.path.join(tmp, "m.snap"))
+        with open(os.path.join(tmp, "m.snap"), "rb") as f:
+            return f.read()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(st.data())
+def test_random_crafted_metadata_is_refused_or_runs(tmp_path_factory, guest_dir, data):
+    path = tmp_path_factory.mktemp("c") / "m.snap"
+    path.write_bytes(timer_snapshot(guest_dir))
+    meta = json.loads(path.read_bytes()[64:64 + snapshot.HEADER.unpack(path.read_bytes()[:64])[4]])
+    spots = sorted(leaves(meta), key=repr)
+    changes = data.draw(st.lists(st.tuples(st.sampled_from(spots), ODD_VALUES), min_size=1, max_size=3))
+
+    def change(meta):
+        for (where, _old), value in changes:
+            if not where:
+                continue
+            d = meta
+            try:
+                for k in where[:-1]:
+                    d = d[k]
+                d[where[-1]] = value
+            except (KeyError, IndexError, TypeError):
+                pass                                   # an earlier change removed it
+    craft(path, change)
+    try:
+        restored = snapshot.restore(path, console=Console())
+    except SnapshotError as e:
+        assert "\n" not in str(e)
+        return
+    restored.run(2000)
