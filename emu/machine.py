@@ -119,7 +119,15 @@ class Machine:
             if n <= 0:
                 break
             before = self.cpu.steps
-            self.engine.run(n)
+            engine = self.engine
+            if self.memory.unchecked_left:
+                # A restored machine whose pages are checked on first touch
+                # (memory.py): only the interpreter touches RAM through those
+                # checks.  A few more pages are checked each round, so the
+                # translator gets the machine back soon.
+                self.memory.check_some(256)
+                engine, n = self.cpu, min(n, 10_000)
+            engine.run(n)
             if steps is not None:
                 steps -= self.cpu.steps - before
         self.console.flush()

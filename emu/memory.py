@@ -12,6 +12,13 @@ tell the difference, which is what makes restore independent of memory size.
 Either way the host's kernel gives a page real memory only when it is first
 touched (as it does for a real hypervisor's guest RAM), so a 1 GiB machine
 costs what its guest uses; untouched pages read as zeros.
+
+A restored machine's pages come from a file that may have been damaged since
+it was written.  Checking all of them up front would cost time in proportion
+to the memory used, so ``check_lazily`` defers it: each page is checked when
+first touched (``CheckedMemory``), and the board checks a few more between
+runs, until none is left and the memory is plain ``Memory`` again.  Only code
+that goes through these methods may touch RAM meanwhile (``unchecked_left``).
 """
 
 import mmap
@@ -57,6 +64,7 @@ class Memory:
         self.code = bytearray(size >> CODE_SHIFT)  # 1 = the translator holds code from this line
         self.on_code_write = None
         self.watch = None                        # the debugger's write hook, or None
+        self.unchecked_left = 0                  # pages not yet checked (see check_lazily)
 
     def load_word(self, addr):
         return self.words[addr >> 2]
@@ -92,6 +100,23 @@ class Memory:
     def read_bytes(self, addr, length):
         return bytes(self.ram[addr:addr + length])
 
+    def check_lazily(self, pages, check):
+        """`pages` must pass `check(page)` (which raises if one does not)
+        before anything reads or writes them: checked on first touch."""
+        self.unchecked = bytearray(self.pages)
+        for start, end in runs(pages):
+            self.unchecked[start:end] = b"\1" * (end - start)
+        self.unchecked_left = len(pages)
+        self._check = check
+        if pages:
+            self.__class__ = CheckedMemory
+
+    def check_some(self, count):
+        """Check up to `count` more pages (all of them: None)."""
+        while self.unchecked_left and count != 0:
+            self._check_page(self.unchecked.find(1))
+            count = None if count is None else count - 1
+
     def dirty_pages(self):
         """Page numbers written since the last `mark_snapshot`."""
         return _ones(self.dirty)
@@ -111,6 +136,60 @@ class Memory:
             self.present[page] = 1
         # In place: the translator's compiled code holds on to this very array.
         self.dirty[:] = bytes(self.pages)
+
+
+class CheckedMemory(Memory):
+    """Memory with pages not yet checked: every access checks its page
+    first, once.  The last check turns it back into plain Memory."""
+
+    def _check_page(self, page):
+        self._check(page)
+        self.unchecked[page] = 0
+        self.unchecked_left -= 1
+        if not self.unchecked_left:
+            self.__class__ = Memory
+
+    def _touch(self, addr, length=1):
+        for page in range(addr >> PAGE_SHIFT, ((addr + max(length, 1) - 1) >> PAGE_SHIFT) + 1):
+            if self.unchecked[page]:
+                self._check_page(page)
+
+    def load_word(self, addr):
+        if self.unchecked[addr >> PAGE_SHIFT]:
+            self._check_page(addr >> PAGE_SHIFT)
+        return self.words[addr >> 2]
+
+    def load_byte(self, addr):
+        if self.unchecked[addr >> PAGE_SHIFT]:
+            self._check_page(addr >> PAGE_SHIFT)
+        return self.ram[addr]
+
+    def store_word(self, addr, value):
+        self._touch(addr)
+        Memory.store_word(self, addr, value)
+
+    def store_byte(self, addr, value):
+        self._touch(addr)
+        Memory.store_byte(self, addr, value)
+
+    def write_bytes(self, addr, data):
+        self._touch(addr, len(data))
+        Memory.write_bytes(self, addr, data)
+
+    def read_bytes(self, addr, length):
+        self._touch(addr, length)
+        return Memory.read_bytes(self, addr, length)
+
+
+def runs(pages):
+    """Consecutive page numbers as (start, end) ranges."""
+    runs = []
+    for page in pages:
+        if runs and runs[-1][1] == page:
+            runs[-1][1] += 1
+        else:
+            runs.append([page, page + 1])
+    return runs
 
 
 def _ones(flags):

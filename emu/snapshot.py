@@ -37,6 +37,7 @@ can be skipped (``verify=False``, ``emu restore --no-verify``) when the file
 is known to be good.
 """
 
+import array
 import json
 import mmap
 import os
@@ -47,9 +48,10 @@ import zlib
 from .devices.disk import DiskError
 from .isa import MMIO_BASE, PAGE_SIZE
 from .machine import Machine
+from .memory import runs
 
 MAGIC = b"EMUSNAP\0"
-VERSION = 1
+VERSION = 2                                # 2: a crc per page, checked on first touch
 FULL, DIFF = 0, 1
 HEADER = struct.Struct("<8sIIQQQQI12x")   # 64 bytes
 MAX_CHAIN = 64                             # diffs on diffs, at most
@@ -70,16 +72,13 @@ def save(machine, path):
     """Write a full snapshot of `machine` to `path`."""
     memory = machine.memory
     pages = memory.used_pages()
-    crc = 0
-    for page in pages:
-        crc = zlib.crc32(memory.words[page * PAGE_SIZE // 4:(page + 1) * PAGE_SIZE // 4], crc)
-    meta = {"state": machine.save_state(), "pages": pages, "pages_crc": crc}
+    meta = {"state": machine.save_state(), "pages": pages, "page_crcs": _page_crcs(memory, pages)}
 
     def write_memory(f, offset):
         # Only used pages are written; the rest stay holes that read as zeros,
         # so a mostly empty 64 MiB machine makes a small, fast file.
         view = memoryview(memory.ram)
-        for start, end in _runs(pages):
+        for start, end in runs(pages):
             f.seek(offset + start * PAGE_SIZE)
             f.write(view[start * PAGE_SIZE:end * PAGE_SIZE])
         f.truncate(offset + memory.size)
@@ -102,11 +101,8 @@ def save_diff(machine, path):
                                 "writing the diff over it would destroy the checkpoint")
     memory = machine.memory
     pages = memory.dirty_pages()
-    crc = 0
-    for page in pages:
-        crc = zlib.crc32(memory.words[page * PAGE_SIZE // 4:(page + 1) * PAGE_SIZE // 4], crc)
     here = os.path.dirname(os.path.abspath(path))
-    meta = {"state": machine.save_state(), "pages": pages, "pages_crc": crc,
+    meta = {"state": machine.save_state(), "pages": pages, "page_crcs": _page_crcs(memory, pages),
             "base": os.path.relpath(base_path, here), "base_crc": base_crc}
 
     def write_memory(f, offset):
@@ -159,15 +155,13 @@ def _chain(path):
     return chain
 
 
-def _runs(pages):
-    """Consecutive page numbers as (start, end) ranges, for fewer writes."""
-    runs = []
-    for page in pages:
-        if runs and runs[-1][1] == page:
-            runs[-1][1] += 1
-        else:
-            runs.append([page, page + 1])
-    return runs
+def _page_crcs(memory, pages):
+    """One crc32 per page, as hex: restore checks each page on its own, when
+    the guest first touches it."""
+    memory.check_some(None)      # a page saved as good must have been checked
+    view = memory.ram
+    crcs = array.array("I", (zlib.crc32(view[p * PAGE_SIZE:(p + 1) * PAGE_SIZE]) for p in pages))
+    return crcs.tobytes().hex()
 
 
 # -- restoring -------------------------------------------------------------------------
@@ -200,9 +194,15 @@ def _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, verif
             backing = mmap.mmap(f.fileno(), size, offset=mem_offset, access=mmap.ACCESS_COPY)
         except (OSError, ValueError) as e:
             raise SnapshotError(f"{path}: cannot map memory: {e}") from None
-        if verify:
-            _check_pages(path, meta, backing, lambda page: page * PAGE_SIZE)
         machine = Machine(size, console=console, engine=engine, backing=backing)
+        if verify:
+            view, expected = machine.memory.ram, dict(zip(meta["pages"], meta["page_crcs"]))
+
+            def check(page):
+                if zlib.crc32(view[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]) != expected[page]:
+                    raise SnapshotError(f"{path}: memory page {page:#x} fails its checksum: "
+                                        "the file is corrupt")
+            machine.memory.check_lazily(meta["pages"], check)
         present = meta["pages"]
     else:
         if _depth > MAX_CHAIN:
@@ -219,10 +219,10 @@ def _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, verif
             raise SnapshotError(f"{path}: memory size differs from its base")
         f.seek(mem_offset)
         data = f.read(mem_length)                 # its length checked against the file's in _open
-        index = {page: i * PAGE_SIZE for i, page in enumerate(meta["pages"])}
-        _check_pages(path, meta, data, index.__getitem__)
-        for page, at in index.items():
-            machine.memory.write_bytes(page * PAGE_SIZE, data[at:at + PAGE_SIZE])
+        for i, (page, crc) in enumerate(zip(meta["pages"], meta["page_crcs"])):
+            if zlib.crc32(data[i * PAGE_SIZE:(i + 1) * PAGE_SIZE]) != crc:
+                raise SnapshotError(f"{path}: memory page {page:#x} fails its checksum: the file is corrupt")
+            machine.memory.write_bytes(page * PAGE_SIZE, data[i * PAGE_SIZE:(i + 1) * PAGE_SIZE])
         present = machine.memory.used_pages()
     machine.restore_state(state)
     machine.memory.mark_snapshot(present)
@@ -230,22 +230,12 @@ def _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, verif
     return machine
 
 
-def _check_pages(path, meta, buffer, where):
-    crc = 0
-    view = memoryview(buffer)
-    for page in meta["pages"]:
-        at = where(page)
-        crc = zlib.crc32(view[at:at + PAGE_SIZE], crc)
-    if crc != meta["pages_crc"]:
-        raise SnapshotError(f"{path}: memory checksum mismatch: the file is corrupt")
-
-
 def _check_meta(path, kind, meta, mem_length):
     """Every field of the metadata has the type, range and length it must
     have, before any of it is used."""
     if not isinstance(meta, dict):
         raise SnapshotError(f"{path}: malformed metadata: not an object")
-    fields = {"state": dict, "pages": list, "pages_crc": int}
+    fields = {"state": dict, "pages": list, "page_crcs": str}
     if kind == DIFF:
         fields.update(base=str, base_crc=int)
     for name, kind_of in fields.items():
@@ -260,6 +250,13 @@ def _check_meta(path, kind, meta, mem_length):
     if not all(type(p) is int for p in pages) or pages != sorted(set(pages)) \
             or pages and not 0 <= pages[0] <= pages[-1] < size // PAGE_SIZE:
         raise SnapshotError(f"{path}: malformed metadata: pages are not distinct page numbers of its memory")
+    try:
+        meta["page_crcs"] = array.array("I", bytes.fromhex(meta["page_crcs"]))
+    except ValueError:
+        raise SnapshotError(f"{path}: malformed metadata: page_crcs is not hex") from None
+    if len(meta["page_crcs"]) != len(pages):
+        raise SnapshotError(f"{path}: malformed metadata: {len(meta['page_crcs'])} page crcs "
+                            f"for {len(pages)} pages")
     if kind == DIFF and mem_length != len(pages) * PAGE_SIZE:
         raise SnapshotError(f"{path}: malformed header: memory section is not the {len(pages)} pages listed")
     if kind == FULL and mem_length != size:

@@ -118,11 +118,37 @@ def test_corrupt_metadata_is_refused(snap):
         snapshot.restore(snap)
 
 
-def test_corrupt_memory_is_refused(snap):
+@pytest.mark.parametrize("engine", ["interpret", "translate"])
+def test_corrupt_memory_is_found_before_the_guest_touches_it(snap, engine):
     mem_offset = snapshot.HEADER.unpack(snap.read_bytes()[:64])[5]
     damage(snap, mem_offset + 10)          # inside the program's code page
-    with pytest.raises(SnapshotError, match="memory checksum mismatch"):
-        snapshot.restore(snap)
+    machine = snapshot.restore(snap, engine=engine)   # pages are checked on first touch
+    assert machine.memory.unchecked_left > 0
+    with pytest.raises(SnapshotError, match=r"m.snap: memory page 0x0 fails its checksum"):
+        machine.run(1)                     # its first fetch is from that page
+    assert machine.cpu.steps == 3000       # not one instruction ran
+
+
+def test_every_page_is_checked_in_the_end(guest_dir, tmp_path):
+    machine = boot(guest_dir)
+    machine.memory.store_word(0x80000, 1)          # a page the guest never touches
+    snapshot.save(machine, tmp_path / "m.snap")
+    machine = snapshot.restore(tmp_path / "m.snap")
+    untouched = 0x80
+    assert machine.memory.unchecked[untouched]
+    machine.memory.ram[untouched * 4096] ^= 1      # as if the file had it so
+    with pytest.raises(SnapshotError, match=f"memory page {untouched:#x} fails"):
+        machine.run(None)                  # the guest never touches it; the board checks it
+    with pytest.raises(SnapshotError, match="fails its checksum"):
+        snapshot.save(machine, tmp_path / "n.snap")   # nor saved as good
+
+
+def test_cli_reports_a_corrupt_page_in_one_line(cli, snap):
+    mem_offset = snapshot.HEADER.unpack(snap.read_bytes()[:64])[5]
+    damage(snap, mem_offset + 10)
+    r = cli("restore", str(snap))
+    assert r.returncode == 125
+    assert r.stderr.decode() == f"emu: {snap}: memory page 0x0 fails its checksum: the file is corrupt\n"
 
 
 def test_truncated_file_is_refused(snap):
@@ -232,7 +258,9 @@ def setter(*keys, value):
     setter("pages", value=[1 << 30]),
     setter("pages", value=["x"]),
     setter("pages", value={"a": 1}),
-    setter("pages_crc", value="x"),
+    setter("page_crcs", value="x"),
+    setter("page_crcs", value="00"),
+    setter("page_crcs", value=7),
     setter("state", "cpu", "regs", value=[1] * 1000),
     setter("state", "cpu", "regs", value=["x"] * 16),
     setter("state", "cpu", "pc", value=1 << 70),
