@@ -153,8 +153,15 @@ def main():
         t_full = time.perf_counter() - t
         print(f"  full snapshot, all 16384 pages used:   {t_full * 1e3:7.1f} ms, "
               f"{os.stat(full).st_blocks * 512 >> 20} MiB on disk")
-        print(f"  restore of it (checks every page):     {best_of(3, restore_time) * 1e3:7.2f} ms")
-        print(f"  restore of it, --no-verify:            {best_of(3, lambda: restore_time(False)) * 1e3:7.2f} ms")
+        print(f"  restore of it (checked on first touch): {best_of(5, restore_time) * 1e3:7.2f} ms")
+        print(f"  restore of it, --no-verify:            {best_of(5, lambda: restore_time(False)) * 1e3:7.2f} ms")
+
+        def check_all_time():
+            restored = snapshot.restore(full, console=Console())
+            t = time.perf_counter()
+            restored.memory.check_some(None)
+            return time.perf_counter() - t
+        print(f"  (checking all of its pages, later:     {best_of(3, check_all_time) * 1e3:7.2f} ms)")
         for n in (16, 256, 4096):
             for page in range(n):
                 ram[page * 1024 + 1] = page

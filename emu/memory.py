@@ -100,15 +100,14 @@ class Memory:
     def read_bytes(self, addr, length):
         return bytes(self.ram[addr:addr + length])
 
-    def check_lazily(self, pages, check):
-        """`pages` must pass `check(page)` (which raises if one does not)
-        before anything reads or writes them: checked on first touch."""
-        self.unchecked = bytearray(self.pages)
-        for start, end in runs(pages):
-            self.unchecked[start:end] = b"\1" * (end - start)
-        self.unchecked_left = len(pages)
+    def check_lazily(self, flags, check):
+        """The pages flagged (one byte per page, 1 = flagged) must pass
+        `check(page)` (which raises if one does not) before anything reads or
+        writes them: each is checked on first touch."""
+        self.unchecked = bytearray(flags)
+        self.unchecked_left = self.unchecked.count(1)
         self._check = check
-        if pages:
+        if self.unchecked_left:
             self.__class__ = CheckedMemory
 
     def check_some(self, count):
@@ -126,12 +125,18 @@ class Memory:
         saves these and leaves the rest as holes in the file."""
         return sorted(set(_ones(self.present)) | set(_ones(self.dirty)))
 
+    def used_flags(self):
+        """`used_pages` as one byte per page, 1 = used."""
+        flags = bytearray(self.present)
+        for page in _ones(self.dirty):
+            flags[page] = 1
+        return flags
+
     def mark_snapshot(self, present=None):
-        """A snapshot now holds memory as it is: start a new dirty epoch."""
+        """A snapshot now holds memory as it is: start a new dirty epoch.
+        `present`: the pages a restored snapshot holds, one byte per page."""
         if present is not None:
-            self.present[:] = bytes(self.pages)
-            for page in present:
-                self.present[page] = 1
+            self.present[:] = present
         for page in _ones(self.dirty):
             self.present[page] = 1
         # In place: the translator's compiled code holds on to this very array.

@@ -72,7 +72,7 @@ def save(machine, path):
     """Write a full snapshot of `machine` to `path`."""
     memory = machine.memory
     pages = memory.used_pages()
-    meta = {"state": machine.save_state(), "pages": pages, "page_crcs": _page_crcs(memory, pages)}
+    meta = {"state": machine.save_state(), **_page_list(memory, pages)}
 
     def write_memory(f, offset):
         # Only used pages are written; the rest stay holes that read as zeros,
@@ -102,7 +102,7 @@ def save_diff(machine, path):
     memory = machine.memory
     pages = memory.dirty_pages()
     here = os.path.dirname(os.path.abspath(path))
-    meta = {"state": machine.save_state(), "pages": pages, "page_crcs": _page_crcs(memory, pages),
+    meta = {"state": machine.save_state(), "pages": pages, "page_crcs": _crcs(memory, pages),
             "base": os.path.relpath(base_path, here), "base_crc": base_crc}
 
     def write_memory(f, offset):
@@ -155,13 +155,22 @@ def _chain(path):
     return chain
 
 
-def _page_crcs(memory, pages):
-    """One crc32 per page, as hex: restore checks each page on its own, when
-    the guest first touches it."""
+def _page_list(memory, pages):
+    """A full snapshot's pages, as one byte per page of memory (1 = stored),
+    and a crc32 for every page (0 where not stored), both in hex: restore reads
+    them without a loop and checks each page on its own, when first touched."""
+    flags = bytearray(memory.pages)
+    for page in pages:
+        flags[page] = 1
+    return {"pages": flags.hex(), "page_crcs": _crcs(memory, range(memory.pages), flags)}
+
+
+def _crcs(memory, pages, stored=None):
+    """The crc32 of each of `pages` (0 for those not `stored`), in hex."""
     memory.check_some(None)      # a page saved as good must have been checked
-    view = memory.ram
-    crcs = array.array("I", (zlib.crc32(view[p * PAGE_SIZE:(p + 1) * PAGE_SIZE]) for p in pages))
-    return crcs.tobytes().hex()
+    ram = memory.ram
+    return array.array("I", (zlib.crc32(ram[p * PAGE_SIZE:(p + 1) * PAGE_SIZE])
+                             if stored is None or stored[p] else 0 for p in pages)).tobytes().hex()
 
 
 # -- restoring -------------------------------------------------------------------------
@@ -196,13 +205,7 @@ def _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, verif
             raise SnapshotError(f"{path}: cannot map memory: {e}") from None
         machine = Machine(size, console=console, engine=engine, backing=backing)
         if verify:
-            view, expected = machine.memory.ram, dict(zip(meta["pages"], meta["page_crcs"]))
-
-            def check(page):
-                if zlib.crc32(view[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]) != expected[page]:
-                    raise SnapshotError(f"{path}: memory page {page:#x} fails its checksum: "
-                                        "the file is corrupt")
-            machine.memory.check_lazily(meta["pages"], check)
+            machine.memory.check_lazily(meta["pages"], _checker(path, machine.memory.ram, meta["page_crcs"]))
         present = meta["pages"]
     else:
         if _depth > MAX_CHAIN:
@@ -219,15 +222,26 @@ def _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, verif
             raise SnapshotError(f"{path}: memory size differs from its base")
         f.seek(mem_offset)
         data = f.read(mem_length)                 # its length checked against the file's in _open
-        for i, (page, crc) in enumerate(zip(meta["pages"], meta["page_crcs"])):
-            if zlib.crc32(data[i * PAGE_SIZE:(i + 1) * PAGE_SIZE]) != crc:
-                raise SnapshotError(f"{path}: memory page {page:#x} fails its checksum: the file is corrupt")
+        check = _checker(path, data, meta["page_crcs"])
+        for i, page in enumerate(meta["pages"]):
+            check(i, page)
             machine.memory.write_bytes(page * PAGE_SIZE, data[i * PAGE_SIZE:(i + 1) * PAGE_SIZE])
-        present = machine.memory.used_pages()
+        present = machine.memory.used_flags()
     machine.restore_state(state)
     machine.memory.mark_snapshot(present)
     machine.last_snapshot = (os.path.abspath(path), _header_crc(path))
     return machine
+
+
+def _checker(path, buffer, crcs):
+    """check(i): the i-th page of `buffer` has the i-th crc (`page` names it)."""
+    view = memoryview(buffer)
+
+    def check(i, page=None):
+        if zlib.crc32(view[i * PAGE_SIZE:(i + 1) * PAGE_SIZE]) != crcs[i]:
+            raise SnapshotError(f"{path}: memory page {i if page is None else page:#x} fails its "
+                                "checksum: the file is corrupt")
+    return check
 
 
 def _check_meta(path, kind, meta, mem_length):
@@ -235,7 +249,7 @@ def _check_meta(path, kind, meta, mem_length):
     have, before any of it is used."""
     if not isinstance(meta, dict):
         raise SnapshotError(f"{path}: malformed metadata: not an object")
-    fields = {"state": dict, "pages": list, "page_crcs": str}
+    fields = {"state": dict, "pages": str if kind == FULL else list, "page_crcs": str}
     if kind == DIFF:
         fields.update(base=str, base_crc=int)
     for name, kind_of in fields.items():
@@ -246,19 +260,24 @@ def _check_meta(path, kind, meta, mem_length):
     size = state["memory_size"]
     if not PAGE_SIZE <= size <= MMIO_BASE or size % PAGE_SIZE:
         raise SnapshotError(f"{path}: malformed metadata: memory size {size}")
-    pages = meta["pages"]
-    if not all(type(p) is int for p in pages) or pages != sorted(set(pages)) \
-            or pages and not 0 <= pages[0] <= pages[-1] < size // PAGE_SIZE:
-        raise SnapshotError(f"{path}: malformed metadata: pages are not distinct page numbers of its memory")
+    # Full: a flag per page of memory.  Diff: the page numbers, in order.
+    count = size // PAGE_SIZE
     try:
-        meta["page_crcs"] = array.array("I", bytes.fromhex(meta["page_crcs"]))
+        pages, crcs = meta["pages"], array.array("I", bytes.fromhex(meta["page_crcs"]))
+        if kind == FULL:
+            pages = bytes.fromhex(pages)
     except ValueError:
-        raise SnapshotError(f"{path}: malformed metadata: page_crcs is not hex") from None
-    if len(meta["page_crcs"]) != len(pages):
-        raise SnapshotError(f"{path}: malformed metadata: {len(meta['page_crcs'])} page crcs "
-                            f"for {len(pages)} pages")
+        raise SnapshotError(f"{path}: malformed metadata: pages or page_crcs is not hex") from None
+    if kind == FULL and (len(pages) != count or len(crcs) != count or pages.translate(None, b"\0\1")):
+        raise SnapshotError(f"{path}: malformed metadata: pages and page_crcs are not "
+                            f"one flag and one crc for each of its {count} pages")
+    if kind == DIFF and (not all(type(p) is int for p in pages) or pages != sorted(set(pages))
+                         or pages and not 0 <= pages[0] <= pages[-1] < count or len(crcs) != len(pages)):
+        raise SnapshotError(f"{path}: malformed metadata: pages are not distinct page numbers "
+                            "of its memory, each with a crc")
     if kind == DIFF and mem_length != len(pages) * PAGE_SIZE:
         raise SnapshotError(f"{path}: malformed header: memory section is not the {len(pages)} pages listed")
+    meta["pages"], meta["page_crcs"] = pages, crcs
     if kind == FULL and mem_length != size:
         raise SnapshotError(f"{path}: truncated: memory section shorter than {size} bytes")
 
