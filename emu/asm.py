@@ -52,6 +52,10 @@ MAX_VALUE = 1 << 64           # no value in an expression gets this large
 MAX_NESTING = 32              # parentheses, unary operators, hi()/lo() in one expression
 MAX_CHAIN = 64                # constants defined in terms of later constants
 
+# Every directive there is (docs/asm.md describes each; a test keeps it so).
+DIRECTIVES = (".equ", ".org", ".word", ".byte", ".ascii", ".asciz", ".space", ".align",
+              ".macro", ".endm", ".include")
+
 
 class AsmError(Exception):
     def __init__(self, message, loc):
@@ -485,6 +489,8 @@ class Assembler:
 
     def _directive(self, name, operands, line):
         loc = line.loc
+        if name not in DIRECTIVES:
+            raise AsmError(f"unknown directive {name}", loc)
 
         def need(count):
             if len(operands) != count:
@@ -546,7 +552,7 @@ class Assembler:
                 data += b"\0"
             self._emit(len(data), line, lambda: data)
         else:
-            raise AsmError(f"unknown directive {name}", loc)
+            raise AsmError(f"{name} is not allowed here (inside a macro?)", loc)
 
     def _data(self, expr, width, dot):
         value = self._value(expr, dot)
