@@ -19,22 +19,25 @@ File layout (integers little-endian)::
   16  metadata offset u64 | metadata length u64
   32  memory offset u64   | memory length u64
   48  crc32 u32 of bytes 0..47 and the metadata | 12 bytes zero
-  64  metadata: JSON -- machine state, the list of pages stored, a crc32 of
-      those pages, and for a diff the base file and the base's crc
+  64  metadata: JSON -- machine state, the pages stored and a crc32 of each
+      (full: a flag and a crc for every page of memory, in hex; diff: the
+      page numbers and their crcs), for a diff the base file and the base's crc
   ..  memory, from a page boundary.  Full: the whole RAM, with holes (never
       written) where a page was never used.  Diff: the listed pages, packed.
 
 Every restore checks the magic, version, header-and-metadata crc, the file's
-length and the crc of the stored pages (holes, the pages never used, hold
+length and the crc of every stored page (holes, the pages never used, hold
 nothing to check); a file that fails any check is refused
 with a one-line ``SnapshotError``.  A checksum only proves the file is as it
 was written, and anyone can write one: so every length is checked against the
 file's size before anything is read or allocated, and every field of the
 metadata against the shape of a fresh machine's state (types, ranges, list
-lengths) before any of it is used.  Checking the stored pages costs time in
-proportion to the memory the guest has *used*, not to its memory size, and
-can be skipped (``verify=False``, ``emu restore --no-verify``) when the file
-is known to be good.
+lengths) before any of it is used.  Checking the stored pages would cost
+time in proportion to the memory the guest has used, so a full snapshot's
+pages are checked lazily: each when the guest first touches it, the rest a
+few at a time as the machine runs (``Memory.check_lazily``), never after the
+guest has read one.  ``verify=False`` (``emu restore --no-verify``) skips
+that, for a file known to be good.
 """
 
 import array
