@@ -49,7 +49,8 @@ class Terminal:
     def __init__(self, args, cwd):
         import pty
         self.pid, self.master = pty.fork()
-        if self.pid == 0:
+        if self.pid == 0:             # (this tree's emu, whatever the directory)
+            os.environ["PYTHONPATH"] = os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")])
             os.chdir(cwd)
             os.execv(sys.executable, [sys.executable, "-m", "emu", *args])
         self.out = b""  # all read so far
@@ -75,6 +76,15 @@ class Terminal:
                 self.out += chunk
         self._pos = found + len(needle)
         return self.out[start:found]
+
+    def wait_raw(self, timeout=30):
+        """Wait until emu has made the terminal raw (before that, the
+        terminal itself would take Ctrl-C and echo)."""
+        import termios
+        deadline = time.monotonic() + timeout
+        while termios.tcgetattr(self.master)[3] & termios.ICANON:
+            assert time.monotonic() < deadline, "the terminal never became raw"
+            time.sleep(0.05)
 
     def wait(self):
         """emu's exit status (the rest of its output is read and kept)."""

@@ -33,7 +33,8 @@ def test_ctrl_c_kills_the_foreground_program_and_the_shell_carries_on(toyos, ter
     t.write(b"loop a &\n")
     t.read_until(b"$ ")
     t.write(b"loop b\n")
-    t.read_until(b"bbb")
+    t.read_until(b"loop b\r\n")
+    t.read_until(b"bab")                                      # both loops run
     t.write(b"\x03")
     t.read_until(b"^C\r\n")
     t.read_until(b"$ ")
@@ -64,6 +65,7 @@ def test_escape_key_help_snapshot_and_quit(toyos, terminal, tmp_path, cli):
 
 def test_ctrl_a_twice_sends_one_ctrl_a(terminal, guest_dir):
     t = terminal("run", os.path.join(guest_dir, "echo.s"))
+    t.wait_raw()
     t.write(b"a\x01\x01b\x03c")
     t.read_until(b"a\x01b\x03c")                              # echo.s sends back what it gets
     t.write(b"\x01x")
