@@ -136,8 +136,9 @@ class Console(Device):
     def raw_terminal(self):
         """With `terminal` set, put the host terminal in raw mode for the
         duration: every key goes to the guest as it is typed, Ctrl-C
-        included, and the guest echoes.  Enter still arrives as \\n and
-        \\n still starts a new line.  The old mode comes back at the end."""
+        included, and the guest echoes.  Enter still arrives as a newline, and
+        a newline sent still starts a new line.  The old mode comes back at
+        the end."""
         if not self.terminal:
             yield
             return

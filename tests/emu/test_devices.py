@@ -356,7 +356,7 @@ def test_cli_masked_halt_stops_within_steps(tmp_path, cli):
         assert r.stderr.decode() == f"emu: {source}: halted with nothing left to wake it\n"
 
 
-def test_console_takes_from_the_host_only_what_its_buffer_holds(tmp_path):
+def test_console_takes_from_the_host_only_what_its_buffer_holds():
     # Back-pressure: what the guest has not read stays with the host (here
     # in a pipe), so nothing is ever dropped or overwritten.
     from emu.devices.console import DATA, RX_BUFFER, RX_EOF, RX_READY, STATUS
