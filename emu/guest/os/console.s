@@ -123,7 +123,7 @@ console_commit:
 console_echo:
     li   t0, CONSOLE
     ldw  t1, [t0 + CONSOLE_STATUS]
-    andi t1, t1, RX_TERMINAL
+    andi t1, t1, TERMINAL
     beqz t1, console_echo_done
     stw  a0, [t0 + CONSOLE_DATA]
 console_echo_done:
@@ -131,7 +131,7 @@ console_echo_done:
 console_echo_string:
     li   t0, CONSOLE
     ldw  t1, [t0 + CONSOLE_STATUS]
-    andi t1, t1, RX_TERMINAL
+    andi t1, t1, TERMINAL
     beqz t1, console_echo_done
     jmp  puts
 
