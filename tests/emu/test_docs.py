@@ -99,6 +99,7 @@ def test_doc_commands_run_as_written(step, toyos, tmp_path):
     (work / "images" / "toyos.img").symlink_to(toyos)
     for name, source in (("prog.s", "hello.s"), ("lib.s", "lib.s")):     # `prog.s`: any program
         (work / name).symlink_to(os.path.join(GUEST, source))
+    (work / "d.img").write_bytes(bytes(8 * 512))                         # `d.img`: any disk
     (tmp_path / "tmp").mkdir()
     commands = STEPS[step].replace("/tmp/", f"{tmp_path}/tmp/")
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}",
