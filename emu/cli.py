@@ -96,7 +96,45 @@ def host_console():
         os.fstat(fd)
     except (AttributeError, OSError, ValueError):
         fd = None
-    return Console(input_fd=fd, output=sys.stdout.buffer)
+    return Console(input_fd=fd, output=sys.stdout.buffer, terminal=fd is not None and os.isatty(fd))
+
+
+ESCAPE_HELP = """
+Ctrl-A h       this help
+Ctrl-A s       save a snapshot now, to emu-STEP.snap here (emu restore continues it)
+Ctrl-A x       quit, exit status 0
+Ctrl-A Ctrl-A  send one Ctrl-A to the guest
+"""
+
+
+class EscapeKeys:
+    """What Ctrl-A and a key do at a terminal, as in QEMU.  The console
+    reads the keys in the middle of an instruction, so `s` and `x` only
+    pause the machine; `serve` does them between two instructions."""
+
+    def __init__(self, machine):
+        self.machine = machine
+        self.asked = []
+
+    def __call__(self, key):
+        if key in "sx":
+            self.asked.append(key)
+            self.machine.pause()
+        else:
+            sys.stderr.write(ESCAPE_HELP)
+
+    def serve(self):
+        """Do the keys asked for; False if one of them was quit."""
+        while self.asked:
+            if self.asked.pop(0) == "x":
+                return False
+            path = f"emu-{self.machine.cpu.steps}.snap"
+            try:
+                snapshot.save(self.machine, path)
+                sys.stderr.write(f"\nemu: snapshot saved to {path}\n")
+            except (OSError, SnapshotError) as e:
+                sys.stderr.write(f"\nemu: snapshot not saved: {e}\n")
+        return True
 
 
 def tracer(machine):
@@ -158,22 +196,42 @@ def _drive(machine, args, name):
     there, then on until the guest stops or --steps are done."""
     if args.trace:
         machine.cpu.trace = tracer(machine)
-    stop_at = None if args.steps is None else machine.cpu.steps + args.steps
-    for at, path in sorted(args.snapshot_at or []):
-        if at < machine.cpu.steps:
-            raise UserError(f"--snapshot-at {at}: the machine is already at step {machine.cpu.steps}")
-        if stop_at is not None and at > stop_at:
-            raise UserError(f"--snapshot-at {at}: beyond --steps {args.steps}")
-        machine.run(at - machine.cpu.steps)
-        if machine.stopped:
-            sys.stdout.flush()
-            raise UserError(f"--snapshot-at {at}: the machine stopped at step {machine.cpu.steps} "
-                            f"({machine.stop_reason}); no snapshot taken")
-        incremental = args.diff and machine.last_snapshot is not None
-        (snapshot.save_diff if incremental else snapshot.save)(machine, path)
-    if not machine.stopped:
-        machine.run(None if stop_at is None else stop_at - machine.cpu.steps)
+    keys = EscapeKeys(machine)
+    if machine.console.terminal:
+        machine.console.escape = keys
+
+    def run_to(step):
+        """Run to `step` (None: on and on); False if the user quit."""
+        while not machine.run(None if step is None else step - machine.cpu.steps):
+            if not keys.serve():
+                return False
+            if step is not None and machine.cpu.steps >= step:
+                break
+        return True
+
+    with machine.console.raw_terminal():
+        stop_at = None if args.steps is None else machine.cpu.steps + args.steps
+        quit = False
+        for at, path in sorted(args.snapshot_at or []):
+            if at < machine.cpu.steps:
+                raise UserError(f"--snapshot-at {at}: the machine is already at step {machine.cpu.steps}")
+            if stop_at is not None and at > stop_at:
+                raise UserError(f"--snapshot-at {at}: beyond --steps {args.steps}")
+            quit = not run_to(at)
+            if quit:
+                break
+            if machine.stopped:
+                sys.stdout.flush()
+                raise UserError(f"--snapshot-at {at}: the machine stopped at step {machine.cpu.steps} "
+                                f"({machine.stop_reason}); no snapshot taken")
+            incremental = args.diff and machine.last_snapshot is not None
+            (snapshot.save_diff if incremental else snapshot.save)(machine, path)
+        if not quit and not machine.stopped:
+            quit = not run_to(stop_at)
     sys.stdout.flush()
+    if quit:
+        print(f"\nemu: {name}: quit (Ctrl-A x)", file=sys.stderr)
+        return 0
     if not machine.stopped:
         return 0                                  # stopped by --steps: the run went as asked
     if machine.exit_status >= 128 or machine.stop_reason.startswith("halted"):

@@ -46,7 +46,8 @@ SYSTEM_REGISTERS = {
     "status":  (0, "mode and interrupt bits, see STATUS_* below"),
     "epc":     (1, "where the last trap happened (or where to resume after an interrupt)"),
     "cause":   (2, "why the last trap happened: a TRAP_* or IRQ_BASE + line"),
-    "badaddr": (3, "the faulting address of a bad-address, misaligned or page-fault trap"),
+    "badaddr": (3, "the faulting address of a bad-address, misaligned or page-fault trap; "
+                   "the instruction word of an illegal- or privileged-instruction trap"),
     "tvec":    (4, "trap handler address; 0 means no handler: a trap stops the machine"),
     "scratch": (5, "free for the kernel, typically its stack pointer while user code runs"),
     "ptbr":    (6, "page-table base: physical address of the page directory, bit 0 turns "
@@ -528,7 +529,9 @@ def markdown():
     out += ["", "## Traps and interrupts", "",
             "A trap saves the pc in `epc` (the faulting instruction's own address, so a "
             "system-call handler adds 4 before `eret`; for an interrupt, the address of the "
-            "next instruction), the reason in `cause`, a faulting address in `badaddr`; copies "
+            "next instruction), the reason in `cause`, a faulting address in `badaddr` (after an "
+            "illegal or privileged instruction: the instruction word itself, so a handler "
+            "can emulate it without reading memory; otherwise 0); copies "
             "IE to PIE and U to PU; clears IE and U (so the handler runs in supervisor mode "
             "with interrupts off); and jumps to `tvec`. `eret` undoes the mode change. "
             "An instruction that traps still counts as a step and costs one cycle.", "",

@@ -68,6 +68,7 @@ class Machine:
         self.stopped = False
         self.exit_status = None
         self.stop_reason = None
+        self.paused = False
         self.next_poll = 0
         self.symbols = {}
         self.last_snapshot = None    # (path, crc) of the last snapshot saved or restored
@@ -130,8 +131,18 @@ class Machine:
             engine.run(n)
             if steps is not None:
                 steps -= self.cpu.steps - before
+        if self.paused:
+            self.stopped = self.paused = False
         self.console.flush()
         return self.stopped
+
+    def pause(self):
+        """Make `run` return at the next instruction boundary, the machine
+        still running: how the console's escape key (Ctrl-A) gets the host
+        control between two instructions.  Engines already stop on
+        `stopped`, so a pause is a stop that `run` takes back."""
+        if not self.stopped:
+            self.stopped = self.paused = True
 
     # -- what devices and the CPU ask of the board -----------------------------------
 
@@ -155,8 +166,9 @@ class Machine:
                    f"at pc {pc:#010x} (badaddr {badaddr:#010x})")
 
     def _stop(self, status, reason):
-        if not self.stopped:
+        if not self.stopped or self.paused:
             self.stopped, self.exit_status, self.stop_reason = True, status, reason
+            self.paused = False
 
     def _device_at(self, addr):
         device = self.slots.get((addr - isa.MMIO_BASE) // WINDOW)

@@ -13,6 +13,7 @@
 .equ CONSOLE_CTRL,   8
 .equ RX_READY,       1
 .equ RX_EOF,         2
+.equ TERMINAL,       8            ; STATUS: a person at a raw terminal (echo what you read)
 .equ RX_IRQ,         1
 
 .equ TIMER,          0xF0000100   ; devices/timer.py

@@ -1,5 +1,7 @@
 """The interrupt controller, the disk and booting from a disk."""
 
+import os
+
 import pytest
 
 from emu import isa, snapshot
@@ -352,3 +354,44 @@ def test_cli_masked_halt_stops_within_steps(tmp_path, cli):
         r = cli("run", str(source), "--steps", "1000", "--engine", engine)
         assert r.returncode == 0
         assert r.stderr.decode() == f"emu: {source}: halted with nothing left to wake it\n"
+
+
+def test_console_takes_from_the_host_only_what_its_buffer_holds():
+    # Back-pressure: what the guest has not read stays with the host (here
+    # in a pipe), so nothing is ever dropped or overwritten.
+    from emu.devices.console import DATA, RX_BUFFER, RX_EOF, RX_READY, STATUS
+    data = bytes(range(256)) * 40                   # 10 KiB, more than the buffer holds
+    r, w = os.pipe()
+    os.write(w, data)
+    os.close(w)
+    console = Console(input_fd=r)
+    assert console.read(STATUS) & RX_READY and len(console.rx) == RX_BUFFER < len(data)
+    got = bytearray()
+    while not console.read(STATUS) & RX_EOF:
+        got.append(console.read(DATA))
+        assert len(console.rx) <= RX_BUFFER
+    os.close(r)
+    assert bytes(got) == data
+
+
+@pytest.mark.parametrize("typed, delivered, keys", [
+    (b"a\x01xb", b"ab", ["x"]),
+    (b"a\x01\x01b", b"a\x01b", []),                  # Ctrl-A Ctrl-A: one literal Ctrl-A
+    (b"\x03\x01", b"\x03", []),                      # Ctrl-C is the guest's; an escape may
+    (b"\x01", b"", []),                              #   end one read and finish in the next
+])
+def test_console_escape_key(typed, delivered, keys):
+    from emu.devices.console import DATA, RX_READY, STATUS
+    seen = []
+    r, w = os.pipe()
+    os.write(w, typed)
+    console = Console(input_fd=r, escape=seen.append)
+    got = bytearray()
+    while console.read(STATUS) & RX_READY:
+        got.append(console.read(DATA))
+    assert bytes(got) == delivered and seen == keys
+    os.write(w, b"h")
+    console.read(STATUS)
+    assert seen == keys + ["h"] * typed.endswith(b"\x01")
+    os.close(w)
+    os.close(r)

@@ -10,13 +10,6 @@ from emu.devices.console import Console
 from emu.machine import Machine
 
 
-@pytest.fixture(scope="session")
-def toyos(tmp_path_factory):
-    path = tmp_path_factory.mktemp("toyos") / "toyos.img"
-    mkfs.build_toyos(str(path))
-    return path
-
-
 def boot(image, typed=b"", engine="translate", hold_open=False):
     machine = Machine(console=Console(input_bytes=typed, hold_open=hold_open), engine=engine,
                       disk=str(image))
@@ -172,3 +165,28 @@ def test_a_disk_without_a_kernel_says_so(tmp_path, cli):
     boot_only.write_bytes(bytes(data))
     r = cli("run", str(boot_only))
     assert r.returncode == 1 and r.stdout == b"boot: no kernel on this disk\n"
+
+
+@pytest.mark.parametrize("typed, runs", [
+    (b"x" * 300 + b"\nhello\n", 1),            # a line longer than the kernel's input buffer
+    (b"hello\n" * 43, 43),                      # more lines than fit in it
+    (b"x" * 5000 + b"\n" + b"hello\n" * 3, 3),  # more than the console device holds
+])
+def test_console_input_is_never_lost_or_replayed(toyos, typed, runs):
+    out = session(toyos, typed, steps=100_000_000)
+    assert out.count("Hello from user space") == runs
+    long_line = [line for line in out.splitlines() if "no such program: x" in line]
+    assert len(long_line) == (typed[0] == ord("x"))
+
+
+def test_piped_input_reaches_toyos_whole(toyos, cli):
+    r = cli("run", str(toyos), input=b"hello\n" * 43 + b"x" * 5000 + b"\nhello\n")
+    assert r.returncode == 0 and r.stderr == b""
+    assert r.stdout.count(b"Hello from user space") == 44
+
+
+def test_too_little_memory_says_how_much_toyos_needs(toyos, cli):
+    assert mkfs.layout()["RAM_TOP"] == 1 << 20       # what the message says
+    for size in ("16K", "256K", "1020K"):
+        r = cli("run", "--mem", size, str(toyos))
+        assert r.returncode == 1 and r.stdout == b"boot: toyos needs 1 MiB of memory (--mem 1M)\n"

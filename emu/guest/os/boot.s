@@ -5,6 +5,7 @@
 ; PC's boot sector or xv6's bootmain: find the kernel on the disk, read it
 ; into RAM, jump to it.  It has 510 bytes to do that in, so it polls the disk
 ; instead of waiting for interrupts, and trusts the superblock's numbers.
+; The firmware leaves the size of RAM in sp: too little, and it says so.
 .include "layout.s"
 
 .equ DISK,          0xF0000400    ; devices/disk.py
@@ -18,6 +19,9 @@
 
 .org BOOT_BASE
 _start:
+    la   a0, too_small
+    li   t0, RAM_TOP
+    bltu sp, t0, fail             ; (the kernel's layout assumes all of it)
     li   a0, 1                    ; the superblock
     li   a1, SUPER_BUF
     li   a2, 1
@@ -34,7 +38,8 @@ _start:
     jr   t0                       ; and the kernel takes it from here
 
 no_kernel:
-    la   a0, message
+    la   a0, no_kernel_message
+fail:                             ; print a0, power off with status 1
     li   t0, CONSOLE
 print:
     ldbu t1, [a0]
@@ -64,4 +69,5 @@ busy:
     stw  t1, [t0 + DISK_STATUS]   ; acknowledge
     ret
 
-message: .asciz "boot: no kernel on this disk\n"
+no_kernel_message: .asciz "boot: no kernel on this disk\n"
+too_small:         .asciz "boot: toyos needs 1 MiB of memory (--mem 1M)\n"

@@ -6,8 +6,9 @@ last_slot:  .word NPROC - 1       ; where the scheduler's round-robin resumes
 next_pid:   .word 1
 ticks:      .word 0               ; timer interrupts so far
 timer_on:   .word 0
-cin_head:   .word 0               ; console ring: next byte to read ...
-cin_tail:   .word 0               ; ... and next free place (both count up forever)
+cin_head:   .word 0               ; console ring (console.s): next byte to read,
+cin_tail:   .word 0               ;   end of the whole lines,
+cin_edit:   .word 0               ;   end of the line being typed
 cin_eof:    .word 0
 procs:      .space NPROC * PROC_SIZE
 dir_cache:  .space DIR_SECTORS * SECTOR

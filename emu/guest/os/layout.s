@@ -47,6 +47,7 @@
                                   ; and the stack grows down from there
 
 ; -- system calls: number in t0, arguments in a0..a2, result in a0 ----------------------
+; A call blocked in wait() or read() returns -2 when Ctrl-C is typed (console.s).
 .equ SYS_EXIT,      0             ; exit(status)
 .equ SYS_READ,      1             ; read(fd, buf, n) -> bytes read, 0 at the end, -1 error
 .equ SYS_WRITE,     2             ; write(fd, buf, n) -> n or -1
@@ -59,7 +60,10 @@
 .equ SYS_SLEEP,     8             ; sleep(ticks) -> 0
 .equ SYS_GETPID,    9             ; getpid() -> pid
 .equ SYS_PS,        10            ; ps(): the kernel prints the process table
-.equ NSYSCALLS,     11
+.equ SYS_KILL,      11            ; kill(pid) -> 0, or -1 if it is not a child: it ends
+                                  ;   at once with status KILLED
+.equ NSYSCALLS,     12
+.equ KILLED,        130           ; 128 + 2, what a Unix shell shows for Ctrl-C (SIGINT)
 
 .equ STDIN,         0
 .equ STDOUT,        1

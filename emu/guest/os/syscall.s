@@ -40,7 +40,7 @@ block:
     .align 4
 syscall_table:
     .word sys_exit, sys_read, sys_write, sys_open, sys_close, sys_spawn
-    .word sys_wait, sys_yield, sys_sleep, sys_getpid, sys_ps
+    .word sys_wait, sys_yield, sys_sleep, sys_getpid, sys_ps, sys_kill
 
 ; check_user(address a0, length a1) -> a0 = 1 if [a0, a0 + a1) is inside
 ; USER_BASE..USER_TOP, else 0.  Arguments are left in a0/a1 otherwise.
@@ -198,6 +198,31 @@ sys_wait_reap_next:
     addi t0, t0, PROC_SIZE
     addi t1, t1, -1
     bnez t1, sys_wait_reap_one
+    jmp  syscall_return
+
+; kill(pid): end a child now.  Our own call is finished first (result 0,
+; ready to run), because do_exit ends in the scheduler and never returns.
+sys_kill:
+    ldw  s1, [s0 + P_PID]
+    call find_pid
+    beqz a0, syscall_fail
+    ldw  t0, [a0 + P_PARENT]
+    bne  t0, s1, syscall_fail     ; not our child
+    ldw  t0, [a0 + P_STATE]
+    li   t1, ZOMBIE
+    beq  t0, t1, sys_kill_ended   ; it has ended already
+    mov  s1, a0
+    stw  zero, [s0 + 4]
+    ldw  t0, [s0]
+    addi t0, t0, 4
+    stw  t0, [s0]
+    li   t0, RUNNABLE
+    stw  t0, [s0 + P_STATE]
+    mov  s0, s1
+    li   a0, KILLED
+    jmp  do_exit
+sys_kill_ended:
+    li   a0, 0
     jmp  syscall_return
 
 sys_yield:

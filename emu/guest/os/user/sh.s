@@ -4,6 +4,9 @@
 ;   PROGRAM [ARGUMENT] &    run it in the background
 ;   exit                    leave the shell (which powers the machine off)
 ;
+; Ctrl-C ends the program the shell is waiting for (the kernel interrupts
+; the shell's wait, and the shell kills it); at the prompt it drops the line.
+;
 ; Every command is a program on the disk (`ls` lists them): the shell only
 ; starts programs, exactly as a Unix shell does.  It is process 1; the
 ; kernel starts it and powers off when it exits, or when the console input
@@ -27,6 +30,7 @@ sh_read:
     li   a2, 1
     call read
     beqz a0, sh_end_of_input
+    blt  a0, zero, sh_prompt      ; Ctrl-C
     la   t0, char
     ldbu t0, [t0]
     li   t1, '\n'
@@ -89,7 +93,12 @@ sh_no_argument:
     li   t0, -1
     beq  a0, t0, sh_not_found
     bnez s2, sh_background
+    mov  s1, a0
     call wait
+    li   t0, -2                   ; Ctrl-C interrupted the wait:
+    bne  a0, t0, sh_prompt
+    mov  a0, s1
+    call kill                     ; end the job (sh_prompt's wait(0) collects it)
     b    sh_prompt
 sh_background:
     push a0

@@ -32,6 +32,7 @@ syscall_function yield,  SYS_YIELD
 syscall_function sleep,  SYS_SLEEP
 syscall_function getpid, SYS_GETPID
 syscall_function ps,     SYS_PS
+syscall_function kill,   SYS_KILL
 
 ; strlen(s a0) -> a0 = its length.
 strlen:

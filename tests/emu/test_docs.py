@@ -1,0 +1,113 @@
+"""The emu half of docs/tour.md and the README's emu section, run as
+written: the commands are parsed out of the docs, so a doc that drifts from
+the code fails here, and what a step's **Check** says it shows is checked."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+GUEST = os.path.join(REPO, "emu", "guest")
+
+# What each step shows (from its **Check**), looked for in its output.
+SHOWS = {
+    "1.": [re.compile(r"^0000[0-9a-f]{4}  [0-9a-f]{8}  \w", re.M)],
+    "2.": ["typed on the host"],
+    "3.": ["tick 1", "tick 5"],
+    "4.": ["kernel ", "Welcome to toyos", "Hello from user space", "PID\tSTATE\tNAME"],
+    "5.": ["killed: page fault on store", "killed: page fault on load",
+           "killed: page fault on instruction fetch", "Hello from user space"],
+    "6.": ["[2]", "[3]", "[4]", "\tloop\n", "\tcounter\n"],
+    "7.": ["mine.txt", "$ my own file"],
+    "8.": ["toyos booting"],
+    "9.": ["kernel ", "restored"],
+    "10.": ["Hello from user space"],
+    "README": ["Hello", "tick 5", "hi", "_start:", "kernel "],
+}
+# Commands a test cannot run as written, and why that is all right.
+DONE_ELSEWHERE = {
+    "make bench": "the benchmarks are `make bench` itself",
+    "make images && ": "the session's toyos fixture is that image",
+}
+
+
+def blocks(text):
+    """(language, lines) of every fenced code block."""
+    for lang, body in re.findall(r"^```(\w*)\n(.*?)^```", text, re.M | re.S):
+        yield lang, body.splitlines()
+
+
+def script(lang, lines):
+    """A block as bash: `$ X` lines are typed at toyos's shell (what follows
+    two spaces is a comment), python blocks run in python."""
+    if lang == "python":
+        return "python - <<'PY'\n" + "\n".join(lines) + "\nPY\n"
+    out, typed = [], []
+    for line in lines + [""]:
+        if line.startswith("$ "):
+            typed.append(line[2:].split("  ")[0].strip())
+            continue
+        if typed:
+            run = "emu run images/toyos.img"
+            if out and out[-1].startswith(run):
+                run = out.pop()
+            out.append("printf '%s\\n' " + " ".join(f"'{t}'" for t in typed) + f" | {run}")
+            typed = []
+        for done in DONE_ELSEWHERE:
+            line = line.replace(done, "") if done.endswith(" ") else line
+        if line.strip() and not any(line.startswith(d) for d in DONE_ELSEWHERE):
+            out.append(line)
+    return "".join(line + "\n" for line in out)
+
+
+def tour_steps():
+    with open(os.path.join(REPO, "docs", "tour.md")) as f:
+        machines = f.read().split("## Containers")[0]     # the containers' half is minirt's
+    for step in re.split(r"^### ", machines, flags=re.M)[1:]:
+        number = step.split()[0]
+        yield number, "".join(script(lang, lines) for lang, lines in blocks(step))
+
+
+def readme_emu():
+    with open(os.path.join(REPO, "README.md")) as f:
+        section = f.read().split("## emu:")[1].split("\n## ")[0]
+    return "".join(script(lang, lines) for lang, lines in blocks(section))
+
+
+STEPS = dict(tour_steps(), README=readme_emu())
+
+
+def test_every_emu_step_of_the_tour_has_commands_and_a_check():
+    assert sorted(STEPS, key=lambda s: (len(s), s)) == sorted(SHOWS, key=lambda s: (len(s), s))
+    assert all(STEPS.values())
+
+
+@pytest.mark.parametrize("step", sorted(STEPS))
+def test_doc_commands_run_as_written(step, toyos, tmp_path):
+    bin_dir = tmp_path / "bin"                  # `emu` and `python` as `make install` makes them
+    bin_dir.mkdir()
+    (bin_dir / "emu").write_text(f'#!/bin/sh\nexec {sys.executable} -m emu "$@"\n')
+    (bin_dir / "emu").chmod(0o755)
+    (bin_dir / "python").symlink_to(sys.executable)
+    work = tmp_path / "repo"                    # the repository, as far as the commands look
+    work.mkdir()
+    (work / "emu").symlink_to(os.path.join(REPO, "emu"))
+    (work / "images").mkdir()
+    (work / "images" / "toyos.img").symlink_to(toyos)
+    for name, source in (("prog.s", "hello.s"), ("lib.s", "lib.s")):     # `prog.s`: any program
+        (work / name).symlink_to(os.path.join(GUEST, source))
+    (work / "d.img").write_bytes(bytes(8 * 512))                         # `d.img`: any disk
+    (tmp_path / "tmp").mkdir()
+    commands = STEPS[step].replace("/tmp/", f"{tmp_path}/tmp/")
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}",
+               PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run(["bash", "-e", "-c", commands], cwd=work, env=env, capture_output=True,
+                       stdin=subprocess.DEVNULL, timeout=120)
+    out = r.stdout.decode() + r.stderr.decode()
+    assert r.returncode == 0, f"{commands}\n{out}"
+    for shown in SHOWS[step]:
+        assert (shown.search(out) if isinstance(shown, re.Pattern) else shown in out), \
+            f"{step}: {shown!r} not in the output of\n{commands}\n{out}"
