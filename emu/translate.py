@@ -47,8 +47,11 @@ may map anywhere), and each load or store looks its page up in the MMU's
 pre-checked TLB (``mmu.fast``) -- one dictionary lookup -- and goes back to
 the interpreter on a miss, which walks the page tables and may fault exactly
 as it would have without the translator.  Because the lookup happens at run
-time, a TLB flush or a new page table needs no retranslation; only writes to
-the code itself (tracked by physical line, as before) throw blocks away.
+time, a TLB flush or a new page table needs no retranslation; only stores
+that change the code itself throw blocks away.  A translated store checks the
+physical words that blocks were made from, so data on the same page or line as
+code costs nothing; a store the interpreter makes is checked by comparing the
+blocks of its line with the bytes they were made from.
 """
 
 import re
@@ -73,7 +76,11 @@ class Translator:
         self.cpu = cpu
         self.memory = cpu.memory
         self.blocks = {}           # pc -> (function, instructions, cycles), or None: interpret
+        self.sources = {}          # pc -> (physical address, the code bytes it was made from)
         self.lines = {}            # code line -> pcs of the blocks that read it
+        # Physical word -> how many blocks read it.  A translated store checks
+        # this, not the line, so that data next to code costs nothing.
+        self.code_words = {}
         self.memory.on_code_write = self.invalidate
         self.translated = 0        # blocks compiled so far (for the curious and the benchmark)
 
@@ -123,10 +130,29 @@ class Translator:
                 cpu.step()         # the instruction the block could not do
 
     def invalidate(self, line):
-        """Guest code in `line` was overwritten: forget every block that read it."""
-        self.memory.code[line] = 0
-        for pc in self.lines.pop(line, ()):
-            self.blocks.pop(pc, None)
+        """Something was stored into `line`, which holds translated code:
+        forget the blocks whose code it changed.  The memory only says which
+        line, and most stores there are to data beside the code."""
+        ram = self.memory.ram
+        for key in list(self.lines.get(line, ())):
+            start, code = self.sources[key]
+            if ram[start:start + len(code)] != code:
+                self.forget(key)
+
+    def forget(self, key):
+        del self.blocks[key]
+        start, code = self.sources.pop(key)
+        end = start + len(code)
+        for line in range(start >> CODE_SHIFT, ((end - 1) >> CODE_SHIFT) + 1):
+            keys = self.lines[line]
+            keys.discard(key)
+            if not keys:
+                del self.lines[line]
+                self.memory.code[line] = 0
+        for word in range(start >> 2, end >> 2):
+            self.code_words[word] -= 1
+            if not self.code_words[word]:
+                del self.code_words[word]
 
     # -- translation -------------------------------------------------------------------
 
@@ -152,12 +178,16 @@ class Translator:
         source = block_source(pc, insns, memory.size, paged)
         namespace = dict(isa.OP_NAMESPACE)
         exec(compile(source, f"<block {pc:#010x}>", "exec"), namespace)
-        function = namespace["make"](self.cpu.regs, memory.words, memory.ram, memory.dirty, memory.code)
+        function = namespace["make"](self.cpu.regs, memory.words, memory.ram, memory.dirty,
+                                     self.code_words)
         block = (function, len(insns), sum(d.insn.cycles for _, d in insns))
         self.blocks[key] = block
+        self.sources[key] = (phys, bytes(memory.ram[phys:at]))
         for line in range(phys >> CODE_SHIFT, ((at - 1) >> CODE_SHIFT) + 1):
             memory.code[line] = 1
             self.lines.setdefault(line, set()).add(key)
+        for word in range(phys >> 2, at >> 2):
+            self.code_words[word] = self.code_words.get(word, 0) + 1
         self.translated += 1
         return block
 
@@ -227,7 +257,7 @@ def block_source(start, insns, memory_size, paged=False):
             else:
                 checks.append(f"a >= {memory_size}")
             if kind == "store":
-                checks.append(f"C[a >> {CODE_SHIFT}]")
+                checks.append("a >> 2 in C")
             if checks:
                 body.append(f"{pad}if {' or '.join(checks)}: {bail}")
             if kind == "load" and rd:
