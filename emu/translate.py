@@ -54,8 +54,6 @@ code costs nothing; a store the interpreter makes is checked by comparing the
 blocks of its line with the bytes they were made from.
 """
 
-import re
-
 from . import isa
 from .isa import WORD, STATUS_IE, STATUS_U, SREG_STATUS
 from .memory import CODE_SHIFT
@@ -196,10 +194,6 @@ def _reg(n):
     return f"r{n}" if n else "0"
 
 
-def _substitute(op, a, b):
-    return re.sub(r"\bB\b", b, re.sub(r"\bA\b", a, op))
-
-
 def block_source(start, insns, memory_size, paged=False):
     """Python source for one block (see the module docstring for its shape).
     With `paged`, every load and store translates its address through the
@@ -239,7 +233,7 @@ def block_source(start, insns, memory_size, paged=False):
         if kind == "alu":
             b = _reg(d.rs2) if insn.format == "R" else str(d.imm & WORD)
             if rd:
-                body.append(f"{pad}r{rd} = {_substitute(insn.op, a, b)}")
+                body.append(f"{pad}r{rd} = {isa.substitute(insn.op, a, b)}")
         elif kind in ("load", "store"):
             body.append(f"{pad}a = ({a} + {d.imm}) & WORD" if d.imm else f"{pad}a = {a}")
             # Anything unusual -- misaligned, past RAM (devices), a page the
@@ -281,7 +275,7 @@ def block_source(start, insns, memory_size, paged=False):
             # A conditional branch leaves the block when taken and falls
             # through into the rest of it when not.
             target = (pc + d.imm) & WORD
-            body.append(f"{pad}if {_substitute(insn.op, _reg(d.rs1), _reg(d.rs2))}:")
+            body.append(f"{pad}if {isa.substitute(insn.op, _reg(d.rs1), _reg(d.rs2))}:")
             taken = loop_back(done, spent) if target == start else [leave(target, done, spent)]
             body += [f"{pad}  {line}" for line in taken]
         elif kind in ("jump", "call"):
