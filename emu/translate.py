@@ -28,9 +28,11 @@ becomes, roughly::
 Registers live in Python locals inside the block, decoding happens once, a
 conditional branch that is not taken falls through into the rest of the
 block, and a block that branches to its own start loops without coming back
-out.  The
-semantics come from the same ``op`` expressions in ``isa.py`` that the
-interpreter uses.
+out.  A block also takes in the straight-line code at the places its
+branches and jumps reach (a few pieces, on the same page): a local ``L``
+says which piece runs next, so a loop whose body has an ``if`` in it -- two
+pieces -- stays inside Python too.  The semantics come from the same ``op``
+expressions in ``isa.py`` that the interpreter uses.
 
 The translator only handles the common case and hands everything else to the
 interpreter (``cpu.py``): system instructions, illegal words, any load or
