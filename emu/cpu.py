@@ -2,9 +2,12 @@
 
 Lecture idea: "a software layer emulates the underlying hardware".  This is the
 heart of that software layer, written as plainly as possible: fetch a word,
-look it up in the ISA table (``isa.py``), do what the table says, repeat.  It is
-slow -- a dictionary lookup and a dozen Python operations per guest
-instruction -- and that is the point: it is the reference that the fast block
+look it up in the ISA table (``isa.py``), do what the table says, repeat.  Two
+things keep it from being needlessly slow, and both are what real emulators'
+interpreters do: each distinct instruction word is decoded only once, into a
+small function that executes it (``predecode``), and ``run`` goes from one
+instruction to the next without stopping to look at devices and interrupts
+when none can be due (``burst``).  It stays the reference that the fast block
 translator (``translate.py``) must agree with, instruction for instruction.
 
 Read ``isa.py`` first.  The CPU knows no device by name: loads and stores at
