@@ -63,6 +63,7 @@ from .mmu import READ, WRITE, EXECUTE
 
 MAX_BLOCK = 64                     # instructions; long enough for any loop body here
 MAX_SEQUENCES = 8                  # straight-line pieces of code in one block
+HOT = 16                           # times a pc is reached before its block is compiled
 _MISSING = object()
 # Unconditional jumps end a block; conditional branches only leave it when taken.
 _TERMINATORS = {"jump", "call", "jr", "callr"}
@@ -77,7 +78,8 @@ class Translator:
         self.cpu = cpu
         self.memory = cpu.memory
         self.blocks = {}           # pc -> (function, instructions, cycles), or None: interpret
-        self.sources = {}          # pc -> (physical address, the code bytes it was made from)
+        self.sources = {}          # pc -> [(physical address, the code bytes it was made from)]
+        self.heat = {}             # pc -> times reached, until it has a block
         self.lines = {}            # code line -> pcs of the blocks that read it
         # Physical word -> how many blocks read it.  A translated store checks
         # this, not the line, so that data next to code costs nothing.
@@ -110,6 +112,13 @@ class Translator:
                 reads = writes = None
             block = blocks.get(key, _MISSING)
             if block is _MISSING:
+                # Compiling costs as much as interpreting the code a few
+                # hundred times: only code that runs again and again is worth it.
+                heat = self.heat.get(key, 0) + 1
+                if heat < HOT:
+                    self.heat[key] = heat
+                    cpu.step()
+                    continue
                 block = self.translate(pc, phys, key, reads is not None)
             if (block is None or cpu.cycles >= cpu.next_event or cpu.halted
                     or (cpu.irq_pending and sregs[SREG_STATUS] & STATUS_IE)):
@@ -162,6 +171,7 @@ class Translator:
         the straight-line code from there, and from every place it branches
         or jumps to (on the same page, with paging), up to MAX_SEQUENCES."""
         memory = self.memory
+        self.heat.pop(key, None)
         # With paging, the next virtual page may be anywhere: stay on this one.
         end = min(((phys >> 12) + 1) << 12, memory.size) if paged else memory.size
         sequences, waiting = {}, [pc]

@@ -29,10 +29,11 @@ def both(image, steps, input_bytes=b"", memory=1 << 20, tvec=None):
 @pytest.mark.parametrize("name", GUESTS)
 def test_guest_programs_identical(guest_dir, name, state):
     image = assemble_file(os.path.join(guest_dir, name))
-    interpreted, translated = both(image, 3_000_000, input_bytes=b"some input\n")
+    interpreted, translated = both(image, 3_000_000, input_bytes=b"some input\n" * 4)
     assert interpreted.stopped and translated.stopped
     assert state(interpreted) == state(translated)
-    assert translated.engine.translated > 0
+    # hello prints one line: too little code runs often enough to compile.
+    assert translated.engine.translated > 0 or name == "hello.s"
 
 
 @pytest.mark.parametrize("steps", [1, 7, 100, 1234, 15_001])
@@ -201,7 +202,7 @@ PATCHED = {
 def test_code_patched_anywhere_runs_as_patched(where, paging, state):
     image = assemble("""
         li   s0, 0
-        li   s1, 5
+        li   s1, 40                ; rounds: enough for the translator to compile them
         la   t0, patch
         li   t2, 0x10000          ; 1 in the immediate field
     """ + PATCHED[where])
@@ -214,5 +215,6 @@ def test_code_patched_anywhere_runs_as_patched(where, paging, state):
         machine.run(10_000)
         machines.append(machine)
     interpreted, translated = machines
-    assert interpreted.cpu.regs[isa.REGISTERS["s0"]] == 2 + 3 + 4 + 5 + 6
+    assert interpreted.cpu.regs[isa.REGISTERS["s0"]] == sum(range(2, 42))
     assert state(interpreted) == state(translated)
+    assert translated.engine.translated > 0
