@@ -251,15 +251,16 @@ def block_source(sequences, memory_size, paged=False):
         # before this one; `done` and `spent` add this piece's.
         return f"{writeback}return {pc}, n + {done}, c + {spent}, {bailed}"
 
-    def go_to(target, done, spent):
-        # On to another piece (or round again) only if even the longest
-        # piece still fits: the slack is what the budgets allow beyond it.
+    def go_to(target, done, spent, here):
+        # On to another piece (or round this one again) only if even the
+        # longest piece still fits: the slack is what the budgets allow
+        # beyond it.  Each piece loops in a `while` of its own, so going
+        # round it again costs no look at L.
         if target not in labels:
             return [leave(target, done, spent)]
+        again = "continue" if labels[target] == here else f"L = {labels[target]}; break"
         return [f"n += {done}; c += {spent}",
-                "if n <= step_slack and c <= cycle_slack:",
-                f"  L = {labels[target]}" if len(sequences) > 1 else "  pass",
-                "  continue",
+                f"if n <= step_slack and c <= cycle_slack: {again}",
                 leave(target, 0, 0)]
 
     body = ["def make(R, W, M, D, C):",
@@ -269,9 +270,10 @@ def block_source(sequences, memory_size, paged=False):
     for label, (_, piece) in enumerate(sequences):
         pad = "      "
         if len(sequences) > 1:
-            body.append(f"{pad}{'if' if label == 0 else 'elif'} L == {label}:")
-            pad += "  "
-        body += piece_source(piece, memory_size, paged, pad, leave, go_to)
+            body += [f"{pad}{'if' if label == 0 else 'elif'} L == {label}:", f"{pad}  while True:"]
+            pad += "    "
+        body += piece_source(piece, memory_size, paged, pad, leave,
+                             lambda target, done, spent, here=label: go_to(target, done, spent, here))
     body.append("  return block")
     return "\n".join(body) + "\n"
 
