@@ -69,9 +69,10 @@ SEMANTICS = {
               "R[LR] = pc + 4\n"
               "return target",
     # Loads and stores to RAM with paging off are done right here; anything
-    # else (misaligned, paged, a device) takes the CPU's full path.
+    # else (misaligned, paged, a device, memory a restore has not checked
+    # yet) takes the CPU's full path.
     "load":   "a = (R[rs1] + imm) & WORD\n"
-              "if a < size and not mmu.enabled{aligned}: {set}{fast}\n"
+              "if a < size and not mmu.enabled and not memory.unchecked_left{aligned}: {set}{fast}\n"
               "else: {set}cpu.load(a, width, signed)\n"
               "return pc + 4",
     "store":  "a = (R[rs1] + imm) & WORD\n"
@@ -132,7 +133,10 @@ class CPU:
         limit = self.steps + steps
         board, sregs = self.board, self.sregs
         while self.steps < limit and not board.stopped:
+            # A burst fetches around the checks of memory a restore has not
+            # checked yet (memory.py).
             if not (self.cycles >= self.next_event or self.halted or self.trace is not None
+                    or self.memory.unchecked_left
                     or (self.irq_pending and sregs[SREG_STATUS] & STATUS_IE)):
                 self.burst(limit)
                 if self.steps >= limit or board.stopped:

@@ -370,3 +370,27 @@ def test_bursts_see_devices_as_single_steps_do(state):
         """))
         return machine
     bursts_and_steps(make, 10_000, state)
+
+
+def test_the_interpreter_reads_no_page_a_restore_has_not_checked(tmp_path):
+    # A restored machine's pages are checked on first touch (memory.py); the
+    # interpreter's quick loads must not read around that check.
+    import pytest
+    from emu import snapshot
+    from emu.asm import assemble
+    from emu.devices.console import Console
+    from emu.machine import Machine
+    from emu.snapshot import SnapshotError
+    machine = Machine(2 << 20, console=Console(), engine="interpret")
+    machine.load(assemble("li t0, 0x12c000\nldw a0, [t0]\nhalt"))
+    for page in range(1, 301):            # more pages than the board checks up front
+        machine.memory.store_word(page << 12, page)
+    path = tmp_path / "m.snap"
+    snapshot.save(machine, path)
+    data = bytearray(path.read_bytes())
+    data[snapshot.HEADER.unpack(data[:64])[5] + (300 << 12)] ^= 0xFF
+    path.write_bytes(bytes(data))
+    restored = snapshot.restore(path, console=Console(), engine="interpret")
+    with pytest.raises(SnapshotError, match="memory page 0x12c fails its checksum"):
+        restored.run(3)
+    assert restored.cpu.regs[isa.A0] == 0
