@@ -28,7 +28,7 @@ system-packages:
 venv:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --config-settings editable_mode=compat -e '.[test]'
+	$(PY) -m pip install -q --config-settings editable_mode=compat -e '.[test,bench]'
 	$(PY) minirt/kernel/_libc_build.py
 
 test:

@@ -2,9 +2,12 @@
 
 Lecture idea: "a software layer emulates the underlying hardware".  This is the
 heart of that software layer, written as plainly as possible: fetch a word,
-look it up in the ISA table (``isa.py``), do what the table says, repeat.  It is
-slow -- a dictionary lookup and a dozen Python operations per guest
-instruction -- and that is the point: it is the reference that the fast block
+look it up in the ISA table (``isa.py``), do what the table says, repeat.  Two
+things keep it from being needlessly slow, and both are what real emulators'
+interpreters do: each distinct instruction word is decoded only once, into a
+small function that executes it (``predecode``), and ``run`` goes from one
+instruction to the next without stopping to look at devices and interrupts
+when none can be due (``burst``).  It stays the reference that the fast block
 translator (``translate.py``) must agree with, instruction for instruction.
 
 Read ``isa.py`` first.  The CPU knows no device by name: loads and stores at
@@ -41,14 +44,69 @@ class BusError(Exception):
     device answers; the CPU turns it into a bad-address trap."""
 
 
-def _compile(expr):
-    # The ISA table states each operation once, as an expression over A and B;
-    # the interpreter turns it into a function, the translator inlines it.
-    return eval(f"lambda A, B: {expr}", dict(isa.OP_NAMESPACE))
+class DeviceAccess(Exception):
+    """Raised by `CPU.burst` instead of touching a device: a device access may
+    move the next event or raise an interrupt, which a burst does not expect.
+    `step` then makes the access."""
 
 
-ALU = {i.mnemonic: _compile(i.op) for i in isa.INSTRUCTIONS if i.kind == "alu"}
-CONDITION = {i.mnemonic: _compile(i.op) for i in isa.INSTRUCTIONS if i.kind == "branch"}
+# Decoding a word costs more than executing it, so each distinct instruction
+# word is decoded once, into a closure that executes it on one CPU and returns
+# the next pc.  These are the closures' bodies, by kind, over the decoded
+# fields; the ALU and branch operations are the ISA table's `op` expressions
+# with A and B filled in.  `set` is "R[rd] = ", or nothing for r0, which stays
+# zero whatever is written to it.  A pc is below MMIO_BASE (code runs from
+# RAM), so pc + 4 cannot wrap.
+SEMANTICS = {
+    "alu":    "{set}{op}\n"
+              "return pc + 4",
+    "branch": "return (pc + imm) & WORD if {op} else pc + 4",
+    "jump":   "return (pc + imm) & WORD",
+    "call":   "R[LR] = pc + 4\n"
+              "return (pc + imm) & WORD",
+    "jr":     "return R[rs1]",
+    "callr":  "target = R[rs1]\n"         # before lr changes: `callr lr` must work
+              "R[LR] = pc + 4\n"
+              "return target",
+    # Loads and stores to RAM with paging off are done right here; anything
+    # else (misaligned, paged, a device, memory a restore has not checked
+    # yet) takes the CPU's full path.
+    "load":   "a = (R[rs1] + imm) & WORD\n"
+              "if a < size and not mmu.enabled and not memory.unchecked_left{aligned}: {set}{fast}\n"
+              "else: {set}cpu.load(a, width, signed)\n"
+              "return pc + 4",
+    "store":  "a = (R[rs1] + imm) & WORD\n"
+              "if a < size and not mmu.enabled{aligned}: memory.store_{unit}(a, R[rs2])\n"
+              "else: cpu.store(a, width, R[rs2])\n"
+              "return pc + 4",
+}
+_FAST_LOAD = {(4, False): "W[a >> 2]", (1, False): "M[a]", (1, True): "((M[a] ^ 0x80) - 0x80) & WORD"}
+
+
+def _maker(insn, writes):
+    """A function (cpu, decoded) -> closure executing that instruction."""
+    b = "imm" if insn.kind == "alu" and insn.format != "R" else "R[rs2]"
+    body = SEMANTICS[insn.kind].format(
+        set="R[rd] = " if writes else "", op=insn.op and isa.substitute(insn.op, "R[rs1]", b),
+        aligned=" and not a & 3" if insn.width == 4 else "",
+        fast=_FAST_LOAD.get((insn.width, insn.signed)), unit="word" if insn.width == 4 else "byte")
+    source = ("def make(cpu, d):\n"
+              "    R, mmu, memory, width, signed = cpu.regs, cpu.mmu, cpu.memory, d.insn.width, d.insn.signed\n"
+              "    W, M, size = memory.words, memory.ram, memory.size\n"
+              "    rd, rs1, rs2 = d.rd, d.rs1, d.rs2\n"
+              f"    imm = d.imm & WORD if {insn.kind == 'alu'} else d.imm\n"
+              "    def run(pc):\n" + "".join(f"        {line}\n" for line in body.split("\n")) +
+              "    return run\n")
+    namespace = dict(isa.OP_NAMESPACE, LR=isa.LR)
+    exec(compile(source, f"<{insn.mnemonic}>", "exec"), namespace)
+    return namespace["make"]
+
+
+MAKERS = {(insn.mnemonic, writes): _maker(insn, writes)
+          for insn in isa.INSTRUCTIONS if insn.kind != "system" for writes in (False, True)}
+# An entry of CPU.decoded: (run, cycles, system); this one stands for "not decoded yet".
+_UNDECODED = (None, 0, True)
+_CACHE_LIMIT = 1 << 16       # distinct words; random code must not grow it without bound
 
 
 class CPU:
@@ -65,14 +123,24 @@ class CPU:
         self.irq_pending = 0     # bit n set: interrupt line n is raised
         self.next_event = 0      # at this cycle count the board wants to run its devices
         self.trace = None        # a callable(pc, word) that sees every instruction, or None
+        self.decoded = {}        # instruction word -> (run(pc) -> next pc, cycles, system)
+        self.bursting = False    # inside `burst`: devices are out of bounds
 
     # -- the loop -----------------------------------------------------------------
 
     def run(self, steps):
         """Execute until `steps` more instructions have run or the machine stops."""
         limit = self.steps + steps
-        board = self.board
+        board, sregs = self.board, self.sregs
         while self.steps < limit and not board.stopped:
+            # A burst fetches around the checks of memory a restore has not
+            # checked yet (memory.py).
+            if not (self.cycles >= self.next_event or self.halted or self.trace is not None
+                    or self.memory.unchecked_left
+                    or (self.irq_pending and sregs[SREG_STATUS] & STATUS_IE)):
+                self.burst(limit)
+                if self.steps >= limit or board.stopped:
+                    break
             self.step()
 
     def step(self):
@@ -96,52 +164,91 @@ class CPU:
         self.steps += 1
         self.cycles += cycles
 
+    def burst(self, limit):
+        """`step`, over and over, for as long as only registers and RAM
+        change: no device event or interrupt can be due, so the loop need not
+        look for one.  It stops at the step limit, at the next device event,
+        and before anything that needs `step` (a system instruction, a device
+        access, an instruction fetch the TLB cannot answer); then `run` steps."""
+        decoded, words, size, mmu = self.decoded, self.memory.words, self.memory.size, self.mmu
+        # Only system instructions change the mode or paging: fixed for the burst.
+        fetchable = (mmu.fast[1 if self.sregs[SREG_STATUS] & STATUS_U else 0][EXECUTE]
+                     if mmu.enabled else None)
+        pc, steps, cycles, event = self.pc, self.steps, self.cycles, self.next_event
+        trapped = None
+        self.bursting = True
+        try:
+            while steps < limit and cycles < event:
+                if pc & 3:
+                    break
+                if fetchable is None:
+                    if pc >= size:
+                        break
+                    word = words[pc >> 2]
+                else:
+                    frame = fetchable.get(pc >> 12)
+                    if frame is None:
+                        break
+                    word = words[(frame | (pc & 0xFFF)) >> 2]
+                run, cost, system = decoded.get(word, _UNDECODED)
+                if system:
+                    break
+                pc = run(pc)
+                steps += 1
+                cycles += cost
+        except DeviceAccess:
+            pass
+        except Trap as trap:
+            trapped = trap
+        finally:
+            self.bursting = False
+            self.pc, self.steps, self.cycles = pc, steps, cycles
+        if trapped is not None:           # as in `step`
+            self.enter_trap(trapped.cause, trapped.badaddr, pc)
+            self.steps += 1
+            self.cycles += 1
+
     def execute(self, pc):
         """Execute the instruction at `pc`; return its cycle cost."""
         word = self.fetch(pc)
         if self.trace is not None:
             self.trace(pc, word)
+        run, cycles, _system = self.decoded.get(word) or self.predecode(word)
+        self.pc = run(pc)
+        return cycles
+
+    def predecode(self, word):
         d = isa.decode(word)
         if d is None:
             raise Trap(TRAP_ILLEGAL, word)
         insn = d.insn
-        if insn.privileged and self.sregs[SREG_STATUS] & STATUS_U:
-            raise Trap(TRAP_PRIVILEGED, word)
-        regs = self.regs
-        next_pc = (pc + 4) & WORD
-        kind = insn.kind
-
-        if kind == "alu":
-            b = regs[d.rs2] if insn.format == "R" else d.imm & WORD
-            self.set(d.rd, ALU[insn.mnemonic](regs[d.rs1], b))
-        elif kind == "load":
-            self.set(d.rd, self.load((regs[d.rs1] + d.imm) & WORD, insn.width, insn.signed))
-        elif kind == "store":
-            self.store((regs[d.rs1] + d.imm) & WORD, insn.width, regs[d.rs2])
-        elif kind == "branch":
-            if CONDITION[insn.mnemonic](regs[d.rs1], regs[d.rs2]):
-                next_pc = (pc + d.imm) & WORD
-        elif kind in ("jump", "call"):
-            if kind == "call":
-                regs[isa.LR] = next_pc
-            next_pc = (pc + d.imm) & WORD
-        elif kind in ("jr", "callr"):
-            target = regs[d.rs1]          # read before lr changes: `callr lr` must work
-            if kind == "callr":
-                regs[isa.LR] = next_pc
-            next_pc = target
+        if insn.kind == "system":
+            entry = (self.system_op(word, d), insn.cycles, True)
         else:
-            next_pc = self.system(insn.mnemonic, d, pc, next_pc)
-        self.pc = next_pc
-        return insn.cycles
+            entry = (MAKERS[insn.mnemonic, d.rd != 0](self, d), insn.cycles, False)
+        if len(self.decoded) >= _CACHE_LIMIT:
+            self.decoded.clear()
+        self.decoded[word] = entry
+        return entry
 
-    def system(self, mnemonic, d, pc, next_pc):
+    def system_op(self, word, d):
+        mnemonic, privileged = d.insn.mnemonic, d.insn.privileged
+
+        def run(pc):
+            if privileged and self.sregs[SREG_STATUS] & STATUS_U:
+                raise Trap(TRAP_PRIVILEGED, word)
+            return self.system(mnemonic, d, pc)
+        return run
+
+    def system(self, mnemonic, d, pc):
+        """Execute a system instruction; return the next pc."""
         if mnemonic == "syscall":
             raise Trap(TRAP_SYSCALL)
         if mnemonic == "brk":
             raise Trap(TRAP_BREAKPOINT)
         if mnemonic == "mfsr":
-            self.set(d.rd, self.sregs[d.sreg])
+            if d.rd:
+                self.regs[d.rd] = self.sregs[d.sreg]
         elif mnemonic == "mtsr":
             value = self.regs[d.rs1]
             if d.sreg == SREG_STATUS:
@@ -164,11 +271,7 @@ class CPU:
                 self.halted = True
         elif mnemonic == "tlbflush":
             self.mmu.flush()
-        return next_pc
-
-    def set(self, rd, value):
-        if rd:                            # r0 stays zero, whatever is written to it
-            self.regs[rd] = value
+        return pc + 4
 
     # -- memory ---------------------------------------------------------------------
 
@@ -215,6 +318,8 @@ class CPU:
             self.mmio_write(addr, width, value)
 
     def mmio_read(self, addr, width):
+        if self.bursting:
+            raise DeviceAccess(addr)
         self._check_device_access(addr)
         try:
             return self.board.mmio_read(addr, width)
@@ -222,6 +327,8 @@ class CPU:
             raise Trap(TRAP_BAD_ADDRESS, addr) from None
 
     def mmio_write(self, addr, width, value):
+        if self.bursting:
+            raise DeviceAccess(addr)
         self._check_device_access(addr)
         try:
             self.board.mmio_write(addr, width, value)

@@ -16,6 +16,7 @@ on, so the ISA meets Popek and Goldberg's condition for trap-and-emulate
 virtualisation (see ``POPEK_GOLDBERG`` below).
 """
 
+import re
 from collections import namedtuple
 
 WORD = 0xFFFFFFFF        # every register and every address is 32 bits wide
@@ -269,6 +270,12 @@ def rem(a, b):
 
 # The names an `op` expression may use, for whoever compiles them.
 OP_NAMESPACE = {"WORD": WORD, "sx": sx, "div": div, "rem": rem}
+
+
+def substitute(op, a, b):
+    """An `op` expression with the source texts `a` and `b` for A and B."""
+    return re.sub(r"\bB\b", b, re.sub(r"\bA\b", a, op))
+
 
 # -- pseudo-instructions --------------------------------------------------------
 

@@ -28,9 +28,11 @@ becomes, roughly::
 Registers live in Python locals inside the block, decoding happens once, a
 conditional branch that is not taken falls through into the rest of the
 block, and a block that branches to its own start loops without coming back
-out.  The
-semantics come from the same ``op`` expressions in ``isa.py`` that the
-interpreter uses.
+out.  A block also takes in the straight-line code at the places its
+branches and jumps reach (a few pieces, on the same page): a local ``L``
+says which piece runs next, so a loop whose body has an ``if`` in it -- two
+pieces -- stays inside Python too.  The semantics come from the same ``op``
+expressions in ``isa.py`` that the interpreter uses.
 
 The translator only handles the common case and hands everything else to the
 interpreter (``cpu.py``): system instructions, illegal words, any load or
@@ -47,11 +49,12 @@ may map anywhere), and each load or store looks its page up in the MMU's
 pre-checked TLB (``mmu.fast``) -- one dictionary lookup -- and goes back to
 the interpreter on a miss, which walks the page tables and may fault exactly
 as it would have without the translator.  Because the lookup happens at run
-time, a TLB flush or a new page table needs no retranslation; only writes to
-the code itself (tracked by physical line, as before) throw blocks away.
+time, a TLB flush or a new page table needs no retranslation; only stores
+that change the code itself throw blocks away.  A translated store checks the
+physical words that blocks were made from, so data on the same page or line as
+code costs nothing; a store the interpreter makes is checked by comparing the
+blocks of its line with the bytes they were made from.
 """
-
-import re
 
 from . import isa
 from .isa import WORD, STATUS_IE, STATUS_U, SREG_STATUS
@@ -59,6 +62,8 @@ from .memory import CODE_SHIFT
 from .mmu import READ, WRITE, EXECUTE
 
 MAX_BLOCK = 64                     # instructions; long enough for any loop body here
+MAX_SEQUENCES = 8                  # straight-line pieces of code in one block
+HOT = 16                           # times a pc is reached before its block is compiled
 _MISSING = object()
 # Unconditional jumps end a block; conditional branches only leave it when taken.
 _TERMINATORS = {"jump", "call", "jr", "callr"}
@@ -73,7 +78,12 @@ class Translator:
         self.cpu = cpu
         self.memory = cpu.memory
         self.blocks = {}           # pc -> (function, instructions, cycles), or None: interpret
+        self.sources = {}          # pc -> [(physical address, the code bytes it was made from)]
+        self.heat = {}             # pc -> times reached, until it has a block
         self.lines = {}            # code line -> pcs of the blocks that read it
+        # Physical word -> how many blocks read it.  A translated store checks
+        # this, not the line, so that data next to code costs nothing.
+        self.code_words = {}
         self.memory.on_code_write = self.invalidate
         self.translated = 0        # blocks compiled so far (for the curious and the benchmark)
 
@@ -102,6 +112,13 @@ class Translator:
                 reads = writes = None
             block = blocks.get(key, _MISSING)
             if block is _MISSING:
+                # Compiling costs as much as interpreting the code a few
+                # hundred times: only code that runs again and again is worth it.
+                heat = self.heat.get(key, 0) + 1
+                if heat < HOT:
+                    self.heat[key] = heat
+                    cpu.step()
+                    continue
                 block = self.translate(pc, phys, key, reads is not None)
             if (block is None or cpu.cycles >= cpu.next_event or cpu.halted
                     or (cpu.irq_pending and sregs[SREG_STATUS] & STATUS_IE)):
@@ -123,22 +140,82 @@ class Translator:
                 cpu.step()         # the instruction the block could not do
 
     def invalidate(self, line):
-        """Guest code in `line` was overwritten: forget every block that read it."""
-        self.memory.code[line] = 0
-        for pc in self.lines.pop(line, ()):
-            self.blocks.pop(pc, None)
+        """Something was stored into `line`, which holds translated code:
+        forget the blocks whose code it changed.  The memory only says which
+        line, and most stores there are to data beside the code."""
+        ram = self.memory.ram
+        for key in list(self.lines.get(line, ())):
+            if any(ram[start:start + len(code)] != code for start, code in self.sources[key]):
+                self.forget(key)
+
+    def forget(self, key):
+        del self.blocks[key]
+        for start, code in self.sources.pop(key):
+            end = start + len(code)
+            for line in range(start >> CODE_SHIFT, ((end - 1) >> CODE_SHIFT) + 1):
+                keys = self.lines.get(line)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del self.lines[line]
+                        self.memory.code[line] = 0
+            for word in range(start >> 2, end >> 2):
+                self.code_words[word] -= 1
+                if not self.code_words[word]:
+                    del self.code_words[word]
 
     # -- translation -------------------------------------------------------------------
 
     def translate(self, pc, phys, key, paged):
-        """Compile the block at virtual `pc`, whose code is at physical `phys`."""
+        """Compile the block at virtual `pc`, whose code is at physical `phys`:
+        the straight-line code from there, and from every place it branches
+        or jumps to (on the same page, with paging), up to MAX_SEQUENCES."""
         memory = self.memory
-        insns = []
-        addr, at = pc, phys
-        # With paging, the next virtual page may be anywhere: stop at this one's end.
+        self.heat.pop(key, None)
+        # With paging, the next virtual page may be anywhere: stay on this one.
         end = min(((phys >> 12) + 1) << 12, memory.size) if paged else memory.size
+        sequences, waiting = {}, [pc]
+        while waiting and len(sequences) < MAX_SEQUENCES:
+            start = waiting.pop(0)
+            if start in sequences or (paged and start >> 12 != pc >> 12):
+                continue
+            insns = self.sequence(start, phys + start - pc, end)
+            if not insns:
+                if start == pc:
+                    break
+                continue
+            sequences[start] = insns
+            waiting += [(addr + d.imm) & WORD for addr, d in insns if d.insn.kind in ("branch", "jump")]
+        if not sequences:
+            self.blocks[key] = None
+            return None
+        source = block_source(list(sequences.items()), memory.size, paged)
+        namespace = dict(isa.OP_NAMESPACE)
+        exec(compile(source, f"<block {pc:#010x}>", "exec"), namespace)
+        function = namespace["make"](self.cpu.regs, memory.words, memory.ram, memory.dirty,
+                                     self.code_words)
+        block = (function, max(len(insns) for insns in sequences.values()),
+                 max(sum(d.insn.cycles for _, d in insns) for insns in sequences.values()))
+        self.blocks[key] = block
+        self.sources[key] = []
+        for start, insns in sequences.items():
+            first = phys + start - pc
+            last = first + 4 * len(insns)
+            self.sources[key].append((first, bytes(memory.ram[first:last])))
+            for line in range(first >> CODE_SHIFT, ((last - 1) >> CODE_SHIFT) + 1):
+                memory.code[line] = 1
+                self.lines.setdefault(line, set()).add(key)
+            for word in range(first >> 2, last >> 2):
+                self.code_words[word] = self.code_words.get(word, 0) + 1
+        self.translated += 1
+        return block
+
+    def sequence(self, addr, at, end):
+        """The straight-line code at virtual `addr`, physical `at`: up to
+        an unconditional jump, a system instruction or `end`."""
+        insns = []
         while len(insns) < MAX_BLOCK and not at & 3 and at + 4 <= end:
-            decoded = isa.decode(memory.load_word(at))
+            decoded = isa.decode(self.memory.load_word(at))
             if decoded is None or decoded.insn.kind == "system":
                 break
             insns.append((addr, decoded))
@@ -146,60 +223,63 @@ class Translator:
             at += 4
             if decoded.insn.kind in _TERMINATORS:
                 break
-        if not insns:
-            self.blocks[key] = None
-            return None
-        source = block_source(pc, insns, memory.size, paged)
-        namespace = dict(isa.OP_NAMESPACE)
-        exec(compile(source, f"<block {pc:#010x}>", "exec"), namespace)
-        function = namespace["make"](self.cpu.regs, memory.words, memory.ram, memory.dirty, memory.code)
-        block = (function, len(insns), sum(d.insn.cycles for _, d in insns))
-        self.blocks[key] = block
-        for line in range(phys >> CODE_SHIFT, ((at - 1) >> CODE_SHIFT) + 1):
-            memory.code[line] = 1
-            self.lines.setdefault(line, set()).add(key)
-        self.translated += 1
-        return block
+        return insns
 
 
 def _reg(n):
     return f"r{n}" if n else "0"
 
 
-def _substitute(op, a, b):
-    return re.sub(r"\bB\b", b, re.sub(r"\bA\b", a, op))
-
-
-def block_source(start, insns, memory_size, paged=False):
-    """Python source for one block (see the module docstring for its shape).
-    With `paged`, every load and store translates its address through the
-    dictionaries TR (readable pages) and TW (writable pages) it is called with."""
+def block_source(sequences, memory_size, paged=False):
+    """Python source for one block (see the module docstring for its shape):
+    `sequences` is [(pc, [(pc, decoded), ...])], straight-line pieces of
+    code, the first where the block starts; a branch or jump from one to the
+    start of another goes there without leaving the block.  With `paged`,
+    every load and store translates its address through the dictionaries TR
+    (readable pages) and TW (writable pages) it is called with."""
+    insns = [insn for _, piece in sequences for insn in piece]
     written = sorted({d.rd for _, d in insns if d.rd and d.insn.kind in ("alu", "load")}
                      | ({isa.LR} if any(d.insn.kind in ("call", "callr") for _, d in insns) else set()))
     # Load every register the block names, and every one it writes back
     # (a bail-out before the write must write back the old value).
     used = sorted({r for _, d in insns for r in (d.rd, d.rs1, d.rs2) if r} | set(written))
-    count = len(insns)
-    cycles = sum(d.insn.cycles for _, d in insns)
     writeback = "".join(f"R[{r}] = r{r}; " for r in written)
+    labels = {pc: k for k, (pc, _) in enumerate(sequences)}
 
     def leave(pc, done, spent, bailed=False):
-        # n and c count the instructions and cycles of earlier trips round
-        # the loop; `done` and `spent` add this trip's.
+        # n and c count the instructions and cycles of the pieces run
+        # before this one; `done` and `spent` add this piece's.
         return f"{writeback}return {pc}, n + {done}, c + {spent}, {bailed}"
 
-    def loop_back(done, spent):
-        # Round again only if a whole further trip still fits: the slack is
-        # what the budgets allow beyond one full trip.
+    def go_to(target, done, spent, here):
+        # On to another piece (or round this one again) only if even the
+        # longest piece still fits: the slack is what the budgets allow
+        # beyond it.  Each piece loops in a `while` of its own, so going
+        # round it again costs no look at L.
+        if target not in labels:
+            return [leave(target, done, spent)]
+        again = "continue" if labels[target] == here else f"L = {labels[target]}; break"
         return [f"n += {done}; c += {spent}",
-                "if n <= step_slack and c <= cycle_slack: continue",
-                leave(start, 0, 0)]
+                f"if n <= step_slack and c <= cycle_slack: {again}",
+                leave(target, 0, 0)]
 
     body = ["def make(R, W, M, D, C):",
             "  def block(step_slack, cycle_slack, TR, TW):"]
     body += [f"    r{r} = R[{r}]" for r in used]
-    body += ["    n = c = 0", "    while True:"]
-    pad = "      "
+    body += ["    n = c = L = 0", "    while True:"]
+    for label, (_, piece) in enumerate(sequences):
+        pad = "      "
+        if len(sequences) > 1:
+            body += [f"{pad}{'if' if label == 0 else 'elif'} L == {label}:", f"{pad}  while True:"]
+            pad += "    "
+        body += piece_source(piece, memory_size, paged, pad, leave,
+                             lambda target, done, spent, here=label: go_to(target, done, spent, here))
+    body.append("  return block")
+    return "\n".join(body) + "\n"
+
+
+def piece_source(insns, memory_size, paged, pad, leave, go_to):
+    body = []
     spent = 0
     for k, (pc, d) in enumerate(insns):
         insn = d.insn
@@ -209,7 +289,7 @@ def block_source(start, insns, memory_size, paged=False):
         if kind == "alu":
             b = _reg(d.rs2) if insn.format == "R" else str(d.imm & WORD)
             if rd:
-                body.append(f"{pad}r{rd} = {_substitute(insn.op, a, b)}")
+                body.append(f"{pad}r{rd} = {isa.substitute(insn.op, a, b)}")
         elif kind in ("load", "store"):
             body.append(f"{pad}a = ({a} + {d.imm}) & WORD" if d.imm else f"{pad}a = {a}")
             # Anything unusual -- misaligned, past RAM (devices), a page the
@@ -227,7 +307,7 @@ def block_source(start, insns, memory_size, paged=False):
             else:
                 checks.append(f"a >= {memory_size}")
             if kind == "store":
-                checks.append(f"C[a >> {CODE_SHIFT}]")
+                checks.append("a >> 2 in C")
             if checks:
                 body.append(f"{pad}if {' or '.join(checks)}: {bail}")
             if kind == "load" and rd:
@@ -248,24 +328,21 @@ def block_source(start, insns, memory_size, paged=False):
         done = k + 1
         next_pc = (pc + 4) & WORD
         if kind == "branch":
-            # A conditional branch leaves the block when taken and falls
+            # A conditional branch leaves the piece when taken and falls
             # through into the rest of it when not.
             target = (pc + d.imm) & WORD
-            body.append(f"{pad}if {_substitute(insn.op, _reg(d.rs1), _reg(d.rs2))}:")
-            taken = loop_back(done, spent) if target == start else [leave(target, done, spent)]
-            body += [f"{pad}  {line}" for line in taken]
+            body.append(f"{pad}if {isa.substitute(insn.op, _reg(d.rs1), _reg(d.rs2))}:")
+            body += [f"{pad}  {line}" for line in go_to(target, done, spent)]
         elif kind in ("jump", "call"):
             target = (pc + d.imm) & WORD
             if kind == "call":
                 body.append(f"{pad}r{isa.LR} = {next_pc}")
-            taken = loop_back(done, spent) if target == start else [leave(target, done, spent)]
-            body += [f"{pad}{line}" for line in taken]
+            body += [f"{pad}{line}" for line in go_to(target, done, spent)]
         elif kind in ("jr", "callr"):
             body.append(f"{pad}t = {_reg(d.rs1)}")       # before lr changes: `callr lr`
             if kind == "callr":
                 body.append(f"{pad}r{isa.LR} = {next_pc}")
             body.append(f"{pad}{leave('t', done, spent)}")
-        if k == count - 1 and kind not in ("jump", "call", "jr", "callr"):
+        if k == len(insns) - 1 and kind not in _TERMINATORS:
             body.append(f"{pad}{leave(next_pc, done, spent)}")
-    body.append("  return block")
-    return "\n".join(body) + "\n"
+    return body

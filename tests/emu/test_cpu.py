@@ -289,3 +289,108 @@ def test_steps_and_cycles_follow_the_table(run):
     m = run("addi a0, zero, 1\nmul a0, a0, a0\nldw a1, [zero]\nhalt")
     assert m.cpu.steps == 4
     assert m.cpu.cycles == 1 + 3 + 2 + 1
+
+
+def step_by_step(machine, steps):
+    """What `Machine.run` does, one `CPU.step` at a time: no bursts."""
+    while steps > 0 and not machine.stopped:
+        machine.cpu.step()
+        steps -= 1
+    machine.console.flush()
+
+
+def bursts_and_steps(make, steps, state):
+    ran, stepped = make(), make()
+    ran.run(steps)
+    step_by_step(stepped, steps)
+    assert ran.cpu.steps == stepped.cpu.steps
+    assert state(ran) == state(stepped)
+
+
+@pytest.mark.parametrize("name", ["hello.s", "fibonacci.s", "sieve.s", "echo.s", "timer.s"])
+def test_bursts_do_exactly_what_single_steps_do(guest_dir, name, state):
+    # run() executes runs of instructions without stopping between them to
+    # look for device events and interrupts; the timer program has plenty.
+    import os
+    from emu.asm import assemble_file
+    from emu.devices.console import Console
+    from emu.machine import Machine
+
+    def make():
+        machine = Machine(1 << 16, console=Console(input_bytes=b"some input\n"), engine="interpret")
+        machine.load(assemble_file(os.path.join(guest_dir, name)))
+        return machine
+    bursts_and_steps(make, 200_000, state)
+
+
+def test_bursts_do_exactly_what_single_steps_do_in_toyos(tmp_path, state):
+    # Paging, user mode, system calls, the disk and timer interrupts.
+    from emu import mkfs
+    from emu.devices.console import Console
+    from emu.machine import Machine
+    image = str(tmp_path / "toyos.img")
+    mkfs.build_toyos(image)
+
+    def make():
+        machine = Machine(console=Console(input_bytes=b"hello\nloop 2\n", hold_open=True),
+                          engine="interpret", disk=image)
+        machine.boot()
+        return machine
+    bursts_and_steps(make, 150_000, state)
+
+
+def test_bursts_see_devices_as_single_steps_do(state):
+    # A device access in the middle of straight-line code: the timer's count
+    # must be the cycle count of that very instruction, and a timer started
+    # there must interrupt on time.
+    from emu.asm import assemble
+    from emu.devices.console import Console
+    from emu.machine import Machine
+
+    def make():
+        machine = Machine(1 << 16, console=Console(), engine="interpret")
+        machine.load(assemble("""
+            la   t0, handler
+            mtsr tvec, t0
+            li   t0, 1
+            mtsr status, t0          ; interrupts on
+            li   t1, 0xF0000100      ; the timer
+            li   t2, 500
+            stw  t2, [t1 + 4]        ; period
+            li   t2, 1
+            stw  t2, [t1 + 8]        ; enable: a tick 500 cycles from now
+        spin:
+            ldw  t3, [t1]            ; count
+            add  s1, s1, t3
+            addi s0, s0, 1
+            jmp  spin
+        handler:
+            li   t0, 0xF0000200
+            stw  s0, [t0]            ; power off
+        """))
+        return machine
+    bursts_and_steps(make, 10_000, state)
+
+
+def test_the_interpreter_reads_no_page_a_restore_has_not_checked(tmp_path):
+    # A restored machine's pages are checked on first touch (memory.py); the
+    # interpreter's quick loads must not read around that check.
+    import pytest
+    from emu import snapshot
+    from emu.asm import assemble
+    from emu.devices.console import Console
+    from emu.machine import Machine
+    from emu.snapshot import SnapshotError
+    machine = Machine(2 << 20, console=Console(), engine="interpret")
+    machine.load(assemble("li t0, 0x12c000\nldw a0, [t0]\nhalt"))
+    for page in range(1, 301):            # more pages than the board checks up front
+        machine.memory.store_word(page << 12, page)
+    path = tmp_path / "m.snap"
+    snapshot.save(machine, path)
+    data = bytearray(path.read_bytes())
+    data[snapshot.HEADER.unpack(data[:64])[5] + (300 << 12)] ^= 0xFF
+    path.write_bytes(bytes(data))
+    restored = snapshot.restore(path, console=Console(), engine="interpret")
+    with pytest.raises(SnapshotError, match="memory page 0x12c fails its checksum"):
+        restored.run(3)
+    assert restored.cpu.regs[isa.A0] == 0
