@@ -20,14 +20,16 @@ this program instead: an x86-64 ELF file of a few hundred bytes, written
 here byte by byte, that the process executes first (``execveat`` on a
 memfd).  From then on the process's executable is the memfd, and it is
 that which ``/proc/self/exe`` names when the trampoline makes the real
-execve.  Run as a command, it finds no command of its own and exits 127.
+execve.  Run as a command (its argv[0] is then no number, or it has fewer
+than three arguments), it does nothing and exits 127.
 The memfd is sealed (no write, shrink or grow, ever), close-on-exec, and
 mode 0111, which together with empty effective capabilities at the execve
 (``execute``) makes the kernel start the trampoline not dumpable: no process
 of the container can open its ``/proc/PID/exe``, ``fd/`` or ``mem``.
 
 What it does, given ``argv = [error pipe, path1, ..., pathN, "", command's
-argv...]`` and the command's environment:
+argv...]`` and the command's environment (a caller who crafts such an argv
+can make it run only what that caller could run anyway):
 
     the error pipe's number    parsed from argv[0]; made close-on-exec, so
                                that it closes when the command starts
@@ -81,7 +83,7 @@ _START = (
     ("",       "48 83 f8 03",       "cmp rax,0x3",                    "the pipe, a path, the empty string"),
     ("",       ("0f 82", "stray"),  "jb stray",                       "  at least, or not minirt's call"),
     ("",       "4c 8d 64 c4 10",    "lea r12,[rsp+rax*8+0x10]",       "envp: after argv and its NULL"),
-    ("",       "48 8d 6c 24 10",    "lea rbp,[rsp+0x10]",             "argv[1], the first path"),
+    ("",       "48 8d 6c 24 10",    "lea rbp,[rsp+0x10]",             "argv[1]: a path, never the end"),
     ("find",   "48 83 c5 08",       "add rbp,0x8",                    "next argv slot"),
     ("",       "48 8b 75 00",       "mov rsi,QWORD PTR [rbp+0x0]",    ""),
     ("",       "48 85 f6",          "test rsi,rsi",                   ""),
