@@ -185,8 +185,8 @@ def apply(caps, no_new_privs=True, seccomp_program=None, uid=0, gid=0, groups=No
        program no more than the caller's permitted set, so a
        ``cap_setuid+ep`` command would run with CAP_SETUID).
     4. no_new_privs, then the seccomp filter, as late as possible, so that as
-       few of our own calls as possible have to pass it (with no_new_privs
-       the trampoline installs it, just before the command's execve, and
+       few of our own calls as possible have to pass it (usually the
+       trampoline installs it, just before the command's execve, and
        ``seccomp_program`` is None here: see ``init.prepare_exec``).  Without
        no_new_privs the kernel wants CAP_SYS_ADMIN to install a filter, so
        then the filter goes in *before* step 3 drops it (runc does the same),

@@ -110,7 +110,9 @@ def main(spec, launch):
         step = f"entering the working directory {spec.cwd}"
         _enter_workdir(spec.cwd, user, spec.read_only)
         step = "loading the exec trampoline"
-        exec_fd, seccomp_program = prepare_exec(launch.seccomp_program, spec.no_new_privileges)
+        # (--init's reaper stays in the container: it needs the filter too, before it forks)
+        exec_fd, seccomp_program = prepare_exec(launch.seccomp_program,
+                                                spec.no_new_privileges and not spec.init)
         step = "dropping privileges"
         # In a rootless user namespace setgroups(2) is forbidden: keep the groups we have.
         security.apply(caps=launch.capabilities, no_new_privs=spec.no_new_privileges,
@@ -217,18 +219,19 @@ def _reset_signals():
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def prepare_exec(seccomp_program, no_new_privs):
+def prepare_exec(seccomp_program, filter_last):
     """Load the trampoline that will execute the command (``kernel/trampoline.py``),
     before ``security.apply`` (no filter yet to pass): (its memfd, or None
     where there is none; the seccomp filter that ``apply`` must still install).
 
-    With no_new_privs the trampoline carries the filter and installs it as its
-    last step before the command's execve.  Without, installing it needs
-    CAP_SYS_ADMIN, which ``apply`` drops: then ``apply`` installs it, and the
-    filter must allow the trampoline's execveat (docker's does).
+    With ``filter_last`` (it needs no_new_privs) the trampoline carries the
+    filter and installs it as its last step before the command's execve.
+    Else ``apply`` installs it (without no_new_privs that needs CAP_SYS_ADMIN,
+    which ``apply`` drops), and the filter must allow the trampoline's
+    execveat (docker's does).
     """
-    fd = trampoline.create(seccomp_program if no_new_privs else None)
-    return fd, seccomp_program if fd is None or not no_new_privs else None
+    fd = trampoline.create(seccomp_program if filter_last else None)
+    return fd, seccomp_program if fd is None or not filter_last else None
 
 
 def execute(args, env, error_fd, trampoline_fd=None):

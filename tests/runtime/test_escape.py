@@ -351,7 +351,8 @@ def host_python_inside():
     the loader looks, its standard library through PYTHONHOME."""
     import sysconfig
 
-    return ["-v", "/:/host:ro", "-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "-e", "PYTHONHOME=/host" + sys.base_prefix,
+    return ["-v", "/:/host:ro", "-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro",
+            "-e", "PYTHONHOME=/host" + sys.base_prefix,
             "-e", "LD_LIBRARY_PATH=/host" + sysconfig.get_config_var("LIBDIR")]
 
 
@@ -393,6 +394,15 @@ def test_exec_of_the_init_reaper_does_not_run_the_host_python(state_root, detach
     r = cli(state_root, "exec", cid, "/proc/1/exe", "-c", PROBE)
     assert r.returncode == 126 and b"python ran" not in r.stdout, (r.stdout, r.stderr)
     assert b'exec: "/proc/1/exe": permission denied' in r.stderr
+
+
+def test_the_init_reaper_is_filtered_too(state_root, busybox_image):
+    """The trampoline installs the seccomp filter for the command; --init's
+    PID 1, which stays, installs it for itself."""
+    r = cli(state_root, "run", "--rm", "--init", busybox_image,
+            "grep", "Seccomp:", "/proc/1/status", "/proc/self/status")
+    assert r.returncode == 0 and r.stdout.decode().split() == ["/proc/1/status:Seccomp:", "2",
+                                                                "/proc/self/status:Seccomp:", "2"], r.stdout
 
 
 # -- file capabilities ----------------------------------------------------------------------
