@@ -304,7 +304,7 @@ def cmd_exec(args):
     report = execution.wait_for_exec(err)
     if report:
         os.waitpid(pid, 0)
-        execution.raise_report(report)
+        execution.raise_report(report, args.args[0])
     _waiting()
     if master is not None:
         tty.relay(master, args.interactive)

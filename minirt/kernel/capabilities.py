@@ -238,3 +238,9 @@ def status(pid="self"):
     with open(f"/proc/{pid}/status") as f:
         return dict(line.rstrip("\n").split(":\t", 1) for line in f if line.startswith("Cap"))
 
+
+
+def clear_effective():
+    """Switch every capability off, keeping the permitted set: a process
+    running as root gets them back from its next execve."""
+    _prctl.set_caps([], [], [], list(range(last_cap() + 1)), [], [])

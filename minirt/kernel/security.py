@@ -185,7 +185,9 @@ def apply(caps, no_new_privs=True, seccomp_program=None, uid=0, gid=0, groups=No
        program no more than the caller's permitted set, so a
        ``cap_setuid+ep`` command would run with CAP_SETUID).
     4. no_new_privs, then the seccomp filter, as late as possible, so that as
-       few of our own calls as possible have to pass it.  Without
+       few of our own calls as possible have to pass it (usually the
+       trampoline installs it, just before the command's execve, and
+       ``seccomp_program`` is None here: see ``init.prepare_exec``).  Without
        no_new_privs the kernel wants CAP_SYS_ADMIN to install a filter, so
        then the filter goes in *before* step 3 drops it (runc does the same),
        and the filter must allow capset (docker's profile does).
@@ -221,4 +223,10 @@ def _install_seccomp(program):
     try:
         libc.seccomp_filter(program)
     except OSError as e:
-        raise RuntimeFailure(f"cannot install the seccomp filter: {e.strerror}") from None
+        raise seccomp_failure(e.errno) from None
+
+
+def seccomp_failure(err):
+    """The error for a seccomp filter the kernel refused with errno ``err``
+    (here, or in the trampoline)."""
+    return RuntimeFailure(f"cannot install the seccomp filter: {os.strerror(err)}")

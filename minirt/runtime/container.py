@@ -309,7 +309,7 @@ class Container:
             raise
         if report:
             self.wait()
-            init.raise_report(report)
+            init.raise_report(report, self.spec.args[0])
 
     def _handshake(self, born, msg_r, go_w, placed_w, err_r):
         """The parent's half of the start-up (see the module docstring).
@@ -484,13 +484,15 @@ class Container:
 
         from minirt.runtime import exec as execution
 
+        args = list(args)
+
         def start(stdio):
-            pid, err = execution.start(self, list(args), env=env, workdir=workdir, user=user,
+            pid, err = execution.start(self, args, env=env, workdir=workdir, user=user,
                                        interactive=input is not None, stdio=stdio)
             report = execution.wait_for_exec(err)
             if report:
                 os.waitpid(pid, 0)
-                execution.raise_report(report)
+                execution.raise_report(report, args[0])
             return pid
 
         pid, out, err = _captured(start, input)

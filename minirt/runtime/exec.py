@@ -13,7 +13,8 @@ namespace only affects children, hence one more fork.
 Until its execve the joining process is a copy of the host's minirt, which a
 process of the container can watch in /proc: before it joins anything it
 hides (``security.conceal``) and lets go of every descriptor of its caller's
-but the command's stdio.
+but the command's stdio; and it executes the command through the trampoline,
+as PID 1 does (``init.execute``).
 """
 
 import os
@@ -105,10 +106,12 @@ def _enter(spec, args, env, workdir, user, tty_fd, interactive, stdio, caps, pro
         environment.setdefault("HOME", who.home)
         step = "entering the working directory"
         os.chdir(workdir or spec.cwd)
+        step = "loading the exec trampoline"
+        exec_fd, program = init.prepare_exec(program, spec.no_new_privileges)
         step = "dropping privileges"
         security.apply(caps=caps, no_new_privs=spec.no_new_privileges, seccomp_program=program,
                        uid=who.uid, gid=who.gid, groups=None if init._setgroups_denied() else who.groups)
-        init._exec(args, environment, err_w)
+        init.execute(args, environment, err_w, exec_fd)
     except BaseException as e:  # noqa: BLE001
         init._report(err_w, e, step)
     os._exit(125)

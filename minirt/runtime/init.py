@@ -18,11 +18,14 @@ its world before it becomes the user's program:
                cgroup namespace (meanwhile all of the above ran in parallel)
     privileges groups, gid, uid, capabilities, no_new_privs, seccomp (security.py);
                after this we could no longer mount anything
-    exec       the command replaces this Python process and becomes PID 1
+    exec       the command replaces this Python process and becomes PID 1, by way
+               of the trampoline (``kernel/trampoline.py``): never is the host's
+               Python the executable that executes it
 
 Nothing here returns: the process either ``exec``s or reports why it could not
-on the error pipe and exits.  The parent turns that report into docker's exit
-codes (125 setup failed, 126 cannot execute, 127 not found).
+on the error pipe and exits (and so does the trampoline).  The parent turns
+that report into docker's exit codes (125 setup failed, 126 cannot execute,
+127 not found).
 """
 
 import errno
@@ -34,7 +37,7 @@ import _signal as signal
 import termios
 
 from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure, exit_status
-from minirt.kernel import cgroups, libc, masked, mounts, namespaces, network, security
+from minirt.kernel import cgroups, libc, masked, mounts, namespaces, network, security, trampoline
 from minirt.runtime import users
 
 # Signals Python changes for itself (SIGPIPE ignored, SIGINT raising
@@ -106,14 +109,18 @@ def main(spec, launch):
         env = _environment(spec, user)
         step = f"entering the working directory {spec.cwd}"
         _enter_workdir(spec.cwd, user, spec.read_only)
+        step = "loading the exec trampoline"
+        # (--init's reaper stays in the container: it needs the filter too, before it forks)
+        exec_fd, seccomp_program = prepare_exec(launch.seccomp_program,
+                                                spec.no_new_privileges and not spec.init)
         step = "dropping privileges"
         # In a rootless user namespace setgroups(2) is forbidden: keep the groups we have.
         security.apply(caps=launch.capabilities, no_new_privs=spec.no_new_privileges,
-                       seccomp_program=launch.seccomp_program, uid=user.uid, gid=user.gid,
+                       seccomp_program=seccomp_program, uid=user.uid, gid=user.gid,
                        groups=None if _setgroups_denied() else user.groups)
         if spec.init:
-            _reaper(spec, env, launch)
-        _exec(spec.args, env, launch.error_fd)
+            _reaper(spec, env, launch, exec_fd)
+        execute(spec.args, env, launch.error_fd, exec_fd)
     except BaseException as e:  # noqa: BLE001 — everything must reach the parent
         _report(launch.error_fd, e, step)
     os._exit(125)
@@ -212,46 +219,78 @@ def _reset_signals():
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def _exec(args, env, error_fd):
-    """Replace this process with the command; on failure raise docker's error."""
-    close_others((0, 1, 2, error_fd))
+def prepare_exec(seccomp_program, filter_last):
+    """Load the trampoline that will execute the command (``kernel/trampoline.py``),
+    before ``security.apply`` (no filter yet to pass): (its memfd, or None
+    where there is none; the seccomp filter that ``apply`` must still install).
+
+    With ``filter_last`` (it needs no_new_privs) the trampoline carries the
+    filter and installs it as its last step before the command's execve.
+    Else ``apply`` installs it (without no_new_privs that needs CAP_SYS_ADMIN,
+    which ``apply`` drops), and the filter must allow the trampoline's
+    execveat (docker's does).
+    """
+    fd = trampoline.create(seccomp_program if filter_last else None)
+    return fd, seccomp_program if fd is None or not filter_last else None
+
+
+def execute(args, env, error_fd, trampoline_fd=None):
+    """Replace this process with the command, through the trampoline where
+    there is one; on failure raise docker's error (the trampoline reports
+    it on ``error_fd`` instead, for ``raise_report``)."""
+    close_others((0, 1, 2, error_fd, trampoline_fd))
     _reset_signals()
-    try:
-        _execvp(args[0], args, env)
-    except FileNotFoundError:
-        where = "$PATH" if "/" not in args[0] else "the container"
-        raise CommandNotFound(f'exec: "{args[0]}": executable file not found in {where}') from None
-    except PermissionError:
-        raise CommandNotExecutable(f'exec: "{args[0]}": permission denied') from None
-    except OSError as e:
-        if e.errno in (errno.ENOEXEC, errno.EISDIR, errno.ENOTDIR):
-            raise CommandNotExecutable(f'exec: "{args[0]}": {os.strerror(e.errno)}') from None
-        raise
+    paths = _search_path(args[0], env)
+    if trampoline_fd is not None:
+        try:
+            trampoline.execute(trampoline_fd, error_fd, paths, args, env)
+        except OSError as e:
+            raise RuntimeFailure(f"executing the trampoline: {e.strerror}") from None
+    raise exec_error(args[0], _execvp(paths, args, env))
 
 
-def _execvp(file, args, env):
-    """execvp(3) with the container's $PATH.  The kernel's execve knows only
-    paths; looking a bare name up in $PATH is the C library's work, done here
-    as glibc does it: on past a file that cannot run, and if nothing runs, the
-    first error other than "not there" (EACCES rather than ENOENT).
+def exec_error(command, err):
+    """docker's error for ``command``, which execve refused with errno ``err``."""
+    if err == errno.ENOENT:
+        where = "$PATH" if "/" not in command else "the container"
+        return CommandNotFound(f'exec: "{command}": executable file not found in {where}')
+    if err in (errno.EACCES, errno.EPERM):
+        return CommandNotExecutable(f'exec: "{command}": permission denied')
+    if err in (errno.ENOEXEC, errno.EISDIR, errno.ENOTDIR):
+        return CommandNotExecutable(f'exec: "{command}": {os.strerror(err)}')
+    return RuntimeFailure(f'exec: "{command}": {os.strerror(err)}')
+
+
+def _search_path(file, env):
+    """The paths execvp(3) tries for ``file``: the kernel's execve knows only
+    paths, looking a bare name up in the container's $PATH is the C library's
+    work (an empty entry: the working directory)."""
+    if "/" in file:
+        return [file]
+    return [os.path.join(directory, file) for directory in env.get("PATH", os.defpath).split(":")]
+
+
+def _execvp(paths, args, env):
+    """Execute the first of ``paths`` that runs, as glibc's execvp: on past a
+    file that cannot run, and if nothing runs, return the first error other
+    than "not there" (EACCES rather than ENOENT), else the last.  (The
+    trampoline does the same.)
 
     (Not os.execvpe: it imports `warnings`, and after pivot_root the host's
     Python library is out of reach, so everything init uses is imported
     before.)"""
-    if "/" in file:
-        os.execve(file, args, env)
     first = last = None
-    for directory in env.get("PATH", os.defpath).split(":"):
+    for path in paths:
         try:
-            os.execve(os.path.join(directory, file), args, env)  # an empty entry: the working directory
-        except (FileNotFoundError, NotADirectoryError) as e:
-            last = e
+            os.execve(path, args, env)
         except OSError as e:
-            first = first or e
-    raise first or last
+            last = e.errno
+            if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+                first = first or e.errno
+    return first or last
 
 
-def _reaper(spec, env, launch):
+def _reaper(spec, env, launch, exec_fd):
     """``--init``: stay as PID 1, run the command as a child, reap every orphan.
 
     A shell or a program that never expected to be PID 1 neither reaps adopted
@@ -264,7 +303,7 @@ def _reaper(spec, env, launch):
     if child == 0:
         os.close(child_err_r)
         try:
-            _exec(spec.args, env, child_err_w)
+            execute(spec.args, env, child_err_w, exec_fd)
         except BaseException as e:  # noqa: BLE001
             _report(child_err_w, e)
         os._exit(125)
@@ -272,7 +311,7 @@ def _reaper(spec, env, launch):
     report = read_report(child_err_r)
     os.close(child_err_r)
     if report:
-        os.write(launch.error_fd, report.encode(errors="replace"))
+        os.write(launch.error_fd, report)
         os._exit(125)
     os.close(launch.error_fd)
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
@@ -296,19 +335,25 @@ def _forward(pid, signum):
 
 
 def read_report(fd):
-    """The other end of ``_report``: read the error pipe ``fd`` to its end.
-    Empty once the command runs (execve closed the pipe); else "<exit code>
-    <message>", for ``raise_report``."""
+    """The other end of ``_report`` and of the trampoline's report: read the
+    error pipe ``fd`` to its end.  Empty once the command runs (its execve
+    closed the pipe); else the bytes for ``raise_report``."""
     chunks = []
     while chunk := os.read(fd, 4096):
         chunks.append(chunk)
-    return b"".join(chunks).decode(errors="replace")
+    return b"".join(chunks)
 
 
-def raise_report(report):
-    """Raise the error a report from ``read_report`` stands for: docker's 126
-    and 127, or a failure of minirt's own (125)."""
-    code, _, message = report.partition(" ")
+def raise_report(report, command):
+    """Raise the error a report from ``read_report`` stands for, the command
+    being ``command``: docker's 126 and 127, or a failure of minirt's own
+    (125).  A report is the trampoline's (what failed, errno) or ours,
+    "<exit code> <message>"."""
+    if len(report) == 2 and report[:1] == trampoline.EXECVE_FAILED:
+        raise exec_error(command, report[1])
+    if len(report) == 2 and report[:1] == trampoline.FILTER_FAILED:
+        raise security.seccomp_failure(report[1])
+    code, _, message = report.decode(errors="replace").partition(" ")
     raise {126: CommandNotExecutable, 127: CommandNotFound}.get(int(code), RuntimeFailure)(message)
 
 

@@ -8,6 +8,9 @@ with ``--init`` PID 1 stays one).  A process in the container that watches
 directory among them is a way out to the host's files) or the host's Python
 binary (``/proc/PID/exe``, the CVE-2019-5736 primitive).  As runc does, they
 are not dumpable, hold nothing of the caller's and wipe its environment.
+And the kernel must never execute the host's Python in the container for a
+command that is ``/proc/self/exe``: they execute the command through the
+trampoline (``kernel/trampoline.py``).
 
 The container's /etc/passwd turned into a FIFO gives a sync point that any
 container can make: ``minirt exec`` reads it (to resolve the user) after
@@ -320,6 +323,86 @@ def test_init_reaper_shows_nothing_of_the_host(state_root, busybox_image):
         assert SECRET.encode() not in r.stdout
         assert b"no-environ" in r.stdout and b"no-exe" in r.stdout and b"no-fds" in r.stdout, r.stdout
         assert b"--root" not in r.stdout and state_root.encode() not in r.stdout
+
+
+# -- a command that is /proc/self/exe: the kernel runs the executable of the process execing ----
+
+PROBE = 'import os; st = os.stat("/proc/self/exe"); print("python ran", st.st_dev, st.st_ino)'
+
+
+@pytest.fixture(scope="module")
+def self_exe_image(tmp_path_factory):
+    """busybox with /self, a symlink to /proc/self/exe, and /script, a
+    ``#!/proc/self/exe`` script that is PROBE."""
+    d = tmp_path_factory.mktemp("selfexe")
+    base, top = d / "base", d / "top"
+    base.mkdir()
+    busybox_rootfs(base)
+    top.mkdir()
+    os.symlink("/proc/self/exe", top / "self")
+    (top / "script").write_text(f"#!/proc/self/exe\n{PROBE}\n")
+    os.chmod(top / "script", 0o755)
+    return str(write_image(d / "selfexe.tar", [base, top], config=CONFIG, tag="selfexe:latest"))
+
+
+def host_python_inside():
+    """The flags that let the host's Python run in a busybox container, were
+    it executed there: the host's / at /host, its loader and libraries where
+    the loader looks, its standard library through PYTHONHOME."""
+    import sysconfig
+
+    return ["-v", "/:/host:ro", "-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro",
+            "-e", "PYTHONHOME=/host" + sys.base_prefix,
+            "-e", "LD_LIBRARY_PATH=/host" + sysconfig.get_config_var("LIBDIR")]
+
+
+def host_python_id():
+    st = os.stat(PYTHON)
+    return f"{st.st_dev} {st.st_ino}".encode()
+
+
+SELF_EXE_COMMANDS = [["/proc/self/exe", "-c", PROBE], ["/self", "-c", PROBE], ["/script"]]
+
+
+def test_the_host_python_would_run_inside_were_it_executed(state_root, self_exe_image):
+    """(What the tests below rely on: PROBE, run by the host's Python in
+    such a container, says so.)"""
+    r = cli(state_root, "run", "--rm", *host_python_inside(), self_exe_image, "/host" + PYTHON, "-c", PROBE)
+    assert r.returncode == 0 and r.stdout == b"python ran " + host_python_id() + b"\n", r.stderr
+
+
+@pytest.mark.parametrize("init", [[], ["--init"]])
+@pytest.mark.parametrize("command", SELF_EXE_COMMANDS, ids=["proc-self-exe", "symlink", "script"])
+def test_a_command_that_is_proc_self_exe_does_not_run_the_host_python(state_root, self_exe_image, command, init):
+    """PID 1 (or --init's child) executes its command through the trampoline:
+    /proc/self/exe is the trampoline then, which, run as a command, does nothing."""
+    r = cli(state_root, "run", "--rm", *init, *host_python_inside(), self_exe_image, *command)
+    assert (r.returncode, r.stdout, r.stderr) == (127, b"", b""), (r.stdout, r.stderr)
+
+
+def test_exec_of_proc_self_exe_does_not_run_the_host_python(state_root, detached, self_exe_image):
+    cid = detached(*host_python_inside(), self_exe_image, "sh", "-c", LOOP)
+    for command in SELF_EXE_COMMANDS:
+        r = cli(state_root, "exec", cid, *command)
+        assert (r.returncode, r.stdout, r.stderr) == (127, b"", b""), (command, r.stdout, r.stderr)
+
+
+def test_exec_of_the_init_reaper_does_not_run_the_host_python(state_root, detached, self_exe_image):
+    """With --init, PID 1 stays a copy of minirt: its /proc/1/exe is the
+    host's Python, which a process of the container may not follow."""
+    cid = detached("--init", *host_python_inside(), self_exe_image, "sh", "-c", LOOP)
+    r = cli(state_root, "exec", cid, "/proc/1/exe", "-c", PROBE)
+    assert r.returncode == 126 and b"python ran" not in r.stdout, (r.stdout, r.stderr)
+    assert b'exec: "/proc/1/exe": permission denied' in r.stderr
+
+
+def test_the_init_reaper_is_filtered_too(state_root, busybox_image):
+    """The trampoline installs the seccomp filter for the command; --init's
+    PID 1, which stays, installs it for itself."""
+    r = cli(state_root, "run", "--rm", "--init", busybox_image,
+            "grep", "Seccomp:", "/proc/1/status", "/proc/self/status")
+    assert r.returncode == 0 and r.stdout.decode().split() == ["/proc/1/status:Seccomp:", "2",
+                                                                "/proc/self/status:Seccomp:", "2"], r.stdout
 
 
 # -- file capabilities ----------------------------------------------------------------------
