@@ -536,14 +536,14 @@ def at(path, trees=None):
 LEAF = "init"  # where a delegated subtree's own processes go (see the module docstring)
 
 
-def rootless_base(trees, own="/proc/self/cgroup"):
+def rootless_base(trees):
     """The top of the cgroup2 subtree delegated to this (unprivileged) user
     that holds the caller, as a path from the tree's root; None if the
     caller is in none."""
     unified = [t for t in trees if t.version == "v2"][:1]
     if not unified:
         return None
-    with open(own) as f:
+    with open("/proc/self/cgroup") as f:
         path = next((line[3:].strip() for line in f if line.startswith("0::")), None)
     top = None
     while path and _owned(os.path.join(unified[0].mountpoint, path.lstrip("/"))):

@@ -5,6 +5,8 @@ Rootless: the test driver (root) runs ``minirt`` as the user nobody through
 groups.  Inside, nobody is root (uid_map ``0 65534 1``); the layer store is the
 rootless one, the state is under the given ``--root``, no cgroup is made, and
 asking for a limit on a host that has not delegated cgroups is a clear error.
+Given a delegated cgroup2 subtree (``delegated``), the container's cgroup is
+made, limited, joined and removed in it.
 
 Remap (as root): root inside is uid 100000 outside, as the host sees it.
 """
