@@ -152,9 +152,13 @@ class Delegation:
         assert left == [], f"container cgroups left in the delegated subtree: {left}"
 
 
-def _words(d, name):
+def _file(d, name):
     with open(os.path.join(d, name)) as f:
-        return set(f.read().split())
+        return f.read().strip()
+
+
+def _words(d, name):
+    return set(_file(d, name).split())
 
 
 @pytest.fixture
@@ -240,21 +244,16 @@ def test_rootless_delegated_limits_are_enforced(home, delegated):
     assert r.returncode == 0, r.stderr
     cid = r.stdout.decode().strip()
     cgroup = delegated.host(_inspect(delegated, cid)["Cgroup"])
-    assert [_read(cgroup, f) for f in ("pids.max", "memory.max", "cpu.max")] == ["20", "33554432", "50000 100000"]
+    assert [_file(cgroup, f) for f in ("pids.max", "memory.max", "cpu.max")] == ["20", "33554432", "50000 100000"]
     assert delegated.session_cgroup() == f"{delegated.path}/{cgroups.LEAF}"   # no internal processes
-    assert _read(delegated.dir, "cgroup.procs") == ""
+    assert _file(delegated.dir, "cgroup.procs") == ""
     r = delegated.run("exec", cid, "sh", "-c", "for i in $(seq 40); do sleep 60 & done 2>&1 | head -1")
     assert b"can't fork" in r.stdout + r.stderr
-    assert int(_read(cgroup, "pids.events").split()[-1]) > 0   # "max N": forks refused
+    assert int(_file(cgroup, "pids.events").split()[-1]) > 0   # "max N": forks refused
     assert delegated.run("rm", "-f", cid).returncode == 0
 
     r = delegated.run("run", "--rm", "-m", "20m", image(home), "sh", "-c", "head -c 200m /dev/zero | tail")
     assert r.returncode == 137 and b"OOM" in r.stderr, r.stderr
-
-
-def _read(d, name):
-    with open(os.path.join(d, name)) as f:
-        return f.read().strip()
 
 
 def test_rootless_remap_is_refused(home, nobody):
