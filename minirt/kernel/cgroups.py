@@ -37,6 +37,21 @@ So the parent opens the doors (``Cgroup.open_entry``: it has the rights), PID 1
 walks in by itself, and only where that is impossible (no clone3, say) does the
 parent fall back to 1 (``Cgroup.add``).
 
+Rootless (``rootless_base``, as rootless podman with its cgroupfs manager):
+an ordinary user may only make cgroups inside a cgroup2 subtree delegated to
+it (systemd's ``user@UID.service``, Delegate=yes: the user owns the
+directory, its ``cgroup.procs`` and ``cgroup.subtree_control``).  The
+container's cgroup is ``/<subtree>/<parent>/<id>``, in the cgroup2 tree only:
+v1 has no safe delegation, so a rootless container never has a v1 cgroup (on
+a hybrid host it is placed in the controller-less cgroup2 tree, and a limit
+is refused).  Two kernel rules shape it.  A process may be moved only by a
+writer of the ``cgroup.procs`` of the common ancestor of where it is and where
+it goes: minirt must itself run inside the subtree, and the subtree's top is
+that ancestor.  And a cgroup that hands controllers down (``subtree_control``)
+may hold no process of its own: the subtree's processes (the user's shell,
+minirt) move into the leaf ``init`` first (``LEAF``, where systemd keeps a
+manager's own processes, and docker-in-docker its shell).
+
 The cgroup also decides which device files the container may open or make
 (``DEVICE_ALLOW``, docker's list): v1 writes it into the devices controller's
 ``devices.allow``; v2 has no such file and attaches an eBPF program that the
@@ -145,9 +160,10 @@ class Cgroup:
 
     version = None
 
-    def __init__(self, path, trees):
+    def __init__(self, path, trees, delegated=False):
         self.path = path   # e.g. "/minirt/3f2a..." — what the container sees as "/"
         self.trees = trees
+        self.delegated = delegated  # rootless, in the subtree delegated to the user
         self.dirs = [os.path.join(t.mountpoint, path.lstrip("/")) for t in trees]
 
     def create(self):
@@ -165,7 +181,14 @@ class Cgroup:
         """Move ``pid`` into the cgroup, in every tree of the given versions."""
         for tree, d in zip(self.trees, self.dirs):
             if tree.version in versions:
-                _write(d, "cgroup.procs", pid)
+                try:
+                    _write(d, "cgroup.procs", pid)
+                except PermissionError:
+                    if not self.delegated:
+                        raise
+                    raise RuntimeFailure(f"cannot move a process into cgroup {self.path}: permission denied"
+                                         " (rootless, minirt must run inside the cgroup subtree"
+                                         " delegated to the user)") from None
 
     def open_entry(self):
         """The doors a new process walks in through by itself (see the module
@@ -261,9 +284,20 @@ class CgroupV2(Cgroup):
             todo = " ".join(f"+{c}" for c in sorted(set(wanted) - enabled))
             if todo:
                 try:
-                    _write(d, "cgroup.subtree_control", todo)
+                    self._hand_down(d, todo)
                 except OSError as e:
                     raise RuntimeFailure(f"cannot enable {todo} in {d}: {e.strerror}") from None
+
+    def _hand_down(self, d, todo):
+        try:
+            _write(d, "cgroup.subtree_control", todo)
+        except OSError as e:
+            # EBUSY: ``d`` holds processes.  In the user's own subtree they
+            # are the user's (a shell, minirt itself): into the leaf with them.
+            if e.errno != errno.EBUSY or not self.delegated:
+                raise
+            _evacuate(d)
+            _write(d, "cgroup.subtree_control", todo)
 
     def set_limits(self, res):
         files = list(self._limit_files(res))
@@ -442,6 +476,23 @@ def _makedirs(d, attempts=100):
     os.makedirs(d, exist_ok=True)
 
 
+def _evacuate(d, attempts=100):
+    """Move every process of ``d`` into its leaf ``LEAF`` (as long as they
+    fork, new ones may appear: until none is left)."""
+    leaf = os.path.join(d, LEAF)
+    os.makedirs(leaf, exist_ok=True)
+    for _ in range(attempts):
+        pids = _read(d, "cgroup.procs").split()
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                _write(leaf, "cgroup.procs", pid)
+            except ProcessLookupError:
+                pass  # exited meanwhile
+    raise OSError(errno.EBUSY, f"processes keep appearing in {d}")
+
+
 def _rmdir_quietly(path):
     try:
         os.rmdir(path)
@@ -462,12 +513,53 @@ def remove_empty_parent(parent="minirt", trees=None):
 
 
 def for_container(name, parent="minirt", trees=None):
-    """The cgroup a container named ``name`` gets on this host (not yet created)."""
+    """The cgroup a container named ``name`` gets on this host (not yet
+    created); rootless, inside the subtree delegated to the caller, if any."""
     trees = hierarchies() if trees is None else trees
-    path = "/" + "/".join(p for p in (parent.strip("/"), name) if p)
+    base = rootless_base(trees) if os.geteuid() != 0 else None
+    return at("/".join(p for p in (base, parent.strip("/"), name) if p), trees)
+
+
+def at(path, trees=None):
+    """The cgroup at ``path`` (as recorded in a container's state), for this
+    caller: root's in every tree, a rootless user's in the cgroup2 tree."""
+    trees = hierarchies() if trees is None else trees
+    path = "/" + path.strip("/")
+    unified = [t for t in trees if t.version == "v2"][:1]
+    if os.geteuid() != 0 and unified:
+        return CgroupV2(path, unified, delegated=True)
     if detect(trees) == "v1":
         return CgroupV1(path, trees)
-    return CgroupV2(path, [t for t in trees if t.version == "v2"][:1])
+    return CgroupV2(path, unified)
+
+
+LEAF = "init"  # where a delegated subtree's own processes go (see the module docstring)
+
+
+def rootless_base(trees):
+    """The top of the cgroup2 subtree delegated to this (unprivileged) user
+    that holds the caller, as a path from the tree's root; None if the
+    caller is in none."""
+    unified = [t for t in trees if t.version == "v2"][:1]
+    if not unified:
+        return None
+    with open("/proc/self/cgroup") as f:
+        path = next((line[3:].strip() for line in f if line.startswith("0::")), None)
+    top = None
+    while path and _owned(os.path.join(unified[0].mountpoint, path.lstrip("/"))):
+        top, path = path, (os.path.dirname(path) if path != "/" else None)
+    return top
+
+
+def _owned(d):
+    """Delegated to us: what a delegatee needs is ours (systemd's Delegate=yes
+    chowns the directory, cgroup.procs and cgroup.subtree_control)."""
+    uid = os.geteuid()
+    try:
+        return all(os.stat(os.path.join(d, name)).st_uid == uid
+                   for name in ("", "cgroup.procs", "cgroup.subtree_control"))
+    except OSError:
+        return False
 
 
 # -- entering by oneself ------------------------------------------------------------

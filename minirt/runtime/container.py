@@ -114,8 +114,8 @@ class Container:
         c.detached = True
         info = c.state()
         c.pid, c.helper = info.get("pid"), info.get("monitor_pid")
-        if info.get("cgroup") is None:
-            c.cgroup = None
+        # Where it was made: a rootless one's depends on where its minirt ran.
+        c.cgroup = cgroups.at(info["cgroup"]) if info.get("cgroup") else None
         return c
 
     def state(self):

@@ -52,7 +52,7 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
         raise NotRunning(f"container {container.id[:12]} is not running") from None
     launch = container._launch()
     caps, program = launch.capabilities, launch.seccomp_program
-    cgroup = cgroups.for_container(spec.id, spec.cgroup_parent) if info.get("cgroup") else None
+    cgroup = cgroups.at(info["cgroup"]) if info.get("cgroup") else None
     try:
         entry = cgroup.open_entry() if cgroup is not None else None
     except OSError as e:

@@ -49,7 +49,7 @@ def main(directory, pid1):
     if info.get("cgroup"):
         from minirt.kernel import cgroups
 
-        cg = cgroups.for_container(config["id"], config["cgroup_parent"])
+        cg = cgroups.at(info["cgroup"])
         oom = cg.oom_killed()
         try:
             cg.remove()

@@ -124,15 +124,27 @@ def home(busybox_image):
 
 @pytest.fixture
 def nobody(home):
-    def minirt_as_nobody(*args, root=True, timeout=60):
+    """``nobody(ARGS)``: ``minirt ARGS`` as the user nobody; with ``cgroup``
+    (a cgroup2 directory) started in that cgroup, as a user's shell would be;
+    ``background``: not waited for (a Popen)."""
+    def minirt_as_nobody(*args, root=True, timeout=60, cgroup=None, background=False):
         cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                sys.executable, "-m", "minirt"]
         if root:
             cmd += ["--root", os.path.join(home, "root")]
         env = {k: v for k, v in os.environ.items() if k not in ("MINIRT_ROOT", "XDG_DATA_HOME")}
         env["HOME"] = home
-        return subprocess.run(cmd + list(args), capture_output=True, timeout=timeout, env=env, cwd=home)
+        how = dict(env=env, cwd=home, preexec_fn=cgroup and (lambda: join_cgroup(cgroup)))
+        if background:
+            return subprocess.Popen(cmd + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, **how)
+        return subprocess.run(cmd + list(args), capture_output=True, timeout=timeout, **how)
     return minirt_as_nobody
+
+
+def join_cgroup(directory):
+    """Move the calling process into the cgroup ``directory``."""
+    with open(os.path.join(directory, "cgroup.procs"), "w") as f:
+        f.write(str(os.getpid()))
 
 
 class Terminal:

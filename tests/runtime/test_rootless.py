@@ -5,6 +5,8 @@ Rootless: the test driver (root) runs ``minirt`` as the user nobody through
 groups.  Inside, nobody is root (uid_map ``0 65534 1``); the layer store is the
 rootless one, the state is under the given ``--root``, no cgroup is made, and
 asking for a limit on a host that has not delegated cgroups is a clear error.
+Given a delegated cgroup2 subtree (``delegated``), the container's cgroup is
+made, limited, joined and removed in it.
 
 Remap (as root): root inside is uid 100000 outside, as the host sees it.
 """
@@ -24,6 +26,9 @@ import pytest
 import minirt.api
 from minirt.kernel import cgroups
 from minirt.runtime.container import Container
+
+from .conftest import join_cgroup
+from .test_crash import wait_for
 
 pytestmark = pytest.mark.privileged
 
@@ -95,6 +100,160 @@ def test_rootless_limits_without_delegated_cgroups_are_a_clear_error(home, args,
     assert err.startswith("minirt: ") and err.count("\n") == 1 and "cgroup" in err, err
     containers = os.path.join(home, "root", "containers")
     assert not os.path.isdir(containers) or os.listdir(containers) == []
+
+
+# -- rootless with a delegated cgroup2 subtree ---------------------------------------
+#
+# As systemd's Delegate=yes makes user@UID.service for a user, the test makes a
+# subtree for nobody under the cgroup2 tree's root.  A "session" (nobody's sleep,
+# standing for the user's shell) lives in it, and minirt runs where the session
+# is.  On this kind of host the cgroup2 tree may have no controllers (hybrid):
+# placement, exec and removal are the same; limits are v2-only (the test VM).
+
+class Delegation:
+    def __init__(self, nobody):
+        self.nobody = nobody
+        self.tree = next(t for t in cgroups.hierarchies() if t.version == "v2")
+        self.path = f"/minirt-test-deleg-{os.getpid()}"   # swept with the session's parent if pytest dies
+        self.dir = self.host(self.path)
+        missing = {"memory", "pids", "cpu"} & self.tree.controllers - _words(self.tree.mountpoint, "cgroup.subtree_control")
+        if missing:  # the controllers enabled in the parent, as delegation needs
+            with open(os.path.join(self.tree.mountpoint, "cgroup.subtree_control"), "w") as f:
+                f.write(" ".join("+" + c for c in sorted(missing)))
+        os.mkdir(self.dir)
+        for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+            os.chown(os.path.join(self.dir, name), NOBODY, NOBODY)
+        self.session = subprocess.Popen(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                                         "sleep", "600"], preexec_fn=lambda: join_cgroup(self.dir))
+
+    def host(self, path):
+        return os.path.join(self.tree.mountpoint, path.lstrip("/"))
+
+    def session_cgroup(self):
+        with open(f"/proc/{self.session.pid}/cgroup") as f:
+            return next(line[3:].strip() for line in f if line.startswith("0::"))
+
+    def run(self, *args, **how):
+        """``minirt ARGS`` as nobody, in the session's cgroup."""
+        return self.nobody(*args, cgroup=self.host(self.session_cgroup()), **how)
+
+    def containers(self):
+        """Container cgroups in the subtree."""
+        parent = self.host(f"{self.path}/{os.environ['MINIRT_CGROUP_PARENT']}")
+        return [e for e in os.listdir(parent) if os.path.isdir(os.path.join(parent, e))] \
+            if os.path.isdir(parent) else []
+
+    def close(self):
+        self.session.kill()
+        self.session.wait()
+        left = self.containers()
+        for sub, _dirs, _files in os.walk(self.dir, topdown=False):  # killing what a failed test left
+            cgroups.CgroupV2("/" + os.path.relpath(sub, self.tree.mountpoint), [self.tree]).remove()
+        assert left == [], f"container cgroups left in the delegated subtree: {left}"
+
+
+def _file(d, name):
+    with open(os.path.join(d, name)) as f:
+        return f.read().strip()
+
+
+def _words(d, name):
+    return set(_file(d, name).split())
+
+
+@pytest.fixture
+def delegated(nobody):
+    d = Delegation(nobody)
+    yield d
+    d.close()
+
+
+def _inspect(delegated, cid):
+    r = delegated.run("inspect", cid)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)[0]
+
+
+def test_rootless_delegated_cgroup_holds_the_container_exec_joins_and_rm_removes_it(home, delegated):
+    r = delegated.run("run", "-d", image(home), "sleep", "600")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.decode().strip()
+    parent = os.environ["MINIRT_CGROUP_PARENT"]
+    info = _inspect(delegated, cid)
+    assert info["Cgroup"] == f"{delegated.path}/{parent}/{cid}"   # under the delegated subtree's top
+    cgroup = delegated.host(info["Cgroup"])
+    assert os.stat(cgroup).st_uid == NOBODY
+    assert info["State"]["Pid"] in cgroups.at(info["Cgroup"]).pids()
+    assert not cgroups.for_container(cid, parent).exists()   # root's place, in any tree: none
+    assert cid[:12] in delegated.run("ps").stdout.decode()
+
+    r = delegated.run("exec", cid, "cat", "/proc/self/cgroup")
+    assert r.returncode == 0, r.stderr
+    assert "0::/" in r.stdout.decode().splitlines()   # the container's cgroup, its cgroup namespace's root
+
+    r = delegated.run("rm", "-f", cid)
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists(cgroup)
+    r = delegated.run("system", "prune")
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists(delegated.host(f"{delegated.path}/{parent}"))
+
+
+def test_rootless_delegated_foreground_run_cleans_up(home, delegated):
+    p = delegated.run("run", "--rm", image(home), "sleep", "600", background=True)
+    try:
+        wait_for(delegated.containers)
+        [cid] = delegated.containers()
+        cgroup = cgroups.at(f"{delegated.path}/{os.environ['MINIRT_CGROUP_PARENT']}/{cid}")
+        wait_for(cgroup.pids)  # PID 1 is in it
+        assert delegated.run("kill", cid).returncode == 0
+        assert p.wait(timeout=60) == 137
+    finally:
+        p.kill()
+        p.communicate()
+    assert delegated.containers() == []
+
+
+def test_rootless_delegated_exec_from_outside_the_subtree_is_a_clear_error(home, delegated, nobody):
+    r = delegated.run("run", "-d", image(home), "sleep", "600")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.decode().strip()
+    # From nobody's place outside the subtree: the common ancestor is not nobody's.
+    r = nobody("exec", cid, "true")
+    err = r.stderr.decode()
+    assert r.returncode == 125 and err.startswith("minirt: ") and err.count("\n") == 1, err
+    assert "cgroup" in err and delegated.path in err, err
+    assert delegated.run("rm", "-f", cid).returncode == 0
+
+
+LIMITS = ["--pids-limit", "20", "--memory", "32m", "--cpus", "0.5"]
+
+
+def test_rootless_delegated_limits_are_enforced(home, delegated):
+    """Pure cgroup v2 (the test VM): the limits land and hold, and the
+    session's processes moved into the leaf so that controllers could be
+    handed down.  With a controller-less cgroup2 tree (hybrid: this host),
+    the same run is refused in one line naming the tree, and nothing is left."""
+    r = delegated.run("run", "-d", *LIMITS, image(home), "sleep", "600")
+    if cgroups.detect() != "v2":
+        err = r.stderr.decode()
+        assert r.returncode == 125 and err.startswith("minirt: ") and err.count("\n") == 1, err
+        assert "not delegated" in err and delegated.tree.mountpoint in err, err
+        assert os.listdir(os.path.join(home, "root", "containers")) == []
+        return
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.decode().strip()
+    cgroup = delegated.host(_inspect(delegated, cid)["Cgroup"])
+    assert [_file(cgroup, f) for f in ("pids.max", "memory.max", "cpu.max")] == ["20", "33554432", "50000 100000"]
+    assert delegated.session_cgroup() == f"{delegated.path}/{cgroups.LEAF}"   # no internal processes
+    assert _file(delegated.dir, "cgroup.procs") == ""
+    r = delegated.run("exec", cid, "sh", "-c", "for i in $(seq 40); do sleep 60 & done 2>&1 | head -1")
+    assert b"can't fork" in r.stdout + r.stderr
+    assert int(_file(cgroup, "pids.events").split()[-1]) > 0   # "max N": forks refused
+    assert delegated.run("rm", "-f", cid).returncode == 0
+
+    r = delegated.run("run", "--rm", "-m", "20m", image(home), "sh", "-c", "head -c 200m /dev/zero | tail")
+    assert r.returncode == 137 and b"OOM" in r.stderr, r.stderr
 
 
 def test_rootless_remap_is_refused(home, nobody):

@@ -25,13 +25,16 @@ STAGE1_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "overlay"]
 # The privileged tests of these: under KVM, all those about the kernel and the
 # runtime; under qemu's emulator, some ten times slower, the ones about what
 # differs on a cgroup v2 machine (limits, OOM from memory.events, the eBPF
-# device filter, exec into v2 cgroups, rootless without delegation), so that
-# CI stays within its time.
+# device filter, exec into v2 cgroups, rootless with and without a delegated
+# subtree), so that CI stays within its time.
 TESTS = {
     "kvm": ["tests/runtime", "tests/kernel"],
     "tcg": ["tests/kernel", "tests/runtime/test_limits.py",
             "tests/runtime/test_lifecycle.py::test_exec_joins_every_namespace_cgroup_privilege_and_root",
-            "tests/runtime/test_rootless.py::test_rootless_limits_without_delegated_cgroups_are_a_clear_error"],
+            "tests/runtime/test_rootless.py::test_rootless_limits_without_delegated_cgroups_are_a_clear_error",
+            *(f"tests/runtime/test_rootless.py::test_rootless_delegated_{name}" for name in (
+                "cgroup_holds_the_container_exec_joins_and_rm_removes_it", "foreground_run_cleans_up",
+                "exec_from_outside_the_subtree_is_a_clear_error", "limits_are_enforced"))],
 }
 
 

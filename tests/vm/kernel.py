@@ -13,7 +13,9 @@ import subprocess
 import sys
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CACHE = os.path.join(PROJECT, ".cache", "vm")
+# Resolved: the guest bind-mounts paths under it, and a symlink (a worktree
+# sharing its main tree's cache) would point into the guest's initramfs.
+CACHE = os.path.realpath(os.path.join(PROJECT, ".cache", "vm"))
 
 
 class Kernel:
