@@ -1,63 +1,176 @@
 """A guest can never crash the emulator: any word, any address, any device
 access is a guest trap or a documented device result.  Bad input files get
-one-line errors."""
+one-line errors.
 
-import random
+The fuzz tests (generators in fuzz.py) throw random instruction words,
+random programs with paging, timers, user mode and trap handlers, images,
+crafted snapshots, assembly source, debugger sessions and toyos sessions at
+emu: nothing may raise a Python exception or run past its step bound, and
+the interpreter and the translator must end every random program in the same
+state.  `make fuzz` runs them much longer."""
 
-from hypothesis import given, settings, strategies as st
+import io
+import re
+import os
+import shutil
+import tempfile
 
-from emu import isa
+from hypothesis import given, strategies as st
+
+from emu import isa, snapshot
+from emu.asm import AsmError, Assembler, assemble, assemble_file
+from emu.debugger import Debugger
 from emu.devices.console import Console
-from emu.image import Image
+from emu.disasm import disassemble
+from emu.image import Image, ImageError
 from emu.machine import Machine
+from emu.snapshot import SnapshotError
+from tests.emu import fuzz
+from tests.emu.conftest import GUEST, machine_state
 
-HANDLER = 0x80
+rngs = st.randoms(use_true_random=False)
 
 
-def run_words(words, engine, steps=2000, tvec=HANDLER, user=False):
-    machine = Machine(1 << 12, console=Console(input_bytes=b"xyz"), engine=engine)
-    data = b"".join(w.to_bytes(4, "little") for w in words)
-    machine.load(Image([(0, data[:machine.memory.size])], 0))
-    machine.cpu.sregs[isa.SREG_TVEC] = tvec
-    if user:
-        machine.cpu.sregs[isa.SREG_STATUS] = isa.STATUS_U
-    machine.run(steps)            # must not raise
+def run_both(image, steps, memory=fuzz.MEMORY, input_bytes=b"", disk=None, setup=None):
+    """Run `image` on each engine (each with a fresh copy of the disk) and
+    check that both end in the same state; returns the translated machine."""
+    results = []
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "disk.img")
+        for engine in ("interpret", "translate"):
+            if disk is not None:
+                with open(path, "wb") as f:
+                    f.write(disk)
+            machine = Machine(memory, console=Console(input_bytes=input_bytes), engine=engine,
+                              disk=path if disk is not None else None)
+            machine.load(image)
+            if setup:
+                setup(machine)
+            with fuzz.no_hang(f"{engine}, {steps} steps"):
+                machine.run(steps)
+            assert machine.cpu.steps <= steps or machine.stopped
+            results.append((machine_state(machine), open(path, "rb").read() if disk else None))
+    assert results[0] == results[1], "the interpreter and the translator disagree"
     return machine
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.integers(0, isa.WORD), min_size=1, max_size=64), st.booleans(),
-       st.sampled_from(["interpret", "translate"]))
-def test_random_words_never_raise(words, user, engine):
-    machine = run_words(words, engine, user=user)
-    assert machine.cpu.steps <= 2000
+@fuzz.fuzz(100)
+@given(rngs)
+def test_fuzz_random_words_both_engines_agree(rng):
+    """Any words at all, in either mode, with or without a handler."""
+    words = fuzz.words(rng, rng.randrange(1, 64))
+    tvec = rng.choice([0, 0x80, 0x3, 0xFFC])
+    status = rng.choice([0, isa.STATUS_U, isa.STATUS_IE])
+
+    def setup(machine):
+        machine.cpu.sregs[isa.SREG_TVEC] = tvec
+        machine.cpu.sregs[isa.SREG_STATUS] = status
+    data = b"".join(w.to_bytes(4, "little") for w in words)
+    run_both(Image([(0, data)], 0), 2000, memory=1 << 12, input_bytes=b"xyz", setup=setup)
 
 
-def test_random_programs_with_devices_and_traps_never_raise():
-    """Random *valid* instructions, with base registers aimed at RAM edges and
-    at the device region, in both modes, on both engines."""
-    rng = random.Random(7)
-    bases = [0, 0xFFC, 0x1000, isa.MMIO_BASE, isa.MMIO_BASE + 0x100, isa.MMIO_BASE + 0x200,
-             isa.MMIO_BASE + 0x300, isa.WORD - 3]
-    for trial in range(60):
-        words = []
-        for _ in range(48):
-            insn = rng.choice(isa.INSTRUCTIONS)
-            ops = {}
-            for name, kind, _ in isa.FORMATS[insn.format]:
-                ops[name] = {"reg": lambda: rng.randrange(16), "sreg": lambda: rng.choice(list(isa.SREG_NAMES)),
-                             "simm": lambda: rng.randrange(-0x8000, 0x8000), "uimm": lambda: rng.randrange(0x10000),
-                             "shamt": lambda: rng.randrange(32), "mem": lambda: (rng.randrange(16), rng.randrange(-16, 16) * 4),
-                             "target": lambda: rng.randrange(-16, 16) * 4}[kind]()
-            words.append(isa.encode(insn.mnemonic, **ops))
-        for engine in ("interpret", "translate"):
-            machine = Machine(1 << 13, console=Console(input_bytes=b"in"), engine=engine)
-            machine.load(Image([(0, b"".join(w.to_bytes(4, "little") for w in words))], 0))
-            for r in range(1, 16):
-                machine.cpu.regs[r] = rng.choice(bases)
-            machine.cpu.sregs[isa.SREG_TVEC] = rng.choice([0, 0x40, 0x3])
-            machine.cpu.sregs[isa.SREG_STATUS] = rng.choice([0, isa.STATUS_U, isa.STATUS_IE])
-            machine.run(3000)
+@fuzz.fuzz(60)
+@given(rngs)
+def test_fuzz_random_programs_both_engines_agree(rng):
+    """Valid random programs with paging, the timer, the console, the disk,
+    user mode and trap handlers: no exception, no hang, and the two engines
+    agree on registers, memory, devices and instruction counts."""
+    source = fuzz.program(rng)
+    image = assemble(source, "case.s")
+    run_both(image, 4000, input_bytes=fuzz.console_input(rng), disk=fuzz.disk_bytes(rng))
+
+
+@fuzz.fuzz(60)
+@given(rngs)
+def test_fuzz_random_images(rng):
+    """An image file of any shape is an image or a one-line ImageError; one
+    that loads runs, and disassembles."""
+    blob = fuzz.image_blob(rng)
+    try:
+        image = Image.from_bytes(blob)
+    except ImageError as e:
+        fuzz.one_line(e)
+        return
+    disassemble(image)
+    try:
+        Machine(fuzz.MEMORY).load(image)
+    except ValueError as e:             # a segment that does not fit: `emu run` says so
+        fuzz.one_line(e)
+        return
+    run_both(image, 1000)
+
+
+@fuzz.fuzz(40)
+@given(rngs, st.booleans())
+def test_fuzz_crafted_snapshots(rng, verify):
+    """A snapshot rewritten with its checksum recomputed restores, or is
+    refused in one line; a restored machine runs within its step bound."""
+    source = fuzz.program(rng)
+    with tempfile.TemporaryDirectory() as scratch:
+        machine = Machine(fuzz.MEMORY, console=Console(input_bytes=b"in"))
+        machine.load(assemble(source, "case.s"))
+        machine.run(rng.randrange(1, 500))
+        base, path = os.path.join(scratch, "base.snap"), os.path.join(scratch, "case.snap")
+        snapshot.save(machine, base)
+        machine.run(rng.randrange(1, 500))
+        if rng.random() < 0.5:
+            snapshot.save_diff(machine, path)
+        else:
+            shutil.copy(base, path)
+        fuzz.craft_snapshot(rng, path)
+        with fuzz.no_hang("restore and run 1000 steps"):
+            try:
+                restored = snapshot.restore(path, console=Console(), verify=verify)
+            except SnapshotError as e:
+                fuzz.one_line(e)
+                return
+            restored.run(1000)
+
+
+@fuzz.fuzz(150)
+@given(rngs)
+def test_fuzz_random_assembly(rng):
+    """Any source assembles or gets one `file:line:col: message`."""
+    source = fuzz.asm_source(rng)
+    with fuzz.no_hang("assembling"):
+        try:
+            image = Assembler(read_file=lambda path: source).assemble_text(source, "fuzz.s")
+        except AsmError as e:
+            assert re.match(r"[^:]+:\d+:\d+: ", fuzz.one_line(e))
+            return
+    assert Image.from_bytes(image.to_bytes()).segments == image.segments
+
+
+@fuzz.fuzz(40)
+@given(rngs, st.sampled_from(["hello.s", "fibonacci.s", "timer.s", None]))
+def test_fuzz_debugger_sessions(rng, program):
+    """Random debugger commands never escape as Python exceptions."""
+    with tempfile.TemporaryDirectory() as scratch:
+        if program:
+            image = assemble_file(os.path.join(GUEST, program))
+        else:
+            image = assemble(fuzz.program(rng, rng.randrange(4, 16)), "case.s")
+        machine = Machine(fuzz.MEMORY, console=Console(), engine="interpret")
+        machine.load(image)
+        commands = fuzz.debugger_commands(rng, may_continue=program is not None, snapshot_dir=scratch)
+        out = io.StringIO()
+        with fuzz.no_hang(f"debugger: {commands}"):
+            Debugger(machine, stdin=io.StringIO("\n".join(commands) + "\n"), stdout=out).cmdloop()
+
+
+@fuzz.fuzz(4)
+@given(rngs)
+def test_fuzz_toyos_sessions(rng, toyos):
+    """Whatever is typed at toyos's shell, the kernel neither panics nor
+    faults, and emu neither raises nor hangs."""
+    typed = fuzz.shell_session(rng)
+    machine = Machine(console=Console(input_bytes=typed), disk=str(toyos))
+    machine.boot()
+    with fuzz.no_hang(f"toyos with {typed!r}"):
+        machine.run(3_000_000)
+    out = bytes(machine.console.output).decode(errors="replace")
+    assert "panic" not in out, (typed, out)
+    assert not machine.stopped or machine.exit_status == 0, (typed, machine.stop_reason)
 
 
 def test_cli_malformed_image_one_line(cli, tmp_path):
@@ -108,34 +221,6 @@ def test_snapshot_refuses_to_replace_something_that_is_not_a_file(tmp_path):
     with pytest.raises(snapshot.SnapshotError, match="not a regular file"):
         snapshot.save(Machine(), fifo)
     assert fifo.is_fifo()
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(0, isa.WORD), min_size=1, max_size=48),
-       st.lists(st.integers(0, isa.WORD), min_size=4, max_size=4), st.booleans())
-def test_random_page_tables_never_crash_and_both_engines_agree(words, entries, user):
-    """Paging on with page-table entries made of random words (some present,
-    some pointing past RAM or into the tables themselves), random code: every
-    outcome is a guest trap, and the two engines agree on it."""
-    from tests.emu.conftest import machine_state
-    results = []
-    for engine in ("interpret", "translate"):
-        machine = Machine(1 << 14, console=Console(input_bytes=b"xy"), engine=engine)
-        data = b"".join(w.to_bytes(4, "little") for w in words)
-        machine.load(Image([(0, data)], 0))
-        memory = machine.memory
-        memory.store_word(0x2000, 0x3000 | isa.PTE_P)                 # directory[0] -> table
-        memory.store_word(0x2000 + 4 * (entries[0] >> 22), entries[1])   # and one random entry
-        memory.store_word(0x3000, 0 | isa.PTE_P | isa.PTE_R | isa.PTE_X | isa.PTE_U)  # code page
-        for i, pte in enumerate(entries[2:], 1):
-            memory.store_word(0x3000 + 4 * i, pte)
-        machine.cpu.sregs[isa.SREG_TVEC] = HANDLER
-        machine.cpu.sregs[isa.SREG_STATUS] = isa.STATUS_U if user else 0
-        machine.cpu.sregs[isa.SREG_PTBR] = 0x2000 | 1
-        machine.cpu.mmu.set_ptbr(0x2000 | 1)
-        machine.run(1500)
-        results.append(machine_state(machine))
-    assert results[0] == results[1]
 
 
 def test_empty_segments_load_anywhere(cli, tmp_path):
