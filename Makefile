@@ -6,7 +6,7 @@
 #   make test-vm   the privileged tests again, in a VM: Debian stable's kernel, cgroup v2 only
 #   make images    the example images under images/
 #   make bench     the benchmarks, side by side with real peers (not tests)
-#   make fuzz      emu's fuzz tests, 50 times longer than in make test, fresh randomness
+#   make fuzz      emu's fuzz tests, 100 times longer than in make test, fresh randomness
 
 PYTHON   ?= python3
 VENV     ?= .venv
@@ -37,7 +37,7 @@ test:
 
 # EMU_FUZZ=N runs N times the examples of make test, unseeded (a failure
 # prints the seed that reproduces it).
-EMU_FUZZ ?= 50
+EMU_FUZZ ?= 100
 fuzz:
 	EMU_FUZZ=$(EMU_FUZZ) $(PY) -m pytest -q tests/emu/test_robustness.py -k fuzz
 

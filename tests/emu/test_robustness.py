@@ -54,7 +54,7 @@ def run_both(image, steps, memory=fuzz.MEMORY, input_bytes=b"", disk=None, setup
     return machine
 
 
-@fuzz.fuzz(100)
+@fuzz.fuzz(30)
 @given(rngs)
 def test_fuzz_random_words_both_engines_agree(rng):
     """Any words at all, in either mode, with or without a handler."""
@@ -69,7 +69,7 @@ def test_fuzz_random_words_both_engines_agree(rng):
     run_both(Image([(0, data)], 0), 2000, memory=1 << 12, input_bytes=b"xyz", setup=setup)
 
 
-@fuzz.fuzz(60)
+@fuzz.fuzz(20)
 @given(rngs)
 def test_fuzz_random_programs_both_engines_agree(rng):
     """Valid random programs with paging, the timer, the console, the disk,
@@ -100,48 +100,56 @@ def test_fuzz_random_images(rng):
     run_both(image, 1000)
 
 
-@fuzz.fuzz(40)
+@fuzz.fuzz(15)
 @given(rngs, st.booleans())
-def test_fuzz_crafted_snapshots(rng, verify):
-    """A snapshot rewritten with its checksum recomputed restores, or is
-    refused in one line; a restored machine runs within its step bound."""
+def test_fuzz_snapshots_of_random_programs(rng, verify):
+    """A snapshot taken anywhere in a random program continues exactly as
+    the program would have.  Rewritten with its checksum recomputed, it
+    restores or is refused in one line, and a restored machine runs within
+    its step bound."""
     source = fuzz.program(rng)
-    with tempfile.TemporaryDirectory() as scratch:
-        machine = Machine(fuzz.MEMORY, console=Console(input_bytes=b"in"))
+    with tempfile.TemporaryDirectory() as scratch, fuzz.no_hang("run, save, craft, restore, run"):
+        machine = Machine(fuzz.MEMORY, console=Console(input_bytes=fuzz.console_input(rng)))
         machine.load(assemble(source, "case.s"))
         machine.run(rng.randrange(1, 500))
         base, path = os.path.join(scratch, "base.snap"), os.path.join(scratch, "case.snap")
         snapshot.save(machine, base)
-        machine.run(rng.randrange(1, 500))
+        printed, steps = len(machine.console.output), rng.randrange(1, 500)
+        machine.run(steps)
+        again = snapshot.restore(base, console=Console())
+        again.run(steps)
+        assert (again.save_state(), bytes(again.memory.ram), again.console.output) == \
+            (machine.save_state(), bytes(machine.memory.ram), machine.console.output[printed:])
+        snapshot.save_diff(again, path)             # a diff of a restored machine restores too
+        assert machine_state(snapshot.restore(path, console=Console()))[:2] == machine_state(again)[:2]
         if rng.random() < 0.5:
             snapshot.save_diff(machine, path)
         else:
             shutil.copy(base, path)
         fuzz.craft_snapshot(rng, path)
-        with fuzz.no_hang("restore and run 1000 steps"):
-            try:
-                restored = snapshot.restore(path, console=Console(), verify=verify)
-            except SnapshotError as e:
-                fuzz.one_line(e)
-                return
-            restored.run(1000)
+        try:
+            restored = snapshot.restore(path, console=Console(), verify=verify)
+        except SnapshotError as e:
+            fuzz.one_line(e)
+            return
+        restored.run(1000)
 
 
-@fuzz.fuzz(150)
+@fuzz.fuzz(100)
 @given(rngs)
 def test_fuzz_random_assembly(rng):
     """Any source assembles or gets one `file:line:col: message`."""
     source = fuzz.asm_source(rng)
     with fuzz.no_hang("assembling"):
         try:
-            image = Assembler(read_file=lambda path: source).assemble_text(source, "fuzz.s")
+            image = Assembler().assemble_text(source, "fuzz.s")
         except AsmError as e:
             assert re.match(r"[^:]+:\d+:\d+: ", fuzz.one_line(e))
             return
     assert Image.from_bytes(image.to_bytes()).segments == image.segments
 
 
-@fuzz.fuzz(40)
+@fuzz.fuzz(20)
 @given(rngs, st.sampled_from(["hello.s", "fibonacci.s", "timer.s", None]))
 def test_fuzz_debugger_sessions(rng, program):
     """Random debugger commands never escape as Python exceptions."""
@@ -158,8 +166,8 @@ def test_fuzz_debugger_sessions(rng, program):
             Debugger(machine, stdin=io.StringIO("\n".join(commands) + "\n"), stdout=out).cmdloop()
 
 
-@fuzz.fuzz(4)
-@given(rngs)
+@fuzz.fuzz(3)
+@given(rng=rngs)
 def test_fuzz_toyos_sessions(rng, toyos):
     """Whatever is typed at toyos's shell, the kernel neither panics nor
     faults, and emu neither raises nor hangs."""
@@ -168,9 +176,9 @@ def test_fuzz_toyos_sessions(rng, toyos):
     machine.boot()
     with fuzz.no_hang(f"toyos with {typed!r}"):
         machine.run(3_000_000)
-    out = bytes(machine.console.output).decode(errors="replace")
-    assert "panic" not in out, (typed, out)
-    assert not machine.stopped or machine.exit_status == 0, (typed, machine.stop_reason)
+    # A kernel panic powers off with 99, a kernel fault with 128 + cause.
+    assert not machine.stopped or machine.exit_status == 0, (typed, machine.stop_reason,
+                                                              bytes(machine.console.output)[-300:])
 
 
 def test_cli_malformed_image_one_line(cli, tmp_path):
