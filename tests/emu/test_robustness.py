@@ -106,7 +106,7 @@ def test_fuzz_snapshots_of_random_programs(rng, verify):
     """A snapshot taken anywhere in a random program continues exactly as
     the program would have.  Rewritten with its checksum recomputed, it
     restores or is refused in one line, and a restored machine runs within
-    its step bound."""
+    its step bound, the same on both engines."""
     source = fuzz.program(rng)
     with tempfile.TemporaryDirectory() as scratch, fuzz.no_hang("run, save, craft, restore, run"):
         machine = Machine(fuzz.MEMORY, console=Console(input_bytes=fuzz.console_input(rng)))
@@ -127,12 +127,16 @@ def test_fuzz_snapshots_of_random_programs(rng, verify):
         else:
             shutil.copy(base, path)
         fuzz.craft_snapshot(rng, path)
-        try:
-            restored = snapshot.restore(path, console=Console(), verify=verify)
-        except SnapshotError as e:
-            fuzz.one_line(e)
-            return
-        restored.run(1000)
+        results = []
+        for engine in ("interpret", "translate"):
+            try:
+                restored = snapshot.restore(path, console=Console(), engine=engine, verify=verify)
+            except SnapshotError as e:
+                fuzz.one_line(e)
+                return
+            restored.run(1000)
+            results.append(machine_state(restored))
+        assert results[0] == results[1], "the engines disagree on a restored machine"
 
 
 @fuzz.fuzz(100)
@@ -179,6 +183,19 @@ def test_fuzz_toyos_sessions(rng, toyos):
     # A kernel panic powers off with 99, a kernel fault with 128 + cause.
     assert not machine.stopped or machine.exit_status == 0, (typed, machine.stop_reason,
                                                               bytes(machine.console.output)[-300:])
+
+
+# -- what the fuzz tests found ------------------------------------------------------------
+
+def test_debugger_disas_stops_at_the_end_of_the_address_space():
+    """`disas` near the top of memory went on past 0xfffffffc, to
+    0x100000000 and beyond, an address no 32-bit CPU has."""
+    machine = Machine(fuzz.MEMORY, console=Console(), engine="interpret")
+    machine.load(assemble("halt\n"))
+    out = io.StringIO()
+    Debugger(machine, stdin=io.StringIO("disas 0xfffffff8 8\n"), stdout=out).cmdloop()
+    addresses = [int(a, 16) for a in re.findall(r"(0x[0-9a-f]+) ", out.getvalue())]
+    assert addresses and max(addresses) == 0xFFFFFFFC
 
 
 def test_cli_malformed_image_one_line(cli, tmp_path):
