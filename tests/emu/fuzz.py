@@ -232,7 +232,8 @@ JSON_VALUES = [None, True, False, 0, -1, 1, 4096, 2 ** 31, 2 ** 32, 2 ** 64, 10 
 
 
 def mutate_json(rng, value):
-    """`value` with one random leaf or container replaced."""
+    """`value` with one random leaf or container replaced; mostly by one of
+    the same type, which gets past a type check to the range checks."""
     if isinstance(value, dict) and value and rng.random() < 0.8:
         key = rng.choice(sorted(value))
         if rng.random() < 0.1:
@@ -240,7 +241,17 @@ def mutate_json(rng, value):
         return {**value, key: mutate_json(rng, value[key])}
     if isinstance(value, list) and value and rng.random() < 0.8:
         at = rng.randrange(len(value))
+        if rng.random() < 0.1:
+            return value[:at] + value[at:] * rng.choice([0, 2])
         return value[:at] + [mutate_json(rng, value[at])] + value[at + 1:]
+    if rng.random() < 0.7:
+        if isinstance(value, bool):
+            return not value
+        if isinstance(value, int):
+            return rng.choice([value + 1, value - 1, -value - 1, value << 32, value * 4096,
+                               isa.WORD, isa.WORD + 1, 2 ** 63])
+        if isinstance(value, str):
+            return rng.choice(["", value + "0", value[:-1], "zz", "/", "..", "\0", value * 1000])
     return rng.choice(JSON_VALUES + [rng.getrandbits(rng.choice([8, 32, 40]))])
 
 
@@ -264,7 +275,7 @@ def craft_snapshot(rng, path):
             cut = rng.randrange(len(memory) + 1)
             memory = memory[:cut] if rng.random() < 0.5 else memory + bytes(rng.randrange(1, 5000))
     blob = json.dumps(meta).encode()
-    if rng.random() < 0.5:
+    if rng.random() < 0.8:
         head[5] = -(-(snapshot.HEADER.size + len(blob)) // isa.PAGE_SIZE) * isa.PAGE_SIZE
     head[4] = len(blob)
     raw = snapshot.HEADER.pack(*head[:7], 0)

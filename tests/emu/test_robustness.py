@@ -21,6 +21,7 @@ from emu import isa, snapshot
 from emu.asm import AsmError, Assembler, assemble, assemble_file
 from emu.debugger import Debugger
 from emu.devices.console import Console
+from emu.devices.disk import Disk
 from emu.disasm import disassemble
 from emu.image import Image, ImageError
 from emu.machine import Machine
@@ -109,7 +110,13 @@ def test_fuzz_snapshots_of_random_programs(rng, verify):
     its step bound, the same on both engines."""
     source = fuzz.program(rng)
     with tempfile.TemporaryDirectory() as scratch, fuzz.no_hang("run, save, craft, restore, run"):
-        machine = Machine(fuzz.MEMORY, console=Console(input_bytes=fuzz.console_input(rng)))
+        # A read-only disk: every restore here must find it as it was.
+        disk, disk_path = fuzz.disk_bytes(rng), os.path.join(scratch, "disk.img")
+        if disk is not None:
+            with open(disk_path, "wb") as f:
+                f.write(disk)
+        machine = Machine(fuzz.MEMORY, console=Console(input_bytes=fuzz.console_input(rng)),
+                          disk=Disk(disk_path, readonly=True) if disk is not None else None)
         machine.load(assemble(source, "case.s"))
         machine.run(rng.randrange(1, 500))
         base, path = os.path.join(scratch, "base.snap"), os.path.join(scratch, "case.snap")
