@@ -67,7 +67,7 @@ def test_fuzz_random_words_both_engines_agree(rng):
         machine.cpu.sregs[isa.SREG_TVEC] = tvec
         machine.cpu.sregs[isa.SREG_STATUS] = status
     data = b"".join(w.to_bytes(4, "little") for w in words)
-    run_both(Image([(0, data)], 0), 2000, memory=1 << 12, input_bytes=b"xyz", setup=setup)
+    run_both(Image([(0, data)], 0), 1000, memory=1 << 12, input_bytes=b"xyz", setup=setup)
 
 
 @fuzz.fuzz(20)
@@ -78,7 +78,7 @@ def test_fuzz_random_programs_both_engines_agree(rng):
     agree on registers, memory, devices and instruction counts."""
     source = fuzz.program(rng)
     image = assemble(source, "case.s")
-    run_both(image, 4000, input_bytes=fuzz.console_input(rng), disk=fuzz.disk_bytes(rng))
+    run_both(image, 2000, input_bytes=fuzz.console_input(rng), disk=fuzz.disk_bytes(rng))
 
 
 @fuzz.fuzz(60)
