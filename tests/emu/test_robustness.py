@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 
+import hypothesis
 from hypothesis import given, strategies as st
 
 from emu import isa, snapshot
@@ -30,6 +31,12 @@ from tests.emu import fuzz
 from tests.emu.conftest import GUEST, machine_state
 
 rngs = st.randoms(use_true_random=False)
+
+
+def note(case):
+    """Show the case itself when a test fails (a program is its reproducer)."""
+    hypothesis.note(case if isinstance(case, str) else repr(case))
+    return case
 
 
 def run_both(image, steps, memory=fuzz.MEMORY, input_bytes=b"", disk=None, setup=None):
@@ -59,7 +66,7 @@ def run_both(image, steps, memory=fuzz.MEMORY, input_bytes=b"", disk=None, setup
 @given(rngs)
 def test_fuzz_random_words_both_engines_agree(rng):
     """Any words at all, in either mode, with or without a handler."""
-    words = fuzz.words(rng, rng.randrange(1, 64))
+    words = note(fuzz.words(rng, rng.randrange(1, 64)))
     tvec = rng.choice([0, 0x80, 0x3, 0xFFC])
     status = rng.choice([0, isa.STATUS_U, isa.STATUS_IE])
 
@@ -76,7 +83,7 @@ def test_fuzz_random_programs_both_engines_agree(rng):
     """Valid random programs with paging, the timer, the console, the disk,
     user mode and trap handlers: no exception, no hang, and the two engines
     agree on registers, memory, devices and instruction counts."""
-    source = fuzz.program(rng)
+    source = note(fuzz.program(rng))
     image = assemble(source, "case.s")
     run_both(image, 2000, input_bytes=fuzz.console_input(rng), disk=fuzz.disk_bytes(rng))
 
@@ -86,7 +93,7 @@ def test_fuzz_random_programs_both_engines_agree(rng):
 def test_fuzz_random_images(rng):
     """An image file of any shape is an image or a one-line ImageError; one
     that loads runs, and disassembles."""
-    blob = fuzz.image_blob(rng)
+    blob = note(fuzz.image_blob(rng))
     try:
         image = Image.from_bytes(blob)
     except ImageError as e:
@@ -108,7 +115,7 @@ def test_fuzz_snapshots_of_random_programs(rng, verify):
     the program would have.  Rewritten with its checksum recomputed, it
     restores or is refused in one line, and a restored machine runs within
     its step bound, the same on both engines."""
-    source = fuzz.program(rng)
+    source = note(fuzz.program(rng))
     with tempfile.TemporaryDirectory() as scratch, fuzz.no_hang("run, save, craft, restore, run"):
         # A read-only disk: every restore here must find it as it was.
         disk, disk_path = fuzz.disk_bytes(rng), os.path.join(scratch, "disk.img")
@@ -150,7 +157,7 @@ def test_fuzz_snapshots_of_random_programs(rng, verify):
 @given(rngs)
 def test_fuzz_random_assembly(rng):
     """Any source assembles or gets one `file:line:col: message`."""
-    source = fuzz.asm_source(rng)
+    source = note(fuzz.asm_source(rng))
     with fuzz.no_hang("assembling"):
         try:
             image = Assembler().assemble_text(source, "fuzz.s")
@@ -168,10 +175,11 @@ def test_fuzz_debugger_sessions(rng, program):
         if program:
             image = assemble_file(os.path.join(GUEST, program))
         else:
-            image = assemble(fuzz.program(rng, rng.randrange(4, 16)), "case.s")
+            image = assemble(note(fuzz.program(rng, rng.randrange(4, 16))), "case.s")
         machine = Machine(fuzz.MEMORY, console=Console(), engine="interpret")
         machine.load(image)
-        commands = fuzz.debugger_commands(rng, may_continue=program is not None, snapshot_dir=scratch)
+        commands = note(fuzz.debugger_commands(rng, may_continue=program is not None,
+                                               snapshot_dir=scratch))
         out = io.StringIO()
         with fuzz.no_hang(f"debugger: {commands}"):
             Debugger(machine, stdin=io.StringIO("\n".join(commands) + "\n"), stdout=out).cmdloop()
@@ -182,7 +190,7 @@ def test_fuzz_debugger_sessions(rng, program):
 def test_fuzz_toyos_sessions(rng, toyos):
     """Whatever is typed at toyos's shell, the kernel neither panics nor
     faults, and emu neither raises nor hangs."""
-    typed = fuzz.shell_session(rng)
+    typed = note(fuzz.shell_session(rng))
     machine = Machine(console=Console(input_bytes=typed), disk=str(toyos))
     machine.boot()
     with fuzz.no_hang(f"toyos with {typed!r}"):
