@@ -160,7 +160,7 @@ def program(rng, length=None):
             store(DISK + offset, value)
     paging = rng.random() < 0.5
     if paging:
-        ptbr = DIRECTORY | 1 if rng.random() < 0.9 else rng.choice([TABLE | 1, MEMORY | 1, 0x1001])
+        ptbr = DIRECTORY | 1 if rng.random() < 0.75 else rng.choice([TABLE | 1, MEMORY | 1, 0x1001])
         lines += [f"    li t0, {ptbr:#x}", "    mtsr ptbr, t0"]
     user = rng.random() < 0.4
     status = (isa.STATUS_PU if user else 0) | (isa.STATUS_PIE if rng.random() < 0.6 else 0)
