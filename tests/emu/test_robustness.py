@@ -170,7 +170,8 @@ def test_fuzz_random_assembly(rng):
 @fuzz.fuzz(20)
 @given(rngs, st.sampled_from(["hello.s", "fibonacci.s", "timer.s", None]))
 def test_fuzz_debugger_sessions(rng, program):
-    """Random debugger commands never escape as Python exceptions."""
+    """Random debugger commands never escape as Python exceptions, and
+    their errors are the debugger's own words."""
     with tempfile.TemporaryDirectory() as scratch:
         if program:
             image = assemble_file(os.path.join(GUEST, program))
@@ -183,6 +184,8 @@ def test_fuzz_debugger_sessions(rng, program):
         out = io.StringIO()
         with fuzz.no_hang(f"debugger: {commands}"):
             Debugger(machine, stdin=io.StringIO("\n".join(commands) + "\n"), stdout=out).cmdloop()
+    # Errors speak of the command, not of Python's int().
+    assert "invalid literal" not in out.getvalue()
 
 
 @fuzz.fuzz(3)
