@@ -212,7 +212,7 @@ def test_debugger_disas_stops_at_the_end_of_the_address_space():
     machine.load(assemble("halt\n"))
     out = io.StringIO()
     Debugger(machine, stdin=io.StringIO("disas 0xfffffff8 8\n"), stdout=out).cmdloop()
-    addresses = [int(a, 16) for a in re.findall(r"(0x[0-9a-f]+) ", out.getvalue())]
+    addresses = [int(a, 16) for a in re.findall(r"(0x[0-9a-f]+): ", out.getvalue())]
     assert addresses and max(addresses) == 0xFFFFFFFC
 
 
