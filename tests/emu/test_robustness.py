@@ -216,6 +216,13 @@ def test_debugger_disas_stops_at_the_end_of_the_address_space():
     assert addresses and max(addresses) == 0xFFFFFFFC
 
 
+def test_cli_negative_steps_are_refused(cli, guest_dir):
+    """`--steps -1` ran nothing and exited 0, as if the run had gone as asked."""
+    r = cli("run", os.path.join(guest_dir, "hello.s"), "--steps", "-1")
+    assert r.returncode == 2 and r.stdout == b""
+    assert "--steps: not a number of steps: '-1'" in r.stderr.decode()
+
+
 def test_cli_malformed_image_one_line(cli, tmp_path):
     bad = tmp_path / "bad.img"
     bad.write_bytes(b"EMUIMG\x01\x00garbage")
