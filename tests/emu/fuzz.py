@@ -255,14 +255,32 @@ def mutate_json(rng, value):
     return rng.choice(JSON_VALUES + [rng.getrandbits(rng.choice([8, 32, 40]))])
 
 
+def read_snapshot(path):
+    """A snapshot file's parts: header fields (a list), metadata, memory."""
+    data = open(path, "rb").read()
+    head = list(snapshot.HEADER.unpack(data[:snapshot.HEADER.size]))
+    return head, json.loads(data[head[3]:head[3] + head[4]]), data[head[5]:]
+
+
+def write_snapshot(path, head, meta, memory, realign=True):
+    """Put a snapshot file together again with a correct header checksum,
+    whatever it holds; `realign` moves memory to the page after metadata."""
+    blob = json.dumps(meta).encode()
+    if realign:
+        head[5] = -(-(snapshot.HEADER.size + len(blob)) // isa.PAGE_SIZE) * isa.PAGE_SIZE
+    head[4] = len(blob)
+    raw = snapshot.HEADER.pack(*head[:7], 0)
+    out = raw[:48] + struct.pack("<I", zlib.crc32(blob, zlib.crc32(raw[:48]))) + bytes(12) + blob
+    out += bytes(max(0, min(head[5], 1 << 20) - len(out))) + memory
+    with open(path, "wb") as f:
+        f.write(out)
+
+
 def craft_snapshot(rng, path):
     """Rewrite the snapshot at `path` as an attacker would: change metadata
     values, header fields or the file's length, then recompute the header's
-    checksum (and sometimes the memory's), so the damage gets past them."""
-    data = bytearray(open(path, "rb").read())
-    head = list(snapshot.HEADER.unpack(data[:snapshot.HEADER.size]))
-    meta = json.loads(data[head[3]:head[3] + head[4]])
-    memory = data[head[5]:]
+    checksum, so the damage gets past it."""
+    head, meta, memory = read_snapshot(path)
     for _ in range(rng.choice([1, 1, 2, 4])):
         roll = rng.random()
         if roll < 0.6:
@@ -274,16 +292,7 @@ def craft_snapshot(rng, path):
         elif memory:
             cut = rng.randrange(len(memory) + 1)
             memory = memory[:cut] if rng.random() < 0.5 else memory + bytes(rng.randrange(1, 5000))
-    blob = json.dumps(meta).encode()
-    if rng.random() < 0.8:
-        head[5] = -(-(snapshot.HEADER.size + len(blob)) // isa.PAGE_SIZE) * isa.PAGE_SIZE
-    head[4] = len(blob)
-    raw = snapshot.HEADER.pack(*head[:7], 0)
-    crc = zlib.crc32(blob, zlib.crc32(raw[:48]))
-    out = raw[:48] + struct.pack("<I", crc) + bytes(12) + blob
-    out += bytes(max(0, min(head[5], 1 << 20) - len(out))) + memory
-    with open(path, "wb") as f:
-        f.write(out)
+    write_snapshot(path, head, meta, memory, realign=rng.random() < 0.8)
 
 
 # -- assembly source -----------------------------------------------------------------------

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import hypothesis
+import pytest
 from hypothesis import given, strategies as st
 
 from emu import isa, snapshot
@@ -216,6 +217,21 @@ def test_debugger_disas_stops_at_the_end_of_the_address_space():
     assert addresses and max(addresses) == 0xFFFFFFFC
 
 
+def test_snapshot_or_base_that_is_a_directory_is_refused_in_one_line(cli, tmp_path):
+    """A diff snapshot naming a directory as its base raised IsADirectoryError,
+    and `emu restore DIR` said `emu: 3: Is a directory` (a descriptor)."""
+    machine = Machine(fuzz.MEMORY, console=Console())
+    machine.load(assemble("loop: addi a0, a0, 1\n jmp loop\n"))
+    snapshot.save(machine, tmp_path / "a.snap")
+    snapshot.save_diff(machine, tmp_path / "b.snap")
+    head, meta, memory = fuzz.read_snapshot(tmp_path / "b.snap")
+    fuzz.write_snapshot(tmp_path / "b.snap", head, {**meta, "base": ".."}, memory)
+    with pytest.raises(SnapshotError, match="not a regular file"):
+        snapshot.restore(tmp_path / "b.snap")
+    r = cli("restore", str(tmp_path))
+    assert (r.returncode, r.stderr.decode()) == (125, f"emu: {tmp_path}: not a regular file\n")
+
+
 def test_cli_negative_steps_are_refused(cli, guest_dir):
     """`--steps -1` ran nothing and exited 0, as if the run had gone as asked."""
     r = cli("run", os.path.join(guest_dir, "hello.s"), "--steps", "-1")
@@ -262,8 +278,6 @@ def test_trace_never_changes_behaviour(cli, guest_dir, tmp_path):
 
 def test_snapshot_refuses_to_replace_something_that_is_not_a_file(tmp_path):
     import os
-
-    import pytest
 
     from emu import snapshot
     fifo = tmp_path / "fifo"
