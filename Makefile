@@ -6,6 +6,7 @@
 #   make test-vm   the privileged tests again, in a VM: Debian stable's kernel, cgroup v2 only
 #   make images    the example images under images/
 #   make bench     the benchmarks, side by side with real peers (not tests)
+#   make fuzz      emu's fuzz tests, 100 times longer than in make test, fresh randomness
 
 PYTHON   ?= python3
 VENV     ?= .venv
@@ -13,7 +14,7 @@ PY       := $(VENV)/bin/python
 APT_PKGS := libcap-dev busybox-static iproute2 util-linux kmod zstd \
             runc crun skopeo umoci debootstrap nftables gcc slirp4netns
 
-.PHONY: install system-packages venv test test-vm vm-kernel images bench clean
+.PHONY: install system-packages venv test test-vm vm-kernel images bench fuzz clean
 
 install: system-packages venv images vm-kernel
 
@@ -33,6 +34,12 @@ venv:
 
 test:
 	$(PY) -m pytest -q
+
+# EMU_FUZZ=N runs N times the examples of make test, unseeded (a failure
+# prints the seed that reproduces it).
+EMU_FUZZ ?= 100
+fuzz:
+	EMU_FUZZ=$(EMU_FUZZ) $(PY) -m pytest -q tests/emu/test_robustness.py -k fuzz
 
 # The test VM's kernel (tests/vm/kernel.py): fetched with apt-get download into
 # .cache/vm, never installed; qemu-system-x86 boots it.

@@ -33,6 +33,16 @@ def parse_size(text):
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 1M or 65536)") from None
 
 
+def parse_steps(text):
+    try:
+        steps = int(text, 0)
+    except ValueError:
+        steps = -1
+    if steps < 0:
+        raise argparse.ArgumentTypeError(f"not a number of steps: {text!r}")
+    return steps
+
+
 def is_disk_image(path):
     """A bootable disk: whole sectors, the first ending in the boot signature."""
     try:
@@ -270,7 +280,7 @@ def main(argv=None):
     def run_options(p):
         p.add_argument("--trace", action="store_true",
                        help="print every instruction to stderr (uses the interpreter)")
-        p.add_argument("--steps", type=int, metavar="N",
+        p.add_argument("--steps", type=parse_steps, metavar="N",
                        help="stop after N steps (instructions, and waits while halted)")
         p.add_argument("--snapshot-at", nargs=2, action="append", metavar=("N", "FILE"),
                        help="save a snapshot when the machine reaches step N (repeatable)")

@@ -253,7 +253,8 @@ class Debugger(cmd.Cmd):
         where, count = self._where_and_count("disas", "N", arg, 5)
         center = self._address(where) if where.strip() else self.cpu.pc
         start = max(0, (center & ~3) - 4 * (count // 2))
-        for addr in range(start, start + 4 * count, 4):
+        # The listing ends where the 32-bit address space does.
+        for addr in range(start, min(start + 4 * count, isa.WORD + 1), 4):
             self.say(("=> " if addr == self.cpu.pc else "   ") + self._disas_line(addr))
 
     def do_pt(self, arg):

@@ -324,11 +324,11 @@ def _open_file(path):
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
         raise SnapshotError(f"{path}: {e.strerror}") from None
-    f = os.fdopen(fd, "rb")
+    # Checked before fdopen, which refuses a directory with an error of its own.
     if not stat.S_ISREG(os.fstat(fd).st_mode):
-        f.close()
+        os.close(fd)
         raise SnapshotError(f"{path}: not a regular file")
-    return f
+    return os.fdopen(fd, "rb")
 
 
 def _open(path):
