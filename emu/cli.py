@@ -83,6 +83,8 @@ def load_program(path):
         # As QEMU keeps booting and -loadvm apart: a saved machine has its
         # memory size and disk already, which `run`'s options would contradict.
         raise UserError(f"{path}: a snapshot, not a program: continue it with `emu restore {path}`")
+    if is_disk_image(path):
+        raise UserError(f"{path}: a disk image, not a program: boot it with `emu run {path}`")
     if head.startswith(IMAGE_MAGIC):
         try:
             return Image.read(path)
@@ -170,18 +172,37 @@ def cmd_asm(args):
     assembler = Assembler()
     image = assembler.assemble_file(args.source)
     output = args.output or os.path.splitext(args.source)[0] + ".img"
-    try:
-        image.write(output)
-    except OSError as e:
-        raise UserError(f"{output}: {e.strerror}") from None
-    if args.listing:
-        text = assembler.listing()
-        if args.listing == "-":
-            sys.stdout.write(text)
-        else:
-            with open(args.listing, "w") as f:
-                f.write(text)
+    files = [(output, image.to_bytes())]
+    if args.listing and args.listing != "-":
+        files.append((args.listing, assembler.listing().encode()))
+    _write_all(files)
+    if args.listing == "-":
+        sys.stdout.write(assembler.listing())
     return 0
+
+
+def _write_all(files):
+    """Write every (path, data) or, if one cannot be written, none: each goes
+    to a temporary file beside its path first, renamed into place at the end."""
+    for path, _ in files:
+        if os.path.isdir(path):  # rename(2) would refuse it, after the others were renamed
+            raise UserError(f"{path}: Is a directory")
+    written = []
+    try:
+        for path, data in files:
+            tmp = f"{path}.tmp-{os.getpid()}"
+            try:
+                with open(tmp, "wb") as f:
+                    written.append(tmp)
+                    f.write(data)
+            except OSError as e:
+                raise UserError(f"{path}: {e.strerror}") from None
+        for (path, _), tmp in zip(files, written):
+            os.replace(tmp, path)
+        written = []
+    finally:
+        for tmp in written:
+            os.unlink(tmp)
 
 
 def cmd_disasm(args):

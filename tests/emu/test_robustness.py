@@ -329,3 +329,20 @@ def test_cli_output_to_a_closed_pipe_ends_quietly(guest_dir):
                        stdout=write_end, stderr=subprocess.PIPE, timeout=120)
     os.close(write_end)
     assert (r.returncode, r.stderr) == (141, b"")
+
+
+def test_cli_disasm_of_a_disk_image_says_to_boot_it(cli, tmp_path):
+    from emu.machine import BOOT_SIGNATURE
+    disk = tmp_path / "d.img"
+    disk.write_bytes(bytes(510) + BOOT_SIGNATURE + bytes(512))
+    for args in (["disasm", str(disk)], ["run", "--disk", str(disk), str(disk)]):
+        r = cli(*args)
+        assert r.returncode == 125
+        assert r.stderr.decode() == f"emu: {disk}: a disk image, not a program: boot it with `emu run {disk}`\n"
+
+
+def test_cli_asm_changes_nothing_when_the_listing_cannot_be_written(cli, guest_dir, tmp_path):
+    out = tmp_path / "h.img"
+    r = cli("asm", os.path.join(guest_dir, "hello.s"), "-o", str(out), "-l", str(tmp_path))
+    assert r.returncode == 125 and r.stderr.decode().count("\n") == 1, r.stderr
+    assert os.listdir(tmp_path) == []
