@@ -294,10 +294,11 @@ def main():
             for page in range(n):
                 ram[page * 1024 + 1] = page
                 machine.memory.dirty[page] = 1
+            step = os.path.join(os.path.dirname(diff), f"diff-{n}.snap")  # each over the one before
             t = time.perf_counter()
-            snapshot.save_diff(machine, diff)
+            snapshot.save_diff(machine, step)
             print(f"  diff snapshot, {n:5} pages written:     {(time.perf_counter() - t) * 1e3:7.2f} ms, "
-                  f"{os.path.getsize(diff) >> 10} KiB")
+                  f"{os.path.getsize(step) >> 10} KiB")
 
 
 if __name__ == "__main__":
