@@ -136,6 +136,8 @@ class Store:
         ``remove_unused`` until ``release(key)`` or until this process ends.
         Taken before the layers are looked for, given back once something
         records them (the container's config.json, the catalog entry)."""
+        if not key or "/" in key or key.startswith("."):
+            raise ValueError(f"a lease's key names a file: {key!r}")
         layers = os.path.join(self.root, "layers")
         leases = os.path.join(layers, "leases")
         _private_dirs(self.root, leases)

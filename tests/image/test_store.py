@@ -149,3 +149,23 @@ def test_more_layers_than_overlayfs_stacks_are_refused_before_unpacking(image, T
         with open_image(path) as img:
             Store(tmp_path / "root").unpack(img)
     assert not (tmp_path / "root/layers/sha256").exists()
+
+
+@pytest.mark.parametrize("key", ["", "../escape", "a/b", ".hidden"])
+def test_a_lease_key_must_name_a_file_in_the_leases_directory(tmp_path, key):
+    with pytest.raises(ValueError):
+        Store(tmp_path / "root").lease(key, [])
+    assert not (tmp_path / "escape").exists()
+
+
+def test_a_lease_keeps_its_layers_from_remove_unused_until_released(tmp_path):
+    from minirt.image.store import EMPTY_LAYER, release, remove_unused
+
+    store = Store(tmp_path / "root", rootless=True)
+    kept = store.layer_dir(EMPTY_LAYER.diff_id)
+    store.lease("run-1", [])  # no layers: the empty one
+    os.makedirs(kept)
+    assert remove_unused(store.root, set) == [] and os.path.isdir(kept)
+    release("run-1")
+    assert remove_unused(store.root, set) == [EMPTY_LAYER.diff_id] and not os.path.exists(kept)
+    assert os.listdir(os.path.join(store.root, "layers", "leases")) == []
