@@ -37,6 +37,9 @@ def prepare(image, cmd=None, *, root=None, userns="", **options):
     Unprivileged callers always get a user namespace (rootless); root gets one
     with ``userns="remap"``.
     """
+    # The container's id names the lease on its layers (image/store.py), which
+    # its creation gives back once config.json records them.
+    options["id"] = specs.check_id(options.get("id") or os.urandom(32).hex())
     maps = userns_maps(userns)
     remapped = host_root(*maps) if maps else None  # --userns=remap: its root must reach the store
     root = state.private_root(root or state.default_root(), remapped[1] if remapped else None)
@@ -45,9 +48,6 @@ def prepare(image, cmd=None, *, root=None, userns="", **options):
     # Root with --userns=remap gets layers whose owners are shifted into the
     # container's id range, so that its root owns its files (image/store.py).
     store = Store(root, id_map=maps) if maps and os.geteuid() == 0 else Store(root, rootless=bool(maps))
-    # The container's id names the lease on its layers (image/store.py), which
-    # its creation gives back once config.json records them.
-    options["id"] = options.get("id") or os.urandom(32).hex()
     try:
         if not os.path.exists(image):
             return _prepare_loaded(image, store, cmd, root, options)

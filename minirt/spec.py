@@ -13,6 +13,7 @@ same structure from a bundle.
 
 import os
 
+from minirt.digests import is_hex_digest
 from minirt.errors import SpecError
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -256,6 +257,7 @@ def build(image_config, *, cmd=None, entrypoint=None, env=(), workdir=None, user
         ports=[p if isinstance(p, dict) else parse_port(p) for p in ports],
         **options,
     )
+    check_id(spec.id)
     check_workdir(spec.cwd)
     parse_network(spec.network)
     check_name(spec.name)
@@ -265,6 +267,13 @@ def build(image_config, *, cmd=None, entrypoint=None, env=(), workdir=None, user
     if not any(_env_key(e) == "HOSTNAME" for e in spec.env):
         spec.env.append(f"HOSTNAME={spec.hostname}")
     return spec
+
+
+def check_id(text):
+    """A container's id (an API caller may choose it): it names its directories."""
+    if not (isinstance(text, str) and is_hex_digest(text)):
+        raise SpecError(f"invalid container id {text!r}: must be 64 lower-case hex digits")
+    return text
 
 
 def check_workdir(text):

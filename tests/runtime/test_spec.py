@@ -159,3 +159,18 @@ def test_bad_users_are_refused(user):
 def test_negative_sizes_are_refused(text):
     with pytest.raises(SpecError, match="must not be negative"):
         spec.parse_bytes(text, "--memory")
+
+
+@pytest.mark.parametrize("bad", ["../../etc", "a/b", "ABC", "x" * 64, "0" * 63])
+def test_a_given_container_id_is_64_hex_digits(bad):
+    """An API caller's ``id`` names the container's directory and its lease."""
+    with pytest.raises(SpecError, match="container id"):
+        spec.build({}, cmd=["true"], id=bad)
+    assert spec.build({}, cmd=["true"], id="0" * 64).id == "0" * 64
+
+
+def test_prepare_refuses_a_bad_id_before_it_touches_the_store(tmp_path):
+    from minirt.api import prepare
+    with pytest.raises(SpecError, match="container id"):
+        prepare("no-such-image", id="../../x", root=str(tmp_path / "root"))
+    assert not (tmp_path / "root" / "layers").exists()
