@@ -578,7 +578,7 @@ def _helper_main(container, launch, msg_w, inherited):
             _become_monitor(container, pid1)
         os._exit(exit_status(os.waitpid(pid1, 0)[1]))
     except BaseException as e:  # noqa: BLE001
-        init._report(launch.error_fd, e if isinstance(e, (MinirtError, OSError)) else RuntimeFailure(str(e)))
+        init.send_report(launch.error_fd, e if isinstance(e, (MinirtError, OSError)) else RuntimeFailure(str(e)))
         os._exit(125)
 
 

@@ -86,7 +86,7 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
                 signal.signal(s, signal.SIG_IGN)
             os._exit(exit_status(os.waitpid(grandchild, 0)[1]))
         except BaseException as e:  # noqa: BLE001
-            init._report(err_w, e, "joining the container")
+            init.send_report(err_w, e, "joining the container")
             os._exit(125)
     os.close(err_w)
     init.close_all(fds.values())
@@ -99,7 +99,7 @@ def _enter(spec, args, env, workdir, user, tty_fd, interactive, stdio, caps, pro
     """In the container's namespaces: become its user with its privileges, exec."""
     step = "setting up stdio"
     try:
-        init._setup_stdio(tty_fd, stdio, interactive)
+        init.setup_stdio(tty_fd, stdio, interactive)
         step = "resolving the user"
         who = users.resolve(user if user is not None else spec.user, extra_groups=spec.group_add)
         environment = dict(item.split("=", 1) for item in specs.merge_env(spec.env, env))
@@ -110,10 +110,10 @@ def _enter(spec, args, env, workdir, user, tty_fd, interactive, stdio, caps, pro
         exec_fd, program = init.prepare_exec(program, spec.no_new_privileges)
         step = "dropping privileges"
         security.apply(caps=caps, no_new_privs=spec.no_new_privileges, seccomp_program=program,
-                       uid=who.uid, gid=who.gid, groups=None if init._setgroups_denied() else who.groups)
+                       uid=who.uid, gid=who.gid, groups=None if init.setgroups_denied() else who.groups)
         init.execute(args, environment, err_w, exec_fd)
     except BaseException as e:  # noqa: BLE001
-        init._report(err_w, e, step)
+        init.send_report(err_w, e, step)
     os._exit(125)
 
 

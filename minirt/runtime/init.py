@@ -77,7 +77,7 @@ def main(spec, launch):
             cgroups.enter(launch.cgroup_entry)
             launch.cgroup_entry.close()
         step = "setting up stdio"
-        _setup_stdio(launch.console_fd, launch.stdio, spec.interactive)
+        setup_stdio(launch.console_fd, launch.stdio, spec.interactive)
         step = "preparing the root filesystem"
         if "mnt" in spec.namespaces:
             namespaces.unshare(["mnt"])
@@ -117,12 +117,12 @@ def main(spec, launch):
         # In a rootless user namespace setgroups(2) is forbidden: keep the groups we have.
         security.apply(caps=launch.capabilities, no_new_privs=spec.no_new_privileges,
                        seccomp_program=seccomp_program, uid=user.uid, gid=user.gid,
-                       groups=None if _setgroups_denied() else user.groups)
+                       groups=None if setgroups_denied() else user.groups)
         if spec.init:
             _reaper(spec, env, launch, exec_fd)
         execute(spec.args, env, launch.error_fd, exec_fd)
     except BaseException as e:  # noqa: BLE001 — everything must reach the parent
-        _report(launch.error_fd, e, step)
+        send_report(launch.error_fd, e, step)
     os._exit(125)
 
 
@@ -146,7 +146,7 @@ def close_others(keep):
     os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
-def _setup_stdio(console_fd, stdio, interactive):
+def setup_stdio(console_fd, stdio, interactive):
     """stdin, stdout, stderr: the pty (as controlling terminal) or the given fds."""
     os.setsid()  # own session: the terminal's Ctrl-C reaches us only through our pty
     if console_fd is not None:
@@ -201,7 +201,7 @@ def _enter_workdir(cwd, user, read_only=False):
     os.chdir(cwd)
 
 
-def _setgroups_denied():
+def setgroups_denied():
     """True in a rootless user namespace, where the kernel forbids setgroups(2)."""
     try:
         with open("/proc/self/setgroups") as f:
@@ -305,7 +305,7 @@ def _reaper(spec, env, launch, exec_fd):
         try:
             execute(spec.args, env, child_err_w, exec_fd)
         except BaseException as e:  # noqa: BLE001
-            _report(child_err_w, e)
+            send_report(child_err_w, e)
         os._exit(125)
     os.close(child_err_w)
     report = read_report(child_err_r)
@@ -335,7 +335,7 @@ def _forward(pid, signum):
 
 
 def read_report(fd):
-    """The other end of ``_report`` and of the trampoline's report: read the
+    """The other end of ``send_report`` and of the trampoline's report: read the
     error pipe ``fd`` to its end.  Empty once the command runs (its execve
     closed the pipe); else the bytes for ``raise_report``."""
     chunks = []
@@ -357,7 +357,7 @@ def raise_report(report, command):
     raise {126: CommandNotExecutable, 127: CommandNotFound}.get(int(code), RuntimeFailure)(message)
 
 
-def _report(fd, exc, step=None):
+def send_report(fd, exc, step=None):
     """Tell the parent why the container could not start: "<exit code> <message>"."""
     if isinstance(exc, MinirtError):
         code, message = exc.exit_code, str(exc)
