@@ -8,6 +8,7 @@ left in /proc would look alive to the tests' liveness checks).
 """
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file
 # init's environment.
 SUITE = os.environ["vm_tests"].split(",")
 TIMEOUT = int(os.environ["vm_timeout"])
+GRACE = 30  # seconds pytest gets, once interrupted, to print what failed
 
 
 def sh(*cmd):
@@ -40,7 +42,7 @@ def run_suite():
            "HOME": "/root", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "TERM": "dumb",
            "PYTHONPATH": PROJECT, "MINIRT_REQUIRE_PRIVILEGED": "1",
            "PYTHONDONTWRITEBYTECODE": "1"}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "privileged", *SUITE]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", "-m", "privileged", *SUITE]
     print("vm: running", " ".join(cmd), flush=True)
     pytest = subprocess.Popen(cmd, cwd=PROJECT, env=env)
     deadline = time.monotonic() + TIMEOUT
@@ -50,10 +52,20 @@ def run_suite():
             return os.waitstatus_to_exitcode(status)
         if time.monotonic() > deadline:
             print(f"vm: the suite did not finish within {TIMEOUT} s", flush=True)
-            pytest.kill()
+            stop(pytest)
             return 124
         if pid == 0:
             time.sleep(0.2)
+
+
+def stop(pytest):
+    """Interrupt pytest as Ctrl-C would, so that it names the tests that failed
+    so far; kill it if it has not ended after GRACE seconds."""
+    pytest.send_signal(signal.SIGINT)
+    try:
+        pytest.wait(GRACE)
+    except subprocess.TimeoutExpired:
+        pytest.kill()
 
 
 def main():
