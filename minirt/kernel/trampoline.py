@@ -2,8 +2,8 @@
 
 Lecture idea: the host's runtime must not be inside the container, not even
 for an instant.  Every process minirt puts into a container (PID 1 while it
-builds it, ``minirt exec``'s joining process, ``--init``'s child) is a copy
-of the host's Python until it executes the command.  If that command is
+builds it, ``minirt exec``'s joining process) is a copy of the host's Python
+until it executes the command.  If that command is
 ``/proc/self/exe`` (or a symlink to it, or a script starting with
 ``#!/proc/self/exe``), the kernel resolves the link to the executable of the
 process making the call and runs the host's Python binary inside the
@@ -36,12 +36,15 @@ can make it run only what that caller could run anyway):
     not dumpable               again, for hosts with fs.suid_dumpable=1
     seccomp filter             installed here if it came with the image: then
                                only execve (and write, exit on failure) runs
-                               under it
+                               under it, and with --init the reaper
+    reaper (--init)            fork: the parent stays as PID 1, forwards
+                               signals to the child, reaps orphans and exits
+                               as the child did (tini's job); the child goes on
     execve path1, path2, ...   the $PATH search as glibc's execvp: on past any
                                failure; if none runs, the first error other
                                than ENOENT or ENOTDIR, else the last
     report                     two bytes on the pipe, what failed ("e" execve,
-                               "s" seccomp) and the errno; exit 125
+                               "s" seccomp, "f" fork) and the errno; exit 125
 
 Only x86-64 (where minirt's seccomp table is): elsewhere ``create`` gives
 None and the caller executes the command directly, as it does where the
@@ -63,6 +66,7 @@ from minirt.kernel import capabilities
 MACHINE = "x86_64"
 EXECVE_FAILED = b"e"  # first byte of a report: what failed; the second: errno
 FILTER_FAILED = b"s"
+FORK_FAILED = b"f"
 NOT_CALLED_BY_MINIRT = 127  # its exit status, run as a container's command
 
 _MFD_EXEC = 0x10  # Linux 6.3: executable on purpose (vm.memfd_noexec); older kernels say EINVAL
@@ -121,7 +125,78 @@ _FILTER = (
     ("",       "0f 05",             "syscall",                        ""),
     ("",       "f7 d8",             "neg eax",                        "errno, or 0"),
     ("",       "bb 73 00 00 00",    "mov ebx,0x73",                   "'s'"),
-    ("",       ("75", "report"),    "jne report",                     ""),
+    ("",       ("0f 85", "report"), "jne report",                     ""),
+)
+
+# With --init the trampoline stays as the container's PID 1, as tini does:
+# every signal blocked and taken with sigtimedwait (PID 1 of a PID namespace
+# would otherwise not even see those sent from inside), forwarded to the
+# command, but SIGCHLD, on which it reaps every child that has ended; once
+# the command has, it exits with the command's status.  The command is a
+# fork that unblocks the signals and goes on to the search.  r13 holds the
+# command's pid; on the stack, the signal set and (the parent's) wait status.
+_REAPER = (
+    ("",       "6a ff",             "push 0xffffffffffffffff",        "a signal set: every signal"),
+    ("",       "bf 02 00 00 00",    "mov edi,0x2",                    "rt_sigprocmask(SIG_SETMASK,"),
+    ("",       "48 89 e6",          "mov rsi,rsp",                    "  every signal,"),
+    ("",       "31 d2",             "xor edx,edx",                    "  no old set,"),
+    ("",       "41 ba 08 00 00 00", "mov r10d,0x8",                   "  8 bytes)"),
+    ("",       "b8 0e 00 00 00",    "mov eax,0xe",                    ""),
+    ("",       "0f 05",             "syscall",                        ""),
+    ("",       "b8 39 00 00 00",    "mov eax,0x39",                   "fork()"),
+    ("",       "0f 05",             "syscall",                        ""),
+    ("",       "85 c0",             "test eax,eax",                   ""),
+    ("",       ("0f 84", "child"),  "je child",                       ""),
+    ("",       ("7f", "parent"),    "jg parent",                      ""),
+    ("",       "f7 d8",             "neg eax",                        "no fork: errno"),
+    ("",       "bb 66 00 00 00",    "mov ebx,0x66",                   "'f'"),
+    ("",       ("e9", "report"),    "jmp report",                     ""),
+    ("parent", "41 89 c5",          "mov r13d,eax",                   "the command's pid"),
+    ("",       "6a 00",             "push 0x0",                       "room for a wait status"),
+    ("",       "44 89 ff",          "mov edi,r15d",                   "close(pipe): from now on only the"),
+    ("",       "b8 03 00 00 00",    "mov eax,0x3",                    "  command can report"),
+    ("",       "0f 05",             "syscall",                        ""),
+    ("wait",   "48 8d 7c 24 08",    "lea rdi,[rsp+0x8]",              "rt_sigtimedwait(every signal,"),
+    ("",       "31 f6",             "xor esi,esi",                    "  no siginfo,"),
+    ("",       "31 d2",             "xor edx,edx",                    "  no time-out,"),
+    ("",       "41 ba 08 00 00 00", "mov r10d,0x8",                   "  8 bytes)"),
+    ("",       "b8 80 00 00 00",    "mov eax,0x80",                   ""),
+    ("",       "0f 05",             "syscall",                        ""),
+    ("",       "83 f8 11",          "cmp eax,0x11",                   "SIGCHLD"),
+    ("",       ("74", "reap"),      "je reap",                        ""),
+    ("",       "85 c0",             "test eax,eax",                   ""),
+    ("",       ("7e", "wait"),      "jle wait",                       "-EINTR: we were stopped and continued"),
+    ("",       "44 89 ef",          "mov edi,r13d",                   "kill(the command,"),
+    ("",       "89 c6",             "mov esi,eax",                    "  the signal)"),
+    ("",       "b8 3e 00 00 00",    "mov eax,0x3e",                   ""),
+    ("",       "0f 05",             "syscall",                        ""),
+    ("",       ("eb", "wait"),      "jmp wait",                       ""),
+    ("reap",   "bf ff ff ff ff",    "mov edi,0xffffffff",             "wait4(-1: any child,"),
+    ("",       "48 89 e6",          "mov rsi,rsp",                    "  &status,"),
+    ("",       "ba 01 00 00 00",    "mov edx,0x1",                    "  WNOHANG,"),
+    ("",       "45 31 d2",          "xor r10d,r10d",                  "  no rusage)"),
+    ("",       "b8 3d 00 00 00",    "mov eax,0x3d",                   ""),
+    ("",       "0f 05",             "syscall",                        ""),
+    ("",       "85 c0",             "test eax,eax",                   ""),
+    ("",       ("7e", "wait"),      "jle wait",                       "none has ended (more)"),
+    ("",       "44 39 e8",          "cmp eax,r13d",                   ""),
+    ("",       ("75", "reap"),      "jne reap",                       "an orphan, gone: look for more"),
+    ("",       "8b 3c 24",          "mov edi,DWORD PTR [rsp]",        "the command's: its status is ours"),
+    ("",       "89 f8",             "mov eax,edi",                    ""),
+    ("",       "83 e0 7f",          "and eax,0x7f",                   "killed by a signal?"),
+    ("",       ("74", "exited"),    "je exited",                      ""),
+    ("",       "8d b8 80 00 00 00", "lea edi,[rax+0x80]",             "  then 128 + its number, as a shell says"),
+    ("",       ("e9", "exit"),      "jmp exit",                       ""),
+    ("exited", "c1 ef 08",          "shr edi,0x8",                    "else its exit code"),
+    ("",       ("e9", "exit"),      "jmp exit",                       ""),
+    ("child",  "48 c7 04 24 00 00 00 00", "mov QWORD PTR [rsp],0x0", "the command: no signal blocked"),
+    ("",       "bf 02 00 00 00",    "mov edi,0x2",                    "rt_sigprocmask(SIG_SETMASK,"),
+    ("",       "48 89 e6",          "mov rsi,rsp",                    "  no signal,"),
+    ("",       "31 d2",             "xor edx,edx",                    "  no old set,"),
+    ("",       "41 ba 08 00 00 00", "mov r10d,0x8",                   "  8 bytes)"),
+    ("",       "b8 0e 00 00 00",    "mov eax,0xe",                    ""),
+    ("",       "0f 05",             "syscall",                        ""),
+    ("",       "58",                "pop rax",                        "the stack as the search expects it"),
 )
 
 _SEARCH = (
@@ -165,9 +240,10 @@ _SEARCH = (
 )
 
 
-def program(filtered):
-    """The rows of the trampoline, with the seccomp step or without."""
-    return _START + (_FILTER if filtered else ()) + _SEARCH
+def program(filtered, reaper=False):
+    """The rows of the trampoline, with the seccomp step or without, and with
+    the reaper (which the filter covers too) or without."""
+    return _START + (_FILTER if filtered else ()) + (_REAPER if reaper else ()) + _SEARCH
 
 
 # -- the ELF file around it ----------------------------------------------------------
@@ -192,8 +268,9 @@ _ET_EXEC, _EM_X86_64, _PT_LOAD, _PF_R, _PF_X = 2, 62, 1, 4, 1
 
 def _width(opcode):
     """Bytes of the operand ``_link`` fills in after ``opcode``: four after
-    0f 8x (a near conditional jump) and ba (mov edx, imm32), else one."""
-    return 4 if opcode.startswith("0f") or opcode == "ba" else 1
+    0f 8x (a near conditional jump), e9 (a near jump) and ba (mov edx,
+    imm32), else one."""
+    return 4 if opcode.startswith("0f") or opcode in ("e9", "ba") else 1
 
 
 def _size(code):
@@ -219,10 +296,11 @@ def _link(rows, fprog=0):
     return bytes(out), labels
 
 
-def image(seccomp_program=None):
+def image(seccomp_program=None, reaper=False):
     """The trampoline as an ELF file; with ``seccomp_program`` (a compiled
-    filter, see ``seccomp.py``) it installs that filter before the execve."""
-    rows = program(seccomp_program is not None)
+    filter, see ``seccomp.py``) it installs that filter before the execve
+    (with ``reaper``, before the fork)."""
+    rows = program(seccomp_program is not None, reaper)
     end = _CODE_OFFSET + sum(_size(code) for _, code, _, _ in rows)
     fprog_at = (end + 7) // 8 * 8
     data = b""
@@ -238,7 +316,7 @@ def image(seccomp_program=None):
 
 # -- using it ----------------------------------------------------------------------------
 
-def create(seccomp_program=None):
+def create(seccomp_program=None, reaper=False):
     """The trampoline (``image``) in a sealed, close-on-exec memfd, mode 0111;
     None where there is none (not x86-64, or the kernel forbids executable
     memfds) and the caller must execute the command itself."""
@@ -250,7 +328,7 @@ def create(seccomp_program=None):
         return None
     try:
         with open(fd, "wb", closefd=False) as f:
-            f.write(image(seccomp_program))
+            f.write(image(seccomp_program, reaper))
         os.fchmod(fd, 0o111)
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
     except BaseException:

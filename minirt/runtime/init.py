@@ -110,16 +110,15 @@ def main(spec, launch):
         step = f"entering the working directory {spec.cwd}"
         _enter_workdir(spec.cwd, user, spec.read_only)
         step = "loading the exec trampoline"
-        # (--init's reaper stays in the container: it needs the filter too, before it forks)
-        exec_fd, seccomp_program = prepare_exec(launch.seccomp_program,
-                                                spec.no_new_privileges and not spec.init)
+        exec_fd, seccomp_program = prepare_exec(launch.seccomp_program, spec.no_new_privileges,
+                                                reaper=spec.init)
         step = "dropping privileges"
         # In a rootless user namespace setgroups(2) is forbidden: keep the groups we have.
         security.apply(caps=launch.capabilities, no_new_privs=spec.no_new_privileges,
                        seccomp_program=seccomp_program, uid=user.uid, gid=user.gid,
                        groups=None if setgroups_denied() else user.groups)
-        if spec.init:
-            _reaper(spec, env, launch, exec_fd)
+        if spec.init and exec_fd is None:  # (else the trampoline is the reaper)
+            _reaper(spec, env, launch)
         execute(spec.args, env, launch.error_fd, exec_fd)
     except BaseException as e:  # noqa: BLE001 — everything must reach the parent
         send_report(launch.error_fd, e, step)
@@ -219,18 +218,20 @@ def _reset_signals():
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def prepare_exec(seccomp_program, filter_last):
+def prepare_exec(seccomp_program, filter_last, reaper=False):
     """Load the trampoline that will execute the command (``kernel/trampoline.py``),
     before ``security.apply`` (no filter yet to pass): (its memfd, or None
     where there is none; the seccomp filter that ``apply`` must still install).
 
     With ``filter_last`` (it needs no_new_privs) the trampoline carries the
-    filter and installs it as its last step before the command's execve.
+    filter and installs it as its last step before the command's execve
+    (with ``reaper``, before it forks: the reaper is filtered too).
     Else ``apply`` installs it (without no_new_privs that needs CAP_SYS_ADMIN,
     which ``apply`` drops), and the filter must allow the trampoline's
-    execveat (docker's does).
+    execveat (docker's does).  With ``reaper`` (``--init``) the trampoline
+    stays as PID 1, reaping, and runs the command as its child.
     """
-    fd = trampoline.create(seccomp_program if filter_last else None)
+    fd = trampoline.create(seccomp_program if filter_last else None, reaper)
     return fd, seccomp_program if fd is None or not filter_last else None
 
 
@@ -290,20 +291,22 @@ def _execvp(paths, args, env):
     return first or last
 
 
-def _reaper(spec, env, launch, exec_fd):
-    """``--init``: stay as PID 1, run the command as a child, reap every orphan.
+def _reaper(spec, env, launch):
+    """``--init`` where there is no trampoline to be the reaper: stay as PID 1,
+    run the command as a child, reap every orphan.
 
     A shell or a program that never expected to be PID 1 neither reaps adopted
     zombies nor reacts to SIGTERM (PID 1 ignores signals it has no handler for);
     this small init does both: it forwards signals to the command and exits with
-    the command's status once the command is gone.
+    the command's status once the command is gone.  (It stays a copy of the
+    host's Python, not dumpable: the trampoline's reaper is not even that.)
     """
     child_err_r, child_err_w = os.pipe2(os.O_CLOEXEC)
     child = os.fork()
     if child == 0:
         os.close(child_err_r)
         try:
-            execute(spec.args, env, child_err_w, exec_fd)
+            execute(spec.args, env, child_err_w)
         except BaseException as e:  # noqa: BLE001
             send_report(child_err_w, e)
         os._exit(125)
@@ -353,6 +356,8 @@ def raise_report(report, command):
         raise exec_error(command, report[1])
     if len(report) == 2 and report[:1] == trampoline.FILTER_FAILED:
         raise security.seccomp_failure(report[1])
+    if len(report) == 2 and report[:1] == trampoline.FORK_FAILED:
+        raise RuntimeFailure(f"--init: starting the command: fork: {os.strerror(report[1])}")
     code, _, message = report.decode(errors="replace").partition(" ")
     raise {126: CommandNotExecutable, 127: CommandNotFound}.get(int(code), RuntimeFailure)(message)
 

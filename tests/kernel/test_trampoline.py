@@ -11,6 +11,8 @@ import fcntl
 import json
 import os
 import re
+import resource
+import signal
 import subprocess
 
 import pytest
@@ -29,10 +31,18 @@ def _read_all(fd):
     return b"".join(chunks)
 
 
-def _run(paths, args, env=None, prepare=None, program=None):
+def _run(paths, args, env=None, prepare=None, program=None, reaper=False):
     """``args`` executed through the trampoline in a child, as init.py does:
     (exit status, report on the error pipe, stdout)."""
-    fd = trampoline.create(program)
+    pid, out_r, err_r = _start(paths, args, env, prepare, program, reaper)
+    out = _read_all(out_r)
+    report = _read_all(err_r)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), report, out
+
+
+def _start(paths, args, env=None, prepare=None, program=None, reaper=False):
+    """The start of ``_run``: (the child's pid, its stdout, its error pipe)."""
+    fd = trampoline.create(program, reaper)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()  # close-on-exec, as minirt's error pipes are
     pid = os.fork()
@@ -51,16 +61,15 @@ def _run(paths, args, env=None, prepare=None, program=None):
             os._exit(99)
     for end in (fd, out_w, err_w):
         os.close(end)
-    out = _read_all(out_r)
-    report = _read_all(err_r)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), report, out
+    return pid, out_r, err_r
 
 
 # -- the bytes -----------------------------------------------------------------------
 
+@pytest.mark.parametrize("reaper", [False, True])
 @pytest.mark.parametrize("filtered", [False, True])
-def test_the_code_is_what_its_comments_say(tmp_path, filtered):
-    rows = trampoline.program(filtered)
+def test_the_code_is_what_its_comments_say(tmp_path, filtered, reaper):
+    rows = trampoline.program(filtered, reaper)
     fprog = 0x400200
     code, labels = trampoline._link(rows, fprog)
     (tmp_path / "code").write_bytes(code)
@@ -254,3 +263,54 @@ def test_no_process_of_the_container_can_look_into_it(tmp_path, uid):
         os.waitpid(pid, 0)
         os.close(r)
         os.close(fd)
+
+
+# -- with --init: the reaper ---------------------------------------------------------------
+
+def test_the_reaper_exits_as_its_command_did():
+    sh = [BUSYBOX]
+    assert _run(sh, ["sh", "-c", "echo $$ $PPID; exit 3"], reaper=True)[:2] == (3, b"")
+    assert _run(sh, ["sh", "-c", "kill -9 $$"], reaper=True) == (128 + 9, b"", b"")
+    assert _run(["/nope"], HELLO, reaper=True) == (125, trampoline.EXECVE_FAILED + bytes([errno.ENOENT]), b"")
+
+
+def test_the_reaper_runs_its_command_as_a_child_with_no_signal_blocked():
+    pid, out_r, err_r = _start([BUSYBOX], ["sh", "-c", "echo $PPID; grep SigBlk /proc/self/status"], reaper=True)
+    ppid, _, blocked = _read_all(out_r).decode().split()
+    assert (int(ppid), blocked, _read_all(err_r)) == (pid, "0" * 16, b"")
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def test_the_reaper_forwards_signals_to_its_command():
+    script = 'trap "echo got TERM; exit 7" TERM; trap "echo got USR1" USR1; echo ready; while :; do sleep 0.01; done'
+    pid, out_r, err_r = _start([BUSYBOX], ["sh", "-c", script], reaper=True)
+    with os.fdopen(out_r, "rb") as out:
+        assert out.readline() == b"ready\n"
+        os.kill(pid, signal.SIGUSR1)
+        assert out.readline() == b"got USR1\n"
+        os.kill(pid, signal.SIGTERM)
+        assert out.read() == b"got TERM\n"
+    assert (os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), _read_all(err_r)) == (7, b"")
+
+
+def test_the_reaper_reaps_orphans():
+    """As a subreaper here (in a container it is PID 1): the command's
+    orphan, once ended, is no zombie child of the reaper's."""
+    def subreaper():
+        libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+    script = "(sleep 0.05 &); sleep 0.5; cat /proc/$PPID/task/$PPID/children; echo; echo $$"
+    status, report, out = _run([BUSYBOX], ["sh", "-c", script], prepare=subreaper, reaper=True)
+    children, me = out.split(b"\n")[:2]
+    assert (status, report, children.split()) == (0, b"", [me])
+
+
+@pytest.mark.privileged
+def test_a_fork_the_reaper_cannot_make_is_reported():
+    """As nobody, with room for no more process of nobody's."""
+    def one_process():
+        os.setgroups([])
+        os.setresgid(65534, 65534, 65534)
+        os.setresuid(65534, 65534, 65534)
+        resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))
+    assert _run([BUSYBOX], HELLO, prepare=one_process, reaper=True) == \
+        (125, trampoline.FORK_FAILED + bytes([errno.EAGAIN]), b"")

@@ -1,9 +1,9 @@
 """Nothing of the host is reachable from inside a container, at any moment.
 
 The processes minirt puts into a container are, until their execve, copies of
-the host's Python: ``minirt exec``'s joining process and ``run``'s PID 1 (and
-with ``--init`` PID 1 stays one).  A process in the container that watches
-/proc must not catch such a copy holding the caller's environment
+the host's Python: ``minirt exec``'s joining process and ``run``'s PID 1
+(which with ``--init`` stays, as the trampoline: see below).  A process in
+the container that watches /proc must not catch such a copy holding the caller's environment
 (``/proc/PID/environ``), the caller's descriptors (``/proc/PID/fd/N``, a
 directory among them is a way out to the host's files) or the host's Python
 binary (``/proc/PID/exe``, the CVE-2019-5736 primitive).  As runc does, they
@@ -312,8 +312,8 @@ def test_a_watcher_inside_catches_nothing_of_many_execs(state_root, detached, bu
 # -- run's PID 1, and --init's, which stays -----------------------------------------------
 
 def test_init_reaper_shows_nothing_of_the_host(state_root, busybox_image):
-    """``--init`` keeps a copy of minirt as PID 1 for the container's life: its
-    environment is the host's ``minirt run``'s, its executable the host's Python."""
+    """``--init``'s PID 1 stays for the container's life, not dumpable: no
+    environment, executable or descriptor of it is open to the container."""
     env = dict(os.environ, MINIRT_TEST_TOKEN=SECRET.split("=", 1)[1])
     script = ("cat /proc/1/environ || echo no-environ; cat /proc/1/exe >/dev/null || echo no-exe; "
               "readlink /proc/1/fd/2 || echo no-fds; cat /proc/1/cmdline; echo")
@@ -323,6 +323,16 @@ def test_init_reaper_shows_nothing_of_the_host(state_root, busybox_image):
         assert SECRET.encode() not in r.stdout
         assert b"no-environ" in r.stdout and b"no-exe" in r.stdout and b"no-fds" in r.stdout, r.stdout
         assert b"--root" not in r.stdout and state_root.encode() not in r.stdout
+
+
+def test_init_reaper_is_the_trampoline_even_to_a_privileged_container(state_root, busybox_image):
+    """A container with CAP_SYS_PTRACE may look into PID 1: it finds the
+    trampoline's few hundred bytes, and no file of the host mapped."""
+    script = "readlink /proc/1/exe; wc -c </proc/1/exe; grep -c / /proc/1/maps"
+    r = cli(state_root, "run", "--rm", "--init", "--privileged", busybox_image, "sh", "-c", script)
+    exe, size, files = r.stdout.decode().split("\n")[:3]
+    assert (r.returncode, exe, files) == (0, "/memfd:minirt-trampoline (deleted)", "1"), (r.stdout, r.stderr)
+    assert int(size) < 4096
 
 
 # -- a command that is /proc/self/exe: the kernel runs the executable of the process execing ----
@@ -388,8 +398,8 @@ def test_exec_of_proc_self_exe_does_not_run_the_host_python(state_root, detached
 
 
 def test_exec_of_the_init_reaper_does_not_run_the_host_python(state_root, detached, self_exe_image):
-    """With --init, PID 1 stays a copy of minirt: its /proc/1/exe is the
-    host's Python, which a process of the container may not follow."""
+    """With --init, PID 1 stays: its /proc/1/exe (the trampoline) is not for
+    a process of the container to follow."""
     cid = detached("--init", *host_python_inside(), self_exe_image, "sh", "-c", LOOP)
     r = cli(state_root, "exec", cid, "/proc/1/exe", "-c", PROBE)
     assert r.returncode == 126 and b"python ran" not in r.stdout, (r.stdout, r.stderr)
@@ -397,8 +407,8 @@ def test_exec_of_the_init_reaper_does_not_run_the_host_python(state_root, detach
 
 
 def test_the_init_reaper_is_filtered_too(state_root, busybox_image):
-    """The trampoline installs the seccomp filter for the command; --init's
-    PID 1, which stays, installs it for itself."""
+    """The trampoline installs the seccomp filter for the command; as
+    --init's PID 1, before it forks the command."""
     r = cli(state_root, "run", "--rm", "--init", busybox_image,
             "grep", "Seccomp:", "/proc/1/status", "/proc/self/status")
     assert r.returncode == 0 and r.stdout.decode().split() == ["/proc/1/status:Seccomp:", "2",

@@ -12,6 +12,7 @@ variants at the end run the same commands as the user nobody.
 import json
 import os
 import re
+import signal
 import shutil
 import subprocess
 import sys
@@ -454,6 +455,25 @@ def test_rm_refuses_a_running_container_without_force(lc):
     assert not process_alive(pid) and not process_alive(monitor)
     assert not os.path.lexists(os.path.join(lc.root, "names", "keepme"))
     assert lc("inspect", "keepme").returncode == 1
+
+
+def test_init_forwards_stop_and_signals_to_the_command(lc):
+    """With --init the command is not PID 1: a shell with no trap ends on
+    stop's SIGTERM (as PID 1 it would ignore it until the grace period's
+    SIGKILL, 137), and kill's signals reach it."""
+    cid = lc.run_d("sh", "-c", "while :; do sleep 0.05; done", options=["--init"])
+    lc.ok("stop", cid)
+    assert lc.inspect(cid)["State"]["ExitCode"] == 128 + signal.SIGTERM
+    other = lc.run_d("sh", "-c", "trap 'exit 42' USR1; while :; do sleep 0.05; done", options=["--init"])
+    time.sleep(0.3)  # let the shell install its trap
+    lc.ok("kill", "-s", "USR1", other)
+    assert lc.ok("wait", other) == "42\n"
+
+
+def test_an_init_that_cannot_fork_its_command_says_so(lc):
+    r = lc("run", "--rm", "--init", "--pids-limit", "1", lc.image, "true")
+    assert r.returncode == 125
+    assert r.stderr == b"minirt: --init: starting the command: fork: Resource temporarily unavailable\n"
 
 
 def test_rm_a_stopped_container(lc):
