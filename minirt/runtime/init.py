@@ -302,7 +302,10 @@ def _reaper(spec, env, launch):
     host's Python, not dumpable: the trampoline's reaper is not even that.)
     """
     child_err_r, child_err_w = os.pipe2(os.O_CLOEXEC)
-    child = os.fork()
+    try:
+        child = os.fork()
+    except OSError as e:  # (the trampoline's report says the same)
+        raise RuntimeFailure(f"--init: starting the command: fork: {e.strerror}") from None
     if child == 0:
         os.close(child_err_r)
         try:

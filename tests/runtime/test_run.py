@@ -18,6 +18,8 @@ import minirt
 import minirt.api
 import minirt.runtime.state
 from minirt.errors import CommandNotExecutable, CommandNotFound, ImageError
+from minirt.image.busybox import CONFIG, busybox_rootfs
+from minirt.image.write import write_image
 from minirt.kernel import cgroups
 from minirt.runtime.container import Container
 
@@ -37,8 +39,8 @@ def sh(run, script, **kw):
     return r.stdout.decode()
 
 
-def cli(state_root, *args, input=None, **kw):
-    return subprocess.run([sys.executable, "-m", "minirt", "--root", state_root, *args],
+def cli(state_root, *args, input=None, prefix=(), **kw):
+    return subprocess.run([*prefix, sys.executable, "-m", "minirt", "--root", state_root, *args],
                           input=input, capture_output=True, timeout=60, **kw)
 
 
@@ -219,6 +221,31 @@ def test_init_reaps_and_forwards(run):
     # A zombie orphan is reaped by the init: after its parent exits it is gone.
     out = sh(run, "(sleep 0.1 &) ; sleep 0.4; ps -o stat,comm | grep -c Z || true", init=True)
     assert out.strip() == "0"
+
+
+NO_TRAMPOLINE = ["setarch", "i686"]  # (uname says i686: not the trampoline's machine)
+
+
+@pytest.fixture(scope="module")
+def i686_busybox(tmp_path_factory):
+    """busybox said to be for linux/386, the platform minirt looks for under
+    ``setarch i686`` (the x86-64 binary runs all the same)."""
+    d = tmp_path_factory.mktemp("i686")
+    (d / "rootfs").mkdir()
+    busybox_rootfs(d / "rootfs")
+    return str(write_image(d / "busybox.tar", [d / "rootfs"], config=CONFIG, platform=("linux", "386")))
+
+
+def test_without_the_trampoline_init_runs_the_command_and_reaps(i686_busybox, state_root):
+    """Where there is no trampoline (off x86-64, or where the kernel forbids
+    executable memfds) init executes the command itself, and --init's
+    reaper is a hidden copy of minirt."""
+    script = "cat /proc/1/exe >/dev/null || echo hidden; (sleep 0.1 &); sleep 0.4; ps -o stat | grep -c Z; exit 4"
+    r = cli(state_root, "run", "--rm", "--init", i686_busybox, "sh", "-c", script, prefix=NO_TRAMPOLINE)
+    assert (r.returncode, r.stdout) == (4, b"hidden\n0\n"), r.stderr
+    r = cli(state_root, "run", "--rm", "--init", "--pids-limit", "1", i686_busybox, "true", prefix=NO_TRAMPOLINE)
+    assert (r.returncode, r.stderr) == (125, b"minirt: --init: starting the command: fork: "
+                                             b"Resource temporarily unavailable\n")
 
 
 def test_nothing_is_left_after_a_run(run, state_root):
