@@ -39,7 +39,9 @@ can make it run only what that caller could run anyway):
                                under it, and with --init the reaper
     reaper (--init)            fork: the parent stays as PID 1, forwards
                                signals to the child, reaps orphans and exits
-                               as the child did (tini's job); the child goes on
+                               as the child did (tini's job); the child, in a
+                               process group of its own (the terminal's
+                               foreground one), goes on
     execve path1, path2, ...   the $PATH search as glibc's execvp: on past any
                                failure; if none runs, the first error other
                                than ENOENT or ENOTDIR, else the last
@@ -189,7 +191,19 @@ _REAPER = (
     ("",       ("e9", "exit"),      "jmp exit",                       ""),
     ("exited", "c1 ef 08",          "shr edi,0x8",                    "else its exit code"),
     ("",       ("e9", "exit"),      "jmp exit",                       ""),
-    ("child",  "48 c7 04 24 00 00 00 00", "mov QWORD PTR [rsp],0x0", "the command: no signal blocked"),
+    ("child",  "31 ff",             "xor edi,edi",                    "the command: setpgid(0, 0), a process"),
+    ("",       "31 f6",             "xor esi,esi",                    "  group of its own, so that a terminal's"),
+    ("",       "b8 6d 00 00 00",    "mov eax,0x6d",                   "  Ctrl-C reaches it once, not also"),
+    ("",       "0f 05",             "syscall",                        "  through the reaper"),
+    ("",       "b8 27 00 00 00",    "mov eax,0x27",                   "getpid(): that group's number"),
+    ("",       "0f 05",             "syscall",                        ""),
+    ("",       "89 04 24",          "mov DWORD PTR [rsp],eax",        ""),
+    ("",       "31 ff",             "xor edi,edi",                    "ioctl(0, TIOCSPGRP, &group): the"),
+    ("",       "be 10 54 00 00",    "mov esi,0x5410",                 "  terminal's foreground group, if stdin"),
+    ("",       "48 89 e2",          "mov rdx,rsp",                    "  is one (else ENOTTY: fine; SIGTTOU"),
+    ("",       "b8 10 00 00 00",    "mov eax,0x10",                   "  is still blocked)"),
+    ("",       "0f 05",             "syscall",                        ""),
+    ("",       "48 c7 04 24 00 00 00 00", "mov QWORD PTR [rsp],0x0", "no signal blocked"),
     ("",       "bf 02 00 00 00",    "mov edi,0x2",                    "rt_sigprocmask(SIG_SETMASK,"),
     ("",       "48 89 e6",          "mov rsi,rsp",                    "  no signal,"),
     ("",       "31 d2",             "xor edx,edx",                    "  no old set,"),

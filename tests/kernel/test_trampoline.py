@@ -274,10 +274,11 @@ def test_the_reaper_exits_as_its_command_did():
     assert _run(["/nope"], HELLO, reaper=True) == (125, trampoline.EXECVE_FAILED + bytes([errno.ENOENT]), b"")
 
 
-def test_the_reaper_runs_its_command_as_a_child_with_no_signal_blocked():
-    pid, out_r, err_r = _start([BUSYBOX], ["sh", "-c", "echo $PPID; grep SigBlk /proc/self/status"], reaper=True)
-    ppid, _, blocked = _read_all(out_r).decode().split()
-    assert (int(ppid), blocked, _read_all(err_r)) == (pid, "0" * 16, b"")
+def test_the_reaper_runs_its_command_as_a_child_with_no_signal_blocked_in_its_own_group():
+    script = "echo $PPID; grep SigBlk /proc/self/status; read -r pid comm state ppid group rest </proc/$$/stat; echo $pid $group"
+    pid, out_r, err_r = _start([BUSYBOX], ["sh", "-c", script], reaper=True)
+    ppid, _, blocked, child, group = _read_all(out_r).decode().split()
+    assert (int(ppid), blocked, group, _read_all(err_r)) == (pid, "0" * 16, child, b"")
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 

@@ -306,6 +306,14 @@ def test_cli_tty(busybox_image, state_root, terminal):
     assert b"/dev/console" in t.out or b"/dev/pts" in t.out
 
 
+def test_cli_tty_with_init_gives_the_terminal_to_the_command(busybox_image, state_root, terminal):
+    """With --init the command (pid 2) leads the terminal's foreground process
+    group, not the reaper: a Ctrl-C reaches it once, not also forwarded."""
+    fields = "read -r pid comm state ppid group session tty fg rest </proc/$$/stat; echo stat $pid $group $fg."
+    t = terminal("--root", state_root, "run", "--rm", "-it", "--init", busybox_image, "sh", "-c", fields)
+    t.read_until(b"stat 2 2 2.")
+
+
 def test_bad_image_changes_nothing(state_root, tmp_path):
     bad = tmp_path / "bad.tar"
     bad.write_bytes(b"this is not a tar archive" * 100)
