@@ -19,6 +19,13 @@ _loads = itertools.count()
 
 
 def _normalize(tag):
+    """A tag as the catalog keeps it: docker's familiar form (``alpine:latest`` for
+    ``alpine`` or ``docker.io/library/alpine``); a name that is no reference as it was."""
+    from minirt.image.reference import parse_optional
+
+    ref = parse_optional(tag)
+    if ref is not None and ref.digest is None:
+        return ref.familiar
     name, _, version = tag.rpartition(":") if ":" in tag.rsplit("/", 1)[-1] else (tag, "", "latest")
     return f"{name}:{version}"
 
