@@ -1,0 +1,178 @@
+"""A real OCI registry for the tests: Debian's docker-registry (distribution 2.8).
+
+``Registry(tmp, auth=None|"basic"|"token")`` starts one on 127.0.0.1 at a free
+port, with its own config and storage under ``tmp``; ``stop()`` ends it (and
+the token server).  ``push(archive, name)`` copies an image archive into it
+with skopeo, as a user would.
+
+- ``basic``: an htpasswd file (bcrypt, the only hash distribution accepts)
+  with ``USER``/``PASSWORD``.
+- ``token``: the registry trusts a self-made certificate; a token server run
+  here, in a thread, hands out JWTs signed with its key (``openssl dgst``) to
+  ``USER``/``PASSWORD`` (or anonymously for pulls with ``anonymous_pull``),
+  for the scope asked, valid ``token_seconds``.  ``token_requests`` counts them.
+"""
+
+import base64
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+
+USER, PASSWORD = "student", "s3cret pass"
+SERVICE, ISSUER = "minirt-test-registry", "minirt-test-issuer"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    def __init__(self, tmp, seconds=60):
+        self.key, self.cert = os.path.join(tmp, "token.key"), os.path.join(tmp, "token.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.key,
+                        "-out", self.cert, "-days", "2", "-subj", "/CN=minirt-test-token"],
+                       check=True, capture_output=True)
+        pem = open(self.cert).read()
+        self.x5c = "".join(pem.split("-----")[2].split())  # the DER, base64
+        self.seconds, self.requests, self.anonymous_pull = seconds, [], False
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append(self.path)
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                scopes = query.get("scope", [])
+                auth = self.headers.get("Authorization", "")
+                good = auth == "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+                if auth and not good or not auth and not server.anonymous_pull:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                token = server.token(query.get("service", [""])[0], scopes, push=good)
+                body = json.dumps({"token": token, "expires_in": server.seconds}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/token"
+        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
+        self.thread.start()
+
+    def token(self, service, scopes, push):
+        access = []
+        for scope in scopes:
+            for one in scope.split(" "):
+                kind, name, actions = one.split(":", 2) if one.count(":") >= 2 else ("", "", "")
+                allowed = [a for a in actions.split(",") if a == "pull" or push]
+                access.append({"type": kind, "name": name, "actions": allowed})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        claims = {"iss": ISSUER, "sub": USER, "aud": service, "exp": now + self.seconds, "nbf": now - 10,
+                  "iat": now, "jti": os.urandom(8).hex(), "access": access}
+        signing = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", self.key], input=signing.encode(),
+                             check=True, capture_output=True).stdout
+        return f"{signing}.{_b64url(sig)}"
+
+    def stop(self):
+        self.http.shutdown()
+        self.http.server_close()
+        self.thread.join()
+
+
+class Registry:
+    def __init__(self, tmp, auth=None):
+        self.tmp, self.auth, self.tokens = str(tmp), auth, None
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        config = {"version": 0.1, "log": {"level": "error", "accesslog": {"disabled": True}},
+                  "storage": {"filesystem": {"rootdirectory": os.path.join(self.tmp, "data")},
+                              "delete": {"enabled": True}},
+                  "http": {"addr": self.host}}
+        if auth == "basic":
+            import bcrypt
+            path = os.path.join(self.tmp, "htpasswd")
+            with open(path, "w") as f:
+                f.write(f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(5)).decode()}\n")
+            config["auth"] = {"htpasswd": {"realm": "minirt-test", "path": path}}
+        elif auth == "token":
+            self.tokens = TokenServer(self.tmp)
+            config["auth"] = {"token": {"realm": self.tokens.url, "service": SERVICE, "issuer": ISSUER,
+                                        "rootcertbundle": self.tokens.cert}}
+        path = os.path.join(self.tmp, "config.yml")
+        with open(path, "w") as f:
+            json.dump(config, f)  # JSON is YAML
+        self.log = open(os.path.join(self.tmp, "registry.log"), "w+")
+        self.proc = subprocess.Popen(["docker-registry", "serve", path], stdout=self.log, stderr=self.log,
+                                     stdin=subprocess.DEVNULL)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self):
+        import http.client
+
+        deadline = time.monotonic() + 20
+        while True:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"docker-registry exited {self.proc.returncode}: {self.log.read()[-2000:]}")
+            try:
+                c = http.client.HTTPConnection(self.host, timeout=2)
+                c.request("GET", "/v2/")
+                c.getresponse().read()
+                c.close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def creds(self):
+        return ["--dest-creds", f"{USER}:{PASSWORD}"] if self.auth else []
+
+    def push(self, source, name, *extra):
+        """skopeo copy SOURCE (a transport:path) to NAME in this registry; returns NAME's full reference."""
+        ref = f"{self.host}/{name}"
+        subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", *self.creds(), *extra,
+                        source, f"docker://{ref}"], check=True, capture_output=True)
+        return ref
+
+    def inspect(self, name, raw=False):
+        creds = ["--creds", f"{USER}:{PASSWORD}"] if self.auth else []
+        out = subprocess.run(["skopeo", "inspect", "--tls-verify=false", *creds, *(["--raw"] if raw else []),
+                              f"docker://{self.host}/{name}"], check=True, capture_output=True).stdout
+        return json.loads(out)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        if self.tokens:
+            self.tokens.stop()
+        shutil.rmtree(os.path.join(self.tmp, "data"), ignore_errors=True)
