@@ -73,7 +73,7 @@ def _prepare_loaded(ref, store, cmd, root, options):
     if not all(os.path.isdir(d) for d in layers):
         # Loaded into another store (root vs rootless): unpack again from the source.
         if not os.path.exists(entry.get("source", "")):
-            raise ImageError(f"{ref}: layers missing from the store; load the image again")
+            raise ImageError(f"{ref}: layers missing from the store; pull or load the image again")
         with open_image(entry["source"]) as img:
             layers = store.unpack(img)
     config = (entry.get("config") or {}).get("config") or {}

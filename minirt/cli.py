@@ -93,6 +93,8 @@ def cmd_run(args):
     from minirt.api import prepare, start_detached
     from minirt.runtime.container import Container
 
+    if not os.path.exists(args.image):
+        _pull_missing(args)
     spec = prepare(args.image, args.args or None, root=root, **options)
     container = Container(spec, root)
     if args.detach:
@@ -416,6 +418,130 @@ def cmd_load(args):
         print(f"Loaded image: {tag}")
     if not tags:
         print(f"Loaded image ID: {image_id}")
+    return 0
+
+
+def cmd_pull(args):
+    from minirt.image.reference import parse
+
+    _pull(args, parse(args.ref), sys.stdout)
+    return 0
+
+
+def _pull_missing(args):
+    """``run REF`` of an image neither on disk nor loaded: pull it first, as docker does."""
+    from minirt.image.reference import parse_optional
+    from minirt.runtime.images import Catalog
+
+    ref = parse_optional(args.image)
+    if ref is None or args.image.endswith(".tar") or Catalog(_root(args)).lookup(args.image) is not None:
+        return  # a file's name, or loaded: prepare finds it (or says what is wrong)
+    print(f"Unable to find image '{ref.familiar}' locally", file=sys.stderr)
+    args.quiet = False
+    _pull(args, ref, sys.stderr)
+
+
+def _pull(args, ref, out):
+    from minirt.image import Store
+    from minirt.image.pull import parse_platform
+    from minirt.runtime.images import Catalog
+
+    platform = parse_platform(args.platform) if args.platform else None
+    root = _root(args)
+    show = _PullProgress(out) if not args.quiet else None
+    if show:
+        show.line(f"{ref.digest or ref.tag}: Pulling from {ref.path}")
+    img, new = Catalog(root).pull(ref, Store(root), platform=platform, insecure=args.insecure_registry,
+                                  report=show and show.layer, on_bytes=show and show.bytes)
+    if show:
+        show.done()
+        show.line(f"Digest: {img.digest}")
+        show.line(f"Status: {'Downloaded newer image' if new else 'Image is up to date'} for {ref.familiar}")
+    if out is sys.stdout:
+        print(str(ref))
+
+
+class _PullProgress:
+    """docker pull's lines: one per layer; on a terminal, redrawn as the bytes arrive."""
+
+    def __init__(self, out):
+        import threading
+        import time
+
+        self.out, self.clock, self.lock = out, time.monotonic, threading.Lock()
+        self.live = out.isatty()
+        self.rows, self.got, self.start, self.drawn = {}, {}, self.clock(), 0
+
+    def line(self, text):
+        print(text, file=self.out, flush=True)
+
+    def bytes(self, digest, n):
+        with self.lock:
+            self.got[digest] = self.got.get(digest, 0) + n
+            if self.live:
+                self.rows[digest] = f"Downloading {_size(self.got[digest])} ({_size(self.got[digest] / max(self.clock() - self.start, 1e-3))}/s)"
+                if self.clock() - self.drawn > 0.1:
+                    self._draw()
+
+    def layer(self, layer, status):
+        with self.lock:
+            self.rows[layer.digest or layer.diff_id] = status
+            if self.live:
+                self._draw()
+            else:
+                self.line(f"{(layer.digest or layer.diff_id)[7:19]}: {status}")
+
+    def _draw(self):
+        self.out.write(f"\x1b[{self.shown}A" if getattr(self, "shown", 0) else "")
+        for digest, status in self.rows.items():
+            self.out.write(f"\x1b[2K{digest[7:19]}: {status}\n")
+        self.shown, self.drawn = len(self.rows), self.clock()
+        self.out.flush()
+
+    def done(self):
+        if self.live:
+            with self.lock:
+                self._draw()
+
+
+def _size(n):
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.1f}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1000
+
+
+def cmd_login(args):
+    from minirt.image import credentials
+    from minirt.image.registry import Client
+
+    user = args.username
+    if args.password_stdin:
+        if args.password is not None:
+            raise SpecError("--password and --password-stdin are exclusive")
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = args.password
+    if not user or password is None:
+        raise SpecError("login needs -u USER and a password (--password-stdin)")
+    registry = credentials.key(args.registry)
+    host = "registry-1.docker.io" if registry.startswith("https://") else registry
+    # Checked with the registry first, as docker does: a wrong password is not kept.
+    client = Client(host, (user, password), args.insecure_registry)
+    client.request("GET", "/v2/", scope="", what=f"{args.registry}: login").close()
+    client.close()
+    path = credentials.store(args.registry, user, password)
+    print(f"Login Succeeded (saved in {path})")
+    return 0
+
+
+def cmd_logout(args):
+    from minirt.image import credentials
+
+    if credentials.remove(args.registry):
+        print(f"Removing login credentials for {credentials.key(args.registry)}")
+    else:
+        print(f"Not logged in to {credentials.key(args.registry)}")
     return 0
 
 

@@ -99,7 +99,7 @@ class Layer:
 class Image:
     """An opened image: its config, its layers, and a way to read its blobs."""
 
-    def __init__(self, source: str, blobs: "_BlobSource", config: dict, id: str,
+    def __init__(self, source: str, blobs: "BlobSource", config: dict, id: str,
                  layers: list[Layer], manifest: dict, paths: dict[Layer, str]):
         self.source = source
         self.config = config
@@ -139,7 +139,7 @@ def open_image(path: str | os.PathLike, ref: str | None = None,
     is_dir = os.path.isdir(source)
     try:
         if is_dir:
-            blobs: _BlobSource = _DirBlobs(source)
+            blobs: BlobSource = _DirBlobs(source)
         else:
             blobs = _TarBlobs(source)
     except OSError as e:
@@ -152,7 +152,7 @@ def open_image(path: str | os.PathLike, ref: str | None = None,
         else:
             what = "directory" if is_dir else "archive"
             raise ImageError(f"{source}: not an image: {what} has neither index.json nor manifest.json")
-        _check_platform(source, config, platform)
+        check_platform(source, config, platform)
         check_run_config(source, config)
         image = Image(source, blobs, config, id, layers, manifest, paths)
         image.tags = _tags(blobs, id)
@@ -164,7 +164,7 @@ def open_image(path: str | os.PathLike, ref: str | None = None,
 
 # --- where blobs come from: a directory or a tar file -------------------------
 
-class _BlobSource:
+class BlobSource:
     source: str
 
     def exists(self, name: str) -> bool: ...
@@ -194,7 +194,7 @@ class _BlobSource:
         return obj, data
 
 
-class _DirBlobs(_BlobSource):
+class _DirBlobs(BlobSource):
     def __init__(self, source: str):
         self.source = source
 
@@ -214,7 +214,7 @@ class _DirBlobs(_BlobSource):
         pass
 
 
-class _TarBlobs(_BlobSource):
+class _TarBlobs(BlobSource):
     """Blobs inside an (uncompressed) tar file, read in place, never extracted.
 
     The member table is read once (tarindex.py); a blob is then a window onto
@@ -356,7 +356,7 @@ def _ref_names(d: dict) -> set[str]:
     return names
 
 
-def _tags(blobs: "_BlobSource", config_digest: str) -> list[str]:
+def _tags(blobs: "BlobSource", config_digest: str) -> list[str]:
     """The image's names: docker's RepoTags, or an index entry's full image name.
 
     A bare OCI ``ref.name`` such as "latest" names a tag without a repository,
@@ -387,13 +387,13 @@ def _ref_matches(ref: str, names: set[str]) -> bool:
     return False
 
 
-def _read_oci(blobs: _BlobSource, ref: str | None, plat: tuple[str, str]):
+def _read_oci(blobs: BlobSource, ref: str | None, plat: tuple[str, str]):
     src = blobs.source
     index, _ = blobs.read_json("index.json", "index.json")
     what, media, digest = "index.json", OCI_INDEX, None
     for depth in range(8):
         if media in INDEX_TYPES:
-            d = _pick(src, what, index, ref if depth == 0 else None, plat)
+            d = pick_manifest(src, what, index, ref if depth == 0 else None, plat)
             media, digest, size = _descriptor(src, f"{what}: manifest", d)
             what = f"{'manifest list' if media in INDEX_TYPES else 'manifest'} {_short(digest)}"
             if media not in INDEX_TYPES | MANIFEST_TYPES:
@@ -406,10 +406,12 @@ def _read_oci(blobs: _BlobSource, ref: str | None, plat: tuple[str, str]):
             break
     else:
         raise ImageError(f"{src}: indexes nested too deeply")
-    return _read_manifest(blobs, what, index)
+    return read_manifest(blobs, what, index)
 
 
-def _pick(src: str, what: str, index: dict, ref: str | None, plat: tuple[str, str]) -> dict:
+def pick_manifest(src: str, what: str, index: dict, ref: str | None, plat: tuple) -> dict:
+    """The entry of ``index`` for platform ``plat`` ((os, arch) or (os, arch, variant))
+    and, if given, named ``ref``."""
     entries = index.get("manifests")
     entries = [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
     if not entries:
@@ -425,20 +427,21 @@ def _pick(src: str, what: str, index: dict, ref: str | None, plat: tuple[str, st
             # Attestations (buildx) hide behind an "unknown/unknown" platform
             # or an annotation; an entry without a platform is the image.
             return (e.get("annotations") or {}).get("vnd.docker.reference.type") is None
-        return (p.get("os"), p.get("architecture")) == plat
+        return (p.get("os"), p.get("architecture")) == plat[:2] and (
+            len(plat) < 3 or p.get("variant") in (None, plat[2]))
 
     good = [e for e in entries if fits(e)]
     if not good:
         have = sorted({f"{(e.get('platform') or {}).get('os')}/{(e.get('platform') or {}).get('architecture')}"
                        for e in entries})
-        raise ImageError(f"{src}: no {plat[0]}/{plat[1]} image (has {', '.join(have)})")
+        raise ImageError(f"{src}: no {'/'.join(plat)} image (has {', '.join(have)})")
     if len({e.get("digest") for e in good}) > 1:
         names = sorted(n for e in good for n in _ref_names(e)) or [str(len(good))]
         raise ImageError(f"{src}: holds several images ({', '.join(names)}); name one")
     return good[0]
 
 
-def _read_manifest(blobs: _BlobSource, what: str, manifest: dict):
+def read_manifest(blobs: BlobSource, what: str, manifest: dict):
     src = blobs.source
     media, cdigest, csize = _descriptor(src, f"{what}: config", manifest.get("config"))
     if media not in CONFIG_TYPES:
@@ -475,9 +478,9 @@ def _diff_ids(src: str, config: dict) -> list[str]:
     return ids
 
 
-def _check_platform(src: str, config: dict, plat: tuple[str, str]) -> None:
+def check_platform(src: str, config: dict, plat: tuple) -> None:
     have = (config.get("os"), config.get("architecture"))
-    if have != plat and have != (None, None):
+    if have != plat[:2] and have != (None, None):
         raise ImageError(f"{src}: image is for {have[0]}/{have[1]}, not {plat[0]}/{plat[1]}")
 
 
@@ -536,7 +539,7 @@ def _digest_in_name(path):
     return None
 
 
-def _read_docker(blobs: _BlobSource, ref: str | None):
+def _read_docker(blobs: BlobSource, ref: str | None):
     src = blobs.source
     entries, _ = blobs.read_json("manifest.json", "manifest.json", want=list)
     if not entries or not all(isinstance(e, dict) for e in entries):

@@ -111,22 +111,47 @@ class Store:
     def has(self, diff_id: str) -> bool:
         return os.path.isdir(self.layer_dir(diff_id))
 
-    def unpack(self, img: Image) -> list[str]:
+    def unpack(self, img: Image, workers: int = 1, report=None) -> list[str]:
         """The layer directories of ``img``, bottom first; unpack what is missing.
         An image without layers gets the empty layer.
 
         A layer already in the store is neither read nor hashed: its name is
-        its diff_id, which the (verified) config vouches for.
+        its diff_id, which the (verified) config vouches for.  ``workers``
+        layers are unpacked at once (a pull: each waits on the network);
+        ``report(layer, "Already exists" | "Pull complete")`` hears of each.
         """
         if len(img.layers) > MAX_LAYERS:
             raise ImageError(f"{img.source}: {len(img.layers)} layers, but overlayfs stacks "
                              f"at most {MAX_LAYERS}")
-        dirs = []
+        dirs, missing = [], {}
         for layer in img.layers or [EMPTY_LAYER]:
             path = self.layer_dir(layer.diff_id)
-            if not os.path.isdir(path):
-                self._unpack_layer(img, layer, path)
+            if os.path.isdir(path):
+                if report:
+                    report(layer, "Already exists")
+            else:
+                missing.setdefault(path, layer)
             dirs.append(path)
+
+        def unpack(path):
+            self._unpack_layer(img, missing[path], path)
+            if report:
+                report(missing[path], "Pull complete")
+
+        if workers > 1 and len(missing) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(workers, len(missing))) as pool:
+                futures = [pool.submit(unpack, path) for path in missing]
+                try:
+                    for f in futures:
+                        f.result()
+                except BaseException:
+                    pool.shutdown(cancel_futures=True)  # the others' temporary layers go too
+                    raise
+        else:
+            for path in missing:
+                unpack(path)
         if self.id_map is not None:
             self._check_reachable()
         return dirs

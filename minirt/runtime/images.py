@@ -45,30 +45,53 @@ class Catalog:
         """Unpack the image at ``path`` into ``store`` and name it. Returns (id, tags)."""
         from minirt.image import open_image
 
+        with open_image(path) as img:
+            names = [_normalize(t) for t in (list(tags) or list(getattr(img, "tags", None) or []))]
+            self._add(img, store, names, source=os.path.abspath(path))
+        return img.id, names
+
+    def pull(self, ref, store, *, platform=None, insecure=(), report=None, on_bytes=None, workers=4):
+        """Pull ``ref`` (a reference.Reference) from its registry into ``store``
+        and name it.  Returns (image, whether anything was new)."""
+        from minirt.image import credentials
+        from minirt.image.formats import HOST_PLATFORM
+        from minirt.image.pull import open_remote
+        from minirt.image.registry import Client
+
+        client = Client(ref.registry, credentials.lookup(ref.domain), insecure)
+        with open_remote(ref, client, platform or HOST_PLATFORM, on_bytes) as img:
+            known = self.lookup(img.id) is not None and all(store.has(layer.diff_id) for layer in img.layers)
+            new = self._add(img, store, [] if ref.digest else [ref.familiar],
+                            source=f"{ref.repository}@{img.digest}", workers=workers, report=report)
+        return img, new or not known
+
+    def _add(self, img, store, names, source, **unpack):
+        """Unpack ``img``'s layers and record it under ``names``; True if a tag moved."""
         lease = f"load-{os.getpid()}-{next(_loads)}"  # until the entry names its layers
+        diff_ids = [layer.diff_id for layer in img.layers]
         try:
-            with open_image(path) as img:
-                diff_ids = [layer.diff_id for layer in img.layers]
-                store.lease(lease, diff_ids)
-                store.unpack(img)
-                names = [_normalize(t) for t in (list(tags) or list(getattr(img, "tags", None) or []))]
-                entry = {"id": img.id, "config": img.config, "source": os.path.abspath(path),
-                         "layers": diff_ids, "loaded_at": time.time()}
+            store.lease(lease, diff_ids)
+            store.unpack(img, **unpack)
+            entry = {"id": img.id, "config": img.config, "source": source,
+                     "layers": diff_ids, "loaded_at": time.time()}
+            if getattr(img, "digest", None):
+                entry["repo_digests"] = [source]
             os.makedirs(self.dir, exist_ok=True)
             state.write_json(os.path.join(self.dir, img.id.split(":", 1)[1] + ".json"), entry)
         finally:
             release(lease)
         with state.locked(self.dir, ".lock"):
             table = self._tags()
+            moved = any(table.get(name) != img.id for name in names)
             for name in names:
                 table[name] = img.id
             state.write_json(self.tags_file, table)
-        return img.id, names
+        return moved
 
     def lookup(self, ref):
         """The catalog entry for a tag or an image id (prefix), or None."""
         table = self._tags()
-        image_id = table.get(_normalize(ref))
+        image_id = table.get(_normalize(ref)) or self._by_digest(ref)
         if image_id is None:
             hexid = ref.split(":", 1)[-1].lower()
             matches = [f[:-5] for f in self._files() if f.startswith(hexid)] if len(hexid) >= 4 else []
@@ -79,6 +102,16 @@ class Catalog:
             return self._read(image_id.split(":", 1)[1] + ".json")
         except FileNotFoundError:
             return None
+
+    def _by_digest(self, ref):
+        """The id of the image pulled as ``name@sha256:...``, or None."""
+        from minirt.image.reference import parse_optional
+
+        parsed = parse_optional(ref)
+        if parsed is None or parsed.digest is None:
+            return None
+        pinned = f"{parsed.repository}@{parsed.digest}"
+        return next((e["id"] for _, e in self.list() if pinned in e.get("repo_digests", ())), None)
 
     def _read(self, name):
         """A catalog entry, checked as its image was when loaded: it may have been
