@@ -1,0 +1,155 @@
+"""A registry that misbehaves: each fault a one-line error (exit 125) or a successful
+retry, and the store unchanged.  The real registry cannot misbehave, so a small
+Python server here serves a real image (made by the project's writer) and
+breaks it in one way per test."""
+
+import hashlib
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from minirt.image.write import write_image
+
+H = "sha256:" + "ab" * 32
+
+
+class Faulty(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    fault = None
+    blobs, manifest = {}, b""
+    hits = []
+
+    def do_GET(self):
+        Faulty.hits.append(self.path)
+        f = Faulty.fault
+        if self.path == "/v2/":
+            return self.reply(200, b"{}")
+        if f == "stall":
+            time.sleep(3)
+            return self.reply(200, b"")
+        if f == "401":
+            return self.reply(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"who are you"}]}',
+                              {"WWW-Authenticate": 'Basic realm="x"'})
+        if f == "403":
+            return self.reply(403, b'{"errors":[{"code":"DENIED","message":"not yours"}]}')
+        if f == "500":
+            return self.reply(500, b'{"errors":[{"code":"UNKNOWN","message":"disk on fire"}]}')
+        if f == "429" and sum(1 for h in Faulty.hits if "/manifests/" in h) == 1:
+            return self.reply(429, b"slow down", {"Retry-After": "0"})
+        if f == "loop":
+            return self.reply(307, b"", {"Location": self.path})
+        if "/manifests/" in self.path:
+            if self.path.endswith("/missing"):
+                return self.reply(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}')
+            if f == "huge":
+                return self.reply(200, b" " * (10 << 20), {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+            return self.reply(200, Faulty.manifest, {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        digest = self.path.rsplit("/", 1)[-1]
+        data = Faulty.blobs.get(digest)
+        if data is None:
+            return self.reply(404, b"")
+        if f == "wrong" and len(data) > 1000:  # gzip's mtime: still good gzip, another digest
+            data = data[:4] + bytes([data[4] ^ 1]) + data[5:]
+        if f == "truncated" and len(data) > 1000:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[:len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.reply(200, data)
+
+    def reply(self, code, body, headers=None):
+        self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("faulty")
+    tree = tmp / "tree"
+    (tree / "bin").mkdir(parents=True)
+    (tree / "bin" / "hello").write_bytes(os.urandom(200_000))
+    layout = write_image(tmp / "layout", [tree], form="oci-layout", compression="gzip")
+    index = json.loads((layout / "index.json").read_text())
+    blobs = {}
+    for f in (layout / "blobs" / "sha256").iterdir():
+        blobs["sha256:" + f.name] = f.read_bytes()
+    Faulty.manifest = blobs[index["manifests"][0]["digest"]]
+    Faulty.blobs = blobs
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Faulty)
+    httpd.handle_error = lambda *args: None  # a client that gave up on a stalled answer
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    yield f"127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+    t.join()
+
+
+def pull(root, ref, env=None):
+    return subprocess.run([sys.executable, "-m", "minirt", "--root", str(root), "pull", ref],
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, XDG_CONFIG_HOME=str(root / "cfg"), DOCKER_CONFIG=str(root / "d"),
+                                   MINIRT_REGISTRY_TIMEOUT="0.5", **(env or {})))
+
+
+def snapshot(root):
+    return sorted(os.path.relpath(os.path.join(d, n), root) for d, dirs, files in os.walk(root)
+                  for n in dirs + files if "leases" not in d and "/tmp" not in d)
+
+
+@pytest.mark.parametrize("fault, ref, message", [
+    (None, "app:missing", "manifest: not found (MANIFEST_UNKNOWN: manifest unknown)"),
+    ("401", "app", "unauthorized (log in first: minirt login"),
+    ("403", "app", "denied (DENIED: not yours)"),
+    ("500", "app", "500 Internal Server Error (UNKNOWN: disk on fire) (after 4 attempts)"),
+    ("loop", "app", "more than 8 redirects"),
+    ("huge", "app", "more than a manifest may be"),
+    ("stall", "app", "no answer (timed out) (after 4 attempts)"),
+    ("truncated", "app", "truncated download"),
+    ("wrong", "app", "digest mismatch"),
+    (None, f"app@{H}", "manifest digest mismatch"),
+])
+def test_a_faulty_registry_is_one_line_and_changes_nothing(server, tmp_path, fault, ref, message):
+    Faulty.fault, Faulty.hits[:] = fault, []
+    before = snapshot(tmp_path)
+    r = pull(tmp_path, f"{server}/{ref}")
+    assert r.returncode == 125, r
+    err = r.stderr.strip()
+    assert "\n" not in err and err.startswith("minirt: ") and message in err, err
+    assert "Traceback" not in r.stderr
+    after = snapshot(tmp_path)
+    assert [p for p in after if p not in before and "layers/sha256/" in p] == []
+    assert not any(p.startswith("images/") and p.endswith(".json") for p in after)
+
+
+def test_429_then_success(server, tmp_path):
+    Faulty.fault, Faulty.hits[:] = "429", []
+    r = pull(tmp_path, f"{server}/app")
+    assert r.returncode == 0, r.stderr
+    assert "Status: Downloaded newer image for" in r.stdout
+    assert sum(1 for h in Faulty.hits if "/manifests/" in h) == 2
+
+
+def test_bad_references_and_platforms(tmp_path):
+    for args, message in [(["pull", "Alpine"], "repository name (library/Alpine) must be lowercase"),
+                          (["pull", "--platform", "linux", "x"], "invalid platform 'linux'"),
+                          (["pull", "a@sha256:12"], "invalid checksum digest length")]:
+        r = subprocess.run([sys.executable, "-m", "minirt", "--root", str(tmp_path), *args],
+                           capture_output=True, text=True)
+        assert r.returncode == 125 and message in r.stderr and r.stderr.count("\n") == 1, r
