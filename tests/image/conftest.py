@@ -173,3 +173,23 @@ def tree(root) -> dict:
 @pytest.fixture
 def snapshot():
     return tree
+
+
+@pytest.fixture(scope="module")
+def registries(tmp_path_factory):
+    """``start(auth=None|"basic"|"token")``: a real registry (``registry.py``: Debian's
+    docker-registry on a free port), all stopped at the end of the module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("registry", Path(__file__).with_name("registry.py"))
+    registry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(registry)
+    started = []
+
+    def start(auth=None):
+        started.append(registry.Registry(tmp_path_factory.mktemp("registry"), auth))
+        return started[-1]
+
+    yield start
+    for r in started:
+        r.stop()

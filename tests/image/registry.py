@@ -101,6 +101,7 @@ class TokenServer:
 class Registry:
     def __init__(self, tmp, auth=None):
         self.tmp, self.auth, self.tokens = str(tmp), auth, None
+        self.user, self.password = USER, PASSWORD
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         config = {"version": 0.1, "log": {"level": "error", "accesslog": {"disabled": True}},

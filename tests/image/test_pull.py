@@ -1,0 +1,185 @@
+"""minirt pull from a real registry (Debian's docker-registry): without auth, with
+basic auth, behind a token server; images pushed there by skopeo, whose digests
+minirt must record as skopeo reports them; a two-platform index."""
+
+import base64
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from minirt.image.formats import OCI_INDEX
+from minirt.image.registry import parse_challenge
+from minirt.image.write import Layout
+from minirt.runtime.images import Catalog
+
+BUSYBOX = "docker-archive:" + os.path.realpath("images/busybox.tar")
+
+
+@pytest.fixture(scope="module")
+def plain(registries):
+    return registries()
+
+
+@pytest.fixture(scope="module")
+def basic(registries):
+    return registries("basic")
+
+
+@pytest.fixture(scope="module")
+def token(registries):
+    return registries("token")
+
+
+def minirt(root, *args, input=None):
+    env = dict(os.environ, XDG_CONFIG_HOME=str(root / "cfg"), DOCKER_CONFIG=str(root / "docker"))
+    return subprocess.run([sys.executable, "-m", "minirt", "--root", str(root / "state"), *args],
+                          capture_output=True, text=True, input=input, timeout=120, env=env)
+
+
+def ok(r):
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r
+    return r.stdout
+
+
+def test_pull_what_skopeo_pushed_with_the_digests_skopeo_reports(plain, tmp_path):
+    ref = plain.push(BUSYBOX, "busybox:latest")
+    out = ok(minirt(tmp_path, "pull", ref))
+    digest = plain.inspect("busybox:latest")["Digest"]
+    config = plain.inspect("busybox:latest", raw=True)["config"]["digest"]
+    lines = out.splitlines()
+    assert lines[0] == "latest: Pulling from busybox"
+    assert lines[1].endswith(": Pull complete")
+    assert lines[-3:] == [f"Digest: {digest}", f"Status: Downloaded newer image for {ref}", ref]
+    entry = Catalog(str(tmp_path / "state")).lookup(ref)
+    assert entry["id"] == config and entry["repo_digests"] == [f"{ref.split(':latest')[0]}@{digest}"]
+    again = ok(minirt(tmp_path, "pull", ref)).splitlines()
+    assert again[1].endswith(": Already exists") and again[-2] == f"Status: Image is up to date for {ref}"
+    # by digest: the same image, found again by that digest, no tag
+    pinned = f"{ref.split(':latest')[0]}@{digest}"
+    assert ok(minirt(tmp_path, "pull", "-q", pinned)).splitlines() == [pinned]
+    assert Catalog(str(tmp_path / "state")).lookup(pinned)["id"] == config
+
+
+def test_layers_arrive_concurrently_and_each_is_verified(plain, tmp_path):
+    layout = Layout(tmp_path / "layout")
+    layers = []
+    for i in range(4):
+        tree = tmp_path / f"t{i}"
+        (tree / "data").mkdir(parents=True)
+        (tree / "data" / f"f{i}").write_bytes(os.urandom(300_000))
+        layers.append(layout.add_layer(tree, "gzip"))
+    layout.add_image(layers, {"Cmd": ["sh"]})
+    ref = plain.push(f"oci:{tmp_path / 'layout'}", "four:1")
+    out = ok(minirt(tmp_path, "pull", ref))
+    assert out.count(": Pull complete") == 4
+    state = tmp_path / "state" / "layers" / "sha256"
+    for _, diff_id in layers:
+        assert (state / diff_id[7:] / "data").is_dir()
+    assert os.listdir(tmp_path / "state" / "layers" / "tmp") == []
+
+
+def test_two_platform_index_resolves_to_the_platform(plain, tmp_path):
+    layout = Layout(tmp_path / "multi")
+    descs = []
+    for arch in ("amd64", "arm64"):
+        tree = tmp_path / arch
+        tree.mkdir()
+        (tree / "arch").write_text(arch)
+        m, _ = layout.add_image([layout.add_layer(tree, "gzip")], {"Cmd": ["cat", "/arch"]},
+                                platform=("linux", arch), index=False)
+        descs.append(m)
+    # skopeo reads one image from a layout: index.json names an index of the two
+    inner = layout.add_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descs}, OCI_INDEX)
+    inner["annotations"] = {"org.opencontainers.image.ref.name": "1"}
+    layout.write_index([inner])
+    ref = plain.push(f"oci:{tmp_path / 'multi'}:1", "multi:1", "--all")
+    index = plain.inspect("multi:1", raw=True)
+    assert len(index["manifests"]) == 2
+    catalog = Catalog(str(tmp_path / "state"))
+    for arch in ("arm64", "amd64"):
+        out = ok(minirt(tmp_path, "pull", "--platform", f"linux/{arch}", ref))
+        assert f"Digest: {plain.inspect('multi:1')['Digest']}" in out  # the index's, as docker prints
+        assert catalog.lookup(ref)["config"]["architecture"] == arch
+    r = minirt(tmp_path, "pull", "--platform", "linux/s390x", ref)
+    assert r.returncode == 125 and "no linux/s390x image (has linux/amd64, linux/arm64)" in r.stderr
+
+
+def test_basic_auth_login_pull_logout(basic, tmp_path):
+    ref = basic.push(BUSYBOX, "private/busybox:1")
+    r = minirt(tmp_path, "pull", ref)
+    assert r.returncode == 125 and f"unauthorized (log in first: minirt login {basic.host})" in r.stderr
+    r = minirt(tmp_path, "login", "-u", basic.user, "--password-stdin", basic.host, input="wrong\n")
+    assert r.returncode == 125 and "unauthorized" in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "cfg" / "minirt" / "config.json").exists()
+    ok(minirt(tmp_path, "login", "-u", basic.user, "--password-stdin", basic.host, input=basic.password + "\n"))
+    saved = tmp_path / "cfg" / "minirt" / "config.json"
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    auth = json.loads(saved.read_text())["auths"][basic.host]["auth"]
+    assert base64.b64decode(auth).decode() == f"{basic.user}:{basic.password}"
+    assert "Status: Downloaded newer image" in ok(minirt(tmp_path, "pull", ref))
+    ok(minirt(tmp_path, "logout", basic.host))
+    assert basic.host not in json.loads(saved.read_text())["auths"]
+    r = minirt(tmp_path, "pull", ref)
+    assert r.returncode == 125 and "unauthorized" in r.stderr
+
+
+def test_docker_config_json_is_read(basic, tmp_path):
+    ref = basic.push(BUSYBOX, "private/busybox:2")
+    (tmp_path / "docker").mkdir()
+    auth = base64.b64encode(f"{basic.user}:{basic.password}".encode()).decode()
+    (tmp_path / "docker" / "config.json").write_text(json.dumps({"auths": {f"http://{basic.host}": {"auth": auth}}}))
+    assert "Status: Downloaded newer image" in ok(minirt(tmp_path, "pull", ref))
+
+
+def test_bearer_tokens_from_the_token_server(token, tmp_path):
+    ref = token.push(BUSYBOX, "team/busybox:1")
+    r = minirt(tmp_path, "pull", ref)
+    assert r.returncode == 125 and "token server: unauthorized (log in first" in r.stderr
+    ok(minirt(tmp_path, "login", "-u", token.user, "--password-stdin", token.host, input=token.password + "\n"))
+    token.tokens.requests.clear()
+    assert "Status: Downloaded newer image" in ok(minirt(tmp_path, "pull", ref))
+    # one token for the whole pull (manifest, config and layers): it is cached
+    assert len(token.tokens.requests) == 1 and "scope=repository%3Ateam%2Fbusybox%3Apull" in token.tokens.requests[0]
+
+
+def test_anonymous_bearer_pull(token, tmp_path):
+    ref = token.push(BUSYBOX, "public/busybox:1")
+    token.tokens.anonymous_pull = True
+    try:
+        assert "Status: Downloaded newer image" in ok(minirt(tmp_path, "pull", ref))
+    finally:
+        token.tokens.anonymous_pull = False
+
+
+def test_challenge_parsing():
+    assert parse_challenge('realm="https://auth.example/token",service="reg",scope="repository:a/b:pull,push"') == {
+        "realm": "https://auth.example/token", "service": "reg", "scope": "repository:a/b:pull,push"}
+    assert parse_challenge('realm=x, service="a\\"b"') == {"realm": "x", "service": 'a"b'}
+
+
+@pytest.mark.privileged
+def test_run_pulls_a_missing_image_then_runs_it(plain, tmp_path):
+    ref = plain.push(BUSYBOX, "runme:latest")
+    r = minirt(tmp_path, "run", "--rm", "--network", "none", ref, "echo", "hello from the registry")
+    assert r.returncode == 0, r
+    assert r.stdout == "hello from the registry\n"
+    assert r.stderr.startswith(f"Unable to find image '{ref}' locally\nlatest: Pulling from runme\n")
+    assert f"Status: Downloaded newer image for {ref}" in r.stderr
+    r = minirt(tmp_path, "run", "--rm", "--network", "none", ref, "true")  # pulled: no second pull
+    assert (r.returncode, r.stderr) == (0, "")
+    digest = plain.inspect("runme:latest")["Digest"]
+    pinned = f"{plain.host}/runme@{digest}"
+    r = minirt(tmp_path, "run", "--rm", "--network", "none", pinned, "echo", "pinned")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "pinned\n", "")  # known by its digest
+
+
+@pytest.mark.privileged
+def test_run_of_a_missing_tag_is_one_line(plain, tmp_path):
+    r = minirt(tmp_path, "run", "--rm", f"{plain.host}/nothing:here", "true")
+    assert r.returncode == 125
+    assert r.stderr.splitlines()[-1] == (f"minirt: {plain.host}/nothing:here: manifest: not found "
+                                         "(MANIFEST_UNKNOWN: manifest unknown)")
