@@ -76,23 +76,24 @@ class Client:
         once its status is in ``ok`` (read it to the end or close it).  Retries,
         redirects and authentication happen here; any other answer is an
         ImageError naming ``what``."""
-        resp = self._attempts(method, path, headers or {}, scope, what, ok)
+        resp = self._attempts(method, self.base + path, headers or {}, scope, what, ok)
         if resp.status == 401 and 401 not in ok:
             challenge = resp.getheader("WWW-Authenticate", "")
             _discard(resp)
             self._authenticate(challenge, scope, what)
-            resp = self._attempts(method, path, headers or {}, scope, what, ok)
+            resp = self._attempts(method, self.base + path, headers or {}, scope, what, ok)
             if resp.status == 401 and 401 not in ok:
                 raise ImageError(f"{what}: unauthorized{_error_message(resp)}{self._hint()}")
         return resp
 
-    def _attempts(self, method, path, headers, scope, what, ok):
+    def _attempts(self, method, url, headers, scope, what, ok):
         """The response to the request (ok, or 401), tried again on 429, 5xx and
-        broken connections; an ImageError for any other status."""
+        broken connections; an ImageError for any other status.  With ``scope``
+        None, the registry's credentials are not added (a token server's request)."""
         for attempt in range(RETRIES):
             pause = 0.2 * 2 ** attempt
             try:
-                resp = self._follow(method, self.base + path, headers, scope, what)
+                resp = self._follow(method, url, headers, scope, what)
             except (OSError, http.client.HTTPException) as e:
                 last = f"{what}: {_why(e)}"
             else:
@@ -118,7 +119,7 @@ class Client:
         for _ in range(MAX_REDIRECTS + 1):
             parts = urllib.parse.urlsplit(url)
             sent = dict(headers)
-            if parts.netloc == self.registry:  # credentials only for the registry itself
+            if parts.netloc == self.registry and scope is not None:  # credentials only for the registry itself
                 sent.update(self._authorization(scope))
             resp = self._send(method, parts, sent)
             if resp.status not in (301, 302, 303, 307, 308):
@@ -185,31 +186,19 @@ class Client:
         query = {"service": params.get("service", "")}
         if scope:
             query["scope"] = scope
-        url = urllib.parse.urlsplit(params["realm"] + ("&" if "?" in params["realm"] else "?")
-                                    + urllib.parse.urlencode(query))
-        if url.scheme != "https" and not plain_http(url.netloc):
+        url = params["realm"] + ("&" if "?" in params["realm"] else "?") + urllib.parse.urlencode(query)
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "https" and not plain_http(parts.netloc):
             raise ImageError(f"{self.registry}: token server {params['realm']!r} is not https")
         headers = {"Authorization": "Basic " + _basic(self.credentials)} if self.credentials else {}
         what = f"{self.registry}: token server"
-        for attempt in range(RETRIES):
-            try:
-                resp = self._send("GET", url, headers)
-                body = resp.read(MAX_ERROR_BODY + 1)
-            except (OSError, http.client.HTTPException) as e:
-                last = f"{what}: {_why(e)}"
-                time.sleep(0.2 * 2 ** attempt)
-                continue
-            if resp.status == 429 or resp.status >= 500:
-                last = f"{what}: {resp.status} {resp.reason}"
-                time.sleep(_retry_after(resp, 0.2 * 2 ** attempt))
-                continue
-            break
-        else:
-            raise ImageError(f"{last} (after {RETRIES} attempts)")
+        resp = self._attempts("GET", url, headers, None, what, ok=(200, 403))
+        body = resp.read(MAX_ERROR_BODY + 1)
+        resp.close()
         if resp.status in (401, 403):
             raise ImageError(f"{what}: unauthorized{self._hint()}")
         try:
-            answer = lightjson.loads(body) if resp.status == 200 and len(body) <= MAX_ERROR_BODY else None
+            answer = lightjson.loads(body) if len(body) <= MAX_ERROR_BODY else None
         except (ValueError, UnicodeDecodeError):
             answer = None
         token = (answer.get("token") or answer.get("access_token")) if isinstance(answer, dict) else None
