@@ -23,11 +23,15 @@ class Faulty(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     fault = None
     blobs, manifest = {}, b""
-    hits = []
+    hits, headers = [], []
+    cdn = None  # another server's host:port, for "redirect"
 
     def do_GET(self):
         Faulty.hits.append(self.path)
+        Faulty.headers.append(dict(self.headers))
         f = Faulty.fault
+        if f == "redirect" and self.headers.get("Authorization") != "Basic dTpw" and not self.path.startswith("/cdn/"):
+            return self.reply(401, b"", {"WWW-Authenticate": 'Basic realm="x"'})
         if self.path == "/v2/":
             return self.reply(200, b"{}")
         if f == "stall":
@@ -54,6 +58,27 @@ class Faulty(http.server.BaseHTTPRequestHandler):
         data = Faulty.blobs.get(digest)
         if data is None:
             return self.reply(404, b"")
+        if f == "redirect" and not self.path.startswith("/cdn/"):
+            return self.reply(307, b"", {"Location": f"http://{Faulty.cdn}/cdn/{digest}"})
+        first = len([h for h in Faulty.hits if h == self.path]) == 1
+        if f in ("resume", "killed") and len(data) > 1000 and (first or f == "killed"):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[:len(data) // 2])
+            self.wfile.flush()
+            if f == "killed":
+                time.sleep(30)  # stalls half way: the test kills the pull
+            self.close_connection = True
+            return
+        start = self.headers.get("Range", "bytes=0-")[6:].split("-")[0]
+        if f == "resume" and int(start):
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.send_header("Content-Length", str(len(data) - int(start)))
+            self.end_headers()
+            self.wfile.write(data[int(start):])
+            return
         if f == "wrong" and len(data) > 1000:  # gzip's mtime: still good gzip, another digest
             data = data[:4] + bytes([data[4] ^ 1]) + data[5:]
         if f == "truncated" and len(data) > 1000:
@@ -91,14 +116,19 @@ def server(tmp_path_factory):
         blobs["sha256:" + f.name] = f.read_bytes()
     Faulty.manifest = blobs[index["manifests"][0]["digest"]]
     Faulty.blobs = blobs
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Faulty)
-    httpd.handle_error = lambda *args: None  # a client that gave up on a stalled answer
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
-    yield f"127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    t.join()
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), Faulty) for _ in range(2)]
+    threads = []
+    for httpd in servers:
+        httpd.handle_error = lambda *args: None  # a client that gave up on a stalled answer
+        httpd.daemon_threads = True
+        threads.append(threading.Thread(target=httpd.serve_forever, daemon=True))
+        threads[-1].start()
+    Faulty.cdn = f"127.0.0.1:{servers[1].server_address[1]}"
+    yield f"127.0.0.1:{servers[0].server_address[1]}"
+    for httpd, t in zip(servers, threads):
+        httpd.shutdown()
+        httpd.server_close()
+        t.join()
 
 
 def pull(root, ref, env=None):
@@ -153,3 +183,44 @@ def test_bad_references_and_platforms(tmp_path):
         r = subprocess.run([sys.executable, "-m", "minirt", "--root", str(tmp_path), *args],
                            capture_output=True, text=True)
         assert r.returncode == 125 and message in r.stderr and r.stderr.count("\n") == 1, r
+
+
+def test_a_redirect_to_another_host_gets_no_credentials(server, tmp_path):
+    Faulty.fault, Faulty.hits[:], Faulty.headers[:] = "redirect", [], []
+    (tmp_path / "cfg" / "minirt").mkdir(parents=True)
+    (tmp_path / "cfg" / "minirt" / "config.json").write_text(json.dumps({"auths": {server: {"auth": "dTpw"}}}))
+    r = pull(tmp_path, f"{server}/app")
+    assert r.returncode == 0, r.stderr
+    cdn = [h for p, h in zip(Faulty.hits, Faulty.headers) if p.startswith("/cdn/")]
+    assert len(cdn) == 2  # config and layer, from the other host
+    assert not any("Authorization" in h for h in cdn)
+    registry = [h for p, h in zip(Faulty.hits, Faulty.headers) if p.startswith("/v2/app/blobs/")]
+    assert len(registry) == 2 and all(h.get("Authorization") == "Basic dTpw" for h in registry)
+
+
+def test_a_broken_download_resumes_where_it_stopped(server, tmp_path):
+    Faulty.fault, Faulty.hits[:], Faulty.headers[:] = "resume", [], []
+    r = pull(tmp_path, f"{server}/app")
+    assert r.returncode == 0, r.stderr
+    ranges = [h["Range"] for h in Faulty.headers if "Range" in h]
+    assert len(ranges) == 1 and ranges[0] != "bytes=0-"
+
+
+def test_a_killed_pull_leaves_nothing_a_later_pull_trips_on(server, tmp_path):
+    Faulty.fault, Faulty.hits[:] = "killed", []
+    p = subprocess.Popen([sys.executable, "-m", "minirt", "--root", str(tmp_path), "pull", f"{server}/app"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         env=dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "cfg")))
+    try:
+        while not any("/blobs/" in h for h in Faulty.hits[1:]) and p.poll() is None:
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        p.kill()
+        p.wait()
+    assert not os.listdir(tmp_path / "layers" / "sha256")  # nothing under a layer's real name
+    assert not (tmp_path / "images").exists()
+    Faulty.fault = None
+    r = pull(tmp_path, f"{server}/app")
+    assert r.returncode == 0, r.stderr
+    assert os.listdir(tmp_path / "layers" / "tmp") == []  # the dead pull's half layer swept away
