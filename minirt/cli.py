@@ -470,16 +470,17 @@ class _PullProgress:
 
         self.out, self.clock, self.lock = out, time.monotonic, threading.Lock()
         self.live = out.isatty()
-        self.rows, self.got, self.start, self.drawn = {}, {}, self.clock(), 0
+        self.rows, self.got, self.start, self.drawn, self.shown = {}, {}, self.clock(), 0, 0
 
     def line(self, text):
         print(text, file=self.out, flush=True)
 
-    def bytes(self, digest, n):
+    def bytes(self, digest, n, size):
         with self.lock:
-            self.got[digest] = self.got.get(digest, 0) + n
+            got = self.got[digest] = self.got.get(digest, 0) + n
             if self.live:
-                self.rows[digest] = f"Downloading {_size(self.got[digest])} ({_size(self.got[digest] / max(self.clock() - self.start, 1e-3))}/s)"
+                rate = _size(got / max(self.clock() - self.start, 1e-3))
+                self.rows[digest] = f"Downloading {_size(got)}{'/' + _size(size) if size else ''} ({rate}/s)"
                 if self.clock() - self.drawn > 0.1:
                     self._draw()
 
@@ -492,7 +493,8 @@ class _PullProgress:
                 self.line(f"{(layer.digest or layer.diff_id)[7:19]}: {status}")
 
     def _draw(self):
-        self.out.write(f"\x1b[{self.shown}A" if getattr(self, "shown", 0) else "")
+        if self.shown:  # back to the first layer's line, to draw them all again
+            self.out.write(f"\x1b[{self.shown}A")
         for digest, status in self.rows.items():
             self.out.write(f"\x1b[2K{digest[7:19]}: {status}\n")
         self.shown, self.drawn = len(self.rows), self.clock()

@@ -44,9 +44,9 @@ def parse_platform(text: str) -> tuple:
 def open_remote(ref, client: Client, platform: tuple = HOST_PLATFORM, on_bytes=None) -> Image:
     """The image ``ref`` (a ``reference.Reference``) names, for ``platform``.
     Its ``digest`` is the manifest's (of the index, if the tag names one, as docker prints).
-    ``on_bytes(layer_digest, n)`` hears of every piece of a layer that arrives."""
+    ``on_bytes(layer_digest, n, size)`` hears of every piece of a layer that arrives."""
     source = ref.familiar
-    blobs = RegistryBlobs(client, ref, on_bytes)
+    blobs = RegistryBlobs(client, ref)
     try:
         data, media = blobs.manifest(ref.object, f"{source}: manifest")
         top = "sha256:" + sha256(data).hexdigest()
@@ -72,6 +72,7 @@ def open_remote(ref, client: Client, platform: tuple = HOST_PLATFORM, on_bytes=N
         check_run_config(source, config)
         img = Image(source, blobs, config, id, layers, manifest, paths)
         img.digest = top
+        blobs.on_bytes = on_bytes  # from here on, only layers are read
         return img
     except BaseException:
         blobs.close()
@@ -180,7 +181,7 @@ class _BlobReader:
             if data:
                 self.pos += len(data)
                 if self.blobs.on_bytes:
-                    self.blobs.on_bytes(self.digest, len(data))
+                    self.blobs.on_bytes(self.digest, len(data), self.size)
                 return data
             if self.size is None and why is None:
                 return b""

@@ -183,3 +183,31 @@ def test_run_of_a_missing_tag_is_one_line(plain, tmp_path):
     assert r.returncode == 125
     assert r.stderr.splitlines()[-1] == (f"minirt: {plain.host}/nothing:here: manifest: not found "
                                          "(MANIFEST_UNKNOWN: manifest unknown)")
+
+
+def test_progress_on_a_terminal(plain, tmp_path):
+    import pty
+
+    ref = plain.push(BUSYBOX, "tty:latest")
+    layer = plain.inspect("tty:latest", raw=True)["layers"][0]
+    primary, secondary = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "minirt", "--root", str(tmp_path), "pull", ref],
+                         stdout=secondary, stderr=secondary)
+    os.close(secondary)
+    out = b""
+    while True:
+        try:
+            data = os.read(primary, 4096)
+        except OSError:  # EIO: the other side is closed
+            break
+        if not data:
+            break
+        out += data
+    os.close(primary)
+    assert p.wait() == 0, out
+    text = out.decode()
+    short = layer["digest"][7:19]
+    # the layer's line, redrawn in place: bytes of the total, then done
+    assert f"{short}: Downloading " in text and f"/{layer['size'] / 1e6:.1f}MB (" in text
+    assert f"\x1b[1A\x1b[2K{short}: Pull complete\r\n" in text
+    assert text.count(f"{short}:") >= 2 and "Digest: sha256:" in text
