@@ -29,6 +29,7 @@ connection is kept per thread for the next request.
 import base64
 import http.client
 import os
+import socket
 import threading
 import time
 import urllib.parse
@@ -121,7 +122,12 @@ class Client:
             sent = dict(headers)
             if parts.netloc == self.registry and scope is not None:  # credentials only for the registry itself
                 sent.update(self._authorization(scope))
-            resp = self._send(method, parts, sent)
+            try:
+                resp = self._send(method, parts, sent)
+            except socket.gaierror as e:  # no such host: asking again will not make one
+                if e.errno == socket.EAI_AGAIN:
+                    raise
+                raise ImageError(f"{what}: cannot look up {parts.hostname}: {e.strerror}") from None
             if resp.status not in (301, 302, 303, 307, 308):
                 return resp
             location = resp.getheader("Location")

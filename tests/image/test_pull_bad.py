@@ -224,3 +224,9 @@ def test_a_killed_pull_leaves_nothing_a_later_pull_trips_on(server, tmp_path):
     r = pull(tmp_path, f"{server}/app")
     assert r.returncode == 0, r.stderr
     assert os.listdir(tmp_path / "layers" / "tmp") == []  # the dead pull's half layer swept away
+
+
+def test_an_unknown_host_is_not_asked_again(tmp_path):
+    r = pull(tmp_path, "no-such-host.invalid/app")
+    assert r.returncode == 125
+    assert r.stderr.strip().endswith("cannot look up no-such-host.invalid: Name or service not known"), r.stderr

@@ -175,7 +175,7 @@ CASES = [
     (["run", "--userns", "frob", IMG, "true"], 125, "--userns"),
     # -- images
     (["run", "", "true"], 125, "no such image file or loaded image"),
-    (["run", "no-such-image", "true"], 125, "no-such-image: no such image"),
+    (["run", "no-such-image.tar", "true"], 125, "no-such-image.tar: no such image file"),
     (["run", b"\xff", "true"], 125, "no such image"),
     (["run", "{notjson}", "true"], 125, "not.json"),
     (["run", "{dir}", "true"], 125, ""),
