@@ -11,6 +11,9 @@ each a tarball, all named by checksums.  Reading order:
 - ``store.py``    the content-addressed store: each layer unpacked once
                   (as root, rootless, or id-shifted for ``--userns=remap``)
 - ``write.py``    the other direction: a directory tree becomes an image
+- ``reference.py`` image names as docker normalises them
+- ``registry.py`` HTTP to a registry (auth, retries, redirects); ``pull.py`` an
+                  image from it, layers streamed into the store; ``credentials.py`` logins
 - ``busybox.py``  the example image, built from Debian's busybox-static
 
 Usage::
