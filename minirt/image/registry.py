@@ -142,7 +142,10 @@ class Client:
     def _send(self, method, parts, headers):
         key = (parts.scheme, parts.netloc)
         conns = self._local.__dict__.setdefault("conns", {})
-        conn = conns.pop(key, None)
+        conn, last = conns.pop(key, (None, None))
+        if conn is not None and not (last.isclosed() and last.length == 0):
+            conn.close()  # its last body was not read to the end: the rest would come first
+            conn = None
         if conn is None:
             if parts.scheme == "https":
                 conn = http.client.HTTPSConnection(parts.netloc, timeout=self.timeout)
@@ -155,7 +158,8 @@ class Client:
         except BaseException:
             conn.close()
             raise
-        conns[key] = conn  # ready again once this response has been read
+        if not resp.will_close:
+            conns[key] = (conn, resp)  # for the next request, once this body is read
         return resp
 
     # --- authentication -----------------------------------------------------
@@ -218,7 +222,7 @@ class Client:
         return token
 
     def close(self) -> None:
-        for conn in self._local.__dict__.get("conns", {}).values():
+        for conn, _ in self._local.__dict__.get("conns", {}).values():
             conn.close()
 
 
