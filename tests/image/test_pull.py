@@ -211,3 +211,27 @@ def test_progress_on_a_terminal(plain, tmp_path):
     assert f"{short}: Downloading " in text and f"/{layer['size'] / 1e6:.1f}MB (" in text
     assert f"\x1b[1A\x1b[2K{short}: Pull complete\r\n" in text
     assert text.count(f"{short}:") >= 2 and "Digest: sha256:" in text
+
+
+def test_tokens_are_kept_until_they_expire(token, tmp_path, monkeypatch):
+    from minirt.image import registry
+
+    token.push(BUSYBOX, "cache/busybox:1")
+    client = registry.Client(token.host, (token.user, token.password))
+    now = [1000.0]
+    monkeypatch.setattr(registry.time, "monotonic", lambda: now[0])
+
+    def get():
+        client.request("GET", "/v2/cache/busybox/manifests/1", scope="repository:cache/busybox:pull",
+                       headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}, what="m").read()
+
+    token.tokens.requests.clear()
+    get()
+    get()
+    now[0] += token.tokens.seconds - 10  # still valid
+    get()
+    assert len(token.tokens.requests) == 1
+    now[0] += 10  # expired (or about to): a new one
+    get()
+    assert len(token.tokens.requests) == 2
+    client.close()
