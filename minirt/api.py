@@ -71,13 +71,28 @@ def _prepare_loaded(ref, store, cmd, root, options):
     store.lease(options["id"], entry["layers"])
     layers = [store.layer_dir(d) for d in entry["layers"]]
     if not all(os.path.isdir(d) for d in layers):
-        # Loaded into another store (root vs rootless): unpack again from the source.
-        if not os.path.exists(entry.get("source", "")):
+        # Loaded into another store (root vs rootless vs id-shifted): unpack again from the source.
+        if os.path.exists(entry.get("source", "")):
+            with open_image(entry["source"]) as img:
+                layers = store.unpack(img)
+        elif entry.get("repo_digests"):
+            layers = _pull_again(ref, entry, store)
+        else:
             raise ImageError(f"{ref}: layers missing from the store; pull or load the image again")
-        with open_image(entry["source"]) as img:
-            layers = store.unpack(img)
     config = (entry.get("config") or {}).get("config") or {}
     return specs.build(config, cmd=cmd, layers=[str(d) for d in layers], image=ref, **options)
+
+
+def _pull_again(ref, entry, store):
+    """The layers of a pulled image, fetched again (by its digest) into ``store``."""
+    from minirt.image.pull import config_platform, connect, open_remote
+    from minirt.image.reference import parse
+
+    pinned = parse(entry["repo_digests"][0])
+    with open_remote(pinned, connect(pinned), config_platform(entry["config"])) as img:
+        if img.id != entry["id"]:
+            raise ImageError(f"{ref}: {pinned} is now image {img.id[:19]}..., not the one pulled; pull it again")
+        return store.unpack(img, workers=4)
 
 
 def run(image, cmd=None, *, root=None, input=None, remove=True, userns="", **options):

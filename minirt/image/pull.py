@@ -41,6 +41,18 @@ def parse_platform(text: str) -> tuple:
     return parts
 
 
+def connect(ref, insecure=()) -> Client:
+    """A client for ``ref``'s registry, with the login kept for it (``credentials.py``)."""
+    from minirt.image import credentials
+
+    return Client(ref.registry, credentials.lookup(ref.domain), insecure)
+
+
+def config_platform(config: dict) -> tuple:
+    """The platform an image config says it is for: the one to ask an index for, again."""
+    return tuple(p for p in (config.get("os"), config.get("architecture"), config.get("variant")) if p)
+
+
 def open_remote(ref, client: Client, platform: tuple = HOST_PLATFORM, on_bytes=None) -> Image:
     """The image ``ref`` (a ``reference.Reference``) names, for ``platform``.
     Its ``digest`` is the manifest's (of the index, if the tag names one, as docker prints).

@@ -53,13 +53,10 @@ class Catalog:
     def pull(self, ref, store, *, platform=None, insecure=(), report=None, on_bytes=None, workers=4):
         """Pull ``ref`` (a reference.Reference) from its registry into ``store``
         and name it.  Returns (image, whether anything was new)."""
-        from minirt.image import credentials
         from minirt.image.formats import HOST_PLATFORM
-        from minirt.image.pull import open_remote
-        from minirt.image.registry import Client
+        from minirt.image.pull import connect, open_remote
 
-        client = Client(ref.registry, credentials.lookup(ref.domain), insecure)
-        with open_remote(ref, client, platform or HOST_PLATFORM, on_bytes) as img:
+        with open_remote(ref, connect(ref, insecure), platform or HOST_PLATFORM, on_bytes) as img:
             known = self.lookup(img.id) is not None and all(store.has(layer.diff_id) for layer in img.layers)
             new = self._add(img, store, [] if ref.digest else [ref.familiar],
                             source=f"{ref.repository}@{img.digest}", workers=workers, report=report)

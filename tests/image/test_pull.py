@@ -235,3 +235,22 @@ def test_tokens_are_kept_until_they_expire(token, tmp_path, monkeypatch):
     get()
     assert len(token.tokens.requests) == 2
     client.close()
+
+
+@pytest.mark.privileged
+def test_a_pulled_image_runs_remapped(plain):
+    # --userns=remap needs the layers id-shifted: fetched again by digest into that store
+    import pathlib
+    import shutil
+    import tempfile
+
+    ref = plain.push(BUSYBOX, "remap:latest")
+    top = pathlib.Path(tempfile.mkdtemp(prefix="minirt-pull-remap-"))
+    try:
+        os.chmod(top, 0o711)  # the remapped root (uid 100000) must reach the store
+        ok(minirt(top, "pull", "-q", ref))
+        r = minirt(top, "run", "--rm", "--network", "none", "--userns", "remap", ref, "stat", "-c", "%u", "/bin")
+        assert (r.returncode, r.stdout, r.stderr) == (0, "0\n", "")
+        assert any(d.startswith("shift-") for d in os.listdir(top / "state" / "layers"))
+    finally:
+        shutil.rmtree(top)
