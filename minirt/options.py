@@ -226,7 +226,7 @@ def _commands():
                     switch("--init", help="run a reaper as PID 1"),
                     value("--name", metavar="NAME", default="", help="a name for the container"),
                     value("--platform", metavar="OS/ARCH[/VARIANT]", help="the platform to pull if missing"),
-                    repeated("--insecure-registry", metavar="HOST[:PORT]", help="plain HTTP to this registry"),
+                    repeated("--insecure-registry", metavar="HOST[:PORT]", help="accept any certificate, or plain HTTP, from this registry"),
                     value("--cgroup-parent", metavar="PATH",
                           help="parent cgroup of the container's cgroup (default minirt, or $MINIRT_CGROUP_PARENT)"),
                 ], sections=[
@@ -293,14 +293,14 @@ def _commands():
         Command("pull", "download an image from a registry", args=[("ref", "NAME[:TAG|@DIGEST]", "one")], flags=[
             value("--platform", metavar="OS/ARCH[/VARIANT]", help="the platform to pull (default this host's)"),
             switch("-q", "--quiet", help="print only the image's name"),
-            repeated("--insecure-registry", metavar="HOST[:PORT]", help="plain HTTP to this registry"),
+            repeated("--insecure-registry", metavar="HOST[:PORT]", help="accept any certificate, or plain HTTP, from this registry"),
         ]),
         Command("login", "log in to a registry (kept in ~/.config/minirt/config.json)",
                 args=[("registry", "REGISTRY", "one")], flags=[
                     value("-u", "--username", metavar="USER", help="the user name"),
                     value("-p", "--password", metavar="PASSWORD", help="the password (better: --password-stdin)"),
                     switch("--password-stdin", help="read the password from stdin"),
-                    repeated("--insecure-registry", metavar="HOST[:PORT]", help="plain HTTP to this registry"),
+                    repeated("--insecure-registry", metavar="HOST[:PORT]", help="accept any certificate, or plain HTTP, from this registry"),
                 ]),
         Command("logout", "forget a registry's login", args=[("registry", "REGISTRY", "one")]),
         Command("network", "user-defined networks (create, ls, rm)", actions=[

@@ -18,8 +18,10 @@ What this module adds to HTTP is what real registries require:
   again, after a growing pause (or the server's ``Retry-After``).
 - **redirects**: a registry may send blobs from elsewhere (a CDN) with a 307;
   the credentials meant for the registry are never sent to another host.
-- **plain HTTP** only for a registry on this machine (``localhost``,
-  ``127.0.0.1``, ``::1``) or one named with ``--insecure-registry``, as docker does.
+- **TLS** with the system's CAs (and docker's ``/etc/docker/certs.d/HOST/*.crt``);
+  a registry on this machine (``localhost``, ``127.*``, ``::1``) or one named
+  with ``--insecure-registry`` may have any certificate or speak plain HTTP,
+  as docker allows: HTTPS is tried first, HTTP if the server speaks no TLS.
 
 ``Client.request`` is the one way in; pulling (``pull.py``) and pushing build
 on it.  http.client, not urllib.request: it is lighter to import, and a
@@ -30,6 +32,7 @@ import base64
 import http.client
 import os
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -51,9 +54,11 @@ def timeout() -> float:
         raise ImageError("MINIRT_REGISTRY_TIMEOUT must be a number of seconds") from None
 
 
-def plain_http(registry: str, insecure=()) -> bool:
+def is_insecure(registry: str, insecure=()) -> bool:
+    """Docker's rule: a registry on this machine, or one named with --insecure-registry,
+    may be reached without a trusted certificate, or over plain HTTP."""
     host = registry.rsplit(":", 1)[0] if not registry.endswith("]") else registry
-    return host in LOCAL_HOSTS or registry in insecure or host in insecure
+    return host in LOCAL_HOSTS or host.startswith("127.") or registry in insecure or host in insecure
 
 
 class Client:
@@ -61,7 +66,8 @@ class Client:
 
     def __init__(self, registry: str, credentials=None, insecure=()):
         self.registry = registry
-        self.base = ("http://" if plain_http(registry, insecure) else "https://") + registry
+        self.base = "https://" + registry
+        self.insecure = is_insecure(registry, insecure)  # then plain HTTP if HTTPS fails
         self.credentials = credentials
         self.timeout = timeout()
         self._scheme = None       # the registry's challenge: ("basic"|"bearer", params)
@@ -95,6 +101,15 @@ class Client:
             pause = 0.2 * 2 ** attempt
             try:
                 resp = self._follow(method, url, headers, scope, what)
+            except ssl.SSLError as e:
+                if not (self.insecure and url.startswith(self.base) and self.base.startswith("https:")):
+                    trust = isinstance(e, ssl.SSLCertVerificationError)
+                    raise ImageError(f"{what}: TLS: {getattr(e, 'verify_message', None) or e.reason or e}"
+                                     + (f" (--insecure-registry {self.registry} if you trust it)" if trust else "")
+                                     ) from None
+                self.base = "http://" + self.registry  # no TLS there: plain HTTP, from now on
+                url = self.base + url[len("https://" + self.registry):]
+                last, pause = f"{what}: {e}", 0
             except (OSError, http.client.HTTPException) as e:
                 last = f"{what}: {_why(e)}"
             else:
@@ -148,7 +163,8 @@ class Client:
             conn = None
         if conn is None:
             if parts.scheme == "https":
-                conn = http.client.HTTPSConnection(parts.netloc, timeout=self.timeout)
+                conn = http.client.HTTPSConnection(parts.netloc, timeout=self.timeout,
+                                                   context=self._tls(parts.netloc))
             else:
                 conn = http.client.HTTPConnection(parts.netloc, timeout=self.timeout)
         path = parts.path + ("?" + parts.query if parts.query else "")
@@ -161,6 +177,19 @@ class Client:
         if not resp.will_close:
             conns[key] = (conn, resp)  # for the next request, once this body is read
         return resp
+
+    def _tls(self, netloc):
+        """Certificates checked against the system's CAs and docker's
+        /etc/docker/certs.d/HOST[:PORT]/*.crt; not at all for an insecure registry."""
+        context = ssl.create_default_context()
+        if self.insecure and netloc == self.registry:
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            return context
+        extra = os.path.join("/etc/docker/certs.d", netloc)
+        for name in sorted(os.listdir(extra)) if os.path.isdir(extra) else ():
+            if name.endswith(".crt"):
+                context.load_verify_locations(os.path.join(extra, name))
+        return context
 
     # --- authentication -----------------------------------------------------
 
@@ -198,7 +227,7 @@ class Client:
             query["scope"] = scope
         url = params["realm"] + ("&" if "?" in params["realm"] else "?") + urllib.parse.urlencode(query)
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme != "https" and not plain_http(parts.netloc):
+        if parts.scheme != "https" and not is_insecure(parts.netloc):
             raise ImageError(f"{self.registry}: token server {params['realm']!r} is not https")
         headers = {"Authorization": "Basic " + _basic(self.credentials)} if self.credentials else {}
         what = f"{self.registry}: token server"

@@ -177,7 +177,7 @@ def snapshot():
 
 @pytest.fixture(scope="module")
 def registries(tmp_path_factory):
-    """``start(auth=None|"basic"|"token")``: a real registry (``registry.py``: Debian's
+    """``start(auth=None|"basic"|"token", tls=False)``: a real registry (``registry.py``: Debian's
     docker-registry on a free port), all stopped at the end of the module."""
     import importlib.util
 
@@ -186,8 +186,8 @@ def registries(tmp_path_factory):
     spec.loader.exec_module(registry)
     started = []
 
-    def start(auth=None):
-        started.append(registry.Registry(tmp_path_factory.mktemp("registry"), auth))
+    def start(auth=None, tls=False):
+        started.append(registry.Registry(tmp_path_factory.mktemp("registry"), auth, tls))
         return started[-1]
 
     yield start

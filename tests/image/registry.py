@@ -1,10 +1,11 @@
 """A real OCI registry for the tests: Debian's docker-registry (distribution 2.8).
 
-``Registry(tmp, auth=None|"basic"|"token")`` starts one on 127.0.0.1 at a free
+``Registry(tmp, auth=None|"basic"|"token", tls=False)`` starts one on 127.0.0.1 at a free
 port, with its own config and storage under ``tmp``; ``stop()`` ends it (and
 the token server).  ``push(archive, name)`` copies an image archive into it
 with skopeo, as a user would.
 
+- ``tls``: HTTPS only, with a self-signed certificate.
 - ``basic``: an htpasswd file (bcrypt, the only hash distribution accepts)
   with ``USER``/``PASSWORD``.
 - ``token``: the registry trusts a self-made certificate; a token server run
@@ -99,7 +100,7 @@ class TokenServer:
 
 
 class Registry:
-    def __init__(self, tmp, auth=None):
+    def __init__(self, tmp, auth=None, tls=False):
         self.tmp, self.auth, self.tokens = str(tmp), auth, None
         self.user, self.password = USER, PASSWORD
         self.port = free_port()
@@ -118,6 +119,13 @@ class Registry:
             self.tokens = TokenServer(self.tmp)
             config["auth"] = {"token": {"realm": self.tokens.url, "service": SERVICE, "issuer": ISSUER,
                                         "rootcertbundle": self.tokens.cert}}
+        if tls:  # a certificate nobody trusts
+            key, cert = os.path.join(self.tmp, "tls.key"), os.path.join(self.tmp, "tls.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                            "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                           check=True, capture_output=True)
+            config["http"]["tls"] = {"certificate": cert, "key": key}
+        self.tls = tls
         path = os.path.join(self.tmp, "config.yml")
         with open(path, "w") as f:
             json.dump(config, f)  # JSON is YAML
@@ -139,7 +147,11 @@ class Registry:
                 self.log.seek(0)
                 raise RuntimeError(f"docker-registry exited {self.proc.returncode}: {self.log.read()[-2000:]}")
             try:
-                c = http.client.HTTPConnection(self.host, timeout=2)
+                if self.tls:
+                    import ssl
+                    c = http.client.HTTPSConnection(self.host, timeout=2, context=ssl._create_unverified_context())
+                else:
+                    c = http.client.HTTPConnection(self.host, timeout=2)
                 c.request("GET", "/v2/")
                 c.getresponse().read()
                 c.close()

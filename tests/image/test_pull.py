@@ -254,3 +254,24 @@ def test_a_pulled_image_runs_remapped(plain):
         assert any(d.startswith("shift-") for d in os.listdir(top / "state" / "layers"))
     finally:
         shutil.rmtree(top)
+
+
+def test_a_local_registry_may_have_a_certificate_nobody_trusts(registries, tmp_path):
+    # as docker: HTTPS first, without checking a local registry's certificate (then HTTP)
+    tls = registries(tls=True)
+    ref = tls.push(BUSYBOX, "tls:1")
+    assert "Status: Downloaded newer image" in ok(minirt(tmp_path, "pull", ref))
+
+
+def test_a_remote_registry_needs_a_trusted_certificate(registries, tmp_path):
+    from minirt.errors import ImageError
+    from minirt.image.registry import Client
+
+    tls = registries(tls=True)
+    client = Client(tls.host)
+    client.insecure = False  # as if it were elsewhere: its certificate is checked
+    with pytest.raises(ImageError) as e:
+        client.request("GET", "/v2/", scope="", what="ping")
+    assert str(e.value) == (f"ping: TLS: self-signed certificate (--insecure-registry {tls.host} "
+                            "if you trust it)")
+    client.close()
