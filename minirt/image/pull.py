@@ -21,8 +21,8 @@ import http.client
 
 from minirt.digests import sha256
 from minirt.errors import ImageError
-from minirt.image.formats import (DOCKER_LIST, DOCKER_MANIFEST, HOST_PLATFORM, INDEX_TYPES,
-                                  MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, BlobSource, Image, check_platform,
+from minirt.image.formats import (DOCKER_LIST, DOCKER_MANIFEST, HOST_PLATFORM, INDEX_TYPES, MANIFEST_TYPES,
+                                  OCI_INDEX, OCI_MANIFEST, BlobSource, Image, blob_path, check_platform,
                                   check_run_config, pick_manifest, read_manifest)
 from minirt.image.registry import RETRIES, Client
 from minirt.lightjson import loads
@@ -71,6 +71,7 @@ def open_remote(ref, client: Client, platform: tuple = HOST_PLATFORM, on_bytes=N
                 break
             d = pick_manifest(source, what, document, None, platform)
             digest, size = d.get("digest"), d.get("size")
+            blob_path(source, digest, "index")  # a digest, before it goes into a URL
             what = f"{source}: manifest {digest[:19]}..."
             data, media = blobs.manifest(digest, what)
             if "sha256:" + sha256(data).hexdigest() != digest or (size is not None and len(data) != size):
@@ -104,8 +105,8 @@ def _json(data: bytes, what: str) -> dict:
 class RegistryBlobs(BlobSource):
     """A repository's blobs, as ``formats`` reads blobs from a layout (``blobs/sha256/<hex>``)."""
 
-    def __init__(self, client: Client, ref, on_bytes=None):
-        self.client, self.source, self.on_bytes = client, ref.familiar, on_bytes
+    def __init__(self, client: Client, ref):
+        self.client, self.source, self.on_bytes = client, ref.familiar, None
         self.repo = f"/v2/{ref.path}"
         self.scope = f"repository:{ref.path}:pull"
 

@@ -51,6 +51,15 @@ class Faulty(http.server.BaseHTTPRequestHandler):
         if "/manifests/" in self.path:
             if self.path.endswith("/missing"):
                 return self.reply(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}')
+            if f in ("evil-index", "no-digest"):
+                entry = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 10,
+                         "platform": {"os": "linux", "architecture": "amd64"}}
+                if f == "evil-index":
+                    entry["digest"] = "sha256:../../../v2/other/manifests/x"
+                index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                         "manifests": [entry]}
+                return self.reply(200, json.dumps(index).encode(),
+                                  {"Content-Type": "application/vnd.oci.image.index.v1+json"})
             if f == "huge":
                 return self.reply(200, b" " * (10 << 20), {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
             return self.reply(200, Faulty.manifest, {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
@@ -150,6 +159,8 @@ def snapshot(root):
     ("500", "app", "500 Internal Server Error (UNKNOWN: disk on fire) (after 4 attempts)"),
     ("loop", "app", "more than 8 redirects"),
     ("huge", "app", "more than a manifest may be"),
+    ("evil-index", "app", "invalid digest 'sha256:../../../v2/other/manifests/x'"),
+    ("no-digest", "app", "invalid digest None"),
     ("stall", "app", "no answer (timed out) (after 4 attempts)"),
     ("truncated", "app", "truncated download"),
     ("wrong", "app", "digest mismatch"),
