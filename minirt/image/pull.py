@@ -86,6 +86,7 @@ def open_remote(ref, client: Client, platform: tuple = HOST_PLATFORM, on_bytes=N
         img = Image(source, blobs, config, id, layers, manifest, paths)
         img.digest = top
         blobs.on_bytes = on_bytes  # from here on, only layers are read
+        blobs.sizes = {layer.digest: layer.size for layer in layers}  # read no further than promised
         return img
     except BaseException:
         blobs.close()
@@ -106,7 +107,7 @@ class RegistryBlobs(BlobSource):
     """A repository's blobs, as ``formats`` reads blobs from a layout (``blobs/sha256/<hex>``)."""
 
     def __init__(self, client: Client, ref):
-        self.client, self.source, self.on_bytes = client, ref.familiar, None
+        self.client, self.source, self.on_bytes, self.sizes = client, ref.familiar, None, {}
         self.repo = f"/v2/{ref.path}"
         self.scope = f"repository:{ref.path}:pull"
 
@@ -149,7 +150,7 @@ class _BlobReader:
 
     def __init__(self, blobs: RegistryBlobs, digest: str, what: str):
         self.blobs, self.digest, self.what = blobs, digest, what
-        self.pos, self.size, self.resp = 0, None, None
+        self.pos, self.size, self.resp = 0, blobs.sizes.get(digest), None
         self._open()
 
     def _open(self) -> None:

@@ -88,6 +88,8 @@ class Faulty(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data[int(start):])
             return
+        if f == "oversized" and len(data) > 1000:  # a layer (a config is bounded by MAX_JSON)
+            data += bytes(4 << 20)
         if f == "wrong" and len(data) > 1000:  # gzip's mtime: still good gzip, another digest
             data = data[:4] + bytes([data[4] ^ 1]) + data[5:]
         if f == "truncated" and len(data) > 1000:
@@ -177,6 +179,12 @@ def test_a_faulty_registry_is_one_line_and_changes_nothing(server, tmp_path, fau
     after = snapshot(tmp_path)
     assert [p for p in after if p not in before and "layers/sha256/" in p] == []
     assert not any(p.startswith("images/") and p.endswith(".json") for p in after)
+
+
+def test_a_layer_is_read_no_further_than_its_descriptor_says(server, tmp_path):
+    Faulty.fault, Faulty.hits[:] = "oversized", []  # 4 MB more than promised, for ever as far as we care
+    r = pull(tmp_path, f"{server}/app")
+    assert r.returncode == 0, r.stderr
 
 
 def test_429_then_success(server, tmp_path):
