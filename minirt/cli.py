@@ -515,6 +515,7 @@ def _size(n):
 
 def cmd_login(args):
     from minirt.image import credentials
+    from minirt.image.reference import DEFAULT_DOMAIN, DOCKER_HUB, parse_registry
     from minirt.image.registry import Client
 
     user = args.username
@@ -526,24 +527,26 @@ def cmd_login(args):
         password = args.password
     if not user or password is None:
         raise SpecError("login needs -u USER and a password (--password-stdin)")
-    registry = credentials.key(args.registry)
-    host = "registry-1.docker.io" if registry.startswith("https://") else registry
+    registry = parse_registry(args.registry)
     # Checked with the registry first, as docker does: a wrong password is not kept.
-    client = Client(host, (user, password), args.insecure_registry)
-    client.request("GET", "/v2/", scope="", what=f"{args.registry}: login").close()
+    client = Client(DOCKER_HUB if registry == DEFAULT_DOMAIN else registry, (user, password),
+                    args.insecure_registry)
+    client.request("GET", "/v2/", scope="", what=f"{registry}: login").close()
     client.close()
-    path = credentials.store(args.registry, user, password)
+    path = credentials.store(registry, user, password)
     print(f"Login Succeeded (saved in {path})")
     return 0
 
 
 def cmd_logout(args):
     from minirt.image import credentials
+    from minirt.image.reference import parse_registry
 
-    if credentials.remove(args.registry):
-        print(f"Removing login credentials for {credentials.key(args.registry)}")
+    registry = parse_registry(args.registry)
+    if credentials.remove(registry):
+        print(f"Removing login credentials for {credentials.key(registry)}")
     else:
-        print(f"Not logged in to {credentials.key(args.registry)}")
+        print(f"Not logged in to {credentials.key(registry)}")
     return 0
 
 

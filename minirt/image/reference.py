@@ -125,6 +125,19 @@ def parse(text: str) -> Reference:
     return Reference(domain, path, tag, digest)
 
 
+def parse_registry(text: str) -> str:
+    """The registry ``minirt login REGISTRY`` names (``localhost:5000``, ``docker.io``;
+    a URL such as ``https://index.docker.io/v1/`` as docker accepts it), checked."""
+    host = text.split("://", 1)[-1].split("/", 1)[0]
+    if host in ("index.docker.io", DOCKER_HUB):
+        host = DEFAULT_DOMAIN
+    try:
+        _check_domain(text, host)
+    except ImageError:
+        raise ImageError(f"invalid registry name {text!r} (want HOST[:PORT])") from None
+    return host
+
+
 def parse_optional(text: str) -> Reference | None:
     """The reference ``text`` names, or None if it is not one (a path, say)."""
     try:

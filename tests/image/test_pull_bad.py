@@ -198,7 +198,12 @@ def test_429_then_success(server, tmp_path):
 def test_bad_references_and_platforms(tmp_path):
     for args, message in [(["pull", "Alpine"], "repository name (library/Alpine) must be lowercase"),
                           (["pull", "--platform", "linux", "x"], "invalid platform 'linux'"),
-                          (["pull", "a@sha256:12"], "invalid checksum digest length")]:
+                          (["pull", "a@sha256:12"], "invalid checksum digest length"),
+                          (["login", "-u", "x", "-p", "y", "a b"], "invalid registry name 'a b' (want HOST[:PORT])"),
+                          (["login", "-u", "x", "-p", "y", "http://x:y:z"], "invalid registry name 'http://x:y:z'"),
+                          (["login", "-u", "x", "-p", "y", ""], "invalid registry name ''"),
+                          (["login", "-u", "x", "localhost"], "login needs -u USER and a password"),
+                          (["logout", "-"], "invalid registry name '-'")]:
         r = subprocess.run([sys.executable, "-m", "minirt", "--root", str(tmp_path), *args],
                            capture_output=True, text=True)
         assert r.returncode == 125 and message in r.stderr and r.stderr.count("\n") == 1, r
