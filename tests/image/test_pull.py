@@ -275,3 +275,21 @@ def test_a_remote_registry_needs_a_trusted_certificate(registries, tmp_path):
     assert str(e.value) == (f"ping: TLS: self-signed certificate (--insecure-registry {tls.host} "
                             "if you trust it)")
     client.close()
+
+
+def test_platform_variants():
+    from minirt.errors import ImageError
+    from minirt.image.formats import pick_manifest
+    from minirt.image.pull import parse_platform
+
+    def entry(digit, variant):
+        return {"digest": "sha256:" + digit * 64, "platform": {"os": "linux", "architecture": "arm", "variant": variant}}
+
+    index = {"manifests": [entry("6", "v6"), entry("7", "v7")]}
+    assert pick_manifest("x", "index", index, None, parse_platform("linux/arm/v7"))["digest"][7] == "7"
+    assert pick_manifest("x", "index", index, None, parse_platform("linux/arm/v6"))["digest"][7] == "6"
+    with pytest.raises(ImageError, match="no linux/arm/v8 image"):
+        pick_manifest("x", "index", index, None, parse_platform("linux/arm/v8"))
+    for bad in ("linux", "linux/", "a/b/c/d", "linux/am d64"):
+        with pytest.raises(ImageError, match="invalid platform"):
+            parse_platform(bad)
