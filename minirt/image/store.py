@@ -12,6 +12,8 @@ Layout under the state root::
     layers/sha256/<hex>/        one unpacked layer (an overlay lowerdir)
     layers/tmp/<hex>-<pid>-<n>/ a layer being unpacked
     layers/leases/<key>         layers a run or load uses before it records them
+    layers/blobs/sha256/<hex>   a loaded image's config and layer blobs, as they
+                                came (``minirt save`` writes them out again)
 
 These directories are 0700: a layer may hold setuid-root binaries and device
 nodes, which must be out of reach of every other user of the host.
@@ -234,6 +236,51 @@ class Store:
                 pass
 
 
+# -- blobs: what ``save`` needs to give an image back with its digests ---------
+#
+# An unpacked layer cannot be tarred again into the same bytes (member order,
+# pax records, padding), and an image's config digest is its id: so ``minirt
+# load`` keeps each blob as it came, named by its digest, next to the layers
+# (containerd's content store does the same).  Leases and remove_unused treat
+# blobs as they treat layers.
+
+def blob_path(root: str, digest: str) -> str:
+    if not is_digest(digest):
+        raise ImageError(f"invalid digest {digest!r}")
+    return os.path.join(root, "layers", "blobs", "sha256", digest[7:])
+
+
+def keep_blob(root: str, blob, digest: str | None, what: str) -> tuple[str, int]:
+    """Store the bytes the file object ``blob`` reads, checked against
+    ``digest`` (None: named by what they hash to).  Returns (digest, size).
+    A blob already kept is not read again: its name vouches for it."""
+    import hashlib  # OpenSSL's: a layer may be hundreds of megabytes
+
+    if digest is not None and os.path.isfile(blob_path(root, digest)):
+        return digest, os.path.getsize(blob_path(root, digest))
+    tmp_dir = os.path.join(root, "layers", "blobs", "tmp")
+    _private_dirs(root, tmp_dir)
+    tmp = os.path.join(tmp_dir, f"{os.getpid()}-{next(_counter)}")
+    h, size = hashlib.sha256(), 0
+    try:
+        with open(tmp, "wb") as out:
+            while chunk := blob.read(1 << 20):
+                h.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+        got = "sha256:" + h.hexdigest()
+        if digest is not None and got != digest:
+            raise ImageError(f"{what}: digest is {got}, not {digest}")
+        final = blob_path(root, got)
+        _private_dirs(root, os.path.dirname(final))
+        os.rename(tmp, final)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return got, size
+
+
 # -- leases: layers in use before anything records them -----------------------
 #
 # A lease (``Store.lease``) is a file layers/leases/<key> naming the layers
@@ -259,10 +306,10 @@ def release(key: str) -> None:
 
 
 def remove_unused(root: str, in_use) -> list[str]:
-    """Delete the layers of ``root``'s stores (root and rootless) that no lease
-    holds and ``in_use()`` does not name (a set of hex digests: what the catalog
-    and the containers record, asked while no new lease can be taken).
-    Returns the digests deleted."""
+    """Delete the layers of ``root``'s stores (root and rootless), and the
+    blobs, that no lease holds and ``in_use()`` does not name (a set of hex
+    digests: what the catalog and the containers record, asked while no new
+    lease can be taken).  Returns the digests deleted."""
     layers = os.path.join(root, "layers")
     try:
         store = os.open(layers, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -272,7 +319,7 @@ def remove_unused(root: str, in_use) -> list[str]:
         fcntl.flock(store, fcntl.LOCK_EX)
         used = _leased(os.path.join(layers, "leases")) | set(in_use())
         deleted = []
-        for sub in ("sha256", os.path.join("rootless", "sha256")):
+        for sub in ("sha256", os.path.join("rootless", "sha256"), os.path.join("blobs", "sha256")):
             base = os.path.join(layers, sub)
             for name in _listdir(base):
                 if name not in used:
@@ -356,6 +403,9 @@ def _private_dirs(base: str, path: str) -> None:
 def _remove(path: str) -> None:
     import shutil
 
+    if not os.path.isdir(path) or os.path.islink(path):  # a blob
+        os.unlink(path)
+        return
     # A layer may hold read-only directories; rmtree copes as root, and
     # rootless we own every directory and can make it writable first.
     def retry(func, p, exc):

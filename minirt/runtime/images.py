@@ -1,18 +1,25 @@
-"""Named images: ``minirt load``, ``minirt images``, ``minirt rmi``.
+"""Named images: ``minirt load``, ``images``, ``rmi``, ``tag``, ``image prune``.
 
 Lecture idea: an image name such as ``busybox:latest`` is only a pointer to an
 image id (the digest of its config), and an image is only a config plus a list
 of layers.  Loading an archive unpacks its layers into the shared store and
 records the config and the layer list under ``images/<id>.json``; the tags live
 in ``images/tags.json``.  Running ``busybox:latest`` then needs no archive.
+Tagging adds a pointer; ``rmi`` takes one away, and deletes the image with its
+last name, unless a container still runs on it.  The blobs the image came in
+are kept too (``image/store.py``), so that ``minirt save`` can give it back
+with the same digests.
+
+What a name may be and how it is completed (``busybox`` is ``busybox:latest``)
+is decided in ``_normalize`` and ``check_name`` alone.
 """
 
 import itertools
 import os
 import time
 
-from minirt.errors import ImageError
-from minirt.image.store import release
+from minirt.errors import ImageError, MinirtError
+from minirt.image.store import keep_blob, release
 from minirt.runtime import state
 
 _loads = itertools.count()
@@ -21,6 +28,33 @@ _loads = itertools.count()
 def _normalize(tag):
     name, _, version = tag.rpartition(":") if ":" in tag.rsplit("/", 1)[-1] else (tag, "", "latest")
     return f"{name}:{version}"
+
+
+def check_name(ref):
+    """``ref`` normalized, if docker would accept it as a tag's name:
+    ``[HOST[:PORT]/]path[/path...][:TAG]``, paths lower-case."""
+    import re
+
+    name, tag = _normalize(ref).rsplit(":", 1)
+    host, _, _ = name.partition("/")
+    if "/" in name and ("." in host or ":" in host or host == "localhost"):
+        path = name[len(host) + 1:]
+        if not re.fullmatch(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+                            r"(?::[0-9]+)?", host):
+            raise ImageError(f"invalid reference format: {ref!r}: bad registry host {host!r}")
+    else:
+        path = name
+    component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    if "@" in ref:
+        raise ImageError(f"invalid reference format: {ref!r}: a tag cannot name a digest")
+    if not re.fullmatch(rf"{component}(?:/{component})*", path):
+        why = "must be lower-case" if path != path.lower() else "not a repository name"
+        raise ImageError(f"invalid reference format: {ref!r}: repository name {path!r} {why}")
+    if not re.fullmatch(r"[\w][\w.-]{0,127}", tag, re.ASCII):
+        raise ImageError(f"invalid reference format: {ref!r}: bad tag {tag!r}")
+    if len(name) > 255:
+        raise ImageError(f"invalid reference format: {ref!r}: repository name longer than 255 characters")
+    return f"{name}:{tag}"
 
 
 class Catalog:
@@ -35,18 +69,28 @@ class Catalog:
             return {}
 
     def load(self, path, store, tags=()):
-        """Unpack the image at ``path`` into ``store`` and name it. Returns (id, tags)."""
+        """Unpack the image at ``path`` into ``store``, keep its blobs, and name
+        it. Returns (id, tags)."""
+        import io
+
         from minirt.image import open_image
 
-        lease = f"load-{os.getpid()}-{next(_loads)}"  # until the entry names its layers
+        lease = f"load-{os.getpid()}-{next(_loads)}"  # until the entry names its layers and blobs
         try:
             with open_image(path) as img:
+                names = [check_name(t) for t in (list(tags) or list(getattr(img, "tags", None) or []))]
                 diff_ids = [layer.diff_id for layer in img.layers]
-                store.lease(lease, diff_ids)
+                store.lease(lease, diff_ids + [img.id] + [layer.digest for layer in img.layers if layer.digest])
                 store.unpack(img)
-                names = [_normalize(t) for t in (list(tags) or list(getattr(img, "tags", None) or []))]
+                keep_blob(store.root, io.BytesIO(img.config_bytes), img.id, f"{path}: config")
+                blobs = []
+                for layer in img.layers:
+                    with img.open_layer(layer) as blob:
+                        digest, size = keep_blob(store.root, blob, layer.digest, f"{path}: layer")
+                    blobs.append({"mediaType": layer.media_type, "digest": digest, "size": size})
                 entry = {"id": img.id, "config": img.config, "source": os.path.abspath(path),
-                         "layers": diff_ids, "loaded_at": time.time()}
+                         "layers": diff_ids, "blobs": blobs, "config_size": len(img.config_bytes),
+                         "loaded_at": time.time()}
             os.makedirs(self.dir, exist_ok=True)
             state.write_json(os.path.join(self.dir, img.id.split(":", 1)[1] + ".json"), entry)
         finally:
@@ -57,6 +101,22 @@ class Catalog:
                 table[name] = img.id
             state.write_json(self.tags_file, table)
         return img.id, names
+
+    def names(self, image_id):
+        return sorted(t for t, i in self._tags().items() if i == image_id)
+
+    def tag(self, source, target):
+        """Name the image ``source`` names ``target`` too (moved from another
+        image, if it named one). Returns the full name."""
+        name = check_name(target)
+        entry = self.lookup(source)
+        if entry is None:
+            raise ImageError(f"no such image: {source}")
+        with state.locked(self.dir, ".lock"):
+            table = self._tags()
+            table[name] = entry["id"]
+            state.write_json(self.tags_file, table)
+        return name
 
     def lookup(self, ref):
         """The catalog entry for a tag or an image id (prefix), or None."""
@@ -101,35 +161,96 @@ class Catalog:
             return []
 
     def list(self):
-        """[(tags, entry)] for every loaded image."""
+        """[(tags, entry)] for every loaded image, newest first."""
         table = self._tags()
         out = []
-        for f in sorted(self._files()):
+        for f in self._files():
             entry = self._read(f)
             out.append((sorted(t for t, i in table.items() if i == entry["id"]), entry))
+        out.sort(key=lambda te: (-(te[1].get("loaded_at") or 0), te[1]["id"]))
         return out
 
-    def remove(self, ref, in_use=()):
-        """Untag ``ref``; delete the image when no tag is left. Returns what was done."""
+    def remove(self, ref, users, force=False):
+        """Untag ``ref`` (a name; an id: every name); delete the image with its
+        last name.  ``users`` maps image ids to [(container id, running)] of the
+        containers that run on it: they stop it, unless forced (not a running
+        one: its layers stay anyway, held by the container).  Returns docker's lines."""
         entry = self.lookup(ref)
         if entry is None:
             raise ImageError(f"no such image: {ref}")
+        image_id, short = entry["id"], entry["id"][7:19]
         with state.locked(self.dir, ".lock"):
             table = self._tags()
-            name = _normalize(ref)
-            if name in table:
+            names = [t for t, i in table.items() if i == image_id]
+            by_name = table.get(_normalize(ref)) == image_id
+            untag = [_normalize(ref)] if by_name else names
+            if not by_name and len(names) > 1 and not force:
+                raise ImageError(f"conflict: unable to delete {short} (must be forced)"
+                                 " - image is referenced in multiple repositories")
+            last = len(untag) == len(names)
+            for cid, running in users.get(image_id, []) if last else []:
+                if by_name and not force:
+                    raise ImageError(f'conflict: unable to remove repository reference "{untag[0]}" (must force)'
+                                     f" - container {cid[:12]} is using its referenced image {short}")
+                if running or not force:
+                    raise ImageError(f"conflict: unable to delete {short} ({'cannot' if running else 'must'}"
+                                     f" be forced) - image is being used by {'running' if running else 'stopped'}"
+                                     f" container {cid[:12]}")
+            for name in untag:
                 del table[name]
-                done = [f"Untagged: {name}"]
-            else:
-                done = [f"Untagged: {t}" for t, i in table.items() if i == entry["id"]]
-                table = {t: i for t, i in table.items() if i != entry["id"]}
-            if entry["id"] not in table.values():
-                if entry["id"] in in_use:
-                    raise ImageError(f"image {ref} is in use by a container; remove the container first")
-                os.unlink(os.path.join(self.dir, entry["id"].split(":", 1)[1] + ".json"))
-                done.append(f"Deleted: {entry['id']}")
+            done = [f"Untagged: {name}" for name in untag]
+            if last:
+                os.unlink(os.path.join(self.dir, image_id.split(":", 1)[1] + ".json"))
+                done.append(f"Deleted: {image_id}")
             state.write_json(self.tags_file, table)
         return done
 
-    def layers_in_use(self):
-        return {d for _, entry in self.list() for d in entry["layers"]}
+    def saved(self, refs, root):
+        """What ``write.write_archive`` needs to save the images ``refs`` name:
+        one dict per image, with the names given (an id names none)."""
+        from minirt.image.store import blob_path
+
+        images = {}
+        for ref in refs:
+            entry = self.lookup(ref)
+            if entry is None:
+                raise ImageError(f"no such image: {ref}")
+            if "blobs" not in entry:
+                raise ImageError(f"{ref}: loaded by an older minirt, which kept no blobs; load it again")
+            paths = [blob_path(root, d) for d in [entry["id"]] + [b["digest"] for b in entry["blobs"]]]
+            missing = [p for p in paths if not os.path.isfile(p)]
+            if missing:
+                raise ImageError(f"{ref}: blob {missing[0]} is missing from the store; load the image again")
+            image = images.setdefault(entry["id"], {
+                "config": (entry["id"], paths[0]), "tags": [],
+                "layers": [(b["digest"], p) for b, p in zip(entry["blobs"], paths[1:])],
+                "platform": (entry["config"].get("os") or "linux", entry["config"].get("architecture") or "")})
+            name = _normalize(ref)
+            if self._tags().get(name) == entry["id"] and name not in image["tags"]:
+                image["tags"].append(name)
+        return list(images.values())
+
+    def in_use(self):
+        """The layers and blobs (hex digests) that loaded images record."""
+        used = set()
+        for _, entry in self.list():
+            used.update(d.split(":")[-1] for d in entry["layers"] + [entry["id"]])
+            used.update(b["digest"].split(":")[-1] for b in entry.get("blobs") or ())
+        return used
+
+
+def users(root, catalog):
+    """{image id: [(container id, running)]}: a container uses the image whose
+    layers it runs on (whatever name it was run by, or a path to the same image)."""
+    by_layers = {tuple(d.split(":")[-1] for d in entry["layers"]): entry["id"] for _, entry in catalog.list()}
+    found = {}
+    for cid in state.container_ids(root):
+        try:
+            config = state.read_json(f"{state.containers_dir(root)}/{cid}/config.json")
+            layers = tuple(os.path.basename(layer) for layer in config.get("layers") or ())
+            running = state.load(root, cid).get("status") == "running"
+        except (OSError, ValueError, AttributeError, TypeError, MinirtError):
+            continue
+        if layers in by_layers:
+            found.setdefault(by_layers[layers], []).append((cid, running))
+    return found
