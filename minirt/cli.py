@@ -406,6 +406,8 @@ def cmd_start(args):
 def cmd_images(args):
     from minirt.runtime.images import Catalog
 
+    if args.format is not None:  # checked even when there is nothing to list
+        _template(args.format, dict.fromkeys(IMAGE_FIELDS, ""))
     rows = []
     for tags, entry in Catalog(_root(args)).list():
         image_id = entry["id"] if args.no_trunc else entry["id"][7:19]
@@ -427,6 +429,9 @@ def cmd_images(args):
     _print_table([tuple(headers.get(c, c.upper()) for c in columns)]
                  + [tuple(row[c] for c in columns) for row in rows])
     return 0
+
+
+IMAGE_FIELDS = ("Repository", "Tag", "Digest", "ID", "CreatedSince", "CreatedAt", "Size")
 
 
 def _image_size(entry):
