@@ -218,9 +218,13 @@ def actions_metavar(actions):
 
 def _commands():
     """Every command, in the order ``minirt --help`` lists them."""
-    lifecycle = _lifecycle()
-    images = _images()
-    return lifecycle + images + [
+    return _lifecycle() + _images() + _managing()
+
+
+def _managing():
+    """docker's management commands (``container``, ``image``), the host's, networks, prune."""
+    lifecycle, images = _lifecycle(), _images()
+    return [
         Command("container", "manage containers (docker's spelling of the commands above)",
                 actions=[lifecycle[1].alias("ls")] + [c.alias(c.name) for c in lifecycle if c.name != "ps"]),
         Command("image", "manage images", actions=[
@@ -390,13 +394,13 @@ def parse(argv):
         ns.root = glued if eq else words.pop(0)
     if not words:
         raise SpecError("a command is required (minirt --help lists them)")
-    commands = _commands()
-    for c in commands:
-        if c.name == words[0]:
-            ns.command = c.name
-            c.parse(words[1:], ns)
-            return ns
-    raise SpecError(f"unknown command {words[0]!r} (one of: {', '.join(c.name for c in commands)})")
+    for group in (_lifecycle, _images, _managing):  # `run` builds only its own group's tables
+        for c in group():
+            if c.name == words[0]:
+                ns.command = c.name
+                c.parse(words[1:], ns)
+                return ns
+    raise SpecError(f"unknown command {words[0]!r} (one of: {', '.join(c.name for c in _commands())})")
 
 
 def help_text():
