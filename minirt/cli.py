@@ -518,20 +518,24 @@ def cmd_save(args):
         raise SpecError(f"invalid --format {args.format!r}: expected docker-archive or oci-archive")
     if args.output is None and sys.stdout.isatty():
         raise MinirtError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-    if args.output is not None and os.path.isdir(args.output):
-        raise MinirtError(f"{args.output}: is a directory; -o takes the archive's file name")
+    # The archive is written next to its place and renamed into it: never half an
+    # archive under its name, and a device or a directory is not replaced.
+    target = args.output and os.path.realpath(args.output)
+    if target and os.path.exists(target) and not os.path.isfile(target):
+        raise MinirtError(f"{args.output}: {'is a directory' if os.path.isdir(target) else 'not a regular file'};"
+                          " -o takes the archive's file name")
     root = _root(args)
     images = Catalog(root).saved(args.images, root)  # every name checked before a byte is written
-    if args.output is None:
+    if target is None:
         sys.stdout.flush()
         with os.fdopen(os.dup(sys.stdout.fileno()), "wb") as out:
             write_archive(out, images, args.format)
         return 0
-    tmp = os.path.join(os.path.dirname(os.path.abspath(args.output)), f".{os.path.basename(args.output)}.tmp-{os.getpid()}")
+    tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.tmp-{os.getpid()}")
     try:
         with open(tmp, "xb") as out:
             write_archive(out, images, args.format)
-        os.rename(tmp, args.output)
+        os.rename(tmp, target)
     except OSError as e:
         raise MinirtError(f"{args.output}: cannot write: {e.strerror or e}") from None
     finally:

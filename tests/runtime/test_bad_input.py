@@ -211,9 +211,11 @@ CASES = [
     (["tag", "busybox", "x@sha256:" + "0" * 64], 125, "a tag cannot name a digest"),
     (["tag", "busybox", "bad host!/x"], 125, "invalid reference format"),
     (["tag", "busybox", ""], 125, "invalid reference format"),
+    (["load", "-i", IMG, "-t", "Up:per"], 125, "invalid reference format: 'Up:per'"),
     (["save"], 125, "save: IMAGE is required"),
     (["save", "-o", "{dir}", "busybox"], 125, "{dir}: is a directory"),
     (["save", "-o", "/nonexistent/x.tar", "busybox"], 125, "/nonexistent/x.tar: cannot write"),
+    (["save", "-o", "/dev/null", "busybox"], 125, "/dev/null: not a regular file"),
     (["save", "--format", "tar", "-o", "{dir}/x.tar", "busybox"], 125, "invalid --format 'tar'"),
     (["save", "-o", "{dir}/x.tar", "nope"], 125, "no such image: nope"),
     # -- seccomp profiles: no device, directory, huge, endless or malformed file is read
