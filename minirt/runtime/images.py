@@ -30,30 +30,34 @@ def _normalize(tag):
     return f"{name}:{version}"
 
 
+# docker's reference grammar (distribution/reference): a registry host is DNS
+# labels and maybe a port; each path component lower-case words joined by . _ __ -.
+_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_HOST = rf"{_LABEL}(?:\.{_LABEL})*(?::[0-9]+)?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+
+
 def check_name(ref):
-    """``ref`` normalized, if docker would accept it as a tag's name:
-    ``[HOST[:PORT]/]path[/path...][:TAG]``, paths lower-case."""
+    """``ref`` completed, if docker would take it as an image's name:
+    ``[HOST[:PORT]/]path[/path...][:TAG]``."""
     import re
 
-    name, tag = _normalize(ref).rsplit(":", 1)
-    host, _, _ = name.partition("/")
-    if "/" in name and ("." in host or ":" in host or host == "localhost"):
-        path = name[len(host) + 1:]
-        if not re.fullmatch(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
-                            r"(?::[0-9]+)?", host):
-            raise ImageError(f"invalid reference format: {ref!r}: bad registry host {host!r}")
-    else:
-        path = name
-    component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    bad = f"invalid reference format: {ref!r}"
     if "@" in ref:
-        raise ImageError(f"invalid reference format: {ref!r}: a tag cannot name a digest")
-    if not re.fullmatch(rf"{component}(?:/{component})*", path):
+        raise ImageError(f"{bad}: a tag cannot name a digest")
+    name, tag = _normalize(ref).rsplit(":", 1)
+    host, _, rest = name.partition("/")
+    is_host = rest and ("." in host or ":" in host or host == "localhost")  # else: a path component
+    if is_host and not re.fullmatch(_HOST, host):
+        raise ImageError(f"{bad}: bad registry host {host!r}")
+    path = rest if is_host else name
+    if not re.fullmatch(rf"{_COMPONENT}(?:/{_COMPONENT})*", path):
         why = "must be lower-case" if path != path.lower() else "not a repository name"
-        raise ImageError(f"invalid reference format: {ref!r}: repository name {path!r} {why}")
-    if not re.fullmatch(r"[\w][\w.-]{0,127}", tag, re.ASCII):
-        raise ImageError(f"invalid reference format: {ref!r}: bad tag {tag!r}")
+        raise ImageError(f"{bad}: repository name {path!r} {why}")
+    if not re.fullmatch(r"\w[\w.-]{0,127}", tag, re.ASCII):
+        raise ImageError(f"{bad}: bad tag {tag!r}")
     if len(name) > 255:
-        raise ImageError(f"invalid reference format: {ref!r}: repository name longer than 255 characters")
+        raise ImageError(f"{bad}: repository name longer than 255 characters")
     return f"{name}:{tag}"
 
 
