@@ -153,6 +153,11 @@ class Catalog:
                 raise ImageError("layers must be a list of digests")
             if not isinstance(entry.get("config"), dict):
                 raise ImageError("config must be an object")
+            blobs = entry.get("blobs", layers)  # none: loaded by an older minirt
+            if not isinstance(blobs, list) or len(blobs) != len(layers) or not all(
+                    isinstance(b, dict) and is_digest(b.get("digest")) and type(b.get("size")) is int
+                    for b in entry.get("blobs", [])):
+                raise ImageError("blobs must be a list of descriptors, one a layer")
             check_run_config("config", entry["config"])
         except (ImageError, ValueError) as e:
             raise ImageError(f"{path}: damaged catalog entry ({e}); load the image again") from None

@@ -559,11 +559,15 @@ def test_load_names_the_image_by_its_own_tags_and_rmi_takes_an_id_prefix(lc):
     lambda e: e.update(layers=["../../etc"]),
     lambda e: e.update(config=5),
     lambda e: e.clear(),
+    lambda e: e.update(blobs="sha256:00"),
+    lambda e: e.update(blobs=[]),
+    lambda e: e.update(blobs=[{"digest": "../../etc", "size": 1, "mediaType": "x"}]),
+    lambda e: e.update(blobs=[{"digest": "sha256:" + "0" * 64, "size": "big", "mediaType": "x"}]),
 ])
 def test_a_damaged_catalog_entry_is_one_clear_line(lc, damage):
     lc.ok("load", "-i", lc.image, "-t", "damaged")
-    [row] = [r for r in lc.ok("images").splitlines() if r.startswith("damaged:latest")]
-    [name] = [f for f in os.listdir(os.path.join(lc.root, "images")) if f.startswith(row.split()[1])]
+    [row] = [r for r in lc.ok("images").splitlines() if r.split()[:2] == ["damaged", "latest"]]
+    [name] = [f for f in os.listdir(os.path.join(lc.root, "images")) if f.startswith(row.split()[2])]
     path = os.path.join(lc.root, "images", name)
     with open(path) as f:
         good = f.read()
