@@ -171,6 +171,51 @@ def test_image_history_is_the_configs_history_newest_first(root, tmp_path):
     assert root.ok("image", "history", "-q", "--no-trunc", "two:layers").split() == [image_id, "<missing>"]
 
 
+def test_history_steps_without_a_layer_have_no_size(root, tmp_path):
+    """docker's configs say ENV, CMD ... as steps with ``empty_layer``: the
+    layers' sizes go to the other steps, in order."""
+    from minirt.image.formats import OCI_CONFIG, OCI_MANIFEST
+    from minirt.image.write import EPOCH, Layout, tar_archive
+
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "f").write_bytes(b"x" * 30000)
+    layout = Layout(tmp_path / "layout")
+    layer, diff_id = layout.add_layer(tmp_path / "tree")
+    steps = [{"created": EPOCH, "created_by": "ADD rootfs /"},
+             {"created": EPOCH, "created_by": "ENV A=1", "empty_layer": True, "comment": "buildkit"},
+             {"created": EPOCH, "created_by": 'CMD ["sh", "-c", "' + "a very long command line " * 4 + '"]',
+              "empty_layer": True}]
+    config = layout.add_json({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]}, "history": steps,
+                              "rootfs": {"type": "layers", "diff_ids": [diff_id]}}, OCI_CONFIG)
+    manifest = layout.add_json({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config,
+                                "layers": [layer]}, OCI_MANIFEST)
+    layout.write_index([dict(manifest, annotations={"org.opencontainers.image.ref.name": "steps:v1"})])
+    tar_archive(tmp_path / "layout", tmp_path / "steps.tar")
+    root.ok("load", "-i", str(tmp_path / "steps.tar"))
+    rows = root.rows("image", "history", "steps:v1")
+    assert [r[1:] for r in rows[1:]] == [
+        ["56 years ago", 'CMD ["sh", "-c", "a very long command line a…', "0B"],
+        ["56 years ago", "ENV A=1", "0B", "buildkit"],
+        ["56 years ago", "ADD rootfs /", "41kB"]]
+    assert steps[2]["created_by"] in root.ok("image", "history", "--no-trunc", "steps:v1")
+
+
+def test_save_of_an_image_loaded_by_an_older_minirt_says_to_load_it_again(loaded, tmp_path):
+    path = os.path.join(loaded.path, "images", loaded.id[7:] + ".json")
+    with open(path) as f:
+        entry = json.load(f)
+    del entry["blobs"]   # as minirt wrote it before it kept blobs
+    with open(path, "w") as f:
+        json.dump(entry, f)
+    assert loaded.rows("images")[1][4] == "0B"
+    r = loaded("save", "-o", str(tmp_path / "out.tar"), "busybox")
+    assert (r.returncode, r.stderr.decode()) == (125, "minirt: busybox: loaded by an older minirt, which kept"
+                                                      " no blobs; load it again\n")
+    assert os.listdir(tmp_path) == []
+    loaded.ok("load", "-i", os.path.join(REPO, "images", "busybox.tar"))
+    loaded.ok("save", "-o", str(tmp_path / "out.tar"), "busybox")
+
+
 # -- prune -------------------------------------------------------------------------------------------
 
 def test_image_prune_deletes_dangling_images_and_then_with_a_every_unused_one(loaded, tmp_path):
