@@ -225,15 +225,7 @@ class Store:
             path = parent
 
     def _sweep(self) -> None:
-        """Remove temporary layers left by processes that died half way."""
-        for entry in os.scandir(self.tmp):
-            try:
-                pid = int(entry.name.split("-")[1])
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                _remove(entry.path)
-            except (ValueError, IndexError, PermissionError):
-                pass
+        _sweep(self.tmp)
 
 
 # -- blobs: what ``save`` needs to give an image back with its digests ---------
@@ -260,7 +252,7 @@ def keep_blob(root: str, blob, digest: str | None, what: str) -> tuple[str, int]
         return digest, os.path.getsize(blob_path(root, digest))
     tmp_dir = os.path.join(root, "layers", "blobs", "tmp")
     _private_dirs(root, tmp_dir)
-    tmp = os.path.join(tmp_dir, f"{os.getpid()}-{next(_counter)}")
+    tmp = os.path.join(tmp_dir, f"blob-{os.getpid()}-{next(_counter)}")
     h, size = hashlib.sha256(), 0
     try:
         with open(tmp, "wb") as out:
@@ -318,6 +310,7 @@ def remove_unused(root: str, in_use) -> list[str]:
     try:
         fcntl.flock(store, fcntl.LOCK_EX)
         used = _leased(os.path.join(layers, "leases")) | set(in_use())
+        _sweep(os.path.join(layers, "blobs", "tmp"))
         deleted = []
         for sub in ("sha256", os.path.join("rootless", "sha256"), os.path.join("blobs", "sha256")):
             base = os.path.join(layers, sub)
@@ -328,6 +321,17 @@ def remove_unused(root: str, in_use) -> list[str]:
         return deleted
     finally:
         os.close(store)
+
+
+def _sweep(tmp: str) -> None:
+    """Remove what processes that died half way left in ``tmp`` (names ``<what>-<pid>-<n>``)."""
+    for name in _listdir(tmp):
+        try:
+            os.kill(int(name.split("-")[1]), 0)
+        except ProcessLookupError:
+            _remove(os.path.join(tmp, name))
+        except (ValueError, IndexError, PermissionError):
+            pass
 
 
 def _leased(leases: str) -> set[str]:
