@@ -125,17 +125,17 @@ class Translator:
                 cpu.step()
                 continue
             function, count, cycles = block
-            # A block may only start if even its longest path cannot pass the
-            # step limit or the next device event; it checks again each time
-            # it loops back to its start.
+            # A block may only start if even its longest piece cannot pass
+            # the step limit or the next device event; it checks again each
+            # time it goes on to another piece.
             steps_left, cycles_left = limit - cpu.steps, cpu.next_event - cpu.cycles
             if steps_left < count or cycles_left < cycles:
                 cpu.step()
                 continue
-            cpu.pc, done, done_cycles, bailed = function(steps_left - count, cycles_left - cycles,
-                                                         reads, writes)
-            cpu.steps += done
-            cpu.cycles += done_cycles
+            slack = min(steps_left - count, cycles_left - cycles, MAX_SLACK)
+            cpu.pc, done, bailed = function(slack << COUNT_BITS | COUNT_MASK, reads, writes)
+            cpu.steps += done & COUNT_MASK
+            cpu.cycles += done >> COUNT_BITS
             if bailed:
                 cpu.step()         # the instruction the block could not do
 
@@ -226,8 +226,70 @@ class Translator:
         return insns
 
 
-def _reg(n):
-    return f"r{n}" if n else "0"
+def _literal(text):
+    return text.lstrip("-").isdigit()
+
+
+def signed(x):
+    """Source text reading the register text or literal `x` as signed."""
+    if _literal(x):
+        return str(isa.sx(int(x)))
+    return f"({x} - 4294967296 if {x} > 2147483647 else {x})"
+
+
+# Python computes quickest with ints below 2**30 (one internal "digit"):
+# WORD = 2**32 - 1 is two, so the ISA table's `(A + B) & WORD` costs twice
+# an addition, and a call to sx() many times one.  The most common ALU
+# operations are written here as the same arithmetic with the wrap-around a
+# test that is almost never true; tests/emu/test_translate.py checks them
+# against the interpreter on the operands where they could differ.
+WRAP_UP = "if {d} > 4294967295: {d} -= 4294967296"
+WRAP_DOWN = "if {d} < 0: {d} += 4294967296"
+TRUNCATE = "if {d} > 4294967295: {d} &= 4294967295"
+
+
+def alu_source(d, a, b, dest):
+    """Statements setting `dest` to ALU instruction `d` applied to the
+    operand texts `a` and `b` (b is the immediate, sign applied, for the
+    I formats), or None when the ISA table's expression will do."""
+    mnemonic = d.insn.mnemonic
+    if mnemonic in ("add", "addi") and (b == "0" or a == "0"):
+        return [f"{dest} = {b if a == '0' else a}"]           # mov, li
+    if mnemonic in ("add", "addi"):
+        if b.startswith("-"):
+            return [f"{dest} = {a} - {b[1:]}", WRAP_DOWN.format(d=dest)]
+        return [f"{dest} = {a} + {b}", WRAP_UP.format(d=dest)]
+    if mnemonic == "sub":
+        return [f"{dest} = {a} - {b}", WRAP_DOWN.format(d=dest)]
+    if mnemonic in ("mul", "shli"):
+        return [f"{dest} = {a} {'*' if mnemonic == 'mul' else '<<'} {b}", TRUNCATE.format(d=dest)]
+    if mnemonic in ("slt", "slti"):
+        return [f"{dest} = 1 if {signed(a)} < {signed(b)} else 0"]
+    if mnemonic in ("sltu", "sltiu"):
+        return [f"{dest} = 1 if {a} < {b if mnemonic == 'sltu' else int(b) & WORD} else 0"]
+    return None
+
+
+def branch_condition(d, a, b):
+    if d.insn.mnemonic in ("blt", "bge"):
+        return f"{signed(a)} {'<' if d.insn.mnemonic == 'blt' else '>='} {signed(b)}"
+    return isa.substitute(d.insn.op, a, b)
+
+
+# A block counts what it has run in one int, x: cycles in the high bits,
+# instructions in the low COUNT_BITS -- one addition and one comparison a
+# loop trip instead of two each.  Each instruction takes at least a cycle,
+# so the cycle budget bounds the instructions too.
+COUNT_BITS = 16
+COUNT_MASK = (1 << COUNT_BITS) - 1
+# The most cycles one call may run (a piece is 64 instructions of at most 10
+# cycles beyond that): x then stays a quick small int.
+MAX_SLACK = (1 << (30 - COUNT_BITS)) - 1024
+
+
+def counted(instructions, cycles):
+    # (Python folds the constant expression when it compiles the block.)
+    return f"({cycles} << {COUNT_BITS} | {instructions})" if instructions else ""
 
 
 def block_source(sequences, memory_size, paged=False):
@@ -246,34 +308,33 @@ def block_source(sequences, memory_size, paged=False):
     writeback = "".join(f"R[{r}] = r{r}; " for r in written)
     labels = {pc: k for k, (pc, _) in enumerate(sequences)}
 
-    def leave(pc, done, spent, bailed=False):
-        # n and c count the instructions and cycles of the pieces run
-        # before this one; `done` and `spent` add this piece's.
-        return f"{writeback}return {pc}, n + {done}, c + {spent}, {bailed}"
+    def leave(pc, done, bailed=False):
+        # x counts the pieces run before this one; `done` adds this one's.
+        return f"{writeback}return {pc}, x{done and ' + ' + done}, {bailed}"
 
-    def go_to(target, done, spent, here):
+    def go_to(target, done, here):
         # On to another piece (or round this one again) only if even the
-        # longest piece still fits: the slack is what the budgets allow
+        # longest piece still fits: the slack is what the budget allows
         # beyond it.  Each piece loops in a `while` of its own, so going
         # round it again costs no look at L.
         if target not in labels:
-            return [leave(target, done, spent)]
+            return [leave(target, done)]
         again = "continue" if labels[target] == here else f"L = {labels[target]}; break"
-        return [f"n += {done}; c += {spent}",
-                f"if n <= step_slack and c <= cycle_slack: {again}",
-                leave(target, 0, 0)]
+        return [f"x += {done}", f"if x <= slack: {again}", leave(target, "")]
 
-    body = ["def make(R, W, M, D, C):",
-            "  def block(step_slack, cycle_slack, TR, TW):"]
+    # Memory, code words and dirty flags in locals: quicker than the closure's cells.
+    body = ["def make(R_, W_, M_, D_, C_):",
+            "  def block(slack, TR, TW):",
+            "    R, W, M, D, C = R_, W_, M_, D_, C_"]
     body += [f"    r{r} = R[{r}]" for r in used]
-    body += ["    n = c = L = 0", "    while True:"]
+    body += ["    x = L = 0", "    while True:"]
     for label, (_, piece) in enumerate(sequences):
         pad = "      "
         if len(sequences) > 1:
             body += [f"{pad}{'if' if label == 0 else 'elif'} L == {label}:", f"{pad}  while True:"]
             pad += "    "
         body += piece_source(piece, memory_size, paged, pad, leave,
-                             lambda target, done, spent, here=label: go_to(target, done, spent, here))
+                             lambda target, done, here=label: go_to(target, done, here))
     body.append("  return block")
     return "\n".join(body) + "\n"
 
@@ -281,68 +342,94 @@ def block_source(sequences, memory_size, paged=False):
 def piece_source(insns, memory_size, paged, pad, leave, go_to):
     body = []
     spent = 0
+    # Registers whose value is known here, from constants (`li`, `la`):
+    # their uses are compiled as literals, and operations on literals
+    # only are done now.  A piece can be entered only at its start.
+    known = {}
+
+    def operand(r):
+        return "0" if r == 0 else str(known[r]) if r in known else f"r{r}"
+
+    def emit(*lines):
+        body.extend(pad + line for line in lines)
+
     for k, (pc, d) in enumerate(insns):
         insn = d.insn
         kind = insn.kind
-        bail = leave(pc, k, spent, True)          # everything before this one is done
-        rd, a = d.rd, _reg(d.rs1)
-        if kind == "alu":
-            b = _reg(d.rs2) if insn.format == "R" else str(d.imm & WORD)
-            if rd:
-                body.append(f"{pad}r{rd} = {isa.substitute(insn.op, a, b)}")
+        bail = leave(pc, counted(k, spent), True)      # everything before this one is done
+        rd, a = d.rd, operand(d.rs1)
+        if kind == "alu" and rd:
+            dest = f"r{rd}"
+            signed_b = operand(d.rs2) if insn.format == "R" else str(d.imm)
+            b = signed_b if insn.format == "R" else str(d.imm & WORD)
+            if a.isdigit() and b.isdigit():
+                known[rd] = eval(isa.substitute(insn.op, a, b), dict(isa.OP_NAMESPACE))
+                emit(f"{dest} = {known[rd]}")
+            else:
+                known.pop(rd, None)
+                emit(*(alu_source(d, a, signed_b, dest) or [f"{dest} = {isa.substitute(insn.op, a, b)}"]))
         elif kind in ("load", "store"):
-            body.append(f"{pad}a = ({a} + {d.imm}) & WORD" if d.imm else f"{pad}a = {a}")
+            # The address, in a local unless it is a register as it is.
+            if a.isdigit():
+                address = str((int(a) + d.imm) & WORD)
+            elif d.imm:
+                emit(f"a = {a} {'-' if d.imm < 0 else '+'} {abs(d.imm)}")
+                address = "a"
+            else:
+                address = a
             # Anything unusual -- misaligned, past RAM (devices), a page the
             # TLB does not allow, translated code being overwritten -- goes
-            # back to the interpreter.
-            checks = ["a & 3"] if insn.width == 4 else []
+            # back to the interpreter.  So does an address that wrapped
+            # round (below 0 or past WORD): the interpreter wraps it.
+            checks = [f"{address} & 3"] if insn.width == 4 else []
             if paged:
                 table = "TW" if kind == "store" else "TR"
                 if checks:
-                    body.append(f"{pad}if a & 3: {bail}")
-                body.append(f"{pad}f = {table}.get(a >> 12)")
-                body.append(f"{pad}if f is None: {bail}")
-                body.append(f"{pad}a = f | (a & 4095)")
-                checks = []
+                    emit(f"if {checks[0]}: {bail}")
+                emit(f"f = {table}.get({address} >> 12)", f"if f is None: {bail}",
+                     f"a = f | ({address} & 4095)")
+                address, checks = "a", []
             else:
-                checks.append(f"a >= {memory_size}")
+                checks += [f"{address} < 0"] if d.imm < 0 else []
+                checks.append(f"{address} >= {memory_size}")
             if kind == "store":
-                checks.append("a >> 2 in C")
+                checks.append(f"{address} >> 2 in C")
             if checks:
-                body.append(f"{pad}if {' or '.join(checks)}: {bail}")
+                emit(f"if {' or '.join(checks)}: {bail}")
             if kind == "load" and rd:
+                known.pop(rd, None)
                 if insn.width == 4:
-                    body.append(f"{pad}r{rd} = W[a >> 2]")
-                elif insn.signed:
-                    body.append(f"{pad}v = M[a]; r{rd} = (v | 0xFFFFFF00) if v & 0x80 else v")
+                    emit(f"r{rd} = W[{address} >> 2]")
                 else:
-                    body.append(f"{pad}r{rd} = M[a]")
+                    emit(f"r{rd} = M[{address}]")
+                    if insn.signed:
+                        emit(f"if r{rd} > 127: r{rd} += 0xFFFFFF00")
             elif kind == "store":
-                value = _reg(d.rs2)
+                value = operand(d.rs2)
                 if insn.width == 4:
-                    body.append(f"{pad}W[a >> 2] = {value}")
+                    emit(f"W[{address} >> 2] = {value}")
                 else:
-                    body.append(f"{pad}M[a] = {value} & 0xFF")
-                body.append(f"{pad}D[a >> {isa.PAGE_SIZE.bit_length() - 1}] = 1")
+                    emit(f"M[{address}] = {int(value) & 255 if _literal(value) else value + ' & 255'}")
+                emit(f"D[{address} >> {isa.PAGE_SIZE.bit_length() - 1}] = 1")
         spent += insn.cycles
-        done = k + 1
+        done = counted(k + 1, spent)
         next_pc = (pc + 4) & WORD
         if kind == "branch":
             # A conditional branch leaves the piece when taken and falls
             # through into the rest of it when not.
             target = (pc + d.imm) & WORD
-            body.append(f"{pad}if {isa.substitute(insn.op, _reg(d.rs1), _reg(d.rs2))}:")
-            body += [f"{pad}  {line}" for line in go_to(target, done, spent)]
+            emit(f"if {branch_condition(d, a, operand(d.rs2))}:")
+            emit(*(f"  {line}" for line in go_to(target, done)))
         elif kind in ("jump", "call"):
             target = (pc + d.imm) & WORD
             if kind == "call":
-                body.append(f"{pad}r{isa.LR} = {next_pc}")
-            body += [f"{pad}{line}" for line in go_to(target, done, spent)]
+                emit(f"r{isa.LR} = {next_pc}")
+            emit(*go_to(target, done))
         elif kind in ("jr", "callr"):
-            body.append(f"{pad}t = {_reg(d.rs1)}")       # before lr changes: `callr lr`
+            emit(f"t = {a}")                       # before lr changes: `callr lr`
             if kind == "callr":
-                body.append(f"{pad}r{isa.LR} = {next_pc}")
-            body.append(f"{pad}{leave('t', done, spent)}")
+                emit(f"r{isa.LR} = {next_pc}")
+            emit(leave("t", done))
         if k == len(insns) - 1 and kind not in _TERMINATORS:
-            body.append(f"{pad}{leave(next_pc, done, spent)}")
+            emit(leave(next_pc, done))
     return body

@@ -197,3 +197,49 @@ def test_code_patched_anywhere_runs_as_patched(where, paging, state):
     assert interpreted.cpu.regs[isa.REGISTERS["s0"]] == sum(range(2, 42))
     assert state(interpreted) == state(translated)
     assert translated.engine.translated > 0
+
+
+# Operands at the edges of Python's quick small ints (2**30) and of 32-bit
+# signed and unsigned arithmetic: the translator writes wrap-around and sign
+# extension its own way (quicker in Python than the ISA table's expressions).
+EDGES = [0, 1, 2, 31, 32, 0x7FFF, 0x8000, 0xFFFF, 0x3FFFFFFF, 0x40000000,
+         0x7FFFFFFF, 0x80000000, 0x80000001, 0xC0000000, 0xFFFFFFFE, 0xFFFFFFFF]
+IMMEDIATES = {"I": [-32768, -2, -1, 0, 1, 31, 32767], "IU": [0, 1, 0x8000, 0xFFFF],
+              "SH": [0, 1, 2, 30, 31]}
+
+
+def edge_program():
+    """Every ALU operation and conditional branch on every pair of EDGES
+    (loaded from memory, so that no result is known when the code is
+    compiled), and byte loads of them, each result stored in turn after
+    `results`."""
+    body = []
+    for load in ("ldb a2, [t3]", "ldb a2, [t3 + 3]", "ldbu a2, [t3 + 3]", "ldw a2, [t3 - 4]"):
+        body += [load, "stw a2, [s0]", "addi s0, s0, 4"]
+    for insn in isa.INSTRUCTIONS:
+        if insn.kind == "alu" and insn.format == "R":
+            body.append(f"{insn.mnemonic} a2, a0, a1")
+        elif insn.kind == "alu" and insn.format in IMMEDIATES:
+            body += [f"{insn.mnemonic} a2, a0, {imm}" for imm in IMMEDIATES[insn.format]]
+        elif insn.kind == "branch":
+            body += ["li a2, 1", f"{insn.mnemonic} a0, a1, taken_{insn.mnemonic}", "li a2, 2",
+                     f"taken_{insn.mnemonic}:"]
+        else:
+            continue
+        body += ["stw a2, [s0]", "addi s0, s0, 4"]
+    return "\n".join(["la s0, results", "la s1, edges", f"li t0, {4 * len(EDGES)}", "li t1, 0",
+                      "first:", "li t2, 0",
+                      "second:", "add t3, s1, t1", "ldw a0, [t3]", "add t3, s1, t2", "ldw a1, [t3]",
+                      *body,
+                      "addi t2, t2, 4", "bltu t2, t0, second",
+                      "addi t1, t1, 4", "bltu t1, t0, first",
+                      "halt",
+                      "edges:", *(f".word {value:#x}" for value in EDGES),
+                      "results:"])
+
+
+def test_arithmetic_at_the_edges_as_interpreted(state):
+    interpreted, translated = both(assemble(edge_program()), 1_000_000)
+    assert interpreted.stopped and translated.stopped
+    assert state(interpreted) == state(translated)
+    assert translated.engine.translated > 0
