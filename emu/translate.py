@@ -71,6 +71,10 @@ _TERMINATORS = {"jump", "call", "jr", "callr"}
 _PAGED = 1 << 64
 
 
+def _key(pc, phys, paged):
+    return _PAGED | phys << 32 | pc if paged else pc
+
+
 class Translator:
     """Runs a CPU with translated blocks; same interface as ``CPU.run``."""
 
@@ -84,6 +88,10 @@ class Translator:
         # Physical word -> how many blocks read it.  A translated store checks
         # this, not the line, so that data next to code costs nothing.
         self.code_words = {}
+        # Key of an instruction inside a piece (not its first) -> how many
+        # blocks hold it: where the interpreter may be, but code does not start.
+        self.inside = {}
+        self.covers = {}           # pc -> the keys inside its pieces
         self.memory.on_code_write = self.invalidate
         self.translated = 0        # blocks compiled so far (for the curious and the benchmark)
 
@@ -94,8 +102,10 @@ class Translator:
             return cpu.run(steps)
         board, blocks, sregs, mmu = cpu.board, self.blocks, cpu.sregs, cpu.mmu
         limit = cpu.steps + steps
+        left_block = False         # the pc is where a block ended
         while cpu.steps < limit and not board.stopped:
             pc = cpu.pc
+            came_from_block, left_block = left_block, False
             if mmu.enabled:
                 # Where is the code?  A page the TLB does not (yet) let us
                 # execute is the interpreter's business: it walks or faults.
@@ -105,7 +115,7 @@ class Translator:
                     cpu.step()
                     continue
                 phys = frame | (pc & 0xFFF)
-                key = _PAGED | phys << 32 | pc
+                key = _key(pc, phys, True)
                 reads, writes = fast[READ], fast[WRITE]
             else:
                 key = phys = pc
@@ -113,7 +123,15 @@ class Translator:
             block = blocks.get(key, _MISSING)
             if block is _MISSING:
                 # Compiling costs as much as interpreting the code a few
-                # hundred times: only code that runs again and again is worth it.
+                # hundred times: only code that runs again and again is worth
+                # it.  Nor is the middle of a piece where the interpreter
+                # stepped to (up to a device event, or back from an
+                # interrupt): it reaches the start of a block in a moment.
+                # Where a block ends (after an instruction it could not do),
+                # code does start.
+                if key in self.inside and not came_from_block:
+                    cpu.step()
+                    continue
                 heat = self.heat.get(key, 0) + 1
                 if heat < HOT:
                     self.heat[key] = heat
@@ -136,6 +154,7 @@ class Translator:
             cpu.pc, done, bailed = function(slack << COUNT_BITS | COUNT_MASK, reads, writes)
             cpu.steps += done & COUNT_MASK
             cpu.cycles += done >> COUNT_BITS
+            left_block = True
             if bailed:
                 cpu.step()         # the instruction the block could not do
 
@@ -163,6 +182,10 @@ class Translator:
                 self.code_words[word] -= 1
                 if not self.code_words[word]:
                     del self.code_words[word]
+        for inner in self.covers.pop(key):
+            self.inside[inner] -= 1
+            if not self.inside[inner]:
+                del self.inside[inner]
 
     # -- translation -------------------------------------------------------------------
 
@@ -198,6 +221,10 @@ class Translator:
                  max(sum(d.insn.cycles for _, d in insns) for insns in sequences.values()))
         self.blocks[key] = block
         self.sources[key] = []
+        self.covers[key] = [_key(addr, phys + addr - pc, paged)
+                            for insns in sequences.values() for addr, _ in insns[1:]]
+        for inner in self.covers[key]:
+            self.inside[inner] = self.inside.get(inner, 0) + 1
         for start, insns in sequences.items():
             first = phys + start - pc
             last = first + 4 * len(insns)
