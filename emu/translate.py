@@ -116,10 +116,9 @@ class Translator:
                     continue
                 phys = frame | (pc & 0xFFF)
                 key = _key(pc, phys, True)
-                reads, writes = fast[READ], fast[WRITE]
             else:
                 key = phys = pc
-                reads = writes = None
+                fast = None
             block = blocks.get(key, _MISSING)
             if block is _MISSING:
                 # Compiling costs as much as interpreting the code a few
@@ -137,12 +136,12 @@ class Translator:
                     self.heat[key] = heat
                     cpu.step()
                     continue
-                block = self.translate(pc, phys, key, reads is not None)
+                block = self.translate(pc, phys, key, fast is not None)
             if (block is None or cpu.cycles >= cpu.next_event or cpu.halted
                     or (cpu.irq_pending and sregs[SREG_STATUS] & STATUS_IE)):
                 cpu.step()
                 continue
-            function, count, cycles = block
+            _, count, cycles = block
             # A block may only start if even its longest piece cannot pass
             # the step limit or the next device event; it checks again each
             # time it goes on to another piece.
@@ -150,13 +149,43 @@ class Translator:
             if steps_left < count or cycles_left < cycles:
                 cpu.step()
                 continue
-            slack = min(steps_left - count, cycles_left - cycles, MAX_SLACK)
-            cpu.pc, done, bailed = function(slack << COUNT_BITS | COUNT_MASK, reads, writes)
-            cpu.steps += done & COUNT_MASK
-            cpu.cycles += done >> COUNT_BITS
             left_block = True
-            if bailed:
+            if self.chain(block, steps_left, cycles_left, fast):
                 cpu.step()         # the instruction the block could not do
+
+    def chain(self, block, steps_left, cycles_left, fast):
+        """Run `block`, then the block where it ends, and so on, for as long
+        as the next one is compiled and fits in what is left of the budgets.
+        Blocks change nothing but registers and RAM, so nothing else `run`
+        looks at -- a device event, an interrupt, the mode, paging -- can
+        change meanwhile.  Returns True if the last block bailed out."""
+        cpu, blocks = self.cpu, self.blocks
+        reads = writes = execute = None
+        if fast is not None:
+            reads, writes, execute = fast[READ], fast[WRITE], fast[EXECUTE]
+        steps_before, cycles_before = steps_left, cycles_left
+        while True:
+            function, count, cycles = block
+            slack = min(steps_left - count, cycles_left - cycles, MAX_SLACK)
+            pc, done, bailed = function(slack << COUNT_BITS | COUNT_MASK, reads, writes)
+            steps_left -= done & COUNT_MASK
+            cycles_left -= done >> COUNT_BITS
+            if bailed:
+                break
+            if execute is None:
+                key = pc
+            else:
+                frame = execute.get(pc >> 12)
+                if frame is None:
+                    break
+                key = _key(pc, frame | (pc & 0xFFF), True)
+            block = blocks.get(key)
+            if block is None or steps_left < block[1] or cycles_left < block[2]:
+                break
+        cpu.pc = pc
+        cpu.steps += steps_before - steps_left
+        cpu.cycles += cycles_before - cycles_left
+        return bailed
 
     def invalidate(self, line):
         """Something was stored into `line`, which holds translated code:
@@ -349,10 +378,10 @@ def block_source(sequences, memory_size, paged=False):
         again = "continue" if labels[target] == here else f"L = {labels[target]}; break"
         return [f"x += {done}", f"if x <= slack: {again}", leave(target, "")]
 
-    # Memory, code words and dirty flags in locals: quicker than the closure's cells.
-    body = ["def make(R_, W_, M_, D_, C_):",
-            "  def block(slack, TR, TW):",
-            "    R, W, M, D, C = R_, W_, M_, D_, C_"]
+    # Registers, memory, dirty flags and code words as default arguments:
+    # locals of the block, quicker to reach than the closure's cells.
+    body = ["def make(R, W, M, D, C):",
+            "  def block(slack, TR, TW, R=R, W=W, M=M, D=D, C=C):"]
     body += [f"    r{r} = R[{r}]" for r in used]
     body += ["    x = L = 0", "    while True:"]
     for label, (_, piece) in enumerate(sequences):
