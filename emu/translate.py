@@ -58,7 +58,7 @@ blocks of its line with the bytes they were made from.
 
 from . import isa
 from .isa import WORD, STATUS_IE, STATUS_U, SREG_STATUS
-from .memory import CODE_SHIFT
+from .memory import CLEAN, CODE, CODE_SHIFT, PAGE_SHIFT
 from .mmu import READ, WRITE, EXECUTE
 
 MAX_BLOCK = 64                     # instructions; long enough for any loop body here
@@ -85,9 +85,10 @@ class Translator:
         self.sources = {}          # pc -> [(physical address, the code bytes it was made from)]
         self.heat = {}             # pc -> times reached, until it has a block
         self.lines = {}            # code line -> pcs of the blocks that read it
-        # Physical word -> how many blocks read it.  A translated store checks
-        # this, not the line, so that data next to code costs nothing.
-        self.code_words = {}
+        # Physical address of a byte of code -> how many blocks read it.  A
+        # translated store into a line that holds code checks this, so that
+        # data next to code costs nothing.
+        self.code_bytes = {}
         # Key of an instruction inside a piece (not its first) -> how many
         # blocks hold it: where the interpreter may be, but code does not start.
         self.inside = {}
@@ -207,10 +208,11 @@ class Translator:
                     if not keys:
                         del self.lines[line]
                         self.memory.code[line] = 0
-            for word in range(start >> 2, end >> 2):
-                self.code_words[word] -= 1
-                if not self.code_words[word]:
-                    del self.code_words[word]
+                        self.memory.store_flags[line] &= ~CODE
+            for byte in range(start, end):
+                self.code_bytes[byte] -= 1
+                if not self.code_bytes[byte]:
+                    del self.code_bytes[byte]
         for inner in self.covers.pop(key):
             self.inside[inner] -= 1
             if not self.inside[inner]:
@@ -245,7 +247,7 @@ class Translator:
         namespace = dict(isa.OP_NAMESPACE)
         exec(compile(source, f"<block {pc:#010x}>", "exec"), namespace)
         function = namespace["make"](self.cpu.regs, memory.words, memory.ram, memory.dirty,
-                                     self.code_words)
+                                     memory.store_flags, self.code_bytes)
         block = (function, max(len(insns) for insns in sequences.values()),
                  max(sum(d.insn.cycles for _, d in insns) for insns in sequences.values()))
         self.blocks[key] = block
@@ -260,9 +262,10 @@ class Translator:
             self.sources[key].append((first, bytes(memory.ram[first:last])))
             for line in range(first >> CODE_SHIFT, ((last - 1) >> CODE_SHIFT) + 1):
                 memory.code[line] = 1
+                memory.store_flags[line] |= CODE
                 self.lines.setdefault(line, set()).add(key)
-            for word in range(first >> 2, last >> 2):
-                self.code_words[word] = self.code_words.get(word, 0) + 1
+            for byte in range(first, last):
+                self.code_bytes[byte] = self.code_bytes.get(byte, 0) + 1
         self.translated += 1
         return block
 
@@ -378,10 +381,10 @@ def block_source(sequences, memory_size, paged=False):
         again = "continue" if labels[target] == here else f"L = {labels[target]}; break"
         return [f"x += {done}", f"if x <= slack: {again}", leave(target, "")]
 
-    # Registers, memory, dirty flags and code words as default arguments:
-    # locals of the block, quicker to reach than the closure's cells.
-    body = ["def make(R, W, M, D, C):",
-            "  def block(slack, TR, TW, R=R, W=W, M=M, D=D, C=C):"]
+    # Registers, memory, dirty and store flags, code words as default
+    # arguments: locals of the block, quicker to reach than closure cells.
+    body = ["def make(R, W, M, D, S, C):",
+            "  def block(slack, TR, TW, R=R, W=W, M=M, D=D, S=S, C=C):"]
     body += [f"    r{r} = R[{r}]" for r in used]
     body += ["    x = L = 0", "    while True:"]
     for label, (_, piece) in enumerate(sequences):
@@ -448,10 +451,16 @@ def piece_source(insns, memory_size, paged, pad, leave, go_to):
             else:
                 checks += [f"{address} < 0"] if d.imm < 0 else []
                 checks.append(f"{address} >= {memory_size}")
-            if kind == "store":
-                checks.append(f"{address} >> 2 in C")
             if checks:
                 emit(f"if {' or '.join(checks)}: {bail}")
+            if kind == "store":
+                # Most lines need nothing more (memory.py: store flags); on
+                # one that holds code, the bytes written must not be code.
+                # (Comparisons, not `&`: Python has quicker ones for them.)
+                line = f"{address} >> {CODE_SHIFT}"
+                emit(f"if (s := S[{line}]):",
+                     f"  if s >= {CODE} and {address} in C: {bail}",
+                     f"  if s != {CODE}: D[{address} >> {PAGE_SHIFT}] = 1; S[{line}] = s - {CLEAN}")
             if kind == "load" and rd:
                 known.pop(rd, None)
                 if insn.width == 4:
@@ -466,7 +475,6 @@ def piece_source(insns, memory_size, paged, pad, leave, go_to):
                     emit(f"W[{address} >> 2] = {value}")
                 else:
                     emit(f"M[{address}] = {int(value) & 255 if _literal(value) else value + ' & 255'}")
-                emit(f"D[{address} >> {isa.PAGE_SIZE.bit_length() - 1}] = 1")
         spent += insn.cycles
         done = counted(k + 1, spent)
         next_pc = (pc + 4) & WORD

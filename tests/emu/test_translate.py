@@ -243,3 +243,29 @@ def test_arithmetic_at_the_edges_as_interpreted(state):
     assert interpreted.stopped and translated.stopped
     assert state(interpreted) == state(translated)
     assert translated.engine.translated > 0
+
+
+def test_translated_stores_mark_their_pages_dirty_after_every_snapshot():
+    # A translated store marks its page dirty once per snapshot (memory.py:
+    # store flags); the next snapshot needs it marked again.
+    image = assemble("""
+        la   t0, buffer
+    loop:
+        addi t1, t1, 1
+        stw  t1, [t0]
+        jmp  loop
+        .align 4096
+    buffer:
+        .word 0
+    """)
+    dirty = []
+    for engine in ("interpret", "translate"):
+        machine = Machine(1 << 16, console=Console(), engine=engine)
+        machine.load(image)
+        epochs = []
+        for _ in range(3):
+            machine.memory.mark_snapshot()
+            machine.run(1000)
+            epochs.append(machine.memory.dirty_pages())
+        dirty.append(epochs)
+    assert dirty[0] == dirty[1] == [[1], [1], [1]]
