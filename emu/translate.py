@@ -14,25 +14,32 @@ Here the host "code" is Python source.  A block such as::
 
 becomes, roughly::
 
-    def block(step_slack, cycle_slack):
+    def block(slack):
         r5 = R[5]; r6 = R[6]
-        n = c = 0
-        while True:
-            r5 = (r5 + 1) & WORD
-            if r5 != r6:
-                n += 2; c += 3                  # one more trip round the loop
-                if n <= step_slack and c <= cycle_slack: continue
-                R[5] = r5; return 0x100, n, c, False
-            R[5] = r5; return 0x108, n + 2, c + 3, False
+        x = 0                                   # cycles << 16 | instructions
+        try:
+            while True:
+                r5 = r5 + 1
+                if r5 > 4294967295: r5 -= 4294967296
+                if r5 != r6:
+                    x += (3 << 16 | 2)          # one more trip round the loop
+                    if x <= slack: continue
+                    return 0x100, x, False
+                return 0x108, x + (3 << 16 | 2), False
+        finally:
+            R[5] = r5
 
 Registers live in Python locals inside the block, decoding happens once, a
 conditional branch that is not taken falls through into the rest of the
 block, and a block that branches to its own start loops without coming back
 out.  A block also takes in the straight-line code at the places its
 branches and jumps reach (a few pieces, on the same page): a local ``L``
-says which piece runs next, so a loop whose body has an ``if`` in it -- two
-pieces -- stays inside Python too.  The semantics come from the same ``op``
-expressions in ``isa.py`` that the interpreter uses.
+says which piece runs next, and a short piece is copied in where it is gone
+to, so a loop whose body has an ``if`` in it -- two pieces -- stays inside
+one Python ``while``.  A block that ends where another compiled block starts
+goes straight on to it.  The semantics come from the same ``op`` expressions
+in ``isa.py`` that the interpreter uses, the most common ones rewritten for
+the way Python computes quickest (``alu_source``).
 
 The translator only handles the common case and hands everything else to the
 interpreter (``cpu.py``): system instructions, illegal words, any load or
@@ -50,10 +57,11 @@ pre-checked TLB (``mmu.fast``) -- one dictionary lookup -- and goes back to
 the interpreter on a miss, which walks the page tables and may fault exactly
 as it would have without the translator.  Because the lookup happens at run
 time, a TLB flush or a new page table needs no retranslation; only stores
-that change the code itself throw blocks away.  A translated store checks the
-physical words that blocks were made from, so data on the same page or line as
-code costs nothing; a store the interpreter makes is checked by comparing the
-blocks of its line with the bytes they were made from.
+that change the code itself throw blocks away.  A translated store looks at
+its line's store flags (``memory.py``): on most lines that is all; on a line
+holding code it checks the very bytes blocks were made from, so data next to
+code costs nothing.  A store the interpreter makes is checked by comparing
+the blocks of its line with the bytes they were made from.
 """
 
 from . import isa
@@ -63,6 +71,7 @@ from .mmu import READ, WRITE, EXECUTE
 
 MAX_BLOCK = 64                     # instructions; long enough for any loop body here
 MAX_SEQUENCES = 8                  # straight-line pieces of code in one block
+MAX_COPIED = 16                    # instructions: a piece this short is copied where it is gone to
 HOT = 16                           # times a pc is reached before its block is compiled
 _MISSING = object()
 # Unconditional jumps end a block; conditional branches only leave it when taken.
@@ -364,37 +373,49 @@ def block_source(sequences, memory_size, paged=False):
     # Load every register the block names, and every one it writes back
     # (a bail-out before the write must write back the old value).
     used = sorted({r for _, d in insns for r in (d.rd, d.rs1, d.rs2) if r} | set(written))
-    writeback = "".join(f"R[{r}] = r{r}; " for r in written)
+    writeback = "; ".join(f"R[{r}] = r{r}" for r in written)
     labels = {pc: k for k, (pc, _) in enumerate(sequences)}
 
     def leave(pc, done, bailed=False):
         # x counts the pieces run before this one; `done` adds this one's.
-        return f"{writeback}return {pc}, x{done and ' + ' + done}, {bailed}"
+        return f"return {pc}, x{done and ' + ' + done}, {bailed}"
 
-    def go_to(target, done, here):
+    def go_to(target, done, here, copied=False):
         # On to another piece (or round this one again) only if even the
         # longest piece still fits: the slack is what the budget allows
         # beyond it.  Each piece loops in a `while` of its own, so going
-        # round it again costs no look at L.
+        # round it again costs no look at L.  A short piece is copied in
+        # where it is gone to (not again inside a copy), so that a loop
+        # with an `if` in it -- two pieces going to each other -- goes
+        # round one `while`.
         if target not in labels:
             return [leave(target, done)]
-        again = "continue" if labels[target] == here else f"L = {labels[target]}; break"
-        return [f"x += {done}", f"if x <= slack: {again}", leave(target, "")]
+        label = labels[target]
+        if label == here:
+            return [f"x += {done}", "if x <= slack: continue", leave(target, "")]
+        piece = sequences[label][1]
+        if not copied and len(piece) <= MAX_COPIED:
+            return [f"x += {done}", f"if x > slack: {leave(target, '')}",
+                    *piece_source(piece, memory_size, paged, "", leave,
+                                  lambda target, done: go_to(target, done, here, copied=True))]
+        return [f"x += {done}", f"if x <= slack: L = {label}; break", leave(target, "")]
 
     # Registers, memory, dirty and store flags, code words as default
     # arguments: locals of the block, quicker to reach than closure cells.
     body = ["def make(R, W, M, D, S, C):",
             "  def block(slack, TR, TW, R=R, W=W, M=M, D=D, S=S, C=C):"]
     body += [f"    r{r} = R[{r}]" for r in used]
-    body += ["    x = L = 0", "    while True:"]
+    # However the block returns, `finally` writes the registers back:
+    # written once, not at each of its many ways out.
+    body += ["    x = L = 0", "    try:", "      while True:"]
     for label, (_, piece) in enumerate(sequences):
-        pad = "      "
+        pad = "        "
         if len(sequences) > 1:
             body += [f"{pad}{'if' if label == 0 else 'elif'} L == {label}:", f"{pad}  while True:"]
             pad += "    "
         body += piece_source(piece, memory_size, paged, pad, leave,
                              lambda target, done, here=label: go_to(target, done, here))
-    body.append("  return block")
+    body += ["    finally:", f"      {writeback or 'pass'}", "  return block"]
     return "\n".join(body) + "\n"
 
 
