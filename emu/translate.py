@@ -433,10 +433,14 @@ def piece_source(insns, memory_size, paged, pad, leave, go_to):
     def emit(*lines):
         body.extend(pad + line for line in lines)
 
+    unwrapped = None
     for k, (pc, d) in enumerate(insns):
         insn = d.insn
         kind = insn.kind
         bail = leave(pc, counted(k, spent), True)      # everything before this one is done
+        if unwrapped:
+            bail = f"{unwrapped} &= 4294967295; {bail}"
+            unwrapped = None
         rd, a = d.rd, operand(d.rs1)
         if kind == "alu" and rd:
             dest = f"r{rd}"
@@ -447,7 +451,17 @@ def piece_source(insns, memory_size, paged, pad, leave, go_to):
                 emit(f"{dest} = {known[rd]}")
             else:
                 known.pop(rd, None)
-                emit(*(alu_source(d, a, signed_b, dest) or [f"{dest} = {isa.substitute(insn.op, a, b)}"]))
+                lines = alu_source(d, a, signed_b, dest) or [f"{dest} = {isa.substitute(insn.op, a, b)}"]
+                # An address summed just before a load or store through it
+                # (`add t2, s0, t0` / `stb t3, [t2]`) need not wrap round:
+                # past WORD, it is past RAM too, and the access goes back
+                # to the interpreter -- wrapped then.
+                following = insns[k + 1][1] if k + 1 < len(insns) else None
+                if (lines[-1] == WRAP_UP.format(d=dest) and following is not None
+                        and following.insn.kind in ("load", "store")
+                        and following.rs1 == rd and following.imm >= 0):
+                    lines, unwrapped = lines[:-1], dest
+                emit(*lines)
         elif kind in ("load", "store"):
             # The address, in a local unless it is a register as it is.
             if a.isdigit():

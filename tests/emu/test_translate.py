@@ -269,3 +269,37 @@ def test_translated_stores_mark_their_pages_dirty_after_every_snapshot():
             epochs.append(machine.memory.dirty_pages())
         dirty.append(epochs)
     assert dirty[0] == dirty[1] == [[1], [1], [1]]
+
+
+@pytest.mark.parametrize("paging", [False, True], ids=["physical", "paged"])
+def test_addresses_that_wrap_round_reach_the_same_memory(paging, state):
+    # base + offset past 2**32 wraps to a small address, in RAM: each
+    # access goes back to the interpreter, with the register wrapped.
+    image = assemble("""
+        li   s0, 0xFFFFF000
+        la   s1, buffer + 0x1000
+        li   s2, 40                ; rounds: enough for the translator to compile them
+    loop:
+        add  t2, s0, s1            ; = buffer
+        ldw  t3, [t2]
+        addi t3, t3, 3
+        add  t2, s0, s1
+        stw  t3, [t2]
+        addi s2, s2, -1
+        bnez s2, loop
+        halt
+    buffer:
+        .word 0
+    """)
+    machines = []
+    for engine in ("interpret", "translate"):
+        machine = Machine(1 << 16, console=Console(), engine=engine)
+        machine.load(image)
+        if paging:
+            identity_paging(machine)
+        machine.run(10_000)
+        machines.append(machine)
+    interpreted, translated = machines
+    assert interpreted.cpu.regs[isa.REGISTERS["t3"]] == 3 * 40
+    assert state(interpreted) == state(translated)
+    assert translated.engine.translated > 0
