@@ -249,6 +249,7 @@ class Translator:
                 continue
             sequences[start] = insns
             waiting += [(addr + d.imm) & WORD for addr, d in insns if d.insn.kind in ("branch", "jump")]
+            waiting += [addr + 4 for addr, d in insns if d.insn.kind in ("call", "callr")]
         if not sequences:
             self.blocks[key] = None
             return None
@@ -375,6 +376,9 @@ def block_source(sequences, memory_size, paged=False):
     used = sorted({r for _, d in insns for r in (d.rd, d.rs1, d.rs2) if r} | set(written))
     writeback = "; ".join(f"R[{r}] = r{r}" for r in written)
     labels = {pc: k for k, (pc, _) in enumerate(sequences)}
+    # Where the block's calls return to, if it holds that code: a `ret`
+    # (or any jr) to one of these goes there without leaving the block.
+    returns = [pc + 4 for pc, d in insns if d.insn.kind in ("call", "callr") and pc + 4 in labels]
 
     def leave(pc, done, bailed=False):
         # x counts the pieces run before this one; `done` adds this one's.
@@ -397,7 +401,7 @@ def block_source(sequences, memory_size, paged=False):
         if not copied and len(piece) <= MAX_COPIED:
             return [f"x += {done}", f"if x > slack: {leave(target, '')}",
                     *piece_source(piece, memory_size, paged, "", leave,
-                                  lambda target, done: go_to(target, done, here, copied=True))]
+                                  lambda target, done: go_to(target, done, here, copied=True), returns)]
         return [f"x += {done}", f"if x <= slack: L = {label}; break", leave(target, "")]
 
     # Registers, memory, dirty and store flags, code words as default
@@ -414,12 +418,12 @@ def block_source(sequences, memory_size, paged=False):
             body += [f"{pad}{'if' if label == 0 else 'elif'} L == {label}:", f"{pad}  while True:"]
             pad += "    "
         body += piece_source(piece, memory_size, paged, pad, leave,
-                             lambda target, done, here=label: go_to(target, done, here))
+                             lambda target, done, here=label: go_to(target, done, here), returns)
     body += ["    finally:", f"      {writeback or 'pass'}", "  return block"]
     return "\n".join(body) + "\n"
 
 
-def piece_source(insns, memory_size, paged, pad, leave, go_to):
+def piece_source(insns, memory_size, paged, pad, leave, go_to, returns):
     body = []
     spent = 0
     # Registers whose value is known here, from constants (`li`, `la`):
@@ -528,6 +532,8 @@ def piece_source(insns, memory_size, paged, pad, leave, go_to):
             emit(f"t = {a}")                       # before lr changes: `callr lr`
             if kind == "callr":
                 emit(f"r{isa.LR} = {next_pc}")
+            for site in returns:
+                emit(f"if t == {site}:", *(f"  {line}" for line in go_to(site, done)))
             emit(leave("t", done))
         if k == len(insns) - 1 and kind not in _TERMINATORS:
             emit(leave(next_pc, done))
