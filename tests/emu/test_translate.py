@@ -13,13 +13,15 @@ from emu.machine import Machine
 GUESTS = ["hello.s", "fibonacci.s", "sieve.s", "echo.s", "timer.s"]
 
 
-def both(image, steps, input_bytes=b"", memory=1 << 20, tvec=None):
+def both(image, steps, input_bytes=b"", memory=1 << 20, tvec=None, paging=False):
     results = []
     for engine in ("interpret", "translate"):
         machine = Machine(memory, console=Console(input_bytes=input_bytes), engine=engine)
         machine.load(image)
         if tvec is not None:
             machine.cpu.sregs[isa.SREG_TVEC] = tvec
+        if paging:
+            identity_paging(machine)
         machine.run(steps)
         results.append(machine)
     return results
@@ -185,15 +187,7 @@ def test_code_patched_anywhere_runs_as_patched(where, paging, state):
         la   t0, patch
         li   t2, 0x10000          ; 1 in the immediate field
     """ + PATCHED[where])
-    machines = []
-    for engine in ("interpret", "translate"):
-        machine = Machine(1 << 16, console=Console(), engine=engine)
-        machine.load(image)
-        if paging:
-            identity_paging(machine)
-        machine.run(10_000)
-        machines.append(machine)
-    interpreted, translated = machines
+    interpreted, translated = both(image, 10_000, memory=1 << 16, paging=paging)
     assert interpreted.cpu.regs[isa.REGISTERS["s0"]] == sum(range(2, 42))
     assert state(interpreted) == state(translated)
     assert translated.engine.translated > 0
@@ -291,15 +285,7 @@ def test_addresses_that_wrap_round_reach_the_same_memory(paging, state):
     buffer:
         .word 0
     """)
-    machines = []
-    for engine in ("interpret", "translate"):
-        machine = Machine(1 << 16, console=Console(), engine=engine)
-        machine.load(image)
-        if paging:
-            identity_paging(machine)
-        machine.run(10_000)
-        machines.append(machine)
-    interpreted, translated = machines
+    interpreted, translated = both(image, 10_000, memory=1 << 16, paging=paging)
     assert interpreted.cpu.regs[isa.REGISTERS["t3"]] == 3 * 40
     assert state(interpreted) == state(translated)
     assert translated.engine.translated > 0
