@@ -232,7 +232,8 @@ class Translator:
     def translate(self, pc, phys, key, paged):
         """Compile the block at virtual `pc`, whose code is at physical `phys`:
         the straight-line code from there, and from every place it branches
-        or jumps to (on the same page, with paging), up to MAX_SEQUENCES."""
+        or jumps to or its calls return to (on the same page, with paging),
+        up to MAX_SEQUENCES."""
         memory = self.memory
         self.heat.pop(key, None)
         # With paging, the next virtual page may be anywhere: stay on this one.
