@@ -33,6 +33,14 @@ PAGE_SHIFT = PAGE_SIZE.bit_length() - 1
 # translations of that code.
 CODE_SHIFT = 8
 
+# Per line, what a store the translator compiled must do besides writing
+# (``Memory.store_flags``): mark the page dirty (CLEAN: not marked since the
+# last snapshot), check the bytes it writes against translated code (CODE:
+# the translator holds code from the line).  Most lines have neither, and
+# such a store costs one look at its line's flags.
+CLEAN, CODE = 1, 2
+_WITH_CLEAN = bytes(flags | CLEAN for flags in range(256))
+
 # Words are read through a memoryview cast to native 32-bit integers, which is
 # several times faster than int.from_bytes.  That view is little-endian only on
 # a little-endian host, so that is what emu requires.
@@ -62,6 +70,7 @@ class Memory:
         self.dirty = bytearray(self.pages)       # 1 = written since the last snapshot
         self.present = bytearray(self.pages)     # 1 = may be non-zero as of the last snapshot
         self.code = bytearray(size >> CODE_SHIFT)  # 1 = the translator holds code from this line
+        self.store_flags = bytearray([CLEAN]) * len(self.code)  # CLEAN | CODE, see above
         self.on_code_write = None
         self.watch = None                        # the debugger's write hook, or None
         self.unchecked_left = 0                  # pages not yet checked (see check_lazily)
@@ -139,8 +148,9 @@ class Memory:
             self.present[:] = present
         for page in _ones(self.dirty):
             self.present[page] = 1
-        # In place: the translator's compiled code holds on to this very array.
+        # In place: the translator's compiled code holds on to these very arrays.
         self.dirty[:] = bytes(self.pages)
+        self.store_flags[:] = self.store_flags.translate(_WITH_CLEAN)
 
 
 class CheckedMemory(Memory):

@@ -13,6 +13,8 @@ from minirt.errors import (
     CommandNotExecutable, CommandNotFound, ImageError, MinirtError, RuntimeFailure, SpecError,
 )
 
+__version__ = "0.1.0"
+
 __all__ = ["run", "start", "Result", "Container", "MinirtError", "ImageError", "SpecError",
            "RuntimeFailure", "CommandNotFound", "CommandNotExecutable"]
 

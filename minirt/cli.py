@@ -203,19 +203,46 @@ def cmd_ps(args):
             continue
         rows.append((info, config))
     rows.sort(key=lambda r: r[0].get("created_at") or 0, reverse=True)
+    width = 64 if args.no_trunc else 12
     if args.quiet:
         for info, _ in rows:
-            print(info["id"][:12])
+            print(info["id"][:width])
         return 0
-    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES") + (("SIZE",) if args.size else ())]
     for info, config in rows:
         command = " ".join(config.get("args") or [])
-        table.append((info["id"][:12], config.get("image", ""), _clip(command, 24),
-                      _ago(info.get("created_at")) + " ago", _status(info), info.get("name") or ""))
+        size = (_human(_du(f"{state.containers_dir(root)}/{info['id']}/upper")),) if args.size else ()
+        table.append((info["id"][:width], config.get("image", ""), '"' + command + '"' if args.no_trunc
+                      else _clip(command, 24), _ago(info.get("created_at")) + " ago", _status(info),
+                      info.get("name") or "") + size)
+    _print_table(table)
+    return 0
+
+
+def _print_table(table):
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    return 0
+
+
+def _du(path):
+    """Bytes of the files under ``path`` (a hard-linked file once)."""
+    total, seen = 0, set()
+    for top, _dirs, files in os.walk(path):
+        for name in files:
+            st = os.lstat(os.path.join(top, name))
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
+
+
+def _human(n):
+    """docker's sizes: 3 significant digits, units of 1000 (4.26MB, 0B)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g}{unit}"
+        n /= 1000
 
 
 def _clip(text, n):
@@ -224,10 +251,11 @@ def _clip(text, n):
 
 def _ago(t):
     import time
-    if not t:
+    if t is None:
         return "?"
     s = int(time.time() - t)
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+    for unit, size in (("years", 365 * 86400), ("months", 30 * 86400), ("weeks", 7 * 86400),
+                       ("days", 86400), ("hours", 3600), ("minutes", 60)):
         if s >= size:
             return f"{s // size} {unit}"
     return f"{s} seconds"
@@ -375,37 +403,216 @@ def cmd_start(args):
     return _each_container(args, args.containers, start)
 
 
-def cmd_images(args):
-    from minirt.runtime.images import Catalog
+# -- the image commands ------------------------------------------------------------
 
-    print(f"{'REPOSITORY:TAG':40} {'IMAGE ID':14} LAYERS")
+def cmd_images(args):
+    from minirt.runtime.images import Catalog, repo_digests
+
+    if args.format is not None:  # checked even when there is nothing to list
+        _template(args.format, dict.fromkeys(IMAGE_FIELDS, ""))
+    rows = []
     for tags, entry in Catalog(_root(args)).list():
-        for tag in tags or ["<none>"]:
-            print(f"{tag:40} {entry['id'][7:19]:14} {len(entry['layers'])}")
+        image_id = entry["id"] if args.no_trunc else entry["id"][7:19]
+        fields = {"ID": image_id, "CreatedSince": _created_ago(entry), "CreatedAt": _config_time(entry),
+                  "Size": _human(_image_size(entry))}
+        digests = dict(d.split("@") for d in repo_digests(entry))  # as docker: one a repository
+        names = [tag.rpartition(":")[::2] for tag in tags]
+        names += [(repo, "<none>") for repo in digests if repo not in dict(names)]  # pulled by digest
+        for repository, version in names or [("<none>", "<none>")]:
+            rows.append(dict(fields, Repository=repository, Tag=version, Digest=digests.get(repository, "<none>")))
+    if args.quiet:
+        for image_id in dict.fromkeys(row["ID"] for row in rows):
+            print(image_id)
+        return 0
+    if args.format is not None:
+        for row in rows:
+            print(_template(args.format, row))
+        return 0
+    columns = ["Repository", "Tag"] + (["Digest"] if args.digests else []) + ["ID", "CreatedSince", "Size"]
+    headers = {"ID": "IMAGE ID", "CreatedSince": "CREATED"}
+    _print_table([tuple(headers.get(c, c.upper()) for c in columns)]
+                 + [tuple(row[c] for c in columns) for row in rows])
     return 0
 
 
+IMAGE_FIELDS = ("Repository", "Tag", "Digest", "ID", "CreatedSince", "CreatedAt", "Size")
+
+
+def _image_size(entry):
+    """The bytes of the image's blobs (its layers as they came: compressed when they were)."""
+    return sum(b["size"] for b in entry.get("blobs") or ())
+
+
+def _config_time(entry):
+    """The image's creation time (its config's ``created``) as seconds, or None."""
+    from datetime import datetime
+
+    created = entry["config"].get("created")
+    if not isinstance(created, str):
+        return None
+    head, dot, rest = created.partition(".")  # Go writes nanoseconds; Python reads microseconds
+    if dot:
+        zone = rest.lstrip("0123456789")
+        created = f"{head}.{rest[:len(rest) - len(zone)][:6]}{zone}"
+    try:
+        return datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _created_ago(entry):
+    t = _config_time(entry)
+    return "N/A" if t is None else _ago(t) + " ago"
+
+
+def _template(text, fields):
+    """A Go template of docker's ``--format``, the simple kind: ``{{.Field}}``,
+    ``{{json .Field}}``, ``{{json .}}``; ``\\t`` is a tab."""
+    import json
+
+    out, rest = [], text.replace("\\t", "\t")
+    while "{{" in rest:
+        head, _, rest = rest.partition("{{")
+        action, closed, rest = rest.partition("}}")
+        words = action.split()
+        as_json = words[:1] == ["json"]
+        if not closed or len(words) != 1 + as_json or not words[-1].startswith("."):
+            raise SpecError(f"template: unsupported action {{{{{action}}}}}: minirt reads {{{{.Field}}}}"
+                            " and {{json .Field}}")
+        name = words[-1][1:]
+        if name and name not in fields:
+            raise SpecError(f"template: no field {name!r} (fields: {', '.join(sorted(fields))})")
+        value = fields if not name else fields[name]
+        if as_json:
+            value = json.dumps(value, separators=(",", ":"))
+        elif isinstance(value, list):
+            value = "[" + " ".join(map(str, value)) + "]"
+        elif value is None:
+            value = "<no value>"
+        out += [head, str(value).lower() if isinstance(value, bool) else str(value)]
+    return "".join(out) + rest
+
+
 def cmd_rmi(args):
-    from minirt.runtime import state
-    from minirt.runtime.images import Catalog
+    from minirt.runtime.images import Catalog, users
 
     root = _root(args)
     catalog = Catalog(root)
-    in_use = set()
-    for cid in state.container_ids(root):
-        try:
-            image = state.read_json(f"{state.containers_dir(root)}/{cid}/config.json").get("image")
-        except (OSError, ValueError):
-            continue
-        entry = catalog.lookup(image) if image else None
-        if entry:
-            in_use.add(entry["id"])
+    in_use = users(root, catalog)
 
     def remove(ref):
-        for line in catalog.remove(ref, in_use):
+        for line in catalog.remove(ref, in_use, force=args.force):
             print(line)
 
     return _each(args.images, remove)
+
+
+def cmd_tag(args):
+    from minirt.runtime.images import Catalog
+
+    Catalog(_root(args)).tag(args.source, args.target)
+    return 0
+
+
+def cmd_save(args):
+    from minirt.image.write import write_archive
+    from minirt.runtime.images import Catalog
+
+    if args.format not in ("docker-archive", "oci-archive"):
+        raise SpecError(f"invalid --format {args.format!r}: expected docker-archive or oci-archive")
+    if args.output is None and sys.stdout.isatty():
+        raise MinirtError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    # The archive is written next to its place and renamed into it: never half an
+    # archive under its name, and a device or a directory is not replaced.
+    target = args.output and os.path.realpath(args.output)
+    if target and os.path.exists(target) and not os.path.isfile(target):
+        raise MinirtError(f"{args.output}: {'is a directory' if os.path.isdir(target) else 'not a regular file'};"
+                          " -o takes the archive's file name")
+    root = _root(args)
+    images = Catalog(root).saved(args.images, root)  # every name checked before a byte is written
+    if target is None:
+        sys.stdout.flush()
+        with os.fdopen(os.dup(sys.stdout.fileno()), "wb") as out:
+            write_archive(out, images, args.format)
+        return 0
+    tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "xb") as out:
+            write_archive(out, images, args.format)
+        os.rename(tmp, target)
+    except OSError as e:
+        raise MinirtError(f"{args.output}: cannot write: {e.strerror or e}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return 0
+
+
+def cmd_image_inspect(args):
+    import json
+
+    from minirt.runtime.images import Catalog, repo_digests
+
+    catalog = Catalog(_root(args))
+    out = []
+
+    def collect(ref):
+        entry = catalog.lookup(ref)
+        if entry is None:
+            raise MinirtError(f"no such image: {ref}")
+        config = entry["config"]
+        out.append({"Id": entry["id"], "RepoTags": catalog.names(entry["id"]), "RepoDigests": repo_digests(entry),
+                    "Parent": "", "Comment": "", "Created": config.get("created", ""),
+                    "Author": config.get("author", ""), "Config": config.get("config") or {},
+                    "Architecture": config.get("architecture", ""), "Os": config.get("os", ""),
+                    **({"Variant": config["variant"]} if config.get("variant") else {}),
+                    "Size": _image_size(entry),
+                    "RootFS": {"Type": "layers", "Layers": entry["layers"]},
+                    "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"}})
+
+    code = _each(args.images, collect)
+    print(json.dumps(out, indent=4))
+    return code
+
+
+def cmd_image_history(args):
+    from minirt.runtime.images import Catalog
+
+    entry = Catalog(_root(args)).lookup(args.image)
+    if entry is None:
+        raise MinirtError(f"no such image: {args.image}")
+    sizes = [b["size"] for b in entry.get("blobs") or ()]
+    rows = []
+    for step in entry["config"].get("history") or [{} for _ in entry["layers"]]:
+        step = step if isinstance(step, dict) else {}
+        size = 0 if step.get("empty_layer") or not sizes else sizes.pop(0)
+        created = _config_time({"config": {"created": step.get("created")}})
+        rows.append(["<missing>", "N/A" if created is None else _ago(created) + " ago",
+                     str(step.get("created_by", "")), _human(size), str(step.get("comment", ""))])
+    rows.reverse()  # newest first
+    if rows:
+        rows[0][0] = entry["id"] if args.no_trunc else entry["id"][7:19]
+    if args.quiet:
+        for row in rows:
+            print(row[0])
+        return 0
+    for row in rows:
+        if not args.no_trunc and len(row[2]) > 45:
+            row[2] = row[2][:44] + "…"
+    _print_table([("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT")] + [tuple(r) for r in rows])
+    return 0
+
+
+def cmd_image_prune(args):
+    from minirt.runtime import prune
+
+    done, freed = prune.prune_images(_root(args), everything=args.all)
+    if done:
+        print("Deleted Images:")
+        print("\n".join(done))
+        print()
+    print(f"Total reclaimed space: {_human(freed)}")
+    return 0
 
 
 def cmd_load(args):
@@ -548,6 +755,72 @@ def cmd_logout(args):
     else:
         print(f"Not logged in to {credentials.key(registry)}")
     return 0
+
+
+
+# -- the host -------------------------------------------------------------------------
+
+def cmd_version_line(_args):
+    import minirt
+    from minirt.runtime import host
+
+    print(f"minirt version {minirt.__version__}, build {host.build()}")
+    return 0
+
+
+def cmd_version(_args):
+    import platform
+
+    import minirt
+    from minirt.runtime import host
+
+    print("Client: minirt")
+    print(f" Version:           {minirt.__version__}")
+    print(f" Python version:    {platform.python_version()} ({platform.python_implementation()})")
+    print(f" Git commit:        {host.build()}")
+    print(f" OS/Arch:           {host.platform()}")
+    print()
+    print("Runtime: minirt (no daemon: each command is the runtime)")
+    print(f" Kernel version:    {os.uname().release}")
+    print(" Kernel features:")
+    for name, there in host.features().items():
+        print(f"  {name + ':':32} {'yes' if there else 'no'}")
+    return 0
+
+
+def cmd_info(args):
+    from minirt.runtime import host
+
+    facts = host.info(_root(args))
+    if args.format is not None:
+        print(_template(args.format, facts))
+        return 0
+    f = facts
+    lines = ["Client: minirt", f" Version:    {f['ServerVersion']}", "",
+             "Server: (none: minirt has no daemon; this host, as minirt uses it)",
+             f" Containers: {f['Containers']}", f"  Running: {f['ContainersRunning']}",
+             f"  Paused: {f['ContainersPaused']}", f"  Stopped: {f['ContainersStopped']}",
+             f" Images: {f['Images']}", f" Server Version: {f['ServerVersion']}",
+             f" Storage Driver: {f['Driver']}", f" Cgroup Driver: {f['CgroupDriver']}",
+             f" Cgroup Version: {f['CgroupVersion']}" + (" (hybrid: v1 controllers, a cgroup2 tree beside them)"
+                                                         if f["CgroupLayout"] == "hybrid" else ""),
+             f" Default Network: {f['DefaultNetwork']}", " Security Options:"]
+    lines += [f"  {opt.removeprefix('name=').replace(',profile=', chr(10) + '   Profile: ')}"
+              for opt in f["SecurityOptions"]]
+    lines += [f" Kernel Version: {f['KernelVersion']}", f" Operating System: {f['OperatingSystem']}",
+              f" OSType: {f['OSType']}", f" Architecture: {f['Architecture']}", f" CPUs: {f['NCPU']}",
+              f" Total Memory: {_human_binary(f['MemTotal'])}", f" Name: {f['Name']}",
+              f" Minirt Root Dir: {f['DockerRootDir']}"]
+    print("\n".join(lines))
+    return 0
+
+
+def _human_binary(n):
+    """docker's memory sizes: units of 1024, two decimals (15.5GiB)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.4g}{unit}"
+        n /= 1024
 
 
 def cmd_system(args):

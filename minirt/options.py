@@ -64,14 +64,23 @@ class Command:
 
     HELP = switch("--help", help="show this help and exit")
 
-    def __init__(self, name, help, flags=(), sections=(), args=(), rest=None, actions=(), usage=None):
-        self.name, self.help = name, help
+    def __init__(self, name, help, flags=(), sections=(), args=(), rest=None, actions=(), usage=None,
+                 target=None):
+        self.name, self.help, self.target = name, help, target
         self.path = name  # how it is called after "minirt": "network ls" for an action
         self.sections = [("options", [self.HELP, *flags])] + list(sections)
         self.args, self.rest, self.actions, self._usage = list(args), rest, actions, usage
         for action in actions:
             action.path = f"{name} {action.name}"
+            if action._usage:
+                action._usage = action._usage.replace(f"minirt {action.name} ", f"minirt {action.path} ", 1)
         self.by_name = {n: f for _, fs in self.sections for f in fs for n in f.names}
+
+    def alias(self, name, help=None):
+        """The same command under another name (``container ls`` for ``ps``)."""
+        usage = self._usage and self._usage.replace(f"minirt {self.name} ", f"minirt {name} ", 1)
+        return Command(name, help or self.help, flags=self.sections[0][1][1:], sections=self.sections[1:],
+                       args=self.args, rest=self.rest, usage=usage, target=self.target or self.name)
 
     @property
     def usage(self):
@@ -177,6 +186,7 @@ class Command:
         for action in self.actions:
             if action.name == words[0]:
                 setattr(ns, f"{self.name}_command", action.name)
+                ns.command = action.target or ns.command
                 return action.parse(words[1:], ns)
         raise SpecError(f"{self.path}: unknown action {words[0]!r}"
                         f" (one of: {', '.join(a.name for a in self.actions)})")
@@ -208,6 +218,90 @@ def actions_metavar(actions):
 
 def _commands():
     """Every command, in the order ``minirt --help`` lists them."""
+    return _lifecycle() + _images() + _managing()
+
+
+def _managing():
+    """docker's management commands (``container``, ``image``), the host's, networks, prune."""
+    lifecycle, images = _lifecycle(), _images()
+    return [
+        Command("container", "manage containers (docker's spelling of the commands above)",
+                actions=[lifecycle[1].alias("ls")] + [c.alias(c.name) for c in lifecycle if c.name != "ps"]),
+        Command("image", "manage images", actions=[
+            images[0].alias("ls"), images[1].alias("rm"), *(c.alias(c.name) for c in images[2:]),
+            Command("inspect", "image details as JSON", args=[("images", "IMAGE", "some")],
+                    target="image_inspect"),
+            Command("history", "the steps that made an image, newest first", args=[("image", "IMAGE", "one")],
+                    target="image_history", flags=[
+                        switch("--no-trunc", help="full ids and commands"),
+                        switch("-q", "--quiet", help="only ids")]),
+            Command("prune", "remove unused images (untagged ones; with -a, all no container uses)",
+                    target="image_prune", flags=[
+                        switch("-a", "--all", help="every image no container uses, not only untagged ones"),
+                        switch("-f", "--force", help="accepted as docker's; minirt's prune never asks")]),
+        ]),
+        Command("version", "the version of minirt, Python and the kernel; what the host offers"),
+        Command("info", "system-wide information: containers, images, storage, cgroups, security",
+                flags=[value("-f", "--format", metavar="TEMPLATE",
+                             help="fields as a Go template: {{.Images}}, {{json .}}")]),
+        Command("login", "log in to a registry (kept in ~/.config/minirt/config.json)",
+                args=[("registry", "REGISTRY", "one")], flags=[
+                    value("-u", "--username", metavar="USER", help="the user name"),
+                    value("-p", "--password", metavar="PASSWORD", help="the password (better: --password-stdin)"),
+                    switch("--password-stdin", help="read the password from stdin"),
+                    repeated("--insecure-registry", metavar="HOST[:PORT]", help="accept any certificate, or plain HTTP, from this registry"),
+                ]),
+        Command("logout", "forget a registry's login", args=[("registry", "REGISTRY", "one")]),
+        Command("network", "user-defined networks (create, ls, rm)", actions=[
+            Command("create", "create a bridge network", args=[("name", "NAME", "one")], flags=[
+                value("--subnet", metavar="CIDR", help="e.g. 10.90.1.0/24 (default: a free one)")]),
+            Command("ls", "list networks", flags=[
+                switch("-q", "--quiet", help="only ids"),
+                switch("--no-trunc", help="full ids")]),
+            Command("rm", "remove networks", args=[("names", "NAME", "some")]),
+        ]),
+        Command("system", "system-wide commands (prune)", actions=[
+            Command("prune", "remove stopped containers, unused networks and unused layers", flags=[
+                switch("-f", "--force", help="accepted as docker's; minirt's prune never asks")]),
+        ]),
+    ]
+
+
+def _images():
+    """The image commands; ``image ls``, ``image rm`` ... are the same."""
+    return [
+        Command("images", "list loaded images", flags=[
+            switch("-a", "--all", help="accepted as docker's: minirt has no intermediate images to hide"),
+            switch("-q", "--quiet", help="only ids"),
+            switch("--no-trunc", help="full ids"),
+            switch("--digests", help="show digests"),
+            value("--format", metavar="TEMPLATE", help="each image as a Go template: {{.Repository}}:{{.Tag}}"),
+        ]),
+        Command("rmi", "remove loaded images (untag; delete once no name is left)",
+                args=[("images", "IMAGE", "some")],
+                flags=[switch("-f", "--force", help="untag every name of an image given by id")]),
+        Command("load", "load an image archive into the store under its tags", flags=[
+            value("-i", "--input", metavar="FILE", required=True, help="the image archive"),
+            repeated("-t", "--tag", metavar="NAME", help="name it (instead of its own tags)"),
+        ]),
+        Command("tag", "give an image another name", usage="minirt tag SOURCE_IMAGE TARGET_IMAGE",
+                args=[("source", "SOURCE_IMAGE", "one"), ("target", "TARGET_IMAGE", "one")]),
+        Command("save", "write images to a tar archive (to stdout unless -o)",
+                args=[("images", "IMAGE", "some")], flags=[
+                    value("-o", "--output", metavar="FILE", help="write to FILE, not to stdout"),
+                    value("--format", metavar="FORMAT", default="docker-archive",
+                          help="docker-archive (default) or oci-archive"),
+                ]),
+        Command("pull", "download an image from a registry", args=[("ref", "NAME[:TAG|@DIGEST]", "one")], flags=[
+            value("--platform", metavar="OS/ARCH[/VARIANT]", help="the platform to pull (default this host's)"),
+            switch("-q", "--quiet", help="print only the image's name"),
+            repeated("--insecure-registry", metavar="HOST[:PORT]", help="accept any certificate, or plain HTTP, from this registry"),
+        ]),
+    ]
+
+
+def _lifecycle():
+    """The container commands; ``container ls``, ``container rm`` ... are the same."""
     return [
         Command("run", "run a command in a new container",
                 usage="minirt run [OPTIONS] IMAGE [COMMAND [ARG...]]", args=[("image", "IMAGE", "one")],
@@ -260,6 +354,8 @@ def _commands():
         Command("ps", "list containers", flags=[
             switch("-a", "--all", help="also stopped containers"),
             switch("-q", "--quiet", help="only ids"),
+            switch("--no-trunc", help="full ids and commands"),
+            switch("-s", "--size", help="the size of each container's writable layer"),
         ]),
         Command("inspect", "container details as JSON", args=[("containers", "CONTAINER", "some")]),
         Command("logs", "output of a detached container", args=[("container", "CONTAINER", "one")], flags=[
@@ -284,37 +380,6 @@ def _commands():
         Command("rm", "remove containers", args=[("containers", "CONTAINER", "some")],
                 flags=[switch("-f", "--force", help="kill a running container first")]),
         Command("start", "start stopped containers again (detached)", args=[("containers", "CONTAINER", "some")]),
-        Command("images", "list loaded images"),
-        Command("rmi", "remove loaded images", args=[("images", "IMAGE", "some")]),
-        Command("load", "load an image archive into the store under its tags", flags=[
-            value("-i", "--input", metavar="FILE", required=True, help="the image archive"),
-            repeated("-t", "--tag", metavar="NAME", help="name it (instead of its own tags)"),
-        ]),
-        Command("pull", "download an image from a registry", args=[("ref", "NAME[:TAG|@DIGEST]", "one")], flags=[
-            value("--platform", metavar="OS/ARCH[/VARIANT]", help="the platform to pull (default this host's)"),
-            switch("-q", "--quiet", help="print only the image's name"),
-            repeated("--insecure-registry", metavar="HOST[:PORT]", help="accept any certificate, or plain HTTP, from this registry"),
-        ]),
-        Command("login", "log in to a registry (kept in ~/.config/minirt/config.json)",
-                args=[("registry", "REGISTRY", "one")], flags=[
-                    value("-u", "--username", metavar="USER", help="the user name"),
-                    value("-p", "--password", metavar="PASSWORD", help="the password (better: --password-stdin)"),
-                    switch("--password-stdin", help="read the password from stdin"),
-                    repeated("--insecure-registry", metavar="HOST[:PORT]", help="accept any certificate, or plain HTTP, from this registry"),
-                ]),
-        Command("logout", "forget a registry's login", args=[("registry", "REGISTRY", "one")]),
-        Command("network", "user-defined networks (create, ls, rm)", actions=[
-            Command("create", "create a bridge network", args=[("name", "NAME", "one")], flags=[
-                value("--subnet", metavar="CIDR", help="e.g. 10.90.1.0/24 (default: a free one)")]),
-            Command("ls", "list networks", flags=[
-                switch("-q", "--quiet", help="only ids"),
-                switch("--no-trunc", help="full ids")]),
-            Command("rm", "remove networks", args=[("names", "NAME", "some")]),
-        ]),
-        Command("system", "system-wide commands (prune)", actions=[
-            Command("prune", "remove stopped containers, unused networks and unused layers", flags=[
-                switch("-f", "--force", help="accepted as docker's; minirt's prune never asks")]),
-        ]),
     ]
 
 
@@ -333,6 +398,9 @@ def parse(argv):
         word = words.pop(0)
         if word in ("-h", "--help"):
             raise HelpRequested(help_text())
+        if word in ("-v", "--version"):
+            ns.command = "version_line"
+            return ns
         name, eq, glued = word.partition("=")
         if name != "--root":
             raise SpecError(f"unknown flag: {name} (minirt's own flags: --root, --help)")
@@ -341,13 +409,13 @@ def parse(argv):
         ns.root = glued if eq else words.pop(0)
     if not words:
         raise SpecError("a command is required (minirt --help lists them)")
-    commands = _commands()
-    for c in commands:
-        if c.name == words[0]:
-            ns.command = c.name
-            c.parse(words[1:], ns)
-            return ns
-    raise SpecError(f"unknown command {words[0]!r} (one of: {', '.join(c.name for c in commands)})")
+    for group in (_lifecycle, _images, _managing):  # `run` builds only its own group's tables
+        for c in group():
+            if c.name == words[0]:
+                ns.command = c.name
+                c.parse(words[1:], ns)
+                return ns
+    raise SpecError(f"unknown command {words[0]!r} (one of: {', '.join(c.name for c in _commands())})")
 
 
 def help_text():
@@ -356,5 +424,6 @@ def help_text():
              "A container runtime built from first principles.", "", "commands:"]
     lines += [f"    {c.name:10} {c.help}" for c in _commands()]
     lines += ["", "options:", f"  {ROOT.label():16}{ROOT.help}", f"  {'-h, --help':16}show this help and exit",
+              f"  {'-v, --version':16}print the version and exit",
               "", "minirt COMMAND --help tells more about a command."]
     return "\n".join(lines) + "\n"

@@ -100,9 +100,10 @@ class Image:
     """An opened image: its config, its layers, and a way to read its blobs."""
 
     def __init__(self, source: str, blobs: "BlobSource", config: dict, id: str,
-                 layers: list[Layer], manifest: dict, paths: dict[Layer, str]):
+                 layers: list[Layer], manifest: dict, paths: dict[Layer, str], config_bytes: bytes = b""):
         self.source = source
         self.config = config
+        self.config_bytes = config_bytes  # as stored: its sha256 is the id
         self.id = id  # sha256 of the config: docker's "IMAGE ID"
         self.layers = layers
         self.manifest = manifest
@@ -146,15 +147,15 @@ def open_image(path: str | os.PathLike, ref: str | None = None,
         raise ImageError(f"{source}: {e.strerror or e}") from None
     try:
         if blobs.exists("index.json"):
-            manifest, config, id, layers, paths = _read_oci(blobs, ref, platform)
+            manifest, config, cdata, id, layers, paths = _read_oci(blobs, ref, platform)
         elif blobs.exists("manifest.json"):
-            manifest, config, id, layers, paths = _read_docker(blobs, ref)
+            manifest, config, cdata, id, layers, paths = _read_docker(blobs, ref)
         else:
             what = "directory" if is_dir else "archive"
             raise ImageError(f"{source}: not an image: {what} has neither index.json nor manifest.json")
         check_platform(source, config, platform)
         check_run_config(source, config)
-        image = Image(source, blobs, config, id, layers, manifest, paths)
+        image = Image(source, blobs, config, id, layers, manifest, paths, cdata)
         image.tags = _tags(blobs, id)
         return image
     except BaseException:
@@ -447,7 +448,7 @@ def read_manifest(blobs: BlobSource, what: str, manifest: dict):
     if media not in CONFIG_TYPES:
         raise ImageError(f"{src}: {what}: config has unsupported media type {media!r}")
     cwhat = f"config {_short(cdigest)}"
-    config, _ = blobs.read_json(blob_path(src, cdigest, cwhat), cwhat, cdigest, csize)
+    config, cdata = blobs.read_json(blob_path(src, cdigest, cwhat), cwhat, cdigest, csize)
     diff_ids = _diff_ids(src, config)
     descs = manifest.get("layers")
     if not isinstance(descs, list):
@@ -465,7 +466,7 @@ def read_manifest(blobs: BlobSource, what: str, manifest: dict):
             raise ImageError(f"{src}: layer {_short(digest)}: missing blob {path}")
         layers.append(layer)
         paths[layer] = path
-    return manifest, config, cdigest, layers, paths
+    return manifest, config, cdata, cdigest, layers, paths
 
 
 def _diff_ids(src: str, config: dict) -> list[str]:
@@ -576,4 +577,4 @@ def _read_docker(blobs: BlobSource, ref: str | None):
         layers.append(layer)
         paths[layer] = lpath
     id = "sha256:" + sha256(cdata).hexdigest()
-    return {"schemaVersion": 1, "docker": entry}, config, id, layers, paths
+    return {"schemaVersion": 1, "docker": entry}, config, cdata, id, layers, paths

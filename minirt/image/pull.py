@@ -80,10 +80,10 @@ def open_remote(ref, client: Client, platform: tuple = HOST_PLATFORM, on_bytes=N
             raise ImageError(f"{source}: indexes nested too deeply")
         if media not in MANIFEST_TYPES:
             raise ImageError(f"{what}: unsupported manifest type {media!r}")
-        manifest, config, id, layers, paths = read_manifest(blobs, what, document)
+        manifest, config, cdata, id, layers, paths = read_manifest(blobs, what, document)
         check_platform(source, config, platform)
         check_run_config(source, config)
-        img = Image(source, blobs, config, id, layers, manifest, paths)
+        img = Image(source, blobs, config, id, layers, manifest, paths, cdata)
         img.digest = top
         blobs.on_bytes = on_bytes  # from here on, only layers are read
         blobs.sizes = {layer.digest: layer.size for layer in layers}  # read no further than promised

@@ -12,6 +12,8 @@ Layout under the state root::
     layers/sha256/<hex>/        one unpacked layer (an overlay lowerdir)
     layers/tmp/<hex>-<pid>-<n>/ a layer being unpacked
     layers/leases/<key>         layers a run or load uses before it records them
+    layers/blobs/sha256/<hex>   a loaded image's config and layer blobs, as they
+                                came (``minirt save`` writes them out again)
 
 These directories are 0700: a layer may hold setuid-root binaries and device
 nodes, which must be out of reach of every other user of the host.
@@ -111,7 +113,7 @@ class Store:
     def has(self, diff_id: str) -> bool:
         return os.path.isdir(self.layer_dir(diff_id))
 
-    def unpack(self, img: Image, workers: int = 1, report=None) -> list[str]:
+    def unpack(self, img: Image, workers: int = 1, report=None, keep_blobs: bool = False) -> list[str]:
         """The layer directories of ``img``, bottom first; unpack what is missing.
         An image without layers gets the empty layer.
 
@@ -119,6 +121,7 @@ class Store:
         its diff_id, which the (verified) config vouches for.  ``workers``
         layers are unpacked at once (a pull: each waits on the network);
         ``report(layer, "Already exists" | "Pull complete")`` hears of each.
+        ``keep_blobs``: each blob read is kept too, as it came (``keep_blob``).
         """
         if len(img.layers) > MAX_LAYERS:
             raise ImageError(f"{img.source}: {len(img.layers)} layers, but overlayfs stacks "
@@ -134,7 +137,7 @@ class Store:
             dirs.append(path)
 
         def unpack(path):
-            self._unpack_layer(img, missing[path], path)
+            self._unpack_layer(img, missing[path], path, keep_blobs)
             if report:
                 report(missing[path], "Pull complete")
 
@@ -183,7 +186,7 @@ class Store:
             os.close(store)
         _leases[key] = (fd, path)
 
-    def _unpack_layer(self, img: Image, layer: Layer, final: str) -> None:
+    def _unpack_layer(self, img: Image, layer: Layer, final: str, keep_blob: bool = False) -> None:
         # Imported here: a run whose layers are all unpacked never needs them.
         from minirt.image.layers import apply_layer
         from minirt.image.stream import LayerStream
@@ -196,13 +199,22 @@ class Store:
         os.chmod(tmp, 0o755)  # the layer's root, unless the layer says otherwise
         try:
             with io.BytesIO(EMPTY_TAR) if layer is EMPTY_LAYER else img.open_layer(layer) as blob:
-                stream = LayerStream(blob, digest=layer.digest, size=layer.size,
-                                     diff_id=layer.diff_id, what=what)
+                # A blob is read once (from a registry: downloaded once), so it is kept
+                # on the way through; the stream checks its digest before it is named.
+                copy = _BlobCopy(self.root, blob) if keep_blob and layer.digest else None
                 try:
-                    apply_layer(stream, tmp, rootless=self.rootless, id_map=self.id_map, what=what)
-                    stream.finish()
+                    stream = LayerStream(copy or blob, digest=layer.digest, size=layer.size,
+                                         diff_id=layer.diff_id, what=what)
+                    try:
+                        apply_layer(stream, tmp, rootless=self.rootless, id_map=self.id_map, what=what)
+                        stream.finish()
+                    finally:
+                        stream.close()
+                    if copy:
+                        copy.keep(layer.digest)
                 finally:
-                    stream.close()
+                    if copy:
+                        copy.close()
             try:
                 os.rename(tmp, final)
             except OSError as e:
@@ -248,28 +260,73 @@ class Store:
             path = parent
 
     def _sweep(self) -> None:
-        """Remove temporary layers left by processes that died half way."""
-        for entry in os.scandir(self.tmp):
-            try:
-                pid = int(entry.name.split("-")[1])
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                _remove(entry.path)
-            except (ValueError, IndexError, PermissionError):
-                pass
+        _sweep(self.tmp)
 
 
-# -- leases: layers in use before anything records them -----------------------
+# -- blobs: what ``save`` needs to give an image back with its digests ---------
 #
-# A lease (``Store.lease``) is a file layers/leases/<key> naming the layers
-# (a hex digest a line), flocked by its holder for as long as it lives.  It is
-# made under a
-# shared flock of layers/, which remove_unused holds exclusively while it
-# decides what is unused and deletes it: a lease made before that is seen, a
-# run that comes after waits and then finds (or unpacks) its layers.  A lease
-# whose holder died is unlocked, and remove_unused removes it.
+# An unpacked layer cannot be tarred again into the same bytes (member order,
+# pax records, padding), and an image's config digest is its id: so ``minirt
+# load`` keeps each blob as it came, named by its digest, next to the layers
+# (containerd's content store does the same).  Leases and remove_unused treat
+# blobs as they treat layers.
 
-_leases = {}  # key -> (descriptor, path), this process's own
+def blob_path(root: str, digest: str) -> str:
+    if not is_digest(digest):
+        raise ImageError(f"invalid digest {digest!r}")
+    return os.path.join(root, "layers", "blobs", "sha256", digest[7:])
+
+
+def keep_blob(root: str, blob, digest: str | None, what: str) -> tuple[str, int]:
+    """Store the bytes the file object ``blob`` reads, checked against
+    ``digest`` (None: named by what they hash to).  Returns (digest, size).
+    A blob already kept is not read again: its name vouches for it."""
+    import hashlib  # OpenSSL's: a layer may be hundreds of megabytes
+
+    if digest is not None and os.path.isfile(blob_path(root, digest)):
+        return digest, os.path.getsize(blob_path(root, digest))
+    h, size = hashlib.sha256(), 0
+    copy = _BlobCopy(root, blob)
+    try:
+        while chunk := copy.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+        got = "sha256:" + h.hexdigest()
+        if digest is not None and got != digest:
+            raise ImageError(f"{what}: digest is {got}, not {digest}")
+        copy.keep(got)
+    finally:
+        copy.close()
+    return got, size
+
+
+class _BlobCopy:
+    """A blob read through, its bytes written to a temporary file as they pass;
+    ``keep(digest)`` names the file once the reader has checked the digest."""
+
+    def __init__(self, root: str, blob):
+        tmp_dir = os.path.join(root, "layers", "blobs", "tmp")
+        _private_dirs(root, tmp_dir)
+        self.root, self.blob = root, blob
+        self.tmp = os.path.join(tmp_dir, f"blob-{os.getpid()}-{next(_counter)}")
+        self.out = open(self.tmp, "wb")
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.blob.read(n)
+        self.out.write(data)
+        return data
+
+    def keep(self, digest: str) -> None:
+        self.out.close()
+        final = blob_path(self.root, digest)
+        _private_dirs(self.root, os.path.dirname(final))
+        os.rename(self.tmp, final)
+
+    def close(self) -> None:
+        """Forget the copy, unless kept."""
+        self.out.close()
+        if os.path.exists(self.tmp):
+            os.unlink(self.tmp)
 
 
 def release(key: str) -> None:
@@ -284,10 +341,10 @@ def release(key: str) -> None:
 
 
 def remove_unused(root: str, in_use) -> list[str]:
-    """Delete the layers of ``root``'s stores (root and rootless) that no lease
-    holds and ``in_use()`` does not name (a set of hex digests: what the catalog
-    and the containers record, asked while no new lease can be taken).
-    Returns the digests deleted."""
+    """Delete the layers of ``root``'s stores (root and rootless), and the
+    blobs, that no lease holds and ``in_use()`` does not name (a set of hex
+    digests: what the catalog and the containers record, asked while no new
+    lease can be taken).  Returns the digests deleted."""
     layers = os.path.join(root, "layers")
     try:
         store = os.open(layers, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -296,8 +353,9 @@ def remove_unused(root: str, in_use) -> list[str]:
     try:
         fcntl.flock(store, fcntl.LOCK_EX)
         used = _leased(os.path.join(layers, "leases")) | set(in_use())
+        _sweep(os.path.join(layers, "blobs", "tmp"))
         deleted = []
-        for sub in ("sha256", os.path.join("rootless", "sha256")):
+        for sub in ("sha256", os.path.join("rootless", "sha256"), os.path.join("blobs", "sha256")):
             base = os.path.join(layers, sub)
             for name in _listdir(base):
                 if name not in used:
@@ -306,6 +364,17 @@ def remove_unused(root: str, in_use) -> list[str]:
         return deleted
     finally:
         os.close(store)
+
+
+def _sweep(tmp: str) -> None:
+    """Remove what processes that died half way left in ``tmp`` (names ``<what>-<pid>-<n>``)."""
+    for name in _listdir(tmp):
+        try:
+            os.kill(int(name.split("-")[1]), 0)
+        except ProcessLookupError:
+            _remove(os.path.join(tmp, name))
+        except (ValueError, IndexError, PermissionError):
+            pass
 
 
 def _leased(leases: str) -> set[str]:
@@ -381,6 +450,9 @@ def _private_dirs(base: str, path: str) -> None:
 def _remove(path: str) -> None:
     import shutil
 
+    if not os.path.isdir(path) or os.path.islink(path):  # a blob
+        os.unlink(path)
+        return
     # A layer may hold read-only directories; rmtree copes as root, and
     # rootless we own every directory and can make it writable first.
     def retry(func, p, exc):

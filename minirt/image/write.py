@@ -258,17 +258,95 @@ def tar_archive(src: Path, out: Path) -> None:
                 arc = os.path.relpath(full, src)
                 if os.path.basename(arc).startswith(".tmp-"):
                     continue
-                ti = tar.gettarinfo(full, arc)
-                ti.uid = ti.gid = 0
-                ti.uname = ti.gname = ""
-                ti.mtime = 0
-                ti.mode = 0o755 if ti.isdir() else 0o644
+                ti = _plain(tar.gettarinfo(full, arc))
                 if ti.isreg():
                     with open(full, "rb") as data:
                         tar.addfile(ti, data)
                 else:
                     tar.addfile(ti)
     os.rename(tmp, out)
+
+
+def _plain(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+    """An archive member as image archives have them: root's, timeless, 0755/0644."""
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    ti.mtime = 0
+    ti.mode = 0o755 if ti.isdir() else 0o644
+    return ti
+
+
+# --- stored blobs become an archive again (``minirt save``) -------------------------
+
+OCI_LAYER_MEDIA = {"tar": LAYER_MEDIA[None], "gzip": LAYER_MEDIA["gzip"], "zstd": LAYER_MEDIA["zstd"]}
+
+
+def write_archive(out, images: list[dict], form: str = "docker-archive") -> None:
+    """Write ``images`` to the file object ``out`` as one tar stream: a
+    docker-archive (``docker save``'s layout: ``manifest.json`` and an OCI
+    layout) or an oci-archive.  Each image is a dict: ``config`` and
+    ``layers``, as (digest, path of the blob) with the blobs copied unchanged,
+    so that every digest (the image id too) is the one the image had;
+    ``tags``, its names; ``platform``, (os, architecture).  Only the manifest
+    and the index are new, written as OCI's.
+    """
+    from minirt.image.stream import sniff
+
+    blobs, descriptors, entries = {}, [], []
+    for image in images:
+        cdigest, cpath = image["config"]
+        blobs[cdigest] = cpath
+        layers = []
+        for digest, path in image["layers"]:
+            blobs[digest] = path
+            with open(path, "rb") as f:
+                media = OCI_LAYER_MEDIA[sniff(f.read(4))]
+            layers.append({"mediaType": media, "digest": digest, "size": os.path.getsize(path)})
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": layers,
+                               "config": {"mediaType": OCI_CONFIG, "digest": cdigest,
+                                          "size": os.path.getsize(cpath)}}, separators=(",", ":")).encode()
+        mdigest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        blobs[mdigest] = manifest
+        desc = {"mediaType": OCI_MANIFEST, "digest": mdigest, "size": len(manifest),
+                "platform": {"os": image["platform"][0], "architecture": image["platform"][1]}}
+        for tag in image["tags"] or [None]:
+            names = {} if tag is None else {"org.opencontainers.image.ref.name": tag} if form == "oci-archive" \
+                else {"io.containerd.image.name": tag, "org.opencontainers.image.ref.name": tag.rsplit(":", 1)[1]}
+            descriptors.append(dict(desc, annotations=names) if names else desc)
+        entries.append({"Config": "blobs/sha256/" + cdigest[7:], "RepoTags": image["tags"] or None,
+                        "Layers": ["blobs/sha256/" + d[7:] for d, _ in image["layers"]]})
+    files = {"index.json": {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors},
+             "oci-layout": {"imageLayoutVersion": "1.0.0"}}
+    if form == "docker-archive":
+        files["manifest.json"] = entries
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for name in ("blobs", "blobs/sha256"):
+            tar.addfile(_dir(name))
+        for digest in sorted(blobs):
+            source = blobs[digest]
+            if isinstance(source, bytes):
+                _add_bytes(tar, "blobs/sha256/" + digest[7:], source)
+            else:
+                with open(source, "rb") as f:
+                    ti = _plain(tarfile.TarInfo("blobs/sha256/" + digest[7:]))
+                    ti.size = os.fstat(f.fileno()).st_size
+                    tar.addfile(ti, f)
+        for name in sorted(files):
+            _add_bytes(tar, name, json.dumps(files[name], separators=(",", ":")).encode())
+
+
+def _dir(name: str) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.type = tarfile.DIRTYPE
+    return _plain(ti)
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    import io
+
+    ti = _plain(tarfile.TarInfo(name))
+    ti.size = len(data)
+    tar.addfile(ti, io.BytesIO(data))
 
 
 def write_docker_archive(rootfs_dir, out_path, *, config: dict | None = None,

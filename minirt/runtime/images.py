@@ -1,33 +1,46 @@
-"""Named images: ``minirt load``, ``minirt images``, ``minirt rmi``.
+"""Named images: ``minirt load``, ``images``, ``rmi``, ``tag``, ``image prune``.
 
 Lecture idea: an image name such as ``busybox:latest`` is only a pointer to an
 image id (the digest of its config), and an image is only a config plus a list
 of layers.  Loading an archive unpacks its layers into the shared store and
 records the config and the layer list under ``images/<id>.json``; the tags live
 in ``images/tags.json``.  Running ``busybox:latest`` then needs no archive.
+Tagging adds a pointer; ``rmi`` takes one away, and deletes the image with its
+last name, unless a container still runs on it.  The blobs the image came in
+are kept too (``image/store.py``), so that ``minirt save`` can give it back
+with the same digests.
+
+What a name may be and how it is completed (``busybox`` is
+``docker.io/library/busybox:latest``, kept and shown as ``busybox:latest``) is
+decided by ``image/reference.py`` alone, for every command: load, pull, tag,
+rmi, save, run.
 """
 
 import itertools
 import os
 import time
 
-from minirt.errors import ImageError
-from minirt.image.store import release
+from minirt.errors import ImageError, MinirtError
+from minirt.image.reference import parse, parse_optional
+from minirt.image.store import blob_path, keep_blob, release
 from minirt.runtime import state
 
 _loads = itertools.count()
 
 
-def _normalize(tag):
-    """A tag as the catalog keeps it: docker's familiar form (``alpine:latest`` for
-    ``alpine`` or ``docker.io/library/alpine``); a name that is no reference as it was."""
-    from minirt.image.reference import parse_optional
+def check_name(text):
+    """The name ``text`` gives an image, as the catalog keeps it: docker's
+    familiar form (``busybox:latest``); ImageError in docker's words if it is none."""
+    ref = parse(text)
+    if ref.digest:
+        raise ImageError(f"invalid reference format: {text!r}: a tag cannot name a digest")
+    return ref.familiar
 
-    ref = parse_optional(tag)
-    if ref is not None and ref.digest is None:
-        return ref.familiar
-    name, _, version = tag.rpartition(":") if ":" in tag.rsplit("/", 1)[-1] else (tag, "", "latest")
-    return f"{name}:{version}"
+
+def _name(text):
+    """The tag ``text`` may be looked up by, or None (a digest, an id, a path)."""
+    ref = parse_optional(text)
+    return ref.familiar if ref is not None and ref.digest is None else None
 
 
 class Catalog:
@@ -42,11 +55,12 @@ class Catalog:
             return {}
 
     def load(self, path, store, tags=()):
-        """Unpack the image at ``path`` into ``store`` and name it. Returns (id, tags)."""
+        """Unpack the image at ``path`` into ``store``, keep its blobs, and name
+        it. Returns (id, tags)."""
         from minirt.image import open_image
 
         with open_image(path) as img:
-            names = [_normalize(t) for t in (list(tags) or list(getattr(img, "tags", None) or []))]
+            names = [check_name(t) for t in (list(tags) or list(getattr(img, "tags", None) or []))]
             self._add(img, store, names, source=os.path.abspath(path))
         return img.id, names
 
@@ -63,14 +77,22 @@ class Catalog:
         return img, new or not known
 
     def _add(self, img, store, names, source, **unpack):
-        """Unpack ``img``'s layers and record it under ``names``; True if a tag moved."""
-        lease = f"load-{os.getpid()}-{next(_loads)}"  # until the entry names its layers
+        """Unpack ``img``'s layers, keep its blobs, and record it under ``names``;
+        True if a tag moved."""
+        import io
+
+        lease = f"load-{os.getpid()}-{next(_loads)}"  # until the entry names its layers and blobs
         diff_ids = [layer.diff_id for layer in img.layers]
         try:
-            store.lease(lease, diff_ids)
-            store.unpack(img, **unpack)
-            entry = {"id": img.id, "config": img.config, "source": source,
-                     "layers": diff_ids, "loaded_at": time.time()}
+            store.lease(lease, diff_ids + [img.id] + [layer.digest for layer in img.layers if layer.digest])
+            store.unpack(img, keep_blobs=True, **unpack)
+            keep_blob(store.root, io.BytesIO(img.config_bytes), img.id, f"{img.source}: config")
+            blobs = []
+            for layer in img.layers:  # kept by the unpack, unless the layer was there already
+                digest, size = self._keep(store.root, img, layer)
+                blobs.append({"mediaType": layer.media_type, "digest": digest, "size": size})
+            entry = {"id": img.id, "config": img.config, "source": source, "layers": diff_ids,
+                     "blobs": blobs, "config_size": len(img.config_bytes), "loaded_at": time.time()}
             if getattr(img, "digest", None):
                 entry["repo_digests"] = [source]
             os.makedirs(self.dir, exist_ok=True)
@@ -85,10 +107,33 @@ class Catalog:
             state.write_json(self.tags_file, table)
         return moved
 
+    @staticmethod
+    def _keep(root, img, layer):
+        if layer.digest and os.path.isfile(blob_path(root, layer.digest)):
+            return layer.digest, os.path.getsize(blob_path(root, layer.digest))  # not fetched again
+        with img.open_layer(layer) as blob:
+            return keep_blob(root, blob, layer.digest, f"{img.source}: layer")
+
+    def names(self, image_id):
+        return sorted(t for t, i in self._tags().items() if i == image_id)
+
+    def tag(self, source, target):
+        """Name the image ``source`` names ``target`` too (moved from another
+        image, if it named one). Returns the full name."""
+        name = check_name(target)
+        entry = self.lookup(source)
+        if entry is None:
+            raise ImageError(f"no such image: {source}")
+        with state.locked(self.dir, ".lock"):
+            table = self._tags()
+            table[name] = entry["id"]
+            state.write_json(self.tags_file, table)
+        return name
+
     def lookup(self, ref):
         """The catalog entry for a tag or an image id (prefix), or None."""
         table = self._tags()
-        image_id = table.get(_normalize(ref)) or self._by_digest(ref)
+        image_id = table.get(_name(ref)) or self._by_digest(ref)
         if image_id is None:
             hexid = ref.split(":", 1)[-1].lower()
             matches = [f[:-5] for f in self._files() if f.startswith(hexid)] if len(hexid) >= 4 else []
@@ -102,8 +147,6 @@ class Catalog:
 
     def _by_digest(self, ref):
         """The id of the image pulled as ``name@sha256:...``, or None."""
-        from minirt.image.reference import parse_optional
-
         parsed = parse_optional(ref)
         if parsed is None or parsed.digest is None:
             return None
@@ -126,6 +169,11 @@ class Catalog:
                 raise ImageError("layers must be a list of digests")
             if not isinstance(entry.get("config"), dict):
                 raise ImageError("config must be an object")
+            blobs = entry.get("blobs", layers)  # none: loaded by an older minirt
+            if not isinstance(blobs, list) or len(blobs) != len(layers) or not all(
+                    isinstance(b, dict) and is_digest(b.get("digest")) and type(b.get("size")) is int
+                    for b in entry.get("blobs", [])):
+                raise ImageError("blobs must be a list of descriptors, one a layer")
             check_run_config("config", entry["config"])
         except (ImageError, ValueError) as e:
             raise ImageError(f"{path}: damaged catalog entry ({e}); load the image again") from None
@@ -138,35 +186,100 @@ class Catalog:
             return []
 
     def list(self):
-        """[(tags, entry)] for every loaded image."""
+        """[(tags, entry)] for every loaded image, newest first."""
         table = self._tags()
         out = []
-        for f in sorted(self._files()):
+        for f in self._files():
             entry = self._read(f)
             out.append((sorted(t for t, i in table.items() if i == entry["id"]), entry))
+        out.sort(key=lambda te: (-(te[1].get("loaded_at") or 0), te[1]["id"]))
         return out
 
-    def remove(self, ref, in_use=()):
-        """Untag ``ref``; delete the image when no tag is left. Returns what was done."""
+    def remove(self, ref, users, force=False):
+        """Untag ``ref`` (a name; an id: every name); delete the image with its
+        last name.  ``users`` maps image ids to [(container id, running)] of the
+        containers that run on it: they stop it, unless forced (not a running
+        one: its layers stay anyway, held by the container).  Returns docker's lines."""
         entry = self.lookup(ref)
         if entry is None:
             raise ImageError(f"no such image: {ref}")
+        image_id, short = entry["id"], entry["id"][7:19]
         with state.locked(self.dir, ".lock"):
             table = self._tags()
-            name = _normalize(ref)
-            if name in table:
+            names = [t for t, i in table.items() if i == image_id]
+            by_name = table.get(_name(ref)) == image_id
+            untag = [_name(ref)] if by_name else names
+            if not by_name and len(names) > 1 and not force:
+                raise ImageError(f"conflict: unable to delete {short} (must be forced)"
+                                 " - image is referenced in multiple repositories")
+            last = len(untag) == len(names)
+            for cid, running in users.get(image_id, []) if last else []:
+                if by_name and not force:
+                    raise ImageError(f'conflict: unable to remove repository reference "{untag[0]}" (must force)'
+                                     f" - container {cid[:12]} is using its referenced image {short}")
+                if running or not force:
+                    raise ImageError(f"conflict: unable to delete {short} ({'cannot' if running else 'must'}"
+                                     f" be forced) - image is being used by {'running' if running else 'stopped'}"
+                                     f" container {cid[:12]}")
+            for name in untag:
                 del table[name]
-                done = [f"Untagged: {name}"]
-            else:
-                done = [f"Untagged: {t}" for t, i in table.items() if i == entry["id"]]
-                table = {t: i for t, i in table.items() if i != entry["id"]}
-            if entry["id"] not in table.values():
-                if entry["id"] in in_use:
-                    raise ImageError(f"image {ref} is in use by a container; remove the container first")
-                os.unlink(os.path.join(self.dir, entry["id"].split(":", 1)[1] + ".json"))
-                done.append(f"Deleted: {entry['id']}")
+            done = [f"Untagged: {name}" for name in untag]
+            if last:
+                os.unlink(os.path.join(self.dir, image_id.split(":", 1)[1] + ".json"))
+                done.append(f"Deleted: {image_id}")
             state.write_json(self.tags_file, table)
         return done
 
-    def layers_in_use(self):
-        return {d for _, entry in self.list() for d in entry["layers"]}
+    def saved(self, refs, root):
+        """What ``write.write_archive`` needs to save the images ``refs`` name:
+        one dict per image, with the names given (an id names none)."""
+        images = {}
+        for ref in refs:
+            entry = self.lookup(ref)
+            if entry is None:
+                raise ImageError(f"no such image: {ref}")
+            if "blobs" not in entry:
+                raise ImageError(f"{ref}: loaded by an older minirt, which kept no blobs; load it again")
+            paths = [blob_path(root, d) for d in [entry["id"]] + [b["digest"] for b in entry["blobs"]]]
+            missing = [p for p in paths if not os.path.isfile(p)]
+            if missing:
+                raise ImageError(f"{ref}: blob {missing[0]} is missing from the store; load the image again")
+            image = images.setdefault(entry["id"], {
+                "config": (entry["id"], paths[0]), "tags": [],
+                "layers": [(b["digest"], p) for b, p in zip(entry["blobs"], paths[1:])],
+                "platform": (entry["config"].get("os") or "linux", entry["config"].get("architecture") or "")})
+            name = _name(ref)
+            if self._tags().get(name) == entry["id"] and name not in image["tags"]:
+                image["tags"].append(name)
+        return list(images.values())
+
+    def in_use(self):
+        """The layers and blobs (hex digests) that loaded images record."""
+        used = set()
+        for _, entry in self.list():
+            used.update(d.split(":")[-1] for d in entry["layers"] + [entry["id"]])
+            used.update(b["digest"].split(":")[-1] for b in entry.get("blobs") or ())
+        return used
+
+
+def repo_digests(entry):
+    """Where a pulled image came from, as docker shows it: ``busybox@sha256:...``."""
+    pinned = [parse_optional(d) for d in entry.get("repo_digests") or ()]
+    return [f"{r.familiar_repository}@{r.digest}" for r in pinned if r is not None and r.digest]
+
+
+def users(root, catalog):
+    """{image id: [(container id, running)]}: a container uses the image whose
+    layers it runs on (whatever name it was run by, or a path to the same image)."""
+    by_layers = {tuple(d.split(":")[-1] for d in entry["layers"]): entry["id"] for _, entry in catalog.list()}
+    found = {}
+    for cid in state.container_ids(root):
+        try:
+            config = state.read_json(f"{state.containers_dir(root)}/{cid}/config.json")
+            layers = tuple(os.path.basename(layer) for layer in config.get("layers") or ())
+            running = state.load(root, cid).get("status") == "running"
+        except (OSError, ValueError, AttributeError, TypeError, MinirtError):
+            continue
+        if layers in by_layers:
+            found.setdefault(by_layers[layers], []).append((cid, running))
+    return found

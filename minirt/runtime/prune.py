@@ -1,4 +1,4 @@
-"""``minirt system prune``: remove everything minirt made that is no longer in use.
+"""``minirt system prune``, ``image prune``: remove what minirt made that is no longer in use.
 
 This is also the recovery path after a crash.  Because every container records
 what it owns before creating it, a container whose minirt or monitor was killed
@@ -66,6 +66,30 @@ def prune(root):
     return done
 
 
+def prune_images(root, everything=False):
+    """``minirt image prune``: delete the images no name points to (dangling:
+    a tag moved away, or loaded by id alone), or with ``everything`` every image
+    no container uses; then the layers and blobs nothing uses any more.
+    Returns (docker's lines, bytes of blobs freed)."""
+    from minirt.runtime.images import Catalog, users
+
+    catalog = Catalog(root)
+    running_on = users(root, catalog)
+    done, sizes = [], {}
+    for tags, entry in catalog.list():
+        if entry["id"] in running_on or (tags and not everything):
+            continue
+        try:
+            lines = catalog.remove(entry["id"], running_on, force=True)
+        except MinirtError:  # removed, or used, meanwhile
+            continue
+        done += [line[0].lower() + line[1:] for line in lines]
+        sizes.update({b["digest"]: b["size"] for b in entry.get("blobs") or ()})
+        sizes[entry["id"]] = entry.get("config_size") or 0
+    deleted = store.remove_unused(root, lambda: _layers_in_use(root))
+    return done, sum(size for digest, size in sizes.items() if digest in deleted)
+
+
 def _hold(directory, wait=False):
     """``state.hold`` (by default without waiting); None also when the directory is gone."""
     try:
@@ -94,10 +118,10 @@ def _orphan_cgroups(ids, parents):
 
 
 def _layers_in_use(root):
-    """What the catalog and every container, whatever its state, record."""
+    """What the catalog (layers, blobs) and every container, whatever its state, record."""
     from minirt.runtime.images import Catalog
 
-    used = {d.split(":")[-1] for d in Catalog(root).layers_in_use()}
+    used = Catalog(root).in_use()
     containers = state.containers_dir(root)
     for name in _listdir(containers):
         try:

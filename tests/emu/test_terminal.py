@@ -41,10 +41,11 @@ def test_ctrl_c_kills_the_foreground_program_and_the_shell_carries_on(toyos, ter
     t.write(b"ps\n")
     table = t.read_until(b"$ ")
     assert table.count(b"\tloop") == 1                       # the background loop lives on
-    t.write(b"ech\x03")                                      # at the prompt: the line is dropped
-    t.read_until(b"ech^C\r\n$ ")
+    t.write(b"ech\x03")                                      # at the prompt: the line is dropped,
+    t.read_until(b"^C\r\n")                                  # (loop a's output comes in between)
+    t.read_until(b"$ ")
     t.write(b"hello\n")
-    t.read_until(b"Hello from user space")
+    t.read_until(b"Hello from user space")                   # so this is "hello", not "echhello"
     t.write(b"exit\n")
     assert t.wait() == 0
 

@@ -13,13 +13,15 @@ from emu.machine import Machine
 GUESTS = ["hello.s", "fibonacci.s", "sieve.s", "echo.s", "timer.s"]
 
 
-def both(image, steps, input_bytes=b"", memory=1 << 20, tvec=None):
+def both(image, steps, input_bytes=b"", memory=1 << 20, tvec=None, paging=False):
     results = []
     for engine in ("interpret", "translate"):
         machine = Machine(memory, console=Console(input_bytes=input_bytes), engine=engine)
         machine.load(image)
         if tvec is not None:
             machine.cpu.sregs[isa.SREG_TVEC] = tvec
+        if paging:
+            identity_paging(machine)
         machine.run(steps)
         results.append(machine)
     return results
@@ -185,15 +187,105 @@ def test_code_patched_anywhere_runs_as_patched(where, paging, state):
         la   t0, patch
         li   t2, 0x10000          ; 1 in the immediate field
     """ + PATCHED[where])
-    machines = []
+    interpreted, translated = both(image, 10_000, memory=1 << 16, paging=paging)
+    assert interpreted.cpu.regs[isa.REGISTERS["s0"]] == sum(range(2, 42))
+    assert state(interpreted) == state(translated)
+    assert translated.engine.translated > 0
+
+
+# Operands at the edges of Python's quick small ints (2**30) and of 32-bit
+# signed and unsigned arithmetic: the translator writes wrap-around and sign
+# extension its own way (quicker in Python than the ISA table's expressions).
+EDGES = [0, 1, 2, 31, 32, 0x7FFF, 0x8000, 0xFFFF, 0x3FFFFFFF, 0x40000000,
+         0x7FFFFFFF, 0x80000000, 0x80000001, 0xC0000000, 0xFFFFFFFE, 0xFFFFFFFF]
+IMMEDIATES = {"I": [-32768, -2, -1, 0, 1, 31, 32767], "IU": [0, 1, 0x8000, 0xFFFF],
+              "SH": [0, 1, 2, 30, 31]}
+
+
+def edge_program():
+    """Every ALU operation and conditional branch on every pair of EDGES
+    (loaded from memory, so that no result is known when the code is
+    compiled), and byte loads of them, each result stored in turn after
+    `results`."""
+    body = []
+    for load in ("ldb a2, [t3]", "ldb a2, [t3 + 3]", "ldbu a2, [t3 + 3]", "ldw a2, [t3 - 4]"):
+        body += [load, "stw a2, [s0]", "addi s0, s0, 4"]
+    for insn in isa.INSTRUCTIONS:
+        if insn.kind == "alu" and insn.format == "R":
+            body.append(f"{insn.mnemonic} a2, a0, a1")
+        elif insn.kind == "alu" and insn.format in IMMEDIATES:
+            body += [f"{insn.mnemonic} a2, a0, {imm}" for imm in IMMEDIATES[insn.format]]
+        elif insn.kind == "branch":
+            body += ["li a2, 1", f"{insn.mnemonic} a0, a1, taken_{insn.mnemonic}", "li a2, 2",
+                     f"taken_{insn.mnemonic}:"]
+        else:
+            continue
+        body += ["stw a2, [s0]", "addi s0, s0, 4"]
+    return "\n".join(["la s0, results", "la s1, edges", f"li t0, {4 * len(EDGES)}", "li t1, 0",
+                      "first:", "li t2, 0",
+                      "second:", "add t3, s1, t1", "ldw a0, [t3]", "add t3, s1, t2", "ldw a1, [t3]",
+                      *body,
+                      "addi t2, t2, 4", "bltu t2, t0, second",
+                      "addi t1, t1, 4", "bltu t1, t0, first",
+                      "halt",
+                      "edges:", *(f".word {value:#x}" for value in EDGES),
+                      "results:"])
+
+
+def test_arithmetic_at_the_edges_as_interpreted(state):
+    interpreted, translated = both(assemble(edge_program()), 1_000_000)
+    assert interpreted.stopped and translated.stopped
+    assert state(interpreted) == state(translated)
+    assert translated.engine.translated > 0
+
+
+def test_translated_stores_mark_their_pages_dirty_after_every_snapshot():
+    # A translated store marks its page dirty once per snapshot (memory.py:
+    # store flags); the next snapshot needs it marked again.
+    image = assemble("""
+        la   t0, buffer
+    loop:
+        addi t1, t1, 1
+        stw  t1, [t0]
+        jmp  loop
+        .align 4096
+    buffer:
+        .word 0
+    """)
+    dirty = []
     for engine in ("interpret", "translate"):
         machine = Machine(1 << 16, console=Console(), engine=engine)
         machine.load(image)
-        if paging:
-            identity_paging(machine)
-        machine.run(10_000)
-        machines.append(machine)
-    interpreted, translated = machines
-    assert interpreted.cpu.regs[isa.REGISTERS["s0"]] == sum(range(2, 42))
+        epochs = []
+        for _ in range(3):
+            machine.memory.mark_snapshot()
+            machine.run(1000)
+            epochs.append(machine.memory.dirty_pages())
+        dirty.append(epochs)
+    assert dirty[0] == dirty[1] == [[1], [1], [1]]
+
+
+@pytest.mark.parametrize("paging", [False, True], ids=["physical", "paged"])
+def test_addresses_that_wrap_round_reach_the_same_memory(paging, state):
+    # base + offset past 2**32 wraps to a small address, in RAM: each
+    # access goes back to the interpreter, with the register wrapped.
+    image = assemble("""
+        li   s0, 0xFFFFF000
+        la   s1, buffer + 0x1000
+        li   s2, 40                ; rounds: enough for the translator to compile them
+    loop:
+        add  t2, s0, s1            ; = buffer
+        ldw  t3, [t2]
+        addi t3, t3, 3
+        add  t2, s0, s1
+        stw  t3, [t2]
+        addi s2, s2, -1
+        bnez s2, loop
+        halt
+    buffer:
+        .word 0
+    """)
+    interpreted, translated = both(image, 10_000, memory=1 << 16, paging=paging)
+    assert interpreted.cpu.regs[isa.REGISTERS["t3"]] == 3 * 40
     assert state(interpreted) == state(translated)
     assert translated.engine.translated > 0

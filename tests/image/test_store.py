@@ -169,3 +169,30 @@ def test_a_lease_keeps_its_layers_from_remove_unused_until_released(tmp_path):
     release("run-1")
     assert remove_unused(store.root, set) == [EMPTY_LAYER.diff_id] and not os.path.exists(kept)
     assert os.listdir(os.path.join(store.root, "layers", "leases")) == []
+
+
+def test_kept_blobs_are_checked_leased_and_swept_with_what_a_dead_load_left(tmp_path):
+    import hashlib
+    import io
+
+    from minirt.errors import ImageError
+    from minirt.image.store import blob_path, keep_blob, release, remove_unused
+
+    root = str(tmp_path / "root")
+    data = b"a blob"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    with pytest.raises(ImageError, match="digest is " + digest):
+        keep_blob(root, io.BytesIO(data), "sha256:" + "0" * 64, "test")
+    assert keep_blob(root, io.BytesIO(data), digest, "test") == (digest, len(data))
+    assert keep_blob(root, io.BytesIO(b""), digest, "test") == (digest, len(data))  # kept: not read again
+    with open(blob_path(root, digest), "rb") as f:
+        assert f.read() == data
+    tmp = os.path.join(root, "layers", "blobs", "tmp")
+    assert os.listdir(tmp) == []   # the refused one left nothing
+    open(os.path.join(tmp, f"blob-{2**22 + 1}-0"), "w").close()   # a load killed half way (no such pid)
+    open(os.path.join(tmp, f"blob-{os.getpid()}-99"), "w").close()   # one under way
+    Store(root).lease("load-1", [digest])
+    assert remove_unused(root, set) == [] and os.path.isfile(blob_path(root, digest))
+    assert os.listdir(tmp) == [f"blob-{os.getpid()}-99"]
+    release("load-1")
+    assert remove_unused(root, set) == [digest] and not os.path.exists(blob_path(root, digest))

@@ -62,6 +62,8 @@ def world(busybox_image, tmp_path_factory):
     assert r.returncode == 0, r.stderr
     r = minirt(root, "run", "-d", "--name", LIVE, "--network", "none", busybox_image, "sleep", "3600")
     assert r.returncode == 0, r.stderr
+    r = minirt(root, "load", "-i", busybox_image)   # busybox:latest, which web and live run on
+    assert r.returncode == 0, r.stderr
     files = {"dir": str(base), "big": str(base / "big.json"), "deep": str(base / "deep.json"),
              "notjson": str(base / "not.json"), "fifo": str(base / "fifo")}
     with open(files["big"], "wb") as f:
@@ -185,6 +187,38 @@ CASES = [
     (["load", "-i", "/dev/zero"], 125, "/dev/zero: not an image"),
     (["load", "-i", "{notjson}"], 125, "not.json"),
     (["images", "extra"], 125, "images: unexpected argument 'extra'"),
+    (["images", "--format", "{{{{.Nope}}}}"], 125, "template: no field 'Nope'"),   # ({{ for str.format)
+    (["images", "--format", "{{{{range .}}}}"], 125, "template: unsupported action {{{{range .}}}}"),
+    (["images", "--format", "{{{{.ID"], 125, "template: unsupported action"),
+    (["info", "--format", "{{{{.Nope}}}}"], 125, "template: no field 'Nope'"),
+    (["image"], 125, "image: an action is required"),
+    (["image", "frob"], 125, "image: unknown action 'frob'"),
+    (["image", "prune", "extra"], 125, "image prune: unexpected argument 'extra'"),
+    (["container", "ls", "--bogus"], 125, "container ls: unknown flag: --bogus"),
+    (["container", "run"], 125, "container run: IMAGE is required"),
+    (["image", "rm", "busybox"], 1, 'conflict: unable to remove repository reference "busybox:latest" (must force)'
+                                    " - container "),
+    (["rmi", "-f", "busybox"], 1, "(cannot be forced) - image is being used by running container"),
+    (["image", "inspect", "nope"], 1, "no such image: nope"),
+    (["image", "history", "nope"], 125, "no such image: nope"),
+    (["image", "history"], 125, "image history: IMAGE is required"),
+    (["tag", "nope", "x"], 125, "no such image: nope"),
+    (["tag", "busybox"], 125, "tag: TARGET_IMAGE is required"),
+    (["tag", "busybox", "Busybox:x"], 125, "invalid reference format: repository name (library/Busybox) must"
+                                          " be lowercase"),
+    (["tag", "busybox", "a:b:c"], 125, "invalid reference format"),
+    (["tag", "busybox", "x:-bad"], 125, "bad tag '-bad'"),
+    (["tag", "busybox", "x@sha256:" + "0" * 64], 125, "a tag cannot name a digest"),
+    (["tag", "busybox", "bad host!/x"], 125, "invalid reference format"),
+    (["tag", "busybox", ""], 125, "invalid reference format"),
+    (["load", "-i", IMG, "-t", "Up:per"], 125, "invalid reference format: repository name (library/Up) must"
+                                                " be lowercase"),
+    (["save"], 125, "save: IMAGE is required"),
+    (["save", "-o", "{dir}", "busybox"], 125, "{dir}: is a directory"),
+    (["save", "-o", "/nonexistent/x.tar", "busybox"], 125, "/nonexistent/x.tar: cannot write"),
+    (["save", "-o", "/dev/null", "busybox"], 125, "/dev/null: not a regular file"),
+    (["save", "--format", "tar", "-o", "{dir}/x.tar", "busybox"], 125, "invalid --format 'tar'"),
+    (["save", "-o", "{dir}/x.tar", "nope"], 125, "no such image: nope"),
     # -- seccomp profiles: no device, directory, huge, endless or malformed file is read
     (["run", "--security-opt", "foo", IMG, "true"], 125, "invalid --security-opt 'foo'"),
     (["run", "--security-opt", "seccomp=", IMG, "true"], 125, "invalid --security-opt"),
