@@ -186,7 +186,7 @@ class Store:
             os.close(store)
         _leases[key] = (fd, path)
 
-    def _unpack_layer(self, img: Image, layer: Layer, final: str, keep_blob: bool = False) -> None:
+    def _unpack_layer(self, img: Image, layer: Layer, final: str, keep: bool = False) -> None:
         # Imported here: a run whose layers are all unpacked never needs them.
         from minirt.image.layers import apply_layer
         from minirt.image.stream import LayerStream
@@ -201,7 +201,7 @@ class Store:
             with io.BytesIO(EMPTY_TAR) if layer is EMPTY_LAYER else img.open_layer(layer) as blob:
                 # A blob is read once (from a registry: downloaded once), so it is kept
                 # on the way through; the stream checks its digest before it is named.
-                copy = _BlobCopy(self.root, blob) if keep_blob and layer.digest else None
+                copy = _BlobCopy(self.root, blob) if keep and layer.digest else None
                 try:
                     stream = LayerStream(copy or blob, digest=layer.digest, size=layer.size,
                                          diff_id=layer.diff_id, what=what)
@@ -267,9 +267,10 @@ class Store:
 #
 # An unpacked layer cannot be tarred again into the same bytes (member order,
 # pax records, padding), and an image's config digest is its id: so ``minirt
-# load`` keeps each blob as it came, named by its digest, next to the layers
-# (containerd's content store does the same).  Leases and remove_unused treat
-# blobs as they treat layers.
+# load`` and ``pull`` keep each blob as it came, named by its digest, next to
+# the layers (containerd's content store does the same); a pulled layer's blob
+# is written as it streams in, so nothing is downloaded twice.  Leases and
+# remove_unused treat blobs as they treat layers.
 
 def blob_path(root: str, digest: str) -> str:
     if not is_digest(digest):
@@ -327,6 +328,19 @@ class _BlobCopy:
         self.out.close()
         if os.path.exists(self.tmp):
             os.unlink(self.tmp)
+
+
+# -- leases: layers in use before anything records them -----------------------
+#
+# A lease (``Store.lease``) is a file layers/leases/<key> naming the layers
+# (a hex digest a line), flocked by its holder for as long as it lives.  It is
+# made under a
+# shared flock of layers/, which remove_unused holds exclusively while it
+# decides what is unused and deletes it: a lease made before that is seen, a
+# run that comes after waits and then finds (or unpacks) its layers.  A lease
+# whose holder died is unlocked, and remove_unused removes it.
+
+_leases = {}  # key -> (descriptor, path), this process's own
 
 
 def release(key: str) -> None:
