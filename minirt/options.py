@@ -212,6 +212,10 @@ def seconds(text):
     return value
 
 
+def insecure_registry():
+    return repeated("--insecure-registry", metavar="HOST[:PORT]", help="accept any certificate, or plain HTTP, from this registry")
+
+
 def actions_metavar(actions):
     return "{" + ",".join(a.name for a in actions) + "}"
 
@@ -249,7 +253,7 @@ def _managing():
                     value("-u", "--username", metavar="USER", help="the user name"),
                     value("-p", "--password", metavar="PASSWORD", help="the password (better: --password-stdin)"),
                     switch("--password-stdin", help="read the password from stdin"),
-                    repeated("--insecure-registry", metavar="HOST[:PORT]", help="accept any certificate, or plain HTTP, from this registry"),
+                    insecure_registry(),
                 ]),
         Command("logout", "forget a registry's login", args=[("registry", "REGISTRY", "one")]),
         Command("network", "user-defined networks (create, ls, rm)", actions=[
@@ -295,7 +299,7 @@ def _images():
         Command("pull", "download an image from a registry", args=[("ref", "NAME[:TAG|@DIGEST]", "one")], flags=[
             value("--platform", metavar="OS/ARCH[/VARIANT]", help="the platform to pull (default this host's)"),
             switch("-q", "--quiet", help="print only the image's name"),
-            repeated("--insecure-registry", metavar="HOST[:PORT]", help="accept any certificate, or plain HTTP, from this registry"),
+            insecure_registry(),
         ]),
     ]
 
@@ -320,7 +324,7 @@ def _lifecycle():
                     switch("--init", help="run a reaper as PID 1"),
                     value("--name", metavar="NAME", default="", help="a name for the container"),
                     value("--platform", metavar="OS/ARCH[/VARIANT]", help="the platform to pull if missing"),
-                    repeated("--insecure-registry", metavar="HOST[:PORT]", help="accept any certificate, or plain HTTP, from this registry"),
+                    insecure_registry(),
                     value("--cgroup-parent", metavar="PATH",
                           help="parent cgroup of the container's cgroup (default minirt, or $MINIRT_CGROUP_PARENT)"),
                 ], sections=[

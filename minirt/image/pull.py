@@ -10,8 +10,9 @@ which ``minirt pull`` prints -- vouches for every byte.
 ``open_layer`` streams the blob from the registry.  So the store unpacks a
 pulled layer exactly as a loaded one (``Store.unpack``): hashed and
 decompressed while the bytes arrive, extracted into a temporary directory,
-renamed into place only once both digests matched.  Nothing is written to disk
-twice, and nothing unverified is ever under a layer's real name.  A download
+renamed into place only once both digests matched; the blob itself is kept
+on the way (for ``minirt save``).  Nothing is downloaded twice, and nothing
+unverified is ever under a layer's or a blob's real name.  A download
 that breaks off is resumed where it stopped (an HTTP ``Range`` request).
 
 Read ``open_remote`` first.

@@ -1,10 +1,12 @@
-"""Named images: ``minirt load``, ``images``, ``rmi``, ``tag``, ``image prune``.
+"""Named images: ``minirt load``, ``pull``, ``images``, ``rmi``, ``tag``, ``image prune``.
 
 Lecture idea: an image name such as ``busybox:latest`` is only a pointer to an
 image id (the digest of its config), and an image is only a config plus a list
 of layers.  Loading an archive unpacks its layers into the shared store and
 records the config and the layer list under ``images/<id>.json``; the tags live
-in ``images/tags.json``.  Running ``busybox:latest`` then needs no archive.
+in ``images/tags.json``; a pulled image records where it came from as well
+(``repo_digests``: ``name@sha256:...`` of its manifest).  Running
+``busybox:latest`` then needs no archive.
 Tagging adds a pointer; ``rmi`` takes one away, and deletes the image with its
 last name, unless a container still runs on it.  The blobs the image came in
 are kept too (``image/store.py``), so that ``minirt save`` can give it back

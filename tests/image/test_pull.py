@@ -293,3 +293,49 @@ def test_platform_variants():
     for bad in ("linux", "linux/", "a/b/c/d", "linux/am d64"):
         with pytest.raises(ImageError, match="invalid platform"):
             parse_platform(bad)
+
+
+
+def _skopeo_inspect(*args):
+    out = subprocess.run(["skopeo", "inspect", *args], check=True, capture_output=True).stdout
+    return json.loads(out)
+
+
+def test_a_pulled_image_is_saved_with_the_registrys_blobs_and_loads_back(plain, tmp_path):
+    import tarfile
+
+    ref = plain.push(BUSYBOX, "saved:1")  # skopeo gzips the layers: the registry's blobs are not the archive's
+    config = plain.inspect("saved:1", raw=True)["config"]["digest"]
+    layers = plain.inspect("saved:1")["Layers"]
+    ok(minirt(tmp_path, "pull", "-q", ref))
+    archive = tmp_path / "saved.tar"
+    ok(minirt(tmp_path, "save", "-o", str(archive), ref))
+    assert _skopeo_inspect("--raw", f"docker-archive:{archive}")["config"]["digest"] == config
+    diff_ids = Catalog(str(tmp_path / "state")).lookup(ref)["layers"]
+    # skopeo names a docker-archive's layers by their diff_ids; the files are the blobs as downloaded
+    assert _skopeo_inspect(f"docker-archive:{archive}")["Layers"] == diff_ids
+    assert _skopeo_inspect("--config", f"docker-archive:{archive}")["rootfs"]["diff_ids"] == diff_ids
+    with tarfile.open(archive) as tar:
+        assert {f"blobs/{d.replace(':', '/')}" for d in layers + [config]} <= set(tar.getnames())
+    again = tmp_path / "again"
+    assert ok(minirt(again, "load", "-i", str(archive))) == f"Loaded image: {ref}\n"
+    entry = Catalog(str(again / "state")).lookup(ref)
+    assert (entry["id"], entry["layers"], [b["digest"] for b in entry["blobs"]]) == (config, diff_ids, layers)
+
+
+def test_a_pulled_images_digest_is_shown_by_images_and_image_inspect(plain, tmp_path):
+    ref = plain.push(BUSYBOX, "shown:2")
+    digest = plain.inspect("shown:2")["Digest"]
+    ok(minirt(tmp_path, "pull", "-q", ref))
+    repository = ref.rsplit(":", 1)[0]
+    ok(minirt(tmp_path, "tag", ref, "mine"))
+
+    def rows():
+        return [line.split()[:3] for line in ok(minirt(tmp_path, "images", "--digests")).splitlines()[1:]]
+
+    assert rows() == [[repository, "2", digest], ["mine", "latest", "<none>"]]
+    inspected = json.loads(ok(minirt(tmp_path, "image", "inspect", "mine")))[0]
+    assert inspected["RepoDigests"] == [f"{repository}@{digest}"]
+    ok(minirt(tmp_path, "rmi", ref))
+    assert rows() == [["mine", "latest", "<none>"], [repository, "<none>", digest]]  # as docker: by digest still
+    assert json.loads(ok(minirt(tmp_path, "image", "inspect", f"{repository}@{digest}")))[0]["Id"] == inspected["Id"]

@@ -99,6 +99,30 @@ def test_tag_is_a_second_name_and_rmi_of_one_name_keeps_the_image(loaded):
     assert loaded.rows("images") == [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
 
 
+def test_every_command_reads_names_as_docker_does(root, busybox_image, tmp_path):
+    # one grammar (image/reference.py): docker.io/library/busybox:latest is busybox
+    root.ok("load", "-i", busybox_image, "-t", "docker.io/library/busybox:latest")
+    assert root.rows("images")[1][:2] == ["busybox", "latest"]
+    root.ok("tag", "index.docker.io/library/busybox", "docker.io/me/box:1")
+    assert sorted(json.loads(root.ok("image", "inspect", "library/busybox:latest"))[0]["RepoTags"]) == [
+        "busybox:latest", "me/box:1"]
+    out = tmp_path / "out.tar"
+    root.ok("save", "-o", str(out), "docker.io/library/busybox")
+    with open_image(str(out)) as img:
+        assert img.tags == ["busybox:latest"]
+    assert root.ok("rmi", "docker.io/library/busybox:latest") == "Untagged: busybox:latest\n"
+    assert root.ok("rmi", "me/box:1").splitlines()[0] == "Untagged: me/box:1"
+
+
+def test_a_run_of_a_loaded_image_imports_no_registry_client(loaded):
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "minirt", "--root", loaded.path,
+                        "run", "--rm", "--network", "none", "busybox", "true"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines()}
+    assert "minirt.runtime.images" in imported  # (the catalog was read)
+    assert not imported & {"minirt.image.pull", "minirt.image.registry", "http.client", "ssl"}
+
+
 def test_a_tag_moved_to_another_image_leaves_the_first_dangling(loaded, tmp_path):
     other = write_image(tmp_path / "other.tar", [b"\0" * 1024], config={"Cmd": ["sh"]}, tag="busybox:latest")
     loaded.ok("load", "-i", str(other))
