@@ -211,7 +211,7 @@ class Qcow2:
         for entry in self.l1:
             offset = entry & OFFSET
             if offset and offset not in self.l2:
-                self.l2[offset] = self._table(offset, cs, f"L2 table at {offset:#x}")
+                self.l2[offset] = self._table(offset, cs, "L2 table")
                 for e in self.l2[offset]:
                     self._check_entry(e)
         self.rc_table = self._table(self.rc_offset, self._rc_clusters * cs, "refcount table")
