@@ -12,7 +12,8 @@ PYTHON   ?= python3
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
 APT_PKGS := libcap-dev busybox-static iproute2 util-linux kmod zstd \
-            runc crun skopeo umoci debootstrap nftables gcc slirp4netns
+            runc crun skopeo umoci debootstrap nftables gcc slirp4netns \
+            qemu-utils
 
 .PHONY: install system-packages venv test test-vm vm-kernel images bench fuzz clean
 
