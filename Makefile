@@ -40,7 +40,7 @@ test:
 # prints the seed that reproduces it).
 EMU_FUZZ ?= 100
 fuzz:
-	EMU_FUZZ=$(EMU_FUZZ) $(PY) -m pytest -q tests/emu/test_robustness.py -k fuzz
+	EMU_FUZZ=$(EMU_FUZZ) $(PY) -m pytest -q tests/emu/test_robustness.py tests/emu/test_qcow2.py -k fuzz
 
 # The test VM's kernel (tests/vm/kernel.py): fetched with apt-get download into
 # .cache/vm, never installed; qemu-system-x86 boots it.

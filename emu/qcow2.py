@@ -179,6 +179,8 @@ class Qcow2:
                 self.backing_name = first[backing_offset:backing_offset + backing_length].decode()
             except UnicodeDecodeError:
                 self._bad("backing file name is not UTF-8")
+            if not self.backing_name or "\0" in self.backing_name:
+                self._bad(f"backing file name {self.backing_name!r} is not a file name")
         if self.autoclear and not self.readonly:
             # Features we do not keep up to date must be marked stale (the spec's rule).
             self._pwrite(88, bytes(8))

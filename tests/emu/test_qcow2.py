@@ -9,12 +9,14 @@ import struct
 import subprocess
 
 import pytest
+from hypothesis import given, strategies as st
 
 from emu import qcow2, snapshot
 from emu.asm import assemble
 from emu.devices.console import Console
 from emu.devices.disk import Disk, DiskError
 from emu.machine import Machine
+from tests.emu import fuzz
 
 QEMU_IMG, QEMU_IO = shutil.which("qemu-img"), shutil.which("qemu-io")
 needs_qemu = pytest.mark.skipif(QEMU_IMG is None or QEMU_IO is None,
@@ -134,6 +136,19 @@ def test_compressed_clusters_and_version_2(base, tmp_path, compat):
     model = write_all(image, WRITES)          # a compressed cluster copied out is freed
     assert_clean(image)
     assert as_raw(image) == model
+
+
+@needs_qemu
+def test_a_full_refcount_table_fails_the_write_and_leaves_the_image_sound(tmp_path):
+    image = tmp_path / "f.qcow2"      # 512-byte clusters, 64-bit refcounts: the table covers 2 MiB
+    qemu("create", "-q", "-f", "qcow2", "-o", "cluster_size=512,refcount_bits=64", image, "4M")
+    disk = qcow2.open_image(image)
+    with pytest.raises(qcow2.ImageError, match=f"^{image}: refcount table is full"):
+        for offset in range(0, disk.size, 512):
+            disk.write(offset, bytes([offset >> 9 & 0xFF]) * 512)
+    assert offset > 1 << 20 and disk.read(offset - 512, 512) == bytes([offset - 512 >> 9 & 0xFF]) * 512
+    disk.close()
+    assert_clean(image)
 
 
 # -- linked clones -------------------------------------------------------------------------
@@ -339,6 +354,8 @@ BAD = [  # (what, patch of o.qcow2 (an overlay on base.img, cluster 0 written), 
     ("backing name too long", put(16, ">I", 2000), "backing file name lies outside the first cluster", False),
     ("extension overruns", put(104 + 4, ">I", 1 << 20), "header extensions run past the first cluster", False),
     ("missing backing", backing_name("gone.img"), "backing file gone.img: No such file or directory", False),
+    ("backing name with a NUL", backing_name("a\0b"), "backing file name 'a\\x00b' is not a file name", False),
+    ("empty backing name", backing_name(""), "backing file name '' is not a file name", False),
     ("backing loop", backing_name("o.qcow2"), "backing chain loop: o.qcow2 is already in the chain", False),
     ("wrong backing format", backing_name("x.qcow2"), "backing file x.qcow2 is qcow2, not raw as the header says",
      False),
@@ -409,3 +426,40 @@ def test_a_snapshot_moved_with_its_disks_restores_and_a_changed_base_is_refused(
         f.write(b"changed")
     with pytest.raises(snapshot.SnapshotError, match="has changed since the snapshot"):
         snapshot.restore(moved / "m.snap")
+
+
+@pytest.fixture(scope="module")
+def small_clusters(tmp_path_factory):
+    """A directory with an overlay, good.qcow2, of 4 KiB clusters: its
+    metadata and some data in a few dozen clusters."""
+    here = tmp_path_factory.mktemp("fuzz")
+    (here / "base.img").write_bytes(random.Random(1).randbytes(SIZE))
+    qcow2.create(here / "good.qcow2", backing=here / "base.img", cluster_bits=12)
+    write_all(here / "good.qcow2", [(0, 3000), (5000, 3000), (300000, 3000), (700001, 3000)])
+    return here
+
+
+@fuzz.fuzz(300)
+@given(st.lists(st.tuples(st.integers(0, 40 * 4096 - 1), st.integers(0, 255)), min_size=1, max_size=4))
+def test_fuzz_a_damaged_image_is_refused_or_used_never_a_crash(small_clusters, damage):
+    here = small_clusters
+    raw = bytearray((here / "good.qcow2").read_bytes())
+    for at, value in damage:
+        raw[at % 128 if at % 2 else at % len(raw)] = value      # half of them in the header
+    path = here / "damaged.qcow2"
+    path.write_bytes(raw)
+    with fuzz.no_hang("a damaged qcow2 image"):
+        try:
+            disk = Disk(path)
+        except DiskError as e:
+            fuzz.one_line(e)
+            return
+        try:
+            disk.image.read(0, disk.image.size)
+            for offset in (0, 4095, 100000, 800000):
+                disk.image.write(offset, b"q" * 5000)
+            disk.image.read(0, disk.image.size)
+        except qcow2.ImageError as e:
+            fuzz.one_line(e)
+        finally:
+            disk.image.close()
