@@ -239,8 +239,9 @@ class Qcow2:
 
     def _check_entry(self, entry):
         if entry & COMPRESSED:
-            if self._deflated(entry)[0] >= self._file_size:
-                self._bad(f"compressed cluster at {self._deflated(entry)[0]:#x} lies beyond the end of the file")
+            offset = self._deflated(entry)[0]
+            if offset >= self._file_size:
+                self._bad(f"compressed cluster at {offset:#x} lies beyond the end of the file")
         else:
             self._check_cluster(entry & OFFSET, "data cluster")
 
