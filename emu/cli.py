@@ -303,7 +303,7 @@ def cmd_disk_info(args):
 def _describe(image):
     lines = [f"image: {image.path}",
              f"format: {image.format}" + (f" (version {image.version})" if image.format == "qcow2" else ""),
-             f"virtual size: {image.size} bytes ({image.size / (1 << 20):g} MiB)",
+             f"virtual size: {image.size} bytes ({_human(image.size)})",
              f"disk size: {os.fstat(image.fd).st_blocks * 512} bytes"]
     if image.format == "qcow2":
         clusters = -(-image.size // image.cluster_size)
@@ -312,6 +312,14 @@ def _describe(image):
         if image.backing is not None:
             lines.append(f"backing file: {image.backing_name} ({image.backing.format})")
     return "\n".join(lines)
+
+
+def _human(size):
+    units = ["bytes", "KiB", "MiB", "GiB", "TiB"]
+    while size >= 1024 and len(units) > 1:
+        size /= 1024
+        units.pop(0)
+    return f"{size:.4g} {units[0]}"
 
 
 def cmd_disk_commit(args):
