@@ -12,7 +12,8 @@ PYTHON   ?= python3
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
 APT_PKGS := libcap-dev busybox-static iproute2 util-linux kmod zstd \
-            runc crun skopeo umoci debootstrap nftables gcc slirp4netns docker-registry
+            runc crun skopeo umoci debootstrap nftables gcc slirp4netns docker-registry \
+            qemu-utils
 
 .PHONY: install system-packages venv test test-vm vm-kernel images bench fuzz clean
 
@@ -39,7 +40,7 @@ test:
 # prints the seed that reproduces it).
 EMU_FUZZ ?= 100
 fuzz:
-	EMU_FUZZ=$(EMU_FUZZ) $(PY) -m pytest -q tests/emu/test_robustness.py -k fuzz
+	EMU_FUZZ=$(EMU_FUZZ) $(PY) -m pytest -q tests/emu/test_robustness.py tests/emu/test_qcow2.py -k fuzz
 
 # The test VM's kernel (tests/vm/kernel.py): fetched with apt-get download into
 # .cache/vm, never installed; qemu-system-x86 boots it.

@@ -1,4 +1,4 @@
-"""The `emu` command line: asm, disasm, run, restore, debug.
+"""The `emu` command line: asm, disasm, run, restore, debug, mkfs, disk.
 
 Lecture idea: "users interact with the virtualization layer as if it were the
 underlying machine" -- `emu run` is that layer for one machine: the guest's
@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from . import mkfs, snapshot
+from . import mkfs, qcow2, snapshot
 from .asm import AsmError, Assembler
 from .devices.console import Console
 from .devices.disk import SECTOR_SIZE, Disk, DiskError
@@ -44,14 +44,16 @@ def parse_steps(text):
 
 
 def is_disk_image(path):
-    """A bootable disk: whole sectors, the first ending in the boot signature."""
+    """A disk to boot: a qcow2 image (what is wrong with it, booting says), or
+    a raw one of whole sectors whose first ends in the boot signature."""
     try:
         with open(path, "rb") as f:
             first = f.read(SECTOR_SIZE)
             size = os.fstat(f.fileno()).st_size
     except OSError:
         return False
-    return size > 0 and size % SECTOR_SIZE == 0 and first[-2:] == BOOT_SIGNATURE
+    return first.startswith(qcow2.MAGIC) or (size > 0 and size % SECTOR_SIZE == 0
+                                             and first[-2:] == BOOT_SIGNATURE)
 
 
 def make_machine(args, program, console):
@@ -284,6 +286,48 @@ def cmd_debug(args):
     return machine.exit_status or 0
 
 
+def cmd_disk_create(args):
+    qcow2.create(args.file, args.size, args.backing)
+    return 0
+
+
+def cmd_disk_info(args):
+    image = qcow2.open_image(args.file, readonly=True)
+    try:
+        print("\n\n".join(_describe(layer) for layer in qcow2.chain(image)))
+    finally:
+        image.close()
+    return 0
+
+
+def _describe(image):
+    lines = [f"image: {image.path}",
+             f"format: {image.format}" + (f" (version {image.version})" if image.format == "qcow2" else ""),
+             f"virtual size: {image.size} bytes ({_human(image.size)})",
+             f"disk size: {os.fstat(image.fd).st_blocks * 512} bytes"]
+    if image.format == "qcow2":
+        clusters = -(-image.size // image.cluster_size)
+        lines += [f"cluster size: {image.cluster_size}",
+                  f"allocated clusters: {len(image.allocated())} of {clusters}"]
+        if image.backing is not None:
+            lines.append(f"backing file: {image.backing_name} ({image.backing.format})")
+    return "\n".join(lines)
+
+
+def _human(size):
+    units = ["bytes", "KiB", "MiB", "GiB", "TiB"]
+    while size >= 1024 and len(units) > 1:
+        size /= 1024
+        units.pop(0)
+    return f"{size:.4g} {units[0]}"
+
+
+def cmd_disk_commit(args):
+    count = qcow2.commit(args.overlay)
+    print(f"{args.overlay}: {count} cluster{'s' * (count != 1)} written to its backing file; overlay emptied")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="emu", description="A toy-ISA virtual machine.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -340,6 +384,21 @@ def main(argv=None):
     mkfs.add_arguments(p)
     p.set_defaults(func=mkfs.run)
 
+    p = sub.add_parser("disk", help="qcow2 copy-on-write disk images: create, info, commit")
+    disk = p.add_subparsers(dest="disk_command", required=True)
+    p = disk.add_parser("create", help="a new qcow2 image, empty or an overlay on a backing image")
+    p.add_argument("file")
+    p.add_argument("--size", type=parse_size, help="virtual size, e.g. 16M (default: the backing's)")
+    p.add_argument("--backing", metavar="BASE", help="read-only backing image (raw or qcow2), "
+                   "named relative to FILE")
+    p.set_defaults(func=cmd_disk_create)
+    p = disk.add_parser("info", help="format, sizes, clusters in use and the backing chain")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_disk_info)
+    p = disk.add_parser("commit", help="write an overlay's clusters into its backing image and empty it")
+    p.add_argument("overlay")
+    p.set_defaults(func=cmd_disk_commit)
+
     args = parser.parse_args(argv)
     if getattr(args, "snapshot_at", None):
         try:
@@ -350,7 +409,7 @@ def main(argv=None):
         return args.func(args)
     except AsmError as e:
         print(f"emu: {e}", file=sys.stderr)
-    except (UserError, SnapshotError) as e:
+    except (UserError, SnapshotError, qcow2.ImageError) as e:
         print(f"emu: {e}", file=sys.stderr)
     except BrokenPipeError:
         # The reader of our output has gone, as with `| head`: end like any

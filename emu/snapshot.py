@@ -75,7 +75,7 @@ def save(machine, path):
     """Write a full snapshot of `machine` to `path`."""
     memory = machine.memory
     pages = memory.used_pages()
-    meta = {"state": machine.save_state(), **_page_list(memory, pages)}
+    meta = {"state": _disk_relative(machine.save_state(), path), **_page_list(memory, pages)}
 
     def write_memory(f, offset):
         # Only used pages are written; the rest stay holes that read as zeros,
@@ -105,7 +105,8 @@ def save_diff(machine, path):
     memory = machine.memory
     pages = memory.dirty_pages()
     here = os.path.dirname(os.path.abspath(path))
-    meta = {"state": machine.save_state(), "pages": pages, "page_crcs": _crcs(memory, pages),
+    meta = {"state": _disk_relative(machine.save_state(), path), "pages": pages,
+            "page_crcs": _crcs(memory, pages),
             "base": os.path.relpath(base_path, here), "base_crc": base_crc}
 
     def write_memory(f, offset):
@@ -117,6 +118,16 @@ def save_diff(machine, path):
     _write(path, DIFF, meta, len(pages) * PAGE_SIZE, write_memory)
     memory.mark_snapshot()
     machine.last_snapshot = (os.path.abspath(path), _header_crc(path))
+
+
+def _disk_relative(state, path):
+    """`state` with its disk named relative to the snapshot at `path`, so
+    that a snapshot moved together with its disk (and the disk's backing
+    files) still finds it; restore checks it is the same disk."""
+    disk = state["devices"]["disk"]
+    if disk["path"] is not None:
+        disk["path"] = os.path.relpath(disk["path"], os.path.dirname(os.path.abspath(path)))
+    return state
 
 
 def _write(path, kind, meta, memory_length, write_memory):
@@ -230,6 +241,9 @@ def _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, verif
             check(i, page)
             machine.memory.write_bytes(page * PAGE_SIZE, data[i * PAGE_SIZE:(i + 1) * PAGE_SIZE])
         present = machine.memory.used_flags()
+    disk = state["devices"].get("disk")
+    if disk is not None and disk["path"] is not None:
+        disk["path"] = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(path)), disk["path"]))
     machine.restore_state(state)
     machine.memory.mark_snapshot(present)
     machine.last_snapshot = (os.path.abspath(path), _header_crc(path))

@@ -12,16 +12,22 @@ A transfer takes LATENCY + PER_SECTOR * count cycles of guest time and moves
 the data at the moment it completes, so runs stay exactly repeatable.  The
 disk uses physical addresses: DMA does not go through the MMU.
 
+The image is a raw file or a qcow2 copy-on-write overlay on a read-only
+backing image (``qcow2.py``), told apart by its magic number; the guest
+cannot tell the difference.
+
 A snapshot does not copy the disk (it can be large, and a VM's disk is a file
-of its own): it names the image and records its checksum, and a restore
-refuses an image that has changed since -- a real hypervisor would take a
-disk snapshot (a copy-on-write overlay) at the same moment instead.
+of its own): it names the image and records its checksum (of every file in
+its backing chain), and a restore refuses an image that has changed since --
+a real hypervisor would take a disk snapshot (a copy-on-write overlay) at the
+same moment instead.
 """
 
 import os
 import zlib
 
 from . import Device
+from ..qcow2 import ImageError, chain, open_image
 
 SECTOR_SIZE = 512
 SECTOR, ADDR, COUNT, CMD, STATUS, CTRL, SIZE = 0x00, 0x04, 0x08, 0x0C, 0x10, 0x14, 0x18
@@ -57,7 +63,7 @@ class Disk(Device):
 
     def __init__(self, path=None, readonly=False):
         super().__init__()
-        self.file = None
+        self.image = None
         self.path = None
         self.readonly = readonly
         self.sectors = 0
@@ -72,26 +78,31 @@ class Disk(Device):
     def open(self, path, readonly=False):
         path = os.path.abspath(path)
         try:
-            if not readonly:
-                try:
-                    self.file = open(path, "r+b")
-                except PermissionError:
-                    readonly = True
-            if readonly:
-                self.file = open(path, "rb")
-            size = os.fstat(self.file.fileno()).st_size
+            try:
+                image = open_image(path, readonly)
+            except PermissionError:
+                if readonly:
+                    raise
+                image, readonly = open_image(path, readonly=True), True
         except OSError as e:
             raise DiskError(f"{path}: {e.strerror}") from None
-        if size % SECTOR_SIZE:
-            self.file.close()
+        except ImageError as e:
+            raise DiskError(str(e)) from None
+        if image.size % SECTOR_SIZE:
+            image.close()
             raise DiskError(f"{path}: a disk image must be a whole number of "
-                            f"{SECTOR_SIZE}-byte sectors, not {size} bytes")
-        self.path, self.readonly, self.sectors = path, readonly, size // SECTOR_SIZE
+                            f"{SECTOR_SIZE}-byte sectors, not {image.size} bytes")
+        if self.image is not None:
+            self.image.close()
+        self.image, self.path, self.readonly = image, path, readonly
+        self.sectors = image.size // SECTOR_SIZE
 
     def read_sectors(self, first, count):
         """Raw bytes, for the firmware's boot and for tests."""
-        self.file.seek(first * SECTOR_SIZE)
-        return self.file.read(count * SECTOR_SIZE)
+        try:
+            return self.image.read(first * SECTOR_SIZE, count * SECTOR_SIZE)
+        except (OSError, ImageError) as e:
+            raise DiskError(f"{self.path}: read failed: {e}") from None
 
     # -- guest side ---------------------------------------------------------------
 
@@ -135,19 +146,17 @@ class Disk(Device):
     def _transfer(self):
         memory = self.board.memory
         length = self.count * SECTOR_SIZE
-        if (self.file is None or self.count == 0 or self.sector + self.count > self.sectors
+        if (self.image is None or self.count == 0 or self.sector + self.count > self.sectors
                 or self.addr + length > memory.size):
             return False
-        if self.command == CMD_READ:
-            memory.write_bytes(self.addr, self.read_sectors(self.sector, self.count))
-            return True
-        if self.readonly:
-            return False
         try:
-            self.file.seek(self.sector * SECTOR_SIZE)
-            self.file.write(memory.read_bytes(self.addr, length))
-            self.file.flush()
-        except OSError:
+            if self.command == CMD_READ:
+                memory.write_bytes(self.addr, self.read_sectors(self.sector, self.count))
+            elif self.readonly:
+                return False
+            else:
+                self.image.write(self.sector * SECTOR_SIZE, memory.read_bytes(self.addr, length))
+        except (OSError, ImageError, DiskError):
             return False         # the host's disk is full or failing: the guest's problem to see
         return True
 
@@ -155,10 +164,11 @@ class Disk(Device):
 
     def checksum(self):
         crc = 0
-        if self.file is not None:
-            self.file.seek(0)
-            while chunk := self.file.read(1 << 20):
+        for image in chain(self.image):
+            offset = 0
+            while chunk := os.pread(image.fd, 1 << 20, offset):
                 crc = zlib.crc32(chunk, crc)
+                offset += len(chunk)
         return crc
 
     def save(self):

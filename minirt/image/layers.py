@@ -203,7 +203,13 @@ class _Extractor:
         self.ensure_dir(m, parent)
         pdir = self.dest + "/" + parent if parent else self.dest
         if base == OPAQUE:
-            os.setxattr(pdir, self.opaque_xattr, b"y", follow_symlinks=False)
+            try:
+                os.setxattr(pdir, self.opaque_xattr, b"y", follow_symlinks=False)
+            except OSError as e:
+                if e.errno != errno.EOPNOTSUPP:
+                    raise
+                self.fail(m, f"the store's filesystem cannot mark an opaque directory (no {self.opaque_xattr.split('.')[0]}.* "
+                             "extended attributes; tmpfs has user.* ones from Linux 6.6): use a state root elsewhere")
         elif base.startswith(WHITEOUT + WHITEOUT):
             pass  # other ".wh..wh." names are aufs bookkeeping, meaningless here
         else:

@@ -174,19 +174,12 @@ def test_disk_readonly_refuses_guest_writes(disk_image, cli, tmp_path):
     assert r.returncode == 125 and r.stderr == b"emu: --disk-readonly needs a disk (--disk, or a disk image to boot)\n"
 
 
-def test_a_failing_host_write_is_a_disk_error(disk_image):
+def test_a_failing_host_write_is_a_disk_error(disk_image, monkeypatch):
     """The host's disk may be full or broken: the guest sees ERROR, emu goes on."""
-    class Broken:
-        def __init__(self, file):
-            self.file = file
-
-        def __getattr__(self, name):
-            return getattr(self.file, name)
-
-        def write(self, data):
-            raise OSError(28, "No space left on device")
+    def full(fd, data, offset):
+        raise OSError(28, "No space left on device")
     m = machine_with(WRITE_SECTOR_0, disk=disk_image)
-    m.disk.file = Broken(m.disk.file)
+    monkeypatch.setattr(os, "pwrite", full)
     assert m.run(10_000) and m.exit_status == 2 | 4
 
 

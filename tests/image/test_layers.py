@@ -39,6 +39,25 @@ def test_opaque_directory(image, unpack, T, make_layer, rootless, xattr):
     assert sorted(os.listdir(d / "var/cache")) == ["new"]
 
 
+@root_only
+@pytest.mark.privileged
+@pytest.mark.parametrize("rootless", [False, True])
+def test_a_store_that_cannot_hold_the_opaque_xattr_says_so(image, unpack, T, make_layer, tmp_path, rootless):
+    """ramfs has no extended attributes at all (and tmpfs no user.* ones
+    before Linux 6.6): one line, naming the way out."""
+    from minirt.errors import ImageError
+
+    ram = tmp_path / "ram"
+    ram.mkdir()
+    subprocess.run(["mount", "-t", "ramfs", "none", str(ram)], check=True)
+    try:
+        with pytest.raises(ImageError, match=r"member 'a/\.wh\.\.wh\.\.opq': the store's filesystem cannot mark an "
+                                             r"opaque directory .*: use a state root elsewhere$"):
+            unpack(image(make_layer(T.dir("a"), T.file("a/.wh..wh..opq"))), rootless=rootless, root=ram / "root")
+    finally:
+        subprocess.run(["umount", str(ram)], check=True)
+
+
 def test_opaque_marker_before_its_directory_entry(image, unpack, T, make_layer):
     d = one(unpack, image, make_layer(T.file("a/.wh..wh..opq"), T.dir("a", mode=0o750)), rootless=True)
     assert os.getxattr(d / "a", "user.overlay.opaque") == b"y"
