@@ -95,10 +95,12 @@ class Catalog:
                 blobs.append({"mediaType": layer.media_type, "digest": digest, "size": size})
             entry = {"id": img.id, "config": img.config, "source": source, "layers": diff_ids,
                      "blobs": blobs, "config_size": len(img.config_bytes), "loaded_at": time.time()}
-            if getattr(img, "digest", None):
-                entry["repo_digests"] = [source]
+            path = os.path.join(self.dir, img.id.split(":", 1)[1] + ".json")
+            pulled = self._repo_digests(path, source if getattr(img, "digest", None) else None)
+            if pulled:
+                entry["repo_digests"] = pulled
             os.makedirs(self.dir, exist_ok=True)
-            state.write_json(os.path.join(self.dir, img.id.split(":", 1)[1] + ".json"), entry)
+            state.write_json(path, entry)
         finally:
             release(lease)
         with state.locked(self.dir, ".lock"):
@@ -108,6 +110,18 @@ class Catalog:
                 table[name] = img.id
             state.write_json(self.tags_file, table)
         return moved
+
+    @staticmethod
+    def _repo_digests(path, pinned):
+        """Every ``repo@digest`` the image was pulled as, ``pinned`` (or None)
+        first: one a repository, as docker keeps them."""
+        try:
+            kept = state.read_json(path).get("repo_digests") or []
+        except (OSError, ValueError, AttributeError):
+            kept = []
+        if pinned is None:
+            return kept
+        return [pinned] + [d for d in kept if d.split("@")[0] != pinned.split("@")[0]]
 
     @staticmethod
     def _keep(root, img, layer):

@@ -339,3 +339,13 @@ def test_a_pulled_images_digest_is_shown_by_images_and_image_inspect(plain, tmp_
     ok(minirt(tmp_path, "rmi", ref))
     assert rows() == [["mine", "latest", "<none>"], [repository, "<none>", digest]]  # as docker: by digest still
     assert json.loads(ok(minirt(tmp_path, "image", "inspect", f"{repository}@{digest}")))[0]["Id"] == inspected["Id"]
+
+
+def test_repo_digests_gather_every_repository_an_image_was_pulled_from(plain, tmp_path):
+    first, second = plain.push(BUSYBOX, "first:1"), plain.push(BUSYBOX, "second:1")
+    digest = plain.inspect("first:1")["Digest"]
+    ok(minirt(tmp_path, "pull", "-q", first))
+    ok(minirt(tmp_path, "pull", "-q", second))
+    ok(minirt(tmp_path, "load", "-i", os.path.realpath("images/busybox.tar")))  # the same image, from a file
+    inspected = json.loads(ok(minirt(tmp_path, "image", "inspect", "busybox")))[0]
+    assert sorted(inspected["RepoDigests"]) == sorted(f"{r.rsplit(':', 1)[0]}@{digest}" for r in (first, second))

@@ -355,8 +355,8 @@ def test_prune_leaves_the_layers_of_a_load_not_yet_recorded(root, busybox_image,
 
     unpack = Store.unpack
 
-    def unpack_then_prune(self, img):
-        dirs = unpack(self, img)
+    def unpack_then_prune(self, img, **kw):
+        dirs = unpack(self, img, **kw)
         ok(root, "system", "prune")
         return dirs
 
