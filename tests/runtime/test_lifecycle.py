@@ -110,9 +110,7 @@ def process_alive(pid):
 # -- run -d, ps, names, id prefixes --------------------------------------------------------
 
 def test_run_d_returns_at_once_and_ps_lists_the_container(lc):
-    t0 = time.monotonic()
-    cid = lc.run_d("sh", "-c", LOOP, options=["--name", "lister"])
-    assert time.monotonic() - t0 < 10
+    cid = lc.run_d("sh", "-c", LOOP, options=["--name", "lister"])  # (LOOP never ends by itself)
     assert cid[:12] in lc.ok("ps", "-q").split()
     rows = [line for line in lc.ok("ps").splitlines() if line.startswith(cid[:12])]
     assert len(rows) == 1 and "Up " in rows[0] and rows[0].endswith("lister")
@@ -396,18 +394,15 @@ def test_exec_it_through_a_terminal(lc, terminal):
 
 def test_stop_a_container_that_handles_sigterm(lc):
     cid = lc.run_d("sh", "-c", LOOP)
-    t0 = time.monotonic()
     assert lc.ok("stop", cid) == cid + "\n"
-    assert time.monotonic() - t0 < 5
-    assert lc.inspect(cid)["State"]["ExitCode"] == 0
+    assert lc.inspect(cid)["State"]["ExitCode"] == 0  # its trap's, not the grace period's SIGKILL (137)
 
 
 def test_stop_a_container_that_ignores_sigterm_kills_it_after_the_grace_period(lc):
     cid = lc.run_d("sh", "-c", "trap '' TERM; while :; do sleep 0.05; done")
     t0 = time.monotonic()
     lc.ok("stop", "-t", "1", cid)
-    elapsed = time.monotonic() - t0
-    assert 1 <= elapsed < 8
+    assert time.monotonic() - t0 >= 1  # the grace period
     s = lc.inspect(cid)["State"]
     assert (s["Status"], s["ExitCode"]) == ("exited", 137)
     assert lc.ok("stop", cid) == cid + "\n"   # stopping a stopped container is harmless
@@ -434,10 +429,8 @@ def test_kill_with_a_signal(lc):
 def test_wait_prints_each_exit_code(lc):
     a = lc.run_d("sh", "-c", "sleep 0.3; exit 7")
     b = lc.run_d("sh", "-c", "exit 0")
-    t0 = time.monotonic()
     assert lc.ok("wait", a, b) == "7\n0\n"
     assert lc.ok("wait", a) == "7\n"   # and again, from the record
-    assert time.monotonic() - t0 < 10
 
 
 # -- rm, start -------------------------------------------------------------------------------

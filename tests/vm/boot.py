@@ -3,7 +3,8 @@ older kernel (Debian stable's), in qemu with KVM.
 
 The guest sees the host's root filesystem read-only through virtio-9p (with an
 in-memory overlay on top, see init.sh), so it runs this very tree with the
-host's Python and packages; guest_init.py runs the suite and writes its exit
+host's Python and packages, and a sparse scratch disk as its /tmp;
+guest_init.py runs the suite and writes its exit
 status to a second, writable 9p share, which becomes this script's status.
 qemu has a hard time limit; on failure or time-out the guest's console output
 (printed live as it comes) is followed by a one-line verdict.
@@ -21,7 +22,11 @@ import kernel
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Stage 1 needs 9p over virtio-pci and overlayfs; everything else the guest's
 # modprobe loads on demand from the same package.
-STAGE1_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "overlay"]
+STAGE1_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "overlay", "virtio_blk", "ext4"]
+# The guest's /tmp is an ext4 file system on a sparse scratch disk, as /tmp is
+# on most hosts: a tmpfs there would lack user.* xattrs before Linux 6.6,
+# which rootless and --userns=remap stores need for opaque directories.
+SCRATCH_SIZE = 16 << 30
 # The privileged tests of these: under KVM, all those about the kernel and the
 # runtime; under qemu's emulator, some ten times slower, the ones about what
 # differs on a cgroup v2 machine (limits, OOM from memory.events, the eBPF
@@ -60,7 +65,15 @@ def accelerator():
     return "tcg"
 
 
-def qemu_command(k, initrd, results, accel, timeout, tests):
+def scratch_disk(path):
+    """An empty ext4 file system in a sparse file of SCRATCH_SIZE bytes."""
+    with open(path, "wb") as f:
+        f.truncate(SCRATCH_SIZE)
+    subprocess.run(["mkfs.ext4", "-q", "-F", path], check=True)
+    return path
+
+
+def qemu_command(k, initrd, results, scratch, accel, timeout, tests):
     append = ["console=ttyS0", "quiet", "loglevel=3", "panic=-1", "cgroup_no_v1=all",
               f"vm_kernel={k.version}", f"vm_modules={k.modules}", f"vm_project={kernel.PROJECT}",
               f"vm_python={sys.executable}", f"vm_timeout={timeout}", f"vm_tests={','.join(tests)}"]
@@ -69,17 +82,19 @@ def qemu_command(k, initrd, results, accel, timeout, tests):
             "-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio",
             "-kernel", k.vmlinuz, "-initrd", initrd, "-append", " ".join(append),
             "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
-            "-virtfs", f"local,path={results},mount_tag=results,security_model=none"]
+            "-virtfs", f"local,path={results},mount_tag=results,security_model=none",
+            "-drive", f"file={scratch},format=raw,if=virtio,cache=unsafe"]
 
 
-# The guest mounts fresh tmpfs here, over whatever the host has in them.
+# The guest mounts fresh file systems here (tmpfs; /tmp the scratch disk),
+# over whatever the host has in them.
 GUEST_TMPFS = ("/tmp/", "/run/", "/dev/")
 
 
 def main():
     if (kernel.PROJECT + "/").startswith(GUEST_TMPFS):
         return verdict(f"the project at {kernel.PROJECT} is hidden in the guest by its own "
-                       f"tmpfs on {', '.join(GUEST_TMPFS)}: move it elsewhere", 125)
+                       f"file systems on {', '.join(GUEST_TMPFS)}: move it elsewhere", 125)
     k = kernel.fetch()
     with tempfile.TemporaryDirectory(prefix="minirt-vm-") as work:
         initrd = os.path.join(work, "initrd.gz")
@@ -92,7 +107,8 @@ def main():
         timeout = int(os.environ.get("MINIRT_VM_TIMEOUT", SUITE_TIMEOUT.get(accel, 600)))
         start = time.monotonic()
         try:
-            subprocess.run(qemu_command(k, initrd, results, accel, timeout, selection(accel)),
+            scratch = scratch_disk(os.path.join(work, "scratch.img"))
+            subprocess.run(qemu_command(k, initrd, results, scratch, accel, timeout, selection(accel)),
                            stdin=subprocess.DEVNULL, timeout=timeout + BOOT_ALLOWANCE)
         except subprocess.TimeoutExpired:
             return verdict(f"TIMED OUT: qemu killed after {timeout + BOOT_ALLOWANCE} s", 124)

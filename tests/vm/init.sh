@@ -30,6 +30,8 @@ mount -t devtmpfs devtmpfs /newroot/dev
 mkdir -p /newroot/dev/pts /newroot/dev/shm /newroot/dev/mqueue
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /newroot/dev/pts
 mount -t mqueue mqueue /newroot/dev/mqueue
-for d in /dev/shm /tmp; do mount -t tmpfs -o mode=1777 tmpfs "/newroot$d"; done
+mount -t tmpfs -o mode=1777 tmpfs /newroot/dev/shm
+mount -t ext4 /newroot/dev/vda /newroot/tmp  # the scratch disk (boot.py)
+chmod 1777 /newroot/tmp
 mount -t tmpfs -o mode=0755 tmpfs /newroot/run
 exec switch_root /newroot "$vm_python" "$vm_project/tests/vm/guest_init.py"
