@@ -14,6 +14,7 @@ import re
 import resource
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -315,3 +316,18 @@ def test_a_fork_the_reaper_cannot_make_is_reported():
         resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))
     assert _run([BUSYBOX], HELLO, prepare=one_process, reaper=True) == \
         (125, trampoline.FORK_FAILED + bytes([errno.EAGAIN]), b"")
+
+
+def test_a_reaper_whose_filter_refuses_sigtimedwait_gives_up(tmp_path):
+    """(Not a spin at 100% CPU for ever.)"""
+    program = _profile(tmp_path, "rt_sigtimedwait")
+    pid, out_r, err_r = _start([BUSYBOX], ["sh", "-c", "exec sleep 1 >/dev/null"],
+                               prepare=security.set_no_new_privs, program=program, reaper=True)
+    deadline = time.monotonic() + 30
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not done[0]:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert done[0] and os.waitstatus_to_exitcode(done[1]) == 125
+    assert (_read_all(out_r), _read_all(err_r)) == (b"", b"")
