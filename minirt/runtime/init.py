@@ -20,7 +20,8 @@ its world before it becomes the user's program:
                after this we could no longer mount anything
     exec       the command replaces this Python process and becomes PID 1, by way
                of the trampoline (``kernel/trampoline.py``): never is the host's
-               Python the executable that executes it
+               Python the executable that executes it (with --init the
+               trampoline stays as PID 1, the reaper, and forks the command)
 
 Nothing here returns: the process either ``exec``s or reports why it could not
 on the error pipe and exits (and so does the trampoline).  The parent turns
