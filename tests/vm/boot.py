@@ -20,8 +20,9 @@ import initramfs
 import kernel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# Stage 1 needs 9p over virtio-pci and overlayfs; everything else the guest's
-# modprobe loads on demand from the same package.
+# Stage 1 needs 9p over virtio-pci, overlayfs, and virtio-blk with ext4 for the
+# scratch disk; everything else the guest's modprobe loads on demand from the
+# same package.
 STAGE1_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "overlay", "virtio_blk", "ext4"]
 # The guest's /tmp is an ext4 file system on a sparse scratch disk, as /tmp is
 # on most hosts: a tmpfs there would lack user.* xattrs before Linux 6.6,
@@ -88,13 +89,13 @@ def qemu_command(k, initrd, results, scratch, accel, timeout, tests):
 
 # The guest mounts fresh file systems here (tmpfs; /tmp the scratch disk),
 # over whatever the host has in them.
-GUEST_TMPFS = ("/tmp/", "/run/", "/dev/")
+GUEST_MOUNTS = ("/tmp/", "/run/", "/dev/")
 
 
 def main():
-    if (kernel.PROJECT + "/").startswith(GUEST_TMPFS):
+    if (kernel.PROJECT + "/").startswith(GUEST_MOUNTS):
         return verdict(f"the project at {kernel.PROJECT} is hidden in the guest by its own "
-                       f"file systems on {', '.join(GUEST_TMPFS)}: move it elsewhere", 125)
+                       f"file systems on {', '.join(GUEST_MOUNTS)}: move it elsewhere", 125)
     k = kernel.fetch()
     with tempfile.TemporaryDirectory(prefix="minirt-vm-") as work:
         initrd = os.path.join(work, "initrd.gz")
@@ -105,9 +106,9 @@ def main():
         os.mkdir(results)
         accel = accelerator()
         timeout = int(os.environ.get("MINIRT_VM_TIMEOUT", SUITE_TIMEOUT.get(accel, 600)))
+        scratch = scratch_disk(os.path.join(work, "scratch.img"))
         start = time.monotonic()
         try:
-            scratch = scratch_disk(os.path.join(work, "scratch.img"))
             subprocess.run(qemu_command(k, initrd, results, scratch, accel, timeout, selection(accel)),
                            stdin=subprocess.DEVNULL, timeout=timeout + BOOT_ALLOWANCE)
         except subprocess.TimeoutExpired:
