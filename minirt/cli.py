@@ -725,16 +725,16 @@ def cmd_login(args):
     from minirt.image.reference import DEFAULT_DOMAIN, DOCKER_HUB, parse_registry
     from minirt.image.registry import Client
 
-    user = args.username
-    if args.password_stdin:
-        if args.password is not None:
-            raise SpecError("--password and --password-stdin are exclusive")
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = args.password
-    if not user or password is None:
-        raise SpecError("login needs -u USER and a password (--password-stdin)")
     registry = parse_registry(args.registry)
+    user, password = args.username, args.password
+    if args.password_stdin:
+        if password is not None:
+            raise SpecError("--password and --password-stdin are exclusive")
+        if not user:
+            raise SpecError("--password-stdin needs -u USER")
+        password = sys.stdin.readline().rstrip("\n")
+    elif not user or password is None:
+        user, password = _ask_login(user, password, credentials.lookup(registry))
     # Checked with the registry first, as docker does: a wrong password is not kept.
     client = Client(DOCKER_HUB if registry == DEFAULT_DOMAIN else registry, (user, password),
                     args.insecure_registry)
@@ -743,6 +743,25 @@ def cmd_login(args):
     path = credentials.store(registry, user, password)
     print(f"Login Succeeded (saved in {path})")
     return 0
+
+
+def _ask_login(user, password, known):
+    """User and password asked at the terminal, as docker does: the known user
+    offered as the default, the password not echoed."""
+    import getpass
+
+    if not sys.stdin.isatty():
+        raise SpecError("login needs -u USER and a password (--password-stdin), or a terminal to ask at")
+    if not user:
+        default = known[0] if known else ""
+        user = input(f"Username ({default}): " if default else "Username: ").strip() or default
+        if not user:
+            raise SpecError("login: a user name is needed")
+    if password is None:
+        password = getpass.getpass("Password: ")
+        if not password:
+            raise SpecError("login: a password is needed")
+    return user, password
 
 
 def cmd_logout(args):

@@ -7,10 +7,15 @@
 - At the end of the session the suite fails if anything it created on the host
   is left: a mount, a cgroup, a process.  Containers made by the tests use the
   cgroup parent ``minirt-test-<pid>``, so leftovers are recognisably ours.
+- ``terminal(*args, size=(ROWS, COLS))``: ``minirt ARGS`` at a pseudo-terminal
+  of its own (a Terminal: ``read_until``, ``write``, ``interrupt_then_exit``,
+  all it printed in ``.out``); killed at the end of the test if still there.
 """
 
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,6 +23,7 @@ import time
 
 import pytest
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REQUIRE_PRIVILEGED = os.environ.get("MINIRT_REQUIRE_PRIVILEGED") == "1"
 CGROUP_PARENT = f"minirt-test-{os.getpid()}"
 os.environ["MINIRT_CGROUP_PARENT"] = CGROUP_PARENT
@@ -186,3 +192,103 @@ def busybox_image(tmp_path_factory):
     path = tmp_path_factory.mktemp("images") / "busybox.tar"
     build_busybox_image(path, form="docker")
     return str(path)
+
+
+class Terminal:
+    """``python -m MODULE ARGS`` (this tree's, whatever the directory) with a
+    new pseudo-terminal of ``size`` (rows, columns) as its controlling terminal
+    and stdin/stdout; we hold the other end, as a person at a keyboard would."""
+
+    def __init__(self, module, args, size=(24, 80), cwd=None):
+        import fcntl
+        import pty
+        import struct
+        import termios
+
+        self.pid, self.master = pty.fork()
+        if self.pid == 0:
+            os.environ["PYTHONPATH"] = os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")])
+            if cwd:
+                os.chdir(cwd)
+            os.execv(sys.executable, [sys.executable, "-m", module, *args])
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
+        self.out = b""  # all read so far
+        self._pos = 0   # where the last needle found ends
+
+    def write(self, data):
+        os.write(self.master, data)
+
+    def read_until(self, needle, timeout=30):
+        """Read until ``needle`` shows up after the last one found; returns
+        what came before it."""
+        deadline = time.monotonic() + timeout
+        start = self._pos
+        while (found := self.out.find(needle, self._pos)) < 0:
+            left = deadline - time.monotonic()
+            assert left > 0, f"timed out waiting for {needle!r}; got {self.out[self._pos:]!r}"
+            if select.select([self.master], [], [], left)[0]:
+                chunk = self._read()
+                assert chunk, f"the terminal closed before {needle!r}; got {self.out[self._pos:]!r}"
+                self.out += chunk
+        self._pos = found + len(needle)
+        return self.out[start:found]
+
+    def _read(self):
+        try:
+            return os.read(self.master, 4096)
+        except OSError:  # EIO: the other side has gone
+            return b""
+
+    def wait_raw(self, timeout=30):
+        """Wait until the program has made the terminal raw (before that, the
+        terminal itself would take Ctrl-C and echo)."""
+        import termios
+        deadline = time.monotonic() + timeout
+        while termios.tcgetattr(self.master)[3] & termios.ICANON:
+            assert time.monotonic() < deadline, "the terminal never became raw"
+            time.sleep(0.05)
+
+    def wait(self):
+        """The program's exit status (the rest of its output is read and kept)."""
+        while chunk := self._read():
+            self.out += chunk
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = None
+        return os.waitstatus_to_exitcode(status)
+
+    def interrupt_then_exit(self, code):
+        """In a container's shell: Ctrl-C stops a foreground ``sleep`` (it must
+        reach the container, not kill minirt), then ``exit CODE`` ends minirt.
+        Returns minirt's exit status."""
+        self.write(b"sleep 50\n")
+        time.sleep(0.5)
+        self.write(b"\x03")
+        self.write(b"echo after-$((6*7))\n")
+        self.read_until(b"after-42")
+        self.write(f"exit {code}\n".encode())
+        return self.wait()
+
+    def close(self):
+        os.close(self.master)
+        if self.pid is not None:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+
+
+@pytest.fixture
+def open_terminal():
+    """open_terminal(module, args, size=, cwd=): a Terminal, closed at the end of the test."""
+    opened = []
+
+    def start(*how, **options):
+        opened.append(Terminal(*how, **options))
+        return opened[-1]
+    yield start
+    for t in opened:
+        t.close()
+
+
+@pytest.fixture
+def terminal(open_terminal):
+    """terminal(*args, size=(ROWS, COLS)): ``minirt ARGS`` on a pseudo-terminal."""
+    return lambda *args, size=(24, 80): open_terminal("minirt", args, size)

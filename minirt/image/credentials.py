@@ -10,12 +10,19 @@ format is docker's::
 
 so that credentials docker already has (``$DOCKER_CONFIG/config.json``,
 default ``~/.docker/config.json``) are read too, after minirt's own.  Docker
-Hub's entry is keyed ``https://index.docker.io/v1/``.  Credential helpers
-(``credsStore``) are not run.
+Hub's entry is keyed ``https://index.docker.io/v1/``.
+
+A file may instead send its secrets to a credential helper, as docker does:
+``"credHelpers": {"HOST": "NAME"}`` for one registry, ``"credsStore": "NAME"``
+for all.  The helper is the program ``docker-credential-NAME`` (pass,
+secretservice, ecr-login...), spoken to on stdin/stdout: ``get`` (the server's
+key in, ``{"ServerURL", "Username", "Secret"}`` out), ``store`` (that JSON in)
+and ``erase``.  ``login`` and ``logout`` use the helper minirt's own file names.
 """
 
 import base64
 import os
+import subprocess
 
 from minirt import lightjson
 from minirt import bounded
@@ -43,7 +50,12 @@ def lookup(registry: str):
     """(user, password) for ``registry``, or None."""
     want = key(registry)
     for path in (own_file(), docker_file()):
-        for name, entry in _auths(path).items():
+        config = _read(path)
+        helper = _helper(path, config, want)
+        found = helper and _run(helper, "get", want)
+        if found:
+            return _answer(helper, found)
+        for name, entry in (config.get("auths") or {}).items():
             if key(name) == want and isinstance(entry, dict):
                 found = _decode(path, name, entry)
                 if found:
@@ -52,26 +64,77 @@ def lookup(registry: str):
 
 
 def store(registry: str, user: str, password: str) -> str:
-    """Keep the login in minirt's own file (mode 0600); returns the file's path."""
-    path = own_file()
+    """Keep the login: with minirt's own file's credential helper if it names
+    one, else in that file (mode 0600).  Returns where it went."""
+    path, want = own_file(), key(registry)
     config = _read(path)
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    config.setdefault("auths", {})[key(registry)] = {"auth": token}
+    helper = _helper(path, config, want)
+    if helper:
+        _run(helper, "store", lightjson.dumps({"ServerURL": want, "Username": user, "Secret": password}))
+        entry = {}  # docker's marker: logged in, the secret is with the helper
+    else:
+        entry = {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+    config.setdefault("auths", {})[want] = entry
     _write(path, config)
-    return path
+    return helper or path
 
 
 def remove(registry: str) -> bool:
-    """Forget the login for ``registry`` in minirt's own file; False if there was none."""
-    path = own_file()
+    """Forget the login for ``registry`` in minirt's own file and its
+    credential helper; False if there was none."""
+    path, want = own_file(), key(registry)
     config = _read(path)
+    helper = _helper(path, config, want)
+    erased = bool(helper and _run(helper, "erase", want) is not None)
     auths = config.get("auths") or {}
-    names = [n for n in auths if key(n) == key(registry)]
+    names = [n for n in auths if key(n) == want]
     for n in names:
         del auths[n]
     if names:
         _write(path, config)
-    return bool(names)
+    return erased or bool(names)
+
+
+def _helper(path: str, config: dict, want: str):
+    """The helper program ``config`` names for the registry keyed ``want``, or None."""
+    helpers = config.get("credHelpers") or {}
+    name = next((n for r, n in helpers.items() if key(r) == want), None) or config.get("credsStore")
+    if name is None:
+        return None
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ImageError(f"{path}: bad credential helper name {name!r}")
+    return f"docker-credential-{name}"
+
+
+def _run(helper: str, verb: str, stdin: str):
+    """Run ``helper verb`` with ``stdin``: its output, or None when it has no
+    such credentials (docker's "credentials not found" answer)."""
+    try:
+        r = subprocess.run([helper, verb], input=stdin.encode(), capture_output=True, timeout=60)
+    except FileNotFoundError:
+        raise ImageError(f"credential helper {helper} not found in $PATH") from None
+    except subprocess.TimeoutExpired:
+        raise ImageError(f"credential helper {helper} {verb}: no answer in 60 s") from None
+    said = (r.stdout or r.stderr).decode(errors="replace").strip()
+    if r.returncode == 0:
+        return said
+    if "credentials not found" in said.lower():
+        return None
+    raise ImageError(f"credential helper {helper} {verb}: {said.splitlines()[0] if said else f'exit {r.returncode}'}")
+
+
+def _answer(helper: str, output: str):
+    """(user, password) from a helper's ``get`` answer."""
+    try:
+        found = lightjson.loads(output)
+        user, secret = found["Username"], found["Secret"]
+    except (ValueError, TypeError, KeyError):
+        raise ImageError(f"credential helper {helper} get: not {{\"Username\", \"Secret\"}} JSON") from None
+    if not isinstance(user, str) or not isinstance(secret, str):
+        raise ImageError(f"credential helper {helper} get: Username and Secret must be strings")
+    if user == "<token>":  # an OAuth refresh token, for which docker asks the token server
+        raise ImageError(f"credential helper {helper}: identity tokens are not supported; log in with a password")
+    return user, secret
 
 
 def _read(path: str) -> dict:
@@ -85,10 +148,6 @@ def _read(path: str) -> dict:
     if not isinstance(config, dict) or not isinstance(config.get("auths", {}), dict):
         raise ImageError(f"{path}: not a docker config.json (want {{\"auths\": {{...}}}})")
     return config
-
-
-def _auths(path: str) -> dict:
-    return _read(path).get("auths") or {}
 
 
 def _decode(path: str, name: str, entry: dict):

@@ -1,11 +1,8 @@
 """Helpers for the emu tests: assemble and run small programs in one call."""
 
 import os
-import select
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -41,83 +38,10 @@ def toyos(tmp_path_factory):
     return path
 
 
-class Terminal:
-    """``python -m emu ARGS`` with a new pseudo-terminal as its controlling
-    terminal and stdin/stdout; we hold the other end, as a person at a
-    keyboard would."""
-
-    def __init__(self, args, cwd):
-        import pty
-        self.pid, self.master = pty.fork()
-        if self.pid == 0:             # (this tree's emu, whatever the directory)
-            os.environ["PYTHONPATH"] = os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")])
-            os.chdir(cwd)
-            os.execv(sys.executable, [sys.executable, "-m", "emu", *args])
-        self.out = b""  # all read so far
-        self._pos = 0   # where the last needle found ends
-
-    def write(self, data):
-        os.write(self.master, data)
-
-    def read_until(self, needle, timeout=30):
-        """Read until ``needle`` shows up after the last one found; returns
-        what came before it."""
-        deadline = time.monotonic() + timeout
-        start = self._pos
-        while (found := self.out.find(needle, self._pos)) < 0:
-            left = deadline - time.monotonic()
-            assert left > 0, f"timed out waiting for {needle!r}; got {self.out[self._pos:]!r}"
-            if select.select([self.master], [], [], left)[0]:
-                try:
-                    chunk = os.read(self.master, 4096)
-                except OSError:           # EIO: the other side has gone
-                    chunk = b""
-                assert chunk, f"the terminal closed before {needle!r}; got {self.out[self._pos:]!r}"
-                self.out += chunk
-        self._pos = found + len(needle)
-        return self.out[start:found]
-
-    def wait_raw(self, timeout=30):
-        """Wait until emu has made the terminal raw (before that, the
-        terminal itself would take Ctrl-C and echo)."""
-        import termios
-        deadline = time.monotonic() + timeout
-        while termios.tcgetattr(self.master)[3] & termios.ICANON:
-            assert time.monotonic() < deadline, "the terminal never became raw"
-            time.sleep(0.05)
-
-    def wait(self):
-        """emu's exit status (the rest of its output is read and kept)."""
-        while True:
-            try:
-                chunk = os.read(self.master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            self.out += chunk
-        _, status = os.waitpid(self.pid, 0)
-        self.pid = None
-        return os.waitstatus_to_exitcode(status)
-
-    def close(self):
-        os.close(self.master)
-        if self.pid is not None:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-
-
 @pytest.fixture
-def terminal(tmp_path):
+def terminal(open_terminal, tmp_path):
     """terminal(*args): start emu on a pseudo-terminal, in tmp_path."""
-    opened = []
-
-    def start(*args):
-        opened.append(Terminal(args, tmp_path))
-        return opened[-1]
-    yield start
-    for t in opened:
-        t.close()
+    return lambda *args: open_terminal("emu", args, cwd=tmp_path)
 
 
 @pytest.fixture

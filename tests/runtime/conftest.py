@@ -11,13 +11,9 @@
 - ``run(*cmd, **options)``: busybox run to completion in-process with any
   ContainerSpec option (``cap_add=``, ``resources=``, ...), the host checked
   afterwards; the Result carries the Container as ``.container``.
-- ``terminal(*args, size=(ROWS, COLS))``: ``minirt ARGS`` at a pseudo-terminal
-  of its own (a Terminal: ``read_until``, ``write``, ``interrupt_then_exit``,
-  all it printed in ``.out``); killed at the end of the test if still there.
 """
 
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -147,66 +143,3 @@ def join_cgroup(directory):
         f.write(str(os.getpid()))
 
 
-class Terminal:
-    """``python -m minirt ARGS`` with a new pseudo-terminal of ``size`` (rows,
-    columns) as its controlling terminal; we hold the other end."""
-
-    def __init__(self, args, size):
-        import fcntl
-        import pty
-        import struct
-        import termios
-
-        self.pid, self.master = pty.fork()
-        if self.pid == 0:
-            os.execv(sys.executable, [sys.executable, "-m", "minirt", *args])
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
-        self.out = b""  # all read so far
-        self._pos = 0   # where the last needle found ends
-
-    def write(self, data):
-        os.write(self.master, data)
-
-    def read_until(self, needle, timeout=10):
-        """Read until ``needle`` shows up after the last one found."""
-        deadline = time.monotonic() + timeout
-        while (found := self.out.find(needle, self._pos)) < 0:
-            left = deadline - time.monotonic()
-            assert left > 0, f"timed out waiting for {needle!r}; got {self.out[self._pos:]!r}"
-            if select.select([self.master], [], [], left)[0]:
-                chunk = os.read(self.master, 4096)
-                assert chunk, f"the terminal closed before {needle!r}; got {self.out[self._pos:]!r}"
-                self.out += chunk
-        self._pos = found + len(needle)
-
-    def interrupt_then_exit(self, code):
-        """In the container's shell: Ctrl-C stops a foreground ``sleep`` (it must
-        reach the container, not kill minirt), then ``exit CODE`` ends minirt.
-        Returns minirt's exit status."""
-        self.write(b"sleep 50\n")
-        time.sleep(0.5)
-        self.write(b"\x03")
-        self.write(b"echo after-$((6*7))\n")
-        self.read_until(b"after-42")
-        self.write(f"exit {code}\n".encode())
-        _, status = os.waitpid(self.pid, 0)
-        self.pid = None
-        return os.waitstatus_to_exitcode(status)
-
-    def close(self):
-        os.close(self.master)
-        if self.pid is not None:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-
-
-@pytest.fixture
-def terminal():
-    opened = []
-
-    def start(*args, size=(24, 80)):
-        opened.append(Terminal(args, size))
-        return opened[-1]
-    yield start
-    for t in opened:
-        t.close()
