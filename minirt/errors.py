@@ -30,6 +30,10 @@ class SpecError(MinirtError):
     """A container description that cannot be honoured (bad flag, bad value)."""
 
 
+class BuildError(MinirtError):
+    """A Dockerfile that cannot be read or built (the message names its line)."""
+
+
 class RuntimeFailure(MinirtError):
     """The kernel refused something while creating or running a container."""
 

@@ -275,6 +275,16 @@ class Terminal:
             os.waitpid(self.pid, 0)
 
 
+@pytest.fixture(scope="session")
+def conformance():
+    """../shared/conformance (reference data from other projects: its README):
+    the folder, or a skip saying it is absent (a failure under CI's strict mode)."""
+    folder = os.path.join(os.path.dirname(REPO), "shared", "conformance")
+    if not os.path.isdir(folder):
+        pytest.skip(f"{folder} is absent (reference data the project reads, never copies)")
+    return folder
+
+
 @pytest.fixture
 def open_terminal():
     """open_terminal(module, args, size=, cwd=): a Terminal, closed at the end of the test."""
