@@ -296,6 +296,18 @@ def _images():
                     value("--format", metavar="FORMAT", default="docker-archive",
                           help="docker-archive (default) or oci-archive"),
                 ]),
+        Command("build", "build an image from a Dockerfile", usage="minirt build [OPTIONS] PATH | -",
+                args=[("context", "PATH", "one")], flags=[
+                    repeated("-t", "--tag", metavar="NAME", help="name the image (NAME[:TAG]); may repeat"),
+                    value("-f", "--file", metavar="FILE", help="the Dockerfile (default PATH/Dockerfile; - for stdin)"),
+                    repeated("--build-arg", metavar="KEY=VALUE", help="set a build-time ARG"),
+                    value("--target", metavar="STAGE", help="the stage to build (default the last)"),
+                    switch("--no-cache", help="do not use the build cache"),
+                    value("--network", metavar="MODE", help="RUN's network: none (default), host, bridge"),
+                    value("--progress", metavar="MODE", default="auto", help="auto, plain or quiet"),
+                    switch("-q", "--quiet", help="print only the image id"),
+                    value("--iidfile", metavar="FILE", help="write the image id to FILE"),
+                ]),
         Command("pull", "download an image from a registry", args=[("ref", "NAME[:TAG|@DIGEST]", "one")], flags=[
             value("--platform", metavar="OS/ARCH[/VARIANT]", help="the platform to pull (default this host's)"),
             switch("-q", "--quiet", help="print only the image's name"),

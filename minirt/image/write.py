@@ -43,35 +43,39 @@ EPOCH = "1970-01-01T00:00:00Z"
 # --- step 1: a tree becomes a layer ------------------------------------------------
 
 def tar_tree(root: str | os.PathLike, out, *, mtime: int | None = None,
-             owner: tuple[int, int] | None = None) -> None:
+             owner: tuple[int, int] | None = None, clamp: int | None = None) -> None:
     """Write the tree under ``root`` to the file ``out`` as a layer tar.
 
-    ``mtime`` replaces every timestamp, ``owner`` every uid/gid.  overlayfs
+    ``mtime`` replaces every timestamp, ``owner`` every uid/gid; ``clamp``
+    lowers later timestamps to it (SOURCE_DATE_EPOCH: a rebuild on another
+    day gives the same bytes).  overlayfs
     whiteouts in the tree (0/0 character devices, opaque xattrs) are written
     as the OCI ``.wh.`` members they stand for, so an overlay's upper
     directory becomes a proper layer.
     """
     root = os.fspath(root)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        _tar_dir(tar, root, "", mtime, owner)
+        _tar_dir(tar, root, "", mtime, owner, clamp)
 
 
-def _tar_dir(tar: tarfile.TarFile, root: str, rel: str, mtime, owner) -> None:
+def _tar_dir(tar: tarfile.TarFile, root: str, rel: str, mtime, owner, clamp=None) -> None:
     path = os.path.join(root, rel) if rel else root
     for name in sorted(os.listdir(path)):
         arc = f"{rel}/{name}" if rel else name
         full = os.path.join(root, arc)
         st = os.lstat(full)
+        when = int(st.st_mtime) if mtime is None else mtime
+        when = min(when, clamp) if clamp is not None else when
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
             ti = tarfile.TarInfo(_whiteout(arc))  # an overlay whiteout
-            ti.mtime = int(st.st_mtime) if mtime is None else mtime
+            ti.mtime = when
             tar.addfile(ti)
             continue
         ti = tar.gettarinfo(full, arc)
         if ti is None:
             continue  # a socket: not something a layer can hold
         ti.uname = ti.gname = ""
-        ti.mtime = int(st.st_mtime) if mtime is None else mtime
+        ti.mtime = when
         if owner is not None:
             ti.uid, ti.gid = owner
         opaque = False
@@ -91,7 +95,7 @@ def _tar_dir(tar: tarfile.TarFile, root: str, rel: str, mtime, owner) -> None:
                 o = tarfile.TarInfo(arc + "/.wh..wh..opq")
                 o.mtime = ti.mtime
                 tar.addfile(o)
-            _tar_dir(tar, root, arc, mtime, owner)
+            _tar_dir(tar, root, arc, mtime, owner, clamp)
 
 
 def _whiteout(arc: str) -> str:
@@ -138,7 +142,7 @@ class Layout:
         return self.add_blob(json.dumps(obj, indent=None, separators=(",", ":")).encode(), media_type)
 
     def add_layer(self, source, compression: str | None = None, *, mtime: int | None = None,
-                  owner: tuple[int, int] | None = None) -> tuple[dict, str]:
+                  owner: tuple[int, int] | None = None, clamp: int | None = None) -> tuple[dict, str]:
         """Add a layer from a directory tree, or from the bytes of a tar.
 
         Returns the layer's descriptor and its diff_id.
@@ -161,7 +165,7 @@ class Layout:
                 if isinstance(source, (bytes, bytearray)):
                     tar.write(source)
                 else:
-                    tar_tree(source, tar, mtime=mtime, owner=owner)
+                    tar_tree(source, tar, mtime=mtime, owner=owner, clamp=clamp)
                 if z is not None:
                     z.close()
             os.rename(tmp, self.blobs / blob.digest[7:])

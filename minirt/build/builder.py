@@ -1,0 +1,595 @@
+"""Running a build: each needed stage, instruction by instruction, into an image.
+
+Lecture idea: "2. Run a docker build to turn your configuration into an
+image. 3. Run just like a pre-canned image. 4. It will appear when you run
+docker images."  A stage starts from its base image's layers and config; then
+
+- RUN runs its command in a minirt container on the layers so far (the same
+  runtime as ``minirt run``: namespaces, cgroups, seccomp); what the command
+  wrote, the overlay's upper directory, is the new layer (deletions are
+  already whiteouts there);
+- COPY and ADD write their layer directly (``copy.py``);
+- every other instruction only changes the config (ENV, CMD, USER ...).
+
+Each new layer is tarred, gzipped and kept in the store like a pulled one, so
+the next RUN stacks it and ``save``/``push`` find its blob.  The cache (one
+small file per step under ``build-cache/``) maps a step's key -- the previous
+step's key, the instruction with its values expanded, the build args in scope,
+for COPY and ADD the digest of the bytes copied -- to the layer it made; a hit
+prints ``CACHED`` and reuses the layer.
+
+With ``SOURCE_DATE_EPOCH`` every time in the image (config, history, file
+times in new layers) is clamped to it, so the same context gives the same
+image digest on any day.
+"""
+
+import hashlib
+import json
+import os
+import posixpath
+import shutil
+import tempfile
+import time
+
+from minirt import spec as specs
+from minirt.build import copy as copying
+from minirt.build.context import Context
+from minirt.build.dockerfile import parse
+from minirt.build.stages import arg_pairs, flags, plan
+from minirt.build.view import View
+from minirt.build.words import expand
+from minirt.errors import BuildError, MinirtError
+from minirt.image import Store
+from minirt.image.formats import HOST_PLATFORM, OCI_CONFIG, OCI_MANIFEST, Layer
+from minirt.image.store import blob_path, release
+from minirt.image.write import Layout
+from minirt.runtime import state as states
+from minirt.runtime.images import Catalog
+
+DEFAULT_SHELL = ["/bin/sh", "-c"]
+_STUBS = ("etc/hostname", "etc/hosts", "etc/resolv.conf")  # bind-mount targets the runtime creates
+_MOUNT_DIRS = ("proc", "sys", "dev", "etc")
+
+
+class _State:
+    """A stage as built so far: its image config and layers."""
+
+    def __init__(self, image=None, layers=(), dirs=(), key=""):
+        self.image = image or {"config": {}, "history": []}
+        self.layers = list(layers)   # (descriptor, diff_id), bottom first
+        self.dirs = list(dirs)       # the store's directories of those layers
+        self.key = key               # the cache key of the last step
+        self.args = {}               # ARGs in scope: name -> value (None: no value)
+        self.cmd_set = False         # this stage set CMD (then ENTRYPOINT keeps it)
+
+    @property
+    def config(self) -> dict:
+        return self.image.setdefault("config", {})
+
+    def copy(self) -> "_State":
+        twin = _State(json.loads(json.dumps(self.image)), self.layers, self.dirs, self.key)
+        return twin
+
+    def env(self) -> dict:
+        return dict(e.split("=", 1) for e in self.config.get("Env") or [] if "=" in e)
+
+    def scope(self) -> dict:
+        """What ``$NAME`` means in this stage: its ARGs, then its ENV over them."""
+        return {**{k: v for k, v in self.args.items() if v is not None}, **self.env()}
+
+
+class Builder:
+    def __init__(self, root, context, dockerfile, *, name="Dockerfile", build_args=None, target=None,
+                 no_cache=False, network=None, out=None, epoch=None, platform=None):
+        self.root = root
+        self.context = Context(context)
+        self.name = name
+        self.dockerfile = parse(dockerfile, name)
+        self.build_args = dict(build_args or {})
+        platform = platform or (*HOST_PLATFORM, "")
+        self.plan = plan(self.dockerfile, self.build_args, target, platform, name)
+        self.no_cache, self.network, self.out = no_cache, network, out
+        self.epoch = epoch
+        self.platform = platform
+        self.store = Store(root)
+        self.catalog = Catalog(root)
+        self.cache_dir = os.path.join(root, "build-cache")
+        self.steps = 0
+        self.lease = f"build-{os.getpid()}-{os.urandom(4).hex()}"
+        self.leased = []
+
+    # -- the whole build ------------------------------------------------------
+
+    def build(self, tags=()) -> str:
+        """Build the target stage; its image id.  The image is in the catalog under ``tags``."""
+        work = tempfile.mkdtemp(prefix="build-", dir=_private(os.path.join(self.root, "build-tmp")))
+        try:
+            self.layout = Layout(os.path.join(work, "layout"))
+            self.tmp = work
+            built = {}
+            for stage in self.plan.needed():
+                built[stage.index] = self.stage(stage, built)
+            final = built[self.plan.target.index]
+            return self.commit(final, tags)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            if self.leased:
+                release(self.lease)
+
+    def say(self, line: str):
+        if self.out is not None:
+            self.out.write(line + "\n")
+            self.out.flush()
+
+    def stage(self, stage, built) -> _State:
+        body = list(stage.body)
+        label = stage.name or f"stage-{stage.index}"
+        base = self.base(stage, built)
+        triggers = [parse(t, f"{self.name} (ONBUILD of {stage.base})").instructions[0]
+                    for t in base.config.pop("OnBuild", None) or []]
+        total = len(body) + len(triggers) + 1
+        self.steps += 1
+        self.say(f"#{self.steps} [{label} 1/{total}] FROM {stage.base}")
+        for number, ins in enumerate(triggers + body, 2):
+            self.steps += 1
+            self.step(base, ins, built, f"#{self.steps} [{label} {number}/{total}]")
+        return base
+
+    def base(self, stage, built) -> _State:
+        if stage.base.lower() == "scratch":
+            return _State(key=_key("scratch"))
+        parent = next((built[i] for i in stage.needs if self.plan.stages[i].name == stage.base.lower()
+                       or str(i) == stage.base), None)
+        if parent is not None:
+            return parent.copy()
+        entry = self.image(stage.base, f"{self.name}:{stage.instruction.line}")
+        config = entry["config"]
+        image = {"config": dict(config.get("config") or {}), "history": list(config.get("history") or [])}
+        layers = list(zip(entry["blobs"], entry["layers"]))
+        return _State(image, layers, [self.store.layer_dir(d) for d in entry["layers"]], _key("image", entry["id"]))
+
+    def image(self, ref, where) -> dict:
+        """The catalog entry of image ``ref``, pulled first if it is not there."""
+        entry = self.catalog.lookup(ref)
+        if entry is None:
+            from minirt.image.reference import parse as parse_reference
+
+            self.say(f"#0 pulling {ref}")
+            try:
+                self.catalog.pull(parse_reference(ref), self.store)
+            except MinirtError as e:
+                raise BuildError(f"{where}: FROM {ref}: {e}") from None
+            entry = self.catalog.lookup(ref)
+        self.hold(entry["layers"])
+        missing = [d for d in entry["layers"] if not self.store.has(d)]
+        if missing or len(entry.get("blobs") or []) != len(entry["layers"]):
+            raise BuildError(f"{where}: {ref}: its layers are not all in the store; load or pull it again")
+        return entry
+
+    def hold(self, diff_ids):
+        """Keep prune off layers this build uses (one lease, renewed as it grows)."""
+        if self.leased:
+            release(self.lease)
+        self.leased += diff_ids
+        self.store.lease(self.lease, self.leased)
+
+    # -- one instruction ------------------------------------------------------
+
+    def step(self, st: _State, ins, built, prefix):
+        where = f"{self.name}:{ins.line}"
+        values = {k: (expand(v, st.scope(), self.dockerfile.escape) if isinstance(v, str) else v)
+                  for k, v in flags(ins, where).items()}
+        kind = ins.command
+        self.say(f"{prefix} {_show(ins)}")
+        if kind in ("run", "copy", "add"):
+            started = time.monotonic()
+            cached = getattr(self, kind)(st, ins, values, built, where, prefix)
+            self.say(f"{prefix[:prefix.index(' ')]} {'CACHED' if cached else f'DONE {time.monotonic() - started:.1f}s'}")
+            return
+        getattr(self, "meta_" + kind)(st, ins, values, where)
+        st.key = _key(st.key, kind, json.dumps(st.config, sort_keys=True), json.dumps(st.args, sort_keys=True))
+        if kind != "arg":
+            self.history(st, _show(ins), empty=True)
+
+    def history(self, st, created_by, empty):
+        entry = {"created": self.created(), "created_by": created_by, "comment": "minirt build"}
+        if empty:
+            entry["empty_layer"] = True
+        st.image.setdefault("history", []).append(entry)
+
+    def created(self) -> str:
+        moment = self.epoch if self.epoch is not None else time.time()
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+    def expand(self, st, word):
+        return expand(word, st.scope(), self.dockerfile.escape)
+
+    # -- RUN ------------------------------------------------------------------
+
+    def run(self, st, ins, values, built, where, prefix) -> bool:
+        shell = st.config.get("Shell") or DEFAULT_SHELL
+        if ins.json:
+            args = list(ins.args)
+        elif ins.heredocs and ins.args[0].strip() == f"<<{'-' if ins.heredocs[0].chomp else ''}{ins.heredocs[0].name}":
+            args = shell + [ins.heredocs[0].content]  # RUN <<EOF: the heredoc is the script
+        else:
+            args = shell + [ins.args[0] + "".join(f"\n{d.content}{d.name}" for d in ins.heredocs)]
+        arg_env = [f"{k}={v}" for k, v in sorted(st.args.items()) if v is not None and k not in st.env()]
+        network = values.get("network") or self.network
+        key = _key(st.key, "run", json.dumps(args), json.dumps(arg_env), network or "")
+        if self.cached(st, key, f"RUN {_show_args(args)}"):
+            return True
+        if not args:
+            raise BuildError(f"{where}: RUN needs a command")
+        upper = self.execute(st, args, arg_env, network, where, prefix)
+        self.add_layer(st, key, upper, f"RUN {_show_args(args)}")
+        return False
+
+    def execute(self, st, args, arg_env, network, where, prefix) -> str:
+        """Run ``args`` on ``st``'s layers; the directory of what it changed."""
+        from minirt.runtime.container import Container
+
+        dirs = st.dirs or [self.store.layer_dir(d) for d in self.empty_layer()]
+        spec = specs.build(st.config, cmd=args, entrypoint="", env=arg_env, layers=dirs,
+                           network=network or "none", remove=True, hostname="buildkitsandbox")
+        container = Container(spec, self.root)
+        container.create()
+        try:
+            read, write = os.pipe()
+            try:
+                with open(os.devnull, "rb") as null:
+                    container.start(stdio=(null.fileno(), write, write))
+            finally:
+                os.close(write)
+            tag = prefix[:prefix.index(" ")]
+            started = time.monotonic()
+            with os.fdopen(read, "rb") as output:
+                for line in output:
+                    self.say(f"{tag} {time.monotonic() - started:.3f} {line.decode(errors='replace').rstrip()}")
+            code = container.wait()
+            if code != 0:
+                raise BuildError(f"{where}: RUN {_show_args(args)}: exit code {code}")
+            upper = os.path.join(self.tmp, f"upper-{self.steps}")
+            os.rename(os.path.join(container.dir, "upper"), upper)
+            os.mkdir(os.path.join(container.dir, "upper"))  # delete() expects it
+        finally:
+            container.delete()
+        _drop_stubs(upper, View(dirs))
+        return upper
+
+    def empty_layer(self):
+        from minirt.image.store import EMPTY_LAYER
+
+        self.store.unpack(_Blobs("empty layer", [], {}))
+        return [EMPTY_LAYER.diff_id]
+
+    # -- COPY and ADD ---------------------------------------------------------
+
+    def copy(self, st, ins, values, built, where, prefix) -> bool:
+        return self.copy_or_add(st, ins, values, built, where, "COPY")
+
+    def add(self, st, ins, values, built, where, prefix) -> bool:
+        return self.copy_or_add(st, ins, values, built, where, "ADD")
+
+    def copy_or_add(self, st, ins, values, built, where, keyword) -> bool:
+        if len(ins.args) < 2:
+            raise BuildError(f"{where}: {keyword} requires at least two arguments (SOURCE... DEST)")
+        *patterns, dest = [self.expand(st, a) for a in ins.args]
+        tree = self.source_tree(st, ins, values, built, where)
+        sources = [rel for p in patterns for rel in copying.select(tree, p, where)]
+        owner = copying.parse_chown(values["chown"], View(st.dirs), where) if values.get("chown") else None
+        mode = copying.parse_chmod(values["chmod"], where) if values.get("chmod") else None
+        content = copying.content_key(tree, sources)
+        shown = _show(ins)
+        key = _key(st.key, keyword, json.dumps([dest, owner, mode, st.config.get("WorkingDir")]), content)
+        if self.cached(st, key, shown):
+            return True
+        out = tempfile.mkdtemp(prefix="copy-", dir=self.tmp)
+        copying.write(out, tree, sources, dest, base=View(st.dirs), workdir=st.config.get("WorkingDir") or "/",
+                      owner=owner, mode=mode, where=where, keyword=keyword)
+        self.add_layer(st, key, out, shown)
+        return False
+
+    def source_tree(self, st, ins, values, built, where):
+        """Where COPY reads: --from's stage or image, heredocs, or the context."""
+        if values.get("from"):
+            name = values["from"]
+            for i, other in built.items():
+                if self.plan.stages[i].name == name.lower() or str(i) == name:
+                    return View(other.dirs)
+            return View([self.store.layer_dir(d) for d in self.image(name, where)["layers"]])
+        if ins.heredocs:
+            files = os.path.join(tempfile.mkdtemp(prefix="heredoc-", dir=self.tmp), "ctx")
+            os.mkdir(files)
+            for doc in ins.heredocs:
+                with open(os.path.join(files, doc.name), "w") as f:
+                    f.write(self.expand(st, doc.content) if doc.expand else doc.content)
+            return Context(files, rules=_NOTHING_IGNORED)
+        return self.context
+
+    # -- layers and the cache -------------------------------------------------
+
+    def add_layer(self, st, key, tree, created_by):
+        """Tar ``tree`` into a new layer on top of ``st``, keep it in the store and the cache."""
+        desc, diff_id = self.layout.add_layer(tree, "gzip", clamp=self.epoch)
+        if _is_empty_tar(self.layout, desc):
+            self.history(st, created_by, empty=True)  # nothing changed: no layer, as BuildKit
+            st.key = key
+            self.remember(key, None, None)
+            return
+        self.keep(desc, diff_id)
+        self.remember(key, desc, diff_id)
+        self.stack(st, key, desc, diff_id, created_by)
+
+    def keep(self, desc, diff_id):
+        """The new layer's blob kept and unpacked in the store (for the next RUN)."""
+        layer = Layer(desc["digest"], desc["mediaType"], desc["size"], diff_id)
+        self.hold([diff_id, desc["digest"]])
+        path = os.path.join(self.layout.blobs, desc["digest"][7:])
+        self.store.unpack(_Blobs(f"build layer {desc['digest'][:19]}", [layer], {layer: path}), keep_blobs=True)
+
+    def stack(self, st, key, desc, diff_id, created_by):
+        st.layers.append((desc, diff_id))
+        st.dirs.append(self.store.layer_dir(diff_id))
+        st.key = key
+        self.history(st, created_by, empty=False)
+
+    def cached(self, st, key, created_by) -> bool:
+        if self.no_cache:
+            return False
+        try:
+            record = states.read_json(os.path.join(self.cache_dir, key[7:] + ".json"))
+        except (OSError, ValueError):
+            return False
+        if not isinstance(record, dict):
+            return False
+        if record.get("empty"):
+            self.history(st, created_by, empty=True)
+            st.key = key
+            return True
+        desc, diff_id = record.get("layer"), record.get("diff_id")
+        try:
+            if not os.path.isfile(blob_path(self.root, desc["digest"])):
+                return False
+            self.hold([diff_id, desc["digest"]])
+            if not self.store.has(diff_id):  # swept by a prune: unpack it again from its blob
+                layer = Layer(desc["digest"], desc["mediaType"], desc["size"], diff_id)
+                self.store.unpack(_Blobs("cached layer", [layer], {layer: blob_path(self.root, desc["digest"])}))
+        except (MinirtError, KeyError, TypeError):
+            return False
+        self.stack(st, key, desc, diff_id, created_by)
+        return True
+
+    def remember(self, key, desc, diff_id):
+        os.makedirs(self.cache_dir, exist_ok=True)
+        record = {"empty": True} if desc is None else {"layer": desc, "diff_id": diff_id}
+        states.write_json(os.path.join(self.cache_dir, key[7:] + ".json"), record)
+
+    # -- the image ------------------------------------------------------------
+
+    def commit(self, st, tags) -> str:
+        """Write the target stage as an image and name it; its id."""
+        os_, arch, variant = self.platform
+        image = dict(st.image)
+        image.update(created=self.created(), architecture=arch, os=os_,
+                     rootfs={"type": "layers", "diff_ids": [d for _, d in st.layers]})
+        if variant:
+            image["variant"] = variant
+        for desc, _ in st.layers:  # blobs of the base image's layers come from the store
+            target = os.path.join(self.layout.blobs, desc["digest"][7:])
+            if not os.path.exists(target):
+                os.link(blob_path(self.root, desc["digest"]), target)
+        config = self.layout.add_json(image, OCI_CONFIG)
+        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                    "config": config, "layers": [d for d, _ in st.layers]}
+        mdesc = self.layout.add_json(manifest, manifest["mediaType"])
+        self.layout.write_index([mdesc])
+        image_id, names = self.catalog.load(str(self.layout.path), self.store, tags)
+        self.steps += 1
+        self.say(f"#{self.steps} writing image {image_id} done")
+        for name in names:
+            self.say(f"#{self.steps} naming to {name} done")
+        return image_id
+
+    # -- instructions that change only the config -----------------------------
+
+    def meta_arg(self, st, ins, values, where):
+        for name, default in arg_pairs(ins, where):
+            if name in self.build_args:
+                st.args[name] = self.build_args[name]
+            elif default is not None:
+                st.args[name] = self.expand(st, default)
+            else:
+                st.args[name] = self.plan.global_args.get(name)
+
+    def meta_env(self, st, ins, values, where):
+        env = list(st.config.get("Env") or [])
+        for i in range(0, len(ins.args), 3):
+            name, value = self.expand(st, ins.args[i]), self.expand(st, ins.args[i + 1])
+            if not name:
+                raise BuildError(f"{where}: ENV names can not be blank")
+            env = [e for e in env if e.split("=", 1)[0] != name] + [f"{name}={value}"]
+            st.config["Env"] = env  # later pairs of one ENV see earlier ones, as BuildKit
+
+    def meta_label(self, st, ins, values, where):
+        labels = st.config.setdefault("Labels", {})
+        for i in range(0, len(ins.args), 3):
+            labels[self.expand(st, ins.args[i])] = self.expand(st, ins.args[i + 1])
+
+    def command(self, st, ins):
+        if ins.json:
+            return list(ins.args)
+        return (st.config.get("Shell") or DEFAULT_SHELL) + ins.args if ins.args else []
+
+    def meta_cmd(self, st, ins, values, where):
+        st.config["Cmd"] = self.command(st, ins)
+        st.cmd_set = True
+
+    def meta_entrypoint(self, st, ins, values, where):
+        st.config["Entrypoint"] = self.command(st, ins)
+        if not st.cmd_set:  # docker: a new ENTRYPOINT drops the base image's CMD
+            st.config["Cmd"] = None
+
+    def meta_expose(self, st, ins, values, where):
+        ports = st.config.setdefault("ExposedPorts", {})
+        for word in ins.args:
+            for port in _ports(self.expand(st, word), where):
+                ports[port] = {}
+
+    def meta_volume(self, st, ins, values, where):
+        volumes = st.config.setdefault("Volumes", {})
+        for word in ins.args:
+            path = self.expand(st, word) if not ins.json else word
+            if not path:
+                raise BuildError(f"{where}: VOLUME specified can not be an empty string")
+            volumes[path] = {}
+
+    def meta_user(self, st, ins, values, where):
+        st.config["User"] = self.expand(st, ins.args[0]) if ins.args else ""
+
+    def meta_workdir(self, st, ins, values, where):
+        if not ins.args:
+            raise BuildError(f"{where}: WORKDIR requires exactly one argument")
+        path = self.expand(st, ins.args[0])
+        st.config["WorkingDir"] = posixpath.normpath(posixpath.join(st.config.get("WorkingDir") or "/", path))
+
+    def meta_stopsignal(self, st, ins, values, where):
+        st.config["StopSignal"] = self.expand(st, ins.args[0]) if ins.args else ""
+
+    def meta_maintainer(self, st, ins, values, where):
+        st.image["author"] = ins.args[0] if ins.args else ""
+
+    def meta_shell(self, st, ins, values, where):
+        if not ins.json or not ins.args:
+            raise BuildError(f'{where}: SHELL requires the arguments to be in JSON form, e.g. ["/bin/bash", "-c"]')
+        st.config["Shell"] = list(ins.args)
+
+    def meta_onbuild(self, st, ins, values, where):
+        trigger = ins.args[0] if ins.args else None
+        if trigger is None:
+            raise BuildError(f"{where}: ONBUILD requires an instruction")
+        if trigger.command in ("onbuild", "from", "maintainer"):
+            raise BuildError(f"{where}: {trigger.keyword.upper()} isn't allowed as an ONBUILD trigger")
+        st.config.setdefault("OnBuild", []).append(ins.original.split(None, 1)[1])
+
+    def meta_healthcheck(self, st, ins, values, where):
+        if not ins.args:
+            raise BuildError(f"{where}: HEALTHCHECK requires an argument (NONE or CMD ...)")
+        kind = ins.args[0].upper()
+        if kind == "NONE":
+            if len(ins.args) > 1 or values:
+                raise BuildError(f"{where}: HEALTHCHECK NONE takes no other arguments")
+            st.config["Healthcheck"] = {"Test": ["NONE"]}
+            return
+        if kind != "CMD" or len(ins.args) < 2:
+            raise BuildError(f"{where}: HEALTHCHECK wants NONE or CMD and a command, not {ins.args[0]!r}")
+        test = ["CMD", *ins.args[1:]] if ins.json else ["CMD-SHELL", ins.args[1]]
+        check = {"Test": test}
+        for flag, field in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
+                            ("start-interval", "StartInterval")):
+            if flag in values:
+                check[field] = _duration(values[flag], flag, where)
+        if "retries" in values:
+            if not values["retries"].isdigit():
+                raise BuildError(f"{where}: --retries={values['retries']}: not a whole number")
+            check["Retries"] = int(values["retries"])
+        st.config["Healthcheck"] = check
+
+
+class _Blobs:
+    """Just enough of an image for ``Store.unpack``: layers read from files."""
+
+    def __init__(self, source, layers, paths):
+        self.source, self.layers, self.paths = source, layers, paths
+
+    def open_layer(self, layer):
+        return open(self.paths[layer], "rb")
+
+
+class _Nothing:
+    has_exceptions = False
+
+    @staticmethod
+    def ignored(path):
+        return False
+
+
+_NOTHING_IGNORED = _Nothing()
+
+
+def _key(*parts) -> str:
+    return "sha256:" + hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _private(path: str) -> str:
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def _show(ins) -> str:
+    return ins.original if len(ins.original) < 200 else ins.original[:197] + "..."
+
+
+def _show_args(args) -> str:
+    return " ".join(args)
+
+
+def _is_empty_tar(layout, desc) -> bool:
+    """Whether the layer blob holds no member (a RUN that changed nothing)."""
+    import gzip
+
+    with gzip.open(os.path.join(layout.blobs, desc["digest"][7:])) as f:
+        return not f.read(512).strip(b"\0")
+
+
+def _drop_stubs(upper, below):
+    """Remove what the runtime made only to mount on (an empty /etc/hosts, a
+    /proc the image lacked) and the directories copied up only to hold those:
+    they are no part of what RUN changed."""
+    for rel in _STUBS:
+        path = os.path.join(upper, rel)
+        if os.path.isfile(path) and not os.path.islink(path) and os.path.getsize(path) == 0 \
+                and below.find(rel) is None:
+            os.unlink(path)
+    for rel in _MOUNT_DIRS:
+        path = os.path.join(upper, rel)
+        try:
+            if os.listdir(path) or os.path.islink(path):
+                continue
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        old, new = below.lstat(rel), os.lstat(path)
+        same = old is not None and (old.st_mode, old.st_uid, old.st_gid) == (new.st_mode, new.st_uid, new.st_gid)
+        if old is None or (same and not _opaque(path)):
+            os.rmdir(path)
+
+
+def _opaque(path):
+    return any(key.endswith("overlay.opaque") for key in os.listxattr(path))
+
+
+def _ports(text, where):
+    """EXPOSE's words: 80, 80/udp, 8000-8002/tcp."""
+    port, _, proto = text.partition("/")
+    proto = (proto or "tcp").lower()
+    first, _, last = port.partition("-")
+    if proto not in ("tcp", "udp", "sctp") or not first.isdigit() or (last and not last.isdigit()):
+        raise BuildError(f"{where}: invalid port {text!r} for EXPOSE (want PORT[-PORT][/tcp|udp|sctp])")
+    low, high = int(first), int(last or first)
+    if not 0 < low <= high <= 65535:
+        raise BuildError(f"{where}: invalid port range {text!r} for EXPOSE")
+    return [f"{p}/{proto}" for p in range(low, high + 1)]
+
+
+_UNITS = {"ns": 1, "us": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def _duration(text, flag, where) -> int:
+    """Go's time.ParseDuration (e.g. 1m30s, 500ms), in nanoseconds."""
+    import re
+
+    parts = re.fullmatch(r"((\d+(\.\d+)?)(ns|us|ms|s|m|h))+", text)
+    if not parts:
+        raise BuildError(f"{where}: --{flag}={text}: not a duration (e.g. 30s, 1m30s)")
+    return int(sum(float(n) * _UNITS[u] for n, _, u in re.findall(r"(\d+(\.\d+)?)(ns|us|ms|s|m|h)", text)))
+

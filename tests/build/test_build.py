@@ -1,0 +1,217 @@
+"""minirt build, end to end: the tutorial's app (built, run, served through a
+published port), the rebuild that hits the cache, multi-stage builds, --target,
+build args, USER and WORKDIR, reproducible digests, .dockerignore, and every
+failure named by its step or line."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.privileged
+
+APP = """\
+FROM busybox AS base
+ARG GREETING=hello
+ENV APP_HOME=/srv
+WORKDIR $APP_HOME
+RUN echo "$GREETING, built" > /greeting && echo "web:x:1234:1234::/srv:/bin/sh" >> /etc/passwd
+COPY site/ ./www/
+EXPOSE 8080
+USER web
+CMD ["httpd", "-f", "-p", "8080", "-h", "/srv/www"]
+"""
+
+
+@pytest.fixture
+def minirt(tmp_path, busybox_image):
+    """``minirt ARGS`` against a state root of its own holding busybox."""
+    root = str(tmp_path / "root")
+
+    def call(*args, input=None, env=None):
+        return subprocess.run([sys.executable, "-m", "minirt", "--root", root, *args], capture_output=True,
+                              text=True, input=input, timeout=300, env={**os.environ, **(env or {})})
+    assert call("load", "-i", busybox_image, "-t", "busybox").returncode == 0
+    yield call
+    call("system", "prune")
+
+
+def ok(r):
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    return r
+
+
+def context(path, dockerfile, **files):
+    path.mkdir(exist_ok=True)
+    (path / "Dockerfile").write_text(dockerfile)
+    for name, content in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(content)
+    return str(path)
+
+
+def steps(stderr, word):
+    """The instructions (as printed) whose step ended with ``word`` (CACHED or DONE)."""
+    lines = stderr.splitlines()
+    titles = {line.split(" ", 1)[0]: line.split("] ", 1)[1] for line in lines if "] " in line}
+    return [titles[line.split(" ", 1)[0]] for line in lines
+            if line.split(" ")[1:2] == [word] and line.split(" ", 1)[0] in titles]
+
+
+def test_the_tutorial_app_builds_runs_and_serves(minirt, tmp_path):
+    ctx = context(tmp_path / "app", APP, **{"site/index.html": "<h1>hello</h1>\n"})
+    r = ok(minirt("build", "-t", "getting-started", ctx))
+    assert "naming to getting-started:latest done" in r.stderr
+    assert "getting-started" in ok(minirt("image", "ls")).stdout
+    out = ok(minirt("run", "--rm", "getting-started", "sh", "-c", "id -u; pwd; cat /greeting; echo $APP_HOME"))
+    assert out.stdout.split("\n") == ["1234", "/srv", "hello, built", "/srv", ""]
+    port = _free_port()
+    started = ok(minirt("run", "-d", "-p", f"127.0.0.1:{port}:8080", "getting-started"))
+    try:
+        assert _get(port) .endswith(b"<h1>hello</h1>\n")
+    finally:
+        minirt("rm", "-f", started.stdout.strip())
+
+
+def test_a_rebuild_after_a_source_change_reuses_the_earlier_steps(minirt, tmp_path):
+    dockerfile = "FROM busybox\nRUN echo deps > /deps\nCOPY src/ /app/src/\nRUN cat /app/src/main.txt > /app/out\n"
+    ctx = context(tmp_path / "app", dockerfile, **{"src/main.txt": "v1\n", "README": "x"})
+    first = ok(minirt("build", "-t", "app", ctx))
+    assert steps(first.stderr, "CACHED") == []
+    again = ok(minirt("build", "-t", "app", ctx))
+    assert len(steps(again.stderr, "CACHED")) == 3
+    os.utime(os.path.join(ctx, "src", "main.txt"))  # a new mtime alone changes nothing
+    assert len(steps(ok(minirt("build", "-t", "app", ctx)).stderr, "CACHED")) == 3
+    (tmp_path / "app" / "src" / "main.txt").write_text("v2\n")
+    edited = ok(minirt("build", "-t", "app", ctx))
+    assert steps(edited.stderr, "CACHED") == ["RUN echo deps > /deps"]
+    assert steps(edited.stderr, "DONE") == ["COPY src/ /app/src/", "RUN cat /app/src/main.txt > /app/out"]
+    assert ok(minirt("run", "--rm", "app", "cat", "/app/out")).stdout == "v2\n"
+    assert steps(ok(minirt("build", "--no-cache", "-t", "app", ctx)).stderr, "CACHED") == []
+
+
+def test_multi_stage_copies_only_the_artifact_and_target_stops_early(minirt, tmp_path):
+    dockerfile = """\
+FROM busybox AS build
+RUN mkdir /src && for i in 1 2 3; do head -c 100000 /dev/urandom > /src/junk$i; done
+RUN echo artifact > /out
+FROM busybox AS unused
+RUN exit 1
+FROM busybox
+COPY --from=build /out /app/out
+"""
+    ctx = context(tmp_path / "multi", dockerfile)
+    r = ok(minirt("build", "-t", "small", ctx))
+    assert "RUN exit 1" not in r.stderr  # a stage the target does not need is never built
+    assert ok(minirt("run", "--rm", "small", "sh", "-c", "cat /app/out; ls /src 2>&1; true")).stdout.startswith(
+        "artifact\nls: /src: No such file")
+    history = ok(minirt("image", "history", "small")).stdout
+    assert "junk" not in history and "COPY --from=build /out /app/out" in history
+    ok(minirt("build", "--target", "build", "-t", "builder", ctx))
+    assert ok(minirt("run", "--rm", "builder", "ls", "/src")).stdout.split() == ["junk1", "junk2", "junk3"]
+
+
+def test_build_args_reach_run_and_not_the_image(minirt, tmp_path):
+    dockerfile = "ARG BASE=busybox\nFROM $BASE\nARG WHO=nobody\nARG UNSET\nRUN echo \"$WHO\" > /who\n"
+    ctx = context(tmp_path / "args", dockerfile)
+    ok(minirt("build", "--build-arg", "WHO=alice", "-t", "a", ctx))
+    out = ok(minirt("run", "--rm", "a", "sh", "-c", "cat /who; echo \"[$WHO]\""))
+    assert out.stdout == "alice\n[]\n"
+    ok(minirt("build", "-t", "b", ctx))
+    assert ok(minirt("run", "--rm", "b", "cat", "/who")).stdout == "nobody\n"
+
+
+def test_source_date_epoch_makes_the_digest_reproducible(minirt, tmp_path):
+    dockerfile = "FROM busybox\nCOPY . /ctx/\nRUN echo built > /built && touch /stamp\nCMD [\"cat\", \"/built\"]\n"
+    ctx = context(tmp_path / "repro", dockerfile, data="same bytes\n")
+    env = {"SOURCE_DATE_EPOCH": "1700000000"}
+    first = ok(minirt("build", "-q", "--no-cache", ctx, env=env)).stdout.strip()
+    time.sleep(1.1)
+    os.utime(os.path.join(ctx, "data"))
+    second = ok(minirt("build", "-q", "--no-cache", ctx, env=env)).stdout.strip()
+    assert first == second and first.startswith("sha256:")
+    third = ok(minirt("build", "-q", "--no-cache", ctx)).stdout.strip()
+    assert third != first
+
+
+def test_dockerignore_keeps_files_out(minirt, tmp_path):
+    ctx = context(tmp_path / "ign", "FROM busybox\nCOPY . /ctx/\n", **{
+        ".dockerignore": "secret*\n**/*.log\n!keep.log\n", "secret.txt": "x", "app.txt": "a",
+        "sub/debug.log": "l", "keep.log": "k"})
+    ok(minirt("build", "-t", "ign", ctx))
+    listed = ok(minirt("run", "--rm", "ign", "find", "/ctx", "-type", "f")).stdout.split()
+    assert sorted(listed) == ["/ctx/.dockerignore", "/ctx/Dockerfile", "/ctx/app.txt", "/ctx/keep.log"]
+
+
+def test_a_failing_run_names_the_step_the_command_and_the_code(minirt, tmp_path):
+    ctx = context(tmp_path / "fail", "FROM busybox\n\nRUN echo about to fail && exit 3\nRUN true\n")
+    r = minirt("build", "-t", "broken", ctx)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[-1] == "minirt: Dockerfile:3: RUN /bin/sh -c echo about to fail && exit 3: exit code 3"
+    assert "about to fail" in r.stderr
+    assert "broken" not in ok(minirt("image", "ls")).stdout
+
+
+@pytest.mark.parametrize("dockerfile, message", [
+    ("FROM busybox\nRUN true\nFROB x\n", "Dockerfile:3: unknown instruction: FROB"),
+    ("FROM busybox\nCOPY missing.txt /x\n", "Dockerfile:2: missing.txt: no such file or directory"),
+    ("FROM busybox\nCOPY a b /dest\n", "Dockerfile:2: COPY with more than one source needs a destination"),
+    ("FROM busybox\nCOPY --chown=ghost a /a\n", "Dockerfile:2: --chown=ghost: no user 'ghost'"),
+    ("FROM nosuch.invalid:5000/x\n", "Dockerfile:1: FROM nosuch.invalid:5000/x:"),
+    ("FROM busybox\nSHELL /bin/bash -c\n", "Dockerfile:2: SHELL requires the arguments to be in JSON form"),
+    ("FROM busybox\nEXPOSE 80/xyz\n", "Dockerfile:2: invalid port '80/xyz'"),
+])
+def test_broken_dockerfiles_are_one_line_with_the_line(minirt, tmp_path, dockerfile, message):
+    ctx = context(tmp_path / "bad", dockerfile, a="a", b="b")
+    r = minirt("build", "-t", "bad", ctx)
+    assert r.returncode == 125 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.splitlines()[-1].startswith(f"minirt: {message}"), r.stderr
+    assert "bad" not in ok(minirt("image", "ls")).stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["build", "/nonexistent"], "unable to prepare context: /nonexistent: not a directory"),
+    (["build", "--progress", "fancy", "."], "invalid --progress 'fancy'"),
+    (["build", "-t", "Bad:Name", "."], "invalid reference format"),
+    (["build", "--build-arg", "=x", "."], "invalid --build-arg '=x'"),
+    (["build", "-f", "/nonexistent/Dockerfile", "."], "unable to read the Dockerfile: /nonexistent/Dockerfile"),
+    (["build", "--target", "nope", "CTX"], "target stage 'nope' could not be found"),
+])
+def test_bad_command_lines_change_nothing(minirt, tmp_path, args, message):
+    ctx = context(tmp_path / "ctx", "FROM busybox\n")
+    r = minirt(*[ctx if a == "CTX" else a for a in args])
+    assert r.returncode == 125 and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert len(ok(minirt("image", "ls", "-q")).stdout.split()) == 1  # busybox alone
+
+
+def test_a_dockerfile_from_stdin_and_the_iidfile(minirt, tmp_path):
+    iid = tmp_path / "iid"
+    r = ok(minirt("build", "-q", "--iidfile", str(iid), "-", input="FROM busybox\nLABEL a=b\n"))
+    assert iid.read_text() == r.stdout.strip()
+    inspect = ok(minirt("image", "inspect", r.stdout.strip())).stdout
+    assert '"a": "b"' in inspect
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(port):
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                data = b""
+                while chunk := s.recv(4096):
+                    data += chunk
+                return data
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
