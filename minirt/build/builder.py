@@ -35,6 +35,7 @@ from minirt import spec as specs
 from minirt.build import copy as copying
 from minirt.build.context import Context
 from minirt.build.dockerfile import parse
+from minirt.build.ignore import Ignore
 from minirt.build.stages import arg_pairs, flags, plan
 from minirt.build.view import View
 from minirt.build.words import expand
@@ -276,19 +277,63 @@ class Builder:
             raise BuildError(f"{where}: {keyword} requires at least two arguments (SOURCE... DEST)")
         *patterns, dest = [self.expand(st, a) for a in ins.args]
         tree = self.source_tree(st, ins, values, built, where)
-        sources = [rel for p in patterns for rel in copying.select(tree, p, where)]
+        sources = []
+        for pattern in patterns:
+            if keyword == "ADD" and pattern.startswith(("http://", "https://")):
+                sources.append(self.download(pattern, values.get("checksum"), where))
+            else:
+                sources += [(tree, rel) for rel in copying.select(tree, pattern, where)]
         owner = copying.parse_chown(values["chown"], View(st.dirs), where) if values.get("chown") else None
         mode = copying.parse_chmod(values["chmod"], where) if values.get("chmod") else None
-        content = copying.content_key(tree, sources)
-        shown = _show(ins)
-        key = _key(st.key, keyword, json.dumps([dest, owner, mode, st.config.get("WorkingDir")]), content)
-        if self.cached(st, key, shown):
+        key = _key(st.key, keyword, json.dumps([dest, owner, mode, st.config.get("WorkingDir")]),
+                   copying.content_key(sources))
+        if self.cached(st, key, _show(ins)):
             return True
         out = tempfile.mkdtemp(prefix="copy-", dir=self.tmp)
-        copying.write(out, tree, sources, dest, base=View(st.dirs), workdir=st.config.get("WorkingDir") or "/",
-                      owner=owner, mode=mode, where=where, keyword=keyword)
-        self.add_layer(st, key, out, shown)
+        unpack = self.unpacker(where) if keyword == "ADD" else None
+        copying.write(out, sources, dest, base=View(st.dirs), workdir=st.config.get("WorkingDir") or "/",
+                      owner=owner, mode=mode, where=where, keyword=keyword, unpack=unpack)
+        self.add_layer(st, key, out, _show(ins))
         return False
+
+    def unpacker(self, where):
+        """ADD's: a local archive (from the context, never a download) unpacked."""
+        def unpack(path):
+            if path.startswith(os.path.join(self.tmp, "download-")):
+                return None
+            into = tempfile.mkdtemp(prefix="unpack-", dir=self.tmp)
+            return copying.unpack_archive(path, into, f"{where}: ADD {os.path.basename(path)}")
+        return unpack
+
+    def download(self, url, checksum, where):
+        """ADD URL: the file fetched into a directory of its own, as (tree, path)."""
+        import urllib.error
+        import urllib.request
+
+        name = posixpath.basename(url.split("?", 1)[0].rstrip("/")) or "download"
+        folder = tempfile.mkdtemp(prefix="download-", dir=self.tmp)
+        path = os.path.join(folder, name)
+        digest = hashlib.sha256()
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(path, "wb") as f:
+                while chunk := response.read(1 << 20):
+                    digest.update(chunk)
+                    f.write(chunk)
+                modified = response.headers.get("Last-Modified")
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", None) or e
+            raise BuildError(f"{where}: ADD {url}: cannot download: {reason}") from None
+        if checksum and checksum != "sha256:" + digest.hexdigest():
+            raise BuildError(f"{where}: ADD {url}: checksum is sha256:{digest.hexdigest()}, not {checksum}")
+        os.chmod(path, 0o600)  # docker: a downloaded file is 0600
+        if modified:
+            from email.utils import parsedate_to_datetime
+            try:
+                stamp = parsedate_to_datetime(modified).timestamp()
+                os.utime(path, (stamp, stamp))
+            except (TypeError, ValueError):
+                pass
+        return Context(folder, rules=Ignore()), "/" + name
 
     def source_tree(self, st, ins, values, built, where):
         """Where COPY reads: --from's stage or image, heredocs, or the context."""
@@ -304,7 +349,7 @@ class Builder:
             for doc in ins.heredocs:
                 with open(os.path.join(files, doc.name), "w") as f:
                     f.write(self.expand(st, doc.content) if doc.expand else doc.content)
-            return Context(files, rules=_NOTHING_IGNORED)
+            return Context(files, rules=Ignore())
         return self.context
 
     # -- layers and the cache -------------------------------------------------
@@ -504,17 +549,6 @@ class _Blobs:
 
     def open_layer(self, layer):
         return open(self.paths[layer], "rb")
-
-
-class _Nothing:
-    has_exceptions = False
-
-    @staticmethod
-    def ignored(path):
-        return False
-
-
-_NOTHING_IGNORED = _Nothing()
 
 
 def _key(*parts) -> str:

@@ -32,7 +32,9 @@ import posixpath
 import shutil
 import stat
 
-from minirt.errors import BuildError
+from minirt.build.context import Context
+from minirt.build.ignore import Ignore
+from minirt.errors import BuildError, MinirtError
 
 _SKIP_XATTRS = ("trusted.overlay.", "user.overlay.")
 
@@ -64,11 +66,11 @@ def select(tree, pattern: str, where: str) -> list:
     return sorted(set(found))
 
 
-def content_key(tree, sources: list) -> str:
-    """A digest of what copying ``sources`` writes: names, types, modes,
-    link targets and file bytes (never times or inode numbers)."""
+def content_key(sources: list) -> str:
+    """A digest of what copying ``sources`` ((tree, path) pairs) writes: names,
+    types, modes, link targets and file bytes (never times or inode numbers)."""
     h = hashlib.sha256()
-    for source in sources:
+    for tree, source in sources:
         for rel, path, st in _walk(tree, source):
             h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
             if stat.S_ISLNK(st.st_mode):
@@ -81,10 +83,12 @@ def content_key(tree, sources: list) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def write(out: str, tree, sources: list, dest: str, *, base, workdir: str, owner=None, mode=None,
-          where: str, keyword: str = "COPY") -> None:
-    """Copy ``sources`` from ``tree`` to ``dest`` into the layer directory
-    ``out``; ``base`` is the image's ``view.View`` before this instruction."""
+def write(out: str, sources: list, dest: str, *, base, workdir: str, owner=None, mode=None,
+          where: str, keyword: str = "COPY", unpack=None) -> None:
+    """Copy ``sources`` ((tree, path) pairs) to ``dest`` into the layer
+    directory ``out``; ``base`` is the image's ``view.View`` before this instruction.
+    ``unpack(host path) -> directory or None``: ADD's local archives, whose
+    contents are copied instead (owners as the archive says)."""
     as_dir = dest.endswith("/") or dest in (".", "..") or dest.endswith(("/.", "/.."))
     dest = posixpath.join(workdir or "/", dest)
     if len(sources) > 1 and not as_dir:
@@ -94,10 +98,16 @@ def write(out: str, tree, sources: list, dest: str, *, base, workdir: str, owner
     existing = base.lstat(target)
     as_dir = as_dir or (existing is not None and stat.S_ISDIR(existing.st_mode))
     copier = _Copier(out, base, owner, mode)
-    for source in sources:
+    for tree, source in sources:
         path = tree.find(source)
         st = os.lstat(path)
-        if stat.S_ISDIR(st.st_mode):
+        unpacked = unpack(path) if unpack and stat.S_ISREG(st.st_mode) else None
+        if unpacked is not None:
+            copier.parents(target)
+            copier.keep_owner = owner is None
+            copier.directory_contents(Context(unpacked, rules=Ignore()), "/", target)
+            copier.keep_owner = False
+        elif stat.S_ISDIR(st.st_mode):
             copier.parents(target)
             copier.directory_contents(tree, source, target)
         else:
@@ -125,6 +135,7 @@ def _walk(tree, source):
 class _Copier:
     def __init__(self, out, base, owner, mode):
         self.out, self.base, self.owner, self.mode = out, base, owner, mode
+        self.keep_owner = False  # an archive's files keep the owners it gives them
         self.links = {}        # (dev, inode) -> the first copy's host path: hard links stay links
         self.dir_times = []    # set last: writing into a directory changes its mtime
 
@@ -185,7 +196,7 @@ class _Copier:
             os.mknod(host, st.st_mode, st.st_rdev)
         else:
             return  # a socket: nothing a layer can hold
-        uid, gid = self.owner or (0, 0)
+        uid, gid = self.owner or ((st.st_uid, st.st_gid) if self.keep_owner else (0, 0))
         self.chown(host, uid, gid)
         if kind != stat.S_IFLNK:
             os.chmod(host, self.mode if self.mode is not None else stat.S_IMODE(st.st_mode))
@@ -202,6 +213,37 @@ class _Copier:
     def finish(self):
         for host, st in reversed(self.dir_times):
             os.utime(host, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def unpack_archive(path: str, into: str, what: str):
+    """Unpack ``path`` into the empty directory ``into`` if it is a tar
+    (plain, gzip, bzip2, xz or zstd), as ADD does; None if it is no archive.
+    The project's layer extractor does it: no member lands outside ``into``."""
+    import bz2
+    import lzma
+
+    from minirt.image.layers import apply_layer
+    from minirt.image.stream import LayerStream
+
+    with open(path, "rb") as f:
+        head = f.read(512)
+    opener = bz2.open if head.startswith(b"BZh") else lzma.open if head.startswith(b"\xfd7zXZ\x00") else None
+    is_tar = head[257:262] == b"ustar" or head.startswith((b"\x1f\x8b", b"\x28\xb5\x2f\xfd"))
+    if opener is None and not is_tar:
+        return None
+    try:
+        with (opener or open)(path, "rb") as blob:
+            stream = LayerStream(blob, digest=None, size=None, diff_id=None, what=what, threaded=False)
+            try:
+                apply_layer(stream, into, rootless=os.geteuid() != 0, what=what)
+                stream.finish()
+            finally:
+                stream.close()
+    except (OSError, EOFError, lzma.LZMAError) as e:
+        raise BuildError(f"{what}: cannot unpack: {e}") from None
+    except MinirtError as e:
+        raise BuildError(str(e)) from None
+    return into
 
 
 def _copy_xattrs(src: str, dst: str) -> None:

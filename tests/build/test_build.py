@@ -215,3 +215,68 @@ def _get(port):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def test_add_unpacks_local_archives_and_fetches_urls(minirt, tmp_path):
+    import http.server
+    import io
+    import tarfile
+    import threading
+
+    ctx = tmp_path / "add"
+    ctx.mkdir()
+    for name, mode in [("a.tar", "w"), ("b.tar.gz", "w:gz"), ("c.tar.bz2", "w:bz2"), ("d.tar.xz", "w:xz")]:
+        with tarfile.open(ctx / name, mode) as tar:
+            info = tarfile.TarInfo(f"{name}.d/file")
+            info.uid, info.gid, info.size = 42, 43, 3
+            tar.addfile(info, io.BytesIO(b"in\n"))
+    (ctx / "plain.txt").write_text("not an archive\n")
+    served = b"from the server\n"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/files/data.bin" else 404)
+            self.end_headers()
+            self.wfile.write(served if self.path == "/files/data.bin" else b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/files/data.bin"
+    try:
+        (ctx / "Dockerfile").write_text(f"FROM busybox\nADD a.tar b.tar.gz c.tar.bz2 d.tar.xz plain.txt /x/\n"
+                                        f"ADD --checksum=sha256:{__import__('hashlib').sha256(served).hexdigest()} "
+                                        f"{url} /y/\n")
+        ok(minirt("build", "-t", "added", str(ctx)))
+        out = ok(minirt("run", "--rm", "added", "sh", "-c",
+                        "find /x /y -type f | sort; stat -c %u:%g /x/b.tar.gz.d/file; cat /y/data.bin")).stdout
+        assert out.split("\n") == ["/x/a.tar.d/file", "/x/b.tar.gz.d/file", "/x/c.tar.bz2.d/file",
+                                   "/x/d.tar.xz.d/file", "/x/plain.txt", "/y/data.bin", "42:43",
+                                   "from the server", ""]
+        (ctx / "Dockerfile").write_text(f"FROM busybox\nADD --checksum=sha256:{'0' * 64} {url} /y/\n")
+        r = minirt("build", str(ctx))
+        assert r.returncode == 125 and "Dockerfile:2: ADD " + url + ": checksum is sha256:" in r.stderr
+        (ctx / "Dockerfile").write_text(f"FROM busybox\nADD {url}.missing /y/\n")
+        r = minirt("build", str(ctx))
+        assert r.returncode == 125 and "cannot download: Not Found" in r.stderr.splitlines()[-1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_add_refuses_an_archive_that_climbs_out(minirt, tmp_path):
+    import io
+    import tarfile
+
+    ctx = tmp_path / "evil"
+    ctx.mkdir()
+    with tarfile.open(ctx / "evil.tar", "w") as tar:
+        info = tarfile.TarInfo("../../escaped")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    (ctx / "Dockerfile").write_text("FROM busybox\nADD evil.tar /x/\n")
+    r = minirt("build", str(ctx))
+    assert r.returncode == 125 and r.stderr.splitlines()[-1].startswith("minirt: Dockerfile:2: ADD evil.tar")
+    assert not (tmp_path / "escaped").exists()
