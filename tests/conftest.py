@@ -7,6 +7,7 @@
 - At the end of the session the suite fails if anything it created on the host
   is left: a mount, a cgroup, a process.  Containers made by the tests use the
   cgroup parent ``minirt-test-<pid>``, so leftovers are recognisably ours.
+- ``docker``, ``podman``: real engines with state of their own (tests/engines.py).
 - ``terminal(*args, size=(ROWS, COLS))``: ``minirt ARGS`` at a pseudo-terminal
   of its own (a Terminal: ``read_until``, ``write``, ``interrupt_then_exit``,
   all it printed in ``.out``); killed at the end of the test if still there.
@@ -273,6 +274,31 @@ class Terminal:
         if self.pid is not None:
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
+
+
+def _engines():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("engines", os.path.join(REPO, "tests", "engines.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def docker(tmp_path_factory):
+    """A dockerd of the module's own (tests/engines.py); ``docker(*args)`` is its client."""
+    engine = _engines().Docker(tmp_path_factory.mktemp("docker"), CGROUP_PARENT)
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory):
+    """A podman with the module's own storage (tests/engines.py): ``podman(*args)``, ``podman.run(...)``."""
+    engine = _engines().Podman(tmp_path_factory.mktemp("podman"), CGROUP_PARENT)
+    yield engine
+    engine.stop()
 
 
 @pytest.fixture(scope="session")
