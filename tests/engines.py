@@ -23,6 +23,7 @@ import time
 class Docker:
     def __init__(self, tmp, cgroup_parent):
         self.dir = str(tmp)
+        os.makedirs(self.dir, exist_ok=True)
         self.sock = os.path.join(self.dir, "docker.sock")
         self.log = open(os.path.join(self.dir, "dockerd.log"), "wb")
         self.proc = subprocess.Popen(
