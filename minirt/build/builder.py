@@ -36,6 +36,7 @@ from minirt.build import copy as copying
 from minirt.build.context import Context
 from minirt.build.dockerfile import parse
 from minirt.build.ignore import Ignore
+from minirt.build.mounts import parse as parse_mounts
 from minirt.build.stages import arg_pairs, flags, plan
 from minirt.build.view import View
 from minirt.build.words import expand
@@ -143,24 +144,34 @@ class Builder:
                        or str(i) == stage.base), None)
         if parent is not None:
             return parent.copy()
-        entry = self.image(stage.base, f"{self.name}:{stage.instruction.line}")
+        entry = self.image(stage.base, f"{self.name}:{stage.instruction.line}", stage.platform)
         config = entry["config"]
         image = {"config": dict(config.get("config") or {}), "history": list(config.get("history") or [])}
         layers = list(zip(entry["blobs"], entry["layers"]))
         return _State(image, layers, [self.store.layer_dir(d) for d in entry["layers"]], _key("image", entry["id"]))
 
-    def image(self, ref, where) -> dict:
-        """The catalog entry of image ``ref``, pulled first if it is not there."""
+    def image(self, ref, where, platform=None) -> dict:
+        """The catalog entry of image ``ref`` (for ``platform``, "os/arch[/variant]"),
+        pulled first if it is not there."""
+        from minirt.image.pull import config_platform, parse_platform
+
+        try:
+            wanted = parse_platform(platform) if platform else None
+        except MinirtError as e:
+            raise BuildError(f"{where}: {e}") from None
         entry = self.catalog.lookup(ref)
         if entry is None:
             from minirt.image.reference import parse as parse_reference
 
             self.say(f"#0 pulling {ref}")
             try:
-                self.catalog.pull(parse_reference(ref), self.store)
+                self.catalog.pull(parse_reference(ref), self.store, platform=wanted)
             except MinirtError as e:
                 raise BuildError(f"{where}: FROM {ref}: {e}") from None
             entry = self.catalog.lookup(ref)
+        have = config_platform(entry["config"])
+        if wanted and have[:len(wanted)] != wanted[:len(have)]:
+            raise BuildError(f"{where}: FROM --platform={platform} {ref}: the image is {'/'.join(have)}")
         self.hold(entry["layers"])
         missing = [d for d in entry["layers"] if not self.store.has(d)]
         if missing or len(entry.get("blobs") or []) != len(entry["layers"]):
@@ -216,23 +227,29 @@ class Builder:
         else:
             args = shell + [ins.args[0] + "".join(f"\n{d.content}{d.name}" for d in ins.heredocs)]
         arg_env = [f"{k}={v}" for k, v in sorted(st.args.items()) if v is not None and k not in st.env()]
-        network = values.get("network") or self.network
-        key = _key(st.key, "run", json.dumps(args), json.dumps(arg_env), network or "")
+        network = _run_network(values.get("network"), self.network, where)
+        if values.get("security", "sandbox") != "sandbox":
+            raise BuildError(f"{where}: RUN --security={values['security']}: only sandbox (the default) is allowed")
+        mounts = parse_mounts(values.get("mount", []), tree_of=lambda name: self.tree_of(name, built, where),
+                              cache_root=os.path.join(self.cache_dir, "mounts"), tmp=self.tmp,
+                              workdir=st.config.get("WorkingDir"), where=where)
+        key = _key(st.key, "run", json.dumps(args), json.dumps(arg_env), network, *mounts.key,
+                   json.dumps(mounts.targets))
         if self.cached(st, key, f"RUN {_show_args(args)}"):
             return True
         if not args:
             raise BuildError(f"{where}: RUN needs a command")
-        upper = self.execute(st, args, arg_env, network, where, prefix)
+        upper = self.execute(st, args, arg_env, network, mounts, where, prefix)
         self.add_layer(st, key, upper, f"RUN {_show_args(args)}")
         return False
 
-    def execute(self, st, args, arg_env, network, where, prefix) -> str:
+    def execute(self, st, args, arg_env, network, mounts, where, prefix) -> str:
         """Run ``args`` on ``st``'s layers; the directory of what it changed."""
         from minirt.runtime.container import Container
 
         dirs = st.dirs or [self.store.layer_dir(d) for d in self.empty_layer()]
-        spec = specs.build(st.config, cmd=args, entrypoint="", env=arg_env, layers=dirs,
-                           network=network or "none", remove=True, hostname="buildkitsandbox")
+        spec = specs.build(st.config, cmd=args, entrypoint="", env=arg_env, layers=dirs, network=network,
+                           volumes=mounts.volumes, tmpfs=mounts.tmpfs, remove=True, hostname="buildkitsandbox")
         container = Container(spec, self.root)
         container.create()
         try:
@@ -255,7 +272,7 @@ class Builder:
             os.mkdir(os.path.join(container.dir, "upper"))  # delete() expects it
         finally:
             container.delete()
-        _drop_stubs(upper, View(dirs))
+        _drop_stubs(upper, View(dirs), mounts.targets)
         return upper
 
     def empty_layer(self):
@@ -338,11 +355,7 @@ class Builder:
     def source_tree(self, st, ins, values, built, where):
         """Where COPY reads: --from's stage or image, heredocs, or the context."""
         if values.get("from"):
-            name = values["from"]
-            for i, other in built.items():
-                if self.plan.stages[i].name == name.lower() or str(i) == name:
-                    return View(other.dirs)
-            return View([self.store.layer_dir(d) for d in self.image(name, where)["layers"]])
+            return self.tree_of(values["from"], built, where)
         if ins.heredocs:
             files = os.path.join(tempfile.mkdtemp(prefix="heredoc-", dir=self.tmp), "ctx")
             os.mkdir(files)
@@ -351,6 +364,15 @@ class Builder:
                     f.write(self.expand(st, doc.content) if doc.expand else doc.content)
             return Context(files, rules=Ignore())
         return self.context
+
+    def tree_of(self, name, built, where):
+        """The files ``--from=NAME`` names: a built stage's, an image's, or (None) the context."""
+        if name is None:
+            return self.context
+        for i, other in built.items():
+            if self.plan.stages[i].name == name.lower() or str(i) == name:
+                return View(other.dirs)
+        return View([self.store.layer_dir(d) for d in self.image(name, where)["layers"]])
 
     # -- layers and the cache -------------------------------------------------
 
@@ -576,19 +598,23 @@ def _is_empty_tar(layout, desc) -> bool:
         return not f.read(512).strip(b"\0")
 
 
-def _drop_stubs(upper, below):
+def _drop_stubs(upper, below, targets=()):
     """Remove what the runtime made only to mount on (an empty /etc/hosts, a
-    /proc the image lacked) and the directories copied up only to hold those:
-    they are no part of what RUN changed."""
-    for rel in _STUBS:
+    /proc the image lacked, RUN --mount's targets) and the directories copied
+    up only to hold those: they are no part of what RUN changed."""
+    for rel in _STUBS + tuple(t.lstrip("/") for t in targets):
         path = os.path.join(upper, rel)
         if os.path.isfile(path) and not os.path.islink(path) and os.path.getsize(path) == 0 \
                 and below.find(rel) is None:
             os.unlink(path)
-    for rel in _MOUNT_DIRS:
+    dirs = set(_MOUNT_DIRS)
+    for target in targets:  # a target's parents too, deepest first
+        parts = target.strip("/").split("/")
+        dirs.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+    for rel in sorted(dirs, key=lambda d: -d.count("/")):
         path = os.path.join(upper, rel)
         try:
-            if os.listdir(path) or os.path.islink(path):
+            if os.path.islink(path) or os.listdir(path):
                 continue
         except (FileNotFoundError, NotADirectoryError):
             continue
@@ -600,6 +626,15 @@ def _drop_stubs(upper, below):
 
 def _opaque(path):
     return any(key.endswith("overlay.opaque") for key in os.listxattr(path))
+
+
+def _run_network(flag, default, where):
+    """RUN --network=default|none|host; default: the build's --network (none)."""
+    if flag in (None, "default"):
+        return default or "none"
+    if flag not in ("none", "host"):
+        raise BuildError(f"{where}: RUN --network={flag}: want default, none or host")
+    return flag
 
 
 def _ports(text, where):

@@ -115,7 +115,7 @@ COPY --from=build /out /app/out
 
 
 def test_build_args_reach_run_and_not_the_image(minirt, tmp_path):
-    dockerfile = "ARG BASE=busybox\nFROM $BASE\nARG WHO=nobody\nARG UNSET\nRUN echo \"$WHO\" > /who\n"
+    dockerfile = "ARG BASE=busybox\nFROM --platform=$BUILDPLATFORM $BASE\nARG WHO=nobody\nARG UNSET\nRUN echo \"$WHO\" > /who\n"
     ctx = context(tmp_path / "args", dockerfile)
     ok(minirt("build", "--build-arg", "WHO=alice", "-t", "a", ctx))
     out = ok(minirt("run", "--rm", "a", "sh", "-c", "cat /who; echo \"[$WHO]\""))
@@ -163,6 +163,8 @@ def test_a_failing_run_names_the_step_the_command_and_the_code(minirt, tmp_path)
     ("FROM nosuch.invalid:5000/x\n", "Dockerfile:1: FROM nosuch.invalid:5000/x:"),
     ("FROM busybox\nSHELL /bin/bash -c\n", "Dockerfile:2: SHELL requires the arguments to be in JSON form"),
     ("FROM busybox\nEXPOSE 80/xyz\n", "Dockerfile:2: invalid port '80/xyz'"),
+    ("FROM --platform=linux/arm64 busybox\n", "Dockerfile:1: FROM --platform=linux/arm64 busybox: the image is linux/amd64"),
+    ("FROM --platform=linux busybox\n", "Dockerfile:1: invalid platform 'linux'"),
 ])
 def test_broken_dockerfiles_are_one_line_with_the_line(minirt, tmp_path, dockerfile, message):
     ctx = context(tmp_path / "bad", dockerfile, a="a", b="b")
@@ -280,3 +282,43 @@ def test_add_refuses_an_archive_that_climbs_out(minirt, tmp_path):
     r = minirt("build", str(ctx))
     assert r.returncode == 125 and r.stderr.splitlines()[-1].startswith("minirt: Dockerfile:2: ADD evil.tar")
     assert not (tmp_path / "escaped").exists()
+
+
+def test_run_mounts_are_seen_by_the_step_and_kept_out_of_the_layer(minirt, tmp_path):
+    dockerfile = """\
+FROM busybox
+RUN --mount=type=bind,source=src,target=/src cat /src/a.txt > /from-bind
+RUN --mount=type=cache,target=/cache,id=c1 sh -c 'echo run >> /cache/log; wc -l < /cache/log > /cache-count'
+RUN --mount=type=tmpfs,target=/scratch sh -c 'echo x > /scratch/f && grep -c " /scratch tmpfs" /proc/mounts > /tmpfs'
+RUN --mount=type=bind,source=src,target=/src,rw sh -c 'echo changed > /src/a.txt'
+"""
+    ctx = context(tmp_path / "mounts", dockerfile, **{"src/a.txt": "from the context\n"})
+    ok(minirt("build", "-t", "mounted", ctx))
+    check = "cat /from-bind /cache-count /tmpfs; ls -d /src /cache /scratch 2>&1; true"
+    out = ok(minirt("run", "--rm", "mounted", "sh", "-c", check)).stdout.splitlines()
+    assert out[:3] == ["from the context", "1", "1"] and all("No such file" in line for line in out[3:])
+    assert (tmp_path / "mounts" / "src" / "a.txt").read_text() == "from the context\n"  # rw: a private copy
+    ok(minirt("build", "--no-cache", "-t", "mounted", ctx))  # the cache mount outlives the build
+    assert ok(minirt("run", "--rm", "mounted", "cat", "/cache-count")).stdout == "2\n"
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--mount=type=secret,target=/s", "--mount=type=secret: minirt build has no --secret"),
+    ("--mount=type=bind", "--mount=type=bind: a mount needs target=PATH"),
+    ("--mount=type=bind,target=/x,source=nope", "--mount=type=bind,target=/x,source=nope: /nope: no such file"),
+    ("--mount=type=volume,target=/x", "--mount=type=volume,target=/x: unknown mount type 'volume'"),
+    ("--mount=type=bind,target=/x,colour=red", "--mount=type=bind,target=/x,colour=red: unknown option 'colour'"),
+    ("--network=bridge", "RUN --network=bridge: want default, none or host"),
+    ("--security=insecure", "RUN --security=insecure: only sandbox"),
+])
+def test_bad_run_flags_are_one_line(minirt, tmp_path, flag, message):
+    ctx = context(tmp_path / "badrun", f"FROM busybox\nRUN {flag} true\n")
+    r = minirt("build", ctx)
+    assert r.returncode == 125 and f"Dockerfile:2: {message}" in r.stderr.splitlines()[-1], r.stderr
+
+
+def test_onbuild_triggers_run_in_the_child_build(minirt, tmp_path):
+    ok(minirt("build", "-t", "parent", context(tmp_path / "p", "FROM busybox\nONBUILD RUN echo triggered > /t\n")))
+    assert "/t" not in ok(minirt("run", "--rm", "parent", "ls", "/")).stdout.split()
+    ok(minirt("build", "-t", "child", context(tmp_path / "c", "FROM parent\nRUN cat /t > /seen\n")))
+    assert ok(minirt("run", "--rm", "child", "cat", "/seen")).stdout == "triggered\n"
