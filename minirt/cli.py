@@ -663,6 +663,16 @@ def cmd_image_history(args):
     return 0
 
 
+def cmd_builder_prune(args):
+    from minirt.runtime import prune
+
+    done, freed = prune.prune_build_cache(_root(args))
+    for line in done:
+        print(line)
+    print(f"Total reclaimed space: {_human(freed)}")
+    return 0
+
+
 def cmd_image_prune(args):
     from minirt.runtime import prune
 

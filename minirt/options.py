@@ -264,6 +264,12 @@ def _managing():
                 switch("--no-trunc", help="full ids")]),
             Command("rm", "remove networks", args=[("names", "NAME", "some")]),
         ]),
+        Command("builder", "the build cache (prune)", actions=[
+            Command("prune", "forget every cached build step and empty the cache mounts",
+                    target="builder_prune", flags=[
+                        switch("-a", "--all", help="accepted as docker's: minirt's prune takes all of it"),
+                        switch("-f", "--force", help="accepted as docker's; minirt's prune never asks")]),
+        ]),
         Command("system", "system-wide commands (prune)", actions=[
             Command("prune", "remove stopped containers, unused networks and unused layers", flags=[
                 switch("-f", "--force", help="accepted as docker's; minirt's prune never asks")]),

@@ -105,6 +105,7 @@ class Builder:
     def build(self, tags=()) -> str:
         """Build the target stage; its image id.  The image is in the catalog under ``tags``."""
         work = tempfile.mkdtemp(prefix="build-", dir=_private(os.path.join(self.root, "build-tmp")))
+        held = states.hold(work)  # prune takes the working directories of dead builds only
         try:
             self.layout = Layout(os.path.join(work, "layout"))
             self.tmp = work
@@ -115,6 +116,7 @@ class Builder:
             return self.commit(final, tags)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+            os.close(held)
             if self.leased:
                 release(self.lease)
 

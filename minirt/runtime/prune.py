@@ -61,6 +61,7 @@ def prune(root):
             done.append(f"Deleted cgroup /{parent.strip('/')}")
     for name in half_removed:
         state.remove_tree(os.path.join(containers, name))
+    done += _build_leftovers(root)
     done += network.prune(root, running)  # addresses, ports, links; unused networks
     done += [f"Deleted layer {d[:19]}" for d in store.remove_unused(root, lambda: _layers_in_use(root))]
     return done
@@ -88,6 +89,50 @@ def prune_images(root, everything=False):
         sizes[entry["id"]] = entry.get("config_size") or 0
     deleted = store.remove_unused(root, lambda: _layers_in_use(root))
     return done, sum(size for digest, size in sizes.items() if digest in deleted)
+
+
+def prune_build_cache(root):
+    """``minirt builder prune``: forget every cached build step and empty the
+    cache mounts (RUN --mount=type=cache); the layers only the cache used go
+    with the next image or system prune.  Returns (lines, bytes freed)."""
+    cache = os.path.join(root, "build-cache")
+    freed, steps = 0, 0
+    for name in _listdir(cache):
+        path = os.path.join(cache, name)
+        if name.endswith(".json"):
+            freed += os.path.getsize(path)
+            os.unlink(path)
+            steps += 1
+    done = [f"Deleted {steps} cached build steps"] if steps else []
+    mounts = os.path.join(cache, "mounts")
+    for name in _listdir(mounts):
+        freed += _size(os.path.join(mounts, name))
+        state.remove_tree(os.path.join(mounts, name))
+        done.append(f"Deleted cache mount {name[:12]}")
+    return done + _build_leftovers(root), freed
+
+
+def _build_leftovers(root):
+    """Working directories of builds that died (a live build holds its own)."""
+    done, tmp = [], os.path.join(root, "build-tmp")
+    for name in _listdir(tmp):
+        busy = _hold(os.path.join(tmp, name))
+        if busy is not None:
+            state.remove_tree(os.path.join(tmp, name))
+            os.close(busy)
+            done.append(f"Deleted build leftovers {name}")
+    return done
+
+
+def _size(path):
+    total = 0
+    for top, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(top, f)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def _hold(directory, wait=False):

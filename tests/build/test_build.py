@@ -322,3 +322,18 @@ def test_onbuild_triggers_run_in_the_child_build(minirt, tmp_path):
     assert "/t" not in ok(minirt("run", "--rm", "parent", "ls", "/")).stdout.split()
     ok(minirt("build", "-t", "child", context(tmp_path / "c", "FROM parent\nRUN cat /t > /seen\n")))
     assert ok(minirt("run", "--rm", "child", "cat", "/seen")).stdout == "triggered\n"
+
+
+def test_builder_prune_forgets_the_cache_and_prune_takes_dead_builds_leftovers(minirt, tmp_path):
+    dockerfile = "FROM busybox\nRUN --mount=type=cache,target=/c sh -c 'echo x >> /c/n; wc -l < /c/n > /count'\n"
+    ctx = context(tmp_path / "prune", dockerfile)
+    ok(minirt("build", "-t", "p", ctx))
+    out = ok(minirt("builder", "prune", "-f")).stdout
+    assert "Deleted 1 cached build steps" in out and "Deleted cache mount" in out and "Total reclaimed space" in out
+    r = ok(minirt("build", "-t", "p", ctx))
+    assert steps(r.stderr, "CACHED") == [] and ok(minirt("run", "--rm", "p", "cat", "/count")).stdout == "1\n"
+    root = tmp_path / "root"
+    (root / "build-tmp" / "build-dead").mkdir(parents=True)  # as a killed build leaves it
+    (root / "build-tmp" / "build-dead" / "upper-3").mkdir()
+    assert "Deleted build leftovers build-dead" in ok(minirt("system", "prune")).stdout
+    assert os.listdir(root / "build-tmp") == []
