@@ -47,6 +47,7 @@ from minirt.image.store import blob_path, release
 from minirt.image.write import Layout
 from minirt.runtime import state as states
 from minirt.runtime.images import Catalog
+from minirt.runtime.userns import rootless_maps
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 _STUBS = ("etc/hostname", "etc/hosts", "etc/resolv.conf")  # bind-mount targets the runtime creates
@@ -93,6 +94,7 @@ class Builder:
         self.no_cache, self.network, self.out = no_cache, network, out
         self.epoch = epoch
         self.platform = platform
+        self.maps = rootless_maps() if os.geteuid() != 0 else None
         self.store = Store(root)
         self.catalog = Catalog(root)
         self.cache_dir = os.path.join(root, "build-cache")
@@ -180,6 +182,9 @@ class Builder:
             raise BuildError(f"{where}: {ref}: its layers are not all in the store; load or pull it again")
         return entry
 
+    def view(self, dirs) -> View:
+        return View(dirs, rootless=self.store.rootless)
+
     def hold(self, diff_ids):
         """Keep prune off layers this build uses (one lease, renewed as it grows)."""
         if self.leased:
@@ -242,7 +247,7 @@ class Builder:
         if not args:
             raise BuildError(f"{where}: RUN needs a command")
         upper = self.execute(st, args, arg_env, network, mounts, where, prefix)
-        self.add_layer(st, key, upper, f"RUN {_show_args(args)}")
+        self.add_layer(st, key, upper, f"RUN {_show_args(args)}", ids=self.inside_ids())
         return False
 
     def execute(self, st, args, arg_env, network, mounts, where, prefix) -> str:
@@ -250,8 +255,12 @@ class Builder:
         from minirt.runtime.container import Container
 
         dirs = st.dirs or [self.store.layer_dir(d) for d in self.empty_layer()]
+        userns = {}
+        if self.maps:  # without root: in a user namespace, as rootless minirt run
+            userns = dict(uid_map=self.maps[0], gid_map=self.maps[1], namespaces=specs.NAMESPACES + ("user",))
         spec = specs.build(st.config, cmd=args, entrypoint="", env=arg_env, layers=dirs, network=network,
-                           volumes=mounts.volumes, tmpfs=mounts.tmpfs, remove=True, hostname="buildkitsandbox")
+                           volumes=mounts.volumes, tmpfs=mounts.tmpfs, remove=True, hostname="buildkitsandbox",
+                           **userns)
         container = Container(spec, self.root)
         container.create()
         try:
@@ -274,8 +283,21 @@ class Builder:
             os.mkdir(os.path.join(container.dir, "upper"))  # delete() expects it
         finally:
             container.delete()
-        _drop_stubs(upper, View(dirs), mounts.targets)
+        _drop_stubs(upper, self.view(dirs), mounts.targets)
         return upper
+
+    def inside_ids(self):
+        """How a RUN's files, owned by host ids, are owned in the container (rootless)."""
+        if not self.maps:
+            return None
+        uid_map, gid_map = self.maps
+
+        def inside(ranges, host):
+            for start, outside, count in ranges:
+                if outside <= host < outside + count:
+                    return start + host - outside
+            return 65534  # the overflow id: unmapped on the host
+        return lambda path, st: (inside(uid_map, st.st_uid), inside(gid_map, st.st_gid))
 
     def empty_layer(self):
         from minirt.image.store import EMPTY_LAYER
@@ -302,7 +324,7 @@ class Builder:
                 sources.append(self.download(pattern, values.get("checksum"), where))
             else:
                 sources += [(tree, rel) for rel in copying.select(tree, pattern, where)]
-        owner = copying.parse_chown(values["chown"], View(st.dirs), where) if values.get("chown") else None
+        owner = copying.parse_chown(values["chown"], self.view(st.dirs), where) if values.get("chown") else None
         mode = copying.parse_chmod(values["chmod"], where) if values.get("chmod") else None
         key = _key(st.key, keyword, json.dumps([dest, owner, mode, st.config.get("WorkingDir")]),
                    copying.content_key(sources))
@@ -310,9 +332,9 @@ class Builder:
             return True
         out = tempfile.mkdtemp(prefix="copy-", dir=self.tmp)
         unpack = self.unpacker(where) if keyword == "ADD" else None
-        copying.write(out, sources, dest, base=View(st.dirs), workdir=st.config.get("WorkingDir") or "/",
-                      owner=owner, mode=mode, where=where, keyword=keyword, unpack=unpack)
-        self.add_layer(st, key, out, _show(ins))
+        owners = copying.write(out, sources, dest, base=self.view(st.dirs), workdir=st.config.get("WorkingDir") or "/",
+                               owner=owner, mode=mode, where=where, keyword=keyword, unpack=unpack)
+        self.add_layer(st, key, out, _show(ins), ids=lambda path, _st: owners.get(path, (0, 0)))
         return False
 
     def unpacker(self, where):
@@ -373,14 +395,15 @@ class Builder:
             return self.context
         for i, other in built.items():
             if self.plan.stages[i].name == name.lower() or str(i) == name:
-                return View(other.dirs)
-        return View([self.store.layer_dir(d) for d in self.image(name, where)["layers"]])
+                return self.view(other.dirs)
+        return self.view([self.store.layer_dir(d) for d in self.image(name, where)["layers"]])
 
     # -- layers and the cache -------------------------------------------------
 
-    def add_layer(self, st, key, tree, created_by):
-        """Tar ``tree`` into a new layer on top of ``st``, keep it in the store and the cache."""
-        desc, diff_id = self.layout.add_layer(tree, "gzip", clamp=self.epoch)
+    def add_layer(self, st, key, tree, created_by, ids=None):
+        """Tar ``tree`` into a new layer on top of ``st``, keep it in the store and the
+        cache; ``ids(path, stat)``: the owners, where the disk does not hold them."""
+        desc, diff_id = self.layout.add_layer(tree, "gzip", clamp=self.epoch, ids=ids)
         if _is_empty_tar(self.layout, desc):
             self.history(st, created_by, empty=True)  # nothing changed: no layer, as BuildKit
             st.key = key

@@ -17,7 +17,9 @@ Docker's rules, in order:
   are followed inside the image (``/bin -> usr/bin`` images);
 - new files belong to 0:0 unless ``--chown`` (names from the image's
   /etc/passwd and /etc/group) says otherwise; ``--chmod`` sets their mode;
-  modes, times, hard links and xattrs come with them;
+  modes, times, hard links and xattrs come with them.  Owners are not set on
+  the disk (a build without root could not): ``write`` returns them, and the
+  layer's tar takes them from there;
 - directories created on the way take the image's owner and mode when the
   image already has them.
 
@@ -84,11 +86,12 @@ def content_key(sources: list) -> str:
 
 
 def write(out: str, sources: list, dest: str, *, base, workdir: str, owner=None, mode=None,
-          where: str, keyword: str = "COPY", unpack=None) -> None:
+          where: str, keyword: str = "COPY", unpack=None) -> dict:
     """Copy ``sources`` ((tree, path) pairs) to ``dest`` into the layer
     directory ``out``; ``base`` is the image's ``view.View`` before this instruction.
     ``unpack(host path) -> directory or None``: ADD's local archives, whose
-    contents are copied instead (owners as the archive says)."""
+    contents are copied instead (owners as the archive says).  Returns each
+    written path's (uid, gid)."""
     as_dir = dest.endswith("/") or dest in (".", "..") or dest.endswith(("/.", "/.."))
     dest = posixpath.join(workdir or "/", dest)
     if len(sources) > 1 and not as_dir:
@@ -115,6 +118,7 @@ def write(out: str, sources: list, dest: str, *, base, workdir: str, owner=None,
             copier.parents(posixpath.dirname(name))
             copier.entry(path, st, name)
     copier.finish()
+    return copier.owners
 
 
 def _walk(tree, source):
@@ -136,6 +140,7 @@ class _Copier:
     def __init__(self, out, base, owner, mode):
         self.out, self.base, self.owner, self.mode = out, base, owner, mode
         self.keep_owner = False  # an archive's files keep the owners it gives them
+        self.owners = {}       # host path -> (uid, gid) in the layer
         self.links = {}        # (dev, inode) -> the first copy's host path: hard links stay links
         self.dir_times = []    # set last: writing into a directory changes its mtime
 
@@ -156,10 +161,10 @@ class _Copier:
             os.mkdir(host)
             if old is None:
                 os.chmod(host, 0o755)
-                self.chown(host, 0, 0)
+                self.owners[host] = self.owner or (0, 0)
             else:
                 os.chmod(host, stat.S_IMODE(old.st_mode))
-                os.chown(host, old.st_uid, old.st_gid, follow_symlinks=False)
+                self.owners[host] = self.base.owner(old)
                 self.dir_times.append((host, old))
 
     def directory_contents(self, tree, source: str, target: str) -> None:
@@ -196,8 +201,8 @@ class _Copier:
             os.mknod(host, st.st_mode, st.st_rdev)
         else:
             return  # a socket: nothing a layer can hold
-        uid, gid = self.owner or ((st.st_uid, st.st_gid) if self.keep_owner else (0, 0))
-        self.chown(host, uid, gid)
+        kept = (st.st_uid, st.st_gid) if os.geteuid() == 0 else (0, 0)  # (rootless, the unpacker could not chown)
+        self.owners[host] = self.owner or (kept if self.keep_owner else (0, 0))
         if kind != stat.S_IFLNK:
             os.chmod(host, self.mode if self.mode is not None else stat.S_IMODE(st.st_mode))
             _copy_xattrs(path, host)
@@ -205,10 +210,6 @@ class _Copier:
                 os.utime(host, ns=(st.st_atime_ns, st.st_mtime_ns))
         else:
             os.utime(host, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-
-    @staticmethod
-    def chown(host, uid, gid):
-        os.chown(host, uid, gid, follow_symlinks=False)
 
     def finish(self):
         for host, st in reversed(self.dir_times):

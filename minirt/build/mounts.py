@@ -120,6 +120,10 @@ class _Empty:
     """A base image with nothing in it (a bind's private copy stands alone)."""
 
     @staticmethod
+    def owner(st):
+        return st.st_uid, st.st_gid
+
+    @staticmethod
     def lstat(rel):
         return None
 

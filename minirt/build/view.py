@@ -24,10 +24,17 @@ _MAX_LINKS = 40  # as the kernel's path walk
 
 
 class View:
-    """The merged tree of ``layers`` (directories, bottom first)."""
+    """The merged tree of ``layers`` (directories, bottom first); ``rootless``:
+    they belong to a rootless store, whose files are all the user's (root's,
+    in the container)."""
 
-    def __init__(self, layers):
+    def __init__(self, layers, rootless=False):
         self.layers = list(layers)
+        self.rootless = rootless
+
+    def owner(self, st) -> tuple:
+        """The (uid, gid) a file with lstat ``st`` has in the image."""
+        return (0, 0) if self.rootless else (st.st_uid, st.st_gid)
 
     def find(self, rel: str):
         """The host path holding ``rel`` (relative to the tree's root, no

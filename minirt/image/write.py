@@ -43,22 +43,23 @@ EPOCH = "1970-01-01T00:00:00Z"
 # --- step 1: a tree becomes a layer ------------------------------------------------
 
 def tar_tree(root: str | os.PathLike, out, *, mtime: int | None = None,
-             owner: tuple[int, int] | None = None, clamp: int | None = None) -> None:
+             owner: tuple[int, int] | None = None, clamp: int | None = None, ids=None) -> None:
     """Write the tree under ``root`` to the file ``out`` as a layer tar.
 
     ``mtime`` replaces every timestamp, ``owner`` every uid/gid; ``clamp``
     lowers later timestamps to it (SOURCE_DATE_EPOCH: a rebuild on another
-    day gives the same bytes).  overlayfs
+    day gives the same bytes); ``ids(path, stat)`` gives each file's (uid, gid)
+    when the disk cannot say (a build without root).  overlayfs
     whiteouts in the tree (0/0 character devices, opaque xattrs) are written
     as the OCI ``.wh.`` members they stand for, so an overlay's upper
     directory becomes a proper layer.
     """
     root = os.fspath(root)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        _tar_dir(tar, root, "", mtime, owner, clamp)
+        _tar_dir(tar, root, "", mtime, owner, clamp, ids)
 
 
-def _tar_dir(tar: tarfile.TarFile, root: str, rel: str, mtime, owner, clamp=None) -> None:
+def _tar_dir(tar: tarfile.TarFile, root: str, rel: str, mtime, owner, clamp=None, ids=None) -> None:
     path = os.path.join(root, rel) if rel else root
     for name in sorted(os.listdir(path)):
         arc = f"{rel}/{name}" if rel else name
@@ -78,6 +79,8 @@ def _tar_dir(tar: tarfile.TarFile, root: str, rel: str, mtime, owner, clamp=None
         ti.mtime = when
         if owner is not None:
             ti.uid, ti.gid = owner
+        elif ids is not None:
+            ti.uid, ti.gid = ids(full, st)
         opaque = False
         for key in os.listxattr(full, follow_symlinks=False):
             value = os.getxattr(full, key, follow_symlinks=False)
@@ -95,7 +98,7 @@ def _tar_dir(tar: tarfile.TarFile, root: str, rel: str, mtime, owner, clamp=None
                 o = tarfile.TarInfo(arc + "/.wh..wh..opq")
                 o.mtime = ti.mtime
                 tar.addfile(o)
-            _tar_dir(tar, root, arc, mtime, owner, clamp)
+            _tar_dir(tar, root, arc, mtime, owner, clamp, ids)
 
 
 def _whiteout(arc: str) -> str:
@@ -142,7 +145,7 @@ class Layout:
         return self.add_blob(json.dumps(obj, indent=None, separators=(",", ":")).encode(), media_type)
 
     def add_layer(self, source, compression: str | None = None, *, mtime: int | None = None,
-                  owner: tuple[int, int] | None = None, clamp: int | None = None) -> tuple[dict, str]:
+                  owner: tuple[int, int] | None = None, clamp: int | None = None, ids=None) -> tuple[dict, str]:
         """Add a layer from a directory tree, or from the bytes of a tar.
 
         Returns the layer's descriptor and its diff_id.
@@ -165,7 +168,7 @@ class Layout:
                 if isinstance(source, (bytes, bytearray)):
                     tar.write(source)
                 else:
-                    tar_tree(source, tar, mtime=mtime, owner=owner, clamp=clamp)
+                    tar_tree(source, tar, mtime=mtime, owner=owner, clamp=clamp, ids=ids)
                 if z is not None:
                     z.close()
             os.rename(tmp, self.blobs / blob.digest[7:])

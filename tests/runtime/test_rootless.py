@@ -58,6 +58,38 @@ def test_rootless_run_as_nobody(home, nobody):
     assert os.stat(os.path.join(root, "layers", "rootless")).st_uid == NOBODY
 
 
+def test_rootless_build_as_nobody(home, nobody):
+    """minirt build without root: RUN in a user namespace, COPY's owners in the
+    layer's tar though the rootless store cannot hold them."""
+    import tarfile
+
+    from minirt.image import open_image
+
+    ctx = os.path.join(home, "ctx")
+    os.makedirs(os.path.join(ctx, "src"))
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write("FROM busybox\nRUN echo made > /made && rm /bin/vi\nCOPY --chown=1:2 src/ /src/\n")
+    with open(os.path.join(ctx, "src", "a"), "w") as f:
+        f.write("copied\n")
+    for top, dirs, files in os.walk(ctx):
+        for name in dirs + files:
+            os.chmod(os.path.join(top, name), 0o755 if name in dirs else 0o644)
+    os.chmod(ctx, 0o755)
+    assert nobody("load", "-i", image(home), "-t", "busybox").returncode == 0
+    r = nobody("build", "-t", "rootless-built", ctx, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = nobody("run", "--rm", "rootless-built", "sh", "-c", "cat /made /src/a; ls /bin/vi 2>&1; true")
+    assert r.stdout.decode().splitlines() == ["made", "copied", "ls: /bin/vi: No such file or directory"]
+    archive = os.path.join(home, "built.tar")
+    assert nobody("save", "-o", archive, "rootless-built").returncode == 0
+    members = {}
+    with open_image(archive) as img:
+        for layer in img.layers[1:]:
+            with img.open_layer(layer) as blob, tarfile.open(fileobj=blob, mode="r|gz") as tar:
+                members.update({m.name: (m.uid, m.gid) for m in tar})
+    assert members == {"made": (0, 0), "bin": (0, 0), "bin/.wh.vi": (0, 0), "src": (1, 2), "src/a": (1, 2)}
+
+
 def test_rootless_state_is_under_the_root_given_and_no_cgroup_is_made(home, host, nobody):
     r = nobody("run", image(home), "cat", "/proc/self/cgroup")
     assert r.returncode == 0, r.stderr
