@@ -24,12 +24,15 @@ image digest on any day.
 """
 
 import hashlib
+import itertools
 import json
 import os
 import posixpath
 import shutil
 import tempfile
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from minirt import spec as specs
 from minirt.build import copy as copying
@@ -98,7 +101,8 @@ class Builder:
         self.store = Store(root)
         self.catalog = Catalog(root)
         self.cache_dir = os.path.join(root, "build-cache")
-        self.steps = 0
+        self.steps = itertools.count(1)  # step numbers, as BuildKit's #N
+        self.lock = threading.Lock()      # stages build in threads: output and the lease are shared
         self.lease = f"build-{os.getpid()}-{os.urandom(4).hex()}"
         self.leased = []
 
@@ -111,21 +115,43 @@ class Builder:
         try:
             self.layout = Layout(os.path.join(work, "layout"))
             self.tmp = work
-            built = {}
-            for stage in self.plan.needed():
-                built[stage.index] = self.stage(stage, built)
-            final = built[self.plan.target.index]
-            return self.commit(final, tags)
+            built = self.stages()
+            return self.commit(built[self.plan.target.index], tags)
         finally:
             shutil.rmtree(work, ignore_errors=True)
             os.close(held)
             if self.leased:
                 release(self.lease)
 
+    def stages(self) -> dict:
+        """Build the stages the target needs: each as soon as the stages it
+        uses are built, independent ones at the same time (a RUN mostly waits
+        on its container: at least two at once, more with more cores)."""
+        waiting = {s.index: s for s in self.plan.needed()}
+        built, running = {}, {}
+        with ThreadPoolExecutor(max(1, min(len(waiting), max(2, os.cpu_count() or 1)))) as pool:
+            while waiting or running:
+                for index, stage in list(waiting.items()):
+                    if stage.needs <= built.keys():
+                        running[pool.submit(self.stage, stage, dict(built))] = stage
+                        del waiting[index]
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    stage = running.pop(future)
+                    if future.exception() is not None:
+                        waiting.clear()  # start nothing more; those running finish first
+                        for other in running:
+                            other.cancel()
+                        wait(running)
+                        raise future.exception()
+                    built[stage.index] = future.result()
+        return built
+
     def say(self, line: str):
         if self.out is not None:
-            self.out.write(line + "\n")
-            self.out.flush()
+            with self.lock:
+                self.out.write(line + "\n")
+                self.out.flush()
 
     def stage(self, stage, built) -> _State:
         body = list(stage.body)
@@ -134,11 +160,9 @@ class Builder:
         triggers = [parse(t, f"{self.name} (ONBUILD of {stage.base})").instructions[0]
                     for t in base.config.pop("OnBuild", None) or []]
         total = len(body) + len(triggers) + 1
-        self.steps += 1
-        self.say(f"#{self.steps} [{label} 1/{total}] FROM {stage.base}")
+        self.say(f"#{next(self.steps)} [{label} 1/{total}] FROM {stage.base}")
         for number, ins in enumerate(triggers + body, 2):
-            self.steps += 1
-            self.step(base, ins, built, f"#{self.steps} [{label} {number}/{total}]")
+            self.step(base, ins, built, f"#{next(self.steps)} [{label} {number}/{total}]")
         return base
 
     def base(self, stage, built) -> _State:
@@ -187,10 +211,11 @@ class Builder:
 
     def hold(self, diff_ids):
         """Keep prune off layers this build uses (one lease, renewed as it grows)."""
-        if self.leased:
-            release(self.lease)
-        self.leased += diff_ids
-        self.store.lease(self.lease, self.leased)
+        with self.lock:
+            if self.leased:
+                release(self.lease)
+            self.leased += diff_ids
+            self.store.lease(self.lease, self.leased)
 
     # -- one instruction ------------------------------------------------------
 
@@ -278,7 +303,7 @@ class Builder:
             code = container.wait()
             if code != 0:
                 raise BuildError(f"{where}: RUN {_show_args(args)}: exit code {code}")
-            upper = os.path.join(self.tmp, f"upper-{self.steps}")
+            upper = os.path.join(tempfile.mkdtemp(prefix="run-", dir=self.tmp), "upper")
             os.rename(os.path.join(container.dir, "upper"), upper)
             os.mkdir(os.path.join(container.dir, "upper"))  # delete() expects it
         finally:
@@ -477,10 +502,10 @@ class Builder:
         mdesc = self.layout.add_json(manifest, manifest["mediaType"])
         self.layout.write_index([mdesc])
         image_id, names = self.catalog.load(str(self.layout.path), self.store, tags)
-        self.steps += 1
-        self.say(f"#{self.steps} writing image {image_id} done")
+        number = next(self.steps)
+        self.say(f"#{number} writing image {image_id} done")
         for name in names:
-            self.say(f"#{self.steps} naming to {name} done")
+            self.say(f"#{number} naming to {name} done")
         return image_id
 
     # -- instructions that change only the config -----------------------------

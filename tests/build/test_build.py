@@ -337,3 +337,27 @@ def test_builder_prune_forgets_the_cache_and_prune_takes_dead_builds_leftovers(m
     (root / "build-tmp" / "build-dead" / "upper-3").mkdir()
     assert "Deleted build leftovers build-dead" in ok(minirt("system", "prune")).stdout
     assert os.listdir(root / "build-tmp") == []
+
+
+SYNC = "RUN --mount=type=cache,target=/sync,id=sync sh -c " \
+       "'touch /sync/{me}; for i in $(seq 100); do [ -e /sync/{other} ] && exit 0; sleep 0.1; done; exit 1'"
+
+
+def test_independent_stages_build_at_the_same_time(minirt, tmp_path):
+    """Each of two stages waits (10 s at most) for a file the other makes:
+    both succeed only if they run at once."""
+    dockerfile = "\n".join([
+        "FROM busybox AS left", SYNC.format(me="left", other="right"), "RUN echo L > /l",
+        "FROM busybox AS right", SYNC.format(me="right", other="left"), "RUN echo R > /r",
+        "FROM busybox", "COPY --from=left /l /", "COPY --from=right /r /", ""])
+    ok(minirt("build", "-t", "both", context(tmp_path / "par", dockerfile)))
+    assert ok(minirt("run", "--rm", "both", "cat", "/l", "/r")).stdout == "L\nR\n"
+
+
+def test_a_failing_stage_stops_the_build_and_its_sibling_finishes_cleanly(minirt, tmp_path):
+    dockerfile = "FROM busybox AS bad\nRUN sleep 1; exit 4\nFROM busybox AS good\nRUN sleep 2\n" \
+                 "FROM busybox\nCOPY --from=bad / /bad\nCOPY --from=good / /good\n"
+    r = minirt("build", "-t", "never", context(tmp_path / "fails", dockerfile))
+    assert r.returncode == 125 and r.stderr.splitlines()[-1].endswith("exit code 4"), r.stderr
+    assert "never" not in ok(minirt("image", "ls")).stdout
+    assert ok(minirt("ps", "-a", "-q")).stdout == ""
