@@ -516,6 +516,7 @@ def cmd_tag(args):
 
 def cmd_build(args):
     from minirt.build.builder import Builder
+    from minirt.build.context import Input
     from minirt.runtime.images import check_name
 
     if args.progress not in ("auto", "plain", "quiet"):
@@ -531,47 +532,18 @@ def cmd_build(args):
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch is not None and not epoch.isdigit():
         raise SpecError(f"invalid SOURCE_DATE_EPOCH {epoch!r} (want seconds since 1970)")
-    context, text, name = _build_input(args)
     quiet = args.quiet or args.progress == "quiet"
-    image_id = Builder(_root(args), context, text, name=name, build_args=build_args, target=args.target,
-                       no_cache=args.no_cache, network=args.network, out=None if quiet else sys.stderr,
-                       epoch=int(epoch) if epoch is not None else None).build(tags)
+    with Input(args.context, args.file, sys.stdin.buffer) as given:
+        builder = Builder(_root(args), given.context, given.text, name=given.name, build_args=build_args,
+                          target=args.target, no_cache=args.no_cache, network=args.network,
+                          out=None if quiet else sys.stderr, epoch=int(epoch) if epoch is not None else None)
+        image_id = builder.build(tags)
     if args.iidfile:
         with open(args.iidfile, "w") as f:
             f.write(image_id)
     if quiet:
         print(image_id)
     return 0
-
-
-def _build_input(args):
-    """(context directory, Dockerfile text, its name for messages)."""
-    from minirt import bounded
-    from minirt.errors import BuildError
-
-    if args.context == "-":  # the Dockerfile on stdin, no context
-        return _empty_dir(), sys.stdin.read(), "Dockerfile"
-    if not os.path.isdir(args.context):
-        raise BuildError(f"unable to prepare context: {args.context}: not a directory")
-    if args.file == "-":
-        return args.context, sys.stdin.read(), "Dockerfile"
-    path = args.file or os.path.join(args.context, "Dockerfile")
-    if not os.path.isfile(path):
-        raise BuildError(f"unable to read the Dockerfile: {path}: no such file")
-    data = bounded.read(path, "Dockerfile", 16 * bounded.MiB, BuildError)
-    try:
-        return args.context, data.decode(), os.path.basename(path)
-    except UnicodeDecodeError:
-        raise BuildError(f"{path}: not UTF-8 text") from None
-
-
-def _empty_dir():
-    import atexit
-    import tempfile
-
-    path = tempfile.mkdtemp(prefix="minirt-context-")
-    atexit.register(os.rmdir, path)
-    return path
 
 
 def cmd_save(args):

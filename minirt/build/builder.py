@@ -88,7 +88,7 @@ class Builder:
     def __init__(self, root, context, dockerfile, *, name="Dockerfile", build_args=None, target=None,
                  no_cache=False, network=None, out=None, epoch=None, platform=None):
         self.root = root
-        self.context = Context(context)
+        self.context = context if isinstance(context, Context) else Context(context)
         self.name = name
         self.dockerfile = parse(dockerfile, name)
         self.build_args = dict(build_args or {})
@@ -116,6 +116,8 @@ class Builder:
             self.layout = Layout(os.path.join(work, "layout"))
             self.tmp = work
             built = self.stages()
+            if self.plan.unused_build_args:
+                self.say(f"[Warning] One or more build-args {self.plan.unused_build_args} were not consumed")
             return self.commit(built[self.plan.target.index], tags)
         finally:
             shutil.rmtree(work, ignore_errors=True)

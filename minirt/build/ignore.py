@@ -53,8 +53,11 @@ class Ignore:
 def read(context: str) -> Ignore:
     """The .dockerignore at the top of ``context``, if there is one."""
     path = os.path.join(context, ".dockerignore")
-    if not os.path.lexists(path):
-        return Ignore()
+    return read_file(path) if os.path.lexists(path) else Ignore()
+
+
+def read_file(path: str) -> Ignore:
+    """The patterns of one ignore file."""
     text = bounded.read(path, ".dockerignore", bounded.MiB, BuildError)
     try:
         lines = text.decode().removeprefix("\ufeff").splitlines()

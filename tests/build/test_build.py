@@ -189,6 +189,30 @@ def test_bad_command_lines_change_nothing(minirt, tmp_path, args, message):
     assert len(ok(minirt("image", "ls", "-q")).stdout.split()) == 1  # busybox alone
 
 
+def test_a_context_tar_on_stdin_and_a_dockerfile_s_own_ignore_file(minirt, tmp_path):
+    import io
+    import tarfile
+
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w:gz") as tar:
+        for name, text in [("build/Custom", "FROM busybox\nCOPY . /ctx/\n"), ("app.txt", "app\n")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text.encode()))
+    r = subprocess.run([sys.executable, "-m", "minirt", "--root", str(tmp_path / "root"), "build", "-f",
+                        "build/Custom", "-t", "from-tar", "--build-arg", "NOT_USED=1", "-"],
+                       input=data.getvalue(), capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert b"[Warning] One or more build-args ['NOT_USED'] were not consumed" in r.stderr
+    listed = ok(minirt("run", "--rm", "from-tar", "find", "/ctx", "-type", "f")).stdout.split()
+    assert sorted(listed) == ["/ctx/app.txt", "/ctx/build/Custom"]
+    ctx = context(tmp_path / "own", "FROM busybox\nCOPY . /ctx/\n", **{
+        ".dockerignore": "a.txt\n", "Dockerfile.dockerignore": "b.txt\n", "a.txt": "a", "b.txt": "b"})
+    ok(minirt("build", "-t", "own", ctx))
+    listed = ok(minirt("run", "--rm", "own", "find", "/ctx", "-type", "f")).stdout.split()
+    assert sorted(listed) == ["/ctx/.dockerignore", "/ctx/Dockerfile", "/ctx/Dockerfile.dockerignore", "/ctx/a.txt"]
+
+
 def test_a_dockerfile_from_stdin_and_the_iidfile(minirt, tmp_path):
     iid = tmp_path / "iid"
     r = ok(minirt("build", "-q", "--iidfile", str(iid), "-", input="FROM busybox\nLABEL a=b\n"))
