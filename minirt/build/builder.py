@@ -73,8 +73,8 @@ class _State:
         return self.image.setdefault("config", {})
 
     def copy(self) -> "_State":
-        twin = _State(json.loads(json.dumps(self.image)), self.layers, self.dirs, self.key)
-        return twin
+        """A later stage's start: this stage's image (not its ARGs)."""
+        return _State(json.loads(json.dumps(self.image)), self.layers, self.dirs, self.key)
 
     def env(self) -> dict:
         return dict(e.split("=", 1) for e in self.config.get("Env") or [] if "=" in e)
