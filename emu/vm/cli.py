@@ -6,6 +6,7 @@ definitions are ``manage.py``'s, running machines the host's (``host.py``,
 reached through ``control.py``).
 """
 
+import argparse
 import os
 import select
 import sys
@@ -17,10 +18,17 @@ from .store import LIVE, Home, VMError, default_home
 DETACH_HELP = "emu: attached to {name}'s console; Ctrl-A d detaches (the VM goes on), Ctrl-A Ctrl-A sends Ctrl-A\r\n"
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Bad flags, as all bad input, get one line (argparse would add its usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
 def add_arguments(parser, parse_size):
     """The `vm` command's subcommands, on `parser`."""
     parser.add_argument("--home", help="where VMs are kept (default $EMU_HOME or ~/.local/share/emu)")
-    sub = parser.add_subparsers(dest="vm_command", required=True)
+    sub = parser.add_subparsers(dest="vm_command", required=True, parser_class=OneLineParser)
 
     def command(name, func, help, vm=True):
         p = sub.add_parser(name, help=help)
