@@ -75,6 +75,7 @@ class Machine:
         # to wait on (emu/vm/host.py waits for all its machines at once).
         self.blocking = True
         self.waiting = None
+        self.exits = {}              # device name -> accesses (statistics, not machine state)
         self.next_poll = 0
         self.symbols = {}
         self.last_snapshot = None    # (path, crc) of the last snapshot saved or restored
@@ -180,6 +181,8 @@ class Machine:
         device = self.slots.get((addr - isa.MMIO_BASE) // WINDOW)
         if device is None:
             raise BusError(addr)
+        # A device access is what a hypervisor sees as an exit: counted (statistics only).
+        self.exits[device.name] = self.exits.get(device.name, 0) + 1
         return device, (addr - isa.MMIO_BASE) % WINDOW
 
     def mmio_read(self, addr, width):

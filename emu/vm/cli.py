@@ -205,9 +205,27 @@ def cmd_stats(home, args):
     try:
         stats = control.request(home, "stats")
     except VMError:
-        stats = {}
-    for name, s in stats.items():
+        print("no VM is running")
+        return 0
+    host, vms = stats["host"], stats["vms"]
+    # Overcommit, honestly: what the VMs were promised against what there is.
+    print(f"host process {host['pid']}: {host['cpus']} CPU (of the machine's {host['host_cpus']}) "
+          f"for {host['runnable']} runnable VM{'s' * (host['runnable'] != 1)}"
+          + (f", overcommitted {host['runnable']}:1" if host["runnable"] > 1 else ""))
+    print(f"guest memory: {_k(host['memory_defined'])} defined, {_k(host['memory_touched'])} touched; "
+          f"host memory available {_k(host['host_memory_available'])}"
+          + (" -- OVERCOMMITTED" if host["memory_defined"] > host["host_memory_available"] else ""))
+    print(f"{'NAME':<16} {'STATE':<8} {'INSTRUCTIONS':>13} {'MIPS':>7} {'CPU':>6} {'SHARE':>5} "
+          f"{'TOUCHED':>9} {'DISK R/W':>13}  TRAPS / EXITS")
+    for name, s in vms.items():
         cpu = s["cpu_time"] / s["wall_time"] if s["wall_time"] else 0
-        print(f"{name:<20} {s['instructions']:>12} instructions  {s['instructions_per_s'] / 1e6:7.3f} MIPS  "
-              f"cpu {cpu:6.1%}  share {s['share']}  touched {s['touched'] >> 10}K of {s['memory'] >> 10}K")
+        traps = ", ".join(f"{n} {cause}" for cause, n in s["traps"].items())
+        exits = ", ".join(f"{n} {device}" for device, n in s["exits"].items())
+        print(f"{name:<16} {s['state']:<8} {s['instructions']:>13} {s['instructions_per_s'] / 1e6:>7.3f} "
+              f"{cpu:>6.1%} {s['share']:>5} {_k(s['touched']):>9} "
+              f"{str(s['disk_reads']) + '/' + str(s['disk_writes']):>13}  {traps or '-'} / {exits or '-'}")
     return 0
+
+
+def _k(size):
+    return f"{size >> 10}K"

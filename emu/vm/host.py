@@ -33,10 +33,11 @@ import socket
 import sys
 import time
 
-from .. import snapshot
+from .. import isa, snapshot
 from ..devices.console import Console
 from ..devices.disk import DiskError
 from ..image import Image
+from ..isa import PAGE_SIZE
 from ..machine import Machine
 from ..qcow2 import ImageError
 from ..snapshot import SnapshotError
@@ -367,7 +368,16 @@ class Host:
         return snap
 
     def op_stats(self, sock):
-        return {name: self._stats(guest) for name, guest in self.guests.items()}
+        """Per VM what it got and used, and the host's side, overcommit
+        included: one host process is one CPU, however many VMs it runs."""
+        guests = {name: self._stats(guest) for name, guest in self.guests.items()}
+        memory = _meminfo()
+        return {"host": {"pid": os.getpid(), "cpus": 1, "host_cpus": os.cpu_count(),
+                         "runnable": sum(g.runnable() for g in self.guests.values()),
+                         "memory_defined": sum(g["memory"] for g in guests.values()),
+                         "memory_touched": sum(g["touched"] for g in guests.values()),
+                         "host_memory_available": memory.get("MemAvailable", 0)},
+                "vms": guests}
 
     def _stats(self, guest):
         machine, now = guest.machine, time.monotonic()
@@ -377,8 +387,21 @@ class Host:
             guest.rate = (now, machine.cpu.steps, rate)
         return {"instructions": machine.cpu.steps, "instructions_per_s": rate,
                 "cpu_time": guest.cpu_time, "wall_time": now - guest.started,
-                "share": guest.share, "paused": guest.paused,
-                "memory": machine.memory.size, "touched": len(machine.memory.used_pages()) * 4096}
+                "share": guest.share, "state": "paused" if guest.paused else "running",
+                "memory": machine.memory.size, "touched": len(machine.memory.used_pages()) * PAGE_SIZE,
+                "disk_reads": machine.disk.reads, "disk_writes": machine.disk.writes,
+                "traps": {isa.cause_name(cause): n for cause, n in sorted(machine.cpu.traps.items())},
+                "exits": dict(machine.exits)}
+
+
+def _meminfo():
+    """/proc/meminfo in bytes."""
+    found = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, value = line.split(":", 1)
+            found[key] = int(value.split()[0]) * 1024
+    return found
 
 
 def _read_line(sock):

@@ -107,7 +107,7 @@ class Home:
 
     def stats(self):
         from emu.vm import control, store
-        return control.request(store.Home(self.path), "stats")
+        return control.request(store.Home(self.path), "stats")["vms"]
 
     def log(self, name):
         with open(os.path.join(self.path, "vms", name, "console.log"), "rb") as f:
@@ -120,6 +120,12 @@ class Home:
             assert time.monotonic() < deadline, f"{name} wrote {self.log(name)[-200:]!r}"
             time.sleep(0.02)
         return self.log(name)
+
+    def wait_prompt(self, name):
+        deadline = time.monotonic() + 60
+        while b"$ " not in self.log(name):
+            assert time.monotonic() < deadline, self.log(name)
+            time.sleep(0.05)
 
     def host_pid(self):
         from emu.vm import store
@@ -190,11 +196,7 @@ def test_ten_vms_from_one_image_boot_run_and_are_listed(home):
     for name in names:
         home.run("start", name)
     for name in names:
-        home.wait_log(name, 0)
-        deadline = time.monotonic() + 60
-        while b"$ " not in home.log(name):
-            assert time.monotonic() < deadline, home.log(name)
-            time.sleep(0.05)
+        home.wait_prompt(name)
     assert home.states() == {name: "running" for name in names}
     assert sorted(home.run("list", "--running").stdout.split()[::5]) == names
     # One shared base, ten overlays on it.
@@ -389,10 +391,7 @@ def test_bad_input_is_one_line_and_changes_nothing(home, tmp_path):
 def test_console_attaches_and_detaches_without_stopping_the_vm(home, terminal):
     home.run("create", "t", "--image", "toyos")
     home.run("start", "t")
-    deadline = time.monotonic() + 60
-    while b"$ " not in home.log("t"):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    home.wait_prompt("t")
     t = terminal("vm", "--home", home.path, "console", "t")
     t.read_until(b"Ctrl-A d detaches")
     t.wait_raw()
@@ -409,3 +408,30 @@ def test_console_attaches_and_detaches_without_stopping_the_vm(home, terminal):
     t.read_until(b"Hello")
     t.write(b"\x01d")
     assert t.wait() == 0
+
+
+# -- sharing the host -------------------------------------------------------------------------------
+
+def test_cpu_shares_hold_in_guest_instructions(home, tmp_path):
+    counter = program(tmp_path, "c", COUNTER)
+    home.run("create", "one", "--image", counter, "--cpu-share", "1")
+    home.run("create", "three", "--image", counter, "--cpu-share", "3")
+    home.run("create", "idle", "--image", "toyos", "--cpu-share", "5")
+    for name in ("one", "three", "idle"):
+        home.run("start", name)
+    home.wait_log("one", 10)
+    home.wait_log("three", 10)
+    home.wait_prompt("idle")
+    before = home.stats()
+    deadline = time.monotonic() + 60
+    while (after := home.stats())["one"]["instructions"] < before["one"]["instructions"] + 1_000_000:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    one = after["one"]["instructions"] - before["one"]["instructions"]
+    three = after["three"]["instructions"] - before["three"]["instructions"]
+    assert 2.9 < three / one < 3.1, (one, three)
+    print(f"shares 1:3 gave {one}:{three} guest instructions ({three / one:.4f})")
+    # A VM waiting at its prompt is given nothing: its share goes to the others.
+    assert after["idle"]["instructions"] - before["idle"]["instructions"] < one / 100
+    r = home.run("stats")
+    assert "overcommitted 2:1" in r.stdout and "three" in r.stdout
