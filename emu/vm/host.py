@@ -123,7 +123,8 @@ class Host:
                 timeout = 0 if runnable else None
             self._wait(timeout)
             for guest in runnable:
-                if guest.name in self.guests and guest.runnable():
+                # (A request may have stopped or replaced it meanwhile.)
+                if self.guests.get(guest.name) is guest and guest.runnable():
                     self._run(guest)
 
     def _try_exit(self):
@@ -149,7 +150,7 @@ class Host:
         start = time.process_time()
         try:
             machine.run(QUANTUM * guest.share)
-        except (SnapshotError, DiskError, ImageError, OSError) as e:
+        except Exception as e:            # one VM's failure is its own, never its neighbours'
             self._finish(guest, "aborted", f"{type(e).__name__}: {e}")
             return
         guest.cpu_time += time.process_time() - start
@@ -352,7 +353,6 @@ class Host:
             vm = self.home.read(name)
             if snap in vm["snapshots"]:
                 raise VMError(f"vm {name}: snapshot {snap} already exists")
-            os.makedirs(os.path.dirname(path), exist_ok=True)
             try:
                 snapshot.save(guest.machine, path)
             except SnapshotError as e:

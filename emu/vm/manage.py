@@ -212,7 +212,9 @@ def clone(home, name, new, linked=False):
 # -- snapshots of a VM that is not running (a running one's are the host's) ------------
 
 def snapshot_path(home, name, snap):
-    return os.path.join(home.vm_dir(name), "snapshots", f"{check_name(snap, 'snapshot')}.snap")
+    """Beside saved.snap, which a restore links to it: the disk a snapshot
+    names, relative to itself, is found from either."""
+    return os.path.join(home.vm_dir(name), f"snapshot-{check_name(snap, 'snapshot')}.snap")
 
 
 def take(home, name, snap):
@@ -222,7 +224,6 @@ def take(home, name, snap):
         if snap in vm["snapshots"]:
             raise VMError(f"vm {name}: snapshot {snap} already exists")
         path = snapshot_path(home, name, snap)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         state = None
         if vm["state"] == "saved":
             os.link(os.path.join(home.vm_dir(name), "saved.snap"), path)   # never written in place
@@ -245,9 +246,12 @@ def restore(home, name, snap):
         if os.path.exists(saved):
             os.unlink(saved)
         if taken["state"] is not None:
-            os.link(os.path.join(directory, "snapshots", taken["state"]), saved)
+            os.link(os.path.join(directory, taken["state"]), saved)
         if taken["disk"] is not None:
+            current = home.path_of(name, vm["disk"])
             vm["disk"] = home.ref_to(name, disks.new_overlay(directory, home.path_of(name, taken["disk"])))
+            if os.path.dirname(current) == directory:
+                os.unlink(current)        # the present, given up: never a base (freezing replaces it)
         vm["state"] = "saved" if taken["state"] is not None else "poweroff"
         home.write(vm)
 
@@ -257,7 +261,7 @@ def delete(home, name, snap):
         vm = home.read(name)
         taken = _snapshot(vm, snap)
         if taken["state"] is not None:
-            os.unlink(os.path.join(home.vm_dir(name), "snapshots", taken["state"]))
+            os.unlink(os.path.join(home.vm_dir(name), taken["state"]))
         del vm["snapshots"][snap]
         home.write(vm)
 

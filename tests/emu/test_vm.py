@@ -306,13 +306,7 @@ def test_linked_clones_do_not_see_each_others_writes(home, tmp_path):
     home.run("clone", "p", "c1", "--linked")
     home.run("clone", "p", "c2", "--linked")
     for name, seen in (("c1", b"BASE\n"), ("c1", b"WROTE\n"), ("c2", b"BASE\n"), ("p", b"BASE\n")):
-        before = len(home.log(name)) if os.path.exists(os.path.join(home.path, "vms", name, "console.log")) else 0
-        home.run("start", name)
-        deadline = time.monotonic() + 60
-        while home.states()[name] != "poweroff":
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        assert home.log(name)[before:] == seen, name
+        assert run_to_poweroff(home, name) == seen, name
     assert base.read_bytes().startswith(b"BASE")                  # frozen: nobody wrote it
     for name in ("p", "c1", "c2"):
         disk = home.run("show", name, "--machine-readable").stdout.split('disk="')[1].split('"')[0]
@@ -320,13 +314,53 @@ def test_linked_clones_do_not_see_each_others_writes(home, tmp_path):
         assert "No errors were found" in check.stdout, check.stdout + check.stderr
         info = subprocess.run([QEMU_IMG, "info", "--backing-chain", disk], capture_output=True, text=True)
         assert str(base) in info.stdout or "base.img" in info.stdout
-    # The parent's disk is the base of its clones: rm refuses until they are gone.
+    # p's frozen layers are the bases of its clones' disks: p cannot go first.
+    before = home.files()
     r = home.run("rm", "p", check=False)
-    assert r.returncode != 0 and "c1" in r.stderr or "c2" in r.stderr
-    home.run("rm", "c1")
+    assert r.returncode != 0 and "is the base of vm c2's disk" in r.stderr and home.files() == before
     home.run("rm", "c2")
-    home.run("rm", "p")
-    assert home.states() == {}
+    r = home.run("rm", "p", "--delete-disks", check=False)       # base.img: c1's base
+    assert r.returncode != 0 and "is the base of vm c1's disk" in r.stderr
+    home.run("rm", "c1")
+    home.run("rm", "p", "--delete-disks")
+    assert home.states() == {} and not base.exists()
+
+
+def run_to_poweroff(home, name):
+    """Start `name` and wait until its guest powers off; what it printed."""
+    log = os.path.join(home.path, "vms", name, "console.log")
+    before = os.path.getsize(log) if os.path.exists(log) else 0
+    home.run("start", name)
+    deadline = time.monotonic() + 60
+    while home.states()[name] != "poweroff":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return home.log(name)[before:]
+
+
+def test_snapshot_of_a_powered_off_vm_keeps_its_disk(home, tmp_path):
+    base = tmp_path / "base.img"
+    base.write_bytes(b"BASE".ljust(64 * 1024, b"\0"))
+    home.run("create", "p", "--image", program(tmp_path, "w", DISKWRITE), "--disk", base)
+    home.run("snapshot", "p", "take", "clean")
+    assert run_to_poweroff(home, "p") == b"BASE\n"
+    assert run_to_poweroff(home, "p") == b"WROTE\n"
+    assert "exit_status: 0" in home.run("show", "p").stdout
+    home.run("snapshot", "p", "restore", "clean")
+    assert home.states()["p"] == "poweroff"
+    assert run_to_poweroff(home, "p") == b"BASE\n"
+    assert base.read_bytes().startswith(b"BASE")
+
+
+def test_reset_boots_again(home, tmp_path):
+    home.run("create", "a", "--image", program(tmp_path, "c", COUNTER))
+    home.run("start", "a")
+    home.wait_log("a", 20)
+    home.run("reset", "a")
+    home.wait_log("a", home.log("a").count(b"\n") + 20)
+    # Counting from the start again (the first count got to 20 at least).
+    assert home.log("a").find(b"\n1\n2\n3\n4\n5\n", 30) > 0
+    assert home.states()["a"] == "running"
 
 
 def test_concurrent_creates_and_modifies_never_corrupt(home, tmp_path):
@@ -435,3 +469,22 @@ def test_cpu_shares_hold_in_guest_instructions(home, tmp_path):
     assert after["idle"]["instructions"] - before["idle"]["instructions"] < one / 100
     r = home.run("stats")
     assert "overcommitted 2:1" in r.stdout and "three" in r.stdout
+
+
+def test_live_snapshot_of_toyos_restores_with_its_disk(home, terminal):
+    home.run("create", "t", "--image", "toyos")
+    home.run("start", "t")
+    home.wait_prompt("t")
+    home.run("snapshot", "t", "take", "up")
+    home.run("poweroff", "t")
+    home.run("snapshot", "t", "restore", "up")
+    at = len(home.log("t"))
+    home.run("start", "t")
+    t = terminal("vm", "--home", home.path, "console", "t")
+    t.read_until(b"detaches")
+    t.wait_raw()
+    t.write(b"hello\r")
+    t.read_until(b"Hello")
+    t.write(b"\x01d")
+    assert t.wait() == 0
+    assert b"booting" not in home.log("t")[at:]            # continued, not booted again
