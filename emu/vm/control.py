@@ -9,7 +9,6 @@ when idle: so a command never talks to a host that is on its way out, and
 two commands never start two hosts.
 """
 
-import contextlib
 import json
 import os
 import socket
@@ -58,9 +57,7 @@ def request(home, op, spawn=False, keep=False, **args):
         if sock is None:
             name = args.get("name")
             raise VMError(f"vm {name}: not running" if name else "no VM is running")
-        with contextlib.ExitStack() as stack:
-            if not keep:
-                stack.enter_context(sock)
+        try:
             sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
             reply = b""
             while not reply.endswith(b"\n"):
@@ -68,9 +65,12 @@ def request(home, op, spawn=False, keep=False, **args):
                 if not chunk:
                     raise VMError(f"{home.path}: the host process hung up")
                 reply += chunk
-    reply = json.loads(reply)
-    if "error" in reply:
-        if keep:
+        except BaseException:
             sock.close()
+            raise
+    reply = json.loads(reply)
+    if "error" in reply or not keep:
+        sock.close()
+    if "error" in reply:
         raise VMError(reply["error"])
     return (reply["ok"], sock) if keep else reply["ok"]

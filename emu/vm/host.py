@@ -51,9 +51,9 @@ MAX_BACKLOG = 1 << 20       # console output held for a slow viewer before it is
 class Guest:
     """One running VM: its machine and what connects it to the host."""
 
-    def __init__(self, home, vm, machine, input_w, log):
+    def __init__(self, vm, machine, input_w, log):
         self.name, self.share = vm["name"], vm["cpu_share"]
-        self.home, self.machine = home, machine
+        self.machine = machine
         self.input_w = input_w            # the console's input pipe, our end
         self.log = log
         self.typed = bytearray()          # console input not yet in the pipe
@@ -99,6 +99,7 @@ class Host:
         self.home = home
         self.guests = {}
         self.id = f"{os.getpid()}-{os.urandom(6).hex()}"
+        self.lock = None                  # host.lock, held for life
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 
     # -- life --------------------------------------------------------------------
@@ -293,7 +294,7 @@ class Host:
                     machine.boot()
                 else:
                     machine.load(Image.read(self.home.path_of(name, vm["program"])))
-            guest = Guest(self.home, vm, machine, w, log)
+            guest = Guest(vm, machine, w, log)
             console.stream = guest
             return guest
         except (SnapshotError, DiskError, ImageError, OSError, ValueError) as e:

@@ -136,39 +136,33 @@ def discard(home, name):
         home.write(vm)
 
 
-def users_of(home, path, but):
-    """VMs other than `but` whose disk reads the file `path`."""
-    found = []
+def used_by_others(home, name):
+    """{file: VM} of every disk file another VM's disks (and snapshots) read."""
+    used = {}
     for other in home.names():
-        if other == but:
+        if other == name:
             continue
         vm = home.read(other)
-        refs = [vm["disk"]] + [s["disk"] for s in vm["snapshots"].values()]
-        for ref in filter(None, refs):
+        for ref in filter(None, [vm["disk"]] + [s["disk"] for s in vm["snapshots"].values()]):
             try:
-                if path in disks.chain_paths(home.path_of(other, ref)):
-                    found.append(other)
-                    break
+                used.update(dict.fromkeys(disks.chain_paths(home.path_of(other, ref)), other))
             except (OSError, qcow2.ImageError):
-                continue
-    return found
+                continue                  # a broken disk holds nothing of ours
+    return used
 
 
 def remove(home, name, delete_disks=False):
     with home.locked():
         vm = stopped(home, name, "rm")
         directory = home.vm_dir(name)
-        own = [os.path.join(directory, f) for f in os.listdir(directory) if f.endswith(".qcow2")]
         disk = home.path_of(name, vm["disk"])
         external = []
         if delete_disks and disk is not None:
-            external = [p for p in disks.chain_paths(disk)
-                        if os.path.dirname(p) != directory and not p.startswith(home.path + os.sep)]
-        for path in own + external:
-            users = users_of(home, path, name)
-            if users:
+            external = [p for p in disks.chain_paths(disk) if not p.startswith(home.path + os.sep)]
+        for path, other in used_by_others(home, name).items():
+            if os.path.dirname(path) == directory or path in external:
                 raise VMError(f"vm {name}: its disk {os.path.basename(path)} is the base of "
-                              f"vm {users[0]}'s disk; remove {users[0]} first")
+                              f"vm {other}'s disk; remove {other} first")
         # Renamed away first: the name is free at once, and a crash halfway leaves a
         # hidden directory, never half a VM.
         trash = home.file("vms", f".rm-{name}-{os.getpid()}")

@@ -422,11 +422,9 @@ def test_bad_input_is_one_line_and_changes_nothing(home, tmp_path):
     assert home.states() == {"a": "poweroff", "r": "running"}
 
 
-def test_console_attaches_and_detaches_without_stopping_the_vm(home, terminal):
-    home.run("create", "t", "--image", "toyos")
-    home.run("start", "t")
-    home.wait_prompt("t")
-    t = terminal("vm", "--home", home.path, "console", "t")
+def say_hello(terminal, home, name):
+    """Attach to toyos's console, run `hello`, detach with Ctrl-A d."""
+    t = terminal("vm", "--home", home.path, "console", name)
     t.read_until(b"Ctrl-A d detaches")
     t.wait_raw()
     t.write(b"hello\r")
@@ -434,14 +432,15 @@ def test_console_attaches_and_detaches_without_stopping_the_vm(home, terminal):
     t.write(b"\x01d")
     t.read_until(b"detached")
     assert t.wait() == 0
-    assert home.states()["t"] == "running"
-    t = terminal("vm", "--home", home.path, "console", "t")
-    t.read_until(b"detaches")
-    t.wait_raw()
-    t.write(b"hello\r")
-    t.read_until(b"Hello")
-    t.write(b"\x01d")
-    assert t.wait() == 0
+
+
+def test_console_attaches_and_detaches_without_stopping_the_vm(home, terminal):
+    home.run("create", "t", "--image", "toyos")
+    home.run("start", "t")
+    home.wait_prompt("t")
+    for _ in range(2):
+        say_hello(terminal, home, "t")
+        assert home.states()["t"] == "running"
 
 
 # -- sharing the host -------------------------------------------------------------------------------
@@ -480,11 +479,5 @@ def test_live_snapshot_of_toyos_restores_with_its_disk(home, terminal):
     home.run("snapshot", "t", "restore", "up")
     at = len(home.log("t"))
     home.run("start", "t")
-    t = terminal("vm", "--home", home.path, "console", "t")
-    t.read_until(b"detaches")
-    t.wait_raw()
-    t.write(b"hello\r")
-    t.read_until(b"Hello")
-    t.write(b"\x01d")
-    assert t.wait() == 0
+    say_hello(terminal, home, "t")
     assert b"booting" not in home.log("t")[at:]            # continued, not booted again
