@@ -198,6 +198,9 @@ def test_ten_vms_from_one_image_boot_run_and_are_listed(home):
     for name in names:
         home.wait_prompt(name)
     assert home.states() == {name: "running" for name in names}
+    stats = home.stats()["vm0"]
+    assert stats["disk_reads"] > 0 and stats["disk_writes"] == 0 and stats["touched"] > 0
+    assert stats["traps"]["system call"] > 0 and stats["exits"]["disk"] > 0
     assert sorted(home.run("list", "--running").stdout.split()[::5]) == names
     # One shared base, ten overlays on it.
     base = os.path.join(home.path, "images", "toyos.img")
@@ -422,9 +425,9 @@ def test_bad_input_is_one_line_and_changes_nothing(home, tmp_path):
     assert home.states() == {"a": "poweroff", "r": "running"}
 
 
-def say_hello(terminal, home, name):
+def say_hello(terminal, home, name, command="console"):
     """Attach to toyos's console, run `hello`, detach with Ctrl-A d."""
-    t = terminal("vm", "--home", home.path, "console", name)
+    t = terminal("vm", "--home", home.path, command, name)
     t.read_until(b"Ctrl-A d detaches")
     t.wait_raw()
     t.write(b"hello\r")
@@ -436,10 +439,8 @@ def say_hello(terminal, home, name):
 
 def test_console_attaches_and_detaches_without_stopping_the_vm(home, terminal):
     home.run("create", "t", "--image", "toyos")
-    home.run("start", "t")
-    home.wait_prompt("t")
-    for _ in range(2):
-        say_hello(terminal, home, "t")
+    for command in ("start", "console", "console"):      # at a terminal, start attaches too
+        say_hello(terminal, home, "t", command)
         assert home.states()["t"] == "running"
 
 
