@@ -69,6 +69,8 @@ class Guest:
         self.log.write(data)
         for viewer in self.viewers:
             viewer.out += data
+            if len(viewer.out) > MAX_BACKLOG:
+                del viewer.out[:-MAX_BACKLOG]     # a viewer too slow to keep up misses the oldest
 
     def flush(self):
         self.log.flush()

@@ -482,3 +482,18 @@ def test_live_snapshot_of_toyos_restores_with_its_disk(home, terminal):
     home.run("start", "t")
     say_hello(terminal, home, "t")
     assert b"booting" not in home.log("t")[at:]            # continued, not booted again
+
+
+def test_a_viewer_too_slow_misses_the_oldest_output_not_the_host_its_memory():
+    import io
+    from types import SimpleNamespace
+    from emu.machine import Machine
+    from emu.vm import host
+    log = io.BytesIO()
+    guest = host.Guest({"name": "x", "cpu_share": 1}, Machine(4096), -1, log)
+    viewer = SimpleNamespace(out=bytearray())
+    guest.viewers.append(viewer)
+    for i in range(3):
+        guest.write(bytes([i]) * (host.MAX_BACKLOG // 2 + 1))
+    assert len(viewer.out) == host.MAX_BACKLOG and viewer.out[-1] == 2 and viewer.out[0] == 1
+    assert len(log.getvalue()) == 3 * (host.MAX_BACKLOG // 2 + 1)          # the log keeps it all
