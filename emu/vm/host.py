@@ -34,7 +34,6 @@ import sys
 import time
 
 from .. import isa, snapshot
-from ..devices.console import Console
 from ..devices.disk import DiskError
 from ..image import Image
 from ..isa import PAGE_SIZE
@@ -278,34 +277,39 @@ class Host:
     def _boot(self, vm):
         """A Guest for definition `vm`: its saved state restored, or booted."""
         name = vm["name"]
-        directory = self.home.vm_dir(name)
         disk = self.home.path_of(name, vm["disk"])
-        r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        log = open(os.path.join(directory, "console.log"), "ab")
-        guest = None
+        machine = None
         try:
-            console = Console(input_fd=r, terminal=True)
-            saved = os.path.join(directory, "saved.snap")
             if vm["state"] == "saved":
-                machine = snapshot.restore(saved, console=console)
+                machine = snapshot.restore(os.path.join(self.home.vm_dir(name), "saved.snap"))
                 if disk is not None and machine.disk.path != disk:
                     machine.disk.open(disk)   # frozen since: an empty overlay on the same bytes
             else:
-                machine = Machine(vm["memory"], console=console, disk=disk)
+                machine = Machine(vm["memory"], disk=disk)
                 if vm["program"] is None:
                     machine.boot()
                 else:
                     machine.load(Image.read(self.home.path_of(name, vm["program"])))
-            guest = Guest(vm, machine, w, log)
-            console.stream = guest
-            return guest
+            return self.adopt(vm, machine)
         except (SnapshotError, DiskError, ImageError, OSError, ValueError) as e:
+            if machine is not None and machine.disk.image is not None:
+                machine.disk.image.close()    # the host lives on: no descriptor left behind
             raise VMError(f"vm {name}: cannot start: {e}") from None
-        finally:
-            if guest is None:
-                log.close()
-                os.close(r)
-                os.close(w)
+
+    def adopt(self, vm, machine):
+        """Run `machine` -- booted, restored, or (emu vm migrate, to come)
+        arrived from another host -- as VM `vm`: its console becomes a pipe
+        the host feeds and a log, and it joins the rounds of the scheduler."""
+        r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            log = open(os.path.join(self.home.vm_dir(vm["name"]), "console.log"), "ab")
+        except OSError:
+            os.close(r)
+            os.close(w)
+            raise
+        guest = Guest(vm, machine, w, log)
+        machine.console.connect(r, guest, terminal=True)
+        return guest
 
     def op_console(self, sock, name, attach=True):
         self._guest(name)

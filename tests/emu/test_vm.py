@@ -397,7 +397,11 @@ def test_bad_input_is_one_line_and_changes_nothing(home, tmp_path):
     home.run("create", "a", "--image", counter)
     home.run("create", "r", "--image", counter)
     home.run("start", "r")
+    blank = tmp_path / "blank.img"
+    blank.write_bytes(bytes(4096))
+    home.run("create", "z", "--disk", blank)
     cases = [
+        (("start", "z"), "not bootable"),
         (("show", "nope"), "no such VM"),
         (("start", "nope"), "no such VM"),
         (("rm", "nope"), "no such VM"),
@@ -422,7 +426,7 @@ def test_bad_input_is_one_line_and_changes_nothing(home, tmp_path):
         assert message in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
         assert "Traceback" not in r.stderr
         assert home.files() == before, args
-    assert home.states() == {"a": "poweroff", "r": "running"}
+    assert home.states() == {"a": "poweroff", "r": "running", "z": "poweroff"}
 
 
 def say_hello(terminal, home, name, command="console"):
