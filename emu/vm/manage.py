@@ -114,7 +114,7 @@ def modify(home, name, memory=None, share=None, disk=None):
         vm = stopped(home, name, "modify")
         if vm["state"] == "saved" and (memory is not None or disk is not None):
             raise VMError(f"vm {name}: has a saved state for its present memory and disk; "
-                          f"start it, or discard the state first (emu vm discard {name})")
+                          f"start it, or discard the state first (emu vm discardstate {name})")
         if memory is not None:
             vm["memory"] = memory
         if share is not None:

@@ -400,7 +400,11 @@ def test_bad_input_is_one_line_and_changes_nothing(home, tmp_path):
     blank = tmp_path / "blank.img"
     blank.write_bytes(bytes(4096))
     home.run("create", "z", "--disk", blank)
+    home.run("create", "s", "--image", counter)
+    home.run("start", "s")
+    home.run("savestate", "s")
     cases = [
+        (("modify", "s", "--memory", "2M"), "emu vm discardstate s"),
         (("start", "z"), "not bootable"),
         (("show", "nope"), "no such VM"),
         (("start", "nope"), "no such VM"),
@@ -426,7 +430,7 @@ def test_bad_input_is_one_line_and_changes_nothing(home, tmp_path):
         assert message in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
         assert "Traceback" not in r.stderr
         assert home.files() == before, args
-    assert home.states() == {"a": "poweroff", "r": "running", "z": "poweroff"}
+    assert home.states() == {"a": "poweroff", "r": "running", "z": "poweroff", "s": "saved"}
 
 
 def say_hello(terminal, home, name, command="console"):
