@@ -399,6 +399,12 @@ def main(argv=None):
     p.add_argument("overlay")
     p.set_defaults(func=cmd_disk_commit)
 
+    from .vm import cli as vm_cli
+    from .vm.store import VMError
+    p = sub.add_parser("vm", help="many VMs, kept in a home and run by one host process (see docs/emu.md)")
+    vm_cli.add_arguments(p, parse_size)
+    p.set_defaults(func=vm_cli.main)
+
     args = parser.parse_args(argv)
     if getattr(args, "snapshot_at", None):
         try:
@@ -409,7 +415,7 @@ def main(argv=None):
         return args.func(args)
     except AsmError as e:
         print(f"emu: {e}", file=sys.stderr)
-    except (UserError, SnapshotError, qcow2.ImageError) as e:
+    except (UserError, SnapshotError, qcow2.ImageError, VMError) as e:
         print(f"emu: {e}", file=sys.stderr)
     except BrokenPipeError:
         # The reader of our output has gone, as with `| head`: end like any

@@ -125,6 +125,7 @@ class CPU:
         self.trace = None        # a callable(pc, word) that sees every instruction, or None
         self.decoded = {}        # instruction word -> (run(pc) -> next pc, cycles, system)
         self.bursting = False    # inside `burst`: devices are out of bounds
+        self.traps = {}          # cause -> traps taken (statistics, not machine state)
 
     # -- the loop -----------------------------------------------------------------
 
@@ -345,6 +346,7 @@ class CPU:
 
     def enter_trap(self, cause, badaddr, epc):
         """Switch to the supervisor's trap handler, remembering where we were."""
+        self.traps[cause] = self.traps.get(cause, 0) + 1
         tvec = self.sregs[SREG_TVEC]
         if tvec == 0:
             self.board.unhandled_trap(cause, epc, badaddr)

@@ -69,6 +69,13 @@ class Machine:
         self.exit_status = None
         self.stop_reason = None
         self.paused = False
+        # A host running many machines in one process cannot block on one
+        # guest's input: with `blocking` off, an idle guest that only input
+        # can wake pauses instead, and leaves in `waiting` the descriptors
+        # to wait on (emu/vm/host.py waits for all its machines at once).
+        self.blocking = True
+        self.waiting = None
+        self.exits = {}              # device name -> accesses (statistics, not machine state)
         self.next_poll = 0
         self.symbols = {}
         self.last_snapshot = None    # (path, crc) of the last snapshot saved or restored
@@ -174,6 +181,8 @@ class Machine:
         device = self.slots.get((addr - isa.MMIO_BASE) // WINDOW)
         if device is None:
             raise BusError(addr)
+        # A device access is what a hypervisor sees as an exit: counted (statistics only).
+        self.exits[device.name] = self.exits.get(device.name, 0) + 1
         return device, (addr - isa.MMIO_BASE) % WINDOW
 
     def mmio_read(self, addr, width):
@@ -235,7 +244,11 @@ class Machine:
             self._stop(0, "halted with nothing left to wake it")
             return
         self.console.flush()
-        select.select(fds, [], [], None)
+        if not select.select(fds, [], [], None if self.blocking else 0)[0]:
+            self.waiting = fds
+            self.cpu.steps -= 1          # the wait is counted once, when it ends
+            self.pause()
+            return
         for device in self.devices:
             device.poll()
         self.reschedule()

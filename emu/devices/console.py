@@ -69,6 +69,12 @@ class Console(Device):
         self.output = bytearray()
         self.stream = output
 
+    def connect(self, input_fd, output, terminal=False):
+        """Plug a new host side in: a machine restored, or run by a host
+        process that feeds its input through a pipe (emu/vm/host.py)."""
+        self.input_fd, self.stream, self.terminal = input_fd, output, terminal
+        self.eof = input_fd is None and not self.hold_open
+
     def _send(self, byte):
         if self.stream is None:
             self.output.append(byte)

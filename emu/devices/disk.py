@@ -72,6 +72,7 @@ class Disk(Device):
         self.status = 0
         self.ctrl = 0
         self.deadline = None
+        self.reads = self.writes = 0     # sectors moved (statistics, not machine state)
         if path is not None:
             self.open(path, readonly)
 
@@ -152,10 +153,12 @@ class Disk(Device):
         try:
             if self.command == CMD_READ:
                 memory.write_bytes(self.addr, self.read_sectors(self.sector, self.count))
+                self.reads += self.count
             elif self.readonly:
                 return False
             else:
                 self.image.write(self.sector * SECTOR_SIZE, memory.read_bytes(self.addr, length))
+                self.writes += self.count
         except (OSError, ImageError, DiskError):
             return False         # the host's disk is full or failing: the guest's problem to see
         return True

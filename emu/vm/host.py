@@ -1,0 +1,440 @@
+"""The host process: every running VM of one home, in one process.
+
+Lecture idea: a hypervisor is "software to allow a piece of hardware to run
+multiple operating system images at the same time", sharing the CPU among
+them.  Here the piece of hardware is one host process.  The first
+``emu vm start`` of a home starts it (daemonised: it outlives the command);
+it runs every VM of the home, answers commands on a unix control socket,
+and exits when no VM is left running.  One process for all VMs, rather than
+one each, because what comes next needs the VMs side by side: a scheduler
+that shares guest instructions among them by ``--cpu-share``, statistics
+that compare them, identical pages shared across VMs, and live migration
+(``emu/migrate.py`` works on Machine objects, which live here).
+
+The scheduler is weighted round-robin in instruction quanta: each round,
+each runnable VM runs QUANTUM x its share guest instructions (translated or
+interpreted, as the machine is set), so shares hold exactly in guest
+instructions whatever the host's speed.  A VM waiting for console input
+is not runnable (``Machine.blocking`` off: it pauses and names its
+descriptors); the host waits for all of them, its socket and its consoles
+in one ``select``.
+
+Requests are JSON lines; a reply is one JSON line, ``{"ok": ...}`` or
+``{"error": "one line"}``.  ``console`` turns the connection into the
+guest's serial line, both ways, until the client hangs up.
+"""
+
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+
+from .. import isa, snapshot
+from ..devices.disk import DiskError
+from ..image import Image
+from ..isa import PAGE_SIZE
+from ..machine import Machine
+from ..qcow2 import ImageError
+from ..snapshot import SnapshotError
+from . import disks
+from .store import LIVE, Home, VMError
+
+QUANTUM = 10_000            # guest instructions per share per round
+MAX_BACKLOG = 1 << 20       # console output held for a slow viewer before it is dropped
+
+
+class Guest:
+    """One running VM: its machine and what connects it to the host."""
+
+    def __init__(self, vm, machine, input_w, log):
+        self.name, self.share = vm["name"], vm["cpu_share"]
+        self.machine = machine
+        self.input_w = input_w            # the console's input pipe, our end
+        self.log = log
+        self.typed = bytearray()          # console input not yet in the pipe
+        self.viewers = []                 # attached `emu vm console` connections
+        self.paused = False
+        self.started = time.monotonic()
+        self.cpu_time = 0.0               # host CPU seconds spent running it
+        self.rate = (time.monotonic(), machine.cpu.steps, 0.0)   # for instructions/s
+        machine.blocking = False
+
+    # The console device writes its output here.
+    def write(self, data):
+        self.log.write(data)
+        for viewer in self.viewers:
+            viewer.out += data
+            if len(viewer.out) > MAX_BACKLOG:
+                del viewer.out[:-MAX_BACKLOG]     # a viewer too slow to keep up misses the oldest
+
+    def flush(self):
+        self.log.flush()
+
+    def runnable(self):
+        return not self.paused and not self.machine.waiting
+
+    def close(self):
+        self.log.close()
+        os.close(self.input_w)
+        os.close(self.machine.console.input_fd)
+        if self.machine.disk.image is not None:
+            self.machine.disk.image.close()
+        for viewer in self.viewers:
+            viewer.sock.close()
+
+
+class Viewer:
+    """A console connection: what the guest writes goes out, keys come in."""
+
+    def __init__(self, sock, guest):
+        self.sock, self.guest, self.out = sock, guest, bytearray()
+        sock.setblocking(False)
+
+
+class Host:
+    def __init__(self, home):
+        self.home = home
+        self.guests = {}
+        self.id = f"{os.getpid()}-{os.urandom(6).hex()}"
+        self.lock = None                  # host.lock, held for life
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    # -- life --------------------------------------------------------------------
+
+    def open(self):
+        """Take host.lock (for life), then the socket."""
+        self.lock = os.open(self.home.file("host.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.lock, fcntl.LOCK_EX)
+        os.ftruncate(self.lock, 0)
+        os.pwrite(self.lock, self.id.encode(), 0)
+        self.listener.bind(self.home.socket_name())
+        self.listener.listen(16)
+
+    def serve(self):
+        while True:
+            runnable = [g for g in self.guests.values() if g.runnable()]
+            if not self.guests:
+                if self._try_exit():
+                    return
+                timeout = 0.05            # a client is on its way: it holds spawn.lock
+            else:
+                timeout = 0 if runnable else None
+            self._wait(timeout)
+            for guest in runnable:
+                # (A request may have stopped or replaced it meanwhile.)
+                if self.guests.get(guest.name) is guest and guest.runnable():
+                    self._run(guest)
+
+    def _try_exit(self):
+        """Exit when idle, but never under a client that is starting a VM:
+        they hold spawn.lock from connecting to the reply."""
+        fd = os.open(self.home.file("spawn.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        if select.select([self.listener], [], [], 0)[0]:
+            os.close(fd)                  # one got in before us: serve it
+            return False
+        self.listener.close()
+        os.close(fd)
+        return True
+
+    def _run(self, guest):
+        """One quantum of guest instructions, QUANTUM x its share."""
+        machine = guest.machine
+        machine.waiting = None
+        start = time.process_time()
+        try:
+            machine.run(QUANTUM * guest.share)
+        except Exception as e:            # one VM's failure is its own, never its neighbours'
+            self._finish(guest, "aborted", f"{type(e).__name__}: {e}")
+            return
+        guest.cpu_time += time.process_time() - start
+        if machine.stopped:
+            self._finish(guest, "poweroff", machine.stop_reason, machine.exit_status)
+
+    def _finish(self, guest, state, reason, status=None):
+        del self.guests[guest.name]
+        guest.close()
+        self.home.update(guest.name, state=state, host=None, reason=reason, exit_status=status)
+
+    # -- waiting for everything at once ----------------------------------------------
+
+    def _wait(self, timeout):
+        readers = {self.listener: self._accept}
+        writers = {}
+        for guest in self.guests.values():
+            for fd in guest.machine.waiting or ():
+                readers[fd] = lambda g=guest: setattr(g.machine, "waiting", None)
+            if guest.typed:
+                writers[guest.input_w] = lambda g=guest: self._type(g)
+            for viewer in guest.viewers:
+                if not guest.typed:       # back-pressure: a full console stops reading keys
+                    readers[viewer.sock] = lambda v=viewer: self._keys(v)
+                if viewer.out:
+                    writers[viewer.sock] = lambda v=viewer: self._show(v)
+        try:
+            r, w, _ = select.select(readers, writers, [], timeout)
+        except InterruptedError:
+            return
+        for fd in w:
+            writers[fd]()
+        for fd in r:
+            readers[fd]()
+
+    def _type(self, guest):
+        try:
+            n = os.write(guest.input_w, guest.typed)
+        except BlockingIOError:
+            return
+        del guest.typed[:n]
+
+    def _keys(self, viewer):
+        try:
+            data = viewer.sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._detach(viewer)
+            return
+        viewer.guest.typed += data
+        self._type(viewer.guest)
+
+    def _show(self, viewer):
+        try:
+            n = viewer.sock.send(viewer.out)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._detach(viewer)
+            return
+        del viewer.out[:n]
+
+    def _detach(self, viewer):
+        if viewer in viewer.guest.viewers:
+            viewer.guest.viewers.remove(viewer)
+        viewer.sock.close()
+
+    # -- requests ------------------------------------------------------------------
+
+    def _accept(self):
+        try:
+            sock, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        # An abstract socket has no file permissions: only our own user may talk to us.
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        if int.from_bytes(creds[4:8], sys.byteorder) != os.getuid():
+            sock.close()
+            return
+        sock.settimeout(10)
+        try:
+            request = json.loads(_read_line(sock))
+            op = getattr(self, "op_" + request.pop("op"))
+            reply = {"ok": op(sock, **request)}
+        except VMError as e:
+            reply = {"error": str(e)}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            reply = {"error": f"bad request: {type(e).__name__}: {e}"}
+        try:
+            sock.sendall(json.dumps(reply).encode() + b"\n")
+        except OSError:
+            pass
+        if not (reply.get("ok") and request.get("attach")):
+            sock.close()
+        elif request["name"] in self.guests:
+            guest = self.guests[request["name"]]
+            guest.viewers.append(Viewer(sock, guest))
+
+    def _guest(self, name):
+        if name not in self.guests:
+            state = self.home.read(name)["state"]
+            raise VMError(f"vm {name}: not running (it is {state})")
+        return self.guests[name]
+
+    def op_start(self, sock, name, attach=False):
+        with self.home.locked():
+            vm = self.home.read(name)
+            if vm["state"] in LIVE:
+                raise VMError(f"vm {name}: already {vm['state']}")
+            guest = self._boot(vm)
+            vm.update(state="running", host=self.id, reason=None, exit_status=None)
+            self.home.write(vm)
+        self.guests[name] = guest
+        saved = os.path.join(self.home.vm_dir(name), "saved.snap")
+        if os.path.exists(saved):
+            os.unlink(saved)              # started: the saved state is spent, as in VirtualBox
+        return vm["state"]
+
+    def _boot(self, vm):
+        """A Guest for definition `vm`: its saved state restored, or booted."""
+        name = vm["name"]
+        disk = self.home.path_of(name, vm["disk"])
+        machine = None
+        try:
+            if vm["state"] == "saved":
+                machine = snapshot.restore(os.path.join(self.home.vm_dir(name), "saved.snap"))
+                if disk is not None and machine.disk.path != disk:
+                    machine.disk.open(disk)   # frozen since: an empty overlay on the same bytes
+            else:
+                machine = Machine(vm["memory"], disk=disk)
+                if vm["program"] is None:
+                    machine.boot()
+                else:
+                    machine.load(Image.read(self.home.path_of(name, vm["program"])))
+            return self.adopt(vm, machine)
+        except (SnapshotError, DiskError, ImageError, OSError, ValueError) as e:
+            if machine is not None and machine.disk.image is not None:
+                machine.disk.image.close()    # the host lives on: no descriptor left behind
+            raise VMError(f"vm {name}: cannot start: {e}") from None
+
+    def adopt(self, vm, machine):
+        """Run `machine` -- booted, restored, or (emu vm migrate, to come)
+        arrived from another host -- as VM `vm`: its console becomes a pipe
+        the host feeds and a log, and it joins the rounds of the scheduler."""
+        r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            log = open(os.path.join(self.home.vm_dir(vm["name"]), "console.log"), "ab")
+        except OSError:
+            os.close(r)
+            os.close(w)
+            raise
+        guest = Guest(vm, machine, w, log)
+        machine.console.connect(r, guest, terminal=True)
+        return guest
+
+    def op_console(self, sock, name, attach=True):
+        self._guest(name)
+        return "attached"
+
+    def op_pause(self, sock, name):
+        return self._set_paused(name, True)
+
+    def op_resume(self, sock, name):
+        return self._set_paused(name, False)
+
+    def _set_paused(self, name, paused):
+        guest = self._guest(name)
+        guest.paused = paused
+        state = "paused" if paused else "running"
+        self.home.update(name, state=state)
+        return state
+
+    def op_reset(self, sock, name):
+        guest = self._guest(name)
+        with self.home.locked():
+            fresh = self._boot({**self.home.read(name), "state": "poweroff"})
+        fresh.viewers, guest.viewers = guest.viewers, []
+        fresh.paused = guest.paused
+        guest.close()
+        self.guests[name] = fresh
+        return "reset"
+
+    def op_poweroff(self, sock, name):
+        self._finish(self._guest(name), "poweroff", "powered off by emu vm poweroff")
+        return "poweroff"
+
+    def op_savestate(self, sock, name):
+        guest = self._guest(name)
+        path = os.path.join(self.home.vm_dir(name), "saved.snap")
+        try:
+            snapshot.save(guest.machine, path)
+        except SnapshotError as e:
+            raise VMError(f"vm {name}: state not saved: {e}") from None
+        self._finish(guest, "saved", "saved by emu vm savestate")
+        return "saved"
+
+    def op_snapshot(self, sock, name, snap, path):
+        """A snapshot of a running VM: its state to `path`, and its disk frozen
+        under it at the same instruction (the VM goes on on a new overlay)."""
+        guest = self._guest(name)
+        with self.home.locked():
+            vm = self.home.read(name)
+            if snap in vm["snapshots"]:
+                raise VMError(f"vm {name}: snapshot {snap} already exists")
+            try:
+                snapshot.save(guest.machine, path)
+            except SnapshotError as e:
+                raise VMError(f"vm {name}: snapshot {snap} not taken: {e}") from None
+            frozen = guest.machine.disk.path
+            if frozen is not None:
+                current = disks.freeze(self.home.vm_dir(name), frozen)
+                guest.machine.disk.open(current)
+                vm["disk"] = self.home.ref_to(name, current)
+            vm["snapshots"][snap] = {"state": os.path.basename(path), "taken": time.time(),
+                                     "disk": None if frozen is None else self.home.ref_to(name, frozen)}
+            self.home.write(vm)
+        return snap
+
+    def op_stats(self, sock):
+        """Per VM what it got and used, and the host's side, overcommit
+        included: one host process is one CPU, however many VMs it runs."""
+        guests = {name: self._stats(guest) for name, guest in self.guests.items()}
+        memory = _meminfo()
+        return {"host": {"pid": os.getpid(), "cpus": 1, "host_cpus": os.cpu_count(),
+                         "runnable": sum(g.runnable() for g in self.guests.values()),
+                         "memory_defined": sum(g["memory"] for g in guests.values()),
+                         "memory_touched": sum(g["touched"] for g in guests.values()),
+                         "host_memory_available": memory.get("MemAvailable", 0)},
+                "vms": guests}
+
+    def _stats(self, guest):
+        machine, now = guest.machine, time.monotonic()
+        at, steps, rate = guest.rate
+        if now - at >= 0.5:           # over the last half second at least
+            rate = (machine.cpu.steps - steps) / (now - at)
+            guest.rate = (now, machine.cpu.steps, rate)
+        return {"instructions": machine.cpu.steps, "instructions_per_s": rate,
+                "cpu_time": guest.cpu_time, "wall_time": now - guest.started,
+                "share": guest.share, "state": "paused" if guest.paused else "running",
+                "memory": machine.memory.size, "touched": len(machine.memory.used_pages()) * PAGE_SIZE,
+                "disk_reads": machine.disk.reads, "disk_writes": machine.disk.writes,
+                "traps": {isa.cause_name(cause): n for cause, n in sorted(machine.cpu.traps.items())},
+                "exits": dict(machine.exits)}
+
+
+def _meminfo():
+    """/proc/meminfo in bytes."""
+    found = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, value = line.split(":", 1)
+            found[key] = int(value.split()[0]) * 1024
+    return found
+
+
+def _read_line(sock):
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def main(argv):
+    """`python -m emu.vm.host HOME READY_FD`: fork once more (the daemon is
+    nobody's child), become the host, tell READY_FD when listening."""
+    home, ready = Home(argv[0]), int(argv[1])
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    host = Host(home)
+    host.open()
+    os.write(ready, b"ready")
+    os.close(ready)
+    host.serve()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

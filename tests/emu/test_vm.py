@@ -1,0 +1,512 @@
+"""`emu vm`: VMs defined in a home, run by one host process: lifecycle,
+states after a crash, saved states and snapshots that continue exactly,
+linked clones, concurrent commands, bad input.  Every test stops its host."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.emu.conftest import REPO
+
+QEMU_IMG = shutil.which("qemu-img")
+
+# Prints 0, 1, 2, ... one a line, for ever: its console output says exactly
+# how far it got, so a continuation can be checked byte for byte.
+COUNTER = """
+.include "{lib}"
+_start:
+    li   s0, 0
+next:
+    mov  a0, s0
+    call print_uint
+    li   a0, '\\n'
+    call putc
+    addi s0, s0, 1
+    li   s1, 300
+spin:
+    addi s1, s1, -1
+    bnez s1, spin
+    b    next
+"""
+
+# Prints sector 0 of its disk (up to a NUL), writes WROTE there, powers off.
+DISKWRITE = """
+.include "{lib}"
+.equ DISK, 0xF0000400
+_start:
+    li   a0, 1
+    call transfer
+    la   a0, buffer
+    call puts
+    li   a0, '\\n'
+    call putc
+    la   t0, buffer
+    la   t1, wrote
+copy:
+    ldbu t2, [t1]
+    stb  t2, [t0]
+    addi t0, t0, 1
+    addi t1, t1, 1
+    bnez t2, copy
+    li   a0, 2
+    call transfer
+    exit 0
+
+transfer:                      ; a0 = 1 read, 2 write: sector 0 <-> buffer
+    li   t0, DISK
+    stw  zero, [t0]
+    la   t1, buffer
+    stw  t1, [t0 + 4]
+    li   t1, 1
+    stw  t1, [t0 + 8]
+    stw  a0, [t0 + 12]
+wait:
+    ldw  t1, [t0 + 16]
+    andi t1, t1, 2
+    beqz t1, wait
+    li   t1, 2
+    stw  t1, [t0 + 16]
+    ret
+
+wrote:
+    .asciz "WROTE"
+.align 512
+buffer:
+    .space 512
+"""
+
+
+def program(tmp_path, name, source):
+    path = tmp_path / f"{name}.s"
+    path.write_text(source.format(lib=os.path.join(REPO, "emu", "guest", "lib.s")))
+    return str(path)
+
+
+class Home:
+    """A VM home in tmp_path and the `emu vm` command on it."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def run(self, *args, check=True):
+        r = subprocess.run([sys.executable, "-m", "emu", "vm", "--home", self.path, *map(str, args)],
+                           capture_output=True, text=True, timeout=120, cwd=REPO)
+        if check:
+            assert r.returncode == 0, r.stderr
+        return r
+
+    def states(self):
+        lines = self.run("list").stdout.splitlines()
+        return {line.split()[0]: line.split()[1] for line in lines}
+
+    def stats(self):
+        from emu.vm import control, store
+        return control.request(store.Home(self.path), "stats")["vms"]
+
+    def log(self, name):
+        with open(os.path.join(self.path, "vms", name, "console.log"), "rb") as f:
+            return f.read()
+
+    def wait_log(self, name, lines):
+        """Wait until VM `name` has written `lines` lines (a hang, not a speed, is what fails)."""
+        deadline = time.monotonic() + 60
+        while self.log(name).count(b"\n") < lines:
+            assert time.monotonic() < deadline, f"{name} wrote {self.log(name)[-200:]!r}"
+            time.sleep(0.02)
+        return self.log(name)
+
+    def wait_prompt(self, name):
+        deadline = time.monotonic() + 60
+        while b"$ " not in self.log(name):
+            assert time.monotonic() < deadline, self.log(name)
+            time.sleep(0.05)
+
+    def host_pid(self):
+        from emu.vm import store
+        host = store.Home(self.path).host_id()
+        return host and int(host.split("-")[0])
+
+    def files(self):
+        """Everything in the home, for "nothing changed" (console logs aside)."""
+        found = {}
+        for root, _dirs, files in os.walk(self.path):
+            for f in files:
+                path = os.path.join(root, f)
+                if not f.endswith((".lock", ".log")):
+                    with open(path, "rb") as fh:
+                        found[path] = fh.read()
+        return found
+
+    def stop(self):
+        """Power off what runs and wait for the host to go (it exits when idle)."""
+        pid = self.host_pid()
+        for name, state in self.states().items():
+            if state in ("running", "paused"):
+                self.run("poweroff", name, check=False)
+        deadline = time.monotonic() + 30
+        while pid and os.path.exists(f"/proc/{pid}") and _alive(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                pytest.fail(f"the host process {pid} did not exit when idle")
+            time.sleep(0.02)
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def home(tmp_path):
+    h = Home(tmp_path / "home")
+    yield h
+    h.stop()
+
+
+def counters(log):
+    """The numbers a COUNTER printed, checked to be 0, 1, 2, ... (a last partial line dropped)."""
+    lines = log.split(b"\n")[:-1]
+    assert lines == [str(i).encode() for i in range(len(lines))], log[-200:]
+    return len(lines)
+
+
+# -- lifecycle ----------------------------------------------------------------------------
+
+def test_ten_vms_from_one_image_boot_run_and_are_listed(home):
+    names = [f"vm{i}" for i in range(10)]
+    for name in names:
+        home.run("create", name, "--image", "toyos")
+    for name in names:
+        home.run("start", name)
+    for name in names:
+        home.wait_prompt(name)
+    assert home.states() == {name: "running" for name in names}
+    stats = home.stats()["vm0"]
+    assert stats["disk_reads"] > 0 and stats["disk_writes"] == 0 and stats["touched"] > 0
+    assert stats["traps"]["system call"] > 0 and stats["exits"]["disk"] > 0
+    assert sorted(home.run("list", "--running").stdout.split()[::5]) == names
+    # One shared base, ten overlays on it.
+    base = os.path.join(home.path, "images", "toyos.img")
+    assert all(os.path.exists(os.path.join(home.path, "vms", n, "disk-0.qcow2")) for n in names)
+    assert os.path.exists(base)
+    # All ten in one host process, the home's.
+    hosts = [pid for pid in os.listdir("/proc") if pid.isdigit() and {"emu.vm.host", home.path} <= set(_cmdline(pid))]
+    assert hosts == [str(home.host_pid())]
+    home.run("poweroff", "vm3")
+    assert home.states()["vm3"] == "poweroff"
+    assert "vm3" not in home.run("list", "--running").stdout
+
+
+def test_show_machine_readable(home, tmp_path):
+    home.run("create", "a", "--image", program(tmp_path, "c", COUNTER), "--memory", "64K", "--cpu-share", "3")
+    out = home.run("show", "a", "--machine-readable").stdout
+    fields = dict(line.split("=", 1) for line in out.splitlines())
+    assert fields["name"] == '"a"' and fields["state"] == '"poweroff"'
+    assert fields["memory"] == '"65536"' and fields["cpu_share"] == '"3"'
+
+
+def test_pause_stops_guest_progress(home, tmp_path):
+    counter = program(tmp_path, "c", COUNTER)
+    home.run("create", "a", "--image", counter)
+    home.run("create", "b", "--image", counter)
+    home.run("start", "a")
+    home.run("start", "b")
+    home.wait_log("a", 10)
+    home.run("pause", "a")
+    assert home.states()["a"] == "paused"
+    before = home.stats()
+    # Progress measured in guest instructions: b runs on while a does not.
+    deadline = time.monotonic() + 60
+    while (now := home.stats())["b"]["instructions"] < before["b"]["instructions"] + 2_000_000:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert now["a"]["instructions"] == before["a"]["instructions"]
+    home.run("resume", "a")
+    lines = home.log("a").count(b"\n")
+    home.wait_log("a", lines + 10)
+    assert home.states()["a"] == "running"
+
+
+def test_savestate_then_start_continues_exactly(home, tmp_path):
+    home.run("create", "a", "--image", program(tmp_path, "c", COUNTER))
+    home.run("start", "a")
+    for round in range(3):
+        home.wait_log("a", 50 * (round + 1))
+        home.run("savestate", "a")
+        assert home.states()["a"] == "saved"
+        home.run("start", "a")
+    home.run("poweroff", "a")
+    # No number lost, none repeated, across three save/start cycles.
+    assert counters(home.log("a")) >= 150
+
+
+def test_snapshot_restore_continues_identical_output(home, tmp_path):
+    home.run("create", "a", "--image", program(tmp_path, "c", COUNTER))
+    home.run("start", "a")
+    home.wait_log("a", 20)
+    low = len(home.log("a"))
+    home.run("snapshot", "a", "take", "s1")
+    high = len(home.log("a"))
+    home.wait_log("a", home.log("a").count(b"\n") + 200)
+    home.run("poweroff", "a")
+    original = home.log("a")
+    home.run("snapshot", "a", "restore", "s1")
+    assert home.states()["a"] == "saved"
+    assert "s1" in home.run("snapshot", "a", "list").stdout
+    home.run("start", "a")
+    home.wait_log("a", original.count(b"\n") + 100)
+    home.run("poweroff", "a")
+    again = home.log("a")[len(original):]
+    # The snapshot was taken between `low` and `high` bytes of output: the
+    # restored machine goes on from there, exactly as the original did.
+    assert any(original[at:at + 500] == again[:500] for at in range(low, high + 1))
+    home.run("snapshot", "a", "delete", "s1")
+    assert home.run("snapshot", "a", "list").stdout == ""
+
+
+def test_kill_9_of_the_host_makes_its_vms_aborted_and_start_works_again(home, tmp_path):
+    from emu.vm import control, store
+    home.run("create", "a", "--image", program(tmp_path, "c", COUNTER))
+    home.run("create", "b", "--image", program(tmp_path, "c", COUNTER))
+    home.run("start", "a")
+    home.run("start", "b")
+    home.run("pause", "b")
+    pid = home.host_pid()
+    os.kill(pid, signal.SIGKILL)
+    while _alive(pid):
+        time.sleep(0.01)
+    assert home.states() == {"a": "aborted", "b": "aborted"}
+    assert control._connect(store.Home(home.path)) is None       # the socket went with it
+    assert store.Home(home.path).socket_name()[1:] not in open("/proc/net/unix").read()
+    home.run("start", "a")
+    assert home.states() == {"a": "running", "b": "aborted"}
+    assert home.host_pid() != pid
+    home.wait_log("a", home.log("a").count(b"\n") + 10)
+
+
+@pytest.mark.skipif(QEMU_IMG is None, reason="qemu-img (Debian's qemu-utils) is not installed")
+def test_linked_clones_do_not_see_each_others_writes(home, tmp_path):
+    base = tmp_path / "base.img"
+    base.write_bytes(b"BASE".ljust(64 * 1024, b"\0"))
+    home.run("create", "p", "--image", program(tmp_path, "w", DISKWRITE), "--disk", base)
+    home.run("clone", "p", "c1", "--linked")
+    home.run("clone", "p", "c2", "--linked")
+    for name, seen in (("c1", b"BASE\n"), ("c1", b"WROTE\n"), ("c2", b"BASE\n"), ("p", b"BASE\n")):
+        assert run_to_poweroff(home, name) == seen, name
+    assert base.read_bytes().startswith(b"BASE")                  # frozen: nobody wrote it
+    for name in ("p", "c1", "c2"):
+        disk = home.run("show", name, "--machine-readable").stdout.split('disk="')[1].split('"')[0]
+        check = subprocess.run([QEMU_IMG, "check", disk], capture_output=True, text=True)
+        assert "No errors were found" in check.stdout, check.stdout + check.stderr
+        info = subprocess.run([QEMU_IMG, "info", "--backing-chain", disk], capture_output=True, text=True)
+        assert str(base) in info.stdout or "base.img" in info.stdout
+    # p's frozen layers are the bases of its clones' disks: p cannot go first.
+    before = home.files()
+    r = home.run("rm", "p", check=False)
+    assert r.returncode != 0 and "is the base of vm c2's disk" in r.stderr and home.files() == before
+    home.run("rm", "c2")
+    r = home.run("rm", "p", "--delete-disks", check=False)       # base.img: c1's base
+    assert r.returncode != 0 and "is the base of vm c1's disk" in r.stderr
+    home.run("rm", "c1")
+    home.run("rm", "p", "--delete-disks")
+    assert home.states() == {} and not base.exists()
+
+
+def run_to_poweroff(home, name):
+    """Start `name` and wait until its guest powers off; what it printed."""
+    log = os.path.join(home.path, "vms", name, "console.log")
+    before = os.path.getsize(log) if os.path.exists(log) else 0
+    home.run("start", name)
+    deadline = time.monotonic() + 60
+    while home.states()[name] != "poweroff":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return home.log(name)[before:]
+
+
+def test_snapshot_of_a_powered_off_vm_keeps_its_disk(home, tmp_path):
+    base = tmp_path / "base.img"
+    base.write_bytes(b"BASE".ljust(64 * 1024, b"\0"))
+    home.run("create", "p", "--image", program(tmp_path, "w", DISKWRITE), "--disk", base)
+    home.run("snapshot", "p", "take", "clean")
+    assert run_to_poweroff(home, "p") == b"BASE\n"
+    assert run_to_poweroff(home, "p") == b"WROTE\n"
+    assert "exit_status: 0" in home.run("show", "p").stdout
+    home.run("snapshot", "p", "restore", "clean")
+    assert home.states()["p"] == "poweroff"
+    assert run_to_poweroff(home, "p") == b"BASE\n"
+    assert base.read_bytes().startswith(b"BASE")
+
+
+def test_reset_boots_again(home, tmp_path):
+    home.run("create", "a", "--image", program(tmp_path, "c", COUNTER))
+    home.run("start", "a")
+    home.wait_log("a", 20)
+    home.run("reset", "a")
+    home.wait_log("a", home.log("a").count(b"\n") + 20)
+    # Counting from the start again (the first count got to 20 at least).
+    assert home.log("a").find(b"\n1\n2\n3\n4\n5\n", 30) > 0
+    assert home.states()["a"] == "running"
+
+
+def test_concurrent_creates_and_modifies_never_corrupt(home, tmp_path):
+    counter = program(tmp_path, "c", COUNTER)
+    home.run("create", "shared", "--image", counter)
+    procs = []
+    for i in range(6):
+        procs.append(subprocess.Popen([sys.executable, "-m", "emu", "vm", "--home", home.path,
+                                       "create", f"n{i}", "--image", counter], cwd=REPO))
+        procs.append(subprocess.Popen([sys.executable, "-m", "emu", "vm", "--home", home.path,
+                                       "modify", "shared", "--cpu-share", str(i + 1)], cwd=REPO))
+    procs += [subprocess.Popen([sys.executable, "-m", "emu", "vm", "--home", home.path,
+                                "create", "dup", "--image", counter], cwd=REPO,
+                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    codes = [p.wait(timeout=120) for p in procs]
+    assert codes[:12] == [0] * 12
+    assert sorted(codes[12:]) == [0, 125, 125, 125]
+    assert set(home.states()) == {"shared", "dup", *(f"n{i}" for i in range(6))}
+    for name in home.states():
+        with open(os.path.join(home.path, "vms", name, "vm.json")) as f:
+            vm = json.load(f)
+        assert vm["name"] == name
+        assert 1 <= vm["cpu_share"] <= 6
+    assert [f for f in os.listdir(os.path.join(home.path, "vms")) if f.startswith(".")] == []
+
+
+# -- bad input: one line, non-zero, nothing changed ----------------------------------------------
+
+def test_bad_input_is_one_line_and_changes_nothing(home, tmp_path, capsys):
+    from emu.cli import main
+    counter = program(tmp_path, "c", COUNTER)
+    home.run("create", "a", "--image", counter)
+    home.run("create", "r", "--image", counter)
+    home.run("start", "r")
+    blank = tmp_path / "blank.img"
+    blank.write_bytes(bytes(4096))
+    home.run("create", "z", "--disk", blank)
+    home.run("create", "s", "--image", counter)
+    home.run("start", "s")
+    home.run("savestate", "s")
+    cases = [
+        (("modify", "s", "--memory", "2M"), "emu vm discardstate s"),
+        (("start", "z"), "not bootable"),
+        (("show", "nope"), "no such VM"),
+        (("start", "nope"), "no such VM"),
+        (("rm", "nope"), "no such VM"),
+        (("modify", "r", "--cpu-share", "2"), "is running"),
+        (("rm", "r"), "is running"),
+        (("create", "a", "--image", counter), "already exists"),
+        (("create", "b", "--image", counter, "--memory", "3000"), "--memory 3000"),
+        (("create", "b", "--image", counter, "--memory", "lots"), "not a size"),
+        (("create", "b", "--disk", tmp_path / "missing.img"), "missing.img"),
+        (("create", "b/c", "--image", counter), "name"),
+        (("create", "b"), "nothing to run"),
+        (("modify", "a", "--cpu-share", "0"), "--cpu-share 0"),
+        (("pause", "a"), "not running"),
+        (("snapshot", "a", "restore", "nosuch"), "no snapshot"),
+        (("clone", "r", "r2"), "is running"),
+        (("clone", "a", "r"), "already exists"),
+    ]
+    for args, message in cases:
+        before = home.files()
+        # In this process (the commands' start-up would be most of the test's time).
+        try:
+            code = main(["vm", "--home", home.path, *map(str, args)])
+        except SystemExit as e:
+            code = e.code
+        err = capsys.readouterr().err
+        assert code != 0, args
+        assert message in err and err.count("\n") == 1, (args, err)
+        assert home.files() == before, args
+    assert home.states() == {"a": "poweroff", "r": "running", "z": "poweroff", "s": "saved"}
+
+
+def say_hello(terminal, home, name, command="console"):
+    """Attach to toyos's console, run `hello`, detach with Ctrl-A d."""
+    t = terminal("vm", "--home", home.path, command, name)
+    t.read_until(b"Ctrl-A d detaches")
+    t.wait_raw()
+    t.write(b"hello\r")
+    t.read_until(b"Hello")
+    t.write(b"\x01d")
+    t.read_until(b"detached")
+    assert t.wait() == 0
+
+
+def test_console_attaches_and_detaches_without_stopping_the_vm(home, terminal):
+    home.run("create", "t", "--image", "toyos")
+    for command in ("start", "console", "console"):      # at a terminal, start attaches too
+        say_hello(terminal, home, "t", command)
+        assert home.states()["t"] == "running"
+
+
+# -- sharing the host -------------------------------------------------------------------------------
+
+def test_cpu_shares_hold_in_guest_instructions(home, tmp_path):
+    counter = program(tmp_path, "c", COUNTER)
+    home.run("create", "one", "--image", counter, "--cpu-share", "1")
+    home.run("create", "three", "--image", counter, "--cpu-share", "3")
+    home.run("create", "idle", "--image", "toyos", "--cpu-share", "5")
+    for name in ("one", "three", "idle"):
+        home.run("start", name)
+    home.wait_log("one", 10)
+    home.wait_log("three", 10)
+    home.wait_prompt("idle")
+    before = home.stats()
+    deadline = time.monotonic() + 60
+    while (after := home.stats())["one"]["instructions"] < before["one"]["instructions"] + 1_000_000:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    one = after["one"]["instructions"] - before["one"]["instructions"]
+    three = after["three"]["instructions"] - before["three"]["instructions"]
+    assert 2.9 < three / one < 3.1, (one, three)
+    print(f"shares 1:3 gave {one}:{three} guest instructions ({three / one:.4f})")
+    # A VM waiting at its prompt is given nothing: its share goes to the others.
+    assert after["idle"]["instructions"] - before["idle"]["instructions"] < one / 100
+    r = home.run("stats")
+    assert "overcommitted 2:1" in r.stdout and "three" in r.stdout
+
+
+def test_live_snapshot_of_toyos_restores_with_its_disk(home, terminal):
+    home.run("create", "t", "--image", "toyos")
+    home.run("start", "t")
+    home.wait_prompt("t")
+    home.run("snapshot", "t", "take", "up")
+    home.run("poweroff", "t")
+    home.run("snapshot", "t", "restore", "up")
+    at = len(home.log("t"))
+    home.run("start", "t")
+    say_hello(terminal, home, "t")
+    assert b"booting" not in home.log("t")[at:]            # continued, not booted again
+
+
+def test_a_viewer_too_slow_misses_the_oldest_output_not_the_host_its_memory():
+    import io
+    from types import SimpleNamespace
+    from emu.machine import Machine
+    from emu.vm import host
+    log = io.BytesIO()
+    guest = host.Guest({"name": "x", "cpu_share": 1}, Machine(4096), -1, log)
+    viewer = SimpleNamespace(out=bytearray())
+    guest.viewers.append(viewer)
+    for i in range(3):
+        guest.write(bytes([i]) * (host.MAX_BACKLOG // 2 + 1))
+    assert len(viewer.out) == host.MAX_BACKLOG and viewer.out[-1] == 2 and viewer.out[0] == 1
+    assert len(log.getvalue()) == 3 * (host.MAX_BACKLOG // 2 + 1)          # the log keeps it all
