@@ -1,4 +1,5 @@
-"""The ``minirt`` command line: argv in, a ContainerSpec out, nothing more.
+"""The ``minirt`` command line: docker's commands, each a call into the runtime,
+the image code or the builder.
 
 The flags (docker's) are declared in ``options.py``; here is what each command
 does with them.  Errors print one line, ``minirt: <what>``, and exit 125

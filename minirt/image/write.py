@@ -354,23 +354,3 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     ti = _plain(tarfile.TarInfo(name))
     ti.size = len(data)
     tar.addfile(ti, io.BytesIO(data))
-
-
-def write_docker_archive(rootfs_dir, out_path, *, config: dict | None = None,
-                         tag: str = "busybox:latest", **kw) -> Path:
-    """A ``docker save`` archive of one tree (uncompressed layer, as docker writes)."""
-    return write_image(out_path, [Path(rootfs_dir)], form="docker", config=config, tag=tag, **kw)
-
-
-def write_oci_archive(rootfs_dir, out_path, *, config: dict | None = None,
-                      tag: str = "latest", compression: str | None = "gzip", **kw) -> Path:
-    """An OCI archive (``podman save --format oci-archive``) of one tree."""
-    return write_image(out_path, [Path(rootfs_dir)], form="oci-archive", config=config,
-                       tag=tag, compression=compression, **kw)
-
-
-def write_oci_layout(rootfs_dir, out_dir, *, config: dict | None = None,
-                     tag: str = "latest", compression: str | None = "gzip", **kw) -> Path:
-    """An OCI layout directory of one tree."""
-    return write_image(out_dir, [Path(rootfs_dir)], form="oci-layout", config=config,
-                       tag=tag, compression=compression, **kw)

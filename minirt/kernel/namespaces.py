@@ -7,8 +7,10 @@ tree (cgroup) and user ids (user).  ``unshare(2)`` gives the calling process new
 namespaces; ``setns(2)`` joins existing ones through ``/proc/PID/ns/*`` files.
 
 One subtlety shapes the whole runtime: unsharing the *pid* namespace does not
-move the caller, only its future children.  That is why the runtime forks once
-more after ``unshare`` so that the container's first process is PID 1.
+move the caller, only its future children.  That is why the container's first
+process is *cloned* with the namespace flags (runtime/container.py): it is born
+PID 1 of its new pid namespace.  ``unshare`` is left for what a process may
+change about itself later (its mount and cgroup namespaces, runtime/init.py).
 """
 
 import errno
@@ -27,33 +29,12 @@ FLAGS = {
     "user": libc.CLONE_NEWUSER,
 }
 
-# What `minirt run` isolates by default (user namespaces are opt-in, see rootless).
-DEFAULT = ("mnt", "pid", "uts", "ipc", "net", "cgroup")
-
-
 def unshare(names):
     """Give the calling process new namespaces of the given kinds."""
     flags = 0
     for name in names:
         flags |= FLAGS[name]
     libc.unshare(flags)
-
-
-def join(pid, names):
-    """Enter the namespaces of process ``pid`` (user namespace first, as the kernel needs)."""
-    order = sorted(names, key=lambda n: n != "user")
-    fds = [os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC) for name in order]
-    try:
-        for name, fd in zip(order, fds):
-            libc.setns(fd, FLAGS[name])
-    finally:
-        for fd in fds:
-            os.close(fd)
-
-
-def inode(pid, name):
-    """The identity of a namespace: two processes share it iff the inodes are equal."""
-    return os.stat(f"/proc/{pid}/ns/{name}").st_ino
 
 
 def write_id_maps(pid, uid_map, gid_map):

@@ -5,7 +5,9 @@ Everything minirt creates on the host is under one directory (default
 ``--root`` or ``MINIRT_ROOT``)::
 
     layers/sha256/<diff id>/      unpacked image layers, shared (image/store.py)
-    images/                       loaded images and their tags (image/catalog)
+    images/                       loaded, pulled and built images and their tags (runtime/images.py)
+    build-cache/                  minirt build's cached steps and cache mounts (build/builder.py)
+    build-tmp/                    builds under way (a dead build's is pruned)
     names/<name> -> <id>          container names; a symlink is created atomically,
                                   so two containers can never get the same name
     cache/seccomp/<hash>          compiled seccomp filters (kernel/security.py)
