@@ -516,6 +516,7 @@ def cmd_tag(args):
 
 
 def cmd_build(args):
+    from minirt.build import progress
     from minirt.build.builder import Builder
     from minirt.build.context import Input
     from minirt.runtime.images import check_name
@@ -534,11 +535,21 @@ def cmd_build(args):
     if epoch is not None and not epoch.isdigit():
         raise SpecError(f"invalid SOURCE_DATE_EPOCH {epoch!r} (want seconds since 1970)")
     quiet = args.quiet or args.progress == "quiet"
+    if quiet:
+        shown = None
+    elif args.progress == "plain" or not sys.stderr.isatty():
+        shown = progress.Plain(sys.stderr)
+    else:
+        shown = progress.Terminal(sys.stderr, os.get_terminal_size(sys.stderr.fileno()).columns)
     with Input(args.context, args.file, sys.stdin.buffer) as given:
         builder = Builder(_root(args), given.context, given.text, name=given.name, build_args=build_args,
                           target=args.target, no_cache=args.no_cache, network=args.network,
-                          out=None if quiet else sys.stderr, epoch=int(epoch) if epoch is not None else None)
-        image_id = builder.build(tags)
+                          progress=shown, epoch=int(epoch) if epoch is not None else None)
+        try:
+            image_id = builder.build(tags)
+        finally:
+            if shown:
+                shown.close()
     if args.iidfile:
         with open(args.iidfile, "w") as f:
             f.write(image_id)

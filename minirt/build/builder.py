@@ -86,15 +86,17 @@ class _State:
 
 class Builder:
     def __init__(self, root, context, dockerfile, *, name="Dockerfile", build_args=None, target=None,
-                 no_cache=False, network=None, out=None, epoch=None, platform=None):
+                 no_cache=False, network=None, progress=None, epoch=None, platform=None):
         self.root = root
         self.context = context if isinstance(context, Context) else Context(context)
+        self.context.hide(root)
         self.name = name
         self.dockerfile = parse(dockerfile, name)
         self.build_args = dict(build_args or {})
         platform = platform or (*HOST_PLATFORM, "")
         self.plan = plan(self.dockerfile, self.build_args, target, platform, name)
-        self.no_cache, self.network, self.out = no_cache, network, out
+        self.no_cache, self.network = no_cache, network
+        self.progress = progress or _Silent()  # progress.Plain or progress.Terminal
         self.epoch = epoch
         self.platform = platform
         self.maps = rootless_maps() if os.geteuid() != 0 else None
@@ -117,7 +119,7 @@ class Builder:
             self.tmp = work
             built = self.stages()
             if self.plan.unused_build_args:
-                self.say(f"[Warning] One or more build-args {self.plan.unused_build_args} were not consumed")
+                self.progress.note(f"[Warning] One or more build-args {self.plan.unused_build_args} were not consumed")
             return self.commit(built[self.plan.target.index], tags)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -149,12 +151,6 @@ class Builder:
                     built[stage.index] = future.result()
         return built
 
-    def say(self, line: str):
-        if self.out is not None:
-            with self.lock:
-                self.out.write(line + "\n")
-                self.out.flush()
-
     def stage(self, stage, built) -> _State:
         body = list(stage.body)
         label = stage.name or f"stage-{stage.index}"
@@ -162,9 +158,9 @@ class Builder:
         triggers = [parse(t, f"{self.name} (ONBUILD of {stage.base})").instructions[0]
                     for t in base.config.pop("OnBuild", None) or []]
         total = len(body) + len(triggers) + 1
-        self.say(f"#{next(self.steps)} [{label} 1/{total}] FROM {stage.base}")
+        self.progress.instant(next(self.steps), f"[{label} 1/{total}] FROM {stage.base}")
         for number, ins in enumerate(triggers + body, 2):
-            self.step(base, ins, built, f"#{next(self.steps)} [{label} {number}/{total}]")
+            self.step(base, ins, built, next(self.steps), f"[{label} {number}/{total}] {_show(ins)}")
         return base
 
     def base(self, stage, built) -> _State:
@@ -193,7 +189,7 @@ class Builder:
         if entry is None:
             from minirt.image.reference import parse as parse_reference
 
-            self.say(f"#0 pulling {ref}")
+            self.progress.note(f"#0 pulling {ref}")
             try:
                 self.catalog.pull(parse_reference(ref), self.store, platform=wanted)
             except MinirtError as e:
@@ -221,17 +217,17 @@ class Builder:
 
     # -- one instruction ------------------------------------------------------
 
-    def step(self, st: _State, ins, built, prefix):
+    def step(self, st: _State, ins, built, number, title):
         where = f"{self.name}:{ins.line}"
         values = {k: (expand(v, st.scope(), self.dockerfile.escape) if isinstance(v, str) else v)
                   for k, v in flags(ins, where).items()}
         kind = ins.command
-        self.say(f"{prefix} {_show(ins)}")
         if kind in ("run", "copy", "add"):
-            started = time.monotonic()
-            cached = getattr(self, kind)(st, ins, values, built, where, prefix)
-            self.say(f"{prefix[:prefix.index(' ')]} {'CACHED' if cached else f'DONE {time.monotonic() - started:.1f}s'}")
+            self.progress.start(number, title)
+            cached = getattr(self, kind)(st, ins, values, built, where, number)
+            self.progress.end(number, cached)
             return
+        self.progress.instant(number, title)
         getattr(self, "meta_" + kind)(st, ins, values, where)
         st.key = _key(st.key, kind, json.dumps(st.config, sort_keys=True), json.dumps(st.args, sort_keys=True))
         if kind != "arg":
@@ -252,7 +248,7 @@ class Builder:
 
     # -- RUN ------------------------------------------------------------------
 
-    def run(self, st, ins, values, built, where, prefix) -> bool:
+    def run(self, st, ins, values, built, where, number) -> bool:
         shell = st.config.get("Shell") or DEFAULT_SHELL
         if ins.json:
             args = list(ins.args)
@@ -273,11 +269,11 @@ class Builder:
             return True
         if not args:
             raise BuildError(f"{where}: RUN needs a command")
-        upper = self.execute(st, args, arg_env, network, mounts, where, prefix)
+        upper = self.execute(st, args, arg_env, network, mounts, where, number)
         self.add_layer(st, key, upper, f"RUN {_show_args(args)}", ids=self.inside_ids())
         return False
 
-    def execute(self, st, args, arg_env, network, mounts, where, prefix) -> str:
+    def execute(self, st, args, arg_env, network, mounts, where, number) -> str:
         """Run ``args`` on ``st``'s layers; the directory of what it changed."""
         from minirt.runtime.container import Container
 
@@ -297,11 +293,9 @@ class Builder:
                     container.start(stdio=(null.fileno(), write, write))
             finally:
                 os.close(write)
-            tag = prefix[:prefix.index(" ")]
-            started = time.monotonic()
             with os.fdopen(read, "rb") as output:
                 for line in output:
-                    self.say(f"{tag} {time.monotonic() - started:.3f} {line.decode(errors='replace').rstrip()}")
+                    self.progress.log(number, line.decode(errors="replace").rstrip())
             code = container.wait()
             if code != 0:
                 raise BuildError(f"{where}: RUN {_show_args(args)}: exit code {code}")
@@ -334,10 +328,10 @@ class Builder:
 
     # -- COPY and ADD ---------------------------------------------------------
 
-    def copy(self, st, ins, values, built, where, prefix) -> bool:
+    def copy(self, st, ins, values, built, where, number) -> bool:
         return self.copy_or_add(st, ins, values, built, where, "COPY")
 
-    def add(self, st, ins, values, built, where, prefix) -> bool:
+    def add(self, st, ins, values, built, where, number) -> bool:
         return self.copy_or_add(st, ins, values, built, where, "ADD")
 
     def copy_or_add(self, st, ins, values, built, where, keyword) -> bool:
@@ -505,9 +499,9 @@ class Builder:
         self.layout.write_index([mdesc])
         image_id, names = self.catalog.load(str(self.layout.path), self.store, tags)
         number = next(self.steps)
-        self.say(f"#{number} writing image {image_id} done")
+        self.progress.note(f"#{number} writing image {image_id} done")
         for name in names:
-            self.say(f"#{number} naming to {name} done")
+            self.progress.note(f"#{number} naming to {name} done")
         return image_id
 
     # -- instructions that change only the config -----------------------------
@@ -613,6 +607,13 @@ class Builder:
                 raise BuildError(f"{where}: --retries={values['retries']}: not a whole number")
             check["Retries"] = int(values["retries"])
         st.config["Healthcheck"] = check
+
+
+class _Silent:
+    """No progress shown (-q)."""
+
+    def __getattr__(self, name):
+        return lambda *args: None
 
 
 class _Blobs:

@@ -22,13 +22,19 @@ class Context:
     def __init__(self, root: str, rules=None):
         self.root = os.path.realpath(root)
         self.rules = rules if rules is not None else ignore.read(self.root)
+        self.hidden = set()  # host paths inside the context that are not part of it
+
+    def hide(self, path: str):
+        """Leave ``path`` out (minirt's state root, when it lies inside the
+        context: a COPY would otherwise copy the build into itself)."""
+        self.hidden.add(os.path.realpath(path))
 
     def find(self, rel: str):
         """The host path of ``rel`` (no symlink followed), or None if it is
         missing or ignored."""
         parts = [p for p in rel.split("/") if p and p != "."]
         path = os.path.join(self.root, *parts)
-        if not os.path.lexists(path):
+        if not os.path.lexists(path) or path in self.hidden:
             return None
         if parts and self.rules.ignored("/".join(parts)):
             # an ignored directory is still there for what an exception keeps in it
@@ -38,9 +44,10 @@ class Context:
 
     def listdir(self, rel: str) -> list:
         parts = [p for p in rel.split("/") if p and p != "."]
-        names = sorted(os.listdir(os.path.join(self.root, *parts)))
+        folder = os.path.join(self.root, *parts)
         prefix = "/".join(parts) + "/" if parts else ""
-        return [n for n in names if not self.rules.ignored(prefix + n)]
+        return [n for n in sorted(os.listdir(folder))
+                if not self.rules.ignored(prefix + n) and os.path.join(folder, n) not in self.hidden]
 
     def resolve(self, rel: str, follow_last: bool = True) -> str:
         return resolve(self, rel, follow_last)

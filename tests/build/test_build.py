@@ -385,3 +385,32 @@ def test_a_failing_stage_stops_the_build_and_its_sibling_finishes_cleanly(minirt
     assert r.returncode == 125 and r.stderr.splitlines()[-1].endswith("exit code 4"), r.stderr
     assert "never" not in ok(minirt("image", "ls")).stdout
     assert ok(minirt("ps", "-a", "-q")).stdout == ""
+
+
+def test_at_a_terminal_the_progress_is_a_block_redrawn_in_place(minirt, tmp_path, terminal):
+    ctx = context(tmp_path / "tty", "FROM busybox\nENV A=1\nRUN echo one && echo two && sleep 1\nCOPY . /ctx/\n")
+    t = terminal("--root", str(tmp_path / "root"), "build", "-t", "tty", ctx, size=(40, 100))
+    assert t.wait() == 0, t.out
+    text = t.out.decode()
+    assert "[+] Building" in text and "(4/4)" in text and "\x1b[2K" in text
+    assert " => [stage-0 3/4] RUN echo one && echo two && sleep 1" in text and " => => # two" in text
+    t = terminal("--root", str(tmp_path / "root"), "build", "-t", "tty", ctx, size=(40, 100))
+    assert t.wait() == 0
+    assert " => CACHED [stage-0 3/4] RUN echo one && echo two && sleep 1" in t.out.decode()
+
+
+def test_a_state_root_inside_the_context_is_not_part_of_it(tmp_path, busybox_image):
+    ctx = tmp_path / "ctx"
+    context(ctx, "FROM busybox\nCOPY . /ctx/\n", app="app\n")
+    root = str(ctx / "state")
+
+    def minirt(*args):
+        return subprocess.run([sys.executable, "-m", "minirt", "--root", root, *args], capture_output=True,
+                              text=True, timeout=120)
+    try:
+        ok(minirt("load", "-i", busybox_image, "-t", "busybox"))
+        ok(minirt("build", "-t", "inside", str(ctx)))
+        listed = ok(minirt("run", "--rm", "inside", "find", "/ctx")).stdout.split()
+        assert sorted(listed) == ["/ctx", "/ctx/Dockerfile", "/ctx/app"]
+    finally:
+        minirt("system", "prune")
