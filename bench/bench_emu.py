@@ -24,6 +24,7 @@ from emu import isa, mkfs, snapshot           # noqa: E402
 from emu.asm import assemble                  # noqa: E402
 from emu.devices.console import Console       # noqa: E402
 from emu.machine import Machine               # noqa: E402
+from emu.memory import WRITTEN                 # noqa: E402
 
 GUEST = os.path.join(os.path.dirname(__file__), "..", "emu", "guest")
 
@@ -275,7 +276,7 @@ def main():
         ram = machine.memory.words
         for page in range(machine.memory.pages):
             ram[page * 1024] = page + 1
-            machine.memory.dirty[page] = 1
+            machine.memory.dirty[page] = WRITTEN
         t = time.perf_counter()
         snapshot.save(machine, full)
         t_full = time.perf_counter() - t
@@ -293,7 +294,7 @@ def main():
         for n in (16, 256, 4096):
             for page in range(n):
                 ram[page * 1024 + 1] = page
-                machine.memory.dirty[page] = 1
+                machine.memory.dirty[page] = WRITTEN
             step = os.path.join(os.path.dirname(diff), f"diff-{n}.snap")  # each over the one before
             t = time.perf_counter()
             snapshot.save_diff(machine, step)

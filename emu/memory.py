@@ -3,8 +3,9 @@
 Lecture idea: "machine states can be checkpointed" -- and checkpoint files "can
 be huge".  The memory of a virtual machine is most of its state, so this module
 keeps track, per 4 KiB page, of what the guest wrote since the last snapshot.
-A diff snapshot then saves only those pages, and (in a later issue) live
-migration sends only them.  Read ``snapshot.py`` next.
+A diff snapshot then saves only those pages, and live migration
+(``migrate.py``) sends only them, round after round.  Read ``snapshot.py``
+next.
 
 RAM is any writable buffer: an anonymous ``mmap`` for a fresh machine, or a
 copy-on-write ``mmap`` of a snapshot file for a restored one -- the CPU cannot
@@ -32,14 +33,24 @@ PAGE_SHIFT = PAGE_SIZE.bit_length() - 1
 # data stored right after a program's code does not keep throwing away the
 # translations of that code.
 CODE_SHIFT = 8
+LINES_PER_PAGE = PAGE_SIZE >> CODE_SHIFT
 
-# Per line, what a store the translator compiled must do besides writing
-# (``Memory.store_flags``): mark the page dirty (CLEAN: not marked since the
-# last snapshot), check the bytes it writes against translated code (CODE:
-# the translator holds code from the line).  Most lines have neither, and
-# such a store costs one look at its line's flags.
-CLEAN, CODE = 1, 2
-_WITH_CLEAN = bytes(flags | CLEAN for flags in range(256))
+# A page's byte in ``Memory.dirty`` holds one bit for each reader of the
+# log: the snapshots (SNAPSHOT) and live migration (MIGRATION).  Every write
+# sets both; each reader clears its own bit when it has copied the page, so
+# neither disturbs the other.
+SNAPSHOT, MIGRATION = 1, 2
+WRITTEN = SNAPSHOT | MIGRATION
+_HAS = {bit: bytes(1 if flags & bit else 0 for flags in range(256)) for bit in (SNAPSHOT, MIGRATION)}
+
+# Per line, what a store the translator compiled must know besides where
+# to write (``Memory.store_flags``): whether its page is marked in every
+# reader's log (MARKED), and whether the translator holds code from the
+# line (CODE: the bytes written must be checked against it).  Most lines
+# are MARKED only, and a store there costs one look at its line's flags;
+# fresh memory is all zeros: nothing marked, no code.
+MARKED, CODE = 1, 2
+_UNMARKED = bytes(flags & ~MARKED for flags in range(256))
 
 # Words are read through a memoryview cast to native 32-bit integers, which is
 # several times faster than int.from_bytes.  That view is little-endian only on
@@ -67,10 +78,13 @@ class Memory:
         self.ram = memoryview(backing)
         self.words = self.ram.cast("I")
         self.pages = size // PAGE_SIZE
-        self.dirty = bytearray(self.pages)       # 1 = written since the last snapshot
+        self.dirty = bytearray(self.pages)       # SNAPSHOT | MIGRATION: written since that reader copied it
         self.present = bytearray(self.pages)     # 1 = may be non-zero as of the last snapshot
-        self.code = bytearray(size >> CODE_SHIFT)  # 1 = the translator holds code from this line
-        self.store_flags = bytearray([CLEAN]) * len(self.code)  # CLEAN | CODE, see above
+        # Per 256-byte line (one byte each: 4 MiB for a 1 GiB guest, so they
+        # start as zero pages the host has not given yet, and only lines
+        # that are used cost anything):
+        self.code = _zeros(size >> CODE_SHIFT)   # 1 = the translator holds code from this line
+        self.store_flags = _zeros(size >> CODE_SHIFT)  # MARKED | CODE, see above
         self.on_code_write = None
         self.watch = None                        # the debugger's write hook, or None
         self.unchecked_left = 0                  # pages not yet checked (see check_lazily)
@@ -90,7 +104,7 @@ class Memory:
         self._written(addr, 1)
 
     def _written(self, addr, width):
-        self.dirty[addr >> PAGE_SHIFT] = 1
+        self.dirty[addr >> PAGE_SHIFT] = WRITTEN
         if self.code[addr >> CODE_SHIFT]:
             self.on_code_write(addr >> CODE_SHIFT)
         if self.watch is not None:
@@ -101,7 +115,7 @@ class Memory:
         self.ram[addr:addr + len(data)] = data
         last = addr + max(len(data), 1) - 1
         for page in range(addr >> PAGE_SHIFT, (last >> PAGE_SHIFT) + 1):
-            self.dirty[page] = 1
+            self.dirty[page] = WRITTEN
         for line in range(addr >> CODE_SHIFT, (last >> CODE_SHIFT) + 1):
             if self.code[line]:
                 self.on_code_write(line)
@@ -125,32 +139,42 @@ class Memory:
             self._check_page(self.unchecked.find(1))
             count = None if count is None else count - 1
 
-    def dirty_pages(self):
-        """Page numbers written since the last `mark_snapshot`."""
-        return _ones(self.dirty)
+    def dirty_pages(self, reader=SNAPSHOT):
+        """Page numbers written since `reader` (SNAPSHOT: the last
+        `mark_snapshot`; MIGRATION: the last `mark_copied` by migration)."""
+        return _ones(self.dirty.translate(_HAS[reader]))
 
     def used_pages(self):
         """Pages that may hold something other than zeros: a full snapshot
         saves these and leaves the rest as holes in the file."""
-        return sorted(set(_ones(self.present)) | set(_ones(self.dirty)))
+        return _ones(self.used_flags())
 
     def used_flags(self):
         """`used_pages` as one byte per page, 1 = used."""
         flags = bytearray(self.present)
-        for page in _ones(self.dirty):
+        for page in self.dirty_pages():
             flags[page] = 1
         return flags
+
+    def mark_copied(self, pages, reader):
+        """`reader` has copied `pages` as they are now: clear its bit, so
+        that the next write to one of them marks it again."""
+        dirty, flags, clear = self.dirty, self.store_flags, ~reader
+        for page in pages:
+            dirty[page] &= clear
+            # A store to a MARKED line marks nothing: make it mark again.
+            lines = slice(page * LINES_PER_PAGE, (page + 1) * LINES_PER_PAGE)
+            flags[lines] = flags[lines].translate(_UNMARKED)
 
     def mark_snapshot(self, present=None):
         """A snapshot now holds memory as it is: start a new dirty epoch.
         `present`: the pages a restored snapshot holds, one byte per page."""
         if present is not None:
             self.present[:] = present
-        for page in _ones(self.dirty):
+        pages = self.dirty_pages()
+        for page in pages:
             self.present[page] = 1
-        # In place: the translator's compiled code holds on to these very arrays.
-        self.dirty[:] = bytes(self.pages)
-        self.store_flags[:] = self.store_flags.translate(_WITH_CLEAN)
+        self.mark_copied(pages, SNAPSHOT)
 
 
 class CheckedMemory(Memory):
@@ -207,8 +231,14 @@ def runs(pages):
     return runs
 
 
+def _zeros(length):
+    """`length` zero bytes that cost no memory until written: an anonymous
+    private mapping, as fresh RAM is."""
+    return mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE)
+
+
 def _ones(flags):
-    """Indexes of the non-zero bytes of `flags`, found at C speed."""
+    """Indexes of the bytes of `flags` that are 1, found at C speed."""
     found, i = [], flags.find(1)
     while i >= 0:
         found.append(i)

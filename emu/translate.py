@@ -66,7 +66,7 @@ the blocks of its line with the bytes they were made from.
 
 from . import isa
 from .isa import WORD, STATUS_IE, STATUS_U, SREG_STATUS
-from .memory import CLEAN, CODE, CODE_SHIFT, PAGE_SHIFT
+from .memory import CODE, CODE_SHIFT, MARKED, PAGE_SHIFT, WRITTEN
 from .mmu import READ, WRITE, EXECUTE
 
 MAX_BLOCK = 64                     # instructions; long enough for any loop body here
@@ -405,7 +405,7 @@ def block_source(sequences, memory_size, paged=False):
                                   lambda target, done: go_to(target, done, here, copied=True), returns)]
         return [f"x += {done}", f"if x <= slack: L = {label}; break", leave(target, "")]
 
-    # Registers, memory, dirty and store flags, code words as default
+    # Registers, memory, dirty bits and store flags, code bytes as default
     # arguments: locals of the block, quicker to reach than closure cells.
     body = ["def make(R, W, M, D, S, C):",
             "  def block(slack, TR, TW, R=R, W=W, M=M, D=D, S=S, C=C):"]
@@ -498,9 +498,9 @@ def piece_source(insns, memory_size, paged, pad, leave, go_to, returns):
                 # one that holds code, the bytes written must not be code.
                 # (Comparisons, not `&`: Python has quicker ones for them.)
                 line = f"{address} >> {CODE_SHIFT}"
-                emit(f"if (s := S[{line}]):",
+                emit(f"if (s := S[{line}]) != {MARKED}:",
                      f"  if s >= {CODE} and {address} in C: {bail}",
-                     f"  if s != {CODE}: D[{address} >> {PAGE_SHIFT}] = 1; S[{line}] = s - {CLEAN}")
+                     f"  if s != {MARKED | CODE}: D[{address} >> {PAGE_SHIFT}] = {WRITTEN}; S[{line}] = s + {MARKED}")
             if kind == "load" and rd:
                 known.pop(rd, None)
                 if insn.width == 4:
