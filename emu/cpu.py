@@ -68,19 +68,24 @@ SEMANTICS = {
     "callr":  "target = R[rs1]\n"         # before lr changes: `callr lr` must work
               "R[LR] = pc + 4\n"
               "return target",
-    # Loads and stores to RAM with paging off are done right here; anything
-    # else (misaligned, paged, a device, memory a restore has not checked
-    # yet) takes the CPU's full path.
+    # Loads and stores to RAM are done right here: with paging on, through
+    # the TLB's pre-checked pages for the current mode (mmu.py: `fast`; a
+    # page it does not hold counts as past RAM).  Anything else (misaligned,
+    # a TLB miss or fault, a device, memory a restore has not checked yet)
+    # takes the CPU's full path.
     "load":   "a = (R[rs1] + imm) & WORD\n"
-              "if a < size and not mmu.enabled and not memory.unchecked_left{aligned}: {set}{fast}\n"
+              "if a < size and not mmu.enabled and not memory.unchecked_left{aligned}: {set}{fast_a}\n"
+              "elif mmu.enabled and (p := {paged}) < size and not memory.unchecked_left{aligned}: {set}{fast_p}\n"
               "else: {set}cpu.load(a, width, signed)\n"
               "return pc + 4",
     "store":  "a = (R[rs1] + imm) & WORD\n"
               "if a < size and not mmu.enabled{aligned}: memory.store_{unit}(a, R[rs2])\n"
+              "elif mmu.enabled and (p := {paged}) < size{aligned}: memory.store_{unit}(p, R[rs2])\n"
               "else: cpu.store(a, width, R[rs2])\n"
               "return pc + 4",
 }
-_FAST_LOAD = {(4, False): "W[a >> 2]", (1, False): "M[a]", (1, True): "((M[a] ^ 0x80) - 0x80) & WORD"}
+_PAGED = "fast[1 if S[STATUS] & USER else 0][{access}].get(a >> 12, MMIO_BASE) | a & 4095"
+_FAST_LOAD = {(4, False): "W[{a} >> 2]", (1, False): "M[{a}]", (1, True): "((M[{a}] ^ 0x80) - 0x80) & WORD"}
 
 
 def _maker(insn, writes):
@@ -89,15 +94,19 @@ def _maker(insn, writes):
     body = SEMANTICS[insn.kind].format(
         set="R[rd] = " if writes else "", op=insn.op and isa.substitute(insn.op, "R[rs1]", b),
         aligned=" and not a & 3" if insn.width == 4 else "",
-        fast=_FAST_LOAD.get((insn.width, insn.signed)), unit="word" if insn.width == 4 else "byte")
+        fast_a=_FAST_LOAD.get((insn.width, insn.signed), "").format(a="a"),
+        fast_p=_FAST_LOAD.get((insn.width, insn.signed), "").format(a="p"), unit="word" if insn.width == 4 else "byte",
+        paged=_PAGED.format(access="WRITE" if insn.kind == "store" else "READ"))
     source = ("def make(cpu, d):\n"
-              "    R, mmu, memory, width, signed = cpu.regs, cpu.mmu, cpu.memory, d.insn.width, d.insn.signed\n"
+              "    R, S, mmu, memory, width, signed = cpu.regs, cpu.sregs, cpu.mmu, cpu.memory, d.insn.width, d.insn.signed\n"
+              "    fast = mmu.fast\n"
               "    W, M, size = memory.words, memory.ram, memory.size\n"
               "    rd, rs1, rs2 = d.rd, d.rs1, d.rs2\n"
               f"    imm = d.imm & WORD if {insn.kind == 'alu'} else d.imm\n"
               "    def run(pc):\n" + "".join(f"        {line}\n" for line in body.split("\n")) +
               "    return run\n")
-    namespace = dict(isa.OP_NAMESPACE, LR=isa.LR)
+    namespace = dict(isa.OP_NAMESPACE, LR=isa.LR, STATUS=SREG_STATUS, USER=STATUS_U,
+                     READ=READ, WRITE=WRITE, MMIO_BASE=MMIO_BASE)
     exec(compile(source, f"<{insn.mnemonic}>", "exec"), namespace)
     return namespace["make"]
 

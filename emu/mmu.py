@@ -25,7 +25,7 @@ allows that access in that mode.  A translated load is then one dictionary
 lookup; anything missing goes back to the interpreter, which walks.
 """
 
-from .isa import PAGE_SIZE, PTE_P, PTE_R, PTE_W, PTE_X, PTE_U, PTBR_ENABLE, WORD
+from .isa import MMIO_BASE, PAGE_SIZE, PTE_P, PTE_R, PTE_W, PTE_X, PTE_U, PTBR_ENABLE, WORD
 
 READ, WRITE, EXECUTE = 0, 1, 2
 _NEEDS = (PTE_R, PTE_W, PTE_X)      # the PTE bit each kind of access needs
@@ -114,9 +114,10 @@ class MMU:
         self.set_ptbr(ptbr)
         for entry in entries:
             # A cached entry is used without a walk, so it must be one a walk
-            # could have cached: anything else would reach outside RAM.
+            # could have cached: anything else would reach outside RAM, or
+            # turn a device address (never paged, never walked) into RAM.
             if not (isinstance(entry, (list, tuple)) and len(entry) == 2
-                    and all(type(n) is int for n in entry) and 0 <= entry[0] < 1 << 20
+                    and all(type(n) is int for n in entry) and 0 <= entry[0] < MMIO_BASE >> 12
                     and 0 <= entry[1] <= WORD and entry[1] & PTE_P
                     and entry[1] & FRAME_MASK < self.memory.size):
                 raise ValueError(f"TLB entry {entry!r}: not one a page-table walk could have made")

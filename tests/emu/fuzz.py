@@ -133,11 +133,12 @@ def page_tables(rng):
     return directory, table
 
 
-def program(rng, length=None):
+def program(rng, length=None, paging=None):
     """A random program as assembly source: a preamble that sets up a trap
     handler, the timer, the interrupt controller, the console, a disk
-    transfer, paging and user mode, each at random, then random instructions
-    looping over data, devices and their own code."""
+    transfer, paging (or as `paging` says) and user mode, each at random,
+    then random instructions looping over data, devices, their own code and
+    the page tables."""
     length = length or rng.randrange(4, 64)
     handler = rng.choice(["skip", "random", "none"])
     lines = ["_start:"]
@@ -158,7 +159,7 @@ def program(rng, length=None):
         for offset, value in ((0, rng.randrange(4)), (4, rng.choice([DATA, BODY, TABLE, MEMORY - 512])),
                               (8, rng.randrange(4)), (0x14, rng.randrange(2)), (0xC, rng.choice([1, 2]))):
             store(DISK + offset, value)
-    paging = rng.random() < 0.5
+    paging = rng.random() < 0.5 if paging is None else paging
     if paging:
         ptbr = DIRECTORY | 1 if rng.random() < 0.75 else rng.choice([TABLE | 1, MEMORY | 1, 0x1001])
         lines += [f"    li t0, {ptbr:#x}", "    mtsr ptbr, t0"]

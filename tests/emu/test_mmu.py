@@ -87,10 +87,11 @@ def test_page_faults_name_the_access_and_the_virtual_address(engine, body, cause
     assert (m.cpu.regs[10], m.cpu.regs[11]) == (cause, bad)
 
 
-def run_user(user_source, engine):
-    """Run `user_source` (at virtual 0x400000, on a U page) in user mode."""
+def run_user(user_source, engine, kernel_source=""):
+    """Run `user_source` (at virtual 0x400000, on a U page) in user mode,
+    after `kernel_source` in supervisor mode."""
     m = Machine(1 << 16, console=Console(), engine=engine)
-    m.load(assemble(KERNEL.format(directory=DIRECTORY, body="""
+    m.load(assemble(KERNEL.format(directory=DIRECTORY, body=kernel_source + """
         li   t0, 0x00400000
         mtsr epc, t0
         li   t0, 0b1000           ; PU: eret into user mode
@@ -102,6 +103,17 @@ def run_user(user_source, engine):
     map_pages(m, IDENTITY + [(0x00400000, 0x3000, RWX | PTE_U)])
     m.run(1000)
     return m
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("access, cause", [("ldw a1, [t0]", isa.TRAP_LOAD_FAULT),
+                                           ("stw t0, [t0]", isa.TRAP_STORE_FAULT)])
+def test_what_the_supervisor_cached_stays_out_of_user_reach(engine, access, cause):
+    # The kernel has just read and written page 2, so the TLB holds it (for
+    # the supervisor): user mode must still fault there, TLB hit or not.
+    m = run_user(f"li t0, 0x2000\n {access}", engine,
+                 kernel_source="li t1, 0x2000\n stw t1, [t1]\n ldw t1, [t1]\n")
+    assert (m.cpu.regs[10], m.cpu.regs[11]) == (cause, 0x2000)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -301,6 +313,7 @@ def test_the_debugger_steps_into_a_page_directory_outside_ram():
 @pytest.mark.parametrize("entry", [(0x400, 0x00200000 | RWX),     # a frame past RAM
                                    (0x400, 0x3000 | PTE_R),       # not present
                                    (1 << 20, 0x3000 | RWX),       # no such virtual page
+                                   (isa.MMIO_BASE >> 12, 0x3000 | RWX),  # devices are never paged
                                    (0x400, "0x3000"), (0x400,)])
 def test_a_restored_tlb_holds_only_what_a_walk_could_have_cached(entry):
     """A TLB entry is used without a walk: one from a snapshot that no walk

@@ -89,6 +89,16 @@ def test_fuzz_random_programs_both_engines_agree(rng):
     run_both(image, 2000, input_bytes=fuzz.console_input(rng), disk=fuzz.disk_bytes(rng))
 
 
+@fuzz.fuzz(20)
+@given(rngs)
+def test_fuzz_paged_programs_both_engines_agree(rng):
+    """The same with paging always on: loads and stores through the TLB's
+    pre-checked pages (both engines have a fast path there), the page tables
+    edited under a stale TLB, faults, mode changes by traps and eret."""
+    source = note(fuzz.program(rng, paging=True))
+    run_both(assemble(source, "case.s"), 2000, input_bytes=fuzz.console_input(rng))
+
+
 @fuzz.fuzz(60)
 @given(rngs)
 def test_fuzz_random_images(rng):
