@@ -130,8 +130,14 @@ def _disk_relative(state, path):
     return state
 
 
+def encode(value):
+    """JSON as snapshots store it (their metadata; live migration's state
+    record is `encode(machine.save_state())` too)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
 def _write(path, kind, meta, memory_length, write_memory):
-    blob = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
+    blob = encode(meta)
     mem_offset = -(-(HEADER.size + len(blob)) // PAGE_SIZE) * PAGE_SIZE
     head = HEADER.pack(MAGIC, VERSION, kind, HEADER.size, len(blob), mem_offset, memory_length, 0)
     crc = zlib.crc32(blob, zlib.crc32(head[:48]))
@@ -273,10 +279,8 @@ def _check_meta(path, kind, meta, mem_length):
         if not isinstance(meta.get(name), kind_of) or isinstance(meta[name], bool):
             raise SnapshotError(f"{path}: malformed metadata: {name} is not {kind_of.__name__}")
     state = meta["state"]
-    _check_shape(path, "state", state, Machine(PAGE_SIZE, engine="interpret").save_state())
+    check_state(path, state)
     size = state["memory_size"]
-    if not PAGE_SIZE <= size <= MMIO_BASE or size % PAGE_SIZE:
-        raise SnapshotError(f"{path}: malformed metadata: memory size {size}")
     # Full: a flag per page of memory.  Diff: the page numbers, in order.
     count = size // PAGE_SIZE
     try:
@@ -297,6 +301,17 @@ def _check_meta(path, kind, meta, mem_length):
     meta["pages"], meta["page_crcs"] = pages, crcs
     if kind == FULL and mem_length != size:
         raise SnapshotError(f"{path}: truncated: memory section shorter than {size} bytes")
+
+
+def check_state(path, state):
+    """`state`, a machine's `save_state` read back from JSON, has the shape
+    of a fresh machine's (types, ranges, list lengths) and a possible memory
+    size; else SnapshotError naming `path`.  Whoever restores a state that
+    came from outside (a snapshot file, live migration) checks it so first."""
+    _check_shape(path, "state", state, Machine(PAGE_SIZE, engine="interpret").save_state())
+    size = state["memory_size"]
+    if not PAGE_SIZE <= size <= MMIO_BASE or size % PAGE_SIZE:
+        raise SnapshotError(f"{path}: malformed metadata: memory size {size}")
 
 
 def _check_shape(path, where, value, template):
