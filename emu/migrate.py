@@ -99,10 +99,7 @@ def send(machine, sock, run=None, downtime=0.010, max_rounds=30, timeout=30):
     start = time.perf_counter()
     try:
         link.send(HELLO, 0, snapshot.encode({"version": VERSION, "memory_size": memory.size}))
-        kind, _, body = link.receive()
-        if kind != OK:
-            raise MigrationError(f"the destination refused: {body.decode(errors='replace')}"
-                                 if kind == REFUSED else f"the destination answered {kind!r}")
+        _expect(link, OK, "refused")
         # Round 0 sends every page that may be non-zero (the destination's
         # memory starts as zeros); from then on the log says what changed.
         memory.mark_copied(memory.dirty_pages(MIGRATION), MIGRATION)
@@ -119,18 +116,15 @@ def send(machine, sock, run=None, downtime=0.010, max_rounds=30, timeout=30):
                 break
             if len(rounds) >= max_rounds:
                 link.send(ABORT, 0, b"the source gave up: the guest writes faster than its pages are sent")
-                raise MigrationError(f"did not converge in {max_rounds} rounds: the guest writes "
-                                     f"{len(pages)} pages a round faster than they are sent; "
-                                     "the machine runs on here")
+                raise MigrationError(f"did not converge in {max_rounds} rounds ({len(pages)} pages "
+                                     f"written in the last, more than {downtime * 1e3:g} ms allows "
+                                     "to send); the machine runs on here")
         # Stop and copy: the guest does not run from here on.
         rounds.append(len(pages))
         _send_pages(link, memory, pages, None)
         link.send(STATE, 0, snapshot.encode(machine.save_state()))
         link.send(DONE, link.records, b"")
-        kind, _, body = link.receive()
-        if kind != READY:
-            raise MigrationError(f"the destination failed: {body.decode(errors='replace')}"
-                                 if kind == REFUSED else f"the destination answered {kind!r}")
+        _expect(link, READY, "failed")
         # The destination has all of it: once GO is sent, it is the machine.
         # (Should GO be lost on the way, neither copy runs: never two.)
         link.send(GO, 0, b"")
@@ -140,6 +134,14 @@ def send(machine, sock, run=None, downtime=0.010, max_rounds=30, timeout=30):
         return Report(rounds, end - start, end - stopped, link.sent)
     except OSError as e:
         raise MigrationError(f"connection lost: {e.strerror or e}; the machine runs on here") from None
+
+
+def _expect(link, wanted, failed):
+    kind, _, body = link.receive()
+    if kind == REFUSED:
+        raise MigrationError(f"the destination {failed}: {body.decode(errors='replace')}")
+    if kind != wanted:
+        raise MigrationError(f"the destination answered {kind!r}, not {wanted!r}")
 
 
 def _send_pages(link, memory, pages, run):
@@ -227,7 +229,7 @@ class _Link:
     def __init__(self, sock, timeout):
         self.sock = sock
         sock.settimeout(timeout)
-        self.records = 0          # sent or received, whichever this end does
+        self.records = 0          # sent and received so far: both ends count the same ones
         self.sent = 0             # bytes
 
     def send(self, kind, number, body):

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from emu import migrate
+from emu import migrate, snapshot
 from emu.asm import assemble
 from emu.devices.console import Console
 from emu.machine import Machine
@@ -233,3 +233,20 @@ def test_a_broken_stream_leaves_the_machine_at_the_source(flip):
         assert not source.stopped
         source.run()
         assert bytes(source.console.output) == expected
+
+
+def test_a_restored_machine_migrates_its_pages_checked(tmp_path):
+    # Restored memory is checked page by page as it is touched: migration
+    # reads it through those checks too.
+    expected, ram = reference_output()
+    source = counter_machine()
+    source.run(30_000)
+    snapshot.save(source, tmp_path / "m.snap")
+    restored = snapshot.restore(tmp_path / "m.snap", console=Console())
+    assert restored.memory.unchecked_left
+    report, machine = migrate_in_threads(restored)
+    assert isinstance(machine, Machine), machine
+    machine.run()
+    output = source.console.output + restored.console.output + machine.console.output
+    assert bytes(output) == expected
+    assert bytes(machine.memory.ram) == ram
