@@ -75,7 +75,8 @@ SEMANTICS = {
     # takes the CPU's full path.
     "load":   "a = (R[rs1] + imm) & WORD\n"
               "if a < size and not mmu.enabled and not memory.unchecked_left{aligned}: {set}{fast_a}\n"
-              "elif mmu.enabled and (p := {paged}) < size and not memory.unchecked_left{aligned}: {set}{fast_p}\n"
+              "elif mmu.enabled and (p := {paged}) < size"
+              " and not memory.unchecked_left{aligned}: {set}{fast_p}\n"
               "else: {set}cpu.load(a, width, signed)\n"
               "return pc + 4",
     "store":  "a = (R[rs1] + imm) & WORD\n"
@@ -91,15 +92,15 @@ _FAST_LOAD = {(4, False): "W[{a} >> 2]", (1, False): "M[{a}]", (1, True): "((M[{
 def _maker(insn, writes):
     """A function (cpu, decoded) -> closure executing that instruction."""
     b = "imm" if insn.kind == "alu" and insn.format != "R" else "R[rs2]"
+    load = _FAST_LOAD.get((insn.width, insn.signed), "")
     body = SEMANTICS[insn.kind].format(
         set="R[rd] = " if writes else "", op=insn.op and isa.substitute(insn.op, "R[rs1]", b),
         aligned=" and not a & 3" if insn.width == 4 else "",
-        fast_a=_FAST_LOAD.get((insn.width, insn.signed), "").format(a="a"),
-        fast_p=_FAST_LOAD.get((insn.width, insn.signed), "").format(a="p"), unit="word" if insn.width == 4 else "byte",
+        fast_a=load.format(a="a"), fast_p=load.format(a="p"), unit="word" if insn.width == 4 else "byte",
         paged=_PAGED.format(access="WRITE" if insn.kind == "store" else "READ"))
     source = ("def make(cpu, d):\n"
-              "    R, S, mmu, memory, width, signed = cpu.regs, cpu.sregs, cpu.mmu, cpu.memory, d.insn.width, d.insn.signed\n"
-              "    fast = mmu.fast\n"
+              "    R, S, mmu, memory = cpu.regs, cpu.sregs, cpu.mmu, cpu.memory\n"
+              "    width, signed, fast = d.insn.width, d.insn.signed, mmu.fast\n"
               "    W, M, size = memory.words, memory.ram, memory.size\n"
               "    rd, rs1, rs2 = d.rd, d.rs1, d.rs2\n"
               f"    imm = d.imm & WORD if {insn.kind == 'alu'} else d.imm\n"

@@ -46,7 +46,6 @@ and checked, or REFUSED (why); then the source's GO hands the machine over.
 """
 
 import json
-import socket
 import struct
 import time
 import zlib
