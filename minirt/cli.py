@@ -722,6 +722,35 @@ def _pull(args, ref, out):
         print(str(ref))
 
 
+def cmd_push(args):
+    from minirt.image.pull import connect
+    from minirt.image.push import push
+    from minirt.image.reference import parse
+    from minirt.runtime.images import Catalog
+
+    ref = parse(args.ref)
+    if ref.digest:
+        raise MinirtError(f"cannot push a digest reference: {args.ref} (push a tag)")
+    root = _root(args)
+    catalog = Catalog(root)
+    entry, media, manifest, files, sources = catalog.pushed(ref.familiar, root)
+    diff_ids = {b["digest"]: diff_id for b, diff_id in zip(entry["blobs"], entry["layers"])}
+
+    def report(digest, status):  # as docker, a layer by its diff_id
+        print(f"{diff_ids[digest][7:19]}: {status}", flush=True)
+
+    if not args.quiet:
+        print(f"The push refers to repository [{ref.repository}]", flush=True)
+    client = connect(ref, args.insecure_registry)
+    try:
+        digest = push(client, ref, media, manifest, files, sources, None if args.quiet else report)
+    finally:
+        client.close()
+    catalog.record_push(entry["id"], f"{ref.repository}@{digest}")
+    print(str(ref) if args.quiet else f"{ref.tag}: digest: {digest} size: {len(manifest)}")
+    return 0
+
+
 class _PullProgress:
     """docker pull's lines: one per layer; on a terminal, redrawn as the bytes arrive."""
 

@@ -319,6 +319,10 @@ def _images():
             switch("-q", "--quiet", help="print only the image's name"),
             insecure_registry(),
         ]),
+        Command("push", "upload an image to a registry", args=[("ref", "NAME[:TAG]", "one")], flags=[
+            switch("-q", "--quiet", help="print only the image's name"),
+            insecure_registry(),
+        ]),
     ]
 
 

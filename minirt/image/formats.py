@@ -110,6 +110,8 @@ class Image:
         self._blobs = blobs
         self._paths = paths
         self.tags: list[str] = []  # the names the archive gives the image, e.g. "busybox:latest"
+        # (media type, bytes) of its manifest as it came, when it came with one (push sends it again)
+        self.manifest_blob: tuple[str, bytes] | None = None
 
     def open_layer(self, layer: Layer):
         """The layer's blob, exactly as stored (still compressed, unchecked)."""
@@ -146,8 +148,9 @@ def open_image(path: str | os.PathLike, ref: str | None = None,
     except OSError as e:
         raise ImageError(f"{source}: {e.strerror or e}") from None
     try:
+        kept = None
         if blobs.exists("index.json"):
-            manifest, config, cdata, id, layers, paths = _read_oci(blobs, ref, platform)
+            (manifest, config, cdata, id, layers, paths), kept = _read_oci(blobs, ref, platform)
         elif blobs.exists("manifest.json"):
             manifest, config, cdata, id, layers, paths = _read_docker(blobs, ref)
         else:
@@ -157,6 +160,7 @@ def open_image(path: str | os.PathLike, ref: str | None = None,
         check_run_config(source, config)
         image = Image(source, blobs, config, id, layers, manifest, paths, cdata)
         image.tags = _tags(blobs, id)
+        image.manifest_blob = kept
         return image
     except BaseException:
         blobs.close()
@@ -390,7 +394,7 @@ def _ref_matches(ref: str, names: set[str]) -> bool:
 
 def _read_oci(blobs: BlobSource, ref: str | None, plat: tuple[str, str]):
     src = blobs.source
-    index, _ = blobs.read_json("index.json", "index.json")
+    index, data = blobs.read_json("index.json", "index.json")
     what, media, digest = "index.json", OCI_INDEX, None
     for depth in range(8):
         if media in INDEX_TYPES:
@@ -399,7 +403,7 @@ def _read_oci(blobs: BlobSource, ref: str | None, plat: tuple[str, str]):
             what = f"{'manifest list' if media in INDEX_TYPES else 'manifest'} {_short(digest)}"
             if media not in INDEX_TYPES | MANIFEST_TYPES:
                 raise ImageError(f"{src}: {what}: unsupported media type {media!r}")
-            index, _ = blobs.read_json(blob_path(src, digest, what), what, digest, size)
+            index, data = blobs.read_json(blob_path(src, digest, what), what, digest, size)
             if index.get("mediaType") and index["mediaType"] != media:
                 raise ImageError(f"{src}: {what}: media type {index['mediaType']!r} "
                                  f"but descriptor says {media!r}")
@@ -407,7 +411,7 @@ def _read_oci(blobs: BlobSource, ref: str | None, plat: tuple[str, str]):
             break
     else:
         raise ImageError(f"{src}: indexes nested too deeply")
-    return read_manifest(blobs, what, index)
+    return read_manifest(blobs, what, index), (media, data)
 
 
 def pick_manifest(src: str, what: str, index: dict, ref: str | None, plat: tuple) -> dict:

@@ -78,29 +78,33 @@ class Client:
     # --- the one way in -------------------------------------------------------
 
     def request(self, method: str, path: str, *, scope: str, headers=None, what: str,
-                ok=(200,)) -> http.client.HTTPResponse:
-        """``method path`` (under /v2/), authenticated for ``scope``; the response
-        once its status is in ``ok`` (read it to the end or close it).  Retries,
-        redirects and authentication happen here; any other answer is an
-        ImageError naming ``what``."""
-        resp = self._attempts(method, self.base + path, headers or {}, scope, what, ok)
+                ok=(200,), body: bytes | None = None) -> http.client.HTTPResponse:
+        """``method path`` (under /v2/, or a URL the registry gave: an upload's
+        Location), authenticated for ``scope`` (several: separated by spaces),
+        with ``body`` (sent again on a retry); the response once its status is in
+        ``ok`` (read it to the end or close it).  Retries, redirects and
+        authentication happen here; any other answer is an ImageError naming ``what``."""
+        resp = self._attempts(method, self._url(path), headers or {}, scope, what, ok, body)
         if resp.status == 401 and 401 not in ok:
             challenge = resp.getheader("WWW-Authenticate", "")
             _discard(resp)
             self._authenticate(challenge, scope, what)
-            resp = self._attempts(method, self.base + path, headers or {}, scope, what, ok)
+            resp = self._attempts(method, self._url(path), headers or {}, scope, what, ok, body)
             if resp.status == 401 and 401 not in ok:
                 raise ImageError(f"{what}: unauthorized{_error_message(resp)}{self._hint()}")
         return resp
 
-    def _attempts(self, method, url, headers, scope, what, ok):
+    def _url(self, path):
+        return path if path.startswith(("https://", "http://")) else self.base + path  # base: maybe plain HTTP by now
+
+    def _attempts(self, method, url, headers, scope, what, ok, body=None):
         """The response to the request (ok, or 401), tried again on 429, 5xx and
         broken connections; an ImageError for any other status.  With ``scope``
         None, the registry's credentials are not added (a token server's request)."""
         for attempt in range(RETRIES):
             pause = 0.2 * 2 ** attempt
             try:
-                resp = self._follow(method, url, headers, scope, what)
+                resp = self._follow(method, url, headers, scope, what, body)
             except ssl.SSLError as e:
                 if not (self.insecure and url.startswith(self.base) and self.base.startswith("https:")):
                     trust = isinstance(e, ssl.SSLCertVerificationError)
@@ -131,14 +135,14 @@ class Client:
     def _hint(self) -> str:
         return "" if self.credentials else f" (log in first: minirt login {self.registry})"
 
-    def _follow(self, method, url, headers, scope, what):
+    def _follow(self, method, url, headers, scope, what, body=None):
         for _ in range(MAX_REDIRECTS + 1):
             parts = urllib.parse.urlsplit(url)
             sent = dict(headers)
             if parts.netloc == self.registry and scope is not None:  # credentials only for the registry itself
                 sent.update(self._authorization(scope))
             try:
-                resp = self._send(method, parts, sent)
+                resp = self._send(method, parts, sent, body)
             except socket.gaierror as e:  # no such host: asking again will not make one
                 if e.errno == socket.EAI_AGAIN:
                     raise
@@ -154,7 +158,7 @@ class Client:
                 raise ImageError(f"{what}: redirected to {url[:80]!r}")
         raise ImageError(f"{what}: more than {MAX_REDIRECTS} redirects")
 
-    def _send(self, method, parts, headers):
+    def _send(self, method, parts, headers, body=None):
         key = (parts.scheme, parts.netloc)
         conns = self._local.__dict__.setdefault("conns", {})
         conn, last = conns.pop(key, (None, None))
@@ -169,7 +173,7 @@ class Client:
                 conn = http.client.HTTPConnection(parts.netloc, timeout=self.timeout)
         path = parts.path + ("?" + parts.query if parts.query else "")
         try:
-            conn.request(method, path, headers={"User-Agent": "minirt", **headers})
+            conn.request(method, path, body, headers={"User-Agent": "minirt", **headers})
             resp = conn.getresponse()
         except BaseException:
             conn.close()
@@ -222,9 +226,7 @@ class Client:
 
     def _token(self, params: dict, scope: str) -> str:
         """A token for ``scope`` from the realm's token server (cached until it expires)."""
-        query = {"service": params.get("service", "")}
-        if scope:
-            query["scope"] = scope
+        query = [("service", params.get("service", ""))] + [("scope", s) for s in scope.split()]
         url = params["realm"] + ("&" if "?" in params["realm"] else "?") + urllib.parse.urlencode(query)
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "https" and not is_insecure(parts.netloc):

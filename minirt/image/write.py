@@ -288,6 +288,22 @@ def _plain(ti: tarfile.TarInfo) -> tarfile.TarInfo:
 OCI_LAYER_MEDIA = {"tar": LAYER_MEDIA[None], "gzip": LAYER_MEDIA["gzip"], "zstd": LAYER_MEDIA["zstd"]}
 
 
+def stored_manifest(config: tuple[str, str], layers: list[tuple[str, str]]) -> bytes:
+    """An OCI manifest for a config and layers kept as blobs, each (digest, path of
+    the blob); each layer's media type from its bytes.  The same blobs always
+    give the same bytes, so the same manifest digest."""
+    from minirt.image.stream import sniff
+
+    descriptors = []
+    for digest, path in layers:
+        with open(path, "rb") as f:
+            media = OCI_LAYER_MEDIA[sniff(f.read(4))]
+        descriptors.append({"mediaType": media, "digest": digest, "size": os.path.getsize(path)})
+    return json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": descriptors,
+                       "config": {"mediaType": OCI_CONFIG, "digest": config[0], "size": os.path.getsize(config[1])}},
+                      separators=(",", ":")).encode()
+
+
 def write_archive(out, images: list[dict], form: str = "docker-archive") -> None:
     """Write ``images`` to the file object ``out`` as one tar stream: a
     docker-archive (``docker save``'s layout: ``manifest.json`` and an OCI
@@ -295,23 +311,14 @@ def write_archive(out, images: list[dict], form: str = "docker-archive") -> None
     ``layers``, as (digest, path of the blob) with the blobs copied unchanged,
     so that every digest (the image id too) is the one the image had;
     ``tags``, its names; ``platform``, (os, architecture).  Only the manifest
-    and the index are new, written as OCI's.
+    and the index are new, written as OCI's (``stored_manifest``).
     """
-    from minirt.image.stream import sniff
-
     blobs, descriptors, entries = {}, [], []
     for image in images:
         cdigest, cpath = image["config"]
         blobs[cdigest] = cpath
-        layers = []
-        for digest, path in image["layers"]:
-            blobs[digest] = path
-            with open(path, "rb") as f:
-                media = OCI_LAYER_MEDIA[sniff(f.read(4))]
-            layers.append({"mediaType": media, "digest": digest, "size": os.path.getsize(path)})
-        manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": layers,
-                               "config": {"mediaType": OCI_CONFIG, "digest": cdigest,
-                                          "size": os.path.getsize(cpath)}}, separators=(",", ":")).encode()
+        blobs.update(image["layers"])
+        manifest = stored_manifest(image["config"], image["layers"])
         mdigest = "sha256:" + hashlib.sha256(manifest).hexdigest()
         blobs[mdigest] = manifest
         desc = {"mediaType": OCI_MANIFEST, "digest": mdigest, "size": len(manifest),

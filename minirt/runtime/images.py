@@ -22,6 +22,7 @@ import itertools
 import os
 import time
 
+from minirt.digests import is_digest, sha256
 from minirt.errors import ImageError, MinirtError
 from minirt.image.reference import parse, parse_optional
 from minirt.image.store import blob_path, keep_blob, release
@@ -85,8 +86,11 @@ class Catalog:
 
         lease = f"load-{os.getpid()}-{next(_loads)}"  # until the entry names its layers and blobs
         diff_ids = [layer.diff_id for layer in img.layers]
+        media, manifest = img.manifest_blob or (None, None)
+        mdigest = manifest and "sha256:" + sha256(manifest).hexdigest()
         try:
-            store.lease(lease, diff_ids + [img.id] + [layer.digest for layer in img.layers if layer.digest])
+            store.lease(lease, diff_ids + [img.id] + [layer.digest for layer in img.layers if layer.digest]
+                        + [mdigest] * bool(manifest))
             store.unpack(img, keep_blobs=True, **unpack)
             keep_blob(store.root, io.BytesIO(img.config_bytes), img.id, f"{img.source}: config")
             blobs = []
@@ -95,6 +99,9 @@ class Catalog:
                 blobs.append({"mediaType": layer.media_type, "digest": digest, "size": size})
             entry = {"id": img.id, "config": img.config, "source": source, "layers": diff_ids,
                      "blobs": blobs, "config_size": len(img.config_bytes), "loaded_at": time.time()}
+            if manifest:  # as it came: push sends it again, so the image keeps its digest
+                keep_blob(store.root, io.BytesIO(manifest), mdigest, f"{img.source}: manifest")
+                entry["manifest"] = {"mediaType": media, "digest": mdigest, "size": len(manifest)}
             path = os.path.join(self.dir, img.id.split(":", 1)[1] + ".json")
             pulled = self._repo_digests(path, source if getattr(img, "digest", None) else None)
             if pulled:
@@ -246,20 +253,26 @@ class Catalog:
             state.write_json(self.tags_file, table)
         return done
 
+    def _kept(self, ref, root):
+        """The entry of the image ``ref`` names and the paths of its config's
+        and layers' blobs (in that order), which must all be in the store."""
+        entry = self.lookup(ref)
+        if entry is None:
+            raise ImageError(f"no such image: {ref}")
+        if "blobs" not in entry:
+            raise ImageError(f"{ref}: loaded by an older minirt, which kept no blobs; load it again")
+        paths = [blob_path(root, d) for d in [entry["id"]] + [b["digest"] for b in entry["blobs"]]]
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+            raise ImageError(f"{ref}: blob {missing[0]} is missing from the store; load the image again")
+        return entry, paths
+
     def saved(self, refs, root):
         """What ``write.write_archive`` needs to save the images ``refs`` name:
         one dict per image, with the names given (an id names none)."""
         images = {}
         for ref in refs:
-            entry = self.lookup(ref)
-            if entry is None:
-                raise ImageError(f"no such image: {ref}")
-            if "blobs" not in entry:
-                raise ImageError(f"{ref}: loaded by an older minirt, which kept no blobs; load it again")
-            paths = [blob_path(root, d) for d in [entry["id"]] + [b["digest"] for b in entry["blobs"]]]
-            missing = [p for p in paths if not os.path.isfile(p)]
-            if missing:
-                raise ImageError(f"{ref}: blob {missing[0]} is missing from the store; load the image again")
+            entry, paths = self._kept(ref, root)
             image = images.setdefault(entry["id"], {
                 "config": (entry["id"], paths[0]), "tags": [],
                 "layers": [(b["digest"], p) for b, p in zip(entry["blobs"], paths[1:])],
@@ -269,12 +282,45 @@ class Catalog:
                 image["tags"].append(name)
         return list(images.values())
 
+    def pushed(self, name, root):
+        """What ``push.push`` sends for the image the tag ``name`` names: its
+        entry, its manifest (media type, bytes) -- the one it came with, or,
+        if it came with none, one written from its blobs, the same every time --
+        the path of each blob by digest, and the repositories each blob is known
+        to be in (any image's RepoDigests), to mount it from."""
+        from minirt.image.formats import OCI_MANIFEST
+        from minirt.image.write import stored_manifest
+
+        entry, paths = self._kept(name, root)
+        layers = [(b["digest"], path) for b, path in zip(entry["blobs"], paths[1:])]
+        kept = entry.get("manifest")
+        if isinstance(kept, dict) and is_digest(kept.get("digest")) and os.path.isfile(blob_path(root, kept["digest"])):
+            with open(blob_path(root, kept["digest"]), "rb") as f:
+                media, manifest = kept.get("mediaType"), f.read()
+        else:
+            media, manifest = OCI_MANIFEST, stored_manifest((entry["id"], paths[0]), layers)
+        sources = {}
+        for _, other in self.list():
+            repos = [d.split("@")[0] for d in other.get("repo_digests") or ()]
+            for digest in [other["id"]] + [b["digest"] for b in other.get("blobs") or ()]:
+                sources.setdefault(digest, []).extend(r for r in repos if r not in sources[digest])
+        return entry, media, manifest, dict([(entry["id"], paths[0])] + layers), sources
+
+    def record_push(self, image_id, pinned):
+        """Remember that the image went up as ``pinned`` (``repo@digest``): docker
+        shows it in RepoDigests, and a later push to the same registry mounts from it."""
+        path = os.path.join(self.dir, image_id.split(":", 1)[1] + ".json")
+        with state.locked(self.dir, ".lock"):
+            entry = state.read_json(path)
+            entry["repo_digests"] = self._repo_digests(path, pinned)
+            state.write_json(path, entry)
+
     def in_use(self):
         """The layers and blobs (hex digests) that loaded images record."""
         used = set()
         for _, entry in self.list():
             used.update(d.split(":")[-1] for d in entry["layers"] + [entry["id"]])
-            used.update(b["digest"].split(":")[-1] for b in entry.get("blobs") or ())
+            used.update(b["digest"].split(":")[-1] for b in (entry.get("blobs") or []) + [entry.get("manifest")] if b)
         return used
 
 
