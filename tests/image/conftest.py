@@ -175,10 +175,39 @@ def snapshot():
     return tree
 
 
+def two_platform_layout(path):
+    """An OCI layout at ``path`` whose image ``1`` is an index of two images,
+    linux/amd64 and linux/arm64 (each ``cat /arch``s its name; skopeo reads one
+    image from a layout: index.json names the index).  Returns the two manifests'
+    descriptors and the index's."""
+    from minirt.image.formats import OCI_INDEX
+    from minirt.image.write import Layout
+
+    layout = Layout(path)
+    descs = []
+    for arch in ("amd64", "arm64"):
+        tree = Path(f"{path}-{arch}")
+        tree.mkdir()
+        (tree / "arch").write_text(arch)
+        m, _ = layout.add_image([layout.add_layer(tree, "gzip")], {"Cmd": ["cat", "/arch"]},
+                                platform=("linux", arch), index=False)
+        descs.append(m)
+    inner = layout.add_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descs}, OCI_INDEX)
+    inner["annotations"] = {"org.opencontainers.image.ref.name": "1"}
+    layout.write_index([inner])
+    return descs, inner
+
+
+@pytest.fixture
+def two_platforms():
+    return two_platform_layout
+
+
 @pytest.fixture(scope="module")
 def registries(tmp_path_factory):
     """``start(auth=None|"basic"|"token", tls=False)``: a real registry (``registry.py``: Debian's
-    docker-registry on a free port), all stopped at the end of the module."""
+    docker-registry on a free port); ``start.proxy(registry)``: a proxy in front of
+    one that notes every request; all stopped at the end of the module."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("registry", Path(__file__).with_name("registry.py"))
@@ -190,6 +219,11 @@ def registries(tmp_path_factory):
         started.append(registry.Registry(tmp_path_factory.mktemp("registry"), auth, tls))
         return started[-1]
 
+    def proxy(target):
+        started.append(registry.Proxy(target.host))
+        return started[-1]
+
+    start.proxy = proxy
     yield start
     for r in started:
         r.stop()

@@ -12,6 +12,10 @@ with skopeo, as a user would.
   here, in a thread, hands out JWTs signed with its key (``openssl dgst``) to
   ``USER``/``PASSWORD`` (or anonymously for pulls with ``anonymous_pull``),
   for the scope asked, valid ``token_seconds``.  ``token_requests`` counts them.
+
+``Proxy(registry)`` stands in front of one and notes every request (method,
+path, status): what a client asked the registry for, which its log does not
+say exactly.
 """
 
 import base64
@@ -92,6 +96,55 @@ class TokenServer:
         sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", self.key], input=signing.encode(),
                              check=True, capture_output=True).stdout
         return f"{signing}.{_b64url(sig)}"
+
+    def stop(self):
+        self.http.shutdown()
+        self.http.server_close()
+        self.thread.join()
+
+
+class Proxy:
+    """An HTTP server that passes each request on to ``target`` (host:port) and
+    notes it in ``requests``, as (method, path, status)."""
+
+    def __init__(self, target):
+        import http.client
+
+        self.requests = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_any(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                conn = http.client.HTTPConnection(target, timeout=30)
+                conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                for k, v in self.headers.items():  # Host too: the registry's Locations point here
+                    conn.putheader(k, v)
+                conn.endheaders(body)
+                resp = conn.getresponse()
+                data = resp.read()
+                conn.close()
+                proxy.requests.append((self.command, self.path, resp.status))
+                self.send_response_only(resp.status)
+                for k, v in resp.getheaders():  # the body is sent whole: its length is known
+                    if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                        self.send_header(k, v)
+                length = resp.getheader("Content-Length") if self.command == "HEAD" else None
+                self.send_header("Content-Length", length or str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_any
+
+            def log_message(self, *args):
+                pass
+
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.http.server_address[1]}"
+        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
+        self.thread.start()
 
     def stop(self):
         self.http.shutdown()

@@ -11,7 +11,6 @@ import sys
 
 import pytest
 
-from minirt.image.formats import OCI_INDEX
 from minirt.image.registry import parse_challenge
 from minirt.image.write import Layout
 from minirt.runtime.images import Catalog
@@ -82,20 +81,8 @@ def test_layers_arrive_concurrently_and_each_is_verified(plain, tmp_path):
     assert os.listdir(tmp_path / "state" / "layers" / "tmp") == []
 
 
-def test_two_platform_index_resolves_to_the_platform(plain, tmp_path):
-    layout = Layout(tmp_path / "multi")
-    descs = []
-    for arch in ("amd64", "arm64"):
-        tree = tmp_path / arch
-        tree.mkdir()
-        (tree / "arch").write_text(arch)
-        m, _ = layout.add_image([layout.add_layer(tree, "gzip")], {"Cmd": ["cat", "/arch"]},
-                                platform=("linux", arch), index=False)
-        descs.append(m)
-    # skopeo reads one image from a layout: index.json names an index of the two
-    inner = layout.add_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descs}, OCI_INDEX)
-    inner["annotations"] = {"org.opencontainers.image.ref.name": "1"}
-    layout.write_index([inner])
+def test_two_platform_index_resolves_to_the_platform(plain, tmp_path, two_platforms):
+    two_platforms(tmp_path / "multi")
     ref = plain.push(f"oci:{tmp_path / 'multi'}:1", "multi:1", "--all")
     index = plain.inspect("multi:1", raw=True)
     assert len(index["manifests"]) == 2
