@@ -1,4 +1,4 @@
-"""Named images: ``minirt load``, ``pull``, ``images``, ``rmi``, ``tag``, ``image prune``.
+"""Named images: ``minirt load``, ``pull``, ``push``, ``images``, ``rmi``, ``tag``, ``image prune``.
 
 Lecture idea: an image name such as ``busybox:latest`` is only a pointer to an
 image id (the digest of its config), and an image is only a config plus a list
@@ -9,8 +9,8 @@ in ``images/tags.json``; a pulled image records where it came from as well
 ``busybox:latest`` then needs no archive.
 Tagging adds a pointer; ``rmi`` takes one away, and deletes the image with its
 last name, unless a container still runs on it.  The blobs the image came in
-are kept too (``image/store.py``), so that ``minirt save`` can give it back
-with the same digests.
+are kept too (``image/store.py``), with the manifest it came with, so that
+``minirt save`` and ``push`` can give it back with the same digests.
 
 What a name may be and how it is completed (``busybox`` is
 ``docker.io/library/busybox:latest``, kept and shown as ``busybox:latest``) is
