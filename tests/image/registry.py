@@ -15,7 +15,8 @@ with skopeo, as a user would.
 
 ``Proxy(registry)`` stands in front of one and notes every request (method,
 path, status): what a client asked the registry for, which its log does not
-say exactly.
+say exactly.  ``serve(Handler, n)`` starts n servers of a hand-made registry
+(the faulty ones); ``minirt(root, ...)`` runs the CLI with its own logins.
 """
 
 import base64
@@ -25,6 +26,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -41,6 +43,37 @@ def free_port():
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def minirt(root, *args, input=None):
+    """``python -m minirt`` with its state under ``root``/state and logins of its own."""
+    env = dict(os.environ, XDG_CONFIG_HOME=str(root / "cfg"), DOCKER_CONFIG=str(root / "docker"))
+    return subprocess.run([sys.executable, "-m", "minirt", "--root", str(root / "state"), *args],
+                          capture_output=True, text=True, input=input, timeout=120, env=env)
+
+
+def ok(r):
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r
+    return r.stdout
+
+
+def serve(handler, n):
+    """n HTTP servers of ``handler`` on free ports, in threads: [(host:port, stop)]."""
+    out = []
+    for _ in range(n):
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd.handle_error = lambda *args: None  # a client that gave up on a stalled answer
+        httpd.daemon_threads = True
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+
+        def stop(httpd=httpd, thread=thread):
+            httpd.shutdown()
+            httpd.server_close()
+            thread.join()
+
+        out.append((f"127.0.0.1:{httpd.server_address[1]}", stop))
+    return out
 
 
 class TokenServer:

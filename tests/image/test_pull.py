@@ -3,8 +3,10 @@ basic auth, behind a token server; images pushed there by skopeo, whose digests
 minirt must record as skopeo reports them; a two-platform index."""
 
 import base64
+import importlib.util
 import json
 import os
+import pathlib
 import stat
 import subprocess
 import sys
@@ -15,6 +17,9 @@ from minirt.image.registry import parse_challenge
 from minirt.image.write import Layout
 from minirt.runtime.images import Catalog
 
+registry = importlib.util.module_from_spec(importlib.util.spec_from_file_location(
+    "registry", pathlib.Path(__file__).with_name("registry.py")))
+registry.__spec__.loader.exec_module(registry)
 BUSYBOX = "docker-archive:" + os.path.realpath("images/busybox.tar")
 
 
@@ -33,15 +38,7 @@ def token(registries):
     return registries("token")
 
 
-def minirt(root, *args, input=None):
-    env = dict(os.environ, XDG_CONFIG_HOME=str(root / "cfg"), DOCKER_CONFIG=str(root / "docker"))
-    return subprocess.run([sys.executable, "-m", "minirt", "--root", str(root / "state"), *args],
-                          capture_output=True, text=True, input=input, timeout=120, env=env)
-
-
-def ok(r):
-    assert r.returncode == 0 and "Traceback" not in r.stderr, r
-    return r.stdout
+minirt, ok = registry.minirt, registry.ok
 
 
 def test_pull_what_skopeo_pushed_with_the_digests_skopeo_reports(plain, tmp_path):

@@ -4,18 +4,22 @@ Python server here serves a real image (made by the project's writer) and
 breaks it in one way per test."""
 
 import hashlib
+import importlib.util
 import http.server
 import json
 import os
+import pathlib
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 from minirt.image.write import write_image
 
+registry = importlib.util.module_from_spec(importlib.util.spec_from_file_location(
+    "registry", pathlib.Path(__file__).with_name("registry.py")))
+registry.__spec__.loader.exec_module(registry)
 H = "sha256:" + "ab" * 32
 
 
@@ -127,19 +131,10 @@ def server(tmp_path_factory):
         blobs["sha256:" + f.name] = f.read_bytes()
     Faulty.manifest = blobs[index["manifests"][0]["digest"]]
     Faulty.blobs = blobs
-    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), Faulty) for _ in range(2)]
-    threads = []
-    for httpd in servers:
-        httpd.handle_error = lambda *args: None  # a client that gave up on a stalled answer
-        httpd.daemon_threads = True
-        threads.append(threading.Thread(target=httpd.serve_forever, daemon=True))
-        threads[-1].start()
-    Faulty.cdn = f"127.0.0.1:{servers[1].server_address[1]}"
-    yield f"127.0.0.1:{servers[0].server_address[1]}"
-    for httpd, t in zip(servers, threads):
-        httpd.shutdown()
-        httpd.server_close()
-        t.join()
+    (host, stop), (Faulty.cdn, stop_cdn) = registry.serve(Faulty, 2)
+    yield host
+    stop()
+    stop_cdn()
 
 
 def pull(root, ref, env=None):

@@ -4,23 +4,25 @@ has are not sent, blobs another repository has are mounted, large ones go up in
 chunks; bearer tokens for pull,push; and what minirt pushed, skopeo copies and
 podman pulls and runs."""
 
+import importlib.util
 import json
 import math
 import os
 import pathlib
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 
 import pytest
 
-from minirt.digests import sha256
 from minirt.image.push import CHUNK
 from minirt.image.write import Layout
 from minirt.runtime.images import Catalog
 
+registry = importlib.util.module_from_spec(importlib.util.spec_from_file_location(
+    "registry", pathlib.Path(__file__).with_name("registry.py")))
+registry.__spec__.loader.exec_module(registry)
 BUSYBOX = os.path.realpath("images/busybox.tar")
 
 
@@ -45,15 +47,7 @@ def token(registries):
     return registries("token")
 
 
-def minirt(root, *args, input=None):
-    env = dict(os.environ, XDG_CONFIG_HOME=str(root / "cfg"), DOCKER_CONFIG=str(root / "docker"))
-    return subprocess.run([sys.executable, "-m", "minirt", "--root", str(root / "state"), *args],
-                          capture_output=True, text=True, input=input, timeout=120, env=env)
-
-
-def ok(r):
-    assert r.returncode == 0 and "Traceback" not in r.stderr, r
-    return r.stdout
+minirt, ok = registry.minirt, registry.ok
 
 
 def loaded(root, name, archive=BUSYBOX):

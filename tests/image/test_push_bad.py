@@ -4,18 +4,22 @@ real registry cannot misbehave, so a small Python server here takes uploads
 (checking each digest, as a registry does) and fails in one way per test."""
 
 import hashlib
+import importlib.util
 import http.server
 import itertools
 import json
 import os
+import pathlib
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 
 import pytest
 
+registry = importlib.util.module_from_spec(importlib.util.spec_from_file_location(
+    "registry", pathlib.Path(__file__).with_name("registry.py")))
+registry.__spec__.loader.exec_module(registry)
 BUSYBOX = os.path.realpath("images/busybox.tar")
 
 
@@ -76,19 +80,10 @@ class Sink(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink) for _ in range(2)]
-    threads = []
-    for httpd in servers:
-        httpd.handle_error = lambda *args: None  # a client that gave up on a stalled answer
-        httpd.daemon_threads = True
-        threads.append(threading.Thread(target=httpd.serve_forever, daemon=True))
-        threads[-1].start()
-    Sink.cdn = f"127.0.0.1:{servers[1].server_address[1]}"
-    yield f"127.0.0.1:{servers[0].server_address[1]}"
-    for httpd, t in zip(servers, threads):
-        httpd.shutdown()
-        httpd.server_close()
-        t.join()
+    (host, stop), (Sink.cdn, stop_cdn) = registry.serve(Sink, 2)
+    yield host
+    stop()
+    stop_cdn()
 
 
 def minirt(root, *args):
