@@ -15,8 +15,8 @@ with skopeo, as a user would.
 
 ``Proxy(registry)`` stands in front of one and notes every request (method,
 path, status): what a client asked the registry for, which its log does not
-say exactly.  ``serve(Handler, n)`` starts n servers of a hand-made registry
-(the faulty ones); ``minirt(root, ...)`` runs the CLI with its own logins.
+say exactly.  ``serve(handler, n)`` starts n servers of a hand-made registry
+(the faulty ones, a ``Handler`` each); ``minirt(root, ...)`` runs the CLI with its own logins.
 """
 
 import base64
@@ -55,6 +55,23 @@ def minirt(root, *args, input=None):
 def ok(r):
     assert r.returncode == 0 and "Traceback" not in r.stderr, r
     return r.stdout
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """A hand-made registry's requests: ``reply`` answers one."""
+    protocol_version = "HTTP/1.1"
+
+    def reply(self, code, body, headers=None):
+        self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
 
 
 def serve(handler, n):
@@ -109,10 +126,8 @@ class TokenServer:
             def log_message(self, *args):
                 pass
 
-        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/token"
-        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
-        self.thread.start()
+        host, self.stop = serve(Handler, 1)[0]
+        self.url = f"http://{host}/token"
 
     def token(self, service, scopes, push):
         access = []
@@ -129,11 +144,6 @@ class TokenServer:
         sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", self.key], input=signing.encode(),
                              check=True, capture_output=True).stdout
         return f"{signing}.{_b64url(sig)}"
-
-    def stop(self):
-        self.http.shutdown()
-        self.http.server_close()
-        self.thread.join()
 
 
 class Proxy:
@@ -174,15 +184,7 @@ class Proxy:
             def log_message(self, *args):
                 pass
 
-        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self.http.server_address[1]}"
-        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.http.shutdown()
-        self.http.server_close()
-        self.thread.join()
+        self.host, self.stop = serve(Handler, 1)[0]
 
 
 class Registry:

@@ -5,7 +5,6 @@ breaks it in one way per test."""
 
 import hashlib
 import importlib.util
-import http.server
 import json
 import os
 import pathlib
@@ -23,8 +22,7 @@ registry.__spec__.loader.exec_module(registry)
 H = "sha256:" + "ab" * 32
 
 
-class Faulty(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Faulty(registry.Handler):
     fault = None
     blobs, manifest = {}, b""
     hits, headers = [], []
@@ -105,17 +103,6 @@ class Faulty(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.reply(200, data)
-
-    def reply(self, code, body, headers=None):
-        self.send_response(code)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture(scope="module")

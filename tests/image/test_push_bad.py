@@ -5,7 +5,6 @@ real registry cannot misbehave, so a small Python server here takes uploads
 
 import hashlib
 import importlib.util
-import http.server
 import itertools
 import json
 import os
@@ -23,8 +22,7 @@ registry.__spec__.loader.exec_module(registry)
 BUSYBOX = os.path.realpath("images/busybox.tar")
 
 
-class Sink(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Sink(registry.Handler):
     fault = None
     hits = []        # (method, path, headers)
     uploads = itertools.count()
@@ -64,18 +62,6 @@ class Sink(http.server.BaseHTTPRequestHandler):
         self.reply(201, b"", {"Location": f"/v2/app/blobs/{digest}"})
 
     do_HEAD = do_POST = do_PUT = do_PATCH = do_GET = do_any
-
-    def reply(self, code, body, headers=None):
-        self.send_response(code)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture(scope="module")
