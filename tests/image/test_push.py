@@ -83,6 +83,15 @@ def test_push_keeps_the_digests_skopeo_reports(plain, tmp_path):
     assert index["manifests"][0]["digest"] == manifest
 
 
+def test_prune_keeps_an_images_manifest(tmp_path):
+    entry = loaded(tmp_path, "kept:1")
+    ok(minirt(tmp_path, "system", "prune"))
+    assert (tmp_path / "state" / "layers" / "blobs" / "sha256" / entry["manifest"]["digest"][7:]).is_file()
+    ok(minirt(tmp_path, "rmi", "kept:1", "busybox"))
+    ok(minirt(tmp_path, "system", "prune"))
+    assert os.listdir(tmp_path / "state" / "layers" / "blobs" / "sha256") == []  # with its image
+
+
 def test_a_pulled_image_pushed_to_another_registry_keeps_its_digests(plain, other, tmp_path):
     ref = plain.push("docker-archive:" + BUSYBOX, "from:1")  # skopeo: docker's manifest, gzipped layers
     ok(minirt(tmp_path, "pull", "-q", ref))
