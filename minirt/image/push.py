@@ -71,11 +71,12 @@ def _blobs(source: str, manifest: bytes) -> tuple[str, list[str]]:
     """The config's and the layers' digests the manifest names."""
     try:
         document = loads(manifest)
-        config = document["config"]
-        assert config["mediaType"] in CONFIG_TYPES
-        return config["digest"], [d["digest"] for d in document["layers"]]
-    except Exception:
-        raise ImageError(f"{source}: the stored manifest is damaged; pull or load the image again") from None
+        config, layers = document["config"], [d["digest"] for d in document["layers"]]
+        if config["mediaType"] in CONFIG_TYPES:
+            return config["digest"], layers
+    except (ValueError, UnicodeDecodeError, TypeError, KeyError):
+        pass
+    raise ImageError(f"{source}: the stored manifest is damaged; pull or load the image again")
 
 
 class _Repository:

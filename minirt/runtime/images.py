@@ -297,6 +297,9 @@ class Catalog:
         if isinstance(kept, dict) and is_digest(kept.get("digest")) and os.path.isfile(blob_path(root, kept["digest"])):
             with open(blob_path(root, kept["digest"]), "rb") as f:
                 media, manifest = kept.get("mediaType"), f.read()
+            if "sha256:" + sha256(manifest).hexdigest() != kept["digest"]:
+                raise ImageError(f"{name}: its manifest {kept['digest'][:19]}... is damaged in the store;"
+                                 " pull or load the image again")
         else:
             media, manifest = OCI_MANIFEST, stored_manifest((entry["id"], paths[0]), layers)
         sources = {}

@@ -150,3 +150,12 @@ def test_what_cannot_be_pushed(loaded, tmp_path):
         r = minirt(tmp_path, "push", ref)
         assert r.returncode == 125 and message in r.stderr and r.stderr.count("\n") == 1, r
     assert snapshot(tmp_path) == before and Sink.hits == []
+
+
+def test_a_damaged_manifest_in_the_store_is_not_pushed(loaded, tmp_path):
+    entry = next(json.loads(p.read_text()) for p in (tmp_path / "images").glob("*.json") if p.name != "tags.json")
+    manifest = tmp_path / "layers" / "blobs" / "sha256" / entry["manifest"]["digest"][7:]
+    manifest.write_bytes(manifest.read_bytes().replace(b'"layers"', b'"Layers"'))
+    r = minirt(tmp_path, "push", loaded)
+    assert r.returncode == 125 and r.stderr.count("\n") == 1, r
+    assert f"manifest sha256:{manifest.name[:12]}... is damaged in the store" in r.stderr and Sink.hits == []
