@@ -244,7 +244,7 @@ def test_save_of_an_image_loaded_by_an_older_minirt_says_to_load_it_again(loaded
 
 def test_image_prune_deletes_dangling_images_and_then_with_a_every_unused_one(loaded, tmp_path):
     blobs = loaded.blobs()
-    assert loaded.id[7:] in blobs and len(blobs) == 2   # the config and the layer, as they came
+    assert loaded.id[7:] in blobs and len(blobs) == 3   # the config, the layer and the manifest, as they came
     other = write_image(tmp_path / "other.tar", [b"\0" * 1024], config={"Cmd": ["sh"]}, tag="busybox:latest")
     loaded.ok("load", "-i", str(other))   # takes the name: the first image dangles
     kept = loaded.ok("images", "-q").split()[0]
