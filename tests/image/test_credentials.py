@@ -5,14 +5,19 @@ The helper here is a small program speaking docker's protocol that keeps its
 secrets in a directory and logs every call, so a test sees which helper was
 asked for what."""
 
+import importlib.util
 import json
 import os
+import pathlib
 import stat
 import subprocess
 import sys
 
 import pytest
 
+registry = importlib.util.module_from_spec(importlib.util.spec_from_file_location(
+    "registry", pathlib.Path(__file__).with_name("registry.py")))
+registry.__spec__.loader.exec_module(registry)
 BUSYBOX = "docker-archive:" + os.path.realpath("images/busybox.tar")
 
 HELPER = f"""#!{sys.executable}
@@ -38,16 +43,7 @@ elif verb == "erase":
 """
 
 
-def minirt(root, *args, input=None):
-    """``minirt ARGS`` with its own config directories under ``root``."""
-    env = dict(os.environ, XDG_CONFIG_HOME=str(root / "cfg"), DOCKER_CONFIG=str(root / "docker"))
-    return subprocess.run([sys.executable, "-m", "minirt", "--root", str(root / "state"), *args],
-                          capture_output=True, text=True, input=input, timeout=120, env=env)
-
-
-def ok(r):
-    assert r.returncode == 0 and "Traceback" not in r.stderr, r
-    return r.stdout
+minirt, ok = registry.minirt, registry.ok
 
 
 @pytest.fixture(scope="module")
