@@ -7,7 +7,8 @@
 - At the end of the session the suite fails if anything it created on the host
   is left: a mount, a cgroup, a process.  Containers made by the tests use the
   cgroup parent ``minirt-test-<pid>``, so leftovers are recognisably ours.
-- ``docker``, ``podman``: real engines with state of their own (tests/engines.py).
+- ``docker``, ``podman``: real engines with state of their own (tests/engines.py);
+  ``registries``: real registries (tests/image/registry.py).
 - ``terminal(*args, size=(ROWS, COLS))``: ``minirt ARGS`` at a pseudo-terminal
   of its own (a Terminal: ``read_until``, ``write``, ``interrupt_then_exit``,
   all it printed in ``.out``); killed at the end of the test if still there.
@@ -299,6 +300,32 @@ def podman(tmp_path_factory):
     engine = _engines().Podman(tmp_path_factory.mktemp("podman"), CGROUP_PARENT)
     yield engine
     engine.stop()
+
+
+@pytest.fixture(scope="module")
+def registries(tmp_path_factory):
+    """``start(auth=None|"basic"|"token", tls=False)``: a real registry (tests/image/registry.py: Debian's
+    docker-registry on a free port); ``start.proxy(registry)``: a proxy in front of
+    one that notes every request; all stopped at the end of the module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("registry", os.path.join(REPO, "tests", "image", "registry.py"))
+    registry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(registry)
+    started = []
+
+    def start(auth=None, tls=False):
+        started.append(registry.Registry(tmp_path_factory.mktemp("registry"), auth, tls))
+        return started[-1]
+
+    def proxy(target):
+        started.append(registry.Proxy(target.host))
+        return started[-1]
+
+    start.proxy = proxy
+    yield start
+    for r in started:
+        r.stop()
 
 
 @pytest.fixture(scope="session")

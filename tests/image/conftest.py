@@ -201,29 +201,3 @@ def two_platform_layout(path):
 @pytest.fixture
 def two_platforms():
     return two_platform_layout
-
-
-@pytest.fixture(scope="module")
-def registries(tmp_path_factory):
-    """``start(auth=None|"basic"|"token", tls=False)``: a real registry (``registry.py``: Debian's
-    docker-registry on a free port); ``start.proxy(registry)``: a proxy in front of
-    one that notes every request; all stopped at the end of the module."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("registry", Path(__file__).with_name("registry.py"))
-    registry = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(registry)
-    started = []
-
-    def start(auth=None, tls=False):
-        started.append(registry.Registry(tmp_path_factory.mktemp("registry"), auth, tls))
-        return started[-1]
-
-    def proxy(target):
-        started.append(registry.Proxy(target.host))
-        return started[-1]
-
-    start.proxy = proxy
-    yield start
-    for r in started:
-        r.stop()
