@@ -36,14 +36,17 @@ def run_quiet(argv, **kwargs):
     subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True, **kwargs)
 
 
-def measure(contenders, runs, pause=0.05):
+def measure(contenders, runs, pause=0.05, after=None):
     """Time each callable in ``contenders`` (name -> fn) ``runs`` times, in turns,
-    ``pause`` seconds after the previous one.
+    ``pause`` seconds after the previous one.  ``after`` (name -> fn), if given,
+    is called untimed after each run of that contender (to clean up).
 
     Returns name -> list of durations in milliseconds.
     """
-    for fn in contenders.values():
+    after = after or {}
+    for name, fn in contenders.items():
         fn()  # warm-up, untimed
+        after.get(name, _nothing)()
     samples = {name: [] for name in contenders}
     for _ in range(runs):
         for name, fn in contenders.items():
@@ -51,7 +54,12 @@ def measure(contenders, runs, pause=0.05):
             start = time.perf_counter()
             fn()
             samples[name].append((time.perf_counter() - start) * 1000)
+            after.get(name, _nothing)()
     return samples
+
+
+def _nothing():
+    pass
 
 
 def summary(ms):
