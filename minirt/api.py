@@ -65,9 +65,8 @@ def _prepare_loaded(ref, store, cmd, root, options):
     """An image named by tag or id, loaded before with ``minirt load``."""
     from minirt.runtime.images import Catalog
 
-    entry = Catalog(root).lookup(ref)
-    if entry is None:
-        raise ImageError(f"{ref}: no such image file or loaded image")
+    catalog = Catalog(root)
+    entry = catalog.lookup(ref) or _pull_missing(ref, catalog, store)
     store.lease(options["id"], entry["layers"])
     layers = [store.layer_dir(d) for d in entry["layers"]]
     if not all(os.path.isdir(d) for d in layers):
@@ -81,6 +80,18 @@ def _prepare_loaded(ref, store, cmd, root, options):
             raise ImageError(f"{ref}: layers missing from the store; pull or load the image again")
     config = (entry.get("config") or {}).get("config") or {}
     return specs.build(config, cmd=cmd, layers=[str(d) for d in layers], image=ref, **options)
+
+
+def _pull_missing(ref, catalog, store):
+    """The catalog entry of ``ref``, a name neither on disk nor loaded: pulled
+    now, as ``docker run`` does (quietly: the CLI shows its progress itself)."""
+    from minirt.image.reference import parse_optional
+
+    pulled = parse_optional(ref) if not ref.endswith(".tar") else None
+    if pulled is None:
+        raise ImageError(f"{ref}: no such image file or loaded image")
+    catalog.pull(pulled, store)
+    return catalog.lookup(ref)
 
 
 def _pull_again(ref, entry, store):

@@ -198,23 +198,16 @@ class Store:
         os.mkdir(tmp)
         os.chmod(tmp, 0o755)  # the layer's root, unless the layer says otherwise
         try:
-            with io.BytesIO(EMPTY_TAR) if layer is EMPTY_LAYER else img.open_layer(layer) as blob:
-                # A blob is read once (from a registry: downloaded once), so it is kept
-                # on the way through; the stream checks its digest before it is named.
-                copy = _BlobCopy(self.root, blob) if keep and layer.digest else None
+            with self._open_blob(img, layer, keep) as blob:
+                stream = LayerStream(blob, digest=layer.digest, size=layer.size,
+                                     diff_id=layer.diff_id, what=what)
                 try:
-                    stream = LayerStream(copy or blob, digest=layer.digest, size=layer.size,
-                                         diff_id=layer.diff_id, what=what)
-                    try:
-                        apply_layer(stream, tmp, rootless=self.rootless, id_map=self.id_map, what=what)
-                        stream.finish()
-                    finally:
-                        stream.close()
-                    if copy:
-                        copy.keep(layer.digest)
+                    apply_layer(stream, tmp, rootless=self.rootless, id_map=self.id_map, what=what)
+                    stream.finish()
                 finally:
-                    if copy:
-                        copy.close()
+                    stream.close()
+                if isinstance(blob, _BlobCopy):
+                    blob.keep(layer.digest)
             try:
                 os.rename(tmp, final)
             except OSError as e:
@@ -225,6 +218,20 @@ class Store:
         except BaseException:
             _remove(tmp)
             raise
+
+    def _open_blob(self, img: Image, layer: Layer, keep: bool):
+        """The layer's blob, to be read once.  The copy this state root keeps, if
+        it has one: another of its stores (root, rootless, id-shifted) pulled or
+        loaded the layer, and nothing is downloaded twice.  Else the image's,
+        copied on the way through if ``keep`` (the stream checks the digest
+        before the copy is named)."""
+        if layer is EMPTY_LAYER:
+            return io.BytesIO(EMPTY_TAR)
+        if layer.digest and os.path.isfile(blob_path(self.root, layer.digest)):
+            return open(blob_path(self.root, layer.digest), "rb")
+        if keep and layer.digest:
+            return _BlobCopy(self.root, img.open_layer(layer))
+        return img.open_layer(layer)
 
     def _make_dirs(self) -> None:
         """The store's directories, private to their owner: a layer's setuid
@@ -328,6 +335,13 @@ class _BlobCopy:
         self.out.close()
         if os.path.exists(self.tmp):
             os.unlink(self.tmp)
+        self.blob.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 # -- leases: layers in use before anything records them -----------------------

@@ -265,6 +265,16 @@ class Registry:
                               f"docker://{self.host}/{name}"], check=True, capture_output=True).stdout
         return json.loads(out)
 
+    def delete_blob(self, name, digest):
+        """Take the blob ``digest`` out of repository ``name``: a later GET of it is a 404."""
+        import http.client
+
+        c = http.client.HTTPConnection(self.host, timeout=10)
+        c.request("DELETE", f"/v2/{name}/blobs/{digest}")
+        status = c.getresponse().status
+        c.close()
+        assert status == 202, status
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()

@@ -233,11 +233,28 @@ def test_a_pulled_image_runs_remapped(plain):
     try:
         os.chmod(top, 0o711)  # the remapped root (uid 100000) must reach the store
         ok(minirt(top, "pull", "-q", ref))
+        # the layer's blob, kept by the pull, is read again: the registry need not have it any more
+        plain.delete_blob("remap", plain.inspect("remap:latest", raw=True)["layers"][0]["digest"])
         r = minirt(top, "run", "--rm", "--network", "none", "--userns", "remap", ref, "stat", "-c", "%u", "/bin")
         assert (r.returncode, r.stdout, r.stderr) == (0, "0\n", "")
         assert any(d.startswith("shift-") for d in os.listdir(top / "state" / "layers"))
     finally:
         shutil.rmtree(top)
+
+
+@pytest.mark.privileged
+def test_the_api_pulls_a_missing_image_as_the_cli_does(plain, tmp_path):
+    import minirt as api
+
+    ref = plain.push(BUSYBOX, "api:latest")
+    root = str(tmp_path / "state")
+    r = api.run(ref, ["echo", "pulled by the API"], root=root, network="none")
+    assert (r.exit_code, r.stdout) == (0, b"pulled by the API\n")
+    assert Catalog(root).lookup(ref)["repo_digests"] == [f"{plain.host}/api@{plain.inspect('api:latest')['Digest']}"]
+    with pytest.raises(api.ImageError, match="manifest: not found"):
+        api.run(f"{plain.host}/api:nothing", ["true"], root=root, network="none")
+    with pytest.raises(api.ImageError, match="no such image file or loaded image"):
+        api.run("missing.tar", ["true"], root=root, network="none")
 
 
 def test_a_local_registry_may_have_a_certificate_nobody_trusts(registries, tmp_path):
