@@ -66,6 +66,20 @@ MAX_JSON = 16 << 20
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
            "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 HOST_PLATFORM = ("linux", _GOARCH.get(os.uname().machine, os.uname().machine))
+# What an entry of an index without a variant means (containerd normalises so).
+_DEFAULT_VARIANT = {"arm": "v7", "arm64": "v8", "amd64": "v1"}
+
+
+def host_variants(arch: str) -> list[str]:
+    """The variants of ``arch`` this machine runs, best first, as containerd's
+    platform matcher has them when a platform names none: for arm the CPU's own
+    (v7, unless the kernel says armv6 or armv5) and then the older ones -- v7
+    code dies on a v6 CPU; for arm64 v8, for amd64 v1; [] (any) for the rest."""
+    if arch != "arm":
+        return [_DEFAULT_VARIANT[arch]] if arch in _DEFAULT_VARIANT else []
+    machine = os.uname().machine
+    own = int(machine[4]) if machine[:4] == "armv" and machine[4:5] in ("5", "6", "7") else 7
+    return [f"v{n}" for n in range(own, 4, -1)]
 
 
 class Layer:
@@ -416,7 +430,8 @@ def _read_oci(blobs: BlobSource, ref: str | None, plat: tuple[str, str]):
 
 def pick_manifest(src: str, what: str, index: dict, ref: str | None, plat: tuple) -> dict:
     """The entry of ``index`` for platform ``plat`` ((os, arch) or (os, arch, variant))
-    and, if given, named ``ref``."""
+    and, if given, named ``ref``.  Without a variant, the best one of
+    ``host_variants`` (arm/v7 before arm/v6)."""
     entries = index.get("manifests")
     entries = [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
     if not entries:
@@ -436,6 +451,14 @@ def pick_manifest(src: str, what: str, index: dict, ref: str | None, plat: tuple
             len(plat) < 3 or p.get("variant") in (None, plat[2]))
 
     good = [e for e in entries if fits(e)]
+    ladder = host_variants(plat[1]) if len(plat) < 3 else []
+    if ladder:  # no variant asked for: the best one this machine runs
+        def rank(e: dict) -> int:
+            p = e.get("platform")
+            variant = (p.get("variant") or _DEFAULT_VARIANT[plat[1]]) if isinstance(p, dict) else ladder[0]
+            return ladder.index(variant) if variant in ladder else len(ladder)
+        best = min(map(rank, good), default=len(ladder))
+        good = [e for e in good if rank(e) == best < len(ladder)]
     if not good:
         have = sorted({f"{(e.get('platform') or {}).get('os')}/{(e.get('platform') or {}).get('architecture')}"
                        for e in entries})

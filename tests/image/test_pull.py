@@ -297,6 +297,27 @@ def test_platform_variants():
 
 
 
+def test_without_a_variant_the_best_one_the_cpu_runs_is_chosen():
+    # containerd's matcher: arm means the host's variant (v7 by default), else older ones, newest first
+    from minirt.errors import ImageError
+    from minirt.image.formats import pick_manifest
+
+    def index(*platforms):
+        return {"manifests": [{"digest": f"sha256:{i}" + "0" * 63, "platform": dict(zip(("os", "architecture", "variant"), p))}
+                              for i, p in enumerate(platforms)]}
+
+    def pick(idx, plat=("linux", "arm")):
+        return int(pick_manifest("x", "index", idx, None, plat)["digest"][7])
+
+    assert pick(index(("linux", "arm", "v6"), ("linux", "arm", "v7"))) == 1
+    assert pick(index(("linux", "arm", "v5"), ("linux", "arm", "v6"))) == 1
+    assert pick(index(("linux", "arm", "v6"), ("linux", "arm"))) == 1  # no variant: arm's is v7
+    assert pick(index(("linux", "arm64", "v8"), ("linux", "arm", "v7")), ("linux", "arm64")) == 0
+    assert pick(index(("linux", "amd64", "v3"), ("linux", "amd64")), ("linux", "amd64")) == 1
+    with pytest.raises(ImageError, match="no linux/arm image"):
+        pick(index(("linux", "arm", "v8")))
+
+
 def _skopeo_inspect(*args):
     out = subprocess.run(["skopeo", "inspect", *args], check=True, capture_output=True).stdout
     return json.loads(out)
