@@ -127,9 +127,10 @@ class Image:
         # (media type, bytes) of its manifest as it came, when it came with one (push sends it again)
         self.manifest_blob: tuple[str, bytes] | None = None
 
-    def open_layer(self, layer: Layer):
-        """The layer's blob, exactly as stored (still compressed, unchecked)."""
-        return self._blobs.open(self._paths[layer], layer.digest or layer.diff_id)
+    def open_layer(self, layer: Layer, offset: int = 0):
+        """The layer's blob, exactly as stored (still compressed, unchecked),
+        from byte ``offset`` on."""
+        return self._blobs.open(self._paths[layer], layer.digest or layer.diff_id, offset)
 
     def close(self) -> None:
         self._blobs.close()
@@ -187,7 +188,7 @@ class BlobSource:
     source: str
 
     def exists(self, name: str) -> bool: ...
-    def open(self, name: str, what: str): ...
+    def open(self, name: str, what: str, offset: int = 0): ...
     def close(self) -> None: ...
 
     def read(self, name: str, what: str, limit: int = MAX_JSON) -> bytes:
@@ -220,10 +221,12 @@ class _DirBlobs(BlobSource):
     def exists(self, name: str) -> bool:
         return os.path.isfile(os.path.join(self.source, _clean(name)))
 
-    def open(self, name: str, what: str):
+    def open(self, name: str, what: str, offset: int = 0):
         # _clean() resolves ".." against the layout's top, never above it.
         try:
-            return open(os.path.join(self.source, _clean(name)), "rb")
+            f = open(os.path.join(self.source, _clean(name)), "rb")
+            f.seek(offset)
+            return f
         except FileNotFoundError:
             raise ImageError(f"{self.source}: {what}: missing blob {name}") from None
         except OSError as e:
@@ -279,14 +282,14 @@ class _TarBlobs(BlobSource):
         m = self._resolve(name, name)
         return m is not None and m.type == "file"
 
-    def open(self, name: str, what: str):
+    def open(self, name: str, what: str, offset: int = 0):
         m = self._resolve(name, what)
         if m is None:
             raise ImageError(f"{self.source}: {what}: missing blob {name}")
         if m.type != "file":
             raise ImageError(f"{self.source}: {what}: {name} is not a regular file")
         # A descriptor of its own, so that two blobs can be read at once.
-        return _Window(os.dup(self.fd), m.offset, m.size)
+        return _Window(os.dup(self.fd), m.offset + min(offset, m.size), m.size - min(offset, m.size))
 
     def close(self) -> None:
         if self.fd >= 0:

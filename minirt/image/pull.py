@@ -138,21 +138,23 @@ class RegistryBlobs(BlobSource):
     def exists(self, name: str) -> bool:
         return True  # asked when the blob is fetched: the registry says 404 then
 
-    def open(self, name: str, what: str):
+    def open(self, name: str, what: str, offset: int = 0):
         digest = "sha256:" + name.rsplit("/", 1)[-1]
-        return _BlobReader(self, digest, f"{self.source}: {what}")
+        return _BlobReader(self, digest, f"{self.source}: {what}", offset)
 
     def close(self) -> None:
         self.client.close()
 
 
 class _BlobReader:
-    """A blob as a file: read straight from the registry, resumed if the connection breaks."""
+    """A blob as a file, from byte ``offset`` on: read straight from the registry,
+    resumed if the connection breaks."""
 
-    def __init__(self, blobs: RegistryBlobs, digest: str, what: str):
+    def __init__(self, blobs: RegistryBlobs, digest: str, what: str, offset: int = 0):
         self.blobs, self.digest, self.what = blobs, digest, what
-        self.pos, self.size, self.resp = 0, blobs.sizes.get(digest), None
-        self._open()
+        self.pos, self.size, self.resp = offset, blobs.sizes.get(digest), None
+        if self.size is None or offset < self.size:  # else there is nothing left to ask for
+            self._open()
 
     def _open(self) -> None:
         headers = {"Range": f"bytes={self.pos}-"} if self.pos else {}
@@ -171,18 +173,10 @@ class _BlobReader:
             skip -= len(data)
 
     def read(self, n: int = -1) -> bytes:
-        """Up to ``n`` bytes (a chunk if n < 0); fewer only at the end of the blob."""
+        """Up to ``n`` bytes (a chunk if n < 0), as many as have arrived: what
+        is read is passed on (and kept) at once, not when a whole chunk is in.
+        b"" only at the end of the blob."""
         want = CHUNK if n is None or n < 0 else n
-        parts = []
-        while want:
-            data = self._read_some(want)
-            if not data:
-                break
-            parts.append(data)
-            want -= len(data)
-        return b"".join(parts)
-
-    def _read_some(self, want: int) -> bytes:
         if self.size is not None:
             want = min(want, self.size - self.pos)  # never past the promised end
         if want <= 0:
@@ -190,7 +184,7 @@ class _BlobReader:
         why = None
         for _ in range(RETRIES):
             try:
-                data = self.resp.read(want)
+                data = self.resp.read1(want)
             except (OSError, http.client.HTTPException) as e:
                 data, why = b"", e
             if data:

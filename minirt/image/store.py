@@ -197,6 +197,7 @@ class Store:
         tmp = os.path.join(self.tmp, f"{os.path.basename(final)[:16]}-{os.getpid()}-{next(_counter)}")
         os.mkdir(tmp)
         os.chmod(tmp, 0o755)  # the layer's root, unless the layer says otherwise
+        blob = None
         try:
             with self._open_blob(img, layer, keep) as blob:
                 stream = LayerStream(blob, digest=layer.digest, size=layer.size,
@@ -215,6 +216,13 @@ class Store:
                 if e.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not os.path.isdir(final):
                     raise
                 _remove(tmp)
+        except ImageError:
+            _remove(tmp)
+            if not isinstance(blob, _Partial) or not blob.offset or blob.broken:
+                raise
+            # What an earlier pull left does not add up to the digest (it is
+            # deleted now): the layer is downloaded whole.
+            self._unpack_layer(img, layer, final, keep)
         except BaseException:
             _remove(tmp)
             raise
@@ -229,9 +237,12 @@ class Store:
             return io.BytesIO(EMPTY_TAR)
         if layer.digest and os.path.isfile(blob_path(self.root, layer.digest)):
             return open(blob_path(self.root, layer.digest), "rb")
-        if keep and layer.digest:
+        if not keep or not layer.digest:
+            return img.open_layer(layer)
+        try:
+            return _Partial(self.root, layer, lambda offset: img.open_layer(layer, offset))
+        except BlockingIOError:  # another pull of the same blob is writing it: a copy of our own
             return _BlobCopy(self.root, img.open_layer(layer))
-        return img.open_layer(layer)
 
     def _make_dirs(self) -> None:
         """The store's directories, private to their owner: a layer's setuid
@@ -325,10 +336,11 @@ class _BlobCopy:
         return data
 
     def keep(self, digest: str) -> None:
-        self.out.close()
+        self.out.flush()
         final = blob_path(self.root, digest)
         _private_dirs(self.root, os.path.dirname(final))
-        os.rename(self.tmp, final)
+        os.rename(self.tmp, final)  # before the file is closed: a partial's lock holds until then
+        self.out.close()
 
     def close(self) -> None:
         """Forget the copy, unless kept."""
@@ -342,6 +354,59 @@ class _BlobCopy:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class _Partial(_BlobCopy):
+    """A download that outlives its pull: ``layers/blobs/tmp/partial-<hex>``,
+    flocked while a pull writes it.  A pull that breaks off, or is killed,
+    leaves what arrived; the next pull of the blob reads that first and asks
+    the registry only for the rest (``open_rest(offset)``: a Range request).
+    Those bytes are trusted no more than the network's: the stream hashes
+    every byte, old and new, and a partial that does not add up to the digest
+    is deleted, never named.  ``image prune`` deletes the ones nobody writes."""
+
+    def __init__(self, root: str, layer: Layer, open_rest):
+        tmp_dir = os.path.join(root, "layers", "blobs", "tmp")
+        _private_dirs(root, tmp_dir)
+        self.root, self.blob, self.open_rest, self.broken = root, None, open_rest, False
+        self.tmp = os.path.join(tmp_dir, "partial-" + layer.digest[7:])
+        fd = os.open(self.tmp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException:
+            os.close(fd)
+            raise
+        # Unbuffered: whatever arrived is in the file should the pull be killed.
+        self.out = open(fd, "r+b", buffering=0)
+        self.offset = os.fstat(fd).st_size
+        if layer.size is not None and self.offset > layer.size:  # not a beginning of this blob
+            os.ftruncate(fd, 0)
+            self.offset = 0
+        self.left = self.offset
+
+    def read(self, n: int = -1) -> bytes:
+        if self.left:  # what an earlier pull downloaded, from the file
+            data = self.out.read(min(self.left, n if n and n > 0 else 1 << 20))
+            if not data:
+                raise ImageError(f"{self.tmp}: partial download cut short")
+            self.left -= len(data)
+            return data
+        if self.blob is None:
+            self.blob = self.open_rest(self.offset)
+        try:
+            data = self.blob.read(n)
+        except BaseException:
+            self.broken = True  # the network's fault: what arrived stays for the next pull
+            raise
+        self.out.write(data)
+        return data
+
+    def close(self) -> None:
+        if not self.broken and os.path.exists(self.tmp) and not self.out.closed:
+            os.unlink(self.tmp)  # before the file is closed: no other pull has it open yet
+        self.out.close()
+        if self.blob is not None:
+            self.blob.close()
 
 
 # -- leases: layers in use before anything records them -----------------------
@@ -382,6 +447,7 @@ def remove_unused(root: str, in_use) -> list[str]:
         fcntl.flock(store, fcntl.LOCK_EX)
         used = _leased(os.path.join(layers, "leases")) | set(in_use())
         _sweep(os.path.join(layers, "blobs", "tmp"))
+        _sweep_partials(os.path.join(layers, "blobs", "tmp"))
         deleted = []
         for sub in ("sha256", os.path.join("rootless", "sha256"), os.path.join("blobs", "sha256")):
             base = os.path.join(layers, sub)
@@ -403,6 +469,23 @@ def _sweep(tmp: str) -> None:
             _remove(os.path.join(tmp, name))
         except (ValueError, IndexError, PermissionError):
             pass
+
+
+def _sweep_partials(tmp: str) -> None:
+    """Remove the partial downloads (``_Partial``) no pull is writing."""
+    for name in _listdir(tmp):
+        if name.startswith("partial-"):
+            try:
+                fd = os.open(os.path.join(tmp, name), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.unlink(os.path.join(tmp, name))
+            except BlockingIOError:
+                pass
+            finally:
+                os.close(fd)
 
 
 def _leased(leases: str) -> set[str]:

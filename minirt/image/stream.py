@@ -71,6 +71,8 @@ class LayerStream:
         self.blob_size = 0
         self.tar_hash = hashlib.sha256()
         head = blob.read(CHUNK)
+        while 0 < len(head) < len(ZSTD_MAGIC) and (more := blob.read(CHUNK)):  # a read may return little
+            head += more
         self.compression = sniff(head)
         chunks = self._decompress(blob, head)
         self._chunks = _Threaded(chunks) if threaded else chunks

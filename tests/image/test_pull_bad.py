@@ -83,7 +83,7 @@ class Faulty(registry.Handler):
             self.close_connection = True
             return
         start = self.headers.get("Range", "bytes=0-")[6:].split("-")[0]
-        if f == "resume" and int(start):
+        if int(start) and f in ("resume", None):
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
             self.send_header("Content-Length", str(len(data) - int(start)))
@@ -230,6 +230,75 @@ def test_a_killed_pull_leaves_nothing_a_later_pull_trips_on(server, tmp_path):
     r = pull(tmp_path, f"{server}/app")
     assert r.returncode == 0, r.stderr
     assert os.listdir(tmp_path / "layers" / "tmp") == []  # the dead pull's half layer swept away
+
+
+def _layer():
+    return max(Faulty.blobs, key=lambda d: len(Faulty.blobs[d]))
+
+
+def _partial(root):
+    return root / "layers" / "blobs" / "tmp" / ("partial-" + _layer()[7:])
+
+
+def _layer_requests():
+    return [h.get("Range", "bytes=0-") for p, h in zip(Faulty.hits, Faulty.headers) if p.endswith(_layer())]
+
+
+def test_a_killed_pull_is_continued_by_the_next_one(server, tmp_path):
+    Faulty.fault, Faulty.hits[:] = "killed", []  # half the layer, then silence
+    p = subprocess.Popen([sys.executable, "-m", "minirt", "--root", str(tmp_path), "pull", f"{server}/app"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         env=dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "cfg")))
+    try:
+        deadline = time.monotonic() + 30
+        while not (_partial(tmp_path).exists() and _partial(tmp_path).stat().st_size) and p.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        p.kill()
+        p.wait()
+    have = _partial(tmp_path).stat().st_size
+    assert 0 < have < len(Faulty.blobs[_layer()])
+    assert not (tmp_path / "layers" / "blobs" / "sha256" / _layer()[7:]).exists()  # nothing unverified named
+    Faulty.fault, Faulty.hits[:], Faulty.headers[:] = None, [], []
+    r = pull(tmp_path, f"{server}/app")
+    assert r.returncode == 0, r.stderr
+    assert _layer_requests() == [f"bytes={have}-"]  # only the rest was asked for
+    assert not _partial(tmp_path).exists()
+    kept = tmp_path / "layers" / "blobs" / "sha256" / _layer()[7:]
+    assert kept.read_bytes() == Faulty.blobs[_layer()]
+
+
+def test_a_partial_download_that_does_not_match_is_discarded(server, tmp_path):
+    partial = _partial(tmp_path)
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(os.urandom(1000))  # not the layer's first bytes
+    Faulty.fault, Faulty.hits[:], Faulty.headers[:] = None, [], []
+    r = pull(tmp_path, f"{server}/app")
+    assert r.returncode == 0, r.stderr
+    assert _layer_requests() == ["bytes=1000-", "bytes=0-"]  # tried, found wrong, downloaded whole
+    assert not partial.exists()
+    assert (tmp_path / "layers" / "blobs" / "sha256" / _layer()[7:]).read_bytes() == Faulty.blobs[_layer()]
+
+
+def test_a_partial_longer_than_the_blob_is_not_continued(server, tmp_path):
+    partial = _partial(tmp_path)
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(Faulty.blobs[_layer()] + b"more")
+    Faulty.fault, Faulty.hits[:], Faulty.headers[:] = None, [], []
+    r = pull(tmp_path, f"{server}/app")
+    assert r.returncode == 0, r.stderr
+    assert _layer_requests() == ["bytes=0-"] and not partial.exists()
+
+
+def test_image_prune_removes_stale_partial_downloads(tmp_path):
+    partial = _partial(tmp_path)
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"half a layer")
+    r = subprocess.run([sys.executable, "-m", "minirt", "--root", str(tmp_path), "image", "prune", "-f"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert not partial.exists()
 
 
 def test_an_unknown_host_is_not_asked_again(tmp_path):
