@@ -19,7 +19,8 @@ synced so that no contender pays for the previous one's write-back.  Every
 contender runs once untimed first; then they take turns (``_timing.py``).
 Reported: median and p90 of each, and each over minirt's median.
 
-Run as root: ``make bench`` or ``.venv/bin/python bench/bench_pull.py [--runs N]``.
+Run as root: ``make bench`` or ``.venv/bin/python bench/bench_pull.py [--runs N]``;
+``MINIRT_BENCH_BASELINE=DIR`` times the minirt checked out in DIR beside this one.
 """
 
 import argparse
@@ -41,6 +42,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "image"))
 from registry import Registry  # noqa: E402  (the tests' real registry, on 127.0.0.1)
 
 MINIRT = "minirt pull"
+BASELINE = os.environ.get("MINIRT_BENCH_BASELINE")  # e.g. a worktree of main: timed beside this one
 
 
 def images(tmp) -> dict:
@@ -110,6 +112,11 @@ def contenders(tmp, ref, dockerd) -> tuple[dict, dict]:
 
     runs = {MINIRT: lambda: run_quiet([PYTHON, "-m", "minirt", "--root", work, "pull", "-q", ref], env=env)}
     after = {MINIRT: clean()}
+    if BASELINE:  # another checkout of minirt, to measure a change before and after in one run
+        old = python_env(BASELINE, os.path.join(tmp, "baseline"))
+        runs[MINIRT + " (baseline)"] = lambda: run_quiet(
+            [PYTHON, "-m", "minirt", "--root", work, "pull", "-q", ref], env=old)
+        after[MINIRT + " (baseline)"] = clean()
     if shutil.which("podman"):
         podman = ["podman", "--root", os.path.join(work, "root"), "--runroot", os.path.join(work, "run"),
                   "--storage-driver", "overlay", "--events-backend", "none"]
@@ -163,7 +170,7 @@ def main():
             size = sum(layer["size"] for layer in registry.inspect(f"{name}:latest", raw=True)["layers"])
             print(f"\n{what}: {size / 1e6:.1f} MB compressed, {runs} runs each; x minirt: each over minirt's median\n")
             print(table(rows, {"x minirt": MINIRT}))
-            peers = [n for n in rows if n != MINIRT]
+            peers = [n for n in rows if not n.startswith(MINIRT)]
             ok = all(rows[MINIRT]["median_ms"] < rows[n]["median_ms"] for n in peers)
             targets[f"{name}: minirt pull faster than every peer"] = (
                 ok, ", ".join(f"{n} {rows[n]['median_ms'] / rows[MINIRT]['median_ms']:.2f}x" for n in peers))
