@@ -13,9 +13,11 @@ the busybox example image -- and then times, side by side in one run:
 - ``docker pull`` against a dockerd the bench starts with its own data root,
   exec root and socket, and stops afterwards.
 
-Every contender ends with the image unpacked and ready to run, from an empty
-store: what it made is removed after each run, untimed, and the disk is
-synced so that no contender pays for the previous one's write-back.  Every
+(The dockerd and podman are the tests' own, ``tests/engines.py``.)  Every
+contender ends with the image unpacked and ready to run, from an empty store,
+on a fresh ext4 of the bench's own (``scratch_filesystem``): what it made is
+removed after each run, untimed, and the disk is synced so that no contender
+pays for the previous one's write-back.  Every
 contender runs once untimed first; then they take turns (``_timing.py``).
 Reported: median and p90 of each, and each over minirt's median.
 
@@ -30,7 +32,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 import bench_unpack
 from _timing import measure, python_env, run_quiet, summary, table, write_results
@@ -39,6 +40,8 @@ PYTHON = sys.executable
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "tests", "image"))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+import engines  # noqa: E402  (the tests' dockerd and podman of their own: nothing of the host's)
 from registry import Registry  # noqa: E402  (the tests' real registry, on 127.0.0.1)
 
 MINIRT = "minirt pull"
@@ -58,51 +61,31 @@ def images(tmp) -> dict:
     return {what: f"oci:{layout}:latest", "busybox": f"docker-archive:{busybox}"}
 
 
-class Dockerd:
-    """A docker daemon of the bench's own: its data, state and socket under ``dir``,
-    no bridge or iptables rules, the registry on 127.0.0.1 allowed without TLS."""
-
-    def __init__(self, dir, registry):
-        self.dir, self.sock = dir, os.path.join(dir, "docker.sock")
-        os.makedirs(dir)
-        self.log = open(os.path.join(dir, "dockerd.log"), "w+")
-        self.proc = subprocess.Popen(
-            ["dockerd", "--data-root", os.path.join(dir, "data"), "--exec-root", os.path.join(dir, "exec"),
-             "--pidfile", os.path.join(dir, "dockerd.pid"), "-H", "unix://" + self.sock,
-             "--bridge=none", "--iptables=false", "--ip6tables=false", "--insecure-registry", registry],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 60
-        while subprocess.run(self.docker("version"), capture_output=True).returncode:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                self.log.seek(0)
-                raise RuntimeError(f"dockerd did not start: {self.log.read()[-1500:]}")
-            time.sleep(0.2)
-
-    def docker(self, *args):
-        return ["docker", "-H", "unix://" + self.sock, *args]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+def scratch_filesystem(tmp) -> str:
+    """A fresh ext4 (mkfs's defaults, with a journal) in a sparse file under
+    ``tmp``, mounted: where every contender writes.  Not the host's disk: on
+    ext4 without a journal (this development VM's) the inode allocator steps
+    over every inode freed in the last 5-10 s, and the clean-up after one
+    contender made the next one's file creation several times slower."""
+    image, mnt = os.path.join(tmp, "fs.img"), os.path.join(tmp, "fs")
+    with open(image, "wb") as f:
+        f.truncate(8 << 30)
+    # Inode tables written now, not by a kernel thread while the contenders run.
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", image], check=True)
+    os.mkdir(mnt)
+    subprocess.run(["mount", "-o", "loop", image, mnt], check=True)
+    return mnt
 
 
-def contenders(tmp, ref, dockerd) -> tuple[dict, dict]:
-    """(name -> one pull, name -> the clean-up after it)."""
-    work = os.path.join(tmp, "work")
+def contenders(work, ref, docker, cgroup_parent) -> tuple[dict, dict]:
+    """(name -> one pull into ``work``, name -> the clean-up after it)."""
     os.makedirs(work, exist_ok=True)
-    env = python_env(REPO, tmp)
+    env = python_env(REPO, os.path.dirname(work))
 
-    def clean(*argv):
+    def clean(then=None):
         def after():
-            if argv:
-                subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True)
+            if then:
+                then()
             if _mounted(work):
                 sys.exit(f"bench_pull: something is still mounted under {work}")
             shutil.rmtree(work)
@@ -110,29 +93,36 @@ def contenders(tmp, ref, dockerd) -> tuple[dict, dict]:
             os.sync()
         return after
 
-    runs = {MINIRT: lambda: run_quiet([PYTHON, "-m", "minirt", "--root", work, "pull", "-q", ref], env=env)}
-    after = {MINIRT: clean()}
+    def minirt(checkout):
+        return lambda: run_quiet([PYTHON, "-m", "minirt", "--root", work, "pull", "-q", ref],
+                                 env=python_env(checkout, os.path.dirname(work)))
+
+    runs, after = {MINIRT: minirt(REPO)}, {MINIRT: clean()}
     if BASELINE:  # another checkout of minirt, to measure a change before and after in one run
-        old = python_env(BASELINE, os.path.join(tmp, "baseline"))
-        runs[MINIRT + " (baseline)"] = lambda: run_quiet(
-            [PYTHON, "-m", "minirt", "--root", work, "pull", "-q", ref], env=old)
-        after[MINIRT + " (baseline)"] = clean()
+        runs[MINIRT + " (baseline)"], after[MINIRT + " (baseline)"] = minirt(BASELINE), clean()
     if shutil.which("podman"):
-        podman = ["podman", "--root", os.path.join(work, "root"), "--runroot", os.path.join(work, "run"),
-                  "--storage-driver", "overlay", "--events-backend", "none"]
-        runs["podman pull"] = lambda: run_quiet(podman + ["pull", "-q", "--tls-verify=false", ref])
-        after["podman pull"] = clean(*podman, "rmi", "-a", "-f")
+        def podman():
+            return engines.Podman(os.path.join(work, "podman"), cgroup_parent)
+
+        def podman_pull():
+            done = podman()("pull", "-q", "--tls-verify=false", ref)
+            if done.returncode:
+                raise RuntimeError(f"podman pull failed: {done.stderr.decode()[-500:]}")
+        runs["podman pull"], after["podman pull"] = podman_pull, clean(lambda: podman().stop())
     if shutil.which("skopeo") and shutil.which("umoci"):
         layout = os.path.join(work, "oci") + ":latest"
 
         def skopeo_umoci():
             run_quiet(["skopeo", "copy", "-q", "--src-tls-verify=false", "docker://" + ref, "oci:" + layout])
             run_quiet(["umoci", "unpack", "--image", layout, os.path.join(work, "bundle")])
-        runs["skopeo copy + umoci unpack"] = skopeo_umoci
-        after["skopeo copy + umoci unpack"] = clean()
-    if dockerd:
-        runs["docker pull"] = lambda: run_quiet(dockerd.docker("pull", "-q", ref))
-        after["docker pull"] = clean(*dockerd.docker("rmi", "-f", ref))
+        runs["skopeo copy + umoci unpack"], after["skopeo copy + umoci unpack"] = skopeo_umoci, clean()
+    if docker:
+        def docker_pull():
+            done = docker("pull", "-q", ref)
+            if done.returncode:
+                raise RuntimeError(f"docker pull failed: {done.stderr.decode()[-500:]}")
+        runs["docker pull"] = docker_pull
+        after["docker pull"] = clean(lambda: docker("rmi", "-f", ref))
     return runs, after
 
 
@@ -149,23 +139,25 @@ def main():
     if os.geteuid() != 0:
         sys.exit("bench_pull: run as root (podman, dockerd and the Debian image need it)")
 
-    tmp = tempfile.mkdtemp(prefix="minirt-bench-pull-", dir="/var/tmp")
-    registry = dockerd = None
+    tmp = tempfile.mkdtemp(prefix="mbp-", dir="/var/tmp")  # short: podman refuses a runroot of 50 characters
+    cgroup_parent = f"minirt-bench-{os.getpid()}"
+    registry = docker = fs = None
     report, targets = {}, {}
     try:
         sources = images(tmp)
         os.mkdir(os.path.join(tmp, "registry"))
         registry = Registry(os.path.join(tmp, "registry"))
-        if shutil.which("dockerd") and shutil.which("docker"):
-            dockerd = Dockerd(os.path.join(tmp, "dockerd"), registry.host)
+        fs = scratch_filesystem(tmp)
+        if shutil.which("dockerd") and shutil.which("docker"):  # 127.0.0.0/8 needs no TLS, as for everyone
+            docker = engines.Docker(os.path.join(fs, "docker"), cgroup_parent)
         else:
             print("note: no dockerd; docker pull is not timed", file=sys.stderr)
         for i, (what, source) in enumerate(sources.items()):
             name = what.split()[0]
             ref = registry.push(source, f"{name}:latest")
             runs = args.runs if i == 0 else args.runs * 4
-            pulls, after = contenders(tmp, ref, dockerd)
-            samples = measure(pulls, runs, pause=0.5, after=after)
+            pulls, cleanups = contenders(os.path.join(fs, "work"), ref, docker, cgroup_parent)
+            samples = measure(pulls, runs, pause=0.5, after=cleanups)
             rows = {n: summary(ms) for n, ms in samples.items()}
             size = sum(layer["size"] for layer in registry.inspect(f"{name}:latest", raw=True)["layers"])
             print(f"\n{what}: {size / 1e6:.1f} MB compressed, {runs} runs each; x minirt: each over minirt's median\n")
@@ -176,14 +168,20 @@ def main():
                 ok, ", ".join(f"{n} {rows[n]['median_ms'] / rows[MINIRT]['median_ms']:.2f}x" for n in peers))
             report[what] = {"compressed_bytes": size, "runs": runs, "results": rows, "samples_ms": samples}
     finally:
-        if dockerd:
-            dockerd.stop()
+        if docker:
+            docker.stop()
         if registry:
             registry.stop()
+        if fs:
+            subprocess.run(["umount", fs], check=True)
         if _mounted(tmp):
             print(f"bench_pull: something is still mounted under {tmp}; not removing it", file=sys.stderr)
         else:
             shutil.rmtree(tmp)
+        for controller in os.listdir("/sys/fs/cgroup"):  # made only if an engine ran a container
+            path = os.path.join("/sys/fs/cgroup", controller, cgroup_parent)
+            if os.path.isdir(path):
+                os.rmdir(path)
 
     print()
     for name, (ok, detail) in targets.items():
