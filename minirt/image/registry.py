@@ -185,10 +185,12 @@ class Client:
     def _tls(self, netloc):
         """Certificates checked against the system's CAs and docker's
         /etc/docker/certs.d/HOST[:PORT]/*.crt; not at all for an insecure registry."""
-        context = ssl.create_default_context()
         if self.insecure and netloc == self.registry:
+            # Nothing is checked: no CA store to load (create_default_context's 40 ms).
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
             return context
+        context = ssl.create_default_context()
         extra = os.path.join("/etc/docker/certs.d", netloc)
         for name in sorted(os.listdir(extra)) if os.path.isdir(extra) else ():
             if name.endswith(".crt"):
