@@ -401,6 +401,11 @@ class _Partial(_BlobCopy):
         self.out.write(data)
         return data
 
+    def __exit__(self, kind, value, tb):
+        if kind is not None and not issubclass(kind, ImageError):
+            self.broken = True  # Ctrl-C, a full disk: nothing wrong with what arrived
+        self.close()
+
     def close(self) -> None:
         if not self.broken and os.path.exists(self.tmp) and not self.out.closed:
             os.unlink(self.tmp)  # before the file is closed: no other pull has it open yet

@@ -269,6 +269,24 @@ def test_a_killed_pull_is_continued_by_the_next_one(server, tmp_path):
     assert kept.read_bytes() == Faulty.blobs[_layer()]
 
 
+def test_an_interrupted_pull_keeps_what_arrived(server, tmp_path, monkeypatch):
+    # Ctrl-C lands in the main thread, in the extraction: nothing wrong with the bytes
+    from minirt.image import Store, layers
+    from minirt.image.reference import parse
+    from minirt.runtime.images import Catalog
+
+    def interrupted(stream, *args, **kwargs):
+        stream.read(100_000)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(layers, "apply_layer", interrupted)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    Faulty.fault = None
+    with pytest.raises(KeyboardInterrupt):
+        Catalog(str(tmp_path)).pull(parse(f"{server}/app"), Store(tmp_path))
+    assert _partial(tmp_path).stat().st_size > 0
+
+
 def test_a_partial_download_that_does_not_match_is_discarded(server, tmp_path):
     partial = _partial(tmp_path)
     partial.parent.mkdir(parents=True)
