@@ -13,7 +13,8 @@ decompressed while the bytes arrive, extracted into a temporary directory,
 renamed into place only once both digests matched; the blob itself is kept
 on the way (for ``minirt save``).  Nothing is downloaded twice, and nothing
 unverified is ever under a layer's or a blob's real name.  A download
-that breaks off is resumed where it stopped (an HTTP ``Range`` request).
+that breaks off is resumed where it stopped (an HTTP ``Range`` request),
+and so is one a killed pull left behind (``store._Partial``).
 
 Read ``open_remote`` first.
 """
