@@ -126,6 +126,7 @@ class Image:
         self.tags: list[str] = []  # the names the archive gives the image, e.g. "busybox:latest"
         # (media type, bytes) of its manifest as it came, when it came with one (push sends it again)
         self.manifest_blob: tuple[str, bytes] | None = None
+        self.remote = False  # its layers are downloads (pull.py), worth resuming
 
     def open_layer(self, layer: Layer, offset: int = 0):
         """The layer's blob, exactly as stored (still compressed, unchecked),

@@ -86,7 +86,7 @@ def open_remote(ref, client: Client, platform: tuple = HOST_PLATFORM, on_bytes=N
         check_platform(source, config, platform)
         check_run_config(source, config)
         img = Image(source, blobs, config, id, layers, manifest, paths, cdata)
-        img.digest, img.manifest_blob = top, (media, data)
+        img.digest, img.manifest_blob, img.remote = top, (media, data), True
         blobs.on_bytes = on_bytes  # from here on, only layers are read
         blobs.sizes = {layer.digest: layer.size for layer in layers}  # read no further than promised
         return img

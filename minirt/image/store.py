@@ -232,17 +232,20 @@ class Store:
         it has one: another of its stores (root, rootless, id-shifted) pulled or
         loaded the layer, and nothing is downloaded twice.  Else the image's,
         copied on the way through if ``keep`` (the stream checks the digest
-        before the copy is named)."""
+        before the copy is named): a download into a partial file that a later
+        pull continues (``_Partial``)."""
         if layer is EMPTY_LAYER:
             return io.BytesIO(EMPTY_TAR)
         if layer.digest and os.path.isfile(blob_path(self.root, layer.digest)):
             return open(blob_path(self.root, layer.digest), "rb")
         if not keep or not layer.digest:
             return img.open_layer(layer)
-        try:
-            return _Partial(self.root, layer, lambda offset: img.open_layer(layer, offset))
-        except BlockingIOError:  # another pull of the same blob is writing it: a copy of our own
-            return _BlobCopy(self.root, img.open_layer(layer))
+        if getattr(img, "remote", False):  # (a build's own layers are no Image)
+            try:
+                return _Partial(self.root, layer, lambda offset: img.open_layer(layer, offset))
+            except BlockingIOError:  # another pull of the same blob is writing it: a copy of our own
+                pass
+        return _BlobCopy(self.root, img.open_layer(layer))
 
     def _make_dirs(self) -> None:
         """The store's directories, private to their owner: a layer's setuid
