@@ -60,7 +60,7 @@ class Guest:
         self.paused = False
         self.started = time.monotonic()
         self.cpu_time = 0.0               # host CPU seconds spent running it
-        self.rate = (time.monotonic(), machine.cpu.steps, 0.0)   # for instructions/s
+        self.rate = (self.started, machine.cpu.steps, None)      # for instructions/s
         machine.blocking = False
 
     # The console device writes its output here.
@@ -389,9 +389,10 @@ class Host:
     def _stats(self, guest):
         machine, now = guest.machine, time.monotonic()
         at, steps, rate = guest.rate
-        if now - at >= 0.5:           # over the last half second at least
-            rate = (machine.cpu.steps - steps) / (now - at)
-            guest.rate = (now, machine.cpu.steps, rate)
+        if now - at >= 0.5 or rate is None:   # over the last half second at least, or since start
+            rate = (machine.cpu.steps - steps) / (now - at) if now > at else 0.0
+            if now - at >= 0.5:
+                guest.rate = (now, machine.cpu.steps, rate)
         return {"instructions": machine.cpu.steps, "instructions_per_s": rate,
                 "cpu_time": guest.cpu_time, "wall_time": now - guest.started,
                 "share": guest.share, "state": "paused" if guest.paused else "running",

@@ -510,3 +510,18 @@ def test_a_viewer_too_slow_misses_the_oldest_output_not_the_host_its_memory():
         guest.write(bytes([i]) * (host.MAX_BACKLOG // 2 + 1))
     assert len(viewer.out) == host.MAX_BACKLOG and viewer.out[-1] == 2 and viewer.out[0] == 1
     assert len(log.getvalue()) == 3 * (host.MAX_BACKLOG // 2 + 1)          # the log keeps it all
+
+
+def test_stats_give_a_vm_younger_than_the_rate_window_its_rate_since_start(tmp_path):
+    from emu.asm import assemble
+    from emu.machine import Machine
+    from emu.vm import host, store
+    machine = Machine(4096)
+    machine.load(assemble("_start: b _start"))
+    h = host.Host(store.Home(str(tmp_path)))
+    h.guests["x"] = host.Guest({"name": "x", "cpu_share": 1}, machine, -1, None)
+    machine.run(50_000)
+    with h.listener:
+        stats = h.op_stats(None)["vms"]["x"]
+    # Not measured yet is not "ran nothing": 50,000 instructions, just now.
+    assert stats["instructions"] == 50_000 and stats["instructions_per_s"] > 0
