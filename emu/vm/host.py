@@ -77,6 +77,12 @@ class Guest:
     def runnable(self):
         return not self.paused and not self.machine.waiting
 
+    def idle(self):
+        """Halted until input comes, and none is on its way (`waiting` is
+        only cleared when the host next looks at the console's pipe)."""
+        waiting = self.machine.waiting
+        return bool(waiting) and not self.typed and not select.select(waiting, [], [], 0)[0]
+
     def close(self):
         self.log.close()
         os.close(self.input_w)
@@ -92,6 +98,7 @@ class Viewer:
 
     def __init__(self, sock, guest):
         self.sock, self.guest, self.out = sock, guest, bytearray()
+        self.typed_all = False            # its keys ended: detach once the guest has answered them
         sock.setblocking(False)
 
 
@@ -170,12 +177,14 @@ class Host:
         readers = {self.listener: self._accept}
         writers = {}
         for guest in self.guests.values():
+            for viewer in [v for v in guest.viewers if v.typed_all and not v.out and guest.idle()]:
+                self._detach(viewer)
             for fd in guest.machine.waiting or ():
                 readers[fd] = lambda g=guest: setattr(g.machine, "waiting", None)
             if guest.typed:
                 writers[guest.input_w] = lambda g=guest: self._type(g)
             for viewer in guest.viewers:
-                if not guest.typed:       # back-pressure: a full console stops reading keys
+                if not guest.typed and not viewer.typed_all:    # back-pressure: a full console stops reading keys
                     readers[viewer.sock] = lambda v=viewer: self._keys(v)
                 if viewer.out:
                     writers[viewer.sock] = lambda v=viewer: self._show(v)
@@ -201,9 +210,10 @@ class Host:
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            data = b""
-        if not data:
             self._detach(viewer)
+            return
+        if not data:                      # (input from a pipe, say: show the answer to it all)
+            viewer.typed_all = True
             return
         viewer.guest.typed += data
         self._type(viewer.guest)

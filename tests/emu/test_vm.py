@@ -457,6 +457,19 @@ def test_console_attaches_and_detaches_without_stopping_the_vm(home, terminal):
         assert home.states()["t"] == "running"
 
 
+def test_console_with_piped_input_shows_the_answer_then_detaches(home):
+    home.run("create", "t", "--image", "toyos")
+    home.run("start", "t")
+    for pid in (2, 3):
+        r = subprocess.run([sys.executable, "-m", "emu", "vm", "--home", home.path, "console", "t"],
+                           input=b"hello\n", capture_output=True, timeout=120, cwd=REPO)
+        # The keys typed, the guest's answer shown, detached once it waits for more.
+        assert r.returncode == 0 and r.stderr == b"", r.stderr
+        assert f"Hello from user space! I am process {pid}\n".encode() in r.stdout, r.stdout
+        assert r.stdout.endswith(b"$ ")
+        assert home.states()["t"] == "running"
+
+
 # -- sharing the host -------------------------------------------------------------------------------
 
 def test_cpu_shares_hold_in_guest_instructions(home, tmp_path):
