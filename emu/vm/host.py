@@ -101,6 +101,12 @@ class Viewer:
         self.typed_all = False            # its keys ended: detach once the guest has answered them
         sock.setblocking(False)
 
+    def gone(self):
+        """Closed both ways, not just done typing (a half-closed socket is no POLLHUP)."""
+        poll = select.poll()
+        poll.register(self.sock, 0)
+        return bool(poll.poll(0))
+
 
 class Host:
     def __init__(self, home):
@@ -177,7 +183,8 @@ class Host:
         readers = {self.listener: self._accept}
         writers = {}
         for guest in self.guests.values():
-            for viewer in [v for v in guest.viewers if v.typed_all and not v.out and guest.idle()]:
+            for viewer in [v for v in guest.viewers
+                           if v.typed_all and (v.gone() or not v.out and guest.idle())]:
                 self._detach(viewer)
             for fd in guest.machine.waiting or ():
                 readers[fd] = lambda g=guest: setattr(g.machine, "waiting", None)

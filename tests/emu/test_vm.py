@@ -470,6 +470,25 @@ def test_console_with_piped_input_shows_the_answer_then_detaches(home):
         assert home.states()["t"] == "running"
 
 
+def test_a_console_that_goes_away_is_let_go_even_while_its_guest_never_waits(home, tmp_path):
+    home.run("create", "s", "--image", program(tmp_path, "s", "_start: b _start"))
+    home.run("start", "s")
+    fds = lambda: len(os.listdir(f"/proc/{home.host_pid()}/fd"))
+    before = fds()
+    console = subprocess.Popen([sys.executable, "-m", "emu", "vm", "--home", home.path, "console", "s"],
+                               stdin=subprocess.PIPE, cwd=REPO)
+    deadline = time.monotonic() + 60
+    while fds() == before:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    console.kill()                        # gone, not done typing: its socket closes both ways
+    console.wait()
+    console.stdin.close()
+    while fds() != before:
+        assert time.monotonic() < deadline, "the host kept a dead console's socket"
+        time.sleep(0.02)
+
+
 # -- sharing the host -------------------------------------------------------------------------------
 
 def test_cpu_shares_hold_in_guest_instructions(home, tmp_path):
