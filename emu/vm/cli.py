@@ -9,6 +9,7 @@ reached through ``control.py``).
 import argparse
 import os
 import select
+import socket
 import sys
 import time
 
@@ -134,26 +135,32 @@ def cmd_console(home, args):
 
 def _attach(name, sock):
     """Relay the terminal and the guest's console until Ctrl-A d, or the
-    VM stops (the host hangs up), or our input ends."""
+    VM stops (the host hangs up).  Input from a pipe is typed, and the host
+    hangs up once the guest has read it all and waits for more."""
     from ..devices.console import Console, ESCAPE
     terminal = sys.stdin.isatty()
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     if terminal:
         os.write(sys.stderr.fileno(), DETACH_HELP.format(name=name).encode())
-    escaped = False
+    escaped, inputs = False, [sock, stdin]
     with sock, Console(input_fd=stdin, terminal=terminal).raw_terminal():
         while True:
-            ready = select.select([sock, stdin], [], [])[0]
+            ready = select.select(inputs, [], [])[0]
             if sock in ready:
                 data = sock.recv(65536)
                 if not data:
-                    os.write(sys.stderr.fileno(), f"\r\nemu: vm {name} stopped\r\n".encode())
+                    if stdin in inputs:
+                        os.write(sys.stderr.fileno(), f"\r\nemu: vm {name} stopped\r\n".encode())
                     return 0
                 os.write(stdout, data)
             if stdin in ready:
                 data = os.read(stdin, 4096)
                 if not data:
-                    return 0
+                    if terminal:
+                        return 0
+                    sock.shutdown(socket.SHUT_WR)
+                    inputs.remove(stdin)
+                    continue
                 keys = bytearray()
                 for byte in data if terminal else ():
                     if escaped:

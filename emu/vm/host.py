@@ -60,7 +60,7 @@ class Guest:
         self.paused = False
         self.started = time.monotonic()
         self.cpu_time = 0.0               # host CPU seconds spent running it
-        self.rate = (time.monotonic(), machine.cpu.steps, 0.0)   # for instructions/s
+        self.rate = (self.started, machine.cpu.steps, None)      # for instructions/s
         machine.blocking = False
 
     # The console device writes its output here.
@@ -77,6 +77,12 @@ class Guest:
     def runnable(self):
         return not self.paused and not self.machine.waiting
 
+    def idle(self):
+        """Halted until input comes, and none is on its way (`waiting` is
+        only cleared when the host next looks at the console's pipe)."""
+        waiting = self.machine.waiting
+        return bool(waiting) and not self.typed and not select.select(waiting, [], [], 0)[0]
+
     def close(self):
         self.log.close()
         os.close(self.input_w)
@@ -92,7 +98,14 @@ class Viewer:
 
     def __init__(self, sock, guest):
         self.sock, self.guest, self.out = sock, guest, bytearray()
+        self.typed_all = False            # its keys ended: detach once the guest has answered them
         sock.setblocking(False)
+
+    def gone(self):
+        """Closed both ways, not just done typing (a half-closed socket is no POLLHUP)."""
+        poll = select.poll()
+        poll.register(self.sock, 0)
+        return bool(poll.poll(0))
 
 
 class Host:
@@ -170,12 +183,15 @@ class Host:
         readers = {self.listener: self._accept}
         writers = {}
         for guest in self.guests.values():
+            for viewer in [v for v in guest.viewers
+                           if v.typed_all and (v.gone() or not v.out and guest.idle())]:
+                self._detach(viewer)
             for fd in guest.machine.waiting or ():
                 readers[fd] = lambda g=guest: setattr(g.machine, "waiting", None)
             if guest.typed:
                 writers[guest.input_w] = lambda g=guest: self._type(g)
             for viewer in guest.viewers:
-                if not guest.typed:       # back-pressure: a full console stops reading keys
+                if not guest.typed and not viewer.typed_all:    # back-pressure: a full console stops reading keys
                     readers[viewer.sock] = lambda v=viewer: self._keys(v)
                 if viewer.out:
                     writers[viewer.sock] = lambda v=viewer: self._show(v)
@@ -201,9 +217,10 @@ class Host:
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            data = b""
-        if not data:
             self._detach(viewer)
+            return
+        if not data:                      # (input from a pipe, say: show the answer to it all)
+            viewer.typed_all = True
             return
         viewer.guest.typed += data
         self._type(viewer.guest)
@@ -389,9 +406,10 @@ class Host:
     def _stats(self, guest):
         machine, now = guest.machine, time.monotonic()
         at, steps, rate = guest.rate
-        if now - at >= 0.5:           # over the last half second at least
-            rate = (machine.cpu.steps - steps) / (now - at)
-            guest.rate = (now, machine.cpu.steps, rate)
+        if now - at >= 0.5 or rate is None:   # over the last half second at least, or since start
+            rate = (machine.cpu.steps - steps) / (now - at) if now > at else 0.0
+            if now - at >= 0.5:
+                guest.rate = (now, machine.cpu.steps, rate)
         return {"instructions": machine.cpu.steps, "instructions_per_s": rate,
                 "cpu_time": guest.cpu_time, "wall_time": now - guest.started,
                 "share": guest.share, "state": "paused" if guest.paused else "running",

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -25,6 +26,18 @@ SHOWS = {
     "8.": ["toyos booting"],
     "9.": ["kernel ", "restored"],
     "10.": ["Hello from user space"],
+    "11.": [re.compile(r"^t1 +running.*\n^t2 +running.*\n^t3 +running", re.M),
+            "allocated clusters: 0 of 1", "backing file: ../../images/toyos.img (raw)",
+            re.compile(r"guest memory: 3072K defined, \d{1,3}K touched")],
+    "12.": ["overcommitted 2:1", lambda out: 2.7 < shares(out, "three") / shares(out, "one") < 3.3],
+    "13.": [re.compile(r"^crash +poweroff.*\n^t +running", re.M),
+            "reason:      unhandled trap: illegal instruction at pc 0x00000000",
+            "Hello from user space! I am process 2"],
+    "14.": [re.compile(r"^big +saved +65536K", re.M), re.compile(r"^6[45]M\t.*saved.snap$", re.M),
+            re.compile(r"^\d{1,3}K\t.*saved.snap$", re.M)],
+    "15.": [re.compile(r"^db +aborted.*\n^web +aborted", re.M),
+            re.compile(r"^db +running.*\n^web +running", re.M), "Hello from user space! I am process 3",
+            lambda out: out.count("toyos booting") == 1],
     "README": ["Hello", "tick 5", "hi", "_start:", "kernel "],
 }
 # Commands a test cannot run as written, and why that is all right.
@@ -32,6 +45,12 @@ DONE_ELSEWHERE = {
     "make bench": "the benchmarks are `make bench` itself",
     "make images && ": "the session's toyos fixture is that image",
 }
+
+
+def shares(out, vm):
+    """How many instructions `vm` ran between the last two `emu vm stats`."""
+    counts = [int(line.split()[2]) for line in out.splitlines() if line.split()[:2] == [vm, "running"]]
+    return counts[-1] - counts[-2]
 
 
 def blocks(text):
@@ -109,5 +128,21 @@ def test_doc_commands_run_as_written(step, toyos, tmp_path):
     out = r.stdout.decode() + r.stderr.decode()
     assert r.returncode == 0, f"{commands}\n{out}"
     for shown in SHOWS[step]:
-        assert (shown.search(out) if isinstance(shown, re.Pattern) else shown in out), \
+        assert (shown.search(out) if isinstance(shown, re.Pattern) else
+                shown(out) if callable(shown) else shown in out), \
             f"{step}: {shown!r} not in the output of\n{commands}\n{out}"
+    vms_left_running(tmp_path / "tmp" / "vms")
+
+
+def vms_left_running(path):
+    """A step that uses `emu vm` leaves every VM off and its host gone
+    (the host exits when idle: wait for that, a hang is what fails)."""
+    from emu.vm.store import LIVE, Home
+    if not path.exists():
+        return
+    home = Home(str(path))
+    assert [name for name in home.names() if home.read(name)["state"] in LIVE] == []
+    deadline = time.monotonic() + 30
+    while home.host_id():
+        assert time.monotonic() < deadline, f"the host of {path} did not exit"
+        time.sleep(0.02)

@@ -457,6 +457,38 @@ def test_console_attaches_and_detaches_without_stopping_the_vm(home, terminal):
         assert home.states()["t"] == "running"
 
 
+def test_console_with_piped_input_shows_the_answer_then_detaches(home):
+    home.run("create", "t", "--image", "toyos")
+    home.run("start", "t")
+    for pid in (2, 3):
+        r = subprocess.run([sys.executable, "-m", "emu", "vm", "--home", home.path, "console", "t"],
+                           input=b"hello\n", capture_output=True, timeout=120, cwd=REPO)
+        # The keys typed, the guest's answer shown, detached once it waits for more.
+        assert r.returncode == 0 and r.stderr == b"", r.stderr
+        assert f"Hello from user space! I am process {pid}\n".encode() in r.stdout, r.stdout
+        assert r.stdout.endswith(b"$ ")
+        assert home.states()["t"] == "running"
+
+
+def test_a_console_that_goes_away_is_let_go_even_while_its_guest_never_waits(home, tmp_path):
+    home.run("create", "s", "--image", program(tmp_path, "s", "_start: b _start"))
+    home.run("start", "s")
+    fds = lambda: len(os.listdir(f"/proc/{home.host_pid()}/fd"))
+    before = fds()
+    console = subprocess.Popen([sys.executable, "-m", "emu", "vm", "--home", home.path, "console", "s"],
+                               stdin=subprocess.PIPE, cwd=REPO)
+    deadline = time.monotonic() + 60
+    while fds() == before:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    console.kill()                        # gone, not done typing: its socket closes both ways
+    console.wait()
+    console.stdin.close()
+    while fds() != before:
+        assert time.monotonic() < deadline, "the host kept a dead console's socket"
+        time.sleep(0.02)
+
+
 # -- sharing the host -------------------------------------------------------------------------------
 
 def test_cpu_shares_hold_in_guest_instructions(home, tmp_path):
@@ -510,3 +542,18 @@ def test_a_viewer_too_slow_misses_the_oldest_output_not_the_host_its_memory():
         guest.write(bytes([i]) * (host.MAX_BACKLOG // 2 + 1))
     assert len(viewer.out) == host.MAX_BACKLOG and viewer.out[-1] == 2 and viewer.out[0] == 1
     assert len(log.getvalue()) == 3 * (host.MAX_BACKLOG // 2 + 1)          # the log keeps it all
+
+
+def test_stats_give_a_vm_younger_than_the_rate_window_its_rate_since_start(tmp_path):
+    from emu.asm import assemble
+    from emu.machine import Machine
+    from emu.vm import host, store
+    machine = Machine(4096)
+    machine.load(assemble("_start: b _start"))
+    h = host.Host(store.Home(str(tmp_path)))
+    h.guests["x"] = host.Guest({"name": "x", "cpu_share": 1}, machine, -1, None)
+    machine.run(50_000)
+    with h.listener:
+        stats = h.op_stats(None)["vms"]["x"]
+    # Not measured yet is not "ran nothing": 50,000 instructions, just now.
+    assert stats["instructions"] == 50_000 and stats["instructions_per_s"] > 0
