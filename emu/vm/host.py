@@ -21,7 +21,10 @@ in one ``select``.
 
 Requests are JSON lines; a reply is one JSON line, ``{"ok": ...}`` or
 ``{"error": "one line"}``.  ``console`` turns the connection into the
-guest's serial line, both ways, until the client hangs up.
+guest's serial line, both ways, until the client hangs up.  ``migrate``
+runs the scheduler between the chunks of memory it sends (commands wait
+until it is over); a VM arriving at a ``listen`` address is received by a
+thread, so the guests here run on, and joins the rounds once it is whole.
 """
 
 import fcntl
