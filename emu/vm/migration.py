@@ -127,6 +127,8 @@ def accept(sock, home, host_id, memory=None):
         name = check_name(str(offered["name"]))
         if os.path.exists(home.vm_dir(name)):
             raise VMError(f"vm {name}: already exists in {home.path}")
+        if offered["state"] not in LIVE + ("saved",) or type(offered["cpu_share"]) is not int:
+            raise TypeError
     except (VMError, KeyError, TypeError) as e:
         _send(sock, {"error": str(e) if isinstance(e, VMError) else "a malformed definition"})
         raise VMError(f"vm refused: {e}") from None

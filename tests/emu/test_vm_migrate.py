@@ -119,7 +119,9 @@ def test_the_destination_killed_midway_leaves_the_vm_running_at_the_source(homes
     address = str(tmp_path / "in.sock")
     destination.run("listen", address)
     source.run("create", "w", "--image", program(tmp_path, "w", SCRIBBLER))
+    source.run("create", "o", "--image", program(tmp_path, "c", COUNTER))
     source.run("start", "w")
+    source.run("start", "o")
     # Downtime 0: round after round, until the destination is killed among them.
     migrating = subprocess.Popen(
         [sys.executable, "-m", "emu", "vm", "--home", source.path, "migrate", "w", "--to", address,
@@ -129,17 +131,49 @@ def test_the_destination_killed_midway_leaves_the_vm_running_at_the_source(homes
     while not glob.glob(os.path.join(destination.path, "vms", ".new-w-*")):   # receiving
         assert time.monotonic() < deadline and migrating.poll() is None
         time.sleep(0.01)
+    # The source's scheduler runs its other VMs during the rounds.
+    source.wait_log("o", source.log("o").count(b"\n") + 20)
+    assert migrating.poll() is None
     os.kill(destination.host_pid(), signal.SIGKILL)
     out, err = migrating.communicate(timeout=60)
     assert migrating.returncode != 0 and out == ""
     assert "vm w: not migrated" in err and err.count("\n") == 1, err
-    assert source.states() == {"w": "running"}
+    assert source.states() == {"w": "running", "o": "running"}
     assert destination.states() == {}                      # exactly one running copy
     steps = source.stats()["w"]["instructions"]
     deadline = time.monotonic() + 60
     while source.stats()["w"]["instructions"] == steps:    # and it really runs
         assert time.monotonic() < deadline
         time.sleep(0.01)
+
+
+def test_the_source_killed_midway_leaves_no_vm_at_the_destination(homes, tmp_path):
+    source, destination = homes
+    address = str(tmp_path / "in.sock")
+    destination.run("listen", address)
+    source.run("create", "w", "--image", program(tmp_path, "w", SCRIBBLER))
+    source.run("start", "w")
+    migrating = subprocess.Popen(
+        [sys.executable, "-m", "emu", "vm", "--home", source.path, "migrate", "w", "--to", address,
+         "--downtime", "0", "--max-rounds", "1000000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    receiving = os.path.join(destination.path, "vms", ".new-w-*")
+    deadline = time.monotonic() + 60
+    while not glob.glob(receiving):
+        assert time.monotonic() < deadline and migrating.poll() is None
+        time.sleep(0.01)
+    os.kill(source.host_pid(), signal.SIGKILL)
+    _, err = migrating.communicate(timeout=60)
+    assert migrating.returncode != 0 and err.count("\n") == 1, err
+    # The destination dropped what it had of it: no copy runs (the source's
+    # is aborted, as any VM whose host died), and it waits for another.
+    deadline = time.monotonic() + 60
+    while glob.glob(receiving):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert source.states() == {"w": "aborted"}
+    assert destination.states() == {}
+    assert os.path.exists(address)
 
 
 def test_bad_input_is_one_line_and_changes_nothing(homes, tmp_path, capsys):
