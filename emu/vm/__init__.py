@@ -5,5 +5,6 @@ machines, many at once, sharing one host.  Read in this order:
 ``store.py`` (the definitions and their locks), ``manage.py`` (defining),
 ``disks.py`` (copy-on-write disks of snapshots and clones), ``host.py``
 (the one process that runs them all, and its scheduler), ``control.py``
-(commands talking to it), ``cli.py`` (``emu vm``).
+(commands talking to it), ``migration.py`` (a VM moved to another
+home's host), ``cli.py`` (``emu vm``).
 """

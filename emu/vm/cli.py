@@ -13,7 +13,7 @@ import socket
 import sys
 import time
 
-from . import control, manage
+from . import control, manage, migration
 from .store import LIVE, Home, VMError, default_home
 
 DETACH_HELP = "emu: attached to {name}'s console; Ctrl-A d detaches (the VM goes on), Ctrl-A Ctrl-A sends Ctrl-A\r\n"
@@ -69,6 +69,17 @@ def add_arguments(parser, parse_size):
     p = command("clone", cmd_clone, "a new VM from a powered-off one")
     p.add_argument("new")
     p.add_argument("--linked", action="store_true", help="share the disk: a copy-on-write overlay")
+    p = command("listen", cmd_listen, "take a VM migrated to ADDRESS (until one arrives)", vm=False)
+    p.add_argument("address", nargs="?", help="a unix socket path, or 127.0.0.1:PORT (0: any free port)")
+    p.add_argument("--memory", type=parse_size, help="memory to give it (default: as much as it has; "
+                   "more is allowed, less refused)")
+    p.add_argument("--stop", action="store_true", help="stop listening")
+    p = command("migrate", cmd_migrate, "move a running VM (live) or a saved one (cold) to a listening host")
+    p.add_argument("--to", metavar="ADDRESS", required=True, help="where `emu vm listen` listens")
+    p.add_argument("--downtime", type=float, default=10, metavar="MS",
+                   help="stop the guest once the rest can be sent in this long (default 10)")
+    p.add_argument("--max-rounds", type=int, default=30, metavar="N",
+                   help="give up after N rounds that do not get there (default 30)")
     command("stats", cmd_stats, "per running VM: instructions, CPU, memory, disk, traps", vm=False)
 
 
@@ -179,6 +190,33 @@ def _attach(name, sock):
 
 def cmd_host(home, args):
     control.request(home, args.vm_command, name=args.name)
+    return 0
+
+
+def cmd_listen(home, args):
+    if args.stop:
+        control.request(home, "listen")
+        return 0
+    if args.address is None:
+        raise VMError("listen: give an ADDRESS (a unix socket path or 127.0.0.1:PORT), or --stop")
+    address = migration.canonical(args.address)    # bad input is refused before a host starts
+    if args.memory is not None:
+        manage.check_memory(args.memory)
+    where = control.request(home, "listen", spawn=True, address=address, memory=args.memory)
+    print(f"listening at {where}")
+    return 0
+
+
+def cmd_migrate(home, args):
+    to = migration.canonical(args.to)
+    if args.downtime < 0 or args.max_rounds < 1:
+        raise VMError(f"vm {args.name}: --downtime must be >= 0 and --max-rounds >= 1")
+    state = home.read(args.name)["state"]
+    if state not in LIVE + ("saved",):
+        raise VMError(f"vm {args.name}: is {state}; only a running, paused or saved VM migrates")
+    report = control.request(home, "migrate", spawn=True, name=args.name, to=to,
+                             downtime=args.downtime / 1e3, max_rounds=args.max_rounds)
+    print(f"vm {args.name}: {report}")
     return 0
 
 

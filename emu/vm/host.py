@@ -21,7 +21,10 @@ in one ``select``.
 
 Requests are JSON lines; a reply is one JSON line, ``{"ok": ...}`` or
 ``{"error": "one line"}``.  ``console`` turns the connection into the
-guest's serial line, both ways, until the client hangs up.
+guest's serial line, both ways, until the client hangs up.  ``migrate``
+runs the scheduler between the chunks of memory it sends (commands wait
+until it is over); a VM arriving at a ``listen`` address is received by a
+thread, so the guests here run on, and joins the rounds once it is whole.
 """
 
 import fcntl
@@ -31,6 +34,7 @@ import select
 import signal
 import socket
 import sys
+import threading
 import time
 
 from .. import isa, snapshot
@@ -38,9 +42,10 @@ from ..devices.disk import DiskError
 from ..image import Image
 from ..isa import PAGE_SIZE
 from ..machine import Machine
+from ..migrate import MigrationError, send
 from ..qcow2 import ImageError
 from ..snapshot import SnapshotError
-from . import disks
+from . import disks, migration
 from .store import LIVE, Home, VMError
 
 QUANTUM = 10_000            # guest instructions per share per round
@@ -115,6 +120,10 @@ class Host:
         self.id = f"{os.getpid()}-{os.urandom(6).hex()}"
         self.lock = None                  # host.lock, held for life
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listening = {}               # migration listener: memory offered (None: as the VM's)
+        self.arriving = 0                 # VMs being received, each by a thread of its own
+        self.arrived = []                 # (vm, machine, directory) or None, for the main thread
+        self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
 
     # -- life --------------------------------------------------------------------
 
@@ -129,18 +138,21 @@ class Host:
 
     def serve(self):
         while True:
-            runnable = [g for g in self.guests.values() if g.runnable()]
-            if not self.guests:
-                if self._try_exit():
-                    return
-                timeout = 0.05            # a client is on its way: it holds spawn.lock
-            else:
-                timeout = 0 if runnable else None
-            self._wait(timeout)
-            for guest in runnable:
-                # (A request may have stopped or replaced it meanwhile.)
-                if self.guests.get(guest.name) is guest and guest.runnable():
-                    self._run(guest)
+            idle = not (self.guests or self.listening or self.arriving)
+            if idle and self._try_exit():
+                return
+            self._step(0.05 if idle else None)    # idle: a client is on its way, holding spawn.lock
+
+    def _step(self, timeout, requests=True):
+        """Wait for what is ready (up to `timeout`; not at all if a guest can
+        run) and serve it -- with `requests`, commands and arriving VMs too --
+        then give each runnable guest its quantum."""
+        runnable = [g for g in self.guests.values() if g.runnable()]
+        self._wait(0 if runnable else timeout, requests)
+        for guest in runnable:
+            # (A request may have stopped or replaced it meanwhile.)
+            if self.guests.get(guest.name) is guest and guest.runnable():
+                self._run(guest)
 
     def _try_exit(self):
         """Exit when idle, but never under a client that is starting a VM:
@@ -179,8 +191,11 @@ class Host:
 
     # -- waiting for everything at once ----------------------------------------------
 
-    def _wait(self, timeout):
-        readers = {self.listener: self._accept}
+    def _wait(self, timeout, requests=True):
+        readers = {}
+        if requests:
+            readers = {self.listener: self._accept, self.wake_r: self._arrive,
+                       **{s: lambda s=s: self._incoming(s) for s in self.listening}}
         writers = {}
         for guest in self.guests.values():
             for viewer in [v for v in guest.viewers
@@ -293,6 +308,10 @@ class Host:
 
     def _boot(self, vm):
         """A Guest for definition `vm`: its saved state restored, or booted."""
+        return self.adopt(vm, self._machine(vm))
+
+    def _machine(self, vm):
+        """The machine of definition `vm`: its saved state restored, or booted."""
         name = vm["name"]
         disk = self.home.path_of(name, vm["disk"])
         machine = None
@@ -307,15 +326,15 @@ class Host:
                     machine.boot()
                 else:
                     machine.load(Image.read(self.home.path_of(name, vm["program"])))
-            return self.adopt(vm, machine)
+            return machine
         except (SnapshotError, DiskError, ImageError, OSError, ValueError) as e:
             if machine is not None and machine.disk.image is not None:
                 machine.disk.image.close()    # the host lives on: no descriptor left behind
             raise VMError(f"vm {name}: cannot start: {e}") from None
 
     def adopt(self, vm, machine):
-        """Run `machine` -- booted, restored, or (emu vm migrate, to come)
-        arrived from another host -- as VM `vm`: its console becomes a pipe
+        """Run `machine` -- booted, restored, or arrived from another host
+        (emu vm migrate) -- as VM `vm`: its console becomes a pipe
         the host feeds and a log, and it joins the rounds of the scheduler."""
         r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         try:
@@ -390,6 +409,108 @@ class Host:
                                      "disk": None if frozen is None else self.home.ref_to(name, frozen)}
             self.home.write(vm)
         return snap
+
+    # -- migration (emu/migrate.py moves the machine, migration.py the definition) ---------
+
+    def op_migrate(self, sock, name, to, downtime=0.010, max_rounds=30):
+        """Send VM `name` to the host listening at `to`: a running or paused
+        one live (pre-copy, while this host's scheduler runs every VM, the
+        migrating one too), a saved one cold.  Afterwards it is powered off
+        here, as VirtualBox leaves a teleported VM's source."""
+        migration.parse(to)
+        vm = self.home.read(name)
+        if vm["state"] == "saved":
+            return self._migrate_saved(vm, to)
+        guest = self._guest(name)
+        with migration.connect(to) as conn:
+            try:
+                migration.offer(conn, self.home, vm, guest.paused)
+                report = send(guest.machine, conn, run=lambda: self._step(0, requests=False),
+                              downtime=downtime, max_rounds=max_rounds)
+            except MigrationError as e:
+                raise VMError(f"vm {name}: not migrated: {e}") from None
+        if self.guests.get(name) is guest:
+            self._finish(guest, "poweroff", f"migrated to {to}")
+        return str(report)
+
+    def _migrate_saved(self, vm, to):
+        """Cold migration: the saved state goes, as the same stream (one round;
+        the machine never runs here), and arrives saved."""
+        name = vm["name"]
+        machine = self._machine(vm)
+        try:
+            with migration.connect(to) as conn:
+                migration.offer(conn, self.home, vm)
+                report = send(machine, conn, run=lambda: None)
+        except MigrationError as e:
+            raise VMError(f"vm {name}: not migrated: {e}") from None
+        finally:
+            if machine.disk.image is not None:
+                machine.disk.image.close()
+        with self.home.locked():
+            os.unlink(os.path.join(self.home.vm_dir(name), "saved.snap"))
+            self.home.write({**self.home.read(name), "state": "poweroff", "reason": f"migrated to {to}"})
+        return str(report)
+
+    def op_listen(self, sock, address=None, memory=None):
+        """Take VMs arriving at `address`, each in a machine of `memory`
+        bytes (default: as much as it had), until one has arrived; without
+        an address, stop listening."""
+        if address is None:
+            for listener in list(self.listening):
+                self._unlisten(listener)
+            return "stopped"
+        listener = migration.listen(address)
+        self.listening[listener] = memory
+        return migration.name_of(listener)
+
+    def _unlisten(self, listener):
+        del self.listening[listener]
+        migration.close(listener)
+
+    def _incoming(self, listener):
+        try:
+            conn, _ = listener.accept()
+        except BlockingIOError:
+            return
+        self.arriving += 1
+        # A thread receives it: the guests here run on meanwhile.
+        threading.Thread(target=self._receive, args=(conn, listener, self.listening[listener]),
+                         daemon=True).start()
+
+    def _receive(self, conn, listener, memory):
+        arrival = None
+        try:
+            with conn:
+                arrival = migration.accept(conn, self.home, self.id, memory)
+        except (VMError, MigrationError, OSError) as e:
+            print(f"emu: an incoming migration failed: {e}", file=sys.stderr, flush=True)
+        self.arrived.append((listener, arrival))
+        os.write(self.wake_w, b".")
+
+    def _arrive(self):
+        """Arrived VMs (received by threads) join the home and the scheduler."""
+        os.read(self.wake_r, 4096)
+        while self.arrived:
+            listener, arrival = self.arrived.pop(0)
+            self.arriving -= 1
+            if arrival is None:
+                continue                  # failed: the listener waits for another try
+            if listener in self.listening:
+                self._unlisten(listener)
+            vm, machine, directory = arrival
+            try:
+                with self.home.locked():
+                    os.rename(directory, self.home.vm_dir(vm["name"]))
+            except OSError as e:          # created here meanwhile: kept aside, never run twice
+                print(f"emu: vm {vm['name']} arrived but stays in {directory}: {e}", file=sys.stderr, flush=True)
+                if machine.disk.image is not None:
+                    machine.disk.image.close()
+                continue
+            if vm["state"] in LIVE:
+                guest = self.adopt(vm, machine)
+                guest.paused = vm["state"] == "paused"
+                self.guests[vm["name"]] = guest
 
     def op_stats(self, sock):
         """Per VM what it got and used, and the host's side, overcommit
