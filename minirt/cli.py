@@ -709,7 +709,7 @@ def _pull(args, ref, out):
 
     platform = parse_platform(args.platform) if args.platform else None
     root = _root(args)
-    show = _PullProgress(out) if not args.quiet else None
+    show = _LayerProgress(out) if not args.quiet else None
     if show:
         show.line(f"{ref.digest or ref.tag}: Pulling from {ref.path}")
     img, new = Catalog(root).pull(ref, Store(root), platform=platform, insecure=args.insecure_registry,
@@ -734,31 +734,34 @@ def cmd_push(args):
     root = _root(args)
     catalog = Catalog(root)
     entry, media, manifest, files, sources = catalog.pushed(ref.familiar, root)
-    diff_ids = {b["digest"]: diff_id for b, diff_id in zip(entry["blobs"], entry["layers"])}
-
-    def report(digest, status):  # as docker, a layer by its diff_id
-        print(f"{diff_ids[digest][7:19]}: {status}", flush=True)
-
-    if not args.quiet:
-        print(f"The push refers to repository [{ref.repository}]", flush=True)
+    # as docker, a layer by its diff_id
+    names = {b["digest"]: diff_id[7:19] for b, diff_id in zip(entry["blobs"], entry["layers"])}
+    show = None if args.quiet else _LayerProgress(sys.stdout, "Pushing", names)
+    if show:
+        show.line(f"The push refers to repository [{ref.repository}]")
     client = connect(ref, args.insecure_registry)
     try:
-        digest = push(client, ref, media, manifest, files, sources, None if args.quiet else report)
+        digest = push(client, ref, media, manifest, files, sources, show and show.status, show and show.bytes)
     finally:
         client.close()
+        if show:
+            show.done()
     catalog.record_push(entry["id"], f"{ref.repository}@{digest}")
     print(str(ref) if args.quiet else f"{ref.tag}: digest: {digest} size: {len(manifest)}")
     return 0
 
 
-class _PullProgress:
-    """docker pull's lines: one per layer; on a terminal, redrawn as the bytes arrive."""
+class _LayerProgress:
+    """docker pull's and push's lines: one per layer; on a terminal, redrawn
+    as the bytes go (``verb``: Downloading, Pushing).  ``names``: how a
+    blob's digest is shown (default: its first 12 hex)."""
 
-    def __init__(self, out):
+    def __init__(self, out, verb="Downloading", names=None):
         import threading
         import time
 
-        self.out, self.clock, self.lock = out, time.monotonic, threading.Lock()
+        self.out, self.verb, self.names = out, verb, names or {}
+        self.clock, self.lock = time.monotonic, threading.Lock()
         self.live = out.isatty()
         self.rows, self.got, self.start, self.drawn, self.shown = {}, {}, self.clock(), 0, 0
 
@@ -770,23 +773,29 @@ class _PullProgress:
             got = self.got[digest] = self.got.get(digest, 0) + n
             if self.live:
                 rate = _size(got / max(self.clock() - self.start, 1e-3))
-                self.rows[digest] = f"Downloading {_size(got)}{'/' + _size(size) if size else ''} ({rate}/s)"
+                self.rows[digest] = f"{self.verb} {_size(got)}{'/' + _size(size) if size else ''} ({rate}/s)"
                 if self.clock() - self.drawn > 0.1:
                     self._draw()
 
     def layer(self, layer, status):
+        self.status(layer.digest or layer.diff_id, status)
+
+    def status(self, digest, status):
         with self.lock:
-            self.rows[layer.digest or layer.diff_id] = status
+            self.rows[digest] = status
             if self.live:
                 self._draw()
             else:
-                self.line(f"{(layer.digest or layer.diff_id)[7:19]}: {status}")
+                self.line(f"{self.name(digest)}: {status}")
+
+    def name(self, digest):
+        return self.names.get(digest) or digest[7:19]
 
     def _draw(self):
         if self.shown:  # back to the first layer's line, to draw them all again
             self.out.write(f"\x1b[{self.shown}A")
         for digest, status in self.rows.items():
-            self.out.write(f"\x1b[2K{digest[7:19]}: {status}\n")
+            self.out.write(f"\x1b[2K{self.name(digest)}: {status}\n")
         self.shown, self.drawn = len(self.rows), self.clock()
         self.out.flush()
 

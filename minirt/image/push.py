@@ -44,11 +44,13 @@ MOUNT_TRIES = 3          # other repositories asked for a blob before it is uplo
 OCTETS = {"Content-Type": "application/octet-stream"}
 
 
-def push(client: Client, ref, media: str, manifest: bytes, files: dict, sources: dict, report=None) -> str:
+def push(client: Client, ref, media: str, manifest: bytes, files: dict, sources: dict, report=None,
+         on_bytes=None) -> str:
     """Push ``manifest`` (its bytes as given, of type ``media``) under ``ref``'s
     tag, after the blobs it names (``files``: digest -> path of the blob).
     ``sources``: digest -> repositories (``host/path``) the blob is known to be
-    in, to mount from.  ``report(digest, status)`` hears how each layer went.
+    in, to mount from.  ``report(digest, status)`` hears how each layer went,
+    ``on_bytes(digest, n, size)`` of each piece of a layer uploaded.
     Returns the manifest's digest."""
     if media not in MANIFEST_TYPES:
         raise ImageError(f"{ref.familiar}: cannot push a manifest of type {media!r}")
@@ -60,7 +62,8 @@ def push(client: Client, ref, media: str, manifest: bytes, files: dict, sources:
             path = files.get(digest)
             if path is None or not os.path.isfile(path):
                 raise ImageError(f"{ref.familiar}: blob {digest} is missing from the store; pull or load the image again")
-            status = repo.put_blob(digest, path, [s for s in sources.get(digest, ()) if s != ref.repository])
+            status = repo.put_blob(digest, path, [s for s in sources.get(digest, ()) if s != ref.repository],
+                                   on_bytes if digest != config else None)
             done.add(digest)
             if report and digest != config:
                 report(digest, status)
@@ -87,7 +90,7 @@ class _Repository:
         self.base = f"/v2/{ref.path}"
         self.scope = f"repository:{ref.path}:pull,push"
 
-    def put_blob(self, digest: str, path: str, sources: list) -> str:
+    def put_blob(self, digest: str, path: str, sources: list, on_bytes=None) -> str:
         what = f"{self.source}: blob {digest[:19]}..."
         resp = self.client.request("HEAD", f"{self.base}/blobs/{digest}", scope=self.scope, what=what, ok=(200, 404))
         resp.close()
@@ -101,7 +104,7 @@ class _Repository:
                 return f"Mounted from {other}"
             if location:
                 break  # not there: the registry opened an upload instead
-        self._upload(digest, path, location or self._start(what), what)
+        self._upload(digest, path, location or self._start(what), what, on_bytes or (lambda *_: None))
         return "Pushed"
 
     def _mount(self, digest: str, other: str, what: str):
@@ -122,7 +125,7 @@ class _Repository:
         resp.close()
         return self._location(resp, what)
 
-    def _upload(self, digest: str, path: str, location: str, what: str) -> None:
+    def _upload(self, digest: str, path: str, location: str, what: str, on_bytes) -> None:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             body, offset = None, 0
@@ -135,10 +138,13 @@ class _Repository:
                                            ok=(202,))
                 resp.close()
                 location, offset = self._location(resp, what), offset + len(data)
+                on_bytes(digest, len(data), size)
         glue = "&" if "?" in location else "?"
         resp = self.client.request("PUT", f"{location}{glue}digest={urllib.parse.quote(digest)}", scope=self.scope,
                                    body=body, headers=OCTETS, what=f"{what}: upload", ok=(201,))
         resp.close()
+        if body:
+            on_bytes(digest, len(body), size)
 
     def _location(self, resp, what: str) -> str:
         """Where the upload goes on: the answer's Location, as a URL (it may be on another host)."""

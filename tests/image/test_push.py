@@ -205,3 +205,19 @@ def test_podman_pulls_and_runs_what_minirt_pushed(plain, tmp_path):
         for root in ["/sys/fs/cgroup"] + [f"/sys/fs/cgroup/{d}" for d in os.listdir("/sys/fs/cgroup")]:
             for d, _, _ in sorted(os.walk(f"{root}/{cgroup}"), reverse=True):  # fails if a process is left
                 os.rmdir(d)
+
+
+def test_at_a_terminal_push_shows_the_bytes_going(plain, tmp_path, terminal, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    ref = f"{plain.host}/shown:1"
+    layout = Layout(tmp_path / "big")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "data").write_bytes(os.urandom(CHUNK + 1000))  # two chunks: a count in between
+    layout.add_image([layout.add_layer(tree, None)], {"Cmd": ["true"]})
+    ok(minirt(tmp_path, "load", "-i", str(tmp_path / "big"), "-t", ref))
+    t = terminal("--root", str(tmp_path / "state"), "push", ref)
+    assert t.wait() == 0, t.out
+    text = t.out.decode()
+    assert "Pushing 8.4MB/8.4MB" in text and "\x1b[2K" in text and ": Pushed" in text
+    assert text.rstrip().splitlines()[-1].startswith("1: digest: sha256:")
