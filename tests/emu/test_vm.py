@@ -132,6 +132,22 @@ class Home:
         host = store.Home(self.path).host_id()
         return host and int(host.split("-")[0])
 
+    def refuses(self, capsys, args, message):
+        """`emu vm ARGS` fails with one line holding `message` and changes
+        nothing (run in this process: the command's start-up would be most
+        of a table's time)."""
+        from emu.cli import main
+
+        before = self.files()
+        try:
+            code = main(["vm", "--home", self.path, *map(str, args)])
+        except SystemExit as e:
+            code = e.code
+        err = capsys.readouterr().err
+        assert code != 0, args
+        assert message in err and err.count("\n") == 1, (args, err)
+        assert self.files() == before, args
+
     def files(self):
         """Everything in the home, for "nothing changed" (console logs aside)."""
         found = {}
@@ -393,7 +409,6 @@ def test_concurrent_creates_and_modifies_never_corrupt(home, tmp_path):
 # -- bad input: one line, non-zero, nothing changed ----------------------------------------------
 
 def test_bad_input_is_one_line_and_changes_nothing(home, tmp_path, capsys):
-    from emu.cli import main
     counter = program(tmp_path, "c", COUNTER)
     home.run("create", "a", "--image", counter)
     home.run("create", "r", "--image", counter)
@@ -425,16 +440,7 @@ def test_bad_input_is_one_line_and_changes_nothing(home, tmp_path, capsys):
         (("clone", "a", "r"), "already exists"),
     ]
     for args, message in cases:
-        before = home.files()
-        # In this process (the commands' start-up would be most of the test's time).
-        try:
-            code = main(["vm", "--home", home.path, *map(str, args)])
-        except SystemExit as e:
-            code = e.code
-        err = capsys.readouterr().err
-        assert code != 0, args
-        assert message in err and err.count("\n") == 1, (args, err)
-        assert home.files() == before, args
+        home.refuses(capsys, args, message)
     assert home.states() == {"a": "poweroff", "r": "running", "z": "poweroff", "s": "saved"}
 
 
