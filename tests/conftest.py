@@ -7,6 +7,7 @@
 - At the end of the session the suite fails if anything it created on the host
   is left: a mount, a cgroup, a process.  Containers made by the tests use the
   cgroup parent ``minirt-test-<pid>``, so leftovers are recognisably ours.
+- ``busybox_image``, ``debian_image``: the example images (images/build.py).
 - ``docker``, ``podman``: real engines with state of their own (tests/engines.py);
   ``registries``: real registries (tests/image/registry.py).
 - ``terminal(*args, size=(ROWS, COLS))``: ``minirt ARGS`` at a pseudo-terminal
@@ -194,6 +195,22 @@ def busybox_image(tmp_path_factory):
     path = tmp_path_factory.mktemp("images") / "busybox.tar"
     build_busybox_image(path, form="docker")
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def debian_image():
+    """images/debian.tar (Debian's minbase, ``make images``), made here the
+    first time if it is missing (root, debootstrap and a Debian mirror); a
+    skip saying why it cannot be made (a failure under CI's strict mode)."""
+    from minirt.errors import ImageError
+    from minirt.image.debian import made_once
+
+    path = os.path.join(REPO, "images", "debian.tar")
+    try:
+        made_once(path)
+    except ImageError as e:
+        pytest.skip(f"{path}: {e}")
+    return path
 
 
 class Terminal:

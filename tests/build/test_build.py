@@ -68,10 +68,10 @@ def test_the_tutorial_app_builds_runs_and_serves(minirt, tmp_path):
     assert "getting-started" in ok(minirt("image", "ls")).stdout
     out = ok(minirt("run", "--rm", "getting-started", "sh", "-c", "id -u; pwd; cat /greeting; echo $APP_HOME"))
     assert out.stdout.split("\n") == ["1234", "/srv", "hello, built", "/srv", ""]
-    port = _free_port()
+    port = free_port()
     started = ok(minirt("run", "-d", "-p", f"127.0.0.1:{port}:8080", "getting-started"))
     try:
-        assert _get(port) .endswith(b"<h1>hello</h1>\n")
+        assert http_get(port).endswith(b"<h1>hello</h1>\n")
     finally:
         minirt("rm", "-f", started.stdout.strip())
 
@@ -221,26 +221,30 @@ def test_a_dockerfile_from_stdin_and_the_iidfile(minirt, tmp_path):
     assert '"a": "b"' in inspect
 
 
-def _free_port():
+def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _get(port):
+def http_get(port, path="/"):
+    """The whole answer to ``GET path`` on 127.0.0.1:port, once the server answers (10 s at most)."""
     deadline = time.monotonic() + 10
     while True:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
                 data = b""
                 while chunk := s.recv(4096):
                     data += chunk
-                return data
+                if data:
+                    return data
         except OSError:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.1)
+        if time.monotonic() > deadline:
+            return b""
+        time.sleep(0.1)
 
 
 def test_add_unpacks_local_archives_and_fetches_urls(minirt, tmp_path):

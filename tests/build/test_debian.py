@@ -1,0 +1,164 @@
+"""minirt build on a real distribution: the getting-started tutorial from
+Debian's minbase (images/debian.tar, made by debootstrap), the base a
+Dockerfile usually starts from.  The app is a web server in perl-base (no
+network in a build, so nothing is downloaded): packaged as a .deb in one
+stage, installed by apt in the next, run as a user the build adds, served
+through a published port.  Then what such a base brings through a build:
+hard links, setuid programs, its users and groups, a deletion of thousands
+of files."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from .test_build import context, free_port, http_get, ok, steps
+
+pytestmark = pytest.mark.privileged
+
+DOCKERFILE = """\
+FROM debian:bookworm AS package
+ARG VERSION=1.0
+WORKDIR /src/hello-web
+COPY control DEBIAN/
+RUN sed -i "s/^Version: .*/Version: $VERSION/" DEBIAN/control
+COPY app/ usr/share/hello-web/
+RUN dpkg-deb --root-owner-group --build . /hello-web.deb
+
+FROM debian:bookworm
+RUN useradd --system --create-home --home-dir /srv/web web
+COPY --from=package /hello-web.deb /tmp/
+RUN apt-get install -y /tmp/hello-web.deb && rm /tmp/hello-web.deb
+WORKDIR /srv/web
+USER web
+EXPOSE 8080
+CMD ["perl", "/usr/share/hello-web/server.pl", "8080"]
+"""
+
+CONTROL = """\
+Package: hello-web
+Version: 0
+Architecture: all
+Maintainer: The class <class@example.org>
+Description: the getting-started tutorial's web app
+"""
+
+SERVER = r"""# The tutorial's web app: the files in www/ over HTTP, with perl-base alone.
+use strict;
+use warnings;
+use IO::Socket::INET;
+
+my $root = "/usr/share/hello-web/www";
+my $server = IO::Socket::INET->new(LocalPort => $ARGV[0] || 8080, Listen => 5, ReuseAddr => 1)
+    or die "listen: $!\n";
+while (my $client = $server->accept) {
+    my ($path) = (<$client> // "") =~ m{^GET (/[\w-]*(?:\.\w+)?) };
+    $path = "/index.html" if defined $path && $path eq "/";
+    if (defined $path && -f "$root$path" && open my $file, "<", "$root$path") {
+        local $/;
+        my $body = <$file>;
+        print $client "HTTP/1.0 200 OK\r\nContent-Length: " . length($body) . "\r\n\r\n" . $body;
+    } else {
+        print $client "HTTP/1.0 404 Not Found\r\n\r\n";
+    }
+    close $client;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def minirt(tmp_path_factory, debian_image):
+    """``minirt ARGS`` against a state root of the module's own, Debian loaded once."""
+    root = str(tmp_path_factory.mktemp("debian") / "root")
+
+    def call(*args):
+        return subprocess.run([sys.executable, "-m", "minirt", "--root", root, *args], capture_output=True,
+                              text=True, timeout=300)
+    ok(call("load", "-i", debian_image))
+    yield call
+    call("system", "prune")
+    shutil.rmtree(root, ignore_errors=True)  # some 130 MB unpacked
+
+
+def app(path, index="<h1>hello from Debian</h1>\n"):
+    return context(path, DOCKERFILE, control=CONTROL, **{"app/server.pl": SERVER, "app/www/index.html": index})
+
+
+def test_the_tutorial_app_builds_runs_as_its_user_and_serves(minirt, tmp_path):
+    r = ok(minirt("build", "-t", "hello-web", app(tmp_path / "app")))
+    assert "naming to hello-web:latest done" in r.stderr
+    out = ok(minirt("run", "--rm", "hello-web", "sh", "-c", "id -un; pwd; dpkg-query -W hello-web; ls -A /tmp; "
+                                                            "ls /src 2>&1; true")).stdout
+    assert out.splitlines() == ["web", "/srv/web", "hello-web\t1.0",
+                                "ls: cannot access '/src': No such file or directory"]
+    port = free_port()
+    started = ok(minirt("run", "-d", "-p", f"127.0.0.1:{port}:8080", "hello-web"))
+    try:
+        assert http_get(port).endswith(b"\r\n\r\n<h1>hello from Debian</h1>\n")
+        assert http_get(port, "/missing.html").startswith(b"HTTP/1.0 404 Not Found")
+    finally:
+        minirt("rm", "-f", started.stdout.strip())
+
+
+def test_a_rebuild_after_editing_one_page_reuses_the_steps_before_it(minirt, tmp_path):
+    ctx = app(tmp_path / "app")
+    ok(minirt("build", "-t", "hello-web:edit", ctx))
+    assert steps(ok(minirt("build", "-t", "hello-web:edit", ctx)).stderr, "DONE") == []
+    (tmp_path / "app" / "app" / "www" / "index.html").write_text("<h1>edited</h1>\n")
+    edited = ok(minirt("build", "-t", "hello-web:edit", ctx))
+    assert steps(edited.stderr, "CACHED") == [
+        "COPY control DEBIAN/", 'RUN sed -i "s/^Version: .*/Version: $VERSION/" DEBIAN/control',
+        "RUN useradd --system --create-home --home-dir /srv/web web"]
+    assert steps(edited.stderr, "DONE") == [
+        "COPY app/ usr/share/hello-web/", "RUN dpkg-deb --root-owner-group --build . /hello-web.deb",
+        "COPY --from=package /hello-web.deb /tmp/", "RUN apt-get install -y /tmp/hello-web.deb && rm /tmp/hello-web.deb"]
+    out = ok(minirt("run", "--rm", "hello-web:edit", "cat", "/usr/share/hello-web/www/index.html")).stdout
+    assert out == "<h1>edited</h1>\n"
+
+
+def test_the_final_stage_holds_only_the_package_and_target_stops_at_the_builder(minirt, tmp_path):
+    ctx = app(tmp_path / "app")
+    ok(minirt("build", "--build-arg", "VERSION=2.0", "-t", "hello-web:2", ctx))
+    assert ok(minirt("run", "--rm", "hello-web:2", "dpkg-query", "-W", "hello-web")).stdout == "hello-web\t2.0\n"
+    history = ok(minirt("image", "history", "--no-trunc", "hello-web:2")).stdout
+    assert "dpkg-deb" not in history and "COPY app/" not in history and "COPY --from=package" in history
+    r = ok(minirt("build", "--target", "package", "-t", "hello-web:builder", ctx))
+    assert "useradd" not in r.stderr  # the final stage is not needed, so not built
+    out = ok(minirt("run", "--rm", "hello-web:builder", "sh", "-c", "pwd; dpkg-deb -f /hello-web.deb Version; "
+                                                                    "ls usr/share/hello-web; id -un")).stdout
+    assert out.splitlines() == ["/src/hello-web", "1.0", "server.pl", "www", "root"]
+
+
+PROPERTIES = """\
+FROM debian:bookworm AS tools
+RUN cp -a /usr/bin/su /usr/local/bin/su-copy && ln /usr/local/bin/su-copy /usr/local/bin/su-link
+FROM debian:bookworm
+COPY --from=tools /usr/local/bin/ /usr/local/bin/
+COPY --from=tools /usr/bin/perl /usr/bin/perl5.36.0 /opt/perl/
+COPY --chown=www-data:www-data owned.txt /srv/
+RUN rm -rf /usr/share/doc /usr/share/zoneinfo && chmod u+s /usr/bin/date && ln /usr/bin/date /usr/local/bin/now
+USER nobody:nogroup
+"""
+
+
+def test_hard_links_setuid_users_and_mass_deletions_survive_the_build(minirt, tmp_path):
+    ok(minirt("build", "-t", "props", context(tmp_path / "props", PROPERTIES, **{"owned.txt": "x"})))
+    files = "/usr/local/bin/su-copy /usr/local/bin/su-link /opt/perl/perl /opt/perl/perl5.36.0 " \
+            "/usr/bin/date /usr/local/bin/now /usr/bin/su /srv/owned.txt"
+    out = ok(minirt("run", "--rm", "props", "sh", "-c", f"id; stat -c '%n %a %U:%G %h %i' {files}; "
+                                                        "ls /usr/share/doc /usr/share/zoneinfo 2>&1; "
+                                                        "ls /usr/share/perl5 | head -1")).stdout.splitlines()
+    assert out[0] == "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)"
+    stat = {line.split()[0]: line.split()[1:] for line in out[1:9]}
+    inode = {name: fields.pop() for name, fields in stat.items()}
+    assert stat["/usr/local/bin/su-copy"] == stat["/usr/local/bin/su-link"] == ["4755", "root:root", "2"]
+    assert inode["/usr/local/bin/su-copy"] == inode["/usr/local/bin/su-link"]
+    assert stat["/opt/perl/perl"] == stat["/opt/perl/perl5.36.0"] == ["755", "root:root", "2"]
+    assert inode["/opt/perl/perl"] == inode["/opt/perl/perl5.36.0"]
+    assert stat["/usr/bin/date"] == stat["/usr/local/bin/now"] == ["4755", "root:root", "2"]
+    assert inode["/usr/bin/date"] == inode["/usr/local/bin/now"]
+    assert stat["/usr/bin/su"] == ["4755", "root:root", "1"]
+    assert stat["/srv/owned.txt"] == ["644", "www-data:www-data", "1"]
+    assert [line.split(": ")[-1] for line in out[9:11]] == ["No such file or directory"] * 2
+    assert out[11:] == ["Debconf"]  # the rest of /usr/share is still there
