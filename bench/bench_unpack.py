@@ -29,23 +29,27 @@ from pathlib import Path
 
 CACHE = Path(os.environ.get("MINIRT_BENCH_CACHE", "/var/tmp/minirt-bench"))
 RUNS = int(os.environ.get("MINIRT_BENCH_RUNS", "5"))
-MIRROR = "http://deb.debian.org/debian"
 ROOTLESS = os.geteuid() != 0
 
 
 def debian_rootfs() -> Path | None:
-    """A minbase Debian tree, made once with debootstrap; None if that cannot be done."""
+    """A minbase Debian tree, made once with debootstrap as it leaves it
+    (apt's downloads included); None if that cannot be done."""
+    from minirt.errors import ImageError
+    from minirt.image.debian import debootstrap
+
     rootfs = CACHE / "debian-minbase"
     if rootfs.is_dir():
         return rootfs
-    if ROOTLESS or shutil.which("debootstrap") is None:
+    if ROOTLESS:
         return None
     tmp = CACHE / "debian-minbase.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"building {rootfs} with debootstrap (once) ...", flush=True)
-    done = subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(tmp), MIRROR],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if done.returncode != 0:
+    try:
+        debootstrap(tmp)
+    except ImageError as e:
+        print(f"no Debian tree: {e}")
         shutil.rmtree(tmp, ignore_errors=True)
         return None
     tmp.rename(rootfs)
