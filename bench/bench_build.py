@@ -16,7 +16,8 @@ tests/engines.py); everything is removed at the end.  docker's BuildKit is not
 among them: Debian 12's docker CLI reaches it only through the buildx plugin,
 which Debian does not package (``DOCKER_BUILDKIT=1 docker build`` says "the
 buildx component is missing"); the classic builder is docker's here.  Reported: median and
-90th percentile of RUNS builds, and each engine's median over minirt's.
+90th percentile of RUNS builds, each engine's median over minirt's, and the load
+average before and after each case (the host may be shared: say it with the numbers).
 
 Run as root: ``make bench`` or ``.venv/bin/python bench/bench_build.py [--runs N]``.
 """
@@ -117,10 +118,12 @@ def main():
         for case, flags, wrap in (("cold (--no-cache)", ("--no-cache",), None), ("warm (all cached)", (), None),
                                   ("edit (one source file changed)", (), edit)):
             contenders = {name: (wrap(make(*flags)) if wrap else make(*flags)) for name, make in kinds.items()}
+            before = os.getloadavg()
             samples = measure(contenders, options.runs, pause=0.2)
             rows = {name: summary(ms) for name, ms in samples.items()}
-            results[case] = rows
-            print(f"\n{case}, {options.runs} builds each:")
+            results[case] = {"rows": rows, "loadavg": [before, os.getloadavg()]}
+            print(f"\n{case}, {options.runs} builds each (load average {_load(before)} before, "
+                  f"{_load(os.getloadavg())} after, {os.cpu_count()} CPUs):")
             print(table(rows, {"x minirt": "minirt build"}))
         path = write_results("build", {"runs": options.runs, "host": {
             "kernel": platform.release(), "python": platform.python_version(), "cpus": os.cpu_count(),
@@ -142,6 +145,10 @@ def main():
         for controller in os.listdir("/sys/fs/cgroup"):
             _remove_cgroup(os.path.join("/sys/fs/cgroup", controller, cgroup_parent))
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load(average):
+    return " ".join(f"{x:.1f}" for x in average)
 
 
 def _mounts_under(directory):

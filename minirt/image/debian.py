@@ -66,10 +66,12 @@ def debootstrap(dest: str | os.PathLike, suite: str = SUITE) -> Path:
                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             code = child.wait(TIMEOUT)
-        except BaseException:
+        except BaseException as e:  # the timeout, or Ctrl-C: nothing of it goes on
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
-            raise ImageError(f"debootstrap {suite}: stopped after {TIMEOUT} s") from None
+            if isinstance(e, subprocess.TimeoutExpired):
+                raise ImageError(f"debootstrap {suite}: stopped after {TIMEOUT} s") from None
+            raise
         if code != 0:
             log.seek(0)
             lines = log.read().decode(errors="replace").strip().splitlines() or ["(no output)"]
