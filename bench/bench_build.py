@@ -1,10 +1,11 @@
 """Building an image from a Dockerfile: ``minirt build`` beside ``buildah bud`` and
 ``docker build``, in one run.
 
-Not a test (``make bench`` runs it).  The same context and Dockerfile (a
+Not a test (``make bench`` runs it).  The same contexts and Dockerfiles (a
 tutorial-shaped app: WORKDIR, COPY of a source tree, three RUN steps, ENV, CMD)
-from the same busybox base image, loaded into each engine first, every build
-with ``--network none``:
+from the same base images, loaded into each engine first: busybox, and Debian's
+minbase (images/debian.tar, made once if missing: ``make images``; the app then
+also adds a user and runs as it).  Every build with ``--network none``:
 
 - cold: ``--no-cache``: every step runs (the base image is there);
 - warm: the same build again: every step is a cache hit;
@@ -19,7 +20,8 @@ buildx component is missing"); the classic builder is docker's here.  Reported: 
 90th percentile of RUNS builds, each engine's median over minirt's, and the load
 average before and after each case (the host may be shared: say it with the numbers).
 
-Run as root: ``make bench`` or ``.venv/bin/python bench/bench_build.py [--runs N]``.
+Run as root: ``make bench`` or ``.venv/bin/python bench/bench_build.py [--runs N]
+[--base busybox|debian|all]``.
 """
 
 import argparse
@@ -36,9 +38,11 @@ from _timing import measure, python_env, run_quiet, summary, table, write_result
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from minirt.errors import ImageError  # noqa: E402
 from minirt.image.busybox import build_busybox_image  # noqa: E402
+from minirt.image.debian import made_once  # noqa: E402
 
-DOCKERFILE = """\
+DOCKERFILES = {"busybox": """\
 FROM busybox
 WORKDIR /app
 COPY src/ ./src/
@@ -47,17 +51,44 @@ RUN tar -czf /app/src.tgz -C /app src
 RUN wc -l /app/generated.txt > /app/count
 ENV APP_MODE=production
 CMD ["cat", "/app/count"]
-"""
+""", "debian": """\
+FROM debian:bookworm
+RUN useradd --system --create-home --home-dir /srv/app app
+WORKDIR /srv/app
+COPY src/ ./src/
+RUN for i in $(seq 1 100); do echo "line $i" >> generated.txt; done
+RUN tar -czf src.tgz src
+RUN wc -l generated.txt > count
+USER app
+ENV APP_MODE=production
+CMD ["cat", "/srv/app/count"]
+"""}
 
 
-def context(directory):
+def context(directory, dockerfile):
     os.makedirs(os.path.join(directory, "src", "pkg"))
     with open(os.path.join(directory, "Dockerfile"), "w") as f:
-        f.write(DOCKERFILE)
+        f.write(dockerfile)
     for i in range(200):
         with open(os.path.join(directory, "src", "pkg", f"module{i}.py"), "w") as f:
             f.write(f"def f{i}():\n    return {i}\n" * 20)
     return directory
+
+
+def base_images(tmp, wanted):
+    """base -> the docker archive of its image: busybox made here, Debian's
+    made once (images/debian.tar) or left out with the reason."""
+    images = {}
+    if wanted in ("busybox", "all"):
+        images["busybox"] = str(build_busybox_image(os.path.join(tmp, "busybox.tar"), form="docker"))
+    if wanted in ("debian", "all"):
+        path = os.path.join(REPO, "images", "debian.tar")
+        try:
+            made_once(path)
+            images["debian"] = path
+        except ImageError as e:
+            print(f"debian: left out: {e}")
+    return images
 
 
 def engines_module():
@@ -67,9 +98,40 @@ def engines_module():
     return module
 
 
+def builders(ctx, tag, root, env, buildah, docker):
+    """Engine name -> ``make(*flags)``: a callable building ``ctx`` as ``tag``."""
+    def minirt(*flags):
+        return lambda: run_quiet([sys.executable, "-m", "minirt", "--root", root, "build", *flags,
+                                  "-t", tag, ctx], env=env, stderr=subprocess.DEVNULL)
+
+    def bud(*flags):
+        return lambda: run_quiet(buildah + ["bud", "--runtime", "runc", "--cgroup-manager", "cgroupfs",
+                                            "--network", "none", "--layers", *flags, "-q", "-t", tag,
+                                            ctx], stderr=subprocess.DEVNULL)
+
+    def docker_build(*flags):
+        denv = dict(os.environ, DOCKER_BUILDKIT="0")
+        return lambda: run_quiet(["docker", "-H", f"unix://{docker.sock}", "build", "--network", "none",
+                                  *flags, "-q", "-t", tag, ctx], env=denv, stderr=subprocess.DEVNULL)
+
+    return {"minirt build": minirt, "buildah bud": bud, "docker build": docker_build}
+
+
+def editing(path):
+    """``edit(build)``: the build after a line is added to the source file ``path``."""
+    def edit(build):
+        def run():
+            with open(path, "a") as f:
+                f.write("# edited\n")
+            build()
+        return run
+    return edit
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=int(os.environ.get("MINIRT_BENCH_RUNS", "5")))
+    parser.add_argument("--base", choices=("busybox", "debian", "all"), default="all")
     options = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_build.py: run as root (docker and buildah here need it)")
@@ -77,54 +139,32 @@ def main():
     cgroup_parent = f"minirt-bench-{os.getpid()}"
     docker = None
     try:
-        image = os.path.join(tmp, "busybox.tar")
-        build_busybox_image(image, form="docker")
-        ctx = context(os.path.join(tmp, "ctx"))
+        images = base_images(tmp, options.base)
         env = python_env(REPO, tmp)
-
         root = os.path.join(tmp, "minirt")
-        run_quiet([sys.executable, "-m", "minirt", "--root", root, "load", "-i", image, "-t", "busybox"], env=env)
         buildah = ["buildah", "--root", os.path.join(tmp, "buildah"), "--runroot", os.path.join(tmp, "buildah-run"),
                    "--storage-driver", "overlay"]
-        run_quiet(buildah + ["pull", "-q", f"docker-archive:{image}"])
         docker = engines_module().Docker(os.path.join(tmp, "docker"), cgroup_parent)
-        assert docker("load", "-i", image).returncode == 0
+        for image in images.values():
+            run_quiet([sys.executable, "-m", "minirt", "--root", root, "load", "-i", image], env=env)
+            run_quiet(buildah + ["pull", "-q", f"docker-archive:{image}"])
+            assert docker("load", "-i", image).returncode == 0
 
-        def minirt(*flags):
-            return lambda: run_quiet([sys.executable, "-m", "minirt", "--root", root, "build", *flags,
-                                      "-t", "bench-app", ctx], env=env, stderr=subprocess.DEVNULL)
-
-        def bud(*flags):
-            return lambda: run_quiet(buildah + ["bud", "--runtime", "runc", "--cgroup-manager", "cgroupfs",
-                                                "--network", "none", "--layers", *flags, "-q", "-t", "bench-app",
-                                                ctx], stderr=subprocess.DEVNULL)
-
-        def docker_build(*flags):
-            denv = dict(os.environ, DOCKER_BUILDKIT="0")
-            return lambda: run_quiet(["docker", "-H", f"unix://{docker.sock}", "build", "--network", "none",
-                                      *flags, "-q", "-t", "bench-app", ctx], env=denv, stderr=subprocess.DEVNULL)
-
-        edited = os.path.join(ctx, "src", "pkg", "module0.py")
-
-        def edit(build):
-            def run():
-                with open(edited, "a") as f:
-                    f.write("# edited\n")
-                build()
-            return run
-
-        kinds = {"minirt build": minirt, "buildah bud": bud, "docker build": docker_build}
         results = {}
-        for case, flags, wrap in (("cold (--no-cache)", ("--no-cache",), None), ("warm (all cached)", (), None),
-                                  ("edit (one source file changed)", (), edit)):
-            contenders = {name: (wrap(make(*flags)) if wrap else make(*flags)) for name, make in kinds.items()}
-            before = os.getloadavg()
-            samples = measure(contenders, options.runs, pause=0.2)
-            rows = {name: summary(ms) for name, ms in samples.items()}
-            results[case] = {"rows": rows, "loadavg": [before, os.getloadavg()]}
-            print(f"\n{case}, {options.runs} builds each (load average {_load(before)} before, "
-                  f"{_load(os.getloadavg())} after, {os.cpu_count()} CPUs):")
-            print(table(rows, {"x minirt": "minirt build"}))
+        for base in images:
+            ctx = context(os.path.join(tmp, f"ctx-{base}"), DOCKERFILES[base])
+            kinds = builders(ctx, f"bench-{base}", root, env, buildah, docker)
+            edit = editing(os.path.join(ctx, "src", "pkg", "module0.py"))
+            for case, flags, wrap in (("cold (--no-cache)", ("--no-cache",), None), ("warm (all cached)", (), None),
+                                      ("edit (one source file changed)", (), edit)):
+                contenders = {name: (wrap(make(*flags)) if wrap else make(*flags)) for name, make in kinds.items()}
+                before = os.getloadavg()
+                samples = measure(contenders, options.runs, pause=0.2)
+                rows = {name: summary(ms) for name, ms in samples.items()}
+                results[f"{base}: {case}"] = {"rows": rows, "loadavg": [before, os.getloadavg()]}
+                print(f"\n{base}, {case}, {options.runs} builds each (load average {_load(before)} before, "
+                      f"{_load(os.getloadavg())} after, {os.cpu_count()} CPUs):")
+                print(table(rows, {"x minirt": "minirt build"}))
         path = write_results("build", {"runs": options.runs, "host": {
             "kernel": platform.release(), "python": platform.python_version(), "cpus": os.cpu_count(),
             "loadavg": os.getloadavg()}, "cases": results})
