@@ -40,7 +40,6 @@ from minirt.image.busybox import PATH
 from minirt.image.write import write_image
 
 SUITE = "bookworm"
-TAG = f"debian:{SUITE}"
 CONFIG = {"Env": [f"PATH={PATH}"], "Cmd": ["bash"]}
 TIMEOUT = 30 * 60  # seconds: a mirror that stalls must not hang `make images`
 
