@@ -63,7 +63,7 @@ def prepare(image, cmd=None, *, root=None, userns="", **options):
 
 def _prepare_loaded(ref, store, cmd, root, options):
     """An image named by tag or id, loaded before with ``minirt load``."""
-    from minirt.runtime.images import Catalog
+    from minirt.runtime.catalog import Catalog
 
     catalog = Catalog(root)
     entry = catalog.lookup(ref) or _pull_missing(ref, catalog, store)

@@ -407,7 +407,7 @@ def cmd_start(args):
 # -- the image commands ------------------------------------------------------------
 
 def cmd_images(args):
-    from minirt.runtime.images import Catalog, repo_digests
+    from minirt.runtime.catalog import Catalog, repo_digests
 
     if args.format is not None:  # checked even when there is nothing to list
         _template(args.format, dict.fromkeys(IMAGE_FIELDS, ""))
@@ -495,7 +495,7 @@ def _template(text, fields):
 
 
 def cmd_rmi(args):
-    from minirt.runtime.images import Catalog, users
+    from minirt.runtime.catalog import Catalog, users
 
     root = _root(args)
     catalog = Catalog(root)
@@ -509,7 +509,7 @@ def cmd_rmi(args):
 
 
 def cmd_tag(args):
-    from minirt.runtime.images import Catalog
+    from minirt.runtime.catalog import Catalog
 
     Catalog(_root(args)).tag(args.source, args.target)
     return 0
@@ -519,7 +519,7 @@ def cmd_build(args):
     from minirt.build import progress
     from minirt.build.builder import Builder
     from minirt.build.context import Input
-    from minirt.runtime.images import check_name
+    from minirt.runtime.catalog import check_name
 
     if args.progress not in ("auto", "plain", "quiet"):
         raise SpecError(f"invalid --progress {args.progress!r} (want auto, plain or quiet)")
@@ -560,7 +560,7 @@ def cmd_build(args):
 
 def cmd_save(args):
     from minirt.image.write import write_archive
-    from minirt.runtime.images import Catalog
+    from minirt.runtime.catalog import Catalog
 
     if args.format not in ("docker-archive", "oci-archive"):
         raise SpecError(f"invalid --format {args.format!r}: expected docker-archive or oci-archive")
@@ -595,7 +595,7 @@ def cmd_save(args):
 def cmd_image_inspect(args):
     import json
 
-    from minirt.runtime.images import Catalog, repo_digests
+    from minirt.runtime.catalog import Catalog, repo_digests
 
     catalog = Catalog(_root(args))
     out = []
@@ -620,7 +620,7 @@ def cmd_image_inspect(args):
 
 
 def cmd_image_history(args):
-    from minirt.runtime.images import Catalog
+    from minirt.runtime.catalog import Catalog
 
     entry = Catalog(_root(args)).lookup(args.image)
     if entry is None:
@@ -671,7 +671,7 @@ def cmd_image_prune(args):
 
 def cmd_load(args):
     from minirt.image import Store
-    from minirt.runtime.images import Catalog
+    from minirt.runtime.catalog import Catalog
 
     root = _root(args)
     image_id, tags = Catalog(root).load(args.input, Store(root), tags=args.tag)
@@ -692,7 +692,7 @@ def cmd_pull(args):
 def _pull_missing(args):
     """``run REF`` of an image neither on disk nor loaded: pull it first, as docker does."""
     from minirt.image.reference import parse_optional
-    from minirt.runtime.images import Catalog
+    from minirt.runtime.catalog import Catalog
 
     ref = parse_optional(args.image)
     if ref is None or args.image.endswith(".tar") or Catalog(_root(args)).lookup(args.image) is not None:
@@ -705,7 +705,7 @@ def _pull_missing(args):
 def _pull(args, ref, out):
     from minirt.image import Store
     from minirt.image.pull import parse_platform
-    from minirt.runtime.images import Catalog
+    from minirt.runtime.catalog import Catalog
 
     platform = parse_platform(args.platform) if args.platform else None
     root = _root(args)
@@ -726,7 +726,7 @@ def cmd_push(args):
     from minirt.image.pull import connect
     from minirt.image.push import push
     from minirt.image.reference import parse
-    from minirt.runtime.images import Catalog
+    from minirt.runtime.catalog import Catalog
 
     ref = parse(args.ref)
     if ref.digest:
