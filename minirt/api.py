@@ -16,19 +16,9 @@ from minirt.errors import ImageError
 from minirt.image import Store, open_image
 from minirt.image.store import release
 from minirt.runtime import state
+from minirt.runtime.capture import Result, captured
 from minirt.runtime.container import Container
 from minirt.runtime.userns import host_root, maps_for as userns_maps
-
-
-class Result:
-    """What a finished container (or exec) left: its exit code and its output."""
-
-    def __init__(self, exit_code, stdout, stderr, id):
-        self.exit_code, self.stdout, self.stderr, self.id = exit_code, stdout, stderr, id
-
-    def __repr__(self):
-        return (f"Result(exit_code={self.exit_code!r}, stdout={self.stdout!r}, "
-                f"stderr={self.stderr!r}, id={self.id[:12]!r})")
 
 
 def prepare(image, cmd=None, *, root=None, userns="", **options):
@@ -121,7 +111,7 @@ def run(image, cmd=None, *, root=None, input=None, remove=True, userns="", **opt
     container = Container(spec, root)
     container.create()
     try:
-        _, out, err = _captured(container.start, input)
+        _, out, err = captured(container.start, input)
         return Result(container.wait(), out, err, spec.id)
     finally:
         container.delete()
@@ -149,57 +139,3 @@ def start_detached(container):
         container.remove(force=True)
         raise
     return container
-
-
-def _captured(start, input):
-    """Call ``start(stdio)`` with pipes as stdio; return (its result, stdout, stderr)."""
-    in_r, in_w = os.pipe2(os.O_CLOEXEC) if input is not None else (0, None)
-    out_r, out_w = os.pipe2(os.O_CLOEXEC)
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    try:
-        started = start(stdio=(in_r, out_w, err_w))
-    except BaseException:
-        for fd in (out_r, err_r) + ((in_w,) if in_w is not None else ()):
-            os.close(fd)
-        raise
-    finally:
-        for fd in (out_w, err_w) + ((in_r,) if in_w is not None else ()):
-            os.close(fd)
-    out, err = _communicate(in_w, input or b"", out_r, err_r)
-    return started, out, err
-
-
-def _communicate(in_w, data, out_r, err_r):
-    """Feed stdin and drain stdout/stderr together, so no pipe can fill up and block."""
-    import selectors  # here, not at the top: `minirt run` on a terminal never needs it
-
-    sel = selectors.DefaultSelector()
-    chunks = {out_r: [], err_r: []}
-    for fd in chunks:
-        sel.register(fd, selectors.EVENT_READ)
-    if in_w is not None:
-        if data:
-            os.set_blocking(in_w, False)
-            sel.register(in_w, selectors.EVENT_WRITE)
-        else:
-            os.close(in_w)
-    while sel.get_map():
-        for key, _ in sel.select():
-            fd = key.fd
-            if fd == in_w:
-                try:
-                    data = data[os.write(fd, data[:65536]):]
-                except BrokenPipeError:
-                    data = b""
-                if not data:
-                    sel.unregister(fd)
-                    os.close(fd)
-                continue
-            chunk = os.read(fd, 65536)
-            if chunk:
-                chunks[fd].append(chunk)
-            else:
-                sel.unregister(fd)
-                os.close(fd)
-    sel.close()
-    return b"".join(chunks[out_r]), b"".join(chunks[err_r])
