@@ -27,8 +27,8 @@ MINIRT_ALLOWED = {
     "runtime": {"kernel", "image", "spec"},
     "build": {"runtime", "kernel", "image", "spec"},
     "oci": {"runtime", "kernel", "image", "spec"},
-    "api": {"runtime", "kernel", "image", "spec"},
-    "cli": {"api", "options", "build", "runtime", "kernel", "image", "spec"},
+    "api": {"build", "runtime", "kernel", "image", "spec"},
+    "cli": {"api", "options", "spec"},  # spec: the grammar of flag values
     "options": set(),
 }
 

@@ -1,24 +1,24 @@
-"""minirt from Python: run containers in tests and scripts without a shell.
-
-    import minirt
-    result = minirt.run("images/busybox.tar", ["sh", "-c", "echo hi; hostname"])
-    assert result.exit_code == 0 and result.stdout.startswith(b"hi")
+"""Containers: run one to completion, start one in the background, and find,
+list, inspect, exec into and read the logs of those that exist.
 
 ``run`` is the whole of ``minirt run`` (image, spec, container, cleanup) with
-the output captured instead of printed.  Errors are the ``minirt.errors``
-classes, never a bare OSError.
+the output captured instead of printed; ``start`` is ``run -d`` and gives back
+the Container (``stop``, ``wait``, ``exec``, ``remove`` are its methods).
 """
 
 import os
 
 from minirt import spec as specs
-from minirt.errors import ImageError
+from minirt.errors import ImageError, MinirtError
 from minirt.image import Store, open_image
 from minirt.image.store import release
 from minirt.runtime import state
 from minirt.runtime.capture import Result, captured
 from minirt.runtime.container import Container
 from minirt.runtime.userns import host_root, maps_for as userns_maps
+
+__all__ = ["run", "start", "prepare", "start_detached", "Result", "Container",
+           "load", "listing", "inspect", "exec_start", "show_logs", "open_tty", "attach"]
 
 
 def prepare(image, cmd=None, *, root=None, userns="", **options):
@@ -139,3 +139,87 @@ def start_detached(container):
         container.remove(force=True)
         raise
     return container
+
+
+# -- containers that exist ---------------------------------------------------------------
+
+def load(root, ref):
+    """The container ``ref`` names (an id, a unique id prefix, or a name) in ``root``."""
+    return Container.load(root, ref)
+
+
+def listing(root, all=False):
+    """(state, config, state directory) of each container, newest first;
+    running ones only unless ``all``."""
+    rows = []
+    for cid in state.container_ids(root):
+        directory = f"{state.containers_dir(root)}/{cid}"
+        try:
+            info = state.load(root, cid)
+            config = state.read_json(f"{directory}/config.json")
+        except (MinirtError, OSError, ValueError):
+            continue  # removed meanwhile, or not yet written
+        if all or info.get("status") == "running":
+            rows.append((info, config, directory))
+    rows.sort(key=lambda row: row[0].get("created_at") or 0, reverse=True)
+    return rows
+
+
+def inspect(container):
+    """docker's ``inspect`` record of ``container``."""
+    info, spec = container.state(), container.spec
+    running = info.get("status") == "running"
+    return {"Id": container.id, "Name": spec.name, "Created": info.get("created_at"),
+            "Image": spec.image, "Path": spec.args[0], "Args": spec.args[1:],
+            "State": {"Status": info.get("status"), "Running": running,
+                      "Pid": info.get("pid") if running else 0,
+                      "MonitorPid": info.get("monitor_pid"), "ExitCode": info.get("exit_code"),
+                      "OOMKilled": bool(info.get("oom_killed")), "Error": info.get("error") or "",
+                      "StartedAt": info.get("started_at"), "FinishedAt": info.get("finished_at")},
+            "Config": spec.to_json(), "Cgroup": info.get("cgroup"),
+            "Mounts": [{"Source": m.source, "Destination": m.destination, "RW": not m.readonly}
+                       for m in spec.mounts],
+            "StateDir": container.dir}
+
+
+def exec_start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, interactive=False,
+               started=None):
+    """Start ``args`` in the running ``container`` with our stdio (or the pty
+    slave ``tty_fd``); return its pid once it runs.  Raises what kept it from
+    running (not found, not executable) as ``minirt run`` would.  ``started(pid)``
+    is called as soon as the process exists (to forward signals to it)."""
+    from minirt.runtime import exec as execution
+
+    pid, err = execution.start(container, args, env=env, workdir=workdir, user=user,
+                               tty_fd=tty_fd, interactive=interactive)
+    if started:
+        started(pid)
+    report = execution.wait_for_exec(err)
+    if report:
+        os.waitpid(pid, 0)
+        execution.raise_report(report, args[0])
+    return pid
+
+
+def show_logs(container, tail=None, follow=False):
+    """``minirt logs``: the container's stdout and stderr so far (the last
+    ``tail`` lines), then, with ``follow``, as they come."""
+    from minirt.runtime import logs
+
+    logs.show(container, tail=tail, follow=follow)
+
+
+def open_tty():
+    """A pseudo-terminal (master, slave) the size of ours, for ``exec -t``."""
+    from minirt.runtime import tty
+
+    master, slave = os.openpty()
+    tty.copy_winsize(0, master)
+    return master, slave
+
+
+def attach(master, interactive):
+    """Relay our terminal to a container's pty ``master`` until it closes."""
+    from minirt.runtime import tty
+
+    tty.relay(master, interactive)
