@@ -1,6 +1,9 @@
 """Containers: run one to completion, start one in the background, and find,
 list, inspect, exec into and read the logs of those that exist.
 
+Lecture idea: "run just like a pre-canned image" -- a container is an image
+made into a process, created, started, waited for and removed; and the same
+container can be reached again later by its id or name, as docker's commands do.
 ``run`` is the whole of ``minirt run`` (image, spec, container, cleanup) with
 the output captured instead of printed; ``start`` is ``run -d`` and gives back
 the Container (``stop``, ``wait``, ``exec``, ``remove`` are its methods).
