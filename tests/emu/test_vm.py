@@ -563,3 +563,76 @@ def test_stats_give_a_vm_younger_than_the_rate_window_its_rate_since_start(tmp_p
         stats = h.op_stats(None)["vms"]["x"]
     # Not measured yet is not "ran nothing": 50,000 instructions, just now.
     assert stats["instructions"] == 50_000 and stats["instructions_per_s"] > 0
+
+
+# -- the host shut down, and the console log bounded ------------------------------------------
+
+def test_sigterm_to_the_host_saves_every_vm_and_start_continues_each_exactly(home, tmp_path):
+    counter = program(tmp_path, "c", COUNTER)
+    home.run("create", "a", "--image", counter)
+    home.run("create", "b", "--image", counter)
+    home.run("start", "a")
+    home.run("start", "b")
+    home.wait_log("a", 30)
+    home.run("pause", "b")
+    pid = home.host_pid()
+    os.kill(pid, signal.SIGTERM)          # the host machine shuts down, as VirtualBox's autostop
+    deadline = time.monotonic() + 60
+    while _alive(pid):
+        assert time.monotonic() < deadline, "the host did not exit on SIGTERM"
+        time.sleep(0.01)
+    assert home.states() == {"a": "saved", "b": "saved"}
+    assert "host shutdown" in home.run("show", "a").stdout
+    for name in ("a", "b"):
+        at = home.log(name).count(b"\n")
+        home.run("start", name)
+        home.wait_log(name, at + 30)
+    home.stop()
+    # Not a number lost or repeated across the shutdown.
+    assert counters(home.log("a")) >= 60 and counters(home.log("b")) >= 30
+
+
+def test_console_input_typed_before_savestate_is_read_after_start_exactly_once(home):
+    from emu.vm import control, store
+    home.run("create", "t", "--image", "toyos")
+    home.run("start", "t")
+    home.wait_prompt("t")
+    home.run("pause", "t")                # typed now, it waits: the guest reads nothing
+    _, sock = control.request(store.Home(home.path), "console", keep=True, name="t", attach=True)
+    with sock:
+        sock.sendall(b"hello\n")
+        home.stats()                      # two round trips: the host has taken the keys
+        home.stats()
+        home.run("savestate", "t")
+    assert b"Hello" not in home.log("t")
+    home.run("start", "t")
+    deadline = time.monotonic() + 60
+    while home.log("t").count(b"$ ") < 2:
+        assert time.monotonic() < deadline, home.log("t")
+        time.sleep(0.02)
+    assert home.log("t").count(b"Hello from user space") == 1
+
+
+def test_the_console_log_is_bounded_and_keeps_the_latest_output(tmp_path, monkeypatch):
+    from emu.asm import assemble
+    from emu.vm import consolelog, host, manage, store
+    monkeypatch.setattr(consolelog, "MAX_SIZE", 64 << 10)
+    h = host.Host(store.Home(str(tmp_path)))
+    # Prints its counter, for ever: a guest that prints a lot.
+    manage.create(h.home, "loud", 1 << 20, program=assemble(COUNTER.replace("300", "1").format(
+        lib=os.path.join(REPO, "emu", "guest", "lib.s")), "loud.s"))
+    with h.listener:
+        h.op_start(None, "loud")
+        directory = h.home.vm_dir("loud")
+        while h.guests["loud"].machine.cpu.steps < 5_000_000:
+            h._step(0, requests=False)
+        h.op_poweroff(None, "loud")
+    logs = sorted(f for f in os.listdir(directory) if f.startswith("console.log"))
+    assert logs == ["console.log", "console.log.1"]
+    old, new = (open(os.path.join(directory, f), "rb").read() for f in ("console.log.1", "console.log"))
+    assert len(old) >= consolelog.MAX_SIZE and len(old) + len(new) <= 2 * consolelog.MAX_SIZE + 64
+    # The two files are the latest output, whole and in order: numbers counting up to the last one.
+    lines = (old + new).split(b"\n")[1:-1]
+    first = int(lines[0])
+    assert lines == [str(first + i).encode() for i in range(len(lines))]
+    assert sum(len(str(i)) + 1 for i in range(first)) > 4 * consolelog.MAX_SIZE    # it printed a lot
