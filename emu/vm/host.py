@@ -45,7 +45,7 @@ from ..machine import Machine
 from ..migrate import MigrationError, send
 from ..qcow2 import ImageError
 from ..snapshot import SnapshotError
-from . import disks, migration
+from . import disks, manage, migration
 from .consolelog import ConsoleLog
 from .store import LIVE, Home, VMError
 
@@ -356,9 +356,8 @@ class Host:
         machine = None
         try:
             if vm["state"] == "saved":
-                machine = snapshot.restore(os.path.join(self.home.vm_dir(name), "saved.snap"))
-                if disk is not None and machine.disk.path != disk:
-                    machine.disk.open(disk)   # frozen since: an empty overlay on the same bytes
+                # On the VM's disk: frozen since, under overlays, or merged; the same bytes.
+                machine = snapshot.restore(os.path.join(self.home.vm_dir(name), "saved.snap"), disk=disk)
             else:
                 machine = Machine(vm["memory"], disk=disk)
                 if vm["program"] is None:
@@ -449,6 +448,24 @@ class Host:
             vm["snapshots"][snap] = {"state": os.path.basename(path), "taken": time.time(),
                                      "disk": None if frozen is None else self.home.ref_to(name, frozen)}
             self.home.write(vm)
+        return snap
+
+    def op_snapshot_delete(self, sock, name, snap):
+        """Delete a live VM's snapshot: its layer is merged while the guest
+        waits (it runs in this thread), then its disk opened afresh."""
+        guest = self._guest(name)
+        disk, failed = guest.machine.disk, []
+
+        def reopen():
+            try:
+                disk.open(disk.path, disk.readonly)
+            except DiskError as e:
+                failed.append(e)
+        try:
+            manage.delete(self.home, name, snap, reopen)
+        finally:
+            if failed:                    # its files changed under it: it must not write on
+                self._finish(guest, "aborted", f"disk not opened again after a merge: {failed[0]}")
         return snap
 
     # -- migration (emu/migrate.py moves the machine, migration.py the definition) ---------

@@ -371,6 +371,105 @@ def test_snapshot_of_a_powered_off_vm_keeps_its_disk(home, tmp_path):
     assert base.read_bytes().startswith(b"BASE")
 
 
+# Prints the first byte of its disk, adds one to it there, powers off: each
+# run shows what the disk held, so a layer's content is seen by running it.
+BUMP = """
+.include "{lib}"
+.equ DISK, 0xF0000400
+_start:
+    li   a0, 1
+    call transfer
+    la   t0, buffer
+    ldbu a0, [t0]
+    call putc
+    li   a0, '\\n'
+    call putc
+    la   t0, buffer
+    ldbu t1, [t0]
+    addi t1, t1, 1
+    stb  t1, [t0]
+    li   a0, 2
+    call transfer
+    exit 0
+""" + DISKWRITE[DISKWRITE.index("transfer:"):]
+
+
+def layers(home, name):
+    """The VM's disk: its layers' file names, top first, and what it reads."""
+    from emu import qcow2
+    disk = home.run("show", name, "--machine-readable").stdout.split('disk="')[1].split('"')[0]
+    image = qcow2.open_image(disk, readonly=True)
+    try:
+        return [os.path.basename(i.path) for i in qcow2.chain(image)], image.read(0, image.size)
+    finally:
+        image.close()
+
+
+def disk_files(home, name):
+    return sorted(f for f in os.listdir(os.path.join(home.path, "vms", name)) if f.endswith(".qcow2"))
+
+
+@pytest.mark.skipif(QEMU_IMG is None, reason="qemu-img (Debian's qemu-utils) is not installed")
+def test_snapshot_delete_merges_its_layer_and_the_disk_reads_the_same(home, tmp_path, capsys):
+    base = tmp_path / "base.img"
+    base.write_bytes(b"A".ljust(64 * 1024, b"\0"))
+    home.run("create", "p", "--image", program(tmp_path, "b", BUMP), "--disk", base)
+    for snap, seen in (("s1", b"A\n"), ("s2", b"B\n"), ("s3", b"C\n")):
+        home.run("snapshot", "p", "take", snap)
+        assert run_to_poweroff(home, "p") == seen
+    chain, before = layers(home, "p")
+    assert chain == ["disk-2.qcow2", "disk-1.qcow2", "disk-0.qcow2", "base.img"] and before[0] == ord("D")
+    home.run("snapshot", "p", "delete", "s2")            # disk-0 (s2's) merged into disk-1 (s3's)
+    assert layers(home, "p") == (["disk-2.qcow2", "disk-1.qcow2", "base.img"], before)
+    assert disk_files(home, "p") == ["disk-1.qcow2", "disk-2.qcow2"]
+    for f in disk_files(home, "p"):
+        check = subprocess.run([QEMU_IMG, "check", os.path.join(home.path, "vms", "p", f)],
+                               capture_output=True, text=True)
+        assert "No errors were found" in check.stdout, check.stdout + check.stderr
+    info = subprocess.run([QEMU_IMG, "info", "--backing-chain", os.path.join(home.path, "vms", "p", "disk-2.qcow2")],
+                          capture_output=True, text=True).stdout
+    assert [os.path.normpath(line.split()[-1]) for line in info.splitlines() if line.startswith("image:")] == \
+        [os.path.join(home.path, "vms", "p", "disk-2.qcow2"), os.path.join(home.path, "vms", "p", "disk-1.qcow2"), str(base)]
+    home.run("snapshot", "p", "restore", "s3")           # the others restore exactly
+    assert run_to_poweroff(home, "p") == b"C\n"
+    # Two branches on s3's layer: the state taken as s4, and the present.
+    home.run("snapshot", "p", "take", "s4")
+    home.run("snapshot", "p", "restore", "s3")
+    home.refuses(capsys, ("snapshot", "p", "delete", "s3"), "2 disks are built on its layer (snapshot s4, the current state)")
+    home.run("snapshot", "p", "delete", "s4")            # nothing is built on its layer: gone
+    assert len(disk_files(home, "p")) == 2
+    chain, before = layers(home, "p")
+    home.run("snapshot", "p", "delete", "s3")            # merged into the present disk
+    assert layers(home, "p") == ([chain[0], "base.img"], before) and disk_files(home, "p") == [chain[0]]
+    assert run_to_poweroff(home, "p") == b"C\n"
+    home.run("snapshot", "p", "restore", "s1")
+    assert run_to_poweroff(home, "p") == b"A\n"
+    home.run("snapshot", "p", "delete", "s1")            # its layer is base.img, not emu's: kept
+    assert home.run("snapshot", "p", "list").stdout == ""
+    assert len(disk_files(home, "p")) == 1 and base.read_bytes()[0] == ord("A")
+
+
+@pytest.mark.skipif(QEMU_IMG is None, reason="qemu-img (Debian's qemu-utils) is not installed")
+def test_snapshot_delete_of_a_running_vm_merges_under_it(home, terminal):
+    home.run("create", "t", "--image", "toyos")
+    home.run("start", "t")
+    home.wait_prompt("t")
+    home.run("snapshot", "t", "take", "one")
+    home.run("snapshot", "t", "take", "two")
+    chain, before = layers(home, "t")
+    assert chain == ["disk-2.qcow2", "disk-1.qcow2", "disk-0.qcow2", "toyos.img"]
+    home.run("snapshot", "t", "delete", "one")           # into two's layer, which the VM reads
+    home.run("snapshot", "t", "delete", "two")           # into the disk the VM writes
+    assert layers(home, "t") == (["disk-2.qcow2", "toyos.img"], before)
+    assert disk_files(home, "t") == ["disk-2.qcow2"]
+    say_hello(terminal, home, "t")                       # it runs on, from the merged disk
+    assert home.states()["t"] == "running"
+    home.run("poweroff", "t")
+    check = subprocess.run([QEMU_IMG, "check", os.path.join(home.path, "vms", "t", "disk-2.qcow2")],
+                           capture_output=True, text=True)
+    assert "No errors were found" in check.stdout, check.stdout + check.stderr
+
+
 def test_reset_boots_again(home, tmp_path):
     home.run("create", "a", "--image", program(tmp_path, "c", COUNTER))
     home.run("start", "a")
@@ -436,6 +535,8 @@ def test_bad_input_is_one_line_and_changes_nothing(home, tmp_path, capsys):
         (("modify", "a", "--cpu-share", "0"), "--cpu-share 0"),
         (("pause", "a"), "not running"),
         (("snapshot", "a", "restore", "nosuch"), "no snapshot"),
+        (("snapshot", "a", "delete", "nosuch"), "no snapshot"),
+        (("snapshot", "r", "delete", "nosuch"), "no snapshot"),
         (("clone", "r", "r2"), "is running"),
         (("clone", "a", "r"), "already exists"),
     ]
