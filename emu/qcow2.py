@@ -5,8 +5,10 @@ ten VMs booted from one image need not hold ten copies of it.  An *overlay*
 starts empty and names a read-only *backing* image: a read of a cluster the
 overlay does not hold goes to the backing file (or reads as zeros), the first
 write to a cluster copies it into the overlay and changes it there.  The base
-never changes, so any number of linked clones can share it, and `commit`
-folds an overlay's changes back into its base.
+never changes, so any number of linked clones can share it; `commit`
+folds an overlay's changes back into its base, and `stream` folds a middle
+layer of a chain into the overlay above it (the other way round: the
+overlay stops needing that layer).
 
 The format is QEMU's qcow2 (docs/interop/qcow2.txt in QEMU), versions 2 and
 3, so qemu-img can check, convert and inspect what emu writes.  Numbers are
