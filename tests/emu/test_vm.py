@@ -121,9 +121,10 @@ class Home:
             time.sleep(0.02)
         return self.log(name)
 
-    def wait_prompt(self, name):
+    def wait_prompt(self, name, count=1):
+        """Wait until toyos in VM `name` has shown `count` prompts."""
         deadline = time.monotonic() + 60
-        while b"$ " not in self.log(name):
+        while self.log(name).count(b"$ ") < count:
             assert time.monotonic() < deadline, self.log(name)
             time.sleep(0.05)
 
@@ -693,24 +694,27 @@ def test_sigterm_to_the_host_saves_every_vm_and_start_continues_each_exactly(hom
     assert counters(home.log("a")) >= 60 and counters(home.log("b")) >= 30
 
 
-def test_console_input_typed_before_savestate_is_read_after_start_exactly_once(home):
+def type_ahead(home, name, keys):
+    """Pause toyos VM `name` at its prompt and type `keys` at its console:
+    they wait in the host, unread by the guest.  Returns the console's socket."""
     from emu.vm import control, store
+    home.wait_prompt(name)
+    home.run("pause", name)
+    _, sock = control.request(store.Home(home.path), "console", keep=True, name=name, attach=True)
+    sock.sendall(keys)
+    home.stats()                          # two round trips: the host has taken the keys
+    home.stats()
+    return sock
+
+
+def test_console_input_typed_before_savestate_is_read_after_start_exactly_once(home):
     home.run("create", "t", "--image", "toyos")
     home.run("start", "t")
-    home.wait_prompt("t")
-    home.run("pause", "t")                # typed now, it waits: the guest reads nothing
-    _, sock = control.request(store.Home(home.path), "console", keep=True, name="t", attach=True)
-    with sock:
-        sock.sendall(b"hello\n")
-        home.stats()                      # two round trips: the host has taken the keys
-        home.stats()
+    with type_ahead(home, "t", b"hello\n"):
         home.run("savestate", "t")
     assert b"Hello" not in home.log("t")
     home.run("start", "t")
-    deadline = time.monotonic() + 60
-    while home.log("t").count(b"$ ") < 2:
-        assert time.monotonic() < deadline, home.log("t")
-        time.sleep(0.02)
+    home.wait_prompt("t", 2)
     assert home.log("t").count(b"Hello from user space") == 1
 
 
