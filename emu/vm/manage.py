@@ -270,7 +270,7 @@ def delete(home, name, snap, reopen=None):
     with home.locked():
         vm = home.read(name)
         if vm["state"] in LIVE and reopen is None:
-            raise VMError(f"vm {name}: is {vm['state']}; its host deletes its snapshots (try again)")
+            raise VMError(f"vm {name}: is {vm['state']} now; try again")
         taken = _snapshot(vm, snap)
         directory = home.vm_dir(name)
         layer, into = home.path_of(name, taken["disk"]), None
@@ -310,11 +310,12 @@ def _merge_target(home, name, snap, layer):
     if len(built_on) > 1:
         raise VMError(f"vm {name}: snapshot {snap} cannot be deleted: {len(built_on)} disks are built on "
                       f"its layer ({', '.join(sorted(built_on.values()))}); delete the other snapshots first")
-    for into, label in built_on.items():
-        if os.path.dirname(into) != home.vm_dir(name):
-            raise VMError(f"vm {name}: snapshot {snap} cannot be deleted: its layer is the base of {label}")
-        return layer, into
-    return layer, None
+    if not built_on:
+        return layer, None                # its branch was given up: nothing reads it
+    (into, label), = built_on.items()
+    if os.path.dirname(into) != home.vm_dir(name):
+        raise VMError(f"vm {name}: snapshot {snap} cannot be deleted: its layer is the base of {label}")
+    return layer, into
 
 
 def _snapshot(vm, snap):
