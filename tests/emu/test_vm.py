@@ -450,6 +450,22 @@ def test_snapshot_delete_merges_its_layer_and_the_disk_reads_the_same(home, tmp_
     assert len(disk_files(home, "p")) == 1 and base.read_bytes()[0] == ord("A")
 
 
+def test_snapshot_delete_under_a_linked_clone_merges_into_the_layer_they_share(home, tmp_path):
+    base = tmp_path / "base.img"
+    base.write_bytes(b"A".ljust(64 * 1024, b"\0"))
+    home.run("create", "p", "--image", program(tmp_path, "b", BUMP), "--disk", base)
+    for snap, seen in (("s1", b"A\n"), ("s2", b"B\n")):
+        home.run("snapshot", "p", "take", snap)
+        assert run_to_poweroff(home, "p") == seen
+    home.run("clone", "p", "c", "--linked")              # both on p's disk-1 (C), frozen
+    home.run("snapshot", "p", "delete", "s2")            # disk-0 merged into disk-1, which both read
+    assert disk_files(home, "p") == ["disk-1.qcow2", "disk-2.qcow2"]
+    assert layers(home, "c")[0] == ["disk-0.qcow2", "disk-1.qcow2", "base.img"]
+    assert run_to_poweroff(home, "c") == b"C\n" and run_to_poweroff(home, "p") == b"C\n"
+    home.run("snapshot", "p", "restore", "s1")
+    assert run_to_poweroff(home, "p") == b"A\n"
+
+
 @pytest.mark.skipif(QEMU_IMG is None, reason="qemu-img (Debian's qemu-utils) is not installed")
 def test_snapshot_delete_of_a_running_vm_merges_under_it(home, terminal):
     home.run("create", "t", "--image", "toyos")
