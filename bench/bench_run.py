@@ -20,7 +20,7 @@ whatever they create inside (mount points) stays out of minirt's store.
 The targets come from issue 2: the API must beat ``runc run``, and the CLI must stay
 within Python's start-up plus 30 ms, i.e. minirt itself may add only 30 ms.  To see
 where the CLI's time goes, the table also times importing ``minirt.cli`` with
-``minirt.options`` (the parser), and ``minirt.api`` (the rest of what ``minirt
+``minirt.options`` (the parser), and ``minirt.api.containers`` (the rest of what ``minirt
 run`` imports) in a bare Python.
 
 Fairness: every contender runs once untimed, then they take turns with a pause
@@ -176,7 +176,7 @@ def contenders(tmp, image, rootfs):
     c.update(exec_contenders(tmp, image, rootfs, env))
     c["python -S -c pass"] = lambda: run_quiet([PYTHON, "-S", "-c", "pass"], env=env)
     c["python -c pass"] = lambda: run_quiet([PYTHON, "-c", "pass"], env=env)
-    for module in ("minirt.cli, minirt.options", "minirt.api"):
+    for module in ("minirt.cli, minirt.options", "minirt.api.containers"):
         c[f"python -c 'import {module}'"] = lambda m=module: run_quiet([PYTHON, "-c", f"import {m}"], env=env)
     return c
 
@@ -242,7 +242,7 @@ def main():
 
     startup = rows["python -c pass"]["median_ms"]
     imports = {m: summary(paired(samples, f"python -c 'import {m}'", "python -c pass"))["median_ms"]
-               for m in ("minirt.cli, minirt.options", "minirt.api")}
+               for m in ("minirt.cli, minirt.options", "minirt.api.containers")}
     print("\nimport time on top of python -c pass (median of paired runs): " +
           ", ".join(f"{m} {ms:.1f} ms" for m, ms in imports.items()) + "\n")
 

@@ -85,10 +85,13 @@ class Report:
 
 # -- the source --------------------------------------------------------------------
 
-def send(machine, sock, run=None, downtime=0.010, max_rounds=30, timeout=30):
+def send(machine, sock, run=None, downtime=0.010, max_rounds=30, timeout=30, on_stop=None):
     """Migrate `machine` over the connected socket `sock`, running it with
     `run()` (one slice of guest time; default SLICE instructions) while its
     memory is copied, until what is left fits in `downtime` seconds.
+    `on_stop()`, if given, is called once the guest has run for the last
+    time here, before its state is taken (a VM host hands over the console
+    input typed ahead).
     Returns a Report; raises MigrationError, the machine intact, if the
     destination refuses, fails or goes away, or after `max_rounds` rounds
     that do not get there."""
@@ -119,6 +122,8 @@ def send(machine, sock, run=None, downtime=0.010, max_rounds=30, timeout=30):
                                      f"written in the last, more than {downtime * 1e3:g} ms allows "
                                      "to send); the machine runs on here")
         # Stop and copy: the guest does not run from here on.
+        if on_stop is not None:
+            on_stop()
         rounds.append(len(pages))
         _send_pages(link, memory, pages, None)
         link.send(STATE, 0, snapshot.encode(machine.save_state()))

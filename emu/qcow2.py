@@ -5,8 +5,10 @@ ten VMs booted from one image need not hold ten copies of it.  An *overlay*
 starts empty and names a read-only *backing* image: a read of a cluster the
 overlay does not hold goes to the backing file (or reads as zeros), the first
 write to a cluster copies it into the overlay and changes it there.  The base
-never changes, so any number of linked clones can share it, and `commit`
-folds an overlay's changes back into its base.
+never changes, so any number of linked clones can share it; `commit`
+folds an overlay's changes back into its base, and `stream` folds a middle
+layer of a chain into the overlay above it (the other way round: the
+overlay stops needing that layer).
 
 The format is QEMU's qcow2 (docs/interop/qcow2.txt in QEMU), versions 2 and
 3, so qemu-img can check, convert and inspect what emu writes.  Numbers are
@@ -170,6 +172,7 @@ class Qcow2:
         if self.size % 512:
             self._bad(f"virtual size {self.size} is not a whole number of 512-byte sectors")
         first = os.pread(self.fd, cs, 0)
+        self.header_length = header_length
         self.backing_format = self._extensions(first, header_length)
         self.backing_name = None
         if backing_offset:
@@ -188,8 +191,10 @@ class Qcow2:
         self._rc_clusters = rc_clusters
 
     def _extensions(self, first, at):
-        """The backing file format from the header extensions, or None."""
+        """The backing file format from the header extensions, or None; the
+        other extensions, kept as they are, in `self.extensions`."""
         backing_format = None
+        self.extensions = []
         while True:
             if at + 8 > len(first):
                 self._bad("header extensions run past the first cluster")
@@ -200,6 +205,8 @@ class Qcow2:
                 self._bad("header extensions run past the first cluster")
             if kind == EXT_BACKING_FORMAT:
                 backing_format = first[at + 8:at + 8 + length].decode("ascii", "replace")
+            else:
+                self.extensions.append((kind, first[at + 8:at + 8 + length]))
             at += 8 + (length + 7) // 8 * 8
 
     def _read_tables(self):
@@ -417,6 +424,33 @@ class Qcow2:
 
     # -- whole-image operations ---------------------------------------------------------
 
+    def holds(self, offset, length):
+        """Whether this image itself (not a backing file) holds any of the
+        `length` bytes from `offset`."""
+        end = min(offset + length, self.size)
+        return any(self._lookup(at)[0] != UNALLOCATED for at in
+                   range(offset & -self.cluster_size, end, self.cluster_size))
+
+    def set_backing(self, backing):
+        """Name `backing` (an open image, or None: no backing file) in the
+        header, in the first cluster's one write.  What this image reads
+        changes unless `backing` reads as the old backing file did."""
+        if self.readonly:
+            self._bad("opened read-only")
+        name = fmt = b""
+        extensions = self.extensions
+        if backing is not None:
+            here = os.path.dirname(os.path.abspath(self.path))
+            name = os.path.relpath(os.path.abspath(backing.path), here).encode()
+            extensions = [*extensions, (EXT_BACKING_FORMAT, backing.format.encode())]
+        tail = _extension_bytes(extensions) + name
+        if len(name) > 1023 or self.header_length + len(tail) > self.cluster_size:
+            self._bad("the backing file's name does not fit in the header")
+        first = bytearray(os.pread(self.fd, self.cluster_size, 0))
+        first[self.header_length:] = tail.ljust(self.cluster_size - self.header_length, b"\0")
+        struct.pack_into(">QI", first, 8, self.header_length + len(tail) - len(name) if name else 0, len(name))
+        self._pwrite(0, first)
+
     def allocated(self):
         """Guest clusters this image holds (data, zeros or compressed), in order."""
         count = -(-self.size // self.cluster_size)
@@ -464,11 +498,7 @@ def create(path, size=None, backing=None, cluster_bits=DEFAULT_CLUSTER_BITS, rep
     if clusters > cs * 8 // 16 or len((backing_name or "").encode()) > 1023:
         raise ImageError(f"{path}: too large a disk for {cs}-byte clusters")
 
-    extensions = b""
-    if backing_format:
-        name = backing_format.encode()
-        extensions += struct.pack(">II", EXT_BACKING_FORMAT, len(name)) + name.ljust(-(-len(name) // 8) * 8, b"\0")
-    extensions += struct.pack(">II", EXT_END, 0)
+    extensions = _extension_bytes([(EXT_BACKING_FORMAT, backing_format.encode())] if backing_format else [])
     header_length = HEADER_V2.size + HEADER_V3.size
     backing_bytes = (backing_name or "").encode()
     backing_offset = header_length + len(extensions) if backing_name else 0
@@ -487,6 +517,45 @@ def create(path, size=None, backing=None, cluster_bits=DEFAULT_CLUSTER_BITS, rep
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise ImageError(f"{path}: {e.strerror}") from None
+
+
+def _extension_bytes(extensions):
+    """Header extensions, (kind, data) each, padded to 8 bytes, and their end."""
+    out = b""
+    for kind, data in extensions:
+        out += struct.pack(">II", kind, len(data)) + data.ljust(-(-len(data) // 8) * 8, b"\0")
+    return out + struct.pack(">II", EXT_END, 0)
+
+
+def stream(path):
+    """Make the overlay at `path` independent of its backing image, a
+    qcow2 layer, whose own backing file takes its place: first every
+    cluster the layer holds and the overlay does not is copied into the
+    overlay, so what `path` reads never changes (QEMU's block-stream; or
+    `qemu-img rebase` onto the backing's backing).  The layer is left as
+    it was, for the caller to delete once nothing reads it.  Returns the
+    clusters copied."""
+    try:
+        image = open_image(path)
+    except OSError as e:
+        raise ImageError(f"{path}: {e.strerror}") from None
+    try:
+        layer = image.backing
+        if image.format != "qcow2" or layer is None or layer.format != "qcow2":
+            raise ImageError(f"{path}: not a qcow2 overlay on a qcow2 image")
+        copied = 0
+        for start in range(0, image.size, image.cluster_size):
+            n = min(image.cluster_size, image.size - start)
+            # (Past the layer's end it reads zeros, which its backing file may not.)
+            if not image.holds(start, n) and (layer.holds(start, n) or start + n > layer.size):
+                image.write(start, image.read(start, n))
+                copied += 1
+        image.flush()                     # the data is in before the header stops naming the layer
+        image.set_backing(layer.backing)
+        image.flush()
+        return copied
+    finally:
+        image.close()
 
 
 def commit(path):

@@ -195,17 +195,20 @@ def _crcs(memory, pages, stored=None):
 
 # -- restoring -------------------------------------------------------------------------
 
-def restore(path, console=None, engine="translate", verify=True, _depth=0):
+def restore(path, console=None, engine="translate", verify=True, disk=None, _depth=0):
     """A new Machine, exactly as it was when `path` was saved.
 
     `verify=False` skips the checksum of the stored memory pages, the only
     part of a restore whose cost grows with the memory the guest used; the
-    header, the metadata and the file's length are always checked."""
+    header, the metadata and the file's length are always checked.
+    `disk`: go on with this image instead of the one the snapshot names
+    (an emu vm's disk moves on to a new overlay whenever it is frozen, and
+    layers are merged away); it must read as that one did, as always."""
     f, kind, meta, mem_offset, mem_length = _open(path)
     try:
         with f:
             _check_meta(path, kind, meta, mem_length)
-            return _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, verify, _depth)
+            return _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, verify, disk, _depth)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         if isinstance(e, SnapshotError):
             raise
@@ -215,7 +218,7 @@ def restore(path, console=None, engine="translate", verify=True, _depth=0):
         raise SnapshotError(f"{path}: malformed metadata ({type(e).__name__}: {e})") from None
 
 
-def _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, verify, _depth):
+def _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, verify, disk_path, _depth):
     state = meta["state"]
     size = state["memory_size"]
     if kind == FULL:
@@ -237,7 +240,7 @@ def _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, verif
             raise SnapshotError(f"{path}: base snapshot {e}") from None
         if base_crc != meta["base_crc"]:
             raise SnapshotError(f"{path}: base snapshot {meta['base']} has changed since this diff was taken")
-        machine = restore(base_path, console, engine, verify, _depth + 1)
+        machine = restore(base_path, console, engine, verify, _depth=_depth + 1)
         if machine.memory.size != size:
             raise SnapshotError(f"{path}: memory size differs from its base")
         f.seek(mem_offset)
@@ -250,6 +253,8 @@ def _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, verif
     disk = state["devices"].get("disk")
     if disk is not None and disk["path"] is not None:
         disk["path"] = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(path)), disk["path"]))
+        if disk_path is not None:
+            disk["path"] = os.path.abspath(disk_path)
     machine.restore_state(state)
     machine.memory.mark_snapshot(present)
     machine.last_snapshot = (os.path.abspath(path), _header_crc(path))

@@ -20,10 +20,7 @@ __all__ = ["run", "start", "Result", "Container", "MinirtError", "ImageError", "
 
 
 def __getattr__(name):
-    if name in ("run", "start", "Result", "prepare"):
-        from minirt import api
-        return getattr(api, name)
-    if name == "Container":
-        from minirt.runtime.container import Container
-        return Container
+    if name in ("run", "start", "Result", "prepare", "Container"):
+        from minirt.api import containers
+        return getattr(containers, name)
     raise AttributeError(f"module 'minirt' has no attribute {name!r}")

@@ -1,5 +1,8 @@
-"""The ``minirt`` command line: docker's commands, each a call into the runtime,
-the image code or the builder.
+"""The ``minirt`` command line: docker's commands, each a call into ``minirt.api``.
+
+The CLI is a client of the Python API and of nothing below it (what it reads
+and prints is its own; what it does is the API's), so that a script can do
+whatever the command line can.
 
 The flags (docker's) are declared in ``options.py``; here is what each command
 does with them.  Errors print one line, ``minirt: <what>``, and exit 125
@@ -69,7 +72,7 @@ def _waiting():
 
 def cmd_run(args):
     from minirt import spec as specs
-    from minirt.runtime import network, state
+    from minirt.api import host, network
 
     container = None
 
@@ -80,7 +83,7 @@ def cmd_run(args):
             raise Interrupted(signum)
         container.signal(signum)
 
-    root = args.root or state.default_root()
+    root = args.root or host.default_root()
     options = _run_options(args)  # every flag checked before anything is read or made
     # Until the container runs, a signal stops minirt (a profile read from a
     # FIFO may block); from then on it is the container's, so that Ctrl-C or
@@ -91,8 +94,7 @@ def cmd_run(args):
         network.check(root, options.get("network") or specs.default_network(), options["ports"])
     # A bridge's veth pair needs pyroute2: a helper imports it while we import the rest.
     network.head_start(options.get("network") or specs.default_network())
-    from minirt.api import prepare, start_detached
-    from minirt.runtime.container import Container
+    from minirt.api.containers import Container, prepare, start_detached
 
     if not os.path.exists(args.image):
         _pull_missing(args)
@@ -109,9 +111,9 @@ def cmd_run(args):
         container.start()
         _waiting()
         if spec.tty:
-            from minirt.runtime import tty
+            from minirt.api.containers import attach
 
-            tty.relay(container.console, spec.interactive)
+            attach(container.console, spec.interactive)
         code = container.wait()
         if container.oom_killed:
             print(f"minirt: container {spec.id[:12]} was killed by the OOM killer"
@@ -164,8 +166,8 @@ def _security_opts(options):
 # -- the lifecycle commands ------------------------------------------------------------
 
 def _root(args):
-    from minirt.runtime import state
-    return state.private_root(args.root or state.default_root(), create=False)  # (repaired on first use)
+    from minirt.api import host
+    return host.state_root(args.root, create=False)  # (repaired on first use)
 
 
 def _each(refs, action):
@@ -183,36 +185,25 @@ def _each(refs, action):
 
 def _each_container(args, refs, action):
     """``_each`` for container commands: ``action(container, ref)``."""
-    from minirt.runtime.container import Container
+    from minirt.api import containers
 
     root = _root(args)
-    return _each(refs, lambda ref: action(Container.load(root, ref), ref))
+    return _each(refs, lambda ref: action(containers.load(root, ref), ref))
 
 
 def cmd_ps(args):
-    from minirt.runtime import state
+    from minirt.api import containers
 
-    root = _root(args)
-    rows = []
-    for cid in state.container_ids(root):
-        try:
-            info = state.load(root, cid)
-            config = state.read_json(f"{state.containers_dir(root)}/{cid}/config.json")
-        except (MinirtError, OSError, ValueError):
-            continue
-        if info.get("status") != "running" and not args.all:
-            continue
-        rows.append((info, config))
-    rows.sort(key=lambda r: r[0].get("created_at") or 0, reverse=True)
+    rows = containers.listing(_root(args), all=args.all)
     width = 64 if args.no_trunc else 12
     if args.quiet:
-        for info, _ in rows:
+        for info, _, _ in rows:
             print(info["id"][:width])
         return 0
     table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES") + (("SIZE",) if args.size else ())]
-    for info, config in rows:
+    for info, config, directory in rows:
         command = " ".join(config.get("args") or [])
-        size = (_human(_du(f"{state.containers_dir(root)}/{info['id']}/upper")),) if args.size else ()
+        size = (_human(_du(f"{directory}/upper")),) if args.size else ()
         table.append((info["id"][:width], config.get("image", ""), '"' + command + '"' if args.no_trunc
                       else _clip(command, 24), _ago(info.get("created_at")) + " ago", _status(info),
                       info.get("name") or "") + size)
@@ -274,71 +265,53 @@ def _status(info):
 def cmd_inspect(args):
     import json
 
+    from minirt.api import containers
+
     out = []
-
-    def collect(c, _ref):
-        info = c.state()
-        out.append({"Id": c.id, "Name": c.spec.name, "Created": info.get("created_at"),
-                    "Image": c.spec.image, "Path": c.spec.args[0], "Args": c.spec.args[1:],
-                    "State": {"Status": info.get("status"), "Running": info.get("status") == "running",
-                              "Pid": info.get("pid") if info.get("status") == "running" else 0,
-                              "MonitorPid": info.get("monitor_pid"), "ExitCode": info.get("exit_code"),
-                              "OOMKilled": bool(info.get("oom_killed")), "Error": info.get("error") or "",
-                              "StartedAt": info.get("started_at"), "FinishedAt": info.get("finished_at")},
-                    "Config": c.spec.to_json(), "Cgroup": info.get("cgroup"),
-                    "Mounts": [{"Source": m.source, "Destination": m.destination, "RW": not m.readonly}
-                               for m in c.spec.mounts],
-                    "StateDir": c.dir})
-
-    code = _each_container(args, args.containers, collect)
+    code = _each_container(args, args.containers, lambda c, _ref: out.append(containers.inspect(c)))
     print(json.dumps(out, indent=2))
     return code
 
 
 def cmd_logs(args):
-    from minirt.runtime import logs
-    from minirt.runtime.container import Container
+    from minirt.api import containers
 
-    c = Container.load(_root(args), args.container)
+    c = containers.load(_root(args), args.container)
     tail = None
     if args.tail is not None and args.tail != "all":
         from minirt.spec import is_decimal
         if not is_decimal(args.tail):
             raise SpecError(f"invalid --tail {args.tail!r}: expected a number or all")
         tail = int(args.tail)
-    logs.show(c, tail=tail, follow=args.follow)
+    containers.show_logs(c, tail=tail, follow=args.follow)
     return 0
 
 
 def cmd_exec(args):
-    from minirt.runtime import exec as execution, tty
-    from minirt.runtime.container import Container
-
     from minirt import spec as specs
+    from minirt.api import containers
 
     if not args.args:
         raise SpecError("exec: no command given")
     specs.check_user(args.user)
     if args.workdir:
         specs.check_workdir(args.workdir)
-    c = Container.load(_root(args), args.container)
-    master = slave = None
-    if args.tty:
-        master, slave = os.openpty()
-        tty.copy_winsize(0, master)
-    pid, err = execution.start(c, args.args, env=args.env, workdir=args.workdir, user=args.user,
-                               tty_fd=slave, interactive=args.interactive)
-    for s in FORWARDED:
-        signal.signal(s, lambda signum, _frame: _signal_quietly(pid, signum))
-    if slave is not None:
-        os.close(slave)
-    report = execution.wait_for_exec(err)
-    if report:
-        os.waitpid(pid, 0)
-        execution.raise_report(report, args.args[0])
+    c = containers.load(_root(args), args.container)
+    master, slave = containers.open_tty() if args.tty else (None, None)
+
+    def forward(pid):
+        for s in FORWARDED:
+            signal.signal(s, lambda signum, _frame: _signal_quietly(pid, signum))
+
+    try:
+        pid = containers.exec_start(c, args.args, env=args.env, workdir=args.workdir, user=args.user,
+                                    tty_fd=slave, interactive=args.interactive, started=forward)
+    finally:
+        if slave is not None:
+            os.close(slave)
     _waiting()
     if master is not None:
-        tty.relay(master, args.interactive)
+        containers.attach(master, args.interactive)
         os.close(master)
     return exit_status(os.waitpid(pid, 0)[1])
 
@@ -407,16 +380,16 @@ def cmd_start(args):
 # -- the image commands ------------------------------------------------------------
 
 def cmd_images(args):
-    from minirt.runtime.images import Catalog, repo_digests
+    from minirt.api import images
 
     if args.format is not None:  # checked even when there is nothing to list
         _template(args.format, dict.fromkeys(IMAGE_FIELDS, ""))
     rows = []
-    for tags, entry in Catalog(_root(args)).list():
+    for tags, entry in images.listing(_root(args)):
         image_id = entry["id"] if args.no_trunc else entry["id"][7:19]
         fields = {"ID": image_id, "CreatedSince": _created_ago(entry), "CreatedAt": _config_time(entry),
-                  "Size": _human(_image_size(entry))}
-        digests = dict(d.split("@") for d in repo_digests(entry))  # as docker: one a repository
+                  "Size": _human(images.size(entry))}
+        digests = dict(d.split("@") for d in images.repo_digests(entry))  # as docker: one a repository
         names = [tag.rpartition(":")[::2] for tag in tags]
         names += [(repo, "<none>") for repo in digests if repo not in dict(names)]  # pulled by digest
         for repository, version in names or [("<none>", "<none>")]:
@@ -437,11 +410,6 @@ def cmd_images(args):
 
 
 IMAGE_FIELDS = ("Repository", "Tag", "Digest", "ID", "CreatedSince", "CreatedAt", "Size")
-
-
-def _image_size(entry):
-    """The bytes of the image's blobs (its layers as they came: compressed when they were)."""
-    return sum(b["size"] for b in entry.get("blobs") or ())
 
 
 def _config_time(entry):
@@ -495,35 +463,30 @@ def _template(text, fields):
 
 
 def cmd_rmi(args):
-    from minirt.runtime.images import Catalog, users
+    from minirt.api import images
 
-    root = _root(args)
-    catalog = Catalog(root)
-    in_use = users(root, catalog)
+    remove_image = images.remover(_root(args), force=args.force)
 
     def remove(ref):
-        for line in catalog.remove(ref, in_use, force=args.force):
+        for line in remove_image(ref):
             print(line)
 
     return _each(args.images, remove)
 
 
 def cmd_tag(args):
-    from minirt.runtime.images import Catalog
+    from minirt.api import images
 
-    Catalog(_root(args)).tag(args.source, args.target)
+    images.tag(_root(args), args.source, args.target)
     return 0
 
 
 def cmd_build(args):
-    from minirt.build import progress
-    from minirt.build.builder import Builder
-    from minirt.build.context import Input
-    from minirt.runtime.images import check_name
+    from minirt.api import build, images
 
     if args.progress not in ("auto", "plain", "quiet"):
         raise SpecError(f"invalid --progress {args.progress!r} (want auto, plain or quiet)")
-    tags = [check_name(t) for t in args.tag]
+    tags = [images.check_name(t) for t in args.tag]
     build_args = {}
     for item in args.build_arg:
         key, eq, value = item.partition("=")
@@ -535,21 +498,11 @@ def cmd_build(args):
     if epoch is not None and not epoch.isdigit():
         raise SpecError(f"invalid SOURCE_DATE_EPOCH {epoch!r} (want seconds since 1970)")
     quiet = args.quiet or args.progress == "quiet"
-    if quiet:
-        shown = None
-    elif args.progress == "plain" or not sys.stderr.isatty():
-        shown = progress.Plain(sys.stderr)
-    else:
-        shown = progress.Terminal(sys.stderr, os.get_terminal_size(sys.stderr.fileno()).columns)
-    with Input(args.context, args.file, sys.stdin.buffer) as given:
-        builder = Builder(_root(args), given.context, given.text, name=given.name, build_args=build_args,
-                          target=args.target, no_cache=args.no_cache, network=args.network,
-                          progress=shown, epoch=int(epoch) if epoch is not None else None)
-        try:
-            image_id = builder.build(tags)
-        finally:
-            if shown:
-                shown.close()
+    shown = None if quiet else "plain" if args.progress == "plain" or not sys.stderr.isatty() else "tty"
+    image_id = build.build(_root(args), args.context, args.file, sys.stdin.buffer, tags=tags,
+                           build_args=build_args, target=args.target, no_cache=args.no_cache,
+                           network=args.network, progress=shown, out=sys.stderr,
+                           epoch=int(epoch) if epoch is not None else None)
     if args.iidfile:
         with open(args.iidfile, "w") as f:
             f.write(image_id)
@@ -559,8 +512,7 @@ def cmd_build(args):
 
 
 def cmd_save(args):
-    from minirt.image.write import write_archive
-    from minirt.runtime.images import Catalog
+    from minirt.api import images
 
     if args.format not in ("docker-archive", "oci-archive"):
         raise SpecError(f"invalid --format {args.format!r}: expected docker-archive or oci-archive")
@@ -573,16 +525,15 @@ def cmd_save(args):
         raise MinirtError(f"{args.output}: {'is a directory' if os.path.isdir(target) else 'not a regular file'};"
                           " -o takes the archive's file name")
     root = _root(args)
-    images = Catalog(root).saved(args.images, root)  # every name checked before a byte is written
     if target is None:
         sys.stdout.flush()
         with os.fdopen(os.dup(sys.stdout.fileno()), "wb") as out:
-            write_archive(out, images, args.format)
+            images.save(root, args.images, out, args.format)
         return 0
     tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.tmp-{os.getpid()}")
     try:
         with open(tmp, "xb") as out:
-            write_archive(out, images, args.format)
+            images.save(root, args.images, out, args.format)
         os.rename(tmp, target)
     except OSError as e:
         raise MinirtError(f"{args.output}: cannot write: {e.strerror or e}") from None
@@ -595,36 +546,18 @@ def cmd_save(args):
 def cmd_image_inspect(args):
     import json
 
-    from minirt.runtime.images import Catalog, repo_digests
+    from minirt.api import images
 
-    catalog = Catalog(_root(args))
-    out = []
-
-    def collect(ref):
-        entry = catalog.lookup(ref)
-        if entry is None:
-            raise MinirtError(f"no such image: {ref}")
-        config = entry["config"]
-        out.append({"Id": entry["id"], "RepoTags": catalog.names(entry["id"]), "RepoDigests": repo_digests(entry),
-                    "Parent": "", "Comment": "", "Created": config.get("created", ""),
-                    "Author": config.get("author", ""), "Config": config.get("config") or {},
-                    "Architecture": config.get("architecture", ""), "Os": config.get("os", ""),
-                    **({"Variant": config["variant"]} if config.get("variant") else {}),
-                    "Size": _image_size(entry),
-                    "RootFS": {"Type": "layers", "Layers": entry["layers"]},
-                    "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"}})
-
-    code = _each(args.images, collect)
+    root, out = _root(args), []
+    code = _each(args.images, lambda ref: out.append(images.inspect(root, ref)))
     print(json.dumps(out, indent=4))
     return code
 
 
 def cmd_image_history(args):
-    from minirt.runtime.images import Catalog
+    from minirt.api import images
 
-    entry = Catalog(_root(args)).lookup(args.image)
-    if entry is None:
-        raise MinirtError(f"no such image: {args.image}")
+    entry = images.lookup(_root(args), args.image)
     sizes = [b["size"] for b in entry.get("blobs") or ()]
     rows = []
     for step in entry["config"].get("history") or [{} for _ in entry["layers"]]:
@@ -648,9 +581,9 @@ def cmd_image_history(args):
 
 
 def cmd_builder_prune(args):
-    from minirt.runtime import prune
+    from minirt.api import images
 
-    done, freed = prune.prune_build_cache(_root(args))
+    done, freed = images.prune_build_cache(_root(args))
     for line in done:
         print(line)
     print(f"Total reclaimed space: {_human(freed)}")
@@ -658,9 +591,9 @@ def cmd_builder_prune(args):
 
 
 def cmd_image_prune(args):
-    from minirt.runtime import prune
+    from minirt.api import images
 
-    done, freed = prune.prune_images(_root(args), everything=args.all)
+    done, freed = images.prune(_root(args), everything=args.all)
     if done:
         print("Deleted Images:")
         print("\n".join(done))
@@ -670,11 +603,9 @@ def cmd_image_prune(args):
 
 
 def cmd_load(args):
-    from minirt.image import Store
-    from minirt.runtime.images import Catalog
+    from minirt.api import images
 
-    root = _root(args)
-    image_id, tags = Catalog(root).load(args.input, Store(root), tags=args.tag)
+    image_id, tags = images.load(_root(args), args.input, tags=args.tag)
     for tag in tags:
         print(f"Loaded image: {tag}")
     if not tags:
@@ -683,19 +614,18 @@ def cmd_load(args):
 
 
 def cmd_pull(args):
-    from minirt.image.reference import parse
+    from minirt.api import images
 
-    _pull(args, parse(args.ref), sys.stdout)
+    _pull(args, images.reference(args.ref), sys.stdout)
     return 0
 
 
 def _pull_missing(args):
     """``run REF`` of an image neither on disk nor loaded: pull it first, as docker does."""
-    from minirt.image.reference import parse_optional
-    from minirt.runtime.images import Catalog
+    from minirt.api import images
 
-    ref = parse_optional(args.image)
-    if ref is None or args.image.endswith(".tar") or Catalog(_root(args)).lookup(args.image) is not None:
+    ref = images.missing(_root(args), args.image)
+    if ref is None:
         return  # a file's name, or loaded: prepare finds it (or says what is wrong)
     print(f"Unable to find image '{ref.familiar}' locally", file=sys.stderr)
     args.quiet = False
@@ -703,17 +633,13 @@ def _pull_missing(args):
 
 
 def _pull(args, ref, out):
-    from minirt.image import Store
-    from minirt.image.pull import parse_platform
-    from minirt.runtime.images import Catalog
+    from minirt.api import images
 
-    platform = parse_platform(args.platform) if args.platform else None
-    root = _root(args)
     show = _LayerProgress(out) if not args.quiet else None
     if show:
         show.line(f"{ref.digest or ref.tag}: Pulling from {ref.path}")
-    img, new = Catalog(root).pull(ref, Store(root), platform=platform, insecure=args.insecure_registry,
-                                  report=show and show.layer, on_bytes=show and show.bytes)
+    img, new = images.pull(_root(args), ref, platform=args.platform, insecure=args.insecure_registry,
+                           report=show and show.layer, on_bytes=show and show.bytes)
     if show:
         show.done()
         show.line(f"Digest: {img.digest}")
@@ -723,30 +649,22 @@ def _pull(args, ref, out):
 
 
 def cmd_push(args):
-    from minirt.image.pull import connect
-    from minirt.image.push import push
-    from minirt.image.reference import parse
-    from minirt.runtime.images import Catalog
+    from minirt.api import images
 
-    ref = parse(args.ref)
-    if ref.digest:
-        raise MinirtError(f"cannot push a digest reference: {args.ref} (push a tag)")
-    root = _root(args)
-    catalog = Catalog(root)
-    entry, media, manifest, files, sources = catalog.pushed(ref.familiar, root)
-    # as docker, a layer by its diff_id
-    names = {b["digest"]: diff_id[7:19] for b, diff_id in zip(entry["blobs"], entry["layers"])}
-    show = None if args.quiet else _LayerProgress(sys.stdout, "Pushing", names)
-    if show:
-        show.line(f"The push refers to repository [{ref.repository}]")
-    client = connect(ref, args.insecure_registry)
+    show = None if args.quiet else _LayerProgress(sys.stdout, "Pushing")
+
+    def announce(ref, names):
+        if show:
+            show.names.update(names)
+            show.line(f"The push refers to repository [{ref.repository}]")
+
     try:
-        digest = push(client, ref, media, manifest, files, sources, show and show.status, show and show.bytes)
+        ref, digest, manifest = images.push(_root(args), args.ref, insecure=args.insecure_registry,
+                                            announce=announce, status=show and show.status,
+                                            on_bytes=show and show.bytes)
     finally:
-        client.close()
         if show:
             show.done()
-    catalog.record_push(entry["id"], f"{ref.repository}@{digest}")
     print(str(ref) if args.quiet else f"{ref.tag}: digest: {digest} size: {len(manifest)}")
     return 0
 
@@ -813,11 +731,9 @@ def _size(n):
 
 
 def cmd_login(args):
-    from minirt.image import credentials
-    from minirt.image.reference import DEFAULT_DOMAIN, DOCKER_HUB, parse_registry
-    from minirt.image.registry import Client
+    from minirt.api import images
 
-    registry = parse_registry(args.registry)
+    registry = images.registry(args.registry)
     user, password = args.username, args.password
     if args.password_stdin:
         if password is not None:
@@ -826,13 +742,8 @@ def cmd_login(args):
             raise SpecError("--password-stdin needs -u USER")
         password = sys.stdin.readline().rstrip("\n")
     elif not user or password is None:
-        user, password = _ask_login(user, password, credentials.lookup(registry))
-    # Checked with the registry first, as docker does: a wrong password is not kept.
-    client = Client(DOCKER_HUB if registry == DEFAULT_DOMAIN else registry, (user, password),
-                    args.insecure_registry)
-    client.request("GET", "/v2/", scope="", what=f"{registry}: login").close()
-    client.close()
-    path = credentials.store(registry, user, password)
+        user, password = _ask_login(user, password, images.known_login(registry))
+    path = images.login(registry, user, password, args.insecure_registry)  # checked with the registry first
     print(f"Login Succeeded (saved in {path})")
     return 0
 
@@ -857,14 +768,13 @@ def _ask_login(user, password, known):
 
 
 def cmd_logout(args):
-    from minirt.image import credentials
-    from minirt.image.reference import parse_registry
+    from minirt.api import images
 
-    registry = parse_registry(args.registry)
-    if credentials.remove(registry):
-        print(f"Removing login credentials for {credentials.key(registry)}")
+    registry = images.registry(args.registry)
+    if images.logout(registry):
+        print(f"Removing login credentials for {images.login_key(registry)}")
     else:
-        print(f"Not logged in to {credentials.key(registry)}")
+        print(f"Not logged in to {images.login_key(registry)}")
     return 0
 
 
@@ -873,7 +783,7 @@ def cmd_logout(args):
 
 def cmd_version_line(_args):
     import minirt
-    from minirt.runtime import host
+    from minirt.api import host
 
     print(f"minirt version {minirt.__version__}, build {host.build()}")
     return 0
@@ -883,7 +793,7 @@ def cmd_version(_args):
     import platform
 
     import minirt
-    from minirt.runtime import host
+    from minirt.api import host
 
     print("Client: minirt")
     print(f" Version:           {minirt.__version__}")
@@ -900,7 +810,7 @@ def cmd_version(_args):
 
 
 def cmd_info(args):
-    from minirt.runtime import host
+    from minirt.api import host
 
     facts = host.info(_root(args))
     if args.format is not None:
@@ -935,15 +845,15 @@ def _human_binary(n):
 
 
 def cmd_system(args):
-    from minirt.runtime import prune
+    from minirt.api import host
 
-    for line in prune.prune(_root(args)):
+    for line in host.prune(_root(args)):
         print(line)
     return 0
 
 
 def cmd_network(args):
-    from minirt.runtime import network
+    from minirt.api import network
 
     root = _root(args)
     if args.network_command == "create":

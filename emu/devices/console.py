@@ -196,10 +196,19 @@ class Console(Device):
 
     def save(self):
         # Bytes already sent are the host's; bytes received but not yet read
-        # by the guest are part of the machine and travel with it.
-        return {"rx": self.rx.hex(), "eof": self.eof, "ctrl": self.ctrl}
+        # by the guest are part of the machine and travel with it -- those
+        # typed on the host side and not yet taken in too (`typed`, only if
+        # any: a VM host hands its console's pending input over so, emu/vm/host.py).
+        state = {"rx": self.rx.hex(), "eof": self.eof, "ctrl": self.ctrl}
+        if self.host:
+            state["typed"] = self.host.hex()
+        return state
 
     def restore(self, state):
         self.rx = bytearray.fromhex(state["rx"])
+        typed = state.get("typed", "")
+        if not isinstance(typed, str):
+            raise ValueError("console: typed input is not a hex string")
+        self.host[:0] = bytes.fromhex(typed)     # before what this console was given
         self.eof = state["eof"] or (self.input_fd is None and not self.hold_open)
         self.ctrl = state["ctrl"]

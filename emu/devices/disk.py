@@ -17,17 +17,20 @@ backing image (``qcow2.py``), told apart by its magic number; the guest
 cannot tell the difference.
 
 A snapshot does not copy the disk (it can be large, and a VM's disk is a file
-of its own): it names the image and records its checksum (of every file in
-its backing chain), and a restore refuses an image that has changed since --
-a real hypervisor would take a disk snapshot (a copy-on-write overlay) at the
-same moment instead.
+of its own): it names the image and records the checksum of what the guest
+sees on it (every byte, read through its backing chain), and a restore
+refuses an image that has changed since.  What is checked is the content,
+not the files: a chain whose layers were merged since (``emu vm snapshot
+delete``, ``qcow2.stream``) reads the same and is accepted.  (A real
+hypervisor takes a disk snapshot, a copy-on-write overlay, at the same
+moment; ``emu vm`` does, in ``emu/vm/disks.py``.)
 """
 
 import os
 import zlib
 
 from . import Device
-from ..qcow2 import ImageError, chain, open_image
+from ..qcow2 import ImageError, open_image
 
 SECTOR_SIZE = 512
 SECTOR, ADDR, COUNT, CMD, STATUS, CTRL, SIZE = 0x00, 0x04, 0x08, 0x0C, 0x10, 0x14, 0x18
@@ -166,12 +169,10 @@ class Disk(Device):
     # -- snapshot -------------------------------------------------------------------
 
     def checksum(self):
-        crc = 0
-        for image in chain(self.image):
-            offset = 0
-            while chunk := os.pread(image.fd, 1 << 20, offset):
-                crc = zlib.crc32(chunk, crc)
-                offset += len(chunk)
+        """A crc32 of the disk as the guest sees it."""
+        crc, size = 0, 0 if self.image is None else self.image.size
+        for offset in range(0, size, 1 << 20):
+            crc = zlib.crc32(self.image.read(offset, min(1 << 20, self.image.size - offset)), crc)
         return crc
 
     def save(self):

@@ -234,8 +234,11 @@ def cmd_snapshot(home, args):
         return 0
     if snap is None:
         raise VMError(f"vm {name}: snapshot {args.action} needs a snapshot name")
-    if args.action == "take" and home.read(name)["state"] in LIVE:
+    live = home.read(name)["state"] in LIVE
+    if args.action == "take" and live:
         control.request(home, "snapshot", name=name, snap=snap, path=manage.snapshot_path(home, name, snap))
+    elif args.action == "delete" and live:
+        control.request(home, "snapshot_delete", name=name, snap=snap)
     else:
         {"take": manage.take, "restore": manage.restore, "delete": manage.delete}[args.action](home, name, snap)
     return 0

@@ -6,7 +6,9 @@ current disk is *frozen* (never written again) and a new, empty qcow2
 overlay on it becomes the VM's disk.  A snapshot keeps the frozen layer; a
 linked clone gets an overlay of its own on the same frozen layer, so parent
 and clone share every byte they have not written (as VirtualBox's
-differencing images).  Disks emu makes for a VM live in the VM's directory,
+differencing images).  Deleting a snapshot merges its layer into the one
+disk built on it (``qcow2.stream``, in ``manage.delete``), so a chain does
+not grow for ever.  Disks emu makes for a VM live in the VM's directory,
 named ``disk-N.qcow2``; a disk given with ``--disk`` stays where it is.
 """
 

@@ -45,7 +45,8 @@ from ..machine import Machine
 from ..migrate import MigrationError, send
 from ..qcow2 import ImageError
 from ..snapshot import SnapshotError
-from . import disks, migration
+from . import disks, manage, migration
+from .consolelog import ConsoleLog
 from .store import LIVE, Home, VMError
 
 QUANTUM = 10_000            # guest instructions per share per round
@@ -78,6 +79,23 @@ class Guest:
 
     def flush(self):
         self.log.flush()
+
+    def hand_over_input(self):
+        """Console input typed but not yet read by the guest -- in the pipe,
+        then what waits to go in it -- into the machine's console, whose state
+        holds it: it goes with a saved state or a migrated machine, read once."""
+        console = self.machine.console
+        while True:
+            try:
+                data = os.read(console.input_fd, 65536)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            console.host += data
+        console.host += self.typed
+        self.typed.clear()
+        console.poll()                    # into the device's buffer, if empty, as it would take them
 
     def runnable(self):
         return not self.paused and not self.machine.waiting
@@ -124,6 +142,7 @@ class Host:
         self.arriving = 0                 # VMs being received, each by a thread of its own
         self.arrived = []                 # (vm, machine, directory) or None, for the main thread
         self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.stopping = False             # SIGTERM: save every VM and exit
 
     # -- life --------------------------------------------------------------------
 
@@ -138,6 +157,9 @@ class Host:
 
     def serve(self):
         while True:
+            if self.stopping:
+                self._shut_down()
+                return
             idle = not (self.guests or self.listening or self.arriving)
             if idle and self._try_exit():
                 return
@@ -169,6 +191,23 @@ class Host:
         self.listener.close()
         os.close(fd)
         return True
+
+    def stop(self, *_signal):
+        """SIGTERM's handler: the host machine is going down."""
+        self.stopping = True
+        os.write(self.wake_w, b".")       # out of select
+
+    def _shut_down(self):
+        """Save every VM's state, as VirtualBox's autostop does at host
+        shutdown, so `emu vm start` continues each exactly; then exit."""
+        for guest in list(self.guests.values()):
+            try:
+                self._save(guest, "saved at host shutdown (SIGTERM)")
+            except VMError as e:
+                self._finish(guest, "aborted", str(e))
+        for listener in list(self.listening):
+            self._unlisten(listener)
+        self.listener.close()
 
     def _run(self, guest):
         """One quantum of guest instructions, QUANTUM x its share."""
@@ -317,9 +356,8 @@ class Host:
         machine = None
         try:
             if vm["state"] == "saved":
-                machine = snapshot.restore(os.path.join(self.home.vm_dir(name), "saved.snap"))
-                if disk is not None and machine.disk.path != disk:
-                    machine.disk.open(disk)   # frozen since: an empty overlay on the same bytes
+                # On the VM's disk: frozen since, under overlays, or merged; the same bytes.
+                machine = snapshot.restore(os.path.join(self.home.vm_dir(name), "saved.snap"), disk=disk)
             else:
                 machine = Machine(vm["memory"], disk=disk)
                 if vm["program"] is None:
@@ -338,7 +376,7 @@ class Host:
         the host feeds and a log, and it joins the rounds of the scheduler."""
         r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         try:
-            log = open(os.path.join(self.home.vm_dir(vm["name"]), "console.log"), "ab")
+            log = ConsoleLog(os.path.join(self.home.vm_dir(vm["name"]), "console.log"))
         except OSError:
             os.close(r)
             os.close(w)
@@ -379,14 +417,16 @@ class Host:
         return "poweroff"
 
     def op_savestate(self, sock, name):
-        guest = self._guest(name)
-        path = os.path.join(self.home.vm_dir(name), "saved.snap")
-        try:
-            snapshot.save(guest.machine, path)
-        except SnapshotError as e:
-            raise VMError(f"vm {name}: state not saved: {e}") from None
-        self._finish(guest, "saved", "saved by emu vm savestate")
+        self._save(self._guest(name), "saved by emu vm savestate")
         return "saved"
+
+    def _save(self, guest, reason):
+        guest.hand_over_input()
+        try:
+            snapshot.save(guest.machine, os.path.join(self.home.vm_dir(guest.name), "saved.snap"))
+        except SnapshotError as e:
+            raise VMError(f"vm {guest.name}: state not saved: {e}") from None
+        self._finish(guest, "saved", reason)
 
     def op_snapshot(self, sock, name, snap, path):
         """A snapshot of a running VM: its state to `path`, and its disk frozen
@@ -410,6 +450,24 @@ class Host:
             self.home.write(vm)
         return snap
 
+    def op_snapshot_delete(self, sock, name, snap):
+        """Delete a live VM's snapshot: its layer is merged while the guest
+        waits (it runs in this thread), then its disk opened afresh."""
+        guest = self._guest(name)
+        disk, failed = guest.machine.disk, []
+
+        def reopen():
+            try:
+                disk.open(disk.path, disk.readonly)
+            except DiskError as e:
+                failed.append(e)
+        try:
+            manage.delete(self.home, name, snap, reopen)
+        finally:
+            if failed:                    # its files changed under it: it must not write on
+                self._finish(guest, "aborted", f"disk not opened again after a merge: {failed[0]}")
+        return snap
+
     # -- migration (emu/migrate.py moves the machine, migration.py the definition) ---------
 
     def op_migrate(self, sock, name, to, downtime=0.010, max_rounds=30):
@@ -426,7 +484,7 @@ class Host:
             try:
                 migration.offer(conn, self.home, vm, guest.paused)
                 report = send(guest.machine, conn, run=lambda: self._step(0, requests=False),
-                              downtime=downtime, max_rounds=max_rounds)
+                              downtime=downtime, max_rounds=max_rounds, on_stop=guest.hand_over_input)
             except MigrationError as e:
                 raise VMError(f"vm {name}: not migrated: {e}") from None
         if self.guests.get(name) is guest:
@@ -569,6 +627,7 @@ def main(argv):
     os.setsid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     host = Host(home)
+    signal.signal(signal.SIGTERM, host.stop)
     host.open()
     os.write(ready, b"ready")
     os.close(ready)

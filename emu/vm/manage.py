@@ -136,19 +136,25 @@ def discard(home, name):
         home.write(vm)
 
 
+def _chains(home, but=(None, None)):
+    """(VM, whose, chain) for every disk of the home: each VM's present disk
+    (whose: None) and its snapshots' (whose: the snapshot); a chain is its
+    files, top first.  `but`: a (VM, snapshot) left out."""
+    for name in home.names():
+        vm = home.read(name)
+        disks_of = [(None, vm["disk"])] + [(snap, s["disk"]) for snap, s in vm["snapshots"].items()]
+        for whose, ref in disks_of:
+            if ref is None or (name, whose) == but:
+                continue
+            try:
+                yield name, whose, disks.chain_paths(home.path_of(name, ref))
+            except (OSError, qcow2.ImageError):
+                continue                  # a broken disk holds nothing of anyone's
+
+
 def used_by_others(home, name):
     """{file: VM} of every disk file another VM's disks (and snapshots) read."""
-    used = {}
-    for other in home.names():
-        if other == name:
-            continue
-        vm = home.read(other)
-        for ref in filter(None, [vm["disk"]] + [s["disk"] for s in vm["snapshots"].values()]):
-            try:
-                used.update(dict.fromkeys(disks.chain_paths(home.path_of(other, ref)), other))
-            except (OSError, qcow2.ImageError):
-                continue                  # a broken disk holds nothing of ours
-    return used
+    return {path: other for other, _, chain in _chains(home) if other != name for path in chain}
 
 
 def remove(home, name, delete_disks=False):
@@ -250,14 +256,66 @@ def restore(home, name, snap):
         home.write(vm)
 
 
-def delete(home, name, snap):
+def delete(home, name, snap, reopen=None):
+    """Forget snapshot `snap`: its state, and its disk layer, if emu made it
+    and nothing else names it.  As VirtualBox merges a deleted snapshot's
+    differencing image, the layer is merged into the one disk built on it
+    (``qcow2.stream``: that disk reads the same, and reads the layer's
+    backing file directly), or deleted if none is; so chains do not grow
+    for ever and no layer is left that nothing reads.  Two disks built on
+    it (a snapshot taken after it, and the present restored from it) are
+    refused, as VirtualBox refuses them.  A live VM's snapshots are deleted
+    by its host, which gives `reopen`: called once its disk's files have
+    changed (even if merging failed halfway), to open them afresh."""
     with home.locked():
         vm = home.read(name)
+        if vm["state"] in LIVE and reopen is None:
+            raise VMError(f"vm {name}: is {vm['state']} now; try again")
         taken = _snapshot(vm, snap)
-        if taken["state"] is not None:
-            os.unlink(os.path.join(home.vm_dir(name), taken["state"]))
+        directory = home.vm_dir(name)
+        layer, into = home.path_of(name, taken["disk"]), None
+        if layer is not None and os.path.dirname(layer) == directory:
+            layer, into = _merge_target(home, name, snap, layer)
+        else:
+            layer = None                  # not a layer emu made (a --disk image): it stays
+        if into is not None:
+            try:
+                qcow2.stream(into)
+            except qcow2.ImageError as e:
+                raise VMError(f"vm {name}: snapshot {snap} not deleted: {e}") from None
+            finally:
+                if reopen is not None:
+                    reopen()
         del vm["snapshots"][snap]
         home.write(vm)
+        for path in (layer, taken["state"] and os.path.join(directory, taken["state"])):
+            if path is not None:
+                os.unlink(path)
+
+
+def _merge_target(home, name, snap, layer):
+    """(the layer to delete or None, the disk to merge it into or None) for
+    snapshot `snap`'s `layer`; a VMError if it cannot go."""
+    named, built_on = False, {}
+    for owner, whose, chain in _chains(home, but=(name, snap)):
+        if layer in chain:
+            at = chain.index(layer)
+            named = named or at == 0
+            if at > 0:
+                label = (f"vm {owner}'s disk" if owner != name else
+                         "the current state" if whose is None else f"snapshot {whose}")
+                built_on.setdefault(chain[at - 1], label)
+    if named:
+        return None, None                 # another snapshot's layer too: it stays
+    if len(built_on) > 1:
+        raise VMError(f"vm {name}: snapshot {snap} cannot be deleted: {len(built_on)} disks are built on "
+                      f"its layer ({', '.join(sorted(built_on.values()))}); delete the other snapshots first")
+    if not built_on:
+        return layer, None                # its branch was given up: nothing reads it
+    (into, label), = built_on.items()
+    if os.path.dirname(into) != home.vm_dir(name):
+        raise VMError(f"vm {name}: snapshot {snap} cannot be deleted: its layer is the base of {label}")
+    return layer, into
 
 
 def _snapshot(vm, snap):

@@ -15,7 +15,7 @@ files.  This module is that registry, as ``VBoxManage`` keeps it under
   HOME/images/          shared base images (toyos.img)
   HOME/vms/NAME/vm.json the definition (written beside and renamed into place)
   HOME/vms/NAME/...     its program, its own disks, saved state, snapshots,
-                        console.log
+                        console.log (and console.log.1: consolelog.py)
 
 A definition's ``state`` is poweroff, saved, running, paused or aborted, and
 a running or paused one names the host running it.  Whether that host still

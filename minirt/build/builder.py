@@ -49,7 +49,7 @@ from minirt.image.formats import HOST_PLATFORM, OCI_CONFIG, OCI_MANIFEST, Layer
 from minirt.image.store import blob_path, release
 from minirt.image.write import Layout
 from minirt.runtime import state as states
-from minirt.runtime.images import Catalog
+from minirt.runtime.catalog import Catalog
 from minirt.runtime.userns import rootless_maps
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]

@@ -480,9 +480,8 @@ class Container:
 
     def exec(self, args, *, env=(), workdir=None, user=None, input=None):
         """Run ``args`` inside the running container; return (exit code, stdout, stderr)."""
-        from minirt.api import Result, _captured
-
         from minirt.runtime import exec as execution
+        from minirt.runtime.capture import Result, captured
 
         args = list(args)
 
@@ -495,7 +494,7 @@ class Container:
                 execution.raise_report(report, args[0])
             return pid
 
-        pid, out, err = _captured(start, input)
+        pid, out, err = captured(start, input)
         return Result(exit_status(os.waitpid(pid, 0)[1]), out, err, self.id)
 
     def logs(self):

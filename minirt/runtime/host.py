@@ -55,7 +55,7 @@ def features():
 
 def info(root):
     """docker's ``info`` fields for the state root ``root``."""
-    from minirt.runtime.images import Catalog
+    from minirt.runtime.catalog import Catalog
 
     statuses = []
     for cid in state.container_ids(root):

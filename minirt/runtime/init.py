@@ -38,7 +38,7 @@ import _signal as signal
 import termios
 
 from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure, exit_status
-from minirt.kernel import cgroups, libc, masked, mounts, namespaces, network, security, trampoline
+from minirt.kernel import cgroups, libc, links, masked, mounts, namespaces, security, trampoline
 from minirt.runtime import users
 
 # Signals Python changes for itself (SIGPIPE ignored, SIGINT raising
@@ -93,7 +93,7 @@ def main(spec, launch):
         step = "setting the hostname"
         libc.sethostname(spec.hostname)
         if "net" in spec.namespaces:
-            network.link_up("lo")
+            links.link_up("lo")
         step = "waiting to be placed"
         if os.read(launch.placed_fd, 1) != b"1":
             raise RuntimeFailure("the container could not be placed in its cgroup")
@@ -104,7 +104,7 @@ def main(spec, launch):
         if launch.network:  # the parent has moved our end of the veth pair in: configure it
             step = "configuring eth0"
             net = launch.network
-            network.configure("eth0", net["address"], net["prefixlen"], net["gateway"])
+            links.configure("eth0", net["address"], net["prefixlen"], net["gateway"])
         step = "resolving the user"
         user = users.resolve(spec.user, extra_groups=spec.group_add)
         env = _environment(spec, user)

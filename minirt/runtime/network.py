@@ -1,7 +1,7 @@
 """Container networks: which network, which address, which name, which port.
 
 Lecture idea: the network namespace gives a container its own, empty network
-stack (``minirt/kernel/network.py``); a *network* is the policy that connects
+stack (``minirt/kernel/links.py``); a *network* is the policy that connects
 it: a bridge on the host with a subnet, an address for each container from
 that subnet, NAT to the outside (``minirt/kernel/nftables.py``), and names.
 
@@ -255,7 +255,7 @@ def _record(root, name, subnet, prefixlen, exist_ok=False):
 def _bring_up(root, net):
     if _bridge_ok(root, net):
         return
-    from minirt.kernel import network as links, nftables  # (nftables imports subprocess)
+    from minirt.kernel import links, nftables  # (nftables imports subprocess)
 
     try:
         with _host_lock():
@@ -280,7 +280,7 @@ def _bring_up(root, net):
 def _not_ours(net):
     """A link has the name of our bridge but is not ours (the sweep has already
     removed bridges of state roots that are gone): say whose it is, and the way out."""
-    from minirt.kernel import network as links
+    from minirt.kernel import links
 
     bridge, words = net["bridge"], links.alias(net["bridge"]).split()
     owner = (f"it is the bridge of state root {words[1]}" if len(words) == 4 and words[0] == "minirt"
@@ -290,7 +290,7 @@ def _not_ours(net):
 
 
 def _tear_down(root, net):
-    from minirt.kernel import network as links
+    from minirt.kernel import links
 
     if _bridge_ok(root, net):  # (a link of that name that is not ours stays)
         links.delete_link(net["bridge"])
@@ -318,7 +318,7 @@ def sweep_orphans():
 
 
 def _sweep_orphans():
-    from minirt.kernel import network as links
+    from minirt.kernel import links
 
     swept = []
     for link in links.links():
@@ -345,7 +345,7 @@ def _record_id(root, name):
 
 def _bridge_subnet(link):
     """The subnet of a bridge's connected route (from /proc/net/route)."""
-    from minirt.kernel import network as links
+    from minirt.kernel import links
 
     for dest, plen, dev in links.routes():
         if dev == link and plen > 0:
@@ -355,7 +355,7 @@ def _bridge_subnet(link):
 
 def _bridge_ok(root, net):
     """The network's bridge exists and is this root's (by its alias)."""
-    from minirt.kernel import network as links
+    from minirt.kernel import links
 
     return links.exists(net["bridge"]) and links.alias(net["bridge"]) == _alias(root, "network " + net["id"])
 
@@ -427,7 +427,7 @@ def _taken_subnets(root):
     reserved by minirt networks (of any state root)."""
     import ipaddress
 
-    from minirt.kernel import network as links
+    from minirt.kernel import links
 
     taken = [(ipaddress.ip_network(f"{dest}/{plen}", strict=False), f"a route on {dev}")
              for dest, plen, dev in links.routes() if plen > 0]
@@ -604,7 +604,7 @@ def setup(container):
 def attach(endpoint, pid, root, cid):
     """At start, once the container's network namespace exists (PID 1 is ``pid``):
     the veth pair, its host end on the bridge.  PID 1 configures eth0 itself."""
-    from minirt.kernel import network as links
+    from minirt.kernel import links
 
     links.delete_link(endpoint["veth"])  # left by a crash of an earlier start
     net = load(root, endpoint["name"])
@@ -656,7 +656,7 @@ def _plumb(parent, request_r, answer_w):
     after all), make the veth pair, answer "" or the error."""
     import _signal as signal
 
-    from minirt.kernel import libc, network as links
+    from minirt.kernel import libc, links
 
     try:
         libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with minirt
@@ -969,7 +969,7 @@ def prune(root, running):
     """After crashes: addresses, ports and veths whose container is gone or not
     running; then networks no container uses (as ``docker system prune``).
     ``running`` is the set of ids of running containers."""
-    from minirt.kernel import network as links
+    from minirt.kernel import links
 
     done = []
     existing = set(state.container_ids(root))

@@ -72,7 +72,7 @@ def prune_images(root, everything=False):
     a tag moved away, or loaded by id alone), or with ``everything`` every image
     no container uses; then the layers and blobs nothing uses any more.
     Returns (docker's lines, bytes of blobs freed)."""
-    from minirt.runtime.images import Catalog, users
+    from minirt.runtime.catalog import Catalog, users
 
     catalog = Catalog(root)
     running_on = users(root, catalog)
@@ -164,7 +164,7 @@ def _orphan_cgroups(ids, parents):
 
 def _layers_in_use(root):
     """What the catalog (layers, blobs) and every container, whatever its state, record."""
-    from minirt.runtime.images import Catalog
+    from minirt.runtime.catalog import Catalog
 
     used = Catalog(root).in_use()
     containers = state.containers_dir(root)

@@ -5,7 +5,7 @@ Everything minirt creates on the host is under one directory (default
 ``--root`` or ``MINIRT_ROOT``)::
 
     layers/sha256/<diff id>/      unpacked image layers, shared (image/store.py)
-    images/                       loaded, pulled and built images and their tags (runtime/images.py)
+    images/                       loaded, pulled and built images and their tags (runtime/catalog.py)
     build-cache/                  minirt build's cached steps and cache mounts (build/builder.py)
     build-tmp/                    builds under way (a dead build's is pruned)
     names/<name> -> <id>          container names; a symlink is created atomically,

@@ -108,6 +108,44 @@ def test_a_chain_of_overlays_and_small_clusters_that_need_new_refcount_blocks(ba
     assert chain[0]["backing-filename"] == "../middle.qcow2"
 
 
+@needs_qemu
+@pytest.mark.parametrize("maker", ["emu", "qemu"])
+def test_stream_merges_a_layer_into_its_overlay_and_the_disk_reads_the_same(base, tmp_path, maker):
+    middle, top = tmp_path / "middle.qcow2", tmp_path / "top.qcow2"
+    qcow2.create(middle, backing=base, cluster_bits=9)      # not the overlay's cluster size
+    write_all(middle, WRITES)
+    if maker == "emu":
+        qcow2.create(top, backing=middle)
+    else:                                 # qemu's header has extensions of its own: kept
+        qemu("create", "-q", "-f", "qcow2", "-b", middle.name, "-F", "qcow2", top)
+    model = write_all(top, [(0, 700), (400000, 70000)], seed=3)
+    assert qcow2.stream(top) > 0
+    assert read_all(top) == model
+    assert_clean(top)
+    assert as_raw(top) == model
+    chain = json.loads(qemu("info", "--output=json", "--backing-chain", top))
+    assert [os.path.normpath(c["filename"]) for c in chain] == [str(top), str(base)]
+    assert chain[0]["backing-filename"] == "base.img" and chain[0]["backing-filename-format"] == "raw"
+    # Onto a layer with no backing file: the overlay stands alone.
+    qcow2.create(middle, SIZE, replace=True)
+    write_all(middle, [(1000, 5000)], seed=4)
+    qcow2.create(top, backing=middle, replace=True)
+    model = write_all(top, [(3000, 10)], seed=5)
+    qcow2.stream(top)
+    assert read_all(top) == model and "backing-filename" not in json.loads(qemu("info", "--output=json", top))
+    assert_clean(top)
+
+
+def test_stream_refuses_an_image_with_no_qcow2_layer_under_it(base, tmp_path):
+    top = tmp_path / "top.qcow2"
+    qcow2.create(top, backing=base)
+    before = top.read_bytes()
+    for path in (top, base):
+        with pytest.raises(qcow2.ImageError, match="not a qcow2 overlay on a qcow2 image"):
+            qcow2.stream(path)
+    assert top.read_bytes() == before
+
+
 # -- what qemu-img writes, read and written by emu ------------------------------------------
 
 @needs_qemu
@@ -423,6 +461,7 @@ def test_a_snapshot_moved_with_its_disks_restores_and_a_changed_base_is_refused(
     assert restored.exit_status == m.exit_status == 2
     assert restored.memory.read_bytes(0x8000, 4096) == m.memory.read_bytes(0x8000, 4096)
     with open(moved / "base.img", "r+b") as f:
+        f.seek(SIZE // 2)                 # where the guest sees it: not under the overlay's cluster
         f.write(b"changed")
     with pytest.raises(snapshot.SnapshotError, match="has changed since the snapshot"):
         snapshot.restore(moved / "m.snap")

@@ -121,9 +121,10 @@ class Home:
             time.sleep(0.02)
         return self.log(name)
 
-    def wait_prompt(self, name):
+    def wait_prompt(self, name, count=1):
+        """Wait until toyos in VM `name` has shown `count` prompts."""
         deadline = time.monotonic() + 60
-        while b"$ " not in self.log(name):
+        while self.log(name).count(b"$ ") < count:
             assert time.monotonic() < deadline, self.log(name)
             time.sleep(0.05)
 
@@ -371,6 +372,121 @@ def test_snapshot_of_a_powered_off_vm_keeps_its_disk(home, tmp_path):
     assert base.read_bytes().startswith(b"BASE")
 
 
+# Prints the first byte of its disk, adds one to it there, powers off: each
+# run shows what the disk held, so a layer's content is seen by running it.
+BUMP = """
+.include "{lib}"
+.equ DISK, 0xF0000400
+_start:
+    li   a0, 1
+    call transfer
+    la   t0, buffer
+    ldbu a0, [t0]
+    call putc
+    li   a0, '\\n'
+    call putc
+    la   t0, buffer
+    ldbu t1, [t0]
+    addi t1, t1, 1
+    stb  t1, [t0]
+    li   a0, 2
+    call transfer
+    exit 0
+""" + DISKWRITE[DISKWRITE.index("transfer:"):]
+
+
+def layers(home, name):
+    """The VM's disk: its layers' file names, top first, and what it reads."""
+    from emu import qcow2
+    disk = home.run("show", name, "--machine-readable").stdout.split('disk="')[1].split('"')[0]
+    image = qcow2.open_image(disk, readonly=True)
+    try:
+        return [os.path.basename(i.path) for i in qcow2.chain(image)], image.read(0, image.size)
+    finally:
+        image.close()
+
+
+def disk_files(home, name):
+    return sorted(f for f in os.listdir(os.path.join(home.path, "vms", name)) if f.endswith(".qcow2"))
+
+
+@pytest.mark.skipif(QEMU_IMG is None, reason="qemu-img (Debian's qemu-utils) is not installed")
+def test_snapshot_delete_merges_its_layer_and_the_disk_reads_the_same(home, tmp_path, capsys):
+    base = tmp_path / "base.img"
+    base.write_bytes(b"A".ljust(64 * 1024, b"\0"))
+    home.run("create", "p", "--image", program(tmp_path, "b", BUMP), "--disk", base)
+    for snap, seen in (("s1", b"A\n"), ("s2", b"B\n"), ("s3", b"C\n")):
+        home.run("snapshot", "p", "take", snap)
+        assert run_to_poweroff(home, "p") == seen
+    chain, before = layers(home, "p")
+    assert chain == ["disk-2.qcow2", "disk-1.qcow2", "disk-0.qcow2", "base.img"] and before[0] == ord("D")
+    home.run("snapshot", "p", "delete", "s2")            # disk-0 (s2's) merged into disk-1 (s3's)
+    assert layers(home, "p") == (["disk-2.qcow2", "disk-1.qcow2", "base.img"], before)
+    assert disk_files(home, "p") == ["disk-1.qcow2", "disk-2.qcow2"]
+    for f in disk_files(home, "p"):
+        check = subprocess.run([QEMU_IMG, "check", os.path.join(home.path, "vms", "p", f)],
+                               capture_output=True, text=True)
+        assert "No errors were found" in check.stdout, check.stdout + check.stderr
+    info = subprocess.run([QEMU_IMG, "info", "--backing-chain", os.path.join(home.path, "vms", "p", "disk-2.qcow2")],
+                          capture_output=True, text=True).stdout
+    assert [os.path.normpath(line.split()[-1]) for line in info.splitlines() if line.startswith("image:")] == \
+        [os.path.join(home.path, "vms", "p", "disk-2.qcow2"), os.path.join(home.path, "vms", "p", "disk-1.qcow2"), str(base)]
+    home.run("snapshot", "p", "restore", "s3")           # the others restore exactly
+    assert run_to_poweroff(home, "p") == b"C\n"
+    # Two branches on s3's layer: the state taken as s4, and the present.
+    home.run("snapshot", "p", "take", "s4")
+    home.run("snapshot", "p", "restore", "s3")
+    home.refuses(capsys, ("snapshot", "p", "delete", "s3"), "2 disks are built on its layer (snapshot s4, the current state)")
+    home.run("snapshot", "p", "delete", "s4")            # nothing is built on its layer: gone
+    assert len(disk_files(home, "p")) == 2
+    chain, before = layers(home, "p")
+    home.run("snapshot", "p", "delete", "s3")            # merged into the present disk
+    assert layers(home, "p") == ([chain[0], "base.img"], before) and disk_files(home, "p") == [chain[0]]
+    assert run_to_poweroff(home, "p") == b"C\n"
+    home.run("snapshot", "p", "restore", "s1")
+    assert run_to_poweroff(home, "p") == b"A\n"
+    home.run("snapshot", "p", "delete", "s1")            # its layer is base.img, not emu's: kept
+    assert home.run("snapshot", "p", "list").stdout == ""
+    assert len(disk_files(home, "p")) == 1 and base.read_bytes()[0] == ord("A")
+
+
+def test_snapshot_delete_under_a_linked_clone_merges_into_the_layer_they_share(home, tmp_path):
+    base = tmp_path / "base.img"
+    base.write_bytes(b"A".ljust(64 * 1024, b"\0"))
+    home.run("create", "p", "--image", program(tmp_path, "b", BUMP), "--disk", base)
+    for snap, seen in (("s1", b"A\n"), ("s2", b"B\n")):
+        home.run("snapshot", "p", "take", snap)
+        assert run_to_poweroff(home, "p") == seen
+    home.run("clone", "p", "c", "--linked")              # both on p's disk-1 (C), frozen
+    home.run("snapshot", "p", "delete", "s2")            # disk-0 merged into disk-1, which both read
+    assert disk_files(home, "p") == ["disk-1.qcow2", "disk-2.qcow2"]
+    assert layers(home, "c")[0] == ["disk-0.qcow2", "disk-1.qcow2", "base.img"]
+    assert run_to_poweroff(home, "c") == b"C\n" and run_to_poweroff(home, "p") == b"C\n"
+    home.run("snapshot", "p", "restore", "s1")
+    assert run_to_poweroff(home, "p") == b"A\n"
+
+
+@pytest.mark.skipif(QEMU_IMG is None, reason="qemu-img (Debian's qemu-utils) is not installed")
+def test_snapshot_delete_of_a_running_vm_merges_under_it(home, terminal):
+    home.run("create", "t", "--image", "toyos")
+    home.run("start", "t")
+    home.wait_prompt("t")
+    home.run("snapshot", "t", "take", "one")
+    home.run("snapshot", "t", "take", "two")
+    chain, before = layers(home, "t")
+    assert chain == ["disk-2.qcow2", "disk-1.qcow2", "disk-0.qcow2", "toyos.img"]
+    home.run("snapshot", "t", "delete", "one")           # into two's layer, which the VM reads
+    home.run("snapshot", "t", "delete", "two")           # into the disk the VM writes
+    assert layers(home, "t") == (["disk-2.qcow2", "toyos.img"], before)
+    assert disk_files(home, "t") == ["disk-2.qcow2"]
+    say_hello(terminal, home, "t")                       # it runs on, from the merged disk
+    assert home.states()["t"] == "running"
+    home.run("poweroff", "t")
+    check = subprocess.run([QEMU_IMG, "check", os.path.join(home.path, "vms", "t", "disk-2.qcow2")],
+                           capture_output=True, text=True)
+    assert "No errors were found" in check.stdout, check.stdout + check.stderr
+
+
 def test_reset_boots_again(home, tmp_path):
     home.run("create", "a", "--image", program(tmp_path, "c", COUNTER))
     home.run("start", "a")
@@ -436,6 +552,8 @@ def test_bad_input_is_one_line_and_changes_nothing(home, tmp_path, capsys):
         (("modify", "a", "--cpu-share", "0"), "--cpu-share 0"),
         (("pause", "a"), "not running"),
         (("snapshot", "a", "restore", "nosuch"), "no snapshot"),
+        (("snapshot", "a", "delete", "nosuch"), "no snapshot"),
+        (("snapshot", "r", "delete", "nosuch"), "no snapshot"),
         (("clone", "r", "r2"), "is running"),
         (("clone", "a", "r"), "already exists"),
     ]
@@ -563,3 +681,80 @@ def test_stats_give_a_vm_younger_than_the_rate_window_its_rate_since_start(tmp_p
         stats = h.op_stats(None)["vms"]["x"]
     # Not measured yet is not "ran nothing": 50,000 instructions, just now.
     assert stats["instructions"] == 50_000 and stats["instructions_per_s"] > 0
+
+
+# -- the host shut down, and the console log bounded ------------------------------------------
+
+def test_sigterm_to_the_host_saves_every_vm_and_start_continues_each_exactly(home, tmp_path):
+    counter = program(tmp_path, "c", COUNTER)
+    home.run("create", "a", "--image", counter)
+    home.run("create", "b", "--image", counter)
+    home.run("start", "a")
+    home.run("start", "b")
+    home.wait_log("a", 30)
+    home.run("pause", "a")
+    home.run("pause", "b")                # nothing to run: the host waits in select
+    pid = home.host_pid()
+    os.kill(pid, signal.SIGTERM)          # the host machine shuts down, as VirtualBox's autostop
+    deadline = time.monotonic() + 60
+    while _alive(pid):
+        assert time.monotonic() < deadline, "the host did not exit on SIGTERM"
+        time.sleep(0.01)
+    assert home.states() == {"a": "saved", "b": "saved"}
+    assert "host shutdown" in home.run("show", "a").stdout
+    for name in ("a", "b"):
+        at = home.log(name).count(b"\n")
+        home.run("start", name)
+        home.wait_log(name, at + 30)
+    home.stop()
+    # Not a number lost or repeated across the shutdown.
+    assert counters(home.log("a")) >= 60 and counters(home.log("b")) >= 30
+
+
+def type_ahead(home, name, keys):
+    """Pause toyos VM `name` at its prompt and type `keys` at its console:
+    they wait in the host, unread by the guest.  Returns the console's socket."""
+    from emu.vm import control, store
+    home.wait_prompt(name)
+    home.run("pause", name)
+    _, sock = control.request(store.Home(home.path), "console", keep=True, name=name, attach=True)
+    sock.sendall(keys)
+    home.stats()                          # two round trips: the host has taken the keys
+    home.stats()
+    return sock
+
+
+def test_console_input_typed_before_savestate_is_read_after_start_exactly_once(home):
+    home.run("create", "t", "--image", "toyos")
+    home.run("start", "t")
+    with type_ahead(home, "t", b"hello\n"):
+        home.run("savestate", "t")
+    assert b"Hello" not in home.log("t")
+    home.run("start", "t")
+    home.wait_prompt("t", 2)
+    assert home.log("t").count(b"Hello from user space") == 1
+
+
+def test_the_console_log_is_bounded_and_keeps_the_latest_output(tmp_path, monkeypatch):
+    from emu.asm import assemble
+    from emu.vm import consolelog, host, manage, store
+    monkeypatch.setattr(consolelog, "MAX_SIZE", 64 << 10)
+    h = host.Host(store.Home(str(tmp_path)))
+    # Prints its counter, for ever: a guest that prints a lot.
+    manage.create(h.home, "loud", 1 << 20, program=assemble(COUNTER.replace("300", "1").format(
+        lib=os.path.join(REPO, "emu", "guest", "lib.s")), "loud.s"))
+    with h.listener:
+        h.op_start(None, "loud")
+        directory = h.home.vm_dir("loud")
+        while h.guests["loud"].machine.cpu.steps < 5_000_000:
+            h._step(0, requests=False)
+        h.op_poweroff(None, "loud")
+    logs = sorted(f for f in os.listdir(directory) if f.startswith("console.log"))
+    assert logs == ["console.log", "console.log.1"]
+    old, new = (open(os.path.join(directory, f), "rb").read() for f in ("console.log.1", "console.log"))
+    assert len(old) >= consolelog.MAX_SIZE and len(old) + len(new) <= 2 * consolelog.MAX_SIZE + 64
+    # The two files are the latest output, whole and in order: numbers counting up to the last one.
+    lines = (old + new).split(b"\n")[1:-1]
+    first = int(lines[0])
+    assert lines == [str(first + i).encode() for i in range(len(lines))]
+    assert sum(len(str(i)) + 1 for i in range(first)) > 4 * consolelog.MAX_SIZE    # it printed a lot

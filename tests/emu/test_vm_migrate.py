@@ -15,7 +15,7 @@ import pytest
 
 from tests.emu.conftest import REPO
 from tests.emu.test_migrate import SCRIBBLER
-from tests.emu.test_vm import COUNTER, Home, counters, program, say_hello
+from tests.emu.test_vm import COUNTER, Home, counters, program, say_hello, type_ahead
 
 REPORT = re.compile(r"vm \w+: migrated in \d+ rounds \(pages \d+(/\d+)*\), \d+ KiB, "
                     r"total [\d.]+ ms, downtime [\d.]+ ms\n")
@@ -204,3 +204,18 @@ def test_bad_input_is_one_line_and_changes_nothing(homes, tmp_path, capsys):
         home.refuses(capsys, args, message)
     assert source.states() == {"off": "poweroff", "r": "running"}
     assert destination.states() == {}
+
+
+def test_console_input_typed_ahead_arrives_at_the_destination_exactly_once(homes, tmp_path):
+    source, destination = homes
+    address = str(tmp_path / "in.sock")
+    destination.run("listen", address)
+    source.run("create", "t", "--image", "toyos")
+    source.run("start", "t")
+    with type_ahead(source, "t", b"hello\n"):
+        assert REPORT.fullmatch(source.run("migrate", "t", "--to", address).stdout)
+    assert destination.states() == {"t": "paused"}
+    destination.run("resume", "t")
+    destination.wait_prompt("t")
+    assert destination.log("t").count(b"Hello from user space") == 1
+    assert b"Hello" not in source.log("t")

@@ -273,7 +273,7 @@ def test_an_interrupted_pull_keeps_what_arrived(server, tmp_path, monkeypatch):
     # Ctrl-C lands in the main thread, in the extraction: nothing wrong with the bytes
     from minirt.image import Store, layers
     from minirt.image.reference import parse
-    from minirt.runtime.images import Catalog
+    from minirt.runtime.catalog import Catalog
 
     def interrupted(stream, *args, **kwargs):
         stream.read(100_000)

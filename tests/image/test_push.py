@@ -18,7 +18,7 @@ import pytest
 
 from minirt.image.push import CHUNK
 from minirt.image.write import Layout
-from minirt.runtime.images import Catalog
+from minirt.runtime.catalog import Catalog
 
 registry = importlib.util.module_from_spec(importlib.util.spec_from_file_location(
     "registry", pathlib.Path(__file__).with_name("registry.py")))

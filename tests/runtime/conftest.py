@@ -25,6 +25,7 @@ import pytest
 
 import minirt.api
 from minirt.kernel import cgroups
+from minirt.runtime import capture
 from minirt.runtime.container import Container
 
 NOBODY = 65534
@@ -87,8 +88,8 @@ def run(busybox_image, state_root):
         c = Container(spec, state_root)
         c.create()
         try:
-            _, out, err = minirt.api._captured(c.start, None)
-            result = minirt.api.Result(c.wait(), out, err, c.id)
+            _, out, err = capture.captured(c.start, None)
+            result = capture.Result(c.wait(), out, err, c.id)
         finally:
             c.delete()
         Host.assert_nothing_left(c)

@@ -3,7 +3,7 @@
 import pytest
 
 from minirt.runtime import state
-from minirt.runtime.images import Catalog
+from minirt.runtime.catalog import Catalog
 
 ID = "sha256:" + "cd" * 32
 

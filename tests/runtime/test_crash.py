@@ -351,7 +351,7 @@ def test_prune_leaves_the_layers_of_a_load_not_yet_recorded(root, busybox_image,
     prune in between must not take the layers (the image would load "fine"
     and then fail to run)."""
     from minirt.image.store import Store
-    from minirt.runtime.images import Catalog
+    from minirt.runtime.catalog import Catalog
 
     unpack = Store.unpack
 

@@ -119,7 +119,7 @@ def test_a_run_of_a_loaded_image_imports_no_registry_client(loaded):
                         "run", "--rm", "--network", "none", "busybox", "true"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines()}
-    assert "minirt.runtime.images" in imported  # (the catalog was read)
+    assert "minirt.runtime.catalog" in imported  # (the catalog was read)
     assert not imported & {"minirt.image.pull", "minirt.image.registry", "http.client", "ssl"}
 
 

@@ -377,7 +377,7 @@ def test_port_parsing():
 # -- helpers ---------------------------------------------------------------------------
 
 def network_routes():
-    from minirt.kernel import network as links
+    from minirt.kernel import links
     return links.routes()
 
 

@@ -1,4 +1,4 @@
-"""Named images: ``minirt load``, ``pull``, ``push``, ``images``, ``rmi``, ``tag``, ``image prune``.
+"""The image catalog: ``minirt load``, ``pull``, ``push``, ``images``, ``rmi``, ``tag``, ``image prune``.
 
 Lecture idea: an image name such as ``busybox:latest`` is only a pointer to an
 image id (the digest of its config), and an image is only a config plus a list

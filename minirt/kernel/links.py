@@ -1,4 +1,4 @@
-"""Network namespaces: a container's own network stack, and the cable to it.
+"""Network links: a container's own network stack, and the cable to it.
 
 Lecture idea: a new network namespace starts with nothing but a loopback device,
 and even that is down.  To connect it, the host makes a *veth pair* — two

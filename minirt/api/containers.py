@@ -1,34 +1,27 @@
-"""minirt from Python: run containers in tests and scripts without a shell.
+"""Containers: run one to completion, start one in the background, and find,
+list, inspect, exec into and read the logs of those that exist.
 
-    import minirt
-    result = minirt.run("images/busybox.tar", ["sh", "-c", "echo hi; hostname"])
-    assert result.exit_code == 0 and result.stdout.startswith(b"hi")
-
+Lecture idea: "run just like a pre-canned image" -- a container is an image
+made into a process, created, started, waited for and removed; and the same
+container can be reached again later by its id or name, as docker's commands do.
 ``run`` is the whole of ``minirt run`` (image, spec, container, cleanup) with
-the output captured instead of printed.  Errors are the ``minirt.errors``
-classes, never a bare OSError.
+the output captured instead of printed; ``start`` is ``run -d`` and gives back
+the Container (``stop``, ``wait``, ``exec``, ``remove`` are its methods).
 """
 
 import os
 
 from minirt import spec as specs
-from minirt.errors import ImageError
+from minirt.errors import ImageError, MinirtError
 from minirt.image import Store, open_image
 from minirt.image.store import release
 from minirt.runtime import state
+from minirt.runtime.capture import Result, captured
 from minirt.runtime.container import Container
 from minirt.runtime.userns import host_root, maps_for as userns_maps
 
-
-class Result:
-    """What a finished container (or exec) left: its exit code and its output."""
-
-    def __init__(self, exit_code, stdout, stderr, id):
-        self.exit_code, self.stdout, self.stderr, self.id = exit_code, stdout, stderr, id
-
-    def __repr__(self):
-        return (f"Result(exit_code={self.exit_code!r}, stdout={self.stdout!r}, "
-                f"stderr={self.stderr!r}, id={self.id[:12]!r})")
+__all__ = ["run", "start", "prepare", "start_detached", "Result", "Container",
+           "load", "listing", "inspect", "exec_start", "show_logs", "open_tty", "attach"]
 
 
 def prepare(image, cmd=None, *, root=None, userns="", **options):
@@ -63,7 +56,7 @@ def prepare(image, cmd=None, *, root=None, userns="", **options):
 
 def _prepare_loaded(ref, store, cmd, root, options):
     """An image named by tag or id, loaded before with ``minirt load``."""
-    from minirt.runtime.images import Catalog
+    from minirt.runtime.catalog import Catalog
 
     catalog = Catalog(root)
     entry = catalog.lookup(ref) or _pull_missing(ref, catalog, store)
@@ -121,7 +114,7 @@ def run(image, cmd=None, *, root=None, input=None, remove=True, userns="", **opt
     container = Container(spec, root)
     container.create()
     try:
-        _, out, err = _captured(container.start, input)
+        _, out, err = captured(container.start, input)
         return Result(container.wait(), out, err, spec.id)
     finally:
         container.delete()
@@ -151,55 +144,85 @@ def start_detached(container):
     return container
 
 
-def _captured(start, input):
-    """Call ``start(stdio)`` with pipes as stdio; return (its result, stdout, stderr)."""
-    in_r, in_w = os.pipe2(os.O_CLOEXEC) if input is not None else (0, None)
-    out_r, out_w = os.pipe2(os.O_CLOEXEC)
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    try:
-        started = start(stdio=(in_r, out_w, err_w))
-    except BaseException:
-        for fd in (out_r, err_r) + ((in_w,) if in_w is not None else ()):
-            os.close(fd)
-        raise
-    finally:
-        for fd in (out_w, err_w) + ((in_r,) if in_w is not None else ()):
-            os.close(fd)
-    out, err = _communicate(in_w, input or b"", out_r, err_r)
-    return started, out, err
+# -- containers that exist ---------------------------------------------------------------
+
+def load(root, ref):
+    """The container ``ref`` names (an id, a unique id prefix, or a name) in ``root``."""
+    return Container.load(root, ref)
 
 
-def _communicate(in_w, data, out_r, err_r):
-    """Feed stdin and drain stdout/stderr together, so no pipe can fill up and block."""
-    import selectors  # here, not at the top: `minirt run` on a terminal never needs it
+def listing(root, all=False):
+    """(state, config, state directory) of each container, newest first;
+    running ones only unless ``all``."""
+    rows = []
+    for cid in state.container_ids(root):
+        directory = f"{state.containers_dir(root)}/{cid}"
+        try:
+            info = state.load(root, cid)
+            config = state.read_json(f"{directory}/config.json")
+        except (MinirtError, OSError, ValueError):
+            continue  # removed meanwhile, or not yet written
+        if all or info.get("status") == "running":
+            rows.append((info, config, directory))
+    rows.sort(key=lambda row: row[0].get("created_at") or 0, reverse=True)
+    return rows
 
-    sel = selectors.DefaultSelector()
-    chunks = {out_r: [], err_r: []}
-    for fd in chunks:
-        sel.register(fd, selectors.EVENT_READ)
-    if in_w is not None:
-        if data:
-            os.set_blocking(in_w, False)
-            sel.register(in_w, selectors.EVENT_WRITE)
-        else:
-            os.close(in_w)
-    while sel.get_map():
-        for key, _ in sel.select():
-            fd = key.fd
-            if fd == in_w:
-                try:
-                    data = data[os.write(fd, data[:65536]):]
-                except BrokenPipeError:
-                    data = b""
-                if not data:
-                    sel.unregister(fd)
-                    os.close(fd)
-                continue
-            chunk = os.read(fd, 65536)
-            if chunk:
-                chunks[fd].append(chunk)
-            else:
-                sel.unregister(fd)
-                os.close(fd)
-    sel.close()
-    return b"".join(chunks[out_r]), b"".join(chunks[err_r])
+
+def inspect(container):
+    """docker's ``inspect`` record of ``container``."""
+    info, spec = container.state(), container.spec
+    running = info.get("status") == "running"
+    return {"Id": container.id, "Name": spec.name, "Created": info.get("created_at"),
+            "Image": spec.image, "Path": spec.args[0], "Args": spec.args[1:],
+            "State": {"Status": info.get("status"), "Running": running,
+                      "Pid": info.get("pid") if running else 0,
+                      "MonitorPid": info.get("monitor_pid"), "ExitCode": info.get("exit_code"),
+                      "OOMKilled": bool(info.get("oom_killed")), "Error": info.get("error") or "",
+                      "StartedAt": info.get("started_at"), "FinishedAt": info.get("finished_at")},
+            "Config": spec.to_json(), "Cgroup": info.get("cgroup"),
+            "Mounts": [{"Source": m.source, "Destination": m.destination, "RW": not m.readonly}
+                       for m in spec.mounts],
+            "StateDir": container.dir}
+
+
+def exec_start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, interactive=False,
+               started=None):
+    """Start ``args`` in the running ``container`` with our stdio (or the pty
+    slave ``tty_fd``); return its pid once it runs.  Raises what kept it from
+    running (not found, not executable) as ``minirt run`` would.  ``started(pid)``
+    is called as soon as the process exists (to forward signals to it)."""
+    from minirt.runtime import exec as execution
+
+    pid, err = execution.start(container, args, env=env, workdir=workdir, user=user,
+                               tty_fd=tty_fd, interactive=interactive)
+    if started:
+        started(pid)
+    report = execution.wait_for_exec(err)
+    if report:
+        os.waitpid(pid, 0)
+        execution.raise_report(report, args[0])
+    return pid
+
+
+def show_logs(container, tail=None, follow=False):
+    """``minirt logs``: the container's stdout and stderr so far (the last
+    ``tail`` lines), then, with ``follow``, as they come."""
+    from minirt.runtime import logs
+
+    logs.show(container, tail=tail, follow=follow)
+
+
+def open_tty():
+    """A pseudo-terminal (master, slave) the size of ours, for ``exec -t``."""
+    from minirt.runtime import tty
+
+    master, slave = os.openpty()
+    tty.copy_winsize(0, master)
+    return master, slave
+
+
+def attach(master, interactive):
+    """Relay our terminal to a container's pty ``master`` until it closes."""
+    from minirt.runtime import tty
+
+    tty.relay(master, interactive)
