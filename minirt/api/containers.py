@@ -89,7 +89,8 @@ def _pull_missing(ref, catalog, store):
 
 def _pull_again(ref, entry, store):
     """The layers of a pulled image, fetched again (by its digest) into ``store``."""
-    from minirt.image.pull import config_platform, connect, open_remote
+    from minirt.image.formats import config_platform
+    from minirt.image.pull import connect, open_remote
     from minirt.image.reference import parse
 
     pinned = parse(entry["repo_digests"][0])

@@ -77,7 +77,7 @@ def missing(root, image):
 def pull(root, ref, *, platform=None, insecure=(), report=None, on_bytes=None):
     """Pull ``ref`` (a Reference) into the catalog: (image, whether it was new).
     ``platform``: ``os/arch[/variant]``, else this host's."""
-    from minirt.image.pull import parse_platform
+    from minirt.image.formats import parse_platform
 
     wanted = parse_platform(platform) if platform else None
     return Catalog(root).pull(ref, Store(root), platform=wanted, insecure=insecure,

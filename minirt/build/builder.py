@@ -45,7 +45,7 @@ from minirt.build.view import View
 from minirt.build.words import expand
 from minirt.errors import BuildError, MinirtError
 from minirt.image import Store
-from minirt.image.formats import HOST_PLATFORM, OCI_CONFIG, OCI_MANIFEST, Layer
+from minirt.image.formats import HOST_PLATFORM, OCI_CONFIG, OCI_MANIFEST, Layer, config_platform, parse_platform
 from minirt.image.store import blob_path, release
 from minirt.image.write import Layout
 from minirt.runtime import state as states
@@ -179,8 +179,6 @@ class Builder:
     def image(self, ref, where, platform=None) -> dict:
         """The catalog entry of image ``ref`` (for ``platform``, "os/arch[/variant]"),
         pulled first if it is not there."""
-        from minirt.image.pull import config_platform, parse_platform
-
         try:
             wanted = parse_platform(platform) if platform else None
         except MinirtError as e:

@@ -70,6 +70,19 @@ HOST_PLATFORM = ("linux", _GOARCH.get(os.uname().machine, os.uname().machine))
 _DEFAULT_VARIANT = {"arm": "v7", "arm64": "v8", "amd64": "v1"}
 
 
+def parse_platform(text: str) -> tuple:
+    """``linux/amd64`` or ``linux/arm/v7`` -> ("linux", "amd64") or ("linux", "arm", "v7")."""
+    parts = tuple(text.split("/"))
+    if not 2 <= len(parts) <= 3 or not all(parts) or not all(p.replace("_", "").isalnum() for p in parts):
+        raise ImageError(f"invalid platform {text!r} (want os/arch[/variant], e.g. linux/amd64)")
+    return parts
+
+
+def config_platform(config: dict) -> tuple:
+    """The platform an image config says it is for: the one to ask an index for, again."""
+    return tuple(p for p in (config.get("os"), config.get("architecture"), config.get("variant")) if p)
+
+
 def host_variants(arch: str) -> list[str]:
     """The variants of ``arch`` this machine runs, best first, as containerd's
     platform matcher has them when a platform names none: for arm the CPU's own

@@ -35,24 +35,11 @@ MAX_MANIFEST = 4 << 20
 CHUNK = 1 << 20
 
 
-def parse_platform(text: str) -> tuple:
-    """``linux/amd64`` or ``linux/arm/v7`` -> ("linux", "amd64") or ("linux", "arm", "v7")."""
-    parts = tuple(text.split("/"))
-    if not 2 <= len(parts) <= 3 or not all(parts) or not all(p.replace("_", "").isalnum() for p in parts):
-        raise ImageError(f"invalid platform {text!r} (want os/arch[/variant], e.g. linux/amd64)")
-    return parts
-
-
 def connect(ref, insecure=()) -> Client:
     """A client for ``ref``'s registry, with the login kept for it (``credentials.py``)."""
     from minirt.image import credentials
 
     return Client(ref.registry, credentials.lookup(ref.domain), insecure)
-
-
-def config_platform(config: dict) -> tuple:
-    """The platform an image config says it is for: the one to ask an index for, again."""
-    return tuple(p for p in (config.get("os"), config.get("architecture"), config.get("variant")) if p)
 
 
 def open_remote(ref, client: Client, platform: tuple = HOST_PLATFORM, on_bytes=None) -> Image:

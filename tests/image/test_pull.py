@@ -281,7 +281,7 @@ def test_a_remote_registry_needs_a_trusted_certificate(registries, tmp_path):
 def test_platform_variants():
     from minirt.errors import ImageError
     from minirt.image.formats import pick_manifest
-    from minirt.image.pull import parse_platform
+    from minirt.image.formats import parse_platform
 
     def entry(digit, variant):
         return {"digest": "sha256:" + digit * 64, "platform": {"os": "linux", "architecture": "arm", "variant": variant}}
