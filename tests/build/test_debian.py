@@ -3,9 +3,9 @@ Debian's minbase (images/debian.tar, made by debootstrap), the base a
 Dockerfile usually starts from.  The app is a web server in perl-base (no
 network in a build, so nothing is downloaded): packaged as a .deb in one
 stage, installed by apt in the next, run as a user the build adds, served
-through a published port.  Then what such a base brings through a build:
-hard links, setuid programs, its users and groups, a deletion of thousands
-of files."""
+through a published port; docker and podman run the saved image alike.
+Then what such a base brings through a build: hard links, setuid programs,
+its users and groups, xattrs, a deletion of thousands of files."""
 
 import os
 import shutil
@@ -178,3 +178,17 @@ def test_a_debian_base_s_files_keep_links_modes_owners_and_xattrs_through_a_buil
     assert out[10:] == ["README", "Debconf", "Debian",  # the rest of /usr/share is still there
                         "/noted: on /noted", "/usr/bin/ls: on /usr/bin/ls", "/srv/owned.txt: from the context",
                         "/usr/bin/cat: none"]
+
+
+def test_docker_and_podman_run_the_debian_app_alike(minirt, tmp_path, docker, podman):
+    """The tutorial's image, saved by minirt, loaded and run by a real dockerd and podman."""
+    ok(minirt("build", "-t", "hello-web:interop", app(tmp_path / "app")))
+    ok(minirt("save", "-o", str(tmp_path / "app.tar"), "hello-web:interop"))
+    check = ["sh", "-c", "id -un; pwd; dpkg-query -W hello-web; perl -c /usr/share/hello-web/server.pl 2>&1"]
+    ours = ok(minirt("run", "--rm", "--network", "none", "hello-web:interop", *check)).stdout
+    assert ours == "web\n/srv/web\nhello-web\t1.0\n/usr/share/hello-web/server.pl syntax OK\n"
+    for engine, run in ((docker, lambda *a: docker("run", "--rm", "--network", "none", *a)), (podman, podman.run)):
+        loaded = engine("load", "-i", str(tmp_path / "app.tar"))
+        assert loaded.returncode == 0, loaded.stderr
+        theirs = run("hello-web:interop", *check)
+        assert theirs.returncode == 0 and theirs.stdout.decode() == ours, theirs.stderr
