@@ -263,19 +263,20 @@ def cmd_stats(home, args):
     sharing = host["sharing"]
     print(f"shared pages (KSM): {sharing['pages_sharing']} guest pages map {sharing['pages_shared']} "
           f"stable ones: {_k(sharing['saved'])} saved"
-          + ("" if sharing["settled"] else ", still scanning") + (f" -- {sharing['error']}" if sharing["error"] else ""))
+          + ("" if sharing["settled"] else ", still scanning") + (f" -- {sharing['error']}" if sharing["error"] else "")
+          + (f" -- at its limit of {sharing['limit']} (vm.max_map_count)" if sharing["full"] else ""))
     # As the host's kernel counts it (smaps): resident counts a shared page
     # in every VM that maps it, proportional splits it among them.
     print(f"the VMs' RAM in the host: {_k(host['rss'])} resident, {_k(host['pss'])} proportional; "
           f"{_k(host['anonymous'])} private + {_k(sharing['stable_memory'])} stable pages")
     print(f"{'NAME':<16} {'STATE':<8} {'INSTRUCTIONS':>13} {'MIPS':>7} {'CPU':>6} {'SHARE':>5} "
-          f"{'TOUCHED':>9} {'SHARED':>6} {'RSS':>7} {'PSS':>7} {'DISK R/W':>13}  TRAPS / EXITS")
+          f"{'TOUCHED':>9} {'SHARED':>6} {'SAVED':>7} {'RSS':>7} {'PSS':>7} {'DISK R/W':>13}  TRAPS / EXITS")
     for name, s in vms.items():
         cpu = s["cpu_time"] / s["wall_time"] if s["wall_time"] else 0
         traps = ", ".join(f"{n} {cause}" for cause, n in s["traps"].items())
         exits = ", ".join(f"{n} {device}" for device, n in s["exits"].items())
         print(f"{name:<16} {s['state']:<8} {s['instructions']:>13} {s['instructions_per_s'] / 1e6:>7.3f} "
-              f"{cpu:>6.1%} {s['share']:>5} {_k(s['touched']):>9} {s['shared_pages']:>6} "
+              f"{cpu:>6.1%} {s['share']:>5} {_k(s['touched']):>9} {s['shared_pages']:>6} {_k(s['saved']):>7} "
               f"{_k(s['rss']):>7} {_k(s['pss']):>7} "
               f"{str(s['disk_reads']) + '/' + str(s['disk_writes']):>13}  {traps or '-'} / {exits or '-'}")
     return 0

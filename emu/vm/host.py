@@ -557,6 +557,7 @@ class Host:
                 "share": guest.share, "state": "paused" if guest.paused else "running",
                 "memory": machine.memory.size, "touched": len(machine.memory.used_pages()) * PAGE_SIZE,
                 "shared_pages": self.sharing.shared_pages(machine.memory),
+                "saved": self.sharing.saved(machine.memory),
                 "disk_reads": machine.disk.reads, "disk_writes": machine.disk.writes,
                 "traps": {isa.cause_name(cause): n for cause, n in sorted(machine.cpu.traps.items())},
                 "exits": dict(machine.exits)}

@@ -74,6 +74,7 @@ class Sharing:
         self.settled = True     # a whole pass found nothing new, and no guest ran since
         self.credit = 0.0       # seconds of scanning allowed
         self.error = None       # why sharing stopped, if it did
+        self.full = False       # a page went unshared for want of mappings (limit)
 
     def scan(self, memories, elapsed, ran):
         """Called after each round of the scheduler, which took `elapsed`
@@ -187,6 +188,7 @@ class Sharing:
 
     def _new_slot(self, crc, content):
         if self.users + 2 > self.limit:
+            self.full = True
             return None
         slot = self.free.pop() if self.free else len(self.slots)
         if slot == len(self.slots):
@@ -199,7 +201,10 @@ class Sharing:
     def _share(self, ram, page, slot, content):
         """Map stable page `slot` over `page` of `ram`, if it still holds
         `content` (looked at last, right before: no guest runs in between)."""
-        if page in ram.shared or ram.content(page) != content or self.users >= self.limit:
+        if page in ram.shared or ram.content(page) != content:
+            return
+        if self.users >= self.limit:
+            self.full = True
             return
         try:
             hostmem.map_page(ram.address(page), self.fd, slot * PAGE_SIZE)
@@ -233,6 +238,16 @@ class Sharing:
         ram = self.rams.get(id(memory))
         return len(ram.shared) if ram is not None else 0
 
+    def saved(self, memory):
+        """The memory sharing saves, `memory`'s part: each stable page saves
+        all but one copy, split evenly among the pages that map it (so the
+        parts of all VMs add up to stats()["saved"])."""
+        ram = self.rams.get(id(memory))
+        if ram is None:
+            return 0
+        return round(sum((self.slots[slot][1] - 1) / self.slots[slot][1] for slot in ram.shared.values())
+                     * PAGE_SIZE)
+
     def stats(self):
         """KSM's counters: stable pages in use (pages_shared), the guest
         pages that map them (pages_sharing), and the memory that saves; the
@@ -242,7 +257,7 @@ class Sharing:
                 "saved": (self.users - stable) * PAGE_SIZE,
                 "stable_memory": hostmem.resident(self.fd) if self.fd is not None else 0,
                 "passes": self.passes,
-                "settled": self.settled, "limit": self.limit, "error": self.error}
+                "settled": self.settled, "limit": self.limit, "full": self.full, "error": self.error}
 
 
 class Ram:

@@ -94,6 +94,7 @@ def test_ten_toyos_machines_cost_about_one_and_leave_nothing_behind(booted):
     assert ten < 3 * one
     assert stats["saved"] >= 9 * one - 3 * one
     assert stats["pages_sharing"] == sum(sharing.shared_pages(m.memory) for m in machines)
+    assert abs(stats["saved"] - sum(sharing.saved(m.memory) for m in machines)) < 10
     # The guests go on, reading shared pages: the same machines as before.
     for machine in machines:
         os.write(machine.keys, b"hello\n")
@@ -197,3 +198,17 @@ def test_the_scanner_never_maps_over_a_buffer_that_is_not_a_mapping():
     for _ in range(5):
         sharing.scan(memories, 1.0, False)
     assert sharing.stats()["pages_sharing"] == 0 and sharing.fd is None
+
+
+def test_sharing_stops_short_of_the_processs_mapping_limit(run):
+    # Each page shared may cost two mappings of vm.max_map_count's 65,530:
+    # the limit is half of what is left over, here made small.
+    machines = [run(WRITER, steps=1000, memory=1 << 16) for _ in range(3)]
+    sharing = Sharing()
+    sharing.scan([m.memory for m in machines], 0.0, False)
+    with open("/proc/sys/vm/max_map_count") as f:
+        assert 0 < sharing.limit < int(f.read()) // 2
+    sharing.limit = 5
+    stats = settle(sharing, machines)
+    assert stats["pages_sharing"] == 5 and stats["full"] and not stats["error"]
+    sharing.scan([], 0.0, False)
