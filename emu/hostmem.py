@@ -21,8 +21,8 @@ RAM and page sharing (``emu/vm/sharing.py``) need, and nothing else:
   (Pss: a shared page split among those who map it) and private anonymous
   memory of address ranges, as the kernel counts it, not as a model would.
 
-Python's mmap module cannot map at a given address, so ``map_page`` calls
-libc through ctypes.
+Python's mmap module cannot map at a given address, so ``map_page`` (and
+``ram``, for a file) call libc's mmap through ctypes.
 """
 
 import ctypes

@@ -8,8 +8,9 @@ A diff snapshot then saves only those pages, and live migration
 next.
 
 RAM is any writable buffer: an anonymous mapping for a fresh machine, or a
-copy-on-write mapping of a snapshot file for a restored one (``hostmem.ram``) -- the CPU cannot
-tell the difference, which is what makes restore independent of memory size.
+copy-on-write mapping of a snapshot file for a restored one (both made by
+``hostmem.ram``) -- the CPU cannot tell the difference, which is what makes
+restore independent of memory size.
 Either way the host's kernel gives a page real memory only when it is first
 touched (as it does for a real hypervisor's guest RAM), so a 1 GiB machine
 costs what its guest uses; untouched pages read as zeros.

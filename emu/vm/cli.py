@@ -263,7 +263,8 @@ def cmd_stats(home, args):
     sharing = host["sharing"]
     print(f"shared pages (KSM): {sharing['pages_sharing']} guest pages map {sharing['pages_shared']} "
           f"stable ones: {_k(sharing['saved'])} saved"
-          + ("" if sharing["settled"] else ", still scanning") + (f" -- {sharing['error']}" if sharing["error"] else "")
+          + ("" if sharing["settled"] else ", still scanning")
+          + (f" -- {sharing['error']}" if sharing["error"] else "")
           + (f" -- at its limit of {sharing['limit']} (vm.max_map_count)" if sharing["full"] else ""))
     # As the host's kernel counts it (smaps): resident counts a shared page
     # in every VM that maps it, proportional splits it among them.

@@ -527,10 +527,14 @@ class Host:
         included: one host process is one CPU, however many VMs it runs."""
         guests = {name: self._stats(guest) for name, guest in self.guests.items()}
         # What each VM's RAM costs, as the host's kernel counts it: resident
-        # (rss: every page it maps) and proportional (pss: a shared page
-        # split among the VMs that map it; these add up to the true cost).
-        ram = {name: guest.machine.memory.ram for name, guest in self.guests.items()}
-        usage = hostmem.usage({name: (hostmem.address(r), hostmem.address(r) + len(r)) for name, r in ram.items()})
+        # (rss: every page it maps), proportional (pss: a shared page split
+        # among the VMs that map it) and private (anonymous).  The VMs' private
+        # pages and the stable pages, once, are what they cost all told.
+        ranges = {}
+        for name, guest in self.guests.items():
+            start = hostmem.address(guest.machine.memory.ram)
+            ranges[name] = (start, start + guest.machine.memory.size)
+        usage = hostmem.usage(ranges)
         for name, stats in guests.items():
             stats.update(usage[name])
         memory = _meminfo()
