@@ -9,7 +9,6 @@ import os
 import pytest
 
 from emu import hostmem, snapshot
-from emu.asm import assemble
 from emu.devices.console import Console
 from emu.isa import PAGE_SIZE, REGISTERS
 from emu.machine import Machine
