@@ -15,7 +15,9 @@ guests run, and while they all wait it goes on until a whole pass finds
 nothing new (``settled``), then sleeps.  Each page a guest has used
 (``Memory.used_pages``: untouched pages are zeros that cost nothing) is
 checksummed; a page whose checksum changed since the last pass is left
-alone for now (it is being written: sharing it would only be undone).
+alone for now (it is being written: sharing it would only be undone), and
+one round of the scheduler ends one pass at most: between two looks at a
+page, the guests have had their turn.
 A page that held still is looked up among the **stable** pages, one copy
 each of the contents already shared, kept in a memfd; failing that, among
 the **unstable** candidates of this pass, which the first page of some
