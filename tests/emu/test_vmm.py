@@ -287,3 +287,30 @@ def test_the_shadows_follow_the_guests_page_table_edits_at_its_tlb_flush(engine)
     assert bare.exit_status == 0x12
     assert guest_state(monitor.machine, monitor.ram.ram) == guest_state(bare, bare.memory.ram)
     assert monitor.exits.counts["tlbflush"] == 1 and monitor.shadow.flushes == 2
+
+
+def test_cli_runs_toyos_under_the_monitor_and_prints_the_exits(toyos, cli):
+    typed = b"hello\necho bye\n"
+    bare = cli("run", str(toyos), input=typed)
+    r = cli("run", "--virtualization", "trap", str(toyos), input=typed)
+    assert r.returncode == bare.returncode == 0
+    assert r.stdout == bare.stdout == (b"toyos booting\n$ Hello from user space! I am process 2\n"
+                                       b"$ bye\n$ \n")
+    lines = r.stderr.decode().splitlines()
+    assert lines[0].split() == ["exit", "count", "per", "s"]
+    table = {cause: count for cause, count, _rate in (line.rsplit(None, 2) for line in lines[1:12])}
+    assert int(table["sysreg write"]) > 0 and int(table["device"]) > 0
+    assert int(table["total"]) == sum(int(n) for cause, n in table.items() if cause != "total")
+    assert bare.stderr == b""
+
+
+def test_cli_refuses_what_the_monitor_cannot_do_with_one_line(toyos, cli, tmp_path):
+    snap = tmp_path / "x.snap"
+    r = cli("run", "--virtualization", "trap", "--snapshot-at", "1000", str(snap), str(toyos))
+    assert r.returncode == 125 and r.stdout == b"" and not snap.exists()
+    assert r.stderr.decode().count("\n") == 1 and "under the monitor" in r.stderr.decode()
+    r = cli("run", "--virtualization", "trap", "--mem", "4000M", str(toyos))
+    assert r.returncode == 125 and r.stderr.decode().count("\n") == 1
+    assert "under the monitor" in r.stderr.decode()
+    r = cli("run", "--virtualization", "popf", str(toyos))
+    assert r.returncode == 2 and b"invalid choice: 'popf'" in r.stderr
