@@ -3,14 +3,21 @@ behave exactly as on bare emu; only what is sensitive exits; the guest
 cannot reach past its own RAM."""
 
 import os
+import tempfile
+from pathlib import Path
 
+import hypothesis
 import pytest
+from hypothesis import given, strategies as st
 
+from emu import isa
 from emu.asm import assemble
 from emu.devices.console import Console
+from emu.image import Image
 from emu.machine import Machine
 from emu.vmm import Monitor
 from emu.vmm.shadow import RESERVED
+from tests.emu import fuzz
 
 
 def boot_both(image, typed, engine, hold_open=False):
@@ -24,13 +31,21 @@ def boot_both(image, typed, engine, hold_open=False):
     return bare, monitor
 
 
-def guest_state(machine, ram):
-    """What the guest can observe of itself: registers, pc, time, its RAM,
-    its devices, what it printed (the board's state but the real CPU's
-    system registers, which under the monitor are the monitor's)."""
+def guest_state(machine, ram, cpu=None):
+    """What the guest can observe of itself: registers, pc, time, system
+    registers and TLB (the virtual ones, under the monitor: `cpu`), its RAM,
+    its devices, what it printed."""
     state = machine.save_state()
-    cpu = {key: value for key, value in state["cpu"].items() if key not in ("sregs", "tlb")}
-    return cpu, state["devices"], state["stop_reason"], bytes(ram), bytes(machine.console.output)
+    cpu = cpu or machine.cpu
+    return (dict(state["cpu"], sregs=list(cpu.sregs), tlb=cpu.mmu.save()), state["devices"],
+            state["stop_reason"], bytes(ram), bytes(machine.console.output))
+
+
+def same_guest(monitor, bare):
+    """The guest under `monitor` is where the one on `bare` is, to the bit."""
+    assert guest_state(monitor.machine, monitor.ram.ram, monitor.vcpu) == \
+        guest_state(bare, bare.memory.ram)
+    assert monitor.vcpu.traps == bare.cpu.traps          # the guest took the same traps
 
 
 @pytest.mark.parametrize("engine", ["interpret", "translate"])
@@ -44,9 +59,7 @@ def test_a_toyos_session_is_identical_on_bare_emu_and_under_the_monitor(toyos, e
     assert "killed: page fault on instruction fetch at 0x00001000\n" in out
     assert monitor.machine.stop_reason == "powered off with status 0"
     # Byte for byte, instruction for instruction, cycle for cycle.
-    assert guest_state(monitor.machine, monitor.ram.ram) == guest_state(bare, bare.memory.ram)
-    assert monitor.vcpu.sregs == bare.cpu.sregs                  # the virtual ones are the real ones
-    assert monitor.vcpu.traps == bare.cpu.traps                  # the guest took the same traps
+    same_guest(monitor, bare)
     assert monitor.cpu.sregs[0] & 2                              # while the real CPU stayed in user mode
 
 
@@ -57,7 +70,7 @@ def test_pre_emption_and_background_jobs_run_the_same_under_the_monitor(toyos):
     monitor.machine.run(3_000_000)
     out = bytes(monitor.machine.console.output).decode()
     assert "ab" in out and "ba" in out and "still here" in out
-    assert guest_state(monitor.machine, monitor.ram.ram) == guest_state(bare, bare.memory.ram)
+    same_guest(monitor, bare)
     assert monitor.exits.counts["interrupt"] > 10               # the timer, injected
 
 
@@ -202,8 +215,8 @@ def test_a_guest_cannot_reach_past_its_own_memory(engine, tmp_path):
     bare.run(100_000)
     monitor = run_monitor(source, ram, engine, disk=str(disk))
     assert bare.exit_status == 3 + 16                     # three traps, and the DMA refused
-    assert guest_state(monitor.machine, monitor.ram.ram) == guest_state(bare, bare.memory.ram)
-    assert monitor.vcpu.traps == bare.cpu.traps == {3: 2, 9: 1}
+    same_guest(monitor, bare)
+    assert bare.cpu.traps == {3: 2, 9: 1}
     # Nothing of the guest's reached the monitor's memory past its RAM.
     host = monitor.cpu.memory
     assert host.size == ram + RESERVED
@@ -229,7 +242,7 @@ def test_the_timer_guest_runs_the_same_under_the_monitor(guest_dir):
     monitor.machine.load(image)
     monitor.machine.run(1_000_000)
     assert bare.exit_status == 0 and b"tick 5" in bytes(bare.console.output)
-    assert guest_state(monitor.machine, monitor.ram.ram) == guest_state(bare, bare.memory.ram)
+    same_guest(monitor, bare)
     assert monitor.exits.counts["interrupt"] == 5
 
 
@@ -285,7 +298,7 @@ def test_the_shadows_follow_the_guests_page_table_edits_at_its_tlb_flush(engine)
     bare.run(10_000)
     monitor = run_monitor(EDIT, engine=engine)
     assert bare.exit_status == 0x12
-    assert guest_state(monitor.machine, monitor.ram.ram) == guest_state(bare, bare.memory.ram)
+    same_guest(monitor, bare)
     assert monitor.exits.counts["tlbflush"] == 1 and monitor.shadow.flushes == 2
 
 
@@ -314,3 +327,59 @@ def test_cli_refuses_what_the_monitor_cannot_do_with_one_line(toyos, cli, tmp_pa
     assert "under the monitor" in r.stderr.decode()
     r = cli("run", "--virtualization", "popf", str(toyos))
     assert r.returncode == 2 and b"invalid choice: 'popf'" in r.stderr
+
+
+def run_bare_and_monitored(image, steps, memory=fuzz.MEMORY, input_bytes=b"", disk=None,
+                           sregs=None, engine="interpret"):
+    """Run `image` on bare emu and under the monitor (each with a fresh copy
+    of the disk) and check that the guest ends in the same state."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "disk.img")
+        results = []
+        for virtualized in (False, True):
+            if disk is not None:
+                with open(path, "wb") as f:
+                    f.write(disk)
+            kw = dict(console=Console(input_bytes=input_bytes), engine=engine,
+                      disk=path if disk is not None else None)
+            monitor = Monitor(memory, **kw) if virtualized else None
+            machine = monitor.machine if virtualized else Machine(memory, **kw)
+            machine.load(image)
+            for sreg, value in (sregs or {}).items():
+                (monitor.vcpu if virtualized else machine.cpu).sregs[sreg] = value
+            if virtualized:
+                monitor.enter_guest()
+            with fuzz.no_hang(f"{'monitor' if virtualized else 'bare'}, {steps} steps"):
+                machine.run(steps)
+            results.append((monitor, machine, Path(path).read_bytes() if disk else None))
+        (_, bare, bare_disk), (monitor, _, monitor_disk) = results
+        same_guest(monitor, bare)
+        assert monitor_disk == bare_disk
+
+
+rngs = st.randoms(use_true_random=False)
+
+
+@fuzz.fuzz(20)
+@given(rngs)
+def test_fuzz_random_programs_run_the_same_under_the_monitor(rng):
+    """Random programs with paging or not, the timer, the console, the disk,
+    user mode and trap handlers, page tables edited under a stale TLB:
+    the guest cannot tell it is virtualised."""
+    source = fuzz.program(rng)
+    hypothesis.note(source)
+    run_bare_and_monitored(assemble(source, "case.s"), 2000, input_bytes=fuzz.console_input(rng),
+                           disk=fuzz.disk_bytes(rng), engine=rng.choice(["interpret", "translate"]))
+
+
+@fuzz.fuzz(20)
+@given(rngs)
+def test_fuzz_random_words_run_the_same_under_the_monitor(rng):
+    """Any words at all, in either mode, with or without a handler."""
+    words = fuzz.words(rng, rng.randrange(1, 64))
+    hypothesis.note(repr(words))
+    sregs = {isa.SREG_TVEC: rng.choice([0, 0x80, 0x3, 0xFFC]),
+             isa.SREG_STATUS: rng.choice([0, isa.STATUS_U, isa.STATUS_IE])}
+    data = b"".join(w.to_bytes(4, "little") for w in words)
+    run_bare_and_monitored(Image([(0, data)], 0), 1000, memory=1 << 12, input_bytes=b"xyz",
+                           sregs=sregs)
