@@ -143,8 +143,11 @@ class Monitor:
     # -- statistics -------------------------------------------------------------------
 
     def report(self, seconds=None):
-        """Exits by cause, then the shadows' and the guest's own counts."""
+        """Exits by cause; device exits by device (the board counts each
+        access); the shadows' work; the guest's own steps and traps."""
+        devices = ", ".join(f"{name} {count}" for name, count in sorted(self.machine.exits.items()))
         return (self.exits.table(seconds) +
+                f"\ndevice exits: {devices or 'none'}"
                 f"\nshadow page tables: {self.shadow.fills} entries filled, "
-                f"{self.shadow.flushes} flushes\n"
-                f"guest: {self.cpu.steps} instructions, {sum(self.vcpu.traps.values())} traps taken")
+                f"{self.shadow.flushes} flushes"
+                f"\nguest: {self.cpu.steps} steps, {sum(self.vcpu.traps.values())} traps taken")
