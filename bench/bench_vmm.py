@@ -9,7 +9,7 @@ busy user program (`loop x &`: user-mode arithmetic, with timer interrupts
 and a character now and then).  For each: guest MIPS (millions of guest
 instructions per host second -- the guest runs the same instructions in both
 cases), and under the monitor the exits per second by cause, as kvm_stat
-shows them.  Best of 3 rounds taken in turns; the host is shared and noisy,
+shows them -- printed, and drawn in docs/vmm-exits.svg.  Best of 3 rounds taken in turns; the host is shared and noisy,
 so the ratios count more than the numbers.
 """
 
@@ -104,6 +104,42 @@ def main():
         print("  " + monitor.exits.table(seconds).replace("\n", "\n  "))
     print(f"\n  (causes: {', '.join(CAUSES)})")
     print(f"results: {write_results('vmm', results)}")
+    rates = {workload: {cause: count / best[workload, "translate", "trap"][0] for cause, count
+                        in best[workload, "translate", "trap"][2].exits.counts.items()}
+             for workload in ("boot + session", "busy user loop")}
+    with open(PLOT, "w") as f:
+        f.write(plot(rates))
+    print(f"plot: {os.path.relpath(PLOT)}")
+
+
+PLOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "vmm-exits.svg")
+
+
+def plot(rates):
+    """Exits per second by cause, one bar per workload, as an SVG image
+    (what kvm_stat shows as numbers, drawn)."""
+    colours = ("#4878a8", "#e08030")
+    top = max(max(by_cause.values()) for by_cause in rates.values()) or 1
+    row, left, width = 34, 110, 420
+    height = 40 + row * len(CAUSES) + 30
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 90}" height="{height}" '
+           'font-family="sans-serif" font-size="12">',
+           f'<text x="10" y="20" font-size="14">exits per second by cause under the monitor '
+           f'(translator)</text>']
+    for i, cause in enumerate(CAUSES):
+        y = 40 + i * row
+        out.append(f'<text x="{left - 6}" y="{y + 16}" text-anchor="end">{cause}</text>')
+        for j, (workload, by_cause) in enumerate(rates.items()):
+            rate = by_cause[cause]
+            w = width * rate / top
+            out.append(f'<rect x="{left}" y="{y + j * 14}" width="{w:.1f}" height="12" '
+                       f'fill="{colours[j]}"/>')
+            out.append(f'<text x="{left + w + 4:.1f}" y="{y + j * 14 + 10}">{rate:,.0f}</text>')
+    for j, workload in enumerate(rates):
+        x = left + j * 180
+        out.append(f'<rect x="{x}" y="{height - 22}" width="12" height="12" fill="{colours[j]}"/>')
+        out.append(f'<text x="{x + 16}" y="{height - 12}">{workload}</text>')
+    return "\n".join(out + ["</svg>"]) + "\n"
 
 
 if __name__ == "__main__":
