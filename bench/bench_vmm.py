@@ -124,8 +124,8 @@ def plot(rates):
     height = 40 + row * len(CAUSES) + 30
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 90}" height="{height}" '
            'font-family="sans-serif" font-size="12">',
-           f'<text x="10" y="20" font-size="14">exits per second by cause under the monitor '
-           f'(translator)</text>']
+           '<text x="10" y="20" font-size="14">exits per second by cause under the monitor '
+           '(translator)</text>']
     for i, cause in enumerate(CAUSES):
         y = 40 + i * row
         out.append(f'<text x="{left - 6}" y="{y + 16}" text-anchor="end">{cause}</text>')

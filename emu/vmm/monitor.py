@@ -39,7 +39,6 @@ How the pieces fit:
   hypervisor offsets the guest's time-stamp counter.
 """
 
-from ..cpu import Trap
 from ..isa import (MMIO_BASE, PAGE_SIZE, PTBR_ENABLE, SREG_PTBR, SREG_STATUS, STATUS_IE, STATUS_U,
                    IRQ_BASE, TRAP_BAD_ADDRESS, TRAP_FETCH_FAULT, TRAP_LOAD_FAULT, TRAP_PRIVILEGED,
                    TRAP_STORE_FAULT, decode)

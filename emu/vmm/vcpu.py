@@ -23,10 +23,14 @@ hardware, which the monitor then delivers.
 """
 
 from ..cpu import CPU, Trap
-from ..isa import STATUS_U, STATUS_IE, SREG_STATUS
+from ..isa import STATUS_U, SREG_STATUS
 
 
 class VirtualCPU(CPU):
+    """The guest's CPU as the monitor keeps it, sharing `cpu`'s general
+    registers, with `mmu` (the shadow page tables' MMU) and the guest's
+    `board`."""
+
     def __init__(self, cpu, mmu, board):
         super().__init__(mmu.memory, board)
         self.regs = cpu.regs          # before anything is decoded: instructions capture them
@@ -36,10 +40,6 @@ class VirtualCPU(CPU):
     def user(self):
         """The guest's virtual mode: True in guest user mode."""
         return bool(self.sregs[SREG_STATUS] & STATUS_U)
-
-    @property
-    def interrupts_enabled(self):
-        return bool(self.sregs[SREG_STATUS] & STATUS_IE)
 
     def emulate(self, pc):
         """Carry out the instruction at `pc` -- fetched through the guest's
