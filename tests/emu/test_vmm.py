@@ -383,3 +383,26 @@ def test_fuzz_random_words_run_the_same_under_the_monitor(rng):
     data = b"".join(w.to_bytes(4, "little") for w in words)
     run_bare_and_monitored(Image([(0, data)], 0), 1000, memory=1 << 12, input_bytes=b"xyz",
                            sregs=sregs)
+
+
+def test_the_guest_kernel_never_runs_in_real_supervisor_mode(toyos):
+    _, monitor = boot_both(toyos, b"hello\n", "interpret")
+    modes = set()
+    monitor.cpu.trace = lambda pc, word: modes.add(monitor.cpu.sregs[isa.SREG_STATUS] & isa.STATUS_U)
+    monitor.machine.run(5_000_000)
+    assert monitor.machine.exit_status == 0 and monitor.cpu.steps > 50_000
+    assert modes == {isa.STATUS_U}                        # every instruction, the kernel's too
+    assert monitor.vcpu.traps[isa.TRAP_SYSCALL] > 10      # while the guest had a kernel and users
+
+
+def test_two_guests_under_two_monitors_in_one_process_keep_to_themselves(toyos):
+    """Run interleaved, as emu vm's host runs its machines: each guest ends
+    exactly as it would alone on bare emu."""
+    pairs = [boot_both(toyos, typed, "translate") for typed in (b"ls\ncounter 2\n", b"hello\nbad\nps\n")]
+    for bare, _ in pairs:
+        bare.run(20_000_000)
+    while not all(monitor.machine.stopped for _, monitor in pairs):
+        for _, monitor in pairs:
+            monitor.machine.run(7_919)
+    for bare, monitor in pairs:
+        same_guest(monitor, bare)
