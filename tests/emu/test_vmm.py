@@ -406,3 +406,49 @@ def test_two_guests_under_two_monitors_in_one_process_keep_to_themselves(toyos):
             monitor.machine.run(7_919)
     for bare, monitor in pairs:
         same_guest(monitor, bare)
+
+
+def every_unprivileged_instruction(rounds):
+    """A guest kernel running each instruction of the ISA that is not a
+    system instruction, `rounds` times over, in supervisor mode: RAM loads
+    and stores, branches taken and not, jumps, calls and returns."""
+    operands = {"R": "t0, t1, t2", "I": "t0, t1, -3", "IU": "t0, t1, 0x1234", "SH": "t0, t1, 3",
+                "U": "t0, 0x1234", "L": "t0, [s1 + 4]", "S": "t1, [s1 + 8]",
+                "B": "t1, t2, {next}", "J": "{next}", "JR": "s2"}
+    body = []
+    for i, insn in enumerate(isa.INSTRUCTIONS):
+        if insn.kind == "system":
+            continue
+        label = f"after_{i}"                  # where a branch, jump or call goes
+        if insn.kind in ("jr", "callr"):
+            body += [f"    la s2, {label}", f"    {insn.mnemonic} s2"]
+        else:
+            body += [f"    {insn.mnemonic} {operands[insn.format].format(next=label)}", "    nop"]
+        body += [f"{label}:"]
+    return "\n".join([
+        "_start:",
+        "    la s1, data",
+        f"    li s0, {rounds}",
+        "    li t1, 7",
+        "    li t2, 9",
+        "again:", *body,
+        "    addi s0, s0, -1",
+        "    bnez s0, again",
+        "    li t0, 0xF0000200",
+        "    stw zero, [t0]",
+        ".align 4096",
+        "data:",
+        "    .space 64"])
+
+
+@pytest.mark.parametrize("engine", ["interpret", "translate"])
+def test_no_unprivileged_instruction_exits(engine):
+    kinds = {insn.kind for insn in isa.INSTRUCTIONS if not insn.privileged} - {"system"}
+    assert kinds == {"alu", "load", "store", "branch", "jump", "call", "jr", "callr"}
+    once = run_monitor(every_unprivileged_instruction(1), engine=engine)
+    often = run_monitor(every_unprivileged_instruction(500), engine=engine)
+    assert once.machine.exit_status == often.machine.exit_status == 0
+    assert often.cpu.steps > once.cpu.steps + 499 * 40
+    # The power-off and a shadow fill for the code page and the data page: no more.
+    assert once.exits.counts == often.exits.counts
+    assert often.exits.total == 3 and often.exits.counts["shadow fill"] == 2
