@@ -19,6 +19,8 @@ from emu.vmm import Monitor
 from emu.vmm.shadow import RESERVED
 from tests.emu import fuzz
 
+rngs = st.randoms(use_true_random=False)
+
 
 def boot_both(image, typed, engine, hold_open=False):
     """The toyos disk booted on bare emu and under the monitor."""
@@ -60,7 +62,7 @@ def test_a_toyos_session_is_identical_on_bare_emu_and_under_the_monitor(toyos, e
     assert monitor.machine.stop_reason == "powered off with status 0"
     # Byte for byte, instruction for instruction, cycle for cycle.
     same_guest(monitor, bare)
-    assert monitor.cpu.sregs[0] & 2                              # while the real CPU stayed in user mode
+    assert monitor.cpu.sregs[isa.SREG_STATUS] & isa.STATUS_U    # the real CPU: in user mode
 
 
 def test_pre_emption_and_background_jobs_run_the_same_under_the_monitor(toyos):
@@ -355,9 +357,6 @@ def run_bare_and_monitored(image, steps, memory=fuzz.MEMORY, input_bytes=b"", di
         (_, bare, bare_disk), (monitor, _, monitor_disk) = results
         same_guest(monitor, bare)
         assert monitor_disk == bare_disk
-
-
-rngs = st.randoms(use_true_random=False)
 
 
 @fuzz.fuzz(20)
