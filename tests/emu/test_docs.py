@@ -23,7 +23,7 @@ SHOWS = {
            "killed: page fault on instruction fetch", "Hello from user space"],
     "6.": ["[2]", "[3]", "[4]", "\tloop\n", "\tcounter\n"],
     "7.": ["mine.txt", "$ my own file"],
-    "8.": ["toyos booting"],
+    "8.": ["toyos booting", "Hello from user space", "sysreg write"],
     "9.": ["kernel ", "restored"],
     "10.": ["Hello from user space"],
     "11.": [re.compile(r"^t0 +running.*\n^t1 +running.*\n(^t\d +running.*\n){7}^t9 +running", re.M),
@@ -42,7 +42,7 @@ SHOWS = {
     "16.": [re.compile(r"migrated in \d+ rounds? \(pages [\d/]+\), .* downtime [\d.]+ ms"),
             re.compile(r"^m +poweroff", re.M), re.compile(r"^m +running +2048K", re.M),
             "Hello from user space! I am process 3"],
-    "README": ["Hello", "tick 5", "hi", "_start:", "kernel "],
+    "README": ["Hello", "tick 5", "hi", "_start:", "kernel ", "shadow fill"],
 }
 # Commands a test cannot run as written, and why that is all right.
 DONE_ELSEWHERE = {
