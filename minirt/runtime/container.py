@@ -46,7 +46,7 @@ import time
 from minirt.errors import MinirtError, RuntimeFailure, exit_status
 from minirt.image.store import release
 from minirt.kernel import cgroups, libc, namespaces, security
-from minirt.runtime import init, network, state, userns
+from minirt.runtime import init, lifecycle, network, state, userns
 
 HOSTS = """127.0.0.1\tlocalhost
 ::1\tlocalhost ip6-localhost ip6-loopback
@@ -167,9 +167,9 @@ class Container:
             state.reserve(self.dir)
             state.write_json(os.path.join(self.dir, "config.json"), self.spec.to_json())
             release(self.spec.id)  # the lease on its layers (api.prepare): config.json names them now
-            state.update(self.dir, id=self.spec.id, name=self.spec.name, status="created",
-                         created_at=time.time(), image=self.spec.image,
-                         cgroup=self.cgroup.path if self.cgroup is not None else None)
+            lifecycle.move(self.dir, lifecycle.CREATED, id=self.spec.id, name=self.spec.name,
+                           created_at=time.time(), image=self.spec.image,
+                           cgroup=self.cgroup.path if self.cgroup is not None else None)
             if self.spec.name:
                 state.claim_name(self.root, self.spec.name, self.spec.id)
             _crash_point("create")
@@ -337,10 +337,10 @@ class Container:
             if self._endpoint:  # its network namespace exists: plug in the cable
                 network.attach(self._endpoint, self.pid, self.root, self.spec.id)
             recorder = self.helper or os.getpid()  # who will record the exit: the monitor, or we
-            state.update(self.dir, status="running", pid=self.pid, pid_start=state.start_time(self.pid),
-                         monitor_pid=recorder, monitor_start=state.start_time(recorder),
-                         started_at=time.time(), finished_at=None, exit_code=None, oom_killed=False,
-                         error=None, detached=self.detached)
+            lifecycle.move(self.dir, lifecycle.RUNNING, pid=self.pid, pid_start=state.start_time(self.pid),
+                           monitor_pid=recorder, monitor_start=state.start_time(recorder),
+                           started_at=time.time(), finished_at=None, exit_code=None, oom_killed=False,
+                           error=None, detached=self.detached)
             _crash_point("running")
             try:
                 os.write(placed_w, b"1")
@@ -369,9 +369,9 @@ class Container:
     def signal(self, signum):
         """Deliver ``signum`` to the container's PID 1 (from the host side)."""
         _crash_point("signal")
-        info = self.state() if self.detached else {"status": "running" if self.exit_code is None else "exited",
-                                                   "pid": self.pid, "pid_start": None}
-        if info.get("status") == "running" and info.get("pid"):
+        info = self.state() if self.detached else {
+            "status": lifecycle.RUNNING if self.exit_code is None else lifecycle.EXITED, "pid": self.pid}
+        if lifecycle.is_running(info) and info.get("pid"):
             try:
                 os.kill(info["pid"], signum)
             except ProcessLookupError:
@@ -385,20 +385,22 @@ class Container:
             self.exit_code = exit_status(os.waitpid(self._child, 0)[1])
             self.oom_killed = self.cgroup is not None and self.cgroup.oom_killed()
             try:
-                state.update(self.dir, status="exited", exit_code=self.exit_code, oom_killed=self.oom_killed,
-                             finished_at=time.time())
+                lifecycle.move(self.dir, lifecycle.EXITED, exit_code=self.exit_code, oom_killed=self.oom_killed,
+                               finished_at=time.time())
             except OSError:
                 pass  # not recorded (ps will say "unknown"), but the exit code is still the caller's
+            except lifecycle.InvalidTransition:
+                pass  # a restart whose PID 1 failed before it ran: it stays exited as it was
             return self.exit_code
         # Detached: the monitor records the exit; we watch the state.
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.002
         while True:
             info = self.state()
-            if info.get("status") == "exited":
+            if info.get("status") == lifecycle.EXITED:
                 self.exit_code, self.oom_killed = info.get("exit_code"), bool(info.get("oom_killed"))
                 return self.exit_code
-            if info.get("status") == "created":
+            if info.get("status") == lifecycle.CREATED:
                 raise RuntimeFailure(f"container {self.spec.id[:12]} is not running")
             if deadline is not None and time.monotonic() > deadline:
                 return None
@@ -445,7 +447,7 @@ class Container:
     def remove(self, force=False):
         """``minirt rm``: everything of the container, from any state."""
         info = self.state()
-        if info.get("status") == "running":
+        if lifecycle.is_running(info):
             if not force:
                 raise MinirtError(f"container {self.spec.id[:12]} is running: stop it first or use rm -f")
             self.signal(signal.SIGKILL)

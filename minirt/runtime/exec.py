@@ -23,7 +23,7 @@ import signal
 from minirt import spec as specs
 from minirt.errors import MinirtError, RuntimeFailure, exit_status
 from minirt.kernel import cgroups, libc, namespaces, security
-from minirt.runtime import init, users
+from minirt.runtime import init, lifecycle, users
 
 # Order matters: the user namespace first (it grants the rights to join the
 # others), the mount namespace after the ones whose files live in /proc.
@@ -38,7 +38,7 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
           stdio=(0, 1, 2)):
     """Start ``args`` in ``container``; return (pid to wait for, error pipe read end)."""
     info = container.state()
-    if info.get("status") != "running":
+    if not lifecycle.is_running(info):
         raise NotRunning(f"container {container.id[:12]} is not running")
     spec = container.spec
     pid1 = info["pid"]
