@@ -64,7 +64,7 @@ def main(directory, pid1):
         from minirt.spec import ContainerSpec
 
         root = os.path.dirname(os.path.dirname(directory))
-        Container(ContainerSpec.from_json(config), root)._remove_files()
+        Container(ContainerSpec.from_json(config), root).remove_files()
     return code
 
 
