@@ -379,3 +379,40 @@ def mount_options():
     from minirt.kernel import mounts
 
     return [*mounts.FLAG_OPTIONS, *mounts.PROPAGATION]
+
+
+class Process:
+    """The process of ``exec --process FILE``: config.json's process object, alone."""
+
+    def __init__(self, args, env, cwd, user, groups, terminal, console_size):
+        self.args, self.env, self.cwd, self.user, self.groups = args, env, cwd, user, groups
+        self.terminal, self.console_size = terminal, console_size
+
+
+def load_process(path):
+    try:
+        with open(path, "rb") as f:
+            process = lightjson.loads(f.read())
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
+    if not isinstance(process, dict):
+        raise SpecError(f"{path}: the top level must be an object")
+    return parse_process(process, path)
+
+
+def parse_process(process, where="process"):
+    _known(process, _PROCESS, f"{where}: ")
+    args = process.get("args")
+    if not args or not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise SpecError(f"{where}: args must be a non-empty list of strings")
+    env = process.get("env") or []
+    if not all(isinstance(e, str) and "=" in e for e in env):
+        raise SpecError(f"{where}: env must be a list of KEY=VALUE strings")
+    cwd = process.get("cwd") or "/"
+    if not os.path.isabs(cwd):
+        raise SpecError(f"{where}: cwd {cwd!r} must be an absolute path")
+    user = _object(process, "user", f"{where}: ")
+    uid, gid = _uint(user.get("uid", 0), "user.uid"), _uint(user.get("gid", 0), "user.gid")
+    groups = [str(_uint(g, "user.additionalGids")) for g in user.get("additionalGids") or ()]
+    return Process(args, env, cwd, f"{uid}:{gid}", groups, bool(process.get("terminal")),
+                   _console_size(process.get("consoleSize")))

@@ -28,7 +28,7 @@ USAGE = "usage: minirt-runc [global options] COMMAND [options] CONTAINER-ID"
 
 GLOBAL = {"root": True, "log": True, "log-format": True, "debug": False, "systemd-cgroup": False,
           "criu": True, "rootless": True, "help": False, "h": False, "version": False, "v": False}
-# Each command's flags: name -> takes a value.  Accepted flags whose
+# Each command's flags: name -> takes a value ("*": may be given again, each value kept).  Accepted flags whose
 # behaviour is minirt's anyway: --no-pivot (minirt always pivots, as runc
 # without it), --no-new-keyring (minirt makes no session keyring),
 # --preserve-fds 0.
@@ -45,6 +45,9 @@ COMMANDS = {
     "ps": {"format": True, "f": True},
     "spec": {"bundle": True, "b": True, "rootless": False},
     "features": {},
+    "exec": {"process": True, "p": True, "detach": False, "d": False, "pid-file": True, "tty": False, "t": False,
+             "console-socket": True, "cwd": True, "env": "*", "e": "*", "user": True, "u": True,
+             "additional-gids": "*", "g": "*", "no-new-privs": False, "preserve-fds": True},
 }
 
 
@@ -104,6 +107,10 @@ def parse(argv, table, stop_at_positional):
             if i == len(argv):
                 raise Usage(f"flag needs an argument: -{name}")
             value = argv[i]
+        if table[name] == "*":
+            options.setdefault(name, []).append(value)
+            i += 1
+            continue
         elif not table[name]:
             if eq and value not in ("true", "false"):
                 raise Usage(f"invalid boolean value {value!r} for -{name}")
@@ -165,6 +172,38 @@ def cmd_run(root, flags, args):
 def _check_preserve_fds(flags):
     if flags.get("preserve-fds") not in (None, "0"):
         raise Usage("--preserve-fds is not supported (only 0)")
+
+
+def cmd_exec(root, flags, args):
+    from minirt.oci import bundle, commands
+
+    _check_preserve_fds(flags)
+    if not args:
+        raise Usage('"exec" requires a container id')
+    path = _flag(flags, "process", "p")
+    if path:
+        if len(args) > 1:
+            raise Usage("exec: give either --process or a command, not both")
+        process = bundle.load_process(path)
+    else:
+        if len(args) < 2:
+            raise Usage("exec: give --process FILE or a command")
+        user = _flag(flags, "user", "u") or "0:0"
+        uid, _, gid = user.partition(":")
+        process = bundle.parse_process({
+            "args": args[1:], "env": _flag(flags, "env", "e") or [], "cwd": flags.get("cwd") or "/",
+            "terminal": bool(_flag(flags, "tty", "t")),
+            "user": {"uid": _number(uid, "--user"), "gid": _number(gid or "0", "--user"),
+                     "additionalGids": [_number(g, "--additional-gids") for g in _flag(flags, "additional-gids", "g") or []]},
+        }, "exec")
+    return commands.exec_process(commands.load(root, args[0]), process, flags.get("pid-file"),
+                                 flags.get("console-socket"), detach=bool(_flag(flags, "detach", "d")))
+
+
+def _number(text, flag):
+    if not text.isdigit():
+        raise Usage(f"{flag} takes numeric ids (UID[:GID]), not {text!r}")
+    return int(text)
 
 
 def cmd_start(root, flags, args):

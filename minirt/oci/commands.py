@@ -156,6 +156,45 @@ def start(container):
     lifecycle.move(container.dir, lifecycle.RUNNING, started_at=time.time())
 
 
+def exec_process(container, process, pid_file=None, console_socket=None, detach=False):
+    """Run ``process`` (a ``bundle.Process``) in the running container; with
+    ``detach`` return at once (the engine's shim adopts it), else wait and
+    return its exit status."""
+    from minirt.errors import exit_status
+    from minirt.runtime import exec as execution
+
+    current, _ = status(container)
+    if current != lifecycle.RUNNING:
+        raise OciError(f"cannot exec in a container that is {lifecycle.OCI_NAMES[current]}")
+    if process.terminal and not console_socket:
+        raise OciError("cannot allocate a terminal without --console-socket")
+    master = slave = None
+    if process.terminal:
+        from minirt.runtime import tty
+
+        master, slave = os.openpty()
+        tty.set_winsize(master, *(process.console_size or (0, 0)))
+    try:
+        pid, err = execution.start(container, process.args, env=process.env, workdir=process.cwd,
+                                   user=process.user, tty_fd=slave, interactive=True, outlive=detach)
+        if slave is not None:
+            os.close(slave)
+            slave = None
+            _send_console(console_socket, master)
+        report = execution.wait_for_exec(err)
+        if report:
+            if pid and not detach:
+                os.waitpid(pid, 0)
+            execution.raise_report(report, process.args[0])
+    finally:
+        for fd in (master, slave):
+            if fd is not None:
+                os.close(fd)
+    if pid_file:
+        state.write_text(os.path.abspath(pid_file), str(pid))
+    return 0 if detach else exit_status(os.waitpid(pid, 0)[1])
+
+
 def kill(container, signum, all_processes=False):
     current, info = status(container)
     if current == lifecycle.EXITED:

@@ -8,8 +8,8 @@ does, until the engine says ``start``:
 
     rootfs     the ready directory bound onto itself (pivot_root needs a mount),
                the bundle's mounts in order, a fresh /dev's device nodes
-    finish     after pivot_root: masked and read-only paths, sysctls, a
-               read-only root
+    finish     after pivot_root: sysctls, read-only and masked paths (runc's
+               order), a read-only root
     process    rlimits, OOM score, umask
     wait       "created": tell ``create`` we are ready, then block opening the
                container's exec.fifo for writing until ``start`` opens it for
@@ -78,18 +78,18 @@ def _mount_cgroups(root, m):
 
 
 def finish(spec):
-    """After pivot_root: the bundle's masked and read-only paths, sysctls, root."""
+    """After pivot_root: the bundle's sysctls, read-only and masked paths, root."""
     oci = spec.oci
-    for path in oci["masked_paths"]:
-        masked.mask(path)
-    for path in oci["readonly_paths"]:
-        masked.make_readonly(path)
-    for key, value in oci["sysctl"].items():
+    for key, value in oci["sysctl"].items():  # first: /proc/sys is among the read-only paths
         try:
             with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
                 f.write(value)
         except OSError as e:
             raise RuntimeFailure(f"sysctl {key}={value}: {e.strerror}") from None
+    for path in oci["readonly_paths"]:
+        masked.make_readonly(path)
+    for path in oci["masked_paths"]:
+        masked.mask(path)
     if spec.read_only:
         mounts.remount_readonly("/")
 
