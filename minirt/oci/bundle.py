@@ -199,7 +199,7 @@ def _namespaces(entries):
         if entry.get("path"):
             if name not in JOINABLE:
                 raise SpecError(f"config.json: linux.namespaces: joining a {kind} namespace by path is not supported")
-            if not os.path.exists(entry["path"]):
+            if not os.path.lexists(entry["path"]):  # (/proc/PID/ns/* are links to nowhere)
                 raise SpecError(f"config.json: linux.namespaces: {entry['path']}: no such file")
             joins[name] = entry["path"]
         else:
