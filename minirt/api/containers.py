@@ -16,7 +16,7 @@ from minirt.errors import ImageError, MinirtError
 from minirt.image import Store, open_image
 from minirt.image.store import release
 from minirt.runtime import state
-from minirt.runtime.lifecycle import CREATED, EXITED, PAUSED, RUNNING, is_running  # noqa: F401 (the CLI's too)
+from minirt.runtime.lifecycle import EXITED, PAUSED, RUNNING, is_running  # noqa: F401 (the CLI asks these too)
 from minirt.runtime.capture import Result, captured
 from minirt.runtime.container import Container
 from minirt.runtime.userns import host_root, maps_for as userns_maps
