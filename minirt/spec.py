@@ -17,6 +17,7 @@ from minirt.digests import is_hex_digest
 from minirt.errors import SpecError
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+OCI_VERSION = "1.0.2"   # the OCI runtime spec whose config.json and state minirt-runc speak
 NAMESPACES = ("mnt", "pid", "uts", "ipc", "net", "cgroup")   # "user" is added for rootless runs
 
 # Plain classes, not dataclasses or namedtuples: importing `dataclasses` (it pulls

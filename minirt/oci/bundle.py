@@ -59,8 +59,7 @@ def from_config(config, bundle, cid):
     if not isinstance(config, dict):
         raise SpecError("config.json: the top level must be an object")
     _known(config, _TOP, "")
-    if config.get("hooks") and any(config["hooks"].values()):
-        raise SpecError("config.json: hooks are not supported")
+    hooks = _hooks(config.get("hooks") or {})
     process = _object(config, "process", "")
     _known(process, _PROCESS, "process.")
     linux = _object(config, "linux", "")
@@ -101,6 +100,7 @@ def from_config(config, bundle, cid):
 
     oci = {
         "bundle": bundle,
+        "hooks": hooks,                       # {stage: [{path, args, env, timeout}]}: runtime/hooks.py
         "annotations": _strings(config.get("annotations") or {}, "annotations"),
         "mounts": [_mount(m, bundle, i) for i, m in enumerate(config.get("mounts") or [])],
         "masked_paths": _paths(linux.get("maskedPaths") or [], "linux.maskedPaths"),
@@ -285,6 +285,35 @@ def _mount(m, bundle, i):
             "source": source, "options": list(options)}
 
 
+HOOK_STAGES = ("prestart", "createRuntime", "poststart", "poststop")   # run in the runtime's namespaces
+
+
+def _hooks(hooks):
+    if not isinstance(hooks, dict):
+        raise SpecError("config.json: hooks must be an object")
+    out = {}
+    for stage, entries in hooks.items():
+        if stage not in HOOK_STAGES:
+            if entries:
+                raise SpecError(f"config.json: hooks.{stage} (run inside the container) is not supported")
+            continue
+        if not isinstance(entries, list):
+            raise SpecError(f"config.json: hooks.{stage} must be a list")
+        out[stage] = []
+        for i, hook in enumerate(entries):
+            where = f"hooks.{stage}[{i}]"
+            if not isinstance(hook, dict) or not isinstance(hook.get("path"), str) or not hook["path"].startswith("/"):
+                raise SpecError(f"config.json: {where}.path must be an absolute path")
+            args, env = hook.get("args") or [hook["path"]], hook.get("env") or []
+            if not all(isinstance(a, str) for a in args) or not all(isinstance(e, str) for e in env):
+                raise SpecError(f"config.json: {where}: args and env must be lists of strings")
+            timeout = hook.get("timeout")
+            if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0):
+                raise SpecError(f"config.json: {where}.timeout must be a positive number of seconds")
+            out[stage].append({"path": hook["path"], "args": args, "env": env, "timeout": timeout})
+    return out
+
+
 def _rlimit(r):
     if not isinstance(r, dict) or r.get("type") not in RLIMITS:
         raise SpecError(f"config.json: process.rlimits: unknown type {r.get('type') if isinstance(r, dict) else r!r}")
@@ -352,6 +381,8 @@ def _resources(res):
 def _device_rules(rules):
     """The engines' device list, "deny all, then allow these", as the allow
     list ``cgroups.restrict_devices`` takes; None for "allow every device".
+    (Creating device nodes, "m", stays allowed for any device, as in minirt's
+    own containers: what matters is that none can be opened.)
     The devices every container gets (``cgroups.DEVICE_ALLOW``: /dev/null,
     the pty devices, mknod of any) come first, as runc adds its own."""
     from minirt.kernel import cgroups
@@ -368,9 +399,19 @@ def _device_rules(rules):
             continue  # deny everything: the starting point of restrict_devices
         if i == 0 and rule.get("allow") and kind == "a" and len(rules) == 1:
             return None
-        if not rule.get("allow") or i == 0:
-            raise SpecError("config.json: linux.resources.devices: only \"deny all, then allow\" lists are supported")
-        allow += [(k, major, minor, access) for k in (("c", "b") if kind == "a" else (kind,))]
+        if i == 0:
+            raise SpecError("config.json: linux.resources.devices: only lists that begin by denying all are supported")
+        kinds = ("c", "b") if kind == "a" else (kind,)
+        if rule.get("allow"):
+            allow += [(k, major, minor, access) for k in kinds]
+            continue
+        # A deny after the first takes back what was allowed of exactly that
+        # device (docker's list ends by denying c 10:229, which it never allowed).
+        allow = [a for a in allow if (a[0], a[1], a[2]) not in {(k, major, minor) for k in kinds}]
+        for a in allow:
+            if a[0] in kinds and a[3] != "m" and a[1] in ("*", major) and a[2] in ("*", minor):
+                raise SpecError(f"config.json: linux.resources.devices[{i}]: denying part of an allowed range"
+                                " is not supported")
     return allow
 
 

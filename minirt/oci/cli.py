@@ -320,9 +320,9 @@ def cmd_features(root, flags, args):
 
 
 def _oci_version():
-    from minirt.oci import commands
+    from minirt.spec import OCI_VERSION
 
-    return commands.OCI_VERSION
+    return OCI_VERSION
 
 
 def _dumps(value, indent=False):

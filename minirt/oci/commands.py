@@ -20,13 +20,14 @@ the kernel:
 
 import os
 import select
+import sys
 import time
 
 from minirt.errors import MinirtError
-from minirt.runtime import lifecycle, state
+from minirt.runtime import hooks, lifecycle, state
 from minirt.runtime.container import Container
 
-OCI_VERSION = "1.0.2"
+from minirt.spec import OCI_VERSION
 
 
 class OciError(MinirtError):
@@ -154,6 +155,10 @@ def start(container):
         os.close(fifo)
     os.unlink(fifo_path)
     lifecycle.move(container.dir, lifecycle.RUNNING, started_at=time.time())
+    try:
+        hooks.run(container.spec.oci["hooks"], "poststart", hooks.state(container.spec, info["pid"], "running"))
+    except MinirtError as e:  # (too late to undo the start: said, not failed, as runc's warning)
+        print(f"minirt-runc: warning: {e}", file=sys.stderr)
 
 
 def exec_process(container, process, pid_file=None, console_socket=None, detach=False):
@@ -239,6 +244,10 @@ def delete(container, force=False):
     if container.cgroup is not None:
         container.cgroup.remove()
     container.remove_files()
+    try:
+        hooks.run(container.spec.oci["hooks"], "poststop", hooks.state(container.spec, 0, "stopped"))
+    except MinirtError as e:  # (the container is gone either way)
+        print(f"minirt-runc: warning: {e}", file=sys.stderr)
 
 
 def containers(root):

@@ -10,7 +10,7 @@ parts of the OCI runtime spec this runtime honours (runc's JSON shape).
 import minirt
 from minirt.kernel import capabilities, masked
 from minirt.oci import bundle
-from minirt.oci.commands import OCI_VERSION
+from minirt.spec import OCI_VERSION
 
 # runc spec's mounts, in order.
 MOUNTS = [

@@ -374,7 +374,11 @@ class Container:
             if self._endpoint:  # its network namespace exists: plug in the cable
                 network.attach(self._endpoint, self.pid, self.root, self.spec.id)
             if ready_r is not None:  # an OCI bundle's: created, until `start`
+                from minirt.runtime import hooks
+
                 state.update(self.dir, pid=self.pid, pid_start=state.start_time(self.pid))
+                for stage in ("prestart", "createRuntime"):  # its namespaces exist, its rootfs not yet
+                    hooks.run(self.spec.oci["hooks"], stage, hooks.state(self.spec, self.pid, "creating"))
                 try:
                     os.write(placed_w, b"1")
                 except BrokenPipeError:

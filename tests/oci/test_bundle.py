@@ -21,7 +21,6 @@ BAD = [
     ({"process__rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1, "soft": 2}]}, "soft 2 is above hard 1"),
     ({"process__frobnicate": True}, "process.frobnicate is not supported"),
     ({"root__path": "missing"}, "root.path"),
-    ({"hooks": {"prestart": [{"path": "/bin/true"}]}}, "hooks are not supported"),
     ({"mounts": [{"destination": "rel", "type": "tmpfs"}]}, "mounts[0].destination must be an absolute path"),
     ({"mounts": [{"destination": "/x", "type": "nfs"}]}, "mount type 'nfs' is not supported"),
     ({"mounts": [{"destination": "/x", "type": "bind", "source": "/nonexistent-src"}]},
@@ -40,6 +39,14 @@ BAD = [
     ({"linux__seccomp": {"defaultAction": "SCMP_ACT_NOPE"}}, "unknown action 'SCMP_ACT_NOPE'"),
     ({"linux__seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x"}}, "user notification"),
     ({"linux__intelRdt": {"closID": "x"}}, "linux.intelRdt is not supported"),
+    ({"hooks": {"startContainer": [{"path": "/bin/true"}]}}, "hooks.startContainer (run inside the container)"),
+    ({"hooks": {"prestart": [{"path": "true"}]}}, "hooks.prestart[0].path must be an absolute path"),
+    ({"linux__resources": {"devices": [{"allow": True, "access": "rwm"}, {"allow": False, "access": "rwm"}]}},
+     "only lists that begin by denying all"),
+    ({"linux__resources": {"devices": [{"allow": False, "access": "rwm"},
+                                       {"allow": True, "type": "c", "major": 10, "access": "rwm"},
+                                       {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rwm"}]}},
+     "denying part of an allowed range"),
     ({"linux__rootfsPropagation": "sideways"}, "linux.rootfsPropagation 'sideways' is not one of"),
     ({"process__args": ["no-such-command"]}, 'exec: "no-such-command": executable file not found in $PATH'),
     ({"linux__sysctl": {"kernel.no_such_sysctl": "1"}}, "sysctl kernel.no_such_sysctl=1"),
@@ -96,6 +103,10 @@ def test_config_maps_onto_a_container_spec(busybox_rootfs, tmp_path):
         ["CAP_CHOWN", "CAP_KILL"], ["ALL"], True, True, True)
     assert spec.resources == {"memory": 1 << 30, "memory_swap": 2 << 30, "cpus": 0.5, "pids_limit": 99}
     assert spec.oci["device_rules"][-1] == ("c", 10, 229, "rw")
+    docker = [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+              {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rwm"}]  # (its list ends so)
+    assert bundles.from_config({**config, "linux": {**config["linux"], "resources": {"devices": docker}}},
+                               str(tmp_path), "c").oci["device_rules"][-1] == ("c", 1, 3, "rwm")
     assert spec.oci["cgroups_path"] == "/a/b" and spec.oci["console_size"] == [3, 4]
     assert spec.oci["mounts"] == [{"destination": "/data", "type": "bind", "source": "/tmp",
                                    "options": ["ro", "rprivate", "rbind"]}]

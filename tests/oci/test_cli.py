@@ -170,3 +170,26 @@ def test_version_spec_features_and_refused_flags(oci, tmp_path):
     assert r.returncode == 1 and "unknown command 'frobnicate'" in r.stderr
     r = oci("create", "--bogus", "x")
     assert r.returncode == 1 and "flag provided but not defined: -bogus" in r.stderr
+
+
+def test_hooks_get_the_state_on_stdin(oci, bundle, tmp_path):
+    seen = tmp_path / "seen"
+    hook = {"path": "/bin/sh", "args": ["sh", "-c", f"cat >> {seen}; echo >> {seen}"]}
+    b = bundle(["true"], hooks={"prestart": [hook], "createRuntime": [hook], "poststart": [hook],
+                                "poststop": [hook]})
+    assert oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "c7").returncode == 0
+    pid = int((tmp_path / "pid").read_text())
+    assert oci("start", "c7").returncode == 0
+    oci.reap(pid)
+    assert oci("delete", "c7").returncode == 0
+    states = [json.loads(line) for line in seen.read_text().splitlines()]
+    assert [(s["status"], s["pid"]) for s in states] == [
+        ("creating", pid), ("creating", pid), ("running", pid), ("stopped", 0)]
+    assert {s["id"] for s in states} == {"c7"} and {s["bundle"] for s in states} == {b}
+
+
+def test_a_failing_prestart_hook_fails_create_and_leaves_nothing(oci, bundle, tmp_path):
+    b = bundle(["true"], hooks={"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo no network >&2; exit 1"]}]})
+    r = oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "c8")
+    assert r.returncode == 1 and "prestart hook /bin/sh: no network" in r.stderr
+    assert oci.ids() == [] and not (tmp_path / "pid").exists()
