@@ -117,7 +117,7 @@ def from_config(config, bundle, cid):
         "device_rules": None,                 # None: every device (no rule list given)
         "seccomp": seccomp,                   # the profile (OCI's format), or None for none
     }
-    resources, oci["device_rules"] = _resources(linux.get("resources") or {})
+    resources, oci["device_rules"] = _resources(linux.get("resources") or {}, limits_only=False)
     return ContainerSpec(
         args, env, cwd=cwd, user=f"{uid}:{gid}", group_add=groups, id=cid,
         hostname=config.get("hostname") or "", namespaces=namespaces, uid_map=uid_map, gid_map=gid_map,
@@ -344,7 +344,12 @@ def _console_size(size):
     return [_uint(size.get("height", 0), "consoleSize.height", 16), _uint(size.get("width", 0), "consoleSize.width", 16)]
 
 
-def _resources(res):
+def resources(res):
+    """``update --resources``: the limits it sets (its device list is ignored, as runc's)."""
+    return _resources(res, limits_only=True)
+
+
+def _resources(res, limits_only):
     """linux.resources -> (cgroups.Resources fields, device allow list or None).
     A zero or empty value means "not set", as the engines write them."""
     if not isinstance(res, dict):
@@ -375,7 +380,7 @@ def _resources(res):
         value = res.get(key)
         if value and (key != "blockIO" or any(value.values())):
             raise SpecError(f"config.json: linux.resources.{key} is not supported")
-    return out, _device_rules(res.get("devices"))
+    return out, None if limits_only else _device_rules(res.get("devices"))
 
 
 def _device_rules(rules):

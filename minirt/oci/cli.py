@@ -45,6 +45,8 @@ COMMANDS = {
     "ps": {"format": True, "f": True},
     "spec": {"bundle": True, "b": True, "rootless": False},
     "features": {},
+    "update": {"resources": True, "r": True, "memory": True, "memory-swap": True, "pids-limit": True,
+               "cpu-quota": True, "cpu-period": True, "cpu-share": True, "cpuset-cpus": True},
     "exec": {"process": True, "p": True, "detach": False, "d": False, "pid-file": True, "tty": False, "t": False,
              "console-socket": True, "cwd": True, "env": "*", "e": "*", "user": True, "u": True,
              "additional-gids": "*", "g": "*", "no-new-privs": False, "preserve-fds": True},
@@ -204,6 +206,32 @@ def _number(text, flag):
     if not text.isdigit():
         raise Usage(f"{flag} takes numeric ids (UID[:GID]), not {text!r}")
     return int(text)
+
+
+def cmd_update(root, flags, args):
+    """New limits for a container's cgroup: --resources FILE (- for stdin: what
+    docker sends), OCI's linux.resources object, or the single-value flags."""
+    from minirt.oci import bundle, commands
+
+    cid = _one_id(args, "update")
+    source = _flag(flags, "resources", "r")
+    if source:
+        try:
+            text = sys.stdin.read() if source == "-" else open(source).read()
+            resources = lightjson.loads(text)
+        except (OSError, ValueError) as e:
+            raise Usage(f"--resources {source}: {getattr(e, 'strerror', None) or e}") from None
+    else:
+        values = {}
+        for flag in ("memory", "memory-swap", "pids-limit", "cpu-quota", "cpu-period", "cpu-share"):
+            if flag in flags:
+                values[flag] = _number(flags[flag], "--" + flag)
+        resources = {"memory": {"limit": values.get("memory"), "swap": values.get("memory-swap")},
+                     "pids": {"limit": values.get("pids-limit")},
+                     "cpu": {"quota": values.get("cpu-quota"), "period": values.get("cpu-period"),
+                             "shares": values.get("cpu-share"), "cpus": flags.get("cpuset-cpus")}}
+    limits, _ = bundle.resources(resources)
+    commands.update(commands.load(root, cid), limits)
 
 
 def cmd_start(root, flags, args):

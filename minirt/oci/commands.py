@@ -212,6 +212,16 @@ def kill(container, signum, all_processes=False):
             pass
 
 
+def update(container, limits):
+    """Set the cgroup's limits (``cgroups.Resources`` fields) of a live container."""
+    from minirt.kernel import cgroups
+
+    current, _ = status(container)
+    if current == lifecycle.EXITED:
+        raise OciError("container not running")
+    container.cgroup.set_limits(cgroups.Resources(**limits))
+
+
 def pause(container):
     current, _ = status(container)
     if current != lifecycle.RUNNING:

@@ -193,3 +193,22 @@ def test_a_failing_prestart_hook_fails_create_and_leaves_nothing(oci, bundle, tm
     r = oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "c8")
     assert r.returncode == 1 and "prestart hook /bin/sh: no network" in r.stderr
     assert oci.ids() == [] and not (tmp_path / "pid").exists()
+
+
+def test_update_sets_the_cgroups_limits(oci, bundle, tmp_path):
+    b = bundle(["sleep", "100"])
+    cgroup = json.loads(open(os.path.join(b, "config.json")).read())["linux"]["cgroupsPath"]
+    assert oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "c9").returncode == 0
+    pid = int((tmp_path / "pid").read_text())
+    resources = tmp_path / "resources.json"
+    resources.write_text(json.dumps({"memory": {"limit": 64 << 20}, "pids": {"limit": 42}}))
+    assert oci("update", "--resources", str(resources), "c9").returncode == 0
+    assert oci("update", "--pids-limit", "43", "c9").returncode == 0
+    v1, v2 = f"/sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes", f"/sys/fs/cgroup{cgroup}/memory.max"
+    assert open(v1 if os.path.exists(v1) else v2).read().strip() == str(64 << 20)
+    pids = f"/sys/fs/cgroup/pids{cgroup}/pids.max"
+    assert open(pids if os.path.exists(pids) else f"/sys/fs/cgroup{cgroup}/pids.max").read().strip() == "43"
+    r = oci("update", "--resources", str(tmp_path / "none.json"), "c9")
+    assert r.returncode == 1 and "none.json: No such file" in r.stderr
+    assert oci("delete", "--force", "c9").returncode == 0
+    oci.reap(pid)
