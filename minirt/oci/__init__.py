@@ -8,4 +8,5 @@ This package speaks it on top of the same runtime that ``minirt run`` uses:
     cli.py       runc's commands and global flags; errors in runc's log format
     bundle.py    config.json -> ContainerSpec
     commands.py  create / start / state / kill / delete / pause / ... on a state root
+    defaults.py  what `spec` writes and `features` says
 """
