@@ -223,19 +223,21 @@ def update(container, limits):
 
 
 def pause(container):
-    current, _ = status(container)
-    if current != lifecycle.RUNNING:
-        raise OciError(f"container not running: it is {lifecycle.OCI_NAMES[current]}")
-    container.cgroup.freeze(True)
-    lifecycle.move(container.dir, lifecycle.PAUSED)
+    _freeze(container, True)
 
 
 def resume(container):
+    _freeze(container, False)
+
+
+def _freeze(container, frozen):
+    """The cgroup freezer: a running container becomes paused, or back."""
+    before, after = (lifecycle.RUNNING, lifecycle.PAUSED) if frozen else (lifecycle.PAUSED, lifecycle.RUNNING)
     current, _ = status(container)
-    if current != lifecycle.PAUSED:
-        raise OciError(f"container not paused: it is {lifecycle.OCI_NAMES[current]}")
-    container.cgroup.freeze(False)
-    lifecycle.move(container.dir, lifecycle.RUNNING)
+    if current != before:
+        raise OciError(f"container not {lifecycle.OCI_NAMES[before]}: it is {lifecycle.OCI_NAMES[current]}")
+    container.cgroup.freeze(frozen)
+    lifecycle.move(container.dir, after)
 
 
 def delete(container, force=False):
