@@ -87,7 +87,7 @@ def from_config(config, bundle, cid):
     gid_map = _id_map(linux.get("gidMappings"), "gidMappings")
     if ("user" in namespaces) != bool(uid_map and gid_map):
         raise SpecError("config.json: a user namespace needs linux.uidMappings and gidMappings (and they need it)")
-    caps = _capabilities(process.get("capabilities") or {})
+    caps = _capabilities(process.get("capabilities") or {}, uid)
     propagation = linux.get("rootfsPropagation") or ""
     if propagation not in PROPAGATIONS:
         raise SpecError(f"config.json: linux.rootfsPropagation {propagation!r} is not one of {', '.join(PROPAGATIONS[1:])}")
@@ -219,10 +219,12 @@ def _id_map(entries, what):
     return out
 
 
-def _capabilities(sets):
+def _capabilities(sets, uid):
     """The one set minirt gives root in the container: the bounding set (the
     engines pass the same list as bounding, effective and permitted; a
-    non-root user starts with empty sets, as minirt's own containers do)."""
+    non-root user starts with empty sets, as minirt's own containers do).
+    An ambient set changes nothing for root, whose sets the bounding set
+    fills at execve anyway (buildah passes one): for another user it would."""
     from minirt.kernel import capabilities
 
     if not isinstance(sets, dict):
@@ -230,10 +232,10 @@ def _capabilities(sets):
     for key in sets:
         if key not in ("bounding", "effective", "inheritable", "permitted", "ambient"):
             raise SpecError(f"config.json: process.capabilities.{key} is not supported")
-    if sets.get("ambient"):
-        raise SpecError("config.json: process.capabilities.ambient is not supported")
     bounding = sets.get("bounding") or []
-    for key in ("effective", "permitted"):
+    if sets.get("ambient") and uid != 0:
+        raise SpecError("config.json: process.capabilities.ambient is not supported for a user other than root")
+    for key in ("effective", "permitted", "ambient"):
         if set(sets.get(key) or []) - set(bounding):
             raise SpecError(f"config.json: process.capabilities.{key} holds a capability the bounding set lacks")
     known = capabilities.known()
