@@ -181,7 +181,8 @@ def exec_process(container, process, pid_file=None, console_socket=None, detach=
         tty.set_winsize(master, *(process.console_size or (0, 0)))
     try:
         pid, err = execution.start(container, process.args, env=process.env, workdir=process.cwd,
-                                   user=process.user, tty_fd=slave, interactive=True, outlive=detach)
+                                   user=process.user, groups=process.groups, tty_fd=slave, interactive=True,
+                                   outlive=detach)
         if slave is not None:
             os.close(slave)
             slave = None

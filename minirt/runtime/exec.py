@@ -35,11 +35,13 @@ class NotRunning(MinirtError):
 
 
 def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, interactive=False,
-          stdio=(0, 1, 2), outlive=False):
+          stdio=(0, 1, 2), outlive=False, groups=None):
     """Start ``args`` in ``container``; return (pid to wait for, error pipe read end).
     With ``outlive`` the process does not die with us and is not our child
     (``minirt-runc exec --detach``, as runc's: the engine's shim, its
-    subreaper, adopts and waits for it); the pid returned is then its own."""
+    subreaper, adopts and waits for it); the pid returned is then its own.
+    ``groups``: the supplementary groups exactly (an OCI process's
+    additionalGids, with ``user`` "UID:GID"), instead of looking them up."""
     info = container.state()
     if not lifecycle.is_running(info):
         raise NotRunning(f"container {container.id[:12]} is not running")
@@ -86,7 +88,7 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             grandchild = os.fork()  # the pid namespace applies to children only
             if grandchild == 0:
                 init.close_all([pid_w])
-                _enter(spec, args, env, workdir, user, tty_fd, interactive, stdio, caps, program, err_w)
+                _enter(spec, args, env, workdir, (user, groups), tty_fd, interactive, stdio, caps, program, err_w)
             if outlive:  # it is on its own: its adopter learns its pid from ours
                 os.write(pid_w, str(grandchild).encode())
                 os._exit(0)
@@ -112,13 +114,15 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
     return child, err_r
 
 
-def _enter(spec, args, env, workdir, user, tty_fd, interactive, stdio, caps, program, err_w):
+def _enter(spec, args, env, workdir, identity, tty_fd, interactive, stdio, caps, program, err_w):
     """In the container's namespaces: become its user with its privileges, exec."""
     step = "setting up stdio"
     try:
         init.setup_stdio(tty_fd, stdio, interactive)
         step = "resolving the user"
-        who = users.resolve(user if user is not None else spec.user, extra_groups=spec.group_add)
+        user, groups = identity
+        who = (users.exact(user, groups) if groups is not None
+               else users.resolve(user if user is not None else spec.user, extra_groups=spec.group_add))
         environment = dict(item.split("=", 1) for item in specs.merge_env(spec.env, env))
         environment.setdefault("HOME", who.home)
         step = "entering the working directory"

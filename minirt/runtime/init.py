@@ -117,7 +117,8 @@ def main(spec, launch):
             net = launch.network
             links.configure("eth0", net["address"], net["prefixlen"], net["gateway"])
         step = "resolving the user"
-        user = users.resolve(spec.user, extra_groups=spec.group_add)
+        user = (users.exact(spec.user, spec.group_add) if spec.oci
+                else users.resolve(spec.user, extra_groups=spec.group_add))
         env = _environment(spec, user)
         step = f"entering the working directory {spec.cwd}"
         _enter_workdir(spec.cwd, user, spec.read_only)

@@ -63,8 +63,9 @@ def test_delete_force_of_a_created_container(oci, bundle, tmp_path):
 
 
 def test_run_in_the_foreground_exits_with_the_commands_status_and_deletes(oci, bundle):
-    r = oci("run", "--bundle", bundle(["sh", "-c", "echo out; echo err >&2; exit 7"]), "c3")
-    assert (r.returncode, r.stdout, r.stderr) == (7, "out\n", "err\n")
+    r = oci("run", "--bundle", bundle(["sh", "-c", "echo out; echo err >&2; id; exit 7"],
+                                      process__user={"uid": 0, "gid": 0, "additionalGids": [3]}), "c3")
+    assert (r.returncode, r.stdout, r.stderr) == (7, "out\nuid=0(root) gid=0(root) groups=3(sys)\n", "err\n")
     assert oci.ids() == []
 
 
@@ -99,6 +100,8 @@ def test_list_exec_and_a_detached_exec(oci, bundle, tmp_path):
     assert [(s["id"], s["pid"], s["status"]) for s in listed] == [("c5", pid, "running")]
     r = oci("exec", "c5", "sh", "-c", "echo $((6*7)); exit 5")
     assert (r.returncode, r.stdout) == (5, "42\n")
+    r = oci("exec", "--user", "1000:1001", "--additional-gids", "7", "c5", "id")
+    assert r.stdout == "uid=1000 gid=1001 groups=7\n", r.stderr  # the groups given, no more
     process = tmp_path / "process.json"
     process.write_text(json.dumps({"args": ["sleep", "100"], "cwd": "/", "env": ["PATH=/bin"],
                                    "user": {"uid": 0, "gid": 0}}))
