@@ -169,6 +169,8 @@ class Container:
                 state.private_dir(self.dir, group)
             if self.spec.rootfs:  # ready (an OCI bundle's): PID 1 waits on exec.fifo for `start`
                 os.mkfifo(os.path.join(self.dir, "exec.fifo"), 0o600)
+                if remapped:  # PID 1 opens it as the container's root
+                    os.chown(os.path.join(self.dir, "exec.fifo"), *remapped)
             else:
                 for sub in ("upper", "work", "rootfs"):
                     os.mkdir(os.path.join(self.dir, sub), 0o755)
@@ -335,6 +337,10 @@ class Container:
     def _open_bundle_doors(self, launch):
         """An OCI bundle's container: the namespaces it joins, its exec.fifo and
         the pipe on which it says it waits for `start`; returns that pipe's read end."""
+        # PID 1's steps for a bundle, imported here for it: in a user namespace
+        # it may not read the host's Python library (nor after pivot_root).
+        from minirt.runtime import oci_init  # noqa: F401
+
         joins = []
         try:
             for name, path in self.spec.oci["joins"].items():

@@ -84,7 +84,7 @@ def main(spec, launch):
         step = "setting up stdio"
         setup_stdio(launch.console_fd, launch.stdio, spec.interactive)
         if spec.oci:  # its mounts show cgroups: be placed, in our own cgroup namespace, first
-            from minirt.runtime import oci_init  # (now: after pivot_root the host's Python is gone)
+            from minirt.runtime import oci_init  # (imported already by our parent: Container.start)
 
             step = "waiting to be placed"
             _placed(spec, launch)

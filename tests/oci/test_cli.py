@@ -215,3 +215,14 @@ def test_update_sets_the_cgroups_limits(oci, bundle, tmp_path):
     assert r.returncode == 1 and "none.json: No such file" in r.stderr
     assert oci("delete", "--force", "c9").returncode == 0
     oci.reap(pid)
+
+
+def test_a_user_namespace_from_the_bundles_mappings(oci, bundle):
+    b = bundle(["sh", "-c", "id -u; cat /proc/self/uid_map; stat -c %U /bin"],
+               linux__namespaces=[{"type": t} for t in ("pid", "mount", "ipc", "uts", "network", "user")],
+               linux__uidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}],
+               linux__gidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}])
+    r = oci("run", "--bundle", b, "u1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "0", "100000", "65536", "nobody"]  # (the rootfs is the host root's)
+    assert oci.ids() == []
