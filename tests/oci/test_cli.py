@@ -2,8 +2,10 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 
 import pytest
@@ -219,10 +221,18 @@ def test_update_sets_the_cgroups_limits(oci, bundle, tmp_path):
 
 def test_a_user_namespace_from_the_bundles_mappings(oci, bundle):
     b = bundle(["sh", "-c", "id -u; cat /proc/self/uid_map; stat -c %U /bin"],
-               linux__namespaces=[{"type": t} for t in ("pid", "mount", "ipc", "uts", "network", "user")],
+               linux__namespaces=[{"type": t} for t in ("pid", "mount", "ipc", "uts", "network", "cgroup", "user")],
                linux__uidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}],
                linux__gidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}])
-    r = oci("run", "--bundle", b, "u1")
+    # The container's root (host uid 100000) must reach the rootfs, as with runc:
+    # not through pytest's 0700 directory.
+    reachable = tempfile.mkdtemp(prefix="minirt-oci-userns-")
+    try:
+        os.chmod(reachable, 0o711)
+        moved = shutil.move(b, reachable)
+        r = oci("run", "--bundle", moved, "u1")
+    finally:
+        shutil.rmtree(reachable)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["0", "0", "100000", "65536", "nobody"]  # (the rootfs is the host root's)
     assert oci.ids() == []
