@@ -85,6 +85,9 @@ def main(argv=None):
     except MinirtError as e:
         log.error(str(e))
         return 1
+    except OSError as e:  # the host refused something (a cgroup file, a socket): said as runc says it
+        log.error(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
+        return 1
     except KeyboardInterrupt:
         return 130
     finally:
