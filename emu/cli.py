@@ -9,6 +9,7 @@ status.  This module only turns argv into calls on the rest of the package.
 import argparse
 import os
 import sys
+import time
 
 from . import mkfs, qcow2, snapshot
 from .asm import AsmError, Assembler
@@ -56,17 +57,25 @@ def is_disk_image(path):
                                              and first[-2:] == BOOT_SIGNATURE)
 
 
-def make_machine(args, program, console):
+def make_machine(args, program, console, virtualization="none"):
     """A machine for `emu run` and `emu debug`: boot `program` if it is a
-    disk image, otherwise load it (with --disk attached, if given)."""
+    disk image, otherwise load it (with --disk attached, if given).  Returns
+    the machine and, with virtualization "trap", the monitor it runs under
+    (otherwise None)."""
     booting = args.disk is None and is_disk_image(program)
     image = None if booting else load_program(program)
     path = program if booting else args.disk
     if args.disk_readonly and path is None:
         raise UserError("--disk-readonly needs a disk (--disk, or a disk image to boot)")
+    monitor = None
     try:
-        machine = Machine(args.mem, console=console, engine=args.engine,
-                          disk=Disk(path, readonly=args.disk_readonly))
+        disk = Disk(path, readonly=args.disk_readonly)
+        if virtualization == "trap":
+            from .vmm import Monitor
+            monitor = Monitor(args.mem, console=console, engine=args.engine, disk=disk)
+            machine = monitor.machine
+        else:
+            machine = Machine(args.mem, console=console, engine=args.engine, disk=disk)
         if booting:
             machine.boot()
         else:
@@ -75,7 +84,7 @@ def make_machine(args, program, console):
         raise UserError(str(e)) from None
     except ValueError as e:
         raise UserError(f"{program}: {e}") from None
-    return machine
+    return machine, monitor
 
 
 def load_program(path):
@@ -126,8 +135,9 @@ class EscapeKeys:
     reads the keys in the middle of an instruction, so `s` and `x` only
     pause the machine; `serve` does them between two instructions."""
 
-    def __init__(self, machine):
+    def __init__(self, machine, snapshots=True):
         self.machine = machine
+        self.snapshots = snapshots       # False: `s` says why not (a machine under the monitor)
         self.asked = []
 
     def __call__(self, key):
@@ -142,6 +152,9 @@ class EscapeKeys:
         while self.asked:
             if self.asked.pop(0) == "x":
                 return False
+            if not self.snapshots:
+                sys.stderr.write("\nemu: snapshot not saved: not supported under the monitor\n")
+                continue
             path = f"emu-{self.machine.cpu.steps}.snap"
             try:
                 snapshot.save(self.machine, path)
@@ -214,8 +227,18 @@ def cmd_disasm(args):
 
 
 def cmd_run(args):
-    machine = make_machine(args, args.program, host_console())
-    return _drive(machine, args, args.program)
+    if args.virtualization != "none" and args.snapshot_at:
+        raise UserError("--snapshot-at: a machine under the monitor cannot be snapshotted")
+    machine, monitor = make_machine(args, args.program, host_console(), args.virtualization)
+    if monitor is None:
+        return _drive(machine, args, args.program)
+    started = time.monotonic()
+    try:
+        return _drive(machine, args, args.program, snapshots=False)
+    finally:
+        # Exits by cause, as kvm_stat shows them, whatever ended the run.
+        sys.stdout.flush()
+        print(monitor.report(time.monotonic() - started), file=sys.stderr)
 
 
 def cmd_restore(args):
@@ -224,12 +247,12 @@ def cmd_restore(args):
     return _drive(machine, args, args.snapshot)
 
 
-def _drive(machine, args, name):
+def _drive(machine, args, name, snapshots=True):
     """Run as the options say: to each --snapshot-at point in turn, saving
     there, then on until the guest stops or --steps are done."""
     if args.trace:
         machine.cpu.trace = tracer(machine)
-    keys = EscapeKeys(machine)
+    keys = EscapeKeys(machine, snapshots)
     if machine.console.terminal:
         machine.console.escape = keys
 
@@ -281,7 +304,7 @@ def cmd_debug(args):
         machine = snapshot.restore(args.program, console=console, engine="interpret")
     else:
         args.engine = "interpret"
-        machine = make_machine(args, args.program, console)
+        machine, _ = make_machine(args, args.program, console)
     Debugger(machine).cmdloop()
     return machine.exit_status or 0
 
@@ -365,6 +388,9 @@ def main(argv=None):
     p.add_argument("program", help="a program, or a bootable disk image (which is then the disk)")
     machine_options(p)
     run_options(p)
+    p.add_argument("--virtualization", choices=("none", "trap"), default="none",
+                   help="trap: run the guest's kernel deprivileged under the trap-and-emulate "
+                        "monitor (emu/vmm/), and print its exits by cause at the end")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("restore", help="continue a machine from a snapshot")

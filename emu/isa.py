@@ -464,7 +464,8 @@ ignored the interrupt-enable flag instead of trapping, and `pushf` let a
 deprivileged kernel read the real flags. A guest kernel could not tell that its
 `cli` had not happened, and the hypervisor never found out it was tried. That
 is why VMware had to rewrite guest code on the fly. This ISA has no such
-instruction, so emu's hypervisor can stay a plain trap-and-emulate monitor.
+instruction, so emu's hypervisor (`emu/vmm/`, `emu run --virtualization trap`)
+is a plain trap-and-emulate monitor.
 """
 
 

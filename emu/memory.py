@@ -7,9 +7,10 @@ A diff snapshot then saves only those pages, and live migration
 (``migrate.py``) sends only them, round after round.  Read ``snapshot.py``
 next.
 
-RAM is any writable buffer: an anonymous ``mmap`` for a fresh machine, or a
-copy-on-write ``mmap`` of a snapshot file for a restored one -- the CPU cannot
-tell the difference, which is what makes restore independent of memory size.
+RAM is any writable buffer: an anonymous mapping for a fresh machine, or a
+copy-on-write mapping of a snapshot file for a restored one (both made by
+``hostmem.ram``) -- the CPU cannot tell the difference, which is what makes
+restore independent of memory size.
 Either way the host's kernel gives a page real memory only when it is first
 touched (as it does for a real hypervisor's guest RAM), so a 1 GiB machine
 costs what its guest uses; untouched pages read as zeros.
@@ -25,6 +26,7 @@ that goes through these methods may touch RAM meanwhile (``unchecked_left``).
 import mmap
 import sys
 
+from . import hostmem
 from .isa import PAGE_SIZE
 
 PAGE_SHIFT = PAGE_SIZE.bit_length() - 1
@@ -73,7 +75,7 @@ class Memory:
             raise ValueError(f"memory size must be a positive multiple of {PAGE_SIZE}")
         self.size = size
         if backing is None:
-            backing = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+            backing = hostmem.ram(size)
         # Bytes and words through memoryviews: as fast as a bytearray, whatever the backing.
         self.ram = memoryview(backing)
         self.words = self.ram.cast("I")

@@ -7,8 +7,8 @@ and all of memory, so ``restore`` continues exactly where ``save`` stopped.
 Two tricks keep it cheap, both taken from real hypervisors:
 
 - **Restore does not read memory.**  The memory section starts on a page
-  boundary, so restore maps it copy-on-write (``mmap`` ACCESS_COPY, which is
-  MAP_PRIVATE, as Firecracker maps its memory file): the guest's pages are read
+  boundary, so restore maps it copy-on-write (``mmap`` MAP_PRIVATE, in
+  ``hostmem.ram``, as Firecracker maps its memory file): the guest's pages are read
   from the file only when touched, and its writes never reach the file.
 - **Incremental snapshots.**  ``memory.py`` marks every page written since the
   last snapshot; a diff snapshot holds just those pages and names its base.
@@ -42,12 +42,12 @@ that, for a file known to be good.
 
 import array
 import json
-import mmap
 import os
 import stat
 import struct
 import zlib
 
+from . import hostmem
 from .devices.disk import DiskError
 from .isa import MMIO_BASE, PAGE_SIZE
 from .machine import Machine
@@ -223,7 +223,7 @@ def _restore(path, f, kind, meta, mem_offset, mem_length, console, engine, verif
     size = state["memory_size"]
     if kind == FULL:
         try:
-            backing = mmap.mmap(f.fileno(), size, offset=mem_offset, access=mmap.ACCESS_COPY)
+            backing = hostmem.ram(size, f.fileno(), mem_offset)
         except (OSError, ValueError) as e:
             raise SnapshotError(f"{path}: cannot map memory: {e}") from None
         machine = Machine(size, console=console, engine=engine, backing=backing)

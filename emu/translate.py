@@ -73,6 +73,7 @@ MAX_BLOCK = 64                     # instructions; long enough for any loop body
 MAX_SEQUENCES = 8                  # straight-line pieces of code in one block
 MAX_COPIED = 16                    # instructions: a piece this short is copied where it is gone to
 HOT = 16                           # times a pc is reached before its block is compiled
+HOT_INSIDE = 256                   # the same, inside another block's piece (see run)
 _MISSING = object()
 # Unconditional jumps end a block; conditional branches only leave it when taken.
 _TERMINATORS = {"jump", "call", "jr", "callr"}
@@ -133,16 +134,15 @@ class Translator:
             if block is _MISSING:
                 # Compiling costs as much as interpreting the code a few
                 # hundred times: only code that runs again and again is worth
-                # it.  Nor is the middle of a piece where the interpreter
-                # stepped to (up to a device event, or back from an
-                # interrupt): it reaches the start of a block in a moment.
+                # it.  The middle of a piece where the interpreter stepped to
+                # (up to a device event, or back from an interrupt) usually
+                # reaches the start of a block in a moment, so it must be
+                # much hotter -- but not never: a loop that another block
+                # only ran into on its way out is reached nowhere else.
                 # Where a block ends (after an instruction it could not do),
                 # code does start.
-                if key in self.inside and not came_from_block:
-                    cpu.step()
-                    continue
                 heat = self.heat.get(key, 0) + 1
-                if heat < HOT:
+                if heat < (HOT_INSIDE if key in self.inside and not came_from_block else HOT):
                     self.heat[key] = heat
                     cpu.step()
                     continue

@@ -254,9 +254,13 @@ def _ago(t):
 
 
 def _status(info):
-    if info.get("status") == "running":
+    from minirt.api import containers
+
+    if info.get("status") == containers.PAUSED:
+        return "Up " + _ago(info.get("started_at")) + " (Paused)"
+    if info.get("status") == containers.RUNNING:
         return "Up " + _ago(info.get("started_at"))
-    if info.get("status") == "exited":
+    if info.get("status") == containers.EXITED:
         oom = " (OOM killed)" if info.get("oom_killed") else ""
         return f"Exited ({info.get('exit_code')}){oom} {_ago(info.get('finished_at'))} ago"
     return "Created"
@@ -329,10 +333,12 @@ def cmd_stop(args):
 
 
 def cmd_kill(args):
+    from minirt.api import containers
+
     signum = _signal_number(args.signal)
 
     def kill(c, ref):
-        if c.state().get("status") != "running":
+        if not containers.is_running(c.state()):
             raise MinirtError(f"container {ref} is not running")
         c.signal(signum)
         print(ref)
@@ -368,8 +374,10 @@ def cmd_rm(args):
 
 
 def cmd_start(args):
+    from minirt.api import containers
+
     def start(c, ref):
-        if c.state().get("status") == "running":
+        if containers.is_running(c.state()):
             raise MinirtError(f"container {ref} is already running")
         c.restart()
         print(ref)

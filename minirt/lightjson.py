@@ -63,7 +63,9 @@ def _loads(data):
     start = len(text) - len(text.lstrip(_WHITESPACE))
     try:
         value, end = _scan(text, start)
-    except (StopIteration, ValueError):  # no value at start, or an error in one
+    except (StopIteration, ValueError, SystemError):  # no value at start, or an error in one
+        # (SystemError: the C scanner, asked for json.decoder's error class
+        # which nobody imported, fails "without setting an exception".)
         return _slowly(data)
     if text[end:].strip(_WHITESPACE):  # something after the value
         return _slowly(data)

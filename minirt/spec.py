@@ -17,6 +17,7 @@ from minirt.digests import is_hex_digest
 from minirt.errors import SpecError
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+OCI_VERSION = "1.0.2"   # the OCI runtime spec whose config.json and state minirt-runc speak
 NAMESPACES = ("mnt", "pid", "uts", "ipc", "net", "cgroup")   # "user" is added for rootless runs
 
 # Plain classes, not dataclasses or namedtuples: importing `dataclasses` (it pulls
@@ -66,7 +67,7 @@ class ContainerSpec:
                  layers=(), mounts=(), namespaces=NAMESPACES, uid_map=(), gid_map=(), resources=None,
                  cap_add=(), cap_drop=(), privileged=False, seccomp=None, no_new_privileges=True,
                  read_only=False, tmpfs=(), group_add=(), tty=False, interactive=False, init=False,
-                 remove=False, cgroup_parent=None, network=None, ports=()):
+                 remove=False, cgroup_parent=None, network=None, ports=(), rootfs=None, oci=None):
         self.args = list(args)              # the process to run, argv[0] first
         self.env = list(env)                # "KEY=VALUE" strings
         self.cwd = cwd
@@ -99,6 +100,11 @@ class ContainerSpec:
         # network's name; root defaults to bridge, rootless to none (as podman without slirp).
         self.network = network or default_network()
         self.ports = list(ports)            # -p: {host_ip, host_port, container_port, proto}
+        # From an OCI bundle (minirt/oci/bundle.py): a root filesystem that is ready
+        # (instead of layers), and what only a bundle says (its mounts, masked paths,
+        # rlimits, ...: see bundle.py), as plain JSON.
+        self.rootfs = rootfs
+        self.oci = oci
 
     @property
     def rootless(self):

@@ -80,7 +80,7 @@ def add_arguments(parser, parse_size):
                    help="stop the guest once the rest can be sent in this long (default 10)")
     p.add_argument("--max-rounds", type=int, default=30, metavar="N",
                    help="give up after N rounds that do not get there (default 30)")
-    command("stats", cmd_stats, "per running VM: instructions, CPU, memory, disk, traps", vm=False)
+    command("stats", cmd_stats, "per running VM: instructions, CPU, memory (shared pages too), disk, traps", vm=False)
 
 
 def main(args):
@@ -263,14 +263,25 @@ def cmd_stats(home, args):
     print(f"guest memory: {_k(host['memory_defined'])} defined, {_k(host['memory_touched'])} touched; "
           f"host memory available {_k(host['host_memory_available'])}"
           + (" -- OVERCOMMITTED" if host["memory_defined"] > host["host_memory_available"] else ""))
+    sharing = host["sharing"]
+    print(f"shared pages (KSM): {sharing['pages_sharing']} guest pages map {sharing['pages_shared']} "
+          f"stable ones: {_k(sharing['saved'])} saved"
+          + ("" if sharing["settled"] else ", still scanning")
+          + (f" -- {sharing['error']}" if sharing["error"] else "")
+          + (f" -- at its limit of {sharing['limit']} (vm.max_map_count)" if sharing["full"] else ""))
+    # As the host's kernel counts it (smaps): resident counts a shared page
+    # in every VM that maps it, proportional splits it among them.
+    print(f"the VMs' RAM in the host: {_k(host['rss'])} resident, {_k(host['pss'])} proportional; "
+          f"{_k(host['anonymous'])} private + {_k(sharing['stable_memory'])} stable pages")
     print(f"{'NAME':<16} {'STATE':<8} {'INSTRUCTIONS':>13} {'MIPS':>7} {'CPU':>6} {'SHARE':>5} "
-          f"{'TOUCHED':>9} {'DISK R/W':>13}  TRAPS / EXITS")
+          f"{'TOUCHED':>9} {'SHARED':>6} {'SAVED':>7} {'RSS':>7} {'PSS':>7} {'DISK R/W':>13}  TRAPS / EXITS")
     for name, s in vms.items():
         cpu = s["cpu_time"] / s["wall_time"] if s["wall_time"] else 0
         traps = ", ".join(f"{n} {cause}" for cause, n in s["traps"].items())
         exits = ", ".join(f"{n} {device}" for device, n in s["exits"].items())
         print(f"{name:<16} {s['state']:<8} {s['instructions']:>13} {s['instructions_per_s'] / 1e6:>7.3f} "
-              f"{cpu:>6.1%} {s['share']:>5} {_k(s['touched']):>9} "
+              f"{cpu:>6.1%} {s['share']:>5} {_k(s['touched']):>9} {s['shared_pages']:>6} {_k(s['saved']):>7} "
+              f"{_k(s['rss']):>7} {_k(s['pss']):>7} "
               f"{str(s['disk_reads']) + '/' + str(s['disk_writes']):>13}  {traps or '-'} / {exits or '-'}")
     return 0
 

@@ -8,8 +8,9 @@ it runs every VM of the home, answers commands on a unix control socket,
 and exits when no VM is left running.  One process for all VMs, rather than
 one each, because what comes next needs the VMs side by side: a scheduler
 that shares guest instructions among them by ``--cpu-share``, statistics
-that compare them, identical pages shared across VMs, and live migration
-(``emu/migrate.py`` works on Machine objects, which live here).
+that compare them, identical pages shared across VMs (``sharing.py``,
+scanning between the rounds), and live migration (``emu/migrate.py`` works
+on Machine objects, which live here).
 
 The scheduler is weighted round-robin in instruction quanta: each round,
 each runnable VM runs QUANTUM x its share guest instructions (translated or
@@ -37,7 +38,7 @@ import sys
 import threading
 import time
 
-from .. import isa, snapshot
+from .. import hostmem, isa, snapshot
 from ..devices.disk import DiskError
 from ..image import Image
 from ..isa import PAGE_SIZE
@@ -47,6 +48,7 @@ from ..qcow2 import ImageError
 from ..snapshot import SnapshotError
 from . import disks, manage, migration
 from .consolelog import ConsoleLog
+from .sharing import SCAN_PAUSE, Sharing
 from .store import LIVE, Home, VMError
 
 QUANTUM = 10_000            # guest instructions per share per round
@@ -143,6 +145,7 @@ class Host:
         self.arrived = []                 # (vm, machine, directory) or None, for the main thread
         self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.stopping = False             # SIGTERM: save every VM and exit
+        self.sharing = Sharing()          # identical pages of the guests, shared (KSM)
 
     # -- life --------------------------------------------------------------------
 
@@ -168,13 +171,20 @@ class Host:
     def _step(self, timeout, requests=True):
         """Wait for what is ready (up to `timeout`; not at all if a guest can
         run) and serve it -- with `requests`, commands and arriving VMs too --
-        then give each runnable guest its quantum."""
+        then give each runnable guest its quantum, and the page-sharing
+        scanner its part of the time (while it has work, it wakes the host)."""
         runnable = [g for g in self.guests.values() if g.runnable()]
-        self._wait(0 if runnable else timeout, requests)
+        start = time.monotonic()
+        wait = 0 if runnable else timeout
+        if not self.sharing.settled:
+            wait = SCAN_PAUSE if wait is None else min(wait, SCAN_PAUSE)
+        self._wait(wait, requests)
         for guest in runnable:
             # (A request may have stopped or replaced it meanwhile.)
             if self.guests.get(guest.name) is guest and guest.runnable():
                 self._run(guest)
+        self.sharing.scan([g.machine.memory for g in self.guests.values()],
+                          time.monotonic() - start, bool(runnable))
 
     def _try_exit(self):
         """Exit when idle, but never under a client that is starting a VM:
@@ -574,11 +584,26 @@ class Host:
         """Per VM what it got and used, and the host's side, overcommit
         included: one host process is one CPU, however many VMs it runs."""
         guests = {name: self._stats(guest) for name, guest in self.guests.items()}
+        # What each VM's RAM costs, as the host's kernel counts it: resident
+        # (rss: every page it maps), proportional (pss: a shared page split
+        # among the VMs that map it) and private (anonymous).  The VMs' private
+        # pages and the stable pages, once, are what they cost all told.
+        ranges = {}
+        for name, guest in self.guests.items():
+            start = hostmem.address(guest.machine.memory.ram)
+            ranges[name] = (start, start + guest.machine.memory.size)
+        usage = hostmem.usage(ranges)
+        for name, stats in guests.items():
+            stats.update(usage[name])
         memory = _meminfo()
         return {"host": {"pid": os.getpid(), "cpus": 1, "host_cpus": os.cpu_count(),
                          "runnable": sum(g.runnable() for g in self.guests.values()),
                          "memory_defined": sum(g["memory"] for g in guests.values()),
                          "memory_touched": sum(g["touched"] for g in guests.values()),
+                         "rss": sum(g["rss"] for g in guests.values()),
+                         "pss": sum(g["pss"] for g in guests.values()),
+                         "anonymous": sum(g["anonymous"] for g in guests.values()),
+                         "sharing": self.sharing.stats(),
                          "host_memory_available": memory.get("MemAvailable", 0)},
                 "vms": guests}
 
@@ -593,6 +618,8 @@ class Host:
                 "cpu_time": guest.cpu_time, "wall_time": now - guest.started,
                 "share": guest.share, "state": "paused" if guest.paused else "running",
                 "memory": machine.memory.size, "touched": len(machine.memory.used_pages()) * PAGE_SIZE,
+                "shared_pages": self.sharing.shared_pages(machine.memory),
+                "saved": self.sharing.saved(machine.memory),
                 "disk_reads": machine.disk.reads, "disk_writes": machine.disk.writes,
                 "traps": {isa.cause_name(cause): n for cause, n in sorted(machine.cpu.traps.items())},
                 "exits": dict(machine.exits)}

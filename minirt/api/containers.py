@@ -16,6 +16,7 @@ from minirt.errors import ImageError, MinirtError
 from minirt.image import Store, open_image
 from minirt.image.store import release
 from minirt.runtime import state
+from minirt.runtime.lifecycle import EXITED, PAUSED, RUNNING, is_running  # noqa: F401 (the CLI asks these too)
 from minirt.runtime.capture import Result, captured
 from minirt.runtime.container import Container
 from minirt.runtime.userns import host_root, maps_for as userns_maps
@@ -163,7 +164,7 @@ def listing(root, all=False):
             config = state.read_json(f"{directory}/config.json")
         except (MinirtError, OSError, ValueError):
             continue  # removed meanwhile, or not yet written
-        if all or info.get("status") == "running":
+        if all or is_running(info):
             rows.append((info, config, directory))
     rows.sort(key=lambda row: row[0].get("created_at") or 0, reverse=True)
     return rows
@@ -172,10 +173,10 @@ def listing(root, all=False):
 def inspect(container):
     """docker's ``inspect`` record of ``container``."""
     info, spec = container.state(), container.spec
-    running = info.get("status") == "running"
+    running = is_running(info)
     return {"Id": container.id, "Name": spec.name, "Created": info.get("created_at"),
             "Image": spec.image, "Path": spec.args[0], "Args": spec.args[1:],
-            "State": {"Status": info.get("status"), "Running": running,
+            "State": {"Status": info.get("status"), "Running": running, "Paused": info.get("status") == PAUSED,
                       "Pid": info.get("pid") if running else 0,
                       "MonitorPid": info.get("monitor_pid"), "ExitCode": info.get("exit_code"),
                       "OOMKilled": bool(info.get("oom_killed")), "Error": info.get("error") or "",

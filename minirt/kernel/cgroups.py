@@ -337,6 +337,12 @@ class CgroupV2(Cgroup):
         """
         return _attach_device_filter(self.dirs[0], self.path, allow)
 
+    def freeze(self, frozen):
+        """Stop (or let go on) every process of the cgroup: cgroup.freeze, then
+        cgroup.events says when the last one has stopped."""
+        _write(self.dirs[0], "cgroup.freeze", int(frozen))
+        _wait_for(lambda: _keyed(self.dirs[0], "cgroup.events").get("frozen") == int(frozen), self.path)
+
     def kill(self):
         # cgroup.kill (Linux 5.14) kills the whole tree atomically, even processes
         # forking at that moment; fall back to one signal per pid.
@@ -378,6 +384,14 @@ class CgroupV1(Cgroup):
             yield self._dir_for("cpu"), "cpu.shares", res.cpu_shares
         if res.cpuset_cpus is not None:
             yield self._dir_for("cpuset"), "cpuset.cpus", res.cpuset_cpus
+
+    def freeze(self, frozen):
+        """Stop (or let go on) every process of the cgroup: the freezer
+        controller's freezer.state reads FROZEN once the last one has stopped."""
+        d = self._dir_for("freezer")
+        want = "FROZEN" if frozen else "THAWED"
+        _write(d, "freezer.state", want)
+        _wait_for(lambda: _read(d, "freezer.state").strip() == want, self.path)
 
     def oom_killed(self):
         try:
@@ -437,6 +451,14 @@ def _inherit_cpuset(d):
         if not _read(parent, name):
             _inherit_cpuset(parent)
         _write(d, name, _read(parent, name))
+
+
+def _wait_for(done, path, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise RuntimeFailure(f"cgroup {path}: the freezer did not settle in {timeout:.0f} s")
+        time.sleep(0.001)
 
 
 def _read(d, name):

@@ -23,8 +23,9 @@ import stat
 
 from minirt.kernel import libc
 from minirt.kernel.libc import (
-    MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY,
-    MS_REC, MS_REMOUNT, MS_STRICTATIME,
+    MNT_DETACH, MS_BIND, MS_DIRSYNC, MS_MANDLOCK, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC,
+    MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT, MS_SHARED, MS_SLAVE,
+    MS_STRICTATIME, MS_SYNCHRONOUS, MS_UNBINDABLE,
 )
 
 # The devices every container gets (name, major, minor): the ones programs take
@@ -134,14 +135,70 @@ def bind(source, target, readonly=False, recursive=True):
 
 
 def remount_readonly(target):
-    # A remount must repeat the flags that are locked on the mount (nosuid, nodev,
-    # noexec when inherited from a more privileged namespace), or it is refused.
+    remount(target, MS_RDONLY)
+
+
+def remount(target, flags):
+    """Change a bind mount's flags to ``flags``.  A remount must repeat the
+    flags that are locked on the mount (nosuid, nodev, noexec when inherited
+    from a more privileged namespace), or it is refused."""
     locked = 0
     vfs = os.statvfs(target)
     for bit, flag in ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC)):
         if vfs.f_flag & bit:
             locked |= flag
-    libc.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | locked)
+    libc.mount(None, target, None, MS_BIND | MS_REMOUNT | flags | locked)
+
+
+# fstab(5)'s options that are mount flags (name -> (flag, set or clear)), as an
+# OCI bundle's mounts use them; anything else is the filesystem's own data.
+FLAG_OPTIONS = {
+    "ro": (MS_RDONLY, True), "rw": (MS_RDONLY, False), "nosuid": (MS_NOSUID, True), "suid": (MS_NOSUID, False),
+    "nodev": (MS_NODEV, True), "dev": (MS_NODEV, False), "noexec": (MS_NOEXEC, True), "exec": (MS_NOEXEC, False),
+    "sync": (MS_SYNCHRONOUS, True), "async": (MS_SYNCHRONOUS, False), "dirsync": (MS_DIRSYNC, True),
+    "mand": (MS_MANDLOCK, True), "nomand": (MS_MANDLOCK, False), "noatime": (MS_NOATIME, True),
+    "atime": (MS_NOATIME, False), "nodiratime": (MS_NODIRATIME, True), "diratime": (MS_NODIRATIME, False),
+    "relatime": (MS_RELATIME, True), "norelatime": (MS_RELATIME, False),
+    "strictatime": (MS_STRICTATIME, True), "nostrictatime": (MS_STRICTATIME, False),
+    "bind": (MS_BIND, True), "rbind": (MS_BIND | MS_REC, True), "defaults": (0, True),
+}
+# Propagation: applied by a mount call of its own, after the mount exists.
+PROPAGATION = {
+    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "shared": MS_SHARED, "rshared": MS_SHARED | MS_REC,
+    "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC, "unbindable": MS_UNBINDABLE,
+    "runbindable": MS_UNBINDABLE | MS_REC,
+}
+
+
+def parse_options(options):
+    """fstab-style ``options`` -> (flags, [propagation flags], data string or None)."""
+    flags, propagation, data = 0, [], []
+    for option in options:
+        if option in FLAG_OPTIONS:
+            bit, on = FLAG_OPTIONS[option]
+            flags = flags | bit if on else flags & ~bit
+        elif option in PROPAGATION:
+            propagation.append(PROPAGATION[option])
+        else:
+            data.append(option)
+    return flags, propagation, ",".join(data) or None
+
+
+def mount_entry(root, kind, source, destination, options):
+    """One mount of an OCI bundle (type, source, destination inside ``root``,
+    options) with its flags and propagation; returns the target on the host."""
+    flags, propagation, data = parse_options(options)
+    if flags & MS_BIND:
+        target = make_mountpoint(root, destination, is_dir=os.path.isdir(source))
+        libc.mount(source, target, None, flags & (MS_BIND | MS_REC))
+        if flags & ~(MS_BIND | MS_REC):  # a bind mount takes its flags only from a remount
+            remount(target, flags & ~(MS_BIND | MS_REC))
+    else:
+        target = make_mountpoint(root, destination)
+        libc.mount(source or kind, target, kind, flags, data)
+    for change in propagation:
+        libc.mount(None, target, None, change)
+    return target
 
 
 def mount_proc(root):
@@ -186,16 +243,7 @@ def mount_dev(root, *, mknod=True, console=None):
     """
     dev = make_mountpoint(root, "/dev")
     libc.mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k")
-    for name, major, minor in DEVICES:
-        path = os.path.join(dev, name)
-        if mknod:
-            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
-            os.chmod(path, 0o666)  # mknod honours the umask
-        else:
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o666))
-            bind(f"/dev/{name}", path, recursive=False)
-    for target, name in DEV_SYMLINKS:
-        os.symlink(target, os.path.join(dev, name))
+    make_devices(dev, mknod)
     os.mkdir(os.path.join(dev, "pts"), 0o755)
     pts_opts = "newinstance,ptmxmode=0666,mode=0620" + (",gid=5" if mknod else "")
     libc.mount("devpts", os.path.join(dev, "pts"), "devpts", MS_NOSUID | MS_NOEXEC, pts_opts)
@@ -211,6 +259,30 @@ def mount_dev(root, *, mknod=True, console=None):
         path = os.path.join(dev, "console")
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         bind(console, path, recursive=False)
+
+
+def make_devices(dev, mknod=True):
+    """``DEVICES`` and ``DEV_SYMLINKS`` in the directory ``dev`` (a fresh /dev)."""
+    for name, major, minor in DEVICES:
+        path = os.path.join(dev, name)
+        if mknod:
+            make_device(path, "c", major, minor)
+        else:
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o666))
+            bind(f"/dev/{name}", path, recursive=False)
+    for target, name in DEV_SYMLINKS:
+        if not os.path.lexists(os.path.join(dev, name)):
+            os.symlink(target, os.path.join(dev, name))
+
+
+def make_device(path, kind, major, minor, mode=0o666, uid=0, gid=0):
+    """A device node: ``kind`` "c" (character), "b" (block) or "p" (a FIFO)."""
+    file_type = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[kind]
+    if os.path.lexists(path):
+        os.unlink(path)
+    os.mknod(path, (mode & 0o7777) | file_type, os.makedev(major, minor))
+    os.chmod(path, mode & 0o7777)  # mknod honours the umask
+    os.chown(path, uid, gid)
 
 
 def pivot_root(root):

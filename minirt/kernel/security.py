@@ -42,7 +42,7 @@ PROFILE_LIMIT = 4 << 20  # bytes of a seccomp profile file; docker's default has
 _COMPILER = ("seccomp.py", "seccomp_default.py", "bpf.py", "syscalls_x86_64.py", "capabilities.py")
 
 
-def seccomp_program(option=None, privileged=False, caps=frozenset(), cache=None):
+def seccomp_program(option=None, privileged=False, caps=frozenset(), cache=None, profile=None):
     """The seccomp filter for ``--security-opt seccomp=OPTION``, compiled for
     the container's capabilities (BPF bytes), or None for no filter.
 
@@ -59,7 +59,8 @@ def seccomp_program(option=None, privileged=False, caps=frozenset(), cache=None)
     """
     if option == "unconfined" or (not option and privileged):
         return None
-    profile = read_profile(option) if option else None  # once: a pipe cannot be read twice
+    if profile is None:  # (else the caller has the profile's bytes: an OCI bundle's, say; option names it)
+        profile = read_profile(option) if option else None  # once: a pipe cannot be read twice
     key = _program_key(profile, caps) if cache else None
     if key:
         try:

@@ -26,7 +26,7 @@ from minirt.digests import is_digest, sha256
 from minirt.errors import ImageError, MinirtError
 from minirt.image.reference import parse, parse_optional
 from minirt.image.store import blob_path, keep_blob, release
-from minirt.runtime import state
+from minirt.runtime import lifecycle, state
 
 _loads = itertools.count()
 
@@ -342,7 +342,7 @@ def users(root, catalog):
         try:
             config = state.read_json(f"{state.containers_dir(root)}/{cid}/config.json")
             layers = tuple(os.path.basename(layer) for layer in config.get("layers") or ())
-            running = state.load(root, cid).get("status") == "running"
+            running = lifecycle.is_running(state.load(root, cid))
         except (OSError, ValueError, AttributeError, TypeError, MinirtError):
             continue
         if layers in by_layers:

@@ -43,10 +43,11 @@ import _signal as signal
 import sys
 import time
 
+from minirt import lightjson
 from minirt.errors import MinirtError, RuntimeFailure, exit_status
 from minirt.image.store import release
 from minirt.kernel import cgroups, libc, namespaces, security
-from minirt.runtime import init, network, state, userns
+from minirt.runtime import init, lifecycle, network, state, userns
 
 HOSTS = """127.0.0.1\tlocalhost
 ::1\tlocalhost ip6-localhost ip6-loopback
@@ -77,11 +78,16 @@ class Launch:
         self.stdio = (0, 1, 2)                  # the container's stdin, stdout, stderr (without a tty)
         self.netns_fd = None                    # --network container:NAME: the namespace to join
         self.cgroup_entry = None                # cgroups.Entry: PID 1 walks into its cgroup by itself
+        # An OCI bundle's container (spec.oci), which waits for `start` (oci_init.py):
+        self.joins = ()                         # [(namespace, fd)]: namespaces given by path
+        self.ready_fd = None                    # write end: "created, waiting for start"
+        self.fifo_fd = None                     # exec.fifo, O_PATH: opened for writing, it waits
 
     def descriptors(self):
         """The file descriptors above, all that PID 1 keeps of what it inherits."""
         entry = self.cgroup_entry
         return (self.error_fd, self.placed_fd, self.go_fd, self.console_fd, self.netns_fd, *self.stdio,
+                self.ready_fd, self.fifo_fd, *(fd for _, fd in self.joins),
                 *(entry.tasks + [entry.cgroup2] if entry is not None else ()))
 
 
@@ -90,7 +96,8 @@ class Container:
         self.spec = spec
         self.root = os.path.abspath(root)
         self.dir = os.path.join(state.containers_dir(self.root), spec.id)
-        self.cgroup = cgroups.for_container(spec.id, spec.cgroup_parent)
+        self.cgroup = (cgroups.at(spec.oci["cgroups_path"]) if spec.oci
+                       else cgroups.for_container(spec.id, spec.cgroup_parent))
         self.pid = None           # host pid of the container's PID 1
         self.helper = None        # host pid of the helper (the monitor when detached)
         self._child = None        # the process we forked and must reap: the helper, or PID 1
@@ -160,25 +167,32 @@ class Container:
         try:
             if group is not None:
                 state.private_dir(self.dir, group)
-            for sub in ("upper", "work", "rootfs"):
-                os.mkdir(os.path.join(self.dir, sub), 0o755)
-            userns.hand_over([os.path.join(self.dir, d) for d in ("upper", "work")],
-                             self.spec.uid_map, self.spec.gid_map)
+            if self.spec.rootfs:  # ready (an OCI bundle's): PID 1 waits on exec.fifo for `start`
+                os.mkfifo(os.path.join(self.dir, "exec.fifo"), 0o600)
+                if remapped:  # PID 1 opens it as the container's root
+                    os.chown(os.path.join(self.dir, "exec.fifo"), *remapped)
+            else:
+                for sub in ("upper", "work", "rootfs"):
+                    os.mkdir(os.path.join(self.dir, sub), 0o755)
+                userns.hand_over([os.path.join(self.dir, d) for d in ("upper", "work")],
+                                 self.spec.uid_map, self.spec.gid_map)
             state.reserve(self.dir)
             state.write_json(os.path.join(self.dir, "config.json"), self.spec.to_json())
             release(self.spec.id)  # the lease on its layers (api.prepare): config.json names them now
-            state.update(self.dir, id=self.spec.id, name=self.spec.name, status="created",
-                         created_at=time.time(), image=self.spec.image,
-                         cgroup=self.cgroup.path if self.cgroup is not None else None)
+            lifecycle.move(self.dir, lifecycle.CREATED, id=self.spec.id, name=self.spec.name,
+                           created_at=time.time(), image=self.spec.image,
+                           cgroup=self.cgroup.path if self.cgroup is not None else None)
             if self.spec.name:
                 state.claim_name(self.root, self.spec.name, self.spec.id)
             _crash_point("create")
-            state.write_text(os.path.join(self.dir, "hostname"), self.spec.hostname + "\n")
-            state.write_text(os.path.join(self.dir, "hosts"), HOSTS.format(hostname=self.spec.hostname))
-            state.write_text(os.path.join(self.dir, "resolv.conf"), _resolv_conf())
+            if not self.spec.rootfs:  # (an engine's bundle brings its own /etc files and network)
+                state.write_text(os.path.join(self.dir, "hostname"), self.spec.hostname + "\n")
+                state.write_text(os.path.join(self.dir, "hosts"), HOSTS.format(hostname=self.spec.hostname))
+                state.write_text(os.path.join(self.dir, "resolv.conf"), _resolv_conf())
             self._create_cgroup()
             _crash_point("cgroup")
-            network.setup(self)  # address, published ports, /etc/hosts
+            if not self.spec.rootfs:
+                network.setup(self)  # address, published ports, /etc/hosts
             _crash_point("network")
         except (OSError, MinirtError) as e:
             self.delete(force_remove=True)
@@ -206,17 +220,21 @@ class Container:
             return
         if limits.any():
             self.cgroup.set_limits(limits)
-        if not self.spec.privileged:
+        if self.spec.oci:
+            if self.spec.oci["device_rules"] is not None:
+                self.cgroup.restrict_devices(self.spec.oci["device_rules"])
+        elif not self.spec.privileged:
             self.cgroup.restrict_devices()
 
     def _launch(self):
         if self._privileges is None:
             self._privileges = _privileges(self.spec, self.root)
         return Launch(
-            rootfs=os.path.join(self.dir, "rootfs"),
+            rootfs=self.spec.rootfs or os.path.join(self.dir, "rootfs"),
             upper=os.path.join(self.dir, "upper"),
             work=os.path.join(self.dir, "work"),
-            etc_files={name: os.path.join(self.dir, name) for name in ("hostname", "hosts", "resolv.conf")},
+            etc_files={} if self.spec.rootfs else {
+                name: os.path.join(self.dir, name) for name in ("hostname", "hosts", "resolv.conf")},
             rootless=self.spec.rootless,
             capabilities=self._privileges[0],
             seccomp_program=self._privileges[1],
@@ -263,6 +281,7 @@ class Container:
                 launch.cgroup_entry.close()
             raise
         self._endpoint = launch.network
+        ready_r = self._open_bundle_doors(launch) if self.spec.oci else None
         go_r, go_w = os.pipe2(os.O_CLOEXEC)          # parent -> init: "your id maps are written"
         msg_r, msg_w = os.pipe2(os.O_CLOEXEC)        # helper -> parent: PID 1's pid
         placed_r, placed_w = os.pipe2(os.O_CLOEXEC)  # parent -> init: "you are recorded, go on"
@@ -281,8 +300,11 @@ class Container:
 
             self.console, launch.console_fd = os.openpty()
             launch.console_path = os.ttyname(launch.console_fd)
-            tty.copy_winsize(0, self.console)
-        parent_only = (go_w, msg_r, placed_w, err_r, self.console)
+            if self.spec.oci:  # (an engine's console has no size of ours to copy)
+                tty.set_winsize(self.console, *(self.spec.oci["console_size"] or (0, 0)))
+            else:
+                tty.copy_winsize(0, self.console)
+        parent_only = (go_w, msg_r, placed_w, err_r, self.console, ready_r)
 
         if detach or not libc.single_threaded():  # (a program embedding minirt may have threads)
             first = os.fork()
@@ -299,11 +321,12 @@ class Container:
                 init.main(self.spec, launch)  # never returns
             born, self._child = (pid1, inside), pid1
 
-        init.close_all([go_r, msg_w, placed_r, err_w, launch.console_fd, launch.netns_fd] + opened)
+        init.close_all([go_r, msg_w, placed_r, err_w, launch.console_fd, launch.netns_fd, launch.ready_fd,
+                        launch.fifo_fd, *(fd for _, fd in launch.joins)] + opened)
         if launch.cgroup_entry is not None:
             launch.cgroup_entry.close()
         try:
-            report = self._handshake(born, msg_r, go_w, placed_w, err_r)
+            report = self._handshake(born, msg_r, go_w, placed_w, err_r, ready_r)
         except BaseException:
             self._kill_helper()
             raise
@@ -311,10 +334,30 @@ class Container:
             self.wait()
             init.raise_report(report, self.spec.args[0])
 
-    def _handshake(self, born, msg_r, go_w, placed_w, err_r):
+    def _open_bundle_doors(self, launch):
+        """An OCI bundle's container: the namespaces it joins, its exec.fifo and
+        the pipe on which it says it waits for `start`; returns that pipe's read end."""
+        # PID 1's steps for a bundle, imported here for it: in a user namespace
+        # it may not read the host's Python library (nor after pivot_root).
+        from minirt.runtime import oci_init  # noqa: F401
+
+        joins = []
+        try:
+            for name, path in self.spec.oci["joins"].items():
+                joins.append((name, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+            launch.fifo_fd = os.open(os.path.join(self.dir, "exec.fifo"), os.O_PATH | os.O_CLOEXEC)
+        except OSError as e:
+            init.close_all([fd for _, fd in joins])
+            raise RuntimeFailure(f"opening {e.filename}: {e.strerror}") from None
+        launch.joins = joins
+        ready_r, launch.ready_fd = os.pipe2(os.O_CLOEXEC)
+        return ready_r
+
+    def _handshake(self, born, msg_r, go_w, placed_w, err_r, ready_r=None):
         """The parent's half of the start-up (see the module docstring).
-        Returns PID 1's error report: empty once the command runs.  However it
-        ends, our pipe ends close: a PID 1 still waiting then gives up."""
+        Returns PID 1's error report: empty once the command runs (or, from an
+        OCI bundle, once it waits for `start`).  However it ends, our pipe ends
+        close: a PID 1 still waiting then gives up."""
         try:
             with os.fdopen(msg_r, "rb") as messages:
                 if born is None:  # from the helper: "PID1 inside|outside HELPER"; nothing if it failed
@@ -336,11 +379,22 @@ class Container:
                     return init.read_report(err_r)  # PID 1 already failed: its report says why
             if self._endpoint:  # its network namespace exists: plug in the cable
                 network.attach(self._endpoint, self.pid, self.root, self.spec.id)
+            if ready_r is not None:  # an OCI bundle's: created, until `start`
+                from minirt.runtime import hooks
+
+                state.update(self.dir, pid=self.pid, pid_start=state.start_time(self.pid))
+                for stage in ("prestart", "createRuntime"):  # its namespaces exist, its rootfs not yet
+                    hooks.run(self.spec.oci["hooks"], stage, hooks.state(self.spec, self.pid, "creating"))
+                try:
+                    os.write(placed_w, b"1")
+                except BrokenPipeError:
+                    pass
+                return b"" if os.read(ready_r, 1) == b"1" else init.read_report(err_r)
             recorder = self.helper or os.getpid()  # who will record the exit: the monitor, or we
-            state.update(self.dir, status="running", pid=self.pid, pid_start=state.start_time(self.pid),
-                         monitor_pid=recorder, monitor_start=state.start_time(recorder),
-                         started_at=time.time(), finished_at=None, exit_code=None, oom_killed=False,
-                         error=None, detached=self.detached)
+            lifecycle.move(self.dir, lifecycle.RUNNING, pid=self.pid, pid_start=state.start_time(self.pid),
+                           monitor_pid=recorder, monitor_start=state.start_time(recorder),
+                           started_at=time.time(), finished_at=None, exit_code=None, oom_killed=False,
+                           error=None, detached=self.detached)
             _crash_point("running")
             try:
                 os.write(placed_w, b"1")
@@ -348,7 +402,7 @@ class Container:
                 pass  # PID 1 has already failed: its report (below) says why
             return init.read_report(err_r)
         finally:
-            init.close_all((go_w, placed_w, err_r))
+            init.close_all((go_w, placed_w, err_r, ready_r))
 
     def restart(self):
         """``minirt start``: run a stopped container again, detached, on the same
@@ -369,9 +423,9 @@ class Container:
     def signal(self, signum):
         """Deliver ``signum`` to the container's PID 1 (from the host side)."""
         _crash_point("signal")
-        info = self.state() if self.detached else {"status": "running" if self.exit_code is None else "exited",
-                                                   "pid": self.pid, "pid_start": None}
-        if info.get("status") == "running" and info.get("pid"):
+        info = self.state() if self.detached else {
+            "status": lifecycle.RUNNING if self.exit_code is None else lifecycle.EXITED, "pid": self.pid}
+        if lifecycle.is_running(info) and info.get("pid"):
             try:
                 os.kill(info["pid"], signum)
             except ProcessLookupError:
@@ -385,20 +439,22 @@ class Container:
             self.exit_code = exit_status(os.waitpid(self._child, 0)[1])
             self.oom_killed = self.cgroup is not None and self.cgroup.oom_killed()
             try:
-                state.update(self.dir, status="exited", exit_code=self.exit_code, oom_killed=self.oom_killed,
-                             finished_at=time.time())
+                lifecycle.move(self.dir, lifecycle.EXITED, exit_code=self.exit_code, oom_killed=self.oom_killed,
+                               finished_at=time.time())
             except OSError:
                 pass  # not recorded (ps will say "unknown"), but the exit code is still the caller's
+            except lifecycle.InvalidTransition:
+                pass  # a restart whose PID 1 failed before it ran: it stays exited as it was
             return self.exit_code
         # Detached: the monitor records the exit; we watch the state.
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.002
         while True:
             info = self.state()
-            if info.get("status") == "exited":
+            if info.get("status") == lifecycle.EXITED:
                 self.exit_code, self.oom_killed = info.get("exit_code"), bool(info.get("oom_killed"))
                 return self.exit_code
-            if info.get("status") == "created":
+            if info.get("status") == lifecycle.CREATED:
                 raise RuntimeFailure(f"container {self.spec.id[:12]} is not running")
             if deadline is not None and time.monotonic() > deadline:
                 return None
@@ -440,12 +496,12 @@ class Container:
             raise RuntimeFailure(f"removing cgroup {self.cgroup.path}: {e.strerror}") from None
         finally:
             if self.spec.remove or force_remove:
-                self._remove_files()
+                self.remove_files()
 
     def remove(self, force=False):
         """``minirt rm``: everything of the container, from any state."""
         info = self.state()
-        if info.get("status") == "running":
+        if lifecycle.is_running(info):
             if not force:
                 raise MinirtError(f"container {self.spec.id[:12]} is running: stop it first or use rm -f")
             self.signal(signal.SIGKILL)
@@ -456,9 +512,9 @@ class Container:
                 time.sleep(0.002)
         if self.cgroup is not None:
             self.cgroup.remove()
-        self._remove_files()
+        self.remove_files()
 
-    def _remove_files(self):
+    def remove_files(self):
         if network.mode(self.spec) == "bridge":
             network.release(self.root, self.spec.id)  # veth, ports, address, peers' /etc/hosts
         if self.spec.name:
@@ -529,7 +585,9 @@ def _crash_point(name):
 def _privileges(spec, root):
     """The capability set and compiled seccomp filter the container will get."""
     caps = security.capability_set(cap_add=spec.cap_add, cap_drop=spec.cap_drop, privileged=spec.privileged)
-    program = security.seccomp_program(spec.seccomp, spec.privileged, caps, cache=state.seccomp_cache(root))
+    profile = spec.oci and spec.oci.get("seccomp")  # an OCI bundle's profile, inline in its config.json
+    program = security.seccomp_program(spec.seccomp, spec.privileged, caps, cache=state.seccomp_cache(root),
+                                       profile=lightjson.dumps(profile).encode() if profile else None)
     return caps, program
 
 

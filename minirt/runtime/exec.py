@@ -23,7 +23,7 @@ import signal
 from minirt import spec as specs
 from minirt.errors import MinirtError, RuntimeFailure, exit_status
 from minirt.kernel import cgroups, libc, namespaces, security
-from minirt.runtime import init, users
+from minirt.runtime import init, lifecycle, users
 
 # Order matters: the user namespace first (it grants the rights to join the
 # others), the mount namespace after the ones whose files live in /proc.
@@ -35,10 +35,15 @@ class NotRunning(MinirtError):
 
 
 def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, interactive=False,
-          stdio=(0, 1, 2)):
-    """Start ``args`` in ``container``; return (pid to wait for, error pipe read end)."""
+          stdio=(0, 1, 2), outlive=False, groups=None):
+    """Start ``args`` in ``container``; return (pid to wait for, error pipe read end).
+    With ``outlive`` the process does not die with us and is not our child
+    (``minirt-runc exec --detach``, as runc's: the engine's shim, its
+    subreaper, adopts and waits for it); the pid returned is then its own.
+    ``groups``: the supplementary groups exactly (an OCI process's
+    additionalGids, with ``user`` "UID:GID"), instead of looking them up."""
     info = container.state()
-    if info.get("status") != "running":
+    if not lifecycle.is_running(info):
         raise NotRunning(f"container {container.id[:12]} is not running")
     spec = container.spec
     pid1 = info["pid"]
@@ -59,6 +64,7 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
         init.close_all(fds.values())
         raise RuntimeFailure(f"opening cgroup {cgroup.path}: {e.strerror}") from None
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    pid_r, pid_w = os.pipe2(os.O_CLOEXEC) if outlive else (None, None)  # the joining process's child's pid
     # Born in the cgroup2 cgroup where clone3 may be used (one thread only).
     child, inside = cgroups.clone_into(entry) if libc.single_threaded() else (os.fork(), False)
     if child == 0:
@@ -67,9 +73,10 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             # caller's command line and environment wiped, and nothing kept
             # of what the caller left open but the descriptors we need.
             security.conceal()
-            init.close_others([err_w, tty_fd, *(() if tty_fd is not None else stdio), *fds.values(),
+            init.close_others([err_w, pid_w, tty_fd, *(() if tty_fd is not None else stdio), *fds.values(),
                                *(entry.tasks + [entry.cgroup2] if entry is not None else ())])
-            libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if not outlive:
+                libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
             if entry is not None:  # before the cgroup namespace, whose root it is
                 cgroups.enter(entry)
                 if not inside:
@@ -80,7 +87,11 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
                 os.close(fd)
             grandchild = os.fork()  # the pid namespace applies to children only
             if grandchild == 0:
-                _enter(spec, args, env, workdir, user, tty_fd, interactive, stdio, caps, program, err_w)
+                init.close_all([pid_w])
+                _enter(spec, args, env, workdir, (user, groups), tty_fd, interactive, stdio, caps, program, err_w)
+            if outlive:  # it is on its own: its adopter learns its pid from ours
+                os.write(pid_w, str(grandchild).encode())
+                os._exit(0)
             os.closerange(3, os.sysconf("SC_OPEN_MAX"))
             for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
                 signal.signal(s, signal.SIG_IGN)
@@ -92,16 +103,26 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
     init.close_all(fds.values())
     if entry is not None:
         entry.close()
+    if outlive:
+        os.close(pid_w)
+        with os.fdopen(pid_r, "rb") as f:
+            pid = f.read()
+        os.waitpid(child, 0)
+        if not pid:  # it failed before: the report says why
+            return None, err_r
+        child = int(pid)
     return child, err_r
 
 
-def _enter(spec, args, env, workdir, user, tty_fd, interactive, stdio, caps, program, err_w):
+def _enter(spec, args, env, workdir, identity, tty_fd, interactive, stdio, caps, program, err_w):
     """In the container's namespaces: become its user with its privileges, exec."""
     step = "setting up stdio"
     try:
         init.setup_stdio(tty_fd, stdio, interactive)
         step = "resolving the user"
-        who = users.resolve(user if user is not None else spec.user, extra_groups=spec.group_add)
+        user, groups = identity
+        who = (users.exact(user, groups) if groups is not None
+               else users.resolve(user if user is not None else spec.user, extra_groups=spec.group_add))
         environment = dict(item.split("=", 1) for item in specs.merge_env(spec.env, env))
         environment.setdefault("HOME", who.home)
         step = "entering the working directory"

@@ -14,7 +14,7 @@ import subprocess
 
 import minirt
 from minirt.kernel import cgroups
-from minirt.runtime import state
+from minirt.runtime import lifecycle, state
 from minirt.spec import default_network, on_path
 
 
@@ -63,7 +63,8 @@ def info(root):
             statuses.append(state.load(root, cid).get("status"))
         except (OSError, ValueError, minirt.MinirtError):
             pass
-    running = statuses.count("running")
+    running = statuses.count(lifecycle.RUNNING)
+    paused = statuses.count(lifecycle.PAUSED)
     layout = cgroup_layout()
     security = ["name=seccomp,profile=builtin", "name=no-new-privileges", "name=cgroupns"]
     if os.geteuid() != 0:
@@ -72,8 +73,8 @@ def info(root):
         security.append("name=userns")
     return {
         "ID": "", "Name": os.uname().nodename, "ServerVersion": minirt.__version__,
-        "Containers": len(statuses), "ContainersRunning": running, "ContainersPaused": 0,
-        "ContainersStopped": len(statuses) - running, "Images": len(Catalog(root).list()),
+        "Containers": len(statuses), "ContainersRunning": running, "ContainersPaused": paused,
+        "ContainersStopped": len(statuses) - running - paused, "Images": len(Catalog(root).list()),
         "Driver": "overlay", "DockerRootDir": os.path.abspath(root),
         "CgroupDriver": "cgroupfs", "CgroupVersion": {"v2": "2", "none": ""}.get(layout, "1"),
         "CgroupLayout": layout, "KernelVersion": os.uname().release,

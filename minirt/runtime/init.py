@@ -73,46 +73,65 @@ def main(spec, launch):
             step = "joining the network namespace"
             libc.setns(launch.netns_fd, libc.CLONE_NEWNET)
             os.close(launch.netns_fd)
+        for name, fd in launch.joins:  # an OCI bundle's namespaces given by path
+            step = f"joining the {name} namespace"
+            libc.setns(fd, namespaces.FLAGS[name])
+            os.close(fd)
         if launch.cgroup_entry is not None:
             step = "joining the cgroup"  # first, so that all that follows is accounted there
             cgroups.enter(launch.cgroup_entry)
             launch.cgroup_entry.close()
         step = "setting up stdio"
         setup_stdio(launch.console_fd, launch.stdio, spec.interactive)
+        if spec.oci:  # its mounts show cgroups: be placed, in our own cgroup namespace, first
+            from minirt.runtime import oci_init  # (imported already by our parent: Container.start)
+
+            step = "waiting to be placed"
+            _placed(spec, launch)
         step = "preparing the root filesystem"
         if "mnt" in spec.namespaces:
             namespaces.unshare(["mnt"])
-        _setup_rootfs(spec, launch)
+        if spec.oci:
+            oci_init.rootfs(spec, launch)
+        else:
+            _setup_rootfs(spec, launch)
         step = "pivot_root"
         mounts.pivot_root(launch.rootfs)
         step = "masking paths"
-        if not spec.privileged:
+        if spec.oci:
+            oci_init.finish(spec)
+        elif not spec.privileged:
             masked.apply()
-        if spec.read_only:
+        if spec.read_only and not spec.oci:
             mounts.remount_readonly("/")
         step = "setting the hostname"
-        libc.sethostname(spec.hostname)
+        if spec.hostname or not spec.oci:
+            libc.sethostname(spec.hostname)
         if "net" in spec.namespaces:
             links.link_up("lo")
-        step = "waiting to be placed"
-        if os.read(launch.placed_fd, 1) != b"1":
-            raise RuntimeFailure("the container could not be placed in its cgroup")
-        os.close(launch.placed_fd)
-        if "cgroup" in spec.namespaces:
-            # Only now, inside its cgroup: the namespace's root is the cgroup we are in.
-            namespaces.unshare(["cgroup"])
+        if not spec.oci:
+            step = "waiting to be placed"
+            _placed(spec, launch)
         if launch.network:  # the parent has moved our end of the veth pair in: configure it
             step = "configuring eth0"
             net = launch.network
             links.configure("eth0", net["address"], net["prefixlen"], net["gateway"])
         step = "resolving the user"
-        user = users.resolve(spec.user, extra_groups=spec.group_add)
+        user = (users.exact(spec.user, spec.group_add) if spec.oci
+                else users.resolve(spec.user, extra_groups=spec.group_add))
         env = _environment(spec, user)
         step = f"entering the working directory {spec.cwd}"
         _enter_workdir(spec.cwd, user, spec.read_only)
         step = "loading the exec trampoline"
         exec_fd, seccomp_program = prepare_exec(launch.seccomp_program, spec.no_new_privileges,
                                                 reaper=spec.init)
+        if spec.oci:
+            step = "setting the process's limits"
+            oci_init.process(spec)
+            step = "looking up the command"
+            _check_command(spec.args[0], env)
+            step = "waiting for start"
+            oci_init.wait_for_start(launch)
         step = "dropping privileges"
         # In a rootless user namespace setgroups(2) is forbidden: keep the groups we have.
         security.apply(caps=launch.capabilities, no_new_privs=spec.no_new_privileges,
@@ -124,6 +143,25 @@ def main(spec, launch):
     except BaseException as e:  # noqa: BLE001 — everything must reach the parent
         send_report(launch.error_fd, e, step)
     os._exit(125)
+
+
+def _placed(spec, launch):
+    """Wait until the parent has placed us (see container.py), then enter a
+    cgroup namespace of our own: its root is the cgroup we are in now."""
+    if os.read(launch.placed_fd, 1) != b"1":
+        raise RuntimeFailure("the container could not be placed in its cgroup")
+    os.close(launch.placed_fd)
+    if "cgroup" in spec.namespaces:
+        namespaces.unshare(["cgroup"])
+
+
+def _check_command(command, env):
+    """Refuse, at create time as runc does, a command that no path would run."""
+    for path in _search_path(command, env):
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return
+    raise exec_error(command, errno.ENOENT if not any(map(os.path.exists, _search_path(command, env)))
+                     else errno.EACCES)
 
 
 def close_all(fds):

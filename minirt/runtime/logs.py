@@ -10,6 +10,8 @@ import os
 import sys
 import time
 
+from minirt.runtime import lifecycle
+
 
 def _tail(data, n):
     if n is None:
@@ -31,7 +33,7 @@ def show(container, tail=None, follow=False, out=None, err=None):
         dest.flush()
         files.append((f, dest))
     while follow:
-        running = container.state().get("status") == "running"
+        running = lifecycle.is_running(container.state())
         for f, dest in files:
             chunk = f.read()
             if chunk:

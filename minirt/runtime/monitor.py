@@ -33,14 +33,14 @@ def main(directory, pid1):
     if os.environ.get("MINIRT_CRASH_AT") == "monitor":  # fault injection for the crash tests
         os.kill(os.getpid(), _signal.SIGKILL)
     from minirt.errors import exit_status
-    from minirt.runtime import state
+    from minirt.runtime import lifecycle, state
 
     code = exit_status(status)
     try:
         info = state.read_json(os.path.join(directory, "state.json"))
     except FileNotFoundError:
         return code  # removed meanwhile (`rm -f`)
-    if info.get("status") != "running" or info.get("pid") != pid1:
+    if not lifecycle.is_running(info) or info.get("pid") != pid1:
         # minirt died before it recorded PID 1 (which then gave up): the
         # container never ran; it stays "created" for `rm` or `system prune`.
         return code
@@ -56,7 +56,7 @@ def main(directory, pid1):
         except OSError:
             pass  # `minirt rm` / `system prune` will try again
     try:
-        state.update(directory, status="exited", exit_code=code, oom_killed=oom, finished_at=time.time())
+        lifecycle.move(directory, lifecycle.EXITED, exit_code=code, oom_killed=oom, finished_at=time.time())
     except FileNotFoundError:
         return code  # removed meanwhile (`rm -f`): nothing left to record
     if config.get("remove"):
@@ -64,7 +64,7 @@ def main(directory, pid1):
         from minirt.spec import ContainerSpec
 
         root = os.path.dirname(os.path.dirname(directory))
-        Container(ContainerSpec.from_json(config), root)._remove_files()
+        Container(ContainerSpec.from_json(config), root).remove_files()
     return code
 
 

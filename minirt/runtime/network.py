@@ -47,7 +47,7 @@ import time
 
 from minirt import lightjson
 from minirt.errors import MinirtError, SpecError
-from minirt.runtime import state
+from minirt.runtime import lifecycle, state
 from minirt.spec import is_network_name, on_path
 
 DEFAULT = "bridge"                  # the default network's name (docker's)
@@ -161,7 +161,7 @@ def check(root, network, ports):
 def _netns_pid(root, ref):
     """PID 1 of the running container ``ref``, whose network namespace we join."""
     info = state.load(root, state.resolve(root, ref))
-    if info.get("status") != "running":
+    if not lifecycle.is_running(info):
         raise SpecError(f"--network container:{ref}: container is not running")
     return info["pid"]
 

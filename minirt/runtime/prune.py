@@ -17,7 +17,7 @@ import os
 from minirt.errors import MinirtError
 from minirt.image import store
 from minirt.kernel import cgroups
-from minirt.runtime import network, state
+from minirt.runtime import lifecycle, network, state
 from minirt.runtime.container import Container
 
 
@@ -38,7 +38,7 @@ def prune(root):
                 done.append(f"Deleted broken container {cid[:12]}")
                 continue
             parents.add(c.spec.cgroup_parent)
-            if c.state().get("status") == "running":
+            if lifecycle.is_running(c.state()):
                 running.add(cid)
                 continue
             c.remove(force=True)

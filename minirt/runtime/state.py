@@ -49,6 +49,7 @@ import time
 
 from minirt import lightjson  # json's reading and writing, without its import time
 from minirt.errors import MinirtError
+from minirt.runtime.lifecycle import CREATED, EXITED, RUNNING
 
 _serial = itertools.count()
 
@@ -242,14 +243,17 @@ def hold(directory, wait=True, shared=False):
     return fd
 
 
-def update(directory, **fields):
-    """Merge ``fields`` into the container's state.json under its lock; return the result."""
+def update(directory, check=None, **fields):
+    """Merge ``fields`` into the container's state.json under its lock; return the result.
+    ``check`` (see ``lifecycle.move``) sees the state before and may refuse the change."""
     with locked(directory):
         path = os.path.join(directory, "state.json")
         try:
             data = read_json(path)
         except (FileNotFoundError, ValueError):
             data = {}
+        if check is not None:
+            check(data)
         data.update(fields)
         try:
             write_json(path, data)
@@ -321,12 +325,12 @@ def load(root, cid):
     except FileNotFoundError:
         raise NoSuchContainer(f"no such container: {cid}") from None
     except ValueError:
-        data = {"id": cid, "status": "created"}
-    if data.get("status") == "running" and _orphaned(data):
+        data = {"id": cid, "status": CREATED}
+    if data.get("status") == RUNNING and _orphaned(data):
         # Its processes are gone but nobody recorded the exit: minirt or the
         # monitor was killed.  Say so, as docker does after a daemon crash;
         # and only say so: reading never writes (the disk may be full).
-        data.update(status="exited", finished_at=_last_written(directory),
+        data.update(status=EXITED, finished_at=_last_written(directory),
                     exit_code=data.get("exit_code") if data.get("exit_code") is not None else 255,
                     error="the container's monitor died; exit status unknown")
     return data

@@ -15,8 +15,14 @@ import fcntl
 import os
 import select
 import signal
+import struct
 import termios
 import tty
+
+
+def set_winsize(fd, rows, cols):
+    """Give the terminal ``fd`` a size (rows and columns; 0 leaves it unset)."""
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
 def copy_winsize(src_fd, dst_fd):

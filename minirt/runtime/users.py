@@ -41,6 +41,15 @@ def _id(text, what):
     return int(text)
 
 
+def exact(spec_user, groups, passwd="/etc/passwd"):
+    """An OCI bundle's user: "UID:GID" and the supplementary ``groups`` exactly
+    as given (no /etc/group lookup: the engine did it); only HOME is looked up."""
+    uid, _, gid = spec_user.partition(":")
+    entry = next((e for e in _entries(passwd) if len(e) >= 7 and e[2] == uid), None)
+    return User(uid=_id(uid, "uid"), gid=_id(gid or "0", "gid"), groups=sorted({_id(str(g), "gid") for g in groups}),
+                home=(entry[5] if entry else "") or "/")
+
+
 def resolve(spec_user, passwd="/etc/passwd", group="/etc/group", extra_groups=()):
     """Turn "", "UID", "UID:GID", "NAME" or "NAME:GROUP" into a User.
 

@@ -23,12 +23,13 @@ SHOWS = {
            "killed: page fault on instruction fetch", "Hello from user space"],
     "6.": ["[2]", "[3]", "[4]", "\tloop\n", "\tcounter\n"],
     "7.": ["mine.txt", "$ my own file"],
-    "8.": ["toyos booting"],
+    "8.": ["toyos booting", "Hello from user space", "sysreg write"],
     "9.": ["kernel ", "restored"],
     "10.": ["Hello from user space"],
-    "11.": [re.compile(r"^t1 +running.*\n^t2 +running.*\n^t3 +running", re.M),
+    "11.": [re.compile(r"^t0 +running.*\n^t1 +running.*\n(^t\d +running.*\n){7}^t9 +running", re.M),
             "allocated clusters: 0 of 1", "backing file: ../../images/toyos.img (raw)",
-            re.compile(r"guest memory: 3072K defined, \d{1,3}K touched")],
+            re.compile(r"guest memory: 10240K defined, \d{3,4}K touched"),
+            lambda out: saved(out) > 500, "Hello from user space! I am process 2"],
     "12.": ["overcommitted 2:1", lambda out: 2.7 < shares(out, "three") / shares(out, "one") < 3.3],
     "13.": [re.compile(r"^crash +poweroff.*\n^t +running", re.M),
             "reason:      unhandled trap: illegal instruction at pc 0x00000000",
@@ -41,7 +42,7 @@ SHOWS = {
     "16.": [re.compile(r"migrated in \d+ rounds? \(pages [\d/]+\), .* downtime [\d.]+ ms"),
             re.compile(r"^m +poweroff", re.M), re.compile(r"^m +running +2048K", re.M),
             "Hello from user space! I am process 3"],
-    "README": ["Hello", "tick 5", "hi", "_start:", "kernel "],
+    "README": ["Hello", "tick 5", "hi", "_start:", "kernel ", "shadow fill"],
 }
 # Commands a test cannot run as written, and why that is all right.
 DONE_ELSEWHERE = {
@@ -54,6 +55,11 @@ def shares(out, vm):
     """How many instructions `vm` ran between the last two `emu vm stats`."""
     counts = [int(line.split()[2]) for line in out.splitlines() if line.split()[:2] == [vm, "running"]]
     return counts[-1] - counts[-2]
+
+
+def saved(out):
+    """The memory page sharing saved, in K, as the first `emu vm stats` says."""
+    return int(re.search(r"guest pages map \d+ stable ones: (\d+)K saved", out)[1])
 
 
 def blocks(text):

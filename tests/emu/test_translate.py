@@ -123,6 +123,37 @@ def test_data_next_to_code_costs_no_retranslation(state):
     assert adjacent == apart
 
 
+# A loop that the first loop's block only runs into on its way out: the
+# second loop's head is inside that block's first piece, never the start of a
+# block, and the first loop never runs again to bring its block back.
+LOOP_AFTER_LOOP = """
+_start:
+    li   t0, 0x4000
+    li   t1, 0x8000
+fill:
+    stw  t1, [t0]
+    addi t0, t0, 4
+    bne  t0, t1, fill
+again:
+    li   t0, 0x4000
+second:
+    ldw  t3, [t0]
+    add  s0, s0, t3
+    addi t0, t0, 64
+    bltu t0, t1, second
+    b    again
+"""
+
+
+def test_a_loop_reached_only_out_of_another_block_is_translated(state):
+    program = assemble(LOOP_AFTER_LOOP)
+    interpreted, translated = both(program, 200_000)
+    assert state(interpreted) == state(translated)
+    second = program.symbols["second"]
+    assert translated.engine.blocks.get(second) or translated.engine.blocks.get(program.symbols["again"]), \
+        "the second loop is interpreted for ever"
+
+
 def identity_paging(machine, directory=0x8000):
     """Paging on, the first 32 KiB mapped to themselves for the supervisor."""
     memory = machine.memory

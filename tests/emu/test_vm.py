@@ -640,6 +640,63 @@ def test_cpu_shares_hold_in_guest_instructions(home, tmp_path):
     assert "overcommitted 2:1" in r.stdout and "three" in r.stdout
 
 
+def settled(home):
+    """The host's stats once its page-sharing scanner has settled."""
+    from emu.vm import control, store
+    deadline = time.monotonic() + 60
+    while not (stats := control.request(store.Home(home.path), "stats"))["host"]["sharing"]["settled"]:
+        assert time.monotonic() < deadline, stats["host"]["sharing"]
+        time.sleep(0.05)
+    return stats
+
+
+def type_at(home, name, keys):
+    r = subprocess.run([sys.executable, "-m", "emu", "vm", "--home", home.path, "console", name],
+                       input=keys, capture_output=True, timeout=120, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_ten_toyos_vms_share_their_identical_pages_and_go_on_apart(home):
+    names = [f"s{i}" for i in range(10)]
+    for name in names:
+        home.run("create", name, "--image", "toyos")
+        home.run("start", name)
+    for name in names:
+        home.wait_prompt(name)
+    stats = settled(home)
+    host, sharing = stats["host"], stats["host"]["sharing"]
+    one = stats["vms"]["s0"]["touched"]           # what one costs unshared (test_sharing.py: the kernel's Rss)
+    # The ten, as the host's kernel counts them: their private pages, and the stable ones once.
+    ten = host["anonymous"] + sharing["stable_memory"]
+    print(f"ten toyos VMs: {host['memory_touched'] >> 10}K used by their guests, {ten >> 10}K in the host "
+          f"({ten / one:.2f} x one VM's {one >> 10}K); {sharing['pages_sharing']} pages map "
+          f"{sharing['pages_shared']} stable ones, {sharing['saved'] >> 10}K saved")
+    assert ten < 3 * one and sharing["saved"] > 5 * one
+    assert all(s["shared_pages"] > 0 for s in stats["vms"].values())
+    # Half of them go on: each writes its own pages (copies, by the kernel),
+    # and the other half, still sharing them, see nothing of it.
+    quiet = {name: home.log(name) for name in names[5:]}
+    answers = {type_at(home, name, b"hello\n") for name in names[:5]}
+    assert len(answers) == 1 and b"I am process 2" in answers.pop()
+    assert {name: home.log(name) for name in names[5:]} == quiet
+    assert type_at(home, "s9", b"ps\n").count(b"\n") >= 3
+    after = settled(home)["host"]
+    assert after["anonymous"] + after["sharing"]["stable_memory"] < 3 * one
+    # A VM with shared pages saved and continued, then snapshotted and
+    # restored: each time the same session goes on.
+    home.run("savestate", "s0")
+    home.run("start", "s0")
+    home.run("snapshot", "s0", "take", "up")
+    home.run("poweroff", "s0")
+    home.run("snapshot", "s0", "restore", "up")
+    home.run("start", "s0")
+    assert b"I am process 3" in type_at(home, "s0", b"hello\n")
+    assert home.log("s0").count(b"booting") == 1
+    r = home.run("stats")
+    assert "guest pages map" in r.stdout and "saved" in r.stdout, r.stdout
+
+
 def test_live_snapshot_of_toyos_restores_with_its_disk(home, terminal):
     home.run("create", "t", "--image", "toyos")
     home.run("start", "t")

@@ -15,7 +15,7 @@ import pytest
 
 from tests.emu.conftest import REPO
 from tests.emu.test_migrate import SCRIBBLER
-from tests.emu.test_vm import COUNTER, Home, counters, program, say_hello, type_ahead
+from tests.emu.test_vm import COUNTER, Home, counters, program, say_hello, settled, type_ahead, type_at
 
 REPORT = re.compile(r"vm \w+: migrated in \d+ rounds \(pages \d+(/\d+)*\), \d+ KiB, "
                     r"total [\d.]+ ms, downtime [\d.]+ ms\n")
@@ -66,6 +66,27 @@ def test_a_toyos_session_continues_on_the_destinations_console(homes, tmp_path, 
     # Same disk (shared storage), same session: the shell answers there.
     say_hello(terminal, destination, "t")
     assert b"booting" not in destination.log("t")
+
+
+def test_shared_pages_leave_with_a_vm_that_migrates_and_are_shared_where_it_arrives(homes, tmp_path):
+    source, destination = homes
+    address = str(tmp_path / "in.sock")
+    destination.run("listen", address)
+    for home, names in ((source, ("a", "b")), (destination, ("c",))):
+        for name in names:
+            home.run("create", name, "--image", "toyos")
+            home.run("start", name)
+            home.wait_prompt(name)
+    before = settled(source)["host"]["sharing"]
+    source.run("migrate", "a", "--to", address)
+    after = settled(source)
+    # b keeps its pages, each a stable page of its own now: nothing saved but its zeros.
+    assert after["host"]["sharing"]["pages_sharing"] == after["vms"]["b"]["shared_pages"] == 25
+    assert after["host"]["sharing"]["saved"] < before["saved"] / 2
+    there = settled(destination)
+    assert there["vms"]["a"]["shared_pages"] == there["vms"]["c"]["shared_pages"] == 25
+    assert there["host"]["sharing"]["saved"] == before["saved"]
+    assert b"I am process 2" in type_at(destination, "a", b"hello\n")
 
 
 def test_a_saved_vm_moves_cold_to_a_bigger_machine_and_starts_there(homes, tmp_path):

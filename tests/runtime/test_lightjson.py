@@ -132,3 +132,12 @@ def test_importing_it_imports_no_json_and_no_re():
             " print(sorted(m for m in ('json', 're', 'enum') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_bad_documents_raise_value_error_in_a_fresh_interpreter():
+    # There json.decoder, whose error class the C scanner raises, is not yet imported.
+    code = ("from minirt import lightjson\n"
+            "for bad in (b'{not json', b'{\"a\": }', b'[1,', b'{\"a\" 1}'):\n"
+            "    try:\n        lightjson.loads(bad)\n    except ValueError:\n        print('ValueError')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (r.stdout, r.stderr) == ("ValueError\n" * 4, "")

@@ -1,0 +1,146 @@
+"""Benchmark for emu's trap-and-emulate monitor (emu/vmm/): what running
+toyos deprivileged costs, and where the cost goes.
+
+Not a test: it prints numbers (run it with `make bench`).  Two workloads, each
+on bare emu and under the monitor, with the block translator and with the
+interpreter: toyos booting and running a short shell session until it powers
+off (kernel-heavy: system calls, console output, context switches), and a
+busy user program (`loop x &`: user-mode arithmetic, with timer interrupts
+and a character now and then).  For each: guest MIPS (millions of guest
+instructions per host second -- the guest runs the same instructions in both
+cases), and under the monitor the exits per second by cause, as kvm_stat
+shows them -- printed, and drawn in docs/vmm-exits.svg.  Best of 3 rounds taken in turns; the host is shared and noisy,
+so the ratios count more than the numbers.
+"""
+
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from emu import mkfs                          # noqa: E402
+from emu.devices.console import Console       # noqa: E402
+from emu.machine import Machine               # noqa: E402
+from emu.vmm import Monitor                   # noqa: E402
+from emu.vmm.exits import CAUSES              # noqa: E402
+
+from _timing import write_results             # noqa: E402
+
+SESSION = b"ls\ncat motd\nhello\ncounter 3\nps\n"
+BUSY_STEPS = 3_000_000
+
+
+def boot(image, typed, engine, virtualization, hold_open=False):
+    console = Console(input_bytes=typed, hold_open=hold_open)
+    if virtualization == "trap":
+        monitor = Monitor(console=console, engine=engine, disk=image)
+        machine = monitor.machine
+    else:
+        monitor, machine = None, Machine(console=console, engine=engine, disk=image)
+    machine.boot()
+    return machine, monitor
+
+
+def session(image, engine, virtualization):
+    """Boot, run the session, power off: (seconds, machine, monitor)."""
+    start = time.perf_counter()
+    machine, monitor = boot(image, SESSION, engine, virtualization)
+    machine.run()
+    return time.perf_counter() - start, machine, monitor
+
+
+def busy(image, engine, virtualization):
+    """A spinning user program, timed after the boot: (seconds, machine, monitor)."""
+    machine, monitor = boot(image, b"loop x &\n", engine, virtualization, hold_open=True)
+    machine.run(300_000)
+    steps, exits = machine.cpu.steps, dict(monitor.exits.counts) if monitor else {}
+    start = time.perf_counter()
+    machine.run(BUSY_STEPS)
+    elapsed = time.perf_counter() - start
+    machine.cpu.steps -= steps                 # count only the timed part
+    if monitor:
+        for cause, count in exits.items():
+            monitor.exits.counts[cause] -= count
+    return elapsed, machine, monitor
+
+
+def main():
+    print(f"toyos bare and under the trap-and-emulate monitor; best of 3 rounds taken in turns "
+          f"(load {os.getloadavg()[0]:.2f})")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        image = os.path.join(tmp, "toyos.img")
+        mkfs.build_toyos(image)
+        contenders = [(workload, fn, engine, virtualization)
+                      for workload, fn in (("boot + session", session), ("busy user loop", busy))
+                      for engine in ("translate", "interpret")
+                      for virtualization in ("none", "trap")]
+        best = {}
+        for _ in range(3):
+            for workload, fn, engine, virtualization in contenders:
+                key = (workload, engine, virtualization)
+                run = fn(image, engine, virtualization)
+                if key not in best or run[0] < best[key][0]:
+                    best[key] = run
+    print(f"\n  {'workload':<16}{'engine':<11}{'run on':<8}{'guest MIPS':>11}{'x bare':>8}"
+          f"{'exits':>9}{'exits/s':>10}")
+    for (workload, engine, virtualization), (seconds, machine, monitor) in best.items():
+        mips = machine.cpu.steps / seconds / 1e6
+        bare = best[workload, engine, "none"]
+        ratio = (machine.cpu.steps / seconds) / (bare[1].cpu.steps / bare[0])
+        exits = monitor.exits.total if monitor else 0
+        where = "bare" if virtualization == "none" else "monitor"
+        print(f"  {workload:<16}{engine:<11}{where:<8}{mips:>11.2f}{ratio:>8.2f}"
+              f"{exits:>9}{exits / seconds:>10.0f}")
+        results[f"{workload}, {engine}, {where}"] = {
+            "seconds": seconds, "guest_instructions": machine.cpu.steps, "mips": mips,
+            "exits": dict(monitor.exits.counts) if monitor else {}}
+    for workload in ("boot + session", "busy user loop"):
+        seconds, machine, monitor = best[workload, "translate", "trap"]
+        print(f"\n  exits by cause under the monitor, {workload} (translator, "
+              f"{machine.cpu.steps} guest instructions in {seconds * 1e3:.0f} ms):")
+        print("  " + monitor.exits.table(seconds).replace("\n", "\n  "))
+    print(f"\n  (causes: {', '.join(CAUSES)})")
+    print(f"results: {write_results('vmm', results)}")
+    rates = {workload: {cause: count / best[workload, "translate", "trap"][0] for cause, count
+                        in best[workload, "translate", "trap"][2].exits.counts.items()}
+             for workload in ("boot + session", "busy user loop")}
+    with open(PLOT, "w") as f:
+        f.write(plot(rates))
+    print(f"plot: {os.path.relpath(PLOT)}")
+
+
+PLOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "vmm-exits.svg")
+
+
+def plot(rates):
+    """Exits per second by cause, one bar per workload, as an SVG image
+    (what kvm_stat shows as numbers, drawn)."""
+    colours = ("#4878a8", "#e08030")
+    top = max(max(by_cause.values()) for by_cause in rates.values()) or 1
+    row, left, width = 34, 110, 420
+    height = 40 + row * len(CAUSES) + 30
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 90}" height="{height}" '
+           'font-family="sans-serif" font-size="12">',
+           '<text x="10" y="20" font-size="14">exits per second by cause under the monitor '
+           '(translator)</text>']
+    for i, cause in enumerate(CAUSES):
+        y = 40 + i * row
+        out.append(f'<text x="{left - 6}" y="{y + 16}" text-anchor="end">{cause}</text>')
+        for j, (workload, by_cause) in enumerate(rates.items()):
+            rate = by_cause[cause]
+            w = width * rate / top
+            out.append(f'<rect x="{left}" y="{y + j * 14}" width="{w:.1f}" height="12" '
+                       f'fill="{colours[j]}"/>')
+            out.append(f'<text x="{left + w + 4:.1f}" y="{y + j * 14 + 10}">{rate:,.0f}</text>')
+    for j, workload in enumerate(rates):
+        x = left + j * 180
+        out.append(f'<rect x="{x}" y="{height - 22}" width="12" height="12" fill="{colours[j]}"/>')
+        out.append(f'<text x="{x + 16}" y="{height - 12}">{workload}</text>')
+    return "\n".join(out + ["</svg>"]) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+"""A trap-and-emulate virtual machine monitor for emu's ISA.
+
+Lecture idea: the hypervisor of the lecture -- "a software layer that
+emulates the underlying hardware" -- built the classic way: the guest kernel
+runs deprivileged on the real CPU, and only what it may not do itself comes
+to the monitor.  Read in this order: ``monitor.py`` (the picture, and the
+exits), ``vcpu.py`` (the guest's virtual CPU state and the emulation of what
+traps), ``shadow.py`` (shadow page tables), ``ram.py`` (the guest's RAM,
+and nothing past it), ``exits.py`` (exits counted by cause).
+"""
+
+from .monitor import Monitor
+
+__all__ = ["Monitor"]

@@ -1,0 +1,409 @@
+"""``minirt-runc``: runc's command line, as the engines call it.
+
+Lecture idea: an interface is a contract.  containerd's shim, docker,
+podman's conmon and buildah each call ``runc`` with the same words
+(../shared/conformance/engine-argv.txt lists what they were seen to send):
+
+    minirt-runc [--root DIR] [--log FILE] [--log-format text|json] [--debug]
+                [--systemd-cgroup] COMMAND [OPTIONS] ID ...
+
+Global flags come before the command, the command's own after it and before
+its arguments; each takes ``--name VALUE``, ``--name=VALUE`` or a single dash,
+as Go's flag package does.  An error is one line on stderr and, with
+``--log``, one line in the log, in runc's shape
+(``{"level":"error","msg":"...","time":"..."}`` with ``--log-format json``):
+the shims read it from there to tell the user why.
+"""
+
+import os
+import sys
+import time
+
+import minirt
+from minirt import lightjson
+from minirt.errors import MinirtError
+
+DEFAULT_ROOT = "/run/minirt-runc"
+USAGE = "usage: minirt-runc [global options] COMMAND [options] CONTAINER-ID"
+
+GLOBAL = {"root": True, "log": True, "log-format": True, "debug": False, "systemd-cgroup": False,
+          "criu": True, "rootless": True, "help": False, "h": False, "version": False, "v": False}
+# Each command's flags: name -> takes a value ("*": may be given again, each value kept).  Accepted flags whose
+# behaviour is minirt's anyway: --no-pivot (minirt always pivots, as runc
+# without it), --no-new-keyring (minirt makes no session keyring),
+# --preserve-fds 0.
+COMMANDS = {
+    "create": {"bundle": True, "b": True, "pid-file": True, "console-socket": True, "no-pivot": False,
+               "no-new-keyring": False, "preserve-fds": True},
+    "run": {"bundle": True, "b": True, "pid-file": True, "console-socket": True, "no-pivot": False,
+            "no-new-keyring": False, "preserve-fds": True, "detach": False, "d": False, "keep": False},
+    "start": {}, "pause": {}, "resume": {},
+    "state": {},
+    "kill": {"all": False, "a": False},
+    "delete": {"force": False, "f": False},
+    "list": {"format": True, "f": True, "quiet": False, "q": False},
+    "ps": {"format": True, "f": True},
+    "spec": {"bundle": True, "b": True, "rootless": False},
+    "features": {},
+    "update": {"resources": True, "r": True, "memory": True, "memory-swap": True, "pids-limit": True,
+               "cpu-quota": True, "cpu-period": True, "cpu-share": True, "cpuset-cpus": True},
+    "exec": {"process": True, "p": True, "detach": False, "d": False, "pid-file": True, "tty": False, "t": False,
+             "console-socket": True, "cwd": True, "env": "*", "e": "*", "user": True, "u": True,
+             "additional-gids": "*", "g": "*", "no-new-privs": False, "preserve-fds": True},
+}
+
+
+class Usage(MinirtError):
+    pass
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    log = Log()
+    try:
+        options, rest = parse(argv, GLOBAL, stop_at_positional=True)
+        log.open(options.get("log"), options.get("log-format", "text"), "debug" in options)
+        log.debug(f"argv: {argv}")
+        if "version" in options or "v" in options:
+            print(f"minirt-runc version {minirt.__version__}\nspec: {_oci_version()}")
+            return 0
+        if not rest or "help" in options or "h" in options:
+            print(USAGE + "\ncommands: " + " ".join(sorted(COMMANDS)))
+            return 0 if rest or "help" in options or "h" in options else 1
+        if "systemd-cgroup" in options:
+            why = "this host has no systemd" if not os.path.isdir("/run/systemd/system") else \
+                "minirt drives cgroupfs only"
+            raise Usage(f"--systemd-cgroup is not supported: {why}")
+        if options.get("log-format", "text") not in ("text", "json"):
+            raise Usage(f"--log-format must be text or json, not {options['log-format']!r}")
+        command, rest = rest[0], rest[1:]
+        if command not in COMMANDS:
+            raise Usage(f"unknown command {command!r}")
+        flags, args = parse(rest, COMMANDS[command], stop_at_positional=True)
+        root = os.path.abspath(options.get("root") or DEFAULT_ROOT)
+        return globals()["cmd_" + command](root, flags, args) or 0
+    except MinirtError as e:
+        log.error(str(e))
+        return 1
+    except OSError as e:  # the host refused something (a cgroup file, a socket): said as runc says it
+        log.error(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        log.close()
+
+
+def parse(argv, table, stop_at_positional):
+    """Go-style flags from ``argv`` -> ({name: value or True}, the rest)."""
+    options, i = {}, 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            return options, argv[i + 1:]
+        if not word.startswith("-") or word == "-":
+            if stop_at_positional:
+                return options, argv[i:]
+        name, eq, value = word.lstrip("-").partition("=")
+        if name not in table:
+            raise Usage(f"flag provided but not defined: -{name}")
+        if table[name] and not eq:
+            i += 1
+            if i == len(argv):
+                raise Usage(f"flag needs an argument: -{name}")
+            value = argv[i]
+        if table[name] == "*":
+            options.setdefault(name, []).append(value)
+            i += 1
+            continue
+        elif not table[name]:
+            if eq and value not in ("true", "false"):
+                raise Usage(f"invalid boolean value {value!r} for -{name}")
+            if value == "false":
+                i += 1
+                continue
+            value = True
+        options[name] = value
+        i += 1
+    return options, []
+
+
+def _one_id(args, command, extra=0):
+    if not args or len(args) > 1 + extra:
+        raise Usage(f'"{command}" requires a container id' + (" and at most one signal" if extra else ""))
+    return args[0]
+
+
+def _flag(flags, *names):
+    for name in names:
+        if name in flags:
+            return flags[name]
+    return None
+
+
+# -- the commands -------------------------------------------------------------------
+
+
+def cmd_create(root, flags, args):
+    from minirt.oci import commands
+
+    _check_preserve_fds(flags)
+    commands.create(root, _one_id(args, "create"), _flag(flags, "bundle", "b") or ".",
+                    flags.get("pid-file"), flags.get("console-socket"))
+
+
+def cmd_run(root, flags, args):
+    from minirt.oci import commands
+
+    _check_preserve_fds(flags)
+    cid = _one_id(args, "run")
+    if flags.get("console-socket") and not _flag(flags, "detach", "d"):
+        raise Usage("--console-socket needs --detach (run in the foreground relays the terminal itself)")
+    container = commands.create(root, cid, _flag(flags, "bundle", "b") or ".", flags.get("pid-file"),
+                                flags.get("console-socket"), relay=not _flag(flags, "detach", "d"))
+    try:
+        commands.start(container)
+        if _flag(flags, "detach", "d"):
+            return 0
+        code = commands.run_foreground(container)
+    except BaseException:
+        commands.delete(container, force=True)
+        raise
+    if not flags.get("keep"):
+        commands.delete(container, force=True)
+    return code
+
+
+def _check_preserve_fds(flags):
+    if flags.get("preserve-fds") not in (None, "0"):
+        raise Usage("--preserve-fds is not supported (only 0)")
+
+
+def cmd_exec(root, flags, args):
+    from minirt.oci import bundle, commands
+
+    _check_preserve_fds(flags)
+    if not args:
+        raise Usage('"exec" requires a container id')
+    path = _flag(flags, "process", "p")
+    if path:
+        if len(args) > 1:
+            raise Usage("exec: give either --process or a command, not both")
+        process = bundle.load_process(path)
+    else:
+        if len(args) < 2:
+            raise Usage("exec: give --process FILE or a command")
+        user = _flag(flags, "user", "u") or "0:0"
+        uid, _, gid = user.partition(":")
+        process = bundle.parse_process({
+            "args": args[1:], "env": _flag(flags, "env", "e") or [], "cwd": flags.get("cwd") or "/",
+            "terminal": bool(_flag(flags, "tty", "t")),
+            "user": {"uid": _number(uid, "--user"), "gid": _number(gid or "0", "--user"),
+                     "additionalGids": [_number(g, "--additional-gids") for g in _flag(flags, "additional-gids", "g") or []]},
+        }, "exec")
+    return commands.exec_process(commands.load(root, args[0]), process, flags.get("pid-file"),
+                                 flags.get("console-socket"), detach=bool(_flag(flags, "detach", "d")))
+
+
+def _number(text, flag):
+    if not text.isdigit():
+        raise Usage(f"{flag} takes numeric ids (UID[:GID]), not {text!r}")
+    return int(text)
+
+
+def cmd_update(root, flags, args):
+    """New limits for a container's cgroup: --resources FILE (- for stdin: what
+    docker sends), OCI's linux.resources object, or the single-value flags."""
+    from minirt.oci import bundle, commands
+
+    cid = _one_id(args, "update")
+    source = _flag(flags, "resources", "r")
+    if source:
+        try:
+            text = sys.stdin.read() if source == "-" else open(source).read()
+            resources = lightjson.loads(text)
+        except (OSError, ValueError) as e:
+            raise Usage(f"--resources {source}: {getattr(e, 'strerror', None) or e}") from None
+    else:
+        values = {}
+        for flag in ("memory", "memory-swap", "pids-limit", "cpu-quota", "cpu-period", "cpu-share"):
+            if flag in flags:
+                values[flag] = _number(flags[flag], "--" + flag)
+        resources = {"memory": {"limit": values.get("memory"), "swap": values.get("memory-swap")},
+                     "pids": {"limit": values.get("pids-limit")},
+                     "cpu": {"quota": values.get("cpu-quota"), "period": values.get("cpu-period"),
+                             "shares": values.get("cpu-share"), "cpus": flags.get("cpuset-cpus")}}
+    limits, _ = bundle.resources(resources)
+    commands.update(commands.load(root, cid), limits)
+
+
+def cmd_start(root, flags, args):
+    from minirt.oci import commands
+
+    commands.start(commands.load(root, _one_id(args, "start")))
+
+
+def cmd_state(root, flags, args):
+    from minirt.oci import commands
+
+    _print_json(commands.oci_state(commands.load(root, _one_id(args, "state"))), indent=True)
+
+
+def cmd_kill(root, flags, args):
+    from minirt.oci import commands
+
+    cid = _one_id(args, "kill", extra=1)
+    signum = signal_number(args[1] if len(args) > 1 else "TERM")
+    commands.kill(commands.load(root, cid), signum, all_processes=bool(_flag(flags, "all", "a")))
+
+
+def signal_number(text):
+    """"9", "KILL", "SIGKILL", "sigkill" -> 9."""
+    import signal
+
+    if text.isdigit():
+        number = int(text)
+        if number not in signal.valid_signals():
+            raise Usage(f"invalid signal {text!r}")
+        return number
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    if not hasattr(signal.Signals, name) or name.startswith("SIG_"):
+        raise Usage(f"invalid signal {text!r}")
+    return int(getattr(signal.Signals, name))
+
+
+def cmd_delete(root, flags, args):
+    from minirt.oci import commands
+
+    cid = _one_id(args, "delete")
+    force = bool(_flag(flags, "force", "f"))
+    try:
+        container = commands.load(root, cid)
+    except commands.OciError:
+        if force:
+            return 0  # runc: deleting what is not there, by force, succeeds
+        raise
+    commands.delete(container, force=force)
+
+
+def cmd_pause(root, flags, args):
+    from minirt.oci import commands
+
+    commands.pause(commands.load(root, _one_id(args, "pause")))
+
+
+def cmd_resume(root, flags, args):
+    from minirt.oci import commands
+
+    commands.resume(commands.load(root, _one_id(args, "resume")))
+
+
+def cmd_ps(root, flags, args):
+    from minirt.oci import commands
+
+    pids = commands.processes(commands.load(root, _one_id(args, "ps")))
+    fmt = _flag(flags, "format", "f") or "table"
+    if fmt == "json":
+        _print_json(pids)
+    elif fmt == "table":
+        print("PID")
+        for pid in pids:
+            print(pid)
+    else:
+        raise Usage(f"--format must be table or json, not {fmt!r}")
+
+
+def cmd_list(root, flags, args):
+    from minirt.oci import commands
+
+    states = [commands.oci_state(c) for c in commands.containers(root) if c.spec.oci]
+    fmt = _flag(flags, "format", "f") or "table"
+    if _flag(flags, "quiet", "q"):
+        for s in states:
+            print(s["id"])
+    elif fmt == "json":
+        _print_json(states)
+    elif fmt == "table":
+        print(f"{'ID':<20}{'PID':<10}{'STATUS':<10}{'BUNDLE':<40}{'CREATED':<32}OWNER")
+        for s in states:
+            print(f"{s['id']:<20}{s['pid']:<10}{s['status']:<10}{s['bundle']:<40}{s['created']:<32}{s['owner']}")
+    else:
+        raise Usage(f"--format must be table or json, not {fmt!r}")
+
+
+def cmd_spec(root, flags, args):
+    from minirt.oci import defaults
+
+    if args:
+        raise Usage('"spec" takes no arguments')
+    path = os.path.join(_flag(flags, "bundle", "b") or ".", "config.json")
+    if os.path.lexists(path):
+        raise Usage(f"File {path} exists. Remove it first")
+    with open(path, "w") as f:
+        f.write(_dumps(defaults.config(), indent=True) + "\n")
+
+
+def cmd_features(root, flags, args):
+    from minirt.oci import defaults
+
+    _print_json(defaults.features(), indent=True)
+
+
+def _oci_version():
+    from minirt.spec import OCI_VERSION
+
+    return OCI_VERSION
+
+
+def _dumps(value, indent=False):
+    if indent:
+        import json
+
+        return json.dumps(value, indent=2)
+    return lightjson.dumps(value)
+
+
+def _print_json(value, indent=False):
+    print(_dumps(value, indent))
+
+
+class Log:
+    """Where errors and debug lines go: stderr, and the --log file in runc's format."""
+
+    def __init__(self):
+        self.fd, self.json, self.debugging = None, False, False
+
+    def open(self, path, fmt, debug):
+        self.json, self.debugging = fmt == "json", debug
+        if path:
+            try:
+                self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as e:
+                raise Usage(f"--log {path}: {e.strerror}") from None
+
+    def error(self, message):
+        print(f"minirt-runc: {message}", file=sys.stderr)
+        self._write("error", message)
+
+    def debug(self, message):
+        if self.debugging:
+            self._write("debug", message)
+            if self.fd is None:
+                print(f"minirt-runc: debug: {message}", file=sys.stderr)
+
+    def _write(self, level, message):
+        if self.fd is None:
+            return
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
+        if self.json:
+            line = lightjson.dumps({"level": level, "msg": message, "time": stamp})
+        else:
+            line = f'time="{stamp}" level={level} msg={lightjson.dumps(message)}'
+        os.write(self.fd, (line + "\n").encode())
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None

@@ -1,0 +1,279 @@
+"""The OCI runtime's operations on its state root: what runc's commands do.
+
+Lecture idea: the OCI runtime spec's life cycle, driven from outside.  Each
+operation is a separate, short-lived process (the engine calls the command
+line once per step), so everything lives in the state root (``--root``,
+one directory per container, as minirt's own: ``runtime/state.py``) and in
+the kernel:
+
+    create   the container is made (``Container.create`` + ``start``, as
+             ``minirt run`` does), but PID 1 stops before its command, blocked
+             opening ``exec.fifo``; its pid goes to the pid file and ``create``
+             exits: PID 1 is reparented to the engine's shim, which reaps it
+    start    opens exec.fifo for reading: PID 1 goes on and becomes the command
+    state    the recorded state (``runtime/lifecycle.py``) corrected by the
+             kernel: a PID 1 that is gone means "stopped"
+    kill     a signal to PID 1 (``--all``: to every process of its cgroup)
+    pause    the cgroup freezer; resume thaws
+    delete   the cgroup and the state directory (``--force`` kills first)
+"""
+
+import os
+import select
+import sys
+import time
+
+from minirt.errors import MinirtError
+from minirt.runtime import hooks, lifecycle, state
+from minirt.runtime.container import Container
+
+from minirt.spec import OCI_VERSION
+
+
+class OciError(MinirtError):
+    pass
+
+
+def check_id(cid):
+    """runc's rule for container ids: letters, digits and ``_+-.``; not . or .."""
+    if not cid or cid in (".", "..") or not all(ch.isalnum() or ch in "_+-." for ch in cid) or not cid.isascii():
+        raise OciError(f"invalid container id {cid!r}: letters, digits and _+-. only")
+    return cid
+
+
+def load(root, cid):
+    """The container ``cid`` (its exact id: engines never abbreviate) in ``root``."""
+    check_id(cid)
+    if not os.path.isdir(os.path.join(state.containers_dir(root), cid)):
+        raise OciError(f"container does not exist: {cid}")
+    return Container.load(root, cid)
+
+
+def create(root, cid, bundle_dir, pid_file=None, console_socket=None, relay=False):
+    """Make the container; return it with PID 1 waiting for ``start``.  Its
+    terminal's master goes to ``console_socket``, or stays ours to ``relay``."""
+    from minirt.oci import bundle
+
+    check_id(cid)
+    if os.path.isdir(os.path.join(state.containers_dir(root), cid)):
+        raise OciError(f"container with id exists: {cid}")
+    spec = bundle.load(bundle_dir, cid)
+    if spec.tty and not console_socket and not relay:
+        raise OciError("cannot allocate a terminal without --console-socket")
+    if console_socket and not spec.tty:
+        raise OciError("--console-socket given but process.terminal is false")
+    container = Container(spec, root)
+    container.create()
+    try:
+        container.start()
+        if console_socket:
+            _send_console(console_socket, container.console)
+        if pid_file:
+            state.write_text(os.path.abspath(pid_file), str(container.pid), mode=0o644)
+    except BaseException:
+        container.delete(force_remove=True)
+        raise
+    return container
+
+
+def run_foreground(container):
+    """``run`` without --detach: we are PID 1's parent; forward the signals
+    meant for the container, relay its terminal, return its exit status."""
+    import signal
+
+    def forward(signum, _frame):
+        try:
+            os.kill(container.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(s, forward)
+    if container.console is not None:
+        from minirt.runtime import tty
+
+        tty.relay(container.console, interactive=True)
+    return container.wait()
+
+
+def _send_console(path, master):
+    """Pass the pty's master to whoever listens on ``path`` (the engine's
+    console socket), as runc does: one SCM_RIGHTS message."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(path)
+            socket.send_fds(sock, [b"/dev/ptmx"], [master])
+    except OSError as e:
+        raise OciError(f"console socket {path}: {e.strerror or e}") from None
+
+
+def status(container):
+    """The container's OCI status, its recorded state checked against the kernel."""
+    info = container.state()
+    recorded = info.get("status")
+    if recorded == lifecycle.EXITED or not state.alive(info.get("pid"), info.get("pid_start")):
+        return lifecycle.EXITED, info
+    return recorded, info
+
+
+def oci_state(container):
+    """runc's ``state`` JSON."""
+    current, info = status(container)
+    oci = container.spec.oci
+    return {"ociVersion": OCI_VERSION, "id": container.id,
+            "pid": info.get("pid") if current != lifecycle.EXITED else 0,
+            "status": lifecycle.OCI_NAMES[current], "bundle": oci["bundle"], "rootfs": container.spec.rootfs,
+            "created": rfc3339(info.get("created_at")), "owner": "", "annotations": oci["annotations"]}
+
+
+def rfc3339(seconds):
+    seconds = seconds or 0.0
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e9):09d}Z"
+
+
+def start(container):
+    """Let PID 1 go on from exec.fifo to its command."""
+    current, info = status(container)
+    if current != lifecycle.CREATED:
+        raise OciError(f"cannot start a container that is {lifecycle.OCI_NAMES[current]}")
+    fifo_path = os.path.join(container.dir, "exec.fifo")
+    try:
+        fifo = os.open(fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise OciError("cannot start a container that has already been started") from None
+    try:
+        # PID 1's open for writing completes now; its one byte follows.  (Until
+        # a writer came, the read end is not readable: no end-of-file yet.)
+        while not select.select([fifo], [], [], 0.1)[0]:
+            if not state.alive(info["pid"], info.get("pid_start")):
+                raise OciError("the container's init exited before it was started")
+        if os.read(fifo, 1) != b"0":
+            raise OciError("the container's init exited before it was started")
+    finally:
+        os.close(fifo)
+    os.unlink(fifo_path)
+    lifecycle.move(container.dir, lifecycle.RUNNING, started_at=time.time())
+    try:
+        hooks.run(container.spec.oci["hooks"], "poststart", hooks.state(container.spec, info["pid"], "running"))
+    except MinirtError as e:  # (too late to undo the start: said, not failed, as runc's warning)
+        print(f"minirt-runc: warning: {e}", file=sys.stderr)
+
+
+def exec_process(container, process, pid_file=None, console_socket=None, detach=False):
+    """Run ``process`` (a ``bundle.Process``) in the running container; with
+    ``detach`` return at once (the engine's shim adopts it), else wait and
+    return its exit status."""
+    from minirt.errors import exit_status
+    from minirt.runtime import exec as execution
+
+    current, _ = status(container)
+    if current != lifecycle.RUNNING:
+        raise OciError(f"cannot exec in a container that is {lifecycle.OCI_NAMES[current]}")
+    if process.terminal and not console_socket:
+        raise OciError("cannot allocate a terminal without --console-socket")
+    master = slave = None
+    if process.terminal:
+        from minirt.runtime import tty
+
+        master, slave = os.openpty()
+        tty.set_winsize(master, *(process.console_size or (0, 0)))
+    try:
+        pid, err = execution.start(container, process.args, env=process.env, workdir=process.cwd,
+                                   user=process.user, groups=process.groups, tty_fd=slave, interactive=True,
+                                   outlive=detach)
+        if slave is not None:
+            os.close(slave)
+            slave = None
+            _send_console(console_socket, master)
+        report = execution.wait_for_exec(err)
+        if report:
+            if pid and not detach:
+                os.waitpid(pid, 0)
+            execution.raise_report(report, process.args[0])
+    finally:
+        for fd in (master, slave):
+            if fd is not None:
+                os.close(fd)
+    if pid_file:
+        state.write_text(os.path.abspath(pid_file), str(pid))
+    return 0 if detach else exit_status(os.waitpid(pid, 0)[1])
+
+
+def kill(container, signum, all_processes=False):
+    current, info = status(container)
+    if current == lifecycle.EXITED:
+        raise OciError("container not running")
+    targets = container.cgroup.pids() if all_processes and container.cgroup else [info["pid"]]
+    for pid in targets:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def update(container, limits):
+    """Set the cgroup's limits (``cgroups.Resources`` fields) of a live container."""
+    from minirt.kernel import cgroups
+
+    current, _ = status(container)
+    if current == lifecycle.EXITED:
+        raise OciError("container not running")
+    container.cgroup.set_limits(cgroups.Resources(**limits))
+
+
+def pause(container):
+    _freeze(container, True)
+
+
+def resume(container):
+    _freeze(container, False)
+
+
+def _freeze(container, frozen):
+    """The cgroup freezer: a running container becomes paused, or back."""
+    before, after = (lifecycle.RUNNING, lifecycle.PAUSED) if frozen else (lifecycle.PAUSED, lifecycle.RUNNING)
+    current, _ = status(container)
+    if current != before:
+        raise OciError(f"container not {lifecycle.OCI_NAMES[before]}: it is {lifecycle.OCI_NAMES[current]}")
+    container.cgroup.freeze(frozen)
+    lifecycle.move(container.dir, after)
+
+
+def delete(container, force=False):
+    """Remove a stopped container; with ``force`` one in any state."""
+    current, info = status(container)
+    if current != lifecycle.EXITED:
+        if not force:
+            raise OciError(f"cannot delete container {container.id} that is not stopped: "
+                           f"{lifecycle.OCI_NAMES[current]}")
+        if current == lifecycle.PAUSED:
+            container.cgroup.freeze(False)  # (v1: frozen processes die only once thawed)
+        kill(container, 9, all_processes=True)
+        deadline = time.monotonic() + 10
+        while state.alive(info["pid"], info.get("pid_start")) and time.monotonic() < deadline:
+            time.sleep(0.002)
+    if container.cgroup is not None:
+        container.cgroup.remove()
+    container.remove_files()
+    try:
+        hooks.run(container.spec.oci["hooks"], "poststop", hooks.state(container.spec, 0, "stopped"))
+    except MinirtError as e:  # (the container is gone either way)
+        print(f"minirt-runc: warning: {e}", file=sys.stderr)
+
+
+def containers(root):
+    """Every container of ``root``, loaded (those that vanish meanwhile skipped)."""
+    out = []
+    for cid in state.container_ids(root):
+        try:
+            out.append(Container.load(root, cid))
+        except (MinirtError, OSError, ValueError):
+            continue
+    return out
+
+
+def processes(container):
+    """The pids of the container's cgroup."""
+    return container.cgroup.pids() if container.cgroup is not None else []

@@ -1,0 +1,126 @@
+"""PID 1's steps for a container made from an OCI bundle (``minirt-runc create``).
+
+Lecture idea: the same container, described by someone else.  An engine
+(docker, podman, containerd) has already made the root filesystem and lists
+every mount itself, /proc and /dev included; PID 1 builds exactly that
+(``init.py`` calls these steps in its own order), then waits, as runc's init
+does, until the engine says ``start``:
+
+    rootfs     the ready directory bound onto itself (pivot_root needs a mount),
+               the bundle's mounts in order, a fresh /dev's device nodes
+    finish     after pivot_root: sysctls, read-only and masked paths (runc's
+               order), a read-only root
+    process    rlimits, OOM score, umask
+    wait       "created": tell ``create`` we are ready, then block opening the
+               container's exec.fifo for writing until ``start`` opens it for
+               reading (the fifo's path is gone after pivot_root: we hold it as
+               an O_PATH descriptor and reopen it through /proc/self/fd)
+"""
+
+import os
+import resource
+
+from minirt.errors import RuntimeFailure
+from minirt.kernel import cgroups, libc, masked, mounts
+
+_PROPAGATION_ROOT = {"": libc.MS_PRIVATE | libc.MS_REC}  # runc's default for the host's mounts
+
+
+def rootfs(spec, launch):
+    """Mount the bundle's root and its mounts under ``launch.rootfs`` (not yet pivoted)."""
+    oci = spec.oci
+    propagation = mounts.PROPAGATION.get(oci["propagation"]) or _PROPAGATION_ROOT[""]
+    libc.mount(None, "/", flags=propagation)
+    root = launch.rootfs
+    mounts.bind(root, root)   # pivot_root needs the new root to be a mount point
+    fresh_dev = False
+    for m in oci["mounts"]:
+        if m["type"] in ("cgroup", "cgroup2"):
+            _mount_cgroups(root, m)
+            continue
+        target = mounts.mount_entry(root, m["type"], m["source"], m["destination"], m["options"])
+        if m["destination"] == "/dev" and m["type"] == "tmpfs":
+            fresh_dev = target
+    if fresh_dev:  # the engine's /dev is an empty tmpfs: the runtime fills it (OCI's "default devices")
+        mounts.make_devices(fresh_dev, mknod=not spec.rootless)
+        if launch.console_path:
+            console = os.path.join(fresh_dev, "console")
+            os.close(os.open(console, os.O_CREAT | os.O_WRONLY, 0o600))
+            mounts.bind(launch.console_path, console, recursive=False)
+    for d in oci["devices"]:
+        path = mounts.make_mountpoint(root, os.path.dirname(d["path"]))
+        mounts.make_device(os.path.join(path, os.path.basename(d["path"])), d["type"], d["major"], d["minor"],
+                           d["mode"], d["uid"], d["gid"])
+
+
+def _mount_cgroups(root, m):
+    """/sys/fs/cgroup: cgroup2 where it is the only tree; on a v1 or hybrid host a
+    tmpfs with each tree mounted under its directory's name, as runc does.
+    (PID 1 is already in its cgroup namespace: each tree shows its own cgroup as "/".)"""
+    flags, _, _ = mounts.parse_options(m["options"])
+    flags &= libc.MS_RDONLY | libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC
+    target = mounts.make_mountpoint(root, m["destination"])
+    trees = cgroups.hierarchies()
+    if cgroups.detect(trees) != "v1":
+        libc.mount("cgroup2", target, "cgroup2", flags)
+        return
+    libc.mount("tmpfs", target, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC, "mode=755")
+    for tree in trees:
+        where = os.path.join(target, os.path.basename(tree.mountpoint))
+        os.makedirs(where, exist_ok=True)
+        if tree.version == "v2":
+            libc.mount("cgroup2", where, "cgroup2", flags)
+        else:
+            named = ",".join(sorted(tree.controllers))
+            libc.mount("cgroup", where, "cgroup", flags, named)
+    if flags & libc.MS_RDONLY:
+        mounts.remount_readonly(target)
+
+
+def finish(spec):
+    """After pivot_root: the bundle's sysctls, read-only and masked paths, root."""
+    oci = spec.oci
+    for key, value in oci["sysctl"].items():  # first: /proc/sys is among the read-only paths
+        try:
+            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                f.write(value)
+        except OSError as e:
+            raise RuntimeFailure(f"sysctl {key}={value}: {e.strerror}") from None
+    for path in oci["readonly_paths"]:
+        masked.make_readonly(path)
+    for path in oci["masked_paths"]:
+        masked.mask(path)
+    if spec.read_only:
+        mounts.remount_readonly("/")
+
+
+def process(spec):
+    """The process's limits: rlimits, OOM score adjustment, umask."""
+    oci = spec.oci
+    if oci["rlimits"]:
+        for name, soft, hard in oci["rlimits"]:
+            inf = resource.RLIM_INFINITY
+            try:
+                resource.setrlimit(getattr(resource, name), (inf if soft >= 1 << 63 else soft,
+                                                             inf if hard >= 1 << 63 else hard))
+            except (OSError, ValueError) as e:
+                raise RuntimeFailure(f"setting {name} to {soft}:{hard}: {e}") from None
+    if oci["oom_score_adj"] is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(oci["oom_score_adj"]))
+    if oci["umask"] is not None:
+        os.umask(oci["umask"])
+
+
+def wait_for_start(launch):
+    """Say "created" on the ready pipe, then wait for ``start`` on the fifo."""
+    libc.prctl(libc.PR_SET_PDEATHSIG, 0)   # create exits now: we outlive it (the engine's shim reaps us)
+    os.write(launch.ready_fd, b"1")
+    os.close(launch.ready_fd)
+    try:
+        fifo = os.open(f"/proc/self/fd/{launch.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise RuntimeFailure(f"opening exec.fifo (is /proc mounted?): {e.strerror}") from None
+    os.close(launch.fifo_fd)
+    os.write(fifo, b"0")
+    os.close(fifo)

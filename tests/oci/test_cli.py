@@ -1,0 +1,238 @@
+"""minirt-runc's commands, as an engine calls them (../shared/conformance/engine-argv.txt)."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+
+import pytest
+
+pytestmark = pytest.mark.privileged
+
+
+def wait_for(check, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_create_waits_for_start_then_runs(oci, bundle, tmp_path):
+    out = tmp_path / "out"
+    b = bundle(["sh", "-c", "echo started; exec sleep 100"])
+    with open(out, "w") as f:
+        r = oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "c1", stdout=f)
+    assert r.returncode == 0, r.stderr
+    pid = int((tmp_path / "pid").read_text())  # written before create returned
+    s = oci.state("c1")
+    assert {k: s[k] for k in ("ociVersion", "id", "pid", "status", "bundle", "rootfs", "owner", "annotations")} == {
+        "ociVersion": "1.0.2", "id": "c1", "pid": pid, "status": "created", "bundle": b,
+        "rootfs": os.path.join(b, "rootfs"), "owner": "", "annotations": {}}
+    assert s["created"].endswith("Z")
+    time.sleep(0.2)
+    assert out.read_text() == ""  # the command has not run yet
+    assert oci("start", "c1").returncode == 0
+    wait_for(lambda: out.read_text() == "started\n")
+    assert oci.state("c1")["status"] == "running"
+    r = oci("start", "c1")
+    assert r.returncode == 1 and "cannot start a container that is running" in r.stderr
+    r = oci("delete", "c1")
+    assert r.returncode == 1 and "not stopped: running" in r.stderr
+    assert oci("kill", "c1", "KILL").returncode == 0
+    assert os.WTERMSIG(oci.reap(pid)) == signal.SIGKILL
+    s = oci.state("c1")
+    assert (s["status"], s["pid"]) == ("stopped", 0)
+    r = oci("kill", "c1", "9")
+    assert r.returncode == 1 and "container not running" in r.stderr
+    assert oci("delete", "c1").returncode == 0
+    assert oci.ids() == []
+    r = oci("state", "c1")
+    assert r.returncode == 1 and "container does not exist: c1" in r.stderr
+
+
+def test_delete_force_of_a_created_container(oci, bundle, tmp_path):
+    assert oci("create", "--bundle", bundle(["true"]), "--pid-file", str(tmp_path / "pid"), "c2").returncode == 0
+    pid = int((tmp_path / "pid").read_text())
+    r = oci("delete", "c2")
+    assert r.returncode == 1 and "not stopped: created" in r.stderr
+    assert oci("delete", "--force", "c2").returncode == 0
+    oci.reap(pid)
+    assert oci.ids() == []
+    assert oci("delete", "--force", "c2").returncode == 0  # gone already: runc says nothing either
+
+
+def test_run_in_the_foreground_exits_with_the_commands_status_and_deletes(oci, bundle):
+    r = oci("run", "--bundle", bundle(["sh", "-c", "echo out; echo err >&2; id; exit 7"],
+                                      process__user={"uid": 0, "gid": 0, "additionalGids": [3]}), "c3")
+    assert (r.returncode, r.stdout, r.stderr) == (7, "out\nuid=0(root) gid=0(root) groups=3(sys)\n", "err\n")
+    assert oci.ids() == []
+
+
+def test_kill_by_name_and_all_pause_resume_ps(oci, bundle, tmp_path):
+    b = bundle(["sh", "-c", "trap 'echo got HUP; exit 3' HUP; sleep 100 & wait"])
+    out = tmp_path / "out"
+    with open(out, "w") as f:
+        assert oci("create", "-b", b, "--pid-file", str(tmp_path / "pid"), "c4", stdout=f).returncode == 0
+    pid = int((tmp_path / "pid").read_text())
+    assert oci("start", "c4").returncode == 0
+    wait_for(lambda: len(json.loads(oci("ps", "--format", "json", "c4").stdout)) == 2)
+    assert pid in json.loads(oci("ps", "--format", "json", "c4").stdout)
+    assert oci("pause", "c4").returncode == 0
+    assert oci.state("c4")["status"] == "paused"
+    r = oci("kill", "c4", "SIGNOPE")
+    assert r.returncode == 1 and "invalid signal 'SIGNOPE'" in r.stderr
+    assert oci("resume", "c4").returncode == 0
+    assert oci.state("c4")["status"] == "running"
+    assert oci("kill", "c4", "hup").returncode == 0
+    assert os.WEXITSTATUS(oci.reap(pid)) == 3
+    assert out.read_text() == "got HUP\n"
+    assert oci("kill", "--all", "c4", "KILL").returncode == 1  # stopped: nothing to signal
+    assert oci("delete", "c4").returncode == 0
+
+
+def test_list_exec_and_a_detached_exec(oci, bundle, tmp_path):
+    b = bundle(["sleep", "100"])
+    assert oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "c5").returncode == 0
+    pid = int((tmp_path / "pid").read_text())
+    assert oci("start", "c5").returncode == 0
+    listed = json.loads(oci("list", "--format", "json").stdout)
+    assert [(s["id"], s["pid"], s["status"]) for s in listed] == [("c5", pid, "running")]
+    r = oci("exec", "c5", "sh", "-c", "echo $((6*7)); exit 5")
+    assert (r.returncode, r.stdout) == (5, "42\n")
+    r = oci("exec", "--user", "1000:1001", "--additional-gids", "7", "c5", "id")
+    assert r.stdout == "uid=1000 gid=1001 groups=7\n", r.stderr  # the groups given, no more
+    process = tmp_path / "process.json"
+    process.write_text(json.dumps({"args": ["sleep", "100"], "cwd": "/", "env": ["PATH=/bin"],
+                                   "user": {"uid": 0, "gid": 0}}))
+    r = oci("exec", "--process", str(process), "--detach", "--pid-file", str(tmp_path / "exec.pid"), "c5")
+    assert r.returncode == 0, r.stderr
+    exec_pid = int((tmp_path / "exec.pid").read_text())
+    with open(f"/proc/{exec_pid}/cmdline", "rb") as f:
+        assert f.read() == b"sleep\x00100\x00"
+    os.kill(exec_pid, signal.SIGKILL)
+    assert os.WTERMSIG(oci.reap(exec_pid)) == signal.SIGKILL  # adopted by us, the subreaper
+    r = oci("exec", "c5", "no-such-command")
+    assert r.returncode == 1 and 'exec: "no-such-command": executable file not found' in r.stderr
+    assert oci("delete", "--force", "c5").returncode == 0
+    oci.reap(pid)
+
+
+def test_terminal_goes_over_the_console_socket(oci, bundle, tmp_path):
+    path = str(tmp_path / "console.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    b = bundle(["sh", "-c", "stty size; tty; echo done"], process__terminal=True,
+               process__consoleSize={"height": 33, "width": 99})
+    r = oci("create", "--bundle", b, "--console-socket", path, "--pid-file", str(tmp_path / "pid"), "c6")
+    assert r.returncode == 0, r.stderr
+    conn, _ = listener.accept()
+    _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+    conn.close()
+    listener.close()
+    assert oci("start", "c6").returncode == 0
+    got = b""
+    while b"done" not in got:
+        try:
+            chunk = os.read(fds[0], 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    os.close(fds[0])
+    oci.reap(int((tmp_path / "pid").read_text()))
+    assert got.replace(b"\r", b"").split(b"\n")[:3] == [b"33 99", b"/dev/console", b"done"]
+    assert oci("delete", "c6").returncode == 0
+
+
+def test_errors_go_to_the_log_in_runcs_json_shape(oci, tmp_path):
+    r = oci.log("state", "nothere")
+    assert r.returncode == 1
+    line = json.loads(open(oci.log_path).read().splitlines()[-1])
+    assert (line["level"], line["msg"]) == ("error", "container does not exist: nothere")
+    assert line["time"].endswith("Z")
+
+
+def test_version_spec_features_and_refused_flags(oci, tmp_path):
+    r = oci("--version")
+    assert r.returncode == 0 and r.stdout.startswith("minirt-runc version ") and "spec: 1.0.2" in r.stdout
+    r = oci("spec", "--bundle", str(tmp_path))
+    assert r.returncode == 0
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["process"]["args"] == ["sh"] and config["root"] == {"path": "rootfs", "readonly": True}
+    r = oci("spec", "--bundle", str(tmp_path))
+    assert r.returncode == 1 and "exists" in r.stderr
+    features = json.loads(oci("features").stdout)
+    assert "rbind" in features["mountOptions"] and "SCMP_ACT_ERRNO" in features["linux"]["seccomp"]["actions"]
+    assert features["linux"]["apparmor"] == {"enabled": False}
+    r = oci("--systemd-cgroup", "list")
+    assert r.returncode == 1 and "--systemd-cgroup is not supported" in r.stderr
+    r = oci("frobnicate")
+    assert r.returncode == 1 and "unknown command 'frobnicate'" in r.stderr
+    r = oci("create", "--bogus", "x")
+    assert r.returncode == 1 and "flag provided but not defined: -bogus" in r.stderr
+
+
+def test_hooks_get_the_state_on_stdin(oci, bundle, tmp_path):
+    seen = tmp_path / "seen"
+    hook = {"path": "/bin/sh", "args": ["sh", "-c", f"cat >> {seen}; echo >> {seen}"]}
+    b = bundle(["true"], hooks={"prestart": [hook], "createRuntime": [hook], "poststart": [hook],
+                                "poststop": [hook]})
+    assert oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "c7").returncode == 0
+    pid = int((tmp_path / "pid").read_text())
+    assert oci("start", "c7").returncode == 0
+    oci.reap(pid)
+    assert oci("delete", "c7").returncode == 0
+    states = [json.loads(line) for line in seen.read_text().splitlines()]
+    assert [(s["status"], s["pid"]) for s in states] == [
+        ("creating", pid), ("creating", pid), ("running", pid), ("stopped", 0)]
+    assert {s["id"] for s in states} == {"c7"} and {s["bundle"] for s in states} == {b}
+
+
+def test_a_failing_prestart_hook_fails_create_and_leaves_nothing(oci, bundle, tmp_path):
+    b = bundle(["true"], hooks={"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo no network >&2; exit 1"]}]})
+    r = oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "c8")
+    assert r.returncode == 1 and "prestart hook /bin/sh: no network" in r.stderr
+    assert oci.ids() == [] and not (tmp_path / "pid").exists()
+
+
+def test_update_sets_the_cgroups_limits(oci, bundle, tmp_path):
+    b = bundle(["sleep", "100"])
+    cgroup = json.loads(open(os.path.join(b, "config.json")).read())["linux"]["cgroupsPath"]
+    assert oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "c9").returncode == 0
+    pid = int((tmp_path / "pid").read_text())
+    resources = tmp_path / "resources.json"
+    resources.write_text(json.dumps({"memory": {"limit": 64 << 20}, "pids": {"limit": 42}}))
+    assert oci("update", "--resources", str(resources), "c9").returncode == 0
+    assert oci("update", "--pids-limit", "43", "c9").returncode == 0
+    v1, v2 = f"/sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes", f"/sys/fs/cgroup{cgroup}/memory.max"
+    assert open(v1 if os.path.exists(v1) else v2).read().strip() == str(64 << 20)
+    pids = f"/sys/fs/cgroup/pids{cgroup}/pids.max"
+    assert open(pids if os.path.exists(pids) else f"/sys/fs/cgroup{cgroup}/pids.max").read().strip() == "43"
+    r = oci("update", "--resources", str(tmp_path / "none.json"), "c9")
+    assert r.returncode == 1 and "none.json: No such file" in r.stderr
+    assert oci("delete", "--force", "c9").returncode == 0
+    oci.reap(pid)
+
+
+def test_a_user_namespace_from_the_bundles_mappings(oci, bundle):
+    b = bundle(["sh", "-c", "id -u; cat /proc/self/uid_map; stat -c %U /bin"],
+               linux__namespaces=[{"type": t} for t in ("pid", "mount", "ipc", "uts", "network", "cgroup", "user")],
+               linux__uidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}],
+               linux__gidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}])
+    # The container's root (host uid 100000) must reach the rootfs, as with runc:
+    # not through pytest's 0700 directory.
+    reachable = tempfile.mkdtemp(prefix="minirt-oci-userns-")
+    try:
+        os.chmod(reachable, 0o711)
+        moved = shutil.move(b, reachable)
+        r = oci("run", "--bundle", moved, "u1")
+    finally:
+        shutil.rmtree(reachable)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "0", "100000", "65536", "nobody"]  # (the rootfs is the host root's)
+    assert oci.ids() == []
