@@ -19,12 +19,11 @@ the kernel:
 """
 
 import os
-import select
 import sys
 import time
 
 from minirt.errors import MinirtError
-from minirt.runtime import hooks, lifecycle, state
+from minirt.runtime import channel, hooks, lifecycle, state
 from minirt.runtime.container import Container
 
 from minirt.spec import OCI_VERSION
@@ -140,19 +139,11 @@ def start(container):
         raise OciError(f"cannot start a container that is {lifecycle.OCI_NAMES[current]}")
     fifo_path = os.path.join(container.dir, "exec.fifo")
     try:
-        fifo = os.open(fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        started = channel.let_start(fifo_path, lambda: state.alive(info["pid"], info.get("pid_start")))
     except FileNotFoundError:
         raise OciError("cannot start a container that has already been started") from None
-    try:
-        # PID 1's open for writing completes now; its one byte follows.  (Until
-        # a writer came, the read end is not readable: no end-of-file yet.)
-        while not select.select([fifo], [], [], 0.1)[0]:
-            if not state.alive(info["pid"], info.get("pid_start")):
-                raise OciError("the container's init exited before it was started")
-        if os.read(fifo, 1) != b"0":
-            raise OciError("the container's init exited before it was started")
-    finally:
-        os.close(fifo)
+    if not started:
+        raise OciError("the container's init exited before it was started")
     os.unlink(fifo_path)
     lifecycle.move(container.dir, lifecycle.RUNNING, started_at=time.time())
     try:
