@@ -39,12 +39,14 @@ import os
 from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure, exec_error
 from minirt.kernel import security, trampoline
 
-IDS_WRITTEN = b"i"
-PLACED = b"p"
-CREATED = b"c"
-START = b"0"            # runc's byte on its exec.fifo
+# The one-byte messages, each its own byte, so that a crossed channel shows.
+IDS_WRITTEN = b"i"      # parent -> PID 1
+PLACED = b"p"           # parent -> PID 1
+CREATED = b"c"          # PID 1 -> parent
+START = b"0"            # PID 1 -> `start`, on exec.fifo: runc's byte
+# The payloads: born is b"PID1 inside|outside HELPER\n", pid the decimal number.
 _INSIDE, _OUTSIDE = b"inside", b"outside"
-_REPORT_LIMIT = 4000     # a failure report fits one pipe buffer: written at once, never blocks
+_REPORT_LIMIT = 4000    # a failure report is below PIPE_BUF: one atomic write that never blocks
 
 
 class Channel:
