@@ -30,8 +30,7 @@ GLOBAL = {"root": True, "log": True, "log-format": True, "debug": False, "system
           "criu": True, "rootless": True, "help": False, "h": False, "version": False, "v": False}
 # Each command's flags: name -> takes a value ("*": may be given again, each value kept).  Accepted flags whose
 # behaviour is minirt's anyway: --no-pivot (minirt always pivots, as runc
-# without it), --no-new-keyring (minirt makes no session keyring),
-# --preserve-fds 0.
+# without it), --no-new-keyring (minirt makes no session keyring).
 COMMANDS = {
     "create": {"bundle": True, "b": True, "pid-file": True, "console-socket": True, "no-pivot": False,
                "no-new-keyring": False, "preserve-fds": True},
@@ -147,20 +146,21 @@ def _flag(flags, *names):
 def cmd_create(root, flags, args):
     from minirt.oci import commands
 
-    _check_preserve_fds(flags)
+    preserve = _preserve_fds(flags)
     commands.create(root, _one_id(args, "create"), _flag(flags, "bundle", "b") or ".",
-                    flags.get("pid-file"), flags.get("console-socket"))
+                    flags.get("pid-file"), flags.get("console-socket"), preserve_fds=preserve)
 
 
 def cmd_run(root, flags, args):
     from minirt.oci import commands
 
-    _check_preserve_fds(flags)
+    preserve = _preserve_fds(flags)
     cid = _one_id(args, "run")
     if flags.get("console-socket") and not _flag(flags, "detach", "d"):
         raise Usage("--console-socket needs --detach (run in the foreground relays the terminal itself)")
     container = commands.create(root, cid, _flag(flags, "bundle", "b") or ".", flags.get("pid-file"),
-                                flags.get("console-socket"), relay=not _flag(flags, "detach", "d"))
+                                flags.get("console-socket"), relay=not _flag(flags, "detach", "d"),
+                                preserve_fds=preserve)
     try:
         commands.start(container)
         if _flag(flags, "detach", "d"):
@@ -174,15 +174,27 @@ def cmd_run(root, flags, args):
     return code
 
 
-def _check_preserve_fds(flags):
-    if flags.get("preserve-fds") not in (None, "0"):
-        raise Usage("--preserve-fds is not supported (only 0)")
+def _preserve_fds(flags):
+    """--preserve-fds N: how many of our descriptors from 3 on the process gets
+    as they are; each must be one our caller gave us (open, inheritable)."""
+    text = flags.get("preserve-fds") or "0"
+    if not text.isdigit():
+        raise Usage(f"--preserve-fds takes a number, not {text!r}")
+    count = int(text)
+    for fd in range(3, 3 + count):
+        try:
+            given = os.get_inheritable(fd)
+        except OSError:
+            given = False
+        if not given:
+            raise Usage(f"--preserve-fds {count}: file descriptor {fd} was not passed to minirt-runc")
+    return count
 
 
 def cmd_exec(root, flags, args):
     from minirt.oci import bundle, commands
 
-    _check_preserve_fds(flags)
+    preserve = _preserve_fds(flags)
     if not args:
         raise Usage('"exec" requires a container id')
     path = _flag(flags, "process", "p")
@@ -202,7 +214,8 @@ def cmd_exec(root, flags, args):
                      "additionalGids": [_number(g, "--additional-gids") for g in _flag(flags, "additional-gids", "g") or []]},
         }, "exec")
     return commands.exec_process(commands.load(root, args[0]), process, flags.get("pid-file"),
-                                 flags.get("console-socket"), detach=bool(_flag(flags, "detach", "d")))
+                                 flags.get("console-socket"), detach=bool(_flag(flags, "detach", "d")),
+                                 preserve_fds=preserve)
 
 
 def _number(text, flag):

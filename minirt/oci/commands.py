@@ -48,9 +48,10 @@ def load(root, cid):
     return Container.load(root, cid)
 
 
-def create(root, cid, bundle_dir, pid_file=None, console_socket=None, relay=False):
+def create(root, cid, bundle_dir, pid_file=None, console_socket=None, relay=False, preserve_fds=0):
     """Make the container; return it with PID 1 waiting for ``start``.  Its
-    terminal's master goes to ``console_socket``, or stays ours to ``relay``."""
+    terminal's master goes to ``console_socket``, or stays ours to ``relay``;
+    our descriptors 3 .. 3+``preserve_fds``-1 go to its process as they are."""
     from minirt.oci import bundle
 
     check_id(cid)
@@ -64,7 +65,7 @@ def create(root, cid, bundle_dir, pid_file=None, console_socket=None, relay=Fals
     container = Container(spec, root)
     container.create()
     try:
-        container.start()
+        container.start(preserve_fds=preserve_fds)
         if console_socket:
             _send_console(console_socket, container.console)
         if pid_file:
@@ -152,7 +153,7 @@ def start(container):
         print(f"minirt-runc: warning: {e}", file=sys.stderr)
 
 
-def exec_process(container, process, pid_file=None, console_socket=None, detach=False):
+def exec_process(container, process, pid_file=None, console_socket=None, detach=False, preserve_fds=0):
     """Run ``process`` (a ``bundle.Process``) in the running container; with
     ``detach`` return at once (the engine's shim adopts it), else wait and
     return its exit status."""
@@ -173,7 +174,7 @@ def exec_process(container, process, pid_file=None, console_socket=None, detach=
     try:
         pid, err = execution.start(container, process.args, env=process.env, workdir=process.cwd,
                                    user=process.user, groups=process.groups, tty_fd=slave, interactive=True,
-                                   outlive=detach)
+                                   outlive=detach, preserve_fds=preserve_fds)
         if slave is not None:
             os.close(slave)
             slave = None

@@ -84,6 +84,7 @@ class Launch:
         self.joins = ()                         # [(namespace, fd)]: namespaces given by path
         self.created = None                     # PID 1 -> parent: CREATED, waiting for start
         self.fifo_fd = None                     # exec.fifo, O_PATH: opened for writing, it waits
+        self.preserved = ()                     # --preserve-fds: the caller's 3, 4, ... passed on as they are
 
     def channels(self):
         return [c for c in (self.failure, self.placed, self.ids, self.created) if c is not None]
@@ -97,7 +98,7 @@ class Launch:
         """The file descriptors above, all that PID 1 keeps of what it inherits."""
         entry = self.cgroup_entry
         return (*(c.child_end for c in self.channels()), self.console_fd, self.netns_fd, *self.stdio,
-                self.fifo_fd, *(fd for _, fd in self.joins),
+                self.fifo_fd, *(fd for _, fd in self.joins), *self.preserved,
                 *(entry.tasks + [entry.cgroup2] if entry is not None else ()))
 
 
@@ -253,7 +254,7 @@ class Container:
 
     # -- start ----------------------------------------------------------------
 
-    def start(self, stdio=(0, 1, 2), detach=False):
+    def start(self, stdio=(0, 1, 2), detach=False, preserve_fds=0):
         """Clone the container's init (or fork a helper that does); return once
         the command runs.
 
@@ -261,12 +262,13 @@ class Container:
         stdin, stdout and stderr (ignored with a tty).  With ``detach`` the
         helper becomes a monitor that outlives us, and the container's output
         goes to stdout.log and stderr.log in its state directory.
+        ``preserve_fds``: our descriptors 3 .. 3+N-1 reach the command as they are.
 
         Raises CommandNotFound / CommandNotExecutable / RuntimeFailure with the
         container's own explanation when it could not get as far as ``exec``.
         """
         try:
-            self._start(stdio, detach)
+            self._start(stdio, detach, tuple(range(3, 3 + preserve_fds)))
         finally:
             self._let_go()  # it runs (or failed): prune may judge it now
 
@@ -275,10 +277,11 @@ class Container:
             os.close(self._busy)
             self._busy = None
 
-    def _start(self, stdio, detach):
+    def _start(self, stdio, detach, preserved):
         self.detached = detach
         self.exit_code = None
         launch = self._launch()
+        launch.preserved = preserved
         if self.cgroup is not None:
             try:
                 launch.cgroup_entry = self.cgroup.open_entry()

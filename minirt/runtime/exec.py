@@ -35,19 +35,21 @@ class NotRunning(MinirtError):
 
 
 def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, interactive=False,
-          stdio=(0, 1, 2), outlive=False, groups=None):
+          stdio=(0, 1, 2), outlive=False, groups=None, preserve_fds=0):
     """Start ``args`` in ``container``; return (pid to wait for, its failure
     channel for ``wait_for_exec``).
     With ``outlive`` the process does not die with us and is not our child
     (``minirt-runc exec --detach``, as runc's: the engine's shim, its
     subreaper, adopts and waits for it); the pid returned is then its own.
     ``groups``: the supplementary groups exactly (an OCI process's
-    additionalGids, with ``user`` "UID:GID"), instead of looking them up."""
+    additionalGids, with ``user`` "UID:GID"), instead of looking them up.
+    ``preserve_fds``: our descriptors 3 .. 3+N-1 reach the process as they are."""
     info = container.state()
     if not lifecycle.is_running(info):
         raise NotRunning(f"container {container.id[:12]} is not running")
     spec = container.spec
     pid1 = info["pid"]
+    preserved = tuple(range(3, 3 + preserve_fds))
     fds = {}
     try:
         for ns in JOIN_ORDER:
@@ -77,7 +79,7 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             for c in (failure, adopted):
                 if c is not None:
                     c.child_side()
-            init.close_others([failure.writer, adopted and adopted.writer, tty_fd, *(() if tty_fd is not None else stdio), *fds.values(),
+            init.close_others([failure.writer, adopted and adopted.writer, tty_fd, *preserved, *(() if tty_fd is not None else stdio), *fds.values(),
                                *(entry.tasks + [entry.cgroup2] if entry is not None else ())])
             if not outlive:
                 libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -93,7 +95,8 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             if grandchild == 0:
                 if adopted is not None:
                     adopted.close()
-                _enter(spec, args, env, workdir, (user, groups), tty_fd, interactive, stdio, caps, program, failure)
+                _enter(spec, args, env, workdir, (user, groups), tty_fd, interactive, stdio, caps, program, failure,
+                       preserved)
             if outlive:  # it is on its own: its adopter learns its pid from ours
                 adopted.send_pid(grandchild)
                 os._exit(0)
@@ -119,7 +122,7 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
     return child, failure
 
 
-def _enter(spec, args, env, workdir, identity, tty_fd, interactive, stdio, caps, program, failure):
+def _enter(spec, args, env, workdir, identity, tty_fd, interactive, stdio, caps, program, failure, preserved):
     """In the container's namespaces: become its user with its privileges, exec."""
     step = "setting up stdio"
     try:
@@ -137,7 +140,7 @@ def _enter(spec, args, env, workdir, identity, tty_fd, interactive, stdio, caps,
         step = "dropping privileges"
         security.apply(caps=caps, no_new_privs=spec.no_new_privileges, seccomp_program=program,
                        uid=who.uid, gid=who.gid, groups=None if init.setgroups_denied() else who.groups)
-        init.execute(args, environment, failure, exec_fd)
+        init.execute(args, environment, failure, exec_fd, preserved)
     except BaseException as e:  # noqa: BLE001
         failure.send_failure(e, step)
     os._exit(125)

@@ -138,7 +138,7 @@ def main(spec, launch):
                        groups=None if setgroups_denied() else user.groups)
         if spec.init and exec_fd is None:  # (else the trampoline is the reaper)
             _reaper(spec, env, launch)
-        execute(spec.args, env, launch.failure, exec_fd)
+        execute(spec.args, env, launch.failure, exec_fd, launch.preserved)
     except BaseException as e:  # noqa: BLE001 — everything must reach the parent
         launch.failure.send_failure(e, step)
     os._exit(125)
@@ -271,11 +271,14 @@ def prepare_exec(seccomp_program, filter_last, reaper=False):
     return fd, seccomp_program if fd is None or not filter_last else None
 
 
-def execute(args, env, failure, trampoline_fd=None):
+def execute(args, env, failure, trampoline_fd=None, preserved=()):
     """Replace this process with the command, through the trampoline where
     there is one; on failure raise docker's error (the trampoline reports
-    it on the ``failure`` channel instead, for ``channel.raise_failure``)."""
-    close_others((0, 1, 2, failure.writer, trampoline_fd))
+    it on the ``failure`` channel instead, for ``channel.raise_failure``).
+    The command gets stdin, stdout, stderr and the descriptors ``preserved``."""
+    close_others((0, 1, 2, failure.writer, trampoline_fd, *preserved))
+    for fd in preserved:
+        os.set_inheritable(fd, True)
     _reset_signals()
     paths = _search_path(args[0], env)
     if trampoline_fd is not None:
@@ -333,7 +336,7 @@ def _reaper(spec, env, launch):
     if child == 0:
         failure.child_side()
         try:
-            execute(spec.args, env, failure)
+            execute(spec.args, env, failure, preserved=launch.preserved)
         except BaseException as e:  # noqa: BLE001
             failure.send_failure(e)
         os._exit(125)
