@@ -44,6 +44,7 @@ COMMANDS = {
     "ps": {"format": True, "f": True},
     "spec": {"bundle": True, "b": True, "rootless": False},
     "features": {},
+    "events": {"stats": False, "interval": True},
     "update": {"resources": True, "r": True, "memory": True, "memory-swap": True, "pids-limit": True,
                "cpu-quota": True, "cpu-period": True, "cpu-share": True, "cpuset-cpus": True},
     "exec": {"process": True, "p": True, "detach": False, "d": False, "pid-file": True, "tty": False, "t": False,
@@ -248,6 +249,31 @@ def cmd_update(root, flags, args):
                              "shares": values.get("cpu-share"), "cpus": flags.get("cpuset-cpus")}}
     limits, _ = bundle.resources(resources)
     commands.update(commands.load(root, cid), limits)
+
+
+def cmd_events(root, flags, args):
+    """The container's stats (runc's JSON, one object a line): once with
+    --stats, else every --interval (Go's duration: 5s, 500ms, 1m30s) until it
+    stops, with an "oom" event when the OOM killer strikes in it."""
+    from minirt.oci import commands
+
+    interval = _duration(flags.get("interval") or "5s")
+    container = commands.load(root, _one_id(args, "events"))
+    for event in commands.events(container, interval, once=bool(flags.get("stats"))):
+        print(_dumps(event), flush=True)
+
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def _duration(text):
+    """Go's time.ParseDuration, positive: "5s", "1.5s", "1m30s" -> seconds."""
+    import re
+
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text or not sum(float(n) for n, _ in parts):
+        raise Usage(f"invalid value {text!r} for --interval: a positive duration such as 5s or 500ms")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
 
 
 def cmd_start(root, flags, args):

@@ -193,6 +193,28 @@ def exec_process(container, process, pid_file=None, console_socket=None, detach=
     return 0 if detach else exit_status(os.waitpid(pid, 0)[1])
 
 
+def events(container, interval, once=False):
+    """runc's events of a running or paused container: {"type": "stats", ...}
+    at once, then (unless ``once``) every ``interval`` seconds until it stops,
+    and {"type": "oom", ...} when the OOM killer has struck in its cgroup."""
+    from minirt.oci import stats
+
+    current, _ = status(container)
+    if current not in (lifecycle.RUNNING, lifecycle.PAUSED) or container.cgroup is None:
+        raise OciError(f"container with id {container.id} is not running")
+    oom = container.cgroup.oom_killed()
+    while True:
+        yield {"type": "stats", "id": container.id, "data": stats.read(container.cgroup)}
+        if once:
+            return
+        time.sleep(interval)
+        if not oom and container.cgroup.oom_killed():
+            oom = True
+            yield {"type": "oom", "id": container.id}
+        if status(container)[0] == lifecycle.EXITED:
+            return
+
+
 def kill(container, signum, all_processes=False):
     current, info = status(container)
     if current == lifecycle.EXITED:
