@@ -361,6 +361,9 @@ class Container:
         try:
             for name, path in self.spec.oci["joins"].items():
                 joins.append((name, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+                if namespaces.kind(joins[-1][1]) != name:
+                    init.close_all([fd for _, fd in joins])
+                    raise RuntimeFailure(f"linux.namespaces: {path} is not a {name} namespace")
             launch.fifo_fd = os.open(os.path.join(self.dir, "exec.fifo"), os.O_PATH | os.O_CLOEXEC)
         except OSError as e:
             init.close_all([fd for _, fd in joins])
@@ -614,7 +617,23 @@ def _spawn_pid1(spec, launch):
     for ns in spec.namespaces:
         if ns not in skip:
             flags |= namespaces.FLAGS[ns]
-    return cgroups.clone_into(launch.cgroup_entry, flags)
+    pid_ns = dict(launch.joins).get("pid")
+    if pid_ns is None:
+        return cgroups.clone_into(launch.cgroup_entry, flags)
+    # An OCI bundle's pid namespace given by path: a process enters one only by
+    # being born there, so we step in for this one child, then back to our own.
+    ours = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        libc.setns(pid_ns, libc.CLONE_NEWPID)
+        pid, inside = cgroups.clone_into(launch.cgroup_entry, flags)
+    except BaseException:
+        libc.setns(ours, libc.CLONE_NEWPID)
+        os.close(ours)
+        raise
+    if pid:  # (PID 1 lets go of it with the rest of what it inherited)
+        libc.setns(ours, libc.CLONE_NEWPID)
+        os.close(ours)
+    return pid, inside
 
 
 def _helper_main(container, launch, born, inherited):

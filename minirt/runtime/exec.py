@@ -52,8 +52,9 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
     preserved = tuple(range(3, 3 + preserve_fds))
     fds = {}
     try:
+        joined = spec.oci["joins"] if spec.oci else ()  # (an OCI bundle's, given by path: PID 1's too)
         for ns in JOIN_ORDER:
-            if ns in spec.namespaces:
+            if ns in spec.namespaces or ns in joined:
                 fds[ns] = os.open(f"/proc/{pid1}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, ProcessLookupError):  # it exited since we looked
         init.close_all(fds.values())

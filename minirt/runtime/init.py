@@ -74,7 +74,8 @@ def main(spec, launch):
             os.close(launch.netns_fd)
         for name, fd in launch.joins:  # an OCI bundle's namespaces given by path
             step = f"joining the {name} namespace"
-            libc.setns(fd, namespaces.FLAGS[name])
+            if name != "pid":  # (that one we were born in: container._spawn_pid1)
+                libc.setns(fd, namespaces.FLAGS[name])
             os.close(fd)
         if launch.cgroup_entry is not None:
             step = "joining the cgroup"  # first, so that all that follows is accounted there
