@@ -80,7 +80,8 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             for c in (failure, adopted):
                 if c is not None:
                     c.child_side()
-            init.close_others([failure.writer, adopted and adopted.writer, tty_fd, *preserved, *(() if tty_fd is not None else stdio), *fds.values(),
+            init.close_others([failure.writer, adopted and adopted.writer, tty_fd, *preserved,
+                               *(() if tty_fd is not None else stdio), *fds.values(),
                                *(entry.tasks + [entry.cgroup2] if entry is not None else ())])
             if not outlive:
                 libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)

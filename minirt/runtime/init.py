@@ -24,7 +24,8 @@ its world before it becomes the user's program:
                trampoline stays as PID 1, the reaper, and forks the command)
 
 Nothing here returns: the process either ``exec``s or reports why it could not
-on the failure channel (``channel.py``, as are the handshake's other messages) and exits (and so does the trampoline).  The parent turns
+on the failure channel and exits (and so does the trampoline); that channel
+and the handshake's other messages are ``channel.py``'s.  The parent turns
 that report into docker's exit codes (125 setup failed, 126 cannot execute,
 127 not found).
 """

@@ -94,7 +94,8 @@ def test_cgroup_v2_files_read_as_runc_reads_them(tmp_path):
     assert data["pids"] == {"current": 3}
     assert data["blkio"] == {"ioServiceBytesRecursive": [{"major": 8, "op": "Read", "value": 512},
                                                          {"major": 8, "op": "Write"}],
-                             "ioServicedRecursive": [{"major": 8, "op": "Read", "value": 1}, {"major": 8, "op": "Write"}]}
+                             "ioServicedRecursive": [{"major": 8, "op": "Read", "value": 1},
+                                                     {"major": 8, "op": "Write"}]}
 
 
 def test_a_live_cgroup2_directory_reads_too(oci, bundle, tmp_path):

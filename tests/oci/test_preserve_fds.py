@@ -48,7 +48,8 @@ def test_run_passes_them_too(oci, bundle, tmp_path):
 
 
 def test_exec_passes_them_and_without_the_flag_keeps_them_out(oci, bundle, tmp_path):
-    assert oci("create", "--bundle", bundle(["sleep", "100"]), "--pid-file", str(tmp_path / "pid"), "p3").returncode == 0
+    r = oci("create", "--bundle", bundle(["sleep", "100"]), "--pid-file", str(tmp_path / "pid"), "p3")
+    assert r.returncode == 0, r.stderr
     pid = int((tmp_path / "pid").read_text())
     assert oci("start", "p3").returncode == 0
     three, four = tmp_path / "three", tmp_path / "four"
