@@ -6,6 +6,7 @@ wrong.  The CLI prints ``minirt: <message>`` and exits with ``exit_code``; it
 never shows a traceback for a MinirtError.
 """
 
+import errno
 import os
 
 
@@ -57,3 +58,15 @@ class Interrupted(MinirtError):
     def __init__(self, signum):
         super().__init__(f"stopped by signal {signum} before the container started")
         self.exit_code = 128 + signum
+
+
+def exec_error(command, err):
+    """docker's error for ``command``, which execve refused with errno ``err``."""
+    if err == errno.ENOENT:
+        where = "$PATH" if "/" not in command else "the container"
+        return CommandNotFound(f'exec: "{command}": executable file not found in {where}')
+    if err in (errno.EACCES, errno.EPERM):
+        return CommandNotExecutable(f'exec: "{command}": permission denied')
+    if err in (errno.ENOEXEC, errno.EISDIR, errno.ENOTDIR):
+        return CommandNotExecutable(f'exec: "{command}": {os.strerror(err)}')
+    return RuntimeFailure(f'exec: "{command}": {os.strerror(err)}')

@@ -28,6 +28,19 @@ FLAGS = {
     "cgroup": libc.CLONE_NEWCGROUP,
     "user": libc.CLONE_NEWUSER,
 }
+_NS_GET_NSTYPE = 0xB703  # ioctl on a namespace file: its CLONE_NEW* flag
+
+
+def kind(fd):
+    """The kind ("net", "pid", ...) of the namespace open as ``fd``; None if
+    ``fd`` is no namespace file."""
+    import fcntl
+
+    try:
+        flag = fcntl.ioctl(fd, _NS_GET_NSTYPE)
+    except OSError:
+        return None
+    return next((name for name, f in FLAGS.items() if f == flag), None)
 
 def unshare(names):
     """Give the calling process new namespaces of the given kinds."""

@@ -23,7 +23,9 @@ from minirt.spec import ContainerSpec
 # config.json's namespace types -> minirt's names (spec.NAMESPACES)
 NAMESPACES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "user": "user",
               "cgroup": "cgroup"}
-JOINABLE = ("net", "ipc", "uts")   # a namespace given by path is entered by PID 1 with setns
+# A namespace given by path is entered with setns: by PID 1, and a pid namespace
+# (which only children enter) by its parent, just for the clone that makes PID 1.
+JOINABLE = ("net", "ipc", "uts", "pid")
 MOUNT_TYPES = ("proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "bind", "none", "")
 RLIMITS = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_LOCKS",
            "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_RSS",

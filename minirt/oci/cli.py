@@ -30,8 +30,7 @@ GLOBAL = {"root": True, "log": True, "log-format": True, "debug": False, "system
           "criu": True, "rootless": True, "help": False, "h": False, "version": False, "v": False}
 # Each command's flags: name -> takes a value ("*": may be given again, each value kept).  Accepted flags whose
 # behaviour is minirt's anyway: --no-pivot (minirt always pivots, as runc
-# without it), --no-new-keyring (minirt makes no session keyring),
-# --preserve-fds 0.
+# without it), --no-new-keyring (minirt makes no session keyring).
 COMMANDS = {
     "create": {"bundle": True, "b": True, "pid-file": True, "console-socket": True, "no-pivot": False,
                "no-new-keyring": False, "preserve-fds": True},
@@ -45,6 +44,7 @@ COMMANDS = {
     "ps": {"format": True, "f": True},
     "spec": {"bundle": True, "b": True, "rootless": False},
     "features": {},
+    "events": {"stats": False, "interval": True},
     "update": {"resources": True, "r": True, "memory": True, "memory-swap": True, "pids-limit": True,
                "cpu-quota": True, "cpu-period": True, "cpu-share": True, "cpuset-cpus": True},
     "exec": {"process": True, "p": True, "detach": False, "d": False, "pid-file": True, "tty": False, "t": False,
@@ -147,20 +147,21 @@ def _flag(flags, *names):
 def cmd_create(root, flags, args):
     from minirt.oci import commands
 
-    _check_preserve_fds(flags)
+    preserve = _preserve_fds(flags)
     commands.create(root, _one_id(args, "create"), _flag(flags, "bundle", "b") or ".",
-                    flags.get("pid-file"), flags.get("console-socket"))
+                    flags.get("pid-file"), flags.get("console-socket"), preserve_fds=preserve)
 
 
 def cmd_run(root, flags, args):
     from minirt.oci import commands
 
-    _check_preserve_fds(flags)
+    preserve = _preserve_fds(flags)
     cid = _one_id(args, "run")
     if flags.get("console-socket") and not _flag(flags, "detach", "d"):
         raise Usage("--console-socket needs --detach (run in the foreground relays the terminal itself)")
     container = commands.create(root, cid, _flag(flags, "bundle", "b") or ".", flags.get("pid-file"),
-                                flags.get("console-socket"), relay=not _flag(flags, "detach", "d"))
+                                flags.get("console-socket"), relay=not _flag(flags, "detach", "d"),
+                                preserve_fds=preserve)
     try:
         commands.start(container)
         if _flag(flags, "detach", "d"):
@@ -174,15 +175,27 @@ def cmd_run(root, flags, args):
     return code
 
 
-def _check_preserve_fds(flags):
-    if flags.get("preserve-fds") not in (None, "0"):
-        raise Usage("--preserve-fds is not supported (only 0)")
+def _preserve_fds(flags):
+    """--preserve-fds N: how many of our descriptors from 3 on the process gets
+    as they are; each must be one our caller gave us (open, inheritable)."""
+    text = flags.get("preserve-fds") or "0"
+    if not text.isdigit():
+        raise Usage(f"--preserve-fds takes a number, not {text!r}")
+    count = int(text)
+    for fd in range(3, 3 + count):
+        try:
+            given = os.get_inheritable(fd)
+        except OSError:
+            given = False
+        if not given:
+            raise Usage(f"--preserve-fds {count}: file descriptor {fd} was not passed to minirt-runc")
+    return count
 
 
 def cmd_exec(root, flags, args):
     from minirt.oci import bundle, commands
 
-    _check_preserve_fds(flags)
+    preserve = _preserve_fds(flags)
     if not args:
         raise Usage('"exec" requires a container id')
     path = _flag(flags, "process", "p")
@@ -202,7 +215,8 @@ def cmd_exec(root, flags, args):
                      "additionalGids": [_number(g, "--additional-gids") for g in _flag(flags, "additional-gids", "g") or []]},
         }, "exec")
     return commands.exec_process(commands.load(root, args[0]), process, flags.get("pid-file"),
-                                 flags.get("console-socket"), detach=bool(_flag(flags, "detach", "d")))
+                                 flags.get("console-socket"), detach=bool(_flag(flags, "detach", "d")),
+                                 preserve_fds=preserve)
 
 
 def _number(text, flag):
@@ -235,6 +249,31 @@ def cmd_update(root, flags, args):
                              "shares": values.get("cpu-share"), "cpus": flags.get("cpuset-cpus")}}
     limits, _ = bundle.resources(resources)
     commands.update(commands.load(root, cid), limits)
+
+
+def cmd_events(root, flags, args):
+    """The container's stats (runc's JSON, one object a line): once with
+    --stats, else every --interval (Go's duration: 5s, 500ms, 1m30s) until it
+    stops, with an "oom" event when the OOM killer strikes in it."""
+    from minirt.oci import commands
+
+    interval = _duration(flags.get("interval") or "5s")
+    container = commands.load(root, _one_id(args, "events"))
+    for event in commands.events(container, interval, once=bool(flags.get("stats"))):
+        print(_dumps(event), flush=True)
+
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def _duration(text):
+    """Go's time.ParseDuration, positive: "5s", "1.5s", "1m30s" -> seconds."""
+    import re
+
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text or not sum(float(n) for n, _ in parts):
+        raise Usage(f"invalid value {text!r} for --interval: a positive duration such as 5s or 500ms")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
 
 
 def cmd_start(root, flags, args):

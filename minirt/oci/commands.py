@@ -19,12 +19,11 @@ the kernel:
 """
 
 import os
-import select
 import sys
 import time
 
 from minirt.errors import MinirtError
-from minirt.runtime import hooks, lifecycle, state
+from minirt.runtime import channel, hooks, lifecycle, state
 from minirt.runtime.container import Container
 
 from minirt.spec import OCI_VERSION
@@ -49,9 +48,10 @@ def load(root, cid):
     return Container.load(root, cid)
 
 
-def create(root, cid, bundle_dir, pid_file=None, console_socket=None, relay=False):
+def create(root, cid, bundle_dir, pid_file=None, console_socket=None, relay=False, preserve_fds=0):
     """Make the container; return it with PID 1 waiting for ``start``.  Its
-    terminal's master goes to ``console_socket``, or stays ours to ``relay``."""
+    terminal's master goes to ``console_socket``, or stays ours to ``relay``;
+    our descriptors 3 .. 3+``preserve_fds``-1 go to its process as they are."""
     from minirt.oci import bundle
 
     check_id(cid)
@@ -65,7 +65,7 @@ def create(root, cid, bundle_dir, pid_file=None, console_socket=None, relay=Fals
     container = Container(spec, root)
     container.create()
     try:
-        container.start()
+        container.start(preserve_fds=preserve_fds)
         if console_socket:
             _send_console(console_socket, container.console)
         if pid_file:
@@ -140,19 +140,11 @@ def start(container):
         raise OciError(f"cannot start a container that is {lifecycle.OCI_NAMES[current]}")
     fifo_path = os.path.join(container.dir, "exec.fifo")
     try:
-        fifo = os.open(fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        started = channel.let_start(fifo_path, lambda: state.alive(info["pid"], info.get("pid_start")))
     except FileNotFoundError:
         raise OciError("cannot start a container that has already been started") from None
-    try:
-        # PID 1's open for writing completes now; its one byte follows.  (Until
-        # a writer came, the read end is not readable: no end-of-file yet.)
-        while not select.select([fifo], [], [], 0.1)[0]:
-            if not state.alive(info["pid"], info.get("pid_start")):
-                raise OciError("the container's init exited before it was started")
-        if os.read(fifo, 1) != b"0":
-            raise OciError("the container's init exited before it was started")
-    finally:
-        os.close(fifo)
+    if not started:
+        raise OciError("the container's init exited before it was started")
     os.unlink(fifo_path)
     lifecycle.move(container.dir, lifecycle.RUNNING, started_at=time.time())
     try:
@@ -161,7 +153,7 @@ def start(container):
         print(f"minirt-runc: warning: {e}", file=sys.stderr)
 
 
-def exec_process(container, process, pid_file=None, console_socket=None, detach=False):
+def exec_process(container, process, pid_file=None, console_socket=None, detach=False, preserve_fds=0):
     """Run ``process`` (a ``bundle.Process``) in the running container; with
     ``detach`` return at once (the engine's shim adopts it), else wait and
     return its exit status."""
@@ -182,7 +174,7 @@ def exec_process(container, process, pid_file=None, console_socket=None, detach=
     try:
         pid, err = execution.start(container, process.args, env=process.env, workdir=process.cwd,
                                    user=process.user, groups=process.groups, tty_fd=slave, interactive=True,
-                                   outlive=detach)
+                                   outlive=detach, preserve_fds=preserve_fds)
         if slave is not None:
             os.close(slave)
             slave = None
@@ -199,6 +191,28 @@ def exec_process(container, process, pid_file=None, console_socket=None, detach=
     if pid_file:
         state.write_text(os.path.abspath(pid_file), str(pid))
     return 0 if detach else exit_status(os.waitpid(pid, 0)[1])
+
+
+def events(container, interval, once=False):
+    """runc's events of a running or paused container: {"type": "stats", ...}
+    at once, then (unless ``once``) every ``interval`` seconds until it stops,
+    and {"type": "oom", ...} when the OOM killer has struck in its cgroup."""
+    from minirt.oci import stats
+
+    current, _ = status(container)
+    if current not in (lifecycle.RUNNING, lifecycle.PAUSED) or container.cgroup is None:
+        raise OciError(f"container with id {container.id} is not running")
+    oom = container.cgroup.oom_killed()
+    while True:
+        yield {"type": "stats", "id": container.id, "data": stats.read(container.cgroup)}
+        if once:
+            return
+        time.sleep(interval)
+        if not oom and container.cgroup.oom_killed():
+            oom = True
+            yield {"type": "oom", "id": container.id}
+        if status(container)[0] == lifecycle.EXITED:
+            return
 
 
 def kill(container, signum, all_processes=False):

@@ -17,18 +17,20 @@ forked *helper* clones PID 1 instead and then becomes the container's
 status and cleans up.  A program with several threads gets the helper in the
 foreground too: Python may only clone when it is single-threaded.
 
-The start-up handshake, over pipes:
+The start-up handshake, over the channels of ``channel.py``:
 
-1. PID 1 (rootless): waits for "go"; the parent writes its uid/gid maps first.
+1. PID 1 (rootless): waits for IDS_WRITTEN; the parent writes its uid/gid maps first.
    Then it enters its v1 cgroups, unshares the mount namespace and builds its
    root filesystem.
-2. parent: moves PID 1 into its cgroup2 cgroup if it could not be born there,
-   plugs in its network and records "running", then says "placed" — while PID
-   1 is already building its root filesystem.
-3. PID 1: waits for "placed", then unshares the cgroup namespace (so that its
+2. parent: (told by the helper, if there is one, that PID 1 exists) moves PID
+   1 into its cgroup2 cgroup if it could not be born there, plugs in its
+   network and records "running", then says PLACED — while PID 1 is already
+   building its root filesystem.
+3. PID 1: waits for PLACED, then unshares the cgroup namespace (so that its
    own cgroup is its "/"), drops privileges and execs.  Why it could not, if it
-   could not, comes back on a close-on-exec error pipe; end-of-file there means
-   the command is running.
+   could not, comes back on the failure channel; end-of-file there means the
+   command is running.  (From an OCI bundle, PID 1 says CREATED instead and
+   waits on exec.fifo for ``start``.)
 
 Everything the container owns is recorded in its state directory before it is
 made, so ``minirt rm`` / ``system prune`` can always remove it; mounts need no
@@ -47,7 +49,7 @@ from minirt import lightjson
 from minirt.errors import MinirtError, RuntimeFailure, exit_status
 from minirt.image.store import release
 from minirt.kernel import cgroups, libc, namespaces, security
-from minirt.runtime import init, lifecycle, network, state, userns
+from minirt.runtime import channel, init, lifecycle, network, state, userns
 
 HOSTS = """127.0.0.1\tlocalhost
 ::1\tlocalhost ip6-localhost ip6-loopback
@@ -70,24 +72,33 @@ class Launch:
         self.capabilities = capabilities        # what root in the container keeps
         self.seccomp_program = seccomp_program  # compiled here, installed by init
         self.network = network                  # eth0's address and gateway (bridge networks)
-        # Filled in by Container.start:
-        self.error_fd = -1                      # write end: why exec did not happen
-        self.placed_fd = -1                     # read end: "you are recorded, go on"
-        self.go_fd = None                       # read end, in a user namespace: "your id maps are written"
+        # Filled in by Container.start: the handshake's channels (channel.py)
+        self.failure = None                     # PID 1 -> parent: why exec did not happen
+        self.placed = None                      # parent -> PID 1: PLACED
+        self.ids = None                         # parent -> PID 1, in a user namespace: IDS_WRITTEN
         self.console_fd = self.console_path = None
         self.stdio = (0, 1, 2)                  # the container's stdin, stdout, stderr (without a tty)
         self.netns_fd = None                    # --network container:NAME: the namespace to join
         self.cgroup_entry = None                # cgroups.Entry: PID 1 walks into its cgroup by itself
         # An OCI bundle's container (spec.oci), which waits for `start` (oci_init.py):
         self.joins = ()                         # [(namespace, fd)]: namespaces given by path
-        self.ready_fd = None                    # write end: "created, waiting for start"
+        self.created = None                     # PID 1 -> parent: CREATED, waiting for start
         self.fifo_fd = None                     # exec.fifo, O_PATH: opened for writing, it waits
+        self.preserved = ()                     # --preserve-fds: the caller's 3, 4, ... passed on as they are
+
+    def channels(self):
+        return [c for c in (self.failure, self.placed, self.ids, self.created) if c is not None]
+
+    def child_side(self):
+        """In a child (the helper, PID 1): let go of the parent's ends of the channels."""
+        for c in self.channels():
+            c.child_side()
 
     def descriptors(self):
         """The file descriptors above, all that PID 1 keeps of what it inherits."""
         entry = self.cgroup_entry
-        return (self.error_fd, self.placed_fd, self.go_fd, self.console_fd, self.netns_fd, *self.stdio,
-                self.ready_fd, self.fifo_fd, *(fd for _, fd in self.joins),
+        return (*(c.child_end for c in self.channels()), self.console_fd, self.netns_fd, *self.stdio,
+                self.fifo_fd, *(fd for _, fd in self.joins), *self.preserved,
                 *(entry.tasks + [entry.cgroup2] if entry is not None else ()))
 
 
@@ -243,7 +254,7 @@ class Container:
 
     # -- start ----------------------------------------------------------------
 
-    def start(self, stdio=(0, 1, 2), detach=False):
+    def start(self, stdio=(0, 1, 2), detach=False, preserve_fds=0):
         """Clone the container's init (or fork a helper that does); return once
         the command runs.
 
@@ -251,12 +262,13 @@ class Container:
         stdin, stdout and stderr (ignored with a tty).  With ``detach`` the
         helper becomes a monitor that outlives us, and the container's output
         goes to stdout.log and stderr.log in its state directory.
+        ``preserve_fds``: our descriptors 3 .. 3+N-1 reach the command as they are.
 
         Raises CommandNotFound / CommandNotExecutable / RuntimeFailure with the
         container's own explanation when it could not get as far as ``exec``.
         """
         try:
-            self._start(stdio, detach)
+            self._start(stdio, detach, tuple(range(3, 3 + preserve_fds)))
         finally:
             self._let_go()  # it runs (or failed): prune may judge it now
 
@@ -265,10 +277,11 @@ class Container:
             os.close(self._busy)
             self._busy = None
 
-    def _start(self, stdio, detach):
+    def _start(self, stdio, detach, preserved):
         self.detached = detach
         self.exit_code = None
         launch = self._launch()
+        launch.preserved = preserved
         if self.cgroup is not None:
             try:
                 launch.cgroup_entry = self.cgroup.open_entry()
@@ -281,13 +294,15 @@ class Container:
                 launch.cgroup_entry.close()
             raise
         self._endpoint = launch.network
-        ready_r = self._open_bundle_doors(launch) if self.spec.oci else None
-        go_r, go_w = os.pipe2(os.O_CLOEXEC)          # parent -> init: "your id maps are written"
-        msg_r, msg_w = os.pipe2(os.O_CLOEXEC)        # helper -> parent: PID 1's pid
-        placed_r, placed_w = os.pipe2(os.O_CLOEXEC)  # parent -> init: "you are recorded, go on"
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)        # init -> parent: why exec did not happen
-        launch.error_fd, launch.placed_fd = err_w, placed_r
-        launch.go_fd = go_r if self.spec.rootless else None
+        if self.spec.oci:
+            self._open_bundle_doors(launch)
+        # (a program embedding minirt may have threads: then a helper clones PID 1 too)
+        helped = detach or not libc.single_threaded()
+        born = channel.Channel(down=False) if helped else None   # helper -> parent: PID 1 exists
+        launch.failure = channel.Channel(down=False)
+        launch.placed = channel.Channel(down=True, gone="the container could not be placed in its cgroup")
+        if self.spec.rootless:
+            launch.ids = channel.Channel(down=True, gone="minirt gave up before writing the id maps")
         opened = []
         if detach:
             stdio = [os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)] + [
@@ -304,13 +319,12 @@ class Container:
                 tty.set_winsize(self.console, *(self.spec.oci["console_size"] or (0, 0)))
             else:
                 tty.copy_winsize(0, self.console)
-        parent_only = (go_w, msg_r, placed_w, err_r, self.console, ready_r)
 
-        if detach or not libc.single_threaded():  # (a program embedding minirt may have threads)
+        if helped:
             first = os.fork()
             if first == 0:
-                _helper_main(self, launch, msg_w, inherited=parent_only)  # never returns
-            born = None  # the helper will tell
+                _helper_main(self, launch, born, inherited=(self.console,))  # never returns
+            pid1_born = None  # the helper will say
             if detach:
                 os.waitpid(first, 0)
             else:
@@ -319,24 +333,26 @@ class Container:
             pid1, inside = _spawn_pid1(self.spec, launch)
             if pid1 == 0:
                 init.main(self.spec, launch)  # never returns
-            born, self._child = (pid1, inside), pid1
+            pid1_born, self._child = (pid1, inside), pid1
 
-        init.close_all([go_r, msg_w, placed_r, err_w, launch.console_fd, launch.netns_fd, launch.ready_fd,
-                        launch.fifo_fd, *(fd for _, fd in launch.joins)] + opened)
+        for c in launch.channels() + ([born] if helped else []):
+            c.parent_side()
+        init.close_all([launch.console_fd, launch.netns_fd, launch.fifo_fd, *(fd for _, fd in launch.joins)]
+                       + opened)
         if launch.cgroup_entry is not None:
             launch.cgroup_entry.close()
         try:
-            report = self._handshake(born, msg_r, go_w, placed_w, err_r, ready_r)
+            report = self._handshake(pid1_born, born, launch)
         except BaseException:
             self._kill_helper()
             raise
         if report:
             self.wait()
-            init.raise_report(report, self.spec.args[0])
+            channel.raise_failure(report, self.spec.args[0])
 
     def _open_bundle_doors(self, launch):
         """An OCI bundle's container: the namespaces it joins, its exec.fifo and
-        the pipe on which it says it waits for `start`; returns that pipe's read end."""
+        the channel on which it says it waits for `start`."""
         # PID 1's steps for a bundle, imported here for it: in a user namespace
         # it may not read the host's Python library (nor after pivot_root).
         from minirt.runtime import oci_init  # noqa: F401
@@ -345,64 +361,63 @@ class Container:
         try:
             for name, path in self.spec.oci["joins"].items():
                 joins.append((name, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+                if namespaces.kind(joins[-1][1]) != name:
+                    init.close_all([fd for _, fd in joins])
+                    raise RuntimeFailure(f"linux.namespaces: {path} is not a {name} namespace")
             launch.fifo_fd = os.open(os.path.join(self.dir, "exec.fifo"), os.O_PATH | os.O_CLOEXEC)
         except OSError as e:
             init.close_all([fd for _, fd in joins])
             raise RuntimeFailure(f"opening {e.filename}: {e.strerror}") from None
         launch.joins = joins
-        ready_r, launch.ready_fd = os.pipe2(os.O_CLOEXEC)
-        return ready_r
+        launch.created = channel.Channel(down=False, gone="the runtime that created the container went away")
 
-    def _handshake(self, born, msg_r, go_w, placed_w, err_r, ready_r=None):
+    def _handshake(self, born, born_channel, launch):
         """The parent's half of the start-up (see the module docstring).
-        Returns PID 1's error report: empty once the command runs (or, from an
-        OCI bundle, once it waits for `start`).  However it ends, our pipe ends
-        close: a PID 1 still waiting then gives up."""
+        ``born`` is (PID 1's pid, born inside its cgroup2 cgroup), or None if
+        the helper will say it on ``born_channel``.  Returns PID 1's failure
+        report: empty once the command runs (or, from an OCI bundle, once it
+        waits for `start`).  However it ends, our channels close: a PID 1
+        still waiting then gives up."""
         try:
-            with os.fdopen(msg_r, "rb") as messages:
-                if born is None:  # from the helper: "PID1 inside|outside HELPER"; nothing if it failed
-                    line = messages.readline().split()
-                    if not line:
-                        return init.read_report(err_r)
-                    born, self.helper = (int(line[0]), line[1] == b"inside"), int(line[2])
-                    _crash_point("helper-ready")
+            if born is None:
+                said = born_channel.receive_born()
+                if said is None:  # the helper failed: its report says why
+                    return launch.failure.outcome()
+                born, self.helper = said[:2], said[2]
+                _crash_point("helper-ready")
             self.pid, inside = born
             if network.mode(self.spec) == network.SLIRP:  # while PID 1 lets us open its namespaces
                 network.start_slirp(self.dir, self.pid, self.spec.ports)
             if self.spec.rootless:
                 namespaces.write_id_maps(self.pid, self.spec.uid_map, self.spec.gid_map)
-                os.write(go_w, b"1")
+                if not launch.ids.send(channel.IDS_WRITTEN):
+                    return launch.failure.outcome()  # PID 1 already failed: its report says why
             if self.cgroup is not None and not inside:
                 try:  # PID 1 could not be born in its cgroup2 cgroup: move it there
                     self.cgroup.add(self.pid, versions=("v2",))
                 except ProcessLookupError:
-                    return init.read_report(err_r)  # PID 1 already failed: its report says why
+                    return launch.failure.outcome()  # PID 1 already failed: its report says why
             if self._endpoint:  # its network namespace exists: plug in the cable
                 network.attach(self._endpoint, self.pid, self.root, self.spec.id)
-            if ready_r is not None:  # an OCI bundle's: created, until `start`
+            if launch.created is not None:  # an OCI bundle's: created, until `start`
                 from minirt.runtime import hooks
 
                 state.update(self.dir, pid=self.pid, pid_start=state.start_time(self.pid))
                 for stage in ("prestart", "createRuntime"):  # its namespaces exist, its rootfs not yet
                     hooks.run(self.spec.oci["hooks"], stage, hooks.state(self.spec, self.pid, "creating"))
-                try:
-                    os.write(placed_w, b"1")
-                except BrokenPipeError:
-                    pass
-                return b"" if os.read(ready_r, 1) == b"1" else init.read_report(err_r)
+                launch.placed.send(channel.PLACED)
+                return b"" if launch.created.receive() == channel.CREATED else launch.failure.outcome()
             recorder = self.helper or os.getpid()  # who will record the exit: the monitor, or we
             lifecycle.move(self.dir, lifecycle.RUNNING, pid=self.pid, pid_start=state.start_time(self.pid),
                            monitor_pid=recorder, monitor_start=state.start_time(recorder),
                            started_at=time.time(), finished_at=None, exit_code=None, oom_killed=False,
                            error=None, detached=self.detached)
             _crash_point("running")
-            try:
-                os.write(placed_w, b"1")
-            except BrokenPipeError:
-                pass  # PID 1 has already failed: its report (below) says why
-            return init.read_report(err_r)
+            launch.placed.send(channel.PLACED)  # (if PID 1 has already failed, its report says why)
+            return launch.failure.outcome()
         finally:
-            init.close_all((go_w, placed_w, err_r, ready_r))
+            for c in launch.channels() + ([born_channel] if born_channel is not None else []):
+                c.close()
 
     def restart(self):
         """``minirt start``: run a stopped container again, detached, on the same
@@ -602,15 +617,34 @@ def _spawn_pid1(spec, launch):
     for ns in spec.namespaces:
         if ns not in skip:
             flags |= namespaces.FLAGS[ns]
-    return cgroups.clone_into(launch.cgroup_entry, flags)
-
-
-def _helper_main(container, launch, msg_w, inherited):
-    """The helper (see the module docstring): spawn PID 1, say so, then wait
-    for it or become its monitor.  Never returns: whatever happens, it must
-    not go back into the code of the program that forked it.  ``inherited``
-    are our parent's pipe ends, to let go of first."""
+    pid_ns = dict(launch.joins).get("pid")
+    if pid_ns is None:
+        return cgroups.clone_into(launch.cgroup_entry, flags)
+    # An OCI bundle's pid namespace given by path: a process enters one only by
+    # being born there, so we step in for this one child, then back to our own.
+    ours = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
+        libc.setns(pid_ns, libc.CLONE_NEWPID)
+        pid, inside = cgroups.clone_into(launch.cgroup_entry, flags)
+    except BaseException:
+        libc.setns(ours, libc.CLONE_NEWPID)
+        os.close(ours)
+        raise
+    if pid:  # (PID 1 lets go of it with the rest of what it inherited)
+        libc.setns(ours, libc.CLONE_NEWPID)
+        os.close(ours)
+    return pid, inside
+
+
+def _helper_main(container, launch, born, inherited):
+    """The helper (see the module docstring): spawn PID 1, say so on ``born``,
+    then wait for it or become its monitor.  Never returns: whatever happens,
+    it must not go back into the code of the program that forked it.
+    ``inherited`` are more of our parent's descriptors, to let go of first
+    (with its ends of the channels)."""
+    try:
+        launch.child_side()
+        born.child_side()
         init.close_all(inherited)
         if container.detached:
             # Double fork: the monitor must not stay our child (nobody would
@@ -623,7 +657,7 @@ def _helper_main(container, launch, msg_w, inherited):
         pid1, inside = _spawn_pid1(container.spec, launch)
         if pid1 == 0:
             init.main(container.spec, launch)  # never returns
-        os.write(msg_w, f"{pid1} {'inside' if inside else 'outside'} {os.getpid()}\n".encode())
+        born.send_born(pid1, inside, os.getpid())
         # Hold on to nothing: a pipe end kept open here (the container's stdin,
         # say) would keep the other side from ever seeing end-of-file.
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
@@ -635,7 +669,7 @@ def _helper_main(container, launch, msg_w, inherited):
             _become_monitor(container, pid1)
         os._exit(exit_status(os.waitpid(pid1, 0)[1]))
     except BaseException as e:  # noqa: BLE001
-        init.send_report(launch.error_fd, e if isinstance(e, (MinirtError, OSError)) else RuntimeFailure(str(e)))
+        launch.failure.send_failure(e if isinstance(e, (MinirtError, OSError)) else RuntimeFailure(str(e)))
         os._exit(125)
 
 

@@ -23,7 +23,7 @@ import signal
 from minirt import spec as specs
 from minirt.errors import MinirtError, RuntimeFailure, exit_status
 from minirt.kernel import cgroups, libc, namespaces, security
-from minirt.runtime import init, lifecycle, users
+from minirt.runtime import channel, init, lifecycle, users
 
 # Order matters: the user namespace first (it grants the rights to join the
 # others), the mount namespace after the ones whose files live in /proc.
@@ -35,22 +35,26 @@ class NotRunning(MinirtError):
 
 
 def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, interactive=False,
-          stdio=(0, 1, 2), outlive=False, groups=None):
-    """Start ``args`` in ``container``; return (pid to wait for, error pipe read end).
+          stdio=(0, 1, 2), outlive=False, groups=None, preserve_fds=0):
+    """Start ``args`` in ``container``; return (pid to wait for, its failure
+    channel for ``wait_for_exec``).
     With ``outlive`` the process does not die with us and is not our child
     (``minirt-runc exec --detach``, as runc's: the engine's shim, its
     subreaper, adopts and waits for it); the pid returned is then its own.
     ``groups``: the supplementary groups exactly (an OCI process's
-    additionalGids, with ``user`` "UID:GID"), instead of looking them up."""
+    additionalGids, with ``user`` "UID:GID"), instead of looking them up.
+    ``preserve_fds``: our descriptors 3 .. 3+N-1 reach the process as they are."""
     info = container.state()
     if not lifecycle.is_running(info):
         raise NotRunning(f"container {container.id[:12]} is not running")
     spec = container.spec
     pid1 = info["pid"]
+    preserved = tuple(range(3, 3 + preserve_fds))
     fds = {}
     try:
+        joined = spec.oci["joins"] if spec.oci else ()  # (an OCI bundle's, given by path: PID 1's too)
         for ns in JOIN_ORDER:
-            if ns in spec.namespaces:
+            if ns in spec.namespaces or ns in joined:
                 fds[ns] = os.open(f"/proc/{pid1}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, ProcessLookupError):  # it exited since we looked
         init.close_all(fds.values())
@@ -63,8 +67,8 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
     except OSError as e:
         init.close_all(fds.values())
         raise RuntimeFailure(f"opening cgroup {cgroup.path}: {e.strerror}") from None
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    pid_r, pid_w = os.pipe2(os.O_CLOEXEC) if outlive else (None, None)  # the joining process's child's pid
+    failure = channel.Channel(down=False)
+    adopted = channel.Channel(down=False) if outlive else None  # the joining process's child's pid
     # Born in the cgroup2 cgroup where clone3 may be used (one thread only).
     child, inside = cgroups.clone_into(entry) if libc.single_threaded() else (os.fork(), False)
     if child == 0:
@@ -73,7 +77,11 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             # caller's command line and environment wiped, and nothing kept
             # of what the caller left open but the descriptors we need.
             security.conceal()
-            init.close_others([err_w, pid_w, tty_fd, *(() if tty_fd is not None else stdio), *fds.values(),
+            for c in (failure, adopted):
+                if c is not None:
+                    c.child_side()
+            init.close_others([failure.writer, adopted and adopted.writer, tty_fd, *preserved,
+                               *(() if tty_fd is not None else stdio), *fds.values(),
                                *(entry.tasks + [entry.cgroup2] if entry is not None else ())])
             if not outlive:
                 libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -87,34 +95,36 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
                 os.close(fd)
             grandchild = os.fork()  # the pid namespace applies to children only
             if grandchild == 0:
-                init.close_all([pid_w])
-                _enter(spec, args, env, workdir, (user, groups), tty_fd, interactive, stdio, caps, program, err_w)
+                if adopted is not None:
+                    adopted.close()
+                _enter(spec, args, env, workdir, (user, groups), tty_fd, interactive, stdio, caps, program, failure,
+                       preserved)
             if outlive:  # it is on its own: its adopter learns its pid from ours
-                os.write(pid_w, str(grandchild).encode())
+                adopted.send_pid(grandchild)
                 os._exit(0)
             os.closerange(3, os.sysconf("SC_OPEN_MAX"))
             for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
                 signal.signal(s, signal.SIG_IGN)
             os._exit(exit_status(os.waitpid(grandchild, 0)[1]))
         except BaseException as e:  # noqa: BLE001
-            init.send_report(err_w, e, "joining the container")
+            failure.send_failure(e, "joining the container")
             os._exit(125)
-    os.close(err_w)
+    failure.parent_side()
     init.close_all(fds.values())
     if entry is not None:
         entry.close()
     if outlive:
-        os.close(pid_w)
-        with os.fdopen(pid_r, "rb") as f:
-            pid = f.read()
+        adopted.parent_side()
+        pid = adopted.receive_pid()
+        adopted.close()
         os.waitpid(child, 0)
-        if not pid:  # it failed before: the report says why
-            return None, err_r
-        child = int(pid)
-    return child, err_r
+        if pid is None:  # it failed before: the report says why
+            return None, failure
+        child = pid
+    return child, failure
 
 
-def _enter(spec, args, env, workdir, identity, tty_fd, interactive, stdio, caps, program, err_w):
+def _enter(spec, args, env, workdir, identity, tty_fd, interactive, stdio, caps, program, failure, preserved):
     """In the container's namespaces: become its user with its privileges, exec."""
     step = "setting up stdio"
     try:
@@ -132,18 +142,18 @@ def _enter(spec, args, env, workdir, identity, tty_fd, interactive, stdio, caps,
         step = "dropping privileges"
         security.apply(caps=caps, no_new_privs=spec.no_new_privileges, seccomp_program=program,
                        uid=who.uid, gid=who.gid, groups=None if init.setgroups_denied() else who.groups)
-        init.execute(args, environment, err_w, exec_fd)
+        init.execute(args, environment, failure, exec_fd, preserved)
     except BaseException as e:  # noqa: BLE001
-        init.send_report(err_w, e, step)
+        failure.send_failure(e, step)
     os._exit(125)
 
 
-def wait_for_exec(err_r):
-    """The error report of an exec that failed before execve, or '' once it ran."""
+def wait_for_exec(failure):
+    """The failure report of an exec that failed before execve, or b'' once it ran."""
     try:
-        return init.read_report(err_r)
+        return failure.outcome()
     finally:
-        os.close(err_r)
+        failure.close()
 
 
-raise_report = init.raise_report
+raise_report = channel.raise_failure

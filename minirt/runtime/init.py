@@ -24,7 +24,8 @@ its world before it becomes the user's program:
                trampoline stays as PID 1, the reaper, and forks the command)
 
 Nothing here returns: the process either ``exec``s or reports why it could not
-on the error pipe and exits (and so does the trampoline).  The parent turns
+on the failure channel and exits (and so does the trampoline); that channel
+and the handshake's other messages are ``channel.py``'s.  The parent turns
 that report into docker's exit codes (125 setup failed, 126 cannot execute,
 127 not found).
 """
@@ -37,9 +38,9 @@ import os
 import _signal as signal
 import termios
 
-from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure, exit_status
+from minirt.errors import RuntimeFailure, exec_error, exit_status
 from minirt.kernel import cgroups, libc, links, masked, mounts, namespaces, security, trampoline
-from minirt.runtime import users
+from minirt.runtime import channel, users
 
 # Signals Python changes for itself (SIGPIPE ignored, SIGINT raising
 # KeyboardInterrupt, ...); the container's command must start with the defaults.
@@ -52,21 +53,20 @@ def main(spec, launch):
     Of what it inherited it keeps only what ``launch`` names."""
     step = "starting"  # named in the error message if a step fails
     try:
-        close_others(launch.descriptors())  # our parent's pipe ends, its caller's files
+        launch.child_side()                 # our parent's ends of the handshake's channels
+        close_others(launch.descriptors())  # and whatever else it, or its caller, had open
         libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with our parent
-        if launch.go_fd is not None:
+        if launch.ids is not None:
             # In a new user namespace we are nobody until the parent has
             # written our id maps.  (Writing them needs us dumpable, as in
             # runc; our pid namespace is still empty.)
             step = "waiting for the id maps"
-            if os.read(launch.go_fd, 1) != b"1":
-                raise RuntimeFailure("minirt gave up before writing the id maps")
-            os.close(launch.go_fd)
+            launch.ids.expect(channel.IDS_WRITTEN)
         # Hidden from the container (security.conceal) before we become its
         # root: with --userns=remap that changes our uid on the host, after
         # which /proc/self/mem, which conceal writes, would be root's.
         security.conceal()
-        if launch.go_fd is not None:
+        if launch.ids is not None:
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
         if launch.netns_fd is not None:  # --network container:NAME: join its network namespace
@@ -75,7 +75,8 @@ def main(spec, launch):
             os.close(launch.netns_fd)
         for name, fd in launch.joins:  # an OCI bundle's namespaces given by path
             step = f"joining the {name} namespace"
-            libc.setns(fd, namespaces.FLAGS[name])
+            if name != "pid":  # (that one we were born in: container._spawn_pid1)
+                libc.setns(fd, namespaces.FLAGS[name])
             os.close(fd)
         if launch.cgroup_entry is not None:
             step = "joining the cgroup"  # first, so that all that follows is accounted there
@@ -139,18 +140,16 @@ def main(spec, launch):
                        groups=None if setgroups_denied() else user.groups)
         if spec.init and exec_fd is None:  # (else the trampoline is the reaper)
             _reaper(spec, env, launch)
-        execute(spec.args, env, launch.error_fd, exec_fd)
+        execute(spec.args, env, launch.failure, exec_fd, launch.preserved)
     except BaseException as e:  # noqa: BLE001 — everything must reach the parent
-        send_report(launch.error_fd, e, step)
+        launch.failure.send_failure(e, step)
     os._exit(125)
 
 
 def _placed(spec, launch):
     """Wait until the parent has placed us (see container.py), then enter a
     cgroup namespace of our own: its root is the cgroup we are in now."""
-    if os.read(launch.placed_fd, 1) != b"1":
-        raise RuntimeFailure("the container could not be placed in its cgroup")
-    os.close(launch.placed_fd)
+    launch.placed.expect(channel.PLACED)
     if "cgroup" in spec.namespaces:
         namespaces.unshare(["cgroup"])
 
@@ -274,31 +273,22 @@ def prepare_exec(seccomp_program, filter_last, reaper=False):
     return fd, seccomp_program if fd is None or not filter_last else None
 
 
-def execute(args, env, error_fd, trampoline_fd=None):
+def execute(args, env, failure, trampoline_fd=None, preserved=()):
     """Replace this process with the command, through the trampoline where
     there is one; on failure raise docker's error (the trampoline reports
-    it on ``error_fd`` instead, for ``raise_report``)."""
-    close_others((0, 1, 2, error_fd, trampoline_fd))
+    it on the ``failure`` channel instead, for ``channel.raise_failure``).
+    The command gets stdin, stdout, stderr and the descriptors ``preserved``."""
+    close_others((0, 1, 2, failure.writer, trampoline_fd, *preserved))
+    for fd in preserved:
+        os.set_inheritable(fd, True)
     _reset_signals()
     paths = _search_path(args[0], env)
     if trampoline_fd is not None:
         try:
-            trampoline.execute(trampoline_fd, error_fd, paths, args, env)
+            trampoline.execute(trampoline_fd, failure.writer, paths, args, env)
         except OSError as e:
             raise RuntimeFailure(f"executing the trampoline: {e.strerror}") from None
     raise exec_error(args[0], _execvp(paths, args, env))
-
-
-def exec_error(command, err):
-    """docker's error for ``command``, which execve refused with errno ``err``."""
-    if err == errno.ENOENT:
-        where = "$PATH" if "/" not in command else "the container"
-        return CommandNotFound(f'exec: "{command}": executable file not found in {where}')
-    if err in (errno.EACCES, errno.EPERM):
-        return CommandNotExecutable(f'exec: "{command}": permission denied')
-    if err in (errno.ENOEXEC, errno.EISDIR, errno.ENOTDIR):
-        return CommandNotExecutable(f'exec: "{command}": {os.strerror(err)}')
-    return RuntimeFailure(f'exec: "{command}": {os.strerror(err)}')
 
 
 def _search_path(file, env):
@@ -340,25 +330,25 @@ def _reaper(spec, env, launch):
     the command's status once the command is gone.  (It stays a copy of the
     host's Python, not dumpable: the trampoline's reaper is not even that.)
     """
-    child_err_r, child_err_w = os.pipe2(os.O_CLOEXEC)
+    failure = channel.Channel(down=False)
     try:
         child = os.fork()
     except OSError as e:  # (the trampoline's report says the same)
         raise RuntimeFailure(f"--init: starting the command: fork: {e.strerror}") from None
     if child == 0:
-        os.close(child_err_r)
+        failure.child_side()
         try:
-            execute(spec.args, env, child_err_w)
+            execute(spec.args, env, failure, preserved=launch.preserved)
         except BaseException as e:  # noqa: BLE001
-            send_report(child_err_w, e)
+            failure.send_failure(e)
         os._exit(125)
-    os.close(child_err_w)
-    report = read_report(child_err_r)
-    os.close(child_err_r)
+    failure.parent_side()
+    report = failure.outcome()
+    failure.close()
     if report:
-        os.write(launch.error_fd, report)
+        os.write(launch.failure.writer, report)  # passed on to our parent as it is
         os._exit(125)
-    os.close(launch.error_fd)
+    launch.failure.close()
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
               signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH):
         signal.signal(s, lambda signum, _frame: _forward(child, signum))
@@ -376,45 +366,4 @@ def _forward(pid, signum):
     try:
         os.kill(pid, signum)
     except ProcessLookupError:
-        pass
-
-
-def read_report(fd):
-    """The other end of ``send_report`` and of the trampoline's report: read the
-    error pipe ``fd`` to its end.  Empty once the command runs (its execve
-    closed the pipe); else the bytes for ``raise_report``."""
-    chunks = []
-    while chunk := os.read(fd, 4096):
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def raise_report(report, command):
-    """Raise the error a report from ``read_report`` stands for, the command
-    being ``command``: docker's 126 and 127, or a failure of minirt's own
-    (125).  A report is the trampoline's (what failed, errno) or ours,
-    "<exit code> <message>"."""
-    if len(report) == 2 and report[:1] == trampoline.EXECVE_FAILED:
-        raise exec_error(command, report[1])
-    if len(report) == 2 and report[:1] == trampoline.FILTER_FAILED:
-        raise security.seccomp_failure(report[1])
-    if len(report) == 2 and report[:1] == trampoline.FORK_FAILED:
-        raise RuntimeFailure(f"--init: starting the command: fork: {os.strerror(report[1])}")
-    code, _, message = report.decode(errors="replace").partition(" ")
-    raise {126: CommandNotExecutable, 127: CommandNotFound}.get(int(code), RuntimeFailure)(message)
-
-
-def send_report(fd, exc, step=None):
-    """Tell the parent why the container could not start: "<exit code> <message>"."""
-    if isinstance(exc, MinirtError):
-        code, message = exc.exit_code, str(exc)
-    elif isinstance(exc, OSError):
-        code, message = 125, f"{exc.strerror or exc}" + (f": {os.fsdecode(exc.filename)}" if exc.filename else "")
-        if step:
-            message = f"{step}: {message}"
-    else:
-        code, message = 125, f"{type(exc).__name__}: {exc}"
-    try:
-        os.write(fd, f"{code} {message}".encode(errors="replace")[:4000])
-    except OSError:
         pass

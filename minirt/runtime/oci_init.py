@@ -11,10 +11,10 @@ does, until the engine says ``start``:
     finish     after pivot_root: sysctls, read-only and masked paths (runc's
                order), a read-only root
     process    rlimits, OOM score, umask
-    wait       "created": tell ``create`` we are ready, then block opening the
-               container's exec.fifo for writing until ``start`` opens it for
-               reading (the fifo's path is gone after pivot_root: we hold it as
-               an O_PATH descriptor and reopen it through /proc/self/fd)
+    wait       say CREATED to ``create``, then block opening the container's
+               exec.fifo for writing until ``start`` opens it for reading
+               (``channel.py``: the fifo's path is gone after pivot_root, so
+               it is held as an O_PATH descriptor, reopened through /proc/self/fd)
 """
 
 import os
@@ -22,6 +22,7 @@ import resource
 
 from minirt.errors import RuntimeFailure
 from minirt.kernel import cgroups, libc, masked, mounts
+from minirt.runtime import channel
 
 _PROPAGATION_ROOT = {"": libc.MS_PRIVATE | libc.MS_REC}  # runc's default for the host's mounts
 
@@ -113,14 +114,9 @@ def process(spec):
 
 
 def wait_for_start(launch):
-    """Say "created" on the ready pipe, then wait for ``start`` on the fifo."""
+    """Say CREATED to ``create``, then wait for ``start`` on exec.fifo."""
     libc.prctl(libc.PR_SET_PDEATHSIG, 0)   # create exits now: we outlive it (the engine's shim reaps us)
-    os.write(launch.ready_fd, b"1")
-    os.close(launch.ready_fd)
-    try:
-        fifo = os.open(f"/proc/self/fd/{launch.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
-    except OSError as e:
-        raise RuntimeFailure(f"opening exec.fifo (is /proc mounted?): {e.strerror}") from None
-    os.close(launch.fifo_fd)
-    os.write(fifo, b"0")
-    os.close(fifo)
+    if not launch.created.send(channel.CREATED):
+        raise RuntimeFailure(launch.created.gone)
+    launch.created.close()
+    channel.wait_for_start(launch.fifo_fd)
