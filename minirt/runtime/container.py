@@ -680,7 +680,11 @@ def _become_monitor(container, pid1):
     of the size of a copy of minirt, and a host runs one per container.
     """
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = {"PYTHONPATH": package_parent, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    # -S keeps site from running, and with it the packages minirt depends on
+    # (cffi, for kernel/libc.py) off the path: name their directories.
+    packages = [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")]
+    env = {"PYTHONPATH": os.pathsep.join([package_parent] + packages),
+           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     if "MINIRT_CRASH_AT" in os.environ:
         env["MINIRT_CRASH_AT"] = os.environ["MINIRT_CRASH_AT"]
     # Let go of minirt's stdin/stdout/stderr: as long as we hold them, whoever

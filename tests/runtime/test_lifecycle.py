@@ -477,6 +477,15 @@ def test_rm_a_stopped_container(lc):
     assert not os.path.lexists(os.path.join(lc.root, "names", "done-already"))
 
 
+def test_run_d_rm_removes_the_container_when_it_exits(lc):
+    cid = lc.run_d("true", options=["--rm", "--name", "gone-by-itself"])
+    deadline = time.monotonic() + 30
+    while os.path.exists(lc.dir(cid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lc.gone(cid)
+    assert not os.path.lexists(os.path.join(lc.root, "names", "gone-by-itself"))
+
+
 def test_start_a_stopped_container_keeps_its_writable_layer(lc):
     cid = lc.run_d("sh", "-c", "echo run >> /runs; wc -l < /runs", options=["--name", "again"])
     assert lc.ok("wait", "again") == "0\n"
