@@ -135,9 +135,8 @@ class EscapeKeys:
     reads the keys in the middle of an instruction, so `s` and `x` only
     pause the machine; `serve` does them between two instructions."""
 
-    def __init__(self, machine, snapshots=True):
+    def __init__(self, machine):
         self.machine = machine
-        self.snapshots = snapshots       # False: `s` says why not (a machine under the monitor)
         self.asked = []
 
     def __call__(self, key):
@@ -152,9 +151,6 @@ class EscapeKeys:
         while self.asked:
             if self.asked.pop(0) == "x":
                 return False
-            if not self.snapshots:
-                sys.stderr.write("\nemu: snapshot not saved: not supported under the monitor\n")
-                continue
             path = f"emu-{self.machine.cpu.steps}.snap"
             try:
                 snapshot.save(self.machine, path)
@@ -227,32 +223,41 @@ def cmd_disasm(args):
 
 
 def cmd_run(args):
-    if args.virtualization != "none" and args.snapshot_at:
-        raise UserError("--snapshot-at: a machine under the monitor cannot be snapshotted")
     machine, monitor = make_machine(args, args.program, host_console(), args.virtualization)
+    return _drive_monitored(machine, monitor, args, args.program)
+
+
+def cmd_restore(args):
+    console = host_console()
+    if args.virtualization == "trap":
+        from .vmm import Monitor
+        monitor = Monitor.restore(args.snapshot, console=console, engine=args.engine,
+                                  verify=not args.no_verify)
+        return _drive_monitored(monitor.machine, monitor, args, args.snapshot)
+    machine = snapshot.restore(args.snapshot, console=console, engine=args.engine,
+                               verify=not args.no_verify)
+    return _drive(machine, args, args.snapshot)
+
+
+def _drive_monitored(machine, monitor, args, name):
+    """`_drive`, and under a monitor its exits by cause at the end."""
     if monitor is None:
-        return _drive(machine, args, args.program)
+        return _drive(machine, args, name)
     started = time.monotonic()
     try:
-        return _drive(machine, args, args.program, snapshots=False)
+        return _drive(machine, args, name)
     finally:
         # Exits by cause, as kvm_stat shows them, whatever ended the run.
         sys.stdout.flush()
         print(monitor.report(time.monotonic() - started), file=sys.stderr)
 
 
-def cmd_restore(args):
-    machine = snapshot.restore(args.snapshot, console=host_console(), engine=args.engine,
-                               verify=not args.no_verify)
-    return _drive(machine, args, args.snapshot)
-
-
-def _drive(machine, args, name, snapshots=True):
+def _drive(machine, args, name):
     """Run as the options say: to each --snapshot-at point in turn, saving
     there, then on until the guest stops or --steps are done."""
     if args.trace:
         machine.cpu.trace = tracer(machine)
-    keys = EscapeKeys(machine, snapshots)
+    keys = EscapeKeys(machine)
     if machine.console.terminal:
         machine.console.escape = keys
 
@@ -377,6 +382,11 @@ def main(argv=None):
         p.add_argument("--engine", choices=("translate", "interpret"), default="translate",
                        help="block translator (default) or the plain interpreter")
 
+    def virtualization_option(p):
+        p.add_argument("--virtualization", choices=("none", "trap"), default="none",
+                       help="trap: run the guest's kernel deprivileged under the trap-and-emulate "
+                            "monitor (emu/vmm/), and print its exits by cause at the end")
+
     def machine_options(p):
         p.add_argument("--mem", type=parse_size, default=DEFAULT_MEMORY, metavar="SIZE",
                        help="memory size, e.g. 64M (default 1M)")
@@ -388,13 +398,12 @@ def main(argv=None):
     p.add_argument("program", help="a program, or a bootable disk image (which is then the disk)")
     machine_options(p)
     run_options(p)
-    p.add_argument("--virtualization", choices=("none", "trap"), default="none",
-                   help="trap: run the guest's kernel deprivileged under the trap-and-emulate "
-                        "monitor (emu/vmm/), and print its exits by cause at the end")
+    virtualization_option(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("restore", help="continue a machine from a snapshot")
     p.add_argument("snapshot")
+    virtualization_option(p)
     p.add_argument("--no-verify", action="store_true",
                    help="skip the memory checksum (header and metadata are always checked)")
     run_options(p)

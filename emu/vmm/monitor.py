@@ -37,12 +37,21 @@ How the pieces fit:
   -- the timer, and with it pre-emption -- runs exactly as on bare emu.  The
   monitor's own cost is counted in exits and host seconds instead, as a
   hypervisor offsets the guest's time-stamp counter.
+- Snapshots: the guest's state is a bare machine's -- its registers, pc and
+  time, the *virtual* system registers and TLB, its RAM (``ram.py``), its
+  devices -- so that is what the guest's board saves (``GuestMachine``).
+  The real CPU's mode and ptbr and the shadows are the monitor's business
+  and are rebuilt from it on restore, as the shadows are after a flush.  A
+  snapshot taken under the monitor continues on bare emu, and one taken on
+  bare emu continues under the monitor (``Monitor.restore``).
 """
 
 from ..isa import (MMIO_BASE, PAGE_SIZE, PTBR_ENABLE, SREG_PTBR, SREG_STATUS, STATUS_IE, STATUS_U,
                    IRQ_BASE, TRAP_BAD_ADDRESS, TRAP_FETCH_FAULT, TRAP_LOAD_FAULT, TRAP_PRIVILEGED,
                    TRAP_STORE_FAULT, decode)
+from .. import snapshot
 from ..machine import DEFAULT_MEMORY, Machine
+from ..memory import runs
 from ..mmu import READ, WRITE, EXECUTE
 from .exits import BY_MNEMONIC, Exits
 from .ram import GuestRAM
@@ -51,6 +60,23 @@ from .vcpu import VirtualCPU
 
 _ACCESS = {TRAP_LOAD_FAULT: READ, TRAP_STORE_FAULT: WRITE, TRAP_FETCH_FAULT: EXECUTE}
 MAX_MEMORY = MMIO_BASE - RESERVED
+
+
+class GuestMachine(Machine):
+    """The guest's board: a ``Machine`` whose saved state is the guest's --
+    a bare machine's, with the virtual CPU's system registers and TLB in
+    place of the real CPU's (``Monitor.save_cpu``)."""
+
+    def __init__(self, monitor, memory_size, **options):
+        super().__init__(memory_size, **options)
+        self.monitor = monitor
+
+    def save_state(self):
+        return dict(super().save_state(), cpu=self.monitor.save_cpu())
+
+    def restore_state(self, state):
+        super().restore_state(state)
+        self.monitor.restore_cpu(state["cpu"])
 
 
 class Monitor:
@@ -63,7 +89,7 @@ class Monitor:
             raise ValueError(f"memory size must be a multiple of {PAGE_SIZE} between {PAGE_SIZE} "
                              f"and {MAX_MEMORY:#x} under the monitor")
         # The real machine: the guest's RAM plus room for the shadow tables.
-        machine = Machine(memory_size + RESERVED, console=console, engine=engine, disk=disk)
+        machine = GuestMachine(self, memory_size + RESERVED, console=console, engine=engine, disk=disk)
         self.machine, self.cpu = machine, machine.cpu
         host = machine.memory
         # The firmware, the loader and DMA see the guest's RAM only.
@@ -138,6 +164,44 @@ class Monitor:
         if cpu.sregs[SREG_PTBR] != ptbr:
             cpu.sregs[SREG_PTBR] = ptbr
             cpu.mmu.set_ptbr(ptbr)
+
+    # -- snapshots --------------------------------------------------------------------
+
+    def save_cpu(self):
+        """The guest's CPU as a bare machine's would save it."""
+        return dict(self.cpu.save(), sregs=list(self.vcpu.sregs), tlb=self.vcpu.mmu.save())
+
+    def restore_cpu(self, state):
+        """After ``Machine.restore_state`` has given the real CPU a bare
+        machine's state (`state`): the system registers and TLB become the
+        virtual CPU's, the shadows start empty, and the real CPU goes back
+        into the guest."""
+        cpu, vcpu = self.cpu, self.vcpu
+        vcpu.sregs[:] = state["sregs"]     # in place: decoded instructions hold the list
+        vcpu.mmu.restore(vcpu.sregs[SREG_PTBR], state["tlb"])
+        cpu.sregs[:] = [0] * len(cpu.sregs)
+        cpu.mmu.set_ptbr(0)
+        self.enter_guest()
+
+    @classmethod
+    def restore(cls, path, console=None, engine="translate", verify=True, disk=None):
+        """A monitor running the guest saved in snapshot `path` (taken on bare
+        emu or under a monitor: the file is the same kind).  The snapshot is
+        restored as a bare machine (every check of ``snapshot.restore``), and
+        its RAM and state moved under a new monitor."""
+        bare = snapshot.restore(path, console=console, engine="interpret", verify=verify, disk=disk)
+        memory = bare.memory
+        memory.check_some(None)            # every page is read here: check each now
+        try:
+            monitor = cls(memory.size, console=bare.console, engine=engine, disk=bare.disk)
+        except ValueError as e:
+            raise snapshot.SnapshotError(f"{path}: {e}") from None
+        for start, end in runs(memory.used_pages()):
+            monitor.ram.write_bytes(start * PAGE_SIZE, memory.ram[start * PAGE_SIZE:end * PAGE_SIZE])
+        monitor.machine.restore_state(bare.save_state())
+        monitor.ram.mark_snapshot(memory.used_flags())
+        monitor.machine.last_snapshot = bare.last_snapshot
+        return monitor
 
     # -- statistics -------------------------------------------------------------------
 

@@ -3,6 +3,8 @@ behave exactly as on bare emu; only what is sensitive exits; the guest
 cannot reach past its own RAM."""
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from emu.machine import Machine
 from emu.vmm import Monitor
 from emu.vmm.shadow import RESERVED
 from tests.emu import fuzz
+from tests.emu.conftest import REPO
 
 rngs = st.randoms(use_true_random=False)
 
@@ -319,11 +322,88 @@ def test_cli_runs_toyos_under_the_monitor_and_prints_the_exits(toyos, cli):
     assert bare.stderr == b""
 
 
+# A toyos session, cut in two by a snapshot at SNAP_AT steps: the first half
+# typed before, the rest after (the console's input is part of no snapshot).
+SESSION = (b"ls\ncat motd\n", b"bad\ncounter 2\nps\nhello\n")
+SNAP_AT = 60_000
+
+
+@pytest.mark.parametrize("before, after", [("trap", "none"), ("none", "trap"), ("trap", "trap")])
+def test_a_snapshot_under_the_monitor_continues_on_bare_emu_and_back(toyos, cli, tmp_path,
+                                                                     before, after):
+    whole = cli("run", str(toyos), input=b"".join(SESSION))
+    snap = tmp_path / "s.snap"
+    # The first half typed, and the input left open: the guest waits for more.
+    first = subprocess.Popen([sys.executable, "-m", "emu", "run", "--virtualization", before,
+                              "--snapshot-at", str(SNAP_AT), str(snap), "--steps", str(SNAP_AT),
+                              str(toyos)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, cwd=REPO)
+    try:
+        first.stdin.write(SESSION[0])
+        first.stdin.flush()
+        first.stdout = first.stdout.read()
+        first.stderr = first.stderr.read()
+    finally:
+        first.stdin.close()
+        first.wait(timeout=60)
+    assert first.returncode == 0 and snap.exists(), first.stderr
+    rest = cli("restore", "--virtualization", after, str(snap), input=SESSION[1])
+    assert rest.returncode == whole.returncode == 0, rest.stderr
+    # The guest cannot tell: the session reads the same, byte for byte.
+    assert first.stdout + rest.stdout == whole.stdout
+    assert b"Hello from user space" in rest.stdout
+    assert (b"exit" in rest.stderr) == (after == "trap")      # the exits, under the monitor
+
+
+def test_a_snapshot_of_a_monitored_guest_is_a_bare_machines_state(toyos, tmp_path):
+    from emu import snapshot
+    typed = b"hello\n"
+    bare, monitor = boot_both(toyos, typed, "translate", hold_open=True)
+    bare.run(SNAP_AT)
+    monitor.machine.run(SNAP_AT)
+    for machine, name in ((bare, "bare"), (monitor.machine, "monitored")):
+        snapshot.save(machine, tmp_path / f"{name}.snap")
+    bare_state = snapshot.restore(tmp_path / "bare.snap")
+    for machine in (snapshot.restore(tmp_path / "monitored.snap"),
+                    Monitor.restore(tmp_path / "bare.snap").machine):
+        # The virtual system registers, not the real CPU's; the guest's RAM
+        # only, not the shadows above it.
+        assert machine.memory.size == bare.memory.size
+        assert machine.save_state()["cpu"]["sregs"] == bare_state.save_state()["cpu"]["sregs"]
+    restored = Monitor.restore(tmp_path / "monitored.snap", console=Console(hold_open=True))
+    restored.machine.console.output[:0] = bare.console.output    # printed before the snapshot
+    restored.machine.run(5_000_000)
+    bare.run(5_000_000)
+    assert b"Hello from user space" in restored.machine.console.output
+    assert guest_state(restored.machine, restored.ram.ram, restored.vcpu) == \
+        guest_state(bare, bare.memory.ram)
+    # A diff snapshot of a monitored guest holds the guest's pages only.
+    snapshot.save_diff(restored.machine, tmp_path / "diff.snap")
+    again = snapshot.restore(tmp_path / "diff.snap")
+    assert bytes(again.memory.ram) == bytes(restored.ram.ram)
+
+
+def test_ctrl_a_s_saves_a_snapshot_under_the_monitor(toyos, terminal, tmp_path, cli):
+    t = terminal("run", "--virtualization", "trap", str(toyos))
+    t.read_until(b"$ ")
+    t.write(b"\x01s")
+    t.read_until(b"emu: snapshot saved to ")
+    name = t.read_until(b".snap").decode() + ".snap"
+    t.write(b"\x01x")
+    assert t.wait() == 0
+    r = cli("restore", str(tmp_path / name), input=b"hello\n")
+    assert r.returncode == 0 and b"Hello from user space" in r.stdout
+
+
 def test_cli_refuses_what_the_monitor_cannot_do_with_one_line(toyos, cli, tmp_path):
-    snap = tmp_path / "x.snap"
-    r = cli("run", "--virtualization", "trap", "--snapshot-at", "1000", str(snap), str(toyos))
-    assert r.returncode == 125 and r.stdout == b"" and not snap.exists()
-    assert r.stderr.decode().count("\n") == 1 and "under the monitor" in r.stderr.decode()
+    big = tmp_path / "big.snap"
+    # As big as bare emu allows: no room left above it for the monitor's shadows.
+    r = cli("run", "--mem", hex(isa.MMIO_BASE), "--snapshot-at", "0", str(big), "--steps", "0",
+            str(toyos))
+    assert r.returncode == 0 and big.exists()
+    r = cli("restore", "--virtualization", "trap", str(big))
+    assert r.returncode == 125 and r.stdout == b"" and r.stderr.decode().count("\n") == 1
+    assert "under the monitor" in r.stderr.decode()
     r = cli("run", "--virtualization", "trap", "--mem", "4000M", str(toyos))
     assert r.returncode == 125 and r.stderr.decode().count("\n") == 1
     assert "under the monitor" in r.stderr.decode()
