@@ -18,6 +18,7 @@ from .devices.disk import SECTOR_SIZE, Disk, DiskError
 from .image import MAGIC as IMAGE_MAGIC, Image, ImageError
 from .machine import BOOT_SIGNATURE, DEFAULT_MEMORY, Machine
 from .snapshot import SnapshotError
+from .vmm import VIRTUALIZATION
 
 
 class UserError(Exception):
@@ -383,7 +384,7 @@ def main(argv=None):
                        help="block translator (default) or the plain interpreter")
 
     def virtualization_option(p):
-        p.add_argument("--virtualization", choices=("none", "trap"), default="none",
+        p.add_argument("--virtualization", choices=VIRTUALIZATION, default="none",
                        help="trap: run the guest's kernel deprivileged under the trap-and-emulate "
                             "monitor (emu/vmm/), and print its exits by cause at the end")
 

@@ -9,6 +9,10 @@ traps), ``shadow.py`` (shadow page tables), ``ram.py`` (the guest's RAM,
 and nothing past it), ``exits.py`` (exits counted by cause).
 """
 
-from .monitor import Monitor
+from .monitor import MAX_MEMORY, GuestMachine, Monitor
 
-__all__ = ["Monitor"]
+# How a machine may run: bare (none), or its kernel deprivileged under the
+# trap-and-emulate monitor (trap).  `emu run`, `emu restore` and `emu vm` offer these.
+VIRTUALIZATION = ("none", "trap")
+
+__all__ = ["GuestMachine", "MAX_MEMORY", "Monitor", "VIRTUALIZATION"]
