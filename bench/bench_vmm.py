@@ -9,10 +9,13 @@ busy user program (`loop x &`: user-mode arithmetic, with timer interrupts
 and a character now and then).  For each: guest MIPS (millions of guest
 instructions per host second -- the guest runs the same instructions in both
 cases), and under the monitor the exits per second by cause, as kvm_stat
-shows them -- printed, and drawn in docs/vmm-exits.svg.  Best of 3 rounds taken in turns; the host is shared and noisy,
-so the ratios count more than the numbers.
+shows them -- printed, and drawn as an SVG plot: in bench/results/vmm-exits.svg,
+or where --plot says (`--plot docs/vmm-exits.svg` renews the one the docs show;
+`make bench` leaves the tree clean).  Best of 3 rounds taken in turns; the
+host is shared and noisy, so the ratios count more than the numbers.
 """
 
+import argparse
 import os
 import sys
 import tempfile
@@ -67,6 +70,10 @@ def busy(image, engine, virtualization):
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--plot", default=PLOT, metavar="FILE",
+                        help="where to draw exits by cause (default bench/results/vmm-exits.svg)")
+    options = parser.parse_args()
     print(f"toyos bare and under the trap-and-emulate monitor; best of 3 rounds taken in turns "
           f"(load {os.getloadavg()[0]:.2f})")
     results = {}
@@ -107,12 +114,13 @@ def main():
     rates = {workload: {cause: count / best[workload, "translate", "trap"][0] for cause, count
                         in best[workload, "translate", "trap"][2].exits.counts.items()}
              for workload in ("boot + session", "busy user loop")}
-    with open(PLOT, "w") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(options.plot)), exist_ok=True)
+    with open(options.plot, "w") as f:
         f.write(plot(rates))
-    print(f"plot: {os.path.relpath(PLOT)}")
+    print(f"plot: {os.path.relpath(options.plot)}")
 
 
-PLOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "vmm-exits.svg")
+PLOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "vmm-exits.svg")
 
 
 def plot(rates):
