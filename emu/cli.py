@@ -18,7 +18,7 @@ from .devices.disk import SECTOR_SIZE, Disk, DiskError
 from .image import MAGIC as IMAGE_MAGIC, Image, ImageError
 from .machine import BOOT_SIGNATURE, DEFAULT_MEMORY, Machine
 from .snapshot import SnapshotError
-from .vmm import VIRTUALIZATION
+from .vmm import MONITORS, VIRTUALIZATION
 
 
 class UserError(Exception):
@@ -61,7 +61,7 @@ def is_disk_image(path):
 def make_machine(args, program, console, virtualization="none"):
     """A machine for `emu run` and `emu debug`: boot `program` if it is a
     disk image, otherwise load it (with --disk attached, if given).  Returns
-    the machine and, with virtualization "trap", the monitor it runs under
+    the machine and, with virtualization "trap" or "hw", the monitor it runs under
     (otherwise None)."""
     booting = args.disk is None and is_disk_image(program)
     image = None if booting else load_program(program)
@@ -71,9 +71,8 @@ def make_machine(args, program, console, virtualization="none"):
     monitor = None
     try:
         disk = Disk(path, readonly=args.disk_readonly)
-        if virtualization == "trap":
-            from .vmm import Monitor
-            monitor = Monitor(args.mem, console=console, engine=args.engine, disk=disk)
+        if virtualization != "none":
+            monitor = MONITORS[virtualization](args.mem, console=console, engine=args.engine, disk=disk)
             machine = monitor.machine
         else:
             machine = Machine(args.mem, console=console, engine=args.engine, disk=disk)
@@ -230,10 +229,9 @@ def cmd_run(args):
 
 def cmd_restore(args):
     console = host_console()
-    if args.virtualization == "trap":
-        from .vmm import Monitor
-        monitor = Monitor.restore(args.snapshot, console=console, engine=args.engine,
-                                  verify=not args.no_verify)
+    if args.virtualization != "none":
+        monitor = MONITORS[args.virtualization].restore(args.snapshot, console=console,
+                                                        engine=args.engine, verify=not args.no_verify)
         return _drive_monitored(monitor.machine, monitor, args, args.snapshot)
     machine = snapshot.restore(args.snapshot, console=console, engine=args.engine,
                                verify=not args.no_verify)
@@ -386,7 +384,8 @@ def main(argv=None):
     def virtualization_option(p):
         p.add_argument("--virtualization", choices=VIRTUALIZATION, default="none",
                        help="trap: run the guest's kernel deprivileged under the trap-and-emulate "
-                            "monitor (emu/vmm/), and print its exits by cause at the end")
+                            "monitor (emu/vmm/); hw: in guest mode, with hardware assistance "
+                            "(ISA extension H); either prints its exits by cause at the end")
 
     def machine_options(p):
         p.add_argument("--mem", type=parse_size, default=DEFAULT_MEMORY, metavar="SIZE",

@@ -47,13 +47,14 @@ def add_arguments(parser, parse_size):
     p.add_argument("--cpu-share", type=int, default=1, metavar="N", help="weight in the scheduler (default 1)")
     p.add_argument("--virtualization", choices=VIRTUALIZATION, default="none",
                    help="trap: the guest's kernel runs deprivileged under the trap-and-emulate "
-                        "monitor (emu/vmm/), its exits counted by cause in `emu vm stats`")
+                        "monitor (emu/vmm/); hw: in guest mode, with hardware assistance; "
+                        "its exits counted by cause in `emu vm stats`")
     p = command("modify", cmd_modify, "change a powered-off VM's definition")
     p.add_argument("--memory", type=parse_size)
     p.add_argument("--disk", metavar="IMAGE")
     p.add_argument("--cpu-share", type=int, metavar="N")
     p.add_argument("--virtualization", choices=VIRTUALIZATION,
-                   help="none or trap (a saved state continues either way)")
+                   help="none, trap or hw (a saved state continues any way)")
     p = command("list", cmd_list, "the VMs and their states", vm=False)
     p.add_argument("--running", action="store_true", help="only running and paused ones")
     p = command("show", cmd_show, "one VM's definition and state")

@@ -46,7 +46,7 @@ from ..machine import Machine
 from ..migrate import MigrationError, send
 from ..qcow2 import ImageError
 from ..snapshot import SnapshotError
-from ..vmm import GuestMachine, Monitor
+from ..vmm import MONITORS, GuestMachine
 from . import disks, manage, migration
 from .consolelog import ConsoleLog
 from .sharing import SCAN_PAUSE, Sharing
@@ -367,15 +367,15 @@ class Host:
         name = vm["name"]
         disk = self.home.path_of(name, vm["disk"])
         saved = os.path.join(self.home.vm_dir(name), "saved.snap")
-        monitored = vm.get("virtualization", "none") == "trap" and not bare
+        monitor = None if bare else MONITORS.get(vm.get("virtualization", "none"))
         machine = None
         try:
             if vm["state"] == "saved":
                 # On the VM's disk: frozen since, under overlays, or merged; the same bytes.
-                machine = (Monitor.restore(saved, disk=disk).machine if monitored
+                machine = (monitor.restore(saved, disk=disk).machine if monitor
                            else snapshot.restore(saved, disk=disk))
             else:
-                machine = (Monitor(vm["memory"], disk=disk).machine if monitored
+                machine = (monitor(vm["memory"], disk=disk).machine if monitor
                            else Machine(vm["memory"], disk=disk))
                 if vm["program"] is None:
                     machine.boot()
@@ -639,8 +639,8 @@ def _exits(machine):
     hypervisor would see), the monitor's exits by cause under it."""
     if isinstance(machine, GuestMachine):
         monitor = machine.monitor
-        return {"virtualization": "trap",
-                "traps": {isa.cause_name(cause): n for cause, n in sorted(monitor.vcpu.traps.items())},
+        return {"virtualization": monitor.virtualization,
+                "traps": {isa.cause_name(cause): n for cause, n in sorted(monitor.traps.items())},
                 "exits": {cause: n for cause, n in monitor.exits.counts.items() if n}}
     return {"virtualization": "none",
             "traps": {isa.cause_name(cause): n for cause, n in sorted(machine.cpu.traps.items())},

@@ -25,10 +25,10 @@ def check_memory(size, virtualization="none"):
     if not PAGE_SIZE <= size <= MMIO_BASE or size % PAGE_SIZE:
         raise VMError(f"--memory {size}: must be a multiple of {PAGE_SIZE} "
                       f"between {PAGE_SIZE} and {MMIO_BASE:#x} bytes")
-    if virtualization == "trap" and size > MAX_MEMORY:
-        # The monitor keeps its shadow page tables above the guest's RAM.
+    if virtualization != "none" and size > MAX_MEMORY:
+        # The monitor keeps its page tables above the guest's RAM.
         raise VMError(f"--memory {size}: at most {MAX_MEMORY:#x} bytes under the monitor "
-                      "(--virtualization trap)")
+                      f"(--virtualization {virtualization})")
     return size
 
 

@@ -62,6 +62,13 @@ _ACCESS = {TRAP_LOAD_FAULT: READ, TRAP_STORE_FAULT: WRITE, TRAP_FETCH_FAULT: EXE
 MAX_MEMORY = MMIO_BASE - RESERVED
 
 
+def check_size(memory_size):
+    """A guest's memory must leave room above it for the monitor's tables."""
+    if not PAGE_SIZE <= memory_size <= MAX_MEMORY or memory_size % PAGE_SIZE:
+        raise ValueError(f"memory size must be a multiple of {PAGE_SIZE} between {PAGE_SIZE} "
+                         f"and {MAX_MEMORY:#x} under the monitor")
+
+
 class GuestMachine(Machine):
     """The guest's board: a ``Machine`` whose saved state is the guest's --
     a bare machine's, with the virtual CPU's system registers and TLB in
@@ -84,10 +91,10 @@ class Monitor:
     guest's machine is ``monitor.machine``: boot, load and run it as any
     other (``Machine``); the monitor sees to the rest."""
 
+    virtualization = "trap"
+
     def __init__(self, memory_size=DEFAULT_MEMORY, console=None, engine="translate", disk=None):
-        if not PAGE_SIZE <= memory_size <= MAX_MEMORY or memory_size % PAGE_SIZE:
-            raise ValueError(f"memory size must be a multiple of {PAGE_SIZE} between {PAGE_SIZE} "
-                             f"and {MAX_MEMORY:#x} under the monitor")
+        check_size(memory_size)
         # The real machine: the guest's RAM plus room for the shadow tables.
         machine = GuestMachine(self, memory_size + RESERVED, console=console, engine=engine, disk=disk)
         self.machine, self.cpu = machine, machine.cpu
@@ -186,22 +193,13 @@ class Monitor:
     @classmethod
     def restore(cls, path, console=None, engine="translate", verify=True, disk=None):
         """A monitor running the guest saved in snapshot `path` (taken on bare
-        emu or under a monitor: the file is the same kind).  The snapshot is
-        restored as a bare machine (every check of ``snapshot.restore``), and
-        its RAM and state moved under a new monitor."""
-        bare = snapshot.restore(path, console=console, engine="interpret", verify=verify, disk=disk)
-        memory = bare.memory
-        memory.check_some(None)            # every page is read here: check each now
-        try:
-            monitor = cls(memory.size, console=bare.console, engine=engine, disk=bare.disk)
-        except ValueError as e:
-            raise snapshot.SnapshotError(f"{path}: {e}") from None
-        for start, end in runs(memory.used_pages()):
-            monitor.ram.write_bytes(start * PAGE_SIZE, memory.ram[start * PAGE_SIZE:end * PAGE_SIZE])
-        monitor.machine.restore_state(bare.save_state())
-        monitor.ram.mark_snapshot(memory.used_flags())
-        monitor.machine.last_snapshot = bare.last_snapshot
-        return monitor
+        emu or under a monitor: the file is the same kind)."""
+        return restore_into(cls, path, console, engine, verify, disk)
+
+    @property
+    def traps(self):
+        """The traps the guest took, by cause (statistics)."""
+        return self.vcpu.traps
 
     # -- statistics -------------------------------------------------------------------
 
@@ -214,3 +212,22 @@ class Monitor:
                 f"\nshadow page tables: {self.shadow.fills} entries filled, "
                 f"{self.shadow.flushes} flushes"
                 f"\nguest: {self.cpu.steps} steps, {sum(self.vcpu.traps.values())} traps taken")
+
+
+def restore_into(monitor_class, path, console=None, engine="translate", verify=True, disk=None):
+    """A `monitor_class` running the guest saved in snapshot `path`.  The
+    snapshot is restored as a bare machine (every check of
+    ``snapshot.restore``), and its RAM and state moved under a new monitor."""
+    bare = snapshot.restore(path, console=console, engine="interpret", verify=verify, disk=disk)
+    memory = bare.memory
+    memory.check_some(None)            # every page is read here: check each now
+    try:
+        monitor = monitor_class(memory.size, console=bare.console, engine=engine, disk=bare.disk)
+    except ValueError as e:
+        raise snapshot.SnapshotError(f"{path}: {e}") from None
+    for start, end in runs(memory.used_pages()):
+        monitor.ram.write_bytes(start * PAGE_SIZE, memory.ram[start * PAGE_SIZE:end * PAGE_SIZE])
+    monitor.machine.restore_state(bare.save_state())
+    monitor.ram.mark_snapshot(memory.used_flags())
+    monitor.machine.last_snapshot = bare.last_snapshot
+    return monitor
