@@ -832,6 +832,17 @@ def test_a_vm_under_the_monitor_runs_saves_snapshots_and_changes_its_mind(home, 
     assert stats["virtualization"] == "trap"
     assert stats["exits"]["sysreg write"] > 0 and stats["exits"]["device"] > 0
     assert stats["traps"]["system call"] > 0
+    # With hardware assistance: the same guest, and what still exits.
+    home.run("create", "h", "--image", "toyos", "--virtualization", "hw")
+    assert "virtualization: hw" in home.run("show", "h").stdout
+    home.run("start", "h")
+    home.wait_prompt("h")
+    stats = home.stats()["h"]
+    assert stats["virtualization"] == "hw" and stats["traps"]["system call"] > 0
+    assert stats["exits"]["2nd-level fill"] > 0 and stats["exits"]["device"] > 0
+    assert "sysreg write" not in stats["exits"] and "eret" not in stats["exits"]
+    home.run("savestate", "h")
+    home.run("start", "h")
     home.wait_log("c", 30)
     home.run("snapshot", "c", "take", "s1")
     home.run("savestate", "c")
