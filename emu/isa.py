@@ -468,6 +468,12 @@ instruction, so emu's hypervisor (`emu/vmm/`, `emu run --virtualization trap`)
 is a plain trap-and-emulate monitor.
 """
 
+def unprivileged_in_variant_p(decoded):
+    """Whether a decoded instruction is one that variant P lets user mode
+    run without a trap: `mfsr` or `mtsr` of `status`."""
+    return decoded.insn.mnemonic in ("mfsr", "mtsr") and decoded.sreg == SREG_STATUS
+
+
 # Extension H: what the CPU of a hardware-assisted monitor adds (emu/guestmode.py).
 EXTENSION_H = """\
 An optional extension, as VT-x with EPT and the RISC-V H extension add to
@@ -511,6 +517,22 @@ bad-address trap; with it on, a frame the walk treats as not present.
 The TLB keeps the guest's own entries (virtual page to guest page-table
 entry, as above), and what the second stage made of them beside; the guest's
 `tlbflush` or write to `ptbr` empties both.
+"""
+
+# Variant P: the x86 story, for the lecture (emu/variant.py).
+VARIANT_P = """\
+A variant of the CPU that breaks Popek and Goldberg's condition on purpose, as
+the x86 did before VT-x: in user mode, `mfsr rd, status` does not trap but
+reads the real status register (like `pushf`), and `mtsr status, rs` does
+not trap but changes nothing (like `popf`, which silently kept the
+interrupt flag). Both are sensitive and no longer privileged. Every other
+instruction, and both in supervisor mode, are as above, so a kernel runs on
+it exactly as on the standard CPU -- until a trap-and-emulate monitor runs it
+deprivileged: its trap handler reads the real mode instead of its own, and
+its writes of `status` vanish, without the monitor ever being told. Binary
+translation repairs it: the monitor rewrites the guest's sensitive
+instructions into calls to itself before they run (emu/vmm/monitor.py,
+`translate_sensitive`), as VMware did.
 """
 
 
@@ -634,7 +656,9 @@ def markdown():
             "## Why every sensitive instruction is privileged", "",
             POPEK_GOLDBERG.rstrip(), "",
             "## Extension H: guest mode and second-level paging", "",
-            EXTENSION_H.rstrip()]
+            EXTENSION_H.rstrip(), "",
+            "## Variant P: a sensitive instruction that does not trap", "",
+            VARIANT_P.rstrip()]
     return "\n".join(out) + "\n"
 
 

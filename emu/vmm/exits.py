@@ -23,6 +23,8 @@ CAUSES = {
     "guest trap":   "a system call, breakpoint, illegal or misaligned instruction, or a "
                     "privileged one in guest user mode, delivered to the guest",
     "interrupt":    "a virtual device interrupt injected (the guest's virtual IE allows it)",
+    "translated":   "binary translation: a sensitive instruction that would not trap "
+                    "(variant P), rewritten into a call to the monitor",
     "2nd-level fill": "hardware assistance: a guest-physical page the second-level table "
                       "does not map yet; the monitor maps it, the guest never sees it",
 }

@@ -48,15 +48,17 @@ How the pieces fit:
 
 from ..isa import (MMIO_BASE, PAGE_SIZE, PTBR_ENABLE, SREG_PTBR, SREG_STATUS, STATUS_IE, STATUS_U,
                    IRQ_BASE, TRAP_BAD_ADDRESS, TRAP_FETCH_FAULT, TRAP_LOAD_FAULT, TRAP_PRIVILEGED,
-                   TRAP_STORE_FAULT, decode)
+                   TRAP_STORE_FAULT, decode, unprivileged_in_variant_p)
 from .. import snapshot
+from ..cpu import CPU, Trap
 from ..machine import DEFAULT_MEMORY, Machine
+from ..variant import VariantPCPU
 from ..memory import runs
 from ..mmu import READ, WRITE, EXECUTE
 from .exits import BY_MNEMONIC, Exits
 from .ram import GuestRAM
 from .shadow import RESERVED, ShadowPageTables
-from .vcpu import VirtualCPU
+from .vcpu import VariantVirtualCPU, VirtualCPU
 
 _ACCESS = {TRAP_LOAD_FAULT: READ, TRAP_STORE_FAULT: WRITE, TRAP_FETCH_FAULT: EXECUTE}
 MAX_MEMORY = MMIO_BASE - RESERVED
@@ -69,12 +71,33 @@ def check_size(memory_size):
                          f"and {MAX_MEMORY:#x} under the monitor")
 
 
+class TranslatedCPU(VariantPCPU):
+    """Variant P's CPU running the monitor's binary translation of the
+    guest's code.  The translation of a word is its decoded form, which the
+    CPU (and the block translator, which stops at every system instruction
+    and lets the CPU run it) executes in its place; the monitor's differs
+    from the plain one in the sensitive status accesses alone, each turned
+    into a call to the monitor -- here a trap to it, with the word, as a
+    privileged instruction's.  VMware rewrote such instructions likewise,
+    into calls, in the translated copy of the guest kernel's code."""
+
+    def system_op(self, word, d):
+        if not unprivileged_in_variant_p(d):
+            return super().system_op(word, d)
+
+        def call_monitor(pc):
+            raise Trap(TRAP_PRIVILEGED, word)
+        return call_monitor
+
+
 class GuestMachine(Machine):
     """The guest's board: a ``Machine`` whose saved state is the guest's --
     a bare machine's, with the virtual CPU's system registers and TLB in
     place of the real CPU's (``Monitor.save_cpu``)."""
 
-    def __init__(self, monitor, memory_size, **options):
+    def __init__(self, monitor, memory_size, cpu_class=None, **options):
+        if cpu_class is not None:
+            self.cpu_class = cpu_class
         super().__init__(memory_size, **options)
         self.monitor = monitor
 
@@ -93,16 +116,23 @@ class Monitor:
 
     virtualization = "trap"
 
-    def __init__(self, memory_size=DEFAULT_MEMORY, console=None, engine="translate", disk=None):
+    def __init__(self, memory_size=DEFAULT_MEMORY, console=None, engine="translate", disk=None,
+                 variant_p=False, translate_sensitive=False):
         check_size(memory_size)
+        # `variant_p`: the CPU is variant P's (variant.py), whose sensitive
+        # status accesses do not trap; `translate_sensitive`: the monitor
+        # runs the guest's code translated, those accesses made calls to it.
+        self.translate_sensitive = translate_sensitive
+        cpu_class = (TranslatedCPU if translate_sensitive else VariantPCPU) if variant_p else CPU
         # The real machine: the guest's RAM plus room for the shadow tables.
-        machine = GuestMachine(self, memory_size + RESERVED, console=console, engine=engine, disk=disk)
+        machine = GuestMachine(self, memory_size + RESERVED, console=console, engine=engine, disk=disk,
+                               cpu_class=cpu_class)
         self.machine, self.cpu = machine, machine.cpu
         host = machine.memory
         # The firmware, the loader and DMA see the guest's RAM only.
         machine.memory = self.ram = GuestRAM(host, memory_size)
         self.shadow = ShadowPageTables(self.ram, host, memory_size, self.cpu.mmu)
-        self.vcpu = VirtualCPU(self.cpu, self.shadow, machine)
+        self.vcpu = (VariantVirtualCPU if variant_p else VirtualCPU)(self.cpu, self.shadow, machine)
         self.exits = Exits()
         self.cpu.board = self            # every trap of the real CPU comes here
         self.enter_guest()
@@ -137,9 +167,13 @@ class Monitor:
                 # With the guest's paging off, memory past its RAM is a bad address.
                 guest_cause = cause if self.shadow.enabled else TRAP_BAD_ADDRESS
                 cpu.pc = vcpu.deliver(guest_cause, badaddr, epc)
-        elif not vcpu.user and (cause == TRAP_PRIVILEGED
-                                or (cause == TRAP_BAD_ADDRESS and epc < MMIO_BASE <= badaddr)):
-            self.emulate(cause, epc, badaddr)
+        elif cause == TRAP_PRIVILEGED and self.translated(badaddr):
+            # In either guest mode: the variant's hardware does something there too.
+            self.emulate("translated", epc)
+        elif not vcpu.user and cause == TRAP_PRIVILEGED:
+            self.emulate(BY_MNEMONIC[decode(badaddr).insn.mnemonic], epc)
+        elif not vcpu.user and cause == TRAP_BAD_ADDRESS and epc < MMIO_BASE <= badaddr:
+            self.emulate("device", epc)
         else:
             exits.count("guest fault" if cause == TRAP_BAD_ADDRESS else "guest trap")
             cpu.pc = vcpu.deliver(cause, badaddr, epc)
@@ -147,15 +181,18 @@ class Monitor:
 
     # -- exits ------------------------------------------------------------------------
 
-    def emulate(self, cause, epc, badaddr):
+    def translated(self, word):
+        """Whether `word` is an instruction the monitor's binary translation
+        turned into a call to itself."""
+        return self.translate_sensitive and unprivileged_in_variant_p(decode(word))
+
+    def emulate(self, exit, epc):
         """A privileged instruction or a device access in guest supervisor
-        mode: carry it out on the virtual CPU (which may itself trap, into
+        mode, or a translated sensitive instruction: an exit of cause
+        `exit`.  Carry it out on the virtual CPU (which may itself trap, into
         the guest: a device nobody answers is a bad address there too)."""
         cpu, vcpu = self.cpu, self.vcpu
-        if cause == TRAP_PRIVILEGED:
-            self.exits.count(BY_MNEMONIC[decode(badaddr).insn.mnemonic])
-        else:
-            self.exits.count("device")
+        self.exits.count(exit)
         cpu.pc, cycles = vcpu.emulate(epc)
         cpu.cycles += cycles - 1         # the real CPU charged 1 for the trap
         if vcpu.halted:

@@ -18,6 +18,8 @@ from emu.devices.console import Console
 from emu.image import Image
 from emu.machine import Machine
 from emu.vmm import AssistedMonitor, Monitor
+from emu.variant import VariantPCPU
+from emu.vmm.exits import CAUSES
 from emu.vmm.shadow import RESERVED
 from tests.emu import fuzz
 from tests.emu.conftest import REPO
@@ -322,7 +324,7 @@ def test_cli_runs_toyos_under_the_monitor_and_prints_the_exits(toyos, cli):
                                        b"$ bye\n$ \n")
     lines = r.stderr.decode().splitlines()
     assert lines[0].split() == ["exit", "count", "per", "s"]
-    table = {cause: count for cause, count, _rate in (line.rsplit(None, 2) for line in lines[1:13])}
+    table = {cause: count for cause, count, _rate in (line.rsplit(None, 2) for line in lines[1:2 + len(CAUSES)])}
     assert int(table["sysreg write"]) > 0 and int(table["device"]) > 0
     assert int(table["total"]) == sum(int(n) for cause, n in table.items() if cause != "total")
     assert bare.stderr == b""
@@ -607,6 +609,54 @@ def test_cli_runs_toyos_with_hardware_assistance_and_prints_the_exits(toyos, cli
     bare = cli("run", str(toyos), input=typed)
     r = cli("run", "--virtualization", "hw", str(toyos), input=typed)
     assert r.returncode == bare.returncode == 0 and r.stdout == bare.stdout
-    table = dict(line.rsplit(None, 2)[:2] for line in r.stderr.decode().splitlines()[1:13])
+    table = dict(line.rsplit(None, 2)[:2]
+                 for line in r.stderr.decode().splitlines()[1:2 + len(CAUSES)])
     assert int(table["sysreg write"]) == 0 and int(table["2nd-level fill"]) > 0
     assert int(table["total"]) == sum(int(n) for cause, n in table.items() if cause != "total")
+
+
+# -- variant P: a sensitive instruction that does not trap, and binary translation ------------
+
+class VariantPMachine(Machine):
+    cpu_class = VariantPCPU
+
+
+@pytest.mark.parametrize("engine", ["interpret", "translate"])
+def test_variant_p_breaks_trap_and_emulate_and_binary_translation_repairs_it(toyos, engine):
+    typed = b"hello\nps\n"
+    standard = Machine(console=Console(input_bytes=typed), engine=engine, disk=str(toyos))
+    bare = VariantPMachine(console=Console(input_bytes=typed), engine=engine, disk=str(toyos))
+    naive, translated = (Monitor(console=Console(input_bytes=typed), engine=engine, disk=str(toyos),
+                                 variant_p=True, translate_sensitive=bt) for bt in (False, True))
+    for machine in (standard, bare, naive.machine, translated.machine):
+        machine.boot()
+        machine.run(5_000_000)
+    # A kernel in supervisor mode cannot tell the variant from the standard CPU.
+    assert bytes(bare.console.output) == bytes(standard.console.output)
+    assert b"I am process 2" in bytes(bare.console.output)
+    # Deprivileged, it reads the real mode (user) where its own was, its
+    # writes of status vanish, and the monitor is never told: its first
+    # system call looks to it like a trap of its own, and it panics.
+    assert b"kernel trap: cause 5" in bytes(naive.machine.console.output)
+    assert naive.machine.exit_status != 0 and naive.exits.counts["translated"] == 0
+    # Its sensitive instructions rewritten into calls to the monitor, it runs
+    # as on bare hardware, to the bit.
+    same_guest(translated, bare)
+    counts = translated.exits.counts
+    assert counts["translated"] > 0
+    assert counts["sysreg read"] > 0                     # the other system registers still trap
+
+
+def test_a_translated_status_access_in_guest_user_mode_does_what_the_variant_does():
+    # A user program reads status (the real one on variant P: user mode,
+    # as the guest's kernel set it) and writes it (ignored), with no trap.
+    source = LOOP.format(count=1).replace("syscall", "mfsr a0, status\n    mtsr status, zero\n    syscall")
+    bare = VariantPMachine(1 << 16, console=Console())
+    bare.load(assemble(source, "test.s"))
+    bare.run(10_000)
+    monitor = run_monitor(source, variant_p=True, translate_sensitive=True)
+    assert bare.exit_status == monitor.machine.exit_status == 5
+    same_guest(monitor, bare)
+    assert bare.cpu.regs[1] & isa.STATUS_U
+    # The kernel's own `mtsr status` and the program's two: all three calls to the monitor.
+    assert monitor.exits.counts["translated"] == 3 and monitor.exits.counts["guest trap"] == 1
