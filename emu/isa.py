@@ -465,7 +465,8 @@ deprivileged kernel read the real flags. A guest kernel could not tell that its
 `cli` had not happened, and the hypervisor never found out it was tried. That
 is why VMware had to rewrite guest code on the fly. This ISA has no such
 instruction, so emu's hypervisor (`emu/vmm/`, `emu run --virtualization trap`)
-is a plain trap-and-emulate monitor.
+is a plain trap-and-emulate monitor. Variant P, below, adds one on purpose,
+to show what goes wrong and how binary translation repairs it.
 """
 
 def unprivileged_in_variant_p(decoded):

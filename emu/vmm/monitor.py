@@ -37,6 +37,13 @@ How the pieces fit:
   -- the timer, and with it pre-emption -- runs exactly as on bare emu.  The
   monitor's own cost is counted in exits and host seconds instead, as a
   hypervisor offsets the guest's time-stamp counter.
+- Binary translation, for a CPU that breaks Popek and Goldberg's condition
+  (``variant.py``: status read and written from user mode without a trap,
+  as x86's pushf and popf).  Deprivileged on it, the guest kernel reads the
+  real mode instead of its own and its writes of status vanish; with
+  ``translate_sensitive`` the real CPU runs the monitor's translation of the
+  guest's code instead (``TranslatedCPU``), in which those instructions
+  are calls to the monitor (``translated`` exits).
 - Snapshots: the guest's state is a bare machine's -- its registers, pc and
   time, the *virtual* system registers and TLB, its RAM (``ram.py``), its
   devices -- so that is what the guest's board saves (``GuestMachine``).
