@@ -18,6 +18,7 @@ from .devices.disk import SECTOR_SIZE, Disk, DiskError
 from .image import MAGIC as IMAGE_MAGIC, Image, ImageError
 from .machine import BOOT_SIGNATURE, DEFAULT_MEMORY, Machine
 from .snapshot import SnapshotError
+from .vmm import MONITORS, VIRTUALIZATION
 
 
 class UserError(Exception):
@@ -60,7 +61,7 @@ def is_disk_image(path):
 def make_machine(args, program, console, virtualization="none"):
     """A machine for `emu run` and `emu debug`: boot `program` if it is a
     disk image, otherwise load it (with --disk attached, if given).  Returns
-    the machine and, with virtualization "trap", the monitor it runs under
+    the machine and, with virtualization "trap" or "hw", the monitor it runs under
     (otherwise None)."""
     booting = args.disk is None and is_disk_image(program)
     image = None if booting else load_program(program)
@@ -70,9 +71,8 @@ def make_machine(args, program, console, virtualization="none"):
     monitor = None
     try:
         disk = Disk(path, readonly=args.disk_readonly)
-        if virtualization == "trap":
-            from .vmm import Monitor
-            monitor = Monitor(args.mem, console=console, engine=args.engine, disk=disk)
+        if virtualization != "none":
+            monitor = MONITORS[virtualization](args.mem, console=console, engine=args.engine, disk=disk)
             machine = monitor.machine
         else:
             machine = Machine(args.mem, console=console, engine=args.engine, disk=disk)
@@ -135,9 +135,8 @@ class EscapeKeys:
     reads the keys in the middle of an instruction, so `s` and `x` only
     pause the machine; `serve` does them between two instructions."""
 
-    def __init__(self, machine, snapshots=True):
+    def __init__(self, machine):
         self.machine = machine
-        self.snapshots = snapshots       # False: `s` says why not (a machine under the monitor)
         self.asked = []
 
     def __call__(self, key):
@@ -152,9 +151,6 @@ class EscapeKeys:
         while self.asked:
             if self.asked.pop(0) == "x":
                 return False
-            if not self.snapshots:
-                sys.stderr.write("\nemu: snapshot not saved: not supported under the monitor\n")
-                continue
             path = f"emu-{self.machine.cpu.steps}.snap"
             try:
                 snapshot.save(self.machine, path)
@@ -227,32 +223,40 @@ def cmd_disasm(args):
 
 
 def cmd_run(args):
-    if args.virtualization != "none" and args.snapshot_at:
-        raise UserError("--snapshot-at: a machine under the monitor cannot be snapshotted")
     machine, monitor = make_machine(args, args.program, host_console(), args.virtualization)
+    return _drive_monitored(machine, monitor, args, args.program)
+
+
+def cmd_restore(args):
+    console = host_console()
+    if args.virtualization != "none":
+        monitor = MONITORS[args.virtualization].restore(args.snapshot, console=console,
+                                                        engine=args.engine, verify=not args.no_verify)
+        return _drive_monitored(monitor.machine, monitor, args, args.snapshot)
+    machine = snapshot.restore(args.snapshot, console=console, engine=args.engine,
+                               verify=not args.no_verify)
+    return _drive(machine, args, args.snapshot)
+
+
+def _drive_monitored(machine, monitor, args, name):
+    """`_drive`, and under a monitor its exits by cause at the end."""
     if monitor is None:
-        return _drive(machine, args, args.program)
+        return _drive(machine, args, name)
     started = time.monotonic()
     try:
-        return _drive(machine, args, args.program, snapshots=False)
+        return _drive(machine, args, name)
     finally:
         # Exits by cause, as kvm_stat shows them, whatever ended the run.
         sys.stdout.flush()
         print(monitor.report(time.monotonic() - started), file=sys.stderr)
 
 
-def cmd_restore(args):
-    machine = snapshot.restore(args.snapshot, console=host_console(), engine=args.engine,
-                               verify=not args.no_verify)
-    return _drive(machine, args, args.snapshot)
-
-
-def _drive(machine, args, name, snapshots=True):
+def _drive(machine, args, name):
     """Run as the options say: to each --snapshot-at point in turn, saving
     there, then on until the guest stops or --steps are done."""
     if args.trace:
         machine.cpu.trace = tracer(machine)
-    keys = EscapeKeys(machine, snapshots)
+    keys = EscapeKeys(machine)
     if machine.console.terminal:
         machine.console.escape = keys
 
@@ -377,6 +381,12 @@ def main(argv=None):
         p.add_argument("--engine", choices=("translate", "interpret"), default="translate",
                        help="block translator (default) or the plain interpreter")
 
+    def virtualization_option(p):
+        p.add_argument("--virtualization", choices=VIRTUALIZATION, default="none",
+                       help="trap: run the guest's kernel deprivileged under the trap-and-emulate "
+                            "monitor (emu/vmm/); hw: in guest mode, with hardware assistance "
+                            "(ISA extension H); either prints its exits by cause at the end")
+
     def machine_options(p):
         p.add_argument("--mem", type=parse_size, default=DEFAULT_MEMORY, metavar="SIZE",
                        help="memory size, e.g. 64M (default 1M)")
@@ -388,13 +398,12 @@ def main(argv=None):
     p.add_argument("program", help="a program, or a bootable disk image (which is then the disk)")
     machine_options(p)
     run_options(p)
-    p.add_argument("--virtualization", choices=("none", "trap"), default="none",
-                   help="trap: run the guest's kernel deprivileged under the trap-and-emulate "
-                        "monitor (emu/vmm/), and print its exits by cause at the end")
+    virtualization_option(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("restore", help="continue a machine from a snapshot")
     p.add_argument("snapshot")
+    virtualization_option(p)
     p.add_argument("--no-verify", action="store_true",
                    help="skip the memory checksum (header and metadata are always checked)")
     run_options(p)

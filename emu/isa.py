@@ -465,7 +465,75 @@ deprivileged kernel read the real flags. A guest kernel could not tell that its
 `cli` had not happened, and the hypervisor never found out it was tried. That
 is why VMware had to rewrite guest code on the fly. This ISA has no such
 instruction, so emu's hypervisor (`emu/vmm/`, `emu run --virtualization trap`)
-is a plain trap-and-emulate monitor.
+is a plain trap-and-emulate monitor. Variant P, below, adds one on purpose,
+to show what goes wrong and how binary translation repairs it.
+"""
+
+def unprivileged_in_variant_p(decoded):
+    """Whether a decoded instruction is one that variant P lets user mode
+    run without a trap: `mfsr` or `mtsr` of `status`."""
+    return decoded.insn.mnemonic in ("mfsr", "mtsr") and decoded.sreg == SREG_STATUS
+
+
+# Extension H: what the CPU of a hardware-assisted monitor adds (emu/guestmode.py).
+EXTENSION_H = """\
+An optional extension, as VT-x with EPT and the RISC-V H extension add to
+their ISAs, for a hypervisor: a *guest mode* and a *second-level page table*.
+A bare machine does not have it; `emu run --virtualization hw` runs its guest
+on a CPU that does (emu/guestmode.py), with emu's monitor as the host
+(emu/vmm/assisted.py). The guest sees the ISA above, unchanged.
+
+**Guest mode.** The host enters it, with the guest's registers, system
+registers and TLB, and the root of the second-level table (below). In guest
+mode the guest kernel runs in its own supervisor mode: `mfsr`, `mtsr`,
+`eret`, `tlbflush`, its traps (system calls, faults, privileged instructions
+in its user mode) and its page-table walks are carried out by the CPU on the
+guest's state, exactly as the sections above say, and never leave guest
+mode. These leave it -- an *exit*, taken by the host, which then resumes the
+guest after the instruction as the ISA says it completes:
+
+| exit | when |
+| --- | --- |
+| device | a load or store in the device region from the guest's supervisor mode (the devices are the host's: it emulates the access) |
+| halt | `halt` (waiting for an interrupt is the host's) |
+| interrupt | an interrupt line raised while the guest's IE is set (the host's device raised it; it is taken by the guest as the ISA says) |
+| 2nd-level fill | a guest-physical page the second-level table does not map (the host maps it; the access goes on) |
+
+An exit costs the guest no cycles: guest time is the guest's instructions
+only, so a guest in guest mode runs cycle for cycle as on bare hardware.
+The host's own state (its system registers, and how it enters guest mode)
+is not part of this extension: emu's host is the emulator itself.
+
+**Second-level page table.** Every guest address below the device region
+-- with the guest's paging on, each guest page-table entry the walk reads
+too -- is a *guest-physical* address, and is translated again, to a
+host-physical one, through a two-level table in host memory of the format
+of Paging above: the directory at the root, indexed by guest-physical bits
+31..22, its tables by bits 21..12. A present entry maps its page for every
+kind of access (the host gives a guest its RAM whole; R, W, X and U are the
+guest's own, in its own tables). A guest-physical address past the guest's
+RAM is what it is on bare hardware: with the guest's paging off, a
+bad-address trap; with it on, a frame the walk treats as not present.
+
+The TLB keeps the guest's own entries (virtual page to guest page-table
+entry, as above), and what the second stage made of them beside; the guest's
+`tlbflush` or write to `ptbr` empties both.
+"""
+
+# Variant P: the x86 story, for the lecture (emu/variant.py).
+VARIANT_P = """\
+A variant of the CPU that breaks Popek and Goldberg's condition on purpose, as
+the x86 did before VT-x: in user mode, `mfsr rd, status` does not trap but
+reads the real status register (like `pushf`), and `mtsr status, rs` does
+not trap but changes nothing (like `popf`, which silently kept the
+interrupt flag). Both are sensitive and no longer privileged. Every other
+instruction, and both in supervisor mode, are as above, so a kernel runs on
+it exactly as on the standard CPU -- until a trap-and-emulate monitor runs it
+deprivileged: its trap handler reads the real mode instead of its own, and
+its writes of `status` vanish, without the monitor ever being told. Binary
+translation repairs it: the monitor rewrites the guest's sensitive
+instructions into calls to itself before they run (emu/vmm/monitor.py,
+`translate_sensitive`), as VMware did.
 """
 
 
@@ -587,7 +655,11 @@ def markdown():
             "from a disk instead, the firmware copies sector 0 to address 0 and starts there "
             "(see the disk below).", "",
             "## Why every sensitive instruction is privileged", "",
-            POPEK_GOLDBERG.rstrip()]
+            POPEK_GOLDBERG.rstrip(), "",
+            "## Extension H: guest mode and second-level paging", "",
+            EXTENSION_H.rstrip(), "",
+            "## Variant P: a sensitive instruction that does not trap", "",
+            VARIANT_P.rstrip()]
     return "\n".join(out) + "\n"
 
 

@@ -45,13 +45,15 @@ BOOT_SIGNATURE = b"\x55\xaa"
 
 
 class Machine:
+    cpu_class = CPU          # a board for a CPU with an extension says so (emu/vmm/assisted.py)
+
     def __init__(self, memory_size=DEFAULT_MEMORY, console=None, engine="translate", backing=None,
                  disk=None):
         if not isa.PAGE_SIZE <= memory_size <= isa.MMIO_BASE or memory_size % isa.PAGE_SIZE:
             raise ValueError(f"memory size must be a multiple of {isa.PAGE_SIZE} "
                              f"between {isa.PAGE_SIZE} and {isa.MMIO_BASE:#x}")
         self.memory = Memory(memory_size, backing)
-        self.cpu = CPU(self.memory, self)
+        self.cpu = self.cpu_class(self.memory, self)
         # Slot n answers at MMIO_BASE + n * WINDOW.  `disk` is a Disk or a
         # path to an image; without one the disk is there, but empty.
         self.console = console or Console()

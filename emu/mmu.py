@@ -97,7 +97,11 @@ class MMU:
 
     def _cache(self, vpn, pte):
         self.tlb[vpn] = pte
-        frame = pte & FRAME_MASK
+        self.allow(vpn, pte, pte & FRAME_MASK)
+
+    def allow(self, vpn, pte, frame):
+        """Pre-check TLB entry `pte` for the translator: page `vpn` is at
+        physical page `frame` for each mode and access it allows."""
         for user, by_access in enumerate(self.fast):
             if user and not pte & PTE_U:
                 continue

@@ -13,6 +13,7 @@ import socket
 import sys
 import time
 
+from ..vmm import VIRTUALIZATION
 from . import control, manage, migration
 from .store import LIVE, Home, VMError, default_home
 
@@ -44,10 +45,16 @@ def add_arguments(parser, parse_size):
     p.add_argument("--image", metavar="PROGRAM", help="a program (.s or .img) to load, or 'toyos' "
                    "(a copy-on-write overlay on the home's toyos disk); without it the VM boots --disk")
     p.add_argument("--cpu-share", type=int, default=1, metavar="N", help="weight in the scheduler (default 1)")
+    p.add_argument("--virtualization", choices=VIRTUALIZATION, default="none",
+                   help="trap: the guest's kernel runs deprivileged under the trap-and-emulate "
+                        "monitor (emu/vmm/); hw: in guest mode, with hardware assistance; "
+                        "its exits counted by cause in `emu vm stats`")
     p = command("modify", cmd_modify, "change a powered-off VM's definition")
     p.add_argument("--memory", type=parse_size)
     p.add_argument("--disk", metavar="IMAGE")
     p.add_argument("--cpu-share", type=int, metavar="N")
+    p.add_argument("--virtualization", choices=VIRTUALIZATION,
+                   help="none, trap or hw (a saved state continues any way)")
     p = command("list", cmd_list, "the VMs and their states", vm=False)
     p.add_argument("--running", action="store_true", help="only running and paused ones")
     p = command("show", cmd_show, "one VM's definition and state")
@@ -93,14 +100,14 @@ def cmd_create(home, args):
     if program is not None and program != manage.TOYOS:
         from ..cli import load_program       # assembled once, kept in the VM's directory
         program = load_program(program)
-    manage.create(home, args.name, args.memory, args.disk, program, args.cpu_share)
+    manage.create(home, args.name, args.memory, args.disk, program, args.cpu_share, args.virtualization)
     return 0
 
 
 def cmd_modify(home, args):
-    if args.memory is None and args.cpu_share is None and args.disk is None:
-        raise VMError(f"vm {args.name}: nothing to modify (--memory, --cpu-share, --disk)")
-    manage.modify(home, args.name, args.memory, args.cpu_share, args.disk)
+    if args.memory is None and args.cpu_share is None and args.disk is None and args.virtualization is None:
+        raise VMError(f"vm {args.name}: nothing to modify (--memory, --cpu-share, --disk, --virtualization)")
+    manage.modify(home, args.name, args.memory, args.cpu_share, args.disk, args.virtualization)
     return 0
 
 
@@ -116,7 +123,8 @@ def cmd_show(home, args):
     vm = home.read(args.name)
     disk = home.path_of(args.name, vm["disk"])
     fields = [("name", vm["name"]), ("state", vm["state"]), ("memory", vm["memory"]),
-              ("cpu_share", vm["cpu_share"]), ("disk", disk or ""),
+              ("cpu_share", vm["cpu_share"]), ("virtualization", vm.get("virtualization", "none")),
+              ("disk", disk or ""),
               ("program", "loaded" if vm["program"] else "none (boots its disk)"),
               ("reason", vm.get("reason") or ""), ("snapshots", ",".join(vm["snapshots"]))]
     if vm.get("exit_status") is not None:

@@ -46,6 +46,7 @@ from ..machine import Machine
 from ..migrate import MigrationError, send
 from ..qcow2 import ImageError
 from ..snapshot import SnapshotError
+from ..vmm import MONITORS, GuestMachine
 from . import disks, manage, migration
 from .consolelog import ConsoleLog
 from .sharing import SCAN_PAUSE, Sharing
@@ -359,17 +360,23 @@ class Host:
         """A Guest for definition `vm`: its saved state restored, or booted."""
         return self.adopt(vm, self._machine(vm))
 
-    def _machine(self, vm):
-        """The machine of definition `vm`: its saved state restored, or booted."""
+    def _machine(self, vm, bare=False):
+        """The machine of definition `vm`: its saved state restored, or booted;
+        under the monitor if the definition says so (``bare``: never, for a
+        saved state that only travels)."""
         name = vm["name"]
         disk = self.home.path_of(name, vm["disk"])
+        saved = os.path.join(self.home.vm_dir(name), "saved.snap")
+        monitor = None if bare else MONITORS.get(vm.get("virtualization", "none"))
         machine = None
         try:
             if vm["state"] == "saved":
                 # On the VM's disk: frozen since, under overlays, or merged; the same bytes.
-                machine = snapshot.restore(os.path.join(self.home.vm_dir(name), "saved.snap"), disk=disk)
+                machine = (monitor.restore(saved, disk=disk).machine if monitor
+                           else snapshot.restore(saved, disk=disk))
             else:
-                machine = Machine(vm["memory"], disk=disk)
+                machine = (monitor(vm["memory"], disk=disk).machine if monitor
+                           else Machine(vm["memory"], disk=disk))
                 if vm["program"] is None:
                     machine.boot()
                 else:
@@ -490,6 +497,9 @@ class Host:
         if vm["state"] == "saved":
             return self._migrate_saved(vm, to)
         guest = self._guest(name)
+        if isinstance(guest.machine, GuestMachine):
+            raise VMError(f"vm {name}: not migrated: live migration under the monitor is not "
+                          f"supported; save its state first (emu vm savestate {name}) and migrate that")
         with migration.connect(to) as conn:
             try:
                 migration.offer(conn, self.home, vm, guest.paused)
@@ -505,7 +515,7 @@ class Host:
         """Cold migration: the saved state goes, as the same stream (one round;
         the machine never runs here), and arrives saved."""
         name = vm["name"]
-        machine = self._machine(vm)
+        machine = self._machine(vm, bare=True)      # a saved state is a bare machine's
         try:
             with migration.connect(to) as conn:
                 migration.offer(conn, self.home, vm)
@@ -621,8 +631,20 @@ class Host:
                 "shared_pages": self.sharing.shared_pages(machine.memory),
                 "saved": self.sharing.saved(machine.memory),
                 "disk_reads": machine.disk.reads, "disk_writes": machine.disk.writes,
-                "traps": {isa.cause_name(cause): n for cause, n in sorted(machine.cpu.traps.items())},
-                "exits": dict(machine.exits)}
+                **_exits(machine)}
+
+
+def _exits(machine):
+    """The guest's traps and its exits: device accesses on bare emu (what a
+    hypervisor would see), the monitor's exits by cause under it."""
+    if isinstance(machine, GuestMachine):
+        monitor = machine.monitor
+        return {"virtualization": monitor.virtualization,
+                "traps": {isa.cause_name(cause): n for cause, n in sorted(monitor.traps.items())},
+                "exits": {cause: n for cause, n in monitor.exits.counts.items() if n}}
+    return {"virtualization": "none",
+            "traps": {isa.cause_name(cause): n for cause, n in sorted(machine.cpu.traps.items())},
+            "exits": dict(machine.exits)}
 
 
 def _meminfo():

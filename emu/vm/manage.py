@@ -14,16 +14,21 @@ import time
 from .. import mkfs, qcow2
 from ..devices.disk import Disk, DiskError
 from ..isa import MMIO_BASE, PAGE_SIZE
+from ..vmm import MAX_MEMORY
 from . import disks
 from .store import LIVE, VMError, check_name, write_json
 
 TOYOS = "toyos"             # --image toyos: an overlay on the home's toyos disk
 
 
-def check_memory(size):
+def check_memory(size, virtualization="none"):
     if not PAGE_SIZE <= size <= MMIO_BASE or size % PAGE_SIZE:
         raise VMError(f"--memory {size}: must be a multiple of {PAGE_SIZE} "
                       f"between {PAGE_SIZE} and {MMIO_BASE:#x} bytes")
+    if virtualization != "none" and size > MAX_MEMORY:
+        # The monitor keeps its page tables above the guest's RAM.
+        raise VMError(f"--memory {size}: at most {MAX_MEMORY:#x} bytes under the monitor "
+                      f"(--virtualization {virtualization})")
     return size
 
 
@@ -42,11 +47,12 @@ def check_disk(path):
     return os.path.abspath(path)
 
 
-def create(home, name, memory, disk=None, program=None, share=1):
+def create(home, name, memory, disk=None, program=None, share=1, virtualization="none"):
     """Define VM `name`.  `program` is an assembled Image to load, or
-    TOYOS; without one the VM boots its disk."""
+    TOYOS; without one the VM boots its disk.  `virtualization`: how it
+    runs (emu.vmm.VIRTUALIZATION)."""
     check_name(name)
-    check_memory(memory)
+    check_memory(memory, virtualization)
     check_share(share)
     if disk is not None:
         disk = check_disk(disk)
@@ -62,6 +68,7 @@ def create(home, name, memory, disk=None, program=None, share=1):
         os.mkdir(tmp, 0o700)
         try:
             vm = {"name": name, "memory": memory, "cpu_share": share, "program": None, "disk": None,
+                  "virtualization": virtualization,
                   "state": "poweroff", "host": None, "reason": None, "exit_status": None,
                   "created": time.time(), "snapshots": {}}
             if program == TOYOS:
@@ -103,9 +110,11 @@ def stopped(home, name, doing):
     return vm
 
 
-def modify(home, name, memory=None, share=None, disk=None):
+def modify(home, name, memory=None, share=None, disk=None, virtualization=None):
+    """Change a stopped VM's definition.  A saved state is a bare machine's
+    (emu/vmm/monitor.py), so the virtualization may change under it."""
     if memory is not None:
-        check_memory(memory)
+        check_memory(memory, virtualization or "none")
     if share is not None:
         check_share(share)
     if disk is not None:
@@ -117,6 +126,9 @@ def modify(home, name, memory=None, share=None, disk=None):
                           f"start it, or discard the state first (emu vm discardstate {name})")
         if memory is not None:
             vm["memory"] = memory
+        if virtualization is not None:
+            check_memory(vm["memory"], virtualization)
+            vm["virtualization"] = virtualization
         if share is not None:
             vm["cpu_share"] = share
         if disk is not None:

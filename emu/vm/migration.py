@@ -26,6 +26,7 @@ import time
 
 from .. import snapshot
 from ..migrate import MigrationError, receive
+from ..vmm import VIRTUALIZATION
 from .store import LIVE, VMError, check_name, write_json
 
 LOOPBACK = ("127.0.0.1", "localhost")
@@ -111,7 +112,7 @@ def offer(sock, home, vm, paused=False):
     disk = home.path_of(vm["name"], vm["disk"])
     state = "paused" if paused else vm["state"]
     _send(sock, {"name": vm["name"], "memory": vm["memory"], "cpu_share": vm["cpu_share"],
-                 "disk": disk, "program": program, "state": state, "from": home.path})
+                 "virtualization": vm.get("virtualization", "none"), "disk": disk, "program": program, "state": state, "from": home.path})
     answer = _receive(sock)
     if "error" in answer:
         raise MigrationError(f"the destination refused: {answer['error']}")
@@ -127,7 +128,8 @@ def accept(sock, home, host_id, memory=None):
         name = check_name(str(offered["name"]))
         if os.path.exists(home.vm_dir(name)):
             raise VMError(f"vm {name}: already exists in {home.path}")
-        if offered["state"] not in LIVE + ("saved",) or type(offered["cpu_share"]) is not int:
+        if (offered["state"] not in LIVE + ("saved",) or type(offered["cpu_share"]) is not int
+                or offered.get("virtualization", "none") not in VIRTUALIZATION):
             raise TypeError
     except (VMError, KeyError, TypeError) as e:
         _send(sock, {"error": str(e) if isinstance(e, VMError) else "a malformed definition"})
@@ -138,6 +140,7 @@ def accept(sock, home, host_id, memory=None):
         _send(sock, {"ok": True})
         machine = receive(sock, memory_size=memory, timeout=TIMEOUT)
         vm = {"name": name, "memory": machine.memory.size, "cpu_share": offered["cpu_share"],
+              "virtualization": offered.get("virtualization", "none"),
               "program": None, "disk": None, "state": offered["state"], "host": None,
               "reason": f"migrated from {offered['from']}", "exit_status": None,
               "created": time.time(), "snapshots": {}}

@@ -23,6 +23,10 @@ CAUSES = {
     "guest trap":   "a system call, breakpoint, illegal or misaligned instruction, or a "
                     "privileged one in guest user mode, delivered to the guest",
     "interrupt":    "a virtual device interrupt injected (the guest's virtual IE allows it)",
+    "translated":   "binary translation: a sensitive instruction that would not trap "
+                    "(variant P), rewritten into a call to the monitor",
+    "2nd-level fill": "hardware assistance: a guest-physical page the second-level table "
+                      "does not map yet; the monitor maps it, the guest never sees it",
 }
 # The exit an emulated privileged instruction counts as, by mnemonic.
 BY_MNEMONIC = {"mfsr": "sysreg read", "mtsr": "sysreg write", "eret": "eret", "halt": "halt",
@@ -46,7 +50,7 @@ class Exits:
         """The counts as lines of text, like kvm_stat's; with `seconds` (of
         host time), also per second."""
         rate = seconds is not None and seconds > 0
-        lines = [f"{'exit':<14}{'count':>10}" + (f"{'per s':>12}" if rate else "")]
+        lines = [f"{'exit':<16}{'count':>10}" + (f"{'per s':>12}" if rate else "")]
         for cause, count in [*self.counts.items(), ("total", self.total)]:
-            lines.append(f"{cause:<14}{count:>10}" + (f"{count / seconds:>12.0f}" if rate else ""))
+            lines.append(f"{cause:<16}{count:>10}" + (f"{count / seconds:>12.0f}" if rate else ""))
         return "\n".join(lines)

@@ -13,7 +13,13 @@ bounds checks made against ``size`` stop at the guest's last byte.
 Writes go through the host's memory, so dirty pages are marked and the block
 translator still learns that code it compiled has been overwritten (a program
 read from disk by DMA into a slot where another one ran).
+
+A snapshot sees this view too (``monitor.py``): the pages it saves, full or
+dirty since the last one, are the guest's and never the monitor's, so what
+it writes is a bare machine's memory.
 """
+
+from ..isa import PAGE_SIZE
 
 
 class GuestRAM:
@@ -28,6 +34,7 @@ class GuestRAM:
         self.host, self.size = host, size
         self.ram = host.ram[:size]
         self.words = host.words[:size >> 2]
+        self.pages = size // PAGE_SIZE
 
     def load_word(self, addr):
         return self.host.load_word(addr)
@@ -48,6 +55,25 @@ class GuestRAM:
     def write_bytes(self, addr, data):
         self._check(addr, len(data))
         self.host.write_bytes(addr, data)
+
+    # -- what a snapshot asks of memory (snapshot.py), for the guest's pages ----------
+
+    def used_pages(self):
+        return [page for page in self.host.used_pages() if page < self.pages]
+
+    def used_flags(self):
+        return self.host.used_flags()[:self.pages]
+
+    def dirty_pages(self):
+        return [page for page in self.host.dirty_pages() if page < self.pages]
+
+    def check_some(self, count):
+        self.host.check_some(count)
+
+    def mark_snapshot(self, present=None):
+        if present is not None:
+            present = bytes(present) + bytes(self.host.pages - self.pages)
+        self.host.mark_snapshot(present)
 
     def _check(self, addr, length):
         # Callers check bounds first, as they do against a Memory; this is the

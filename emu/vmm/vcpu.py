@@ -24,6 +24,7 @@ hardware, which the monitor then delivers.
 
 from ..cpu import CPU, Trap
 from ..isa import STATUS_U, SREG_STATUS
+from ..variant import VariantPCPU
 
 
 class VirtualCPU(CPU):
@@ -58,3 +59,8 @@ class VirtualCPU(CPU):
         self.pc = epc
         self.enter_trap(cause, badaddr, epc)
         return self.pc
+
+
+class VariantVirtualCPU(VirtualCPU, VariantPCPU):
+    """The virtual CPU of a guest whose hardware is variant P (variant.py):
+    an instruction emulated in guest user mode does what the variant's does."""

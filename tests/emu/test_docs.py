@@ -23,7 +23,11 @@ SHOWS = {
            "killed: page fault on instruction fetch", "Hello from user space"],
     "6.": ["[2]", "[3]", "[4]", "\tloop\n", "\tcounter\n"],
     "7.": ["mine.txt", "$ my own file"],
-    "8.": ["toyos booting", "Hello from user space", "sysreg write"],
+    "8.": ["toyos booting", "Hello from user space", "sysreg write", "killed: page fault",
+           re.compile(r"^guest fault +[1-9]", re.M), re.compile(r"^shadow fill +[1-9]", re.M),
+           re.compile(r"shadow page tables: \d+ entries filled, [1-9]\d* flushes"),
+           re.compile(r"^sysreg write +0 +\d+$", re.M), re.compile(r"^2nd-level fill +[1-9]", re.M),
+           "kernel trap: cause 5", re.compile(r"^translated +[1-9]", re.M)],
     "9.": ["kernel ", "restored"],
     "10.": ["Hello from user space"],
     "11.": [re.compile(r"^t0 +running.*\n^t1 +running.*\n(^t\d +running.*\n){7}^t9 +running", re.M),
@@ -42,7 +46,7 @@ SHOWS = {
     "16.": [re.compile(r"migrated in \d+ rounds? \(pages [\d/]+\), .* downtime [\d.]+ ms"),
             re.compile(r"^m +poweroff", re.M), re.compile(r"^m +running +2048K", re.M),
             "Hello from user space! I am process 3"],
-    "README": ["Hello", "tick 5", "hi", "_start:", "kernel ", "shadow fill"],
+    "README": ["Hello", "tick 5", "hi", "_start:", "kernel ", "shadow fill", "2nd-level fill"],
 }
 # Commands a test cannot run as written, and why that is all right.
 DONE_ELSEWHERE = {

@@ -815,3 +815,68 @@ def test_the_console_log_is_bounded_and_keeps_the_latest_output(tmp_path, monkey
     first = int(lines[0])
     assert lines == [str(first + i).encode() for i in range(len(lines))]
     assert sum(len(str(i)) + 1 for i in range(first)) > 4 * consolelog.MAX_SIZE    # it printed a lot
+
+
+# -- the VM's virtualization: bare, or under the trap-and-emulate monitor ----------------------
+
+def test_a_vm_under_the_monitor_runs_saves_snapshots_and_changes_its_mind(home, tmp_path):
+    counter = program(tmp_path, "c", COUNTER)
+    home.run("create", "t", "--image", "toyos", "--virtualization", "trap")
+    home.run("create", "c", "--image", counter, "--virtualization", "trap")
+    assert "virtualization: trap" in home.run("show", "t").stdout
+    home.run("start", "t")
+    home.run("start", "c")
+    home.wait_prompt("t")
+    stats = home.stats()["t"]
+    # The monitor's exits by cause, and the guest's own traps.
+    assert stats["virtualization"] == "trap"
+    assert stats["exits"]["sysreg write"] > 0 and stats["exits"]["device"] > 0
+    assert stats["traps"]["system call"] > 0
+    # With hardware assistance: the same guest, and what still exits.
+    home.run("create", "h", "--image", "toyos", "--virtualization", "hw")
+    assert "virtualization: hw" in home.run("show", "h").stdout
+    home.run("start", "h")
+    home.wait_prompt("h")
+    stats = home.stats()["h"]
+    assert stats["virtualization"] == "hw" and stats["traps"]["system call"] > 0
+    assert stats["exits"]["2nd-level fill"] > 0 and stats["exits"]["device"] > 0
+    assert "sysreg write" not in stats["exits"] and "eret" not in stats["exits"]
+    home.run("savestate", "h")
+    home.run("start", "h")
+    home.wait_log("c", 30)
+    home.run("snapshot", "c", "take", "s1")
+    home.run("savestate", "c")
+    # A saved state is a bare machine's: it continues either way.
+    home.run("modify", "c", "--virtualization", "none")
+    assert "virtualization: none" in home.run("show", "c").stdout
+    home.run("start", "c")
+    home.wait_log("c", home.log("c").count(b"\n") + 30)
+    assert home.stats()["c"]["virtualization"] == "none"
+    home.run("poweroff", "c")
+    home.run("modify", "c", "--virtualization", "trap")
+    home.run("snapshot", "c", "restore", "s1")
+    at = len(home.log("c"))
+    home.run("start", "c")
+    home.wait_log("c", home.log("c").count(b"\n") + 30)
+    home.run("poweroff", "c")
+    # Under the monitor again, from the snapshot: counting on, one by one.
+    numbers = [int(n) for n in home.log("c")[at:].split(b"\n")[1:-1]]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))) and len(numbers) > 20
+    # Live migration under the monitor: refused with one line, the VM runs on.
+    r = home.run("migrate", "t", "--to", str(tmp_path / "nobody.sock"), check=False)
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "under the monitor" in r.stderr
+    assert home.states()["t"] == "running"
+
+
+def test_bad_virtualization_input_is_one_line_and_changes_nothing(home, tmp_path, capsys):
+    counter = program(tmp_path, "c", COUNTER)
+    home.run("create", "a", "--image", counter)
+    home.run("create", "big", "--image", counter, "--memory", hex(0xF0000000))
+    for args, message in [
+        (("create", "b", "--image", counter, "--virtualization", "popf"), "invalid choice"),
+        (("create", "b", "--image", counter, "--virtualization", "trap", "--memory", hex(0xF0000000)),
+         "under the monitor"),
+        (("modify", "big", "--virtualization", "trap"), "under the monitor"),
+        (("modify", "a", "--virtualization", "trap", "--memory", hex(0xF0000000)), "under the monitor"),
+    ]:
+        home.refuses(capsys, args, message)

@@ -3,6 +3,8 @@ behave exactly as on bare emu; only what is sensitive exits; the guest
 cannot reach past its own RAM."""
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -15,9 +17,12 @@ from emu.asm import assemble
 from emu.devices.console import Console
 from emu.image import Image
 from emu.machine import Machine
-from emu.vmm import Monitor
+from emu.vmm import AssistedMonitor, Monitor
+from emu.variant import VariantPCPU
+from emu.vmm.exits import CAUSES
 from emu.vmm.shadow import RESERVED
 from tests.emu import fuzz
+from tests.emu.conftest import REPO
 
 rngs = st.randoms(use_true_random=False)
 
@@ -43,11 +48,17 @@ def guest_state(machine, ram, cpu=None):
             state["stop_reason"], bytes(ram), bytes(machine.console.output))
 
 
+def guest_cpu(monitor):
+    """The CPU whose system registers and TLB are the guest's: the virtual
+    one under trap-and-emulate, the real one in guest mode."""
+    return getattr(monitor, "vcpu", monitor.cpu)
+
+
 def same_guest(monitor, bare):
     """The guest under `monitor` is where the one on `bare` is, to the bit."""
-    assert guest_state(monitor.machine, monitor.ram.ram, monitor.vcpu) == \
+    assert guest_state(monitor.machine, monitor.ram.ram, guest_cpu(monitor)) == \
         guest_state(bare, bare.memory.ram)
-    assert monitor.vcpu.traps == bare.cpu.traps          # the guest took the same traps
+    assert monitor.traps == bare.cpu.traps               # the guest took the same traps
 
 
 @pytest.mark.parametrize("engine", ["interpret", "translate"])
@@ -88,7 +99,7 @@ def test_exits_are_counted_by_cause_and_toyos_makes_each_kind(toyos):
     assert monitor.shadow.flushes >= 3                 # a ptbr write per address space switch
     report = monitor.report()
     assert report.splitlines()[0].split() == ["exit", "count"]
-    assert f"total{monitor.exits.total:>19}" in report
+    assert f"total{monitor.exits.total:>21}" in report
 
 
 # A tiny kernel: into user mode at `user`, which computes for a while and
@@ -119,8 +130,8 @@ again:
 """
 
 
-def run_monitor(source, memory=1 << 16, engine="translate", steps=10_000_000, **kw):
-    monitor = Monitor(memory, console=Console(), engine=engine, **kw)
+def run_monitor(source, memory=1 << 16, engine="translate", steps=10_000_000, kind=Monitor, **kw):
+    monitor = kind(memory, console=Console(), engine=engine, **kw)
     monitor.machine.load(assemble(source, "test.s"))
     monitor.machine.run(steps)
     return monitor
@@ -313,17 +324,95 @@ def test_cli_runs_toyos_under_the_monitor_and_prints_the_exits(toyos, cli):
                                        b"$ bye\n$ \n")
     lines = r.stderr.decode().splitlines()
     assert lines[0].split() == ["exit", "count", "per", "s"]
-    table = {cause: count for cause, count, _rate in (line.rsplit(None, 2) for line in lines[1:12])}
+    table = {cause: count for cause, count, _rate in (line.rsplit(None, 2) for line in lines[1:2 + len(CAUSES)])}
     assert int(table["sysreg write"]) > 0 and int(table["device"]) > 0
     assert int(table["total"]) == sum(int(n) for cause, n in table.items() if cause != "total")
     assert bare.stderr == b""
 
 
+# A toyos session, cut in two by a snapshot at SNAP_AT steps: the first half
+# typed before, the rest after (the console's input is part of no snapshot).
+SESSION = (b"ls\ncat motd\n", b"bad\ncounter 2\nps\nhello\n")
+SNAP_AT = 60_000
+
+
+@pytest.mark.parametrize("before, after", [("trap", "none"), ("none", "trap"), ("trap", "trap"),
+                                           ("hw", "none"), ("none", "hw"), ("trap", "hw")])
+def test_a_snapshot_under_the_monitor_continues_on_bare_emu_and_back(toyos, cli, tmp_path,
+                                                                     before, after):
+    whole = cli("run", str(toyos), input=b"".join(SESSION))
+    snap = tmp_path / "s.snap"
+    # The first half typed, and the input left open: the guest waits for more.
+    first = subprocess.Popen([sys.executable, "-m", "emu", "run", "--virtualization", before,
+                              "--snapshot-at", str(SNAP_AT), str(snap), "--steps", str(SNAP_AT),
+                              str(toyos)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, cwd=REPO)
+    try:
+        first.stdin.write(SESSION[0])
+        first.stdin.flush()
+        first.stdout = first.stdout.read()
+        first.stderr = first.stderr.read()
+    finally:
+        first.stdin.close()
+        first.wait(timeout=60)
+    assert first.returncode == 0 and snap.exists(), first.stderr
+    rest = cli("restore", "--virtualization", after, str(snap), input=SESSION[1])
+    assert rest.returncode == whole.returncode == 0, rest.stderr
+    # The guest cannot tell: the session reads the same, byte for byte.
+    assert first.stdout + rest.stdout == whole.stdout
+    assert b"Hello from user space" in rest.stdout
+    assert (b"exit" in rest.stderr) == (after != "none")      # the exits, under a monitor
+
+
+def test_a_snapshot_of_a_monitored_guest_is_a_bare_machines_state(toyos, tmp_path):
+    from emu import snapshot
+    typed = b"hello\n"
+    bare, monitor = boot_both(toyos, typed, "translate", hold_open=True)
+    bare.run(SNAP_AT)
+    monitor.machine.run(SNAP_AT)
+    for machine, name in ((bare, "bare"), (monitor.machine, "monitored")):
+        snapshot.save(machine, tmp_path / f"{name}.snap")
+    bare_state = snapshot.restore(tmp_path / "bare.snap")
+    for machine in (snapshot.restore(tmp_path / "monitored.snap"),
+                    Monitor.restore(tmp_path / "bare.snap").machine):
+        # The virtual system registers, not the real CPU's; the guest's RAM
+        # only, not the shadows above it.
+        assert machine.memory.size == bare.memory.size
+        assert machine.save_state()["cpu"]["sregs"] == bare_state.save_state()["cpu"]["sregs"]
+    restored = Monitor.restore(tmp_path / "monitored.snap", console=Console(hold_open=True))
+    restored.machine.console.output[:0] = bare.console.output    # printed before the snapshot
+    restored.machine.run(5_000_000)
+    bare.run(5_000_000)
+    assert b"Hello from user space" in restored.machine.console.output
+    assert guest_state(restored.machine, restored.ram.ram, restored.vcpu) == \
+        guest_state(bare, bare.memory.ram)
+    # A diff snapshot of a monitored guest holds the guest's pages only.
+    snapshot.save_diff(restored.machine, tmp_path / "diff.snap")
+    again = snapshot.restore(tmp_path / "diff.snap")
+    assert bytes(again.memory.ram) == bytes(restored.ram.ram)
+
+
+def test_ctrl_a_s_saves_a_snapshot_under_the_monitor(toyos, terminal, tmp_path, cli):
+    t = terminal("run", "--virtualization", "trap", str(toyos))
+    t.read_until(b"$ ")
+    t.write(b"\x01s")
+    t.read_until(b"emu: snapshot saved to ")
+    name = t.read_until(b".snap").decode() + ".snap"
+    t.write(b"\x01x")
+    assert t.wait() == 0
+    r = cli("restore", str(tmp_path / name), input=b"hello\n")
+    assert r.returncode == 0 and b"Hello from user space" in r.stdout
+
+
 def test_cli_refuses_what_the_monitor_cannot_do_with_one_line(toyos, cli, tmp_path):
-    snap = tmp_path / "x.snap"
-    r = cli("run", "--virtualization", "trap", "--snapshot-at", "1000", str(snap), str(toyos))
-    assert r.returncode == 125 and r.stdout == b"" and not snap.exists()
-    assert r.stderr.decode().count("\n") == 1 and "under the monitor" in r.stderr.decode()
+    big = tmp_path / "big.snap"
+    # As big as bare emu allows: no room left above it for the monitor's shadows.
+    r = cli("run", "--mem", hex(isa.MMIO_BASE), "--snapshot-at", "0", str(big), "--steps", "0",
+            str(toyos))
+    assert r.returncode == 0 and big.exists()
+    r = cli("restore", "--virtualization", "trap", str(big))
+    assert r.returncode == 125 and r.stdout == b"" and r.stderr.decode().count("\n") == 1
+    assert "under the monitor" in r.stderr.decode()
     r = cli("run", "--virtualization", "trap", "--mem", "4000M", str(toyos))
     assert r.returncode == 125 and r.stderr.decode().count("\n") == 1
     assert "under the monitor" in r.stderr.decode()
@@ -333,30 +422,32 @@ def test_cli_refuses_what_the_monitor_cannot_do_with_one_line(toyos, cli, tmp_pa
 
 def run_bare_and_monitored(image, steps, memory=fuzz.MEMORY, input_bytes=b"", disk=None,
                            sregs=None, engine="interpret"):
-    """Run `image` on bare emu and under the monitor (each with a fresh copy
-    of the disk) and check that the guest ends in the same state."""
+    """Run `image` on bare emu, under the monitor and with hardware
+    assistance (each with a fresh copy of the disk) and check that the guest
+    ends in the same state."""
     with tempfile.TemporaryDirectory() as scratch:
         path = os.path.join(scratch, "disk.img")
         results = []
-        for virtualized in (False, True):
+        for kind in (None, Monitor, AssistedMonitor):
             if disk is not None:
                 with open(path, "wb") as f:
                     f.write(disk)
             kw = dict(console=Console(input_bytes=input_bytes), engine=engine,
                       disk=path if disk is not None else None)
-            monitor = Monitor(memory, **kw) if virtualized else None
-            machine = monitor.machine if virtualized else Machine(memory, **kw)
+            monitor = kind and kind(memory, **kw)
+            machine = monitor.machine if monitor else Machine(memory, **kw)
             machine.load(image)
             for sreg, value in (sregs or {}).items():
-                (monitor.vcpu if virtualized else machine.cpu).sregs[sreg] = value
-            if virtualized:
+                (guest_cpu(monitor) if monitor else machine.cpu).sregs[sreg] = value
+            if kind is Monitor:
                 monitor.enter_guest()
-            with fuzz.no_hang(f"{'monitor' if virtualized else 'bare'}, {steps} steps"):
+            with fuzz.no_hang(f"{kind.__name__ if kind else 'bare'}, {steps} steps"):
                 machine.run(steps)
             results.append((monitor, machine, Path(path).read_bytes() if disk else None))
-        (_, bare, bare_disk), (monitor, _, monitor_disk) = results
-        same_guest(monitor, bare)
-        assert monitor_disk == bare_disk
+        (_, bare, bare_disk), *monitored = results
+        for monitor, _, monitor_disk in monitored:
+            same_guest(monitor, bare)
+            assert monitor_disk == bare_disk
 
 
 @fuzz.fuzz(20)
@@ -451,3 +542,121 @@ def test_no_unprivileged_instruction_exits(engine):
     # The power-off and a shadow fill for the code page and the data page: no more.
     assert once.exits.counts == often.exits.counts
     assert often.exits.total == 3 and often.exits.counts["shadow fill"] == 2
+
+
+# -- hardware assistance: the guest in guest mode, two-stage translation ---------------------
+
+@pytest.mark.parametrize("engine", ["interpret", "translate"])
+def test_a_toyos_session_is_identical_on_bare_emu_and_with_hardware_assistance(toyos, engine):
+    typed = b"ls\ncat motd\nbad\nbad peek\nbad jump\ncounter 2\nps\nhello\n"
+    bare = Machine(console=Console(input_bytes=typed), engine=engine, disk=str(toyos))
+    hw = AssistedMonitor(console=Console(input_bytes=typed), engine=engine, disk=str(toyos))
+    for machine in (bare, hw.machine):
+        machine.boot()
+        machine.run(20_000_000)
+    assert "killed: page fault on store" in bytes(hw.machine.console.output).decode()
+    assert hw.machine.stop_reason == "powered off with status 0"
+    same_guest(hw, bare)
+    counts = hw.exits.counts
+    # The guest's own system registers, eret, page-table edits, traps and
+    # faults stay in guest mode; the devices, waiting, interrupts and new
+    # guest-physical pages leave it.
+    for cause in ("sysreg read", "sysreg write", "eret", "tlbflush", "shadow fill",
+                  "guest fault", "guest trap"):
+        assert counts[cause] == 0, cause
+    for cause in ("device", "halt", "2nd-level fill"):
+        assert counts[cause] > 0, cause
+    assert counts["device"] == sum(hw.machine.exits.values())
+    assert counts["2nd-level fill"] == hw.mapped <= hw.ram.size // isa.PAGE_SIZE
+    # Against trap-and-emulate, the same session: far fewer exits.
+    _, trap = boot_both(toyos, typed, engine)
+    trap.machine.run(20_000_000)
+    assert hw.exits.total * 2 < trap.exits.total
+
+
+@pytest.mark.parametrize("engine", ["interpret", "translate"])
+def test_page_table_edits_and_the_guests_own_traps_make_no_exit_with_hardware_assistance(engine):
+    bare = Machine(1 << 16, console=Console(), engine=engine)
+    bare.load(assemble(EDIT, "test.s"))
+    bare.run(10_000)
+    hw = run_monitor(EDIT, engine=engine, kind=AssistedMonitor)
+    same_guest(hw, bare)
+    assert hw.exits.counts["tlbflush"] == hw.exits.counts["sysreg write"] == 0
+    loop = run_monitor(LOOP.format(count=20_000), engine=engine, kind=AssistedMonitor)
+    assert loop.machine.exit_status == 5                  # the system call: the guest's, no exit
+    assert loop.exits.total == loop.exits.counts["device"] + loop.exits.counts["2nd-level fill"]
+
+
+@pytest.mark.parametrize("engine", ["interpret", "translate"])
+def test_a_guest_in_guest_mode_cannot_reach_past_its_own_memory(engine, tmp_path):
+    disk = tmp_path / "mark.img"
+    disk.write_bytes(bytes.fromhex("e712ec05") * 128)
+    ram = 1 << 16
+    source = REACH.format(ram_end=ram)
+    bare = Machine(ram, console=Console(), engine=engine, disk=str(disk))
+    bare.load(assemble(source, "test.s"))
+    bare.run(100_000)
+    hw = run_monitor(source, ram, engine, disk=str(disk), kind=AssistedMonitor)
+    assert bare.exit_status == 3 + 16
+    same_guest(hw, bare)
+    # Nothing of the guest's reached the second-level table past its RAM.
+    host = hw.cpu.memory
+    assert bytes.fromhex("e712ec05") not in host.read_bytes(ram, host.size - ram)
+
+
+def test_cli_runs_toyos_with_hardware_assistance_and_prints_the_exits(toyos, cli):
+    typed = b"hello\necho bye\n"
+    bare = cli("run", str(toyos), input=typed)
+    r = cli("run", "--virtualization", "hw", str(toyos), input=typed)
+    assert r.returncode == bare.returncode == 0 and r.stdout == bare.stdout
+    table = dict(line.rsplit(None, 2)[:2]
+                 for line in r.stderr.decode().splitlines()[1:2 + len(CAUSES)])
+    assert int(table["sysreg write"]) == 0 and int(table["2nd-level fill"]) > 0
+    assert int(table["total"]) == sum(int(n) for cause, n in table.items() if cause != "total")
+
+
+# -- variant P: a sensitive instruction that does not trap, and binary translation ------------
+
+class VariantPMachine(Machine):
+    cpu_class = VariantPCPU
+
+
+@pytest.mark.parametrize("engine", ["interpret", "translate"])
+def test_variant_p_breaks_trap_and_emulate_and_binary_translation_repairs_it(toyos, engine):
+    typed = b"hello\nps\n"
+    standard = Machine(console=Console(input_bytes=typed), engine=engine, disk=str(toyos))
+    bare = VariantPMachine(console=Console(input_bytes=typed), engine=engine, disk=str(toyos))
+    naive, translated = (Monitor(console=Console(input_bytes=typed), engine=engine, disk=str(toyos),
+                                 variant_p=True, translate_sensitive=bt) for bt in (False, True))
+    for machine in (standard, bare, naive.machine, translated.machine):
+        machine.boot()
+        machine.run(5_000_000)
+    # A kernel in supervisor mode cannot tell the variant from the standard CPU.
+    assert bytes(bare.console.output) == bytes(standard.console.output)
+    assert b"I am process 2" in bytes(bare.console.output)
+    # Deprivileged, it reads the real mode (user) where its own was, its
+    # writes of status vanish, and the monitor is never told: its first
+    # system call looks to it like a trap of its own, and it panics.
+    assert b"kernel trap: cause 5" in bytes(naive.machine.console.output)
+    assert naive.machine.exit_status != 0 and naive.exits.counts["translated"] == 0
+    # Its sensitive instructions rewritten into calls to the monitor, it runs
+    # as on bare hardware, to the bit.
+    same_guest(translated, bare)
+    counts = translated.exits.counts
+    assert counts["translated"] > 0
+    assert counts["sysreg read"] > 0                     # the other system registers still trap
+
+
+def test_a_translated_status_access_in_guest_user_mode_does_what_the_variant_does():
+    # A user program reads status (the real one on variant P: user mode,
+    # as the guest's kernel set it) and writes it (ignored), with no trap.
+    source = LOOP.format(count=1).replace("syscall", "mfsr a0, status\n    mtsr status, zero\n    syscall")
+    bare = VariantPMachine(1 << 16, console=Console())
+    bare.load(assemble(source, "test.s"))
+    bare.run(10_000)
+    monitor = run_monitor(source, variant_p=True, translate_sensitive=True)
+    assert bare.exit_status == monitor.machine.exit_status == 5
+    same_guest(monitor, bare)
+    assert bare.cpu.regs[1] & isa.STATUS_U
+    # The kernel's own `mtsr status` and the program's two: all three calls to the monitor.
+    assert monitor.exits.counts["translated"] == 3 and monitor.exits.counts["guest trap"] == 1
