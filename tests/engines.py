@@ -38,10 +38,11 @@ class Docker:
         self.dir = str(tmp)
         os.makedirs(self.dir, exist_ok=True)
         self.sock = os.path.join(self.dir, "docker.sock")
+        self.exec_root = os.path.join(self.dir, "exec")  # its containerd, and the runtimes' state (runtime-*)
         self.log = open(os.path.join(self.dir, "dockerd.log"), "wb")
         self.proc = subprocess.Popen(
             ["dockerd", "--data-root", os.path.join(self.dir, "data"),
-             "--exec-root", os.path.join(self.dir, "exec"), "--pidfile", os.path.join(self.dir, "dockerd.pid"),
+             "--exec-root", self.exec_root, "--pidfile", os.path.join(self.dir, "dockerd.pid"),
              "-H", f"unix://{self.sock}", "--bridge=none", "--iptables=false", "--ip6tables=false",
              "--ip-masq=false", "--userland-proxy=false", "--cgroup-parent", cgroup_parent,
              *[f"--add-runtime={name}={path}" for name, path in (runtimes or {}).items()]],

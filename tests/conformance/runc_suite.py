@@ -51,7 +51,8 @@ IMAGE = os.path.join(PROJECT, "images", "busybox.tar")
 SKIPS = os.path.join(HERE, "skips.txt")
 MINIRT_RUNC = os.path.join(os.path.dirname(sys.executable), "minirt-runc")  # beside the venv's python
 TOOLS = {"bats": "bats", "jq": "jq", "gawk": "gawk"}  # command -> Debian package
-FILE_TIMEOUT = 900  # seconds for one .bats file; a hung runtime must not hang the run
+TEST_TIMEOUT = 120  # seconds for one test (a runtime that hangs fails it: bats kills the test)
+FILE_TIMEOUT = 1800  # seconds for one .bats file, then its whole process tree is killed
 
 
 # -- 1. the suite ------------------------------------------------------------------
@@ -170,17 +171,36 @@ def prepare(tree, rootfs):
 
 # -- 4. the runs -------------------------------------------------------------------
 
-TAP = re.compile(r"^(ok|not ok) \d+ (.*?)(?: # skip(?: (.*))?)?$")
+TAP = re.compile(r"^(ok|not ok) \d+ (.*?)(?: # (skip|timeout)\b ?(.*))?$")
 
 
 def parse_tap(text):
-    """TAP lines -> {test name: ("passed"|"failed"|"skipped", skip reason)}."""
+    """TAP lines -> {test name: ("passed"|"failed"|"skipped", reason)}."""
     results = {}
     for line in text.splitlines():
         if m := TAP.match(line):
-            verdict = "failed" if m[1] == "not ok" else "skipped" if " # skip" in line else "passed"
-            results[m[2]] = (verdict, m[3] or "")
+            verdict = "failed" if m[1] == "not ok" else "skipped" if m[3] == "skip" else "passed"
+            results[m[2]] = (verdict, m[4] if m[3] == "skip" else f"timeout {m[4]}" if m[3] else "")
     return results
+
+
+def kill_tree(pid):
+    """SIGKILL ``pid`` and all its descendants (bats, the runtime, its children)."""
+    children = {}
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                children.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(p))
+        except OSError:
+            pass
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        todo += children.get(p, [])
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def run_suite(integration, runtime, files, results_dir):
@@ -190,7 +210,7 @@ def run_suite(integration, runtime, files, results_dir):
     ``runc run`` of a bundle with a terminal and no console socket uses the
     controlling terminal."""
     os.makedirs(results_dir, exist_ok=True)
-    env = dict(os.environ, RUNC=runtime)
+    env = dict(os.environ, RUNC=runtime, BATS_TEST_TIMEOUT=str(TEST_TIMEOUT))
     outcome = {}
     start = time.monotonic()
     for path in files:
@@ -202,7 +222,7 @@ def run_suite(integration, runtime, files, results_dir):
         try:
             proc.wait(FILE_TIMEOUT)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc.pid)
             proc.wait()
             with open(tap_path, "a") as f:
                 f.write(f"\n# runc_suite: killed after {FILE_TIMEOUT} s\n")
