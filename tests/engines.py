@@ -89,9 +89,13 @@ class Podman:
 
     def run(self, *args, detach=False, timeout=120):
         """``podman run --rm`` (or ``-d``) as this machine allows it, in the session's cgroup."""
-        return self("run", "-d" if detach else "--rm", "--network", "none", "--cgroups", "no-conmon",
-                    "--cgroup-parent", "/" + self.cgroup_parent,
-                    "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", *args, timeout=timeout)
+        return subprocess.run(self.run_argv(*args, detach=detach), capture_output=True, timeout=timeout, env=self.env)
+
+    def run_argv(self, *args, detach=False):
+        """The command line of ``run`` (to be run with ``env``)."""
+        return self.base + ["run", "-d" if detach else "--rm", "--network", "none", "--cgroups", "no-conmon",
+                            "--cgroup-parent", "/" + self.cgroup_parent,
+                            "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", *args]
 
     def stop(self):
         self("rm", "-af")
@@ -149,15 +153,22 @@ class Containerd:
         return "\n".join(lines) + "\n"
 
     def __call__(self, *args, input=None, timeout=120):
-        return subprocess.run(["ctr", "--address", self.sock, "--namespace", self.NAMESPACE, *args], input=input,
-                              capture_output=True, timeout=timeout)
+        return subprocess.run(self.ctr_argv(*args), input=input, capture_output=True, timeout=timeout)
+
+    def ctr_argv(self, *args):
+        return ["ctr", "--address", self.sock, "--namespace", self.NAMESPACE, *args]
 
     def ctr_run(self, runtime, image, cid, *command, detach=False, timeout=120):
         """``ctr run`` of ``command`` in container ``cid`` through the runc shim
         with runtime ``runtime``'s binary and root, in the session's cgroup."""
-        return self("run", *(["--detach"] if detach else ["--rm"]), "--runtime", "io.containerd.runc.v2",
-                    "--runc-binary", self.runtimes[runtime], "--runc-root", self.runtime_root(runtime),
-                    "--cgroup", f"/{self.cgroup_parent}/{cid}", image, cid, *command, timeout=timeout)
+        return subprocess.run(self.ctr_run_argv(runtime, image, cid, *command, detach=detach),
+                              capture_output=True, timeout=timeout)
+
+    def ctr_run_argv(self, runtime, image, cid, *command, detach=False):
+        """The command line of ``ctr_run``."""
+        return self.ctr_argv("run", *(["--detach"] if detach else ["--rm"]), "--runtime", "io.containerd.runc.v2",
+                             "--runc-binary", self.runtimes[runtime], "--runc-root", self.runtime_root(runtime),
+                             "--cgroup", f"/{self.cgroup_parent}/{cid}", image, cid, *command)
 
     def stop(self):
         if self.proc.poll() is None:

@@ -10,12 +10,12 @@ is a conformance test for every other one.
 
 What it does, each step done once and kept in .cache/conformance:
 
-1. the suite: Debian's source package of runc (the version installed here when
+1. its tools: bats, jq and gawk (and dpkg-source), installed with apt-get when missing;
+2. the suite: Debian's source package of runc (the version installed here when
    there is one), fetched with ``apt-get source`` under an apt configuration of
    our own (a temporary directory whose sources.list has the deb-src twins of
    the host's Debian entries); never the host's apt configuration, never
    committed;
-2. its tools: bats, jq and gawk, installed with apt-get when missing;
 3. its images: runc's tests download a busybox and a Debian root filesystem
    (get-images.sh, with Go and curl); here both are images/busybox.tar's root
    filesystem, flattened by minirt's own image code, and get-images.sh is
@@ -50,7 +50,7 @@ CACHE = os.path.join(PROJECT, ".cache", "conformance")
 IMAGE = os.path.join(PROJECT, "images", "busybox.tar")
 SKIPS = os.path.join(HERE, "skips.txt")
 MINIRT_RUNC = os.path.join(os.path.dirname(sys.executable), "minirt-runc")  # beside the venv's python
-TOOLS = {"bats": "bats", "jq": "jq", "gawk": "gawk"}  # command -> Debian package
+TOOLS = {"bats": "bats", "jq": "jq", "gawk": "gawk", "dpkg-source": "dpkg-dev"}  # command -> Debian package
 TEST_TIMEOUT = 120  # seconds for one test (a runtime that hangs fails it: bats kills the test)
 FILE_TIMEOUT = 1800  # seconds for one .bats file, then its whole process tree is killed
 
@@ -297,8 +297,8 @@ def main(argv=None):
     reasons = intended_skips()
 
     os.makedirs(args.cache, exist_ok=True)
-    tree = fetch_suite(args.cache)
     install_tools()
+    tree = fetch_suite(args.cache)
     integration = prepare(tree, busybox_rootfs_tar(args.cache))
     files = [os.path.join(integration, f) for f in args.files] or sorted(glob.glob(os.path.join(integration, "*.bats")))
     for f in files:
