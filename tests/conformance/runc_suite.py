@@ -19,8 +19,8 @@ What it does, each step done once and kept in .cache/conformance:
 3. its images: runc's tests download a busybox and a Debian root filesystem
    (get-images.sh, with Go and curl); here both are images/busybox.tar's root
    filesystem, flattened by minirt's own image code, and get-images.sh is
-   replaced by one that names it.  recvtty (a Go program in runc's tree) is
-   tests/conformance/recvtty.py;
+   replaced by one that names it.  recvtty and seccompagent (Go programs in
+   runc's tree) are tests/conformance/recvtty.py and seccompagent.py;
 4. the runs: tests/integration/*.bats, one bats per file, with RUNC=PATH for
    each runtime (default: /usr/sbin/runc, and minirt's .venv/bin/minirt-runc
    once it exists); each file's TAP output goes to .cache/conformance/results/.
@@ -156,15 +156,17 @@ def busybox_rootfs_tar(cache):
 
 
 def prepare(tree, rootfs):
-    """Point the suite at our images and our recvtty (in the fetched copy only)."""
+    """Point the suite at our images, recvtty and seccompagent (in the fetched copy only)."""
     integration = os.path.join(tree, "tests", "integration")
     with open(os.path.join(integration, "get-images.sh"), "w") as f:
         f.write("#!/bin/sh\n# written by minirt's tests/conformance/runc_suite.py: no downloads\n"
                 f"echo BUSYBOX_IMAGE={rootfs}\necho DEBIAN_IMAGE={rootfs}\n")
-    recvtty = os.path.join(tree, "contrib", "cmd", "recvtty", "recvtty")
-    with open(recvtty, "w") as f:
-        f.write(f'#!/bin/sh\nexec {sys.executable} -I -S {os.path.join(HERE, "recvtty.py")} "$@"\n')
-    for script in (recvtty, os.path.join(integration, "get-images.sh")):
+    helpers = [os.path.join(integration, "get-images.sh")]
+    for name in ("recvtty", "seccompagent"):  # Go programs in runc's tree; ours in Python
+        helpers.append(os.path.join(tree, "contrib", "cmd", name, name))
+        with open(helpers[-1], "w") as f:
+            f.write(f'#!/bin/sh\nexec {sys.executable} -I -S {os.path.join(HERE, name + ".py")} "$@"\n')
+    for script in helpers:
         os.chmod(script, 0o755)
     return integration
 
