@@ -47,12 +47,7 @@ class Docker:
              "--ip-masq=false", "--userland-proxy=false", "--cgroup-parent", cgroup_parent,
              *[f"--add-runtime={name}={path}" for name, path in (runtimes or {}).items()]],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while self("version").returncode != 0:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"dockerd did not start: see {self.log.name}")
-            time.sleep(0.2)
+        _wait_until_serving(self, "dockerd")
 
     def __call__(self, *args, input=None, timeout=120):
         return subprocess.run(["docker", "-H", f"unix://{self.sock}", *args], input=input,
@@ -118,12 +113,7 @@ class Containerd:
         self.log = open(os.path.join(self.dir, "containerd.log"), "wb")
         self.proc = subprocess.Popen(["containerd", "--config", config], stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        deadline = time.monotonic() + 60
-        while self("version").returncode != 0:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"containerd did not start: see {self.log.name}")
-            time.sleep(0.1)
+        _wait_until_serving(self, "containerd")
 
     def runtime_root(self, name):
         """Where runtime ``name`` keeps its containers' state (runc's --root)."""
@@ -185,6 +175,16 @@ class Containerd:
                 pass
         self.log.close()
         _unmount_under(self.dir)
+
+
+def _wait_until_serving(engine, name):
+    """Until ``engine("version")`` answers; if the daemon dies or takes a minute, stop it and say so."""
+    deadline = time.monotonic() + 60
+    while engine("version").returncode != 0:
+        if engine.proc.poll() is not None or time.monotonic() > deadline:
+            engine.stop()
+            raise RuntimeError(f"{name} did not start: see {engine.log.name}")
+        time.sleep(0.1)
 
 
 def _pids_with_argument(word):

@@ -51,7 +51,7 @@ IMAGE = os.path.join(PROJECT, "images", "busybox.tar")
 SKIPS = os.path.join(HERE, "skips.txt")
 MINIRT_RUNC = os.path.join(os.path.dirname(sys.executable), "minirt-runc")  # beside the venv's python
 TOOLS = {"bats": "bats", "jq": "jq", "gawk": "gawk", "dpkg-source": "dpkg-dev"}  # command -> Debian package
-TEST_TIMEOUT = 120  # seconds for one test (a runtime that hangs fails it: bats kills the test)
+TEST_TIMEOUT = 120  # seconds without a test ending, then the runtime's processes are killed
 FILE_TIMEOUT = 1800  # seconds for one .bats file, then its whole process tree is killed
 
 
@@ -186,8 +186,8 @@ def parse_tap(text):
     return results
 
 
-def kill_tree(pid):
-    """SIGKILL ``pid`` and all its descendants (bats, the runtime, its children)."""
+def descendants(pid):
+    """The processes below ``pid``, nearest first."""
     children = {}
     for p in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -195,14 +195,32 @@ def kill_tree(pid):
                 children.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(p))
         except OSError:
             pass
-    todo = [pid]
+    found, todo = [], [pid]
     while todo:
-        p = todo.pop()
-        todo += children.get(p, [])
+        below = children.get(todo.pop(0), [])
+        found += below
+        todo += below
+    return found
+
+
+def kill(pids):
+    for pid in pids:
         try:
-            os.kill(p, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def runtime_processes(pid, runtime):
+    """The processes below ``pid`` that run ``runtime`` (and what they started)."""
+    found = []
+    for p in descendants(pid):
+        try:
+            if os.readlink(f"/proc/{p}/exe") == os.path.realpath(runtime):
+                found += [p] + descendants(p)
+        except OSError:
+            pass
+    return found
 
 
 def run_suite(integration, runtime, files, results_dir):
@@ -210,9 +228,13 @@ def run_suite(integration, runtime, files, results_dir):
 
     bats runs under ``script``, on a pseudo-terminal of its own, as in runc's CI:
     ``runc run`` of a bundle with a terminal and no console socket uses the
-    controlling terminal."""
+    controlling terminal.  A runtime that hangs fails its test: when a file's
+    TAP output has not grown for TEST_TIMEOUT seconds, the runtime's processes
+    are killed (not the test, whose teardown cleans up).  (bats' own
+    BATS_TEST_TIMEOUT cannot serve: its watchdog is a background job of the
+    test, and the tests that ``wait`` for their own jobs would wait for it.)"""
     os.makedirs(results_dir, exist_ok=True)
-    env = dict(os.environ, RUNC=runtime, BATS_TEST_TIMEOUT=str(TEST_TIMEOUT))
+    env = dict(os.environ, RUNC=runtime)
     outcome = {}
     start = time.monotonic()
     for path in files:
@@ -221,13 +243,23 @@ def run_suite(integration, runtime, files, results_dir):
         command = f"bats --tap {shlex.quote(path)} >{shlex.quote(tap_path)} 2>&1"
         proc = subprocess.Popen(["script", "-q", "-e", "-c", command, "/dev/null"], cwd=integration, env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
-        try:
-            proc.wait(FILE_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            kill_tree(proc.pid)
-            proc.wait()
-            with open(tap_path, "a") as f:
-                f.write(f"\n# runc_suite: killed after {FILE_TIMEOUT} s\n")
+        began = progress = time.monotonic()
+        size = 0
+        while proc.poll() is None:
+            time.sleep(1)
+            now = time.monotonic()
+            if os.path.exists(tap_path) and os.path.getsize(tap_path) != size:
+                size, progress = os.path.getsize(tap_path), now
+            elif now - progress > TEST_TIMEOUT:
+                kill(runtime_processes(proc.pid, runtime))
+                progress = now
+                with open(os.path.join(results_dir, "stalls.log"), "a") as f:
+                    f.write(f"{name}: {runtime} killed after {TEST_TIMEOUT} s without progress\n")
+            if now - began > FILE_TIMEOUT:
+                kill(descendants(proc.pid) + [proc.pid])
+                proc.wait()
+                with open(tap_path, "a") as f:
+                    f.write(f"\n# runc_suite: killed after {FILE_TIMEOUT} s\n")
         with open(tap_path) as f:
             tests = parse_tap(f.read())
         if not tests:  # bats refused the file (or hung before its first test)

@@ -53,34 +53,29 @@ def runtime_state(runtime):
     return state
 
 
-@pytest.fixture(scope="module")
-def oci_containerd(engines, runtime, busybox_image, tmp_path_factory):
-    engine = engines.Containerd(tmp_path_factory.mktemp("containerd"), CGROUP_PARENT, runtimes={"oci": runtime})
+def _ready(engine, *load):
+    """Yield ``engine`` once ``engine(*load)`` has loaded the image; stop it after."""
     try:
-        loaded = engine("images", "import", busybox_image)
+        loaded = engine(*load)
         assert loaded.returncode == 0, loaded.stderr.decode()
         yield engine
     finally:
         engine.stop()
+
+
+@pytest.fixture(scope="module")
+def oci_containerd(engines, runtime, busybox_image, tmp_path_factory):
+    engine = engines.Containerd(tmp_path_factory.mktemp("containerd"), CGROUP_PARENT, runtimes={"oci": runtime})
+    yield from _ready(engine, "images", "import", busybox_image)
 
 
 @pytest.fixture(scope="module")
 def oci_docker(engines, runtime, busybox_image, tmp_path_factory):
     engine = engines.Docker(tmp_path_factory.mktemp("docker"), CGROUP_PARENT, runtimes={"oci": runtime})
-    try:
-        loaded = engine("load", "-i", busybox_image)
-        assert loaded.returncode == 0, loaded.stderr.decode()
-        yield engine
-    finally:
-        engine.stop()
+    yield from _ready(engine, "load", "-i", busybox_image)
 
 
 @pytest.fixture(scope="module")
 def oci_podman(engines, runtime, busybox_image, tmp_path_factory):
     engine = engines.Podman(tmp_path_factory.mktemp("podman"), CGROUP_PARENT, runtime=runtime)
-    try:
-        loaded = engine("load", "-i", busybox_image)
-        assert loaded.returncode == 0, loaded.stderr.decode()
-        yield engine
-    finally:
-        engine.stop()
+    yield from _ready(engine, "load", "-i", busybox_image)
