@@ -45,7 +45,7 @@ def test_run_gives_output_and_exit_status(oci_containerd):
     assert "ctr-run" not in oci_containerd("containers", "list", "--quiet").stdout.decode()  # --rm
 
 
-def test_exec_pause_metrics_kill_delete(oci_containerd, runtime_state):
+def test_exec_pause_metrics_kill_delete(oci_containerd, runtime_state, runtime_calls):
     ctr, cid = oci_containerd, "ctr-life"
     r = ctr.ctr_run("oci", IMAGE, cid, "sleep", "1000", detach=True)
     assert r.returncode == 0, r.stderr.decode()
@@ -76,6 +76,9 @@ def test_exec_pause_metrics_kill_delete(oci_containerd, runtime_state):
         ctr("tasks", "delete", "--force", cid)
         ctr("containers", "delete", cid)
     assert not [d for d in _cgroup_dirs(cid) if os.path.exists(d)]
+    # The shim called the binary it was given, each time with the root it was given.
+    assert {"create", "start", "exec", "pause", "resume", "kill", "delete"} <= runtime_calls.verbs()
+    assert all(words[:2] == ["--root", root] for words in runtime_calls()), runtime_calls()
 
 
 def _cgroup_dirs(cid):

@@ -33,7 +33,7 @@ def test_run_gives_output_and_exit_status(oci_docker):
     assert f"/{CGROUP_PARENT}/" in r.stdout.decode()  # dockerd's --cgroup-parent, honoured
 
 
-def test_exec_pause_metrics_kill_delete(oci_docker, runtime_state):
+def test_exec_pause_metrics_kill_delete(oci_docker, runtime_state, runtime_calls):
     docker = oci_docker
     r = docker("run", "-d", "--runtime", "oci", "--network", "none", "busybox", "sleep", "1000")
     assert r.returncode == 0, r.stderr.decode()
@@ -64,3 +64,6 @@ def test_exec_pause_metrics_kill_delete(oci_docker, runtime_state):
         assert docker("rm", cid).returncode == 0
     finally:
         docker("rm", "-f", cid)
+    # dockerd's shim called the binary added as "oci", as engine-argv.txt has it.
+    assert {"create", "start", "exec", "pause", "resume", "kill", "delete"} <= runtime_calls.verbs()
+    assert all("--log-format json" in " ".join(words) for words in runtime_calls()), runtime_calls()
