@@ -343,6 +343,8 @@ def main(argv=None):
     if not args.runtime and "minirt" not in runtimes:
         print(f"runc_suite: {MINIRT_RUNC} does not exist yet: runc alone", file=sys.stderr)
     reasons = intended_skips()
+    if not os.path.exists(IMAGE):
+        sys.exit(f"runc_suite: {IMAGE} is missing: make images")
 
     os.makedirs(args.cache, exist_ok=True)
     install_tools()
