@@ -55,7 +55,7 @@ TEST_TIMEOUT = 120  # seconds without a test ending, then the runtime's processe
 FILE_TIMEOUT = 1800  # seconds for one .bats file, then its whole process tree is killed
 
 
-# -- 1. the suite ------------------------------------------------------------------
+# -- 2. the suite ------------------------------------------------------------------
 
 def source_lines(codename):
     """deb-src twins of the host's Debian entries (those for ``codename`` and its
@@ -127,7 +127,7 @@ def fetch_suite(cache):
     return tree
 
 
-# -- 2. tools, 3. images -----------------------------------------------------------
+# -- 1. tools, 3. images -----------------------------------------------------------
 
 def install_tools():
     missing = [package for command, package in TOOLS.items() if not shutil.which(command)]
