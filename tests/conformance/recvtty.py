@@ -13,8 +13,10 @@ in an SCM_RIGHTS message, to whoever listens on the console socket.
 - ``null``: accept any number of terminals and read each to nowhere, so that
   the containers never block writing to them; run until killed.
 
-The socket listens before the pid file is written: whoever waits for the pid
-file can connect at once.
+The pid file is written first, as runc's recvtty does: runc's tests kill the
+pid it names in their teardown, which can come moments after the start.  In
+null mode it lets go of the stdio it was started with (bats waits for every
+holder of a test's output to let go).
 """
 
 import argparse
@@ -89,19 +91,27 @@ def main(argv=None):
     parser.add_argument("--no-stdin", action="store_true", help="single mode: do not copy stdin in")
     parser.add_argument("socket")
     args = parser.parse_args(argv)
+    if args.pid_file:
+        with open(args.pid_file, "w") as f:
+            f.write(f"{os.getpid()}\n")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         listener.bind(args.socket)
     except OSError as e:
         sys.exit(f"recvtty: {args.socket}: {e.strerror}")
     listener.listen(16)
-    if args.pid_file:
-        with open(args.pid_file, "w") as f:
-            f.write(f"{os.getpid()}\n")
     if args.mode == "single":
         single(listener, args.no_stdin)
     else:
+        let_go_of_stdio()
         null(listener)
+
+
+def let_go_of_stdio():
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -214,6 +214,19 @@ def kill(pids):
             pass
 
 
+def marked(marker):
+    """The processes whose environment holds ``marker`` (NAME=VALUE)."""
+    found = []
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{p}/environ", "rb") as f:
+                if marker.encode() + b"\0" in f.read():
+                    found.append(int(p))
+        except OSError:
+            pass
+    return found
+
+
 def runtime_processes(pid, runtime):
     """The processes below ``pid`` that run ``runtime`` (and what they started)."""
     found = []
@@ -233,11 +246,14 @@ def run_suite(integration, runtime, files, results_dir):
     ``runc run`` of a bundle with a terminal and no console socket uses the
     controlling terminal.  A runtime that hangs fails its test: when a file's
     TAP output has not grown for TEST_TIMEOUT seconds, the runtime's processes
-    are killed (not the test, whose teardown cleans up).  (bats' own
+    are killed (not the test, whose teardown cleans up).  After each file,
+    whatever its tests left running (found by a variable in their environment)
+    is killed: a helper whose teardown came before its pid file.  (bats' own
     BATS_TEST_TIMEOUT cannot serve: its watchdog is a background job of the
     test, and the tests that ``wait`` for their own jobs would wait for it.)"""
     os.makedirs(results_dir, exist_ok=True)
-    env = dict(os.environ, RUNC=runtime)
+    marker = f"RUNC_SUITE_RUN={os.getpid()}-{time.monotonic_ns()}"  # inherited by all the tests start
+    env = dict(os.environ, RUNC=runtime, **dict([marker.split("=")]))
     outcome = {}
     start = time.monotonic()
     for path in files:
@@ -263,6 +279,7 @@ def run_suite(integration, runtime, files, results_dir):
                 proc.wait()
                 with open(tap_path, "a") as f:
                     f.write(f"\n# runc_suite: killed after {FILE_TIMEOUT} s\n")
+        kill(marked(marker))  # what the file's tests left running (double-forked helpers, say)
         with open(tap_path) as f:
             tests = parse_tap(f.read())
         if not tests:  # bats refused the file (or hung before its first test)
