@@ -171,7 +171,32 @@ def prepare(tree, rootfs):
             f.write(f'#!/bin/sh\nexec {sys.executable} -I -S {os.path.join(HERE, name + ".py")} "$@"\n')
     for script in helpers:
         os.chmod(script, 0o755)
+    wait_for_helpers(os.path.join(integration, "helpers.bash"))
     return integration
+
+
+# The lines of helpers.bash that start recvtty and seccompagent in the background,
+# and the socket each then listens on.
+BACKGROUND = {'("$RECVTTY" --pid-file "$dir/pid" --mode null "$CONSOLE_SOCKET" &) &': "$CONSOLE_SOCKET",
+              '("${SECCOMP_AGENT}" -socketfile="$SECCCOMP_AGENT_SOCKET" -pid-file "$BATS_TMPDIR/seccompagent.pid" &) &':
+              "$SECCCOMP_AGENT_SOCKET"}
+
+
+def wait_for_helpers(path):
+    """Make the suite wait, after starting recvtty or seccompagent, until its
+    socket is there (up to 10 s).  runc's Go helpers listen a millisecond after
+    they start and the suite counts on it; a Python one on a loaded host can
+    take longer than a whole short test."""
+    with open(path) as f:
+        text = f.read()
+    for line, sock in BACKGROUND.items():
+        wait = f'for _ in $(seq 200); do [ -S "{sock}" ] && break; sleep 0.05; done  # runc_suite.py'
+        if line + "\n\t" + wait not in text:
+            if line not in text:
+                sys.exit(f"runc_suite: {path} no longer starts a helper with: {line}")
+            text = text.replace(line, line + "\n\t" + wait)
+    with open(path, "w") as f:
+        f.write(text)
 
 
 # -- 4. the runs -------------------------------------------------------------------
