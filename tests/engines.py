@@ -19,9 +19,10 @@ command line: ../shared/conformance/engine-argv.txt lists how each calls it).
   shim whose ``options.BinaryName`` is PATH: a Kubernetes RuntimeClass handler
   NAME, as a node would configure it (the CRI plugin loads and checks it; ctr
   itself cannot name a handler, so ``ctr_run`` gives the shim the same binary
-  with ``--runc-binary``).  ``ctr(*args)`` runs ``ctr`` in the namespace "test".
+  with ``--runc-binary``).  ``containerd(*args)`` runs ``ctr`` against it, in
+  the namespace "test"; ``ctr_run(NAME, IMAGE, ID, *CMD)`` runs a container.
 
-Containers of both go under ``cgroup_parent`` (the test session's), so the
+Containers of all three go under ``cgroup_parent`` (the test session's), so the
 suite's leak check sees any they leave.
 """
 
