@@ -51,7 +51,7 @@ IMAGE = os.path.join(PROJECT, "images", "busybox.tar")
 SKIPS = os.path.join(HERE, "skips.txt")
 MINIRT_RUNC = os.path.join(os.path.dirname(sys.executable), "minirt-runc")  # beside the venv's python
 TOOLS = {"bats": "bats", "jq": "jq", "gawk": "gawk", "dpkg-source": "dpkg-dev"}  # command -> Debian package
-TEST_TIMEOUT = 120  # seconds without a test ending, then the runtime's processes are killed
+TEST_TIMEOUT = 60  # seconds without a test ending, then the runtime's processes are killed
 FILE_TIMEOUT = 1800  # seconds for one .bats file, then its whole process tree is killed
 
 
@@ -253,11 +253,15 @@ def marked(marker):
 
 
 def runtime_processes(pid, runtime):
-    """The processes below ``pid`` that run ``runtime`` (and what they started)."""
+    """The processes below ``pid`` that run ``runtime`` (a binary, or a script:
+    then its interpreter's argv names it), and what they started."""
+    wanted = {runtime, os.path.realpath(runtime)}
     found = []
     for p in descendants(pid):
         try:
-            if os.readlink(f"/proc/{p}/exe") == os.path.realpath(runtime):
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")[:2]
+            if os.readlink(f"/proc/{p}/exe") in wanted or wanted & set(argv):
                 found += [p] + descendants(p)
         except OSError:
             pass
