@@ -321,14 +321,25 @@ def run_suite(integration, runtime, files, results_dir):
 
 def sweep_cgroups():
     """Remove the tests' parent cgroup (runc-cgroups-integration-test) from every
-    hierarchy: on a hybrid host their teardown forgets the cgroup2 one.  Returns
-    the cgroups that could not go (a process of a runtime is still inside)."""
+    hierarchy: on a hybrid host their teardown forgets the cgroup2 one, and a
+    runtime killed mid-test leaves its container in it (perhaps frozen: thawed
+    here, then killed).  Returns the cgroups that still could not go."""
     left = []
     for top in glob.glob("/sys/fs/cgroup/*/") + ["/sys/fs/cgroup/"]:
         for sub, _dirs, _files in os.walk(os.path.join(top, "runc-cgroups-integration-test"), topdown=False):
-            try:
-                os.rmdir(sub)
-            except OSError:
+            for name, thawed in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+                if os.path.exists(os.path.join(sub, name)):
+                    with open(os.path.join(sub, name), "w") as f:
+                        f.write(thawed)
+            with open(os.path.join(sub, "cgroup.procs")) as f:
+                kill(int(pid) for pid in f.read().split())
+            for _ in range(50):
+                try:
+                    os.rmdir(sub)
+                    break
+                except OSError:
+                    time.sleep(0.02)  # the killed are still on their way out
+            else:
                 left.append(sub)
     return left
 
