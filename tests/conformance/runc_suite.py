@@ -232,24 +232,34 @@ def descendants(pid):
 
 
 def kill(pids):
+    """SIGKILL each of ``pids``, thawing its cgroup first: a frozen process
+    cannot die (cgroups.bats freezes one, to see a runtime refuse it)."""
     for pid in pids:
+        thaw(pid)
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
 
 
-def marked(marker):
-    """The processes whose environment holds ``marker`` (NAME=VALUE)."""
-    found = []
-    for p in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{p}/environ", "rb") as f:
-                if marker.encode() + b"\0" in f.read():
-                    found.append(int(p))
-        except OSError:
-            pass
-    return found
+def thaw(pid):
+    """Thaw the cgroups of ``pid``: cgroup v1's freezer, cgroup v2's cgroup.freeze."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            entries = [line.rstrip("\n").split(":", 2) for line in f]
+    except OSError:
+        return
+    v2 = "/sys/fs/cgroup/unified" if os.path.ismount("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"
+    for _hierarchy, controllers, path in entries:
+        if controllers == "freezer":
+            control, thawed = f"/sys/fs/cgroup/freezer{path}/freezer.state", "THAWED"
+        elif controllers == "":
+            control, thawed = f"{v2}{path}/cgroup.freeze", "0"
+        else:
+            continue
+        if os.path.exists(control):
+            with open(control, "w") as f:
+                f.write(thawed)
 
 
 def runtime_processes(pid, runtime):
