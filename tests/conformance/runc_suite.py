@@ -275,12 +275,13 @@ def marked(marker):
     return found
 
 
-def runtime_processes(pid, runtime):
-    """The processes below ``pid`` that run ``runtime`` (a binary, or a script:
-    then its interpreter's argv names it), and what they started."""
+def runtime_processes(marker, runtime):
+    """The processes of the run (``marker`` in their environment, even those
+    that left their parent) that run ``runtime`` (a binary, or a script: then
+    its interpreter's argv names it), and what they started."""
     wanted = {runtime, os.path.realpath(runtime)}
     found = []
-    for p in descendants(pid):
+    for p in marked(marker):
         try:
             with open(f"/proc/{p}/cmdline", "rb") as f:
                 argv = f.read().decode(errors="replace").split("\0")[:2]
@@ -322,7 +323,7 @@ def run_suite(integration, runtime, files, results_dir):
             if os.path.exists(tap_path) and os.path.getsize(tap_path) != size:
                 size, progress = os.path.getsize(tap_path), now
             elif now - progress > TEST_TIMEOUT:
-                kill(runtime_processes(proc.pid, runtime))
+                kill(runtime_processes(marker, runtime))
                 progress = now
                 with open(os.path.join(results_dir, "stalls.log"), "a") as f:
                     f.write(f"{name}: {runtime} killed after {TEST_TIMEOUT} s without progress\n")
