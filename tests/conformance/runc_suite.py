@@ -277,14 +277,16 @@ def marked(marker):
 
 def runtime_processes(marker, runtime):
     """The processes of the run (``marker`` in their environment, even those
-    that left their parent) that run ``runtime`` (a binary, or a script: then
-    its interpreter's argv names it), and what they started."""
-    wanted = {runtime, os.path.realpath(runtime)}
+    that left their parent) that run ``runtime`` or one of our helpers (a
+    binary, or a script: then its interpreter's argv names it), and what they
+    started.  (A test that fails before its own clean-up leaves its recvtty,
+    which holds bats' output open: bats would wait for it for ever.)"""
+    wanted = {runtime, os.path.realpath(runtime)} | {os.path.join(HERE, f"{h}.py") for h in ("recvtty", "seccompagent")}
     found = []
     for p in marked(marker):
         try:
             with open(f"/proc/{p}/cmdline", "rb") as f:
-                argv = f.read().decode(errors="replace").split("\0")[:2]
+                argv = f.read().decode(errors="replace").split("\0")[:4]
             if os.readlink(f"/proc/{p}/exe") in wanted or wanted & set(argv):
                 found += [p] + descendants(p)
         except OSError:
