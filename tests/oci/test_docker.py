@@ -3,7 +3,6 @@ and chosen with ``docker run --runtime oci`` (tests/engines.py: Docker;
 ../shared/conformance/engine-argv.txt: what its containerd shim asks of the
 runtime).  Each test runs once per runtime (conftest.py)."""
 
-import glob
 import json
 import os
 import time
@@ -18,11 +17,11 @@ def status(docker, cid):
     return docker("inspect", "-f", "{{.State.Status}}", cid).stdout.decode().strip()
 
 
-def state_root(docker, cid):
+def state_root(runtime_calls):
     """The runtime's --root that dockerd's shim gave it (exec-root/runtime-*/moby)."""
-    found = glob.glob(os.path.join(docker.exec_root, "runtime-*", "moby", cid))
-    assert len(found) == 1, f"no runtime state of {cid} under {docker.exec_root}"
-    return os.path.dirname(found[0])
+    roots = {words[words.index("--root") + 1] for words in runtime_calls() if "--root" in words}
+    assert len(roots) == 1, runtime_calls()
+    return roots.pop()
 
 
 def test_run_gives_output_and_exit_status(oci_docker):
@@ -40,7 +39,8 @@ def test_exec_pause_metrics_kill_delete(oci_docker, runtime_state, runtime_calls
     cid = r.stdout.decode().strip()
     try:
         assert docker("inspect", "-f", "{{.HostConfig.Runtime}}", cid).stdout == b"oci\n"
-        root = state_root(docker, cid)
+        root = state_root(runtime_calls)
+        assert root.startswith(docker.exec_root + "/")
         assert runtime_state(root, cid)["status"] == "running"  # this runtime made it
 
         r = docker("exec", cid, "sh", "-c", "echo $((6*7)); exit 4")
