@@ -7,15 +7,17 @@
 #   make images    the example images under images/
 #   make bench     the benchmarks, side by side with real peers (not tests)
 #   make fuzz      emu's fuzz tests, 100 times longer than in make test, fresh randomness
+#   make conformance  runc's own integration tests against runc and minirt's OCI
+#                  runtime (fetched from Debian at run time; not part of make test)
 
 PYTHON   ?= python3
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
 APT_PKGS := libcap-dev busybox-static iproute2 util-linux kmod zstd \
             runc crun skopeo umoci debootstrap nftables gcc slirp4netns docker-registry \
-            qemu-utils podman buildah docker.io
+            qemu-utils podman buildah docker.io containerd
 
-.PHONY: install system-packages venv test test-vm vm-kernel images bench fuzz clean
+.PHONY: install system-packages venv test test-vm vm-kernel images bench fuzz conformance clean
 
 install: system-packages venv images vm-kernel
 
@@ -55,6 +57,10 @@ test-vm: vm-kernel
 
 images:
 	$(PY) images/build.py images/
+
+# runc's bats suite from Debian's runc source package (kept in .cache/conformance).
+conformance: images
+	$(PY) tests/conformance/runc_suite.py
 
 bench:
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

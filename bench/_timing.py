@@ -14,11 +14,14 @@ thing once) over many runs.  Four habits keep the numbers honest:
   the mean, which one stray 200 ms hiccup would drag around.
 """
 
+import importlib.util
 import json
 import os
 import statistics
 import subprocess
 import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def python_env(repo, tmp):
@@ -111,3 +114,29 @@ def make_bundle(bundle, rootfs, runc, args):
     config["process"].update(args=list(args), terminal=False)
     with open(path, "w") as f:
         json.dump(config, f, indent=1)
+
+
+def engines_module():
+    """tests/engines.py: the real engines (dockerd, podman, containerd) with state of their own."""
+    spec = importlib.util.spec_from_file_location("engines", os.path.join(REPO, "tests", "engines.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def unmount_under(directory):
+    """Unmount whatever is still mounted below ``directory``, deepest first."""
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1] for line in f if line.split()[1].startswith(directory + "/")]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+def remove_cgroup(name):
+    """Remove the cgroup ``name`` (and what is below it) from every hierarchy, as far as empty."""
+    for top in [os.path.join("/sys/fs/cgroup", c) for c in os.listdir("/sys/fs/cgroup")] + ["/sys/fs/cgroup"]:
+        for sub, _dirs, _files in os.walk(os.path.join(top, name), topdown=False):
+            try:
+                os.rmdir(sub)
+            except OSError:
+                pass

@@ -25,7 +25,6 @@ Run as root: ``make bench`` or ``.venv/bin/python bench/bench_build.py [--runs N
 """
 
 import argparse
-import importlib.util
 import os
 import platform
 import shutil
@@ -33,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 
-from _timing import measure, python_env, run_quiet, summary, table, write_results
+from _timing import engines_module, measure, python_env, remove_cgroup, run_quiet, summary, table, unmount_under, write_results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -89,13 +88,6 @@ def base_images(tmp, wanted):
         except ImageError as e:
             print(f"debian: left out: {e}")
     return images
-
-
-def engines_module():
-    spec = importlib.util.spec_from_file_location("engines", os.path.join(REPO, "tests", "engines.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def builders(ctx, tag, root, env, buildah, docker):
@@ -180,29 +172,13 @@ def main():
                        capture_output=True)
         subprocess.run([sys.executable, "-m", "minirt", "--root", os.path.join(tmp, "minirt"), "system", "prune"],
                        capture_output=True, env=python_env(REPO, tmp))
-        for point in _mounts_under(tmp):
-            subprocess.run(["umount", "-l", point], capture_output=True)
-        for controller in os.listdir("/sys/fs/cgroup"):
-            _remove_cgroup(os.path.join("/sys/fs/cgroup", controller, cgroup_parent))
+        unmount_under(tmp)
+        remove_cgroup(cgroup_parent)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _load(average):
     return " ".join(f"{x:.1f}" for x in average)
-
-
-def _mounts_under(directory):
-    with open("/proc/self/mounts") as f:
-        return sorted((line.split()[1] for line in f if line.split()[1].startswith(directory + "/")),
-                      key=len, reverse=True)
-
-
-def _remove_cgroup(path):
-    for sub, _dirs, _files in os.walk(path, topdown=False):
-        try:
-            os.rmdir(sub)
-        except OSError:
-            pass
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@
   is left: a mount, a cgroup, a process.  Containers made by the tests use the
   cgroup parent ``minirt-test-<pid>``, so leftovers are recognisably ours.
 - ``busybox_image``, ``debian_image``: the example images (images/build.py).
-- ``docker``, ``podman``: real engines with state of their own (tests/engines.py);
+- ``docker``, ``podman``: real engines with state of their own (tests/engines.py;
+  ``engines`` is that module, for tests that configure their own);
   ``registries``: real registries (tests/image/registry.py).
 - ``terminal(*args, size=(ROWS, COLS))``: ``minirt ARGS`` at a pseudo-terminal
   of its own (a Terminal: ``read_until``, ``write``, ``interrupt_then_exit``,
@@ -301,6 +302,13 @@ def _engines():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def engines():
+    """tests/engines.py itself, for tests that start engines of their own making
+    (``engines.Docker(tmp, cgroup_parent, runtimes=...)``, ``engines.Containerd(...)``)."""
+    return _engines()
 
 
 @pytest.fixture(scope="module")

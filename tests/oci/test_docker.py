@@ -1,0 +1,69 @@
+"""dockerd drives the runtime under test, added with ``--add-runtime oci=PATH``
+and chosen with ``docker run --runtime oci`` (tests/engines.py: Docker;
+../shared/conformance/engine-argv.txt: what its containerd shim asks of the
+runtime).  Each test runs once per runtime (conftest.py)."""
+
+import json
+import os
+import time
+
+import pytest
+
+pytestmark = pytest.mark.privileged
+CGROUP_PARENT = os.environ["MINIRT_CGROUP_PARENT"]  # the session's (tests/conftest.py)
+
+
+def status(docker, cid):
+    return docker("inspect", "-f", "{{.State.Status}}", cid).stdout.decode().strip()
+
+
+def state_root(runtime_calls):
+    """The runtime's --root that dockerd's shim gave it (exec-root/runtime-*/moby)."""
+    roots = {words[words.index("--root") + 1] for words in runtime_calls() if "--root" in words}
+    assert len(roots) == 1, runtime_calls()
+    return roots.pop()
+
+
+def test_run_gives_output_and_exit_status(oci_docker):
+    r = oci_docker("run", "--rm", "--runtime", "oci", "--network", "none", "busybox",
+                   "sh", "-c", "echo out; echo err >&2; cat /proc/self/cgroup; exit 3")
+    assert r.returncode == 3, r.stderr.decode()
+    assert r.stdout.decode().startswith("out\n") and r.stderr == b"err\n"
+    assert f"/{CGROUP_PARENT}/" in r.stdout.decode()  # dockerd's --cgroup-parent, honoured
+
+
+def test_exec_pause_metrics_kill_delete(oci_docker, runtime_state, runtime_calls):
+    docker = oci_docker
+    r = docker("run", "-d", "--runtime", "oci", "--network", "none", "busybox", "sleep", "1000")
+    assert r.returncode == 0, r.stderr.decode()
+    cid = r.stdout.decode().strip()
+    try:
+        assert docker("inspect", "-f", "{{.HostConfig.Runtime}}", cid).stdout == b"oci\n"
+        root = state_root(runtime_calls)
+        assert root.startswith(docker.exec_root + "/")
+        assert runtime_state(root, cid)["status"] == "running"  # this runtime made it
+
+        r = docker("exec", cid, "sh", "-c", "echo $((6*7)); exit 4")
+        assert (r.returncode, r.stdout) == (4, b"42\n"), r.stderr.decode()
+
+        assert docker("pause", cid).returncode == 0
+        assert status(docker, cid) == "paused" and runtime_state(root, cid)["status"] == "paused"
+        assert docker("unpause", cid).returncode == 0
+        assert status(docker, cid) == "running"
+
+        stats = json.loads(docker("stats", "--no-stream", "--format", "{{json .}}", cid).stdout)
+        assert stats["PIDs"] == "1" and not stats["MemUsage"].startswith("0B"), stats
+
+        assert docker("kill", cid).returncode == 0
+        deadline = time.monotonic() + 20
+        while status(docker, cid) != "exited":
+            assert time.monotonic() < deadline, status(docker, cid)
+            time.sleep(0.05)
+        assert docker("inspect", "-f", "{{.State.ExitCode}}", cid).stdout == b"137\n"
+        assert runtime_state(root, cid) is None  # deleted from the runtime
+        assert docker("rm", cid).returncode == 0
+    finally:
+        docker("rm", "-f", cid)
+    # dockerd's shim called the binary added as "oci", as engine-argv.txt has it.
+    assert {"create", "start", "exec", "pause", "resume", "kill", "delete"} <= runtime_calls.verbs()
+    assert all("--log-format json" in " ".join(words) for words in runtime_calls()), runtime_calls()
