@@ -3,6 +3,7 @@ cgroup in runc's JSON shapes (minirt/oci/stats.py)."""
 
 import json
 import os
+import time
 
 import pytest
 
@@ -103,14 +104,21 @@ def test_a_live_cgroup2_directory_reads_too(oci, bundle, tmp_path):
     core file): read through the v2 driver, it counts the same CPU time."""
     trees = cgroups.hierarchies()
     unified = [t for t in trees if t.version == "v2"]
-    b = bundle(["sh", "-c", "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; sleep 100"])
+    # Busy long enough for the tick-sampled user/system split to see it (a few
+    # ms of shell can all be counted as system time).
+    b = bundle(["sh", "-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; sleep 100"])
     path = json.loads(open(os.path.join(b, "config.json")).read())["linux"]["cgroupsPath"]
     assert oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "e4").returncode == 0
     assert oci("start", "e4").returncode == 0
     pid = int((tmp_path / "pid").read_text())
     try:
-        data = stats.read(cgroups.CgroupV2(path, unified[:1]))
-        assert data["cpu"]["usage"]["total"] > 0 and data["cpu"]["usage"]["user"] > 0
+        deadline = time.monotonic() + 20
+        while True:
+            usage = stats.read(cgroups.CgroupV2(path, unified[:1]))["cpu"]["usage"]
+            if usage["user"] > 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert usage["total"] > 0 and usage["user"] > 0
     finally:
         assert oci("delete", "--force", "e4").returncode == 0
         oci.reap(pid)
