@@ -37,7 +37,7 @@ reading (``let_start``).
 import os
 
 from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure, exec_error
-from minirt.kernel import security, trampoline
+from minirt.kernel import trampoline
 
 # The one-byte messages, each its own byte, so that a crossed channel shows.
 IDS_WRITTEN = b"i"      # parent -> PID 1
@@ -176,6 +176,8 @@ def raise_failure(report, command):
     if len(report) == 2 and report[:1] == trampoline.EXECVE_FAILED:
         raise exec_error(command, report[1])
     if len(report) == 2 and report[:1] == trampoline.FILTER_FAILED:
+        from minirt.kernel import security  # (its cffi and prctl are the `start` verb's largest imports)
+
         raise security.seccomp_failure(report[1])
     if len(report) == 2 and report[:1] == trampoline.FORK_FAILED:
         raise RuntimeFailure(f"--init: starting the command: fork: {os.strerror(report[1])}")
