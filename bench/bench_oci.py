@@ -18,13 +18,18 @@ a temporary directory (tests/engines.py); everything is removed at the end.
 crun is tried first and left out, with the error it gives, where it refuses to
 run: crun 1.8 refuses "hybrid" cgroup hosts (cgroup v1 controllers plus a
 controller-less cgroup2), this project's.  minirt's row appears once
-``minirt-runc`` is installed beside the venv's python.
+``minirt-runc`` is installed beside the venv's python; ``--runtime NAME=PATH``
+adds a runtime (or replaces one: ``--runtime minirt=WRAPPER`` times a
+checkout of one's own).  Every Python the engines start runs this checkout
+with cached bytecode (``_timing.python_env``), as an installed package would:
+an engine calls its runtime four or five times per container, and without the
+cache each call would compile minirt again.
 
 Reported: median and 90th percentile of RUNS runs (turns taken, a pause
 before each: _timing.py), and the load average before and after, since other
 work on a 2-core host moves these numbers.
 
-Run as root: ``make bench`` or ``.venv/bin/python bench/bench_oci.py [--runs N]``.
+Run as root: ``make bench`` or ``.venv/bin/python bench/bench_oci.py [--runs N] [--runtime NAME=PATH]``.
 """
 
 import argparse
@@ -35,7 +40,8 @@ import subprocess
 import sys
 import tempfile
 
-from _timing import REPO, engines_module, measure, remove_cgroup, run_quiet, summary, table, unmount_under, write_results
+from _timing import (REPO, engines_module, measure, python_env, remove_cgroup, run_quiet, summary, table,
+                     unmount_under, write_results)
 
 sys.path.insert(0, REPO)
 
@@ -45,12 +51,17 @@ MINIRT_RUNC = os.path.join(os.path.dirname(sys.executable), "minirt-runc")
 CGROUP_PARENT = f"minirt-bench-oci-{os.getpid()}"
 
 
-def runtimes():
-    """name -> path of the runtimes on this host."""
+def runtimes(given):
+    """name -> path of the runtimes on this host, with those ``given`` (NAME=PATH each)."""
     found = {name: shutil.which(name) for name in ("runc", "crun")}
     if os.path.exists(MINIRT_RUNC):
         found["minirt"] = MINIRT_RUNC
-    else:
+    for spec in given:
+        name, _, path = spec.partition("=")
+        if not name or not os.access(path, os.X_OK):
+            sys.exit(f"bench_oci: --runtime {spec}: NAME=PATH of an executable expected")
+        found[name] = os.path.abspath(path)
+    if "minirt" not in found:
         print(f"note: {MINIRT_RUNC} does not exist yet: runc and crun only", file=sys.stderr)
     return {name: path for name, path in found.items() if path}
 
@@ -101,16 +112,20 @@ def main():
     parser.add_argument("--runs", type=int, default=int(os.environ.get("MINIRT_BENCH_RUNS", "10")),
                         help="timed runs of each (default 10)")
     parser.add_argument("--pause", type=float, default=100, help="ms of quiet before each run (default 100)")
+    parser.add_argument("--runtime", action="append", default=[], metavar="NAME=PATH",
+                        help="time this runtime too (a name of the table's replaces that runtime)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_oci: run as root (the engines need it)")
     load_before = os.getloadavg()
     tmp = tempfile.mkdtemp(prefix="minirt-bench-oci-")
     engines = None
+    os.environ.update(python_env(REPO, tmp))  # (the engines, and through them the runtimes, inherit it)
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     try:
         image = os.path.join(tmp, "busybox.tar")
         build_busybox_image(image, form="docker")
-        paths = runtimes()
+        paths = runtimes(args.runtime)
         engines = Engines(tmp, image, paths)
         contenders, refused = {}, {}
         for engine in ("podman", "ctr", "docker"):
