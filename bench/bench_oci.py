@@ -17,13 +17,14 @@ a temporary directory (tests/engines.py); everything is removed at the end.
 
 crun is tried first and left out, with the error it gives, where it refuses to
 run: crun 1.8 refuses "hybrid" cgroup hosts (cgroup v1 controllers plus a
-controller-less cgroup2), this project's.  minirt's row appears once
-``minirt-runc`` is installed beside the venv's python; ``--runtime NAME=PATH``
-adds a runtime (or replaces one: ``--runtime minirt=WRAPPER`` times a
-checkout of one's own).  Every Python the engines start runs this checkout
-with cached bytecode (``_timing.python_env``), as an installed package would:
-an engine calls its runtime four or five times per container, and without the
-cache each call would compile minirt again.
+controller-less cgroup2), this project's.  minirt's runtime is this
+checkout's ``minirt-runc``: the console script pip makes, written into the
+temporary directory with this checkout first on its path and its bytecode
+cached there, as an installed package has it (an engine calls its runtime four
+or five times per container; without the cache, PYTHONDONTWRITEBYTECODE=1
+would have each call compile minirt again).  It says so itself, since conmon
+passes the runtime no environment.  ``--runtime NAME=PATH`` adds a runtime,
+or replaces one of the same name.
 
 Reported: median and 90th percentile of RUNS runs (turns taken, a pause
 before each: _timing.py), and the load average before and after, since other
@@ -40,29 +41,35 @@ import subprocess
 import sys
 import tempfile
 
-from _timing import (REPO, engines_module, measure, python_env, remove_cgroup, run_quiet, summary, table,
-                     unmount_under, write_results)
+from _timing import REPO, engines_module, measure, remove_cgroup, run_quiet, summary, table, unmount_under, write_results
 
 sys.path.insert(0, REPO)
 
 from minirt.image.busybox import build_busybox_image  # noqa: E402
 
-MINIRT_RUNC = os.path.join(os.path.dirname(sys.executable), "minirt-runc")
+LAUNCHER = """#!{python}
+import sys
+sys.path.insert(0, {repo!r})
+sys.pycache_prefix, sys.dont_write_bytecode = {cache!r}, False
+from minirt.oci.cli import command
+sys.exit(command())
+"""
 CGROUP_PARENT = f"minirt-bench-oci-{os.getpid()}"
 
 
-def runtimes(given):
-    """name -> path of the runtimes on this host, with those ``given`` (NAME=PATH each)."""
+def runtimes(given, tmp):
+    """name -> path of the runtimes on this host (minirt's: this checkout's,
+    launched from ``tmp``), with those ``given`` (NAME=PATH each)."""
     found = {name: shutil.which(name) for name in ("runc", "crun")}
-    if os.path.exists(MINIRT_RUNC):
-        found["minirt"] = MINIRT_RUNC
+    found["minirt"] = os.path.join(tmp, "minirt-runc")
+    with open(found["minirt"], "w") as f:
+        f.write(LAUNCHER.format(python=sys.executable, repo=REPO, cache=os.path.join(tmp, "pycache")))
+    os.chmod(found["minirt"], 0o755)
     for spec in given:
         name, _, path = spec.partition("=")
         if not name or not os.access(path, os.X_OK):
             sys.exit(f"bench_oci: --runtime {spec}: NAME=PATH of an executable expected")
         found[name] = os.path.abspath(path)
-    if "minirt" not in found:
-        print(f"note: {MINIRT_RUNC} does not exist yet: runc and crun only", file=sys.stderr)
     return {name: path for name, path in found.items() if path}
 
 
@@ -120,12 +127,10 @@ def main():
     load_before = os.getloadavg()
     tmp = tempfile.mkdtemp(prefix="minirt-bench-oci-")
     engines = None
-    os.environ.update(python_env(REPO, tmp))  # (the engines, and through them the runtimes, inherit it)
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     try:
         image = os.path.join(tmp, "busybox.tar")
         build_busybox_image(image, form="docker")
-        paths = runtimes(args.runtime)
+        paths = runtimes(args.runtime, tmp)
         engines = Engines(tmp, image, paths)
         contenders, refused = {}, {}
         for engine in ("podman", "ctr", "docker"):
