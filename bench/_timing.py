@@ -133,9 +133,13 @@ def unmount_under(directory):
 
 
 def remove_cgroup(name):
-    """Remove the cgroup ``name`` (and what is below it) from every hierarchy, as far as empty."""
+    """Remove the cgroup ``name`` (and what is below it) from every hierarchy, as far as empty:
+    at the top, and under our own cgroups (where a runtime puts a relative cgroupsPath)."""
+    with open("/proc/self/cgroup") as f:
+        ours = {line.rstrip("\n").split(":", 2)[2].lstrip("/") for line in f}
     for top in [os.path.join("/sys/fs/cgroup", c) for c in os.listdir("/sys/fs/cgroup")] + ["/sys/fs/cgroup"]:
-        for sub, _dirs, _files in os.walk(os.path.join(top, name), topdown=False):
+        for sub, _dirs, _files in [walked for parent in sorted(ours | {""})
+                                   for walked in os.walk(os.path.join(top, parent, name), topdown=False)]:
             try:
                 os.rmdir(sub)
             except OSError:

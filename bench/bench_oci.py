@@ -17,14 +17,20 @@ a temporary directory (tests/engines.py); everything is removed at the end.
 
 crun is tried first and left out, with the error it gives, where it refuses to
 run: crun 1.8 refuses "hybrid" cgroup hosts (cgroup v1 controllers plus a
-controller-less cgroup2), this project's.  minirt's row appears once
-``minirt-runc`` is installed beside the venv's python.
+controller-less cgroup2), this project's.  minirt's runtime is this
+checkout's ``minirt-runc``: the console script pip makes, written into the
+temporary directory with this checkout first on its path and its bytecode
+cached there, as an installed package has it (an engine calls its runtime four
+or five times per container; without the cache, PYTHONDONTWRITEBYTECODE=1
+would have each call compile minirt again).  It says so itself, since conmon
+passes the runtime no environment.  ``--runtime NAME=PATH`` adds a runtime,
+or replaces one of the same name.
 
 Reported: median and 90th percentile of RUNS runs (turns taken, a pause
 before each: _timing.py), and the load average before and after, since other
 work on a 2-core host moves these numbers.
 
-Run as root: ``make bench`` or ``.venv/bin/python bench/bench_oci.py [--runs N]``.
+Run as root: ``make bench`` or ``.venv/bin/python bench/bench_oci.py [--runs N] [--runtime NAME=PATH]``.
 """
 
 import argparse
@@ -41,17 +47,29 @@ sys.path.insert(0, REPO)
 
 from minirt.image.busybox import build_busybox_image  # noqa: E402
 
-MINIRT_RUNC = os.path.join(os.path.dirname(sys.executable), "minirt-runc")
+LAUNCHER = """#!{python}
+import sys
+sys.path.insert(0, {repo!r})
+sys.pycache_prefix, sys.dont_write_bytecode = {cache!r}, False
+from minirt.oci.cli import command
+sys.exit(command())
+"""
 CGROUP_PARENT = f"minirt-bench-oci-{os.getpid()}"
 
 
-def runtimes():
-    """name -> path of the runtimes on this host."""
+def runtimes(given, tmp):
+    """name -> path of the runtimes on this host (minirt's: this checkout's,
+    launched from ``tmp``), with those ``given`` (NAME=PATH each)."""
     found = {name: shutil.which(name) for name in ("runc", "crun")}
-    if os.path.exists(MINIRT_RUNC):
-        found["minirt"] = MINIRT_RUNC
-    else:
-        print(f"note: {MINIRT_RUNC} does not exist yet: runc and crun only", file=sys.stderr)
+    found["minirt"] = os.path.join(tmp, "minirt-runc")
+    with open(found["minirt"], "w") as f:
+        f.write(LAUNCHER.format(python=sys.executable, repo=REPO, cache=os.path.join(tmp, "pycache")))
+    os.chmod(found["minirt"], 0o755)
+    for spec in given:
+        name, _, path = spec.partition("=")
+        if not name or not os.access(path, os.X_OK):
+            sys.exit(f"bench_oci: --runtime {spec}: NAME=PATH of an executable expected")
+        found[name] = os.path.abspath(path)
     return {name: path for name, path in found.items() if path}
 
 
@@ -101,6 +119,8 @@ def main():
     parser.add_argument("--runs", type=int, default=int(os.environ.get("MINIRT_BENCH_RUNS", "10")),
                         help="timed runs of each (default 10)")
     parser.add_argument("--pause", type=float, default=100, help="ms of quiet before each run (default 100)")
+    parser.add_argument("--runtime", action="append", default=[], metavar="NAME=PATH",
+                        help="time this runtime too (a name of the table's replaces that runtime)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_oci: run as root (the engines need it)")
@@ -110,7 +130,7 @@ def main():
     try:
         image = os.path.join(tmp, "busybox.tar")
         build_busybox_image(image, form="docker")
-        paths = runtimes()
+        paths = runtimes(args.runtime, tmp)
         engines = Engines(tmp, image, paths)
         contenders, refused = {}, {}
         for engine in ("podman", "ctr", "docker"):

@@ -1,7 +1,5 @@
 """``python -m minirt.oci``: the same as the ``minirt-runc`` command."""
 
-import sys
+from minirt.oci.cli import command
 
-from minirt.oci.cli import main
-
-sys.exit(main())
+command()

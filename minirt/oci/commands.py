@@ -23,10 +23,13 @@ import sys
 import time
 
 from minirt.errors import MinirtError
-from minirt.runtime import channel, hooks, lifecycle, state
-from minirt.runtime.container import Container
+from minirt.runtime import hooks, lifecycle, state
 
 from minirt.spec import OCI_VERSION
+
+# The runtime's core (``Container``, the handshake's channels) is imported
+# where a container is loaded or made: an engine's last ``delete --force`` of
+# a container that is already gone, say, needs none of it.
 
 
 class OciError(MinirtError):
@@ -45,6 +48,8 @@ def load(root, cid):
     check_id(cid)
     if not os.path.isdir(os.path.join(state.containers_dir(root), cid)):
         raise OciError(f"container does not exist: {cid}")
+    from minirt.runtime.container import Container
+
     return Container.load(root, cid)
 
 
@@ -53,6 +58,7 @@ def create(root, cid, bundle_dir, pid_file=None, console_socket=None, relay=Fals
     terminal's master goes to ``console_socket``, or stays ours to ``relay``;
     our descriptors 3 .. 3+``preserve_fds``-1 go to its process as they are."""
     from minirt.oci import bundle
+    from minirt.runtime.container import Container
 
     check_id(cid)
     if os.path.isdir(os.path.join(state.containers_dir(root), cid)):
@@ -135,6 +141,8 @@ def rfc3339(seconds):
 
 def start(container):
     """Let PID 1 go on from exec.fifo to its command."""
+    from minirt.runtime import channel
+
     current, info = status(container)
     if current != lifecycle.CREATED:
         raise OciError(f"cannot start a container that is {lifecycle.OCI_NAMES[current]}")
@@ -279,6 +287,8 @@ def delete(container, force=False):
 
 def containers(root):
     """Every container of ``root``, loaded (those that vanish meanwhile skipped)."""
+    from minirt.runtime.container import Container
+
     out = []
     for cid in state.container_ids(root):
         try:

@@ -37,7 +37,6 @@ reading (``let_start``).
 import os
 
 from minirt.errors import CommandNotExecutable, CommandNotFound, MinirtError, RuntimeFailure, exec_error
-from minirt.kernel import security, trampoline
 
 # The one-byte messages, each its own byte, so that a crossed channel shows.
 IDS_WRITTEN = b"i"      # parent -> PID 1
@@ -173,9 +172,15 @@ def encode_failure(exc, step=None):
 def raise_failure(report, command):
     """Raise the error a failure report stands for, the command being
     ``command``: docker's 126 and 127, or a failure of minirt's own (125)."""
+    # (imported here: minirt-runc's start, state, kill and delete load this
+    # module with the container, and need none of the trampoline's imports)
+    from minirt.kernel import trampoline
+
     if len(report) == 2 and report[:1] == trampoline.EXECVE_FAILED:
         raise exec_error(command, report[1])
     if len(report) == 2 and report[:1] == trampoline.FILTER_FAILED:
+        from minirt.kernel import security  # (its cffi and prctl are the `start` verb's largest imports)
+
         raise security.seccomp_failure(report[1])
     if len(report) == 2 and report[:1] == trampoline.FORK_FAILED:
         raise RuntimeFailure(f"--init: starting the command: fork: {os.strerror(report[1])}")

@@ -47,9 +47,13 @@ import time
 
 from minirt import lightjson
 from minirt.errors import MinirtError, RuntimeFailure, exit_status
-from minirt.image.store import release
-from minirt.kernel import cgroups, libc, namespaces, security
-from minirt.runtime import channel, init, lifecycle, network, state, userns
+from minirt.kernel import cgroups
+from minirt.runtime import channel, lifecycle, network, state
+
+# What only making a container needs (the image store's leases, libc through
+# cffi, PID 1's code, seccomp) is imported where it is made: ``minirt-runc
+# start``, ``state``, ``kill`` and ``delete`` each load a container in a fresh
+# Python, and those modules would be half of each one's time.
 
 HOSTS = """127.0.0.1\tlocalhost
 ::1\tlocalhost ip6-localhost ip6-loopback
@@ -147,6 +151,8 @@ class Container:
 
     def create(self):
         """The state directory, name, /etc files and cgroup. Undone by ``delete``."""
+        from minirt.image.store import release
+
         try:
             self._create()
         except BaseException:
@@ -154,6 +160,9 @@ class Container:
             raise
 
     def _create(self):
+        from minirt.image.store import release
+        from minirt.runtime import userns
+
         self._privileges = _privileges(self.spec, self.root)  # a bad profile fails here, before anything exists
         network.validate(self.root, self.spec)     # so does a bad --network or -p
         remapped = userns.host_root(self.spec.uid_map, self.spec.gid_map)  # who mounts its overlay
@@ -278,6 +287,9 @@ class Container:
             self._busy = None
 
     def _start(self, stdio, detach, preserved):
+        from minirt.kernel import libc
+        from minirt.runtime import init
+
         self.detached = detach
         self.exit_code = None
         launch = self._launch()
@@ -355,7 +367,8 @@ class Container:
         the channel on which it says it waits for `start`."""
         # PID 1's steps for a bundle, imported here for it: in a user namespace
         # it may not read the host's Python library (nor after pivot_root).
-        from minirt.runtime import oci_init  # noqa: F401
+        from minirt.kernel import namespaces
+        from minirt.runtime import init, oci_init  # noqa: F401
 
         joins = []
         try:
@@ -389,6 +402,8 @@ class Container:
             if network.mode(self.spec) == network.SLIRP:  # while PID 1 lets us open its namespaces
                 network.start_slirp(self.dir, self.pid, self.spec.ports)
             if self.spec.rootless:
+                from minirt.kernel import namespaces
+
                 namespaces.write_id_maps(self.pid, self.spec.uid_map, self.spec.gid_map)
                 if not launch.ids.send(channel.IDS_WRITTEN):
                     return launch.failure.outcome()  # PID 1 already failed: its report says why
@@ -599,6 +614,8 @@ def _crash_point(name):
 
 def _privileges(spec, root):
     """The capability set and compiled seccomp filter the container will get."""
+    from minirt.kernel import security
+
     caps = security.capability_set(cap_add=spec.cap_add, cap_drop=spec.cap_drop, privileged=spec.privileged)
     profile = spec.oci and spec.oci.get("seccomp")  # an OCI bundle's profile, inline in its config.json
     program = security.seccomp_program(spec.seccomp, spec.privileged, caps, cache=state.seccomp_cache(root),
@@ -612,6 +629,8 @@ def _spawn_pid1(spec, launch):
     placed) and, where clone3 allows, inside its cgroup2 cgroup.  Returns
     (pid, born inside the cgroup2 cgroup); pid is 0 in PID 1.  The caller must
     be single-threaded: see ``libc.clone3``."""
+    from minirt.kernel import libc, namespaces
+
     skip = ("mnt", "cgroup") + (("net",) if launch.netns_fd is not None else ())  # container:NAME: joined
     flags = 0
     for ns in spec.namespaces:
@@ -642,6 +661,9 @@ def _helper_main(container, launch, born, inherited):
     it must not go back into the code of the program that forked it.
     ``inherited`` are more of our parent's descriptors, to let go of first
     (with its ends of the channels)."""
+    from minirt.kernel import libc
+    from minirt.runtime import init
+
     try:
         launch.child_side()
         born.child_side()

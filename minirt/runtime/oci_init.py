@@ -37,7 +37,7 @@ def rootfs(spec, launch):
     fresh_dev = False
     for m in oci["mounts"]:
         if m["type"] in ("cgroup", "cgroup2"):
-            _mount_cgroups(root, m)
+            _mount_cgroups(root, m, own_namespace="cgroup" in spec.namespaces)
             continue
         target = mounts.mount_entry(root, m["type"], m["source"], m["destination"], m["options"])
         if m["destination"] == "/dev" and m["type"] == "tmpfs":
@@ -54,28 +54,58 @@ def rootfs(spec, launch):
                            d["mode"], d["uid"], d["gid"])
 
 
-def _mount_cgroups(root, m):
+def _mount_cgroups(root, m, own_namespace):
     """/sys/fs/cgroup: cgroup2 where it is the only tree; on a v1 or hybrid host a
-    tmpfs with each tree mounted under its directory's name, as runc does.
-    (PID 1 is already in its cgroup namespace: each tree shows its own cgroup as "/".)"""
+    tmpfs with each tree under its directory's name, as runc does.
+
+    In a cgroup namespace of its own (entered already: each tree shows its own
+    cgroup as "/") PID 1 mounts each tree afresh.  In the host's, it binds its
+    own cgroup's directory of each tree instead, as runc does: a fresh cgroup2
+    mount there would be the host's, and would reset the host's mount options
+    (nsdelegate), waiting ~10 ms for the kernel to do so."""
     flags, _, _ = mounts.parse_options(m["options"])
     flags &= libc.MS_RDONLY | libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC
     target = mounts.make_mountpoint(root, m["destination"])
     trees = cgroups.hierarchies()
+    own = None if own_namespace else _own_cgroups()
+
+    def mount_tree(tree, where):
+        if own is not None and tree is not None:
+            mounts.bind(tree.mountpoint + own(tree), where, recursive=False)
+            if flags:
+                mounts.remount(where, flags)
+        elif tree is None or tree.version == "v2":
+            libc.mount("cgroup2", where, "cgroup2", flags)
+        else:
+            libc.mount("cgroup", where, "cgroup", flags, ",".join(sorted(tree.controllers)))
+
     if cgroups.detect(trees) != "v1":
-        libc.mount("cgroup2", target, "cgroup2", flags)
+        mount_tree(next((t for t in trees if t.version == "v2"), None), target)
         return
     libc.mount("tmpfs", target, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC, "mode=755")
     for tree in trees:
         where = os.path.join(target, os.path.basename(tree.mountpoint))
         os.makedirs(where, exist_ok=True)
-        if tree.version == "v2":
-            libc.mount("cgroup2", where, "cgroup2", flags)
-        else:
-            named = ",".join(sorted(tree.controllers))
-            libc.mount("cgroup", where, "cgroup", flags, named)
+        mount_tree(tree, where)
     if flags & libc.MS_RDONLY:
         mounts.remount_readonly(target)
+
+
+def _own_cgroups():
+    """This process's cgroup in each tree (from /proc/self/cgroup), as a
+    function of the tree: a v1 tree's line is the one naming its controllers."""
+    paths = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            paths[frozenset(controllers.split(",")) if controllers else frozenset()] = path
+
+    def own(tree):
+        if tree.version == "v2":
+            return paths[frozenset()].rstrip("/")
+        return next(path for names, path in paths.items() if names and names <= tree.controllers).rstrip("/")
+
+    return own
 
 
 def finish(spec):

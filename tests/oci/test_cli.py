@@ -219,6 +219,42 @@ def test_update_sets_the_cgroups_limits(oci, bundle, tmp_path):
     oci.reap(pid)
 
 
+def test_start_and_delete_import_only_what_they_use(oci, bundle, tmp_path, monkeypatch):
+    """An engine runs its runtime four or five times per container, each a fresh
+    Python: start and delete load the container without what only making one needs."""
+    making = {"subprocess", "minirt.kernel.libc", "minirt.kernel.security", "minirt.runtime.init",
+              "minirt.image.store", "minirt.kernel.trampoline", "signal"}
+    assert oci("create", "--bundle", bundle(["true"]), "--pid-file", str(tmp_path / "pid"), "c10").returncode == 0
+    pid = int((tmp_path / "pid").read_text())
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+    for args in (("start", "c10"), ("delete", "c10"), ("delete", "--force", "c10")):
+        r = oci(*args)
+        assert r.returncode == 0, r.stderr
+        imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+        assert "minirt.oci.commands" in imported and not imported & making, (args, imported & making)
+        if args[0] == "start":
+            oci.reap(pid)
+
+
+def _cgroup2_options():
+    with open("/proc/self/mountinfo") as f:
+        return sorted(line.split(" - ")[1] for line in f if " - cgroup2 " in line)
+
+
+def test_without_a_cgroup_namespace_its_own_cgroup_is_its_sys_fs_cgroup(oci, bundle):
+    """As runc: the container's own cgroup directories are bound there (the root
+    cgroup has no pids.max), and the host's cgroup2 mount keeps its options
+    (a fresh cgroup2 mount in the host's cgroup namespace would reset them)."""
+    before = _cgroup2_options()
+    b = bundle(["sh", "-c", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"],
+               linux__namespaces=[{"type": t} for t in ("pid", "mount", "ipc", "uts", "network")],
+               linux__resources={"pids": {"limit": 43}})
+    r = oci("run", "--bundle", b, "n1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "43\n"
+    assert _cgroup2_options() == before
+
+
 def test_a_user_namespace_from_the_bundles_mappings(oci, bundle):
     b = bundle(["sh", "-c", "id -u; cat /proc/self/uid_map; stat -c %U /bin"],
                linux__namespaces=[{"type": t} for t in ("pid", "mount", "ipc", "uts", "network", "cgroup", "user")],
