@@ -370,7 +370,8 @@ def cmd_wait(args):
 
 
 def cmd_rm(args):
-    return _each_container(args, args.containers, lambda c, ref: (c.remove(force=args.force), print(ref)))
+    return _each_container(args, args.containers,
+                           lambda c, ref: (c.remove(force=args.force, volumes=args.volumes), print(ref)))
 
 
 def cmd_start(args):
@@ -855,7 +856,7 @@ def _human_binary(n):
 def cmd_system(args):
     from minirt.api import host
 
-    for line in host.prune(_root(args)):
+    for line in host.prune(_root(args), volumes=args.volumes):
         print(line)
     return 0
 
@@ -880,4 +881,37 @@ def cmd_network(args):
     for name in args.names:  # rm: all or the first error, as one line
         network.remove(root, name)
         print(name)
+    return 0
+
+
+def cmd_volume(args):
+    from minirt.api import volumes
+
+    root, action = _root(args), args.volume_command
+    if action == "create":
+        print(volumes.create(root, args.name, labels=args.label, driver=args.driver)["Name"])
+        return 0
+    if action == "ls":
+        found = volumes.listing(root, args.filter)
+        if args.quiet:
+            for v in found:
+                print(v["Name"])
+        else:
+            _print_table([("DRIVER", "VOLUME NAME")] + [(v["Driver"], v["Name"]) for v in found])
+        return 0
+    if action == "inspect":
+        import json
+
+        out = []
+        code = _each(args.names, lambda name: out.append(volumes.inspect(root, name)))
+        print(json.dumps(out, indent=4))
+        return code
+    if action == "rm":
+        return _each(args.names, lambda name: (volumes.remove(root, name, force=args.force), print(name)))
+    done, freed = volumes.prune(root, everything=args.all)  # prune
+    if done:
+        print("Deleted Volumes:")
+        print("\n".join(done))
+        print()
+    print(f"Total reclaimed space: {_human(freed)}")
     return 0

@@ -141,7 +141,7 @@ def start_detached(container):
     try:
         container.start(detach=True)
     except BaseException:
-        container.remove(force=True)
+        container.remove(force=True, volumes=True)
         raise
     return container
 

@@ -21,7 +21,9 @@ from minirt.runtime import lifecycle, network, state
 from minirt.runtime.container import Container
 
 
-def prune(root):
+def prune(root, volumes=False):
+    """Stopped containers, leftovers, unused networks and layers; with
+    ``volumes`` (``--volumes``), the volumes ``prune_volumes`` takes."""
     done = []
     containers = state.containers_dir(root)
     parents = {os.environ.get("MINIRT_CGROUP_PARENT", "minirt")}
@@ -64,7 +66,36 @@ def prune(root):
     done += _build_leftovers(root)
     done += network.prune(root, running)  # addresses, ports, links; unused networks
     done += [f"Deleted layer {d[:19]}" for d in store.remove_unused(root, lambda: _layers_in_use(root))]
+    if volumes:
+        done += [f"Deleted volume {name}" for name in prune_volumes(root)[0]]
     return done
+
+
+def prune_volumes(root, everything=False):
+    """``minirt volume prune``, with docker 23's rule: the anonymous volumes no
+    container uses, or with ``everything`` every unused one; and what a killed
+    ``volume create`` or ``rm`` left half done.  Returns (names, bytes freed)."""
+    from minirt.runtime import volumes
+
+    top = volumes.volumes_dir(root)
+    for name in _listdir(top):
+        pid = name.split("-")[1] if name.startswith(".new-") else ""
+        if name.startswith(".removing-") or (pid.isdigit() and not os.path.exists(f"/proc/{pid}")):
+            state.remove_tree(os.path.join(top, name))
+    used = volumes.users(root)
+    done, freed = [], 0
+    for record in volumes.listing(root):
+        name = record["Name"]
+        if name in used or not (everything or volumes.ANONYMOUS in (record.get("Labels") or {})):
+            continue
+        size = _size(os.path.join(top, name))
+        try:
+            volumes.remove(root, name)
+        except MinirtError:  # used, or removed, meanwhile
+            continue
+        done.append(name)
+        freed += size
+    return done, freed
 
 
 def prune_images(root, everything=False):
