@@ -602,9 +602,13 @@ def cmd_builder_prune(args):
 def cmd_image_prune(args):
     from minirt.api import images
 
-    done, freed = images.prune(_root(args), everything=args.all)
+    return _pruned("Deleted Images:", *images.prune(_root(args), everything=args.all))
+
+
+def _pruned(title, done, freed):
+    """docker's report of a prune: what went, under ``title``, and the bytes freed."""
     if done:
-        print("Deleted Images:")
+        print(title)
         print("\n".join(done))
         print()
     print(f"Total reclaimed space: {_human(freed)}")
@@ -908,10 +912,4 @@ def cmd_volume(args):
         return code
     if action == "rm":
         return _each(args.names, lambda name: (volumes.remove(root, name, force=args.force), print(name)))
-    done, freed = volumes.prune(root, everything=args.all)  # prune
-    if done:
-        print("Deleted Volumes:")
-        print("\n".join(done))
-        print()
-    print(f"Total reclaimed space: {_human(freed)}")
-    return 0
+    return _pruned("Deleted Volumes:", *volumes.prune(root, everything=args.all))  # prune
