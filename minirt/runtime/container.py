@@ -188,11 +188,16 @@ class Container:
                 userns.hand_over([os.path.join(self.dir, d) for d in ("upper", "work")],
                                  self.spec.uid_map, self.spec.gid_map)
             state.reserve(self.dir)
+            held = None
             if any(m.volume for m in self.spec.mounts):
                 from minirt.runtime import volumes  # (only then: `run` without one pays nothing)
 
-                volumes.attach(self.root, self.spec)  # a named one made on first use, an anonymous one now
-            state.write_json(os.path.join(self.dir, "config.json"), self.spec.to_json())
+                held = volumes.attach(self.root, self.spec)  # a named one made on first use, an anonymous one now
+            try:
+                state.write_json(os.path.join(self.dir, "config.json"), self.spec.to_json())
+            finally:
+                if held is not None:
+                    os.close(held)  # config.json names the volumes: `volume rm` sees them used
             release(self.spec.id)  # the lease on its layers (api.prepare): config.json names them now
             lifecycle.move(self.dir, lifecycle.CREATED, id=self.spec.id, name=self.spec.name,
                            created_at=time.time(), image=self.spec.image,

@@ -14,6 +14,8 @@ label ``com.docker.volume.anonymous``, and goes with its container on ``rm -v``
 and ``run --rm``.  An empty volume is filled with what the image has at the
 mount's path (docker's copy-up: ``copy_up``, done by PID 1 from its merged root
 before the volume covers it; owners, modes, xattrs, hard links and times kept).
+PID 1 does it on any start that finds the volume empty; docker, only when it
+creates the container (a volume emptied by hand is filled again by ``start``).
 
 A volume is in use while a container, running or not, names it in its
 config.json: ``volume rm`` refuses it then, and ``volume prune`` leaves it.
@@ -172,14 +174,18 @@ def remove(root, name, force=False):
         if force:
             return
         raise NoSuchVolume(f"No such volume: {name}")
-    using = users(root).get(name)
-    if using:
-        raise MinirtError(f"remove {name}: volume is in use - [{', '.join(using)}]")
-    doomed = os.path.join(volumes_dir(root), f".removing-{name}")
+    held = state.hold(volumes_dir(root))  # no container takes it up between the look and the rename
     try:
-        os.rename(path, doomed)
-    except FileNotFoundError:
-        return  # removed by another minirt meanwhile
+        using = users(root).get(name)
+        if using:
+            raise MinirtError(f"remove {name}: volume is in use - [{', '.join(using)}]")
+        doomed = os.path.join(volumes_dir(root), f".removing-{name}")
+        try:
+            os.rename(path, doomed)
+        except FileNotFoundError:
+            return  # removed by another minirt meanwhile
+    finally:
+        os.close(held)
     state.remove_tree(doomed)
 
 
@@ -199,12 +205,25 @@ def parse_labels(items):
 def attach(root, spec):
     """Before the container's config.json is written: each volume of ``spec``
     made if it is missing (a named one on first use, an anonymous one always),
-    and its mount's source set to the volume's ``_data``."""
+    and its mount's source set to the volume's ``_data``.  Returns a shared
+    hold on volumes/, to be closed once config.json names the volumes: until
+    then ``remove`` (which holds it alone while it looks) waits."""
     owner = userns.host_root(spec.uid_map, spec.gid_map)
-    for m in spec.mounts:
-        if m.volume:
-            create(root, m.volume, labels={ANONYMOUS: ""} if m.anonymous else None, owner=owner)
-            m.source = data_dir(root, m.volume)
+    try:
+        state.private_root(root, owner[1] if owner else None)
+        state.private_dir(volumes_dir(root), owner[1] if owner else None)
+        held = state.hold(volumes_dir(root), shared=True)
+    except OSError as e:
+        raise MinirtError(f"volumes of {root}: {e.strerror or e}") from None
+    try:
+        for m in spec.mounts:
+            if m.volume:
+                create(root, m.volume, labels={ANONYMOUS: ""} if m.anonymous else None, owner=owner)
+                m.source = data_dir(root, m.volume)
+    except BaseException:
+        os.close(held)
+        raise
+    return held
 
 
 def remove_anonymous(root, spec):
@@ -271,7 +290,10 @@ def _copy_file(src, dst):
 def _copy_attributes(src, dst, st):
     """Owner first (chown clears the set-id bits), then mode, xattrs and times."""
     link = stat.S_ISLNK(st.st_mode)
-    os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+    try:
+        os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+    except OSError:  # an id this user namespace does not map (shown as the overflow id): stays root's
+        pass
     if not link:
         os.chmod(dst, stat.S_IMODE(st.st_mode))
         try:

@@ -73,23 +73,23 @@ def image(tmp_path_factory):
 
 
 def test_create_ls_inspect_rm(root):
-    assert cli(root, "volume", "create", "db", "--label", "tier=back", "--label", "x").stdout == "db\n"
-    assert cli(root, "volume", "create", "db").stdout == "db\n"  # an existing one: left as it is
+    assert cli(root, "volume", "create", "pg", "--label", "tier=back", "--label", "x").stdout == "pg\n"
+    assert cli(root, "volume", "create", "pg").stdout == "pg\n"  # an existing one: left as it is
     anon = cli(root, "volume", "create").stdout.strip()
-    assert len(anon) == 64 and names(root) == sorted([anon, "db"])
-    [info] = json.loads(cli(root, "volume", "inspect", "db").stdout)
+    assert len(anon) == 64 and names(root) == sorted([anon, "pg"])
+    [info] = json.loads(cli(root, "volume", "inspect", "pg").stdout)
     assert set(info) == {"CreatedAt", "Driver", "Labels", "Mountpoint", "Name", "Options", "Scope"}
-    assert (info["Name"], info["Driver"], info["Scope"], info["Labels"]) == ("db", "local", "local",
+    assert (info["Name"], info["Driver"], info["Scope"], info["Labels"]) == ("pg", "local", "local",
                                                                          {"tier": "back", "x": ""})
-    assert info["Mountpoint"] == os.path.join(root, "volumes", "db", "_data")
+    assert info["Mountpoint"] == os.path.join(root, "volumes", "pg", "_data")
     assert info["CreatedAt"].endswith("Z") and os.path.isdir(info["Mountpoint"])
     assert os.stat(os.path.join(root, "volumes")).st_mode & 0o777 == 0o700  # private, as the root
     table = cli(root, "volume", "ls").stdout.splitlines()
-    assert table[0].split() == ["DRIVER", "VOLUME", "NAME"] and table[-1].split() == ["local", "db"]
-    assert cli(root, "volume", "ls", "-q", "--filter", "label=tier=back").stdout.split() == ["db"]
-    assert cli(root, "volume", "ls", "-q", "-f", "name=db").stdout.split() == ["db"]
-    r = cli(root, "volume", "rm", "db", "nope", ok=False)  # one error, the other still removed
-    assert (r.returncode, r.stdout, r.stderr) == (1, "db\n", "minirt: No such volume: nope\n")
+    assert [row.split() for row in table] == [["DRIVER", "VOLUME", "NAME"]] + [["local", n] for n in names(root)]
+    assert cli(root, "volume", "ls", "-q", "--filter", "label=tier=back").stdout.split() == ["pg"]
+    assert cli(root, "volume", "ls", "-q", "-f", "name=pg").stdout.split() == ["pg"]
+    r = cli(root, "volume", "rm", "pg", "nope", ok=False)  # one error, the other still removed
+    assert (r.returncode, r.stdout, r.stderr) == (1, "pg\n", "minirt: No such volume: nope\n")
     assert cli(root, "volume", "rm", "-f", "nope", anon).stdout == f"nope\n{anon}\n"
     assert names(root) == []
 
@@ -174,7 +174,12 @@ def test_remapped_container_owns_its_volume(root, image):
     cli(root, "volume", "rm", "shifted")
 
 
-def test_rootless_named_volume(nobody):
+def test_rootless_named_volume(nobody, home, image):
+    shutil.copyfile(image, os.path.join(home, "vol.tar"))
+    os.chmod(os.path.join(home, "vol.tar"), 0o644)
+    r = nobody("run", "--rm", "-v", "copied:/data", "vol.tar", "sh", "-c", "cat /data/www/again; ls /data")
+    assert (r.returncode, r.stdout) == (0, b"hello\nlink\nsuid\nwww\n"), r.stderr
+    assert nobody("volume", "rm", "copied").returncode == 0
     assert nobody("volume", "create", "mine").returncode == 0
     r = nobody("run", "--rm", "-v", "mine:/etc", "busybox.tar", "sh", "-c",
                "stat -c '%u %a' /etc/passwd; echo hi > /etc/note")
@@ -182,3 +187,20 @@ def test_rootless_named_volume(nobody):
     r = nobody("run", "--rm", "-v", "mine:/etc", "busybox.tar", "cat", "/etc/note")
     assert (r.returncode, r.stdout) == (0, b"hi\n"), r.stderr
     assert nobody("volume", "rm", "mine").stdout == b"mine\n"
+
+
+def test_volume_rm_never_takes_a_volume_a_new_container_names(root, busybox_image):
+    """rm racing with runs that make the volume on first use: whatever wins,
+    every container left names a volume that exists (rm holds volumes/ while it
+    looks; a creation holds it shared until config.json names the volume)."""
+    runs = [subprocess.Popen([sys.executable, "-m", "minirt", "--root", root, "run", "--name", f"r{i}",
+                              "--network", "none", "-v", "race:/x", busybox_image, "true"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(4)]
+    removed = 0
+    while any(p.poll() is None for p in runs):
+        removed += cli(root, "volume", "rm", "race", ok=False).returncode == 0
+    assert [p.wait() for p in runs] == [0, 0, 0, 0]
+    assert names(root) == ["race"]
+    assert cli(root, "volume", "rm", "race", ok=False).stderr.startswith("minirt: remove race: volume is in use - [")
+    cli(root, "rm", "r0", "r1", "r2", "r3")
+    cli(root, "volume", "rm", "race")
