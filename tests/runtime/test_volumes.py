@@ -3,6 +3,7 @@
 docker's copy-up, ``rm -v``, ``run --rm``, ``system prune [--volumes]``,
 ``--userns=remap`` and a rootless user."""
 
+import fcntl
 import io
 import json
 import os
@@ -18,6 +19,7 @@ import minirt
 from minirt.image.busybox import busybox_rootfs
 from minirt.image.write import write_image
 from minirt.runtime import volumes
+from minirt.runtime.container import Container
 
 pytestmark = pytest.mark.privileged
 
@@ -189,18 +191,27 @@ def test_rootless_named_volume(nobody, home, image):
     assert nobody("volume", "rm", "mine").stdout == b"mine\n"
 
 
-def test_volume_rm_never_takes_a_volume_a_new_container_names(root, busybox_image):
-    """rm racing with runs that make the volume on first use: whatever wins,
-    every container left names a volume that exists (rm holds volumes/ while it
-    looks; a creation holds it shared until config.json names the volume)."""
-    runs = [subprocess.Popen([sys.executable, "-m", "minirt", "--root", root, "run", "--name", f"r{i}",
-                              "--network", "none", "-v", "race:/x", busybox_image, "true"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(4)]
-    removed = 0
-    while any(p.poll() is None for p in runs):
-        removed += cli(root, "volume", "rm", "race", ok=False).returncode == 0
-    assert [p.wait() for p in runs] == [0, 0, 0, 0]
-    assert names(root) == ["race"]
-    assert cli(root, "volume", "rm", "race", ok=False).stderr.startswith("minirt: remove race: volume is in use - [")
-    cli(root, "rm", "r0", "r1", "r2", "r3")
+def test_volume_rm_waits_for_a_container_being_created(root, busybox_image):
+    """A creation holds volumes/ shared from making its volumes until its
+    config.json names them; ``volume rm`` holds it alone while it looks: so it
+    sees the new container and refuses, and never takes the volume under it."""
+    cli(root, "volume", "create", "race")
+    creation = os.open(os.path.join(root, "volumes"), os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(creation, fcntl.LOCK_SH)  # a creation under way, not yet recorded
+    try:
+        rm = subprocess.Popen([sys.executable, "-m", "minirt", "--root", root, "volume", "rm", "race"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with pytest.raises(subprocess.TimeoutExpired):
+            rm.wait(timeout=1)  # it waits for the creation
+        spec = minirt.prepare(busybox_image, ["true"], root=root, volumes=["race:/x"], network="none")
+        c = Container(spec, root)
+        c.create()  # (its own shared hold goes past the waiting rm)
+    finally:
+        os.close(creation)
+    try:
+        out, err = rm.communicate(timeout=30)
+        assert (rm.returncode, err) == (1, f"minirt: remove race: volume is in use - [{spec.id}]\n")
+        assert names(root) == ["race"]
+    finally:
+        c.remove(force=True)
     cli(root, "volume", "rm", "race")
