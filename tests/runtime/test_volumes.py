@@ -100,7 +100,11 @@ def test_named_volume_outlives_its_containers(root, busybox_image):
     cli(root, "run", "--name", "w", "--network", "none", "-v", "keep:/var/lib/db", busybox_image,
         "sh", "-c", "echo 42 > /var/lib/db/answer")
     # In use by a stopped container: refused with docker's message, and kept.
-    cid = cli(root, "inspect", "w").stdout and json.loads(cli(root, "inspect", "w").stdout)[0]["Id"]
+    [info] = json.loads(cli(root, "inspect", "w").stdout)
+    cid = info["Id"]
+    assert info["Mounts"] == [{"Type": "volume", "Name": "keep", "Driver": "local", "RW": True,
+                               "Source": os.path.join(root, "volumes", "keep", "_data"),
+                               "Destination": "/var/lib/db"}]
     r = cli(root, "volume", "rm", "keep", ok=False)
     assert (r.returncode, r.stderr) == (1, f"minirt: remove keep: volume is in use - [{cid}]\n")
     assert cli(root, "volume", "ls", "-q", "--filter", "dangling=true").stdout == ""
