@@ -57,7 +57,8 @@ class Command:
     """A command: its flags (in help sections), its arguments and its help.
 
     ``args`` are (dest, METAVAR, how many) with "one", "some" (one or
-    more, only last) or "maybe" (none or one, only last: None if none); ``rest``, if set, is where every word after them goes, unparsed
+    more, only last) or "maybe" (none or one, only last: None if none);
+    ``rest``, if set, is where every word after them goes, unparsed
     (the container's command).  ``actions`` are sub-commands
     (``network create``), chosen by the first argument.
     """

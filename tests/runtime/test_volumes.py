@@ -219,3 +219,17 @@ def test_volume_rm_waits_for_a_container_being_created(root, busybox_image):
     finally:
         c.remove(force=True)
     cli(root, "volume", "rm", "race")
+
+
+def test_system_prune_sweeps_what_a_killed_create_or_rm_left(root):
+    cli(root, "volume", "create", "kept")
+    with open("/proc/sys/kernel/pid_max") as f:
+        dead = int(f.read()) + 1  # no process has it
+    for leftover in (f".new-{dead}-half", ".removing-gone"):
+        os.makedirs(os.path.join(root, "volumes", leftover, "_data", "deep"))
+    live = os.path.join(root, "volumes", f".new-{os.getpid()}-making")  # a create under way: not prune's
+    os.makedirs(live)
+    cli(root, "system", "prune")
+    assert sorted(os.listdir(os.path.join(root, "volumes"))) == [f".new-{os.getpid()}-making", "kept"]
+    os.rmdir(live)
+    cli(root, "volume", "rm", "kept")
