@@ -94,7 +94,7 @@ def prune_volumes(root, everything=False):
         name = record["Name"]
         if name in used or not (everything or volume_store.ANONYMOUS in (record.get("Labels") or {})):
             continue
-        size = _size(os.path.join(top, name))
+        size = _size(volume_store.data_dir(root, name))
         try:
             volume_store.remove(root, name)
         except MinirtError:  # used, or removed, meanwhile
