@@ -370,7 +370,8 @@ def cmd_wait(args):
 
 
 def cmd_rm(args):
-    return _each_container(args, args.containers, lambda c, ref: (c.remove(force=args.force), print(ref)))
+    return _each_container(args, args.containers,
+                           lambda c, ref: (c.remove(force=args.force, volumes=args.volumes), print(ref)))
 
 
 def cmd_start(args):
@@ -601,9 +602,13 @@ def cmd_builder_prune(args):
 def cmd_image_prune(args):
     from minirt.api import images
 
-    done, freed = images.prune(_root(args), everything=args.all)
+    return _pruned("Deleted Images:", *images.prune(_root(args), everything=args.all))
+
+
+def _pruned(title, done, freed):
+    """docker's report of a prune: what went, under ``title``, and the bytes freed."""
     if done:
-        print("Deleted Images:")
+        print(title)
         print("\n".join(done))
         print()
     print(f"Total reclaimed space: {_human(freed)}")
@@ -855,7 +860,7 @@ def _human_binary(n):
 def cmd_system(args):
     from minirt.api import host
 
-    for line in host.prune(_root(args)):
+    for line in host.prune(_root(args), volumes=args.volumes):
         print(line)
     return 0
 
@@ -881,3 +886,30 @@ def cmd_network(args):
         network.remove(root, name)
         print(name)
     return 0
+
+
+def cmd_volume(args):
+    from minirt.api import volumes
+
+    root, action = _root(args), args.volume_command
+    if action == "create":
+        print(volumes.create(root, args.name, labels=args.label, driver=args.driver)["Name"])
+        return 0
+    if action == "ls":
+        found = volumes.listing(root, args.filter)
+        if args.quiet:
+            for v in found:
+                print(v["Name"])
+        else:
+            _print_table([("DRIVER", "VOLUME NAME")] + [(v["Driver"], v["Name"]) for v in found])
+        return 0
+    if action == "inspect":
+        import json
+
+        out = []
+        code = _each(args.names, lambda name: out.append(volumes.inspect(root, name)))
+        print(json.dumps(out, indent=4))
+        return code
+    if action == "rm":
+        return _each(args.names, lambda name: (volumes.remove(root, name, force=args.force), print(name)))
+    return _pruned("Deleted Volumes:", *volumes.prune(root, everything=args.all))  # prune

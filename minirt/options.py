@@ -56,8 +56,9 @@ def repeated(*names, metavar=None, help=""):
 class Command:
     """A command: its flags (in help sections), its arguments and its help.
 
-    ``args`` are (dest, METAVAR, how many) with "one" or "some" (one or
-    more, only last); ``rest``, if set, is where every word after them goes, unparsed
+    ``args`` are (dest, METAVAR, how many) with "one", "some" (one or
+    more, only last) or "maybe" (none or one, only last: None if none);
+    ``rest``, if set, is where every word after them goes, unparsed
     (the container's command).  ``actions`` are sub-commands
     (``network create``), chosen by the first argument.
     """
@@ -87,7 +88,7 @@ class Command:
         return self._usage or " ".join(
             [f"minirt {self.path}"] + (["[OPTIONS]"] if len(self.by_name) > 1 else [])
             + ([actions_metavar(self.actions)] if self.actions else [])
-            + [meta if n == "one" else f"{meta} [{meta}...]" for _, meta, n in self.args]
+            + [{"one": meta, "maybe": f"[{meta}]"}.get(n, f"{meta} [{meta}...]") for _, meta, n in self.args]
             + ([f"[{self.rest[1]}...]"] if self.rest else []))
 
     def parse(self, words, ns):
@@ -165,6 +166,9 @@ class Command:
     def _assign(self, positional, ns):
         """Hand out the arguments: "one" takes one, "some" (always the last) the rest."""
         for dest, meta, n in self.args:
+            if n == "maybe" and not positional:
+                setattr(ns, dest, None)
+                continue
             if not positional:
                 raise SpecError(f"{self.path}: {meta} is required (usage: {self.usage})")
             if n == "some":
@@ -264,6 +268,24 @@ def _managing():
                 switch("--no-trunc", help="full ids")]),
             Command("rm", "remove networks", args=[("names", "NAME", "some")]),
         ]),
+        Command("volume", "volumes: data kept apart from containers (create, ls, inspect, rm, prune)", actions=[
+            Command("create", "create a volume (a random name without NAME)",
+                    args=[("name", "NAME", "maybe")], flags=[
+                        value("-d", "--driver", metavar="DRIVER", default="local", help="only local, docker's own"),
+                        repeated("--label", metavar="KEY=VALUE", help="a label on the volume")]),
+            Command("ls", "list volumes", flags=[
+                switch("-q", "--quiet", help="only names"),
+                repeated("-f", "--filter", metavar="KEY=VALUE",
+                         help="dangling=true|false, name=PART, label=KEY[=VALUE]")]),
+            Command("inspect", "volume details as JSON", args=[("names", "VOLUME", "some")]),
+            Command("rm", "remove volumes no container uses",
+                    args=[("names", "VOLUME", "some")],
+                    flags=[switch("-f", "--force", help="no error for a volume that does not exist")]),
+            Command("prune", "remove unused anonymous volumes (docker 23's rule; -a: every unused one)",
+                    flags=[
+                        switch("-a", "--all", help="named volumes too"),
+                        switch("-f", "--force", help="accepted as docker's; minirt's prune never asks")]),
+        ]),
         Command("builder", "the build cache (prune)", actions=[
             Command("prune", "forget every cached build step and empty the cache mounts",
                     target="builder_prune", flags=[
@@ -272,6 +294,7 @@ def _managing():
         ]),
         Command("system", "system-wide commands (prune)", actions=[
             Command("prune", "remove stopped containers, unused networks and unused layers", flags=[
+                switch("--volumes", help="unused anonymous volumes too (named ones always stay)"),
                 switch("-f", "--force", help="accepted as docker's; minirt's prune never asks")]),
         ]),
     ]
@@ -340,7 +363,8 @@ def _lifecycle():
                              help="set an environment variable (K alone: copy it from here)"),
                     value("-w", "--workdir", metavar="DIR", help="working directory inside the container"),
                     value("-h", "--hostname", metavar="NAME", help="container host name"),
-                    repeated("-v", "--volume", metavar="SRC:DST[:ro]", help="bind-mount a host path"),
+                    repeated("-v", "--volume", metavar="SRC:DST[:ro]",
+                             help="bind-mount a host path; NAME:DST a named volume, DST alone an anonymous one"),
                     value("-u", "--user", metavar="UID[:GID]", help="user (name or uid) and group"),
                     value("--entrypoint", metavar="CMD", help="override the image's entrypoint"),
                     switch("--init", help="run a reaper as PID 1"),
@@ -404,7 +428,8 @@ def _lifecycle():
         Command("wait", "wait for containers to exit, print their exit codes",
                 args=[("containers", "CONTAINER", "some")]),
         Command("rm", "remove containers", args=[("containers", "CONTAINER", "some")],
-                flags=[switch("-f", "--force", help="kill a running container first")]),
+                flags=[switch("-f", "--force", help="kill a running container first"),
+                       switch("-v", "--volumes", help="its anonymous volumes too")]),
         Command("start", "start stopped containers again (detached)", args=[("containers", "CONTAINER", "some")]),
     ]
 

@@ -26,38 +26,59 @@ NAMESPACES = ("mnt", "pid", "uts", "ipc", "net", "cgroup")   # "user" is added f
 
 
 class Mount:
-    """A host path made visible inside the container (``-v SRC:DST[:ro]``)."""
+    """What ``-v`` makes visible inside the container: a host path
+    (``-v /SRC:DST[:ro]``), a named volume (``-v NAME:DST[:ro]``) or an
+    anonymous one (``-v DST``).  A volume's ``source`` is its directory in the
+    state root, filled in when the container is created (runtime/volumes.py)."""
 
-    __slots__ = ("source", "destination", "readonly")
+    __slots__ = ("source", "destination", "readonly", "volume", "anonymous")
 
-    def __init__(self, source, destination, readonly=False):
+    def __init__(self, source, destination, readonly=False, volume="", anonymous=False):
         self.source, self.destination, self.readonly = source, destination, readonly
+        self.volume, self.anonymous = volume, anonymous
 
     def to_json(self):
-        return {"source": self.source, "destination": self.destination, "readonly": self.readonly}
+        d = {"source": self.source, "destination": self.destination, "readonly": self.readonly}
+        if self.volume:
+            d.update(volume=self.volume, anonymous=self.anonymous)
+        return d
 
     def __eq__(self, other):
         return type(other) is type(self) and other.to_json() == self.to_json()
 
     def __repr__(self):
-        return f"Mount({self.source!r}, {self.destination!r}, readonly={self.readonly})"
+        return (f"Mount({self.source!r}, {self.destination!r}, readonly={self.readonly}"
+                + (f", volume={self.volume!r})" if self.volume else ")"))
 
     @classmethod
     def parse(cls, text):
         parts = text.split(":")
+        if len(parts) == 1 and os.path.isabs(text):  # -v /data: a new anonymous volume
+            return cls("", os.path.normpath(text), volume=os.urandom(32).hex(), anonymous=True)
         if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-            raise SpecError(f"invalid volume {text!r}: expected SRC:DST[:ro|rw]")
+            raise SpecError(f"invalid volume {text!r}: expected SRC:DST[:ro|rw], NAME:DST[:ro|rw] or DST")
         source, destination = parts[0], parts[1]
         mode = parts[2] if len(parts) == 3 else "rw"
         if mode not in ("ro", "rw"):
             raise SpecError(f"invalid volume {text!r}: mode must be ro or rw, not {mode!r}")
-        if not os.path.isabs(source):
-            raise SpecError(f"invalid volume {text!r}: source must be an absolute host path")
         if not os.path.isabs(destination):
             raise SpecError(f"invalid volume {text!r}: destination must be an absolute path")
+        if not os.path.isabs(source):
+            check_volume_name(source, f"invalid volume {text!r}")
+            return cls("", os.path.normpath(destination), mode == "ro", volume=source)
         if not os.path.exists(source):
             raise SpecError(f"invalid volume {text!r}: {source}: no such file or directory")
         return cls(os.path.realpath(source), os.path.normpath(destination), mode == "ro")
+
+
+def check_volume_name(text, what="invalid volume name"):
+    """docker's rule for a local volume's name: two or more of [a-zA-Z0-9_.-],
+    a letter or digit first, at most NAME_MAX (it names a directory of the state root)."""
+    if not (_is_name(text, NAME_MAX) and len(text) > 1):
+        raise SpecError(f"{what}: {text!r} includes invalid characters for a local volume name,"
+                        " only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed."
+                        " If you intended to pass a host directory, use absolute path")
+    return text
 
 
 class ContainerSpec:

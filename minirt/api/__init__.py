@@ -13,6 +13,7 @@ way (``tests/test_layering.py`` checks that the CLI reaches nothing else):
     images.py      load, pull, push, tag, rmi, save, inspect, history, prune
     build.py       build an image from a Dockerfile
     network.py     networks: create, ls, rm; the check and head start ``run`` needs
+    volumes.py     volumes: create, ls, inspect, rm, prune
     host.py        the state root, version, info, system prune
 
 Errors are the ``minirt.errors`` classes, never a bare OSError.  Each module is

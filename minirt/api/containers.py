@@ -141,7 +141,7 @@ def start_detached(container):
     try:
         container.start(detach=True)
     except BaseException:
-        container.remove(force=True)
+        container.remove(force=True, volumes=True)
         raise
     return container
 
@@ -182,7 +182,9 @@ def inspect(container):
                       "OOMKilled": bool(info.get("oom_killed")), "Error": info.get("error") or "",
                       "StartedAt": info.get("started_at"), "FinishedAt": info.get("finished_at")},
             "Config": spec.to_json(), "Cgroup": info.get("cgroup"),
-            "Mounts": [{"Source": m.source, "Destination": m.destination, "RW": not m.readonly}
+            "Mounts": [{"Type": "volume" if m.volume else "bind", **({"Name": m.volume, "Driver": "local"}
+                                                                      if m.volume else {}),
+                        "Source": m.source, "Destination": m.destination, "RW": not m.readonly}
                        for m in spec.mounts],
             "StateDir": container.dir}
 

@@ -47,8 +47,9 @@ def info(root):
     return host.info(root)
 
 
-def prune(root):
-    """``minirt system prune``: what was removed, a line each."""
+def prune(root, volumes=False):
+    """``minirt system prune``: what was removed, a line each; named volumes stay,
+    unused anonymous ones go with ``volumes`` (``--volumes``, as docker 23)."""
     from minirt.runtime import prune as sweep
 
-    return sweep.prune(root)
+    return sweep.prune(root, volumes=volumes)

@@ -197,7 +197,16 @@ class Container:
                 userns.hand_over([os.path.join(self.dir, d) for d in ("upper", "work")],
                                  self.spec.uid_map, self.spec.gid_map)
             state.reserve(self.dir)
-            state.write_json(os.path.join(self.dir, "config.json"), self.spec.to_json())
+            held = None
+            if any(m.volume for m in self.spec.mounts):
+                from minirt.runtime import volumes  # (only then: `run` without one pays nothing)
+
+                held = volumes.attach(self.root, self.spec)  # a named one made on first use, an anonymous one now
+            try:
+                state.write_json(os.path.join(self.dir, "config.json"), self.spec.to_json())
+            finally:
+                if held is not None:
+                    os.close(held)  # config.json names the volumes: `volume rm` sees them used
             release(self.spec.id)  # the lease on its layers (api.prepare): config.json names them now
             lifecycle.move(self.dir, lifecycle.CREATED, id=self.spec.id, name=self.spec.name,
                            created_at=time.time(), image=self.spec.image,
@@ -526,10 +535,11 @@ class Container:
             raise RuntimeFailure(f"removing cgroup {self.cgroup.path}: {e.strerror}") from None
         finally:
             if self.spec.remove or force_remove:
-                self.remove_files()
+                self.remove_files(volumes=force_remove)  # (a failed create's anonymous volumes are new)
 
-    def remove(self, force=False):
-        """``minirt rm``: everything of the container, from any state."""
+    def remove(self, force=False, volumes=False):
+        """``minirt rm``: everything of the container, from any state; with
+        ``volumes`` (``rm -v``), its anonymous volumes too."""
         info = self.state()
         if lifecycle.is_running(info):
             if not force:
@@ -542,9 +552,11 @@ class Container:
                 time.sleep(0.002)
         if self.cgroup is not None:
             self.cgroup.remove()
-        self.remove_files()
+        self.remove_files(volumes=volumes)
 
-    def remove_files(self):
+    def remove_files(self, volumes=False):
+        """The state directory, name and address; the anonymous volumes with
+        ``volumes`` or --rm (as docker's ``run --rm`` takes them)."""
         if network.mode(self.spec) == "bridge":
             network.release(self.root, self.spec.id)  # veth, ports, address, peers' /etc/hosts
         if self.spec.name:
@@ -561,6 +573,10 @@ class Container:
         except OSError:
             pass
         state.remove_tree(doomed)
+        if (volumes or self.spec.remove) and any(m.anonymous for m in self.spec.mounts):
+            from minirt.runtime import volumes as kept
+
+            kept.remove_anonymous(self.root, self.spec)
 
     # -- Python API ------------------------------------------------------------
 

@@ -211,6 +211,12 @@ def _setup_rootfs(spec, launch):
     mounts.make_private()
     root = launch.rootfs
     mounts.mount_overlay(root, spec.layers, launch.upper, launch.work, userxattr=launch.rootless)
+    if any(m.volume for m in spec.mounts):  # an empty volume gets the image's content (docker's copy-up)
+        from minirt.runtime.volumes import copy_up
+
+        for m in spec.mounts:
+            if m.volume:
+                copy_up(mounts.secure_join(root, m.destination), m.source)
     mounts.mount_proc(root)
     # In a user namespace mknod is refused: bind the host's device files instead.
     mounts.mount_dev(root, mknod=not launch.rootless, console=launch.console_path)

@@ -18,10 +18,13 @@ from minirt.errors import MinirtError
 from minirt.image import store
 from minirt.kernel import cgroups
 from minirt.runtime import lifecycle, network, state
+from minirt.runtime import volumes as volume_store  # (`volumes` is prune's flag)
 from minirt.runtime.container import Container
 
 
-def prune(root):
+def prune(root, volumes=False):
+    """Stopped containers, leftovers, unused networks and layers; with
+    ``volumes`` (``--volumes``), the volumes ``prune_volumes`` takes."""
     done = []
     containers = state.containers_dir(root)
     parents = {os.environ.get("MINIRT_CGROUP_PARENT", "minirt")}
@@ -64,7 +67,41 @@ def prune(root):
     done += _build_leftovers(root)
     done += network.prune(root, running)  # addresses, ports, links; unused networks
     done += [f"Deleted layer {d[:19]}" for d in store.remove_unused(root, lambda: _layers_in_use(root))]
+    if volumes:
+        done += [f"Deleted volume {name}" for name in prune_volumes(root)[0]]
+    else:
+        _volume_leftovers(volume_store.volumes_dir(root))
     return done
+
+
+def _volume_leftovers(top):
+    """What a killed ``volume create`` (.new-PID-NAME) or ``volume rm`` (.removing-NAME) left."""
+    for name in _listdir(top):
+        pid = name.split("-")[1] if name.startswith(".new-") else ""
+        if name.startswith(".removing-") or (pid.isdigit() and not os.path.exists(f"/proc/{pid}")):
+            state.remove_tree(os.path.join(top, name))
+
+
+def prune_volumes(root, everything=False):
+    """``minirt volume prune``, with docker 23's rule: the anonymous volumes no
+    container uses, or with ``everything`` every unused one; and what a killed
+    ``volume create`` or ``rm`` left half done.  Returns (names, bytes freed)."""
+    top = volume_store.volumes_dir(root)
+    _volume_leftovers(top)
+    used = volume_store.users(root)
+    done, freed = [], 0
+    for record in volume_store.listing(root):
+        name = record["Name"]
+        if name in used or not (everything or volume_store.ANONYMOUS in (record.get("Labels") or {})):
+            continue
+        size = _size(volume_store.data_dir(root, name))
+        try:
+            volume_store.remove(root, name)
+        except MinirtError:  # used, or removed, meanwhile
+            continue
+        done.append(name)
+        freed += size
+    return done, freed
 
 
 def prune_images(root, everything=False):

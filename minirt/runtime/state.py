@@ -23,6 +23,8 @@ Everything minirt creates on the host is under one directory (default
         reserve                   room kept for the exit status on a full disk
     containers/.new-<id>/         a container directory before it is held and named
     networks/                     networks and their addresses (runtime/network.py)
+    volumes/<name>/               a volume: volume.json (docker's fields) and _data/,
+                                  what containers see (runtime/volumes.py)
 
 The root is private to its owner (0700; see ``private_root``), and so are
 ``layers/`` and ``containers/`` in it: what they hold would make any host user
@@ -70,7 +72,7 @@ def default_root():
     return os.path.join(data, "minirt")
 
 
-SUBDIRS = ("layers", "containers", "images", "names", "cache", "networks")  # see the layout above
+SUBDIRS = ("layers", "containers", "images", "names", "cache", "networks", "volumes")  # see the layout above
 
 
 def private_root(root, group=None, create=True):

@@ -58,7 +58,7 @@ class World:
 def world(busybox_image, tmp_path_factory):
     base = tmp_path_factory.mktemp("bad-input")
     root = str(base / "root")
-    r = minirt(root, "run", "--name", WEB, "--network", "none", busybox_image, "true")
+    r = minirt(root, "run", "--name", WEB, "--network", "none", "-v", f"{WEB}data:/data", busybox_image, "true")
     assert r.returncode == 0, r.stderr
     r = minirt(root, "run", "-d", "--name", LIVE, "--network", "none", busybox_image, "sleep", "3600")
     assert r.returncode == 0, r.stderr
@@ -76,6 +76,7 @@ def world(busybox_image, tmp_path_factory):
     yield World(root, busybox_image, files)
     assert minirt(root, "rm", "-f", WEB, LIVE).returncode == 0
     minirt(root, "system", "prune", "-f")
+    assert minirt(root, "volume", "rm", f"{WEB}data").returncode == 0
 
 
 CASES = [
@@ -139,12 +140,36 @@ CASES = [
     (["run", "-p", "8080:80", "--network", "none", IMG, "true"], 125, "need a bridge network"),
     # -- mounts
     (["run", "-v", "nope", IMG, "true"], 125, "invalid volume 'nope'"),
-    (["run", "-v", "relative:/x", IMG, "true"], 125, "absolute host path"),
+    (["run", "-v", "rel/ative:/x", IMG, "true"], 125, "If you intended to pass a host directory, use absolute path"),
+    (["run", "-v", "a:/x", IMG, "true"], 125, "'a' includes invalid characters for a local volume name"),
+    (["run", "-v", "data:rel", IMG, "true"], 125, "destination must be an absolute path"),
+    (["run", "-v", "data:/x:zz", IMG, "true"], 125, "mode must be ro or rw"),
     (["run", "-v", "/:rel", IMG, "true"], 125, "destination must be an absolute path"),
     (["run", "-v", "/:/x:zz", IMG, "true"], 125, "mode must be ro or rw"),
     (["run", "-v", "/nonexistent-minirt:/x", IMG, "true"], 125, "no such file or directory"),
     (["run", "--tmpfs", "relative", IMG, "true"], 125, "invalid --tmpfs"),
     (["run", "-w", "relative", IMG, "true"], 125, "invalid working directory"),
+    # -- volumes
+    (["volume"], 125, "volume: an action is required"),
+    (["volume", "frob"], 125, "volume: unknown action 'frob'"),
+    (["volume", "create", "a"], 125, "'a' includes invalid characters for a local volume name"),
+    (["volume", "create", "../x"], 125, "invalid characters for a local volume name"),
+    (["volume", "create", "x" * 129], 125, "invalid characters for a local volume name"),
+    (["volume", "create", "vol", "other"], 125, "volume create: unexpected argument 'other'"),
+    (["volume", "create", "-d", "nfs", "vol"], 125, 'create vol: error looking up volume plugin nfs: plugin "nfs"'),
+    (["volume", "create", "--label", "=x", "vol"], 125, "invalid label '=x'"),
+    (["volume", "create", "--bogus"], 125, "volume create: unknown flag: --bogus"),
+    (["volume", "inspect"], 125, "volume inspect: VOLUME is required"),
+    (["volume", "inspect", "nope"], 1, "get nope: no such volume"),
+    (["volume", "rm"], 125, "volume rm: VOLUME is required"),
+    (["volume", "rm", "nope"], 1, "No such volume: nope"),
+    (["volume", "rm", "../containers"], 1, "no such volume"),
+    (["volume", "rm", WEB + "data"], 1, "remove webdata: volume is in use - ["),
+    (["volume", "rm", "-f", WEB + "data"], 1, "remove webdata: volume is in use - ["),
+    (["volume", "ls", "--filter", "bogus=1"], 125, "invalid filter 'bogus=1'"),
+    (["volume", "ls", "--filter", "dangling"], 125, "invalid filter 'dangling'"),
+    (["volume", "ls", "--filter", "dangling=maybe"], 125, "invalid filter 'dangling=maybe'"),
+    (["volume", "prune", "extra"], 125, "volume prune: unexpected argument 'extra'"),
     # -- users, names, hosts, networks, cgroups
     (["run", "-u", ":", IMG, "true"], 125, "invalid --user ':'"),
     (["run", "-u", "1000:", IMG, "true"], 125, "invalid --user '1000:'"),

@@ -213,7 +213,7 @@ def test_inspect_running_then_exited(lc, tmp_path):
         assert f.read().split(b"\0")[0] == b"sh"
     assert abs(s["StartedAt"] - time.time()) < 60 and s["StartedAt"] >= info["Created"]
     assert "COLOR=blue" in info["Config"]["env"] and info["Config"]["args"] == ["sh", "-c", LOOP]
-    assert info["Mounts"] == [{"Source": str(tmp_path), "Destination": "/data", "RW": False}]
+    assert info["Mounts"] == [{"Type": "bind", "Source": str(tmp_path), "Destination": "/data", "RW": False}]
     assert os.path.isdir(info["StateDir"])
 
     lc.ok("kill", "inspected")

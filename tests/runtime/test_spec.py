@@ -61,15 +61,26 @@ def test_workdir_user_hostname_overrides():
 
 
 @pytest.mark.parametrize("bad, message", [
-    ("relative:/x", "absolute host path"),
+    ("rel/ative:/x", "invalid characters for a local volume name.* use absolute path"),
+    ("x:/x", "'x' includes invalid characters"),
+    ("name:rel", "destination must be an absolute"),
     ("/:rel", "destination must be an absolute"),
     ("/:/x:rx", "mode must be ro or rw"),
     ("/nonexistent-minirt:/x", "no such file"),
-    ("/only", "expected SRC:DST"),
+    ("only", "expected SRC:DST"),
 ])
 def test_bad_volumes_are_refused(bad, message):
     with pytest.raises(SpecError, match=message):
         spec.build(IMAGE, volumes=[bad])
+
+
+def test_a_name_is_a_named_volume_and_a_lone_path_an_anonymous_one():
+    named, anonymous, bound = spec.build(IMAGE, volumes=["db:/var/lib/db/:ro", "/scratch", "/:/host"]).mounts
+    assert (named.volume, named.destination, named.readonly, named.anonymous) == ("db", "/var/lib/db", True, False)
+    assert anonymous.anonymous and len(anonymous.volume) == 64 and anonymous.destination == "/scratch"
+    assert (bound.volume, bound.source) == ("", "/")
+    assert spec.Mount(**named.to_json()) == named  # as config.json keeps it
+    assert "volume" not in bound.to_json()        # a bind mount's record as before
 
 
 def test_relative_workdir_is_refused():
