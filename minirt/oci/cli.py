@@ -53,8 +53,28 @@ COMMANDS = {
 }
 
 
+# What ``-h`` says of each command (runc's words, for the scripts that read them);
+# checkpoint and restore are listed, as runc lists them, and refused when run.
+SUMMARIES = {
+    "checkpoint": "checkpoint a running container", "create": "create a container",
+    "delete": "delete any resources held by the container often used with detached container",
+    "events": "display container events such as OOM notifications, cpu, memory, and IO usage statistics",
+    "exec": "execute new process inside the container", "features": "show the enabled features",
+    "kill": "kill sends the specified signal (default: SIGTERM) to the container's init process",
+    "list": "lists containers started by runc with the given root", "pause": "pause suspends all processes inside the container",
+    "ps": "ps displays the processes running inside a container", "restore": "restore a container from a previous checkpoint",
+    "resume": "resumes all processes that have been previously paused", "run": "create and run a container",
+    "spec": "create a new specification file", "start": "executes the user defined process in a created container",
+    "state": "output the state of a container", "update": "update container resource constraints",
+}
+
+
 class Usage(MinirtError):
     pass
+
+
+class NoTopic(Usage):
+    """An unknown command: runc's exit status 3."""
 
 
 def main(argv=None):
@@ -68,8 +88,8 @@ def main(argv=None):
             print(f"minirt-runc version {minirt.__version__}\nspec: {_oci_version()}")
             return 0
         if not rest or "help" in options or "h" in options:
-            print(USAGE + "\ncommands: " + " ".join(sorted(COMMANDS)))
-            return 0 if rest or "help" in options or "h" in options else 1
+            print(help_text(None))
+            return 0
         if "systemd-cgroup" in options:
             why = "this host has no systemd" if not os.path.isdir("/run/systemd/system") else \
                 "minirt drives cgroupfs only"
@@ -77,14 +97,19 @@ def main(argv=None):
         if options.get("log-format", "text") not in ("text", "json"):
             raise Usage(f"--log-format must be text or json, not {options['log-format']!r}")
         command, rest = rest[0], rest[1:]
+        if command not in SUMMARIES:
+            raise NoTopic(f"No help topic for {command!r}")
+        flags, args = parse(rest, {**COMMANDS.get(command, {}), "help": False, "h": False}, stop_at_positional=True)
+        if "help" in flags or "h" in flags:
+            print(help_text(command))
+            return 0
         if command not in COMMANDS:
-            raise Usage(f"unknown command {command!r}")
-        flags, args = parse(rest, COMMANDS[command], stop_at_positional=True)
+            raise Usage(f"{command} is not supported by minirt")
         root = os.path.abspath(options.get("root") or DEFAULT_ROOT)
         return globals()["cmd_" + command](root, flags, args) or 0
     except MinirtError as e:
         log.error(str(e))
-        return 1
+        return 3 if isinstance(e, NoTopic) else 1
     except OSError as e:  # the host refused something (a cgroup file, a socket): said as runc says it
         log.error(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
         return 1
@@ -92,6 +117,17 @@ def main(argv=None):
         return 130
     finally:
         log.close()
+
+
+def help_text(command):
+    """``runc -h`` or ``runc COMMAND -h``: the name line first, as in runc's."""
+    if command is None:
+        return ("NAME:\n   runc - Open Container Initiative runtime (minirt-runc, minirt's implementation)\n\n"
+                f"USAGE:\n   {USAGE.partition(': ')[2]}\n\nCOMMANDS:\n"
+                + "".join(f"   {name:<11} {text}\n" for name, text in SUMMARIES.items() if name in COMMANDS))
+    flags = " ".join(f"--{name}" for name in COMMANDS.get(command, ()) if len(name) > 1)
+    return (f"NAME:\n   runc {command} - {SUMMARIES[command]}\n\n"
+            f"USAGE:\n   minirt-runc {command} [command options] <container-id>\n\nOPTIONS:\n   {flags or '(none)'}")
 
 
 def parse(argv, table, stop_at_positional):

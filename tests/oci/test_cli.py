@@ -172,9 +172,23 @@ def test_version_spec_features_and_refused_flags(oci, tmp_path):
     r = oci("--systemd-cgroup", "list")
     assert r.returncode == 1 and "--systemd-cgroup is not supported" in r.stderr
     r = oci("frobnicate")
-    assert r.returncode == 1 and "unknown command 'frobnicate'" in r.stderr
+    assert r.returncode == 3 and "No help topic for 'frobnicate'" in r.stderr  # runc's words and status
     r = oci("create", "--bogus", "x")
     assert r.returncode == 1 and "flag provided but not defined: -bogus" in r.stderr
+
+
+def test_help_names_runc_and_each_command(oci):
+    for argv in (["-h"], ["--help"], []):
+        r = oci(*argv)
+        assert r.returncode == 0 and r.stdout.splitlines()[:2] == [
+            "NAME:", "   runc - Open Container Initiative runtime (minirt-runc, minirt's implementation)"]
+    for command in ("delete", "exec", "checkpoint", "restore"):
+        r = oci(command, "--help")
+        assert r.returncode == 0 and r.stdout.splitlines()[1].startswith(f"   runc {command} - ")
+    r = oci("checkpoint", "c1")
+    assert r.returncode == 1 and "checkpoint is not supported by minirt" in r.stderr
+    r = oci("foo", "-h")
+    assert r.returncode == 3 and "No help topic for 'foo'" in r.stderr
 
 
 def test_hooks_get_the_state_on_stdin(oci, bundle, tmp_path):
