@@ -49,7 +49,7 @@ COMMANDS = {
                "cpu-quota": True, "cpu-period": True, "cpu-share": True, "cpuset-cpus": True},
     "exec": {"process": True, "p": True, "detach": False, "d": False, "pid-file": True, "tty": False, "t": False,
              "console-socket": True, "cwd": True, "env": "*", "e": "*", "user": True, "u": True,
-             "additional-gids": "*", "g": "*", "no-new-privs": False, "preserve-fds": True},
+             "additional-gids": "*", "g": "*", "no-new-privs": False, "preserve-fds": True, "ignore-paused": False},
 }
 
 
@@ -79,7 +79,7 @@ class NoTopic(Usage):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    log = Log()
+    log, command = Log(), None
     try:
         options, rest = parse(argv, GLOBAL, stop_at_positional=True)
         log.open(options.get("log"), options.get("log-format", "text"), "debug" in options)
@@ -109,14 +109,20 @@ def main(argv=None):
         return globals()["cmd_" + command](root, flags, args) or 0
     except MinirtError as e:
         log.error(str(e))
-        return 3 if isinstance(e, NoTopic) else 1
+        return 3 if isinstance(e, NoTopic) else failed(command)
     except OSError as e:  # the host refused something (a cgroup file, a socket): said as runc says it
         log.error(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
-        return 1
+        return failed(command)
     except KeyboardInterrupt:
         return 130
     finally:
         log.close()
+
+
+def failed(command):
+    """The exit status of a command that failed: 255 for exec (whose own status
+    is its process's), 1 for the others, as runc's."""
+    return 255 if command == "exec" else 1
 
 
 def help_text(command):
@@ -252,7 +258,7 @@ def cmd_exec(root, flags, args):
         }, "exec")
     return commands.exec_process(commands.load(root, args[0]), process, flags.get("pid-file"),
                                  flags.get("console-socket"), detach=bool(_flag(flags, "detach", "d")),
-                                 preserve_fds=preserve)
+                                 preserve_fds=preserve, ignore_paused=bool(flags.get("ignore-paused")))
 
 
 def _number(text, flag):

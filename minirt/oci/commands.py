@@ -153,15 +153,19 @@ def start(container):
         print(f"minirt-runc: warning: {e}", file=sys.stderr)
 
 
-def exec_process(container, process, pid_file=None, console_socket=None, detach=False, preserve_fds=0):
+def exec_process(container, process, pid_file=None, console_socket=None, detach=False, preserve_fds=0,
+                 ignore_paused=False):
     """Run ``process`` (a ``bundle.Process``) in the running container; with
     ``detach`` return at once (the engine's shim adopts it), else wait and
-    return its exit status."""
+    return its exit status.  A paused container is refused, unless
+    ``ignore_paused``: then the process is born frozen, and runs once resumed."""
     from minirt.errors import exit_status
     from minirt.runtime import exec as execution
 
     current, _ = status(container)
-    if current != lifecycle.RUNNING:
+    if current == lifecycle.PAUSED and not ignore_paused:
+        raise OciError("cannot exec in a paused container (use --ignore-paused to override)")
+    if current not in (lifecycle.RUNNING, lifecycle.PAUSED):
         raise OciError(f"cannot exec in a container that is {lifecycle.OCI_NAMES[current]}")
     if process.terminal and not console_socket:
         raise OciError("cannot allocate a terminal without --console-socket")

@@ -6,6 +6,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 
 import pytest
@@ -84,7 +85,13 @@ def test_kill_by_name_and_all_pause_resume_ps(oci, bundle, tmp_path):
     assert oci.state("c4")["status"] == "paused"
     r = oci("kill", "c4", "SIGNOPE")
     assert r.returncode == 1 and "invalid signal 'SIGNOPE'" in r.stderr
-    assert oci("resume", "c4").returncode == 0
+    r = oci("exec", "c4", "true")
+    assert r.returncode == 255 and "cannot exec in a paused container" in r.stderr  # runc's status for exec
+    resume = threading.Timer(0.5, oci, ("resume", "c4"))
+    resume.start()
+    r = oci("exec", "--ignore-paused", "c4", "echo", "ok")  # born frozen, runs once resumed
+    resume.join()
+    assert (r.returncode, r.stdout) == (0, "ok\n")
     assert oci.state("c4")["status"] == "running"
     assert oci("kill", "c4", "hup").returncode == 0
     assert os.WEXITSTATUS(oci.reap(pid)) == 3
@@ -115,7 +122,7 @@ def test_list_exec_and_a_detached_exec(oci, bundle, tmp_path):
     os.kill(exec_pid, signal.SIGKILL)
     assert os.WTERMSIG(oci.reap(exec_pid)) == signal.SIGKILL  # adopted by us, the subreaper
     r = oci("exec", "c5", "no-such-command")
-    assert r.returncode == 1 and 'exec: "no-such-command": executable file not found' in r.stderr
+    assert r.returncode == 255 and 'exec: "no-such-command": executable file not found' in r.stderr
     assert oci("delete", "--force", "c5").returncode == 0
     oci.reap(pid)
 
