@@ -257,3 +257,14 @@ def test_a_user_namespace_from_the_bundles_mappings(oci, bundle):
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["0", "0", "100000", "65536", "nobody"]  # (the rootfs is the host root's)
     assert oci.ids() == []
+
+
+def test_a_second_container_in_a_cgroup_with_processes_is_made_with_a_warning(oci, bundle, tmp_path):
+    b = bundle(["sleep", "100"])
+    assert oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid1"), "c12").returncode == 0
+    r = oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid2"), "c13")  # the same cgroupsPath
+    assert r.returncode == 0 and "warning: the container's cgroup is not empty" in r.stderr
+    for cid, pid_file in (("c13", "pid2"), ("c12", "pid1")):
+        assert oci("delete", "--force", cid).returncode == 0
+        oci.reap(int((tmp_path / pid_file).read_text()))
+    assert oci.ids() == []
