@@ -343,6 +343,13 @@ class CgroupV2(Cgroup):
         _write(self.dirs[0], "cgroup.freeze", int(frozen))
         _wait_for(lambda: _keyed(self.dirs[0], "cgroup.events").get("frozen") == int(frozen), self.path)
 
+    def frozen(self):
+        """Whether the cgroup exists and is frozen (or freezing)."""
+        try:
+            return _read(self.dirs[0], "cgroup.freeze").strip() == "1"
+        except FileNotFoundError:
+            return False
+
     def kill(self):
         # cgroup.kill (Linux 5.14) kills the whole tree atomically, even processes
         # forking at that moment; fall back to one signal per pid.
@@ -392,6 +399,13 @@ class CgroupV1(Cgroup):
         want = "FROZEN" if frozen else "THAWED"
         _write(d, "freezer.state", want)
         _wait_for(lambda: _read(d, "freezer.state").strip() == want, self.path)
+
+    def frozen(self):
+        """Whether the cgroup exists and is frozen (or freezing)."""
+        try:
+            return _read(self._dir_for("freezer"), "freezer.state").strip() != "THAWED"
+        except (FileNotFoundError, RuntimeFailure):  # (no such cgroup; no freezer tree)
+            return False
 
     def oom_killed(self):
         try:

@@ -63,10 +63,13 @@ def create(root, cid, bundle_dir, pid_file=None, console_socket=None, relay=Fals
     if console_socket and not spec.tty:
         raise OciError("--console-socket given but process.terminal is false")
     container = Container(spec, root)
+    if container.cgroup is not None:  # a cgroup made beforehand (cgroupsPath): runc's checks
+        if container.cgroup.frozen():
+            raise OciError(f"container's cgroup unexpectedly frozen: {container.cgroup.path}")
+        if container.cgroup.pids():  # (allowed, as runc allows it: said)
+            print(f"minirt-runc: warning: the container's cgroup is not empty: {container.cgroup.path}"
+                  " holds processes already", file=sys.stderr)
     container.create()
-    if container.cgroup is not None and container.cgroup.pids():  # (allowed, as runc allows it: said)
-        print(f"minirt-runc: warning: the container's cgroup is not empty: {container.cgroup.path}"
-              " holds processes already", file=sys.stderr)
     try:
         container.start(preserve_fds=preserve_fds)
         if console_socket:

@@ -268,3 +268,19 @@ def test_a_second_container_in_a_cgroup_with_processes_is_made_with_a_warning(oc
         assert oci("delete", "--force", cid).returncode == 0
         oci.reap(int((tmp_path / pid_file).read_text()))
     assert oci.ids() == []
+
+
+def test_a_container_in_a_frozen_cgroup_is_refused(oci, bundle, tmp_path):
+    from minirt.kernel import cgroups
+
+    b = bundle(["true"])
+    cgroup = cgroups.at(json.loads(open(os.path.join(b, "config.json")).read())["linux"]["cgroupsPath"])
+    cgroup.create()
+    try:
+        cgroup.freeze(True)
+        r = oci("create", "--bundle", b, "c14")
+        assert r.returncode == 1 and "container's cgroup unexpectedly frozen" in r.stderr
+        assert oci.ids() == [] and cgroup.exists()  # nothing made, the caller's cgroup left as it was
+    finally:
+        cgroup.freeze(False)
+        cgroup.remove()
