@@ -171,6 +171,7 @@ def test_version_spec_features_and_refused_flags(oci, tmp_path):
     assert r.returncode == 0
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["process"]["args"] == ["sh"] and config["root"] == {"path": "rootfs", "readonly": True}
+    assert [n["type"] for n in config["linux"]["namespaces"]] == ["pid", "network", "ipc", "uts", "mount"]  # runc's
     r = oci("spec", "--bundle", str(tmp_path))
     assert r.returncode == 1 and "exists" in r.stderr
     features = json.loads(oci("features").stdout)
@@ -284,3 +285,16 @@ def test_a_container_in_a_frozen_cgroup_is_refused(oci, bundle, tmp_path):
     finally:
         cgroup.freeze(False)
         cgroup.remove()
+
+
+def test_exec_joins_the_containers_cgroups_as_the_host_names_them(oci, bundle, tmp_path):
+    b = bundle(["sleep", "100"])
+    cgroup = json.loads(open(os.path.join(b, "config.json")).read())["linux"]["cgroupsPath"]
+    assert oci("run", "--detach", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "c15").returncode == 0
+    pid = int((tmp_path / "pid").read_text())
+    with open(f"/proc/{pid}/cgroup") as f:
+        init = f.read()
+    r = oci("exec", "c15", "cat", "/proc/self/cgroup")  # no cgroup namespace in runc's default spec
+    assert r.returncode == 0 and r.stdout == init and r.stdout.splitlines()[-1] == f"0::{cgroup}"
+    assert oci("delete", "--force", "c15").returncode == 0
+    oci.reap(pid)
