@@ -344,7 +344,7 @@ def signal_number(text):
 
     if text.isdigit():
         number = int(text)
-        if number not in signal.valid_signals():
+        if number and number not in signal.valid_signals():  # (0: is it there? as kill(2))
             raise Usage(f"invalid signal {text!r}")
         return number
     name = text.upper()
@@ -442,7 +442,7 @@ def _dumps(value, indent=False):
         import json
 
         return json.dumps(value, indent=2)
-    return lightjson.dumps(value)
+    return lightjson.dumps(value, compact=True)  # (as runc's Go prints it: scripts match it byte for byte)
 
 
 def _print_json(value, indent=False):
@@ -479,7 +479,7 @@ class Log:
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
         if self.json:
-            line = lightjson.dumps({"level": level, "msg": message, "time": stamp})
+            line = lightjson.dumps({"level": level, "msg": message, "time": stamp}, compact=True)
         else:
             line = f'time="{stamp}" level={level} msg={lightjson.dumps(message)}'
         os.write(self.fd, (line + "\n").encode())

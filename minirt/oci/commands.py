@@ -168,11 +168,11 @@ def exec_process(container, process, pid_file=None, console_socket=None, detach=
     from minirt.errors import exit_status
     from minirt.runtime import exec as execution
 
-    current, _ = status(container)
+    current, _ = status(container)  # (created: PID 1 waits for start, in its namespaces already)
     if current == lifecycle.PAUSED and not ignore_paused:
         raise OciError("cannot exec in a paused container (use --ignore-paused to override)")
-    if current not in (lifecycle.RUNNING, lifecycle.PAUSED):
-        raise OciError(f"cannot exec in a container that is {lifecycle.OCI_NAMES[current]}")
+    if current == lifecycle.EXITED:
+        raise OciError("cannot exec in a stopped container")
     if process.terminal and not console_socket:
         raise OciError("cannot allocate a terminal without --console-socket")
     master = slave = None
@@ -226,8 +226,11 @@ def events(container, interval, once=False):
 
 
 def kill(container, signum, all_processes=False):
+    """``signum`` (0: only check) to PID 1, or with ``all_processes`` to every
+    process of the cgroup: then a stopped container is no error (its stragglers
+    are what --all is for)."""
     current, info = status(container)
-    if current == lifecycle.EXITED:
+    if current == lifecycle.EXITED and not all_processes:
         raise OciError("container not running")
     targets = container.cgroup.pids() if all_processes and container.cgroup else [info["pid"]]
     for pid in targets:

@@ -33,6 +33,8 @@ def test_create_waits_for_start_then_runs(oci, bundle, tmp_path):
         "ociVersion": "1.0.2", "id": "c1", "pid": pid, "status": "created", "bundle": b,
         "rootfs": os.path.join(b, "rootfs"), "owner": "", "annotations": {}}
     assert s["created"].endswith("Z")
+    r = oci("exec", "c1", "sh", "-c", "echo $$; hostname")  # runc lets one join a created container
+    assert (r.returncode, r.stdout.split()[1:]) == (0, ["minirt"]) and int(r.stdout.split()[0]) > 1, r.stderr
     time.sleep(0.2)
     assert out.read_text() == ""  # the command has not run yet
     assert oci("start", "c1").returncode == 0
@@ -96,7 +98,9 @@ def test_kill_by_name_and_all_pause_resume_ps(oci, bundle, tmp_path):
     assert oci("kill", "c4", "hup").returncode == 0
     assert os.WEXITSTATUS(oci.reap(pid)) == 3
     assert out.read_text() == "got HUP\n"
-    assert oci("kill", "--all", "c4", "KILL").returncode == 1  # stopped: nothing to signal
+    r = oci("kill", "c4", "0")
+    assert r.returncode == 1 and "container not running" in r.stderr
+    assert oci("kill", "--all", "c4", "0").returncode == 0  # stopped: --all signals whatever is left, as runc
     assert oci("delete", "c4").returncode == 0
 
 
@@ -298,3 +302,26 @@ def test_exec_joins_the_containers_cgroups_as_the_host_names_them(oci, bundle, t
     assert r.returncode == 0 and r.stdout == init and r.stdout.splitlines()[-1] == f"0::{cgroup}"
     assert oci("delete", "--force", "c15").returncode == 0
     oci.reap(pid)
+
+
+def test_ps_kill_and_delete_reach_the_cgroups_below_the_containers(oci, bundle, tmp_path):
+    from minirt.kernel import cgroups
+
+    b = bundle(["sleep", "100"])
+    cgroup = cgroups.at(json.loads(open(os.path.join(b, "config.json")).read())["linux"]["cgroupsPath"])
+    assert oci("run", "--detach", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "c16").returncode == 0
+    pid = int((tmp_path / "pid").read_text())
+    assert oci("exec", "--detach", "--pid-file", str(tmp_path / "sleep"), "c16", "sleep", "100").returncode == 0
+    sleeper = int((tmp_path / "sleep").read_text())
+    # A cgroup below the container's, with a process in it (v1: in the memory tree only,
+    # where the parent's cgroup.procs no longer lists it).
+    d = next(d for t, d in zip(cgroup.trees, cgroup.dirs) if "memory" in t.controllers or t.version == "v2")
+    os.mkdir(os.path.join(d, "sub"))
+    with open(os.path.join(d, "sub", "cgroup.procs"), "w") as f:
+        f.write(str(sleeper))
+    assert sorted(json.loads(oci("ps", "--format", "json", "c16").stdout)) == sorted([pid, sleeper])
+    assert oci("kill", "--all", "c16", "KILL").returncode == 0
+    for p in (sleeper, pid):
+        assert os.WTERMSIG(oci.reap(p)) == signal.SIGKILL
+    assert oci("delete", "c16").returncode == 0
+    assert not cgroup.exists() and oci.ids() == []
