@@ -85,7 +85,8 @@ def main(argv=None):
         log.open(options.get("log"), options.get("log-format", "text"), "debug" in options)
         log.debug(f"argv: {argv}")
         if "version" in options or "v" in options:
-            print(f"minirt-runc version {minirt.__version__}\nspec: {_oci_version()}")
+            print(f"minirt-runc version {minirt.__version__}\ncommit: minirt {minirt.__version__}\n"
+                  f"spec: {_oci_version()}")
             return 0
         if not rest or "help" in options or "h" in options:
             print(help_text(None))
@@ -383,14 +384,32 @@ def cmd_resume(root, flags, args):
 def cmd_ps(root, flags, args):
     from minirt.oci import commands
 
-    pids = commands.processes(commands.load(root, _one_id(args, "ps")))
+    """The container's processes: their pids (--format json), or as runc
+    shows them, the lines of the host's ``ps`` (``-ef``, or the options given
+    after the id) that are theirs."""
+    import subprocess
+
+    if not args:
+        raise Usage('"ps" requires a container id')
+    pids = commands.processes(commands.load(root, args[0]))
     fmt = _flag(flags, "format", "f") or "table"
     if fmt == "json":
         _print_json(pids)
     elif fmt == "table":
-        print("PID")
-        for pid in pids:
-            print(pid)
+        try:
+            listing = subprocess.run(["ps", *(args[1:] or ["-ef"])], capture_output=True, text=True, check=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            why = (getattr(e, "stderr", None) or str(e)).strip().splitlines()[0]
+            raise Usage(f"ps {' '.join(args[1:] or ['-ef'])}: {why}") from None
+        header, *lines = listing.stdout.splitlines()
+        if "PID" not in header.split():
+            raise Usage(f"ps {' '.join(args[1:])}: its output has no PID column")
+        column = header.split().index("PID")
+        print(header)
+        for line in lines:
+            words = line.split()
+            if len(words) > column and words[column].isdigit() and int(words[column]) in pids:
+                print(line)
     else:
         raise Usage(f"--format must be table or json, not {fmt!r}")
 

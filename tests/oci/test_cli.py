@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+import minirt
+
 pytestmark = pytest.mark.privileged
 
 
@@ -170,7 +172,8 @@ def test_errors_go_to_the_log_in_runcs_json_shape(oci, tmp_path):
 
 def test_version_spec_features_and_refused_flags(oci, tmp_path):
     r = oci("--version")
-    assert r.returncode == 0 and r.stdout.startswith("minirt-runc version ") and "spec: 1.0.2" in r.stdout
+    assert r.returncode == 0 and r.stdout.splitlines() == [f"minirt-runc version {minirt.__version__}", f"commit: minirt {minirt.__version__}",
+                                                          "spec: 1.0.2"]
     r = oci("spec", "--bundle", str(tmp_path))
     assert r.returncode == 0
     config = json.loads((tmp_path / "config.json").read_text())
@@ -320,6 +323,13 @@ def test_ps_kill_and_delete_reach_the_cgroups_below_the_containers(oci, bundle, 
     with open(os.path.join(d, "sub", "cgroup.procs"), "w") as f:
         f.write(str(sleeper))
     assert sorted(json.loads(oci("ps", "--format", "json", "c16").stdout)) == sorted([pid, sleeper])
+    header, *lines = oci("ps", "c16").stdout.splitlines()  # the host's ps -ef, its lines of theirs
+    assert header.split()[:3] == ["UID", "PID", "PPID"] and sorted(int(line.split()[1]) for line in lines) == sorted(
+        [pid, sleeper])
+    header, *lines = oci("ps", "c16", "-o", "pid,comm").stdout.splitlines()
+    assert header.split() == ["PID", "COMMAND"] and [line.split()[1] for line in lines] == ["sleep", "sleep"]
+    r = oci("ps", "c16", "-bogus")
+    assert r.returncode == 1 and "ps -bogus: error: unsupported SysV option" in r.stderr
     assert oci("kill", "--all", "c16", "KILL").returncode == 0
     for p in (sleeper, pid):
         assert os.WTERMSIG(oci.reap(p)) == signal.SIGKILL
