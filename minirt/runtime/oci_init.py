@@ -37,7 +37,7 @@ def rootfs(spec, launch):
     fresh_dev = False
     for m in oci["mounts"]:
         if m["type"] in ("cgroup", "cgroup2"):
-            _mount_cgroups(root, m)
+            _mount_cgroups(root, m, None if "cgroup" in spec.namespaces else oci["cgroups_path"])
             continue
         target = mounts.mount_entry(root, m["type"], m["source"], m["destination"], m["options"])
         if m["destination"] == "/dev" and m["type"] == "tmpfs":
@@ -54,26 +54,33 @@ def rootfs(spec, launch):
                            d["mode"], d["uid"], d["gid"])
 
 
-def _mount_cgroups(root, m):
+def _mount_cgroups(root, m, own):
     """/sys/fs/cgroup: cgroup2 where it is the only tree; on a v1 or hybrid host a
     tmpfs with each tree mounted under its directory's name, as runc does.
-    (PID 1 is already in its cgroup namespace: each tree shows its own cgroup as "/".)"""
+    In its cgroup namespace (``own`` None), PID 1 mounts each tree and sees its
+    own cgroup as "/"; without one, each tree's directory of its cgroup ``own``
+    is bound there instead, as runc binds it (a cgroup file system mounted
+    there would show the host's whole tree, and in a user namespace cannot be)."""
     flags, _, _ = mounts.parse_options(m["options"])
     flags &= libc.MS_RDONLY | libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC
     target = mounts.make_mountpoint(root, m["destination"])
     trees = cgroups.hierarchies()
+
+    def attach(tree, where, data=None):
+        if own is None:
+            fstype = "cgroup2" if tree.version == "v2" else "cgroup"
+            libc.mount(fstype, where, fstype, flags, data)
+        else:
+            mounts.bind(os.path.join(tree.mountpoint, own.lstrip("/")), where, readonly=bool(flags & libc.MS_RDONLY))
+
     if cgroups.detect(trees) != "v1":
-        libc.mount("cgroup2", target, "cgroup2", flags)
+        attach(next(t for t in trees if t.version == "v2"), target)
         return
     libc.mount("tmpfs", target, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC, "mode=755")
     for tree in trees:
         where = os.path.join(target, os.path.basename(tree.mountpoint))
         os.makedirs(where, exist_ok=True)
-        if tree.version == "v2":
-            libc.mount("cgroup2", where, "cgroup2", flags)
-        else:
-            named = ",".join(sorted(tree.controllers))
-            libc.mount("cgroup", where, "cgroup", flags, named)
+        attach(tree, where, None if tree.version == "v2" else ",".join(sorted(tree.controllers)))
     if flags & libc.MS_RDONLY:
         mounts.remount_readonly(target)
 

@@ -267,6 +267,25 @@ def test_a_user_namespace_from_the_bundles_mappings(oci, bundle):
     assert oci.ids() == []
 
 
+@pytest.mark.parametrize("cgroupns", [True, False])
+def test_sys_fs_cgroup_shows_the_containers_cgroup_in_a_user_namespace(oci, bundle, cgroupns):
+    """With its own cgroup namespace each tree is mounted; without (runc's
+    default spec), each tree's directory of the container's cgroup is bound."""
+    kinds = ("pid", "mount", "ipc", "uts", "network", "user") + (("cgroup",) if cgroupns else ())
+    b = bundle(["sh", "-c", "f=/sys/fs/cgroup/pids/cgroup.procs; [ -e $f ] || f=/sys/fs/cgroup/cgroup.procs;"
+                            " while read p; do echo $p; done < $f"],  # (builtins only: sh is the one process)
+               linux__namespaces=[{"type": t} for t in kinds],
+               linux__uidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}],
+               linux__gidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}])
+    reachable = tempfile.mkdtemp(prefix="minirt-oci-userns-")
+    try:
+        os.chmod(reachable, 0o711)
+        r = oci("run", "--bundle", shutil.move(b, reachable), "u2")
+    finally:
+        shutil.rmtree(reachable)
+    assert (r.returncode, r.stdout) == (0, "1\n"), r.stderr  # its own cgroup's processes: PID 1 alone
+
+
 def test_a_second_container_in_a_cgroup_with_processes_is_made_with_a_warning(oci, bundle, tmp_path):
     b = bundle(["sleep", "100"])
     assert oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid1"), "c12").returncode == 0
