@@ -173,7 +173,7 @@ def exec_process(container, process, pid_file=None, console_socket=None, detach=
         raise OciError("cannot exec in a paused container (use --ignore-paused to override)")
     if current == lifecycle.EXITED:
         raise OciError("cannot exec in a stopped container")
-    if process.terminal and not console_socket:
+    if process.terminal and not console_socket and detach:
         raise OciError("cannot allocate a terminal without --console-socket")
     master = slave = None
     if process.terminal:
@@ -188,12 +188,17 @@ def exec_process(container, process, pid_file=None, console_socket=None, detach=
         if slave is not None:
             os.close(slave)
             slave = None
-            _send_console(console_socket, master)
+            if console_socket:
+                _send_console(console_socket, master)
         report = execution.wait_for_exec(err)
         if report:
             if pid and not detach:
                 os.waitpid(pid, 0)
             execution.raise_report(report, process.args[0])
+        if master is not None and not console_socket:  # in the foreground, we relay its terminal (as runc)
+            from minirt.runtime import tty
+
+            tty.relay(master, interactive=os.isatty(0))
     finally:
         for fd in (master, slave):
             if fd is not None:

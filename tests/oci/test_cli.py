@@ -349,6 +349,10 @@ def test_ps_kill_and_delete_reach_the_cgroups_below_the_containers(oci, bundle, 
     assert header.split() == ["PID", "COMMAND"] and [line.split()[1] for line in lines] == ["sleep", "sleep"]
     r = oci("ps", "c16", "-bogus")
     assert r.returncode == 1 and "ps -bogus: error: unsupported SysV option" in r.stderr
+    r = oci("exec", "-t", "c16", "sh", "-c", "readlink /proc/self/fd/0; readlink /proc/self/fd/1; exit 3")
+    assert r.returncode == 3 and r.stdout.split() == ["/dev/pts/0"] * 2  # a pty: its master relayed by us
+    r = oci("exec", "-t", "--detach", "c16", "true")
+    assert r.returncode == 255 and "cannot allocate a terminal without --console-socket" in r.stderr
     assert oci("kill", "--all", "c16", "KILL").returncode == 0
     for p in (sleeper, pid):
         assert os.WTERMSIG(oci.reap(p)) == signal.SIGKILL
