@@ -82,11 +82,12 @@ def _unserializable(value):
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def dumps(value, sort_keys=False):
-    """``value`` as a line of JSON, as ``json.dumps(value, sort_keys=sort_keys)``."""
+def dumps(value, sort_keys=False, compact=False):
+    """``value`` as a line of JSON, as ``json.dumps(value, sort_keys=sort_keys)``;
+    ``compact``: without spaces, as ``separators=(",", ":")`` (Go's encoding/json)."""
     # A new encoder each time, as json.dumps makes: its first argument holds the
     # ids of the lists and dicts being written (to refuse a cycle), and an error
     # half-way leaves them there.
     encode = _json.make_encoder({}, _unserializable, _json.encode_basestring_ascii, None,
-                                ": ", ", ", bool(sort_keys), False, True)
+                                ":" if compact else ": ", "," if compact else ", ", bool(sort_keys), False, True)
     return "".join(encode(value, 0))

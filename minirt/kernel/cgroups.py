@@ -208,13 +208,16 @@ class Cgroup:
         return Entry(tasks, cgroup2)
 
     def pids(self):
+        """Every process in the cgroup, or in a cgroup below it (one its
+        processes made: a v1 parent's cgroup.procs does not list them)."""
         pids = set()
-        for d in self.dirs:
-            try:
-                with open(os.path.join(d, "cgroup.procs")) as f:
-                    pids.update(int(line) for line in f if line.strip())
-            except FileNotFoundError:
-                pass
+        for top in self.dirs:
+            for d, _subdirs, _files in os.walk(top):
+                try:
+                    with open(os.path.join(d, "cgroup.procs")) as f:
+                        pids.update(int(line) for line in f if line.strip())
+                except FileNotFoundError:
+                    pass
         return sorted(pids)
 
     def exists(self):
@@ -229,13 +232,14 @@ class Cgroup:
                 pass
 
     def remove(self, timeout=5.0):
-        """Kill what is left and remove the directories.
+        """Kill what is left and remove the directories, those its processes
+        made below it first.
 
         Killed processes leave the cgroup asynchronously, so ``rmdir`` may briefly
         report EBUSY; retry until the deadline.
         """
         deadline = time.monotonic() + timeout
-        for d in self.dirs:
+        for d in [sub for top in self.dirs for sub, _dirs, _files in os.walk(top, topdown=False)]:
             while True:
                 try:
                     os.rmdir(d)
@@ -343,6 +347,13 @@ class CgroupV2(Cgroup):
         _write(self.dirs[0], "cgroup.freeze", int(frozen))
         _wait_for(lambda: _keyed(self.dirs[0], "cgroup.events").get("frozen") == int(frozen), self.path)
 
+    def frozen(self):
+        """Whether the cgroup exists and is frozen (or freezing)."""
+        try:
+            return _read(self.dirs[0], "cgroup.freeze").strip() == "1"
+        except FileNotFoundError:
+            return False
+
     def kill(self):
         # cgroup.kill (Linux 5.14) kills the whole tree atomically, even processes
         # forking at that moment; fall back to one signal per pid.
@@ -392,6 +403,13 @@ class CgroupV1(Cgroup):
         want = "FROZEN" if frozen else "THAWED"
         _write(d, "freezer.state", want)
         _wait_for(lambda: _read(d, "freezer.state").strip() == want, self.path)
+
+    def frozen(self):
+        """Whether the cgroup exists and is frozen (or freezing)."""
+        try:
+            return _read(self._dir_for("freezer"), "freezer.state").strip() != "THAWED"
+        except (FileNotFoundError, RuntimeFailure):  # (no such cgroup; no freezer tree)
+            return False
 
     def oom_killed(self):
         try:

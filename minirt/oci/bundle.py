@@ -380,6 +380,12 @@ def _resources(res, limits_only):
             raise SpecError(f"config.json: linux.resources.cpu.{key} is not supported")
     if pids.get("limit") and pids["limit"] > 0:
         out["pids_limit"] = pids["limit"]
+    if res.get("unified"):
+        from minirt.kernel import cgroups
+
+        if cgroups.detect() == "v1":  # (runc's words: such a bundle is wrong here, not merely unsupported)
+            raise SpecError("config.json: invalid configuration: linux.resources.unified needs cgroup v2,"
+                            " and this host's controllers are on cgroup v1")
     for key in ("blockIO", "hugepageLimits", "unified", "network", "rdma"):
         value = res.get(key)
         if value and (key != "blockIO" or any(value.values())):

@@ -50,12 +50,32 @@ COMMANDS = {
                "cpu-quota": True, "cpu-period": True, "cpu-share": True, "cpuset-cpus": True},
     "exec": {"process": True, "p": True, "detach": False, "d": False, "pid-file": True, "tty": False, "t": False,
              "console-socket": True, "cwd": True, "env": "*", "e": "*", "user": True, "u": True,
-             "additional-gids": "*", "g": "*", "no-new-privs": False, "preserve-fds": True},
+             "additional-gids": "*", "g": "*", "no-new-privs": False, "preserve-fds": True, "ignore-paused": False},
+}
+
+
+# What ``-h`` says of each command (runc's words, for the scripts that read them);
+# checkpoint and restore are listed, as runc lists them, and refused when run.
+SUMMARIES = {
+    "checkpoint": "checkpoint a running container", "create": "create a container",
+    "delete": "delete any resources held by the container often used with detached container",
+    "events": "display container events such as OOM notifications, cpu, memory, and IO usage statistics",
+    "exec": "execute new process inside the container", "features": "show the enabled features",
+    "kill": "kill sends the specified signal (default: SIGTERM) to the container's init process",
+    "list": "lists containers started by runc with the given root", "pause": "pause suspends all processes inside the container",
+    "ps": "ps displays the processes running inside a container", "restore": "restore a container from a previous checkpoint",
+    "resume": "resumes all processes that have been previously paused", "run": "create and run a container",
+    "spec": "create a new specification file", "start": "executes the user defined process in a created container",
+    "state": "output the state of a container", "update": "update container resource constraints",
 }
 
 
 class Usage(MinirtError):
     pass
+
+
+class NoTopic(Usage):
+    """An unknown command: runc's exit status 3."""
 
 
 def command():
@@ -76,17 +96,18 @@ def command():
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    log = Log()
+    log, command = Log(), None
     try:
         options, rest = parse(argv, GLOBAL, stop_at_positional=True)
         log.open(options.get("log"), options.get("log-format", "text"), "debug" in options)
         log.debug(f"argv: {argv}")
         if "version" in options or "v" in options:
-            print(f"minirt-runc version {minirt.__version__}\nspec: {_oci_version()}")
+            print(f"minirt-runc version {minirt.__version__}\ncommit: minirt {minirt.__version__}\n"
+                  f"spec: {_oci_version()}")
             return 0
         if not rest or "help" in options or "h" in options:
-            print(USAGE + "\ncommands: " + " ".join(sorted(COMMANDS)))
-            return 0 if rest or "help" in options or "h" in options else 1
+            print(help_text(None))
+            return 0
         if "systemd-cgroup" in options:
             why = "this host has no systemd" if not os.path.isdir("/run/systemd/system") else \
                 "minirt drives cgroupfs only"
@@ -94,21 +115,43 @@ def main(argv=None):
         if options.get("log-format", "text") not in ("text", "json"):
             raise Usage(f"--log-format must be text or json, not {options['log-format']!r}")
         command, rest = rest[0], rest[1:]
+        if command not in SUMMARIES:
+            raise NoTopic(f"No help topic for {command!r}")
+        flags, args = parse(rest, {**COMMANDS.get(command, {}), "help": False, "h": False}, stop_at_positional=True)
+        if "help" in flags or "h" in flags:
+            print(help_text(command))
+            return 0
         if command not in COMMANDS:
-            raise Usage(f"unknown command {command!r}")
-        flags, args = parse(rest, COMMANDS[command], stop_at_positional=True)
+            raise Usage(f"{command} is not supported by minirt")
         root = os.path.abspath(options.get("root") or DEFAULT_ROOT)
         return globals()["cmd_" + command](root, flags, args) or 0
     except MinirtError as e:
         log.error(str(e))
-        return 1
+        return 3 if isinstance(e, NoTopic) else failed(command)
     except OSError as e:  # the host refused something (a cgroup file, a socket): said as runc says it
         log.error(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e))
-        return 1
+        return failed(command)
     except KeyboardInterrupt:
         return 130
     finally:
         log.close()
+
+
+def failed(command):
+    """The exit status of a command that failed: 255 for exec (whose own status
+    is its process's), 1 for the others, as runc's."""
+    return 255 if command == "exec" else 1
+
+
+def help_text(command):
+    """``runc -h`` or ``runc COMMAND -h``: the name line first, as in runc's."""
+    if command is None:
+        return ("NAME:\n   runc - Open Container Initiative runtime (minirt-runc, minirt's implementation)\n\n"
+                f"USAGE:\n   {USAGE.partition(': ')[2]}\n\nCOMMANDS:\n"
+                + "".join(f"   {name:<11} {text}\n" for name, text in SUMMARIES.items() if name in COMMANDS))
+    flags = " ".join(f"--{name}" for name in COMMANDS.get(command, ()) if len(name) > 1)
+    return (f"NAME:\n   runc {command} - {SUMMARIES[command]}\n\n"
+            f"USAGE:\n   minirt-runc {command} [command options] <container-id>\n\nOPTIONS:\n   {flags or '(none)'}")
 
 
 def parse(argv, table, stop_at_positional):
@@ -233,7 +276,7 @@ def cmd_exec(root, flags, args):
         }, "exec")
     return commands.exec_process(commands.load(root, args[0]), process, flags.get("pid-file"),
                                  flags.get("console-socket"), detach=bool(_flag(flags, "detach", "d")),
-                                 preserve_fds=preserve)
+                                 preserve_fds=preserve, ignore_paused=bool(flags.get("ignore-paused")))
 
 
 def _number(text, flag):
@@ -319,7 +362,7 @@ def signal_number(text):
 
     if text.isdigit():
         number = int(text)
-        if number not in signal.valid_signals():
+        if number and number not in signal.valid_signals():  # (0: is it there? as kill(2))
             raise Usage(f"invalid signal {text!r}")
         return number
     name = text.upper()
@@ -359,14 +402,32 @@ def cmd_resume(root, flags, args):
 def cmd_ps(root, flags, args):
     from minirt.oci import commands
 
-    pids = commands.processes(commands.load(root, _one_id(args, "ps")))
+    """The container's processes: their pids (--format json), or as runc
+    shows them, the lines of the host's ``ps`` (``-ef``, or the options given
+    after the id) that are theirs."""
+    import subprocess
+
+    if not args:
+        raise Usage('"ps" requires a container id')
+    pids = commands.processes(commands.load(root, args[0]))
     fmt = _flag(flags, "format", "f") or "table"
     if fmt == "json":
         _print_json(pids)
     elif fmt == "table":
-        print("PID")
-        for pid in pids:
-            print(pid)
+        try:
+            listing = subprocess.run(["ps", *(args[1:] or ["-ef"])], capture_output=True, text=True, check=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            why = (getattr(e, "stderr", None) or str(e)).strip().splitlines()[0]
+            raise Usage(f"ps {' '.join(args[1:] or ['-ef'])}: {why}") from None
+        header, *lines = listing.stdout.splitlines()
+        if "PID" not in header.split():
+            raise Usage(f"ps {' '.join(args[1:])}: its output has no PID column")
+        column = header.split().index("PID")
+        print(header)
+        for line in lines:
+            words = line.split()
+            if len(words) > column and words[column].isdigit() and int(words[column]) in pids:
+                print(line)
     else:
         raise Usage(f"--format must be table or json, not {fmt!r}")
 
@@ -418,7 +479,7 @@ def _dumps(value, indent=False):
         import json
 
         return json.dumps(value, indent=2)
-    return lightjson.dumps(value)
+    return lightjson.dumps(value, compact=True)  # (as runc's Go prints it: scripts match it byte for byte)
 
 
 def _print_json(value, indent=False):
@@ -455,7 +516,7 @@ class Log:
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
         if self.json:
-            line = lightjson.dumps({"level": level, "msg": message, "time": stamp})
+            line = lightjson.dumps({"level": level, "msg": message, "time": stamp}, compact=True)
         else:
             line = f'time="{stamp}" level={level} msg={lightjson.dumps(message)}'
         os.write(self.fd, (line + "\n").encode())

@@ -69,6 +69,12 @@ def create(root, cid, bundle_dir, pid_file=None, console_socket=None, relay=Fals
     if console_socket and not spec.tty:
         raise OciError("--console-socket given but process.terminal is false")
     container = Container(spec, root)
+    if container.cgroup is not None:  # a cgroup made beforehand (cgroupsPath): runc's checks
+        if container.cgroup.frozen():
+            raise OciError(f"container's cgroup unexpectedly frozen: {container.cgroup.path}")
+        if container.cgroup.pids():  # (allowed, as runc allows it: said)
+            print(f"minirt-runc: warning: the container's cgroup is not empty: {container.cgroup.path}"
+                  " holds processes already", file=sys.stderr)
     container.create()
     try:
         container.start(preserve_fds=preserve_fds)
@@ -161,17 +167,21 @@ def start(container):
         print(f"minirt-runc: warning: {e}", file=sys.stderr)
 
 
-def exec_process(container, process, pid_file=None, console_socket=None, detach=False, preserve_fds=0):
+def exec_process(container, process, pid_file=None, console_socket=None, detach=False, preserve_fds=0,
+                 ignore_paused=False):
     """Run ``process`` (a ``bundle.Process``) in the running container; with
     ``detach`` return at once (the engine's shim adopts it), else wait and
-    return its exit status."""
+    return its exit status.  A paused container is refused, unless
+    ``ignore_paused``: then the process is born frozen, and runs once resumed."""
     from minirt.errors import exit_status
     from minirt.runtime import exec as execution
 
-    current, _ = status(container)
-    if current != lifecycle.RUNNING:
-        raise OciError(f"cannot exec in a container that is {lifecycle.OCI_NAMES[current]}")
-    if process.terminal and not console_socket:
+    current, _ = status(container)  # (created: PID 1 waits for start, in its namespaces already)
+    if current == lifecycle.PAUSED and not ignore_paused:
+        raise OciError("cannot exec in a paused container (use --ignore-paused to override)")
+    if current == lifecycle.EXITED:
+        raise OciError("cannot exec in a stopped container")
+    if process.terminal and not console_socket and detach:
         raise OciError("cannot allocate a terminal without --console-socket")
     master = slave = None
     if process.terminal:
@@ -186,12 +196,17 @@ def exec_process(container, process, pid_file=None, console_socket=None, detach=
         if slave is not None:
             os.close(slave)
             slave = None
-            _send_console(console_socket, master)
+            if console_socket:
+                _send_console(console_socket, master)
         report = execution.wait_for_exec(err)
         if report:
             if pid and not detach:
                 os.waitpid(pid, 0)
             execution.raise_report(report, process.args[0])
+        if master is not None and not console_socket:  # in the foreground, we relay its terminal (as runc)
+            from minirt.runtime import tty
+
+            tty.relay(master, interactive=os.isatty(0))
     finally:
         for fd in (master, slave):
             if fd is not None:
@@ -224,8 +239,11 @@ def events(container, interval, once=False):
 
 
 def kill(container, signum, all_processes=False):
+    """``signum`` (0: only check) to PID 1, or with ``all_processes`` to every
+    process of the cgroup: then a stopped container is no error (its stragglers
+    are what --all is for)."""
     current, info = status(container)
-    if current == lifecycle.EXITED:
+    if current == lifecycle.EXITED and not all_processes:
         raise OciError("container not running")
     targets = container.cgroup.pids() if all_processes and container.cgroup else [info["pid"]]
     for pid in targets:

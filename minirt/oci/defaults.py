@@ -45,7 +45,8 @@ def config():
         "mounts": MOUNTS,
         "linux": {
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            # (runc 1.1's: no cgroup namespace, so that /proc/PID/cgroup shows the host's paths)
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
             "maskedPaths": list(masked.MASKED_PATHS),
             "readonlyPaths": list(masked.READONLY_PATHS),
         },

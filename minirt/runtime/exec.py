@@ -45,7 +45,8 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
     additionalGids, with ``user`` "UID:GID"), instead of looking them up.
     ``preserve_fds``: our descriptors 3 .. 3+N-1 reach the process as they are."""
     info = container.state()
-    if not lifecycle.is_running(info):
+    # (an OCI container that is created has a PID 1, waiting for start, to join)
+    if not (lifecycle.is_running(info) or (container.spec.oci and info.get("status") == lifecycle.CREATED)):
         raise NotRunning(f"container {container.id[:12]} is not running")
     spec = container.spec
     pid1 = info["pid"]

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from minirt.errors import SpecError
+from minirt.kernel import cgroups
 from minirt.oci import bundle as bundles
 
 pytestmark = pytest.mark.privileged
@@ -38,6 +39,9 @@ BAD = [
     ({"linux__cgroupsPath": "system.slice:minirt:x"}, "systemd's slice:prefix:name form"),
     ({"linux__resources": {"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}},
      "linux.resources.hugepageLimits is not supported"),
+    ({"linux__resources": {"unified": {"memory.min": "131072"}}},
+     "invalid configuration: linux.resources.unified needs cgroup v2" if cgroups.detect() == "v1"
+     else "linux.resources.unified is not supported"),
     ({"linux__resources": {"memory": {"kernel": 1}}}, "linux.resources.memory.kernel is not supported"),
     ({"linux__seccomp": {"defaultAction": "SCMP_ACT_NOPE"}}, "unknown action 'SCMP_ACT_NOPE'"),
     ({"linux__seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x"}}, "user notification"),

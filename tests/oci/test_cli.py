@@ -6,9 +6,12 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 
 import pytest
+
+import minirt
 
 pytestmark = pytest.mark.privileged
 
@@ -32,6 +35,8 @@ def test_create_waits_for_start_then_runs(oci, bundle, tmp_path):
         "ociVersion": "1.0.2", "id": "c1", "pid": pid, "status": "created", "bundle": b,
         "rootfs": os.path.join(b, "rootfs"), "owner": "", "annotations": {}}
     assert s["created"].endswith("Z")
+    r = oci("exec", "c1", "sh", "-c", "echo $$; hostname")  # runc lets one join a created container
+    assert (r.returncode, r.stdout.split()[1:]) == (0, ["minirt"]) and int(r.stdout.split()[0]) > 1, r.stderr
     time.sleep(0.2)
     assert out.read_text() == ""  # the command has not run yet
     assert oci("start", "c1").returncode == 0
@@ -84,12 +89,20 @@ def test_kill_by_name_and_all_pause_resume_ps(oci, bundle, tmp_path):
     assert oci.state("c4")["status"] == "paused"
     r = oci("kill", "c4", "SIGNOPE")
     assert r.returncode == 1 and "invalid signal 'SIGNOPE'" in r.stderr
-    assert oci("resume", "c4").returncode == 0
+    r = oci("exec", "c4", "true")
+    assert r.returncode == 255 and "cannot exec in a paused container" in r.stderr  # runc's status for exec
+    resume = threading.Timer(0.5, oci, ("resume", "c4"))
+    resume.start()
+    r = oci("exec", "--ignore-paused", "c4", "echo", "ok")  # born frozen, runs once resumed
+    resume.join()
+    assert (r.returncode, r.stdout) == (0, "ok\n")
     assert oci.state("c4")["status"] == "running"
     assert oci("kill", "c4", "hup").returncode == 0
     assert os.WEXITSTATUS(oci.reap(pid)) == 3
     assert out.read_text() == "got HUP\n"
-    assert oci("kill", "--all", "c4", "KILL").returncode == 1  # stopped: nothing to signal
+    r = oci("kill", "c4", "0")
+    assert r.returncode == 1 and "container not running" in r.stderr
+    assert oci("kill", "--all", "c4", "0").returncode == 0  # stopped: --all signals whatever is left, as runc
     assert oci("delete", "c4").returncode == 0
 
 
@@ -115,7 +128,7 @@ def test_list_exec_and_a_detached_exec(oci, bundle, tmp_path):
     os.kill(exec_pid, signal.SIGKILL)
     assert os.WTERMSIG(oci.reap(exec_pid)) == signal.SIGKILL  # adopted by us, the subreaper
     r = oci("exec", "c5", "no-such-command")
-    assert r.returncode == 1 and 'exec: "no-such-command": executable file not found' in r.stderr
+    assert r.returncode == 255 and 'exec: "no-such-command": executable file not found' in r.stderr
     assert oci("delete", "--force", "c5").returncode == 0
     oci.reap(pid)
 
@@ -159,11 +172,13 @@ def test_errors_go_to_the_log_in_runcs_json_shape(oci, tmp_path):
 
 def test_version_spec_features_and_refused_flags(oci, tmp_path):
     r = oci("--version")
-    assert r.returncode == 0 and r.stdout.startswith("minirt-runc version ") and "spec: 1.0.2" in r.stdout
+    assert r.returncode == 0 and r.stdout.splitlines() == [f"minirt-runc version {minirt.__version__}", f"commit: minirt {minirt.__version__}",
+                                                          "spec: 1.0.2"]
     r = oci("spec", "--bundle", str(tmp_path))
     assert r.returncode == 0
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["process"]["args"] == ["sh"] and config["root"] == {"path": "rootfs", "readonly": True}
+    assert [n["type"] for n in config["linux"]["namespaces"]] == ["pid", "network", "ipc", "uts", "mount"]  # runc's
     r = oci("spec", "--bundle", str(tmp_path))
     assert r.returncode == 1 and "exists" in r.stderr
     features = json.loads(oci("features").stdout)
@@ -172,9 +187,23 @@ def test_version_spec_features_and_refused_flags(oci, tmp_path):
     r = oci("--systemd-cgroup", "list")
     assert r.returncode == 1 and "--systemd-cgroup is not supported" in r.stderr
     r = oci("frobnicate")
-    assert r.returncode == 1 and "unknown command 'frobnicate'" in r.stderr
+    assert r.returncode == 3 and "No help topic for 'frobnicate'" in r.stderr  # runc's words and status
     r = oci("create", "--bogus", "x")
     assert r.returncode == 1 and "flag provided but not defined: -bogus" in r.stderr
+
+
+def test_help_names_runc_and_each_command(oci):
+    for argv in (["-h"], ["--help"], []):
+        r = oci(*argv)
+        assert r.returncode == 0 and r.stdout.splitlines()[:2] == [
+            "NAME:", "   runc - Open Container Initiative runtime (minirt-runc, minirt's implementation)"]
+    for command in ("delete", "exec", "checkpoint", "restore"):
+        r = oci(command, "--help")
+        assert r.returncode == 0 and r.stdout.splitlines()[1].startswith(f"   runc {command} - ")
+    r = oci("checkpoint", "c1")
+    assert r.returncode == 1 and "checkpoint is not supported by minirt" in r.stderr
+    r = oci("foo", "-h")
+    assert r.returncode == 3 and "No help topic for 'foo'" in r.stderr
 
 
 def test_hooks_get_the_state_on_stdin(oci, bundle, tmp_path):
@@ -272,3 +301,96 @@ def test_a_user_namespace_from_the_bundles_mappings(oci, bundle):
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["0", "0", "100000", "65536", "nobody"]  # (the rootfs is the host root's)
     assert oci.ids() == []
+
+
+@pytest.mark.parametrize("cgroupns", [True, False])
+def test_sys_fs_cgroup_shows_the_containers_cgroup_in_a_user_namespace(oci, bundle, cgroupns):
+    """With its own cgroup namespace each tree is mounted; without (runc's
+    default spec), each tree's directory of the container's cgroup is bound."""
+    kinds = ("pid", "mount", "ipc", "uts", "network", "user") + (("cgroup",) if cgroupns else ())
+    b = bundle(["sh", "-c", "f=/sys/fs/cgroup/pids/cgroup.procs; [ -e $f ] || f=/sys/fs/cgroup/cgroup.procs;"
+                            " while read p; do echo $p; done < $f"],  # (builtins only: sh is the one process)
+               linux__namespaces=[{"type": t} for t in kinds],
+               linux__uidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}],
+               linux__gidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}])
+    reachable = tempfile.mkdtemp(prefix="minirt-oci-userns-")
+    try:
+        os.chmod(reachable, 0o711)
+        r = oci("run", "--bundle", shutil.move(b, reachable), "u2")
+    finally:
+        shutil.rmtree(reachable)
+    assert (r.returncode, r.stdout) == (0, "1\n"), r.stderr  # its own cgroup's processes: PID 1 alone
+
+
+def test_a_second_container_in_a_cgroup_with_processes_is_made_with_a_warning(oci, bundle, tmp_path):
+    b = bundle(["sleep", "100"])
+    assert oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid1"), "c12").returncode == 0
+    r = oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid2"), "c13")  # the same cgroupsPath
+    assert r.returncode == 0 and "warning: the container's cgroup is not empty" in r.stderr
+    for cid, pid_file in (("c13", "pid2"), ("c12", "pid1")):
+        assert oci("delete", "--force", cid).returncode == 0
+        oci.reap(int((tmp_path / pid_file).read_text()))
+    assert oci.ids() == []
+
+
+def test_a_container_in_a_frozen_cgroup_is_refused(oci, bundle, tmp_path):
+    from minirt.kernel import cgroups
+
+    b = bundle(["true"])
+    cgroup = cgroups.at(json.loads(open(os.path.join(b, "config.json")).read())["linux"]["cgroupsPath"])
+    cgroup.create()
+    try:
+        cgroup.freeze(True)
+        r = oci("create", "--bundle", b, "c14")
+        assert r.returncode == 1 and "container's cgroup unexpectedly frozen" in r.stderr
+        assert oci.ids() == [] and cgroup.exists()  # nothing made, the caller's cgroup left as it was
+    finally:
+        cgroup.freeze(False)
+        cgroup.remove()
+
+
+def test_exec_joins_the_containers_cgroups_as_the_host_names_them(oci, bundle, tmp_path):
+    b = bundle(["sleep", "100"])
+    cgroup = json.loads(open(os.path.join(b, "config.json")).read())["linux"]["cgroupsPath"]
+    assert oci("run", "--detach", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "c15").returncode == 0
+    pid = int((tmp_path / "pid").read_text())
+    with open(f"/proc/{pid}/cgroup") as f:
+        init = f.read()
+    r = oci("exec", "c15", "cat", "/proc/self/cgroup")  # no cgroup namespace in runc's default spec
+    assert r.returncode == 0 and r.stdout == init and r.stdout.splitlines()[-1] == f"0::{cgroup}"
+    assert oci("delete", "--force", "c15").returncode == 0
+    oci.reap(pid)
+
+
+def test_ps_kill_and_delete_reach_the_cgroups_below_the_containers(oci, bundle, tmp_path):
+    from minirt.kernel import cgroups
+
+    b = bundle(["sleep", "100"])
+    cgroup = cgroups.at(json.loads(open(os.path.join(b, "config.json")).read())["linux"]["cgroupsPath"])
+    assert oci("run", "--detach", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "c16").returncode == 0
+    pid = int((tmp_path / "pid").read_text())
+    assert oci("exec", "--detach", "--pid-file", str(tmp_path / "sleep"), "c16", "sleep", "100").returncode == 0
+    sleeper = int((tmp_path / "sleep").read_text())
+    # A cgroup below the container's, with a process in it (v1: in the memory tree only,
+    # where the parent's cgroup.procs no longer lists it).
+    d = next(d for t, d in zip(cgroup.trees, cgroup.dirs) if "memory" in t.controllers or t.version == "v2")
+    os.mkdir(os.path.join(d, "sub"))
+    with open(os.path.join(d, "sub", "cgroup.procs"), "w") as f:
+        f.write(str(sleeper))
+    assert sorted(json.loads(oci("ps", "--format", "json", "c16").stdout)) == sorted([pid, sleeper])
+    header, *lines = oci("ps", "c16").stdout.splitlines()  # the host's ps -ef, its lines of theirs
+    assert header.split()[:3] == ["UID", "PID", "PPID"] and sorted(int(line.split()[1]) for line in lines) == sorted(
+        [pid, sleeper])
+    header, *lines = oci("ps", "c16", "-o", "pid,comm").stdout.splitlines()
+    assert header.split() == ["PID", "COMMAND"] and [line.split()[1] for line in lines] == ["sleep", "sleep"]
+    r = oci("ps", "c16", "-bogus")
+    assert r.returncode == 1 and "ps -bogus: error: unsupported SysV option" in r.stderr
+    r = oci("exec", "-t", "c16", "sh", "-c", "readlink /proc/self/fd/0; readlink /proc/self/fd/1; exit 3")
+    assert r.returncode == 3 and r.stdout.split() == ["/dev/pts/0"] * 2  # a pty: its master relayed by us
+    r = oci("exec", "-t", "--detach", "c16", "true")
+    assert r.returncode == 255 and "cannot allocate a terminal without --console-socket" in r.stderr
+    assert oci("kill", "--all", "c16", "KILL").returncode == 0
+    for p in (sleeper, pid):
+        assert os.WTERMSIG(oci.reap(p)) == signal.SIGKILL
+    assert oci("delete", "c16").returncode == 0
+    assert not cgroup.exists() and oci.ids() == []
