@@ -31,7 +31,8 @@ def prune(root, volumes=False):
     running = set()
     for cid in state.container_ids(root):
         busy = _hold(os.path.join(containers, cid))
-        if busy is None:  # being created or started
+        if busy is None:  # being created or started: its veth and address are about to be used
+            running.add(cid)
             continue
         try:
             try:
