@@ -5,6 +5,8 @@ temporary directory, never the host's (/var/lib/docker, /var/lib/containers,
 cgroups go.  Each can drive another OCI runtime than runc, given by path (runc's
 command line: ../shared/conformance/engine-argv.txt lists how each calls it).
 
+- Docker and Podman share the docker CLI's ``inspect``: ``engine.status(ID)``
+  (created, running, paused, exited ...) and ``engine.wait_for(ID, STATUS)``.
 - ``Docker(tmp, runtimes={NAME: PATH})``: Debian's dockerd with its own data
   root, exec root, pid file and socket; no bridge, no iptables (the tests run
   with --network none); each extra runtime added with ``--add-runtime``, for
@@ -34,7 +36,20 @@ import subprocess
 import time
 
 
-class Docker:
+class _DockerCLI:
+    """What docker's and podman's command lines have alike."""
+
+    def status(self, cid):
+        return self("inspect", "-f", "{{.State.Status}}", cid).stdout.decode().strip()
+
+    def wait_for(self, cid, status, timeout=20):
+        deadline = time.monotonic() + timeout
+        while self.status(cid) != status:
+            assert time.monotonic() < deadline, f"{cid}: {self.status(cid)}, not {status}"
+            time.sleep(0.05)
+
+
+class Docker(_DockerCLI):
     def __init__(self, tmp, cgroup_parent, runtimes=None):
         self.dir = str(tmp)
         os.makedirs(self.dir, exist_ok=True)
@@ -64,7 +79,7 @@ class Docker:
         _unmount_under(self.dir)
 
 
-class Podman:
+class Podman(_DockerCLI):
     def __init__(self, tmp, cgroup_parent, runtime="runc"):
         self.dir = str(tmp)
         os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)

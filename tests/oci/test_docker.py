@@ -5,16 +5,11 @@ runtime).  Each test runs once per runtime (conftest.py)."""
 
 import json
 import os
-import time
 
 import pytest
 
 pytestmark = pytest.mark.privileged
 CGROUP_PARENT = os.environ["MINIRT_CGROUP_PARENT"]  # the session's (tests/conftest.py)
-
-
-def status(docker, cid):
-    return docker("inspect", "-f", "{{.State.Status}}", cid).stdout.decode().strip()
 
 
 def state_root(runtime_calls):
@@ -47,18 +42,15 @@ def test_exec_pause_metrics_kill_delete(oci_docker, runtime_state, runtime_calls
         assert (r.returncode, r.stdout) == (4, b"42\n"), r.stderr.decode()
 
         assert docker("pause", cid).returncode == 0
-        assert status(docker, cid) == "paused" and runtime_state(root, cid)["status"] == "paused"
+        assert docker.status(cid) == "paused" and runtime_state(root, cid)["status"] == "paused"
         assert docker("unpause", cid).returncode == 0
-        assert status(docker, cid) == "running"
+        assert docker.status(cid) == "running"
 
         stats = json.loads(docker("stats", "--no-stream", "--format", "{{json .}}", cid).stdout)
         assert stats["PIDs"] == "1" and not stats["MemUsage"].startswith("0B"), stats
 
         assert docker("kill", cid).returncode == 0
-        deadline = time.monotonic() + 20
-        while status(docker, cid) != "exited":
-            assert time.monotonic() < deadline, status(docker, cid)
-            time.sleep(0.05)
+        docker.wait_for(cid, "exited")
         assert docker("inspect", "-f", "{{.State.ExitCode}}", cid).stdout == b"137\n"
         assert runtime_state(root, cid) is None  # deleted from the runtime
         assert docker("rm", cid).returncode == 0

@@ -2,7 +2,6 @@
 namespace (the runtime steps in for the one clone, then back), and ``exec``
 joins it too."""
 
-import json
 import os
 
 import pytest

@@ -6,16 +6,11 @@ Each test runs once per runtime (conftest.py)."""
 
 import json
 import os
-import time
 
 import pytest
 
 pytestmark = pytest.mark.privileged
 CGROUP_PARENT = os.environ["MINIRT_CGROUP_PARENT"]  # the session's (tests/conftest.py)
-
-
-def status(podman, cid):
-    return podman("inspect", "-f", "{{.State.Status}}", cid).stdout.decode().strip()
 
 
 def test_run_gives_output_and_exit_status(oci_podman, runtime):
@@ -38,18 +33,15 @@ def test_exec_pause_metrics_kill_delete(oci_podman, runtime, runtime_state, runt
         assert (r.returncode, r.stdout) == (4, b"42\n"), r.stderr.decode()
 
         assert podman("pause", cid).returncode == 0
-        assert status(podman, cid) == "paused" and runtime_state(None, cid)["status"] == "paused"
+        assert podman.status(cid) == "paused" and runtime_state(None, cid)["status"] == "paused"
         assert podman("unpause", cid).returncode == 0
-        assert status(podman, cid) == "running"
+        assert podman.status(cid) == "running"
 
         stats = json.loads(podman("stats", "--no-stream", "--format", "json", cid).stdout)
         assert stats[0]["pids"] == "1", stats
 
         assert podman("kill", cid).returncode == 0
-        deadline = time.monotonic() + 20
-        while status(podman, cid) != "exited":
-            assert time.monotonic() < deadline, status(podman, cid)
-            time.sleep(0.05)
+        podman.wait_for(cid, "exited")
         assert podman("inspect", "-f", "{{.State.ExitCode}}", cid).stdout == b"137\n"
         assert podman("rm", cid).returncode == 0
         assert runtime_state(None, cid) is None  # deleted from the runtime
