@@ -437,7 +437,7 @@ class Qcow2:
         changes unless `backing` reads as the old backing file did."""
         if self.readonly:
             self._bad("opened read-only")
-        name = fmt = b""
+        name = b""
         extensions = self.extensions
         if backing is not None:
             here = os.path.dirname(os.path.abspath(self.path))
