@@ -348,9 +348,9 @@ def cmd_kill(args):
 
 def _signal_number(text):
     """``kill -s``: a number, a name (KILL, SIGKILL) or RTMIN+N / RTMAX-N, as docker."""
-    from signal import SIGRTMAX, SIGRTMIN, Signals, valid_signals  # the names, which `run` does without
+    from _signal import SIGRTMAX, SIGRTMIN, valid_signals
 
-    from minirt.spec import is_decimal
+    from minirt.spec import is_decimal, signal_by_name
 
     name = text.upper().removeprefix("SIG")
     base, sign, offset = name.partition("+") if "+" in name else name.partition("-")
@@ -359,7 +359,7 @@ def _signal_number(text):
     elif base in ("RTMIN", "RTMAX") and (not sign or is_decimal(offset)):
         signum = {"RTMIN": SIGRTMIN, "RTMAX": SIGRTMAX}[base] + int(sign + (offset or "0"))
     else:
-        signum = getattr(Signals.__members__.get("SIG" + name), "value", 0)
+        signum = signal_by_name(name) or 0
     if signum not in valid_signals():
         raise SpecError(f"invalid signal {text!r}: expected a name such as TERM or a number from 1 to {SIGRTMAX}")
     return signum

@@ -87,8 +87,9 @@ def test_kill_by_name_and_all_pause_resume_ps(oci, bundle, tmp_path):
     assert pid in json.loads(oci("ps", "--format", "json", "c4").stdout)
     assert oci("pause", "c4").returncode == 0
     assert oci.state("c4")["status"] == "paused"
-    r = oci("kill", "c4", "SIGNOPE")
-    assert r.returncode == 1 and "invalid signal 'SIGNOPE'" in r.stderr
+    for bad in ("SIGNOPE", "SIG_DFL", "²", "99"):  # ('²' is a digit to str.isdigit, not to int)
+        r = oci("kill", "c4", bad)
+        assert r.returncode == 1 and f"invalid signal {bad!r}" in r.stderr and "Traceback" not in r.stderr
     r = oci("exec", "c4", "true")
     assert r.returncode == 255 and "cannot exec in a paused container" in r.stderr  # runc's status for exec
     resume = threading.Timer(0.5, oci, ("resume", "c4"))
