@@ -583,12 +583,24 @@ def rootless_base(trees):
     unified = [t for t in trees if t.version == "v2"][:1]
     if not unified:
         return None
-    with open("/proc/self/cgroup") as f:
-        path = next((line[3:].strip() for line in f if line.startswith("0::")), None)
+    path = own_paths().get("")
     top = None
     while path and _owned(os.path.join(unified[0].mountpoint, path.lstrip("/"))):
         top, path = path, (os.path.dirname(path) if path != "/" else None)
     return top
+
+
+def own_paths():
+    """This process's cgroup in each tree, from /proc/self/cgroup: each
+    controller (or a named tree's "name=systemd") -> its path; cgroup2's
+    under ""."""
+    paths = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            for name in controllers.split(","):  # ("".split(",") is [""]: cgroup2's line)
+                paths[name] = path
+    return paths
 
 
 def _owned(d):

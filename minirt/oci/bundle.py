@@ -146,14 +146,11 @@ def cgroups_path(path, cid):
 
 
 def _own_cgroup():
-    """This process's cgroup: cgroup2's line, else the memory controller's (v1)."""
-    lines = {}
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
-            for c in controllers.split(",") or [""]:
-                lines[c] = path
-    return lines.get("memory") or lines.get("") or "/"
+    """This process's cgroup: the memory controller's (v1), else cgroup2's."""
+    from minirt.kernel import cgroups
+
+    paths = cgroups.own_paths()
+    return paths.get("memory") or paths.get("") or "/"
 
 
 def _known(obj, fields, where):

@@ -92,18 +92,13 @@ def _mount_cgroups(root, m, own_namespace):
 
 
 def _own_cgroups():
-    """This process's cgroup in each tree (from /proc/self/cgroup), as a
-    function of the tree: a v1 tree's line is the one naming its controllers."""
-    paths = {}
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
-            paths[frozenset(controllers.split(",")) if controllers else frozenset()] = path
+    """This process's cgroup in each tree, as a function of the tree."""
+    paths = cgroups.own_paths()
 
     def own(tree):
         if tree.version == "v2":
-            return paths[frozenset()].rstrip("/")
-        return next(path for names, path in paths.items() if names and names <= tree.controllers).rstrip("/")
+            return paths[""].rstrip("/")
+        return next(paths[name] for name in tree.controllers if name in paths).rstrip("/")
 
     return own
 
