@@ -17,7 +17,7 @@ from minirt.image import Store
 from minirt.runtime.catalog import Catalog, check_name, repo_digests, users
 
 __all__ = ["check_name", "repo_digests", "reference", "listing", "lookup", "names", "tag", "remover",
-           "load", "pull", "missing", "push", "save", "inspect", "prune", "prune_build_cache",
+           "load", "pull", "missing", "push", "save", "inspect", "size", "prune", "prune_build_cache",
            "registry", "login", "known_login", "logout", "login_key"]
 
 
