@@ -57,7 +57,8 @@ class Command:
     """A command: its flags (in help sections), its arguments and its help.
 
     ``args`` are (dest, METAVAR, how many) with "one", "some" (one or
-    more, only last) or "maybe" (none or one, only last: None if none);
+    more, only last), "any" (none or more, only last) or "maybe" (none or
+    one, only last: None if none);
     ``rest``, if set, is where every word after them goes, unparsed
     (the container's command).  ``actions`` are sub-commands
     (``network create``), chosen by the first argument.
@@ -88,7 +89,8 @@ class Command:
         return self._usage or " ".join(
             [f"minirt {self.path}"] + (["[OPTIONS]"] if len(self.by_name) > 1 else [])
             + ([actions_metavar(self.actions)] if self.actions else [])
-            + [{"one": meta, "maybe": f"[{meta}]"}.get(n, f"{meta} [{meta}...]") for _, meta, n in self.args]
+            + [{"one": meta, "maybe": f"[{meta}]", "any": f"[{meta}...]"}.get(n, f"{meta} [{meta}...]")
+               for _, meta, n in self.args]
             + ([f"[{self.rest[1]}...]"] if self.rest else []))
 
     def parse(self, words, ns):
@@ -171,6 +173,10 @@ class Command:
                 continue
             if not positional:
                 raise SpecError(f"{self.path}: {meta} is required (usage: {self.usage})")
+            if n == "any":
+                setattr(ns, dest, positional[:])
+                del positional[:]
+                continue
             if n == "some":
                 setattr(ns, dest, positional[:])
                 del positional[:]
@@ -394,6 +400,19 @@ def _lifecycle():
                         value("--userns", metavar="MODE", default="",
                               help="remap: root inside is an unprivileged range outside (root only)"),
                     ]),
+                    ("healthchecks and restarts (looked after by the monitor of run -d)", [
+                        value("--health-cmd", metavar="COMMAND", help="the probe, run by /bin/sh -c in the container"),
+                        value("--health-interval", metavar="DURATION", help="between probes (default 30s)"),
+                        value("--health-timeout", metavar="DURATION", help="a probe longer than this fails (default 30s)"),
+                        value("--health-retries", metavar="N", help="failures in a row that make it unhealthy (default 3)"),
+                        value("--health-start-period", metavar="DURATION",
+                              help="failures in this time after start do not count (default 0s)"),
+                        value("--health-start-interval", metavar="DURATION",
+                              help="between probes during the start period (default 5s)"),
+                        switch("--no-healthcheck", help="ignore the image's HEALTHCHECK"),
+                        value("--restart", metavar="POLICY", default="no",
+                              help="no, always, on-failure[:N] or unless-stopped (with -d)"),
+                    ]),
                     ("network", [
                         value("--network", "--net", metavar="MODE",
                               help="none, host, bridge (default as root), container:NAME or a network's name"),
@@ -430,7 +449,10 @@ def _lifecycle():
         Command("rm", "remove containers", args=[("containers", "CONTAINER", "some")],
                 flags=[switch("-f", "--force", help="kill a running container first"),
                        switch("-v", "--volumes", help="its anonymous volumes too")]),
-        Command("start", "start stopped containers again (detached)", args=[("containers", "CONTAINER", "some")]),
+        Command("start", "start stopped containers again (detached)", args=[("containers", "CONTAINER", "any")],
+                usage="minirt start CONTAINER [CONTAINER...] | --all-restartable", flags=[
+                    switch("--all-restartable",
+                           help="every stopped container its restart policy would bring back (at boot)")]),
     ]
 
 
