@@ -166,18 +166,14 @@ class Command:
         return dests
 
     def _assign(self, positional, ns):
-        """Hand out the arguments: "one" takes one, "some" (always the last) the rest."""
+        """Hand out the arguments: "one" takes one, "some" and "any" (always the last) the rest."""
         for dest, meta, n in self.args:
             if n == "maybe" and not positional:
                 setattr(ns, dest, None)
                 continue
-            if not positional:
+            if not positional and n != "any":
                 raise SpecError(f"{self.path}: {meta} is required (usage: {self.usage})")
-            if n == "any":
-                setattr(ns, dest, positional[:])
-                del positional[:]
-                continue
-            if n == "some":
+            if n in ("some", "any"):
                 setattr(ns, dest, positional[:])
                 del positional[:]
                 continue

@@ -457,6 +457,8 @@ class Container:
                 return False
             counts = ({"restart_count": info.get("restart_count", 0) + 1} if by_policy
                       else {"restart_count": 0, "restart_delay": None, "stopped_by_hand": False})
+            if info.get("status") == lifecycle.EXITED:  # (recorded as running, if its monitor died: say it)
+                counts.update((k, info.get(k)) for k in ("status", "exit_code", "finished_at", "error"))
             state.update(self.dir, **counts)
             state.reserve(self.dir)  # (spent if it filled the disk last time)
             self.cgroup = cgroups.for_container(self.spec.id, self.spec.cgroup_parent)
