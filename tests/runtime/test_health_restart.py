@@ -349,3 +349,12 @@ def test_the_api_takes_docker_s_restart_policy(busybox_image, state_root, host):
     host.assert_nothing_left(c)
     with pytest.raises(SpecError, match="cannot specify both --restart and --rm"):
         containers.start(busybox_image, ["true"], root=state_root, remove=True, restart_policy={"Name": "always"})
+
+
+@pytest.mark.parametrize("flags, says", [("--interval=5x", "--interval=5x: not a duration"),
+                                         ("--timeout=500us", "--timeout=500us: cannot be less than 1ms")])
+def test_a_bad_healthcheck_duration_in_a_dockerfile_names_its_line(mr, tmp_path, flags, says):
+    mr.ok("load", "-i", mr.image, "-t", "busybox")
+    (tmp_path / "Dockerfile").write_text(f"FROM busybox\nHEALTHCHECK {flags} CMD true\n")
+    r = mr("build", "-q", "-t", "bad-check", str(tmp_path))
+    assert r.returncode != 0 and says in r.stderr and "Traceback" not in r.stderr
