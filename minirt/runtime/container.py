@@ -576,7 +576,7 @@ class Container:
         """``minirt rm``: everything of the container, from any state; with
         ``volumes`` (``rm -v``), its anonymous volumes too."""
         info = self.state()
-        if lifecycle.is_running(info) or info.get("status") == lifecycle.RESTARTING:
+        if lifecycle.is_up(info):
             if not force:
                 raise MinirtError(f"container {self.spec.id[:12]} is {info['status']}: stop it first or use rm -f")
             self.stopped_by_hand()  # (a restarting one's monitor then gives up: exited)

@@ -277,6 +277,7 @@ def test_rm_f_of_a_restarting_container(mr):
     assert (info["State"]["Restarting"], info["State"]["Running"], info["State"]["Pid"]) == (True, True, 0)
     r = mr("rm", cid)
     assert r.returncode == 1 and b"is restarting: stop it first or use rm -f" in r.stderr
+    assert cid[:12] not in mr.ok("system", "prune", "-f")   # not a stopped container
     mr.ok("rm", "-f", cid)
     mr.gone(cid)
 
