@@ -113,6 +113,7 @@ def run(image, cmd=None, *, root=None, input=None, remove=True, userns="", **opt
     restart policy needs ``start``: its monitor runs the probes and restarts.)
     """
     root = root or state.default_root()
+    specs.check_restart_policy(options.get("restart_policy") or {}, detach=False)
     spec = prepare(image, cmd, root=root, userns=userns, remove=remove, interactive=input is not None, **options)
     container = Container(spec, root)
     container.create()

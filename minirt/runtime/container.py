@@ -368,7 +368,8 @@ class Container:
             self._kill_helper()
             raise
         if report:
-            self.wait()
+            if self._child or lifecycle.is_running(self.state()):  # (detached, a monitor records its exit)
+                self.wait()
             channel.raise_failure(report, self.spec.args[0])
 
     def _open_bundle_doors(self, launch):

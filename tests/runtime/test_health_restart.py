@@ -318,6 +318,8 @@ def test_the_api_takes_docker_s_restart_policy(busybox_image, state_root, host):
     host.assert_nothing_left(c)
     with pytest.raises(SpecError, match="cannot specify both --restart and --rm"):
         containers.start(busybox_image, ["true"], root=state_root, remove=True, restart_policy={"Name": "always"})
+    with pytest.raises(SpecError, match="a restart policy needs a detached container"):
+        containers.run(busybox_image, ["true"], root=state_root, remove=False, restart_policy={"Name": "always"})
 
 
 @pytest.mark.parametrize("flags, says", [("--interval=5x", "--interval=5x: not a duration"),
