@@ -204,10 +204,11 @@ def inspect(container):
 
 def health(info, healthcheck):
     """docker's State.Health ({"Status", "FailingStreak", "Log"}) of a container
-    with the state ``info`` and the HealthConfig ``healthcheck``; None if it has no probes."""
+    with the state ``info`` and the HealthConfig ``healthcheck``; None if it has
+    no probes (or ran in the foreground, with no monitor to probe it)."""
     from minirt.runtime.health import report
 
-    return report(healthcheck, info.get("health"))
+    return report(healthcheck, info.get("health")) if info.get("detached", True) else None
 
 
 def restartable(root):

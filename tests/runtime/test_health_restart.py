@@ -329,3 +329,11 @@ def test_a_bad_healthcheck_duration_in_a_dockerfile_names_its_line(mr, tmp_path,
     (tmp_path / "Dockerfile").write_text(f"FROM busybox\nHEALTHCHECK {flags} CMD true\n")
     r = mr("build", "-q", "-t", "bad-check", str(tmp_path))
     assert r.returncode != 0 and says in r.stderr.decode() and b"Traceback" not in r.stderr
+
+
+def test_a_foreground_container_shows_no_health_it_does_not_have(mr, tmp_path):
+    r = mr("run", "--network", "none", "--name", "fg", "--health-cmd", "true", mr.image, "sh", "-c",
+           "sleep 0.2; echo done")
+    assert r.returncode == 0 and r.stdout == b"done\n"
+    assert "Health" not in mr.inspect("fg")["State"]   # (no monitor: nothing probed it)
+    mr.ok("rm", "fg")
