@@ -33,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -84,17 +85,48 @@ class Runtime:
 
     @staticmethod
     def reap(pid):
-        """Wait for the container's PID 1, adopted by us (the subreaper)."""
-        try:
-            return os.waitpid(pid, 0)[1]
-        except ChildProcessError:
-            return None
+        """Wait for the container's PID 1, adopted by us (the subreaper).
+
+        An exec'd process of the container that we adopted too must be reaped
+        first: a dying PID 1 waits until every process of its pid namespace is
+        gone, zombies included, and a plain waitpid for it would wait forever."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                got, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return None
+            if got:
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"PID 1 {pid} has not exited")
+            reap_adopted_zombies()
+            time.sleep(0.01)
 
     def ids(self):
         try:
             return [d for d in os.listdir(os.path.join(self.root, "containers")) if not d.startswith(".")]
         except FileNotFoundError:
             return []
+
+
+def reap_adopted_zombies():
+    """Reap our children that died inside a nested pid namespace (a container's
+    exec'd processes, adopted by us as subreaper), and no other: the session's
+    own children (registries ...) keep their exit status for their Popen."""
+    me = str(os.getpid())
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except (OSError, ValueError):
+            continue
+        if fields.get("PPid", "").strip() == me and fields.get("State", "").strip().startswith("Z") \
+                and len(fields.get("NSpid", "").split()) > 1:
+            try:
+                os.waitpid(int(entry), 0)
+            except ChildProcessError:
+                pass
 
 
 @pytest.fixture
