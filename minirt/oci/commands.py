@@ -240,12 +240,15 @@ def events(container, interval, once=False):
 
 def kill(container, signum, all_processes=False):
     """``signum`` (0: only check) to PID 1, or with ``all_processes`` to every
-    process of the cgroup: then a stopped container is no error (its stragglers
+    process of the cgroup and of the cgroups below it, and to PID 1 even if
+    it has left them: then a stopped container is no error (its stragglers
     are what --all is for)."""
     current, info = status(container)
     if current == lifecycle.EXITED and not all_processes:
         raise OciError("container not running")
-    targets = container.cgroup.pids() if all_processes and container.cgroup else [info["pid"]]
+    targets = [info["pid"]] if current != lifecycle.EXITED else []
+    if all_processes and container.cgroup:
+        targets += container.cgroup.pids()
     for pid in targets:
         try:
             os.kill(pid, signum)
@@ -292,7 +295,10 @@ def delete(container, force=False):
             container.cgroup.freeze(False)  # (v1: frozen processes die only once thawed)
         kill(container, 9, all_processes=True)
         deadline = time.monotonic() + 10
-        while state.alive(info["pid"], info.get("pid_start")) and time.monotonic() < deadline:
+        while state.alive(info["pid"], info.get("pid_start")):
+            if time.monotonic() > deadline:
+                raise OciError(f"cannot delete container {container.id}: its init (pid {info['pid']})"
+                               " outlived SIGKILL for 10 s")
             time.sleep(0.002)
     if container.cgroup is not None:
         container.cgroup.remove()
