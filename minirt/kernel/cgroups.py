@@ -212,6 +212,28 @@ class Cgroup:
                                          " (rootless, minirt must run inside the cgroup subtree"
                                          " delegated to the user)") from None
 
+    def below(self, subs):
+        """The cgroups below this one where ``exec --cgroup`` puts a process,
+        as runc 1.1 reads it: ``subs`` maps a controller to a path below
+        the container's cgroup in that controller's tree (the others stay
+        at the container's own), or "" to a path for every tree."""
+        known = {c for tree in self.trees if tree.version == "v1" for c in tree.controllers}
+        for controller in subs:
+            if controller and controller not in known:
+                raise RuntimeFailure(f"unknown controller {controller} in SubCgroupPaths")
+        inner = type(self)(self.path, self.trees, self.delegated)
+        for i, (tree, d) in enumerate(zip(self.trees, self.dirs)):
+            sub = subs[""] if "" in subs else next((subs[c] for c in tree.controllers if c in subs), None)
+            if sub is None:
+                continue
+            target = os.path.normpath(os.path.join(d, sub.lstrip("/")))
+            if target != d and not target.startswith(d + "/"):
+                raise RuntimeFailure(f"{sub} is not a sub cgroup path")
+            if not os.path.isdir(target):
+                raise RuntimeFailure(f"error adding pid to cgroups: {target}/cgroup.procs: no such file or directory")
+            inner.dirs[i] = target
+        return inner
+
     def open_entry(self):
         """The doors a new process walks in through by itself (see the module
         docstring): an open ``tasks`` file per v1 tree, and the v2 tree's

@@ -53,7 +53,8 @@ COMMANDS = {
                "mem-bw-schema": True},
     "exec": {"process": True, "p": True, "detach": False, "d": False, "pid-file": True, "tty": False, "t": False,
              "console-socket": True, "cwd": True, "env": "*", "e": "*", "user": True, "u": True,
-             "additional-gids": "*", "g": "*", "no-new-privs": False, "preserve-fds": True, "ignore-paused": False},
+             "additional-gids": "*", "g": "*", "no-new-privs": False, "preserve-fds": True, "ignore-paused": False,
+             "cgroup": "*"},
 }
 
 
@@ -290,7 +291,25 @@ def cmd_exec(root, flags, args):
         }, "exec")
     return commands.exec_process(commands.load(root, args[0]), process, flags.get("pid-file"),
                                  flags.get("console-socket"), detach=bool(_flag(flags, "detach", "d")),
-                                 preserve_fds=preserve, ignore_paused=bool(flags.get("ignore-paused")))
+                                 preserve_fds=preserve, ignore_paused=bool(flags.get("ignore-paused")),
+                                 sub_cgroups=_sub_cgroups(flags.get("cgroup") or ()))
+
+
+def _sub_cgroups(values):
+    """exec --cgroup [CONTROLLER[,CONTROLLER...]:]PATH, given once per tree
+    (or once, without a controller, for all) -> {controller or "": path}."""
+    subs = {}
+    for value in values:
+        parts = value.split(":")
+        if len(parts) > 2:
+            raise Usage(f"invalid --cgroup argument: {value}")
+        if len(parts) == 1:
+            if len(values) != 1:
+                raise Usage(f"invalid --cgroup argument: {value} (missing <controller>: prefix)")
+            subs[""] = value
+        else:
+            subs.update((controller, parts[1]) for controller in parts[0].split(","))
+    return subs
 
 
 def _number(text, flag):

@@ -168,11 +168,13 @@ def start(container):
 
 
 def exec_process(container, process, pid_file=None, console_socket=None, detach=False, preserve_fds=0,
-                 ignore_paused=False):
+                 ignore_paused=False, sub_cgroups=None):
     """Run ``process`` (a ``bundle.Process``) in the running container; with
     ``detach`` return at once (the engine's shim adopts it), else wait and
     return its exit status.  A paused container is refused, unless
-    ``ignore_paused``: then the process is born frozen, and runs once resumed."""
+    ``ignore_paused``: then the process is born frozen, and runs once resumed.
+    ``sub_cgroups`` ({controller or "": path}) puts it in cgroups below the
+    container's (``exec --cgroup``)."""
     from minirt.errors import exit_status
     from minirt.runtime import exec as execution
 
@@ -192,7 +194,7 @@ def exec_process(container, process, pid_file=None, console_socket=None, detach=
     try:
         pid, err = execution.start(container, process.args, env=process.env, workdir=process.cwd,
                                    user=process.user, groups=process.groups, tty_fd=slave, interactive=True,
-                                   outlive=detach, preserve_fds=preserve_fds)
+                                   outlive=detach, preserve_fds=preserve_fds, sub_cgroups=sub_cgroups)
         if slave is not None:
             os.close(slave)
             slave = None
