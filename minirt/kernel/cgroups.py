@@ -314,7 +314,7 @@ class Cgroup:
                     _write(d, name, value)
                 except OSError as e:
                     if e.errno != errno.EINVAL:
-                        raise _limit_failure(name, value, e) from None
+                        raise _limit_failure(d, name, value, e) from None
                     later.append((d, name, value, old))
                     continue
                 done.append((d, name, old))
@@ -322,7 +322,7 @@ class Cgroup:
                 try:
                     _write(d, name, value)
                 except OSError as e:
-                    raise _limit_failure(name, value, e) from None
+                    raise _limit_failure(d, name, value, e) from None
                 done.append((d, name, old))
         except RuntimeFailure:
             _put_back(done)
@@ -653,7 +653,10 @@ def _write(d, name, value):
         f.write(str(value))
 
 
-def _limit_failure(name, value, error):
+def _limit_failure(d, name, value, error):
+    if name == "memory.limit_in_bytes" and error.errno == errno.EBUSY:  # (v1: below what is in use; runc's words)
+        usage, peak = (_read(d, f"memory.{kind}usage_in_bytes") for kind in ("", "max_"))
+        return RuntimeFailure(f"unable to set memory limit to {value} (current usage: {usage}, peak usage: {peak})")
     return RuntimeFailure(f"cannot set cgroup limit {name}={value}: {error.strerror}")
 
 

@@ -259,12 +259,15 @@ def kill(container, signum, all_processes=False):
 
 
 def update(container, limits):
-    """Set the cgroup's limits (``cgroups.Resources`` fields) of a live container."""
+    """Set the cgroup's limits (``cgroups.Resources`` fields) of a live
+    container, paused or not (it stays so); those not given stay as they are."""
     from minirt.kernel import cgroups
 
     current, _ = status(container)
     if current == lifecycle.EXITED:
         raise OciError("container not running")
+    if container.cgroup is None:
+        raise OciError(f"container {container.id} has no cgroup of its own to update")
     container.cgroup.set_limits(cgroups.Resources(**limits))
 
 
