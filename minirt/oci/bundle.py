@@ -354,8 +354,8 @@ def resources(res):
 # absent, zero or empty); Go reads JSON keys whatever their case, and so do we.
 _LIMITS = {
     "memory": ("limit", "reservation", "swap", "kernel", "kernelTCP", "swappiness", "disableOOMKiller",
-               "useHierarchy"),
-    "cpu": ("shares", "quota", "period", "realtimeRuntime", "realtimePeriod", "cpus", "mems", "idle"),
+               "useHierarchy", "checkBeforeUpdate"),
+    "cpu": ("shares", "quota", "period", "realtimeRuntime", "realtimePeriod", "cpus", "mems", "idle", "burst"),
     "pids": ("limit",),
     "blockIO": ("weight", "leafWeight", "weightDevice", "throttleReadBpsDevice", "throttleWriteBpsDevice",
                 "throttleReadIOPSDevice", "throttleWriteIOPSDevice"),
@@ -431,14 +431,15 @@ def _resources(res, limits_only):
 
 def _fold(obj, fields, where):
     """``obj`` with its keys spelt as in ``fields`` whatever their case (Go's
-    JSON decoding); refuses keys that are none of them."""
+    JSON decoding); refuses other keys, unless zero or empty (unset)."""
     canonical = {field.lower(): field for field in fields}
     out = {}
     for key, value in obj.items():
         field = key if key in fields else canonical.get(key.lower())
-        if field is None:
+        if field is None and value:
             raise SpecError(f"config.json: {where}{key} is not supported")
-        out[field] = value
+        if field is not None:
+            out[field] = value
     return out
 
 
