@@ -1,7 +1,6 @@
 """minirt-runc exec --cgroup (runc 1.1): a process run in a cgroup below the
 container's, in one tree ([CONTROLLER[,...]:]PATH) or in all of them."""
 
-import json
 import os
 
 import pytest
@@ -13,15 +12,9 @@ V1 = cgroups.detect(TREES) == "v1"
 
 
 @pytest.fixture
-def running(oci, bundle, tmp_path):
-    b = bundle(["sleep", "100"])
-    cid = os.path.basename(b)
-    r = oci("run", "--detach", "--bundle", b, "--pid-file", str(tmp_path / "pid"), cid)
-    assert r.returncode == 0, r.stderr
-    with open(os.path.join(b, "config.json")) as f:
-        yield cid, cgroups.at(json.load(f)["linux"]["cgroupsPath"])
-    oci("delete", "--force", cid)
-    oci.reap(int((tmp_path / "pid").read_text()))
+def running(detached):
+    cid, path = detached()
+    return cid, cgroups.at(path)
 
 
 @pytest.mark.parametrize("args, message", [

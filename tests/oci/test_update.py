@@ -46,17 +46,12 @@ class Limits:
 
 
 @pytest.fixture
-def running(oci, bundle, tmp_path):
+def running(detached):
     """A running container whose config.json sets runc's bats' starting limits."""
-    resources = {"memory": {"limit": 33554432, "reservation": 25165824},
-                 "cpu": {"shares": 100, "quota": 500000, "period": 1000000}, "pids": {"limit": 20}}
-    b = bundle(["sleep", "100"], linux__resources=resources)
-    cid = os.path.basename(b)
-    r = oci("run", "--detach", "--bundle", b, "--pid-file", str(tmp_path / "pid"), cid)
-    assert r.returncode == 0, r.stderr
-    yield cid, Limits(json.loads(open(os.path.join(b, "config.json")).read())["linux"]["cgroupsPath"])
-    oci("delete", "--force", cid)
-    oci.reap(int((tmp_path / "pid").read_text()))
+    cid, cgroup = detached(linux__resources={
+        "memory": {"limit": 33554432, "reservation": 25165824},
+        "cpu": {"shares": 100, "quota": 500000, "period": 1000000}, "pids": {"limit": 20}})
+    return cid, Limits(cgroup)
 
 
 @pytest.mark.parametrize("args, message", [
