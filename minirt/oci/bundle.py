@@ -362,7 +362,15 @@ _LIMITS = {
 }
 _SET = {"memory": ("limit", "reservation", "swap"), "pids": ("limit",), "blockIO": ("weight", "weightDevice"),
         "cpu": ("shares", "quota", "period", "realtimeRuntime", "realtimePeriod", "cpus", "mems")}
-_INT64 = 1 << 63
+_INT64 = (1 << 63) - 1
+# The numbers: cgroups.Resources' name, where in linux.resources, the range.
+_NUMBERS = (
+    ("memory", "memory", "limit", -1, _INT64), ("memory_swap", "memory", "swap", -1, _INT64),
+    ("memory_reservation", "memory", "reservation", -1, _INT64), ("pids_limit", "pids", "limit", -1, _INT64),
+    ("cpu_shares", "cpu", "shares", 2, 262144), ("cpu_quota", "cpu", "quota", -1, _INT64),
+    ("cpu_period", "cpu", "period", 1000, 1000000), ("cpu_rt_runtime", "cpu", "realtimeRuntime", -1, _INT64),
+    ("cpu_rt_period", "cpu", "realtimePeriod", 1, _INT64), ("blkio_weight", "blockIO", "weight", 10, 1000),
+)
 
 
 def _resources(res, limits_only):
@@ -378,38 +386,33 @@ def _resources(res, limits_only):
         for field in fields:
             if parts[key].get(field) and field not in _SET[key]:
                 raise SpecError(f"config.json: linux.resources.{key}.{field} is not supported")
-    memory, cpu, pids, blkio = parts["memory"], parts["cpu"], parts["pids"], parts["blockIO"]
+    cpu, blkio = parts["cpu"], parts["blockIO"]
     where = "config.json: linux.resources."
     out = {}
-    for name, value in (("memory", memory.get("limit")), ("memory_swap", memory.get("swap")),
-                        ("memory_reservation", memory.get("reservation")), ("cpu_quota", cpu.get("quota")),
-                        ("cpu_rt_runtime", cpu.get("realtimeRuntime")), ("pids_limit", pids.get("limit"))):
-        if value:  # (-1: unlimited)
-            out[name] = _int(value, where + name.replace("_", "."), -1, _INT64 - 1)
+    for name, key, field, low, high in _NUMBERS:
+        value = parts[key].get(field)
+        if value:  # (-1, where allowed: unlimited)
+            out[name] = _int(value, f"{where}{key}.{field}", low, high)
     if out.get("memory") and "memory_swap" not in out:
         out["memory_swap"] = 0  # (unlike docker's, runc's default leaves swap as it is)
     if out.get("memory_swap", 0) > 0 and out.get("memory", 0) > out["memory_swap"]:
         raise SpecError(f"{where}memory: memory+swap limit should be >= memory limit")
-    for name, value, low, high in (("cpu_shares", cpu.get("shares"), 2, 262144),
-                                   ("cpu_period", cpu.get("period"), 1000, 1000000),
-                                   ("cpu_rt_period", cpu.get("realtimePeriod"), 1, _INT64 - 1),
-                                   ("blkio_weight", blkio.get("weight"), 10, 1000)):
-        if value:
-            out[name] = _int(value, where + name.replace("_", "."), low, high)
     if 0 < out.get("cpu_quota", -1) < 1000:
         raise SpecError(f"{where}cpu.quota must be -1 (unlimited) or at least 1000 (µs), not {out['cpu_quota']}")
-    for name, value in (("cpuset_cpus", cpu.get("cpus")), ("cpuset_mems", cpu.get("mems"))):
-        if value:
-            out[name] = _cpuset(value, where + name.replace("_", "."))
+    for name, field in (("cpuset_cpus", "cpus"), ("cpuset_mems", "mems")):
+        if cpu.get(field):
+            out[name] = _cpuset(cpu[field], f"{where}cpu.{field}")
     devices = []
     for i, device in enumerate(blkio.get("weightDevice") or ()):
-        what = f"{where}blockIO.weightDevice[{i}]"
-        device = _fold(device if isinstance(device, dict) else {}, ("major", "minor", "weight", "leafWeight"), what)
+        what = f"linux.resources.blockIO.weightDevice[{i}]"
+        if not isinstance(device, dict):
+            raise SpecError(f"config.json: {what} must be an object")
+        device = _fold(device, ("major", "minor", "weight", "leafWeight"), what + ".")
         if device.get("leafWeight"):
-            raise SpecError(f"{what}.leafWeight is not supported")
+            raise SpecError(f"config.json: {what}.leafWeight is not supported")
         if device.get("weight"):
             devices.append((_uint(device.get("major"), what + ".major"), _uint(device.get("minor"), what + ".minor"),
-                            _int(device["weight"], what + ".weight", 10, 1000)))
+                            _int(device["weight"], f"config.json: {what}.weight", 10, 1000)))
     if devices:
         out["blkio_weight_device"] = tuple(devices)
     if res.get("unified"):
@@ -444,7 +447,7 @@ def _fold(obj, fields, where):
 
 
 def _int(value, what, low, high):
-    if isinstance(value, bool) or not isinstance(value, int) or not (low <= value <= high or value == -1 == low):
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise SpecError(f"{what} must be an integer from {low} to {high}, not {value!r}")
     return value
 

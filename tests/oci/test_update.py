@@ -62,7 +62,7 @@ def running(detached):
     (["--cpu-share", "1"], "cpu.shares must be an integer from 2 to 262144, not 1"),
     (["--memory", "lots"], "invalid --memory 'lots'"),
     (["--memory", "64m", "--memory-swap", "32m"], "memory+swap limit should be >= memory limit"),
-    (["--blkio-weight", "5"], "blkio.weight must be an integer from 10 to 1000, not 5"),
+    (["--blkio-weight", "5"], "blockIO.weight must be an integer from 10 to 1000, not 5"),
     (["--cpuset-cpus", "1-0"], "must be a list such as \"0-1,3\", not '1-0'"),
     (["--l3-cache-schema", "L3:0=f"], "Intel RDT/CAT: l3 cache schema is not enabled"),
     (["--frobnicate", "1"], "flag provided but not defined: -frobnicate"),
