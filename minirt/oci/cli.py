@@ -46,11 +46,15 @@ COMMANDS = {
     "spec": {"bundle": True, "b": True, "rootless": False},
     "features": {},
     "events": {"stats": False, "interval": True},
-    "update": {"resources": True, "r": True, "memory": True, "memory-swap": True, "pids-limit": True,
-               "cpu-quota": True, "cpu-period": True, "cpu-share": True, "cpuset-cpus": True},
+    "update": {"resources": True, "r": True, "memory": True, "memory-swap": True, "memory-reservation": True,
+               "kernel-memory": True, "kernel-memory-tcp": True, "pids-limit": True, "cpu-quota": True,
+               "cpu-period": True, "cpu-share": True, "cpu-rt-period": True, "cpu-rt-runtime": True,
+               "cpuset-cpus": True, "cpuset-mems": True, "blkio-weight": True, "l3-cache-schema": True,
+               "mem-bw-schema": True},
     "exec": {"process": True, "p": True, "detach": False, "d": False, "pid-file": True, "tty": False, "t": False,
              "console-socket": True, "cwd": True, "env": "*", "e": "*", "user": True, "u": True,
-             "additional-gids": "*", "g": "*", "no-new-privs": False, "preserve-fds": True, "ignore-paused": False},
+             "additional-gids": "*", "g": "*", "no-new-privs": False, "preserve-fds": True, "ignore-paused": False,
+             "cgroup": "*"},
 }
 
 
@@ -117,7 +121,9 @@ def main(argv=None):
         command, rest = rest[0], rest[1:]
         if command not in SUMMARIES:
             raise NoTopic(f"No help topic for {command!r}")
-        flags, args = parse(rest, {**COMMANDS.get(command, {}), "help": False, "h": False}, stop_at_positional=True)
+        # (exec's and ps's arguments are a command line of their own: their flags come first)
+        flags, args = parse(rest, {**COMMANDS.get(command, {}), "help": False, "h": False},
+                            stop_at_positional=command in ("exec", "ps"))
         if "help" in flags or "h" in flags:
             print(help_text(command))
             return 0
@@ -155,16 +161,25 @@ def help_text(command):
 
 
 def parse(argv, table, stop_at_positional):
-    """Go-style flags from ``argv`` -> ({name: value or True}, the rest)."""
-    options, i = {}, 0
+    """Go-style flags from ``argv`` -> ({name: value or True}, the rest).
+    Without ``stop_at_positional``, flags may also follow the arguments (runc's
+    command line reorders them so: ``update ID --memory 1g``)."""
+    options, positional, i = {}, [], 0
     while i < len(argv):
         word = argv[i]
         if word == "--":
-            return options, argv[i + 1:]
+            return options, positional + argv[i + 1:]
         if not word.startswith("-") or word == "-":
             if stop_at_positional:
                 return options, argv[i:]
+            positional.append(word)
+            i += 1
+            continue
         name, eq, value = word.lstrip("-").partition("=")
+        if positional and name not in table:  # (after an argument, an unknown -x is one too: "-1")
+            positional.append(word)
+            i += 1
+            continue
         if name not in table:
             raise Usage(f"flag provided but not defined: -{name}")
         if table[name] and not eq:
@@ -185,7 +200,7 @@ def parse(argv, table, stop_at_positional):
             value = True
         options[name] = value
         i += 1
-    return options, []
+    return options, positional
 
 
 def _one_id(args, command, extra=0):
@@ -276,7 +291,25 @@ def cmd_exec(root, flags, args):
         }, "exec")
     return commands.exec_process(commands.load(root, args[0]), process, flags.get("pid-file"),
                                  flags.get("console-socket"), detach=bool(_flag(flags, "detach", "d")),
-                                 preserve_fds=preserve, ignore_paused=bool(flags.get("ignore-paused")))
+                                 preserve_fds=preserve, ignore_paused=bool(flags.get("ignore-paused")),
+                                 sub_cgroups=_sub_cgroups(flags.get("cgroup") or ()))
+
+
+def _sub_cgroups(values):
+    """exec --cgroup [CONTROLLER[,CONTROLLER...]:]PATH, given once per tree
+    (or once, without a controller, for all) -> {controller or "": path}."""
+    subs = {}
+    for value in values:
+        parts = value.split(":")
+        if len(parts) > 2:
+            raise Usage(f"invalid --cgroup argument: {value}")
+        if len(parts) == 1:
+            if len(values) != 1:
+                raise Usage(f"invalid --cgroup argument: {value} (missing <controller>: prefix)")
+            subs[""] = value
+        else:
+            subs.update((controller, parts[1]) for controller in parts[0].split(","))
+    return subs
 
 
 def _number(text, flag):
@@ -287,7 +320,8 @@ def _number(text, flag):
 
 def cmd_update(root, flags, args):
     """New limits for a container's cgroup: --resources FILE (- for stdin: what
-    docker sends), OCI's linux.resources object, or the single-value flags."""
+    docker sends), OCI's linux.resources object, or runc's flags.  What is not
+    given (or zero) stays as it is."""
     from minirt.oci import bundle, commands
 
     cid = _one_id(args, "update")
@@ -299,16 +333,48 @@ def cmd_update(root, flags, args):
         except (OSError, ValueError) as e:
             raise Usage(f"--resources {source}: {getattr(e, 'strerror', None) or e}") from None
     else:
-        values = {}
-        for flag in ("memory", "memory-swap", "pids-limit", "cpu-quota", "cpu-period", "cpu-share"):
-            if flag in flags:
-                values[flag] = _number(flags[flag], "--" + flag)
-        resources = {"memory": {"limit": values.get("memory"), "swap": values.get("memory-swap")},
-                     "pids": {"limit": values.get("pids-limit")},
-                     "cpu": {"quota": values.get("cpu-quota"), "period": values.get("cpu-period"),
-                             "shares": values.get("cpu-share"), "cpus": flags.get("cpuset-cpus")}}
+        resources = _update_flags(flags)
     limits, _ = bundle.resources(resources)
     commands.update(commands.load(root, cid), limits)
+
+
+# runc update's flags: where each goes in linux.resources, and how it is read.
+_UPDATE_FLAGS = (
+    ("memory", "memory", "limit", "bytes"), ("memory-swap", "memory", "swap", "bytes"),
+    ("memory-reservation", "memory", "reservation", "bytes"), ("pids-limit", "pids", "limit", "int"),
+    ("cpu-quota", "cpu", "quota", "int"), ("cpu-period", "cpu", "period", "uint"),
+    ("cpu-share", "cpu", "shares", "uint"), ("cpu-rt-runtime", "cpu", "realtimeRuntime", "int"),
+    ("cpu-rt-period", "cpu", "realtimePeriod", "uint"), ("cpuset-cpus", "cpu", "cpus", "text"),
+    ("cpuset-mems", "cpu", "mems", "text"), ("blkio-weight", "blockIO", "weight", "uint"),
+)
+
+
+def _update_flags(flags):
+    """runc update's flags -> a linux.resources object (sizes: 512m, 1g, -1)."""
+    from minirt.spec import is_decimal, parse_bytes
+
+    for flag, what in (("l3-cache-schema", "Intel RDT/CAT: l3 cache schema"),
+                       ("mem-bw-schema", "Intel RDT/MBA: memory bandwidth schema")):
+        if flags.get(flag):
+            raise Usage(f"{what} is not enabled")
+    if flags.get("kernel-memory") or flags.get("kernel-memory-tcp"):
+        print("minirt-runc: warning: kernel memory settings are ignored and will be removed", file=sys.stderr)
+    resources = {}
+    for flag, key, field, kind in _UPDATE_FLAGS:
+        text = flags.get(flag)
+        if not text:
+            continue
+        if kind == "text":
+            value = text
+        elif kind == "bytes":
+            value = -1 if text == "-1" else parse_bytes(text, "--" + flag)
+        elif is_decimal(text.removeprefix("-") if kind == "int" else text):
+            value = int(text)
+        else:
+            raise Usage(f"invalid value for {flag}: {text!r} is not {'a whole' if kind == 'int' else 'an unsigned'}"
+                        " number")
+        resources.setdefault(key, {})[field] = value
+    return resources
 
 
 def cmd_events(root, flags, args):

@@ -168,11 +168,13 @@ def start(container):
 
 
 def exec_process(container, process, pid_file=None, console_socket=None, detach=False, preserve_fds=0,
-                 ignore_paused=False):
+                 ignore_paused=False, sub_cgroups=None):
     """Run ``process`` (a ``bundle.Process``) in the running container; with
     ``detach`` return at once (the engine's shim adopts it), else wait and
     return its exit status.  A paused container is refused, unless
-    ``ignore_paused``: then the process is born frozen, and runs once resumed."""
+    ``ignore_paused``: then the process is born frozen, and runs once resumed.
+    ``sub_cgroups`` ({controller or "": path}) puts it in cgroups below the
+    container's (``exec --cgroup``)."""
     from minirt.errors import exit_status
     from minirt.runtime import exec as execution
 
@@ -192,7 +194,7 @@ def exec_process(container, process, pid_file=None, console_socket=None, detach=
     try:
         pid, err = execution.start(container, process.args, env=process.env, workdir=process.cwd,
                                    user=process.user, groups=process.groups, tty_fd=slave, interactive=True,
-                                   outlive=detach, preserve_fds=preserve_fds)
+                                   outlive=detach, preserve_fds=preserve_fds, sub_cgroups=sub_cgroups)
         if slave is not None:
             os.close(slave)
             slave = None
@@ -240,12 +242,15 @@ def events(container, interval, once=False):
 
 def kill(container, signum, all_processes=False):
     """``signum`` (0: only check) to PID 1, or with ``all_processes`` to every
-    process of the cgroup: then a stopped container is no error (its stragglers
+    process of the cgroup and of the cgroups below it, and to PID 1 even if
+    it has left them: then a stopped container is no error (its stragglers
     are what --all is for)."""
     current, info = status(container)
     if current == lifecycle.EXITED and not all_processes:
         raise OciError("container not running")
-    targets = container.cgroup.pids() if all_processes and container.cgroup else [info["pid"]]
+    targets = [info["pid"]] if current != lifecycle.EXITED else []
+    if all_processes and container.cgroup:
+        targets += container.cgroup.pids()
     for pid in targets:
         try:
             os.kill(pid, signum)
@@ -254,12 +259,15 @@ def kill(container, signum, all_processes=False):
 
 
 def update(container, limits):
-    """Set the cgroup's limits (``cgroups.Resources`` fields) of a live container."""
+    """Set the cgroup's limits (``cgroups.Resources`` fields) of a live
+    container, paused or not (it stays so); those not given stay as they are."""
     from minirt.kernel import cgroups
 
     current, _ = status(container)
     if current == lifecycle.EXITED:
         raise OciError("container not running")
+    if container.cgroup is None:
+        raise OciError(f"container {container.id} has no cgroup of its own to update")
     container.cgroup.set_limits(cgroups.Resources(**limits))
 
 
@@ -292,7 +300,10 @@ def delete(container, force=False):
             container.cgroup.freeze(False)  # (v1: frozen processes die only once thawed)
         kill(container, 9, all_processes=True)
         deadline = time.monotonic() + 10
-        while state.alive(info["pid"], info.get("pid_start")) and time.monotonic() < deadline:
+        while state.alive(info["pid"], info.get("pid_start")):
+            if time.monotonic() > deadline:
+                raise OciError(f"cannot delete container {container.id}: its init (pid {info['pid']})"
+                               " outlived SIGKILL for 10 s")
             time.sleep(0.002)
     if container.cgroup is not None:
         container.cgroup.remove()

@@ -35,7 +35,7 @@ class NotRunning(MinirtError):
 
 
 def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, interactive=False,
-          stdio=(0, 1, 2), outlive=False, groups=None, preserve_fds=0):
+          stdio=(0, 1, 2), outlive=False, groups=None, preserve_fds=0, sub_cgroups=None):
     """Start ``args`` in ``container``; return (pid to wait for, its failure
     channel for ``wait_for_exec``).
     With ``outlive`` the process does not die with us and is not our child
@@ -43,7 +43,8 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
     subreaper, adopts and waits for it); the pid returned is then its own.
     ``groups``: the supplementary groups exactly (an OCI process's
     additionalGids, with ``user`` "UID:GID"), instead of looking them up.
-    ``preserve_fds``: our descriptors 3 .. 3+N-1 reach the process as they are."""
+    ``preserve_fds``: our descriptors 3 .. 3+N-1 reach the process as they are.
+    ``sub_cgroups``: it goes into cgroups below the container's (``Cgroup.below``)."""
     info = container.state()
     # (an OCI container that is created has a PID 1, waiting for start, to join)
     if not (lifecycle.is_running(info) or (container.spec.oci and info.get("status") == lifecycle.CREATED)):
@@ -63,6 +64,12 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
     launch = container._launch()
     caps, program = launch.capabilities, launch.seccomp_program
     cgroup = cgroups.at(info["cgroup"]) if info.get("cgroup") else None
+    try:
+        if sub_cgroups and cgroup is not None:
+            cgroup = cgroup.below(sub_cgroups)
+    except RuntimeFailure:
+        init.close_all(fds.values())
+        raise
     try:
         entry = cgroup.open_entry() if cgroup is not None else None
     except OSError as e:

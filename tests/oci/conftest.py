@@ -11,6 +11,8 @@ engines driving a runtime given by path.
 - ``bundle(args, **changes)``: a bundle directory on a busybox rootfs, with
   ``minirt-runc spec``'s config, the process's args, no terminal, and its
   cgroup under the session's cgroup parent (the leak check sees it).
+- ``detached(**changes)``: such a bundle's container, sleeping, run
+  ``--detach`` -> (id, cgroup path).
 
 The engine tests (test_containerd.py, test_docker.py, test_podman.py) run
 once per runtime in RUNTIMES, with engines of their own configured for it:
@@ -173,6 +175,23 @@ def bundle(busybox_rootfs, runtime_path, tmp_path):
         return str(directory)
 
     return make
+
+
+@pytest.fixture
+def detached(oci, bundle):
+    """``detached(**changes)``: ``run --detach`` of a bundle whose process
+    sleeps (with those changes) -> (its id, its cgroup's path); ``oci``
+    deletes it at the end."""
+
+    def run(**changes):
+        b = bundle(["sleep", "100"], **changes)
+        cid = os.path.basename(b)
+        r = oci("run", "--detach", "--bundle", b, cid)
+        assert r.returncode == 0, r.stderr
+        with open(os.path.join(b, "config.json")) as f:
+            return cid, json.load(f)["linux"]["cgroupsPath"]
+
+    return run
 
 
 CGROUP_PARENT = os.environ["MINIRT_CGROUP_PARENT"]  # the session's (tests/conftest.py)
