@@ -16,6 +16,9 @@ them are here (as youki's process/message.rs and channel.rs):
     CREATED      PID 1 -> parent            (a bundle's) built, waiting for ``start``
     START        PID 1 -> ``start``         (a bundle's, on exec.fifo) going on to my command
     pid          joiner -> exec's caller    (``exec --detach``) the pid of the process inside
+    listener     PID 1 or exec's process    (a bundle's seccomp filter with an agent) the
+                 -> parent                  filter's notification descriptor, for the
+                                            agent (``runtime/seccomp_agent.py``)
     failure      any child -> its parent    why the command could not be executed:
                                             "<exit code> <message>", or the trampoline's two
                                             bytes (``kernel/trampoline.py``)
@@ -28,7 +31,10 @@ reports as the channel's own one-line error.  The parent opens every channel
 before it forks; then each side closes the end that is not its own
 (``parent_side``, ``child_side``, ``child_end``).
 
-exec.fifo is the one channel that is not a pipe: ``start`` is not PID 1's
+The listener's channel is a unix socket pair instead (``FdChannel``): a pipe
+cannot carry a descriptor.
+
+exec.fifo is the one channel that is not a pipe either: ``start`` is not PID 1's
 parent, so the two meet at a named fifo in the state directory; PID 1 blocks
 opening it for writing (``wait_for_start``) until ``start`` opens it for
 reading (``let_start``).
@@ -154,6 +160,49 @@ class Channel:
         """Read to end-of-file: b"" once the command runs (its execve closed
         the channel); else the failure report for ``raise_failure``."""
         return self._read_to(None)
+
+
+class FdChannel(Channel):
+    """A channel up, child to parent, that carries one descriptor (SCM_RIGHTS
+    over a unix socket pair), and with it the sender's pid as the parent's pid
+    namespace numbers it (SO_PASSCRED: the kernel's word, whichever pid
+    namespace the sender is in)."""
+
+    __slots__ = ()
+
+    def __init__(self, gone="the other side of the handshake went away"):
+        import socket  # (only containers whose seccomp filter has an agent need it)
+
+        reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)  # (close-on-exec)
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.reader, self.writer = reader.detach(), writer.detach()
+        self.down, self.gone = False, gone
+
+    def send_fd(self, fd):
+        """Hand ``fd`` (a copy of it) to the parent, and let go of our end."""
+        import socket
+
+        with socket.socket(fileno=self.writer) as s:
+            self.writer = None
+            socket.send_fds(s, [b"f"], [fd])
+
+    def receive_fd(self):
+        """(the descriptor, the sender's pid), waiting for it; None if the
+        sender went away without one (its failure report says why)."""
+        import socket
+
+        s = socket.socket(fileno=self.reader)
+        try:
+            _, ancillary, _, _ = s.recvmsg(1, socket.CMSG_SPACE(4) + socket.CMSG_SPACE(12), socket.MSG_CMSG_CLOEXEC)
+        finally:
+            s.detach()
+        fd = pid = None
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fd = int.from_bytes(data[:4], "little")
+            elif level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                pid = int.from_bytes(data[:4], "little")
+        return None if fd is None else (fd, pid)
 
 
 def encode_failure(exc, step=None):
