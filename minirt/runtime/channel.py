@@ -171,7 +171,10 @@ class FdChannel(Channel):
     __slots__ = ()
 
     def __init__(self, gone="the other side of the handshake went away"):
-        import socket  # (only containers whose seccomp filter has an agent need it)
+        # (imported only by containers whose seccomp filter has an agent; and
+        # here, in the parent, so that the child, which may no longer reach the
+        # host's Python library, finds it loaded)
+        import socket
 
         reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)  # (close-on-exec)
         reader.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)

@@ -48,7 +48,7 @@ import time
 from minirt import lightjson
 from minirt.errors import MinirtError, RuntimeFailure, exit_status
 from minirt.kernel import cgroups
-from minirt.runtime import channel, lifecycle, network, seccomp_agent, state
+from minirt.runtime import channel, lifecycle, network, state
 
 # What only making a container needs (the image store's leases, libc through
 # cffi, PID 1's code, seccomp) is imported where it is made: ``minirt-runc
@@ -393,7 +393,7 @@ class Container:
             raise RuntimeFailure(f"opening {e.filename}: {e.strerror}") from None
         launch.joins = joins
         launch.created = channel.Channel(down=False, gone="the runtime that created the container went away")
-        if seccomp_agent.listener(self.spec):
+        if self.spec.oci.get("seccomp_listener"):  # its seccomp filter's agent (seccomp_agent.py)
             launch.listener = channel.FdChannel()
 
     def _handshake(self, born, born_channel, launch):
@@ -433,10 +433,12 @@ class Container:
                 for stage in ("prestart", "createRuntime"):  # its namespaces exist, its rootfs not yet
                     hooks.run(self.spec.oci["hooks"], stage, hooks.state(self.spec, self.pid, "creating"))
                 launch.placed.send(channel.PLACED)
-                agent = seccomp_agent.listener(self.spec)
-                if agent and seccomp_agent.receive_and_send(launch.listener, agent,
-                                                            hooks.state(self.spec, self.pid, "creating")) is None:
-                    return launch.failure.outcome()  # PID 1 failed before its filter: its report says why
+                if launch.listener is not None:
+                    from minirt.runtime import seccomp_agent
+
+                    if seccomp_agent.receive_and_send(launch.listener, self.spec.oci["seccomp_listener"],
+                                                      hooks.state(self.spec, self.pid, "creating")) is None:
+                        return launch.failure.outcome()  # PID 1 failed before its filter: its report says why
                 return b"" if launch.created.receive() == channel.CREATED else launch.failure.outcome()
             recorder = self.helper or os.getpid()  # who will record the exit: the monitor, or we
             lifecycle.move(self.dir, lifecycle.RUNNING, pid=self.pid, pid_start=state.start_time(self.pid),
@@ -640,12 +642,15 @@ def _privileges(spec, root):
     from minirt.kernel import security
 
     caps = security.capability_set(cap_add=spec.cap_add, cap_drop=spec.cap_drop, privileged=spec.privileged)
-    if seccomp_agent.listener(spec):
+    agent = spec.oci and spec.oci.get("seccomp_listener")  # (an OCI bundle's: SCMP_ACT_NOTIFY's agent)
+    if agent:
+        from minirt.runtime import seccomp_agent
+
         seccomp_agent.check_kernel()
     profile = spec.oci and spec.oci.get("seccomp")  # an OCI bundle's profile, inline in its config.json
     program = security.seccomp_program(spec.seccomp, spec.privileged, caps, cache=state.seccomp_cache(root),
                                        profile=lightjson.dumps(profile).encode() if profile else None,
-                                       notify=bool(seccomp_agent.listener(spec)))
+                                       notify=bool(agent))
     return caps, program
 
 

@@ -23,7 +23,7 @@ import signal
 from minirt import spec as specs
 from minirt.errors import MinirtError, RuntimeFailure, exit_status
 from minirt.kernel import cgroups, libc, namespaces, security
-from minirt.runtime import channel, hooks, init, lifecycle, seccomp_agent, users
+from minirt.runtime import channel, init, lifecycle, users
 
 # Order matters: the user namespace first (it grants the rights to join the
 # others), the mount namespace after the ones whose files live in /proc.
@@ -62,7 +62,7 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
         raise NotRunning(f"container {container.id[:12]} is not running") from None
     launch = container._launch()
     caps, program = launch.capabilities, launch.seccomp_program
-    agent = seccomp_agent.listener(spec) if program is not None else None
+    agent = spec.oci.get("seccomp_listener") if spec.oci and program is not None else None
     cgroup = cgroups.at(info["cgroup"]) if info.get("cgroup") else None
     try:
         entry = cgroup.open_entry() if cgroup is not None else None
@@ -129,6 +129,8 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             return None, failure
         child = pid
     if listener is not None:
+        from minirt.runtime import hooks, seccomp_agent
+
         try:
             seccomp_agent.receive_and_send(listener, agent, hooks.state(spec, pid1, "running"))
         except BaseException:

@@ -32,11 +32,6 @@ from minirt.spec import OCI_VERSION
 _ACTIONS_AVAIL = "/proc/sys/kernel/seccomp/actions_avail"
 
 
-def listener(spec):
-    """The container's agent, {path, metadata}, or None (no filter notifies one)."""
-    return spec.oci.get("seccomp_listener") if spec.oci else None
-
-
 def check_kernel(actions_avail=_ACTIONS_AVAIL):
     """Refuse, before anything is made, a kernel without user notification (5.0 added it;
     SECCOMP_FILTER_FLAG_NEW_LISTENER too)."""
