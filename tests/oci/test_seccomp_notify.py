@@ -14,6 +14,9 @@ import threading
 
 import pytest
 
+from minirt.errors import SpecError
+from minirt.runtime import seccomp_agent
+
 pytestmark = pytest.mark.privileged
 
 _spec = importlib.util.spec_from_file_location(  # the conformance suite's agent: its ioctls
@@ -192,3 +195,11 @@ def test_a_listener_without_notify_is_ignored(oci, bundle, tmp_path):
 def test_features_lists_the_action(oci):
     r = oci("features")
     assert "SCMP_ACT_NOTIFY" in json.loads(r.stdout)["linux"]["seccomp"]["actions"]
+
+
+def test_a_kernel_without_user_notification_is_refused(tmp_path):
+    older = tmp_path / "actions_avail"  # what 4.19's /proc/sys/kernel/seccomp/actions_avail says
+    older.write_text("kill_process kill_thread trap errno trace log allow\n")
+    with pytest.raises(SpecError, match="this kernel has no seccomp user notification"):
+        seccomp_agent.check_kernel(str(older))
+    seccomp_agent.check_kernel()  # (this one has it)
