@@ -163,7 +163,7 @@ def seccomp_filter(program, flags=0):
     filters = ffi.from_buffer(_FILTER_ARRAY, program)
     prog = ffi.new(_FPROG, {"len": len(program) // 8, "filter": filters})
     return _check(_libc.syscall(ffi.cast("long", _SYS_SECCOMP), ffi.cast("unsigned int", SECCOMP_SET_MODE_FILTER),
-                         ffi.cast("unsigned int", flags), prog), "seccomp")
+                                ffi.cast("unsigned int", flags), prog), "seccomp")
 
 
 def prctl(option, arg2=0):

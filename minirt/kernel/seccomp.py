@@ -71,7 +71,7 @@ RET_KILL_PROCESS = 0x80000000
 RET_KILL_THREAD = 0x00000000
 RET_TRAP = 0x00030000           # SIGSYS to the caller
 RET_ERRNO = 0x00050000          # | errno: the call fails, nothing happens
-RET_USER_NOTIF = 0x7FC00000     # the agent answers (needs a listener: see ``install``)
+RET_USER_NOTIF = 0x7FC00000     # the agent answers (``security.install_filter``)
 RET_TRACE = 0x7FF00000          # | message for a ptrace tracer
 RET_LOG = 0x7FFC0000            # allowed, and logged
 RET_ALLOW = 0x7FFF0000
@@ -271,9 +271,10 @@ def compile_profile(profile, caps=frozenset(), kernel=None):
 @functools.lru_cache(maxsize=32)
 def _compile(profile, caps, kernel):
     # For one call, rules with argument tests are tried first, in profile
-    # order, and the first that matches decides (``_alternatives``); then the
-    # first rule without tests; then the default.  (In docker's profiles a call never has two
-    # rules that disagree, so the order only matters for hand-made profiles.)
+    # order, and the first that matches decides (``_alternatives``); then
+    # the first rule without tests; then the default.  (In docker's profiles
+    # a call never has two rules that disagree, so the order only matters
+    # for hand-made profiles.)
     unconditional = {}   # nr -> verdict of the first rule without argument tests
     conditional = {}     # nr -> [(args, verdict)], in profile order
     for rule in profile.rules:

@@ -73,8 +73,8 @@ def seccomp_program(option=None, privileged=False, caps=frozenset(), cache=None,
             pass
     from minirt.kernel import seccomp  # only now: see above
 
-    program = seccomp.compile_profile(seccomp.load_profile(option, profile, notify) if option else seccomp.default_profile(),
-                                      caps=caps)
+    chosen = seccomp.load_profile(option, profile, notify) if option else seccomp.default_profile()
+    program = seccomp.compile_profile(chosen, caps=caps)
     if key:
         _keep(cache, key, program)
     return program

@@ -101,8 +101,8 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             if grandchild == 0:
                 if adopted is not None:
                     adopted.close()
-                _enter(spec, args, env, workdir, (user, groups), tty_fd, interactive, stdio, caps,
-                       (program, listener), failure, preserved)
+                _enter(spec, args, env, workdir, (user, groups), tty_fd, interactive, stdio, caps, program, failure,
+                       preserved, listener)
             if outlive:  # it is on its own: its adopter learns its pid from ours
                 adopted.send_pid(grandchild)
                 os._exit(0)
@@ -125,7 +125,8 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
         adopted.close()
         os.waitpid(child, 0)
         if pid is None:  # it failed before: the report says why
-            listener and listener.close()
+            if listener is not None:
+                listener.close()
             return None, failure
         child = pid
     if listener is not None:
@@ -143,10 +144,10 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
     return child, failure
 
 
-def _enter(spec, args, env, workdir, identity, tty_fd, interactive, stdio, caps, filter_, failure, preserved):
+def _enter(spec, args, env, workdir, identity, tty_fd, interactive, stdio, caps, program, failure, preserved,
+           listener=None):
     """In the container's namespaces: become its user with its privileges, exec.
-    ``filter_``: (the seccomp program, the FdChannel for its agent's descriptor or None)."""
-    program, listener = filter_
+    ``listener``: the FdChannel for the seccomp filter's agent's descriptor, if it has one."""
     step = "setting up stdio"
     try:
         init.setup_stdio(tty_fd, stdio, interactive)

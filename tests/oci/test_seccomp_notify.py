@@ -161,6 +161,13 @@ def test_exec_sends_its_own_process_to_the_agent(oci, bundle, agent, tmp_path):
     assert "Read-only file system" in (tmp_path / "bundle0" / "rootfs" / "tmp" / "err").read_text()
     r = oci("exec", "n4", "sh", "-c", "mkdir /tmp/z")
     assert r.returncode == 1 and len(a.states) == 3
+    a.close()  # no agent: exec fails, and leaves no process behind
+    r = oci("exec", "n4", "sh", "-c", "touch /tmp/ran")
+    assert r.returncode == 255 and "failed to connect with seccomp agent" in r.stderr  # (runc's exec failure)
+    assert r.stderr.count("\n") == 1
+    assert oci("exec", "n4", "true").returncode == 255
+    assert not (tmp_path / "bundle0" / "rootfs" / "tmp" / "ran").exists()
+    assert json.loads(oci("ps", "--format", "json", "n4").stdout) == [pid1]
     assert oci("delete", "--force", "n4").returncode == 0
     oci.reap(pid1)
 
