@@ -9,7 +9,9 @@ import importlib.util
 import json
 import os
 import select
+import shutil
 import socket
+import tempfile
 import threading
 
 import pytest
@@ -142,6 +144,23 @@ def test_calls_the_runtime_itself_makes_may_be_notified(oci, bundle, agent):
     b = bundle(["true"], **notify(a.path, names=("execve", "openat", "read", "close", "rt_sigaction")))
     r = oci("run", "--bundle", b, "n3")
     assert (r.returncode, r.stderr) == (0, "")
+
+
+def test_in_a_user_namespace_too(oci, bundle, agent):
+    a = agent({MKDIR: errno.ENOMEDIUM})
+    b = bundle(["sh", "-c", "mkdir /tmp/x 2>&1; id -u"],
+               linux__namespaces=[{"type": t} for t in ("pid", "mount", "ipc", "uts", "network", "user")],
+               linux__uidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}],
+               linux__gidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}], **notify(a.path))
+    reachable = tempfile.mkdtemp(prefix="minirt-oci-userns-")  # (the container's root must reach the rootfs)
+    try:
+        os.chmod(reachable, 0o711)
+        r = oci("run", "--bundle", shutil.move(b, reachable), "n8")
+    finally:
+        shutil.rmtree(reachable)
+    assert r.returncode == 0, r.stderr
+    assert "No medium found" in r.stdout and r.stdout.endswith("\n0\n")
+    assert len(a.states) == 1 and a.states[0]["pid"] > 1  # (the host's pid, not 1)
 
 
 def test_exec_sends_its_own_process_to_the_agent(oci, bundle, agent, tmp_path):
