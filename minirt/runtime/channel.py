@@ -19,6 +19,7 @@ them are here (as youki's process/message.rs and channel.rs):
     listener     PID 1 or exec's process    (a bundle's seccomp filter with an agent) the
                  -> parent                  filter's notification descriptor, for the
                                             agent (``runtime/seccomp_agent.py``)
+    SENT         parent -> the same         (on the listener's channel) the agent has it: go on
     failure      any child -> its parent    why the command could not be executed:
                                             "<exit code> <message>", or the trampoline's two
                                             bytes (``kernel/trampoline.py``)
@@ -49,6 +50,7 @@ IDS_WRITTEN = b"i"      # parent -> PID 1
 PLACED = b"p"           # parent -> PID 1
 CREATED = b"c"          # PID 1 -> parent
 START = b"0"            # PID 1 -> `start`, on exec.fifo: runc's byte
+SENT = b"s"             # parent -> PID 1 or exec's process, on an FdChannel
 # The payloads: born is b"PID1 inside|outside HELPER\n", pid the decimal number.
 _INSIDE, _OUTSIDE = b"inside", b"outside"
 _REPORT_LIMIT = 4000    # a failure report is below PIPE_BUF: one atomic write that never blocks
@@ -166,11 +168,12 @@ class FdChannel(Channel):
     """A channel up, child to parent, that carries one descriptor (SCM_RIGHTS
     over a unix socket pair), and with it the sender's pid as the parent's pid
     namespace numbers it (SO_PASSCRED: the kernel's word, whichever pid
-    namespace the sender is in)."""
+    namespace the sender is in); the child goes on once the parent has said
+    SENT back on it (``sent``)."""
 
     __slots__ = ()
 
-    def __init__(self, gone="the other side of the handshake went away"):
+    def __init__(self, gone="the runtime could not hand the seccomp filter's descriptor to its agent"):
         # (imported only by containers whose seccomp filter has an agent; and
         # here, in the parent, so that the child, which may no longer reach the
         # host's Python library, finds it loaded)
@@ -182,12 +185,20 @@ class FdChannel(Channel):
         self.down, self.gone = False, gone
 
     def send_fd(self, fd):
-        """Hand ``fd`` (a copy of it) to the parent, and let go of our end."""
+        """Hand ``fd`` (a copy of it) to the parent, wait until it says SENT,
+        and let go of our end; raise the channel's ``gone`` error if it gave up."""
         import socket
 
         with socket.socket(fileno=self.writer) as s:
             self.writer = None
             socket.send_fds(s, [b"f"], [fd])
+            # read(2), not recv: the one call every filter lets through
+            if os.read(s.fileno(), 1) != SENT:
+                raise RuntimeFailure(self.gone)
+
+    def sent(self):
+        """The parent's word that the child may go on."""
+        os.write(self.reader, SENT)
 
     def receive_fd(self):
         """(the descriptor, the sender's pid), waiting for it; None if the

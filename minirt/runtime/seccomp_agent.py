@@ -67,9 +67,9 @@ def send(agent, state, pid, fd):
 def receive_and_send(channel, agent, state):
     """The runtime's side: wait for the process to hand over its filter's
     descriptor on ``channel`` (an FdChannel), send it to ``agent``, let go of
-    it.  Returns the process's pid; None if it failed before (its failure
-    report says why).  If the agent cannot have it, the process is killed
-    (its notified calls would otherwise fail with ENOSYS) and RuntimeFailure raised."""
+    it, and let the process go on.  Returns the process's pid; None if it
+    failed before (its failure report says why).  If the agent cannot have
+    it, the process, still waiting, is killed and RuntimeFailure raised."""
     got = channel.receive_fd()
     if got is None:
         return None
@@ -84,4 +84,8 @@ def receive_and_send(channel, agent, state):
         raise
     finally:
         os.close(fd)
+    try:
+        channel.sent()
+    except BrokenPipeError:
+        pass  # it died meanwhile: its failure report says why
     return pid

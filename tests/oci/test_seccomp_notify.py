@@ -31,12 +31,13 @@ MKDIR = 83
 
 class Agent:
     """A seccomp agent of the test's own, at ``path``: keeps each state it is
-    sent (``states``) and answers each notified call ``nr`` with
+    sent (``received(n)`` waits for the n-th) and answers each notified call ``nr`` with
     ``answers[nr]``, an errno (0: success, without doing anything); any other
     call continues.  ``close`` stops it, and lets go of every descriptor."""
 
     def __init__(self, path, answers):
         self.path, self.answers, self.states, self.threads = path, answers, [], []
+        self.arrived = threading.Condition()
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.server.bind(path)
         self.server.listen(4)
@@ -53,8 +54,17 @@ class Agent:
             conn, _ = self.server.accept()
             with conn:
                 data, fds, _, _ = socket.recv_fds(conn, 65536, 4)
-            self.states.append(json.loads(data))
             self._run(self._answer, fds[0])
+            with self.arrived:
+                self.states.append(json.loads(data))
+                self.arrived.notify_all()
+
+    def received(self, n):
+        """The states sent so far, once there are ``n`` (the runtime's send
+        returns before we have read it)."""
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: len(self.states) >= n, timeout=10)
+            return list(self.states)
 
     def _answer(self, listener):
         buf = bytearray(seccompagent.NOTIF.size)
@@ -109,9 +119,9 @@ def agent(tmp_path):
         a.close()
 
 
-def notify(path, names=("mkdir",), metadata="bar", **extra):
+def notify(path, names=("mkdir",), metadata="bar"):
     return {"linux__seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": path, "listenerMetadata": metadata,
-                               "syscalls": [{"names": list(names), "action": "SCMP_ACT_NOTIFY"}], **extra}}
+                               "syscalls": [{"names": list(names), "action": "SCMP_ACT_NOTIFY"}]}}
 
 
 def test_the_agent_answers_a_notified_call_and_gets_the_state(oci, bundle, agent, tmp_path):
@@ -120,7 +130,7 @@ def test_the_agent_answers_a_notified_call_and_gets_the_state(oci, bundle, agent
     r = oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "n1")
     assert r.returncode == 0, r.stderr
     pid = int((tmp_path / "pid").read_text())
-    [state] = a.states  # sent by create, before start
+    [state] = a.received(1)  # sent by create, before start
     assert state["fds"] == ["seccompFd"] and state["pid"] == pid and state["metadata"] == "bar"
     assert state["ociVersion"] and state["state"]["id"] == "n1" and state["state"]["status"] == "creating"
     assert state["state"]["pid"] == pid and state["state"]["bundle"] == b
@@ -136,7 +146,7 @@ def test_a_call_the_agent_says_succeeded_did_nothing(oci, bundle, agent, nnp):
     b = bundle(["sh", "-c", "mkdir /tmp/x && [ ! -e /tmp/x ]"], process__noNewPrivileges=nnp, **notify(a.path))
     r = oci("run", "--bundle", b, "n2")
     assert (r.returncode, r.stderr) == (0, "")
-    assert len(a.states) == 1 and oci.ids() == []
+    assert len(a.received(1)) == 1 and oci.ids() == []
 
 
 def test_calls_the_runtime_itself_makes_may_be_notified(oci, bundle, agent):
@@ -160,7 +170,8 @@ def test_in_a_user_namespace_too(oci, bundle, agent):
         shutil.rmtree(reachable)
     assert r.returncode == 0, r.stderr
     assert "No medium found" in r.stdout and r.stdout.endswith("\n0\n")
-    assert len(a.states) == 1 and a.states[0]["pid"] > 1  # (the host's pid, not 1)
+    [state] = a.received(1)
+    assert state["pid"] > 1  # (the host's pid, not 1)
 
 
 def test_exec_sends_its_own_process_to_the_agent(oci, bundle, agent, tmp_path):
@@ -173,13 +184,12 @@ def test_exec_sends_its_own_process_to_the_agent(oci, bundle, agent, tmp_path):
             "mkdir /tmp/y 2> /tmp/err; sleep 1")
     assert r.returncode == 0, r.stderr
     pid = int((tmp_path / "exec-pid").read_text())
-    assert len(a.states) == 2
-    assert a.states[1]["pid"] == pid and a.states[1]["state"]["pid"] == pid1
-    assert a.states[1]["state"]["status"] == "running"
+    _, state = a.received(2)
+    assert state["pid"] == pid and state["state"]["pid"] == pid1 and state["state"]["status"] == "running"
     oci.reap(pid)
     assert "Read-only file system" in (tmp_path / "bundle0" / "rootfs" / "tmp" / "err").read_text()
     r = oci("exec", "n4", "sh", "-c", "mkdir /tmp/z")
-    assert r.returncode == 1 and len(a.states) == 3
+    assert r.returncode == 1 and len(a.received(3)) == 3
     a.close()  # no agent: exec fails, and leaves no process behind
     r = oci("exec", "n4", "sh", "-c", "touch /tmp/ran")
     assert r.returncode == 255 and "failed to connect with seccomp agent" in r.stderr  # (runc's exec failure)
