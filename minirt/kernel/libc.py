@@ -67,6 +67,7 @@ _SYS_CLONE = 56
 _SYS_SECCOMP = 317
 _SYS_CLONE3 = 435
 SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3   # return the filter's user-notification descriptor
 # Parsed once here, not in the container's first process where time counts.
 _FILTER_ARRAY = ffi.typeof("struct sock_filter[]")
 _FPROG = ffi.typeof("struct sock_fprog *")
@@ -156,11 +157,13 @@ def clone(flags=0):
 
 def seccomp_filter(program, flags=0):
     """seccomp(SECCOMP_SET_MODE_FILTER): install ``program`` (the bytes of a
-    ``struct sock_filter[]``, see ``seccomp.py``) on the calling thread."""
+    ``struct sock_filter[]``, see ``seccomp.py``) on the calling thread.
+    Returns 0, or with SECCOMP_FILTER_FLAG_NEW_LISTENER the new descriptor
+    (close-on-exec) on which the filter's notifications arrive."""
     filters = ffi.from_buffer(_FILTER_ARRAY, program)
     prog = ffi.new(_FPROG, {"len": len(program) // 8, "filter": filters})
-    _check(_libc.syscall(ffi.cast("long", _SYS_SECCOMP), ffi.cast("unsigned int", SECCOMP_SET_MODE_FILTER),
-                         ffi.cast("unsigned int", flags), prog), "seccomp")
+    return _check(_libc.syscall(ffi.cast("long", _SYS_SECCOMP), ffi.cast("unsigned int", SECCOMP_SET_MODE_FILTER),
+                                ffi.cast("unsigned int", flags), prog), "seccomp")
 
 
 def prctl(option, arg2=0):

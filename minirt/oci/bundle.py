@@ -94,8 +94,9 @@ def from_config(config, bundle, cid):
     if propagation not in PROPAGATIONS:
         raise SpecError(f"config.json: linux.rootfsPropagation {propagation!r} is not one of {', '.join(PROPAGATIONS[1:])}")
     seccomp = linux.get("seccomp")
+    listener = None
     if seccomp is not None:
-        seccomp = _seccomp(seccomp)
+        seccomp, listener = _seccomp(seccomp)
     env = process.get("env") or []
     if not all(isinstance(e, str) and "=" in e for e in env):
         raise SpecError("config.json: process.env must be a list of KEY=VALUE strings")
@@ -118,6 +119,7 @@ def from_config(config, bundle, cid):
         "cgroups_path": cgroups_path(linux.get("cgroupsPath") or "", cid),
         "device_rules": None,                 # None: every device (no rule list given)
         "seccomp": seccomp,                   # the profile (OCI's format), or None for none
+        "seccomp_listener": listener,         # {path, metadata}: its agent (runtime/seccomp_agent.py), or None
     }
     resources, oci["device_rules"] = _resources(linux.get("resources") or {}, limits_only=False)
     return ContainerSpec(
@@ -246,13 +248,24 @@ def _capabilities(sets, uid):
 
 def _seccomp(profile):
     """OCI's seccomp object is docker's profile format: the compiler checks it
-    at create (``security.seccomp_program``)."""
+    at create (``security.seccomp_program``).  (The profile, its agent's
+    {path, metadata} if a rule notifies one, else None: without SCMP_ACT_NOTIFY
+    the spec says listenerPath is ignored.)"""
     if not isinstance(profile, dict):
         raise SpecError("config.json: linux.seccomp must be an object")
-    for key in ("listenerPath", "listenerMetadata"):
-        if profile.get(key):
-            raise SpecError(f"config.json: linux.seccomp.{key} (user notification) is not supported")
-    return profile
+    path, metadata = profile.get("listenerPath") or "", profile.get("listenerMetadata") or ""
+    for key, value in (("listenerPath", path), ("listenerMetadata", metadata)):
+        if not isinstance(value, str):
+            raise SpecError(f"config.json: linux.seccomp.{key} must be a string")
+    rules = profile.get("syscalls")
+    if not (isinstance(rules, list) and any(isinstance(r, dict) and r.get("action") == "SCMP_ACT_NOTIFY"
+                                            for r in rules)):
+        return profile, None
+    if not path:
+        raise SpecError("config.json: linux.seccomp.listenerPath is not set (SCMP_ACT_NOTIFY needs a seccomp agent)")
+    if not path.startswith("/"):  # (an abstract socket, "@name", would be the network namespace's)
+        raise SpecError(f"config.json: linux.seccomp.listenerPath must be an absolute path, not {path!r}")
+    return profile, {"path": path, "metadata": metadata}
 
 
 def _mount(m, bundle, i):

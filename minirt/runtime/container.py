@@ -87,11 +87,12 @@ class Launch:
         # An OCI bundle's container (spec.oci), which waits for `start` (oci_init.py):
         self.joins = ()                         # [(namespace, fd)]: namespaces given by path
         self.created = None                     # PID 1 -> parent: CREATED, waiting for start
+        self.listener = None                    # PID 1 -> parent: its seccomp filter's agent's descriptor
         self.fifo_fd = None                     # exec.fifo, O_PATH: opened for writing, it waits
         self.preserved = ()                     # --preserve-fds: the caller's 3, 4, ... passed on as they are
 
     def channels(self):
-        return [c for c in (self.failure, self.placed, self.ids, self.created) if c is not None]
+        return [c for c in (self.failure, self.placed, self.ids, self.created, self.listener) if c is not None]
 
     def child_side(self):
         """In a child (the helper, PID 1): let go of the parent's ends of the channels."""
@@ -393,6 +394,8 @@ class Container:
             raise RuntimeFailure(f"opening {e.filename}: {e.strerror}") from None
         launch.joins = joins
         launch.created = channel.Channel(down=False, gone="the runtime that created the container went away")
+        if self.spec.oci.get("seccomp_listener"):  # its seccomp filter's agent (seccomp_agent.py)
+            launch.listener = channel.FdChannel()
 
     def _handshake(self, born, born_channel, launch):
         """The parent's half of the start-up (see the module docstring).
@@ -431,6 +434,12 @@ class Container:
                 for stage in ("prestart", "createRuntime"):  # its namespaces exist, its rootfs not yet
                     hooks.run(self.spec.oci["hooks"], stage, hooks.state(self.spec, self.pid, "creating"))
                 launch.placed.send(channel.PLACED)
+                if launch.listener is not None:
+                    from minirt.runtime import seccomp_agent
+
+                    if seccomp_agent.receive_and_send(launch.listener, self.spec.oci["seccomp_listener"],
+                                                      hooks.state(self.spec, self.pid, "creating")) is None:
+                        return launch.failure.outcome()  # PID 1 failed before its filter: its report says why
                 return b"" if launch.created.receive() == channel.CREATED else launch.failure.outcome()
             recorder = self.helper or os.getpid()  # who will record the exit: the monitor, or we
             lifecycle.move(self.dir, lifecycle.RUNNING, pid=self.pid, pid_start=state.start_time(self.pid),
@@ -670,9 +679,15 @@ def _privileges(spec, root):
     from minirt.kernel import security
 
     caps = security.capability_set(cap_add=spec.cap_add, cap_drop=spec.cap_drop, privileged=spec.privileged)
+    agent = spec.oci and spec.oci.get("seccomp_listener")  # (an OCI bundle's: SCMP_ACT_NOTIFY's agent)
+    if agent:
+        from minirt.runtime import seccomp_agent
+
+        seccomp_agent.check_kernel()
     profile = spec.oci and spec.oci.get("seccomp")  # an OCI bundle's profile, inline in its config.json
     program = security.seccomp_program(spec.seccomp, spec.privileged, caps, cache=state.seccomp_cache(root),
-                                       profile=lightjson.dumps(profile).encode() if profile else None)
+                                       profile=lightjson.dumps(profile).encode() if profile else None,
+                                       notify=bool(agent))
     return caps, program
 
 

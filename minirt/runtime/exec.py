@@ -63,6 +63,7 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
         raise NotRunning(f"container {container.id[:12]} is not running") from None
     launch = container._launch()
     caps, program = launch.capabilities, launch.seccomp_program
+    agent = spec.oci.get("seccomp_listener") if spec.oci and program is not None else None
     cgroup = cgroups.at(info["cgroup"]) if info.get("cgroup") else None
     try:
         if sub_cgroups and cgroup is not None:
@@ -77,6 +78,7 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
         raise RuntimeFailure(f"opening cgroup {cgroup.path}: {e.strerror}") from None
     failure = channel.Channel(down=False)
     adopted = channel.Channel(down=False) if outlive else None  # the joining process's child's pid
+    listener = channel.FdChannel() if agent else None  # its seccomp filter's descriptor, for the agent
     # Born in the cgroup2 cgroup where clone3 may be used (one thread only).
     child, inside = cgroups.clone_into(entry) if libc.single_threaded() else (os.fork(), False)
     if child == 0:
@@ -85,10 +87,11 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             # caller's command line and environment wiped, and nothing kept
             # of what the caller left open but the descriptors we need.
             security.conceal()
-            for c in (failure, adopted):
+            for c in (failure, adopted, listener):
                 if c is not None:
                     c.child_side()
-            init.close_others([failure.writer, adopted and adopted.writer, tty_fd, *preserved,
+            init.close_others([failure.writer, adopted and adopted.writer, listener and listener.writer,
+                               tty_fd, *preserved,
                                *(() if tty_fd is not None else stdio), *fds.values(),
                                *(entry.tasks + [entry.cgroup2] if entry is not None else ())])
             if not outlive:
@@ -106,7 +109,7 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
                 if adopted is not None:
                     adopted.close()
                 _enter(spec, args, env, workdir, (user, groups), tty_fd, interactive, stdio, caps, program, failure,
-                       preserved)
+                       preserved, listener)
             if outlive:  # it is on its own: its adopter learns its pid from ours
                 adopted.send_pid(grandchild)
                 os._exit(0)
@@ -118,6 +121,8 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             failure.send_failure(e, "joining the container")
             os._exit(125)
     failure.parent_side()
+    if listener is not None:
+        listener.parent_side()
     init.close_all(fds.values())
     if entry is not None:
         entry.close()
@@ -127,13 +132,29 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
         adopted.close()
         os.waitpid(child, 0)
         if pid is None:  # it failed before: the report says why
+            if listener is not None:
+                listener.close()
             return None, failure
         child = pid
+    if listener is not None:
+        from minirt.runtime import hooks, seccomp_agent
+
+        try:
+            seccomp_agent.receive_and_send(listener, agent, hooks.state(spec, pid1, "running"))
+        except BaseException:
+            failure.close()
+            if not outlive:
+                os.waitpid(child, 0)  # (the process is killed: its parent follows)
+            raise
+        finally:
+            listener.close()
     return child, failure
 
 
-def _enter(spec, args, env, workdir, identity, tty_fd, interactive, stdio, caps, program, failure, preserved):
-    """In the container's namespaces: become its user with its privileges, exec."""
+def _enter(spec, args, env, workdir, identity, tty_fd, interactive, stdio, caps, program, failure, preserved,
+           listener=None):
+    """In the container's namespaces: become its user with its privileges, exec.
+    ``listener``: the FdChannel for the seccomp filter's agent's descriptor, if it has one."""
     step = "setting up stdio"
     try:
         init.setup_stdio(tty_fd, stdio, interactive)
@@ -146,10 +167,11 @@ def _enter(spec, args, env, workdir, identity, tty_fd, interactive, stdio, caps,
         step = "entering the working directory"
         os.chdir(workdir or spec.cwd)
         step = "loading the exec trampoline"
-        exec_fd, program = init.prepare_exec(program, spec.no_new_privileges)
+        exec_fd, program = init.prepare_exec(program, spec.no_new_privileges and listener is None)
         step = "dropping privileges"
         security.apply(caps=caps, no_new_privs=spec.no_new_privileges, seccomp_program=program,
-                       uid=who.uid, gid=who.gid, groups=None if init.setgroups_denied() else who.groups)
+                       uid=who.uid, gid=who.gid, groups=None if init.setgroups_denied() else who.groups,
+                       seccomp_listener=listener and listener.send_fd)
         init.execute(args, environment, failure, exec_fd, preserved)
     except BaseException as e:  # noqa: BLE001
         failure.send_failure(e, step)

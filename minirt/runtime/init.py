@@ -17,7 +17,8 @@ its world before it becomes the user's program:
                our cgroup2 cgroup if we could not be born there), then unshare the
                cgroup namespace (meanwhile all of the above ran in parallel)
     privileges groups, gid, uid, capabilities, no_new_privs, seccomp (security.py);
-               after this we could no longer mount anything
+               after this we could no longer mount anything (a bundle's filter
+               with a seccomp agent goes in before ``start``: seccomp_agent.py)
     exec       the command replaces this Python process and becomes PID 1, by way
                of the trampoline (``kernel/trampoline.py``): never is the host's
                Python the executable that executes it (with --init the
@@ -124,13 +125,20 @@ def main(spec, launch):
         step = f"entering the working directory {spec.cwd}"
         _enter_workdir(spec.cwd, user, spec.read_only)
         step = "loading the exec trampoline"
-        exec_fd, seccomp_program = prepare_exec(launch.seccomp_program, spec.no_new_privileges,
-                                                reaper=spec.init)
+        exec_fd, seccomp_program = prepare_exec(launch.seccomp_program,
+                                                spec.no_new_privileges and launch.listener is None, reaper=spec.init)
         if spec.oci:
             step = "setting the process's limits"
             oci_init.process(spec)
             step = "looking up the command"
             _check_command(spec.args[0], env)
+            if launch.listener is not None:
+                # A filter with an agent: `create` must hand the agent its
+                # descriptor, so it goes in now, as runc's does (we still hold
+                # CAP_SYS_ADMIN; the calls up to execve pass it too).
+                step = "installing the seccomp filter"
+                security.install_filter(seccomp_program, launch.listener.send_fd)
+                seccomp_program = None
             step = "waiting for start"
             oci_init.wait_for_start(launch)
         step = "dropping privileges"

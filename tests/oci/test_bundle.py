@@ -55,7 +55,23 @@ BAD = [
     ({"linux__resources": {"blockIO": {"throttleReadBpsDevice": [{"major": 7, "minor": 0, "rate": 1}]}}},
      "linux.resources.blockIO.throttleReadBpsDevice is not supported"),
     ({"linux__seccomp": {"defaultAction": "SCMP_ACT_NOPE"}}, "unknown action 'SCMP_ACT_NOPE'"),
-    ({"linux__seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x"}}, "user notification"),
+    ({"linux__seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}}, "linux.seccomp.listenerPath is not set"),
+    ({"linux__seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "@agent", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}}, "listenerPath must be an absolute path, not '@agent'"),
+    ({"linux__seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": 7}},
+     "linux.seccomp.listenerPath must be a string"),
+    ({"linux__seccomp": {"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/x", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}}, "SCMP_ACT_NOTIFY cannot be used as default action"),
+    ({"linux__seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x", "syscalls": [
+        {"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}]}},
+     "SCMP_ACT_NOTIFY cannot be used for the write syscall"),
+    ({"linux__seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x", "syscalls": [
+        {"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]}},
+     "SCMP_ACT_NOTIFY cannot be used for the sendmsg syscall"),
+    ({"linux__seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/nonexistent/agent.sock",
+                         "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}},
+     "failed to connect with seccomp agent specified in the seccomp profile: /nonexistent/agent.sock"),
     ({"linux__intelRdt": {"closID": "x"}}, "linux.intelRdt is not supported"),
     ({"hooks": {"startContainer": [{"path": "/bin/true"}]}}, "hooks.startContainer (run inside the container)"),
     ({"hooks": {"prestart": [{"path": "true"}]}}, "hooks.prestart[0].path must be an absolute path"),

@@ -65,13 +65,15 @@ def world(busybox_image, tmp_path_factory):
     r = minirt(root, "load", "-i", busybox_image)   # busybox:latest, which web and live run on
     assert r.returncode == 0, r.stderr
     files = {"dir": str(base), "big": str(base / "big.json"), "deep": str(base / "deep.json"),
-             "notjson": str(base / "not.json"), "fifo": str(base / "fifo")}
+             "notjson": str(base / "not.json"), "fifo": str(base / "fifo"), "notify": str(base / "notify.json")}
     with open(files["big"], "wb") as f:
         f.truncate(5 << 20)  # a sparse file, larger than a profile may be
     with open(files["deep"], "w") as f:
         f.write("[" * 100000 + "]" * 100000)
     with open(files["notjson"], "w") as f:
         f.write("{not json")
+    with open(files["notify"], "w") as f:
+        f.write('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}')
     os.mkfifo(files["fifo"])
     yield World(root, busybox_image, files)
     assert minirt(root, "rm", "-f", WEB, LIVE).returncode == 0
@@ -285,6 +287,8 @@ CASES = [
     (["run", "--security-opt", "seccomp={big}", IMG, "true"], 125, "cannot read seccomp profile: larger than 4 MiB"),
     (["run", "--security-opt", "seccomp={deep}", IMG, "true"], 125, "invalid seccomp profile: nested too deeply"),
     (["run", "--security-opt", "seccomp={notjson}", IMG, "true"], 125, "invalid seccomp profile"),
+    (["run", "--security-opt", "seccomp={notify}", IMG, "true"], 125,
+     "syscalls[0]: SCMP_ACT_NOTIFY needs a seccomp agent"),
     (["run", "--security-opt", "seccomp=/nonexistent", IMG, "true"], 125,
      "/nonexistent: cannot read seccomp profile: No such file or directory"),
     # -- containers and signals
