@@ -18,6 +18,7 @@ import os
 
 from minirt import lightjson
 from minirt.errors import SpecError
+from minirt.runtime import hooks as hooks_run
 from minirt.spec import ContainerSpec
 
 # config.json's namespace types -> minirt's names (spec.NAMESPACES)
@@ -286,17 +287,14 @@ def _mount(m, bundle, i):
             "source": source, "options": list(options)}
 
 
-HOOK_STAGES = ("prestart", "createRuntime", "poststart", "poststop")   # run in the runtime's namespaces
-
-
 def _hooks(hooks):
     if not isinstance(hooks, dict):
         raise SpecError("config.json: hooks must be an object")
     out = {}
     for stage, entries in hooks.items():
-        if stage not in HOOK_STAGES:
+        if stage not in hooks_run.STAGES:
             if entries:
-                raise SpecError(f"config.json: hooks.{stage} (run inside the container) is not supported")
+                raise SpecError(f"config.json: hooks.{stage} is not a hook of the OCI runtime spec")
             continue
         if not isinstance(entries, list):
             raise SpecError(f"config.json: hooks.{stage} must be a list")

@@ -124,7 +124,10 @@ def main(spec, launch):
         step = f"entering the working directory {spec.cwd}"
         _enter_workdir(spec.cwd, user, spec.read_only)
         step = "loading the exec trampoline"
-        exec_fd, seccomp_program = prepare_exec(launch.seccomp_program, spec.no_new_privileges,
+        # (startContainer hooks run under the filter, as runc's do: then it is
+        # installed before them, not by the trampoline)
+        hooked = bool(spec.oci and spec.oci["hooks"].get("startContainer"))
+        exec_fd, seccomp_program = prepare_exec(launch.seccomp_program, spec.no_new_privileges and not hooked,
                                                 reaper=spec.init)
         if spec.oci:
             step = "setting the process's limits"
@@ -138,11 +141,17 @@ def main(spec, launch):
         security.apply(caps=launch.capabilities, no_new_privs=spec.no_new_privileges,
                        seccomp_program=seccomp_program, uid=user.uid, gid=user.gid,
                        groups=None if setgroups_denied() else user.groups)
+        if hooked:
+            step = "running the startContainer hooks"
+            oci_init.started(spec)
         if spec.init and exec_fd is None:  # (else the trampoline is the reaper)
             _reaper(spec, env, launch)
         execute(spec.args, env, launch.failure, exec_fd, launch.preserved)
     except BaseException as e:  # noqa: BLE001 — everything must reach the parent
-        launch.failure.send_failure(e, step)
+        if not launch.failure.send_failure(e, step) and spec.oci:
+            # After `start` nobody reads the channel any more (runc's init logs
+            # the error instead): the container's stderr is where it is seen.
+            os.write(2, b"minirt-runc: " + channel.encode_failure(e, step).split(b" ", 1)[1] + b"\n")
     os._exit(125)
 
 

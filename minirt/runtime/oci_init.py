@@ -7,7 +7,8 @@ every mount itself, /proc and /dev included; PID 1 builds exactly that
 does, until the engine says ``start``:
 
     rootfs     the ready directory bound onto itself (pivot_root needs a mount),
-               the bundle's mounts in order, a fresh /dev's device nodes
+               the bundle's mounts in order, a fresh /dev's device nodes, then
+               the createContainer hooks (``hooks.py``)
     finish     after pivot_root: sysctls, read-only and masked paths (runc's
                order), a read-only root
     process    rlimits, OOM score, umask
@@ -15,6 +16,8 @@ does, until the engine says ``start``:
                exec.fifo for writing until ``start`` opens it for reading
                (``channel.py``: the fifo's path is gone after pivot_root, so
                it is held as an O_PATH descriptor, reopened through /proc/self/fd)
+    started    once the process is the container's user with its privileges:
+               the startContainer hooks, then ``init.py`` executes the command
 """
 
 import os
@@ -22,7 +25,7 @@ import resource
 
 from minirt.errors import RuntimeFailure
 from minirt.kernel import cgroups, libc, masked, mounts
-from minirt.runtime import channel
+from minirt.runtime import channel, hooks
 
 _PROPAGATION_ROOT = {"": libc.MS_PRIVATE | libc.MS_REC}  # runc's default for the host's mounts
 
@@ -52,6 +55,8 @@ def rootfs(spec, launch):
         path = mounts.make_mountpoint(root, os.path.dirname(d["path"]))
         mounts.make_device(os.path.join(path, os.path.basename(d["path"])), d["type"], d["major"], d["minor"],
                            d["mode"], d["uid"], d["gid"])
+    hooks.run(oci["hooks"], "createContainer", hooks.state(spec, os.getpid(), "creating"), cwd=root)
+    hooks.prepare(oci["hooks"])
 
 
 def _mount_cgroups(root, m, own_namespace):
@@ -145,3 +150,8 @@ def wait_for_start(launch):
         raise RuntimeFailure(launch.created.gone)
     launch.created.close()
     channel.wait_for_start(launch.fifo_fd)
+
+
+def started(spec):
+    """After ``start``, as the container's user: the startContainer hooks."""
+    hooks.run(spec.oci["hooks"], "startContainer", hooks.state(spec, os.getpid(), "created"), cwd=os.getcwd())

@@ -46,7 +46,7 @@ BAD = [
     ({"linux__seccomp": {"defaultAction": "SCMP_ACT_NOPE"}}, "unknown action 'SCMP_ACT_NOPE'"),
     ({"linux__seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x"}}, "user notification"),
     ({"linux__intelRdt": {"closID": "x"}}, "linux.intelRdt is not supported"),
-    ({"hooks": {"startContainer": [{"path": "/bin/true"}]}}, "hooks.startContainer (run inside the container)"),
+    ({"hooks": {"beforeAll": [{"path": "/bin/true"}]}}, "hooks.beforeAll is not a hook of the OCI runtime spec"),
     ({"hooks": {"prestart": [{"path": "true"}]}}, "hooks.prestart[0].path must be an absolute path"),
     ({"linux__resources": {"devices": [{"allow": True, "access": "rwm"}, {"allow": False, "access": "rwm"}]}},
      "only lists that begin by denying all"),

@@ -226,7 +226,7 @@ def test_hooks_get_the_state_on_stdin(oci, bundle, tmp_path):
 def test_a_failing_prestart_hook_fails_create_and_leaves_nothing(oci, bundle, tmp_path):
     b = bundle(["true"], hooks={"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo no network >&2; exit 1"]}]})
     r = oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "c8")
-    assert r.returncode == 1 and "prestart hook /bin/sh: no network" in r.stderr
+    assert r.returncode == 1 and "prestart hook /bin/sh: error running hook: no network" in r.stderr
     assert oci.ids() == [] and not (tmp_path / "pid").exists()
 
 
