@@ -263,18 +263,24 @@ def cmd_exec(root, flags, args):
         if len(args) > 1:
             raise Usage("exec: give either --process or a command, not both")
         process = bundle.load_process(path)
+        container = commands.load(root, args[0])
     else:
         if len(args) < 2:
             raise Usage("exec: give --process FILE or a command")
-        user = _flag(flags, "user", "u") or "0:0"
-        uid, _, gid = user.partition(":")
+        container = commands.load(root, args[0])
+        # As runc's: the container's process, but for what the flags say
+        # (its env and additional groups with the flags' added).
+        spec = container.spec
+        uid, _, gid = (_flag(flags, "user", "u") or spec.user).partition(":")
+        gid = gid or spec.user.partition(":")[2]   # (--user UID keeps the process's group)
         process = bundle.parse_process({
-            "args": args[1:], "env": _flag(flags, "env", "e") or [], "cwd": flags.get("cwd") or "/",
+            "args": args[1:], "env": _flag(flags, "env", "e") or [], "cwd": flags.get("cwd") or spec.cwd,
             "terminal": bool(_flag(flags, "tty", "t")),
-            "user": {"uid": _number(uid, "--user"), "gid": _number(gid or "0", "--user"),
-                     "additionalGids": [_number(g, "--additional-gids") for g in _flag(flags, "additional-gids", "g") or []]},
+            "user": {"uid": _number(uid, "--user"), "gid": _number(gid, "--user"),
+                     "additionalGids": [int(g) for g in spec.group_add] + [
+                         _number(g, "--additional-gids") for g in _flag(flags, "additional-gids", "g") or []]},
         }, "exec")
-    return commands.exec_process(commands.load(root, args[0]), process, flags.get("pid-file"),
+    return commands.exec_process(container, process, flags.get("pid-file"),
                                  flags.get("console-socket"), detach=bool(_flag(flags, "detach", "d")),
                                  preserve_fds=preserve, ignore_paused=bool(flags.get("ignore-paused")))
 

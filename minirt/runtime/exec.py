@@ -23,7 +23,7 @@ import signal
 from minirt import spec as specs
 from minirt.errors import MinirtError, RuntimeFailure, exit_status
 from minirt.kernel import cgroups, libc, namespaces, security
-from minirt.runtime import channel, init, lifecycle, users
+from minirt.runtime import channel, init, lifecycle, oci_init, users
 
 # Order matters: the user namespace first (it grants the rights to join the
 # others), the mount namespace after the ones whose files live in /proc.
@@ -136,6 +136,8 @@ def _enter(spec, args, env, workdir, identity, tty_fd, interactive, stdio, caps,
                else users.resolve(user if user is not None else spec.user, extra_groups=spec.group_add))
         environment = dict(item.split("=", 1) for item in specs.merge_env(spec.env, env))
         environment.setdefault("HOME", who.home)
+        if spec.oci:
+            oci_init.own_stdio(spec, who.uid, tty_fd is not None)
         step = "entering the working directory"
         os.chdir(workdir or spec.cwd)
         step = "loading the exec trampoline"

@@ -121,6 +121,8 @@ def main(spec, launch):
         user = (users.exact(spec.user, spec.group_add) if spec.oci
                 else users.resolve(spec.user, extra_groups=spec.group_add))
         env = _environment(spec, user)
+        if spec.oci:
+            oci_init.own_stdio(spec, user.uid, launch.console_fd is not None)
         step = f"entering the working directory {spec.cwd}"
         _enter_workdir(spec.cwd, user, spec.read_only)
         step = "loading the exec trampoline"

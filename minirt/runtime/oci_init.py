@@ -12,6 +12,10 @@ does, until the engine says ``start``:
     finish     after pivot_root: sysctls, read-only and masked paths (runc's
                order), a read-only root
     process    rlimits, OOM score, umask
+    stdio      its owner the container's user, as runc makes it: the terminal
+               (made on the host's devpts) with the group and mode that the
+               bundle's devpts mount gives a terminal (tty, 620), the rest
+               keeping their group
     wait       say CREATED to ``create``, then block opening the container's
                exec.fifo for writing until ``start`` opens it for reading
                (``channel.py``: the fifo's path is gone after pivot_root, so
@@ -20,8 +24,10 @@ does, until the engine says ``start``:
                the startContainer hooks, then ``init.py`` executes the command
 """
 
+import errno
 import os
 import resource
+import stat
 
 from minirt.errors import RuntimeFailure
 from minirt.kernel import cgroups, libc, masked, mounts
@@ -141,6 +147,43 @@ def process(spec):
             f.write(str(oci["oom_score_adj"]))
     if oci["umask"] is not None:
         os.umask(oci["umask"])
+
+
+def own_stdio(spec, uid, tty):
+    """Give the container's user its stdin, stdout and stderr (runc's
+    fixStdioPermissions), a terminal as though made on the bundle's devpts
+    (its ``gid=`` and ``mode=`` options); where the user namespace or a
+    read-only /dev does not allow it, they stay as they are, as in runc."""
+    null = os.stat("/dev/null").st_rdev
+    gid, mode = _devpts_owner(spec.oci["mounts"]) if tty else (-1, None)
+    for fd in (0, 1, 2):
+        st = os.fstat(fd)
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == null:
+            continue
+        try:
+            if tty and os.isatty(fd):
+                os.fchown(fd, uid, gid)
+                if mode is not None:
+                    os.fchmod(fd, mode)
+            elif st.st_uid != uid:
+                os.fchown(fd, uid, st.st_gid)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.EPERM, errno.EROFS):
+                raise RuntimeFailure(f"giving the container's user its stdio: {e.strerror}") from None
+
+
+def _devpts_owner(mount_list):
+    """(gid, mode) a terminal gets from the bundle's devpts mount (-1, None: none said)."""
+    gid, mode = -1, None
+    for m in mount_list:
+        if m["type"] == "devpts":
+            for option in m["options"]:
+                key, _, value = option.partition("=")
+                if key == "gid" and value.isdigit():
+                    gid = int(value)
+                elif key == "mode" and value and set(value) <= set("01234567"):
+                    mode = int(value, 8)
+    return gid, mode
 
 
 def wait_for_start(launch):
