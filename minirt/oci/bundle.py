@@ -277,7 +277,7 @@ def _mount(m, bundle, i):
             raise SpecError(f"config.json: {where} ({destination}): source {source}: no such file or directory")
         from minirt.kernel import mounts
 
-        data = mounts.parse_options(options)[2]
+        data = mounts.parse_options(mounts.recursive_options(options)[0])[2]
         if data:
             raise SpecError(f"config.json: {where} ({destination}): bind mount option {data.split(',')[0]!r}"
                             " is not supported")
@@ -429,7 +429,7 @@ def mount_options():
     """Every mount option a bundle's mounts may use (``features``)."""
     from minirt.kernel import mounts
 
-    return [*mounts.FLAG_OPTIONS, *mounts.PROPAGATION]
+    return [*mounts.FLAG_OPTIONS, *mounts.PROPAGATION, *mounts.RECURSIVE_OPTIONS]
 
 
 class Process:

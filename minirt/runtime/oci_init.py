@@ -10,7 +10,7 @@ does, until the engine says ``start``:
                the bundle's mounts in order, a fresh /dev's device nodes, then
                the createContainer hooks (``hooks.py``)
     finish     after pivot_root: sysctls, read-only and masked paths (runc's
-               order), a read-only root
+               order), a read-only /dev (once its devices exist), a read-only root
     process    rlimits, OOM score, umask
     stdio      its owner the container's user, as runc makes it: the terminal
                (made on the host's devpts) with the group and mode that the
@@ -48,7 +48,12 @@ def rootfs(spec, launch):
         if m["type"] in ("cgroup", "cgroup2"):
             _mount_cgroups(root, m, own_namespace="cgroup" in spec.namespaces)
             continue
-        target = mounts.mount_entry(root, m["type"], m["source"], m["destination"], m["options"])
+        if m["type"] in ("proc", "sysfs"):
+            _ordinary_directory(root, m)
+        options = m["options"]
+        if _read_only_dev(m):  # filled first, read-only at the end (finish)
+            options = [o for o in options if o != "ro"]
+        target = mounts.mount_entry(root, m["type"], m["source"], m["destination"], options)
         if m["destination"] == "/dev" and m["type"] == "tmpfs":
             fresh_dev = target
     if fresh_dev:  # the engine's /dev is an empty tmpfs: the runtime fills it (OCI's "default devices")
@@ -63,6 +68,21 @@ def rootfs(spec, launch):
                            d["mode"], d["uid"], d["gid"])
     hooks.run(oci["hooks"], "createContainer", hooks.state(spec, os.getpid(), "creating"), cwd=root)
     hooks.prepare(oci["hooks"])
+
+
+def _ordinary_directory(root, m):
+    """proc and sysfs go on a directory, never through a symlink the image
+    planted there (their contents are the host's way in): as runc refuses it."""
+    try:
+        st = os.lstat(os.path.join(root, m["destination"].lstrip("/")))
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise RuntimeFailure(f"{m['destination']}: filesystem {m['type']!r} must be mounted on ordinary directory")
+
+
+def _read_only_dev(m):
+    return m["destination"] == "/dev" and m["type"] == "tmpfs" and mounts.parse_options(m["options"])[0] & libc.MS_RDONLY
 
 
 def _mount_cgroups(root, m, own_namespace):
@@ -127,6 +147,8 @@ def finish(spec):
         masked.make_readonly(path)
     for path in oci["masked_paths"]:
         masked.mask(path)
+    if any(_read_only_dev(m) for m in oci["mounts"]):
+        mounts.remount_readonly("/dev")
     if spec.read_only:
         mounts.remount_readonly("/")
 
