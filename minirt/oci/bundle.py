@@ -25,8 +25,10 @@ from minirt.spec import ContainerSpec
 NAMESPACES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "user": "user",
               "cgroup": "cgroup"}
 # A namespace given by path is entered with setns: by PID 1, and a pid namespace
-# (which only children enter) by its parent, just for the clone that makes PID 1.
-JOINABLE = ("net", "ipc", "uts", "pid")
+# (which only children enter) by its parent, just for the clone that makes PID 1;
+# a user namespace by the helper that clones PID 1 (whose new namespaces it then
+# owns), a mount namespace by PID 1 instead of making one (container.py, init.py).
+JOINABLE = ("net", "ipc", "uts", "pid", "mnt", "user")
 MOUNT_TYPES = ("proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "bind", "none", "")
 RLIMITS = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_LOCKS",
            "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_RSS",
@@ -88,7 +90,8 @@ def from_config(config, bundle, cid):
     namespaces, joins = _namespaces(linux.get("namespaces") or [])
     uid_map = _id_map(linux.get("uidMappings"), "uidMappings")
     gid_map = _id_map(linux.get("gidMappings"), "gidMappings")
-    if ("user" in namespaces) != bool(uid_map and gid_map):
+    # (joined by path, the mappings say how that namespace maps, as runc 1.1 wants them)
+    if ("user" in namespaces or "user" in joins) != bool(uid_map and gid_map):
         raise SpecError("config.json: a user namespace needs linux.uidMappings and gidMappings (and they need it)")
     caps = _capabilities(process.get("capabilities") or {}, uid)
     propagation = linux.get("rootfsPropagation") or ""
@@ -204,8 +207,8 @@ def _namespaces(entries):
             joins[name] = entry["path"]
         else:
             names.append(name)
-    if "mnt" not in names:
-        raise SpecError("config.json: linux.namespaces: a container needs its own mount namespace")
+    if "mnt" not in names and "mnt" not in joins:
+        raise SpecError("config.json: linux.namespaces: a container needs a mount namespace of its own or given")
     return tuple(names), joins
 
 

@@ -317,8 +317,10 @@ class Container:
         self._endpoint = launch.network
         if self.spec.oci:
             self._open_bundle_doors(launch)
-        # (a program embedding minirt may have threads: then a helper clones PID 1 too)
-        helped = detach or not libc.single_threaded()
+        # (a program embedding minirt may have threads: then a helper clones PID 1
+        # too; and a user namespace given by path, which the helper enters, since
+        # no process can leave one)
+        helped = detach or not libc.single_threaded() or "user" in dict(launch.joins)
         born = channel.Channel(down=False) if helped else None   # helper -> parent: PID 1 exists
         launch.failure = channel.Channel(down=False)
         launch.placed = channel.Channel(down=True, gone="the container could not be placed in its cgroup")
@@ -729,6 +731,9 @@ def _helper_main(container, launch, born, inherited):
                 os._exit(0)
         else:
             libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with minirt
+        user_ns = dict(launch.joins).get("user")
+        if user_ns is not None:  # an OCI bundle's: PID 1 is born in it, its new namespaces owned by it
+            libc.setns(user_ns, libc.CLONE_NEWUSER)
         pid1, inside = _spawn_pid1(container.spec, launch)
         if pid1 == 0:
             init.main(container.spec, launch)  # never returns

@@ -53,6 +53,8 @@ def main(spec, launch):
     Of what it inherited it keeps only what ``launch`` names."""
     step = "starting"  # named in the error message if a step fails
     try:
+        if spec.oci:
+            from minirt.runtime import oci_init  # (imported already by our parent: Container.start)
         launch.child_side()                 # our parent's ends of the handshake's channels
         close_others(launch.descriptors())  # and whatever else it, or its caller, had open
         libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with our parent
@@ -66,16 +68,20 @@ def main(spec, launch):
         # root: with --userns=remap that changes our uid on the host, after
         # which /proc/self/mem, which conceal writes, would be root's.
         security.conceal()
-        if launch.ids is not None:
+        joined = dict(launch.joins)
+        if launch.ids is not None or "user" in joined:  # (a user namespace given by path: born in it)
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
+        if "user" in joined:
+            step = "checking the user namespace's id maps"
+            oci_init.check_id_maps(spec)
         if launch.netns_fd is not None:  # --network container:NAME: join its network namespace
             step = "joining the network namespace"
             libc.setns(launch.netns_fd, libc.CLONE_NEWNET)
             os.close(launch.netns_fd)
         for name, fd in launch.joins:  # an OCI bundle's namespaces given by path
             step = f"joining the {name} namespace"
-            if name != "pid":  # (that one we were born in: container._spawn_pid1)
+            if name not in ("pid", "user"):  # (those we were born in: container._spawn_pid1, _helper_main)
                 libc.setns(fd, namespaces.FLAGS[name])
             os.close(fd)
         if launch.cgroup_entry is not None:
@@ -85,8 +91,6 @@ def main(spec, launch):
         step = "setting up stdio"
         setup_stdio(launch.console_fd, launch.stdio, spec.interactive)
         if spec.oci:  # its mounts show cgroups: be placed, in our own cgroup namespace, first
-            from minirt.runtime import oci_init  # (imported already by our parent: Container.start)
-
             step = "waiting to be placed"
             _placed(spec, launch)
         step = "preparing the root filesystem"

@@ -57,7 +57,7 @@ def rootfs(spec, launch):
         if m["destination"] == "/dev" and m["type"] == "tmpfs":
             fresh_dev = target
     if fresh_dev:  # the engine's /dev is an empty tmpfs: the runtime fills it (OCI's "default devices")
-        mounts.make_devices(fresh_dev, mknod=not spec.rootless)
+        mounts.make_devices(fresh_dev, mknod=not (spec.rootless or "user" in oci["joins"]))
         if launch.console_path:
             console = os.path.join(fresh_dev, "console")
             os.close(os.open(console, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -132,6 +132,22 @@ def _own_cgroups():
         return next(paths[name] for name in tree.controllers if name in paths).rstrip("/")
 
     return own
+
+
+def check_id_maps(spec):
+    """In a user namespace given by path: it must map ids as linux.uidMappings
+    and gidMappings say (the runtime chose the owners of its files by them)."""
+    for name, expected in (("uid_map", spec.uid_map), ("gid_map", spec.gid_map)):
+        with open(f"/proc/self/{name}") as f:
+            actual = sorted(tuple(int(n) for n in line.split()) for line in f if line.strip())
+        if actual != sorted(tuple(m) for m in expected):
+            kind = name[0]
+            raise RuntimeFailure(f"linux.{kind}idMappings {_format_map(expected)} are not those of the user"
+                                 f" namespace joined ({_format_map(actual)})")
+
+
+def _format_map(entries):
+    return ", ".join(f"{inside}:{outside}:{count}" for inside, outside, count in entries) or "none"
 
 
 def finish(spec):

@@ -2,10 +2,8 @@
 
 import json
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 
@@ -285,27 +283,19 @@ def test_without_a_cgroup_namespace_its_own_cgroup_is_its_sys_fs_cgroup(oci, bun
     assert _cgroup2_options() == before
 
 
-def test_a_user_namespace_from_the_bundles_mappings(oci, bundle):
+def test_a_user_namespace_from_the_bundles_mappings(oci, bundle, reachable):
     b = bundle(["sh", "-c", "id -u; cat /proc/self/uid_map; stat -c %U /bin"],
                linux__namespaces=[{"type": t} for t in ("pid", "mount", "ipc", "uts", "network", "cgroup", "user")],
                linux__uidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}],
                linux__gidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}])
-    # The container's root (host uid 100000) must reach the rootfs, as with runc:
-    # not through pytest's 0700 directory.
-    reachable = tempfile.mkdtemp(prefix="minirt-oci-userns-")
-    try:
-        os.chmod(reachable, 0o711)
-        moved = shutil.move(b, reachable)
-        r = oci("run", "--bundle", moved, "u1")
-    finally:
-        shutil.rmtree(reachable)
+    r = oci("run", "--bundle", reachable(b), "u1")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["0", "0", "100000", "65536", "nobody"]  # (the rootfs is the host root's)
     assert oci.ids() == []
 
 
 @pytest.mark.parametrize("cgroupns", [True, False])
-def test_sys_fs_cgroup_shows_the_containers_cgroup_in_a_user_namespace(oci, bundle, cgroupns):
+def test_sys_fs_cgroup_shows_the_containers_cgroup_in_a_user_namespace(oci, bundle, reachable, cgroupns):
     """With its own cgroup namespace each tree is mounted; without (runc's
     default spec), each tree's directory of the container's cgroup is bound."""
     kinds = ("pid", "mount", "ipc", "uts", "network", "user") + (("cgroup",) if cgroupns else ())
@@ -314,12 +304,7 @@ def test_sys_fs_cgroup_shows_the_containers_cgroup_in_a_user_namespace(oci, bund
                linux__namespaces=[{"type": t} for t in kinds],
                linux__uidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}],
                linux__gidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}])
-    reachable = tempfile.mkdtemp(prefix="minirt-oci-userns-")
-    try:
-        os.chmod(reachable, 0o711)
-        r = oci("run", "--bundle", shutil.move(b, reachable), "u2")
-    finally:
-        shutil.rmtree(reachable)
+    r = oci("run", "--bundle", reachable(b), "u2")
     assert (r.returncode, r.stdout) == (0, "1\n"), r.stderr  # its own cgroup's processes: PID 1 alone
 
 
