@@ -212,15 +212,20 @@ def parse_options(options):
     return flags, propagation, ",".join(data) or None
 
 
-def mount_entry(root, kind, source, destination, options):
+def mount_entry(root, kind, source, destination, options, tree=None):
     """One mount of an OCI bundle (type, source, destination inside ``root``,
     options) with its flags, propagation and recursive flags; returns the
-    target on the host."""
+    target on the host.  A bind mount's ``tree``, where given, is its source
+    already copied (``libc.open_tree``), attached instead of ``source``."""
     options, recursive = recursive_options(options)
     flags, propagation, data = parse_options(options)
     if flags & MS_BIND:
-        target = make_mountpoint(root, destination, is_dir=os.path.isdir(source))
-        libc.mount(source, target, None, flags & (MS_BIND | MS_REC))
+        is_dir = os.path.isdir(source) if tree is None else stat.S_ISDIR(os.fstat(tree).st_mode)
+        target = make_mountpoint(root, destination, is_dir=is_dir)
+        if tree is None:
+            libc.mount(source, target, None, flags & (MS_BIND | MS_REC))
+        else:
+            libc.move_mount(tree, target)
         if flags & ~(MS_BIND | MS_REC):  # a bind mount takes its flags only from a remount
             remount(target, flags & ~(MS_BIND | MS_REC))
     else:

@@ -38,6 +38,7 @@ cleanup at all: they exist only in the container's mount namespace, which the
 kernel tears down with its last process.
 """
 
+import errno
 import os
 # The C half of `signal`, under its usual name: the Python half builds enums of
 # every signal, 0.7 ms of each `minirt run` for names nobody prints.
@@ -88,6 +89,7 @@ class Launch:
         self.joins = ()                         # [(namespace, fd)]: namespaces given by path
         self.created = None                     # PID 1 -> parent: CREATED, waiting for start
         self.fifo_fd = None                     # exec.fifo, O_PATH: opened for writing, it waits
+        self.bind_trees = {}                    # {mount's index: its source's copy}, for a user namespace
         self.preserved = ()                     # --preserve-fds: the caller's 3, 4, ... passed on as they are
 
     def channels(self):
@@ -102,7 +104,7 @@ class Launch:
         """The file descriptors above, all that PID 1 keeps of what it inherits."""
         entry = self.cgroup_entry
         return (*(c.child_end for c in self.channels()), self.console_fd, self.netns_fd, *self.stdio,
-                self.fifo_fd, *(fd for _, fd in self.joins), *self.preserved,
+                self.fifo_fd, *(fd for _, fd in self.joins), *self.bind_trees.values(), *self.preserved,
                 *(entry.tasks + [entry.cgroup2] if entry is not None else ()))
 
 
@@ -360,8 +362,8 @@ class Container:
 
         for c in launch.channels() + ([born] if helped else []):
             c.parent_side()
-        init.close_all([launch.console_fd, launch.netns_fd, launch.fifo_fd, *(fd for _, fd in launch.joins)]
-                       + opened)
+        init.close_all([launch.console_fd, launch.netns_fd, launch.fifo_fd, *(fd for _, fd in launch.joins),
+                        *launch.bind_trees.values()] + opened)
         if launch.cgroup_entry is not None:
             launch.cgroup_entry.close()
         try:
@@ -390,8 +392,11 @@ class Container:
                     init.close_all([fd for _, fd in joins])
                     raise RuntimeFailure(f"linux.namespaces: {path} is not a {name} namespace")
             launch.fifo_fd = os.open(os.path.join(self.dir, "exec.fifo"), os.O_PATH | os.O_CLOEXEC)
+            if self.spec.rootless or "user" in self.spec.oci["joins"]:
+                launch.bind_trees = _bind_trees(self.spec.oci["mounts"])
         except OSError as e:
-            init.close_all([fd for _, fd in joins])
+            init.close_all([fd for _, fd in joins] + [launch.fifo_fd])
+            launch.fifo_fd = None
             raise RuntimeFailure(f"opening {e.filename}: {e.strerror}") from None
         launch.joins = joins
         launch.created = channel.Channel(down=False, gone="the runtime that created the container went away")
@@ -676,6 +681,26 @@ def _privileges(spec, root):
     program = security.seccomp_program(spec.seccomp, spec.privileged, caps, cache=state.seccomp_cache(root),
                                        profile=lightjson.dumps(profile).encode() if profile else None)
     return caps, program
+
+
+def _bind_trees(mount_list):
+    """{index: copy} of a bundle's bind mounts' sources, made here (``libc.open_tree``)
+    for PID 1 in a user namespace: its root, a host uid without the host root's
+    rights, may not reach a source that the runtime can (runc opens them
+    beforehand too).  Where the kernel or our privileges do not allow it, none."""
+    from minirt.kernel import libc
+
+    trees = {}
+    for i, m in enumerate(mount_list):
+        if m["type"] == "bind":
+            try:
+                trees[i] = libc.open_tree(m["source"], recursive="rbind" in m["options"])
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOSYS):
+                    for fd in trees.values():
+                        os.close(fd)
+                    raise OSError(e.errno, os.strerror(e.errno), m["source"]) from None
+    return trees
 
 
 def _spawn_pid1(spec, launch):

@@ -44,7 +44,7 @@ def rootfs(spec, launch):
     root = launch.rootfs
     mounts.bind(root, root)   # pivot_root needs the new root to be a mount point
     fresh_dev = False
-    for m in oci["mounts"]:
+    for i, m in enumerate(oci["mounts"]):
         if m["type"] in ("cgroup", "cgroup2"):
             _mount_cgroups(root, m, own_namespace="cgroup" in spec.namespaces)
             continue
@@ -53,7 +53,10 @@ def rootfs(spec, launch):
         options = m["options"]
         if _read_only_dev(m):  # filled first, read-only at the end (finish)
             options = [o for o in options if o != "ro"]
-        target = mounts.mount_entry(root, m["type"], m["source"], m["destination"], options)
+        tree = launch.bind_trees.pop(i, None)  # (in a user namespace: its source, copied by our parent)
+        target = mounts.mount_entry(root, m["type"], m["source"], m["destination"], options, tree)
+        if tree is not None:
+            os.close(tree)
         if m["destination"] == "/dev" and m["type"] == "tmpfs":
             fresh_dev = target
     if fresh_dev:  # the engine's /dev is an empty tmpfs: the runtime fills it (OCI's "default devices")

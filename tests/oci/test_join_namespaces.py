@@ -3,6 +3,7 @@ in them (its root filesystem built inside the mount namespace; PID 1 born in
 the user namespace, which owns its new namespaces), and ``exec`` joins them."""
 
 import contextlib
+import json
 import os
 
 import pytest
@@ -107,3 +108,30 @@ def test_a_path_that_is_not_a_mount_namespace_is_refused(oci, bundle, tmp_path):
     r = oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "j4")
     assert r.returncode == 1 and "linux.namespaces: /proc/self/ns/net is not a mnt namespace" in r.stderr
     assert oci.ids() == []
+
+
+def test_in_a_user_namespace_bind_sources_out_of_its_roots_reach_are_mounted(oci, bundle, reachable, tmp_path):
+    hidden = tmp_path / "hidden" / "dir"   # (under pytest's 0700 directory, and 0700 itself)
+    hidden.mkdir(parents=True)
+    (hidden / "foo.txt").write_text("found\n")
+    os.chmod(hidden.parent, 0o700)
+    own = [{"type": t} for t in ("pid", "ipc", "uts", "network", "mount", "user")]
+    mount = {"source": str(hidden), "destination": "/tmp/mount-1", "type": "bind", "options": ["bind", "ro"]}
+    b = bundle(["sh", "-c", "cat /tmp/mount-1/foo.txt; exec sleep 100"], linux__namespaces=own,
+               linux__uidMappings=MAP, linux__gidMappings=MAP)
+    with open(os.path.join(b, "config.json")) as f:
+        config = json.load(f)
+    config["mounts"].append(mount)
+    with open(os.path.join(b, "config.json"), "w") as f:
+        json.dump(config, f)
+    out = tmp_path / "out"
+    with open(out, "w") as f:
+        r = oci("create", "--bundle", reachable(b), "--pid-file", str(tmp_path / "pid"), "j5", stdout=f)
+    assert r.returncode == 0, r.stderr
+    pid = int((tmp_path / "pid").read_text())
+    assert oci("start", "j5").returncode == 0
+    wait_for(lambda: out.read_text() == "found\n")
+    r = oci("exec", "j5", "sh", "-c", "cat /tmp/mount-1/foo.txt; touch /tmp/mount-1/x")
+    assert r.returncode == 1 and r.stdout == "found\n" and "Read-only file system" in r.stderr
+    assert oci("delete", "--force", "j5").returncode == 0
+    oci.reap(pid)
