@@ -96,7 +96,7 @@ def command():
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    log, command = Log(), None
+    log, command = LOG, None
     try:
         options, rest = parse(argv, GLOBAL, stop_at_positional=True)
         log.open(options.get("log"), options.get("log-format", "text"), "debug" in options)
@@ -209,7 +209,7 @@ def cmd_create(root, flags, args):
 
     preserve = _preserve_fds(flags)
     commands.create(root, _one_id(args, "create"), _flag(flags, "bundle", "b") or ".",
-                    flags.get("pid-file"), flags.get("console-socket"), preserve_fds=preserve)
+                    flags.get("pid-file"), flags.get("console-socket"), preserve_fds=preserve, debug=LOG.debug)
 
 
 def cmd_run(root, flags, args):
@@ -221,9 +221,9 @@ def cmd_run(root, flags, args):
         raise Usage("--console-socket needs --detach (run in the foreground relays the terminal itself)")
     container = commands.create(root, cid, _flag(flags, "bundle", "b") or ".", flags.get("pid-file"),
                                 flags.get("console-socket"), relay=not _flag(flags, "detach", "d"),
-                                preserve_fds=preserve)
+                                preserve_fds=preserve, debug=LOG.debug)
     try:
-        commands.start(container)
+        commands.start(container, debug=LOG.debug)
         if _flag(flags, "detach", "d"):
             return 0
         code = commands.run_foreground(container)
@@ -282,7 +282,8 @@ def cmd_exec(root, flags, args):
         }, "exec")
     return commands.exec_process(container, process, flags.get("pid-file"),
                                  flags.get("console-socket"), detach=bool(_flag(flags, "detach", "d")),
-                                 preserve_fds=preserve, ignore_paused=bool(flags.get("ignore-paused")))
+                                 preserve_fds=preserve, ignore_paused=bool(flags.get("ignore-paused")),
+                                 debug=LOG.debug)
 
 
 def _number(text, flag):
@@ -345,7 +346,7 @@ def _duration(text):
 def cmd_start(root, flags, args):
     from minirt.oci import commands
 
-    commands.start(commands.load(root, _one_id(args, "start")))
+    commands.start(commands.load(root, _one_id(args, "start")), debug=LOG.debug)
 
 
 def cmd_state(root, flags, args):
@@ -493,7 +494,8 @@ def _print_json(value, indent=False):
 
 
 class Log:
-    """Where errors and debug lines go: stderr, and the --log file in runc's format."""
+    """Where errors and debug lines go: stderr, and the --log file in runc's format.
+    With --debug, runc's debug lines (``level=debug``) go to the log, else to stderr."""
 
     def __init__(self):
         self.fd, self.json, self.debugging = None, False, False
@@ -512,22 +514,26 @@ class Log:
 
     def debug(self, message):
         if self.debugging:
-            self._write("debug", message)
             if self.fd is None:
-                print(f"minirt-runc: debug: {message}", file=sys.stderr)
+                print(self._line("debug", message, as_json=False), file=sys.stderr, flush=True)
+            self._write("debug", message)
 
     def _write(self, level, message):
-        if self.fd is None:
-            return
+        if self.fd is not None:
+            os.write(self.fd, (self._line(level, message, self.json) + "\n").encode())
+
+    @staticmethod
+    def _line(level, message, as_json):
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
-        if self.json:
-            line = lightjson.dumps({"level": level, "msg": message, "time": stamp}, compact=True)
-        else:
-            line = f'time="{stamp}" level={level} msg={lightjson.dumps(message)}'
-        os.write(self.fd, (line + "\n").encode())
+        if as_json:
+            return lightjson.dumps({"level": level, "msg": message, "time": stamp}, compact=True)
+        return f'time="{stamp}" level={level} msg={lightjson.dumps(message)}'
 
     def close(self):
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+LOG = Log()   # (one per run of minirt-runc: main opens it, the commands write debug lines to it)
