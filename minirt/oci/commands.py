@@ -195,21 +195,23 @@ def exec_process(container, process, pid_file=None, console_socket=None, detach=
         raise OciError("cannot exec in a stopped container")
     if process.terminal and not console_socket and detach:
         raise OciError("cannot allocate a terminal without --console-socket")
-    master = slave = None
-    if process.terminal:
-        from minirt.runtime import tty
+    master = ours = theirs = None
+    if process.terminal:  # made inside, on the container's devpts, as runc makes it
+        import socket
 
-        master, slave = os.openpty()
-        tty.set_winsize(master, *(process.console_size or (0, 0)))
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         debug(f"nsexec container setup: a process joins the namespaces and cgroup of {container.id}")
         pid, err = execution.start(container, process.args, env=process.env, workdir=process.cwd,
-                                   user=process.user, groups=process.groups, tty_fd=slave, interactive=True,
-                                   outlive=detach, preserve_fds=preserve_fds)
-        if slave is not None:
-            os.close(slave)
-            slave = None
-            if console_socket:
+                                   user=process.user, groups=process.groups, interactive=True,
+                                   outlive=detach, preserve_fds=preserve_fds, tty_socket=theirs,
+                                   tty_size=process.console_size or (0, 0))
+        if ours is not None:
+            theirs.close()
+            theirs = None
+            _, fds, _, _ = socket.recv_fds(ours, 16, 1)
+            master = fds[0] if fds else None  # (none: it failed first, its report says why)
+            if master is not None and console_socket:
                 _send_console(console_socket, master)
         debug(f"child process in init(): {pid} joined the container, becomes its user")
         report = execution.wait_for_exec(err)
@@ -223,9 +225,11 @@ def exec_process(container, process, pid_file=None, console_socket=None, detach=
 
             tty.relay(master, interactive=os.isatty(0))
     finally:
-        for fd in (master, slave):
-            if fd is not None:
-                os.close(fd)
+        if master is not None:
+            os.close(master)
+        for sock in (ours, theirs):
+            if sock is not None:
+                sock.close()
     if pid_file:
         state.write_text(os.path.abspath(pid_file), str(pid))
     return 0 if detach else exit_status(os.waitpid(pid, 0)[1])

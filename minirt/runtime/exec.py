@@ -35,7 +35,7 @@ class NotRunning(MinirtError):
 
 
 def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, interactive=False,
-          stdio=(0, 1, 2), outlive=False, groups=None, preserve_fds=0):
+          stdio=(0, 1, 2), outlive=False, groups=None, preserve_fds=0, tty_socket=None, tty_size=(0, 0)):
     """Start ``args`` in ``container``; return (pid to wait for, its failure
     channel for ``wait_for_exec``).
     With ``outlive`` the process does not die with us and is not our child
@@ -43,7 +43,10 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
     subreaper, adopts and waits for it); the pid returned is then its own.
     ``groups``: the supplementary groups exactly (an OCI process's
     additionalGids, with ``user`` "UID:GID"), instead of looking them up.
-    ``preserve_fds``: our descriptors 3 .. 3+N-1 reach the process as they are."""
+    ``preserve_fds``: our descriptors 3 .. 3+N-1 reach the process as they are.
+    ``tty_socket`` (a socket, instead of ``tty_fd``): the process makes its
+    terminal inside, on the container's devpts (``tty.open_pty``), of
+    ``tty_size``, and sends its master back on it (SCM_RIGHTS)."""
     info = container.state()
     # (an OCI container that is created has a PID 1, waiting for start, to join)
     if not (lifecycle.is_running(info) or (container.spec.oci and info.get("status") == lifecycle.CREATED)):
@@ -60,6 +63,10 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
     except (FileNotFoundError, ProcessLookupError):  # it exited since we looked
         init.close_all(fds.values())
         raise NotRunning(f"container {container.id[:12]} is not running") from None
+    if tty_socket is not None:  # (what _enter uses then, loaded while the host's library is in reach)
+        import socket  # noqa: F401
+
+        from minirt.runtime import tty  # noqa: F401
     launch = container._launch()
     caps, program = launch.capabilities, launch.seccomp_program
     cgroup = cgroups.at(info["cgroup"]) if info.get("cgroup") else None
@@ -81,8 +88,9 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             for c in (failure, adopted):
                 if c is not None:
                     c.child_side()
-            init.close_others([failure.writer, adopted and adopted.writer, tty_fd, *preserved,
-                               *(() if tty_fd is not None else stdio), *fds.values(),
+            console = tty_socket.fileno() if tty_socket is not None else tty_fd
+            init.close_others([failure.writer, adopted and adopted.writer, console, *preserved,
+                               *(() if console is not None else stdio), *fds.values(),
                                *(entry.tasks + [entry.cgroup2] if entry is not None else ())])
             if not outlive:
                 libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -98,6 +106,8 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             if grandchild == 0:
                 if adopted is not None:
                     adopted.close()
+                if tty_socket is not None:
+                    tty_fd = _make_tty(tty_socket, tty_size, failure)
                 _enter(spec, args, env, workdir, (user, groups), tty_fd, interactive, stdio, caps, program, failure,
                        preserved)
             if outlive:  # it is on its own: its adopter learns its pid from ours
@@ -123,6 +133,24 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             return None, failure
         child = pid
     return child, failure
+
+
+def _make_tty(sock, size, failure):
+    """In the container: a terminal on its devpts; its master goes back on ``sock``."""
+    import socket  # (loaded already: start)
+
+    from minirt.runtime import tty
+
+    try:
+        master, slave = tty.open_pty()
+        tty.set_winsize(master, *size)
+        socket.send_fds(sock, [b"pty"], [master])
+    except BaseException as e:  # noqa: BLE001
+        failure.send_failure(e, "making the terminal")
+        os._exit(125)
+    os.close(master)
+    sock.close()
+    return slave
 
 
 def _enter(spec, args, env, workdir, identity, tty_fd, interactive, stdio, caps, program, failure, preserved):
