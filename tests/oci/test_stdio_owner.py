@@ -2,7 +2,9 @@
 on the bundle's devpts (group tty, mode 620), other stdio with its group kept;
 /dev/null is left alone."""
 
+import json
 import os
+import socket
 
 import pytest
 
@@ -49,4 +51,38 @@ def test_exec_without_flags_runs_as_the_containers_process_does(oci, bundle, tmp
     r = oci("exec", "--user", "5", "--cwd", "/", "t4", "sh", "-c", "id -u; id -g; pwd")   # (as runc: group kept)
     assert (r.returncode, r.stdout.split()) == (0, ["5", "100", "/"]), r.stderr
     assert oci("delete", "--force", "t4").returncode == 0
+    oci.reap(int((tmp_path / "pid").read_text()))
+
+
+def test_exec_detached_sends_the_terminal_made_inside_to_the_console_socket(oci, bundle, tmp_path):
+    b = bundle(["sleep", "100"])
+    assert oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "t5").returncode == 0
+    path = str(tmp_path / "console.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    process = tmp_path / "process.json"
+    process.write_text(json.dumps({"args": ["sh", "-c", "stty size; tty; echo done"], "terminal": True,
+                                   "consoleSize": {"height": 33, "width": 99}, "cwd": "/"}))
+    r = oci("exec", "--detach", "--console-socket", path, "--pid-file", str(tmp_path / "exec.pid"),
+            "--process", str(process), "t5")
+    assert r.returncode == 0, r.stderr
+    conn, _ = listener.accept()
+    _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+    conn.close()
+    listener.close()
+    got = b""
+    while b"done" not in got:
+        try:
+            chunk = os.read(fds[0], 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    os.close(fds[0])
+    oci.reap(int((tmp_path / "exec.pid").read_text()))
+    size, name, done = got.replace(b"\r", b"").split(b"\n")[:3]
+    assert (size, done) == (b"33 99", b"done") and name.startswith(b"/dev/pts/")
+    assert oci("delete", "--force", "t5").returncode == 0
     oci.reap(int((tmp_path / "pid").read_text()))
