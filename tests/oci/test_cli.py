@@ -183,6 +183,7 @@ def test_version_spec_features_and_refused_flags(oci, tmp_path):
     features = json.loads(oci("features").stdout)
     assert "rbind" in features["mountOptions"] and "SCMP_ACT_ERRNO" in features["linux"]["seccomp"]["actions"]
     assert features["linux"]["apparmor"] == {"enabled": False}
+    assert "rro" in features["mountOptions"] and "startContainer" in features["hooks"]
     r = oci("--systemd-cgroup", "list")
     assert r.returncode == 1 and "--systemd-cgroup is not supported" in r.stderr
     r = oci("frobnicate")
