@@ -21,6 +21,22 @@ def wait_for(check, timeout=10):
         time.sleep(0.01)
 
 
+def read_terminal(master, last):
+    """What a terminal's ``master`` shows until the line ``last`` (or its end), as
+    lines without the terminal's carriage returns; the master is closed then."""
+    got = b""
+    while last not in got:
+        try:
+            chunk = os.read(master, 1024)
+        except OSError:  # (EIO: no process holds the terminal any more)
+            break
+        if not chunk:
+            break
+        got += chunk
+    os.close(master)
+    return got.replace(b"\r", b"").split(b"\n")
+
+
 def test_create_waits_for_start_then_runs(oci, bundle, tmp_path):
     out = tmp_path / "out"
     b = bundle(["sh", "-c", "echo started; exec sleep 100"])
@@ -146,18 +162,9 @@ def test_terminal_goes_over_the_console_socket(oci, bundle, tmp_path):
     conn.close()
     listener.close()
     assert oci("start", "c6").returncode == 0
-    got = b""
-    while b"done" not in got:
-        try:
-            chunk = os.read(fds[0], 1024)
-        except OSError:
-            break
-        if not chunk:
-            break
-        got += chunk
-    os.close(fds[0])
+    lines = read_terminal(fds[0], b"done")
     oci.reap(int((tmp_path / "pid").read_text()))
-    assert got.replace(b"\r", b"").split(b"\n")[:3] == [b"33 99", b"/dev/console", b"done"]
+    assert lines[:3] == [b"33 99", b"/dev/console", b"done"]
     assert oci("delete", "c6").returncode == 0
 
 

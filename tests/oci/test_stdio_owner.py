@@ -8,6 +8,8 @@ import socket
 
 import pytest
 
+from tests.oci.test_cli import read_terminal
+
 pytestmark = pytest.mark.privileged
 
 SHOW = ["sh", "-c", "stat -c %u:%g:%a $(tty)"]
@@ -71,18 +73,8 @@ def test_exec_detached_sends_the_terminal_made_inside_to_the_console_socket(oci,
     _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
     conn.close()
     listener.close()
-    got = b""
-    while b"done" not in got:
-        try:
-            chunk = os.read(fds[0], 1024)
-        except OSError:
-            break
-        if not chunk:
-            break
-        got += chunk
-    os.close(fds[0])
+    size, name, done = read_terminal(fds[0], b"done")[:3]
     oci.reap(int((tmp_path / "exec.pid").read_text()))
-    size, name, done = got.replace(b"\r", b"").split(b"\n")[:3]
     assert (size, done) == (b"33 99", b"done") and name.startswith(b"/dev/pts/")
     assert oci("delete", "--force", "t5").returncode == 0
     oci.reap(int((tmp_path / "pid").read_text()))
