@@ -18,14 +18,17 @@ import os
 
 from minirt import lightjson
 from minirt.errors import SpecError
+from minirt.runtime import hooks as hooks_run
 from minirt.spec import ContainerSpec
 
 # config.json's namespace types -> minirt's names (spec.NAMESPACES)
 NAMESPACES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "user": "user",
               "cgroup": "cgroup"}
 # A namespace given by path is entered with setns: by PID 1, and a pid namespace
-# (which only children enter) by its parent, just for the clone that makes PID 1.
-JOINABLE = ("net", "ipc", "uts", "pid")
+# (which only children enter) by its parent, just for the clone that makes PID 1;
+# a user namespace by the helper that clones PID 1 (whose new namespaces it then
+# owns), a mount namespace by PID 1 instead of making one (container.py, init.py).
+JOINABLE = ("net", "ipc", "uts", "pid", "mnt", "user")
 MOUNT_TYPES = ("proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "bind", "none", "")
 RLIMITS = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_LOCKS",
            "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_RSS",
@@ -87,7 +90,8 @@ def from_config(config, bundle, cid):
     namespaces, joins = _namespaces(linux.get("namespaces") or [])
     uid_map = _id_map(linux.get("uidMappings"), "uidMappings")
     gid_map = _id_map(linux.get("gidMappings"), "gidMappings")
-    if ("user" in namespaces) != bool(uid_map and gid_map):
+    # (joined by path, the mappings say how that namespace maps, as runc 1.1 wants them)
+    if ("user" in namespaces or "user" in joins) != bool(uid_map and gid_map):
         raise SpecError("config.json: a user namespace needs linux.uidMappings and gidMappings (and they need it)")
     caps = _capabilities(process.get("capabilities") or {}, uid)
     propagation = linux.get("rootfsPropagation") or ""
@@ -205,8 +209,8 @@ def _namespaces(entries):
             joins[name] = entry["path"]
         else:
             names.append(name)
-    if "mnt" not in names:
-        raise SpecError("config.json: linux.namespaces: a container needs its own mount namespace")
+    if "mnt" not in names and "mnt" not in joins:
+        raise SpecError("config.json: linux.namespaces: a container needs a mount namespace of its own or given")
     return tuple(names), joins
 
 
@@ -289,7 +293,7 @@ def _mount(m, bundle, i):
             raise SpecError(f"config.json: {where} ({destination}): source {source}: no such file or directory")
         from minirt.kernel import mounts
 
-        data = mounts.parse_options(options)[2]
+        data = mounts.parse_options(mounts.recursive_options(options)[0])[2]
         if data:
             raise SpecError(f"config.json: {where} ({destination}): bind mount option {data.split(',')[0]!r}"
                             " is not supported")
@@ -299,17 +303,14 @@ def _mount(m, bundle, i):
             "source": source, "options": list(options)}
 
 
-HOOK_STAGES = ("prestart", "createRuntime", "poststart", "poststop")   # run in the runtime's namespaces
-
-
 def _hooks(hooks):
     if not isinstance(hooks, dict):
         raise SpecError("config.json: hooks must be an object")
     out = {}
     for stage, entries in hooks.items():
-        if stage not in HOOK_STAGES:
+        if stage not in hooks_run.STAGES:
             if entries:
-                raise SpecError(f"config.json: hooks.{stage} (run inside the container) is not supported")
+                raise SpecError(f"config.json: hooks.{stage} is not a hook of the OCI runtime spec")
             continue
         if not isinstance(entries, list):
             raise SpecError(f"config.json: hooks.{stage} must be a list")
@@ -516,7 +517,7 @@ def mount_options():
     """Every mount option a bundle's mounts may use (``features``)."""
     from minirt.kernel import mounts
 
-    return [*mounts.FLAG_OPTIONS, *mounts.PROPAGATION]
+    return [*mounts.FLAG_OPTIONS, *mounts.PROPAGATION, *mounts.RECURSIVE_OPTIONS]
 
 
 class Process:

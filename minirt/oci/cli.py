@@ -100,7 +100,7 @@ def command():
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    log, command = Log(), None
+    log, command = LOG, None
     try:
         options, rest = parse(argv, GLOBAL, stop_at_positional=True)
         log.open(options.get("log"), options.get("log-format", "text"), "debug" in options)
@@ -224,7 +224,7 @@ def cmd_create(root, flags, args):
 
     preserve = _preserve_fds(flags)
     commands.create(root, _one_id(args, "create"), _flag(flags, "bundle", "b") or ".",
-                    flags.get("pid-file"), flags.get("console-socket"), preserve_fds=preserve)
+                    flags.get("pid-file"), flags.get("console-socket"), preserve_fds=preserve, debug=LOG.debug)
 
 
 def cmd_run(root, flags, args):
@@ -236,9 +236,9 @@ def cmd_run(root, flags, args):
         raise Usage("--console-socket needs --detach (run in the foreground relays the terminal itself)")
     container = commands.create(root, cid, _flag(flags, "bundle", "b") or ".", flags.get("pid-file"),
                                 flags.get("console-socket"), relay=not _flag(flags, "detach", "d"),
-                                preserve_fds=preserve)
+                                preserve_fds=preserve, debug=LOG.debug)
     try:
-        commands.start(container)
+        commands.start(container, debug=LOG.debug)
         if _flag(flags, "detach", "d"):
             return 0
         code = commands.run_foreground(container)
@@ -278,21 +278,27 @@ def cmd_exec(root, flags, args):
         if len(args) > 1:
             raise Usage("exec: give either --process or a command, not both")
         process = bundle.load_process(path)
+        container = commands.load(root, args[0])
     else:
         if len(args) < 2:
             raise Usage("exec: give --process FILE or a command")
-        user = _flag(flags, "user", "u") or "0:0"
-        uid, _, gid = user.partition(":")
+        container = commands.load(root, args[0])
+        # As runc's: the container's process, but for what the flags say
+        # (its env and additional groups with the flags' added).
+        spec = container.spec
+        uid, _, gid = (_flag(flags, "user", "u") or spec.user).partition(":")
+        gid = gid or spec.user.partition(":")[2]   # (--user UID keeps the process's group)
         process = bundle.parse_process({
-            "args": args[1:], "env": _flag(flags, "env", "e") or [], "cwd": flags.get("cwd") or "/",
+            "args": args[1:], "env": _flag(flags, "env", "e") or [], "cwd": flags.get("cwd") or spec.cwd,
             "terminal": bool(_flag(flags, "tty", "t")),
-            "user": {"uid": _number(uid, "--user"), "gid": _number(gid or "0", "--user"),
-                     "additionalGids": [_number(g, "--additional-gids") for g in _flag(flags, "additional-gids", "g") or []]},
+            "user": {"uid": _number(uid, "--user"), "gid": _number(gid, "--user"),
+                     "additionalGids": [int(g) for g in spec.group_add] + [
+                         _number(g, "--additional-gids") for g in _flag(flags, "additional-gids", "g") or []]},
         }, "exec")
-    return commands.exec_process(commands.load(root, args[0]), process, flags.get("pid-file"),
+    return commands.exec_process(container, process, flags.get("pid-file"),
                                  flags.get("console-socket"), detach=bool(_flag(flags, "detach", "d")),
                                  preserve_fds=preserve, ignore_paused=bool(flags.get("ignore-paused")),
-                                 sub_cgroups=_sub_cgroups(flags.get("cgroup") or ()))
+                                  sub_cgroups=_sub_cgroups(flags.get("cgroup") or ()), debug=LOG.debug)
 
 
 def _sub_cgroups(values):
@@ -405,7 +411,7 @@ def _duration(text):
 def cmd_start(root, flags, args):
     from minirt.oci import commands
 
-    commands.start(commands.load(root, _one_id(args, "start")))
+    commands.start(commands.load(root, _one_id(args, "start")), debug=LOG.debug)
 
 
 def cmd_state(root, flags, args):
@@ -553,7 +559,8 @@ def _print_json(value, indent=False):
 
 
 class Log:
-    """Where errors and debug lines go: stderr, and the --log file in runc's format."""
+    """Where errors and debug lines go: stderr, and the --log file in runc's format.
+    With --debug, runc's debug lines (``level=debug``) go to the log, else to stderr."""
 
     def __init__(self):
         self.fd, self.json, self.debugging = None, False, False
@@ -572,22 +579,26 @@ class Log:
 
     def debug(self, message):
         if self.debugging:
-            self._write("debug", message)
             if self.fd is None:
-                print(f"minirt-runc: debug: {message}", file=sys.stderr)
+                print(self._line("debug", message, as_json=False), file=sys.stderr, flush=True)
+            self._write("debug", message)
 
     def _write(self, level, message):
-        if self.fd is None:
-            return
+        if self.fd is not None:
+            os.write(self.fd, (self._line(level, message, self.json) + "\n").encode())
+
+    @staticmethod
+    def _line(level, message, as_json):
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
-        if self.json:
-            line = lightjson.dumps({"level": level, "msg": message, "time": stamp}, compact=True)
-        else:
-            line = f'time="{stamp}" level={level} msg={lightjson.dumps(message)}'
-        os.write(self.fd, (line + "\n").encode())
+        if as_json:
+            return lightjson.dumps({"level": level, "msg": message, "time": stamp}, compact=True)
+        return f'time="{stamp}" level={level} msg={lightjson.dumps(message)}'
 
     def close(self):
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+LOG = Log()   # (one per run of minirt-runc: main opens it, the commands write debug lines to it)

@@ -152,11 +152,13 @@ class Channel:
     # -- the failure report ---------------------------------------------------
 
     def send_failure(self, exc, step=None):
-        """Tell the parent why the command could not be executed."""
+        """Tell the parent why the command could not be executed; False if
+        nobody listens any more."""
         try:
             os.write(self.writer, encode_failure(exc, step))
         except OSError:
-            pass
+            return False
+        return True
 
     def outcome(self):
         """Read to end-of-file: b"" once the command runs (its execve closed

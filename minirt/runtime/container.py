@@ -38,6 +38,7 @@ cleanup at all: they exist only in the container's mount namespace, which the
 kernel tears down with its last process.
 """
 
+import errno
 import os
 # The C half of `signal`, under its usual name: the Python half builds enums of
 # every signal, 0.7 ms of each `minirt run` for names nobody prints.
@@ -89,6 +90,7 @@ class Launch:
         self.created = None                     # PID 1 -> parent: CREATED, waiting for start
         self.listener = None                    # PID 1 -> parent: its seccomp filter's agent's descriptor
         self.fifo_fd = None                     # exec.fifo, O_PATH: opened for writing, it waits
+        self.bind_trees = {}                    # {mount's index: its source's copy}, for a user namespace
         self.preserved = ()                     # --preserve-fds: the caller's 3, 4, ... passed on as they are
 
     def channels(self):
@@ -103,7 +105,7 @@ class Launch:
         """The file descriptors above, all that PID 1 keeps of what it inherits."""
         entry = self.cgroup_entry
         return (*(c.child_end for c in self.channels()), self.console_fd, self.netns_fd, *self.stdio,
-                self.fifo_fd, *(fd for _, fd in self.joins), *self.preserved,
+                self.fifo_fd, *(fd for _, fd in self.joins), *self.bind_trees.values(), *self.preserved,
                 *(entry.tasks + [entry.cgroup2] if entry is not None else ()))
 
 
@@ -318,8 +320,10 @@ class Container:
         self._endpoint = launch.network
         if self.spec.oci:
             self._open_bundle_doors(launch)
-        # (a program embedding minirt may have threads: then a helper clones PID 1 too)
-        helped = detach or not libc.single_threaded()
+        # (a program embedding minirt may have threads: then a helper clones PID 1
+        # too; and a user namespace given by path, which the helper enters, since
+        # no process can leave one)
+        helped = detach or not libc.single_threaded() or "user" in dict(launch.joins)
         born = channel.Channel(down=False) if helped else None   # helper -> parent: PID 1 exists
         launch.failure = channel.Channel(down=False)
         launch.placed = channel.Channel(down=True, gone="the container could not be placed in its cgroup")
@@ -359,8 +363,8 @@ class Container:
 
         for c in launch.channels() + ([born] if helped else []):
             c.parent_side()
-        init.close_all([launch.console_fd, launch.netns_fd, launch.fifo_fd, *(fd for _, fd in launch.joins)]
-                       + opened)
+        init.close_all([launch.console_fd, launch.netns_fd, launch.fifo_fd, *(fd for _, fd in launch.joins),
+                        *launch.bind_trees.values()] + opened)
         if launch.cgroup_entry is not None:
             launch.cgroup_entry.close()
         try:
@@ -389,8 +393,11 @@ class Container:
                     init.close_all([fd for _, fd in joins])
                     raise RuntimeFailure(f"linux.namespaces: {path} is not a {name} namespace")
             launch.fifo_fd = os.open(os.path.join(self.dir, "exec.fifo"), os.O_PATH | os.O_CLOEXEC)
+            if self.spec.rootless or "user" in self.spec.oci["joins"]:
+                launch.bind_trees = _bind_trees(self.spec.oci["mounts"])
         except OSError as e:
-            init.close_all([fd for _, fd in joins])
+            init.close_all([fd for _, fd in joins] + [launch.fifo_fd])
+            launch.fifo_fd = None
             raise RuntimeFailure(f"opening {e.filename}: {e.strerror}") from None
         launch.joins = joins
         launch.created = channel.Channel(down=False, gone="the runtime that created the container went away")
@@ -691,6 +698,26 @@ def _privileges(spec, root):
     return caps, program
 
 
+def _bind_trees(mount_list):
+    """{index: copy} of a bundle's bind mounts' sources, made here (``libc.open_tree``)
+    for PID 1 in a user namespace: its root, a host uid without the host root's
+    rights, may not reach a source that the runtime can (runc opens them
+    beforehand too).  Where the kernel or our privileges do not allow it, none."""
+    from minirt.kernel import libc
+
+    trees = {}
+    for i, m in enumerate(mount_list):
+        if m["type"] == "bind":
+            try:
+                trees[i] = libc.open_tree(m["source"], recursive="rbind" in m["options"])
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOSYS):
+                    for fd in trees.values():
+                        os.close(fd)
+                    raise OSError(e.errno, os.strerror(e.errno), m["source"]) from None
+    return trees
+
+
 def _spawn_pid1(spec, launch):
     """Create the container's PID 1 with one clone: in its new namespaces (all
     but mnt, which it makes for itself, and cgroup, which waits until it is
@@ -744,6 +771,9 @@ def _helper_main(container, launch, born, inherited):
                 os._exit(0)
         else:
             libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with minirt
+        user_ns = dict(launch.joins).get("user")
+        if user_ns is not None:  # an OCI bundle's: PID 1 is born in it, its new namespaces owned by it
+            libc.setns(user_ns, libc.CLONE_NEWUSER)
         pid1, inside = _spawn_pid1(container.spec, launch)
         if pid1 == 0:
             init.main(container.spec, launch)  # never returns

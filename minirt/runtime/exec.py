@@ -23,7 +23,7 @@ import signal
 from minirt import spec as specs
 from minirt.errors import MinirtError, RuntimeFailure, exit_status
 from minirt.kernel import cgroups, libc, namespaces, security
-from minirt.runtime import channel, init, lifecycle, users
+from minirt.runtime import channel, init, lifecycle, oci_init, users
 
 # Order matters: the user namespace first (it grants the rights to join the
 # others), the mount namespace after the ones whose files live in /proc.
@@ -35,7 +35,8 @@ class NotRunning(MinirtError):
 
 
 def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, interactive=False,
-          stdio=(0, 1, 2), outlive=False, groups=None, preserve_fds=0, sub_cgroups=None):
+          stdio=(0, 1, 2), outlive=False, groups=None, preserve_fds=0, sub_cgroups=None, tty_socket=None,
+          tty_size=(0, 0)):
     """Start ``args`` in ``container``; return (pid to wait for, its failure
     channel for ``wait_for_exec``).
     With ``outlive`` the process does not die with us and is not our child
@@ -44,7 +45,10 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
     ``groups``: the supplementary groups exactly (an OCI process's
     additionalGids, with ``user`` "UID:GID"), instead of looking them up.
     ``preserve_fds``: our descriptors 3 .. 3+N-1 reach the process as they are.
-    ``sub_cgroups``: it goes into cgroups below the container's (``Cgroup.below``)."""
+    ``sub_cgroups``: it goes into cgroups below the container's (``Cgroup.below``).
+    ``tty_socket`` (a socket, instead of ``tty_fd``): the process makes its
+    terminal inside, on the container's devpts (``tty.open_pty``), of
+    ``tty_size``, and sends its master back on it (SCM_RIGHTS)."""
     info = container.state()
     # (an OCI container that is created has a PID 1, waiting for start, to join)
     if not (lifecycle.is_running(info) or (container.spec.oci and info.get("status") == lifecycle.CREATED)):
@@ -61,6 +65,10 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
     except (FileNotFoundError, ProcessLookupError):  # it exited since we looked
         init.close_all(fds.values())
         raise NotRunning(f"container {container.id[:12]} is not running") from None
+    if tty_socket is not None:  # (what _enter uses then, loaded while the host's library is in reach)
+        import socket  # noqa: F401
+
+        from minirt.runtime import tty  # noqa: F401
     launch = container._launch()
     caps, program = launch.capabilities, launch.seccomp_program
     agent = spec.oci.get("seccomp_listener") if spec.oci and program is not None else None
@@ -90,9 +98,10 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             for c in (failure, adopted, listener):
                 if c is not None:
                     c.child_side()
+            console = tty_socket.fileno() if tty_socket is not None else tty_fd
             init.close_others([failure.writer, adopted and adopted.writer, listener and listener.writer,
-                               tty_fd, *preserved,
-                               *(() if tty_fd is not None else stdio), *fds.values(),
+                               console, *preserved,
+                               *(() if console is not None else stdio), *fds.values(),
                                *(entry.tasks + [entry.cgroup2] if entry is not None else ())])
             if not outlive:
                 libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -108,6 +117,8 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
             if grandchild == 0:
                 if adopted is not None:
                     adopted.close()
+                if tty_socket is not None:
+                    tty_fd = _make_tty(tty_socket, tty_size, failure)
                 _enter(spec, args, env, workdir, (user, groups), tty_fd, interactive, stdio, caps, program, failure,
                        preserved, listener)
             if outlive:  # it is on its own: its adopter learns its pid from ours
@@ -151,6 +162,24 @@ def start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, inte
     return child, failure
 
 
+def _make_tty(sock, size, failure):
+    """In the container: a terminal on its devpts; its master goes back on ``sock``."""
+    import socket  # (loaded already: start)
+
+    from minirt.runtime import tty
+
+    try:
+        master, slave = tty.open_pty()
+        tty.set_winsize(master, *size)
+        socket.send_fds(sock, [b"pty"], [master])
+    except BaseException as e:  # noqa: BLE001
+        failure.send_failure(e, "making the terminal")
+        os._exit(125)
+    os.close(master)
+    sock.close()
+    return slave
+
+
 def _enter(spec, args, env, workdir, identity, tty_fd, interactive, stdio, caps, program, failure, preserved,
            listener=None):
     """In the container's namespaces: become its user with its privileges, exec.
@@ -164,6 +193,8 @@ def _enter(spec, args, env, workdir, identity, tty_fd, interactive, stdio, caps,
                else users.resolve(user if user is not None else spec.user, extra_groups=spec.group_add))
         environment = dict(item.split("=", 1) for item in specs.merge_env(spec.env, env))
         environment.setdefault("HOME", who.home)
+        if spec.oci:
+            oci_init.own_stdio(spec, who.uid, tty_fd is not None)
         step = "entering the working directory"
         os.chdir(workdir or spec.cwd)
         step = "loading the exec trampoline"

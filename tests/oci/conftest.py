@@ -10,7 +10,8 @@ engines driving a runtime given by path.
   left is deleted by force and reaped.
 - ``bundle(args, **changes)``: a bundle directory on a busybox rootfs, with
   ``minirt-runc spec``'s config, the process's args, no terminal, and its
-  cgroup under the session's cgroup parent (the leak check sees it).
+  cgroup under the session's cgroup parent (the leak check sees it);
+  ``reachable(bundle)`` moves it where a user namespace's root reaches it.
 - ``detached(**changes)``: such a bundle's container, sleeping, run
   ``--detach`` -> (id, cgroup path).
 
@@ -192,6 +193,25 @@ def detached(oci, bundle):
             return cid, json.load(f)["linux"]["cgroupsPath"]
 
     return run
+
+
+@pytest.fixture
+def reachable():
+    """reachable(bundle): the bundle moved where a user namespace's root (host
+    uid 100000) reaches its rootfs, as runc too needs it -- not under pytest's
+    0700 directory; the new path.  Removed at the end."""
+    made = []
+
+    def move(b):
+        made.append(tempfile.mkdtemp(prefix="minirt-oci-userns-"))
+        os.chmod(made[-1], 0o711)
+        return shutil.move(b, made[-1])
+
+    try:
+        yield move
+    finally:
+        for directory in made:
+            shutil.rmtree(directory)
 
 
 CGROUP_PARENT = os.environ["MINIRT_CGROUP_PARENT"]  # the session's (tests/conftest.py)
