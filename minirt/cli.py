@@ -134,6 +134,7 @@ def _run_options(args):
         tty=args.tty, interactive=args.interactive, cap_add=args.cap_add, cap_drop=args.cap_drop,
         privileged=args.privileged, read_only=args.read_only, tmpfs=args.tmpfs,
         group_add=[specs.check_group(g) for g in args.group_add], userns=args.userns,
+        labels=specs.parse_labels(args.label), aliases=[specs.check_hostname(a) for a in args.network_alias],
         resources=specs.resources(memory=args.memory, memory_swap=args.memory_swap, pids_limit=args.pids_limit,
                                   cpus=args.cpus, cpu_shares=args.cpu_shares, cpuset_cpus=args.cpuset_cpus),
         **_security_opts(args.security_opt))

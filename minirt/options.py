@@ -369,6 +369,7 @@ def _lifecycle():
                     value("--entrypoint", metavar="CMD", help="override the image's entrypoint"),
                     switch("--init", help="run a reaper as PID 1"),
                     value("--name", metavar="NAME", default="", help="a name for the container"),
+                    repeated("-l", "--label", metavar="KEY=VALUE", help="a label on the container"),
                     value("--platform", metavar="OS/ARCH[/VARIANT]", help="the platform to pull if missing"),
                     insecure_registry(),
                     value("--cgroup-parent", metavar="PATH",
@@ -399,6 +400,8 @@ def _lifecycle():
                               help="none, host, bridge (default as root), container:NAME or a network's name"),
                         repeated("-p", "--publish", metavar="[IP:]HOST:CTR[/PROTO]",
                                  help="publish a container port on the host"),
+                        repeated("--network-alias", metavar="NAME",
+                                 help="another name for the container on a user-defined network"),
                     ]),
                 ]),
         Command("ps", "list containers", flags=[
