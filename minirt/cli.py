@@ -106,6 +106,13 @@ def cmd_run(args):
             signal.signal(s, signal.SIG_DFL)
         print(spec.id)
         return 0
+    return _foreground(container)
+
+
+def _foreground(container):
+    """Create, start and wait for ``container`` with our stdio (``run``
+    without -d); its exit code.  The container is deleted at the end."""
+    spec = container.spec
     container.create()
     try:
         container.start()
@@ -117,7 +124,7 @@ def cmd_run(args):
         code = container.wait()
         if container.oom_killed:
             print(f"minirt: container {spec.id[:12]} was killed by the OOM killer"
-                  f" (memory limit {args.memory})", file=sys.stderr)
+                  f" (memory limit {spec.resources.get('memory')} bytes)", file=sys.stderr)
         return code
     finally:
         container.delete()
@@ -914,3 +921,194 @@ def cmd_volume(args):
     if action == "rm":
         return _each(args.names, lambda name: (volumes.remove(root, name, force=args.force), print(name)))
     return _pruned("Deleted Volumes:", *volumes.prune(root, everything=args.all))  # prune
+
+
+# -- compose -------------------------------------------------------------------------
+
+def cmd_compose(args):
+    """``minirt compose VERB``: the files are read and checked before anything is made."""
+    from minirt.compose import model
+    from minirt.compose.project import Compose
+
+    project = model.load(args.file, project_name=args.project_name, project_dir=args.project_directory,
+                         env_files=args.env_file, profiles=args.profile or None)
+    return globals()["_compose_" + args.compose_command](Compose(project, _root(args)), args)
+
+
+def _compose_config(compose, args):
+    from minirt.compose import yamlfile
+
+    project = compose.project
+    if args.services:
+        print("\n".join(project.services))
+    elif args.volumes:
+        print("\n".join(project.volumes))
+    elif not args.quiet:
+        print(yamlfile.dump(project.to_dict()), end="")
+    return 0
+
+
+def _compose_up(compose, args):
+    from minirt.compose import project as verbs
+
+    made = compose.up(args.services, build=args.build, force_recreate=args.force_recreate,
+                      no_deps=args.no_deps, no_recreate=args.no_recreate, timeout=args.wait_timeout)
+    if args.wait:
+        for containers in made.values():
+            for c in containers:
+                if compose.project.services[c.spec.labels[verbs.plan.SERVICE]].get("healthcheck"):
+                    verbs.wait_healthy(c, args.wait_timeout)
+        return 0
+    if args.detach:
+        return 0
+    _waiting()
+    try:  # attached: their output until they stop; Ctrl-C stops them
+        verbs.logs(compose, list(made), follow=True)
+    except KeyboardInterrupt:
+        print("Gracefully stopping... (press Ctrl+C again to force)", file=sys.stderr)
+        compose.stop(list(made))
+    return 0
+
+
+def _compose_down(compose, args):
+    compose.down(volumes=args.volumes, rmi=args.rmi, timeout=args.timeout)
+    return 0
+
+
+def _compose_ps(compose, args):
+    from minirt.compose import plan
+
+    if args.services:
+        names = {config["labels"][plan.SERVICE] for _, config, _ in compose.rows(all=args.all)}
+        print("\n".join(n for n in compose.project.services if n in names))
+        return 0
+    rows = [r for r in compose.rows(all=args.all)
+            if not args.services or r[1]["labels"][plan.SERVICE] in args.services]
+    if args.quiet:
+        for info, _, _ in rows:
+            print(info["id"])
+        return 0
+    table = [("NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS")]
+    for info, config, _ in rows:
+        ports = ", ".join(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}->{p['container_port']}/{p['proto']}"
+                          for p in config.get("ports") or [])
+        table.append((info.get("name") or "", config.get("image", ""), _clip(" ".join(config.get("args") or []), 24),
+                      config["labels"][plan.SERVICE], _ago(info.get("created_at")) + " ago", _status(info), ports))
+    _print_table(table)
+    return 0
+
+
+def _compose_logs(compose, args):
+    from minirt.compose import project as verbs
+    from minirt.spec import is_decimal
+
+    tail = None
+    if args.tail is not None and args.tail != "all":
+        if not is_decimal(args.tail):
+            raise SpecError(f"invalid --tail {args.tail!r}: expected a number or all")
+        tail = int(args.tail)
+    if args.follow:
+        _waiting()
+    verbs.logs(compose, args.services, tail=tail, follow=args.follow, prefix=not args.no_log_prefix)
+    return 0
+
+
+def _compose_build(compose, args):
+    compose.build(args.services, no_cache=args.no_cache)
+    return 0
+
+
+def _compose_pull(compose, args):
+    compose.pull(args.services)
+    return 0
+
+
+def _compose_push(compose, args):
+    compose.push(args.services)
+    return 0
+
+
+def _compose_start(compose, args):
+    compose.start(args.services)
+    return 0
+
+
+def _compose_stop(compose, args):
+    compose.stop(args.services, timeout=args.timeout)
+    return 0
+
+
+def _compose_restart(compose, args):
+    compose.restart(args.services, timeout=args.timeout)
+    return 0
+
+
+def _compose_rm(compose, args):
+    compose.rm(args.services, stop=args.stop, volumes=args.volumes)
+    return 0
+
+
+def _compose_exec(compose, args):
+    c = compose.container(args.service, args.index)
+    args.container = c.id
+    args.tty = not args.no_TTY and os.isatty(0)
+    args.interactive = args.tty
+    if args.detach:
+        raise SpecError("compose exec: -d is not supported (use minirt exec)")
+    return cmd_exec(args)
+
+
+def _compose_run(compose, args):
+    from minirt.compose import plan
+
+    project = compose.project
+    if args.service not in project.services:
+        raise SpecError(f"no such service: {args.service}")
+    if args.workdir:
+        from minirt.spec import check_workdir
+        check_workdir(args.workdir)
+    deps = [d for d in compose.selected([args.service]) if d != args.service]
+    if deps and not args.no_deps:
+        compose.up(deps)
+        compose.wait_for_dependencies(args.service)
+    compose.ensure_networks([args.service])
+    compose.ensure_volumes([args.service])
+    compose.build([args.service], only_missing=True)
+    compose.pull([args.service], only_missing=True, ignore_buildable=True)
+    image_id = compose.image_id(args.service)
+    digest = plan.config_hash(project.services[args.service], image_id)
+    name = args.name or f"{project.name}-{args.service}-run-{os.urandom(6).hex()}"
+    entrypoint = None if args.entrypoint is None else ([args.entrypoint] if args.entrypoint else [])
+    container = compose.create(args.service, 1, digest, image_id, cmd=args.args or None, oneoff=True,
+                               container_name=name, detach=args.detach, remove=args.rm and not args.detach,
+                               entrypoint=entrypoint, env=args.env, user=args.user, workdir=args.workdir)
+    if args.detach:
+        print(name)
+        return 0
+    for s in FORWARDED:
+        signal.signal(s, lambda signum, _frame: container.signal(signum))
+    return _foreground(container)
+
+
+def _compose_images(compose, args):
+    from minirt.api import images
+
+    table = [("CONTAINER", "REPOSITORY", "TAG", "IMAGE ID", "SIZE")]
+    for name, image, image_id in compose.images(args.services):
+        repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+        try:
+            size = _human(images.size(images.lookup(compose.root, image)))
+        except MinirtError:
+            size = ""
+        table.append((name, repo, tag, image_id.removeprefix("sha256:")[:12], size))
+    _print_table(table)
+    return 0
+
+
+def _compose_top(compose, args):
+    first = True
+    for name, processes in compose.top(args.services):
+        print(("" if first else "\n") + name)
+        _print_table([("PID", "CMD")] + [(str(pid), command) for pid, command in processes])
+        first = False
+    return 0

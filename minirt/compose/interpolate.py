@@ -19,7 +19,10 @@ whose lines are ``KEY=VALUE`` as docker compose reads them (below).
 import os
 import sys
 
+from minirt import bounded
 from minirt.errors import SpecError
+
+ENV_FILE_MAX = 1 << 20
 
 _NAME_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 _NAME_REST = _NAME_FIRST | frozenset("0123456789")
@@ -150,14 +153,11 @@ def read_env_file(path, variables=None, what=None):
     to a `` #`` comment; double-quoted and unquoted values are interpolated
     with ``variables`` and the file's earlier lines.  ``KEY`` alone takes its
     value from ``variables`` (or is left out)."""
-    what = what or path
+    data = bounded.read(path, what or "an env file", ENV_FILE_MAX)
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        raise SpecError(f"{what}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpecError(f"{what}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: cannot read {what or 'an env file'}: not UTF-8") from None
     found = {}
     lookup = _Chain(found, variables or {})
     for number, line in enumerate(lines, 1):
@@ -169,7 +169,7 @@ def read_env_file(path, variables=None, what=None):
         key, eq, raw = line.partition("=")
         key = key.strip()
         if not key or not all(c in _NAME_REST or c in ".-" for c in key) or key[0] not in _NAME_FIRST:
-            raise SpecError(f"{what}: line {number}: invalid variable name {key!r}")
+            raise SpecError(f"{path}: line {number}: invalid variable name {key!r}")
         if not eq:
             if lookup.get(key) is not None:
                 found[key] = lookup.get(key)
@@ -177,7 +177,7 @@ def read_env_file(path, variables=None, what=None):
         try:
             found[key] = _env_value(raw.strip(), lookup)
         except SpecError as e:
-            raise SpecError(f"{what}: line {number}: {e}") from None
+            raise SpecError(f"{path}: line {number}: {e}") from None
     return found
 
 
