@@ -147,6 +147,12 @@ def _run_options(args):
         **_security_opts(args.security_opt))
     if args.cgroup_parent:
         options["cgroup_parent"] = specs.check_cgroup_parent(args.cgroup_parent)
+    options["healthcheck"] = specs.healthcheck_flags(
+        args.health_cmd, args.health_interval, args.health_timeout, args.health_start_period,
+        args.health_start_interval, args.health_retries, none=args.no_healthcheck)
+    options["restart_policy"] = specs.check_restart_policy(specs.parse_restart(args.restart), remove=args.rm)
+    if options["restart_policy"]["Name"] != "no" and not args.detach:  # (docker's daemon restarts it anyway)
+        raise SpecError("--restart needs -d: without a daemon, a detached container's monitor restarts it")
     if args.network is not None or args.publish:
         options["ports"] = [specs.parse_port(p) for p in args.publish]
     if args.network is not None:
@@ -213,7 +219,7 @@ def cmd_ps(args):
         command = " ".join(config.get("args") or [])
         size = (_human(_du(f"{directory}/upper")),) if args.size else ()
         table.append((info["id"][:width], config.get("image", ""), '"' + command + '"' if args.no_trunc
-                      else _clip(command, 24), _ago(info.get("created_at")) + " ago", _status(info),
+                      else _clip(command, 24), _ago(info.get("created_at")) + " ago", _status(info, config),
                       info.get("name") or "") + size)
     _print_table(table)
     return 0
@@ -261,13 +267,18 @@ def _ago(t):
     return f"{s} seconds"
 
 
-def _status(info):
+def _status(info, config):
     from minirt.api import containers
 
     if info.get("status") == containers.PAUSED:
         return "Up " + _ago(info.get("started_at")) + " (Paused)"
     if info.get("status") == containers.RUNNING:
-        return "Up " + _ago(info.get("started_at"))
+        checked = containers.health(info, config.get("healthcheck"))
+        health = "" if checked is None else {"starting": " (health: starting)"}.get(checked["Status"],
+                                                                                   f" ({checked['Status']})")
+        return "Up " + _ago(info.get("started_at")) + health
+    if info.get("status") == containers.RESTARTING:
+        return f"Restarting ({info.get('exit_code')}) {_ago(info.get('finished_at'))} ago"
     if info.get("status") == containers.EXITED:
         oom = " (OOM killed)" if info.get("oom_killed") else ""
         return f"Exited ({info.get('exit_code')}){oom} {_ago(info.get('finished_at'))} ago"
@@ -348,7 +359,7 @@ def cmd_kill(args):
     def kill(c, ref):
         if not containers.is_running(c.state()):
             raise MinirtError(f"container {ref} is not running")
-        c.signal(signum)
+        c.kill(signum)
         print(ref)
 
     return _each_container(args, args.containers, kill)
@@ -391,6 +402,12 @@ def cmd_start(args):
         c.restart()
         print(ref)
 
+    if args.all_restartable:  # (at boot: what docker's daemon would start as it comes up)
+        if args.containers:
+            raise SpecError("start: --all-restartable takes no CONTAINER")
+        return _each_container(args, containers.restartable(_root(args)), start)
+    if not args.containers:
+        raise SpecError("start: CONTAINER is required (or --all-restartable)")
     return _each_container(args, args.containers, start)
 
 

@@ -167,18 +167,14 @@ class Command:
         return dests
 
     def _assign(self, positional, ns):
-        """Hand out the arguments: "one" takes one, "some" (always the last) the rest."""
+        """Hand out the arguments: "one" takes one, "some" and "any" (always the last) the rest."""
         for dest, meta, n in self.args:
             if n == "maybe" and not positional:
                 setattr(ns, dest, None)
                 continue
-            if n == "any":
-                setattr(ns, dest, positional[:])
-                del positional[:]
-                continue
-            if not positional:
+            if not positional and n != "any":
                 raise SpecError(f"{self.path}: {meta} is required (usage: {self.usage})")
-            if n == "some":
+            if n in ("some", "any"):
                 setattr(ns, dest, positional[:])
                 del positional[:]
                 continue
@@ -480,6 +476,19 @@ def _lifecycle():
                         value("--userns", metavar="MODE", default="",
                               help="remap: root inside is an unprivileged range outside (root only)"),
                     ]),
+                    ("healthchecks and restarts (looked after by the monitor of run -d)", [
+                        value("--health-cmd", metavar="COMMAND", help="the probe, run by /bin/sh -c in the container"),
+                        value("--health-interval", metavar="DURATION", help="between probes (default 30s)"),
+                        value("--health-timeout", metavar="DURATION", help="a probe longer than this fails (default 30s)"),
+                        value("--health-retries", metavar="N", help="failures in a row that make it unhealthy (default 3)"),
+                        value("--health-start-period", metavar="DURATION",
+                              help="failures in this time after start do not count (default 0s)"),
+                        value("--health-start-interval", metavar="DURATION",
+                              help="between probes during the start period (default 5s)"),
+                        switch("--no-healthcheck", help="ignore the image's HEALTHCHECK"),
+                        value("--restart", metavar="POLICY", default="no",
+                              help="no, always, on-failure[:N] or unless-stopped (with -d)"),
+                    ]),
                     ("network", [
                         value("--network", "--net", metavar="MODE",
                               help="none, host, bridge (default as root), container:NAME or a network's name"),
@@ -518,7 +527,10 @@ def _lifecycle():
         Command("rm", "remove containers", args=[("containers", "CONTAINER", "some")],
                 flags=[switch("-f", "--force", help="kill a running container first"),
                        switch("-v", "--volumes", help="its anonymous volumes too")]),
-        Command("start", "start stopped containers again (detached)", args=[("containers", "CONTAINER", "some")]),
+        Command("start", "start stopped containers again (detached)", args=[("containers", "CONTAINER", "any")],
+                usage="minirt start CONTAINER [CONTAINER...] | --all-restartable", flags=[
+                    switch("--all-restartable",
+                           help="every stopped container its restart policy would bring back (at boot)")]),
     ]
 
 

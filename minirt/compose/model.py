@@ -21,6 +21,7 @@ import re
 import shlex
 
 from minirt import bounded
+from minirt import spec as specs
 from minirt.compose import interpolate, schema, yamlfile
 from minirt.errors import SpecError
 
@@ -426,24 +427,17 @@ def _volume(item, directory, fail):
     return {"type": "volume", "source": source, "target": target, "read_only": read_only}
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_NS = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
-
-
 def duration(value, fail):
-    """Go's durations ("1m30s", "500ms"; a bare number: seconds) -> nanoseconds."""
+    """A duration of the file ("1m30s", "500ms"; a bare number: seconds) -> nanoseconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return int(value * 10**9)
-    text, total, at = str(value), 0, 0
-    while at < len(text):
-        m = _DURATION.match(text, at)
-        if not m:
-            fail(f"{value!r} is not a duration (such as 30s, 1m30s or 500ms)")
-        total += int(float(m.group(1)) * _UNIT_NS[m.group(2)])
-        at = m.end()
-    if not text:
-        fail("an empty duration")
-    return total
+    try:
+        ns = specs.parse_duration(str(value))
+    except ValueError:
+        ns = -1
+    if ns < 0:
+        fail(f"{value!r} is not a duration (such as 30s, 1m30s or 500ms)")
+    return ns
 
 
 def _healthcheck(h, fail):
@@ -463,7 +457,10 @@ def _healthcheck(h, fail):
             out[key] = duration(h[field], fail)
     if h.get("retries") is not None:
         out["Retries"] = int(h["retries"])
-    return out
+    try:
+        return specs.check_healthcheck(out)
+    except SpecError as e:
+        fail(str(e))
 
 
 def _restart(s, deploy, fail):
@@ -473,13 +470,12 @@ def _restart(s, deploy, fail):
         name = {"none": "no", "any": "always", "on-failure": "on-failure"}.get(policy.get("condition", "any"))
         if name is None:
             fail("deploy.restart_policy.condition", f"{policy['condition']!r}: none, on-failure or any")
-        return {"Name": name, "MaximumRetryCount": int(policy.get("max_attempts") or 0)}
-    text = str(s.get("restart") or "no")
-    name, _, count = text.partition(":")
-    if name not in ("no", "always", "on-failure", "unless-stopped") or (count and name != "on-failure") \
-            or (count and not (count.isascii() and count.isdigit())):
-        fail("restart", f"{text!r}: expected no, always, on-failure[:N] or unless-stopped")
-    return {"Name": name, "MaximumRetryCount": int(count or 0)}
+        return {"Name": name, "MaximumRetryCount": int(policy.get("max_attempts") or 0) if name == "on-failure"
+                else 0}
+    try:
+        return specs.parse_restart(str(s.get("restart") or "no"))
+    except SpecError as e:
+        fail("restart", str(e).removeprefix("invalid restart policy: "))
 
 
 def _resources(s, deploy, fail):

@@ -222,7 +222,7 @@ class Compose:
         service = self.project.services[name]
         opts = plan.options(self.project, name, number, digest, image_id, oneoff=oneoff, name=container_name,
                             anonymous=anonymous)
-        opts.update(_policies(service))
+        opts.update(_policies(service, oneoff))
         if entrypoint is not None:
             opts["entrypoint"] = entrypoint
         if env:
@@ -337,12 +337,13 @@ class Compose:
         return out
 
 
-def _policies(service):
-    """The healthcheck and restart policy of a service's containers (docker's shapes)."""
+def _policies(service, oneoff=False):
+    """The healthcheck and restart policy of a service's containers (docker's
+    shapes); a one-off container (``run``) is never restarted."""
     out = {}
     if service.get("healthcheck") is not None:
         out["healthcheck"] = service["healthcheck"]
-    if service["restart"]["Name"] != "no":
+    if service["restart"]["Name"] != "no" and not oneoff:
         out["restart_policy"] = service["restart"]
     return out
 

@@ -435,7 +435,7 @@ class Container:
             lifecycle.move(self.dir, lifecycle.RUNNING, pid=self.pid, pid_start=state.start_time(self.pid),
                            monitor_pid=recorder, monitor_start=state.start_time(recorder),
                            started_at=time.time(), finished_at=None, exit_code=None, oom_killed=False,
-                           error=None, detached=self.detached)
+                           error=None, detached=self.detached, health=None)
             _crash_point("running")
             launch.placed.send(channel.PLACED)  # (if PID 1 has already failed, its report says why)
             return launch.failure.outcome()
@@ -443,11 +443,23 @@ class Container:
             for c in launch.channels() + ([born_channel] if born_channel is not None else []):
                 c.close()
 
-    def restart(self):
+    def restart(self, by_policy=False):
         """``minirt start``: run a stopped container again, detached, on the same
-        writable layer (what it wrote before is still there)."""
-        self._busy = state.hold(self.dir)
+        writable layer (what it wrote before is still there); a start by hand
+        sets its RestartCount back to 0 (``restarts.py``).  ``by_policy``: its
+        monitor's restart, which counts, and happens only if it is still
+        "restarting", not stopped by hand meanwhile.  Returns whether it started."""
+        self._busy = state.hold(self.dir)  # (held by `stop` too, to say "stopped by hand")
         try:
+            info = self.state()
+            if by_policy and (info.get("status") != lifecycle.RESTARTING or info.get("stopped_by_hand")):
+                self._let_go()
+                return False
+            counts = ({"restart_count": info.get("restart_count", 0) + 1} if by_policy
+                      else {"restart_count": 0, "restart_delay": None, "stopped_by_hand": False})
+            if info.get("status") == lifecycle.EXITED:  # (recorded as running, if its monitor died: say it)
+                counts.update((k, info.get(k)) for k in ("status", "exit_code", "finished_at", "error"))
+            state.update(self.dir, **counts)
             state.reserve(self.dir)  # (spent if it filled the disk last time)
             self.cgroup = cgroups.for_container(self.spec.id, self.spec.cgroup_parent)
             self._create_cgroup()
@@ -456,6 +468,7 @@ class Container:
             self._let_go()
             raise
         self.start(detach=True)
+        return True
 
     # -- run time --------------------------------------------------------------
 
@@ -501,12 +514,34 @@ class Container:
             delay = min(delay * 2, 0.05)
 
     def stop(self, timeout=10):
-        """SIGTERM, then SIGKILL after ``timeout`` seconds, as ``docker stop``."""
+        """SIGTERM, then SIGKILL after ``timeout`` seconds, as ``docker stop``;
+        no restart policy brings it back."""
+        self.stopped_by_hand()
         self.signal(signal.SIGTERM)
         if self.wait(timeout=timeout) is None:
             self.signal(signal.SIGKILL)
             self.wait()
         return self.exit_code
+
+    def kill(self, signum):
+        """``minirt kill``: ``signum`` to PID 1, and no restart policy brings it back."""
+        self.stopped_by_hand()
+        self.signal(signum)
+
+    def stopped_by_hand(self):
+        """docker's HasBeenManuallyStopped: its restart policy is not applied
+        until it is started by hand (``restarts.py``).  Said while holding the
+        container, so that a restart under way ends first (and is then stopped)."""
+        if not self.detached:
+            return  # (in the foreground: no monitor, no policy)
+        try:
+            busy = state.hold(self.dir)
+        except FileNotFoundError:
+            return  # removed meanwhile
+        try:
+            state.update(self.dir, stopped_by_hand=True)
+        finally:
+            os.close(busy)
 
     def _kill_helper(self):
         for pid in (self.pid, self.helper):
@@ -541,9 +576,10 @@ class Container:
         """``minirt rm``: everything of the container, from any state; with
         ``volumes`` (``rm -v``), its anonymous volumes too."""
         info = self.state()
-        if lifecycle.is_running(info):
+        if lifecycle.is_running(info) or info.get("status") == lifecycle.RESTARTING:
             if not force:
-                raise MinirtError(f"container {self.spec.id[:12]} is running: stop it first or use rm -f")
+                raise MinirtError(f"container {self.spec.id[:12]} is {info['status']}: stop it first or use rm -f")
+            self.stopped_by_hand()  # (a restarting one's monitor then gives up: exited)
             self.signal(signal.SIGKILL)
             self.wait(timeout=10)
             # The monitor records the exit, then exits: rm returns once it has.
@@ -717,6 +753,9 @@ def _become_monitor(container, pid1):
     A fresh interpreter that imports only what the monitor needs is a fraction
     of the size of a copy of minirt, and a host runs one per container.
     """
+    from minirt.spec import health_enabled
+
+    probing = health_enabled(container.spec.healthcheck)  # (then the monitor forks a prober: health.py)
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     # -S keeps site from running, and with it the packages minirt depends on
     # (cffi, for kernel/libc.py) off the path: name their directories.
@@ -734,13 +773,14 @@ def _become_monitor(container, pid1):
         # A script, not -m: runpy alone would add ~0.9 MB to every monitor.
         # -P keeps the script's directory (minirt/runtime, with its tty.py) off sys.path.
         monitor_py = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor.py")
-        os.execve(sys.executable, [sys.executable, "-S", "-P", monitor_py, container.dir, str(pid1)], env)
+        os.execve(sys.executable, [sys.executable, "-S", "-P", monitor_py, container.dir, str(pid1)]
+                  + (["probe"] if probing else []), env)
     except OSError:
         # The interpreter cannot be executed from here (e.g. it lives where a
         # user namespace may not look): monitor from this copy rather than
         # leave PID 1 without a parent.
         from minirt.runtime import monitor
-        os._exit(monitor.main(container.dir, pid1))
+        os._exit(monitor.main(container.dir, pid1, probing))
 
 
 def _resolv_conf():
