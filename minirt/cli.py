@@ -1010,7 +1010,7 @@ def _compose_ps(compose, args):
         ports = ", ".join(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}->{p['container_port']}/{p['proto']}"
                           for p in config.get("ports") or [])
         table.append((info.get("name") or "", config.get("image", ""), _clip(" ".join(config.get("args") or []), 24),
-                      config["labels"][plan.SERVICE], _ago(info.get("created_at")) + " ago", _status(info), ports))
+                      config["labels"][plan.SERVICE], _ago(info.get("created_at")) + " ago", _status(info, config), ports))
     _print_table(table)
     return 0
 

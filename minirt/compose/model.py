@@ -53,13 +53,14 @@ class Project:
         self.networks, self.volumes, self.files, self.profiles = networks, volumes, files, profiles
 
     def enabled(self, named=()):
-        """The services that take part: those without profiles, those of an
-        active profile, and those ``named`` on the command line (with what they depend on)."""
+        """The services that take part, with what they depend on: those
+        ``named`` on the command line, else those without profiles and those
+        of an active profile."""
         for name in named:
             if name not in self.services:
                 raise SpecError(f"no such service: {name}")
-        on = {n for n, s in self.services.items()
-              if not s.get("profiles") or set(s["profiles"]) & set(self.profiles) or n in named}
+        on = set(named) or {n for n, s in self.services.items()
+                            if not s.get("profiles") or set(s["profiles"]) & set(self.profiles)}
         todo = list(on)
         while todo:
             for dep in self.services[todo.pop()]["depends_on"]:
@@ -92,8 +93,8 @@ def load(files=(), *, project_name=None, project_dir=None, env_files=(), profile
     current directory), with docker compose's rules for its name, its
     variables (``.env`` or ``env_files``, then the environment) and profiles."""
     environ = dict(os.environ if environ is None else environ)
-    files = [os.path.abspath(f) for f in files] or find_files(os.path.abspath(project_dir or "."))
-    directory = os.path.abspath(project_dir) if project_dir else os.path.dirname(files[0])
+    files = list(files) or find_files(os.path.abspath(project_dir or "."))
+    directory = os.path.abspath(project_dir or os.path.dirname(os.path.abspath(files[0])))
     variables = interpolate.variables(directory, env_files, environ)
     warn = interpolate.Unset()
     merged, origin = {}, {}
@@ -124,7 +125,7 @@ def load(files=(), *, project_name=None, project_dir=None, env_files=(), profile
         _check_references(sname, out[sname], services, volumes, networks, where)
     networks.setdefault("default", _top_level("default", None, name, "network"))
     _check_cycles(out, _short(files[0]))
-    return Project(name, directory, out, networks, volumes, files, profiles)
+    return Project(name, directory, out, networks, volumes, [os.path.abspath(f) for f in files], profiles)
 
 
 def read_file(path, variables, warn=None):
@@ -300,12 +301,10 @@ def normalise(name, raw, directory, variables, where):
     for field in ("cap_add", "cap_drop", "profiles"):
         out[field] = list(s.get(field) or [])
     for field in ("read_only", "init", "privileged", "tty", "stdin_open"):
-        out[field] = bool(s.get(field))
+        out[field] = boolean(s.get(field, False), lambda what, f=field: fail(f, what))
     out["resources"] = _resources(s, deploy, fail)
     out["labels"] = {**_labels(deploy.get("labels")), **_labels(s.get("labels"))}
-    replicas = deploy.get("replicas", s.get("scale", 1))
-    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-        fail("deploy.replicas", f"{replicas!r} is not a number of containers")
+    replicas = integer(deploy.get("replicas", s.get("scale", 1)), lambda what: fail("deploy.replicas", what))
     if replicas > 1 and out.get("container_name"):
         fail("container_name", "a service with a container_name cannot have more than one replica")
     out["replicas"] = replicas
@@ -313,6 +312,27 @@ def normalise(name, raw, directory, variables, where):
     if out.get("working_dir") and not out["working_dir"].startswith("/"):
         fail("working_dir", f"{out['working_dir']!r} is not an absolute path")
     return out
+
+
+def integer(value, fail):
+    """A whole number of the file, given as one or (interpolated) as its digits."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    fail(f"{value!r} is not a whole number")
+
+
+def boolean(value, fail):
+    """A yes or no of the file: a boolean, or (interpolated) its spellings, as docker compose reads them."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).lower()
+    if word in ("true", "yes", "y", "on", "1"):
+        return True
+    if word in ("false", "no", "n", "off", "0", ""):
+        return False
+    fail(f"{value!r} is not true or false")
 
 
 def _mapping(value):
@@ -456,7 +476,7 @@ def _healthcheck(h, fail):
         if h.get(field) is not None:
             out[key] = duration(h[field], fail)
     if h.get("retries") is not None:
-        out["Retries"] = int(h["retries"])
+        out["Retries"] = integer(h["retries"], lambda what: fail(f"retries: {what}"))
     try:
         return specs.check_healthcheck(out)
     except SpecError as e:
@@ -490,6 +510,10 @@ def _resources(s, deploy, fail):
                               ("pids_limit", "pids_limit", s.get("pids_limit", limits.get("pids")))):
         if value is not None:
             out[field] = str(value)
+    try:
+        specs.resources(**out)
+    except SpecError as e:
+        fail("", str(e))
     return out
 
 
