@@ -150,9 +150,8 @@ def _run_options(args):
     options["healthcheck"] = specs.healthcheck_flags(
         args.health_cmd, args.health_interval, args.health_timeout, args.health_start_period,
         args.health_start_interval, args.health_retries, none=args.no_healthcheck)
-    options["restart_policy"] = specs.check_restart_policy(specs.parse_restart(args.restart), remove=args.rm)
-    if options["restart_policy"]["Name"] != "no" and not args.detach:  # (docker's daemon restarts it anyway)
-        raise SpecError("--restart needs -d: without a daemon, a detached container's monitor restarts it")
+    options["restart_policy"] = specs.check_restart_policy(specs.parse_restart(args.restart), remove=args.rm,
+                                                           detach=args.detach)
     if args.network is not None or args.publish:
         options["ports"] = [specs.parse_port(p) for p in args.publish]
     if args.network is not None:

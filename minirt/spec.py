@@ -624,9 +624,10 @@ def parse_restart(text):
     return check_restart_policy({"Name": name, "MaximumRetryCount": int(count) if colon else 0})
 
 
-def check_restart_policy(policy, remove=False):
+def check_restart_policy(policy, remove=False, detach=True):
     """A RestartPolicy in docker's shape, checked as docker's daemon checks it
-    (an empty Name is "no"); ``remove`` (--rm) and a policy exclude each other."""
+    (an empty Name is "no"); ``remove`` (--rm) and a policy exclude each other,
+    and a container in the foreground (not ``detach``) has no monitor to restart it."""
     if not isinstance(policy, dict) or set(policy) - {"Name", "MaximumRetryCount"}:
         raise SpecError('invalid restart policy: expected {"Name": ..., "MaximumRetryCount": N}')
     name, count = policy.get("Name") or "no", policy.get("MaximumRetryCount", 0)
@@ -641,4 +642,7 @@ def check_restart_policy(policy, remove=False):
         raise SpecError("invalid restart policy: maximum retry count cannot be negative")
     if remove and name != "no":
         raise SpecError("conflicting options: cannot specify both --restart and --rm")
+    if not detach and name != "no":
+        raise SpecError("a restart policy needs a detached container (run -d, minirt.start):"
+                        " without a daemon, its monitor restarts it")
     return {"Name": name, "MaximumRetryCount": count}

@@ -16,7 +16,7 @@ from minirt.errors import ImageError, MinirtError
 from minirt.image import Store, open_image
 from minirt.image.store import release
 from minirt.runtime import state
-from minirt.runtime.lifecycle import EXITED, PAUSED, RESTARTING, RUNNING, is_running  # noqa: F401 (the CLI asks these too)
+from minirt.runtime.lifecycle import EXITED, PAUSED, RESTARTING, RUNNING, is_running, is_up  # noqa: F401 (the CLI asks these too)
 from minirt.runtime.capture import Result, captured
 from minirt.runtime.container import Container
 from minirt.runtime.userns import host_root, maps_for as userns_maps
@@ -114,6 +114,7 @@ def run(image, cmd=None, *, root=None, input=None, remove=True, userns="", **opt
     restart policy needs ``start``: its monitor runs the probes and restarts.)
     """
     root = root or state.default_root()
+    specs.check_restart_policy(options.get("restart_policy") or {}, detach=False)
     spec = prepare(image, cmd, root=root, userns=userns, remove=remove, interactive=input is not None, **options)
     container = Container(spec, root)
     container.create()
@@ -172,7 +173,7 @@ def listing(root, all=False):
             config = state.read_json(f"{directory}/config.json")
         except (MinirtError, OSError, ValueError):
             continue  # removed meanwhile, or not yet written
-        if all or is_running(info) or info.get("status") == RESTARTING:
+        if all or is_up(info):
             rows.append((info, config, directory))
     rows.sort(key=lambda row: row[0].get("created_at") or 0, reverse=True)
     return rows
@@ -182,12 +183,11 @@ def inspect(container):
     """docker's ``inspect`` record of ``container``."""
     info, spec = container.state(), container.spec
     running = is_running(info)
-    restarting = info.get("status") == RESTARTING  # (docker's Running is true then too)
     checked = health(info, spec.healthcheck)
     return {"Id": container.id, "Name": spec.name, "Created": info.get("created_at"),
             "Image": spec.image, "Path": spec.args[0], "Args": spec.args[1:],
-            "State": {"Status": info.get("status"), "Running": running or restarting,
-                      "Paused": info.get("status") == PAUSED, "Restarting": restarting,
+            "State": {"Status": info.get("status"), "Running": is_up(info),  # (docker's: restarting too)
+                      "Paused": info.get("status") == PAUSED, "Restarting": info.get("status") == RESTARTING,
                       "Pid": info.get("pid") if running else 0,
                       "MonitorPid": info.get("monitor_pid"), "ExitCode": info.get("exit_code"),
                       "OOMKilled": bool(info.get("oom_killed")), "Error": info.get("error") or "",
@@ -205,10 +205,11 @@ def inspect(container):
 
 def health(info, healthcheck):
     """docker's State.Health ({"Status", "FailingStreak", "Log"}) of a container
-    with the state ``info`` and the HealthConfig ``healthcheck``; None if it has no probes."""
+    with the state ``info`` and the HealthConfig ``healthcheck``; None if it has
+    no probes (or ran in the foreground, with no monitor to probe it)."""
     from minirt.runtime.health import report
 
-    return report(healthcheck, info.get("health"))
+    return report(healthcheck, info.get("health")) if info.get("detached", True) else None
 
 
 def restartable(root):

@@ -323,17 +323,17 @@ def cmd_events(root, flags, args):
         print(_dumps(event), flush=True)
 
 
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-
-
 def _duration(text):
     """Go's time.ParseDuration, positive: "5s", "1.5s", "1m30s" -> seconds."""
-    import re
+    from minirt.spec import parse_duration
 
-    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text or not sum(float(n) for n, _ in parts):
+    try:
+        ns = parse_duration(text)
+    except ValueError:
+        ns = 0
+    if ns <= 0:
         raise Usage(f"invalid value {text!r} for --interval: a positive duration such as 5s or 500ms")
-    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    return ns / 1e9
 
 
 def cmd_start(root, flags, args):

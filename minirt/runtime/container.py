@@ -368,7 +368,8 @@ class Container:
             self._kill_helper()
             raise
         if report:
-            self.wait()
+            if self._child or lifecycle.is_running(self.state()):  # (detached, a monitor records its exit)
+                self.wait()
             channel.raise_failure(report, self.spec.args[0])
 
     def _open_bundle_doors(self, launch):
@@ -576,7 +577,7 @@ class Container:
         """``minirt rm``: everything of the container, from any state; with
         ``volumes`` (``rm -v``), its anonymous volumes too."""
         info = self.state()
-        if lifecycle.is_running(info) or info.get("status") == lifecycle.RESTARTING:
+        if lifecycle.is_up(info):
             if not force:
                 raise MinirtError(f"container {self.spec.id[:12]} is {info['status']}: stop it first or use rm -f")
             self.stopped_by_hand()  # (a restarting one's monitor then gives up: exited)

@@ -68,3 +68,9 @@ def move(directory, new, **fields):
 def is_running(info):
     """Its processes run (paused ones too: they exist, frozen)."""
     return info.get("status") in (RUNNING, PAUSED)
+
+
+def is_up(info):
+    """docker's State.Running: its processes run, or will again once its
+    restart back-off is over (so ``rm`` needs -f, and prune leaves it)."""
+    return is_running(info) or info.get("status") == RESTARTING

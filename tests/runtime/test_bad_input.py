@@ -157,7 +157,7 @@ CASES = [
     (["run", "-d", "--restart", ":3", IMG, "true"], 125, "no policy provided before colon"),
     (["run", "-d", "--rm", "--restart", "always", IMG, "true"], 125,
      "conflicting options: cannot specify both --restart and --rm"),
-    (["run", "--restart", "on-failure", IMG, "true"], 125, "--restart needs -d"),
+    (["run", "--restart", "on-failure", IMG, "true"], 125, "a restart policy needs a detached container (run -d"),
     (["start"], 125, "start: CONTAINER is required (or --all-restartable)"),
     (["start", "--all-restartable", WEB], 125, "start: --all-restartable takes no CONTAINER"),
     # -- ports

@@ -17,38 +17,24 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 
 import pytest
 
-from minirt import spec
 from minirt.errors import SpecError
-from minirt.kernel import cgroups
 from minirt.runtime import restarts, state
+from tests.runtime.test_lifecycle import Lifecycle, wait_for
 
 pytestmark = pytest.mark.privileged
 
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
 
 
-class Minirt:
-    """``minirt --root ROOT ...`` as fresh processes; every container it
-    started is removed at the end, and must leave nothing behind."""
-
-    def __init__(self, root, image, host):
-        self.root, self.image, self.host, self.ids = root, image, host, []
-
-    def __call__(self, *args):
-        return subprocess.run([sys.executable, "-m", "minirt", "--root", self.root, *args], capture_output=True,
-                              text=True, timeout=120)
-
-    def ok(self, *args):
-        r = self(*args)
-        assert r.returncode == 0 and "Traceback" not in r.stderr, (args, r.stderr)
-        return r.stdout
+class Minirt(Lifecycle):
+    """test_lifecycle's ``minirt`` in a state root of its own (every container
+    it started removed at the end, leaving nothing), with views of health and
+    restarts."""
 
     def run_d(self, *args, image=None):
         """``run -d [FLAGS...] IMAGE CMD...``: ``args`` up to "--" are flags, the rest the command."""
@@ -56,10 +42,6 @@ class Minirt:
         cid = self.ok("run", "-d", "--network", "none", *args[:cut], image or self.image, *args[cut + 1:]).strip()
         self.ids.append(cid)
         return cid
-
-    def inspect(self, ref):
-        [info] = json.loads(self.ok("inspect", ref))
-        return info
 
     def health(self, ref):
         return self.inspect(ref)["State"].get("Health")
@@ -70,11 +52,6 @@ class Minirt:
     def status(self, cid):
         [row] = [line for line in self.ok("ps", "-a").splitlines() if line.startswith(cid[:12])]
         return row
-
-    def gone(self, cid):
-        assert not os.path.exists(os.path.join(state.containers_dir(self.root), cid))
-        assert not cgroups.for_container(cid, os.environ["MINIRT_CGROUP_PARENT"]).exists()
-        assert self.host.processes_mentioning(cid) == []   # monitor and prober: their command lines name it
 
 
 @pytest.fixture(scope="module")
@@ -89,18 +66,9 @@ def mr(module_root, busybox_image, host):
     m = Minirt(module_root, busybox_image, host)
     yield m
     for cid in m.ids:
-        if os.path.exists(os.path.join(state.containers_dir(module_root), cid)):
+        if os.path.exists(m.dir(cid)):
             m("rm", "-f", cid)
         m.gone(cid)
-
-
-def wait_for(predicate, timeout=60):
-    """Wait until ``predicate()`` is true, and return it; the bound only stops a hang."""
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-    return value
 
 
 # -- healthchecks --------------------------------------------------------------------------
@@ -308,7 +276,8 @@ def test_rm_f_of_a_restarting_container(mr):
     info = mr.inspect(cid)
     assert (info["State"]["Restarting"], info["State"]["Running"], info["State"]["Pid"]) == (True, True, 0)
     r = mr("rm", cid)
-    assert r.returncode == 1 and "is restarting: stop it first or use rm -f" in r.stderr
+    assert r.returncode == 1 and b"is restarting: stop it first or use rm -f" in r.stderr
+    assert cid[:12] not in mr.ok("system", "prune", "-f")   # not a stopped container
     mr.ok("rm", "-f", cid)
     mr.gone(cid)
 
@@ -349,3 +318,22 @@ def test_the_api_takes_docker_s_restart_policy(busybox_image, state_root, host):
     host.assert_nothing_left(c)
     with pytest.raises(SpecError, match="cannot specify both --restart and --rm"):
         containers.start(busybox_image, ["true"], root=state_root, remove=True, restart_policy={"Name": "always"})
+    with pytest.raises(SpecError, match="a restart policy needs a detached container"):
+        containers.run(busybox_image, ["true"], root=state_root, remove=False, restart_policy={"Name": "always"})
+
+
+@pytest.mark.parametrize("flags, says", [("--interval=5x", "--interval=5x: not a duration"),
+                                         ("--timeout=500us", "--timeout=500us: cannot be less than 1ms")])
+def test_a_bad_healthcheck_duration_in_a_dockerfile_names_its_line(mr, tmp_path, flags, says):
+    mr.ok("load", "-i", mr.image, "-t", "busybox")
+    (tmp_path / "Dockerfile").write_text(f"FROM busybox\nHEALTHCHECK {flags} CMD true\n")
+    r = mr("build", "-q", "-t", "bad-check", str(tmp_path))
+    assert r.returncode != 0 and says in r.stderr.decode() and b"Traceback" not in r.stderr
+
+
+def test_a_foreground_container_shows_no_health_it_does_not_have(mr, tmp_path):
+    r = mr("run", "--network", "none", "--name", "fg", "--health-cmd", "true", mr.image, "sh", "-c",
+           "sleep 0.2; echo done")
+    assert r.returncode == 0 and r.stdout == b"done\n"
+    assert "Health" not in mr.inspect("fg")["State"]   # (no monitor: nothing probed it)
+    mr.ok("rm", "fg")
