@@ -197,7 +197,7 @@ class Compose:
             label = f" Container {plan.container_name(self.project, name, number)}"
             if c is not None and (c.spec.labels.get(plan.CONFIG_HASH) == digest or no_recreate) \
                     and not force_recreate:
-                if api_containers.is_running(c.state()):
+                if api_containers.is_up(c.state()):
                     self.say(f"{label}  Running")
                 else:
                     c.restart()
@@ -264,14 +264,14 @@ class Compose:
         for service, c in reversed(self.containers(services)):
             grace = timeout if timeout is not None else self.project.services.get(service, {}).get(
                 "stop_grace_period", 10 * 10**9) / 10**9
-            if api_containers.is_running(c.state()):
+            if api_containers.is_up(c.state()):
                 self.say(f" Container {c.spec.name}  Stopping")
                 c.stop(timeout=grace)
                 self.say(f" Container {c.spec.name}  Stopped")
 
     def start(self, services=()):
         for _, c in self.containers(services):
-            if not api_containers.is_running(c.state()):
+            if not api_containers.is_up(c.state()):
                 c.restart()
                 self.say(f" Container {c.spec.name}  Started")
 
@@ -282,13 +282,13 @@ class Compose:
     def rm(self, services=(), stop=False, volumes=False):
         """Remove the project's stopped containers (running ones too with ``stop``)."""
         for _, c in reversed(self.containers(services)):
-            if api_containers.is_running(c.state()):
+            if api_containers.is_up(c.state()):
                 if not stop:
                     continue
             self.remove_container(c, stop=True, volumes=volumes)
 
     def remove_container(self, c, stop=False, volumes=False):
-        if stop and api_containers.is_running(c.state()):
+        if stop and api_containers.is_up(c.state()):
             self.say(f" Container {c.spec.name}  Stopping")
             c.stop(timeout=self.project.services.get(c.spec.labels.get(plan.SERVICE), {}).get(
                 "stop_grace_period", 10 * 10**9) / 10**9)
@@ -305,7 +305,7 @@ class Compose:
         by_order = {n: i for i, n in enumerate(plan.order(self.project, list(self.project.services)))}
         doomed.sort(key=lambda c: -by_order.get(c.spec.labels.get(plan.SERVICE), -1))
         for c in doomed:
-            if timeout is not None and api_containers.is_running(c.state()):
+            if timeout is not None and api_containers.is_up(c.state()):
                 c.stop(timeout=timeout)
             self.remove_container(c, stop=True, volumes=volumes)
         existing = {net["name"] for net, _ in api_network.listing(self.root)}
