@@ -164,6 +164,8 @@ def test_the_tutorial_app_with_a_database_and_a_named_volume(root, project):
     assert "shop_store" not in minirt(root, "volume", "ls", "-q").stdout.split()
     compose("up", "-d")
     assert get(url).strip() == "visits: 1"  # a new volume
+    compose("down", "-v", "--rmi", "local")  # the image built for app goes, busybox (named in the file) stays
+    assert [line.split()[0] for line in minirt(root, "images").stdout.splitlines()[1:]] == ["busybox"]
 
 
 def test_up_is_idempotent_and_recreates_only_what_changed(root, project):
@@ -303,3 +305,22 @@ def test_run_exec_top_images_and_rm(root, project):
     compose("stop", "-t", "1")
     compose("rm")
     assert minirt(root, "ps", "-aq").stdout == ""
+
+
+def test_build_push_and_pull_through_a_registry(root, project, registries):
+    registry = registries()
+    ref = f"{registry.host}/shop/app:1"
+    compose = project(f"""\
+        services:
+          app: {{build: ./app, image: "{ref}", init: true}}
+        """, **APP)
+    built = compose("build")
+    assert f"Image {ref}  Built" in built.stderr
+    assert "Pushed" in compose("push").stderr
+    image_id = json.loads(minirt(root, "image", "inspect", ref).stdout)[0]["Id"]
+    minirt(root, "rmi", ref)
+    assert "Pulled" in compose("pull").stderr
+    assert json.loads(minirt(root, "image", "inspect", ref).stdout)[0]["Id"] == image_id
+    compose("up", "-d")
+    assert compose("down", "--rmi", "all").returncode == 0
+    assert minirt(root, "image", "inspect", ref, ok=False).returncode != 0
