@@ -994,12 +994,12 @@ def _compose_down(compose, args):
 def _compose_ps(compose, args):
     from minirt.compose import plan
 
+    compose.selected(args.names, deps=False)  # (unknown names refused)
+    rows = [r for r in compose.rows(all=args.all) if not args.names or r[1]["labels"][plan.SERVICE] in args.names]
     if args.services:
-        names = {config["labels"][plan.SERVICE] for _, config, _ in compose.rows(all=args.all)}
+        names = {config["labels"][plan.SERVICE] for _, config, _ in rows}
         print("\n".join(n for n in compose.project.services if n in names))
         return 0
-    rows = [r for r in compose.rows(all=args.all)
-            if not args.services or r[1]["labels"][plan.SERVICE] in args.services]
     if args.quiet:
         for info, _, _ in rows:
             print(info["id"])

@@ -337,7 +337,7 @@ def _compose():
             switch("--remove-orphans", help="(always done: every container of the project is removed)"),
             timeout,
         ]),
-        Command("ps", "list the project's containers", args=[services], flags=[
+        Command("ps", "list the project's containers", args=[("names", "SERVICE", "any")], flags=[
             switch("-a", "--all", help="stopped ones too"),
             switch("-q", "--quiet", help="ids only"),
             switch("--services", help="the services' names only"),

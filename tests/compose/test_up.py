@@ -177,6 +177,9 @@ def test_up_is_idempotent_and_recreates_only_what_changed(root, project):
     compose = project(text)
     compose("up", "-d")
     ids = {n: inspect(root, f"shop-{n}-1")["Id"] for n in "ab"}
+    assert compose("ps", "--services").stdout == "a\nb\n"
+    assert [line.split()[0] for line in compose("ps", "b").stdout.splitlines()] == ["NAME", "shop-b-1"]
+    assert compose("ps", "-q", "a").stdout == ids["a"] + "\n"
     again = compose("up", "-d")
     assert "Container shop-a-1  Running" in again.stderr and "Container shop-b-1  Running" in again.stderr
     assert {n: inspect(root, f"shop-{n}-1")["Id"] for n in "ab"} == ids
