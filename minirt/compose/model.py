@@ -36,7 +36,7 @@ SERVICE_FIELDS = frozenset({
     "tmpfs", "networks", "network_mode", "depends_on", "healthcheck", "restart", "working_dir", "user",
     "hostname", "cap_add", "cap_drop", "read_only", "init", "privileged", "mem_limit", "memswap_limit",
     "cpus", "cpu_shares", "cpuset", "pids_limit", "deploy", "labels", "profiles", "extends", "container_name",
-    "scale", "stop_grace_period", "stop_signal", "tty", "stdin_open", "pull_policy", "platform",
+    "scale", "stop_grace_period", "tty", "pull_policy",
 })
 DEPLOY_FIELDS = frozenset({"resources", "replicas", "restart_policy", "labels", "mode"})
 # Lists that a later file or an extending service replaces rather than extends.
@@ -293,14 +293,16 @@ def normalise(name, raw, directory, variables, where):
     if s.get("healthcheck") is not None:
         out["healthcheck"] = _healthcheck(s["healthcheck"], lambda what: fail("healthcheck", what))
     out["restart"] = _restart(s, deploy, fail)
-    for field in ("working_dir", "hostname", "container_name", "stop_signal", "pull_policy", "platform"):
+    for field in ("working_dir", "hostname", "container_name", "pull_policy"):
         if s.get(field) is not None:
             out[field] = str(s[field])
+    if out.get("pull_policy", "missing") not in ("always", "never", "missing", "if_not_present", "build"):
+        fail("pull_policy", f"{out['pull_policy']!r}: minirt knows always, never, missing and build")
     if s.get("user") is not None:
         out["user"] = str(s["user"])
     for field in ("cap_add", "cap_drop", "profiles"):
         out[field] = list(s.get(field) or [])
-    for field in ("read_only", "init", "privileged", "tty", "stdin_open"):
+    for field in ("read_only", "init", "privileged", "tty"):
         out[field] = boolean(s.get(field, False), lambda what, f=field: fail(f, what))
     out["resources"] = _resources(s, deploy, fail)
     out["labels"] = {**_labels(deploy.get("labels")), **_labels(s.get("labels"))}

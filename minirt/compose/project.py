@@ -104,14 +104,15 @@ class Compose:
             self.say(f" Image {tag}  Built")
 
     def pull(self, services=(), only_missing=False, ignore_buildable=False):
-        """Pull the images of the services that name one (``pull_policy`` never: not)."""
+        """Pull the images of the services that name one; ``only_missing``: those
+        not here yet, and those whose ``pull_policy`` is always (never: none)."""
         for name in self.selected(services, deps=False):
             service = self.project.services[name]
             image = service.get("image")
             if not image or service.get("pull_policy") in ("never", "build") \
                     or (ignore_buildable and "build" in service):
                 continue
-            if only_missing and (self.image_id(name) or os.path.exists(image)):
+            if only_missing and service.get("pull_policy") != "always" and self.image_id(name):
                 continue
             if os.path.exists(image):
                 continue  # an image archive named by path: loaded as it is run
