@@ -106,12 +106,13 @@ def cmd_run(args):
             signal.signal(s, signal.SIG_DFL)
         print(spec.id)
         return 0
-    return _foreground(container)
+    return _foreground(container, args.memory)
 
 
-def _foreground(container):
+def _foreground(container, memory=None):
     """Create, start and wait for ``container`` with our stdio (``run``
-    without -d); its exit code.  The container is deleted at the end."""
+    without -d); its exit code.  The container is deleted at the end.
+    ``memory``: its memory limit as the user wrote it, for the OOM message."""
     spec = container.spec
     container.create()
     try:
@@ -124,7 +125,7 @@ def _foreground(container):
         code = container.wait()
         if container.oom_killed:
             print(f"minirt: container {spec.id[:12]} was killed by the OOM killer"
-                  f" (memory limit {spec.resources.get('memory')} bytes)", file=sys.stderr)
+                  f" (memory limit {memory})", file=sys.stderr)
         return code
     finally:
         container.delete()
@@ -944,17 +945,19 @@ def cmd_volume(args):
 def cmd_compose(args):
     """``minirt compose VERB``: the files are read and checked before anything is made."""
     from minirt.compose import model
-    from minirt.compose.project import Compose
 
     project = model.load(args.file, project_name=args.project_name, project_dir=args.project_directory,
                          env_files=args.env_file, profiles=args.profile or None)
+    if args.compose_command == "config":  # (the project alone: none of the API's imports)
+        return _compose_config(project, args)
+    from minirt.compose.project import Compose
+
     return globals()["_compose_" + args.compose_command](Compose(project, _root(args)), args)
 
 
-def _compose_config(compose, args):
+def _compose_config(project, args):
     from minirt.compose import yamlfile
 
-    project = compose.project
     if args.services:
         print("\n".join(project.services))
     elif args.volumes:
@@ -1103,7 +1106,7 @@ def _compose_run(compose, args):
         return 0
     for s in FORWARDED:
         signal.signal(s, lambda signum, _frame: container.signal(signum))
-    return _foreground(container)
+    return _foreground(container, compose.project.services[args.service]["resources"].get("memory"))
 
 
 def _compose_images(compose, args):
