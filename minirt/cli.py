@@ -973,9 +973,9 @@ def _compose_up(compose, args):
     made = compose.up(args.services, build=args.build, force_recreate=args.force_recreate,
                       no_deps=args.no_deps, no_recreate=args.no_recreate, timeout=args.wait_timeout)
     if args.wait:
-        for containers in made.values():
-            for c in containers:
-                if compose.project.services[c.spec.labels[verbs.plan.SERVICE]].get("healthcheck"):
+        for name, containers in made.items():
+            if compose.project.services[name].get("healthcheck"):
+                for c in containers:
                     verbs.wait_healthy(c, args.wait_timeout)
         return 0
     if args.detach:
@@ -1068,41 +1068,24 @@ def _compose_rm(compose, args):
 
 
 def _compose_exec(compose, args):
-    c = compose.container(args.service, args.index)
-    args.container = c.id
+    if args.detach:
+        raise SpecError("compose exec: -d is not supported (use minirt exec -d)")
+    args.container = compose.container(args.service, args.index).id
     args.tty = not args.no_TTY and os.isatty(0)
     args.interactive = args.tty
-    if args.detach:
-        raise SpecError("compose exec: -d is not supported (use minirt exec)")
     return cmd_exec(args)
 
 
 def _compose_run(compose, args):
-    from minirt.compose import plan
-
-    project = compose.project
-    if args.service not in project.services:
-        raise SpecError(f"no such service: {args.service}")
     if args.workdir:
         from minirt.spec import check_workdir
         check_workdir(args.workdir)
-    deps = [d for d in compose.selected([args.service]) if d != args.service]
-    if deps and not args.no_deps:
-        compose.up(deps)
-        compose.wait_for_dependencies(args.service)
-    compose.ensure_networks([args.service])
-    compose.ensure_volumes([args.service])
-    compose.build([args.service], only_missing=True)
-    compose.pull([args.service], only_missing=True, ignore_buildable=True)
-    image_id = compose.image_id(args.service)
-    digest = plan.config_hash(project.services[args.service], image_id)
-    name = args.name or f"{project.name}-{args.service}-run-{os.urandom(6).hex()}"
     entrypoint = None if args.entrypoint is None else ([args.entrypoint] if args.entrypoint else [])
-    container = compose.create(args.service, 1, digest, image_id, cmd=args.args or None, oneoff=True,
-                               container_name=name, detach=args.detach, remove=args.rm and not args.detach,
-                               entrypoint=entrypoint, env=args.env, user=args.user, workdir=args.workdir)
+    container = compose.run(args.service, args.args or None, deps=not args.no_deps, name_as=args.name,
+                            detach=args.detach, remove=args.rm, entrypoint=entrypoint, env=args.env,
+                            user=args.user, workdir=args.workdir)
     if args.detach:
-        print(name)
+        print(container.spec.name)
         return 0
     for s in FORWARDED:
         signal.signal(s, lambda signum, _frame: container.signal(signum))

@@ -240,6 +240,27 @@ class Compose:
             api_containers.start_detached(container)
         return container
 
+    def run(self, name, cmd=None, *, deps=True, name_as=None, detach=False, remove=False, **overrides):
+        """``compose run``: a one-off container of service ``name`` running ``cmd``
+        (its dependencies brought up first unless not ``deps``), started detached,
+        or created for the caller to run in the foreground.  ``overrides``:
+        entrypoint, env, user, workdir."""
+        if name not in self.project.services:
+            raise SpecError(f"no such service: {name}")
+        needed = [d for d in self.selected([name]) if d != name]
+        if needed and deps:
+            self.up(needed)
+            self.wait_for_dependencies(name)
+        self.ensure_networks([name])
+        self.ensure_volumes([name])
+        self.build([name], only_missing=True)
+        self.pull([name], only_missing=True, ignore_buildable=True)
+        image_id = self.image_id(name)
+        digest = plan.config_hash(self.project.services[name], image_id)
+        return self.create(name, 1, digest, image_id, cmd=cmd, oneoff=True, detach=detach,
+                           container_name=name_as or f"{self.project.name}-{name}-run-{os.urandom(6).hex()}",
+                           remove=remove and not detach, **overrides)
+
     def wait_for_dependencies(self, name, timeout=None):
         """Wait until what ``name`` depends on is as its conditions ask."""
         for dep, how in self.project.services[name]["depends_on"].items():

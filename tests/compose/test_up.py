@@ -294,20 +294,25 @@ def test_restart_on_failure_3_restarts_a_crashing_service_three_times(root, proj
 def test_run_exec_top_images_and_rm(root, project):
     compose = project("""\
         services:
-          web: {image: busybox, init: true, command: sleep 60, environment: [WHO=web]}
+          web: {image: busybox, init: true, command: sleep 60, environment: [WHO=web], depends_on: [db]}
+          db: {image: busybox, init: true, command: sleep 60}
         """)
+    compose("run", "--rm", "-T", "web", "true")  # its dependency first
+    assert [line.split()[0] for line in compose("ps").stdout.splitlines()] == ["NAME", "shop-db-1"]
+    detached = compose("run", "-d", "--name", "one-off", "web", "sleep", "60").stdout
+    assert detached == "one-off\n" and inspect(root, "one-off")["Config"]["labels"]["com.docker.compose.oneoff"] == "True"
     compose("up", "-d")
     assert compose("exec", "-T", "web", "sh", "-c", "echo $WHO").stdout == "web\n"
     r = compose("run", "--rm", "-T", "web", "sh", "-c", "echo $WHO; exit 7", ok=False)
     assert (r.returncode, r.stdout) == (7, "web\n")
     assert [line.split()[0] for line in minirt(root, "ps", "-a").stdout.splitlines()[1:]] != []
     assert "shop-web-run" not in minirt(root, "ps", "-a").stdout
-    top = compose("top").stdout
+    top = compose("top", "web").stdout
     assert top.startswith("shop-web-1\nPID") and "sleep 60" in top
-    assert compose("images").stdout.splitlines()[1].split()[:3] == ["shop-web-1", "busybox", "latest"]
+    assert compose("images", "web").stdout.splitlines()[1].split()[:3] == ["shop-web-1", "busybox", "latest"]
     compose("stop", "-t", "1")
     compose("rm")
-    assert minirt(root, "ps", "-aq").stdout == ""
+    assert minirt(root, "ps", "-aq").stdout.split() == [inspect(root, "one-off")["Id"][:12]]  # a one-off is down's
 
 
 def test_build_push_and_pull_through_a_registry(root, project, registries):
