@@ -231,11 +231,11 @@ def _extended(name, services, path, variables, warn, seen):
         raise SpecError(f"{_short(path)}: services.{name}.extends: no service {base_ref['service']!r}"
                         f" in {_short(base_path)}")
     base = _extended(base_ref["service"], base_services, base_path, variables, warn, seen + (key,))
-    base.pop("depends_on", None) if base_path != path else None  # (another file's services are not ours)
-    if base_path != path and isinstance(base.get("build"), dict) and "context" in base["build"]:
-        # Paths in the other file are relative to it.
-        base["build"] = dict(base["build"], context=os.path.join(os.path.dirname(base_path),
-                                                                 base["build"]["context"]))
+    if base_path != path:
+        base.pop("depends_on", None)  # (it names services of the other file, not ours)
+        if isinstance(base.get("build"), dict) and "context" in base["build"]:  # relative to the other file
+            base["build"] = dict(base["build"], context=os.path.join(os.path.dirname(base_path),
+                                                                     base["build"]["context"]))
     return merge(base, service)
 
 
