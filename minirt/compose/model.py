@@ -92,8 +92,20 @@ def load(files=(), *, project_name=None, project_dir=None, env_files=(), profile
     """The Project the compose ``files`` describe (default: the one in the
     current directory), with docker compose's rules for its name, its
     variables (``.env`` or ``env_files``, then the environment) and profiles."""
-    environ = dict(os.environ if environ is None else environ)
     files = list(files) or find_files(os.path.abspath(project_dir or "."))
+    try:
+        return _load(files, project_name, project_dir, env_files, profiles, environ)
+    except (AttributeError, TypeError, KeyError, ValueError) as e:
+        if schema.location() is not None:
+            raise  # the schema let it through: minirt's own mistake, to be reported as such
+        # Without the schema, a value of the wrong shape can reach code that
+        # expects the right one: say so, and where the schema would tell more.
+        raise SpecError(f"{_short(files[0])}: not a compose file minirt can read ({type(e).__name__}: {e});"
+                        " set MINIRT_COMPOSE_SCHEMA to the Compose Specification's schema for where") from None
+
+
+def _load(files, project_name, project_dir, env_files, profiles, environ):
+    environ = dict(os.environ if environ is None else environ)
     directory = os.path.abspath(project_dir or os.path.dirname(os.path.abspath(files[0])))
     variables = interpolate.variables(directory, env_files, environ)
     warn = interpolate.Unset()

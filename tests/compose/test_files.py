@@ -294,3 +294,15 @@ def test_the_validator_knows_what_the_schema_uses(compose_schema):
 
     walk(schema.load(compose_schema))
     assert found <= known, found - known
+
+
+def test_without_the_schema_a_file_of_the_wrong_shape_is_still_one_line(tmp_path, capsys, monkeypatch):
+    """An installed minirt may not find the specification's schema: files are
+    not checked against it, and what the model cannot read is still refused."""
+    monkeypatch.setattr(schema, "location", lambda: None)
+    monkeypatch.delenv("MINIRT_COMPOSE_SCHEMA")
+    message = refused(tmp_path, capsys, "services:\n  web: [x]\n")
+    assert message.startswith("compose.yaml: not a compose file minirt can read (ValueError: ")
+    assert message.endswith("set MINIRT_COMPOSE_SCHEMA to the Compose Specification's schema for where")
+    assert refused(tmp_path, capsys, "services:\n  web: {image: x, ports: ['80:80:80:80']}\n") == \
+        "compose.yaml: services.web.ports[0]: '80:80:80:80': '80:80' is not a port number or range (1-65535)"
