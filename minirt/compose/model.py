@@ -414,8 +414,11 @@ def _ports(item, fail):
     hosts, containers = _port_range(parts[-2], text, fail), _port_range(parts[-1], text, fail)
     if len(hosts) != len(containers):
         fail(f"{text!r}: the host and container ranges differ in length")
-    return [{"host_ip": host_ip, "host_port": h, "container_port": c, "proto": proto}
-            for h, c in zip(hosts, containers)]
+    try:  # each mapping in the grammar of -p (spec.py), which checks the address too
+        return [specs.parse_port(f"{host_ip}{':' if host_ip else ''}{h}:{c}/{proto}")
+                for h, c in zip(hosts, containers)]
+    except SpecError as e:
+        fail(str(e).removeprefix("invalid port "))
 
 
 def _port_range(text, whole, fail):

@@ -305,4 +305,4 @@ def test_without_the_schema_a_file_of_the_wrong_shape_is_still_one_line(tmp_path
     assert message.startswith("compose.yaml: not a compose file minirt can read (ValueError: ")
     assert message.endswith("set MINIRT_COMPOSE_SCHEMA to the Compose Specification's schema for where")
     assert refused(tmp_path, capsys, "services:\n  web: {image: x, ports: ['80:80:80:80']}\n") == \
-        "compose.yaml: services.web.ports[0]: '80:80:80:80': '80:80' is not a port number or range (1-65535)"
+        "compose.yaml: services.web.ports[0]: '80:80:80:80/tcp': '80:80' is not an IPv4 address"
