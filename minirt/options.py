@@ -58,7 +58,8 @@ class Command:
 
     ``args`` are (dest, METAVAR, how many) with "one", "some" (one or
     more, only last), "any" (none or more, only last) or "maybe" (none or
-    one, only last: None if none);
+    one, only last: None if none); the flags of a command with ``actions``
+    come before the action's name (``compose -f F up``);
     ``rest``, if set, is where every word after them goes, unparsed
     (the container's command).  ``actions`` are sub-commands
     (``network create``), chosen by the first argument.
@@ -185,6 +186,8 @@ class Command:
 
     def _parse_action(self, words, ns):
         words = list(words)
+        while words and words[0].startswith("-") and words[0] != "--help":  # the group's own flags
+            self._flag(words.pop(0), words, ns)
         if words and words[0] == "--help":
             raise HelpRequested(self.help_text())
         if not words:
@@ -228,7 +231,7 @@ def actions_metavar(actions):
 
 def _commands():
     """Every command, in the order ``minirt --help`` lists them."""
-    return _lifecycle() + _images() + _managing()
+    return _lifecycle() + _images() + _managing() + _compose()
 
 
 def _managing():
@@ -302,6 +305,82 @@ def _managing():
     ]
 
 
+def _compose():
+    """``minirt compose``: docker compose's verbs over a compose file."""
+    services = ("services", "SERVICE", "any")
+    timeout = value("-t", "--timeout", metavar="SECONDS", type=seconds,
+                    help="seconds to wait for a container to stop before SIGKILL")
+    one_off = [repeated("-e", "--env", metavar="K=V", help="set an environment variable"),
+               value("-u", "--user", metavar="USER", help="run as this user"),
+               value("-w", "--workdir", metavar="DIR", help="working directory inside the container"),
+               switch("-T", "--no-TTY", help="no pseudo-terminal (the default when stdin is not one)"),
+               switch("-d", "--detach", help="run in the background")]
+    return [Command("compose", "multi-container systems from a compose file (docker compose's verbs)", flags=[
+        repeated("-f", "--file", metavar="FILE", help="compose file (default compose.yaml; several are merged)"),
+        value("-p", "--project-name", metavar="NAME", help="project name (default: the file's name: or directory)"),
+        value("--project-directory", metavar="DIR", help="where relative paths start (default: the first file's)"),
+        repeated("--env-file", metavar="FILE", help="variables for interpolation (default: the project's .env)"),
+        repeated("--profile", metavar="NAME", help="enable the services of this profile"),
+    ], actions=[
+        Command("up", "create and start the project's containers (only what changed)", args=[services], flags=[
+            switch("-d", "--detach", help="in the background (else: follow their logs, Ctrl-C stops them)"),
+            switch("--build", help="build images before starting"),
+            switch("--force-recreate", help="recreate containers even if their configuration is unchanged"),
+            switch("--no-recreate", help="keep existing containers even if their configuration changed"),
+            switch("--no-deps", help="do not start the services the named ones depend on"),
+            switch("--wait", help="wait for the services to be running and healthy (implies -d)"),
+            value("--wait-timeout", metavar="SECONDS", type=seconds, help="how long --wait and depends_on wait"),
+        ]),
+        Command("down", "stop and remove the project's containers and networks", flags=[
+            switch("-v", "--volumes", help="remove the named volumes of the file and anonymous ones"),
+            value("--rmi", metavar="local|all", help="remove images too: the built ones (local) or all"),
+            switch("--remove-orphans", help="(always done: every container of the project is removed)"),
+            timeout,
+        ]),
+        Command("ps", "list the project's containers", args=[("names", "SERVICE", "any")], flags=[
+            switch("-a", "--all", help="stopped ones too"),
+            switch("-q", "--quiet", help="ids only"),
+            switch("--services", help="the services' names only"),
+        ]),
+        Command("logs", "the output of the project's containers", args=[services], flags=[
+            switch("-f", "--follow", help="follow the output"),
+            value("-n", "--tail", metavar="N", help="the last N lines of each (or all)"),
+            switch("--no-log-prefix", help="without the container's name before each line"),
+        ]),
+        Command("build", "build the images of services with a build section", args=[services], flags=[
+            switch("--no-cache", help="do not use the build cache"),
+        ]),
+        Command("pull", "pull the images of the services", args=[services]),
+        Command("push", "push the images of built services that name one", args=[services]),
+        Command("exec", "run a command in a service's running container", args=[("service", "SERVICE", "one")],
+                rest=("args", "COMMAND"), flags=one_off + [
+                    value("--index", metavar="N", type=int, default=1, help="which container of the service"),
+                ]),
+        Command("run", "run a one-off command in a new container of a service",
+                args=[("service", "SERVICE", "one")], rest=("args", "COMMAND"), flags=one_off + [
+                    switch("--rm", help="remove the container when it exits"),
+                    value("--name", metavar="NAME", help="a name for the container"),
+                    value("--entrypoint", metavar="CMD", help="override the entrypoint"),
+                    switch("--no-deps", help="do not start the services it depends on"),
+                ]),
+        Command("start", "start the project's stopped containers", args=[services]),
+        Command("stop", "stop the project's containers", args=[services], flags=[timeout]),
+        Command("restart", "restart the project's containers", args=[services], flags=[timeout]),
+        Command("rm", "remove the project's stopped containers", args=[services], flags=[
+            switch("-f", "--force", help="(no question is asked anyway)"),
+            switch("-s", "--stop", help="stop running containers first"),
+            switch("-v", "--volumes", help="remove their anonymous volumes too"),
+        ]),
+        Command("config", "check the files and print the resolved project", flags=[
+            switch("-q", "--quiet", help="only check"),
+            switch("--services", help="the services' names only"),
+            switch("--volumes", help="the volumes' names only"),
+        ]),
+        Command("images", "the images the project's containers use", args=[services]),
+        Command("top", "the processes of the project's running containers", args=[services]),
+    ])]
+
+
 def _images():
     """The image commands; ``image ls``, ``image rm`` ... are the same."""
     return [
@@ -371,6 +450,7 @@ def _lifecycle():
                     value("--entrypoint", metavar="CMD", help="override the image's entrypoint"),
                     switch("--init", help="run a reaper as PID 1"),
                     value("--name", metavar="NAME", default="", help="a name for the container"),
+                    repeated("-l", "--label", metavar="KEY=VALUE", help="a label on the container"),
                     value("--platform", metavar="OS/ARCH[/VARIANT]", help="the platform to pull if missing"),
                     insecure_registry(),
                     value("--cgroup-parent", metavar="PATH",
@@ -414,6 +494,8 @@ def _lifecycle():
                               help="none, host, bridge (default as root), container:NAME or a network's name"),
                         repeated("-p", "--publish", metavar="[IP:]HOST:CTR[/PROTO]",
                                  help="publish a container port on the host"),
+                        repeated("--network-alias", metavar="NAME",
+                                 help="another name for the container on a user-defined network"),
                     ]),
                 ]),
         Command("ps", "list containers", flags=[
@@ -478,7 +560,7 @@ def parse(argv):
         ns.root = glued if eq else words.pop(0)
     if not words:
         raise SpecError("a command is required (minirt --help lists them)")
-    for group in (_lifecycle, _images, _managing):  # `run` builds only its own group's tables
+    for group in (_lifecycle, _images, _managing, _compose):  # `run` builds only its own group's tables
         for c in group():
             if c.name == words[0]:
                 ns.command = c.name

@@ -88,8 +88,8 @@ class ContainerSpec:
                  layers=(), mounts=(), namespaces=NAMESPACES, uid_map=(), gid_map=(), resources=None,
                  cap_add=(), cap_drop=(), privileged=False, seccomp=None, no_new_privileges=True,
                  read_only=False, tmpfs=(), group_add=(), tty=False, interactive=False, init=False,
-                 remove=False, cgroup_parent=None, network=None, ports=(), rootfs=None, oci=None,
-                 healthcheck=None, restart_policy=None, shell=()):
+                 remove=False, cgroup_parent=None, network=None, ports=(), aliases=(), labels=None,
+                 rootfs=None, oci=None, healthcheck=None, restart_policy=None, shell=()):
         self.args = list(args)              # the process to run, argv[0] first
         self.env = list(env)                # "KEY=VALUE" strings
         self.cwd = cwd
@@ -122,6 +122,8 @@ class ContainerSpec:
         # network's name; root defaults to bridge, rootless to none (as podman without slirp).
         self.network = network or default_network()
         self.ports = list(ports)            # -p: {host_ip, host_port, container_port, proto}
+        self.aliases = list(aliases)        # --network-alias: more names for it in peers' /etc/hosts
+        self.labels = dict(labels or {})    # --label KEY=VALUE (what minirt compose finds its containers by)
         # From an OCI bundle (minirt/oci/bundle.py): a root filesystem that is ready
         # (instead of layers), and what only a bundle says (its mounts, masked paths,
         # rlimits, ...: see bundle.py), as plain JSON.
@@ -277,9 +279,10 @@ def merge_env(image_env, overrides, host_env=os.environ):
 
 
 def command(image_config, cmd=None, entrypoint=None):
-    """docker's rule: ENTRYPOINT + CMD, where ``--entrypoint`` also drops the image's CMD."""
+    """docker's rule: ENTRYPOINT + CMD, where ``--entrypoint`` also drops the image's CMD.
+    ``entrypoint``: a word (the command line's) or a list of them (compose's exec form)."""
     if entrypoint is not None:
-        ep = [entrypoint] if entrypoint else []
+        ep = list(entrypoint) if isinstance(entrypoint, (list, tuple)) else [entrypoint] if entrypoint else []
         default_cmd = []
     else:
         ep = list(image_config.get("Entrypoint") or [])
@@ -314,6 +317,8 @@ def build(image_config, *, cmd=None, entrypoint=None, env=(), workdir=None, user
     check_workdir(spec.cwd)
     parse_network(spec.network)
     check_name(spec.name)
+    for alias in spec.aliases:
+        check_hostname(alias)
     if spec.network == "host":  # the host's network namespace: no new one
         spec.namespaces = tuple(n for n in spec.namespaces if n != "net")
     spec.hostname = check_hostname(hostname or spec.id[:12])
@@ -409,6 +414,17 @@ def check_hostname(text):
         raise SpecError(f"invalid hostname {text!r}: expected at most 64 of [a-zA-Z0-9_.-],"
                         " starting with a letter or digit")
     return text
+
+
+def parse_labels(items):
+    """``--label KEY=VALUE`` (or ``KEY`` alone: an empty value) -> {KEY: VALUE}."""
+    labels = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key or not key.isprintable():
+            raise SpecError(f"invalid label {item!r}: expected KEY=VALUE")
+        labels[key] = value
+    return labels
 
 
 def check_user(text):

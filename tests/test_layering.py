@@ -1,6 +1,6 @@
 """The layout's first rule, checked: dependencies point one way.
 
-minirt:  cli -> api -> build -> runtime -> kernel, image, spec -> the shared base
+minirt:  cli -> compose -> api -> build -> runtime -> kernel, image, spec -> the shared base
 (errors, digests, lightjson, bounded); ``kernel/`` knows nothing of images,
 ``image/`` nothing of the kernel.  emu: ``isa.py`` is the root everything reads,
 the CPU knows no device by name, and the machine knows nothing of the VM
@@ -28,7 +28,8 @@ MINIRT_ALLOWED = {
     "build": {"runtime", "kernel", "image", "spec"},
     "oci": {"runtime", "kernel", "image", "spec"},
     "api": {"build", "runtime", "kernel", "image", "spec"},
-    "cli": {"api", "options", "spec"},  # spec: the grammar of flag values
+    "compose": {"api", "spec"},  # a client of the API, as the CLI is
+    "cli": {"api", "compose", "options", "spec"},  # spec: the grammar of flag values
     "options": set(),
 }
 

@@ -22,7 +22,8 @@ from minirt.runtime.container import Container
 from minirt.runtime.userns import host_root, maps_for as userns_maps
 
 __all__ = ["run", "start", "prepare", "start_detached", "Result", "Container",
-           "load", "listing", "inspect", "health", "restartable", "exec_start", "show_logs", "open_tty", "attach"]
+           "load", "listing", "inspect", "health", "restartable", "exec_start", "show_logs", "processes",
+           "open_tty", "attach"]
 
 
 def prepare(image, cmd=None, *, root=None, userns="", **options):
@@ -239,12 +240,26 @@ def exec_start(container, args, *, env=(), workdir=None, user=None, tty_fd=None,
     return pid
 
 
-def show_logs(container, tail=None, follow=False):
+def show_logs(container, tail=None, follow=False, out=None, err=None):
     """``minirt logs``: the container's stdout and stderr so far (the last
-    ``tail`` lines), then, with ``follow``, as they come."""
+    ``tail`` lines), then, with ``follow``, as they come; to the binary files
+    ``out`` and ``err`` (default: ours)."""
     from minirt.runtime import logs
 
-    logs.show(container, tail=tail, follow=follow)
+    logs.show(container, tail=tail, follow=follow, out=out, err=err)
+
+
+def processes(container):
+    """(pid, command line) of each process of a running ``container`` (``top``), by pid."""
+    out = []
+    for pid in container.cgroup.pids() if container.cgroup is not None else ():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                words = f.read().rstrip(b"\0").split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        out.append((pid, " ".join(w.decode(errors="replace") for w in words)))
+    return out
 
 
 def open_tty():

@@ -218,6 +218,8 @@ CASES = [
     (["run", "--name", WEB, IMG, "true"], 125, 'the container name "web" is already in use'),
     (["run", "-h", "a\nb", IMG, "true"], 125, "invalid hostname"),
     (["run", "-h", "x" * 65, IMG, "true"], 125, "invalid hostname"),
+    (["run", "--label", "=x", IMG, "true"], 125, "invalid label '=x'"),
+    (["run", "--network-alias", "a b", IMG, "true"], 125, "invalid hostname 'a b'"),
     (["run", "--network", "a b", IMG, "true"], 125, "invalid --network 'a b'"),
     (["run", "--network", "container:", IMG, "true"], 125, "invalid --network"),
     (["run", "--network", "no-such-net", IMG, "true"], 125, "network no-such-net not found"),
