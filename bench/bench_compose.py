@@ -139,6 +139,17 @@ def tools(tmp, project_dir, root, docker, podman):
     return out
 
 
+# podman's networks keep their namespaces in /run/netns, which it makes a
+# mount point of itself (as `ip netns add` does) and leaves so.
+NETNS_DIR = "/run/netns"
+
+
+def unmount_netns_dir():
+    """Undo the /run/netns mount podman made, once nothing is named in it."""
+    if os.path.ismount(NETNS_DIR) and not os.listdir(NETNS_DIR):
+        subprocess.run(["umount", NETNS_DIR], capture_output=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=int(os.environ.get("MINIRT_BENCH_RUNS", "5")))
@@ -146,6 +157,7 @@ def main():
     if os.geteuid() != 0:
         sys.exit("bench_compose.py: run as root (the engines and minirt's bridges need it)")
     tmp = tempfile.mkdtemp(prefix="minirt-bench-compose-")
+    netns_mounted = os.path.ismount(NETNS_DIR)
     cgroup_parent = f"minirt-bench-{os.getpid()}"
     engines = engines_module()
     docker = podman = None
@@ -204,6 +216,8 @@ def main():
         subprocess.run([sys.executable, "-m", "minirt", "--root", os.path.join(tmp, "minirt"), "system", "prune",
                         "--volumes"], capture_output=True, env=python_env(REPO, tmp))
         unmount_under(tmp)
+        if not netns_mounted:
+            unmount_netns_dir()
         remove_cgroup(cgroup_parent)
         shutil.rmtree(tmp, ignore_errors=True)
 
