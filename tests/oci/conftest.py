@@ -103,7 +103,7 @@ class Runtime:
                 return status
             if time.monotonic() > deadline:
                 raise TimeoutError(f"PID 1 {pid} has not exited")
-            reap_adopted_zombies()
+            reap_adopted_zombies(but=pid)
             time.sleep(0.01)
 
     def ids(self):
@@ -113,10 +113,11 @@ class Runtime:
             return []
 
 
-def reap_adopted_zombies():
+def reap_adopted_zombies(but):
     """Reap our children that died inside a nested pid namespace (a container's
-    exec'd processes, adopted by us as subreaper), and no other: the session's
-    own children (registries ...) keep their exit status for their Popen."""
+    exec'd processes, adopted by us as subreaper), but not ``but`` (the PID 1
+    whose status the caller wants), and no other: the session's own children
+    (registries ...) keep their exit status for their Popen."""
     me = str(os.getpid())
     for entry in os.listdir("/proc"):
         try:
@@ -124,8 +125,8 @@ def reap_adopted_zombies():
                 fields = dict(line.split(":", 1) for line in f if ":" in line)
         except (OSError, ValueError):
             continue
-        if fields.get("PPid", "").strip() == me and fields.get("State", "").strip().startswith("Z") \
-                and len(fields.get("NSpid", "").split()) > 1:
+        if entry != str(but) and fields.get("PPid", "").strip() == me \
+                and fields.get("State", "").strip().startswith("Z") and len(fields.get("NSpid", "").split()) > 1:
             try:
                 os.waitpid(int(entry), 0)
             except ChildProcessError:
