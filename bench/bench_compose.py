@@ -142,6 +142,9 @@ def tools(tmp, project_dir, root, docker, podman):
 # podman's networks keep their namespaces in /run/netns, which it makes a
 # mount point of itself (as `ip netns add` does) and leaves so.
 NETNS_DIR = "/run/netns"
+# podman-compose puts each project in a pod, whose cgroup podman makes under
+# this parent (no flag of podman-compose 1.0 changes it).
+PODS_CGROUP = "libpod_parent"
 
 
 def unmount_netns_dir():
@@ -158,6 +161,8 @@ def main():
         sys.exit("bench_compose.py: run as root (the engines and minirt's bridges need it)")
     tmp = tempfile.mkdtemp(prefix="minirt-bench-compose-")
     netns_mounted = os.path.ismount(NETNS_DIR)
+    pods_parent = any(os.path.isdir(os.path.join(top, PODS_CGROUP))  # (cgroup v2, or hybrid's v1 trees)
+                      for top in ("/sys/fs/cgroup", "/sys/fs/cgroup/memory"))
     cgroup_parent = f"minirt-bench-{os.getpid()}"
     engines = engines_module()
     docker = podman = None
@@ -218,6 +223,8 @@ def main():
         unmount_under(tmp)
         if not netns_mounted:
             unmount_netns_dir()
+        if not pods_parent:
+            remove_cgroup(PODS_CGROUP)
         remove_cgroup(cgroup_parent)
         shutil.rmtree(tmp, ignore_errors=True)
 
