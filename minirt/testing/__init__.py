@@ -140,14 +140,14 @@ def minirt_made(request, minirt_run):
 
 
 @pytest.fixture
-def container(request, minirt_made):
+def container(request, minirt_made, minirt_images):
     """``container(*cmd, **options)``: run to completion (a Result); ``container.start``:
     in the background (exec, logs, stop, wait).  The marker's options are the defaults."""
     from minirt.testing.containers import Containers
 
     marker = request.node.get_closest_marker("minirt")
     defaults = {k: v for k, v in (marker.kwargs if marker else {}).items() if k != "image"}
-    return Containers(minirt_made, lambda: request.getfixturevalue("minirt_image"), defaults,
+    return Containers(minirt_made, minirt_images, lambda: request.getfixturevalue("minirt_image"), defaults,
                       keep_exited=request.config.getoption("minirt_keep"))
 
 

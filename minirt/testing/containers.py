@@ -90,13 +90,13 @@ class Tracker:
 class Containers:
     """``container(*cmd, **options)`` runs a container to completion (a Result:
     exit_code, stdout, stderr); ``container.start(*cmd, **options)`` starts one
-    in the background (a Running).  ``image=`` defaults to the test's
-    ``minirt_image``; ``options`` are ``minirt.run``'s (``read_only``,
+    in the background (a Running).  ``image=`` (what ``minirt_images.get``
+    takes) defaults to the test's ``minirt_image``; ``options`` are ``minirt.run``'s (``read_only``,
     ``cap_drop``, ``network``, ``volumes``, ``user``, ``env``...) and the limits
     ``memory``, ``memory_swap``, ``pids_limit``, ``cpus`` given directly."""
 
-    def __init__(self, tracker, default_image, defaults, keep_exited=False):
-        self.tracker, self.default_image, self.defaults = tracker, default_image, defaults
+    def __init__(self, tracker, images, default_image, defaults, keep_exited=False):
+        self.tracker, self.images, self.default_image, self.defaults = tracker, images, default_image, defaults
         self.keep_exited = keep_exited  # --minirt-keep: exited containers stay until the test passes
 
     def __call__(self, *cmd, **options):
@@ -118,7 +118,7 @@ class Containers:
         return Running(started, self, image, options)
 
     def _made(self, image, options):
-        return image or self.default_image(), {**self.defaults, **options}
+        return self.images.get(image) if image else self.default_image(), {**self.defaults, **options}
 
     def _spec_options(self, options):
         options = dict(options)

@@ -48,6 +48,8 @@ class Images:
             return self._shared(lambda root: build.build(root, context, file))
         if os.path.exists(path):
             return path
+        if source.endswith((".tar", ".tar.gz", ".tgz")) or source.startswith(("/", "./", "../")):
+            raise ImageError(f"{source}: no such image file (relative paths start at {self.rootdir})")
         ref = images.reference(source)  # an invalid name says so
 
         def pull(root):
