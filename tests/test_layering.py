@@ -1,6 +1,6 @@
 """The layout's first rule, checked: dependencies point one way.
 
-minirt:  cli, testing (the pytest plugin) -> api -> build -> runtime -> kernel, image, spec -> the shared base
+minirt:  cli, testing (the pytest plugin) -> compose -> api -> build -> runtime -> kernel, image, spec -> the shared base
 (errors, digests, lightjson, bounded); ``kernel/`` knows nothing of images,
 ``image/`` nothing of the kernel.  emu: ``isa.py`` is the root everything reads,
 the CPU knows no device by name, and the machine knows nothing of the VM
@@ -29,7 +29,7 @@ MINIRT_ALLOWED = {
     "oci": {"runtime", "kernel", "image", "spec"},
     "api": {"build", "runtime", "kernel", "image", "spec"},
     "cli": {"api", "options", "spec"},  # spec: the grammar of flag values
-    "testing": {"api", "spec"},         # the pytest plugin: a client, as the CLI is
+    "testing": {"api", "compose", "spec"},  # the pytest plugin: a client, as the CLI is
     "options": set(),
 }
 

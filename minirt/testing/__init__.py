@@ -24,7 +24,8 @@ Fixtures: ``container`` (``containers.py``), ``minirt_image`` (the test's
 image: the marker's ``image=``, or override the fixture), ``minirt_images``
 (``.get(source)``: a tarball, a Dockerfile or a reference, ``images.py``),
 ``minirt_network`` and ``minirt_volume`` (a fresh one, removed after the
-test), ``minirt_run`` (the process's state root and cgroup parent).
+test), ``compose`` (a compose project up for the test, ``compose.py``),
+``minirt_run`` (the process's state root and cgroup parent).
 The marker ``@pytest.mark.minirt(image=..., network=..., memory=..., ...)``
 gives the test's containers their image and default options.
 Options: ``--minirt-root DIR`` (where runs and the image cache live),
@@ -132,7 +133,7 @@ def minirt_made(request, minirt_run):
     yield tracker
     reports = request.node.stash.get(REPORTS, {})
     failed = any(r.failed for r in reports.values())
-    keep = failed and request.config.getoption("minirt_keep") and tracker.containers
+    keep = failed and request.config.getoption("minirt_keep") and (tracker.containers or tracker.projects)
     lines = tracker.close(keep=keep)
     if lines:
         request.node.stash[KEPT_HERE] = lines
@@ -161,3 +162,12 @@ def minirt_network(minirt_made):
 def minirt_volume(minirt_made):
     """The name of a volume of the test's own (``volumes=[f"{minirt_volume}:/data"]``)."""
     return minirt_made.volume()
+
+
+@pytest.fixture
+def compose(request, minirt_made):
+    """``compose(*files, services=())``: ``minirt compose up`` of the files (a Project:
+    ``.service(name)`` is a Running); ``down -v`` after the test."""
+    from minirt.testing.compose import Projects
+
+    return Projects(minirt_made, request.config.rootpath)

@@ -43,6 +43,9 @@ class Running:
 
     def twin(self, *cmd, volumes=(), **overrides):
         """Run ``cmd`` to completion in a new container made like this one (plus ``volumes``)."""
+        if self.factory is None:
+            raise MinirtError(f"container {self.id[:12]} was made by compose: it has no twin "
+                              "(make the container to test with the container fixture)")
         options = {**self.options, **overrides}
         options["volumes"] = [*options.get("volumes", ()), *volumes]
         return self.factory.run(*cmd, image=self.image, **options)
@@ -52,11 +55,12 @@ class Running:
 
 
 class Tracker:
-    """What one test made, in the order it must go: containers, then networks and volumes."""
+    """What one test made, in the order it must go: compose projects (``compose.py``),
+    containers, then networks and volumes."""
 
     def __init__(self, run):
         self.run = run
-        self.containers, self.networks, self.volumes = [], [], []
+        self.projects, self.containers, self.networks, self.volumes = [], [], [], []
 
     def network(self):
         name = f"{self.run.name}-net{len(self.networks)}"
@@ -73,8 +77,11 @@ class Tracker:
     def close(self, keep=False):
         """Remove it all; with ``keep``, leave it and return how to enter each container."""
         if keep:
+            kept = self.containers + [c.id for p in self.projects for _, c in p.containers()]
             return [f"minirt --root {self.run.root} exec -it {cid[:12]} sh"
-                    f"   (or: minirt --root {self.run.root} logs {cid[:12]})" for cid in self.containers]
+                    f"   (or: minirt --root {self.run.root} logs {cid[:12]})" for cid in kept]
+        for project in reversed(self.projects):
+            project.down(volumes=True)
         for cid in self.containers:
             try:
                 containers.load(self.run.root, cid).remove(force=True, volumes=True)
