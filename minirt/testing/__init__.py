@@ -61,6 +61,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "minirt(image=None, network=None, memory=None, **options): the image "
                                        "and default options of the test's containers (minirt.run's keywords)")
     base = os.path.abspath(config.getoption("minirt_root") or session.default_base())
+    if os.path.exists(base) and not os.path.isdir(base):
+        raise pytest.UsageError(f"--minirt-root {base}: not a directory")
     config.stash[BASE] = base
     config.stash[KEPT] = []
     session.sweep(base)

@@ -135,6 +135,17 @@ def test_bad_input_is_one_clear_error(inner):
     assert "invalid --memory 'lots'" in out, out
 
 
+def test_a_minirt_root_that_is_a_file_is_a_usage_error(inner):
+    inner.write("test_any.py", "def test_any(): pass\n")
+    os.makedirs(os.path.dirname(inner.base), exist_ok=True)
+    with open(inner.base, "w") as f:
+        f.write("not a directory")
+    code, out = inner.run()
+    assert code == 4 and f"ERROR: --minirt-root {inner.base}: not a directory" in out, out
+    assert open(inner.base).read() == "not a directory"
+    os.unlink(inner.base)
+
+
 def test_minirt_keep_keeps_a_failed_tests_containers_until_the_next_session(inner):
     inner.write("test_keep.py", """
         def test_fails(container):
