@@ -3,7 +3,7 @@
 Lecture idea: "you can use a yaml file to define multiple images that work
 together to create a system" -- and a test of such a system wants all of it
 up before it starts and all of it gone after, as ``minirt compose up`` and
-``down -v`` do.  Each project gets a name of the run's (SESSION-WORKER-N) and
+``down -v`` do.  Each project gets a name of the run's (SESSION-WORKER-projectN) and
 lives in the run's state root, so that tests and workers never meet; its
 services' containers are ``Running`` ones, which the assertions take.
 Their cgroup parent is minirt's default (``$MINIRT_CGROUP_PARENT``): compose
@@ -41,7 +41,7 @@ class Projects:
         from minirt.compose.project import Compose
 
         paths = [os.path.join(self.rootdir, f) for f in files]
-        name = name or f"{self.tracker.run.name}-{len(self.tracker.projects)}"
+        name = name or self.tracker.run.unique("project")
         project = model.load(paths, project_name=name, project_dir=None if paths else self.rootdir)
         compose = Compose(project, self.tracker.run.root, say=lambda line: None)
         self.tracker.projects.append(compose)

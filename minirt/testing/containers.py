@@ -63,13 +63,13 @@ class Tracker:
         self.projects, self.containers, self.networks, self.volumes = [], [], [], []
 
     def network(self):
-        name = f"{self.run.name}-net{len(self.networks)}"
+        name = self.run.unique("net")
         network.create(self.run.root, name)
         self.networks.append(name)
         return name
 
     def volume(self):
-        name = f"{self.run.name}-vol{len(self.volumes)}"
+        name = self.run.unique("vol")
         volumes.create(self.run.root, name)
         self.volumes.append(name)
         return name

@@ -42,6 +42,12 @@ class Run:
         self.root = os.path.join(self.dir, "root")
         self.cgroup_parent = CGROUP_PREFIX + self.name
         self.lock = None
+        self.made = 0  # networks, volumes and projects named so far: a name is never used twice
+
+    def unique(self, kind):
+        """A name of the run's own: SESSION-WORKER-KINDN."""
+        self.made += 1
+        return f"{self.name}-{kind}{self.made}"
 
     def open(self):
         os.makedirs(self.runs, exist_ok=True)

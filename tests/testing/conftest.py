@@ -25,6 +25,12 @@ IMAGE = {image!r}
 pytestmark = pytest.mark.minirt(image=IMAGE)
 
 
+def address_of(c):  # the container's address on its network, as its /etc/hosts says
+    r = c.exec("hostname", "-i")
+    assert r.exit_code == 0 and r.stdout.split(), (r, c.exec("cat", "/etc/hosts"), c.exec("ip", "-o", "addr"))
+    return r.stdout.decode().split()[0]
+
+
 @pytest.fixture(autouse=True)
 def _noted(minirt_run):
     with open("runs.txt", "a") as f:

@@ -31,7 +31,7 @@ volumes:
             page = client.exec("wget", "-q", "-O", "-", "http://web:8080/hostname")
             assert page.stdout.strip() == web.exec("hostname").stdout.strip()
             assert_only_processes(web, "httpd")
-            assert project.name == minirt_run.name + "-0"
+            assert project.name.startswith(minirt_run.name + "-project")
             with pytest.raises(Exception, match="was made by compose: it has no twin"):
                 syscall_errno(web, "getpid")
 

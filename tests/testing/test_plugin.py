@@ -45,7 +45,7 @@ def test_containers_run_to_completion_and_in_the_background_and_nothing_is_left(
 
         def test_a_network_and_a_volume_of_the_tests_own(container, minirt_network, minirt_volume):
             server = container.start("httpd", "-f", "-p", "8080", network=minirt_network)
-            address = server.exec("hostname", "-i").stdout.decode().split()[0]
+            address = address_of(server)
             client = container.start("sleep", "60", network=minirt_network, volumes=[f"{minirt_volume}:/data"])
             assert reachable(client, f"{address}:8080", f"{address}:8081") == [f"{address}:8080"]
             assert client.exec("sh", "-c", "echo kept > /data/f").exit_code == 0
@@ -70,7 +70,7 @@ def test_the_assertions_hold_of_a_sandbox_and_a_failure_shows_the_difference(inn
 
         def test_holds(container, minirt_network):
             peer = container.start("httpd", "-f", "-p", "80", network=minirt_network)
-            address = peer.exec("hostname", "-i").stdout.decode().split()[0]
+            address = address_of(peer)
             c = container.start("sleep", "60", **SANDBOX)
             assert_only_processes(c, "sleep")
             assert_not_writable(c, "/", "/etc", "/bin/sh")
@@ -94,7 +94,7 @@ def test_the_assertions_hold_of_a_sandbox_and_a_failure_shows_the_difference(inn
 
         def test_reachable(container, minirt_network):
             peer = container.start("httpd", "-f", "-p", "80", network=minirt_network)
-            address = peer.exec("hostname", "-i").stdout.decode().split()[0]
+            address = address_of(peer)
             assert_unreachable(container.start("sleep", "60", network=minirt_network), f"{address}:80")
 
         def test_memory(container):
