@@ -106,6 +106,14 @@ def cmd_run(args):
             signal.signal(s, signal.SIG_DFL)
         print(spec.id)
         return 0
+    return _foreground(container, args.memory)
+
+
+def _foreground(container, memory=None):
+    """Create, start and wait for ``container`` with our stdio (``run``
+    without -d); its exit code.  The container is deleted at the end.
+    ``memory``: its memory limit as the user wrote it, for the OOM message."""
+    spec = container.spec
     container.create()
     try:
         container.start()
@@ -117,7 +125,7 @@ def cmd_run(args):
         code = container.wait()
         if container.oom_killed:
             print(f"minirt: container {spec.id[:12]} was killed by the OOM killer"
-                  f" (memory limit {args.memory})", file=sys.stderr)
+                  f" (memory limit {memory})", file=sys.stderr)
         return code
     finally:
         container.delete()
@@ -134,11 +142,17 @@ def _run_options(args):
         tty=args.tty, interactive=args.interactive, cap_add=args.cap_add, cap_drop=args.cap_drop,
         privileged=args.privileged, read_only=args.read_only, tmpfs=args.tmpfs,
         group_add=[specs.check_group(g) for g in args.group_add], userns=args.userns,
+        labels=specs.parse_labels(args.label), aliases=[specs.check_hostname(a) for a in args.network_alias],
         resources=specs.resources(memory=args.memory, memory_swap=args.memory_swap, pids_limit=args.pids_limit,
                                   cpus=args.cpus, cpu_shares=args.cpu_shares, cpuset_cpus=args.cpuset_cpus),
         **_security_opts(args.security_opt))
     if args.cgroup_parent:
         options["cgroup_parent"] = specs.check_cgroup_parent(args.cgroup_parent)
+    options["healthcheck"] = specs.healthcheck_flags(
+        args.health_cmd, args.health_interval, args.health_timeout, args.health_start_period,
+        args.health_start_interval, args.health_retries, none=args.no_healthcheck)
+    options["restart_policy"] = specs.check_restart_policy(specs.parse_restart(args.restart), remove=args.rm,
+                                                           detach=args.detach)
     if args.network is not None or args.publish:
         options["ports"] = [specs.parse_port(p) for p in args.publish]
     if args.network is not None:
@@ -205,7 +219,7 @@ def cmd_ps(args):
         command = " ".join(config.get("args") or [])
         size = (_human(_du(f"{directory}/upper")),) if args.size else ()
         table.append((info["id"][:width], config.get("image", ""), '"' + command + '"' if args.no_trunc
-                      else _clip(command, 24), _ago(info.get("created_at")) + " ago", _status(info),
+                      else _clip(command, 24), _ago(info.get("created_at")) + " ago", _status(info, config),
                       info.get("name") or "") + size)
     _print_table(table)
     return 0
@@ -253,13 +267,18 @@ def _ago(t):
     return f"{s} seconds"
 
 
-def _status(info):
+def _status(info, config):
     from minirt.api import containers
 
     if info.get("status") == containers.PAUSED:
         return "Up " + _ago(info.get("started_at")) + " (Paused)"
     if info.get("status") == containers.RUNNING:
-        return "Up " + _ago(info.get("started_at"))
+        checked = containers.health(info, config.get("healthcheck"))
+        health = "" if checked is None else {"starting": " (health: starting)"}.get(checked["Status"],
+                                                                                   f" ({checked['Status']})")
+        return "Up " + _ago(info.get("started_at")) + health
+    if info.get("status") == containers.RESTARTING:
+        return f"Restarting ({info.get('exit_code')}) {_ago(info.get('finished_at'))} ago"
     if info.get("status") == containers.EXITED:
         oom = " (OOM killed)" if info.get("oom_killed") else ""
         return f"Exited ({info.get('exit_code')}){oom} {_ago(info.get('finished_at'))} ago"
@@ -340,7 +359,7 @@ def cmd_kill(args):
     def kill(c, ref):
         if not containers.is_running(c.state()):
             raise MinirtError(f"container {ref} is not running")
-        c.signal(signum)
+        c.kill(signum)
         print(ref)
 
     return _each_container(args, args.containers, kill)
@@ -383,6 +402,12 @@ def cmd_start(args):
         c.restart()
         print(ref)
 
+    if args.all_restartable:  # (at boot: what docker's daemon would start as it comes up)
+        if args.containers:
+            raise SpecError("start: --all-restartable takes no CONTAINER")
+        return _each_container(args, containers.restartable(_root(args)), start)
+    if not args.containers:
+        raise SpecError("start: CONTAINER is required (or --all-restartable)")
     return _each_container(args, args.containers, start)
 
 
@@ -913,3 +938,179 @@ def cmd_volume(args):
     if action == "rm":
         return _each(args.names, lambda name: (volumes.remove(root, name, force=args.force), print(name)))
     return _pruned("Deleted Volumes:", *volumes.prune(root, everything=args.all))  # prune
+
+
+# -- compose -------------------------------------------------------------------------
+
+def cmd_compose(args):
+    """``minirt compose VERB``: the files are read and checked before anything is made."""
+    from minirt.compose import model
+
+    project = model.load(args.file, project_name=args.project_name, project_dir=args.project_directory,
+                         env_files=args.env_file, profiles=args.profile or None)
+    if args.compose_command == "config":  # (the project alone: none of the API's imports)
+        return _compose_config(project, args)
+    from minirt.compose.project import Compose
+
+    return globals()["_compose_" + args.compose_command](Compose(project, _root(args)), args)
+
+
+def _compose_config(project, args):
+    from minirt.compose import yamlfile
+
+    if args.services:
+        print("\n".join(project.services))
+    elif args.volumes:
+        print("\n".join(project.volumes))
+    elif not args.quiet:
+        print(yamlfile.dump(project.to_dict()), end="")
+    return 0
+
+
+def _compose_up(compose, args):
+    from minirt.compose import project as verbs
+
+    made = compose.up(args.services, build=args.build, force_recreate=args.force_recreate,
+                      no_deps=args.no_deps, no_recreate=args.no_recreate, timeout=args.wait_timeout)
+    if args.wait:
+        for name, containers in made.items():
+            if compose.project.services[name].get("healthcheck"):
+                for c in containers:
+                    verbs.wait_healthy(c, args.wait_timeout)
+        return 0
+    if args.detach:
+        return 0
+    _waiting()
+    try:  # attached: their output until they stop; Ctrl-C stops them
+        verbs.logs(compose, list(made), follow=True)
+    except KeyboardInterrupt:
+        print("Gracefully stopping... (press Ctrl+C again to force)", file=sys.stderr)
+        compose.stop(list(made))
+    return 0
+
+
+def _compose_down(compose, args):
+    compose.down(volumes=args.volumes, rmi=args.rmi, timeout=args.timeout)
+    return 0
+
+
+def _compose_ps(compose, args):
+    from minirt.compose import plan
+
+    compose.selected(args.names, deps=False)  # (unknown names refused)
+    rows = [r for r in compose.rows(all=args.all) if not args.names or r[1]["labels"][plan.SERVICE] in args.names]
+    if args.services:
+        names = {config["labels"][plan.SERVICE] for _, config, _ in rows}
+        print("\n".join(n for n in compose.project.services if n in names))
+        return 0
+    if args.quiet:
+        for info, _, _ in rows:
+            print(info["id"])
+        return 0
+    table = [("NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS")]
+    for info, config, _ in rows:
+        ports = ", ".join(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}->{p['container_port']}/{p['proto']}"
+                          for p in config.get("ports") or [])
+        table.append((info.get("name") or "", config.get("image", ""), _clip(" ".join(config.get("args") or []), 24),
+                      config["labels"][plan.SERVICE], _ago(info.get("created_at")) + " ago", _status(info, config), ports))
+    _print_table(table)
+    return 0
+
+
+def _compose_logs(compose, args):
+    from minirt.compose import project as verbs
+    from minirt.spec import is_decimal
+
+    tail = None
+    if args.tail is not None and args.tail != "all":
+        if not is_decimal(args.tail):
+            raise SpecError(f"invalid --tail {args.tail!r}: expected a number or all")
+        tail = int(args.tail)
+    if args.follow:
+        _waiting()
+    verbs.logs(compose, args.services, tail=tail, follow=args.follow, prefix=not args.no_log_prefix)
+    return 0
+
+
+def _compose_build(compose, args):
+    compose.build(args.services, no_cache=args.no_cache)
+    return 0
+
+
+def _compose_pull(compose, args):
+    compose.pull(args.services)
+    return 0
+
+
+def _compose_push(compose, args):
+    compose.push(args.services)
+    return 0
+
+
+def _compose_start(compose, args):
+    compose.start(args.services)
+    return 0
+
+
+def _compose_stop(compose, args):
+    compose.stop(args.services, timeout=args.timeout)
+    return 0
+
+
+def _compose_restart(compose, args):
+    compose.restart(args.services, timeout=args.timeout)
+    return 0
+
+
+def _compose_rm(compose, args):
+    compose.rm(args.services, stop=args.stop, volumes=args.volumes)
+    return 0
+
+
+def _compose_exec(compose, args):
+    if args.detach:
+        raise SpecError("compose exec: -d is not supported (use minirt exec -d)")
+    args.container = compose.container(args.service, args.index).id
+    args.tty = not args.no_TTY and os.isatty(0)
+    args.interactive = args.tty
+    return cmd_exec(args)
+
+
+def _compose_run(compose, args):
+    if args.workdir:
+        from minirt.spec import check_workdir
+        check_workdir(args.workdir)
+    entrypoint = None if args.entrypoint is None else ([args.entrypoint] if args.entrypoint else [])
+    container = compose.run(args.service, args.args or None, deps=not args.no_deps, name_as=args.name,
+                            detach=args.detach, remove=args.rm, entrypoint=entrypoint, env=args.env,
+                            user=args.user, workdir=args.workdir)
+    if args.detach:
+        print(container.spec.name)
+        return 0
+    for s in FORWARDED:
+        signal.signal(s, lambda signum, _frame: container.signal(signum))
+    return _foreground(container, compose.project.services[args.service]["resources"].get("memory"))
+
+
+def _compose_images(compose, args):
+    from minirt.api import images
+
+    table = [("CONTAINER", "REPOSITORY", "TAG", "IMAGE ID", "SIZE")]
+    for name, image, image_id in compose.images(args.services):
+        repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+        try:
+            size = _human(images.size(images.lookup(compose.root, image)))
+        except MinirtError:
+            size = ""
+        table.append((name, repo, tag, image_id.removeprefix("sha256:")[:12], size))
+    _print_table(table)
+    return 0
+
+
+def _compose_top(compose, args):
+    first = True
+    for name, processes in compose.top(args.services):
+        print(("" if first else "\n") + name)
+        _print_table([("PID", "CMD")] + [(str(pid), command) for pid, command in processes])
+        first = False
+    return 0

@@ -57,7 +57,9 @@ class Command:
     """A command: its flags (in help sections), its arguments and its help.
 
     ``args`` are (dest, METAVAR, how many) with "one", "some" (one or
-    more, only last) or "maybe" (none or one, only last: None if none);
+    more, only last), "any" (none or more, only last) or "maybe" (none or
+    one, only last: None if none); the flags of a command with ``actions``
+    come before the action's name (``compose -f F up``);
     ``rest``, if set, is where every word after them goes, unparsed
     (the container's command).  ``actions`` are sub-commands
     (``network create``), chosen by the first argument.
@@ -88,7 +90,8 @@ class Command:
         return self._usage or " ".join(
             [f"minirt {self.path}"] + (["[OPTIONS]"] if len(self.by_name) > 1 else [])
             + ([actions_metavar(self.actions)] if self.actions else [])
-            + [{"one": meta, "maybe": f"[{meta}]"}.get(n, f"{meta} [{meta}...]") for _, meta, n in self.args]
+            + [{"one": meta, "maybe": f"[{meta}]", "any": f"[{meta}...]"}.get(n, f"{meta} [{meta}...]")
+               for _, meta, n in self.args]
             + ([f"[{self.rest[1]}...]"] if self.rest else []))
 
     def parse(self, words, ns):
@@ -164,14 +167,14 @@ class Command:
         return dests
 
     def _assign(self, positional, ns):
-        """Hand out the arguments: "one" takes one, "some" (always the last) the rest."""
+        """Hand out the arguments: "one" takes one, "some" and "any" (always the last) the rest."""
         for dest, meta, n in self.args:
             if n == "maybe" and not positional:
                 setattr(ns, dest, None)
                 continue
-            if not positional:
+            if not positional and n != "any":
                 raise SpecError(f"{self.path}: {meta} is required (usage: {self.usage})")
-            if n == "some":
+            if n in ("some", "any"):
                 setattr(ns, dest, positional[:])
                 del positional[:]
                 continue
@@ -183,6 +186,8 @@ class Command:
 
     def _parse_action(self, words, ns):
         words = list(words)
+        while words and words[0].startswith("-") and words[0] != "--help":  # the group's own flags
+            self._flag(words.pop(0), words, ns)
         if words and words[0] == "--help":
             raise HelpRequested(self.help_text())
         if not words:
@@ -226,7 +231,7 @@ def actions_metavar(actions):
 
 def _commands():
     """Every command, in the order ``minirt --help`` lists them."""
-    return _lifecycle() + _images() + _managing()
+    return _lifecycle() + _images() + _managing() + _compose()
 
 
 def _managing():
@@ -300,6 +305,82 @@ def _managing():
     ]
 
 
+def _compose():
+    """``minirt compose``: docker compose's verbs over a compose file."""
+    services = ("services", "SERVICE", "any")
+    timeout = value("-t", "--timeout", metavar="SECONDS", type=seconds,
+                    help="seconds to wait for a container to stop before SIGKILL")
+    one_off = [repeated("-e", "--env", metavar="K=V", help="set an environment variable"),
+               value("-u", "--user", metavar="USER", help="run as this user"),
+               value("-w", "--workdir", metavar="DIR", help="working directory inside the container"),
+               switch("-T", "--no-TTY", help="no pseudo-terminal (the default when stdin is not one)"),
+               switch("-d", "--detach", help="run in the background")]
+    return [Command("compose", "multi-container systems from a compose file (docker compose's verbs)", flags=[
+        repeated("-f", "--file", metavar="FILE", help="compose file (default compose.yaml; several are merged)"),
+        value("-p", "--project-name", metavar="NAME", help="project name (default: the file's name: or directory)"),
+        value("--project-directory", metavar="DIR", help="where relative paths start (default: the first file's)"),
+        repeated("--env-file", metavar="FILE", help="variables for interpolation (default: the project's .env)"),
+        repeated("--profile", metavar="NAME", help="enable the services of this profile"),
+    ], actions=[
+        Command("up", "create and start the project's containers (only what changed)", args=[services], flags=[
+            switch("-d", "--detach", help="in the background (else: follow their logs, Ctrl-C stops them)"),
+            switch("--build", help="build images before starting"),
+            switch("--force-recreate", help="recreate containers even if their configuration is unchanged"),
+            switch("--no-recreate", help="keep existing containers even if their configuration changed"),
+            switch("--no-deps", help="do not start the services the named ones depend on"),
+            switch("--wait", help="wait for the services to be running and healthy (implies -d)"),
+            value("--wait-timeout", metavar="SECONDS", type=seconds, help="how long --wait and depends_on wait"),
+        ]),
+        Command("down", "stop and remove the project's containers and networks", flags=[
+            switch("-v", "--volumes", help="remove the named volumes of the file and anonymous ones"),
+            value("--rmi", metavar="local|all", help="remove images too: the built ones (local) or all"),
+            switch("--remove-orphans", help="(always done: every container of the project is removed)"),
+            timeout,
+        ]),
+        Command("ps", "list the project's containers", args=[("names", "SERVICE", "any")], flags=[
+            switch("-a", "--all", help="stopped ones too"),
+            switch("-q", "--quiet", help="ids only"),
+            switch("--services", help="the services' names only"),
+        ]),
+        Command("logs", "the output of the project's containers", args=[services], flags=[
+            switch("-f", "--follow", help="follow the output"),
+            value("-n", "--tail", metavar="N", help="the last N lines of each (or all)"),
+            switch("--no-log-prefix", help="without the container's name before each line"),
+        ]),
+        Command("build", "build the images of services with a build section", args=[services], flags=[
+            switch("--no-cache", help="do not use the build cache"),
+        ]),
+        Command("pull", "pull the images of the services", args=[services]),
+        Command("push", "push the images of built services that name one", args=[services]),
+        Command("exec", "run a command in a service's running container", args=[("service", "SERVICE", "one")],
+                rest=("args", "COMMAND"), flags=one_off + [
+                    value("--index", metavar="N", type=int, default=1, help="which container of the service"),
+                ]),
+        Command("run", "run a one-off command in a new container of a service",
+                args=[("service", "SERVICE", "one")], rest=("args", "COMMAND"), flags=one_off + [
+                    switch("--rm", help="remove the container when it exits"),
+                    value("--name", metavar="NAME", help="a name for the container"),
+                    value("--entrypoint", metavar="CMD", help="override the entrypoint"),
+                    switch("--no-deps", help="do not start the services it depends on"),
+                ]),
+        Command("start", "start the project's stopped containers", args=[services]),
+        Command("stop", "stop the project's containers", args=[services], flags=[timeout]),
+        Command("restart", "restart the project's containers", args=[services], flags=[timeout]),
+        Command("rm", "remove the project's stopped containers", args=[services], flags=[
+            switch("-f", "--force", help="(no question is asked anyway)"),
+            switch("-s", "--stop", help="stop running containers first"),
+            switch("-v", "--volumes", help="remove their anonymous volumes too"),
+        ]),
+        Command("config", "check the files and print the resolved project", flags=[
+            switch("-q", "--quiet", help="only check"),
+            switch("--services", help="the services' names only"),
+            switch("--volumes", help="the volumes' names only"),
+        ]),
+        Command("images", "the images the project's containers use", args=[services]),
+        Command("top", "the processes of the project's running containers", args=[services]),
+    ])]
+
+
 def _images():
     """The image commands; ``image ls``, ``image rm`` ... are the same."""
     return [
@@ -369,6 +450,7 @@ def _lifecycle():
                     value("--entrypoint", metavar="CMD", help="override the image's entrypoint"),
                     switch("--init", help="run a reaper as PID 1"),
                     value("--name", metavar="NAME", default="", help="a name for the container"),
+                    repeated("-l", "--label", metavar="KEY=VALUE", help="a label on the container"),
                     value("--platform", metavar="OS/ARCH[/VARIANT]", help="the platform to pull if missing"),
                     insecure_registry(),
                     value("--cgroup-parent", metavar="PATH",
@@ -394,11 +476,26 @@ def _lifecycle():
                         value("--userns", metavar="MODE", default="",
                               help="remap: root inside is an unprivileged range outside (root only)"),
                     ]),
+                    ("healthchecks and restarts (looked after by the monitor of run -d)", [
+                        value("--health-cmd", metavar="COMMAND", help="the probe, run by /bin/sh -c in the container"),
+                        value("--health-interval", metavar="DURATION", help="between probes (default 30s)"),
+                        value("--health-timeout", metavar="DURATION", help="a probe longer than this fails (default 30s)"),
+                        value("--health-retries", metavar="N", help="failures in a row that make it unhealthy (default 3)"),
+                        value("--health-start-period", metavar="DURATION",
+                              help="failures in this time after start do not count (default 0s)"),
+                        value("--health-start-interval", metavar="DURATION",
+                              help="between probes during the start period (default 5s)"),
+                        switch("--no-healthcheck", help="ignore the image's HEALTHCHECK"),
+                        value("--restart", metavar="POLICY", default="no",
+                              help="no, always, on-failure[:N] or unless-stopped (with -d)"),
+                    ]),
                     ("network", [
                         value("--network", "--net", metavar="MODE",
                               help="none, host, bridge (default as root), container:NAME or a network's name"),
                         repeated("-p", "--publish", metavar="[IP:]HOST:CTR[/PROTO]",
                                  help="publish a container port on the host"),
+                        repeated("--network-alias", metavar="NAME",
+                                 help="another name for the container on a user-defined network"),
                     ]),
                 ]),
         Command("ps", "list containers", flags=[
@@ -430,7 +527,10 @@ def _lifecycle():
         Command("rm", "remove containers", args=[("containers", "CONTAINER", "some")],
                 flags=[switch("-f", "--force", help="kill a running container first"),
                        switch("-v", "--volumes", help="its anonymous volumes too")]),
-        Command("start", "start stopped containers again (detached)", args=[("containers", "CONTAINER", "some")]),
+        Command("start", "start stopped containers again (detached)", args=[("containers", "CONTAINER", "any")],
+                usage="minirt start CONTAINER [CONTAINER...] | --all-restartable", flags=[
+                    switch("--all-restartable",
+                           help="every stopped container its restart policy would bring back (at boot)")]),
     ]
 
 
@@ -460,7 +560,7 @@ def parse(argv):
         ns.root = glued if eq else words.pop(0)
     if not words:
         raise SpecError("a command is required (minirt --help lists them)")
-    for group in (_lifecycle, _images, _managing):  # `run` builds only its own group's tables
+    for group in (_lifecycle, _images, _managing, _compose):  # `run` builds only its own group's tables
         for c in group():
             if c.name == words[0]:
                 ns.command = c.name

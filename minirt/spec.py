@@ -88,7 +88,8 @@ class ContainerSpec:
                  layers=(), mounts=(), namespaces=NAMESPACES, uid_map=(), gid_map=(), resources=None,
                  cap_add=(), cap_drop=(), privileged=False, seccomp=None, no_new_privileges=True,
                  read_only=False, tmpfs=(), group_add=(), tty=False, interactive=False, init=False,
-                 remove=False, cgroup_parent=None, network=None, ports=(), rootfs=None, oci=None):
+                 remove=False, cgroup_parent=None, network=None, ports=(), aliases=(), labels=None,
+                 rootfs=None, oci=None, healthcheck=None, restart_policy=None, shell=()):
         self.args = list(args)              # the process to run, argv[0] first
         self.env = list(env)                # "KEY=VALUE" strings
         self.cwd = cwd
@@ -121,11 +122,20 @@ class ContainerSpec:
         # network's name; root defaults to bridge, rootless to none (as podman without slirp).
         self.network = network or default_network()
         self.ports = list(ports)            # -p: {host_ip, host_port, container_port, proto}
+        self.aliases = list(aliases)        # --network-alias: more names for it in peers' /etc/hosts
+        self.labels = dict(labels or {})    # --label KEY=VALUE (what minirt compose finds its containers by)
         # From an OCI bundle (minirt/oci/bundle.py): a root filesystem that is ready
         # (instead of layers), and what only a bundle says (its mounts, masked paths,
         # rlimits, ...: see bundle.py), as plain JSON.
         self.rootfs = rootfs
         self.oci = oci
+        # Looked after by the monitor of a detached container (runtime/health.py,
+        # runtime/restarts.py), in docker's shapes: Config.Healthcheck ({"Test": [...],
+        # "Interval": ns, ...}; the image's merged with run's flags) and
+        # HostConfig.RestartPolicy ({"Name": ..., "MaximumRetryCount": N}).
+        self.healthcheck = healthcheck
+        self.restart_policy = restart_policy
+        self.shell = list(shell)            # the image's SHELL: what runs a CMD-SHELL probe
 
     @property
     def rootless(self):
@@ -269,9 +279,10 @@ def merge_env(image_env, overrides, host_env=os.environ):
 
 
 def command(image_config, cmd=None, entrypoint=None):
-    """docker's rule: ENTRYPOINT + CMD, where ``--entrypoint`` also drops the image's CMD."""
+    """docker's rule: ENTRYPOINT + CMD, where ``--entrypoint`` also drops the image's CMD.
+    ``entrypoint``: a word (the command line's) or a list of them (compose's exec form)."""
     if entrypoint is not None:
-        ep = [entrypoint] if entrypoint else []
+        ep = list(entrypoint) if isinstance(entrypoint, (list, tuple)) else [entrypoint] if entrypoint else []
         default_cmd = []
     else:
         ep = list(image_config.get("Entrypoint") or [])
@@ -283,9 +294,12 @@ def command(image_config, cmd=None, entrypoint=None):
 
 
 def build(image_config, *, cmd=None, entrypoint=None, env=(), workdir=None, user=None,
-          hostname=None, volumes=(), tmpfs=(), ports=(), **options):
-    """A ContainerSpec from an image's config (its ``config`` section) and overrides."""
+          hostname=None, volumes=(), tmpfs=(), ports=(), healthcheck=None, restart_policy=None, **options):
+    """A ContainerSpec from an image's config (its ``config`` section) and overrides.
+    ``healthcheck`` and ``restart_policy`` are docker's Config.Healthcheck and
+    HostConfig.RestartPolicy (``healthcheck_flags``, ``parse_restart``)."""
     c = image_config or {}
+    policy = check_restart_policy(restart_policy or {"Name": "no"}, remove=options.get("remove", False))
     spec = ContainerSpec(
         args=command(c, cmd, entrypoint),
         env=merge_env(c.get("Env"), env),
@@ -294,12 +308,17 @@ def build(image_config, *, cmd=None, entrypoint=None, env=(), workdir=None, user
         mounts=[v if isinstance(v, Mount) else Mount.parse(v) for v in volumes],
         tmpfs=[_check_tmpfs(t) for t in tmpfs],
         ports=[p if isinstance(p, dict) else parse_port(p) for p in ports],
+        healthcheck=merge_healthcheck(c.get("Healthcheck"), healthcheck),
+        restart_policy=policy,
+        shell=c.get("Shell") or (),
         **options,
     )
     check_id(spec.id)
     check_workdir(spec.cwd)
     parse_network(spec.network)
     check_name(spec.name)
+    for alias in spec.aliases:
+        check_hostname(alias)
     if spec.network == "host":  # the host's network namespace: no new one
         spec.namespaces = tuple(n for n in spec.namespaces if n != "net")
     spec.hostname = check_hostname(hostname or spec.id[:12])
@@ -397,6 +416,17 @@ def check_hostname(text):
     return text
 
 
+def parse_labels(items):
+    """``--label KEY=VALUE`` (or ``KEY`` alone: an empty value) -> {KEY: VALUE}."""
+    labels = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key or not key.isprintable():
+            raise SpecError(f"invalid label {item!r}: expected KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
 def check_user(text):
     """``--user``: "", NAME or UID, each optionally with :GROUP or :GID."""
     if text:
@@ -449,3 +479,170 @@ def parse_network(text):
     if text.startswith("container:") and text[len("container:"):]:
         return text
     raise SpecError(f"invalid --network {text!r}: expected none, host, bridge, container:NAME or a network name")
+
+
+# -- durations, healthchecks and restart policies (docker's flags and shapes) ------------
+
+_DURATION_UNITS = {"ns": 1, "us": 10**3, "\u00b5s": 10**3, "\u03bcs": 10**3, "ms": 10**6, "s": 10**9,
+                   "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def parse_duration(text):
+    """Go's time.ParseDuration ("1m30s", "1.5s", "500ms", "-2s", "0") in
+    nanoseconds, as docker reads its duration flags; ValueError if it is none."""
+    sign, rest = (-1, text[1:]) if text.startswith("-") else (1, text[1:] if text.startswith("+") else text)
+    if rest == "0":
+        return 0
+    if not rest:
+        raise ValueError(text)
+    total = 0
+    while rest:
+        i = len(rest) - len(rest.lstrip("0123456789."))
+        j = i + len(rest[i:]) - len(rest[i:].lstrip("abcdefghijklmnopqrstuvwxyz\u00b5\u03bc"))
+        number, unit = rest[:i], rest[i:j]
+        whole, _, fraction = number.partition(".")
+        if number in ("", ".") or "." in fraction or unit not in _DURATION_UNITS:
+            raise ValueError(text)
+        size = _DURATION_UNITS[unit]
+        total += int(whole or 0) * size + int(fraction or 0) * size // 10 ** len(fraction)
+        rest = rest[j:]
+    if total > _INT64_MAX:
+        raise ValueError(text)
+    return sign * total
+
+
+def format_duration(ns):
+    """Go's Duration.String(): 30s, 1m30s, 1.5s, 500ms (docker's messages print them so)."""
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
+
+    def decimal(n, size):
+        whole, part = divmod(n, size)
+        digits = str(part).rjust(len(str(size)) - 1, "0").rstrip("0")
+        return f"{whole}.{digits}" if digits else str(whole)
+
+    if ns < 10**9:
+        unit, size = next((u, s) for u, s in (("ms", 10**6), ("\u00b5s", 10**3), ("ns", 1)) if ns >= s)
+        return sign + decimal(ns, size) + unit
+    hours, rest = divmod(ns, 3600 * 10**9)
+    minutes, rest = divmod(rest, 60 * 10**9)
+    return sign + (f"{hours}h{minutes}m" if hours else f"{minutes}m" if minutes else "") + decimal(rest, 10**9) + "s"
+
+
+# docker's HealthConfig: its durations (ns) with the flags that set them, and the defaults
+HEALTH_DURATIONS = {"Interval": "--health-interval", "Timeout": "--health-timeout",
+                    "StartPeriod": "--health-start-period", "StartInterval": "--health-start-interval"}
+HEALTH_DEFAULTS = {"Interval": 30 * 10**9, "Timeout": 30 * 10**9, "StartPeriod": 0, "StartInterval": 5 * 10**9,
+                   "Retries": 3}
+_MIN_DURATION = 10**6  # docker's containertypes.MinimumDuration: 1ms
+
+
+def healthcheck_flags(cmd=None, interval=None, timeout=None, start_period=None, start_interval=None, retries=None,
+                      none=False):
+    """``run``'s --health-* flags (text, None when not given) and --no-healthcheck
+    -> docker's HealthConfig, or None if they say nothing (the image's stays)."""
+    check = {}
+    for field, text in zip(HEALTH_DURATIONS, (interval, timeout, start_period, start_interval)):
+        if text is None:
+            continue
+        try:
+            ns = parse_duration(text)
+        except ValueError:
+            raise SpecError(f"invalid {HEALTH_DURATIONS[field]} {text!r}: not a duration (e.g. 30s, 1m30s, 500ms)"
+                            ) from None
+        if ns < 0:
+            raise SpecError(f"{HEALTH_DURATIONS[field]} cannot be negative")
+        if ns:
+            check[field] = ns
+    if retries is not None:
+        if not is_decimal(retries.removeprefix("-")) or len(retries) > 10:
+            raise SpecError(f"invalid --health-retries {retries!r}: not a whole number")
+        if int(retries) < 0:
+            raise SpecError("--health-retries cannot be negative")
+        if int(retries):
+            check["Retries"] = int(retries)
+    if none:
+        if cmd or check:
+            raise SpecError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if cmd:
+        check["Test"] = ["CMD-SHELL", cmd]
+    return check_healthcheck(check) if check else None
+
+
+def check_healthcheck(check, what="healthcheck"):
+    """A HealthConfig in docker's shape, checked as docker's daemon checks it."""
+    if not isinstance(check, dict):
+        raise SpecError(f"invalid {what}: expected an object like {{\"Test\": [\"CMD\", ...]}}")
+    for key, value in check.items():
+        if key not in ("Test", "Retries", *HEALTH_DURATIONS):
+            raise SpecError(f"invalid {what}: unknown field {key!r}")
+        if key == "Test":
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise SpecError(f"invalid {what}: {key} must be a whole number{' of nanoseconds' * (key != 'Retries')}")
+        if key == "Retries" and value < 0:
+            raise SpecError("Retries in Healthcheck cannot be negative")
+        if key != "Retries" and value != 0 and value < _MIN_DURATION:
+            raise SpecError(f"{key} in Healthcheck cannot be less than 1ms")
+    test = check.get("Test") or []
+    if not (isinstance(test, list) and all(isinstance(word, str) for word in test)):
+        raise SpecError(f"invalid {what}: Test must be a list of strings")
+    if test and not ((test[0] == "NONE" and len(test) == 1) or (test[0] == "CMD" and len(test) > 1)
+                     or (test[0] == "CMD-SHELL" and len(test) == 2)):
+        raise SpecError(f"invalid {what}: Test must be [\"NONE\"], [\"CMD\", ARG...] or [\"CMD-SHELL\", COMMAND],"
+                        f" not {test!r}")
+    return dict(check)
+
+
+def merge_healthcheck(image, given):
+    """docker's merge of the image's HEALTHCHECK and run's: what run leaves
+    unset (an empty Test, a zero duration) comes from the image."""
+    if not given:
+        return check_healthcheck(image, "image healthcheck") if image else None
+    merged = dict(check_healthcheck(image, "image healthcheck") if image else {})
+    merged.update((k, v) for k, v in check_healthcheck(given).items() if v)
+    return merged
+
+
+def health_enabled(check):
+    """Whether ``check`` (a HealthConfig or None) has probes to run."""
+    return bool(check and check.get("Test") and check["Test"][0] != "NONE")
+
+
+RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
+
+
+def parse_restart(text):
+    """``--restart no|always|on-failure[:N]|unless-stopped`` -> docker's RestartPolicy."""
+    name, colon, count = text.partition(":")
+    if colon and not name:
+        raise SpecError(f"invalid --restart {text!r}: no policy provided before colon")
+    if colon and not (is_decimal(count.lstrip("+-")) and len(count) <= 10):
+        raise SpecError(f"invalid --restart {text!r}: maximum retry count must be an integer")
+    return check_restart_policy({"Name": name, "MaximumRetryCount": int(count) if colon else 0})
+
+
+def check_restart_policy(policy, remove=False, detach=True):
+    """A RestartPolicy in docker's shape, checked as docker's daemon checks it
+    (an empty Name is "no"); ``remove`` (--rm) and a policy exclude each other,
+    and a container in the foreground (not ``detach``) has no monitor to restart it."""
+    if not isinstance(policy, dict) or set(policy) - {"Name", "MaximumRetryCount"}:
+        raise SpecError('invalid restart policy: expected {"Name": ..., "MaximumRetryCount": N}')
+    name, count = policy.get("Name") or "no", policy.get("MaximumRetryCount", 0)
+    if name not in RESTART_POLICIES:
+        raise SpecError(f"invalid restart policy: unknown policy {name!r};"
+                        " use one of 'no', 'always', 'on-failure', or 'unless-stopped'")
+    if not isinstance(count, int) or isinstance(count, bool):
+        raise SpecError("invalid restart policy: maximum retry count must be an integer")
+    if count and name != "on-failure":
+        raise SpecError("invalid restart policy: maximum retry count can only be used with 'on-failure'")
+    if count < 0:
+        raise SpecError("invalid restart policy: maximum retry count cannot be negative")
+    if remove and name != "no":
+        raise SpecError("conflicting options: cannot specify both --restart and --rm")
+    if not detach and name != "no":
+        raise SpecError("a restart policy needs a detached container (run -d, minirt.start):"
+                        " without a daemon, its monitor restarts it")
+    return {"Name": name, "MaximumRetryCount": count}

@@ -355,9 +355,10 @@ def registries(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def conformance():
-    """../shared/conformance (reference data from other projects: its README):
-    the folder, or a skip saying it is absent (a failure under CI's strict mode)."""
-    folder = os.path.join(os.path.dirname(REPO), "shared", "conformance")
+    """../shared/conformance (reference data from other projects: its README;
+    $MINIRT_CONFORMANCE for a checkout elsewhere, a git worktree say): the
+    folder, or a skip saying it is absent (a failure under CI's strict mode)."""
+    folder = os.environ.get("MINIRT_CONFORMANCE") or os.path.join(os.path.dirname(REPO), "shared", "conformance")
     if not os.path.isdir(folder):
         pytest.skip(f"{folder} is absent (reference data the project reads, never copies)")
     return folder

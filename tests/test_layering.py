@@ -28,7 +28,8 @@ MINIRT_ALLOWED = {
     "build": {"runtime", "kernel", "image", "spec"},
     "oci": {"runtime", "kernel", "image", "spec"},
     "api": {"build", "runtime", "kernel", "image", "spec"},
-    "cli": {"api", "options", "spec"},  # spec: the grammar of flag values
+    "compose": {"api", "spec"},  # a client of the API, as the CLI is
+    "cli": {"api", "compose", "options", "spec"},  # spec: the grammar of flag values
     "testing": {"api", "compose", "spec"},  # the pytest plugin: a client, as the CLI is
     "options": set(),
 }

@@ -16,13 +16,14 @@ from minirt.errors import ImageError, MinirtError
 from minirt.image import Store, open_image
 from minirt.image.store import release
 from minirt.runtime import state
-from minirt.runtime.lifecycle import EXITED, PAUSED, RUNNING, is_running  # noqa: F401 (the CLI asks these too)
+from minirt.runtime.lifecycle import EXITED, PAUSED, RESTARTING, RUNNING, is_running, is_up  # noqa: F401 (the CLI asks these too)
 from minirt.runtime.capture import Result, captured
 from minirt.runtime.container import Container
 from minirt.runtime.userns import host_root, maps_for as userns_maps
 
 __all__ = ["run", "start", "prepare", "start_detached", "Result", "Container",
-           "load", "listing", "inspect", "exec_start", "show_logs", "open_tty", "attach"]
+           "load", "listing", "inspect", "health", "restartable", "exec_start", "show_logs", "processes",
+           "open_tty", "attach"]
 
 
 def prepare(image, cmd=None, *, root=None, userns="", **options):
@@ -109,9 +110,11 @@ def run(image, cmd=None, *, root=None, input=None, remove=True, userns="", **opt
     unless ``remove=False``.  ``userns="remap"`` is ``--userns=remap``; other
     keyword arguments are ContainerSpec fields (``env``, ``workdir``, ``user``,
     ``hostname``, ``volumes``, ``entrypoint``, ``init``, ``cap_add``,
-    ``resources=minirt.spec.resources(memory="64m")``, ...).
+    ``resources=minirt.spec.resources(memory="64m")``, ...).  (A healthcheck or
+    restart policy needs ``start``: its monitor runs the probes and restarts.)
     """
     root = root or state.default_root()
+    specs.check_restart_policy(options.get("restart_policy") or {}, detach=False)
     spec = prepare(image, cmd, root=root, userns=userns, remove=remove, interactive=input is not None, **options)
     container = Container(spec, root)
     container.create()
@@ -124,6 +127,12 @@ def run(image, cmd=None, *, root=None, input=None, remove=True, userns="", **opt
 
 def start(image, cmd=None, *, root=None, userns="", **options):
     """Start a detached container (``run -d``) and return its Container.
+
+    Besides ``run``'s options: ``healthcheck={"Test": ["CMD-SHELL", "..."],
+    "Interval": ns, "Timeout": ns, "StartPeriod": ns, "StartInterval": ns,
+    "Retries": n}`` (docker's Config.Healthcheck, merged with the image's) and
+    ``restart_policy={"Name": "no|always|on-failure|unless-stopped",
+    "MaximumRetryCount": n}`` (docker's HostConfig.RestartPolicy).
 
     Use it as a context manager to be sure it is removed::
 
@@ -164,7 +173,7 @@ def listing(root, all=False):
             config = state.read_json(f"{directory}/config.json")
         except (MinirtError, OSError, ValueError):
             continue  # removed meanwhile, or not yet written
-        if all or is_running(info):
+        if all or is_up(info):
             rows.append((info, config, directory))
     rows.sort(key=lambda row: row[0].get("created_at") or 0, reverse=True)
     return rows
@@ -174,19 +183,42 @@ def inspect(container):
     """docker's ``inspect`` record of ``container``."""
     info, spec = container.state(), container.spec
     running = is_running(info)
+    checked = health(info, spec.healthcheck)
     return {"Id": container.id, "Name": spec.name, "Created": info.get("created_at"),
             "Image": spec.image, "Path": spec.args[0], "Args": spec.args[1:],
-            "State": {"Status": info.get("status"), "Running": running, "Paused": info.get("status") == PAUSED,
+            "State": {"Status": info.get("status"), "Running": is_up(info),  # (docker's: restarting too)
+                      "Paused": info.get("status") == PAUSED, "Restarting": info.get("status") == RESTARTING,
                       "Pid": info.get("pid") if running else 0,
                       "MonitorPid": info.get("monitor_pid"), "ExitCode": info.get("exit_code"),
                       "OOMKilled": bool(info.get("oom_killed")), "Error": info.get("error") or "",
-                      "StartedAt": info.get("started_at"), "FinishedAt": info.get("finished_at")},
+                      "StartedAt": info.get("started_at"), "FinishedAt": info.get("finished_at"),
+                      **({"Health": checked} if checked else {})},
+            "RestartCount": info.get("restart_count", 0),
+            "HostConfig": {"RestartPolicy": spec.restart_policy or {"Name": "no", "MaximumRetryCount": 0}},
             "Config": spec.to_json(), "Cgroup": info.get("cgroup"),
             "Mounts": [{"Type": "volume" if m.volume else "bind", **({"Name": m.volume, "Driver": "local"}
                                                                       if m.volume else {}),
                         "Source": m.source, "Destination": m.destination, "RW": not m.readonly}
                        for m in spec.mounts],
             "StateDir": container.dir}
+
+
+def health(info, healthcheck):
+    """docker's State.Health ({"Status", "FailingStreak", "Log"}) of a container
+    with the state ``info`` and the HealthConfig ``healthcheck``; None if it has
+    no probes (or ran in the foreground, with no monitor to probe it)."""
+    from minirt.runtime.health import report
+
+    return report(healthcheck, info.get("health")) if info.get("detached", True) else None
+
+
+def restartable(root):
+    """The ids of the stopped containers that their restart policies would
+    start when the host comes up (``minirt start --all-restartable``, at boot)."""
+    from minirt.runtime.restarts import wanted_at_boot
+
+    return [info["id"] for info, config, _ in listing(root, all=True)
+            if wanted_at_boot(config.get("restart_policy"), info)]
 
 
 def exec_start(container, args, *, env=(), workdir=None, user=None, tty_fd=None, interactive=False,
@@ -208,12 +240,26 @@ def exec_start(container, args, *, env=(), workdir=None, user=None, tty_fd=None,
     return pid
 
 
-def show_logs(container, tail=None, follow=False):
+def show_logs(container, tail=None, follow=False, out=None, err=None):
     """``minirt logs``: the container's stdout and stderr so far (the last
-    ``tail`` lines), then, with ``follow``, as they come."""
+    ``tail`` lines), then, with ``follow``, as they come; to the binary files
+    ``out`` and ``err`` (default: ours)."""
     from minirt.runtime import logs
 
-    logs.show(container, tail=tail, follow=follow)
+    logs.show(container, tail=tail, follow=follow, out=out, err=err)
+
+
+def processes(container):
+    """(pid, command line) of each process of a running ``container`` (``top``), by pid."""
+    out = []
+    for pid in container.cgroup.pids() if container.cgroup is not None else ():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                words = f.read().rstrip(b"\0").split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        out.append((pid, " ".join(w.decode(errors="replace") for w in words)))
+    return out
 
 
 def open_tty():

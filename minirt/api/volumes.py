@@ -8,6 +8,7 @@ container's volumes are made as it is created.
 """
 
 from minirt.runtime import prune as _sweep
+from minirt.spec import parse_labels
 from minirt.runtime import volumes as _policy
 
 ANONYMOUS = _policy.ANONYMOUS
@@ -16,7 +17,7 @@ ANONYMOUS = _policy.ANONYMOUS
 def create(root, name=None, labels=(), driver="local"):
     """Make a volume (a random name if None; an existing one is left as it is): its record.
     ``labels``: "KEY=VALUE" strings or a dict."""
-    labels = labels if isinstance(labels, dict) else _policy.parse_labels(labels)
+    labels = labels if isinstance(labels, dict) else parse_labels(labels)
     return _policy.create(root, name, labels=labels, driver=driver)
 
 

@@ -598,8 +598,8 @@ class Builder:
         check = {"Test": test}
         for flag, field in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
                             ("start-interval", "StartInterval")):
-            if flag in values:
-                check[field] = _duration(values[flag], flag, where)
+            if flag in values and (ns := _duration(values[flag], flag, where)):  # (0: unset, docker's default)
+                check[field] = ns
         if "retries" in values:
             if not values["retries"].isdigit():
                 raise BuildError(f"{where}: --retries={values['retries']}: not a whole number")
@@ -701,15 +701,13 @@ def _ports(text, where):
     return [f"{p}/{proto}" for p in range(low, high + 1)]
 
 
-_UNITS = {"ns": 1, "us": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
-
-
 def _duration(text, flag, where) -> int:
-    """Go's time.ParseDuration (e.g. 1m30s, 500ms), in nanoseconds."""
-    import re
-
-    parts = re.fullmatch(r"((\d+(\.\d+)?)(ns|us|ms|s|m|h))+", text)
-    if not parts:
-        raise BuildError(f"{where}: --{flag}={text}: not a duration (e.g. 30s, 1m30s)")
-    return int(sum(float(n) * _UNITS[u] for n, _, u in re.findall(r"(\d+(\.\d+)?)(ns|us|ms|s|m|h)", text)))
+    """A HEALTHCHECK flag's duration (Go's, e.g. 1m30s, 500ms) in nanoseconds, as BuildKit checks it."""
+    try:
+        ns = specs.parse_duration(text)
+    except ValueError:
+        raise BuildError(f"{where}: --{flag}={text}: not a duration (e.g. 30s, 1m30s)") from None
+    if ns and ns < 10**6:
+        raise BuildError(f"{where}: --{flag}={text}: cannot be less than 1ms")
+    return ns
 

@@ -118,25 +118,47 @@ def detect(trees=None):
 
 
 class Resources:
-    """Limits in docker's terms; None means "not limited".
+    """Limits; None means "not limited" (or, to ``update``, "leave as it is").
 
-    memory       bytes (--memory)
-    memory_swap  bytes of memory+swap (--memory-swap); -1 unlimited
-    pids_limit   (--pids-limit); <= 0 unlimited
-    cpus         (--cpus) e.g. 1.5
-    cpu_shares   (--cpu-shares), relative weight, default 1024
-    cpuset_cpus  (--cpuset-cpus) e.g. "0-1,3"
+    Docker's terms (``minirt run``'s flags):
+    memory        bytes (--memory); -1 unlimited
+    memory_swap   bytes of memory+swap (--memory-swap); -1 unlimited; 0 leaves
+                  it as it is; None: docker's default on v1, twice ``memory``
+    pids_limit    (--pids-limit); <= 0 unlimited
+    cpus          (--cpus) e.g. 1.5: a quota of that many CFS periods
+    cpu_shares    (--cpu-shares), relative weight, default 1024
+    cpuset_cpus   (--cpuset-cpus) e.g. "0-1,3"
+
+    and the rest of an OCI bundle's linux.resources (runc's rules):
+    memory_reservation   bytes the kernel tries to leave the container (soft limit)
+    cpu_quota, cpu_period  microseconds of CPU per period (quota -1: unlimited),
+                  each set alone if given alone (the other stays)
+    cpu_rt_period, cpu_rt_runtime  the same for realtime tasks (cgroup v1 only)
+    cpuset_mems   memory nodes e.g. "0"
+    blkio_weight  relative I/O weight, 10 to 1000
+    blkio_weight_device  ((major, minor, weight), ...): a device's own weight
+    unified       {cgroup v2 file: value}, written as given, last (v2 only)
     """
 
-    __slots__ = ("memory", "memory_swap", "pids_limit", "cpus", "cpu_shares", "cpuset_cpus")
+    __slots__ = ("memory", "memory_swap", "pids_limit", "cpus", "cpu_shares", "cpuset_cpus",
+                 "memory_reservation", "cpu_quota", "cpu_period", "cpu_rt_period", "cpu_rt_runtime",
+                 "cpuset_mems", "blkio_weight", "blkio_weight_device", "unified")
 
-    def __init__(self, memory=None, memory_swap=None, pids_limit=None, cpus=None, cpu_shares=None,
-                 cpuset_cpus=None):
-        self.memory, self.memory_swap, self.pids_limit = memory, memory_swap, pids_limit
-        self.cpus, self.cpu_shares, self.cpuset_cpus = cpus, cpu_shares, cpuset_cpus
+    def __init__(self, **limits):
+        for name in self.__slots__:
+            setattr(self, name, limits.pop(name, None))
+        if limits:
+            raise TypeError(f"unknown limits: {', '.join(sorted(limits))}")
 
     def any(self):
         return any(getattr(self, name) is not None for name in self.__slots__)
+
+    def quota_period(self):
+        """(quota, period) in microseconds, either None when not given;
+        ``cpus`` is a quota of that many periods of 100 ms."""
+        if self.cpus is not None:
+            return round(self.cpus * CPU_PERIOD), CPU_PERIOD
+        return self.cpu_quota, self.cpu_period
 
 
 CPU_PERIOD = 100_000  # microseconds, as docker
@@ -189,6 +211,28 @@ class Cgroup:
                     raise RuntimeFailure(f"cannot move a process into cgroup {self.path}: permission denied"
                                          " (rootless, minirt must run inside the cgroup subtree"
                                          " delegated to the user)") from None
+
+    def below(self, subs):
+        """The cgroups below this one where ``exec --cgroup`` puts a process,
+        as runc 1.1 reads it: ``subs`` maps a controller to a path below
+        the container's cgroup in that controller's tree (the others stay
+        at the container's own), or "" to a path for every tree."""
+        known = {c for tree in self.trees if tree.version == "v1" for c in tree.controllers}
+        for controller in subs:
+            if controller and controller not in known:
+                raise RuntimeFailure(f"unknown controller {controller} in SubCgroupPaths")
+        inner = type(self)(self.path, self.trees, self.delegated)
+        for i, (tree, d) in enumerate(zip(self.trees, self.dirs)):
+            sub = subs[""] if "" in subs else next((subs[c] for c in tree.controllers if c in subs), None)
+            if sub is None:
+                continue
+            target = os.path.normpath(os.path.join(d, sub.lstrip("/")))
+            if target != d and not target.startswith(d + "/"):
+                raise RuntimeFailure(f"{sub} is not a sub cgroup path")
+            if not os.path.isdir(target):
+                raise RuntimeFailure(f"error adding pid to cgroups: {target}/cgroup.procs: no such file or directory")
+            inner.dirs[i] = target
+        return inner
 
     def open_entry(self):
         """The doors a new process walks in through by itself (see the module
@@ -253,12 +297,36 @@ class Cgroup:
                     time.sleep(0.005)
 
     def set_limits(self, res):
-        """Write the limits in ``res``; RuntimeFailure names any that cannot be set."""
-        for tree_dir, name, value in self._limit_files(res):
-            try:
-                _write(tree_dir, name, value)
-            except OSError as e:
-                raise RuntimeFailure(f"cannot set cgroup limit {name}={value}: {e.strerror}") from None
+        """Write the limits in ``res``.  RuntimeFailure names one that cannot
+        be set, and then the others are put back as they were.
+
+        Some limits bound one another: memory and memory+swap (v1: memory <=
+        memory+swap), a CFS period and its quota under a parent's quota.  So a
+        value the kernel refuses (EINVAL) while its partner still has its old
+        value is tried again once the others are written, as runc orders them.
+        """
+        files = list(self._limit_files(res))  # (its checks come before any write)
+        done, later = [], []
+        try:
+            for d, name, value in files:
+                old = _old_value(d, name)
+                try:
+                    _write(d, name, value)
+                except OSError as e:
+                    if e.errno != errno.EINVAL:
+                        raise _limit_failure(d, name, value, e) from None
+                    later.append((d, name, value, old))
+                    continue
+                done.append((d, name, old))
+            for d, name, value, old in later:
+                try:
+                    _write(d, name, value)
+                except OSError as e:
+                    raise _limit_failure(d, name, value, e) from None
+                done.append((d, name, old))
+        except RuntimeFailure:
+            _put_back(done)
+            raise
 
     def _dir_for(self, controller):
         for tree, d in zip(self.trees, self.dirs):
@@ -304,28 +372,57 @@ class CgroupV2(Cgroup):
             _write(d, "cgroup.subtree_control", todo)
 
     def set_limits(self, res):
-        files = list(self._limit_files(res))
-        wanted = {name.split(".")[0] for _, name, _ in files}
+        # (first: a controller's files appear once its parent hands it down)
+        wanted = {controller for controller, fields in _V2_CONTROLLERS
+                  if any(getattr(res, field) is not None for field in fields)}
+        wanted |= {name.split(".")[0] for name in res.unified or ()} - {"cgroup"}
         if wanted:
             self.enable_controllers(wanted)
         super().set_limits(res)
 
     def _limit_files(self, res):
+        """v2's files, converted from the v1 terms of docker and OCI as runc does."""
         d = self.dirs[0]
-        if res.memory is not None:
-            yield d, "memory.max", res.memory
-            if res.memory_swap is not None:
-                swap = "max" if res.memory_swap < 0 else max(res.memory_swap - res.memory, 0)
-                yield d, "memory.swap.max", swap
+        if res.memory is not None or res.memory_swap is not None or res.memory_reservation is not None:
+            # memory.swap.max is swap alone, not memory+swap; written first
+            swap = v2_swap(res.memory_swap or 0, res.memory or 0)
+            if swap or (res.memory_swap or 0) > 0:
+                yield d, "memory.swap.max", "max" if swap == -1 else swap
+            if res.memory:
+                yield d, "memory.max", "max" if res.memory == -1 else res.memory
+            if res.memory_reservation:
+                yield d, "memory.low", "max" if res.memory_reservation == -1 else res.memory_reservation
         if res.pids_limit is not None:
             yield d, "pids.max", res.pids_limit if res.pids_limit > 0 else "max"
-        if res.cpus is not None:
-            yield d, "cpu.max", f"{round(res.cpus * CPU_PERIOD)} {CPU_PERIOD}"
-        if res.cpu_shares is not None:
+        quota, period = res.quota_period()
+        if quota or period:
+            # cpu.max holds both; the one not given stays as it is
+            try:
+                old_quota, old_period = _read(d, "cpu.max").split()
+            except FileNotFoundError:
+                old_quota, old_period = "max", CPU_PERIOD
+            quota = old_quota if not quota else "max" if quota < 0 else quota
+            yield d, "cpu.max", f"{quota} {period or old_period}"
+        if res.cpu_shares:
             # runc's mapping of v1 shares [2, 262144] onto v2 weight [1, 10000].
             yield d, "cpu.weight", 1 + ((res.cpu_shares - 2) * 9999) // 262142
-        if res.cpuset_cpus is not None:
+        if res.cpu_rt_period or res.cpu_rt_runtime:
+            raise RuntimeFailure("realtime CPU limits (cpu.rt_period_us, cpu.rt_runtime_us) need cgroup v1")
+        if res.cpuset_cpus:
             yield d, "cpuset.cpus", res.cpuset_cpus
+        if res.cpuset_mems:
+            yield d, "cpuset.mems", res.cpuset_mems
+        if res.blkio_weight or res.blkio_weight_device:
+            # The BFQ scheduler's own weights when it is there (per device
+            # too); else io.weight, [10, 1000] mapped onto [1, 10000].
+            bfq = os.path.exists(os.path.join(d, "io.bfq.weight"))
+            if res.blkio_weight:
+                yield (d, "io.bfq.weight", res.blkio_weight) if bfq else \
+                    (d, "io.weight", 1 + (res.blkio_weight - 10) * 9999 // 990)
+            for major, minor, weight in (res.blkio_weight_device or ()) if bfq else ():
+                yield d, "io.bfq.weight", f"{major}:{minor} {weight}"
+        for name, value in (res.unified or {}).items():  # (last: they override what is above)
+            yield d, name, value
 
     def oom_killed(self):
         return _keyed(self.dirs[0], "memory.events").get("oom_kill", 0) > 0
@@ -363,6 +460,30 @@ class CgroupV2(Cgroup):
             super().kill()
 
 
+# Which v2 controller each limit needs.
+_V2_CONTROLLERS = (
+    ("memory", ("memory", "memory_swap", "memory_reservation")), ("pids", ("pids_limit",)),
+    ("cpu", ("cpus", "cpu_shares", "cpu_quota", "cpu_period")), ("cpuset", ("cpuset_cpus", "cpuset_mems")),
+    ("io", ("blkio_weight", "blkio_weight_device")),
+)
+
+
+def v2_swap(memory_swap, memory):
+    """memory.swap.max from v1's memory+swap (0: leave it; -1: unlimited),
+    runc's rules and words: memory -1 alone lifts the swap limit as well."""
+    if memory == -1 and memory_swap == 0:
+        return -1
+    if memory_swap in (-1, 0):
+        return memory_swap
+    if memory in (0, -1):
+        raise RuntimeFailure("unable to set swap limit without memory limit")
+    if memory < 0:
+        raise RuntimeFailure(f"invalid memory value: {memory}")
+    if memory_swap < memory:
+        raise RuntimeFailure("memory+swap limit should be >= memory limit")
+    return memory_swap - memory
+
+
 class CgroupV1(Cgroup):
     version = "v1"
 
@@ -376,25 +497,53 @@ class CgroupV1(Cgroup):
                 _inherit_cpuset(d)
 
     def _limit_files(self, res):
-        if res.memory is not None:
+        if res.memory is not None or res.memory_swap is not None or res.memory_reservation is not None:
             mem = self._dir_for("memory")
-            yield mem, "memory.limit_in_bytes", res.memory
-            # docker: --memory-swap defaults to twice --memory; -1 means unlimited.
-            swap = res.memory_swap if res.memory_swap is not None else 2 * res.memory
-            if os.path.exists(os.path.join(mem, "memory.memsw.limit_in_bytes")):
-                yield mem, "memory.memsw.limit_in_bytes", swap
-            elif res.memory_swap is not None:
+            has_swap = os.path.exists(os.path.join(mem, "memory.memsw.limit_in_bytes"))
+            swap = res.memory_swap
+            if swap is None and res.memory is not None:
+                # docker's default: as much swap as memory; -1: unlimited both
+                swap = (-1 if res.memory == -1 else 2 * res.memory) if has_swap else 0
+            elif res.memory == -1 and not swap and has_swap:
+                swap = -1  # (runc: --memory -1 alone lifts the swap limit as well)
+            if swap and not has_swap:
                 raise RuntimeFailure("--memory-swap: this kernel does not account swap (no memory.memsw)")
+            # (memory <= memory+swap at each step: set_limits retries the refused one)
+            if res.memory:
+                yield mem, "memory.limit_in_bytes", res.memory
+            if swap:
+                yield mem, "memory.memsw.limit_in_bytes", swap
+            if res.memory_reservation:
+                yield mem, "memory.soft_limit_in_bytes", res.memory_reservation
         if res.pids_limit is not None:
             yield self._dir_for("pids"), "pids.max", res.pids_limit if res.pids_limit > 0 else "max"
-        if res.cpus is not None:
+        quota, period = res.quota_period()
+        if quota or period or res.cpu_shares or res.cpu_rt_period or res.cpu_rt_runtime:
             cpu = self._dir_for("cpu")
-            yield cpu, "cpu.cfs_period_us", CPU_PERIOD
-            yield cpu, "cpu.cfs_quota_us", round(res.cpus * CPU_PERIOD)
-        if res.cpu_shares is not None:
-            yield self._dir_for("cpu"), "cpu.shares", res.cpu_shares
-        if res.cpuset_cpus is not None:
+            if res.cpu_shares:
+                yield cpu, "cpu.shares", res.cpu_shares
+            if period:
+                yield cpu, "cpu.cfs_period_us", period
+            if quota:
+                yield cpu, "cpu.cfs_quota_us", quota
+            if res.cpu_rt_period:
+                yield cpu, "cpu.rt_period_us", res.cpu_rt_period
+            if res.cpu_rt_runtime:
+                yield cpu, "cpu.rt_runtime_us", res.cpu_rt_runtime
+        if res.cpuset_cpus:
             yield self._dir_for("cpuset"), "cpuset.cpus", res.cpuset_cpus
+        if res.cpuset_mems:
+            yield self._dir_for("cpuset"), "cpuset.mems", res.cpuset_mems
+        if res.blkio_weight or res.blkio_weight_device:
+            blkio = self._dir_for("blkio")
+            # blkio.weight with the CFQ scheduler (before Linux 5.0), else BFQ's own files
+            prefix = "blkio." if os.path.exists(os.path.join(blkio, "blkio.weight")) else "blkio.bfq."
+            if res.blkio_weight:
+                yield blkio, prefix + "weight", res.blkio_weight
+            for major, minor, weight in res.blkio_weight_device or ():
+                yield blkio, prefix + "weight_device", f"{major}:{minor} {weight}"
+        if res.unified:
+            raise RuntimeFailure("unified (cgroup v2) limits need cgroup v2, and this host's controllers are on v1")
 
     def freeze(self, frozen):
         """Stop (or let go on) every process of the cgroup: the freezer
@@ -502,6 +651,37 @@ def _keyed(d, name):
 def _write(d, name, value):
     with open(os.path.join(d, name), "w") as f:
         f.write(str(value))
+
+
+def _limit_failure(d, name, value, error):
+    if name == "memory.limit_in_bytes" and error.errno == errno.EBUSY:  # (v1: below what is in use; runc's words)
+        usage, peak = (_read(d, f"memory.{kind}usage_in_bytes") for kind in ("", "max_"))
+        return RuntimeFailure(f"unable to set memory limit to {value} (current usage: {usage}, peak usage: {peak})")
+    return RuntimeFailure(f"cannot set cgroup limit {name}={value}: {error.strerror}")
+
+
+def _old_value(d, name):
+    """A limit file's value, to put back; None for a file of several lines
+    (per-device weights), which cannot be written back whole."""
+    try:
+        old = _read(d, name)
+    except OSError:
+        return None
+    return None if "\n" in old else old
+
+
+def _put_back(written):
+    """Undo limits already written (newest first); one that its partner
+    still blocks gets a second try, as in ``set_limits``."""
+    pending = [(d, name, old) for d, name, old in reversed(written) if old is not None]
+    for _ in range(2):
+        failed = []
+        for d, name, old in pending:
+            try:
+                _write(d, name, old)
+            except OSError:
+                failed.append((d, name, old))
+        pending = failed
 
 
 def _makedirs(d, attempts=100):

@@ -2,8 +2,8 @@
 
 The lecture's container is built from a handful of system calls: ``clone3``
 and ``clone`` (a child in new namespaces, born inside its cgroup), ``unshare``
-and ``setns`` (namespaces), ``mount``/``umount2``/``pivot_root`` (the root
-filesystem), ``sethostname`` (the UTS namespace), ``seccomp`` (a filter on
+and ``setns`` (namespaces), ``mount``/``umount2``/``pivot_root``,
+``open_tree``/``move_mount`` and ``mount_setattr`` (the root filesystem), ``sethostname`` (the UTS namespace), ``seccomp`` (a filter on
 system calls).  They are reached through
 cffi in ABI mode: no compiler, and the declarations are pre-parsed at install
 time into ``_libc.py`` (see ``_libc_build.py``), so importing this module is
@@ -58,6 +58,24 @@ MS_RELATIME = 1 << 21
 MS_STRICTATIME = 1 << 24
 MNT_DETACH = 0x2
 
+# <linux/mount.h> mount_setattr(2) attributes (Linux 5.12): a mount's flags, set
+# on a whole tree of mounts at once.
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70          # the atime mode: one of the three below
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+_AT_FDCWD = -100
+_AT_RECURSIVE = 0x8000
+_OPEN_TREE_CLONE = 0x1
+_OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
+
 # <linux/prctl.h>
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -66,7 +84,11 @@ _SYS_PIVOT_ROOT = 155  # x86_64
 _SYS_CLONE = 56
 _SYS_SECCOMP = 317
 _SYS_CLONE3 = 435
+_SYS_OPEN_TREE = 428
+_SYS_MOVE_MOUNT = 429
+_SYS_MOUNT_SETATTR = 442
 SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3   # return the filter's user-notification descriptor
 # Parsed once here, not in the container's first process where time counts.
 _FILTER_ARRAY = ffi.typeof("struct sock_filter[]")
 _FPROG = ffi.typeof("struct sock_fprog *")
@@ -116,6 +138,33 @@ def pivot_root(new_root, put_old):
     _check(result, "pivot_root")
 
 
+def mount_setattr(target, attr_set, attr_clr):
+    """Set ``attr_set`` and clear ``attr_clr`` (MOUNT_ATTR_*) on the mount at
+    ``target`` and every mount below it (AT_RECURSIVE)."""
+    # struct mount_attr: attr_set, attr_clr, propagation, userns_fd: four u64.
+    attr = bytearray(b"".join(v.to_bytes(8, sys.byteorder) for v in (attr_set, attr_clr, 0, 0)))
+    _check(_libc.syscall(ffi.cast("long", _SYS_MOUNT_SETATTR), ffi.cast("int", _AT_FDCWD),
+                         ffi.new("char[]", _path(target)), ffi.cast("unsigned int", _AT_RECURSIVE),
+                         ffi.from_buffer(attr), ffi.cast("size_t", len(attr))), f"mount_setattr {target}")
+
+
+def open_tree(source, recursive=True):
+    """A detached copy of the mount at ``source`` (with those below it when
+    ``recursive``), as a descriptor that ``move_mount`` attaches elsewhere --
+    in another mount namespace, by a process that could not even reach ``source``."""
+    flags = _OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | (_AT_RECURSIVE if recursive else 0)
+    return _check(_libc.syscall(ffi.cast("long", _SYS_OPEN_TREE), ffi.cast("int", _AT_FDCWD),
+                                ffi.new("char[]", _path(source)), ffi.cast("unsigned int", flags)),
+                  f"open_tree {source}")
+
+
+def move_mount(tree, target):
+    """Attach the mount tree open as ``tree`` (``open_tree``) at ``target``."""
+    _check(_libc.syscall(ffi.cast("long", _SYS_MOVE_MOUNT), ffi.cast("int", tree), ffi.new("char[]", b""),
+                         ffi.cast("int", _AT_FDCWD), ffi.new("char[]", _path(target)),
+                         ffi.cast("unsigned int", _MOVE_MOUNT_F_EMPTY_PATH)), f"move_mount {target}")
+
+
 def clone3(flags=0, cgroup=0):
     """clone3(2) used as a fork: the child's pid in the parent, 0 in the child.
 
@@ -156,11 +205,13 @@ def clone(flags=0):
 
 def seccomp_filter(program, flags=0):
     """seccomp(SECCOMP_SET_MODE_FILTER): install ``program`` (the bytes of a
-    ``struct sock_filter[]``, see ``seccomp.py``) on the calling thread."""
+    ``struct sock_filter[]``, see ``seccomp.py``) on the calling thread.
+    Returns 0, or with SECCOMP_FILTER_FLAG_NEW_LISTENER the new descriptor
+    (close-on-exec) on which the filter's notifications arrive."""
     filters = ffi.from_buffer(_FILTER_ARRAY, program)
     prog = ffi.new(_FPROG, {"len": len(program) // 8, "filter": filters})
-    _check(_libc.syscall(ffi.cast("long", _SYS_SECCOMP), ffi.cast("unsigned int", SECCOMP_SET_MODE_FILTER),
-                         ffi.cast("unsigned int", flags), prog), "seccomp")
+    return _check(_libc.syscall(ffi.cast("long", _SYS_SECCOMP), ffi.cast("unsigned int", SECCOMP_SET_MODE_FILTER),
+                                ffi.cast("unsigned int", flags), prog), "seccomp")
 
 
 def prctl(option, arg2=0):

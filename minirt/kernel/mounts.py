@@ -169,6 +169,34 @@ PROPAGATION = {
     "runbindable": MS_UNBINDABLE | MS_REC,
 }
 
+# runc's recursive options (mount_setattr(2) with AT_RECURSIVE): the flag on the
+# mount and on every mount below it, where "ro" makes only the top one read-only.
+# name -> (attributes to set, attributes to clear)
+RECURSIVE_OPTIONS = {
+    "rro": (libc.MOUNT_ATTR_RDONLY, 0), "rrw": (0, libc.MOUNT_ATTR_RDONLY),
+    "rnosuid": (libc.MOUNT_ATTR_NOSUID, 0), "rsuid": (0, libc.MOUNT_ATTR_NOSUID),
+    "rnodev": (libc.MOUNT_ATTR_NODEV, 0), "rdev": (0, libc.MOUNT_ATTR_NODEV),
+    "rnoexec": (libc.MOUNT_ATTR_NOEXEC, 0), "rexec": (0, libc.MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (libc.MOUNT_ATTR_NODIRATIME, 0), "rdiratime": (0, libc.MOUNT_ATTR_NODIRATIME),
+    "rnosymfollow": (libc.MOUNT_ATTR_NOSYMFOLLOW, 0), "rsymfollow": (0, libc.MOUNT_ATTR_NOSYMFOLLOW),
+    "rrelatime": (libc.MOUNT_ATTR_RELATIME, libc.MOUNT_ATTR__ATIME),
+    "rnoatime": (libc.MOUNT_ATTR_NOATIME, libc.MOUNT_ATTR__ATIME),
+    "rstrictatime": (libc.MOUNT_ATTR_STRICTATIME, libc.MOUNT_ATTR__ATIME),
+}
+
+
+def recursive_options(options):
+    """(``options`` without the recursive ones, (attributes to set, to clear) by those)."""
+    attr_set = attr_clr = 0
+    rest = []
+    for option in options:
+        if option in RECURSIVE_OPTIONS:
+            on, off = RECURSIVE_OPTIONS[option]
+            attr_set, attr_clr = (attr_set & ~off) | on, (attr_clr & ~on) | off
+        else:
+            rest.append(option)
+    return rest, (attr_set, attr_clr)
+
 
 def parse_options(options):
     """fstab-style ``options`` -> (flags, [propagation flags], data string or None)."""
@@ -184,13 +212,20 @@ def parse_options(options):
     return flags, propagation, ",".join(data) or None
 
 
-def mount_entry(root, kind, source, destination, options):
+def mount_entry(root, kind, source, destination, options, tree=None):
     """One mount of an OCI bundle (type, source, destination inside ``root``,
-    options) with its flags and propagation; returns the target on the host."""
+    options) with its flags, propagation and recursive flags; returns the
+    target on the host.  A bind mount's ``tree``, where given, is its source
+    already copied (``libc.open_tree``), attached instead of ``source``."""
+    options, recursive = recursive_options(options)
     flags, propagation, data = parse_options(options)
     if flags & MS_BIND:
-        target = make_mountpoint(root, destination, is_dir=os.path.isdir(source))
-        libc.mount(source, target, None, flags & (MS_BIND | MS_REC))
+        is_dir = os.path.isdir(source) if tree is None else stat.S_ISDIR(os.fstat(tree).st_mode)
+        target = make_mountpoint(root, destination, is_dir=is_dir)
+        if tree is None:
+            libc.mount(source, target, None, flags & (MS_BIND | MS_REC))
+        else:
+            libc.move_mount(tree, target)
         if flags & ~(MS_BIND | MS_REC):  # a bind mount takes its flags only from a remount
             remount(target, flags & ~(MS_BIND | MS_REC))
     else:
@@ -198,6 +233,8 @@ def mount_entry(root, kind, source, destination, options):
         libc.mount(source or kind, target, kind, flags, data)
     for change in propagation:
         libc.mount(None, target, None, change)
+    if any(recursive):
+        libc.mount_setattr(target, *recursive)
     return target
 
 

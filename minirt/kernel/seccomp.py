@@ -13,7 +13,9 @@ a filter cannot be removed, only more filters added.  The program sees
         __u64 args[6];               offset 16  the arguments, by value
     };
 
-and returns a verdict: allow, fail with an errno, kill, trap, log.  It cannot
+and returns a verdict: allow, fail with an errno, kill, trap, log, or ask a
+supervisor (user notification: the call waits until the *seccomp agent*
+holding the filter's notification descriptor answers it).  It cannot
 follow pointers (a path, a struct) -- the memory could change between the check
 and the use -- so rules can only look at numbers: the call and its arguments.
 
@@ -69,6 +71,7 @@ RET_KILL_PROCESS = 0x80000000
 RET_KILL_THREAD = 0x00000000
 RET_TRAP = 0x00030000           # SIGSYS to the caller
 RET_ERRNO = 0x00050000          # | errno: the call fails, nothing happens
+RET_USER_NOTIF = 0x7FC00000     # the agent answers (``security.install_filter``)
 RET_TRACE = 0x7FF00000          # | message for a ptrace tracer
 RET_LOG = 0x7FFC0000            # allowed, and logged
 RET_ALLOW = 0x7FFF0000
@@ -83,7 +86,12 @@ ACTIONS = {
     "SCMP_ACT_TRAP": RET_TRAP,
     "SCMP_ACT_TRACE": RET_TRACE,
     "SCMP_ACT_LOG": RET_LOG,
+    "SCMP_ACT_NOTIFY": RET_USER_NOTIF,
 }
+NOTIFY = "SCMP_ACT_NOTIFY"
+# Calls the agent may not hold up: the process that installs the filter makes
+# them before the agent has its descriptor (``security.install_filter``).
+NOTIFY_FORBIDDEN = ("write", "sendmsg")
 OPS = ("EQ", "NE", "LT", "LE", "GT", "GE", "MASKED_EQ")
 _NATIVE_ARCHES = {"amd64", "x86_64", "SCMP_ARCH_X86_64"}   # how profiles name ours
 
@@ -98,7 +106,7 @@ def action_name(verdict):
     if what == RET_ERRNO:
         return f"ERRNO({errno.errorcode.get(data, data)})"
     names = {RET_KILL_PROCESS: "KILL_PROCESS", RET_KILL_THREAD: "KILL_THREAD", RET_TRAP: "TRAP",
-             RET_TRACE: "TRACE", RET_LOG: "LOG", RET_ALLOW: "ALLOW"}
+             RET_TRACE: "TRACE", RET_LOG: "LOG", RET_ALLOW: "ALLOW", RET_USER_NOTIF: "USER_NOTIF"}
     return names.get(what, f"{verdict:#x}")
 
 
@@ -129,20 +137,23 @@ class Rule(namedtuple("Rule", "names action args includes excludes", defaults=((
                 and (not exc.min_kernel or kernel < exc.min_kernel))
 
 
-def load_profile(path, data=None):
+def load_profile(path, data=None, notify=False):
     """Read a seccomp profile in docker's JSON format (``data``: its bytes, if
-    already read)."""
+    already read; ``notify``: see ``parse_profile``)."""
     try:
         decoded = json.loads(security.read_profile(path) if data is None else data)
     except (ValueError, UnicodeDecodeError) as e:
         raise SpecError(f"{path}: invalid seccomp profile: {e}") from None
     except RecursionError:
         raise SpecError(f"{path}: invalid seccomp profile: nested too deeply") from None
-    return parse_profile(decoded, source=str(path))
+    return parse_profile(decoded, source=str(path), notify=notify)
 
 
-def parse_profile(data, source="profile"):
-    """Turn the decoded JSON into a ``Profile``; SpecError names what is wrong."""
+def parse_profile(data, source="profile", notify=False):
+    """Turn the decoded JSON into a ``Profile``; SpecError names what is wrong.
+    SCMP_ACT_NOTIFY only with ``notify``: where there is an agent to answer
+    (an OCI bundle's listenerPath), and never for the calls that hand it the
+    descriptor (NOTIFY_FORBIDDEN) nor as the default action (runc's rules)."""
     def fail(message):
         raise SpecError(f"{source}: invalid seccomp profile: {message}")
 
@@ -153,9 +164,9 @@ def parse_profile(data, source="profile"):
 
     def action(rule, where, errno_value, default_errno):
         if not isinstance(rule, str) or rule not in ACTIONS:
-            if rule == "SCMP_ACT_NOTIFY":
-                fail(f"{where}: SCMP_ACT_NOTIFY is not supported")
             fail(f"{where}: unknown action {rule!r}")
+        if rule == NOTIFY and not notify:
+            fail(f"{where}: SCMP_ACT_NOTIFY needs a seccomp agent (an OCI bundle's linux.seccomp.listenerPath)")
         code = ACTIONS[rule]
         if code in (RET_ERRNO, RET_TRACE):
             value = default_errno if errno_value is None else errno_value
@@ -198,6 +209,8 @@ def parse_profile(data, source="profile"):
     if "defaultAction" not in data:
         fail("defaultAction is missing")
     default_errno = data.get("defaultErrnoRet")
+    if data["defaultAction"] == NOTIFY:
+        fail("SCMP_ACT_NOTIFY cannot be used as default action")
     default = action(data["defaultAction"], "defaultAction", default_errno, errno.EPERM)
     for key in ("architectures", "archMap"):
         if not isinstance(data.get(key) or [], list):
@@ -213,6 +226,9 @@ def parse_profile(data, source="profile"):
             fail(f"{where}: names must be a non-empty list of strings")
         if not isinstance(obj.get("args") or [], list):
             fail(f"{where}: args must be a list")
+        for name in NOTIFY_FORBIDDEN:
+            if obj.get("action") == NOTIFY and name in names:
+                fail(f"SCMP_ACT_NOTIFY cannot be used for the {name} syscall")
         rules.append(Rule(
             names=tuple(names),
             action=action(obj.get("action"), where, obj.get("errnoRet"), errno.EPERM),
@@ -255,9 +271,10 @@ def compile_profile(profile, caps=frozenset(), kernel=None):
 @functools.lru_cache(maxsize=32)
 def _compile(profile, caps, kernel):
     # For one call, rules with argument tests are tried first, in profile
-    # order, and the first that matches decides; then the first rule without
-    # tests; then the default.  (In docker's profiles a call never has two
-    # rules that disagree, so the order only matters for hand-made profiles.)
+    # order, and the first that matches decides (``_alternatives``); then
+    # the first rule without tests; then the default.  (In docker's profiles
+    # a call never has two rules that disagree, so the order only matters
+    # for hand-made profiles.)
     unconditional = {}   # nr -> verdict of the first rule without argument tests
     conditional = {}     # nr -> [(args, verdict)], in profile order
     for rule in profile.rules:
@@ -268,7 +285,7 @@ def _compile(profile, caps, kernel):
             if nr is None:          # another architecture's call: skipped, as docker does
                 continue
             if rule.args:
-                conditional.setdefault(nr, []).append((rule.args, rule.action))
+                conditional.setdefault(nr, []).extend((args, rule.action) for args in _alternatives(rule.args))
             else:
                 unconditional.setdefault(nr, rule.action)
 
@@ -308,6 +325,17 @@ def _compile(profile, caps, kernel):
         return bpf.encode(asm.assemble())
     except ValueError as e:
         raise SpecError(f"{profile.source}: seccomp profile too complex: {e}") from None
+
+
+def _alternatives(args):
+    """A rule's argument tests as the alternatives that let it match: all of
+    them together -- unless two test the same argument (``index 0 == 100``,
+    ``index 0 == 9001``), which together could never hold: then, as docker
+    and runc read such a rule, each test alone."""
+    indexes = [a.index for a in args]
+    if len(set(indexes)) < len(indexes):
+        return [(a,) for a in args]
+    return [args]
 
 
 def _check_architecture(asm):

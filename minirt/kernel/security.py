@@ -42,7 +42,7 @@ PROFILE_LIMIT = 4 << 20  # bytes of a seccomp profile file; docker's default has
 _COMPILER = ("seccomp.py", "seccomp_default.py", "bpf.py", "syscalls_x86_64.py", "capabilities.py")
 
 
-def seccomp_program(option=None, privileged=False, caps=frozenset(), cache=None, profile=None):
+def seccomp_program(option=None, privileged=False, caps=frozenset(), cache=None, profile=None, notify=False):
     """The seccomp filter for ``--security-opt seccomp=OPTION``, compiled for
     the container's capabilities (BPF bytes), or None for no filter.
 
@@ -55,13 +55,14 @@ def seccomp_program(option=None, privileged=False, caps=frozenset(), cache=None,
     named by a hash of everything it depends on: the profile (the file's
     content), the capabilities, the kernel release (docker's profile has
     rules for newer kernels only) and the compiler's own files (a new minirt
-    compiles again).
+    compiles again).  ``notify``: the profile may use SCMP_ACT_NOTIFY (there
+    is an agent to answer: ``seccomp.parse_profile``).
     """
     if option == "unconfined" or (not option and privileged):
         return None
     if profile is None:  # (else the caller has the profile's bytes: an OCI bundle's, say; option names it)
         profile = read_profile(option) if option else None  # once: a pipe cannot be read twice
-    key = _program_key(profile, caps) if cache else None
+    key = _program_key(profile, caps, notify) if cache else None
     if key:
         try:
             with open(os.path.join(cache, key), "rb") as f:
@@ -72,8 +73,8 @@ def seccomp_program(option=None, privileged=False, caps=frozenset(), cache=None,
             pass
     from minirt.kernel import seccomp  # only now: see above
 
-    program = seccomp.compile_profile(seccomp.load_profile(option, profile) if option else seccomp.default_profile(),
-                                      caps=caps)
+    chosen = seccomp.load_profile(option, profile, notify) if option else seccomp.default_profile()
+    program = seccomp.compile_profile(chosen, caps=caps)
     if key:
         _keep(cache, key, program)
     return program
@@ -86,7 +87,7 @@ def read_profile(path):
     return bounded.read(path, "seccomp profile", PROFILE_LIMIT)
 
 
-def _program_key(profile, caps):
+def _program_key(profile, caps, notify=False):
     """A hash of what a compiled program depends on (``profile``: the
     profile file's bytes, None for the default); None if the compiler's files
     cannot be found."""
@@ -100,6 +101,8 @@ def _program_key(profile, caps):
         return None
     if profile is not None:
         h.update(b"profile " + profile + b"\n")
+    if notify:  # (without an agent, the same profile is refused)
+        h.update(b"notify\n")
     h.update(f"caps {sorted(caps)}\nkernel {os.uname().release}\n".encode())
     return h.hexdigest()
 
@@ -166,7 +169,7 @@ def conceal(title=b"minirt"):
     _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
 
 
-def apply(caps, no_new_privs=True, seccomp_program=None, uid=0, gid=0, groups=None):
+def apply(caps, no_new_privs=True, seccomp_program=None, uid=0, gid=0, groups=None, seccomp_listener=None):
     """Become the container's user with the container's privileges.  Run as root.
 
     ``groups=None`` leaves the supplementary groups alone (a user namespace
@@ -192,6 +195,8 @@ def apply(caps, no_new_privs=True, seccomp_program=None, uid=0, gid=0, groups=No
        no_new_privs the kernel wants CAP_SYS_ADMIN to install a filter, so
        then the filter goes in *before* step 3 drops it (runc does the same),
        and the filter must allow capset (docker's profile does).
+
+    ``seccomp_listener``: see ``install_filter``.
     """
     held = capabilities.permitted_set()
     bounding = capabilities.numbers(caps) & held    # what we lack we cannot give
@@ -209,7 +214,7 @@ def apply(caps, no_new_privs=True, seccomp_program=None, uid=0, gid=0, groups=No
     try:
         if seccomp_program is not None and not no_new_privs:
             capabilities.set_process_sets(keep | ({_SYS_ADMIN} & held))
-            _install_seccomp(seccomp_program)
+            install_filter(seccomp_program, seccomp_listener)
             seccomp_program = None
         capabilities.set_process_sets(keep)
         if no_new_privs:
@@ -217,14 +222,30 @@ def apply(caps, no_new_privs=True, seccomp_program=None, uid=0, gid=0, groups=No
     except OSError as e:
         raise RuntimeFailure(f"cannot drop capabilities: {e.strerror}") from None
     if seccomp_program is not None:
-        _install_seccomp(seccomp_program)
+        install_filter(seccomp_program, seccomp_listener)
 
 
-def _install_seccomp(program):
+def install_filter(program, listener=None):
+    """Install the seccomp filter ``program`` on the calling thread.
+
+    With ``listener`` (a function of one descriptor) the filter has an agent:
+    the kernel hands out a descriptor on which the filter's SCMP_ACT_NOTIFY
+    calls arrive, ``listener`` passes it on (to the runtime, which sends it to
+    the agent), and we let go of ours.  From here on such a call of ours waits
+    until the agent answers it, so ``listener`` must use none of them: the
+    profile may not notify write or sendmsg (``seccomp.NOTIFY_FORBIDDEN``);
+    any later one waits only until the agent has the descriptor.  Once the
+    agent's copy closes too, the kernel fails those calls with ENOSYS.
+    """
     try:
-        libc.seccomp_filter(program)
+        fd = libc.seccomp_filter(program, libc.SECCOMP_FILTER_FLAG_NEW_LISTENER if listener else 0)
     except OSError as e:
         raise seccomp_failure(e.errno) from None
+    if listener:
+        try:
+            listener(fd)
+        finally:
+            os.close(fd)
 
 
 def seccomp_failure(err):

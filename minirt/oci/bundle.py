@@ -18,14 +18,17 @@ import os
 
 from minirt import lightjson
 from minirt.errors import SpecError
+from minirt.runtime import hooks as hooks_run
 from minirt.spec import ContainerSpec
 
 # config.json's namespace types -> minirt's names (spec.NAMESPACES)
 NAMESPACES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "user": "user",
               "cgroup": "cgroup"}
 # A namespace given by path is entered with setns: by PID 1, and a pid namespace
-# (which only children enter) by its parent, just for the clone that makes PID 1.
-JOINABLE = ("net", "ipc", "uts", "pid")
+# (which only children enter) by its parent, just for the clone that makes PID 1;
+# a user namespace by the helper that clones PID 1 (whose new namespaces it then
+# owns), a mount namespace by PID 1 instead of making one (container.py, init.py).
+JOINABLE = ("net", "ipc", "uts", "pid", "mnt", "user")
 MOUNT_TYPES = ("proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "bind", "none", "")
 RLIMITS = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_LOCKS",
            "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_RSS",
@@ -87,15 +90,17 @@ def from_config(config, bundle, cid):
     namespaces, joins = _namespaces(linux.get("namespaces") or [])
     uid_map = _id_map(linux.get("uidMappings"), "uidMappings")
     gid_map = _id_map(linux.get("gidMappings"), "gidMappings")
-    if ("user" in namespaces) != bool(uid_map and gid_map):
+    # (joined by path, the mappings say how that namespace maps, as runc 1.1 wants them)
+    if ("user" in namespaces or "user" in joins) != bool(uid_map and gid_map):
         raise SpecError("config.json: a user namespace needs linux.uidMappings and gidMappings (and they need it)")
     caps = _capabilities(process.get("capabilities") or {}, uid)
     propagation = linux.get("rootfsPropagation") or ""
     if propagation not in PROPAGATIONS:
         raise SpecError(f"config.json: linux.rootfsPropagation {propagation!r} is not one of {', '.join(PROPAGATIONS[1:])}")
     seccomp = linux.get("seccomp")
+    listener = None
     if seccomp is not None:
-        seccomp = _seccomp(seccomp)
+        seccomp, listener = _seccomp(seccomp)
     env = process.get("env") or []
     if not all(isinstance(e, str) and "=" in e for e in env):
         raise SpecError("config.json: process.env must be a list of KEY=VALUE strings")
@@ -118,6 +123,7 @@ def from_config(config, bundle, cid):
         "cgroups_path": cgroups_path(linux.get("cgroupsPath") or "", cid),
         "device_rules": None,                 # None: every device (no rule list given)
         "seccomp": seccomp,                   # the profile (OCI's format), or None for none
+        "seccomp_listener": listener,         # {path, metadata}: its agent (runtime/seccomp_agent.py), or None
     }
     resources, oci["device_rules"] = _resources(linux.get("resources") or {}, limits_only=False)
     return ContainerSpec(
@@ -203,8 +209,8 @@ def _namespaces(entries):
             joins[name] = entry["path"]
         else:
             names.append(name)
-    if "mnt" not in names:
-        raise SpecError("config.json: linux.namespaces: a container needs its own mount namespace")
+    if "mnt" not in names and "mnt" not in joins:
+        raise SpecError("config.json: linux.namespaces: a container needs a mount namespace of its own or given")
     return tuple(names), joins
 
 
@@ -246,13 +252,24 @@ def _capabilities(sets, uid):
 
 def _seccomp(profile):
     """OCI's seccomp object is docker's profile format: the compiler checks it
-    at create (``security.seccomp_program``)."""
+    at create (``security.seccomp_program``).  (The profile, its agent's
+    {path, metadata} if a rule notifies one, else None: without SCMP_ACT_NOTIFY
+    the spec says listenerPath is ignored.)"""
     if not isinstance(profile, dict):
         raise SpecError("config.json: linux.seccomp must be an object")
-    for key in ("listenerPath", "listenerMetadata"):
-        if profile.get(key):
-            raise SpecError(f"config.json: linux.seccomp.{key} (user notification) is not supported")
-    return profile
+    path, metadata = profile.get("listenerPath") or "", profile.get("listenerMetadata") or ""
+    for key, value in (("listenerPath", path), ("listenerMetadata", metadata)):
+        if not isinstance(value, str):
+            raise SpecError(f"config.json: linux.seccomp.{key} must be a string")
+    rules = profile.get("syscalls")
+    if not (isinstance(rules, list) and any(isinstance(r, dict) and r.get("action") == "SCMP_ACT_NOTIFY"
+                                            for r in rules)):
+        return profile, None
+    if not path:
+        raise SpecError("config.json: linux.seccomp.listenerPath is not set (SCMP_ACT_NOTIFY needs a seccomp agent)")
+    if not path.startswith("/"):  # (an abstract socket, "@name", would be the network namespace's)
+        raise SpecError(f"config.json: linux.seccomp.listenerPath must be an absolute path, not {path!r}")
+    return profile, {"path": path, "metadata": metadata}
 
 
 def _mount(m, bundle, i):
@@ -276,7 +293,7 @@ def _mount(m, bundle, i):
             raise SpecError(f"config.json: {where} ({destination}): source {source}: no such file or directory")
         from minirt.kernel import mounts
 
-        data = mounts.parse_options(options)[2]
+        data = mounts.parse_options(mounts.recursive_options(options)[0])[2]
         if data:
             raise SpecError(f"config.json: {where} ({destination}): bind mount option {data.split(',')[0]!r}"
                             " is not supported")
@@ -286,17 +303,14 @@ def _mount(m, bundle, i):
             "source": source, "options": list(options)}
 
 
-HOOK_STAGES = ("prestart", "createRuntime", "poststart", "poststop")   # run in the runtime's namespaces
-
-
 def _hooks(hooks):
     if not isinstance(hooks, dict):
         raise SpecError("config.json: hooks must be an object")
     out = {}
     for stage, entries in hooks.items():
-        if stage not in HOOK_STAGES:
+        if stage not in hooks_run.STAGES:
             if entries:
-                raise SpecError(f"config.json: hooks.{stage} (run inside the container) is not supported")
+                raise SpecError(f"config.json: hooks.{stage} is not a hook of the OCI runtime spec")
             continue
         if not isinstance(entries, list):
             raise SpecError(f"config.json: hooks.{stage} must be a list")
@@ -350,44 +364,116 @@ def resources(res):
     return _resources(res, limits_only=True)
 
 
+# linux.resources' objects and the fields minirt sets (the others must be
+# absent, zero or empty); Go reads JSON keys whatever their case, and so do we.
+_LIMITS = {
+    "memory": ("limit", "reservation", "swap", "kernel", "kernelTCP", "swappiness", "disableOOMKiller",
+               "useHierarchy", "checkBeforeUpdate"),
+    "cpu": ("shares", "quota", "period", "realtimeRuntime", "realtimePeriod", "cpus", "mems", "idle", "burst"),
+    "pids": ("limit",),
+    "blockIO": ("weight", "leafWeight", "weightDevice", "throttleReadBpsDevice", "throttleWriteBpsDevice",
+                "throttleReadIOPSDevice", "throttleWriteIOPSDevice"),
+}
+_SET = {"memory": ("limit", "reservation", "swap"), "pids": ("limit",), "blockIO": ("weight", "weightDevice"),
+        "cpu": ("shares", "quota", "period", "realtimeRuntime", "realtimePeriod", "cpus", "mems")}
+_INT64 = (1 << 63) - 1
+# The numbers: cgroups.Resources' name, where in linux.resources, the range.
+_NUMBERS = (
+    ("memory", "memory", "limit", -1, _INT64), ("memory_swap", "memory", "swap", -1, _INT64),
+    ("memory_reservation", "memory", "reservation", -1, _INT64), ("pids_limit", "pids", "limit", -1, _INT64),
+    ("cpu_shares", "cpu", "shares", 2, 262144), ("cpu_quota", "cpu", "quota", -1, _INT64),
+    ("cpu_period", "cpu", "period", 1000, 1000000), ("cpu_rt_runtime", "cpu", "realtimeRuntime", -1, _INT64),
+    ("cpu_rt_period", "cpu", "realtimePeriod", 1, _INT64), ("blkio_weight", "blockIO", "weight", 10, 1000),
+)
+
+
 def _resources(res, limits_only):
     """linux.resources -> (cgroups.Resources fields, device allow list or None).
-    A zero or empty value means "not set", as the engines write them."""
+    A zero or empty value means "not set", as the engines write them, and as
+    ``update`` reads them: "leave as it is"."""
     if not isinstance(res, dict):
         raise SpecError("config.json: linux.resources must be an object")
-    _known(res, _RESOURCES, "linux.resources.")
+    res = _fold(res, _RESOURCES, "linux.resources.")
+    parts = {key: _fold(_object(res, key, "linux.resources."), fields, f"linux.resources.{key}.")
+             for key, fields in _LIMITS.items()}
+    for key, fields in _LIMITS.items():
+        for field in fields:
+            if parts[key].get(field) and field not in _SET[key]:
+                raise SpecError(f"config.json: linux.resources.{key}.{field} is not supported")
+    cpu, blkio = parts["cpu"], parts["blockIO"]
+    where = "config.json: linux.resources."
     out = {}
-    memory, cpu, pids = res.get("memory") or {}, res.get("cpu") or {}, res.get("pids") or {}
-    for key, value in memory.items():
-        if key == "limit" and value:
-            out["memory"] = value if value > 0 else None
-        elif key == "swap" and value:
-            out["memory_swap"] = value
-        elif value and key not in ("limit", "swap"):
-            raise SpecError(f"config.json: linux.resources.memory.{key} is not supported")
-    quota, period = cpu.get("quota") or 0, cpu.get("period") or 0
-    if quota > 0:
-        out["cpus"] = quota / (period or 100_000)
-    if cpu.get("shares"):
-        out["cpu_shares"] = cpu["shares"]
-    if cpu.get("cpus"):
-        out["cpuset_cpus"] = cpu["cpus"]
-    for key, value in cpu.items():
-        if key not in ("quota", "period", "shares", "cpus") and value:
-            raise SpecError(f"config.json: linux.resources.cpu.{key} is not supported")
-    if pids.get("limit") and pids["limit"] > 0:
-        out["pids_limit"] = pids["limit"]
+    for name, key, field, low, high in _NUMBERS:
+        value = parts[key].get(field)
+        if value:  # (-1, where allowed: unlimited)
+            out[name] = _int(value, f"{where}{key}.{field}", low, high)
+    if out.get("memory") and "memory_swap" not in out:
+        out["memory_swap"] = 0  # (unlike docker's, runc's default leaves swap as it is)
+    if out.get("memory_swap", 0) > 0 and out.get("memory", 0) > out["memory_swap"]:
+        raise SpecError(f"{where}memory: memory+swap limit should be >= memory limit")
+    if 0 < out.get("cpu_quota", -1) < 1000:
+        raise SpecError(f"{where}cpu.quota must be -1 (unlimited) or at least 1000 (µs), not {out['cpu_quota']}")
+    for name, field in (("cpuset_cpus", "cpus"), ("cpuset_mems", "mems")):
+        if cpu.get(field):
+            out[name] = _cpuset(cpu[field], f"{where}cpu.{field}")
+    devices = []
+    for i, device in enumerate(blkio.get("weightDevice") or ()):
+        what = f"linux.resources.blockIO.weightDevice[{i}]"
+        if not isinstance(device, dict):
+            raise SpecError(f"config.json: {what} must be an object")
+        device = _fold(device, ("major", "minor", "weight", "leafWeight"), what + ".")
+        if device.get("leafWeight"):
+            raise SpecError(f"config.json: {what}.leafWeight is not supported")
+        if device.get("weight"):
+            devices.append((_uint(device.get("major"), what + ".major"), _uint(device.get("minor"), what + ".minor"),
+                            _int(device["weight"], f"config.json: {what}.weight", 10, 1000)))
+    if devices:
+        out["blkio_weight_device"] = tuple(devices)
     if res.get("unified"):
         from minirt.kernel import cgroups
 
         if cgroups.detect() == "v1":  # (runc's words: such a bundle is wrong here, not merely unsupported)
             raise SpecError("config.json: invalid configuration: linux.resources.unified needs cgroup v2,"
                             " and this host's controllers are on cgroup v1")
-    for key in ("blockIO", "hugepageLimits", "unified", "network", "rdma"):
-        value = res.get(key)
-        if value and (key != "blockIO" or any(value.values())):
+        out["unified"] = _strings(res["unified"], "linux.resources.unified")
+        for name in out["unified"]:
+            if "/" in name or "." not in name.strip("."):
+                raise SpecError(f"config.json: unified resource {name!r} must be a file name of the form"
+                                " CONTROLLER.PARAMETER")
+    for key in ("hugepageLimits", "network", "rdma"):
+        if res.get(key):
             raise SpecError(f"config.json: linux.resources.{key} is not supported")
     return out, None if limits_only else _device_rules(res.get("devices"))
+
+
+def _fold(obj, fields, where):
+    """``obj`` with its keys spelt as in ``fields`` whatever their case (Go's
+    JSON decoding); refuses other keys, unless zero or empty (unset)."""
+    canonical = {field.lower(): field for field in fields}
+    out = {}
+    for key, value in obj.items():
+        field = key if key in fields else canonical.get(key.lower())
+        if field is None and value:
+            raise SpecError(f"config.json: {where}{key} is not supported")
+        if field is not None:
+            out[field] = value
+    return out
+
+
+def _int(value, what, low, high):
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SpecError(f"{what} must be an integer from {low} to {high}, not {value!r}")
+    return value
+
+
+def _cpuset(value, what):
+    """A list of CPUs or memory nodes, "0-1,3" (the kernel says which exist)."""
+    from minirt.spec import is_decimal
+
+    ranges = [part.partition("-") for part in value.split(",")] if isinstance(value, str) else [("",) * 3]
+    if not all(is_decimal(lo) and (not dash or is_decimal(hi) and int(lo) <= int(hi)) for lo, dash, hi in ranges):
+        raise SpecError(f"{what} must be a list such as \"0-1,3\", not {value!r}")
+    return value
 
 
 def _device_rules(rules):
@@ -431,7 +517,7 @@ def mount_options():
     """Every mount option a bundle's mounts may use (``features``)."""
     from minirt.kernel import mounts
 
-    return [*mounts.FLAG_OPTIONS, *mounts.PROPAGATION]
+    return [*mounts.FLAG_OPTIONS, *mounts.PROPAGATION, *mounts.RECURSIVE_OPTIONS]
 
 
 class Process:

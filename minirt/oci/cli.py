@@ -46,11 +46,15 @@ COMMANDS = {
     "spec": {"bundle": True, "b": True, "rootless": False},
     "features": {},
     "events": {"stats": False, "interval": True},
-    "update": {"resources": True, "r": True, "memory": True, "memory-swap": True, "pids-limit": True,
-               "cpu-quota": True, "cpu-period": True, "cpu-share": True, "cpuset-cpus": True},
+    "update": {"resources": True, "r": True, "memory": True, "memory-swap": True, "memory-reservation": True,
+               "kernel-memory": True, "kernel-memory-tcp": True, "pids-limit": True, "cpu-quota": True,
+               "cpu-period": True, "cpu-share": True, "cpu-rt-period": True, "cpu-rt-runtime": True,
+               "cpuset-cpus": True, "cpuset-mems": True, "blkio-weight": True, "l3-cache-schema": True,
+               "mem-bw-schema": True},
     "exec": {"process": True, "p": True, "detach": False, "d": False, "pid-file": True, "tty": False, "t": False,
              "console-socket": True, "cwd": True, "env": "*", "e": "*", "user": True, "u": True,
-             "additional-gids": "*", "g": "*", "no-new-privs": False, "preserve-fds": True, "ignore-paused": False},
+             "additional-gids": "*", "g": "*", "no-new-privs": False, "preserve-fds": True, "ignore-paused": False,
+             "cgroup": "*"},
 }
 
 
@@ -96,7 +100,7 @@ def command():
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    log, command = Log(), None
+    log, command = LOG, None
     try:
         options, rest = parse(argv, GLOBAL, stop_at_positional=True)
         log.open(options.get("log"), options.get("log-format", "text"), "debug" in options)
@@ -117,7 +121,9 @@ def main(argv=None):
         command, rest = rest[0], rest[1:]
         if command not in SUMMARIES:
             raise NoTopic(f"No help topic for {command!r}")
-        flags, args = parse(rest, {**COMMANDS.get(command, {}), "help": False, "h": False}, stop_at_positional=True)
+        # (exec's and ps's arguments are a command line of their own: their flags come first)
+        flags, args = parse(rest, {**COMMANDS.get(command, {}), "help": False, "h": False},
+                            stop_at_positional=command in ("exec", "ps"))
         if "help" in flags or "h" in flags:
             print(help_text(command))
             return 0
@@ -155,16 +161,25 @@ def help_text(command):
 
 
 def parse(argv, table, stop_at_positional):
-    """Go-style flags from ``argv`` -> ({name: value or True}, the rest)."""
-    options, i = {}, 0
+    """Go-style flags from ``argv`` -> ({name: value or True}, the rest).
+    Without ``stop_at_positional``, flags may also follow the arguments (runc's
+    command line reorders them so: ``update ID --memory 1g``)."""
+    options, positional, i = {}, [], 0
     while i < len(argv):
         word = argv[i]
         if word == "--":
-            return options, argv[i + 1:]
+            return options, positional + argv[i + 1:]
         if not word.startswith("-") or word == "-":
             if stop_at_positional:
                 return options, argv[i:]
+            positional.append(word)
+            i += 1
+            continue
         name, eq, value = word.lstrip("-").partition("=")
+        if positional and name not in table:  # (after an argument, an unknown -x is one too: "-1")
+            positional.append(word)
+            i += 1
+            continue
         if name not in table:
             raise Usage(f"flag provided but not defined: -{name}")
         if table[name] and not eq:
@@ -185,7 +200,7 @@ def parse(argv, table, stop_at_positional):
             value = True
         options[name] = value
         i += 1
-    return options, []
+    return options, positional
 
 
 def _one_id(args, command, extra=0):
@@ -209,7 +224,7 @@ def cmd_create(root, flags, args):
 
     preserve = _preserve_fds(flags)
     commands.create(root, _one_id(args, "create"), _flag(flags, "bundle", "b") or ".",
-                    flags.get("pid-file"), flags.get("console-socket"), preserve_fds=preserve)
+                    flags.get("pid-file"), flags.get("console-socket"), preserve_fds=preserve, debug=LOG.debug)
 
 
 def cmd_run(root, flags, args):
@@ -221,9 +236,9 @@ def cmd_run(root, flags, args):
         raise Usage("--console-socket needs --detach (run in the foreground relays the terminal itself)")
     container = commands.create(root, cid, _flag(flags, "bundle", "b") or ".", flags.get("pid-file"),
                                 flags.get("console-socket"), relay=not _flag(flags, "detach", "d"),
-                                preserve_fds=preserve)
+                                preserve_fds=preserve, debug=LOG.debug)
     try:
-        commands.start(container)
+        commands.start(container, debug=LOG.debug)
         if _flag(flags, "detach", "d"):
             return 0
         code = commands.run_foreground(container)
@@ -263,20 +278,44 @@ def cmd_exec(root, flags, args):
         if len(args) > 1:
             raise Usage("exec: give either --process or a command, not both")
         process = bundle.load_process(path)
+        container = commands.load(root, args[0])
     else:
         if len(args) < 2:
             raise Usage("exec: give --process FILE or a command")
-        user = _flag(flags, "user", "u") or "0:0"
-        uid, _, gid = user.partition(":")
+        container = commands.load(root, args[0])
+        # As runc's: the container's process, but for what the flags say
+        # (its env and additional groups with the flags' added).
+        spec = container.spec
+        uid, _, gid = (_flag(flags, "user", "u") or spec.user).partition(":")
+        gid = gid or spec.user.partition(":")[2]   # (--user UID keeps the process's group)
         process = bundle.parse_process({
-            "args": args[1:], "env": _flag(flags, "env", "e") or [], "cwd": flags.get("cwd") or "/",
+            "args": args[1:], "env": _flag(flags, "env", "e") or [], "cwd": flags.get("cwd") or spec.cwd,
             "terminal": bool(_flag(flags, "tty", "t")),
-            "user": {"uid": _number(uid, "--user"), "gid": _number(gid or "0", "--user"),
-                     "additionalGids": [_number(g, "--additional-gids") for g in _flag(flags, "additional-gids", "g") or []]},
+            "user": {"uid": _number(uid, "--user"), "gid": _number(gid, "--user"),
+                     "additionalGids": [int(g) for g in spec.group_add] + [
+                         _number(g, "--additional-gids") for g in _flag(flags, "additional-gids", "g") or []]},
         }, "exec")
-    return commands.exec_process(commands.load(root, args[0]), process, flags.get("pid-file"),
+    return commands.exec_process(container, process, flags.get("pid-file"),
                                  flags.get("console-socket"), detach=bool(_flag(flags, "detach", "d")),
-                                 preserve_fds=preserve, ignore_paused=bool(flags.get("ignore-paused")))
+                                 preserve_fds=preserve, ignore_paused=bool(flags.get("ignore-paused")),
+                                  sub_cgroups=_sub_cgroups(flags.get("cgroup") or ()), debug=LOG.debug)
+
+
+def _sub_cgroups(values):
+    """exec --cgroup [CONTROLLER[,CONTROLLER...]:]PATH, given once per tree
+    (or once, without a controller, for all) -> {controller or "": path}."""
+    subs = {}
+    for value in values:
+        parts = value.split(":")
+        if len(parts) > 2:
+            raise Usage(f"invalid --cgroup argument: {value}")
+        if len(parts) == 1:
+            if len(values) != 1:
+                raise Usage(f"invalid --cgroup argument: {value} (missing <controller>: prefix)")
+            subs[""] = value
+        else:
+            subs.update((controller, parts[1]) for controller in parts[0].split(","))
+    return subs
 
 
 def _number(text, flag):
@@ -287,7 +326,8 @@ def _number(text, flag):
 
 def cmd_update(root, flags, args):
     """New limits for a container's cgroup: --resources FILE (- for stdin: what
-    docker sends), OCI's linux.resources object, or the single-value flags."""
+    docker sends), OCI's linux.resources object, or runc's flags.  What is not
+    given (or zero) stays as it is."""
     from minirt.oci import bundle, commands
 
     cid = _one_id(args, "update")
@@ -299,16 +339,48 @@ def cmd_update(root, flags, args):
         except (OSError, ValueError) as e:
             raise Usage(f"--resources {source}: {getattr(e, 'strerror', None) or e}") from None
     else:
-        values = {}
-        for flag in ("memory", "memory-swap", "pids-limit", "cpu-quota", "cpu-period", "cpu-share"):
-            if flag in flags:
-                values[flag] = _number(flags[flag], "--" + flag)
-        resources = {"memory": {"limit": values.get("memory"), "swap": values.get("memory-swap")},
-                     "pids": {"limit": values.get("pids-limit")},
-                     "cpu": {"quota": values.get("cpu-quota"), "period": values.get("cpu-period"),
-                             "shares": values.get("cpu-share"), "cpus": flags.get("cpuset-cpus")}}
+        resources = _update_flags(flags)
     limits, _ = bundle.resources(resources)
     commands.update(commands.load(root, cid), limits)
+
+
+# runc update's flags: where each goes in linux.resources, and how it is read.
+_UPDATE_FLAGS = (
+    ("memory", "memory", "limit", "bytes"), ("memory-swap", "memory", "swap", "bytes"),
+    ("memory-reservation", "memory", "reservation", "bytes"), ("pids-limit", "pids", "limit", "int"),
+    ("cpu-quota", "cpu", "quota", "int"), ("cpu-period", "cpu", "period", "uint"),
+    ("cpu-share", "cpu", "shares", "uint"), ("cpu-rt-runtime", "cpu", "realtimeRuntime", "int"),
+    ("cpu-rt-period", "cpu", "realtimePeriod", "uint"), ("cpuset-cpus", "cpu", "cpus", "text"),
+    ("cpuset-mems", "cpu", "mems", "text"), ("blkio-weight", "blockIO", "weight", "uint"),
+)
+
+
+def _update_flags(flags):
+    """runc update's flags -> a linux.resources object (sizes: 512m, 1g, -1)."""
+    from minirt.spec import is_decimal, parse_bytes
+
+    for flag, what in (("l3-cache-schema", "Intel RDT/CAT: l3 cache schema"),
+                       ("mem-bw-schema", "Intel RDT/MBA: memory bandwidth schema")):
+        if flags.get(flag):
+            raise Usage(f"{what} is not enabled")
+    if flags.get("kernel-memory") or flags.get("kernel-memory-tcp"):
+        print("minirt-runc: warning: kernel memory settings are ignored and will be removed", file=sys.stderr)
+    resources = {}
+    for flag, key, field, kind in _UPDATE_FLAGS:
+        text = flags.get(flag)
+        if not text:
+            continue
+        if kind == "text":
+            value = text
+        elif kind == "bytes":
+            value = -1 if text == "-1" else parse_bytes(text, "--" + flag)
+        elif is_decimal(text.removeprefix("-") if kind == "int" else text):
+            value = int(text)
+        else:
+            raise Usage(f"invalid value for {flag}: {text!r} is not {'a whole' if kind == 'int' else 'an unsigned'}"
+                        " number")
+        resources.setdefault(key, {})[field] = value
+    return resources
 
 
 def cmd_events(root, flags, args):
@@ -323,23 +395,23 @@ def cmd_events(root, flags, args):
         print(_dumps(event), flush=True)
 
 
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-
-
 def _duration(text):
     """Go's time.ParseDuration, positive: "5s", "1.5s", "1m30s" -> seconds."""
-    import re
+    from minirt.spec import parse_duration
 
-    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text or not sum(float(n) for n, _ in parts):
+    try:
+        ns = parse_duration(text)
+    except ValueError:
+        ns = 0
+    if ns <= 0:
         raise Usage(f"invalid value {text!r} for --interval: a positive duration such as 5s or 500ms")
-    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    return ns / 1e9
 
 
 def cmd_start(root, flags, args):
     from minirt.oci import commands
 
-    commands.start(commands.load(root, _one_id(args, "start")))
+    commands.start(commands.load(root, _one_id(args, "start")), debug=LOG.debug)
 
 
 def cmd_state(root, flags, args):
@@ -487,7 +559,8 @@ def _print_json(value, indent=False):
 
 
 class Log:
-    """Where errors and debug lines go: stderr, and the --log file in runc's format."""
+    """Where errors and debug lines go: stderr, and the --log file in runc's format.
+    With --debug, runc's debug lines (``level=debug``) go to the log, else to stderr."""
 
     def __init__(self):
         self.fd, self.json, self.debugging = None, False, False
@@ -506,22 +579,26 @@ class Log:
 
     def debug(self, message):
         if self.debugging:
-            self._write("debug", message)
             if self.fd is None:
-                print(f"minirt-runc: debug: {message}", file=sys.stderr)
+                print(self._line("debug", message, as_json=False), file=sys.stderr, flush=True)
+            self._write("debug", message)
 
     def _write(self, level, message):
-        if self.fd is None:
-            return
+        if self.fd is not None:
+            os.write(self.fd, (self._line(level, message, self.json) + "\n").encode())
+
+    @staticmethod
+    def _line(level, message, as_json):
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
-        if self.json:
-            line = lightjson.dumps({"level": level, "msg": message, "time": stamp}, compact=True)
-        else:
-            line = f'time="{stamp}" level={level} msg={lightjson.dumps(message)}'
-        os.write(self.fd, (line + "\n").encode())
+        if as_json:
+            return lightjson.dumps({"level": level, "msg": message, "time": stamp}, compact=True)
+        return f'time="{stamp}" level={level} msg={lightjson.dumps(message)}'
 
     def close(self):
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+LOG = Log()   # (one per run of minirt-runc: main opens it, the commands write debug lines to it)

@@ -53,10 +53,18 @@ def load(root, cid):
     return Container.load(root, cid)
 
 
-def create(root, cid, bundle_dir, pid_file=None, console_socket=None, relay=False, preserve_fds=0):
+def _quiet(_message):
+    pass
+
+
+# runc's --debug lines name the steps of its init (nsexec, init(), ...); the
+# scripts that read them look for those names.  minirt's steps of the same
+# purpose are said under them, with what minirt did.
+def create(root, cid, bundle_dir, pid_file=None, console_socket=None, relay=False, preserve_fds=0, debug=_quiet):
     """Make the container; return it with PID 1 waiting for ``start``.  Its
     terminal's master goes to ``console_socket``, or stays ours to ``relay``;
-    our descriptors 3 .. 3+``preserve_fds``-1 go to its process as they are."""
+    our descriptors 3 .. 3+``preserve_fds``-1 go to its process as they are.
+    ``debug(line)`` is told each step."""
     from minirt.oci import bundle
     from minirt.runtime.container import Container
 
@@ -77,7 +85,9 @@ def create(root, cid, bundle_dir, pid_file=None, console_socket=None, relay=Fals
                   " holds processes already", file=sys.stderr)
     container.create()
     try:
+        debug(f"nsexec container setup: cloning PID 1 of {cid} into its namespaces and cgroup")
         container.start(preserve_fds=preserve_fds)
+        debug(f"child process in init(): PID 1 ({container.pid}) built the root filesystem, waits on exec.fifo")
         if console_socket:
             _send_console(console_socket, container.console)
         if pid_file:
@@ -145,7 +155,7 @@ def rfc3339(seconds):
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e9):09d}Z"
 
 
-def start(container):
+def start(container, debug=_quiet):
     """Let PID 1 go on from exec.fifo to its command."""
     from minirt.runtime import channel
 
@@ -159,6 +169,8 @@ def start(container):
         raise OciError("cannot start a container that has already been started") from None
     if not started:
         raise OciError("the container's init exited before it was started")
+    debug(f"init: closing the pipe to signal completion: PID 1 ({info['pid']}) was let go through exec.fifo"
+          f" and executes {container.spec.args[0]}")
     os.unlink(fifo_path)
     lifecycle.move(container.dir, lifecycle.RUNNING, started_at=time.time())
     try:
@@ -168,11 +180,13 @@ def start(container):
 
 
 def exec_process(container, process, pid_file=None, console_socket=None, detach=False, preserve_fds=0,
-                 ignore_paused=False):
+                 ignore_paused=False, sub_cgroups=None, debug=_quiet):
     """Run ``process`` (a ``bundle.Process``) in the running container; with
     ``detach`` return at once (the engine's shim adopts it), else wait and
     return its exit status.  A paused container is refused, unless
-    ``ignore_paused``: then the process is born frozen, and runs once resumed."""
+    ``ignore_paused``: then the process is born frozen, and runs once resumed.
+    ``sub_cgroups`` ({controller or "": path}) puts it in cgroups below the
+    container's (``exec --cgroup``)."""
     from minirt.errors import exit_status
     from minirt.runtime import exec as execution
 
@@ -183,34 +197,41 @@ def exec_process(container, process, pid_file=None, console_socket=None, detach=
         raise OciError("cannot exec in a stopped container")
     if process.terminal and not console_socket and detach:
         raise OciError("cannot allocate a terminal without --console-socket")
-    master = slave = None
-    if process.terminal:
-        from minirt.runtime import tty
+    master = ours = theirs = None
+    if process.terminal:  # made inside, on the container's devpts, as runc makes it
+        import socket
 
-        master, slave = os.openpty()
-        tty.set_winsize(master, *(process.console_size or (0, 0)))
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        debug(f"nsexec container setup: a process joins the namespaces and cgroup of {container.id}")
         pid, err = execution.start(container, process.args, env=process.env, workdir=process.cwd,
-                                   user=process.user, groups=process.groups, tty_fd=slave, interactive=True,
-                                   outlive=detach, preserve_fds=preserve_fds)
-        if slave is not None:
-            os.close(slave)
-            slave = None
-            if console_socket:
+                                   user=process.user, groups=process.groups, interactive=True,
+                                   outlive=detach, preserve_fds=preserve_fds, sub_cgroups=sub_cgroups,
+                                   tty_socket=theirs, tty_size=process.console_size or (0, 0))
+        if ours is not None:
+            theirs.close()
+            theirs = None
+            _, fds, _, _ = socket.recv_fds(ours, 16, 1)
+            master = fds[0] if fds else None  # (none: it failed first, its report says why)
+            if master is not None and console_socket:
                 _send_console(console_socket, master)
+        debug(f"child process in init(): {pid} joined the container, becomes its user")
         report = execution.wait_for_exec(err)
         if report:
             if pid and not detach:
                 os.waitpid(pid, 0)
             execution.raise_report(report, process.args[0])
+        debug(f"setns_init: about to exec: done, {pid} executed {process.args[0]} (its exec channel closed)")
         if master is not None and not console_socket:  # in the foreground, we relay its terminal (as runc)
             from minirt.runtime import tty
 
             tty.relay(master, interactive=os.isatty(0))
     finally:
-        for fd in (master, slave):
-            if fd is not None:
-                os.close(fd)
+        if master is not None:
+            os.close(master)
+        for sock in (ours, theirs):
+            if sock is not None:
+                sock.close()
     if pid_file:
         state.write_text(os.path.abspath(pid_file), str(pid))
     return 0 if detach else exit_status(os.waitpid(pid, 0)[1])
@@ -240,12 +261,15 @@ def events(container, interval, once=False):
 
 def kill(container, signum, all_processes=False):
     """``signum`` (0: only check) to PID 1, or with ``all_processes`` to every
-    process of the cgroup: then a stopped container is no error (its stragglers
+    process of the cgroup and of the cgroups below it, and to PID 1 even if
+    it has left them: then a stopped container is no error (its stragglers
     are what --all is for)."""
     current, info = status(container)
     if current == lifecycle.EXITED and not all_processes:
         raise OciError("container not running")
-    targets = container.cgroup.pids() if all_processes and container.cgroup else [info["pid"]]
+    targets = [info["pid"]] if current != lifecycle.EXITED else []
+    if all_processes and container.cgroup:
+        targets += container.cgroup.pids()
     for pid in targets:
         try:
             os.kill(pid, signum)
@@ -254,12 +278,15 @@ def kill(container, signum, all_processes=False):
 
 
 def update(container, limits):
-    """Set the cgroup's limits (``cgroups.Resources`` fields) of a live container."""
+    """Set the cgroup's limits (``cgroups.Resources`` fields) of a live
+    container, paused or not (it stays so); those not given stay as they are."""
     from minirt.kernel import cgroups
 
     current, _ = status(container)
     if current == lifecycle.EXITED:
         raise OciError("container not running")
+    if container.cgroup is None:
+        raise OciError(f"container {container.id} has no cgroup of its own to update")
     container.cgroup.set_limits(cgroups.Resources(**limits))
 
 
@@ -292,7 +319,10 @@ def delete(container, force=False):
             container.cgroup.freeze(False)  # (v1: frozen processes die only once thawed)
         kill(container, 9, all_processes=True)
         deadline = time.monotonic() + 10
-        while state.alive(info["pid"], info.get("pid_start")) and time.monotonic() < deadline:
+        while state.alive(info["pid"], info.get("pid_start")):
+            if time.monotonic() > deadline:
+                raise OciError(f"cannot delete container {container.id}: its init (pid {info['pid']})"
+                               " outlived SIGKILL for 10 s")
             time.sleep(0.002)
     if container.cgroup is not None:
         container.cgroup.remove()

@@ -10,6 +10,7 @@ parts of the OCI runtime spec this runtime honours (runc's JSON shape).
 import minirt
 from minirt.kernel import capabilities, masked
 from minirt.oci import bundle
+from minirt.runtime import hooks
 from minirt.spec import OCI_VERSION
 
 # runc spec's mounts, in order.
@@ -59,7 +60,7 @@ def features():
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
-        "hooks": [],
+        "hooks": list(hooks.STAGES),
         "mountOptions": sorted(set(bundle.mount_options())),
         "linux": {
             "namespaces": sorted(bundle.NAMESPACES),

@@ -342,7 +342,7 @@ def users(root, catalog):
         try:
             config = state.read_json(f"{state.containers_dir(root)}/{cid}/config.json")
             layers = tuple(os.path.basename(layer) for layer in config.get("layers") or ())
-            running = lifecycle.is_running(state.load(root, cid))
+            running = lifecycle.is_up(state.load(root, cid))
         except (OSError, ValueError, AttributeError, TypeError, MinirtError):
             continue
         if layers in by_layers:

@@ -16,6 +16,10 @@ them are here (as youki's process/message.rs and channel.rs):
     CREATED      PID 1 -> parent            (a bundle's) built, waiting for ``start``
     START        PID 1 -> ``start``         (a bundle's, on exec.fifo) going on to my command
     pid          joiner -> exec's caller    (``exec --detach``) the pid of the process inside
+    listener     PID 1 or exec's process    (a bundle's seccomp filter with an agent) the
+                 -> parent                  filter's notification descriptor, for the
+                                            agent (``runtime/seccomp_agent.py``)
+    SENT         parent -> the same         (on the listener's channel) the agent has it: go on
     failure      any child -> its parent    why the command could not be executed:
                                             "<exit code> <message>", or the trampoline's two
                                             bytes (``kernel/trampoline.py``)
@@ -28,7 +32,10 @@ reports as the channel's own one-line error.  The parent opens every channel
 before it forks; then each side closes the end that is not its own
 (``parent_side``, ``child_side``, ``child_end``).
 
-exec.fifo is the one channel that is not a pipe: ``start`` is not PID 1's
+The listener's channel is a unix socket pair instead (``FdChannel``): a pipe
+cannot carry a descriptor.
+
+exec.fifo is the one channel that is not a pipe either: ``start`` is not PID 1's
 parent, so the two meet at a named fifo in the state directory; PID 1 blocks
 opening it for writing (``wait_for_start``) until ``start`` opens it for
 reading (``let_start``).
@@ -43,6 +50,7 @@ IDS_WRITTEN = b"i"      # parent -> PID 1
 PLACED = b"p"           # parent -> PID 1
 CREATED = b"c"          # PID 1 -> parent
 START = b"0"            # PID 1 -> `start`, on exec.fifo: runc's byte
+SENT = b"s"             # parent -> PID 1 or exec's process, on an FdChannel
 # The payloads: born is b"PID1 inside|outside HELPER\n", pid the decimal number.
 _INSIDE, _OUTSIDE = b"inside", b"outside"
 _REPORT_LIMIT = 4000    # a failure report is below PIPE_BUF: one atomic write that never blocks
@@ -144,16 +152,73 @@ class Channel:
     # -- the failure report ---------------------------------------------------
 
     def send_failure(self, exc, step=None):
-        """Tell the parent why the command could not be executed."""
+        """Tell the parent why the command could not be executed; False if
+        nobody listens any more."""
         try:
             os.write(self.writer, encode_failure(exc, step))
         except OSError:
-            pass
+            return False
+        return True
 
     def outcome(self):
         """Read to end-of-file: b"" once the command runs (its execve closed
         the channel); else the failure report for ``raise_failure``."""
         return self._read_to(None)
+
+
+class FdChannel(Channel):
+    """A channel up, child to parent, that carries one descriptor (SCM_RIGHTS
+    over a unix socket pair), and with it the sender's pid as the parent's pid
+    namespace numbers it (SO_PASSCRED: the kernel's word, whichever pid
+    namespace the sender is in); the child goes on once the parent has said
+    SENT back on it (``sent``)."""
+
+    __slots__ = ()
+
+    def __init__(self, gone="the runtime could not hand the seccomp filter's descriptor to its agent"):
+        # (imported only by containers whose seccomp filter has an agent; and
+        # here, in the parent, so that the child, which may no longer reach the
+        # host's Python library, finds it loaded)
+        import socket
+
+        reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)  # (close-on-exec)
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.reader, self.writer = reader.detach(), writer.detach()
+        self.down, self.gone = False, gone
+
+    def send_fd(self, fd):
+        """Hand ``fd`` (a copy of it) to the parent, wait until it says SENT,
+        and let go of our end; raise the channel's ``gone`` error if it gave up."""
+        import socket
+
+        with socket.socket(fileno=self.writer) as s:
+            self.writer = None
+            socket.send_fds(s, [b"f"], [fd])
+            # read(2), not recv: the one call every filter lets through
+            if os.read(s.fileno(), 1) != SENT:
+                raise RuntimeFailure(self.gone)
+
+    def sent(self):
+        """The parent's word that the child may go on."""
+        os.write(self.reader, SENT)
+
+    def receive_fd(self):
+        """(the descriptor, the sender's pid), waiting for it; None if the
+        sender went away without one (its failure report says why)."""
+        import socket
+
+        s = socket.socket(fileno=self.reader)
+        try:
+            _, ancillary, _, _ = s.recvmsg(1, socket.CMSG_SPACE(4) + socket.CMSG_SPACE(12), socket.MSG_CMSG_CLOEXEC)
+        finally:
+            s.detach()
+        fd = pid = None
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fd = int.from_bytes(data[:4], "little")
+            elif level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                pid = int.from_bytes(data[:4], "little")
+        return None if fd is None else (fd, pid)
 
 
 def encode_failure(exc, step=None):

@@ -38,6 +38,7 @@ cleanup at all: they exist only in the container's mount namespace, which the
 kernel tears down with its last process.
 """
 
+import errno
 import os
 # The C half of `signal`, under its usual name: the Python half builds enums of
 # every signal, 0.7 ms of each `minirt run` for names nobody prints.
@@ -87,11 +88,13 @@ class Launch:
         # An OCI bundle's container (spec.oci), which waits for `start` (oci_init.py):
         self.joins = ()                         # [(namespace, fd)]: namespaces given by path
         self.created = None                     # PID 1 -> parent: CREATED, waiting for start
+        self.listener = None                    # PID 1 -> parent: its seccomp filter's agent's descriptor
         self.fifo_fd = None                     # exec.fifo, O_PATH: opened for writing, it waits
+        self.bind_trees = {}                    # {mount's index: its source's copy}, for a user namespace
         self.preserved = ()                     # --preserve-fds: the caller's 3, 4, ... passed on as they are
 
     def channels(self):
-        return [c for c in (self.failure, self.placed, self.ids, self.created) if c is not None]
+        return [c for c in (self.failure, self.placed, self.ids, self.created, self.listener) if c is not None]
 
     def child_side(self):
         """In a child (the helper, PID 1): let go of the parent's ends of the channels."""
@@ -102,7 +105,7 @@ class Launch:
         """The file descriptors above, all that PID 1 keeps of what it inherits."""
         entry = self.cgroup_entry
         return (*(c.child_end for c in self.channels()), self.console_fd, self.netns_fd, *self.stdio,
-                self.fifo_fd, *(fd for _, fd in self.joins), *self.preserved,
+                self.fifo_fd, *(fd for _, fd in self.joins), *self.bind_trees.values(), *self.preserved,
                 *(entry.tasks + [entry.cgroup2] if entry is not None else ()))
 
 
@@ -317,8 +320,10 @@ class Container:
         self._endpoint = launch.network
         if self.spec.oci:
             self._open_bundle_doors(launch)
-        # (a program embedding minirt may have threads: then a helper clones PID 1 too)
-        helped = detach or not libc.single_threaded()
+        # (a program embedding minirt may have threads: then a helper clones PID 1
+        # too; and a user namespace given by path, which the helper enters, since
+        # no process can leave one)
+        helped = detach or not libc.single_threaded() or "user" in dict(launch.joins)
         born = channel.Channel(down=False) if helped else None   # helper -> parent: PID 1 exists
         launch.failure = channel.Channel(down=False)
         launch.placed = channel.Channel(down=True, gone="the container could not be placed in its cgroup")
@@ -358,8 +363,8 @@ class Container:
 
         for c in launch.channels() + ([born] if helped else []):
             c.parent_side()
-        init.close_all([launch.console_fd, launch.netns_fd, launch.fifo_fd, *(fd for _, fd in launch.joins)]
-                       + opened)
+        init.close_all([launch.console_fd, launch.netns_fd, launch.fifo_fd, *(fd for _, fd in launch.joins),
+                        *launch.bind_trees.values()] + opened)
         if launch.cgroup_entry is not None:
             launch.cgroup_entry.close()
         try:
@@ -368,7 +373,8 @@ class Container:
             self._kill_helper()
             raise
         if report:
-            self.wait()
+            if self._child or lifecycle.is_running(self.state()):  # (detached, a monitor records its exit)
+                self.wait()
             channel.raise_failure(report, self.spec.args[0])
 
     def _open_bundle_doors(self, launch):
@@ -387,11 +393,16 @@ class Container:
                     init.close_all([fd for _, fd in joins])
                     raise RuntimeFailure(f"linux.namespaces: {path} is not a {name} namespace")
             launch.fifo_fd = os.open(os.path.join(self.dir, "exec.fifo"), os.O_PATH | os.O_CLOEXEC)
+            if self.spec.rootless or "user" in self.spec.oci["joins"]:
+                launch.bind_trees = _bind_trees(self.spec.oci["mounts"])
         except OSError as e:
-            init.close_all([fd for _, fd in joins])
+            init.close_all([fd for _, fd in joins] + [launch.fifo_fd])
+            launch.fifo_fd = None
             raise RuntimeFailure(f"opening {e.filename}: {e.strerror}") from None
         launch.joins = joins
         launch.created = channel.Channel(down=False, gone="the runtime that created the container went away")
+        if self.spec.oci.get("seccomp_listener"):  # its seccomp filter's agent (seccomp_agent.py)
+            launch.listener = channel.FdChannel()
 
     def _handshake(self, born, born_channel, launch):
         """The parent's half of the start-up (see the module docstring).
@@ -430,12 +441,18 @@ class Container:
                 for stage in ("prestart", "createRuntime"):  # its namespaces exist, its rootfs not yet
                     hooks.run(self.spec.oci["hooks"], stage, hooks.state(self.spec, self.pid, "creating"))
                 launch.placed.send(channel.PLACED)
+                if launch.listener is not None:
+                    from minirt.runtime import seccomp_agent
+
+                    if seccomp_agent.receive_and_send(launch.listener, self.spec.oci["seccomp_listener"],
+                                                      hooks.state(self.spec, self.pid, "creating")) is None:
+                        return launch.failure.outcome()  # PID 1 failed before its filter: its report says why
                 return b"" if launch.created.receive() == channel.CREATED else launch.failure.outcome()
             recorder = self.helper or os.getpid()  # who will record the exit: the monitor, or we
             lifecycle.move(self.dir, lifecycle.RUNNING, pid=self.pid, pid_start=state.start_time(self.pid),
                            monitor_pid=recorder, monitor_start=state.start_time(recorder),
                            started_at=time.time(), finished_at=None, exit_code=None, oom_killed=False,
-                           error=None, detached=self.detached)
+                           error=None, detached=self.detached, health=None)
             _crash_point("running")
             launch.placed.send(channel.PLACED)  # (if PID 1 has already failed, its report says why)
             return launch.failure.outcome()
@@ -443,11 +460,23 @@ class Container:
             for c in launch.channels() + ([born_channel] if born_channel is not None else []):
                 c.close()
 
-    def restart(self):
+    def restart(self, by_policy=False):
         """``minirt start``: run a stopped container again, detached, on the same
-        writable layer (what it wrote before is still there)."""
-        self._busy = state.hold(self.dir)
+        writable layer (what it wrote before is still there); a start by hand
+        sets its RestartCount back to 0 (``restarts.py``).  ``by_policy``: its
+        monitor's restart, which counts, and happens only if it is still
+        "restarting", not stopped by hand meanwhile.  Returns whether it started."""
+        self._busy = state.hold(self.dir)  # (held by `stop` too, to say "stopped by hand")
         try:
+            info = self.state()
+            if by_policy and (info.get("status") != lifecycle.RESTARTING or info.get("stopped_by_hand")):
+                self._let_go()
+                return False
+            counts = ({"restart_count": info.get("restart_count", 0) + 1} if by_policy
+                      else {"restart_count": 0, "restart_delay": None, "stopped_by_hand": False})
+            if info.get("status") == lifecycle.EXITED:  # (recorded as running, if its monitor died: say it)
+                counts.update((k, info.get(k)) for k in ("status", "exit_code", "finished_at", "error"))
+            state.update(self.dir, **counts)
             state.reserve(self.dir)  # (spent if it filled the disk last time)
             self.cgroup = cgroups.for_container(self.spec.id, self.spec.cgroup_parent)
             self._create_cgroup()
@@ -456,6 +485,7 @@ class Container:
             self._let_go()
             raise
         self.start(detach=True)
+        return True
 
     # -- run time --------------------------------------------------------------
 
@@ -501,12 +531,34 @@ class Container:
             delay = min(delay * 2, 0.05)
 
     def stop(self, timeout=10):
-        """SIGTERM, then SIGKILL after ``timeout`` seconds, as ``docker stop``."""
+        """SIGTERM, then SIGKILL after ``timeout`` seconds, as ``docker stop``;
+        no restart policy brings it back."""
+        self.stopped_by_hand()
         self.signal(signal.SIGTERM)
         if self.wait(timeout=timeout) is None:
             self.signal(signal.SIGKILL)
             self.wait()
         return self.exit_code
+
+    def kill(self, signum):
+        """``minirt kill``: ``signum`` to PID 1, and no restart policy brings it back."""
+        self.stopped_by_hand()
+        self.signal(signum)
+
+    def stopped_by_hand(self):
+        """docker's HasBeenManuallyStopped: its restart policy is not applied
+        until it is started by hand (``restarts.py``).  Said while holding the
+        container, so that a restart under way ends first (and is then stopped)."""
+        if not self.detached:
+            return  # (in the foreground: no monitor, no policy)
+        try:
+            busy = state.hold(self.dir)
+        except FileNotFoundError:
+            return  # removed meanwhile
+        try:
+            state.update(self.dir, stopped_by_hand=True)
+        finally:
+            os.close(busy)
 
     def _kill_helper(self):
         for pid in (self.pid, self.helper):
@@ -541,9 +593,10 @@ class Container:
         """``minirt rm``: everything of the container, from any state; with
         ``volumes`` (``rm -v``), its anonymous volumes too."""
         info = self.state()
-        if lifecycle.is_running(info):
+        if lifecycle.is_up(info):
             if not force:
-                raise MinirtError(f"container {self.spec.id[:12]} is running: stop it first or use rm -f")
+                raise MinirtError(f"container {self.spec.id[:12]} is {info['status']}: stop it first or use rm -f")
+            self.stopped_by_hand()  # (a restarting one's monitor then gives up: exited)
             self.signal(signal.SIGKILL)
             self.wait(timeout=10)
             # The monitor records the exit, then exits: rm returns once it has.
@@ -633,10 +686,36 @@ def _privileges(spec, root):
     from minirt.kernel import security
 
     caps = security.capability_set(cap_add=spec.cap_add, cap_drop=spec.cap_drop, privileged=spec.privileged)
+    agent = spec.oci and spec.oci.get("seccomp_listener")  # (an OCI bundle's: SCMP_ACT_NOTIFY's agent)
+    if agent:
+        from minirt.runtime import seccomp_agent
+
+        seccomp_agent.check_kernel()
     profile = spec.oci and spec.oci.get("seccomp")  # an OCI bundle's profile, inline in its config.json
     program = security.seccomp_program(spec.seccomp, spec.privileged, caps, cache=state.seccomp_cache(root),
-                                       profile=lightjson.dumps(profile).encode() if profile else None)
+                                       profile=lightjson.dumps(profile).encode() if profile else None,
+                                       notify=bool(agent))
     return caps, program
+
+
+def _bind_trees(mount_list):
+    """{index: copy} of a bundle's bind mounts' sources, made here (``libc.open_tree``)
+    for PID 1 in a user namespace: its root, a host uid without the host root's
+    rights, may not reach a source that the runtime can (runc opens them
+    beforehand too).  Where the kernel or our privileges do not allow it, none."""
+    from minirt.kernel import libc
+
+    trees = {}
+    for i, m in enumerate(mount_list):
+        if m["type"] == "bind":
+            try:
+                trees[i] = libc.open_tree(m["source"], recursive="rbind" in m["options"])
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOSYS):
+                    for fd in trees.values():
+                        os.close(fd)
+                    raise OSError(e.errno, os.strerror(e.errno), m["source"]) from None
+    return trees
 
 
 def _spawn_pid1(spec, launch):
@@ -692,6 +771,9 @@ def _helper_main(container, launch, born, inherited):
                 os._exit(0)
         else:
             libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with minirt
+        user_ns = dict(launch.joins).get("user")
+        if user_ns is not None:  # an OCI bundle's: PID 1 is born in it, its new namespaces owned by it
+            libc.setns(user_ns, libc.CLONE_NEWUSER)
         pid1, inside = _spawn_pid1(container.spec, launch)
         if pid1 == 0:
             init.main(container.spec, launch)  # never returns
@@ -717,6 +799,9 @@ def _become_monitor(container, pid1):
     A fresh interpreter that imports only what the monitor needs is a fraction
     of the size of a copy of minirt, and a host runs one per container.
     """
+    from minirt.spec import health_enabled
+
+    probing = health_enabled(container.spec.healthcheck)  # (then the monitor forks a prober: health.py)
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     # -S keeps site from running, and with it the packages minirt depends on
     # (cffi, for kernel/libc.py) off the path: name their directories.
@@ -734,13 +819,14 @@ def _become_monitor(container, pid1):
         # A script, not -m: runpy alone would add ~0.9 MB to every monitor.
         # -P keeps the script's directory (minirt/runtime, with its tty.py) off sys.path.
         monitor_py = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor.py")
-        os.execve(sys.executable, [sys.executable, "-S", "-P", monitor_py, container.dir, str(pid1)], env)
+        os.execve(sys.executable, [sys.executable, "-S", "-P", monitor_py, container.dir, str(pid1)]
+                  + (["probe"] if probing else []), env)
     except OSError:
         # The interpreter cannot be executed from here (e.g. it lives where a
         # user namespace may not look): monitor from this copy rather than
         # leave PID 1 without a parent.
         from minirt.runtime import monitor
-        os._exit(monitor.main(container.dir, pid1))
+        os._exit(monitor.main(container.dir, pid1, probing))
 
 
 def _resolv_conf():

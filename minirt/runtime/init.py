@@ -17,7 +17,8 @@ its world before it becomes the user's program:
                our cgroup2 cgroup if we could not be born there), then unshare the
                cgroup namespace (meanwhile all of the above ran in parallel)
     privileges groups, gid, uid, capabilities, no_new_privs, seccomp (security.py);
-               after this we could no longer mount anything
+               after this we could no longer mount anything (a bundle's filter
+               with a seccomp agent goes in before ``start``: seccomp_agent.py)
     exec       the command replaces this Python process and becomes PID 1, by way
                of the trampoline (``kernel/trampoline.py``): never is the host's
                Python the executable that executes it (with --init the
@@ -53,6 +54,8 @@ def main(spec, launch):
     Of what it inherited it keeps only what ``launch`` names."""
     step = "starting"  # named in the error message if a step fails
     try:
+        if spec.oci:
+            from minirt.runtime import oci_init  # (imported already by our parent: Container.start)
         launch.child_side()                 # our parent's ends of the handshake's channels
         close_others(launch.descriptors())  # and whatever else it, or its caller, had open
         libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # die with our parent
@@ -66,16 +69,20 @@ def main(spec, launch):
         # root: with --userns=remap that changes our uid on the host, after
         # which /proc/self/mem, which conceal writes, would be root's.
         security.conceal()
-        if launch.ids is not None:
+        joined = dict(launch.joins)
+        if launch.ids is not None or "user" in joined:  # (a user namespace given by path: born in it)
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
+        if "user" in joined:
+            step = "checking the user namespace's id maps"
+            oci_init.check_id_maps(spec)
         if launch.netns_fd is not None:  # --network container:NAME: join its network namespace
             step = "joining the network namespace"
             libc.setns(launch.netns_fd, libc.CLONE_NEWNET)
             os.close(launch.netns_fd)
         for name, fd in launch.joins:  # an OCI bundle's namespaces given by path
             step = f"joining the {name} namespace"
-            if name != "pid":  # (that one we were born in: container._spawn_pid1)
+            if name not in ("pid", "user"):  # (those we were born in: container._spawn_pid1, _helper_main)
                 libc.setns(fd, namespaces.FLAGS[name])
             os.close(fd)
         if launch.cgroup_entry is not None:
@@ -85,8 +92,6 @@ def main(spec, launch):
         step = "setting up stdio"
         setup_stdio(launch.console_fd, launch.stdio, spec.interactive)
         if spec.oci:  # its mounts show cgroups: be placed, in our own cgroup namespace, first
-            from minirt.runtime import oci_init  # (imported already by our parent: Container.start)
-
             step = "waiting to be placed"
             _placed(spec, launch)
         step = "preparing the root filesystem"
@@ -121,16 +126,30 @@ def main(spec, launch):
         user = (users.exact(spec.user, spec.group_add) if spec.oci
                 else users.resolve(spec.user, extra_groups=spec.group_add))
         env = _environment(spec, user)
+        if spec.oci:
+            oci_init.own_stdio(spec, user.uid, launch.console_fd is not None)
         step = f"entering the working directory {spec.cwd}"
         _enter_workdir(spec.cwd, user, spec.read_only)
         step = "loading the exec trampoline"
-        exec_fd, seccomp_program = prepare_exec(launch.seccomp_program, spec.no_new_privileges,
+        # (startContainer hooks run under the filter, as runc's do: then it is
+        # installed before them, not by the trampoline; so is a filter whose
+        # agent gets its descriptor)
+        hooked = bool(spec.oci and spec.oci["hooks"].get("startContainer"))
+        exec_fd, seccomp_program = prepare_exec(launch.seccomp_program,
+                                                spec.no_new_privileges and not hooked and launch.listener is None,
                                                 reaper=spec.init)
         if spec.oci:
             step = "setting the process's limits"
             oci_init.process(spec)
             step = "looking up the command"
             _check_command(spec.args[0], env)
+            if launch.listener is not None:
+                # A filter with an agent: `create` must hand the agent its
+                # descriptor, so it goes in now, as runc's does (we still hold
+                # CAP_SYS_ADMIN; the calls up to execve pass it too).
+                step = "installing the seccomp filter"
+                security.install_filter(seccomp_program, launch.listener.send_fd)
+                seccomp_program = None
             step = "waiting for start"
             oci_init.wait_for_start(launch)
         step = "dropping privileges"
@@ -138,11 +157,17 @@ def main(spec, launch):
         security.apply(caps=launch.capabilities, no_new_privs=spec.no_new_privileges,
                        seccomp_program=seccomp_program, uid=user.uid, gid=user.gid,
                        groups=None if setgroups_denied() else user.groups)
+        if hooked:
+            step = "running the startContainer hooks"
+            oci_init.started(spec)
         if spec.init and exec_fd is None:  # (else the trampoline is the reaper)
             _reaper(spec, env, launch)
         execute(spec.args, env, launch.failure, exec_fd, launch.preserved)
     except BaseException as e:  # noqa: BLE001 — everything must reach the parent
-        launch.failure.send_failure(e, step)
+        if not launch.failure.send_failure(e, step) and spec.oci:
+            # After `start` nobody reads the channel any more (runc's init logs
+            # the error instead): the container's stderr is where it is seen.
+            os.write(2, b"minirt-runc: " + channel.encode_failure(e, step).split(b" ", 1)[1] + b"\n")
     os._exit(125)
 
 

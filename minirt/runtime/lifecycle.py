@@ -5,11 +5,17 @@ every runtime (the OCI runtime spec's "created", "running", "stopped"; docker's
 "exited" is the last one under another name):
 
     (nothing) ──create──▶ created ──start──▶ running ──exit──▶ exited
-                             │                 ▲  │               │
-                             └──── exit ───────┼──┼───────────────┤
-                                               │  ▼               │
-                                             paused            start (minirt start:
-                                                                 again, same layer)
+                             │                 ▲  │ ▲             │
+                             └──── exit ───────┼──┼─┼─────────────┤
+                                               │  ▼ │             │
+                                             paused │          start (minirt start:
+                                                    │            again, same layer)
+                          running ──exit──▶ restarting ──(back-off over)──▶ running
+                                                 └──(stopped meanwhile)──▶ exited
+
+"restarting" is docker's name for a container whose restart policy
+(``restarts.py``) will run it again once its back-off is over: it has no
+processes, only a monitor waiting.
 
 Every front end (minirt's CLI, its Python API, the OCI command line) and the
 monitor move a container through this one table, under the state file's
@@ -23,15 +29,16 @@ line also asks the kernel whether a "created" one's PID 1 still waits.
 
 from minirt.errors import MinirtError
 
-CREATED, RUNNING, PAUSED, EXITED = "created", "running", "paused", "exited"
+CREATED, RUNNING, PAUSED, EXITED, RESTARTING = "created", "running", "paused", "exited", "restarting"
 
 # from -> the states it may move to
 ALLOWED = {
     None: (CREATED,),
     CREATED: (RUNNING, EXITED),
-    RUNNING: (PAUSED, EXITED),
+    RUNNING: (PAUSED, EXITED, RESTARTING),
     PAUSED: (RUNNING, EXITED),
     EXITED: (RUNNING,),   # minirt start: the same container again
+    RESTARTING: (RUNNING, EXITED),
 }
 
 # The OCI runtime spec's names (runc's `state`): only "exited" differs.
@@ -61,3 +68,9 @@ def move(directory, new, **fields):
 def is_running(info):
     """Its processes run (paused ones too: they exist, frozen)."""
     return info.get("status") in (RUNNING, PAUSED)
+
+
+def is_up(info):
+    """docker's State.Running: its processes run, or will again once its
+    restart back-off is over (so ``rm`` needs -f, and prune leaves it)."""
+    return is_running(info) or info.get("status") == RESTARTING

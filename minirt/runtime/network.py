@@ -587,7 +587,7 @@ def setup(container):
     # Recorded first: which network, so that removal finds the address even
     # if we die between taking it and writing it down.
     state.update(container.dir, network={"name": net["name"]})
-    owner = {"id": spec.id, "name": spec.name, "hostname": spec.hostname}
+    owner = {"id": spec.id, "name": spec.name, "hostname": spec.hostname, "aliases": spec.aliases}
     with state.locked(_net_dir(root, net["name"]), "lock"):
         _bring_up(root, net)
         address = _allocate(root, net, owner)
@@ -865,7 +865,7 @@ def _write_hosts(root, net, only=None):
     for ip, a in sorted(allocations.items(), key=lambda item: tuple(int(x) for x in item[0].split("."))):
         if only is not None and a["id"] != only:
             continue
-        aliases = [n for n in (a.get("hostname"), a.get("name"), a["id"][:12]) if n]
+        aliases = [n for n in (a.get("hostname"), a.get("name"), *a.get("aliases", ()), a["id"][:12]) if n]
         lines.append(f"{ip}\t{' '.join(dict.fromkeys(aliases))}\n")
     for a in allocations.values():
         if only is not None and a["id"] != only:

@@ -7,22 +7,31 @@ every mount itself, /proc and /dev included; PID 1 builds exactly that
 does, until the engine says ``start``:
 
     rootfs     the ready directory bound onto itself (pivot_root needs a mount),
-               the bundle's mounts in order, a fresh /dev's device nodes
+               the bundle's mounts in order, a fresh /dev's device nodes, then
+               the createContainer hooks (``hooks.py``)
     finish     after pivot_root: sysctls, read-only and masked paths (runc's
-               order), a read-only root
+               order), a read-only /dev (once its devices exist), a read-only root
     process    rlimits, OOM score, umask
+    stdio      its owner the container's user, as runc makes it: the terminal
+               (made on the host's devpts) with the group and mode that the
+               bundle's devpts mount gives a terminal (tty, 620), the rest
+               keeping their group
     wait       say CREATED to ``create``, then block opening the container's
                exec.fifo for writing until ``start`` opens it for reading
                (``channel.py``: the fifo's path is gone after pivot_root, so
                it is held as an O_PATH descriptor, reopened through /proc/self/fd)
+    started    once the process is the container's user with its privileges:
+               the startContainer hooks, then ``init.py`` executes the command
 """
 
+import errno
 import os
 import resource
+import stat
 
 from minirt.errors import RuntimeFailure
 from minirt.kernel import cgroups, libc, masked, mounts
-from minirt.runtime import channel
+from minirt.runtime import channel, hooks
 
 _PROPAGATION_ROOT = {"": libc.MS_PRIVATE | libc.MS_REC}  # runc's default for the host's mounts
 
@@ -35,15 +44,23 @@ def rootfs(spec, launch):
     root = launch.rootfs
     mounts.bind(root, root)   # pivot_root needs the new root to be a mount point
     fresh_dev = False
-    for m in oci["mounts"]:
+    for i, m in enumerate(oci["mounts"]):
         if m["type"] in ("cgroup", "cgroup2"):
             _mount_cgroups(root, m, own_namespace="cgroup" in spec.namespaces)
             continue
-        target = mounts.mount_entry(root, m["type"], m["source"], m["destination"], m["options"])
+        if m["type"] in ("proc", "sysfs"):
+            _ordinary_directory(root, m)
+        options = m["options"]
+        if _read_only_dev(m):  # filled first, read-only at the end (finish)
+            options = [o for o in options if o != "ro"]
+        tree = launch.bind_trees.pop(i, None)  # (in a user namespace: its source, copied by our parent)
+        target = mounts.mount_entry(root, m["type"], m["source"], m["destination"], options, tree)
+        if tree is not None:
+            os.close(tree)
         if m["destination"] == "/dev" and m["type"] == "tmpfs":
             fresh_dev = target
     if fresh_dev:  # the engine's /dev is an empty tmpfs: the runtime fills it (OCI's "default devices")
-        mounts.make_devices(fresh_dev, mknod=not spec.rootless)
+        mounts.make_devices(fresh_dev, mknod=not (spec.rootless or "user" in oci["joins"]))
         if launch.console_path:
             console = os.path.join(fresh_dev, "console")
             os.close(os.open(console, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -52,6 +69,23 @@ def rootfs(spec, launch):
         path = mounts.make_mountpoint(root, os.path.dirname(d["path"]))
         mounts.make_device(os.path.join(path, os.path.basename(d["path"])), d["type"], d["major"], d["minor"],
                            d["mode"], d["uid"], d["gid"])
+    hooks.run(oci["hooks"], "createContainer", hooks.state(spec, os.getpid(), "creating"), cwd=root)
+    hooks.prepare(oci["hooks"])
+
+
+def _ordinary_directory(root, m):
+    """proc and sysfs go on a directory, never through a symlink the image
+    planted there (their contents are the host's way in): as runc refuses it."""
+    try:
+        st = os.lstat(os.path.join(root, m["destination"].lstrip("/")))
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise RuntimeFailure(f"{m['destination']}: filesystem {m['type']!r} must be mounted on ordinary directory")
+
+
+def _read_only_dev(m):
+    return m["destination"] == "/dev" and m["type"] == "tmpfs" and mounts.parse_options(m["options"])[0] & libc.MS_RDONLY
 
 
 def _mount_cgroups(root, m, own_namespace):
@@ -103,6 +137,22 @@ def _own_cgroups():
     return own
 
 
+def check_id_maps(spec):
+    """In a user namespace given by path: it must map ids as linux.uidMappings
+    and gidMappings say (the runtime chose the owners of its files by them)."""
+    for name, expected in (("uid_map", spec.uid_map), ("gid_map", spec.gid_map)):
+        with open(f"/proc/self/{name}") as f:
+            actual = sorted(tuple(int(n) for n in line.split()) for line in f if line.strip())
+        if actual != sorted(tuple(m) for m in expected):
+            kind = name[0]
+            raise RuntimeFailure(f"linux.{kind}idMappings {_format_map(expected)} are not those of the user"
+                                 f" namespace joined ({_format_map(actual)})")
+
+
+def _format_map(entries):
+    return ", ".join(f"{inside}:{outside}:{count}" for inside, outside, count in entries) or "none"
+
+
 def finish(spec):
     """After pivot_root: the bundle's sysctls, read-only and masked paths, root."""
     oci = spec.oci
@@ -116,6 +166,8 @@ def finish(spec):
         masked.make_readonly(path)
     for path in oci["masked_paths"]:
         masked.mask(path)
+    if any(_read_only_dev(m) for m in oci["mounts"]):
+        mounts.remount_readonly("/dev")
     if spec.read_only:
         mounts.remount_readonly("/")
 
@@ -138,6 +190,43 @@ def process(spec):
         os.umask(oci["umask"])
 
 
+def own_stdio(spec, uid, tty):
+    """Give the container's user its stdin, stdout and stderr (runc's
+    fixStdioPermissions), a terminal as though made on the bundle's devpts
+    (its ``gid=`` and ``mode=`` options); where the user namespace or a
+    read-only /dev does not allow it, they stay as they are, as in runc."""
+    null = os.stat("/dev/null").st_rdev
+    gid, mode = _devpts_owner(spec.oci["mounts"]) if tty else (-1, None)
+    for fd in (0, 1, 2):
+        st = os.fstat(fd)
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == null:
+            continue
+        try:
+            if tty and os.isatty(fd):
+                os.fchown(fd, uid, gid)
+                if mode is not None:
+                    os.fchmod(fd, mode)
+            elif st.st_uid != uid:
+                os.fchown(fd, uid, st.st_gid)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.EPERM, errno.EROFS):
+                raise RuntimeFailure(f"giving the container's user its stdio: {e.strerror}") from None
+
+
+def _devpts_owner(mount_list):
+    """(gid, mode) a terminal gets from the bundle's devpts mount (-1, None: none said)."""
+    gid, mode = -1, None
+    for m in mount_list:
+        if m["type"] == "devpts":
+            for option in m["options"]:
+                key, _, value = option.partition("=")
+                if key == "gid" and value.isdigit():
+                    gid = int(value)
+                elif key == "mode" and value and set(value) <= set("01234567"):
+                    mode = int(value, 8)
+    return gid, mode
+
+
 def wait_for_start(launch):
     """Say CREATED to ``create``, then wait for ``start`` on exec.fifo."""
     libc.prctl(libc.PR_SET_PDEATHSIG, 0)   # create exits now: we outlive it (the engine's shim reaps us)
@@ -145,3 +234,8 @@ def wait_for_start(launch):
         raise RuntimeFailure(launch.created.gone)
     launch.created.close()
     channel.wait_for_start(launch.fifo_fd)
+
+
+def started(spec):
+    """After ``start``, as the container's user: the startContainer hooks."""
+    hooks.run(spec.oci["hooks"], "startContainer", hooks.state(spec, os.getpid(), "created"), cwd=os.getcwd())

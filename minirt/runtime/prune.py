@@ -44,7 +44,7 @@ def prune(root, volumes=False, cgroup_parents=()):
                 done.append(f"Deleted broken container {cid[:12]}")
                 continue
             parents.add(c.spec.cgroup_parent)
-            if lifecycle.is_running(c.state()):
+            if lifecycle.is_up(c.state()):
                 running.add(cid)
                 continue
             c.remove(force=True)

@@ -51,7 +51,7 @@ import time
 
 from minirt import lightjson  # json's reading and writing, without its import time
 from minirt.errors import MinirtError
-from minirt.runtime.lifecycle import CREATED, EXITED, RUNNING
+from minirt.runtime.lifecycle import CREATED, EXITED, RESTARTING, RUNNING
 
 _serial = itertools.count()
 
@@ -245,9 +245,10 @@ def hold(directory, wait=True, shared=False):
     return fd
 
 
-def update(directory, check=None, **fields):
+def update(directory, check=None, change=None, **fields):
     """Merge ``fields`` into the container's state.json under its lock; return the result.
-    ``check`` (see ``lifecycle.move``) sees the state before and may refuse the change."""
+    ``check`` (see ``lifecycle.move``) sees the state before and may refuse the change;
+    ``change`` sees it too and returns more fields (a health log grown by one probe)."""
     with locked(directory):
         path = os.path.join(directory, "state.json")
         try:
@@ -256,6 +257,8 @@ def update(directory, check=None, **fields):
             data = {}
         if check is not None:
             check(data)
+        if change is not None:
+            fields.update(change(data))
         data.update(fields)
         try:
             write_json(path, data)
@@ -335,6 +338,9 @@ def load(root, cid):
         data.update(status=EXITED, finished_at=_last_written(directory),
                     exit_code=data.get("exit_code") if data.get("exit_code") is not None else 255,
                     error="the container's monitor died; exit status unknown")
+    elif data.get("status") == RESTARTING and _orphaned(data):
+        # The monitor that was to restart it is gone (killed, or the host rebooted).
+        data.update(status=EXITED, error="the container's monitor died before restarting it")
     return data
 
 

@@ -20,6 +20,25 @@ import termios
 import tty
 
 
+_TIOCSPTLCK = 0x40045431   # <asm/ioctls.h>: lock or unlock a pty's slave (unlockpt(3))
+_TIOCGPTPEER = 0x5441      # the slave, opened through its master (Linux 4.13): no path lookup
+
+
+def open_pty():
+    """A new pseudo-terminal, (master, slave), from the /dev/ptmx of our mount
+    namespace: once a container's is joined, its own devpts, whose options (gid,
+    mode) the slave gets and where the slave has a name (/dev/pts/N), as runc
+    makes an ``exec -t`` process's terminal."""
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
+        slave = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    except BaseException:
+        os.close(master)
+        raise
+    return master, slave
+
+
 def set_winsize(fd, rows, cols):
     """Give the terminal ``fd`` a size (rows and columns; 0 leaves it unset)."""
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))

@@ -189,17 +189,6 @@ def remove(root, name, force=False):
     state.remove_tree(doomed)
 
 
-def parse_labels(items):
-    """``--label KEY=VALUE`` (or ``KEY`` alone: an empty value) -> {KEY: VALUE}."""
-    labels = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if not key or not key.isprintable():
-            raise MinirtError(f"invalid label {item!r}: expected KEY=VALUE")
-        labels[key] = value
-    return labels
-
-
 # -- a container's volumes -------------------------------------------------------
 
 def attach(root, spec):

@@ -307,8 +307,16 @@ def run_suite(integration, runtime, files, results_dir):
     BATS_TEST_TIMEOUT cannot serve: its watchdog is a background job of the
     test, and the tests that ``wait`` for their own jobs would wait for it.)"""
     os.makedirs(results_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="runc-suite-") as tmp:
+        # bats' BATS_TMPDIR ($TMPDIR, else /tmp) holds fixed names, such as the
+        # seccomp agent's socket and pid file: two runs at once must not share them.
+        os.chmod(tmp, 0o755)
+        return _run_files(integration, runtime, files, results_dir, tmp)
+
+
+def _run_files(integration, runtime, files, results_dir, tmp):
     marker = f"RUNC_SUITE_RUN={os.getpid()}-{time.monotonic_ns()}"  # inherited by all the tests start
-    env = dict(os.environ, RUNC=runtime, **dict([marker.split("=")]))
+    env = dict(os.environ, RUNC=runtime, TMPDIR=tmp, **dict([marker.split("=")]))
     outcome = {}
     start = time.monotonic()
     for path in files:

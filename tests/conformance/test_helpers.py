@@ -52,7 +52,7 @@ def _recvtty(tmp_path, *args):
     proc = subprocess.Popen([sys.executable, os.path.join(HERE, "recvtty.py"), "--pid-file", str(pid_file), *args,
                              sock], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10
-    while not pid_file.exists():  # written once the socket listens
+    while not (pid_file.exists() and os.path.exists(sock)):  # (the pid file is written first, as runc's)
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
         time.sleep(0.01)
     assert int(pid_file.read_text()) == proc.pid
@@ -63,7 +63,14 @@ def _send_terminal(sock):
     """Open a pty, send its master over ``sock`` as a runtime does; return the other end."""
     master, slave = pty.openpty()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.connect(sock)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                s.connect(sock)
+                break
+            except ConnectionRefusedError:  # bound, not yet listening
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
         socket.send_fds(s, [b"/dev/pts/x"], [master])
     os.close(master)
     return slave

@@ -81,6 +81,65 @@ def test_v2_unlimited_values(scratch_v2):
     assert (d / "pids.max").read_text() == "max"
 
 
+def _scratch_cgroup(scratch_v2, name):
+    cg = cgroups.for_container(name, "minirt", [Hierarchy(str(scratch_v2), "v2", frozenset())])
+    cg.create()
+    return cg, scratch_v2 / "minirt" / name
+
+
+def test_v2_runc_conversions(scratch_v2):
+    """OCI's v1 terms onto v2 files as runc converts them: swap alone, not
+    memory+swap; shares and blkio weight linearly onto cpu.weight and
+    io.weight; a reservation is memory.low; unified files are written last."""
+    cg, d = _scratch_cgroup(scratch_v2, "c5")
+    cg.set_limits(Resources(memory=52428800, memory_swap=96468992, memory_reservation=25165824, cpu_shares=100,
+                            cpu_quota=500000, cpu_period=1000000, cpuset_mems="0", blkio_weight=333,
+                            unified={"pids.max": "10"}))
+    assert (d / "memory.swap.max").read_text() == str(96468992 - 52428800)
+    assert (d / "memory.low").read_text() == "25165824"
+    assert (d / "cpu.weight").read_text() == "4"  # (runc's bats: shares 100 is weight 4)
+    assert (d / "cpu.max").read_text() == "500000 1000000"
+    assert (d / "cpuset.mems").read_text() == "0"
+    assert (d / "io.weight").read_text() == str(1 + (333 - 10) * 9999 // 990)
+    assert (d / "pids.max").read_text() == "10"
+    assert "+io" in (scratch_v2 / "minirt" / "cgroup.subtree_control").read_text()
+
+
+def test_v2_cpu_max_keeps_the_half_not_given(scratch_v2):
+    cg, d = _scratch_cgroup(scratch_v2, "c6")
+    cg.set_limits(Resources(cpu_period=50000))  # (no cpu.max yet: the kernel's "max 100000")
+    assert (d / "cpu.max").read_text() == "max 50000"
+    (d / "cpu.max").write_text("500000 1000000")
+    cg.set_limits(Resources(cpu_period=900000))
+    assert (d / "cpu.max").read_text() == "500000 900000"
+    cg.set_limits(Resources(cpu_quota=600000))
+    assert (d / "cpu.max").read_text() == "600000 900000"
+    cg.set_limits(Resources(cpu_quota=-1))
+    assert (d / "cpu.max").read_text() == "max 900000"
+
+
+def test_v2_memory_unlimited_lifts_swap_too_and_bfq_takes_device_weights(scratch_v2):
+    cg, d = _scratch_cgroup(scratch_v2, "c7")
+    (d / "io.bfq.weight").write_text("default 100\n")
+    cg.set_limits(Resources(memory=-1, blkio_weight_device=((7, 0, 444),)))
+    assert (d / "memory.max").read_text() == (d / "memory.swap.max").read_text() == "max"
+    assert (d / "io.bfq.weight").read_text() == "7:0 444"  # (the kernel's file keeps each line)
+    assert not (d / "io.weight").exists()
+
+
+@pytest.mark.parametrize("limits, message", [
+    ({"memory_swap": 64 << 20}, "unable to set swap limit without memory limit"),
+    ({"memory": 64 << 20, "memory_swap": 32 << 20}, "memory+swap limit should be >= memory limit"),
+    ({"cpu_rt_runtime": 500}, "realtime CPU limits"),
+])
+def test_v2_refusals_are_runcs_and_write_nothing(scratch_v2, limits, message):
+    cg, d = _scratch_cgroup(scratch_v2, "c8")
+    before = sorted(os.listdir(d))
+    with pytest.raises(RuntimeFailure, match=message.replace("+", r"\+")):
+        cg.set_limits(Resources(**limits))
+    assert sorted(os.listdir(d)) == before
+
+
 def test_v2_controller_not_delegated_is_a_clear_error(scratch_v2):
     (scratch_v2 / "minirt" / "cgroup.controllers").write_text("cpu\n")
     cg = cgroups.for_container("c3", "minirt", [Hierarchy(str(scratch_v2), "v2", frozenset())])

@@ -1,10 +1,12 @@
 """seccomp: profiles, the compiled BPF program, and the filter in a real process."""
 
 import errno
+import fcntl
 import json
 import os
 import signal
 import socket
+import struct
 
 import pytest
 from hypothesis import given, settings
@@ -47,7 +49,7 @@ def _write(tmp_path, content):
     ({"syscalls": []}, "defaultAction is missing"),
     ({"defaultAction": "SCMP_ACT_MAYBE"}, "unknown action 'SCMP_ACT_MAYBE'"),
     ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]},
-     "SCMP_ACT_NOTIFY is not supported"),
+     "SCMP_ACT_NOTIFY needs a seccomp agent"),
     ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
                                                       "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_ABOUT"}]}]},
      r"syscalls\[0\].args\[0\]: unknown op"),
@@ -249,7 +251,70 @@ def test_conditions_in_one_rule_must_all_hold():
     assert seccomp.evaluate(program, "getpid", [2, 11]) == RET_ALLOW
 
 
+def test_one_argument_tested_twice_means_either_test():
+    # (runc's seccomp.bats: a rule "index 0 == 100, index 0 == 9001" lets both through)
+    profile = _profile({"names": ["getpid"], "action": "SCMP_ACT_ALLOW", "args": [
+        {"index": 0, "value": 100, "op": "SCMP_CMP_EQ"}, {"index": 0, "value": 9001, "op": "SCMP_CMP_EQ"}]},
+        default="SCMP_ACT_ERRNO")
+    program = seccomp.compile_profile(profile)
+    assert [seccomp.evaluate(program, "getpid", [a]) for a in (100, 9001, 0)] == [RET_ALLOW, RET_ALLOW, EPERM]
+
+
+def test_notify_only_where_an_agent_answers_and_never_for_write():
+    rule = {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}
+    with pytest.raises(SpecError, match="SCMP_ACT_NOTIFY needs a seccomp agent"):
+        _profile(rule)
+    program = seccomp.compile_profile(seccomp.parse_profile({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]},
+                                                            notify=True))
+    assert seccomp.evaluate(program, "mkdir") == seccomp.RET_USER_NOTIF
+    assert seccomp.action_name(seccomp.RET_USER_NOTIF) == "USER_NOTIF"
+    for data, message in [({"defaultAction": "SCMP_ACT_NOTIFY"}, "cannot be used as default action"),
+                          ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [dict(rule, names=["write"])]},
+                           "cannot be used for the write syscall")]:
+        with pytest.raises(SpecError, match=message):
+            seccomp.parse_profile(data, notify=True)
+
+
+def test_a_profile_with_notify_is_compiled_apart_from_one_without(tmp_path):
+    profile = json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}).encode()
+    assert security.seccomp_program("bundle", cache=str(tmp_path), profile=profile, notify=True)
+    with pytest.raises(SpecError, match="needs a seccomp agent"):  # not from the cache
+        security.seccomp_program("bundle", cache=str(tmp_path), profile=profile)
+
+
 # -- for real: a filter installed in a child process ----------------------------------
+
+def test_a_filter_with_an_agent_hands_over_its_descriptor(raw_syscall):
+    # The child installs the filter and sends its descriptor; we answer its mkdir.
+    program = seccomp.compile_profile(seccomp.parse_profile({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}, notify=True))
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ours.close()
+            security.set_no_new_privs()
+            handed = []
+            security.install_filter(program, lambda fd: handed.append(fd) or socket.send_fds(theirs, [b"f"], [fd]))
+            kept = os.path.exists(f"/proc/self/fd/{handed[0]}")  # (the agent's copy must be the only one)
+            result, err = raw_syscall("mkdir", 0, 0o755)  # (NULL: the agent answers before the kernel looks)
+            os._exit(100 + err if (result, kept) == (-1, False) else 1)
+        finally:
+            os._exit(2)
+    theirs.close()
+    _, [listener], _, _ = socket.recv_fds(ours, 1, 1)
+    ours.close()
+    try:
+        notif = bytearray(80)  # struct seccomp_notif: id, pid, flags, nr, arch, ip, args[6]
+        fcntl.ioctl(listener, 0xC0502100, notif, True)  # SECCOMP_IOCTL_NOTIF_RECV
+        nid, who, nr = struct.unpack_from("=QIxxxxi", notif)
+        assert (who, nr) == (pid, SYSCALLS["mkdir"])
+        fcntl.ioctl(listener, 0xC0182101, bytearray(struct.pack("=QqiI", nid, -1, -errno.ENOMEDIUM, 0)), True)
+    finally:
+        os.close(listener)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 100 + errno.ENOMEDIUM
+
 
 def _nnp_and(program):
     security.set_no_new_privs()

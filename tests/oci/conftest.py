@@ -10,7 +10,10 @@ engines driving a runtime given by path.
   left is deleted by force and reaped.
 - ``bundle(args, **changes)``: a bundle directory on a busybox rootfs, with
   ``minirt-runc spec``'s config, the process's args, no terminal, and its
-  cgroup under the session's cgroup parent (the leak check sees it).
+  cgroup under the session's cgroup parent (the leak check sees it);
+  ``reachable(bundle)`` moves it where a user namespace's root reaches it.
+- ``detached(**changes)``: such a bundle's container, sleeping, run
+  ``--detach`` -> (id, cgroup path).
 
 The engine tests (test_containerd.py, test_docker.py, test_podman.py) run
 once per runtime in RUNTIMES, with engines of their own configured for it:
@@ -33,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -84,17 +88,49 @@ class Runtime:
 
     @staticmethod
     def reap(pid):
-        """Wait for the container's PID 1, adopted by us (the subreaper)."""
-        try:
-            return os.waitpid(pid, 0)[1]
-        except ChildProcessError:
-            return None
+        """Wait for the container's PID 1, adopted by us (the subreaper).
+
+        An exec'd process of the container that we adopted too must be reaped
+        first: a dying PID 1 waits until every process of its pid namespace is
+        gone, zombies included, and a plain waitpid for it would wait forever."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                got, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return None
+            if got:
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"PID 1 {pid} has not exited")
+            reap_adopted_zombies(but=pid)
+            time.sleep(0.01)
 
     def ids(self):
         try:
             return [d for d in os.listdir(os.path.join(self.root, "containers")) if not d.startswith(".")]
         except FileNotFoundError:
             return []
+
+
+def reap_adopted_zombies(but):
+    """Reap our children that died inside a nested pid namespace (a container's
+    exec'd processes, adopted by us as subreaper), but not ``but`` (the PID 1
+    whose status the caller wants), and no other: the session's own children
+    (registries ...) keep their exit status for their Popen."""
+    me = str(os.getpid())
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except (OSError, ValueError):
+            continue
+        if entry != str(but) and fields.get("PPid", "").strip() == me \
+                and fields.get("State", "").strip().startswith("Z") and len(fields.get("NSpid", "").split()) > 1:
+            try:
+                os.waitpid(int(entry), 0)
+            except ChildProcessError:
+                pass
 
 
 @pytest.fixture
@@ -141,6 +177,42 @@ def bundle(busybox_rootfs, runtime_path, tmp_path):
         return str(directory)
 
     return make
+
+
+@pytest.fixture
+def detached(oci, bundle):
+    """``detached(**changes)``: ``run --detach`` of a bundle whose process
+    sleeps (with those changes) -> (its id, its cgroup's path); ``oci``
+    deletes it at the end."""
+
+    def run(**changes):
+        b = bundle(["sleep", "100"], **changes)
+        cid = os.path.basename(b)
+        r = oci("run", "--detach", "--bundle", b, cid)
+        assert r.returncode == 0, r.stderr
+        with open(os.path.join(b, "config.json")) as f:
+            return cid, json.load(f)["linux"]["cgroupsPath"]
+
+    return run
+
+
+@pytest.fixture
+def reachable():
+    """reachable(bundle): the bundle moved where a user namespace's root (host
+    uid 100000) reaches its rootfs, as runc too needs it -- not under pytest's
+    0700 directory; the new path.  Removed at the end."""
+    made = []
+
+    def move(b):
+        made.append(tempfile.mkdtemp(prefix="minirt-oci-userns-"))
+        os.chmod(made[-1], 0o711)
+        return shutil.move(b, made[-1])
+
+    try:
+        yield move
+    finally:
+        for directory in made:
+            shutil.rmtree(directory)
 
 
 CGROUP_PARENT = os.environ["MINIRT_CGROUP_PARENT"]  # the session's (tests/conftest.py)

@@ -31,22 +31,51 @@ BAD = [
      "source /nonexistent-src: no such file or directory"),
     ({"mounts": [{"destination": "/x", "type": "bind", "source": "/tmp", "options": ["rbind", "idmap"]}]},
      "bind mount option 'idmap' is not supported"),
-    ({"linux__namespaces": [{"type": "pid"}]}, "a container needs its own mount namespace"),
+    ({"linux__namespaces": [{"type": "pid"}]}, "a container needs a mount namespace of its own or given"),
     ({"linux__namespaces": [{"type": "mount"}, {"type": "time"}]}, "unknown namespace type 'time'"),
     ({"linux__namespaces": [{"type": "mount"}, {"type": "user", "path": "/proc/1/ns/user"}]},
-     "joining a user namespace by path is not supported"),
+     "a user namespace needs linux.uidMappings"),
+    ({"linux__namespaces": [{"type": "mount"}, {"type": "time", "path": "/proc/1/ns/time"}]},
+     "unknown namespace type 'time'"),
     ({"linux__namespaces": [{"type": "mount"}, {"type": "user"}]}, "a user namespace needs linux.uidMappings"),
     ({"linux__cgroupsPath": "system.slice:minirt:x"}, "systemd's slice:prefix:name form"),
     ({"linux__resources": {"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}},
      "linux.resources.hugepageLimits is not supported"),
     ({"linux__resources": {"unified": {"memory.min": "131072"}}},
-     "invalid configuration: linux.resources.unified needs cgroup v2" if cgroups.detect() == "v1"
-     else "linux.resources.unified is not supported"),
+     "invalid configuration: linux.resources.unified needs cgroup v2") if cgroups.detect() == "v1" else
+    ({"linux__resources": {"unified": {"../memory.min": "131072"}}},
+     "unified resource '../memory.min' must be a file name of the form CONTROLLER.PARAMETER"),
     ({"linux__resources": {"memory": {"kernel": 1}}}, "linux.resources.memory.kernel is not supported"),
+    ({"linux__resources": {"cpu": {"period": 100}}},
+     "linux.resources.cpu.period must be an integer from 1000 to 1000000, not 100"),
+    ({"linux__resources": {"memory": {"limit": 64 << 20, "swap": 32 << 20}}},
+     "memory+swap limit should be >= memory limit"),
+    ({"linux__resources": {"Memory": {"Limit": "64m"}}}, "linux.resources.memory.limit must be an integer"),
+    ({"linux__resources": {"cpu": {"mems": "0-"}}}, "linux.resources.cpu.mems must be a list such as"),
+    ({"linux__resources": {"blockIO": {"weightDevice": [{"major": 7, "minor": 0, "weight": 5000}]}}},
+     "linux.resources.blockIO.weightDevice[0].weight must be an integer from 10 to 1000, not 5000"),
+    ({"linux__resources": {"blockIO": {"throttleReadBpsDevice": [{"major": 7, "minor": 0, "rate": 1}]}}},
+     "linux.resources.blockIO.throttleReadBpsDevice is not supported"),
     ({"linux__seccomp": {"defaultAction": "SCMP_ACT_NOPE"}}, "unknown action 'SCMP_ACT_NOPE'"),
-    ({"linux__seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x"}}, "user notification"),
+    ({"linux__seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}}, "linux.seccomp.listenerPath is not set"),
+    ({"linux__seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "@agent", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}}, "listenerPath must be an absolute path, not '@agent'"),
+    ({"linux__seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": 7}},
+     "linux.seccomp.listenerPath must be a string"),
+    ({"linux__seccomp": {"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/x", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}}, "SCMP_ACT_NOTIFY cannot be used as default action"),
+    ({"linux__seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x", "syscalls": [
+        {"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}]}},
+     "SCMP_ACT_NOTIFY cannot be used for the write syscall"),
+    ({"linux__seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x", "syscalls": [
+        {"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]}},
+     "SCMP_ACT_NOTIFY cannot be used for the sendmsg syscall"),
+    ({"linux__seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/nonexistent/agent.sock",
+                         "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}},
+     "failed to connect with seccomp agent specified in the seccomp profile: /nonexistent/agent.sock"),
     ({"linux__intelRdt": {"closID": "x"}}, "linux.intelRdt is not supported"),
-    ({"hooks": {"startContainer": [{"path": "/bin/true"}]}}, "hooks.startContainer (run inside the container)"),
+    ({"hooks": {"beforeAll": [{"path": "/bin/true"}]}}, "hooks.beforeAll is not a hook of the OCI runtime spec"),
     ({"hooks": {"prestart": [{"path": "true"}]}}, "hooks.prestart[0].path must be an absolute path"),
     ({"linux__resources": {"devices": [{"allow": True, "access": "rwm"}, {"allow": False, "access": "rwm"}]}},
      "only lists that begin by denying all"),
@@ -108,7 +137,8 @@ def test_config_maps_onto_a_container_spec(busybox_rootfs, tmp_path):
     assert spec.namespaces == ("mnt", "pid") and spec.oci["joins"] == {"net": "/proc/1/ns/net"}
     assert (spec.cap_add, spec.cap_drop, spec.no_new_privileges, spec.tty, spec.read_only) == (
         ["CAP_CHOWN", "CAP_KILL"], ["ALL"], True, True, True)
-    assert spec.resources == {"memory": 1 << 30, "memory_swap": 2 << 30, "cpus": 0.5, "pids_limit": 99}
+    assert spec.resources == {"memory": 1 << 30, "memory_swap": 2 << 30, "cpu_quota": 50000, "cpu_period": 100000,
+                              "pids_limit": 99}
     assert spec.oci["device_rules"][-1] == ("c", 10, 229, "rw")
     docker = [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
               {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rwm"}]  # (its list ends so)

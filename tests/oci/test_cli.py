@@ -2,10 +2,8 @@
 
 import json
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 
@@ -21,6 +19,22 @@ def wait_for(check, timeout=10):
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+def read_terminal(master, last):
+    """What a terminal's ``master`` shows until the line ``last`` (or its end), as
+    lines without the terminal's carriage returns; the master is closed then."""
+    got = b""
+    while last not in got:
+        try:
+            chunk = os.read(master, 1024)
+        except OSError:  # (EIO: no process holds the terminal any more)
+            break
+        if not chunk:
+            break
+        got += chunk
+    os.close(master)
+    return got.replace(b"\r", b"").split(b"\n")
 
 
 def test_create_waits_for_start_then_runs(oci, bundle, tmp_path):
@@ -148,18 +162,9 @@ def test_terminal_goes_over_the_console_socket(oci, bundle, tmp_path):
     conn.close()
     listener.close()
     assert oci("start", "c6").returncode == 0
-    got = b""
-    while b"done" not in got:
-        try:
-            chunk = os.read(fds[0], 1024)
-        except OSError:
-            break
-        if not chunk:
-            break
-        got += chunk
-    os.close(fds[0])
+    lines = read_terminal(fds[0], b"done")
     oci.reap(int((tmp_path / "pid").read_text()))
-    assert got.replace(b"\r", b"").split(b"\n")[:3] == [b"33 99", b"/dev/console", b"done"]
+    assert lines[:3] == [b"33 99", b"/dev/console", b"done"]
     assert oci("delete", "c6").returncode == 0
 
 
@@ -185,6 +190,7 @@ def test_version_spec_features_and_refused_flags(oci, tmp_path):
     features = json.loads(oci("features").stdout)
     assert "rbind" in features["mountOptions"] and "SCMP_ACT_ERRNO" in features["linux"]["seccomp"]["actions"]
     assert features["linux"]["apparmor"] == {"enabled": False}
+    assert "rro" in features["mountOptions"] and "startContainer" in features["hooks"]
     r = oci("--systemd-cgroup", "list")
     assert r.returncode == 1 and "--systemd-cgroup is not supported" in r.stderr
     r = oci("frobnicate")
@@ -226,7 +232,7 @@ def test_hooks_get_the_state_on_stdin(oci, bundle, tmp_path):
 def test_a_failing_prestart_hook_fails_create_and_leaves_nothing(oci, bundle, tmp_path):
     b = bundle(["true"], hooks={"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo no network >&2; exit 1"]}]})
     r = oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "c8")
-    assert r.returncode == 1 and "prestart hook /bin/sh: no network" in r.stderr
+    assert r.returncode == 1 and "prestart hook /bin/sh: error running hook: no network" in r.stderr
     assert oci.ids() == [] and not (tmp_path / "pid").exists()
 
 
@@ -285,27 +291,19 @@ def test_without_a_cgroup_namespace_its_own_cgroup_is_its_sys_fs_cgroup(oci, bun
     assert _cgroup2_options() == before
 
 
-def test_a_user_namespace_from_the_bundles_mappings(oci, bundle):
+def test_a_user_namespace_from_the_bundles_mappings(oci, bundle, reachable):
     b = bundle(["sh", "-c", "id -u; cat /proc/self/uid_map; stat -c %U /bin"],
                linux__namespaces=[{"type": t} for t in ("pid", "mount", "ipc", "uts", "network", "cgroup", "user")],
                linux__uidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}],
                linux__gidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}])
-    # The container's root (host uid 100000) must reach the rootfs, as with runc:
-    # not through pytest's 0700 directory.
-    reachable = tempfile.mkdtemp(prefix="minirt-oci-userns-")
-    try:
-        os.chmod(reachable, 0o711)
-        moved = shutil.move(b, reachable)
-        r = oci("run", "--bundle", moved, "u1")
-    finally:
-        shutil.rmtree(reachable)
+    r = oci("run", "--bundle", reachable(b), "u1")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["0", "0", "100000", "65536", "nobody"]  # (the rootfs is the host root's)
     assert oci.ids() == []
 
 
 @pytest.mark.parametrize("cgroupns", [True, False])
-def test_sys_fs_cgroup_shows_the_containers_cgroup_in_a_user_namespace(oci, bundle, cgroupns):
+def test_sys_fs_cgroup_shows_the_containers_cgroup_in_a_user_namespace(oci, bundle, reachable, cgroupns):
     """With its own cgroup namespace each tree is mounted; without (runc's
     default spec), each tree's directory of the container's cgroup is bound."""
     kinds = ("pid", "mount", "ipc", "uts", "network", "user") + (("cgroup",) if cgroupns else ())
@@ -314,12 +312,7 @@ def test_sys_fs_cgroup_shows_the_containers_cgroup_in_a_user_namespace(oci, bund
                linux__namespaces=[{"type": t} for t in kinds],
                linux__uidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}],
                linux__gidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}])
-    reachable = tempfile.mkdtemp(prefix="minirt-oci-userns-")
-    try:
-        os.chmod(reachable, 0o711)
-        r = oci("run", "--bundle", shutil.move(b, reachable), "u2")
-    finally:
-        shutil.rmtree(reachable)
+    r = oci("run", "--bundle", reachable(b), "u2")
     assert (r.returncode, r.stdout) == (0, "1\n"), r.stderr  # its own cgroup's processes: PID 1 alone
 
 

@@ -59,3 +59,30 @@ def test_exec_pause_metrics_kill_delete(oci_docker, runtime_state, runtime_calls
     # dockerd's shim called the binary added as "oci", as engine-argv.txt has it.
     assert {"create", "start", "exec", "pause", "resume", "kill", "delete"} <= runtime_calls.verbs()
     assert all("--log-format json" in " ".join(words) for words in runtime_calls()), runtime_calls()
+
+
+def test_limits_at_run_and_by_update(oci_docker, runtime_calls):
+    """docker run's limits reach config.json's linux.resources, and docker
+    update's the runtime's ``update -r -`` (JSON on stdin)."""
+    docker = oci_docker
+    r = docker("run", "-d", "--runtime", "oci", "--network", "none", "--memory", "64m", "--cpus", "0.5",
+               "--pids-limit", "50", "busybox", "sleep", "1000")
+    assert r.returncode == 0, r.stderr.decode()
+    cid = r.stdout.decode().strip()
+    v1 = docker("exec", cid, "test", "-d", "/sys/fs/cgroup/memory").returncode == 0
+    files = ("memory/memory.limit_in_bytes", "pids/pids.max", "cpu/cpu.cfs_quota_us") if v1 else (
+        "memory.max", "pids.max", "cpu.max")
+
+    def limits():
+        r = docker("exec", cid, "cat", *(f"/sys/fs/cgroup/{f}" for f in files))
+        assert r.returncode == 0, r.stderr.decode()
+        return r.stdout.decode().split("\n")[:3]
+
+    try:
+        assert limits() == [str(64 << 20), "50", "50000" if v1 else "50000 100000"]
+        r = docker("update", "--memory", "96m", "--memory-swap", "192m", "--pids-limit", "60", "--cpus", "1", cid)
+        assert r.returncode == 0, r.stderr.decode()
+        assert limits() == [str(96 << 20), "60", "100000" if v1 else "100000 100000"]
+    finally:
+        docker("rm", "-f", cid)
+    assert "update" in runtime_calls.verbs()

@@ -65,13 +65,15 @@ def world(busybox_image, tmp_path_factory):
     r = minirt(root, "load", "-i", busybox_image)   # busybox:latest, which web and live run on
     assert r.returncode == 0, r.stderr
     files = {"dir": str(base), "big": str(base / "big.json"), "deep": str(base / "deep.json"),
-             "notjson": str(base / "not.json"), "fifo": str(base / "fifo")}
+             "notjson": str(base / "not.json"), "fifo": str(base / "fifo"), "notify": str(base / "notify.json")}
     with open(files["big"], "wb") as f:
         f.truncate(5 << 20)  # a sparse file, larger than a profile may be
     with open(files["deep"], "w") as f:
         f.write("[" * 100000 + "]" * 100000)
     with open(files["notjson"], "w") as f:
         f.write("{not json")
+    with open(files["notify"], "w") as f:
+        f.write('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}')
     os.mkfifo(files["fifo"])
     yield World(root, busybox_image, files)
     assert minirt(root, "rm", "-f", WEB, LIVE).returncode == 0
@@ -130,6 +132,36 @@ CASES = [
     (["logs", "--tail", "-1", WEB], 125, "invalid --tail '-1'"),
     (["logs", "--tail", "²", WEB], 125, "invalid --tail '²'"),
     (["logs", "--tail", HUGE + HUGE, WEB], 125, "invalid --tail"),
+    # -- healthchecks and restart policies (docker's words)
+    (["run", "--health-interval", "5x", IMG, "true"], 125, "invalid --health-interval '5x': not a duration"),
+    (["run", "--health-interval", "nan", IMG, "true"], 125, "invalid --health-interval 'nan'"),
+    (["run", "--health-interval", "30", IMG, "true"], 125, "invalid --health-interval '30'"),
+    (["run", "--health-timeout", "1.2.3s", IMG, "true"], 125, "invalid --health-timeout '1.2.3s'"),
+    (["run", "--health-timeout", "-1s", IMG, "true"], 125, "--health-timeout cannot be negative"),
+    (["run", "--health-start-period", HUGE + "h", IMG, "true"], 125, "invalid --health-start-period"),
+    (["run", "--health-start-period", "-5m", IMG, "true"], 125, "--health-start-period cannot be negative"),
+    (["run", "--health-start-interval", "", IMG, "true"], 125, "invalid --health-start-interval ''"),
+    (["run", "--health-cmd", "true", "--health-interval", "500us", IMG, "true"], 125,
+     "Interval in Healthcheck cannot be less than 1ms"),
+    (["run", "--health-retries", "-1", IMG, "true"], 125, "--health-retries cannot be negative"),
+    (["run", "--health-retries", "x", IMG, "true"], 125, "invalid --health-retries 'x'"),
+    (["run", "--health-retries", "1²", IMG, "true"], 125, "invalid --health-retries '1²'"),
+    (["run", "--health-retries", HUGE, IMG, "true"], 125, "invalid --health-retries"),
+    (["run", "--no-healthcheck", "--health-cmd", "true", IMG, "true"], 125,
+     "--no-healthcheck conflicts with --health-* options"),
+    (["run", "-d", "--restart", "sometimes", IMG, "true"], 125, "invalid restart policy: unknown policy 'sometimes'"),
+    (["run", "-d", "--restart", "on-failure:x", IMG, "true"], 125, "maximum retry count must be an integer"),
+    (["run", "-d", "--restart", "on-failure:3x", IMG, "true"], 125, "maximum retry count must be an integer"),
+    (["run", "-d", "--restart", "on-failure:", IMG, "true"], 125, "maximum retry count must be an integer"),
+    (["run", "-d", "--restart", "on-failure:" + HUGE, IMG, "true"], 125, "maximum retry count must be an integer"),
+    (["run", "-d", "--restart", "on-failure:-1", IMG, "true"], 125, "maximum retry count cannot be negative"),
+    (["run", "-d", "--restart", "always:3", IMG, "true"], 125, "can only be used with 'on-failure'"),
+    (["run", "-d", "--restart", ":3", IMG, "true"], 125, "no policy provided before colon"),
+    (["run", "-d", "--rm", "--restart", "always", IMG, "true"], 125,
+     "conflicting options: cannot specify both --restart and --rm"),
+    (["run", "--restart", "on-failure", IMG, "true"], 125, "a restart policy needs a detached container (run -d"),
+    (["start"], 125, "start: CONTAINER is required (or --all-restartable)"),
+    (["start", "--all-restartable", WEB], 125, "start: --all-restartable takes no CONTAINER"),
     # -- ports
     (["run", "-p", "1²:80", IMG, "true"], 125, "invalid port '1²:80'"),
     (["run", "-p", HUGE + ":80", IMG, "true"], 125, "invalid port"),
@@ -186,6 +218,8 @@ CASES = [
     (["run", "--name", WEB, IMG, "true"], 125, 'the container name "web" is already in use'),
     (["run", "-h", "a\nb", IMG, "true"], 125, "invalid hostname"),
     (["run", "-h", "x" * 65, IMG, "true"], 125, "invalid hostname"),
+    (["run", "--label", "=x", IMG, "true"], 125, "invalid label '=x'"),
+    (["run", "--network-alias", "a b", IMG, "true"], 125, "invalid hostname 'a b'"),
     (["run", "--network", "a b", IMG, "true"], 125, "invalid --network 'a b'"),
     (["run", "--network", "container:", IMG, "true"], 125, "invalid --network"),
     (["run", "--network", "no-such-net", IMG, "true"], 125, "network no-such-net not found"),
@@ -255,6 +289,8 @@ CASES = [
     (["run", "--security-opt", "seccomp={big}", IMG, "true"], 125, "cannot read seccomp profile: larger than 4 MiB"),
     (["run", "--security-opt", "seccomp={deep}", IMG, "true"], 125, "invalid seccomp profile: nested too deeply"),
     (["run", "--security-opt", "seccomp={notjson}", IMG, "true"], 125, "invalid seccomp profile"),
+    (["run", "--security-opt", "seccomp={notify}", IMG, "true"], 125,
+     "syscalls[0]: SCMP_ACT_NOTIFY needs a seccomp agent"),
     (["run", "--security-opt", "seccomp=/nonexistent", IMG, "true"], 125,
      "/nonexistent: cannot read seccomp profile: No such file or directory"),
     # -- containers and signals

@@ -95,12 +95,13 @@ def lc(module_root, busybox_image, host):
 
 
 def wait_for(predicate, timeout=120):
-    """Wait until ``predicate()``; the bound only stops a hang (an emulated
-    machine, as in make test-vm, is ten times slower than this host)."""
+    """Wait until ``predicate()`` is true, and return it; the bound only stops a
+    hang (an emulated machine, as in make test-vm, is ten times slower than this host)."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not (value := predicate()):
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+    return value
 
 
 def process_alive(pid):

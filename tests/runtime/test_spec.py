@@ -185,3 +185,111 @@ def test_prepare_refuses_a_bad_id_before_it_touches_the_store(tmp_path):
     with pytest.raises(SpecError, match="container id"):
         prepare("no-such-image", id="../../x", root=str(tmp_path / "root"))
     assert not (tmp_path / "root" / "layers").exists()
+
+
+# -- durations, healthchecks and restart policies --------------------------------------
+
+@pytest.mark.parametrize("text, ns", [
+    ("30s", 30 * 10**9), ("1m30s", 90 * 10**9), ("1.5s", 1500 * 10**6), ("500ms", 500 * 10**6), (".5s", 5 * 10**8),
+    ("1h", 3600 * 10**9), ("0", 0), ("-2s", -2 * 10**9), ("+3ms", 3 * 10**6), ("250us", 250_000),
+    ("250µs", 250_000), ("7ns", 7), ("2562047h47m16.854775807s", (1 << 63) - 1)])
+def test_durations_are_read_as_go_reads_them(text, ns):
+    assert spec.parse_duration(text) == ns
+
+
+@pytest.mark.parametrize("text", ["", "-", "+", "s", "1", "30", "1x", "1.2.3s", "2562048h", "nan", "inf", "1s ",
+                                  " 1s", "²s", "1S", "--1s", "1e3s", "0x10s"])
+def test_what_is_not_a_duration(text):
+    with pytest.raises(ValueError):
+        spec.parse_duration(text)
+
+
+@pytest.mark.parametrize("ns, text", [(0, "0s"), (30 * 10**9, "30s"), (90 * 10**9, "1m30s"), (1500 * 10**6, "1.5s"),
+                                      (500 * 10**6, "500ms"), (3600 * 10**9, "1h0m0s"), (1500, "1.5µs"),
+                                      (7, "7ns"), (-2 * 10**9, "-2s")])
+def test_durations_are_printed_as_go_prints_them(ns, text):
+    assert spec.format_duration(ns) == text
+
+
+def test_health_flags_make_docker_s_healthconfig():
+    assert spec.healthcheck_flags("curl -f localhost", "1s", "2s", "3s", "100ms", "4") == {
+        "Test": ["CMD-SHELL", "curl -f localhost"], "Interval": 10**9, "Timeout": 2 * 10**9,
+        "StartPeriod": 3 * 10**9, "StartInterval": 10**8, "Retries": 4}
+    assert spec.healthcheck_flags() is None                       # the image's stays
+    assert spec.healthcheck_flags(interval="0s", retries="0") is None  # zero: unset, as docker's flags
+    assert spec.healthcheck_flags(interval="5s") == {"Interval": 5 * 10**9}  # the image's Test, another interval
+    assert spec.healthcheck_flags(none=True) == {"Test": ["NONE"]}
+
+
+def test_run_s_healthcheck_merges_with_the_image_s_as_docker_s():
+    image = dict(IMAGE, Healthcheck={"Test": ["CMD", "/check"], "Interval": 10**10, "Retries": 5})
+    assert spec.build(image).healthcheck == image["Healthcheck"]
+    assert spec.build(image, healthcheck={"Interval": 10**9}).healthcheck == {
+        "Test": ["CMD", "/check"], "Interval": 10**9, "Retries": 5}
+    assert spec.build(image, healthcheck={"Test": ["CMD-SHELL", "true"]}).healthcheck["Test"] == ["CMD-SHELL", "true"]
+    off = spec.build(image, healthcheck={"Test": ["NONE"]}).healthcheck
+    assert off["Test"] == ["NONE"] and not spec.health_enabled(off)
+    assert spec.build(IMAGE).healthcheck is None and spec.build(IMAGE, healthcheck={"Interval": 10**9}).healthcheck == {
+        "Interval": 10**9}                                        # no Test anywhere: no probes
+    assert not spec.health_enabled({"Interval": 10**9}) and spec.health_enabled(image["Healthcheck"])
+
+
+def test_a_built_spec_keeps_its_healthcheck_and_policy_through_json():
+    s = spec.build(dict(IMAGE, Shell=["/bin/bash", "-c"]), healthcheck={"Test": ["CMD-SHELL", "true"]},
+                   restart_policy={"Name": "on-failure", "MaximumRetryCount": 2})
+    again = spec.ContainerSpec.from_json(s.to_json())
+    assert again == s and again.shell == ["/bin/bash", "-c"]
+    assert again.restart_policy == {"Name": "on-failure", "MaximumRetryCount": 2}
+    assert spec.build(IMAGE).restart_policy == {"Name": "no", "MaximumRetryCount": 0}
+
+
+@pytest.mark.parametrize("check, says", [
+    ("CMD true", "expected an object"),
+    ({"Test": "true"}, "Test must be a list of strings"),
+    ({"Test": ["true"]}, "Test must be [\"NONE\"]"),
+    ({"Test": ["CMD"]}, "Test must be"),
+    ({"Test": ["CMD-SHELL", "a", "b"]}, "Test must be"),
+    ({"Test": ["NONE", "x"]}, "Test must be"),
+    ({"Test": ["CMD", "x"], "Interval": "1s"}, "Interval must be a whole number of nanoseconds"),
+    ({"Test": ["CMD", "x"], "Interval": 1.5}, "Interval must be a whole number"),
+    ({"Test": ["CMD", "x"], "Timeout": True}, "Timeout must be a whole number"),
+    ({"Test": ["CMD", "x"], "Timeout": 999_999}, "Timeout in Healthcheck cannot be less than 1ms"),
+    ({"Test": ["CMD", "x"], "StartPeriod": -1}, "StartPeriod in Healthcheck cannot be less than 1ms"),
+    ({"Test": ["CMD", "x"], "Retries": -1}, "Retries in Healthcheck cannot be negative"),
+    ({"Test": ["CMD", "x"], "Retries": "3"}, "Retries must be a whole number"),
+    ({"Test": ["CMD", "x"], "Intervall": 1}, "unknown field 'Intervall'"),
+])
+def test_a_bad_healthcheck_from_the_api_is_one_clear_error(check, says):
+    with pytest.raises(SpecError, match=None) as e:
+        spec.build(IMAGE, healthcheck=check)
+    assert says in str(e.value)
+
+
+@pytest.mark.parametrize("text, policy", [
+    ("no", {"Name": "no", "MaximumRetryCount": 0}), ("", {"Name": "no", "MaximumRetryCount": 0}),
+    ("always", {"Name": "always", "MaximumRetryCount": 0}), ("unless-stopped", {"Name": "unless-stopped",
+                                                                                 "MaximumRetryCount": 0}),
+    ("on-failure", {"Name": "on-failure", "MaximumRetryCount": 0}),
+    ("on-failure:3", {"Name": "on-failure", "MaximumRetryCount": 3}), ("no:0", {"Name": "no", "MaximumRetryCount": 0})])
+def test_restart_policies_are_read_as_docker_reads_them(text, policy):
+    assert spec.parse_restart(text) == policy
+
+
+@pytest.mark.parametrize("policy, says", [
+    ({"Name": "sometimes"}, "unknown policy 'sometimes'"),
+    ({"Name": "on-failure", "MaximumRetryCount": -1}, "cannot be negative"),
+    ({"Name": "on-failure", "MaximumRetryCount": "3"}, "must be an integer"),
+    ({"Name": "always", "MaximumRetryCount": 2}, "can only be used with 'on-failure'"),
+    ({"Name": "always", "Max": 2}, "expected {\"Name\""),
+    ("always", "expected {\"Name\""),
+])
+def test_a_bad_restart_policy_from_the_api_is_one_clear_error(policy, says):
+    with pytest.raises(SpecError) as e:
+        spec.build(IMAGE, restart_policy=policy)
+    assert says in str(e.value)
+
+
+def test_a_restart_policy_and_remove_exclude_each_other():
+    with pytest.raises(SpecError, match="cannot specify both --restart and --rm"):
+        spec.build(IMAGE, remove=True, restart_policy={"Name": "always"})
+    assert spec.build(IMAGE, remove=True, restart_policy={"Name": "no"}).remove
