@@ -7,8 +7,6 @@ pytestmark = pytest.mark.privileged
 
 
 def test_a_project_is_up_for_its_test_and_down_after(inner):
-    # In the test, not at import: under MINIRT_REQUIRE_PRIVILEGED=1 this skip is a failure.
-    pytest.importorskip("minirt.compose", reason="minirt compose (branch compose) is not merged yet")
     with open(f"{inner.dir}/compose.yaml", "w") as f:
         f.write(f"""
 services:
