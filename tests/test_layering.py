@@ -1,6 +1,6 @@
 """The layout's first rule, checked: dependencies point one way.
 
-minirt:  cli -> compose -> api -> build -> runtime -> kernel, image, spec -> the shared base
+minirt:  cli, testing (the pytest plugin) -> compose -> api -> build -> runtime -> kernel, image, spec -> the shared base
 (errors, digests, lightjson, bounded); ``kernel/`` knows nothing of images,
 ``image/`` nothing of the kernel.  emu: ``isa.py`` is the root everything reads,
 the CPU knows no device by name, and the machine knows nothing of the VM
@@ -30,6 +30,7 @@ MINIRT_ALLOWED = {
     "api": {"build", "runtime", "kernel", "image", "spec"},
     "compose": {"api", "spec"},  # a client of the API, as the CLI is
     "cli": {"api", "compose", "options", "spec"},  # spec: the grammar of flag values
+    "testing": {"api", "compose", "spec"},  # the pytest plugin: a client, as the CLI is
     "options": set(),
 }
 

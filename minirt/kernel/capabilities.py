@@ -169,6 +169,11 @@ def mask(names):
     return bits
 
 
+def names_in(bits):
+    """The capability names of a bit mask (a /proc status Cap* field, parsed)."""
+    return frozenset(name for name, number in NUMBERS.items() if bits >> number & 1)
+
+
 def expected_status_mask(names):
     """The set as /proc/self/status prints it, e.g. "00000000a80425fb"."""
     return f"{mask(names):016x}"

@@ -325,11 +325,17 @@ def image(seccomp_program=None, reaper=False):
     if seccomp_program is not None:
         data = (bytes(fprog_at - end) + _FPROG.pack(len(seccomp_program) // 8, BASE + fprog_at + _FPROG.size)
                 + seccomp_program)
-    size = end + len(data)
+    return elf(_link(rows, BASE + fprog_at)[0] + data)
+
+
+def elf(body):
+    """An x86-64 executable of one segment whose entry point is the first
+    byte of ``body`` (code, then any data it addresses from ``BASE``)."""
+    size = _CODE_OFFSET + len(body)
     header = _EHDR.pack(_IDENT, _ET_EXEC, _EM_X86_64, 1, BASE + _CODE_OFFSET, _EHDR.size, 0, 0,
                         _EHDR.size, _PHDR.size, 1, 0, 0, 0)
     segment = _PHDR.pack(_PT_LOAD, _PF_R | _PF_X, 0, BASE, BASE, size, size, 0x1000)
-    return header + segment + _link(rows, BASE + fprog_at)[0] + data
+    return header + segment + body
 
 
 # -- using it ----------------------------------------------------------------------------

@@ -22,12 +22,14 @@ from minirt.runtime import volumes as volume_store  # (`volumes` is prune's flag
 from minirt.runtime.container import Container
 
 
-def prune(root, volumes=False):
+def prune(root, volumes=False, cgroup_parents=()):
     """Stopped containers, leftovers, unused networks and layers; with
-    ``volumes`` (``--volumes``), the volumes ``prune_volumes`` takes."""
+    ``volumes`` (``--volumes``), the volumes ``prune_volumes`` takes.  The
+    cgroup parents of the containers found, ``$MINIRT_CGROUP_PARENT`` and
+    ``cgroup_parents`` go too once empty."""
     done = []
     containers = state.containers_dir(root)
-    parents = {os.environ.get("MINIRT_CGROUP_PARENT", "minirt")}
+    parents = {os.environ.get("MINIRT_CGROUP_PARENT", "minirt"), *cgroup_parents}
     running = set()
     for cid in state.container_ids(root):
         busy = _hold(os.path.join(containers, cid))

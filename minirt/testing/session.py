@@ -1,0 +1,114 @@
+"""A test session's share of the host, and the sweep of sessions that died.
+
+Lecture idea: everything a container runtime makes on the host -- state,
+cgroups, mounts, bridges -- is recorded before it is made (``system prune``
+is the recovery path), so a crash can always be cleaned up by whoever
+comes next, if only it can tell the dead from the living.  Each pytest
+process (each pytest-xdist worker too) gets a run directory named after the
+session's id::
+
+    BASE/runs/SESSION-WORKER/      flock()ed by its process for as long as it lives
+        root/                      its minirt state root (containers, layers, networks, volumes)
+    cgroup parent                  minirt-pytest-SESSION-WORKER
+
+A run directory whose lock can be taken belongs to a process that is gone
+(the kernel drops a flock with its last holder, SIGKILL included): the next
+session's start removes its containers (by force: a SIGKILLed session's
+background containers still run), prunes its root and cgroup parent, and
+deletes it.  A run is made under ``.new-PID-NAME`` and renamed once locked,
+so that no sweep ever takes one being made.
+"""
+
+import fcntl
+import os
+import shutil
+import tempfile
+
+CGROUP_PREFIX = "minirt-pytest-"
+
+
+def default_base():
+    """Where sessions keep their runs and the shared image cache: one directory per user."""
+    return os.path.join(tempfile.gettempdir(), f"minirt-pytest-{os.geteuid()}")
+
+
+class Run:
+    """One pytest process's state root and cgroup parent, locked while it lives."""
+
+    def __init__(self, base, session, worker):
+        self.name = f"{session}-{worker}"
+        self.runs = os.path.join(base, "runs")
+        self.dir = os.path.join(self.runs, self.name)
+        self.root = os.path.join(self.dir, "root")
+        self.cgroup_parent = CGROUP_PREFIX + self.name
+        self.lock = None
+        self.made = 0  # networks, volumes and projects named so far: a name is never used twice
+
+    def unique(self, kind):
+        """A name of the run's own: SESSION-WORKER-KINDN."""
+        self.made += 1
+        return f"{self.name}-{kind}{self.made}"
+
+    def open(self):
+        os.makedirs(self.runs, exist_ok=True)
+        making = os.path.join(self.runs, f".new-{os.getpid()}-{self.name}")
+        os.makedirs(os.path.join(making, "root"))
+        self.lock = os.open(making, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(self.lock, fcntl.LOCK_EX)
+        os.rename(making, self.dir)
+        return self
+
+    def close(self, keep=False):
+        """Remove all of the run (``keep``: leave it, unlocked, for the next session's sweep)."""
+        if not keep:
+            clean(self.dir, self.name)
+        os.close(self.lock)
+
+
+def clean(directory, name):
+    """Remove every container, network, volume and cgroup of the run in ``directory``, then the run."""
+    from minirt.api import containers, host  # (here: a session with nothing to sweep never imports them)
+    from minirt.errors import MinirtError
+
+    root = os.path.join(directory, "root")
+    if os.path.isdir(os.path.join(root, "containers")):
+        for _info, _config, state_dir in containers.listing(root, all=True):
+            try:
+                containers.load(root, os.path.basename(state_dir)).remove(force=True, volumes=True)
+            except MinirtError:
+                pass  # gone meanwhile, or broken: prune takes what is left
+    if os.path.isdir(root):
+        host.prune(root, volumes=True, cgroup_parents=[CGROUP_PREFIX + name])
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def sweep(base):
+    """Clean up the runs of sessions that died (SIGKILL, a crash, a machine reset); their names."""
+    runs = os.path.join(base, "runs")
+    try:
+        names = os.listdir(runs)
+    except FileNotFoundError:
+        return []
+    swept = []
+    for name in names:
+        directory = os.path.join(runs, name)
+        if name.startswith(".new-"):
+            if not os.path.exists(f"/proc/{name.split('-')[1]}"):
+                shutil.rmtree(directory, ignore_errors=True)  # died before it held anything
+            continue
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # another sweep took it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # alive
+        try:
+            if os.path.isdir(directory):
+                clean(directory, name)
+                swept.append(name)
+        finally:
+            os.close(fd)
+    return swept
