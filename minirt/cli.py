@@ -91,7 +91,8 @@ def cmd_run(args):
     for s in FORWARDED:
         signal.signal(s, on_signal)
     if "ports" in options:  # checked before the image is unpacked
-        network.check(root, options.get("network") or specs.default_network(), options["ports"])
+        network.check(root, options.get("network") or specs.default_network(), options["ports"],
+                      [n["name"] for n in options.get("more_networks", ())])
     # A bridge's veth pair needs pyroute2: a helper imports it while we import the rest.
     network.head_start(options.get("network") or specs.default_network())
     from minirt.api.containers import Container, prepare, start_detached
@@ -153,10 +154,11 @@ def _run_options(args):
         args.health_start_interval, args.health_retries, none=args.no_healthcheck)
     options["restart_policy"] = specs.check_restart_policy(specs.parse_restart(args.restart), remove=args.rm,
                                                            detach=args.detach)
-    if args.network is not None or args.publish:
+    if args.network or args.publish:
         options["ports"] = [specs.parse_port(p) for p in args.publish]
-    if args.network is not None:
-        options["network"] = specs.parse_network(args.network)
+    if args.network:  # the first network is eth0's, with the default route
+        first, *more = specs.parse_networks(args.network, options["aliases"])
+        options.update(network=first["name"], aliases=first["aliases"], more_networks=more)
     return options
 
 
@@ -294,6 +296,14 @@ def cmd_inspect(args):
     code = _each_container(args, args.containers, lambda c, _ref: out.append(containers.inspect(c)))
     print(json.dumps(out, indent=2))
     return code
+
+
+def cmd_port(args):
+    from minirt.api import containers, network
+
+    for line in network.port_lines(containers.load(_root(args), args.container), args.port):
+        print(line)
+    return 0
 
 
 def cmd_logs(args):
@@ -891,11 +901,35 @@ def cmd_system(args):
 
 
 def cmd_network(args):
+    from minirt import spec as specs
     from minirt.api import network
 
-    root = _root(args)
-    if args.network_command == "create":
-        print(network.create(root, args.name, subnet=args.subnet)["id"])
+    root, action = _root(args), args.network_command
+    if action == "create":
+        print(network.create(root, args.name, subnet=args.subnet, labels=specs.parse_labels(args.label))["id"])
+        return 0
+    if action == "inspect":
+        import json
+
+        out = []
+        code = _each(args.names, lambda name: out.append(network.inspect(root, name)))
+        print(json.dumps(out, indent=4))
+        return code
+    if action in ("connect", "disconnect"):
+        from minirt.api import containers
+
+        for alias in args.alias if action == "connect" else ():
+            specs.check_hostname(alias)
+        c = containers.load(root, args.container)
+        if action == "connect":
+            network.connect(c, args.name, args.alias)
+        else:
+            network.disconnect(c, args.name)
+        return 0
+    if action == "prune":
+        gone = network.prune(root)
+        if gone:
+            print("\n".join(["Deleted Networks:", *gone]))
         return 0
     if args.network_command == "ls":
         width = 64 if args.no_trunc else 12
