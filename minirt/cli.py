@@ -1044,7 +1044,7 @@ def _compose_ps(compose, args):
     table = [("NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS")]
     for info, config, _ in rows:
         ports = ", ".join(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}->{p['container_port']}/{p['proto']}"
-                          for p in config.get("ports") or [])
+                          for p in info.get("ports", config.get("ports")) or [])  # (host ports as chosen)
         table.append((info.get("name") or "", config.get("image", ""), _clip(" ".join(config.get("args") or []), 24),
                       config["labels"][plan.SERVICE], _ago(info.get("created_at")) + " ago", _status(info, config), ports))
     _print_table(table)
@@ -1138,6 +1138,16 @@ def _compose_images(compose, args):
             size = ""
         table.append((name, repo, tag, image_id.removeprefix("sha256:")[:12], size))
     _print_table(table)
+    return 0
+
+
+def _compose_port(compose, args):
+    from minirt.api import network
+
+    if args.protocol not in ("tcp", "udp"):
+        raise SpecError(f"invalid --protocol {args.protocol!r}: expected tcp or udp")
+    for line in network.port_lines(compose.container(args.service, args.index), f"{args.port}/{args.protocol}"):
+        print(line)
     return 0
 
 

@@ -387,6 +387,11 @@ def _compose():
         ]),
         Command("images", "the images the project's containers use", args=[services]),
         Command("top", "the processes of the project's running containers", args=[services]),
+        Command("port", "the host address a service's port is published on",
+                args=[("service", "SERVICE", "one"), ("port", "PORT", "one")], flags=[
+                    value("--index", metavar="N", type=int, default=1, help="which container of the service"),
+                    value("--protocol", metavar="tcp|udp", default="tcp", help="the port's protocol (default tcp)"),
+                ]),
     ])]
 
 

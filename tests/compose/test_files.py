@@ -122,7 +122,8 @@ def test_bad_command_lines(tmp_path, capsys):
         (("--env-file", "missing.env", "config"), "missing.env: cannot read an env file: No such file or directory"),
         (("logs", "--tail", "x"), "invalid --tail 'x': expected a number or all"),
         (("frobnicate",), "compose: unknown action 'frobnicate' (one of: up, down, ps, logs, build, pull, push,"
-                          " exec, run, start, stop, restart, rm, config, images, top)"),
+                          " exec, run, start, stop, restart, rm, config, images, top, port)"),
+        (("port", "web", "80", "--protocol", "sctp"), "invalid --protocol 'sctp': expected tcp or udp"),
         (("down", "--rmi", "some"), "invalid --rmi 'some': expected local or all"),
     ]:
         code = compose(tmp_path, *args, files=good)
