@@ -69,7 +69,7 @@ def ports(container):
     NetworkSettings.Ports, {"80/tcp": [{"HostIp", "HostPort"}]}, every
     exposed port that is published."""
     out = {}
-    for p in container.state().get("ports", ()):
+    for p in container.state().get("ports", container.spec.ports):
         out.setdefault(f"{p['container_port']}/{p['proto']}", []).append(
             {"HostIp": p["host_ip"] or "0.0.0.0", "HostPort": str(p["host_port"])})
     return out

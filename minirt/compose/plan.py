@@ -27,6 +27,7 @@ DEPENDS_ON = "com.docker.compose.depends_on"
 IMAGE = "com.docker.compose.image"
 VERSION = "com.docker.compose.version"
 VOLUME = "com.docker.compose.volume"
+NETWORK = "com.docker.compose.network"
 COMPOSE_VERSION = "2.20.0"   # the docker compose whose labels and names these are
 
 

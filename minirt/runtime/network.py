@@ -613,7 +613,10 @@ def wanted(spec):
 
 def endpoints(info):
     """The endpoints recorded in a container's state (``info``), eth0 first."""
-    return info.get("networks") or []
+    if "networks" in info:
+        return info["networks"]
+    old = info.get("network")  # (recorded by a minirt of one network per container)
+    return [dict(old, interface="eth0", aliases=[], network_id="")] if old and "address" in old else []
 
 
 def setup(container):

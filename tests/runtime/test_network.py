@@ -484,6 +484,12 @@ def test_connect_a_running_container_then_disconnect_it(busybox_image, root, net
     with start(busybox_image, root, "sleep", "30", name="hub", network="multi-e") as hub, \
             start(busybox_image, root, "sleep", "30", name="peer-f", network="multi-f") as peer:
         assert not _reaches(hub, "peer-f")
+        for args, message in [(("nope", "hub"), "network nope not found"),
+                              (("--alias", "a b", "multi-f", "hub"), "invalid hostname 'a b'"),
+                              (("--alias", "x", "bridge", "hub"), "only on user-defined networks")]:
+            r = cli(root, "network", "connect", *args)
+            assert (r.returncode, r.stderr.count("\n"), message in r.stderr) == (125, 1, True), r.stderr
+        assert len(hub.state()["networks"]) == 1
         pid = hub.state()["pid"]
         r = cli(root, "network", "connect", "--alias", "hub-f", "multi-f", "hub")
         assert r.returncode == 0, r.stderr
@@ -509,6 +515,14 @@ def test_connect_a_running_container_then_disconnect_it(busybox_image, root, net
         r = cli(root, "network", "disconnect", "multi-f", "hub")
         assert r.returncode == 125 and "is not connected to network multi-f" in r.stderr
         assert r.stderr.count("\n") == 1
+
+
+def test_a_container_without_a_bridge_cannot_be_connected(busybox_image, root, net):
+    net("multi-i")
+    with start(busybox_image, root, "sleep", "30", name="alone", network="none") as c:
+        r = cli(root, "network", "connect", "multi-i", "alone")
+        assert r.returncode == 125 and "is on --network none: it cannot be connected" in r.stderr
+        assert "networks" not in c.state() and not os.listdir(os.path.join(root, "networks", "multi-i", "addresses"))
 
 
 def test_a_stopped_container_connected_gets_its_interfaces_when_it_starts_again(busybox_image, root, net):
