@@ -15,6 +15,9 @@ that subnet, NAT to the outside (``minirt/kernel/nftables.py``), and names.
                     which containers find each other by name (/etc/hosts)
     container:NAME  share the network namespace of a running container
 
+The default and user-defined networks combine: a container may be on several
+(``--network a --network b``, ``network connect``), with an interface each.
+
 A network's bridge (with its NAT rules and its route) is made when its first
 container starts and stays until the network is removed (``network rm``, or
 ``system prune`` once no container uses it), as docker's ``docker0`` does:
@@ -33,6 +36,8 @@ On disk, under the state root (everything recorded before it is created, so
                                       starts after it, so a released address is not
                                       reused at once (its old MAC may still be cached)
     ports/<proto>-<port>              a published host port: its container and rule
+    containers/<id>/state.json        "networks": the container's endpoints (network,
+                                      address, interface, veth); "ports": as published
 
 and host-wide, because bridges and routes are: ``/run/minirt/subnets/<subnet>``
 (which state root's network has reserved a subnet) and ``/run/minirt/network.lock``.
