@@ -199,6 +199,17 @@ def _each(refs, action):
     return code
 
 
+def _inspect_each(names, describe):
+    """docker's ``inspect`` of named things: a JSON list of what was found, an
+    error line for each of the others (then 1)."""
+    import json
+
+    out = []
+    code = _each(names, lambda name: out.append(describe(name)))
+    print(json.dumps(out, indent=4))
+    return code
+
+
 def _each_container(args, refs, action):
     """``_each`` for container commands: ``action(container, ref)``."""
     from minirt.api import containers
@@ -909,12 +920,7 @@ def cmd_network(args):
         print(network.create(root, args.name, subnet=args.subnet, labels=specs.parse_labels(args.label))["id"])
         return 0
     if action == "inspect":
-        import json
-
-        out = []
-        code = _each(args.names, lambda name: out.append(network.inspect(root, name)))
-        print(json.dumps(out, indent=4))
-        return code
+        return _inspect_each(args.names, lambda name: network.inspect(root, name))
     if action in ("connect", "disconnect"):
         from minirt.api import containers
 
@@ -963,12 +969,7 @@ def cmd_volume(args):
             _print_table([("DRIVER", "VOLUME NAME")] + [(v["Driver"], v["Name"]) for v in found])
         return 0
     if action == "inspect":
-        import json
-
-        out = []
-        code = _each(args.names, lambda name: out.append(volumes.inspect(root, name)))
-        print(json.dumps(out, indent=4))
-        return code
+        return _inspect_each(args.names, lambda name: volumes.inspect(root, name))
     if action == "rm":
         return _each(args.names, lambda name: (volumes.remove(root, name, force=args.force), print(name)))
     return _pruned("Deleted Volumes:", *volumes.prune(root, everything=args.all))  # prune
