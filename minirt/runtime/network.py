@@ -654,12 +654,11 @@ def setup(container):
         return
     if m != "bridge":
         return
-    joined = []
-    for index, (name, aliases) in enumerate(wanted(spec)):
-        joined.append(_join(root, ensure(root, name), spec, aliases, index))
-        state.update(container.dir, networks=joined)
+    # (removal finds addresses and ports by their records, even if we die half-way)
+    joined = [_join(root, ensure(root, name), spec, aliases, index)
+              for index, (name, aliases) in enumerate(wanted(spec))]
     ports = [_publish(root, spec.id, p, joined[0]["address"]) for p in spec.ports]
-    state.update(container.dir, ports=ports)
+    state.update(container.dir, networks=joined, ports=ports)
     _write_hosts(root, {spec.id} | _peers(root, [n for n, _ in wanted(spec)]))
 
 
