@@ -611,7 +611,7 @@ def _dotted(number):
 # Each endpoint is recorded in the container's state.json ("networks"), so a
 # restart plugs in the same interfaces with the same addresses.
 
-def wanted(spec):
+def _wanted(spec):
     """[(network name, aliases)] a bridged container asks for at create, eth0 first."""
     return [(spec.network, spec.aliases)] + [(n["name"], n["aliases"]) for n in spec.more_networks]
 
@@ -656,10 +656,10 @@ def setup(container):
         return
     # (removal finds addresses and ports by their records, even if we die half-way)
     joined = [_join(root, ensure(root, name), spec, aliases, index)
-              for index, (name, aliases) in enumerate(wanted(spec))]
+              for index, (name, aliases) in enumerate(_wanted(spec))]
     ports = [_publish(root, spec.id, p, joined[0]["address"]) for p in spec.ports]
     state.update(container.dir, networks=joined, ports=ports)
-    _write_hosts(root, {spec.id} | _peers(root, [n for n, _ in wanted(spec)]))
+    _write_hosts(root, {spec.id} | _peers(root, [n for n, _ in _wanted(spec)]))
 
 
 def _join(root, net, spec, aliases, index):
