@@ -68,7 +68,7 @@ def throughput(image, root, megabytes, runs):
     server = "while true; do nc -l -p 5001 > /dev/null; done"
     results = {"published 127.0.0.1:PORT": [], "direct CONTAINER_IP:5001": []}
     with minirt.start(image, ["sh", "-c", server], root=root, ports=[f"127.0.0.1:{port}:5001"]) as c:
-        address = c.state()["network"]["address"]
+        address = c.state()["networks"][0]["address"]
         targets = {"published 127.0.0.1:PORT": ("127.0.0.1", port),
                    "direct CONTAINER_IP:5001": (address, 5001)}
         block = b"\0" * (1 << 20)

@@ -91,7 +91,8 @@ def cmd_run(args):
     for s in FORWARDED:
         signal.signal(s, on_signal)
     if "ports" in options:  # checked before the image is unpacked
-        network.check(root, options.get("network") or specs.default_network(), options["ports"])
+        network.check(root, options.get("network") or specs.default_network(), options["ports"],
+                      [n["name"] for n in options.get("more_networks", ())])
     # A bridge's veth pair needs pyroute2: a helper imports it while we import the rest.
     network.head_start(options.get("network") or specs.default_network())
     from minirt.api.containers import Container, prepare, start_detached
@@ -153,10 +154,11 @@ def _run_options(args):
         args.health_start_interval, args.health_retries, none=args.no_healthcheck)
     options["restart_policy"] = specs.check_restart_policy(specs.parse_restart(args.restart), remove=args.rm,
                                                            detach=args.detach)
-    if args.network is not None or args.publish:
+    if args.network or args.publish:
         options["ports"] = [specs.parse_port(p) for p in args.publish]
-    if args.network is not None:
-        options["network"] = specs.parse_network(args.network)
+    if args.network:  # the first network is eth0's, with the default route
+        first, *more = specs.parse_networks(args.network, options["aliases"])
+        options.update(network=first["name"], aliases=first["aliases"], more_networks=more)
     return options
 
 
@@ -194,6 +196,17 @@ def _each(refs, action):
         except MinirtError as e:
             print(f"minirt: {e}", file=sys.stderr)
             code = 1
+    return code
+
+
+def _inspect_each(names, describe):
+    """docker's ``inspect`` of named things: a JSON list of what was found, an
+    error line for each of the others (then 1)."""
+    import json
+
+    out = []
+    code = _each(names, lambda name: out.append(describe(name)))
+    print(json.dumps(out, indent=4))
     return code
 
 
@@ -294,6 +307,14 @@ def cmd_inspect(args):
     code = _each_container(args, args.containers, lambda c, _ref: out.append(containers.inspect(c)))
     print(json.dumps(out, indent=2))
     return code
+
+
+def cmd_port(args):
+    from minirt.api import containers, network
+
+    for line in network.port_lines(containers.load(_root(args), args.container), args.port):
+        print(line)
+    return 0
 
 
 def cmd_logs(args):
@@ -891,11 +912,30 @@ def cmd_system(args):
 
 
 def cmd_network(args):
+    from minirt import spec as specs
     from minirt.api import network
 
-    root = _root(args)
-    if args.network_command == "create":
-        print(network.create(root, args.name, subnet=args.subnet)["id"])
+    root, action = _root(args), args.network_command
+    if action == "create":
+        print(network.create(root, args.name, subnet=args.subnet, labels=specs.parse_labels(args.label))["id"])
+        return 0
+    if action == "inspect":
+        return _inspect_each(args.names, lambda name: network.inspect(root, name))
+    if action in ("connect", "disconnect"):
+        from minirt.api import containers
+
+        for alias in args.alias if action == "connect" else ():
+            specs.check_hostname(alias)
+        c = containers.load(root, args.container)
+        if action == "connect":
+            network.connect(c, args.name, args.alias)
+        else:
+            network.disconnect(c, args.name)
+        return 0
+    if action == "prune":
+        gone = network.prune(root)
+        if gone:
+            print("\n".join(["Deleted Networks:", *gone]))
         return 0
     if args.network_command == "ls":
         width = 64 if args.no_trunc else 12
@@ -929,12 +969,7 @@ def cmd_volume(args):
             _print_table([("DRIVER", "VOLUME NAME")] + [(v["Driver"], v["Name"]) for v in found])
         return 0
     if action == "inspect":
-        import json
-
-        out = []
-        code = _each(args.names, lambda name: out.append(volumes.inspect(root, name)))
-        print(json.dumps(out, indent=4))
-        return code
+        return _inspect_each(args.names, lambda name: volumes.inspect(root, name))
     if action == "rm":
         return _each(args.names, lambda name: (volumes.remove(root, name, force=args.force), print(name)))
     return _pruned("Deleted Volumes:", *volumes.prune(root, everything=args.all))  # prune
@@ -1010,7 +1045,7 @@ def _compose_ps(compose, args):
     table = [("NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS")]
     for info, config, _ in rows:
         ports = ", ".join(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}->{p['container_port']}/{p['proto']}"
-                          for p in config.get("ports") or [])
+                          for p in info.get("ports", config.get("ports")) or [])  # (host ports as chosen)
         table.append((info.get("name") or "", config.get("image", ""), _clip(" ".join(config.get("args") or []), 24),
                       config["labels"][plan.SERVICE], _ago(info.get("created_at")) + " ago", _status(info, config), ports))
     _print_table(table)
@@ -1104,6 +1139,16 @@ def _compose_images(compose, args):
             size = ""
         table.append((name, repo, tag, image_id.removeprefix("sha256:")[:12], size))
     _print_table(table)
+    return 0
+
+
+def _compose_port(compose, args):
+    from minirt.api import network
+
+    if args.protocol not in ("tcp", "udp"):
+        raise SpecError(f"invalid --protocol {args.protocol!r}: expected tcp or udp")
+    for line in network.port_lines(compose.container(args.service, args.index), f"{args.port}/{args.protocol}"):
+        print(line)
     return 0
 
 

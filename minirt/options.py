@@ -265,13 +265,22 @@ def _managing():
                     insecure_registry(),
                 ]),
         Command("logout", "forget a registry's login", args=[("registry", "REGISTRY", "one")]),
-        Command("network", "user-defined networks (create, ls, rm)", actions=[
+        Command("network", "user-defined networks (create, ls, inspect, connect, disconnect, rm, prune)", actions=[
             Command("create", "create a bridge network", args=[("name", "NAME", "one")], flags=[
-                value("--subnet", metavar="CIDR", help="e.g. 10.90.1.0/24 (default: a free one)")]),
+                value("--subnet", metavar="CIDR", help="e.g. 10.90.1.0/24 (default: a free one)"),
+                repeated("--label", metavar="KEY=VALUE", help="a label on the network")]),
             Command("ls", "list networks", flags=[
                 switch("-q", "--quiet", help="only ids"),
                 switch("--no-trunc", help="full ids")]),
+            Command("inspect", "network details as JSON", args=[("names", "NAME", "some")]),
+            Command("connect", "connect a container to a network (a running one at once)",
+                    args=[("name", "NETWORK", "one"), ("container", "CONTAINER", "one")], flags=[
+                        repeated("--alias", metavar="NAME", help="another name for it on this network")]),
+            Command("disconnect", "disconnect a container from a network",
+                    args=[("name", "NETWORK", "one"), ("container", "CONTAINER", "one")]),
             Command("rm", "remove networks", args=[("names", "NAME", "some")]),
+            Command("prune", "remove the user-defined networks no container is on", flags=[
+                switch("-f", "--force", help="(no prompt is ever shown)")]),
         ]),
         Command("volume", "volumes: data kept apart from containers (create, ls, inspect, rm, prune)", actions=[
             Command("create", "create a volume (a random name without NAME)",
@@ -378,6 +387,11 @@ def _compose():
         ]),
         Command("images", "the images the project's containers use", args=[services]),
         Command("top", "the processes of the project's running containers", args=[services]),
+        Command("port", "the host address a service's port is published on",
+                args=[("service", "SERVICE", "one"), ("port", "PORT", "one")], flags=[
+                    value("--index", metavar="N", type=int, default=1, help="which container of the service"),
+                    value("--protocol", metavar="tcp|udp", default="tcp", help="the port's protocol (default tcp)"),
+                ]),
     ])]
 
 
@@ -490,12 +504,13 @@ def _lifecycle():
                               help="no, always, on-failure[:N] or unless-stopped (with -d)"),
                     ]),
                     ("network", [
-                        value("--network", "--net", metavar="MODE",
-                              help="none, host, bridge (default as root), container:NAME or a network's name"),
-                        repeated("-p", "--publish", metavar="[IP:]HOST:CTR[/PROTO]",
-                                 help="publish a container port on the host"),
+                        repeated("--network", "--net", metavar="MODE",
+                                 help="none, host, bridge (default as root), container:NAME or a network's name"
+                                      " (name=NET,alias=A: with aliases); repeated: eth0, eth1, ... in order"),
+                        repeated("-p", "--publish", metavar="[IP:][HOST:]CTR[/PROTO]",
+                                 help="publish a container port on the host (no HOST: one the kernel picks)"),
                         repeated("--network-alias", metavar="NAME",
-                                 help="another name for the container on a user-defined network"),
+                                 help="another name for the container on the user-defined networks given"),
                     ]),
                 ]),
         Command("ps", "list containers", flags=[
@@ -505,6 +520,8 @@ def _lifecycle():
             switch("-s", "--size", help="the size of each container's writable layer"),
         ]),
         Command("inspect", "container details as JSON", args=[("containers", "CONTAINER", "some")]),
+        Command("port", "a container's published ports, with their host ports",
+                args=[("container", "CONTAINER", "one"), ("port", "PORT[/PROTO]", "maybe")]),
         Command("logs", "output of a detached container", args=[("container", "CONTAINER", "one")], flags=[
             switch("-f", "--follow", help="keep printing new output"),
             value("--tail", metavar="N", help="only the last N lines"),

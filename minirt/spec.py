@@ -88,7 +88,7 @@ class ContainerSpec:
                  layers=(), mounts=(), namespaces=NAMESPACES, uid_map=(), gid_map=(), resources=None,
                  cap_add=(), cap_drop=(), privileged=False, seccomp=None, no_new_privileges=True,
                  read_only=False, tmpfs=(), group_add=(), tty=False, interactive=False, init=False,
-                 remove=False, cgroup_parent=None, network=None, ports=(), aliases=(), labels=None,
+                 remove=False, cgroup_parent=None, network=None, ports=(), aliases=(), more_networks=(), labels=None,
                  rootfs=None, oci=None, healthcheck=None, restart_policy=None, shell=()):
         self.args = list(args)              # the process to run, argv[0] first
         self.env = list(env)                # "KEY=VALUE" strings
@@ -123,6 +123,8 @@ class ContainerSpec:
         self.network = network or default_network()
         self.ports = list(ports)            # -p: {host_ip, host_port, container_port, proto}
         self.aliases = list(aliases)        # --network-alias: more names for it in peers' /etc/hosts
+        # The networks after the first (--network a --network b): [{"name", "aliases"}], eth1 on.
+        self.more_networks = [dict(n) for n in more_networks]
         self.labels = dict(labels or {})    # --label KEY=VALUE (what minirt compose finds its containers by)
         # From an OCI bundle (minirt/oci/bundle.py): a root filesystem that is ready
         # (instead of layers), and what only a bundle says (its mounts, masked paths,
@@ -316,8 +318,10 @@ def build(image_config, *, cmd=None, entrypoint=None, env=(), workdir=None, user
     check_id(spec.id)
     check_workdir(spec.cwd)
     parse_network(spec.network)
+    for n in spec.more_networks:
+        parse_network(n["name"])
     check_name(spec.name)
-    for alias in spec.aliases:
+    for alias in spec.aliases + [a for n in spec.more_networks for a in n["aliases"]]:
         check_hostname(alias)
     if spec.network == "host":  # the host's network namespace: no new one
         spec.namespaces = tuple(n for n in spec.namespaces if n != "net")
@@ -349,16 +353,15 @@ def _check_tmpfs(text):
 
 
 def parse_port(text):
-    """``[IP:]HOSTPORT:CTRPORT[/tcp|udp]`` -> {"host_ip", "host_port", "container_port", "proto"}."""
+    """``[[IP:][HOSTPORT]:]CTRPORT[/tcp|udp]`` -> {"host_ip", "host_port",
+    "container_port", "proto"}; host_port 0 when none is given (``-p 80``,
+    ``-p 127.0.0.1::80``): the kernel picks one when it is published."""
     spec, _, proto = text.partition("/")
     proto = proto or "tcp"
     if proto not in ("tcp", "udp"):
         raise SpecError(f"invalid port {text!r}: protocol must be tcp or udp")
     parts = spec.rsplit(":", 2)
-    if len(parts) == 2:
-        parts.insert(0, "")
-    if len(parts) != 3:
-        raise SpecError(f"invalid port {text!r}: expected [IP:]HOSTPORT:CTRPORT[/tcp|udp]")
+    parts = [""] * (3 - len(parts)) + parts
     host_ip, host_port, ctr_port = parts
     if host_ip:
         import ipaddress
@@ -368,8 +371,8 @@ def parse_port(text):
         except ValueError:
             raise SpecError(f"invalid port {text!r}: {host_ip!r} is not an IPv4 address") from None
     numbers = []
-    for n in (host_port, ctr_port):
-        if not is_decimal(n) or not 1 <= int(n) <= 65535:
+    for n, lowest in ((host_port or "0", 0), (ctr_port, 1)):  # (host port 0: the kernel's choice)
+        if not is_decimal(n) or not lowest <= int(n) <= 65535:
             raise SpecError(f"invalid port {text!r}: {n!r} is not a port number (1-65535)")
         numbers.append(int(n))
     return {"host_ip": host_ip, "host_port": numbers[0], "container_port": numbers[1], "proto": proto}
@@ -470,6 +473,28 @@ def check_name(text):
         raise SpecError(f"invalid container name {text!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-]*"
                         f" are allowed, at most {NAME_MAX} characters")
     return text
+
+
+def parse_networks(values, aliases=()):
+    """Repeated ``--network`` (docker's short ``NAME`` and long
+    ``name=NAME,alias=A,...`` forms) and ``--network-alias`` (for each
+    network given) -> [{"name", "aliases"}], the first network first."""
+    out = []
+    for text in values:
+        if not text.startswith("name="):
+            out.append({"name": parse_network(text), "aliases": list(aliases)})
+            continue
+        fields = {"alias": []}
+        for item in text.split(","):
+            key, sep, value = item.partition("=")
+            if not sep or not value or key not in ("name", "alias") or (key == "name" and "name" in fields):
+                raise SpecError(f"invalid --network {text!r}: expected name=NETWORK[,alias=NAME]...")
+            if key == "alias":
+                fields["alias"].append(check_hostname(value))
+            else:
+                fields["name"] = parse_network(value)
+        out.append({"name": fields["name"], "aliases": fields["alias"] + list(aliases)})
+    return out
 
 
 def parse_network(text):

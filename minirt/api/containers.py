@@ -181,6 +181,8 @@ def listing(root, all=False):
 
 def inspect(container):
     """docker's ``inspect`` record of ``container``."""
+    from minirt.api import network
+
     info, spec = container.state(), container.spec
     running = is_running(info)
     checked = health(info, spec.healthcheck)
@@ -196,6 +198,7 @@ def inspect(container):
             "RestartCount": info.get("restart_count", 0),
             "HostConfig": {"RestartPolicy": spec.restart_policy or {"Name": "no", "MaximumRetryCount": 0}},
             "Config": spec.to_json(), "Cgroup": info.get("cgroup"),
+            "NetworkSettings": {"Networks": network.endpoints(container), "Ports": network.ports(container)},
             "Mounts": [{"Type": "volume" if m.volume else "bind", **({"Name": m.volume, "Driver": "local"}
                                                                       if m.volume else {}),
                         "Source": m.source, "Destination": m.destination, "RW": not m.readonly}

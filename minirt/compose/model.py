@@ -294,10 +294,7 @@ def normalise(name, raw, directory, variables, where):
             fail("network_mode", f"{mode!r}: expected none, host, bridge, service:NAME or container:NAME")
         out["network_mode"] = mode
     else:
-        networks = s.get("networks") or {"default": None}
-        if len(networks) > 1:
-            fail("networks", f"minirt joins a container to one network, not {len(networks)}"
-                 f" ({', '.join(networks)})")
+        networks = s.get("networks") or {"default": None}  # (the first one's interface is eth0)
         out["networks"] = {n: {"aliases": list((v or {}).get("aliases") or [])} for n, v in networks.items()}
     out["depends_on"] = {d: {"condition": (c or {}).get("condition", "service_started"),
                              "required": (c or {}).get("required", True), "restart": (c or {}).get("restart", False)}
@@ -396,9 +393,7 @@ def _ports(item, fail):
         target, published = item.get("target"), item.get("published")
         if target is None:
             fail("target is required")
-        if published is None:
-            fail("minirt publishes on a given host port: published is required")
-        text = f"{item.get('host_ip', '')}{':' if item.get('host_ip') else ''}{published}:{target}"
+        text = f"{item.get('host_ip', '')}:{'' if published is None else published}:{target}"
         text += f"/{item.get('protocol', 'tcp')}"
     else:
         text = str(item)
@@ -407,18 +402,15 @@ def _ports(item, fail):
     if proto not in ("tcp", "udp"):
         fail(f"{text!r}: the protocol must be tcp or udp")
     parts = spec.rsplit(":", 2)
-    if len(parts) == 1:
-        fail(f"{text!r}: minirt publishes on a given host port (HOST:CONTAINER);"
-             " a port only for other containers needs no entry here (see expose)")
-    host_ip = parts[0] if len(parts) == 3 else ""
-    hosts, containers = _port_range(parts[-2], text, fail), _port_range(parts[-1], text, fail)
+    host_ip, host, container = [""] * (3 - len(parts)) + parts
+    containers = _port_range(container, text, fail)
+    hosts = _port_range(host, text, fail) if host else [0] * len(containers)  # 0: the kernel picks one
     if len(hosts) != len(containers):
         fail(f"{text!r}: the host and container ranges differ in length")
     try:  # each mapping in the grammar of -p (spec.py), which checks the address too
-        return [specs.parse_port(f"{host_ip}{':' if host_ip else ''}{h}:{c}/{proto}")
-                for h, c in zip(hosts, containers)]
+        return [specs.parse_port(f"{host_ip}:{h}:{c}/{proto}") for h, c in zip(hosts, containers)]
     except SpecError as e:
-        fail(str(e).removeprefix("invalid port "))
+        fail(f"{text!r}: {str(e).split(': ', 1)[1]}")  # (what the file says, not our rewriting of it)
 
 
 def _port_range(text, whole, fail):

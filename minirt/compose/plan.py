@@ -27,6 +27,7 @@ DEPENDS_ON = "com.docker.compose.depends_on"
 IMAGE = "com.docker.compose.image"
 VERSION = "com.docker.compose.version"
 VOLUME = "com.docker.compose.volume"
+NETWORK = "com.docker.compose.network"
 COMPOSE_VERSION = "2.20.0"   # the docker compose whose labels and names these are
 
 
@@ -73,16 +74,17 @@ def labels(project, service_name, number, digest, image_id, oneoff=False):
                                  for d, c in service["depends_on"].items())}
 
 
-def network_of(project, service_name):
-    """The ``--network`` of a service's containers, and its aliases there."""
+def networks_of(project, service_name):
+    """The ``--network``s of a service's containers, with their aliases there:
+    [{"name", "aliases"}], the first one eth0's."""
     service = project.services[service_name]
     mode = service.get("network_mode")
     if mode is not None:
         if mode.startswith("service:"):
-            return "container:" + container_name(project, mode[len("service:"):], 1), []
-        return mode, []
-    (key, options), = service["networks"].items()
-    return project.networks[key]["name"], [service_name] + options["aliases"]
+            return [{"name": "container:" + container_name(project, mode[len("service:"):], 1), "aliases": []}]
+        return [{"name": mode, "aliases": []}]
+    return [{"name": project.networks[key]["name"], "aliases": [service_name] + options["aliases"]}
+            for key, options in service["networks"].items()]
 
 
 def mounts(project, service, anonymous=None):
@@ -108,7 +110,7 @@ def mounts(project, service, anonymous=None):
 def options(project, service_name, number, digest, image_id, *, oneoff=False, name=None, anonymous=None):
     """The keyword arguments of ``minirt.api.containers.prepare`` for one container."""
     service = project.services[service_name]
-    network, aliases = network_of(project, service_name)
+    first, *more = networks_of(project, service_name)
     tmpfs = list(service["tmpfs"]) + [v["target"] + (f":size={v['size']}" if v.get("size") else "")
                                       for v in service["volumes"] if v["type"] == "tmpfs"]
     out = dict(
@@ -116,7 +118,8 @@ def options(project, service_name, number, digest, image_id, *, oneoff=False, na
         env=service["environment"], entrypoint=service.get("entrypoint"),
         workdir=service.get("working_dir"), user=service.get("user"), hostname=service.get("hostname"),
         volumes=mounts(project, service, anonymous), tmpfs=tmpfs,
-        ports=[] if oneoff else service["ports"], network=network, aliases=[] if oneoff else aliases,
+        ports=[] if oneoff else service["ports"], network=first["name"], aliases=[] if oneoff else first["aliases"],
+        more_networks=[dict(n, aliases=[]) if oneoff else n for n in more],
         cap_add=service["cap_add"], cap_drop=service["cap_drop"], read_only=service["read_only"],
         init=service["init"], privileged=service["privileged"], tty=service["tty"],
         resources=specs.resources(**service["resources"]),

@@ -167,7 +167,8 @@ class Compose:
                 continue
             if net["external"]:
                 raise ComposeError(f"network {net['name']} declared as external, but could not be found")
-            api_network.create(self.root, net["name"])
+            api_network.create(self.root, net["name"], labels={**net["labels"], plan.PROJECT: self.project.name,
+                                                               plan.NETWORK: key})
             self.say(f" Network {net['name']}  Created")
 
     def ensure_volumes(self, names):

@@ -70,13 +70,13 @@ class Launch:
     """What the parent prepared for the container's init (inherited across fork)."""
 
     def __init__(self, rootfs, upper, work, etc_files, *, rootless=False, capabilities=frozenset(),
-                 seccomp_program=None, network=None):
+                 seccomp_program=None, networks=()):
         self.rootfs, self.upper, self.work = rootfs, upper, work   # overlay: merged, upper, work dirs
         self.etc_files = etc_files              # hostname, hosts, resolv.conf: the host files to bind
         self.rootless = rootless
         self.capabilities = capabilities        # what root in the container keeps
         self.seccomp_program = seccomp_program  # compiled here, installed by init
-        self.network = network                  # eth0's address and gateway (bridge networks)
+        self.networks = networks                # eth0, eth1...: addresses, eth0's gateway (bridge networks)
         # Filled in by Container.start: the handshake's channels (channel.py)
         self.failure = None                     # PID 1 -> parent: why exec did not happen
         self.placed = None                      # parent -> PID 1: PLACED
@@ -124,7 +124,7 @@ class Container:
         self.exit_code = None
         self.oom_killed = False
         self._privileges = None   # (capabilities, seccomp program)
-        self._endpoint = None     # the container's address on a bridge network, if any
+        self._endpoints = ()      # its interfaces on bridge networks, if any
         self._busy = None         # state.hold's descriptor while we create or start it
 
     @classmethod
@@ -270,7 +270,7 @@ class Container:
             rootless=self.spec.rootless,
             capabilities=self._privileges[0],
             seccomp_program=self._privileges[1],
-            network=self.state().get("network") if network.mode(self.spec) == "bridge" else None,
+            networks=network.endpoints(self.state()) if network.mode(self.spec) == "bridge" else (),
         )
 
     # -- start ----------------------------------------------------------------
@@ -317,7 +317,7 @@ class Container:
             if launch.cgroup_entry is not None:
                 launch.cgroup_entry.close()
             raise
-        self._endpoint = launch.network
+        self._endpoints = launch.networks
         if self.spec.oci:
             self._open_bundle_doors(launch)
         # (a program embedding minirt may have threads: then a helper clones PID 1
@@ -420,7 +420,7 @@ class Container:
                 _crash_point("helper-ready")
             self.pid, inside = born
             if network.mode(self.spec) == network.SLIRP:  # while PID 1 lets us open its namespaces
-                network.start_slirp(self.dir, self.pid, self.spec.ports)
+                network.start_slirp(self.dir, self.pid, self.state().get("ports", ()))
             if self.spec.rootless:
                 from minirt.kernel import namespaces
 
@@ -432,8 +432,8 @@ class Container:
                     self.cgroup.add(self.pid, versions=("v2",))
                 except ProcessLookupError:
                     return launch.failure.outcome()  # PID 1 already failed: its report says why
-            if self._endpoint:  # its network namespace exists: plug in the cable
-                network.attach(self._endpoint, self.pid, self.root, self.spec.id)
+            if self._endpoints:  # its network namespace exists: plug in the cables
+                network.attach(self._endpoints, self.pid, self.root, self.spec.id)
             if launch.created is not None:  # an OCI bundle's: created, until `start`
                 from minirt.runtime import hooks
 

@@ -12,7 +12,7 @@ its world before it becomes the user's program:
     pivot      pivot_root into it; the host's filesystem is gone
     masks      hide and write-protect the parts of /proc and /sys that are the host's;
                with --read-only, the root itself
-    identity   hostname, loopback network (and eth0, once the parent has moved it in)
+    identity   hostname, loopback network (and eth0, eth1..., once the parent has moved them in)
     placed     wait until the parent has done its part (recorded us, moved us into
                our cgroup2 cgroup if we could not be born there), then unshare the
                cgroup namespace (meanwhile all of the above ran in parallel)
@@ -118,10 +118,9 @@ def main(spec, launch):
         if not spec.oci:
             step = "waiting to be placed"
             _placed(spec, launch)
-        if launch.network:  # the parent has moved our end of the veth pair in: configure it
-            step = "configuring eth0"
-            net = launch.network
-            links.configure("eth0", net["address"], net["prefixlen"], net["gateway"])
+        for i, net in enumerate(launch.networks):  # the parent has moved our ends of the veth pairs in
+            step = f"configuring {net['interface']}"
+            links.configure(net["interface"], net["address"], net["prefixlen"], net["gateway"] if i == 0 else None)
         step = "resolving the user"
         user = (users.exact(spec.user, spec.group_add) if spec.oci
                 else users.resolve(spec.user, extra_groups=spec.group_add))

@@ -15,6 +15,9 @@ that subnet, NAT to the outside (``minirt/kernel/nftables.py``), and names.
                     which containers find each other by name (/etc/hosts)
     container:NAME  share the network namespace of a running container
 
+The default and user-defined networks combine: a container may be on several
+(``--network a --network b``, ``network connect``), with an interface each.
+
 A network's bridge (with its NAT rules and its route) is made when its first
 container starts and stays until the network is removed (``network rm``, or
 ``system prune`` once no container uses it), as docker's ``docker0`` does:
@@ -33,6 +36,8 @@ On disk, under the state root (everything recorded before it is created, so
                                       starts after it, so a released address is not
                                       reused at once (its old MAC may still be cached)
     ports/<proto>-<port>              a published host port: its container and rule
+    containers/<id>/state.json        "networks": the container's endpoints (network,
+                                      address, interface, veth); "ports": as published
 
 and host-wide, because bridges and routes are: ``/run/minirt/subnets/<subnet>``
 (which state root's network has reserved a subnet) and ``/run/minirt/network.lock``.
@@ -82,10 +87,12 @@ def prefix():
     return "mr" + f"{zlib.crc32(parent.encode()):08x}"[:5]
 
 
-def veth_name(cid):
-    """The host end of a container's veth pair (at most 15 bytes, IFNAMSIZ - 1)."""
-    p = prefix()
-    return p + "v" + cid[:14 - len(p)]
+def veth_name(cid, index=0):
+    """The host end of the veth pair of a container's interface eth<index> (at
+    most 15 bytes, IFNAMSIZ - 1): ``<prefix>v<id>``, then ``_<index>`` for eth1
+    and later (an id has no "_": no name of one container is another's)."""
+    p, suffix = prefix(), f"_{index}" if index else ""
+    return p + "v" + cid[:14 - len(p) - len(suffix)] + suffix
 
 
 def _bridge_name(root, name, nid):
@@ -127,12 +134,22 @@ def _mode(net):
 
 def validate(root, spec):
     """Refuse a request that cannot be honoured; change nothing."""
-    check(root, spec.network, spec.ports)
+    check(root, spec.network, spec.ports, [n["name"] for n in spec.more_networks])
 
 
-def check(root, network, ports):
-    """``validate`` for the command line, before the image is even unpacked."""
+def check(root, network, ports, more=()):
+    """``validate`` for the command line, before the image is even unpacked.
+    ``more``: the networks after the first (``--network a --network b``)."""
     m = _mode(network)
+    if more and m != "bridge":
+        raise SpecError(f"--network {network} cannot be combined with other networks"
+                        " (only the default and user-defined networks can)")
+    for i, name in enumerate(more):
+        if _mode(name) != "bridge":
+            raise SpecError(f"--network {name} cannot be combined with other networks"
+                            " (only the default and user-defined networks can)")
+        if name in [network, *more[:i]]:
+            raise SpecError(f"--network {name} is given twice")
     if ports and m not in ("bridge", SLIRP):
         raise SpecError(f"published ports (-p) need a bridge network or {SLIRP}, not --network {network}")
     if m == "container":
@@ -152,8 +169,9 @@ def check(root, network, ports):
     if os.geteuid() != 0:
         raise SpecError(f"--network {network} needs root: rootless containers have"
                         f" --network {SLIRP} (the default), none or host")
-    if network != DEFAULT and not os.path.exists(_record_path(root, network)):
-        raise SpecError(f"network {network} not found (see minirt network ls)")
+    for name in [network, *more]:
+        if name != DEFAULT and not os.path.exists(_record_path(root, name)):
+            raise SpecError(f"network {name} not found (see minirt network ls)")
     for p in ports:
         _check_port_free(root, p)
 
@@ -202,9 +220,9 @@ def names(root):
         return []
 
 
-def create(root, name, subnet=None):
+def create(root, name, subnet=None, labels=None):
     """``minirt network create``: record the network (its bridge comes with its
-    first container)."""
+    first container), with docker's ``labels``."""
     if not is_network_name(name) or name in ("none", "host", DEFAULT, SLIRP):
         raise SpecError(f"invalid network name {name!r}"
                         + (": a pre-defined network" if is_network_name(name) else ""))
@@ -212,7 +230,7 @@ def create(root, name, subnet=None):
         raise SpecError("minirt network create needs root")
     if subnet is not None:
         subnet = _parse_subnet(subnet)
-    return _record(root, name, subnet, USER_PREFIXLEN)
+    return _record(root, name, subnet, USER_PREFIXLEN, labels=labels)
 
 
 def ensure(root, name):
@@ -224,7 +242,7 @@ def ensure(root, name):
     return _record(root, name, None, DEFAULT_PREFIXLEN, exist_ok=True)
 
 
-def _record(root, name, subnet, prefixlen, exist_ok=False):
+def _record(root, name, subnet, prefixlen, exist_ok=False, labels=None):
     os.makedirs(_networks_dir(root), exist_ok=True)
     # Two locks: this root's (one creator of a network at a time) and the
     # host's (two roots or test sessions must not pick the same free subnet).
@@ -242,7 +260,8 @@ def _record(root, name, subnet, prefixlen, exist_ok=False):
                 if subnet.overlaps(other):
                     raise SpecError(f"invalid subnet {subnet}: overlaps {other} ({what})")
         net = {"name": name, "id": nid, "bridge": _bridge_name(root, name, nid), "subnet": str(subnet),
-               "gateway": str(next(subnet.hosts())), "prefixlen": subnet.prefixlen, "created": time.time()}
+               "gateway": str(next(subnet.hosts())), "prefixlen": subnet.prefixlen, "created": time.time(),
+               "labels": dict(labels or {})}
         os.makedirs(os.path.join(_networks_dir(root), name, "addresses"), exist_ok=True)
         state.write_json(_record_path(root, name), net)
         _claim_subnet(root, net)
@@ -467,9 +486,9 @@ def remove(root, name, force_default=False):
     with state.locked(_networks_dir(root), ".lock"), state.locked(_net_dir(root, name), "lock"):
         users = [a["id"][:12] for a in _allocations(root, name).values()
                  if os.path.isdir(os.path.join(state.containers_dir(root), a["id"]))]
-        if users:
-            raise NetworkError(f"network {name} is in use by container{'s' if len(users) > 1 else ''}"
-                               f" {', '.join(sorted(users))}")
+        if users:  # (docker's words, and which containers)
+            raise NetworkError(f"error while removing network: network {name} id {net['id']} has active"
+                               f" endpoints (container{'s' if len(users) > 1 else ''} {', '.join(sorted(users))})")
         _tear_down(root, net)
         # Renamed away first: from that instant the network is gone for everyone.
         doomed = os.path.join(_networks_dir(root), f".removing-{net['id']}")
@@ -482,6 +501,38 @@ def remove(root, name, force_default=False):
 def listing(root):
     """(network record, number of containers) for ``minirt network ls``."""
     return [(load(root, n), len(_allocations(root, n))) for n in names(root)]
+
+
+def describe(root, name):
+    """``minirt network inspect``: docker's record of network ``name``."""
+    import datetime
+
+    net = load(root, name)
+    prefixlen = net["subnet"].split("/")[1]
+    return {"Name": name, "Id": net["id"],
+            "Created": datetime.datetime.fromtimestamp(net["created"], datetime.timezone.utc).isoformat(),
+            "Scope": "local", "Driver": "bridge", "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": {},
+                     "Config": [{"Subnet": net["subnet"], "Gateway": net["gateway"]}]},
+            "Internal": False, "Attachable": False, "Ingress": False,
+            "Containers": {a["id"]: {"Name": a.get("name") or "", "IPv4Address": f"{ip}/{prefixlen}",
+                                     "IPv6Address": "", "Aliases": a.get("aliases", [])}
+                           for ip, a in sorted(_allocations(root, name).items()) if "id" in a},
+            "Options": {"com.docker.network.bridge.name": net["bridge"]}, "Labels": net.get("labels", {})}
+
+
+def prune_networks(root):
+    """``minirt network prune``: remove the user-defined networks no container
+    is on; their names."""
+    gone = []
+    for name in names(root):
+        if name != DEFAULT and not _allocations(root, name):
+            try:
+                remove(root, name)
+            except NetworkError:
+                continue  # a container joined it meanwhile
+            gone.append(name)
+    return gone
 
 
 # -- addresses ----------------------------------------------------------------------
@@ -552,13 +603,32 @@ def _dotted(number):
     return _socket.inet_ntoa(number.to_bytes(4, "big"))
 
 
-# -- a container's endpoint ---------------------------------------------------------
+# -- a container's endpoints: one interface per network ------------------------------
+#
+# A container may be on several networks (``--network a --network b``, or
+# ``network connect`` later): one veth pair per network, whose container end
+# is eth0, eth1, ... in the order joined; the first carries the default route.
+# Each endpoint is recorded in the container's state.json ("networks"), so a
+# restart plugs in the same interfaces with the same addresses.
+
+def _wanted(spec):
+    """[(network name, aliases)] a bridged container asks for at create, eth0 first."""
+    return [(spec.network, spec.aliases)] + [(n["name"], n["aliases"]) for n in spec.more_networks]
+
+
+def endpoints(info):
+    """The endpoints recorded in a container's state (``info``), eth0 first."""
+    if "networks" in info:
+        return info["networks"]
+    old = info.get("network")  # (recorded by a minirt of one network per container)
+    return [dict(old, interface="eth0", aliases=[], network_id="")] if old and "address" in old else []
+
 
 def setup(container):
-    """At create: the container's address, published ports and /etc/hosts.
+    """At create: the container's addresses, published ports and /etc/hosts.
 
-    Returns what PID 1 needs to configure eth0 (also kept in state.json as
-    "network"), or None when the container gets no veth.
+    Records the endpoints PID 1 configures (state.json's "networks") and the
+    published ports with their host ports (state.json's "ports").
     """
     spec, root = container.spec, container.root
     hosts_path = os.path.join(container.dir, "hosts")
@@ -569,7 +639,7 @@ def setup(container):
                 state.write_text(hosts_path, f.read())
         except OSError:
             pass
-        return None
+        return
     if m == "container":
         target = state.resolve(root, spec.network.split(":", 1)[1])
         try:
@@ -577,49 +647,141 @@ def setup(container):
                 state.write_text(hosts_path, f.read())
         except OSError:
             pass
-        return None
+        return
     if m == SLIRP:
         _use_slirp_dns(os.path.join(container.dir, "resolv.conf"))
-        return None
+        state.update(container.dir, ports=[_choose_port(root, p) for p in spec.ports])
+        return
     if m != "bridge":
-        return None
-    net = ensure(root, spec.network)
-    # Recorded first: which network, so that removal finds the address even
-    # if we die between taking it and writing it down.
-    state.update(container.dir, network={"name": net["name"]})
-    owner = {"id": spec.id, "name": spec.name, "hostname": spec.hostname, "aliases": spec.aliases}
+        return
+    # (removal finds addresses and ports by their records, even if we die half-way)
+    joined = [_join(root, ensure(root, name), spec, aliases, index)
+              for index, (name, aliases) in enumerate(_wanted(spec))]
+    ports = [_publish(root, spec.id, p, joined[0]["address"]) for p in spec.ports]
+    state.update(container.dir, networks=joined, ports=ports)
+    _write_hosts(root, {spec.id} | _peers(root, [n for n, _ in _wanted(spec)]))
+
+
+def _join(root, net, spec, aliases, index):
+    """An address on ``net`` for the container, and its endpoint's record."""
+    owner = {"id": spec.id, "name": spec.name, "hostname": spec.hostname, "aliases": list(aliases)}
     with state.locked(_net_dir(root, net["name"]), "lock"):
         _bring_up(root, net)
         address = _allocate(root, net, owner)
-        endpoint = {"name": net["name"], "bridge": net["bridge"], "address": address,
-                    "prefixlen": net["prefixlen"], "gateway": net["gateway"],
-                    "veth": veth_name(spec.id), "ports": spec.ports}
-        state.update(container.dir, network=endpoint)
-        _write_hosts(root, net, only=None if net["name"] != DEFAULT else spec.id)
-    for p in spec.ports:
-        _publish(root, spec.id, p, address)
+    return {"name": net["name"], "network_id": net["id"], "bridge": net["bridge"], "address": address,
+            "prefixlen": net["prefixlen"], "gateway": net["gateway"], "interface": f"eth{index}",
+            "veth": veth_name(spec.id, index), "aliases": list(aliases)}
+
+
+def attach(joined, pid, root, cid):
+    """At start, once the container's network namespace exists (PID 1 is ``pid``):
+    a veth pair per endpoint, its host end on the bridge.  PID 1 configures
+    the interfaces itself."""
+    from minirt.kernel import links
+
+    veths = []
+    for endpoint in joined:
+        links.delete_link(endpoint["veth"])  # left by a crash of an earlier start
+        veths.append(_cable(root, endpoint, pid, cid))
+    try:
+        if _plumber:
+            _ask_plumber(veths)
+        else:
+            for veth in veths:
+                links.create_veth(**veth)
+    except OSError as e:
+        raise NetworkError(f"connecting container {cid[:12]} to network"
+                           f" {', '.join(e['name'] for e in joined)}: {e.strerror or e}") from None
+
+
+def _cable(root, endpoint, pid, cid):
+    """The arguments of ``links.create_veth`` for ``endpoint``; its bridge is
+    brought up if it is not (a restart after a reboot or a prune)."""
+    net = load(root, endpoint["name"])
+    if not _bridge_ok(root, net):
+        with state.locked(_net_dir(root, net["name"]), "lock"):
+            _bring_up(root, net)
+    return {"host_name": endpoint["veth"], "bridge": net["bridge"], "netns_pid": pid,
+            "peer_name": endpoint["interface"], "alias": _alias(root, "container " + cid)}
+
+
+def connect(container, name, aliases=()):
+    """``minirt network connect``: put ``container`` on network ``name`` too.
+
+    A running container gets the new interface at once (a veth pair
+    hot-plugged into its network namespace, configured from there); a created
+    or stopped one gets it when it starts.  Peers' /etc/hosts learn its name."""
+    from minirt.kernel import links
+
+    spec, root, info = container.spec, container.root, container.state()
+    who = spec.name or spec.id[:12]
+    if mode(spec) != "bridge":
+        raise NetworkError(f"container {who} is on --network {spec.network}: it cannot be connected"
+                           " to another network")
+    if name == DEFAULT and aliases:
+        raise SpecError("network-scoped aliases are supported only on user-defined networks")
+    net = ensure(root, name)
+    joined = endpoints(info)
+    if any(e["name"] == name for e in joined):
+        raise NetworkError(f"endpoint with name {who} already exists in network {name}")
+    used = {e["interface"] for e in joined}
+    index = next(i for i in range(len(joined) + 1) if f"eth{i}" not in used)
+    endpoint = _join(root, net, spec, aliases, index)
+    state.update(container.dir, change=lambda d: {"networks": endpoints(d) + [endpoint]})
+    if lifecycle.is_running(info):
+        try:
+            links.create_veth(**_cable(root, endpoint, info["pid"], spec.id))
+            _inside(info["pid"], lambda: links.configure(endpoint["interface"], endpoint["address"],
+                                                         endpoint["prefixlen"]))
+        except OSError as e:
+            _leave(container, endpoint)
+            raise NetworkError(f"connecting container {who} to network {name}: {e.strerror or e}") from None
+    _write_hosts(root, {spec.id} | _peers(root, [name]))
     return endpoint
 
 
-def attach(endpoint, pid, root, cid):
-    """At start, once the container's network namespace exists (PID 1 is ``pid``):
-    the veth pair, its host end on the bridge.  PID 1 configures eth0 itself."""
+def disconnect(container, name):
+    """``minirt network disconnect``: take ``container`` off network ``name``
+    (its interface goes at once if it runs, with the routes through it)."""
+    who = container.spec.name or container.spec.id[:12]
+    load(container.root, name)  # (an unknown network says so first)
+    endpoint = next((e for e in endpoints(container.state()) if e["name"] == name), None)
+    if endpoint is None:
+        raise NetworkError(f"container {who} is not connected to network {name}")
+    _leave(container, endpoint)
+    _write_hosts(container.root, {container.spec.id} | _peers(container.root, [name]))
+
+
+def _leave(container, endpoint):
+    """Unplug ``endpoint`` and give its address back."""
     from minirt.kernel import links
 
-    links.delete_link(endpoint["veth"])  # left by a crash of an earlier start
-    net = load(root, endpoint["name"])
-    if not _bridge_ok(root, net):  # restarted after a reboot or a prune
-        with state.locked(_net_dir(root, net["name"]), "lock"):
-            _bring_up(root, net)
-    veth = {"host_name": endpoint["veth"], "bridge": endpoint["bridge"], "netns_pid": pid,
-            "alias": _alias(root, "container " + cid)}
+    links.delete_link(endpoint["veth"])  # (and with it the container's end)
+    state.update(container.dir, change=lambda d: {
+        "networks": [e for e in endpoints(d) if e["interface"] != endpoint["interface"]]})
+    with state.locked(_net_dir(container.root, endpoint["name"]), "lock"):
+        try:
+            os.unlink(os.path.join(_net_dir(container.root, endpoint["name"]), "addresses", endpoint["address"]))
+        except FileNotFoundError:
+            pass
+
+
+def _inside(pid, function):
+    """Call ``function`` in the network namespace of process ``pid`` (this
+    thread enters it, and comes back to its own)."""
+    from minirt.kernel import libc
+
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if _plumber:
-            _ask_plumber(veth)
-        else:
-            links.create_veth(**veth)
-    except OSError as e:
-        raise NetworkError(f"connecting container {cid[:12]} to network {endpoint['name']}: {e}") from None
+        libc.setns(target, libc.CLONE_NEWNET)
+        try:
+            return function()
+        finally:
+            libc.setns(own, libc.CLONE_NEWNET)
+    finally:
+        os.close(own)
+        os.close(target)
 
 
 # The command line's head start.  A fresh ``minirt run`` must import
@@ -653,7 +815,7 @@ def head_start(network):
 
 def _plumb(parent, request_r, answer_w):
     """The plumber: import, wait for the request (EOF: minirt needs no veth
-    after all), make the veth pair, answer "" or the error."""
+    after all), make the veth pairs, answer "" or the first error."""
     import _signal as signal
 
     from minirt.kernel import libc, links
@@ -670,23 +832,23 @@ def _plumb(parent, request_r, answer_w):
         links.netlink_ready()
         with os.fdopen(request_r, "rb") as requests:
             request = requests.readline()  # (PID 1 holds the pipe too, until it execs: no EOF)
-        if request:
-            try:
-                links.create_veth(**lightjson.loads(request))
-                answer = b""
-            except OSError as e:
-                answer = f"{e.errno} {e.strerror}".encode()
-            os.write(answer_w, answer)
+        answer = b""
+        try:
+            for veth in lightjson.loads(request) if request else ():
+                links.create_veth(**veth)
+        except OSError as e:
+            answer = f"{e.errno} {e.strerror}".encode()
+        os.write(answer_w, answer)
     finally:
         os._exit(0)
 
 
-def _ask_plumber(veth):
+def _ask_plumber(veths):
     global _plumber
     pid, request_w, answer_r = _plumber
     _plumber = None
     try:
-        os.write(request_w, lightjson.dumps(veth).encode() + b"\n")
+        os.write(request_w, lightjson.dumps(veths).encode() + b"\n")
         os.close(request_w)
         with os.fdopen(answer_r, "rb") as answers:
             answer = answers.read()
@@ -698,13 +860,14 @@ def _ask_plumber(veth):
 
 
 def release(root, cid):
-    """At removal: published ports and the address; peers' /etc/hosts.
+    """At removal: published ports and addresses; peers' /etc/hosts.
 
-    The veth pair needs nothing: deleting either end deletes both, and the
-    kernel deletes the container's end with its network namespace."""
+    The veth pairs need nothing: deleting either end deletes both, and the
+    kernel deletes the container's ends with its network namespace."""
     for key, owner in _port_reservations(root).items():
         if owner.get("id") == cid:
             _unpublish(root, key)
+    left = []
     for name in names(root):
         base = os.path.join(_net_dir(root, name), "addresses")
         mine = [ip for ip, a in _allocations(root, name).items() if a.get("id") == cid]
@@ -713,8 +876,8 @@ def release(root, cid):
         with state.locked(_net_dir(root, name), "lock"):
             for ip in mine:
                 os.unlink(os.path.join(base, ip))
-            if name != DEFAULT:
-                _write_hosts(root, load(root, name))
+        left.append(name)
+    _write_hosts(root, _peers(root, left))
 
 
 # -- user-mode networking: slirp4netns ----------------------------------------------
@@ -850,29 +1013,49 @@ def _slirp_forward(container_dir, p):
 
 # -- /etc/hosts ---------------------------------------------------------------------
 
-def _write_hosts(root, net, only=None):
-    """Rewrite /etc/hosts of the containers on ``net`` (only of ``only``, if given).
+def _peers(root, networks):
+    """The ids of the containers on the user-defined ``networks`` (the default
+    network's containers do not see each other's names)."""
+    return {a["id"] for name in networks if name != DEFAULT
+            for a in _allocations(root, name).values() if "id" in a}
 
-    On a user-defined network every container lists every other one by name,
-    hostname and short id; on the default network only itself (as docker).
-    The file is bind-mounted into running containers, so it is rewritten in
-    place — a rename would leave the container looking at the old inode.
+
+def _write_hosts(root, cids):
+    """Rewrite /etc/hosts of the containers ``cids``.
+
+    A container lists itself (each of its addresses) and, on every
+    user-defined network it is on, every other container there by name,
+    hostname, aliases on that network and short id; on the default network
+    only itself (as docker).  The file is bind-mounted into running
+    containers, so it is rewritten in place — a rename would leave the
+    container looking at the old inode.  One writer at a time (a lock of the
+    state root's): a file is never written from an older view than the last.
     """
     from minirt.runtime.container import HOSTS
 
-    allocations = _allocations(root, net["name"])
-    lines = []
-    for ip, a in sorted(allocations.items(), key=lambda item: tuple(int(x) for x in item[0].split("."))):
-        if only is not None and a["id"] != only:
-            continue
-        aliases = [n for n in (a.get("hostname"), a.get("name"), *a.get("aliases", ()), a["id"][:12]) if n]
-        lines.append(f"{ip}\t{' '.join(dict.fromkeys(aliases))}\n")
-    for a in allocations.values():
-        if only is not None and a["id"] != only:
-            continue
-        base = HOSTS.format(hostname=a.get("hostname") or a["id"][:12]).splitlines(keepends=True)
-        base = [line for line in base if not line.startswith("127.0.0.1\t" + (a.get("hostname") or ""))]
-        _rewrite_in_place(os.path.join(state.containers_dir(root), a["id"], "hosts"), "".join(base + lines))
+    if not cids:
+        return
+    os.makedirs(_networks_dir(root), exist_ok=True)
+    with state.locked(_networks_dir(root), ".hosts.lock"):
+        every = [(name, _allocations(root, name)) for name in names(root)]
+        for cid in cids:
+            seen = {}
+            for name, allocations in every:
+                if any(a.get("id") == cid for a in allocations.values()):
+                    seen.update((ip, a) for ip, a in allocations.items() if name != DEFAULT or a.get("id") == cid)
+            lines = []
+            for ip, a in sorted(seen.items(), key=lambda item: _number(item[0])):
+                aliases = [n for n in (a.get("hostname"), a.get("name"), *a.get("aliases", ()), a["id"][:12]) if n]
+                lines.append(f"{ip}\t{' '.join(dict.fromkeys(aliases))}\n")
+            directory = os.path.join(state.containers_dir(root), cid)
+            try:
+                hostname = state.read_json(os.path.join(directory, "config.json")).get("hostname") or cid[:12]
+            except (OSError, ValueError):
+                continue  # being removed
+            base = HOSTS.format(hostname=hostname).splitlines(keepends=True)
+            if any(a.get("id") == cid for a in seen.values()):  # its own address names it
+                base = [line for line in base if line != f"127.0.0.1\t{hostname}\n"]
+            _rewrite_in_place(os.path.join(directory, "hosts"), "".join(base + lines))
 
 
 def _rewrite_in_place(path, text):
@@ -916,11 +1099,17 @@ def _port_reservations(root):
 
 
 def _check_port_free(root, p):
-    import socket
-
     owner = _port_reservations(root).get(_port_key(p))
     if owner and os.path.isdir(os.path.join(state.containers_dir(root), owner.get("id", "-"))):
         raise SpecError(f"port {p['host_port']}/{p['proto']} is already published by container {owner['id'][:12]}")
+    _bind(p)
+
+
+def _bind(p):
+    """Bind a socket to ``p``'s host address and port, and let go; the port
+    bound (the one the kernel chose, for port 0)."""
+    import socket
+
     kind = socket.SOCK_STREAM if p["proto"] == "tcp" else socket.SOCK_DGRAM
     with socket.socket(socket.AF_INET, kind) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -929,24 +1118,45 @@ def _check_port_free(root, p):
         except OSError as e:
             raise SpecError(f"port {p['host_ip'] or '0.0.0.0'}:{p['host_port']}/{p['proto']}:"
                             f" {e.strerror.lower() if e.strerror else e}") from None
+        return s.getsockname()[1]
+
+
+def _choose_port(root, p):
+    """``p`` itself; or, without a host port (``-p 80``), ``p`` with one the
+    kernel picks, as docker does: bind port 0 and see which it gave (from
+    its ephemeral range, net.ipv4.ip_local_port_range), one no container of
+    this root has published."""
+    if p["host_port"]:
+        return p
+    for _ in range(100):
+        chosen = dict(p, host_port=_bind(p))
+        if _port_key(chosen) not in _port_reservations(root):
+            return chosen
+    raise NetworkError(f"no free host port for {p['container_port']}/{p['proto']}")
 
 
 def _publish(root, cid, p, address):
+    """Reserve and publish ``p``; return it, with its host port chosen if it had none."""
     from minirt.kernel import nftables
 
     os.makedirs(_ports_dir(root), exist_ok=True)
-    path = os.path.join(_ports_dir(root), _port_key(p))
-    record = dict(p, id=cid, address=address, table=prefix())
-    try:  # the reservation is the record: made before the rule, exclusive
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    except FileExistsError:
-        raise SpecError(f"port {p['host_port']}/{p['proto']} is already published") from None
+    while True:  # (a chosen port may be taken by another minirt meanwhile: choose again)
+        chosen = _choose_port(root, p)
+        record = dict(chosen, id=cid, address=address, table=prefix())
+        try:  # the reservation is the record: made before the rule, exclusive
+            fd = os.open(os.path.join(_ports_dir(root), _port_key(chosen)),
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            break
+        except FileExistsError:
+            if p["host_port"]:
+                raise SpecError(f"port {p['host_port']}/{p['proto']} is already published") from None
     with os.fdopen(fd, "w") as f:
         f.write(lightjson.dumps(record))
     try:
-        nftables.publish(record["table"], p["host_ip"], p["proto"], p["host_port"], address, p["container_port"])
+        nftables.publish(record["table"], p["host_ip"], p["proto"], chosen["host_port"], address, p["container_port"])
     except nftables.NftError as e:
-        raise NetworkError(f"publishing port {p['host_port']}/{p['proto']}: {e}") from None
+        raise NetworkError(f"publishing port {chosen['host_port']}/{p['proto']}: {e}") from None
+    return chosen
 
 
 def _unpublish(root, key):

@@ -77,9 +77,10 @@ def test_schema_errors_name_the_file_the_path_and_what_is_wrong(tmp_path, capsys
      "compose.yaml: services.web.volumes: service 'web' refers to undefined volume 'data'"
      " (declare it under the top-level volumes)"),
     ("services:\n  web: {command: x}\n", "compose.yaml: services.web: has neither an image nor a build context specified"),
-    ("services:\n  web: {image: x, ports: ['80']}\n",
-     "compose.yaml: services.web.ports[0]: '80': minirt publishes on a given host port (HOST:CONTAINER);"
-     " a port only for other containers needs no entry here (see expose)"),
+    ("services:\n  web: {image: x, ports: ['80:']}\n",
+     "compose.yaml: services.web.ports[0]: '80:': '' is not a port number or range (1-65535)"),
+    ("services:\n  web: {image: x, ports: ['localhost::80']}\n",
+     "compose.yaml: services.web.ports[0]: 'localhost::80': 'localhost' is not an IPv4 address"),
     ("services:\n  web: {image: x, ports: ['8080-8081:80']}\n",
      "compose.yaml: services.web.ports[0]: '8080-8081:80': the host and container ranges differ in length"),
     ("services:\n  web: {image: x, ports: ['99999:80']}\n",
@@ -100,8 +101,8 @@ def test_schema_errors_name_the_file_the_path_and_what_is_wrong(tmp_path, capsys
     ("services:\n  web: {image: x, stop_signal: SIGINT}\n",
      "compose.yaml: services.web.stop_signal: not supported by minirt compose"),
     ("services:\n  web: {image: x, sysctls: {a: 1}}\n", "compose.yaml: services.web.sysctls: not supported by minirt compose"),
-    ("services:\n  web: {image: x, networks: [a, b]}\nnetworks: {a: {}, b: {}}\n",
-     "compose.yaml: services.web.networks: minirt joins a container to one network, not 2 (a, b)"),
+    ("services:\n  web: {image: x, networks: [a, b]}\nnetworks: {a: {}}\n",
+     "compose.yaml: services.web.networks: service 'web' refers to undefined network 'b'"),
     ("services:\n  web: {image: x, extends: {service: nope}}\n",
      "compose.yaml: services.web.extends: no service 'nope' in compose.yaml"),
     ("services:\n  web: {image: x, volumes: ['data:/data:rx']}\nvolumes: {data: {}}\n",
@@ -121,7 +122,8 @@ def test_bad_command_lines(tmp_path, capsys):
         (("--env-file", "missing.env", "config"), "missing.env: cannot read an env file: No such file or directory"),
         (("logs", "--tail", "x"), "invalid --tail 'x': expected a number or all"),
         (("frobnicate",), "compose: unknown action 'frobnicate' (one of: up, down, ps, logs, build, pull, push,"
-                          " exec, run, start, stop, restart, rm, config, images, top)"),
+                          " exec, run, start, stop, restart, rm, config, images, top, port)"),
+        (("port", "web", "80", "--protocol", "sctp"), "invalid --protocol 'sctp': expected tcp or udp"),
         (("down", "--rmi", "some"), "invalid --rmi 'some': expected local or all"),
     ]:
         code = compose(tmp_path, *args, files=good)
@@ -142,12 +144,16 @@ def test_yaml_1_2_core_schema_as_docker_compose_reads_it():
 
 def test_ports_written_without_quotes_mean_what_they_say(tmp_path):
     (tmp_path / "compose.yaml").write_text("services:\n  ssh:\n    image: x\n    ports:\n      - 22:22\n"
-                                           "      - 127.0.0.1:8080:80/udp\n      - 9000-9001:9000-9001\n")
+                                           "      - 127.0.0.1:8080:80/udp\n      - 9000-9001:9000-9001\n"
+                                           "      - 80\n      - 127.0.0.1::81\n      - {target: 82, protocol: udp}\n")
     ports = model.load([str(tmp_path / "compose.yaml")]).services["ssh"]["ports"]
     assert ports == [{"host_ip": "", "host_port": 22, "container_port": 22, "proto": "tcp"},
                      {"host_ip": "127.0.0.1", "host_port": 8080, "container_port": 80, "proto": "udp"},
                      {"host_ip": "", "host_port": 9000, "container_port": 9000, "proto": "tcp"},
-                     {"host_ip": "", "host_port": 9001, "container_port": 9001, "proto": "tcp"}]
+                     {"host_ip": "", "host_port": 9001, "container_port": 9001, "proto": "tcp"},
+                     {"host_ip": "", "host_port": 0, "container_port": 80, "proto": "tcp"},  # the kernel's pick
+                     {"host_ip": "127.0.0.1", "host_port": 0, "container_port": 81, "proto": "tcp"},
+                     {"host_ip": "", "host_port": 0, "container_port": 82, "proto": "udp"}]
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -305,4 +311,4 @@ def test_without_the_schema_a_file_of_the_wrong_shape_is_still_one_line(tmp_path
     assert message.startswith("compose.yaml: not a compose file minirt can read (ValueError: ")
     assert message.endswith("set MINIRT_COMPOSE_SCHEMA to the Compose Specification's schema for where")
     assert refused(tmp_path, capsys, "services:\n  web: {image: x, ports: ['80:80:80:80']}\n") == \
-        "compose.yaml: services.web.ports[0]: '80:80:80:80/tcp': '80:80' is not an IPv4 address"
+        "compose.yaml: services.web.ports[0]: '80:80:80:80': '80:80' is not an IPv4 address"

@@ -332,3 +332,54 @@ def test_build_push_and_pull_through_a_registry(root, project, registries):
     compose("up", "-d")
     assert compose("down", "--rmi", "all").returncode == 0
     assert minirt(root, "image", "inspect", ref, ok=False).returncode != 0
+
+
+def test_services_on_two_networks_with_aliases_an_external_network_and_a_kernel_chosen_port(root, project):
+    """web is on front (eth0, alias www) and back; db on back, proxy on front:
+    web reaches db only through back, and proxy never reaches db."""
+    assert minirt(root, "network", "create", "shop-outside").returncode == 0
+    try:
+        compose = project("""\
+            services:
+              web:
+                image: busybox
+                init: true
+                command: [sh, -c, "mkdir /www && echo hello from web > /www/index.html && exec httpd -f -p 80 -h /www"]
+                ports: ["80"]
+                networks:
+                  front: {aliases: [www]}
+                  back:
+                  outside:
+              db: {image: busybox, init: true, command: [sleep, "300"], networks: [back]}
+              proxy: {image: busybox, init: true, command: [sleep, "300"], networks: [front]}
+            networks:
+              front:
+              back:
+              outside: {external: true, name: shop-outside}
+            """)
+        compose("up", "-d")
+        address = compose("port", "web", "80").stdout.strip()
+        host, port = address.rsplit(":", 1)
+        assert host == "0.0.0.0" and int(port) > 0
+        assert get(f"http://127.0.0.1:{port}/").strip() == "hello from web"
+        assert any(f"{address}->80/tcp" in line for line in compose("ps").stdout.splitlines())
+        networks = inspect(root, "shop-web-1")["NetworkSettings"]["Networks"]
+        assert {n: (e["Interface"], e["Aliases"]) for n, e in networks.items()} == {
+            "shop_front": ("eth0", ["web", "www"]), "shop_back": ("eth1", ["web"]),
+            "shop-outside": ("eth2", ["web"])}
+
+        def reaches(container, target):
+            return minirt(root, "exec", container, "ping", "-c1", "-W1", target, ok=False).returncode == 0
+
+        assert reaches("shop-web-1", "db") and reaches("shop-db-1", "web") and reaches("shop-proxy-1", "www")
+        assert not reaches("shop-db-1", "www") and not reaches("shop-proxy-1", "db")
+        db_address = inspect(root, "shop-db-1")["NetworkSettings"]["Networks"]["shop_back"]["IPAddress"]
+        assert not reaches("shop-proxy-1", db_address)
+        r = compose("port", "web", "81", ok=False)
+        assert r.returncode == 125 and "no public port '81/tcp' published" in r.stderr
+
+        down = compose("down")
+        assert "Network shop_front  Removed" in down.stderr and "Network shop_back  Removed" in down.stderr
+        assert "shop-outside" in minirt(root, "network", "ls").stdout  # external: not the project's to remove
+    finally:
+        minirt(root, "network", "rm", "shop-outside", ok=False)

@@ -165,8 +165,8 @@ CASES = [
     # -- ports
     (["run", "-p", "1²:80", IMG, "true"], 125, "invalid port '1²:80'"),
     (["run", "-p", HUGE + ":80", IMG, "true"], 125, "invalid port"),
-    (["run", "-p", "0:80", IMG, "true"], 125, "invalid port '0:80'"),
-    (["run", "-p", "80", IMG, "true"], 125, "invalid port '80'"),
+    (["run", "-p", "80:0", IMG, "true"], 125, "invalid port '80:0'"),
+    (["run", "-p", "80:", IMG, "true"], 125, "invalid port '80:'"),
     (["run", "-p", "80:80/sctp", IMG, "true"], 125, "protocol must be tcp or udp"),
     (["run", "-p", "1.2.3.4.5:80:80", IMG, "true"], 125, "is not an IPv4 address"),
     (["run", "-p", "8080:80", "--network", "none", IMG, "true"], 125, "need a bridge network"),

@@ -37,9 +37,11 @@ class Minirt(Lifecycle):
     restarts."""
 
     def run_d(self, *args, image=None):
-        """``run -d [FLAGS...] IMAGE CMD...``: ``args`` up to "--" are flags, the rest the command."""
+        """``run -d [FLAGS...] IMAGE CMD...``: ``args`` up to "--" are flags, the rest the
+        command; --network none unless the flags say otherwise."""
         cut = args.index("--") if "--" in args else 0
-        cid = self.ok("run", "-d", "--network", "none", *args[:cut], image or self.image, *args[cut + 1:]).strip()
+        flags = args[:cut] if "--network" in args[:cut] else ("--network", "none", *args[:cut])
+        cid = self.ok("run", "-d", *flags, image or self.image, *args[cut + 1:]).strip()
         self.ids.append(cid)
         return cid
 

@@ -139,7 +139,7 @@ def test_container_mode_shares_the_namespace(busybox_image, root):
 def test_host_reaches_container_and_containers_reach_each_other_by_name(busybox_image, root, net):
     net("nettest-a")
     with start(busybox_image, root, "sleep", "30", name="alpha", network="nettest-a") as a:
-        address = a.state()["network"]["address"]
+        address = a.state()["networks"][0]["address"]
         out = sh(busybox_image, root, "ping -c1 -W2 alpha >/dev/null && echo reached; cat /etc/hosts",
                  network="nettest-a", name="beta")
         assert out.startswith("reached\n")
@@ -154,14 +154,14 @@ def test_names_appear_in_running_containers_as_others_start(busybox_image, root,
             start(busybox_image, root, "sleep", "30", name="second", network="nettest-b") as second:
         assert first.exec(["ping", "-c1", "-W2", "second"]).exit_code == 0
         hosts = first.exec(["cat", "/etc/hosts"]).stdout.decode()
-        assert second.state()["network"]["address"] + "\t" in hosts
+        assert second.state()["networks"][0]["address"] + "\t" in hosts
 
 
 def test_networks_are_isolated_from_each_other(busybox_image, root, net):
     net("nettest-c")
     net("nettest-d")
     with start(busybox_image, root, "sleep", "30", name="gamma", network="nettest-c") as c:
-        address = c.state()["network"]["address"]
+        address = c.state()["networks"][0]["address"]
         out = sh(busybox_image, root, f"ping -c1 -W1 {address} >/dev/null && echo reached || echo isolated",
                  network="nettest-d")
         assert out == "isolated\n"
@@ -176,7 +176,7 @@ def test_published_port_reaches_a_server_in_the_container(busybox_image, root):
                ports=[f"127.0.0.1:{port}:8080"]) as c:
         assert _read_from(("127.0.0.1", port)) == b"hello from inside\n"
         # the same server, directly on the address minirt gave it
-        assert _read_from((c.state()["network"]["address"], 8080)) == b"hello from inside\n"
+        assert _read_from((c.state()["networks"][0]["address"], 8080)) == b"hello from inside\n"
         table = network.prefix()
         assert any(str(port) in json.dumps(e) for e in nftables.set_elements(table, "ports_ip"))
     # removed with the container
@@ -192,7 +192,7 @@ def test_twenty_containers_at_once_get_twenty_addresses(busybox_image, root):
     try:
         assert len(ids) == 20, [r.stderr for r in results if r.returncode]
         containers = [Container.load(root, cid) for cid in ids]
-        addresses = [c.state()["network"]["address"] for c in containers]
+        addresses = [c.state()["networks"][0]["address"] for c in containers]
         inside = {c.exec(["sh", "-c", "ip -o -4 addr show eth0"]).stdout.decode().split()[3].split("/")[0]
                   for c in containers}
         assert len(set(addresses)) == 20 and inside == set(addresses)
@@ -207,12 +207,21 @@ def test_twenty_containers_at_once_get_twenty_addresses(busybox_image, root):
     (["run", "--network", "nope", "IMAGE", "true"], "network nope not found"),
     (["run", "--network", "con/tainer", "IMAGE", "true"], "invalid --network"),
     (["run", "-p", "99999:80", "IMAGE", "true"], "is not a port number"),
-    (["run", "-p", "80", "IMAGE", "true"], "expected [IP:]HOSTPORT:CTRPORT"),
+    (["run", "-p", "80:0", "IMAGE", "true"], "is not a port number"),
+    (["run", "-p", "localhost::80", "IMAGE", "true"], "is not an IPv4 address"),
+    (["run", "-p", "80/sctp", "IMAGE", "true"], "protocol must be tcp or udp"),
     (["run", "--network", "none", "-p", "8080:80", "IMAGE", "true"], "need a bridge network"),
     (["network", "create", "--subnet", "10.0.0.1/33", "bad"], "invalid subnet"),
     (["network", "create", "--subnet", "not-a-subnet", "bad"], "invalid subnet"),
     (["network", "create", "bridge"], "pre-defined"),
     (["network", "rm", "nope"], "network nope not found"),
+    (["run", "--network", "bridge", "--network", "none", "IMAGE", "true"], "cannot be combined"),
+    (["run", "--network", "host", "--network", "bridge", "IMAGE", "true"], "cannot be combined"),
+    (["run", "--network", "bridge", "--network", "bridge", "IMAGE", "true"], "given twice"),
+    (["run", "--network", "bridge", "--network", "nope", "IMAGE", "true"], "network nope not found"),
+    (["run", "--network", "name=bridge,ip=10.1.1.1", "IMAGE", "true"], "expected name=NETWORK"),
+    (["run", "--network", "name=bridge,alias=a b", "IMAGE", "true"], "invalid hostname"),
+    (["network", "connect", "bridge", "nope"], "nope"),
 ])
 def test_bad_flags(busybox_image, root, args, message):
     before = _snapshot(root)
@@ -256,7 +265,7 @@ def test_network_in_use_cannot_be_removed(busybox_image, root, net):
     net("nettest-e")
     with start(busybox_image, root, "sleep", "30", network="nettest-e") as c:
         r = cli(root, "network", "rm", "nettest-e")
-        assert r.returncode == 125 and f"in use by container {c.id[:12]}" in r.stderr
+        assert r.returncode == 125 and "has active endpoints" in r.stderr and c.id[:12] in r.stderr
         assert r.stderr.count("\n") == 1
         assert os.path.exists(f"/sys/class/net/{network.load(root, 'nettest-e')['bridge']}")
 
@@ -369,7 +378,10 @@ def test_port_parsing():
     from minirt.spec import parse_port
     assert parse_port("8080:80") == {"host_ip": "", "host_port": 8080, "container_port": 80, "proto": "tcp"}
     assert parse_port("127.0.0.1:53:53/udp")["proto"] == "udp"
-    for bad in ("99999:80", "80:0", "a:80", "1.2.3:80:80", "80:80/sctp", "::1:80:80"):
+    assert parse_port("80") == {"host_ip": "", "host_port": 0, "container_port": 80, "proto": "tcp"}
+    assert parse_port("127.0.0.1::80/udp") == {"host_ip": "127.0.0.1", "host_port": 0, "container_port": 80,
+                                               "proto": "udp"}
+    for bad in ("99999:80", "80:0", "a:80", "1.2.3:80:80", "80:80/sctp", "::1:80:80", "0", "", "1:2:3:4"):
         with pytest.raises(SpecError):
             parse_port(bad)
 
@@ -410,3 +422,161 @@ def _snapshot(root):
     table = network.prefix()
     ports = nftables.set_elements(table, "ports_any") + nftables.set_elements(table, "ports_ip")
     return links, files, json.dumps(ports)
+
+
+# -- several networks, connect and disconnect -------------------------------------------
+
+def _addresses(c):
+    """{interface: address} inside the running container ``c``."""
+    out = c.exec(["sh", "-c", "ip -o -4 addr show"]).stdout.decode().split("\n")
+    return {words[1]: words[3].split("/")[0] for words in (line.split() for line in out) if words and words[1] != "lo"}
+
+
+def _reaches(c, target):
+    return c.exec(["ping", "-c1", "-W1", target]).exit_code == 0
+
+
+def test_a_container_on_two_networks_reaches_a_peer_on_each_and_they_not_each_other(busybox_image, root, net):
+    net("multi-a")
+    net("multi-b")
+    with start(busybox_image, root, "sleep", "30", name="on-a", network="multi-a") as on_a, \
+            start(busybox_image, root, "sleep", "30", name="on-b", network="multi-b") as on_b, \
+            start(busybox_image, root, "sleep", "30", name="both", network="multi-a", aliases=["front"],
+                  more_networks=[{"name": "multi-b", "aliases": ["back"]}]) as both:
+        eth0, eth1 = both.state()["networks"]
+        assert (eth0["name"], eth0["interface"], eth1["name"], eth1["interface"]) == \
+            ("multi-a", "eth0", "multi-b", "eth1")
+        assert _addresses(both) == {"eth0": eth0["address"], "eth1": eth1["address"]}
+        routes = both.exec(["ip", "route"]).stdout.decode().splitlines()
+        assert [r.split()[:5] for r in routes if r.startswith("default")] == \
+            [["default", "via", eth0["gateway"], "dev", "eth0"]]
+        assert _reaches(both, "on-a") and _reaches(both, "on-b")
+        # each peer knows it by its address and aliases on the network they share, and only those
+        assert _reaches(on_a, "both") and _reaches(on_a, "front") and not _reaches(on_a, "back")
+        assert _reaches(on_b, "back") and not _reaches(on_b, "front")
+        hosts_a = on_a.exec(["cat", "/etc/hosts"]).stdout.decode()
+        assert eth0["address"] + "\t" in hosts_a and eth1["address"] not in hosts_a and "on-b" not in hosts_a
+        # and the two peers do not reach each other: the container between them routes nothing
+        assert not _reaches(on_a, on_b.state()["networks"][0]["address"])
+        described = json.loads(cli(root, "inspect", "both").stdout)[0]["NetworkSettings"]["Networks"]
+        assert {n: (e["IPAddress"], e["Aliases"]) for n, e in described.items()} == \
+            {"multi-a": (eth0["address"], ["front"]), "multi-b": (eth1["address"], ["back"])}
+
+
+def test_the_command_lines_long_form_and_aliases(busybox_image, root, net):
+    net("multi-c")
+    net("multi-d")
+    r = cli(root, "run", "-d", "--name", "longform", "--network", "multi-c", "--network-alias", "every",
+            "--network", "name=multi-d,alias=only-d", busybox_image, "sleep", "30")
+    assert r.returncode == 0, r.stderr
+    try:
+        networks = json.loads(cli(root, "inspect", "longform").stdout)[0]["NetworkSettings"]["Networks"]
+        assert {n: e["Aliases"] for n, e in networks.items()} == \
+            {"multi-c": ["every"], "multi-d": ["only-d", "every"]}
+        assert [e["Interface"] for e in networks.values()] == ["eth0", "eth1"]
+    finally:
+        cli(root, "rm", "-f", "longform")
+
+
+def test_connect_a_running_container_then_disconnect_it(busybox_image, root, net):
+    net("multi-e")
+    net("multi-f")
+    with start(busybox_image, root, "sleep", "30", name="hub", network="multi-e") as hub, \
+            start(busybox_image, root, "sleep", "30", name="peer-f", network="multi-f") as peer:
+        assert not _reaches(hub, "peer-f")
+        for args, message in [(("nope", "hub"), "network nope not found"),
+                              (("--alias", "a b", "multi-f", "hub"), "invalid hostname 'a b'"),
+                              (("--alias", "x", "bridge", "hub"), "only on user-defined networks")]:
+            r = cli(root, "network", "connect", *args)
+            assert (r.returncode, r.stderr.count("\n"), message in r.stderr) == (125, 1, True), r.stderr
+        assert len(hub.state()["networks"]) == 1
+        pid = hub.state()["pid"]
+        r = cli(root, "network", "connect", "--alias", "hub-f", "multi-f", "hub")
+        assert r.returncode == 0, r.stderr
+        assert hub.state()["pid"] == pid  # no restart: hot-plugged
+        eth1 = hub.state()["networks"][1]
+        assert _addresses(hub) == {"eth0": hub.state()["networks"][0]["address"], "eth1": eth1["address"]}
+        assert _reaches(hub, "peer-f") and _reaches(peer, "hub-f") and _reaches(peer, "hub")
+        listed = json.loads(cli(root, "network", "inspect", "multi-f").stdout)[0]["Containers"]
+        assert listed[hub.id]["Name"] == "hub" and listed[hub.id]["IPv4Address"] == eth1["address"] + "/24"
+        # twice is an error, and changes nothing
+        r = cli(root, "network", "connect", "multi-f", "hub")
+        assert r.returncode == 125 and "already exists in network multi-f" in r.stderr
+        assert len(hub.state()["networks"]) == 2
+
+        r = cli(root, "network", "disconnect", "multi-f", "hub")
+        assert r.returncode == 0, r.stderr
+        assert list(_addresses(hub)) == ["eth0"]
+        assert "eth1" not in hub.exec(["ip", "route"]).stdout.decode()
+        assert not _reaches(hub, "peer-f") and not _reaches(peer, eth1["address"])
+        assert "hub" not in peer.exec(["cat", "/etc/hosts"]).stdout.decode()
+        assert eth1["address"] not in os.listdir(os.path.join(root, "networks", "multi-f", "addresses"))
+        assert not os.path.exists(f"/sys/class/net/{eth1['veth']}")
+        r = cli(root, "network", "disconnect", "multi-f", "hub")
+        assert r.returncode == 125 and "is not connected to network multi-f" in r.stderr
+        assert r.stderr.count("\n") == 1
+
+
+def test_a_container_without_a_bridge_cannot_be_connected(busybox_image, root, net):
+    net("multi-i")
+    with start(busybox_image, root, "sleep", "30", name="alone", network="none") as c:
+        r = cli(root, "network", "connect", "multi-i", "alone")
+        assert r.returncode == 125 and "is on --network none: it cannot be connected" in r.stderr
+        assert "networks" not in c.state() and not os.listdir(os.path.join(root, "networks", "multi-i", "addresses"))
+
+
+def test_a_stopped_container_connected_gets_its_interfaces_when_it_starts_again(busybox_image, root, net):
+    net("multi-g")
+    net("multi-h")
+    with start(busybox_image, root, "sleep", "30", name="sleeper", network="multi-g") as c, \
+            start(busybox_image, root, "sleep", "30", name="peer-h", network="multi-h") as peer:
+        assert cli(root, "stop", "-t", "0", "sleeper").returncode == 0
+        assert cli(root, "network", "connect", "multi-h", "sleeper").returncode == 0
+        joined = c.state()["networks"]
+        assert cli(root, "start", "sleeper").returncode == 0
+        assert c.state()["networks"] == joined
+        assert _addresses(c) == {e["interface"]: e["address"] for e in joined}
+        assert _reaches(c, "peer-h") and _reaches(peer, "sleeper")
+        assert cli(root, "stop", "-t", "0", "sleeper").returncode == 0  # a restart keeps both, addresses and all
+        assert cli(root, "start", "sleeper").returncode == 0
+        assert _addresses(c) == {e["interface"]: e["address"] for e in joined}
+
+
+def test_a_host_port_chosen_by_the_kernel(busybox_image, root):
+    r = cli(root, "run", "-d", "--name", "anyport", "-p", "127.0.0.1::8080", "-p", "9090/udp", busybox_image,
+            "sh", "-c", "while true; do echo hello from inside | nc -l -p 8080; done")
+    assert r.returncode == 0, r.stderr
+    try:
+        lines = cli(root, "port", "anyport").stdout.splitlines()
+        assert len(lines) == 2 and lines[0].startswith("8080/tcp -> 127.0.0.1:")
+        assert lines[1].startswith("9090/udp -> 0.0.0.0:")
+        port = int(lines[0].rsplit(":", 1)[1])
+        assert port > 0 and cli(root, "port", "anyport", "8080").stdout == f"127.0.0.1:{port}\n"
+        assert _read_from(("127.0.0.1", port)) == b"hello from inside\n"
+        ports = json.loads(cli(root, "inspect", "anyport").stdout)[0]["NetworkSettings"]["Ports"]
+        assert ports["8080/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
+        r = cli(root, "port", "anyport", "81")
+        assert r.returncode == 125 and "no public port '81/tcp' published" in r.stderr
+    finally:
+        cli(root, "rm", "-f", "anyport")
+    assert not os.listdir(os.path.join(root, "ports"))
+
+
+def test_network_inspect_prune_and_rm_of_a_network_in_use(busybox_image, root, net):
+    assert cli(root, "network", "create", "--label", "team=x", "multi-unused").returncode == 0
+    made = net("multi-used")
+    with start(busybox_image, root, "sleep", "30", name="user", network="multi-used") as c:
+        (described,) = json.loads(cli(root, "network", "inspect", "multi-used").stdout)
+        assert described["Name"] == "multi-used" and described["Id"] == made["id"]
+        assert described["Driver"] == "bridge"
+        assert described["IPAM"]["Config"] == [{"Subnet": made["subnet"], "Gateway": made["gateway"]}]
+        assert list(described["Containers"]) == [c.id] and described["Containers"][c.id]["Name"] == "user"
+        assert json.loads(cli(root, "network", "inspect", "multi-unused").stdout)[0]["Labels"] == {"team": "x"}
+        r = cli(root, "network", "inspect", "multi-used", "nope")  # (docker's: what it found, then the error)
+        assert r.returncode == 1 and r.stderr == "minirt: network nope not found\n"
+        assert [n["Name"] for n in json.loads(r.stdout)] == ["multi-used"]
+        r = cli(root, "network", "prune", "-f")
+        assert r.returncode == 0 and r.stdout == "Deleted Networks:\nmulti-unused\n"
+        assert network.names(root).count("multi-used") == 1 and "multi-unused" not in network.names(root)
+        r = cli(root, "network", "rm", "multi-used")
+        assert r.returncode == 125 and "has active endpoints" in r.stderr

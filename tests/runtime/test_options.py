@@ -16,7 +16,7 @@ def test_docker_style_flags():
                "--net", "none", "-v", "/a:/b", "--pids-limit", "-1", "img", "sh", "-c", "echo -e"])
     assert (a.root, a.command, a.rm, a.interactive, a.tty) == ("/tmp/x", "run", True, True, True)
     assert a.env == ["A=1", "B=2", "C=3"] and a.volume == ["/a:/b"]
-    assert (a.network, a.pids_limit, a.image, a.args) == ("none", "-1", "img", ["sh", "-c", "echo -e"])
+    assert (a.network, a.pids_limit, a.image, a.args) == (["none"], "-1", "img", ["sh", "-c", "echo -e"])
     assert (a.detach, a.memory, a.name, a.userns, a.cap_add) == (False, None, "", "", [])
 
 
@@ -71,7 +71,7 @@ def test_flags_and_arguments(argv, expected):
     (["stop", "-t", "1e400", "a"], "stop: flag -t: not a number: '1e400'"),
     (["run", "--name", "a\0b", "img"], "an argument contains a NUL byte"),
     (["run", "img", "echo", "a\0b"], "an argument contains a NUL byte"),
-    (["network"], "network: an action is required: create, ls, rm"),
+    (["network"], "network: an action is required: create, ls, inspect, connect, disconnect, rm, prune"),
     (["network", "frob"], "network: unknown action 'frob'"),
     (["--root"], "flag --root needs a value (DIR)"),
     (["-x", "ps"], "unknown flag: -x"),

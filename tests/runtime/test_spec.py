@@ -130,7 +130,7 @@ def test_bad_limits_are_one_line(limits, message):
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("port", ["1²:80", "99999999999999999999:80", "0:80", "80:65536", "-1:80", "80:80/sctp"])
+@pytest.mark.parametrize("port", ["1²:80", "99999999999999999999:80", "80:0", "80:65536", "-1:80", "80:80/sctp", "0", "80:"])
 def test_bad_ports_are_refused(port):
     with pytest.raises(SpecError, match="^invalid port"):
         spec.parse_port(port)
