@@ -1003,8 +1003,12 @@ def _compose_config(project, args):
 
 
 def _compose_up(compose, args):
+    from minirt.api import containers
     from minirt.compose import project as verbs
 
+    # (attached, ``up`` shows what its containers write from now on, not what
+    # those it starts again wrote before)
+    marks = {c.spec.name: containers.log_marks(c) for _, c in compose.containers(args.services)}
     made = compose.up(args.services, build=args.build, force_recreate=args.force_recreate,
                       no_deps=args.no_deps, no_recreate=args.no_recreate, timeout=args.wait_timeout)
     if args.wait:
@@ -1017,7 +1021,7 @@ def _compose_up(compose, args):
         return 0
     _waiting()
     try:  # attached: their output until they stop; Ctrl-C stops them
-        verbs.logs(compose, list(made), follow=True)
+        verbs.logs(compose, list(made), follow=True, exits=True, since=marks)
     except KeyboardInterrupt:
         print("Gracefully stopping... (press Ctrl+C again to force)", file=sys.stderr)
         compose.stop(list(made))

@@ -22,7 +22,7 @@ from minirt.runtime.container import Container
 from minirt.runtime.userns import host_root, maps_for as userns_maps
 
 __all__ = ["run", "start", "prepare", "start_detached", "Result", "Container",
-           "load", "listing", "inspect", "health", "restartable", "exec_start", "show_logs", "processes",
+           "load", "listing", "inspect", "health", "restartable", "exec_start", "show_logs", "log_marks", "processes",
            "open_tty", "attach"]
 
 
@@ -243,13 +243,20 @@ def exec_start(container, args, *, env=(), workdir=None, user=None, tty_fd=None,
     return pid
 
 
-def show_logs(container, tail=None, follow=False, out=None, err=None):
+def show_logs(container, tail=None, follow=False, out=None, err=None, since=(0, 0)):
     """``minirt logs``: the container's stdout and stderr so far (the last
     ``tail`` lines), then, with ``follow``, as they come; to the binary files
-    ``out`` and ``err`` (default: ours)."""
+    ``out`` and ``err`` (default: ours).  ``since``: from ``log_marks``' marks on."""
     from minirt.runtime import logs
 
-    logs.show(container, tail=tail, follow=follow, out=out, err=err)
+    logs.show(container, tail=tail, follow=follow, out=out, err=err, since=since)
+
+
+def log_marks(container):
+    """Where the container's logs end now (for ``show_logs(since=...)``)."""
+    from minirt.runtime import logs
+
+    return logs.marks(container)
 
 
 def processes(container):

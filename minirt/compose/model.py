@@ -245,10 +245,32 @@ def _extended(name, services, path, variables, warn, seen):
     base = _extended(base_ref["service"], base_services, base_path, variables, warn, seen + (key,))
     if base_path != path:
         base.pop("depends_on", None)  # (it names services of the other file, not ours)
-        if isinstance(base.get("build"), dict) and "context" in base["build"]:  # relative to the other file
-            base["build"] = dict(base["build"], context=os.path.join(os.path.dirname(base_path),
-                                                                     base["build"]["context"]))
+        _rebase(base, os.path.dirname(base_path))
     return merge(base, service)
+
+
+def _rebase(service, directory):
+    """The paths of a service read from another file, relative to that file's
+    ``directory``, made so (as docker compose does): the build context, env
+    files and the sources of bind mounts."""
+    def there(p):  # (a bind's source; a volume's name, without . or /, is no path)
+        return os.path.join(directory, p) if p.startswith(".") else p
+
+    if isinstance(service.get("build"), dict) and "context" in service["build"]:
+        service["build"] = dict(service["build"], context=os.path.join(directory, service["build"]["context"]))
+    if service.get("env_file"):
+        service["env_file"] = [dict(e, path=os.path.join(directory, e["path"])) if isinstance(e, dict)
+                               else os.path.join(directory, e) for e in service["env_file"]]
+    volumes = []
+    for v in service.get("volumes") or ():
+        if isinstance(v, dict) and isinstance(v.get("source"), str):
+            v = dict(v, source=there(v["source"]))
+        elif isinstance(v, str) and ":" in v:
+            source, _, rest = v.partition(":")
+            v = f"{there(source)}:{rest}"
+        volumes.append(v)
+    if volumes:
+        service["volumes"] = volumes
 
 
 # -- one service -------------------------------------------------------------------

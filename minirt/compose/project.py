@@ -419,9 +419,11 @@ class Prefixed:
             self.write(b"\n")
 
 
-def logs(compose, services=(), tail=None, follow=False, prefix=True, out=None):
+def logs(compose, services=(), tail=None, follow=False, prefix=True, out=None, exits=False, since=None):
     """The output of the project's containers (``services``), each line after
-    its container's name; with ``follow``, as it comes, until they stop."""
+    its container's name; with ``follow``, as it comes, until they stop, and
+    with ``exits`` then a line for each, ``NAME exited with code N`` (``up``'s).
+    ``since``: {container name: its ``log_marks``}, where to start reading it."""
     import threading
 
     out = out or sys.stdout.buffer
@@ -432,7 +434,8 @@ def logs(compose, services=(), tail=None, follow=False, prefix=True, out=None):
     for _, c in found:
         label = f"{c.spec.name:{width}}  | " if prefix else ""
         writer = Prefixed(label, out, lock)
-        t = threading.Thread(target=_show, args=(c, tail, follow, writer), daemon=True)
+        start = (since or {}).get(c.spec.name, (0, 0))
+        t = threading.Thread(target=_show, args=(c, tail, follow, writer, exits and width, start), daemon=True)
         t.start()
         threads.append(t)
     for t in threads:
@@ -440,8 +443,13 @@ def logs(compose, services=(), tail=None, follow=False, prefix=True, out=None):
             t.join(0.2)  # (a join with a timeout lets Ctrl-C through)
 
 
-def _show(c, tail, follow, writer):
+def _show(c, tail, follow, writer, exit_width, since):
     try:
-        api_containers.show_logs(c, tail=tail, follow=follow, out=writer, err=writer)
+        api_containers.show_logs(c, tail=tail, follow=follow, out=writer, err=writer, since=since)
     finally:
         writer.close()
+    if exit_width:
+        code = api_containers.inspect(c)["State"]["ExitCode"]
+        with writer.lock:
+            writer.out.write(f"{c.spec.name:{exit_width}} exited with code {code}\n".encode())
+            writer.out.flush()

@@ -20,15 +20,32 @@ def _tail(data, n):
     return b"".join(lines[-n:]) if n else b""
 
 
-def show(container, tail=None, follow=False, out=None, err=None):
+LOGS = ("stdout.log", "stderr.log")
+
+
+def marks(container):
+    """Where each log ends now: given back to ``show`` as ``since``, what
+    comes after (``compose up`` attaching to a container it starts again)."""
+    return tuple(_size(os.path.join(container.dir, name)) for name in LOGS)
+
+
+def _size(path):
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
+def show(container, tail=None, follow=False, out=None, err=None, since=(0, 0)):
     out = out or sys.stdout.buffer
     err = err or sys.stderr.buffer
     files = []
-    for name, dest in (("stdout.log", out), ("stderr.log", err)):
+    for name, dest, offset in zip(LOGS, (out, err), since):
         try:
             f = open(os.path.join(container.dir, name), "rb")
         except FileNotFoundError:
             continue
+        f.seek(offset)
         dest.write(_tail(f.read(), tail))
         dest.flush()
         files.append((f, dest))

@@ -228,15 +228,21 @@ def test_several_files_merge_as_docker_compose_merges_them(tmp_path):
 def test_extends_in_the_same_file_and_another(tmp_path):
     (tmp_path / "base").mkdir()
     (tmp_path / "base" / "common.yaml").write_text(
-        "services:\n  base:\n    build: ctx\n    environment: {A: 1}\n    cap_drop: [ALL]\n")
+        "services:\n  base:\n    build: ctx\n    environment: {A: 1}\n    cap_drop: [ALL]\n"
+        "    env_file: vars.env\n    volumes: ['./data:/data', {type: bind, source: ./logs, target: /logs},"
+        " '/abs:/abs']\n")
+    (tmp_path / "base" / "vars.env").write_text("E=5\n")
     (tmp_path / "compose.yaml").write_text(
         "services:\n  app:\n    extends: {file: base/common.yaml, service: base}\n    environment: {B: 2}\n"
         "  worker:\n    extends: app\n    command: work\n")
     p = model.load([str(tmp_path / "compose.yaml")])
     for name in ("app", "worker"):
         assert p.services[name]["build"]["context"] == str(tmp_path / "base" / "ctx")
-        assert p.services[name]["environment"] == ["A=1", "B=2"]
+        assert sorted(p.services[name]["environment"]) == ["A=1", "B=2", "E=5"]
         assert p.services[name]["cap_drop"] == ["ALL"]
+        # (paths of the other file are its own directory's, as the build context)
+        assert [(v["source"], v["target"]) for v in p.services[name]["volumes"]] == [
+            (str(tmp_path / "base" / "data"), "/data"), (str(tmp_path / "base" / "logs"), "/logs"), ("/abs", "/abs")]
     assert p.services["worker"]["command"] == ["work"]
 
 

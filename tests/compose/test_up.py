@@ -383,3 +383,21 @@ def test_services_on_two_networks_with_aliases_an_external_network_and_a_kernel_
         assert "shop-outside" in minirt(root, "network", "ls").stdout  # external: not the project's to remove
     finally:
         minirt(root, "network", "rm", "shop-outside", ok=False)
+
+
+def test_up_attached_shows_each_start_once_and_how_each_container_ended(project):
+    compose = project("""
+        services:
+          a:
+            image: busybox
+            command: sh -c "echo hello from a; sleep 0.3; echo bye a"
+          b:
+            image: busybox
+            command: sh -c "echo hello from b; exit 3"
+        """)
+    for _ in range(2):  # the second up starts the same containers again: their new output only
+        r = compose("up")
+        lines = r.stdout.splitlines()
+        assert sorted(lines) == sorted(["shop-a-1  | hello from a", "shop-a-1  | bye a", "shop-b-1  | hello from b",
+                                        "shop-b-1 exited with code 3", "shop-a-1 exited with code 0"]), r.stdout
+        assert lines.index("shop-a-1  | bye a") < lines.index("shop-a-1 exited with code 0")
