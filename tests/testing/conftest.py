@@ -7,8 +7,10 @@ runs left a run directory, a cgroup or a process.
 
 import glob
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -93,3 +95,19 @@ def inner(tmp_path, busybox_image):
     made = Inner(str(tmp_path), busybox_image)
     yield made
     assert made.leftovers() == []
+
+
+@pytest.fixture
+def world_inner(busybox_image):
+    """An ``inner`` whose directory (and image) another user may enter, not under
+    pytest's private temporary directory; removed at the end."""
+    d = tempfile.mkdtemp(prefix="minirt-pytest-inner-")
+    try:
+        os.chmod(d, 0o755)
+        image = os.path.join(d, "busybox.tar")
+        shutil.copyfile(busybox_image, image)
+        made = Inner(d, image)
+        yield made
+        assert made.leftovers() == []
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
