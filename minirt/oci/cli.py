@@ -547,10 +547,8 @@ def _oci_version():
 
 
 def _dumps(value, indent=False):
-    if indent:
-        import json
-
-        return json.dumps(value, indent=2)
+    if indent:  # (state, spec, features: runc's indented output; without importing json, 5 ms of each `state`)
+        return lightjson.dumps(value, indent=2)
     return lightjson.dumps(value, compact=True)  # (as runc's Go prints it: scripts match it byte for byte)
 
 
