@@ -17,7 +17,10 @@ configures it.  This module configures it the same way, and nothing more:
   ValueError here (json raises RecursionError), because it is bad input like
   any other, and callers catch ValueError for that.
 - ``dumps`` is ``json.dumps(value, sort_keys=...)``: one line, ASCII, ``", "``
-  and ``": "`` between items.  (json's C encoder cannot indent; nor does this.)
+  and ``": "`` between items.  json's C encoder cannot indent: with
+  ``indent``, as ``json.dumps(value, indent=...)``, the arrays and objects are
+  laid out here (json's Python half does the same), and the C encoder still
+  writes each string and number.
 
 ``_json`` is a CPython implementation module, not a documented interface:
 this one is used as ``json`` itself uses it (checked on CPython 3.10 to 3.13),
@@ -82,12 +85,67 @@ def _unserializable(value):
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def dumps(value, sort_keys=False, compact=False):
+def dumps(value, sort_keys=False, compact=False, indent=None):
     """``value`` as a line of JSON, as ``json.dumps(value, sort_keys=sort_keys)``;
-    ``compact``: without spaces, as ``separators=(",", ":")`` (Go's encoding/json)."""
+    ``compact``: without spaces, as ``separators=(",", ":")`` (Go's encoding/json);
+    ``indent`` (a number of spaces): each item on a line of its own, as
+    ``json.dumps(value, indent=indent)``."""
+    if indent is not None:
+        return "".join(_indented(value, " " * indent, "\n", bool(sort_keys), ":" if compact else ": ", set()))
     # A new encoder each time, as json.dumps makes: its first argument holds the
     # ids of the lists and dicts being written (to refuse a cycle), and an error
     # half-way leaves them there.
     encode = _json.make_encoder({}, _unserializable, _json.encode_basestring_ascii, None,
                                 ":" if compact else ": ", "," if compact else ", ", bool(sort_keys), False, True)
     return "".join(encode(value, 0))
+
+
+# The C encoder, for one string or number at a time (no container: no cycle to watch).
+_scalar_chunks = _json.make_encoder(None, _unserializable, _json.encode_basestring_ascii, None,
+                                    ": ", ", ", False, False, True)
+_KEY_WORDS = {True: "true", False: "false", None: "null"}
+
+
+def _scalar(value):
+    return "".join(_scalar_chunks(value, 0))
+
+
+def _indented(value, step, newline, sort_keys, colon, path):
+    """The chunks of ``value`` laid out as json's ``indent`` does: each item
+    on a line of its own, ``newline`` deeper by ``step`` than its container's;
+    ``path``: the ids of the containers being written (to refuse a cycle)."""
+    if isinstance(value, dict):
+        items, brackets = (sorted(value.items()) if sort_keys else value.items()), "{}"
+    elif isinstance(value, (list, tuple)):
+        items, brackets = value, "[]"
+    else:
+        yield _scalar(value)
+        return
+    if not value:
+        yield brackets
+        return
+    if id(value) in path:
+        raise ValueError("Circular reference detected")
+    path.add(id(value))
+    inner = newline + step
+    yield brackets[0]
+    for i, item in enumerate(items):
+        yield "," + inner if i else inner
+        if brackets == "{}":
+            key, item = item
+            yield _key(key) + colon
+        yield from _indented(item, step, inner, sort_keys, colon, path)
+    yield newline + brackets[1]
+    path.discard(id(value))
+
+
+def _key(key):
+    """An object's key as json writes it: a string; numbers, booleans and null as text."""
+    if isinstance(key, str):
+        return _scalar(key)
+    if key is None or isinstance(key, bool):
+        return f'"{_KEY_WORDS[key]}"'
+    if isinstance(key, (int, float)):
+        return f'"{_scalar(key)}"'
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+

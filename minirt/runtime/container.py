@@ -154,16 +154,22 @@ class Container:
 
     def create(self):
         """The state directory, name, /etc files and cgroup. Undone by ``delete``."""
-        from minirt.image.store import release
-
         try:
             self._create()
         except BaseException:
-            release(self.spec.id)  # the lease on its layers (api.prepare): nothing will use them
+            self._release_layers()  # nothing will use them
             raise
 
+    def _release_layers(self):
+        """Give back the lease on its image's layers (``api.prepare`` takes it,
+        if it holds one).  A bundle's container (a rootfs of its own, no
+        image) has none: ``minirt-runc create`` need not import the store."""
+        if not self.spec.rootfs:
+            from minirt.image.store import release
+
+            release(self.spec.id)
+
     def _create(self):
-        from minirt.image.store import release
         from minirt.runtime import userns
 
         self._privileges = _privileges(self.spec, self.root)  # a bad profile fails here, before anything exists
@@ -210,7 +216,7 @@ class Container:
             finally:
                 if held is not None:
                     os.close(held)  # config.json names the volumes: `volume rm` sees them used
-            release(self.spec.id)  # the lease on its layers (api.prepare): config.json names them now
+            self._release_layers()  # config.json names them now
             lifecycle.move(self.dir, lifecycle.CREATED, id=self.spec.id, name=self.spec.name,
                            created_at=time.time(), image=self.spec.image,
                            cgroup=self.cgroup.path if self.cgroup is not None else None)

@@ -64,6 +64,32 @@ def test_dumps_writes_what_json_writes(value):
     assert lightjson.dumps(value, sort_keys=True) == json.dumps(value, sort_keys=True)
 
 
+@pytest.mark.parametrize("value", VALUES + [(1, (2, [])), {1: [], 2.5: {}, False: [None]}],
+                         ids=range(len(VALUES) + 2))
+def test_dumps_indents_as_json_does(value):
+    for indent in (0, 2, 4):
+        assert lightjson.dumps(value, indent=indent) == json.dumps(value, indent=indent)
+        assert lightjson.dumps(value, indent=indent, sort_keys=True) == json.dumps(value, indent=indent,
+                                                                                   sort_keys=True)
+        assert lightjson.dumps(value, indent=indent, compact=True) == json.dumps(value, indent=indent,
+                                                                                 separators=(",", ":"))
+
+
+def test_what_json_cannot_indent_is_refused_alike():
+    cyclic = {}
+    cyclic["self"] = [cyclic]
+    for bad, error in ((cyclic, ValueError), ({(1,): 2}, TypeError), ([{1}], TypeError),
+                       ({1: 0, "a": 0}, TypeError)):   # (the last: its keys cannot be sorted)
+        with pytest.raises(error) as want:
+            json.dumps(bad, indent=2, sort_keys=True)
+        with pytest.raises(error) as got:
+            lightjson.dumps(bad, indent=2, sort_keys=True)
+        assert str(got.value) == str(want.value)
+    assert lightjson.dumps({None: 1, 2.5: 2}, indent=2) == json.dumps({None: 1, 2.5: 2}, indent=2)  # (unsorted: fine)
+    shared = [1]   # a container written twice, not inside itself, is no cycle
+    assert lightjson.dumps([shared, shared], indent=1) == json.dumps([shared, shared], indent=1)
+
+
 @pytest.mark.parametrize("value", VALUES, ids=range(len(VALUES)))
 def test_round_trip(value):
     assert lightjson.loads(lightjson.dumps(value)) == value
@@ -128,7 +154,7 @@ def test_non_finite_floats_as_json():
 
 
 def test_importing_it_imports_no_json_and_no_re():
-    code = ("import sys; import minirt.lightjson as j; j.dumps(j.loads('{\"a\": [1]}'));"
+    code = ("import sys; import minirt.lightjson as j; j.dumps(j.loads('{\"a\": [1]}'), indent=2);"
             " print(sorted(m for m in ('json', 're', 'enum') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
