@@ -221,21 +221,28 @@ def _each_container(args, refs, action):
 def cmd_ps(args):
     from minirt.api import containers
 
-    rows = containers.listing(_root(args), all=args.all)
+    rows = containers.listing(_root(args), all=args.all, filters=args.filter or ())
     width = 64 if args.no_trunc else 12
     if args.quiet:
         for info, _, _ in rows:
             print(info["id"][:width])
         return 0
-    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES") + (("SIZE",) if args.size else ())]
+    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")
+             + (("SIZE",) if args.size else ())]
     for info, config, directory in rows:
         command = " ".join(config.get("args") or [])
         size = (_human(_du(f"{directory}/upper")),) if args.size else ()
         table.append((info["id"][:width], config.get("image", ""), '"' + command + '"' if args.no_trunc
                       else _clip(command, 24), _ago(info.get("created_at")) + " ago", _status(info, config),
-                      info.get("name") or "") + size)
+                      _ports(info) if containers.is_up(info) else "", info.get("name") or "") + size)
     _print_table(table)
     return 0
+
+
+def _ports(info):
+    """docker ps's PORTS: ``0.0.0.0:8080->80/tcp, ...``, each published port."""
+    return ", ".join(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}->{p['container_port']}/{p['proto']}"
+                     for p in info.get("ports") or ())
 
 
 def _print_table(table):

@@ -518,6 +518,8 @@ def _lifecycle():
             switch("-q", "--quiet", help="only ids"),
             switch("--no-trunc", help="full ids and commands"),
             switch("-s", "--size", help="the size of each container's writable layer"),
+            repeated("-f", "--filter", metavar="KEY=VALUE",
+                     help="id, name, label=KEY[=VALUE], ancestor, network, status, exited, health"),
         ]),
         Command("inspect", "container details as JSON", args=[("containers", "CONTAINER", "some")]),
         Command("port", "a container's published ports, with their host ports",

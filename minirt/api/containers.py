@@ -9,6 +9,7 @@ the output captured instead of printed; ``start`` is ``run -d`` and gives back
 the Container (``stop``, ``wait``, ``exec``, ``remove`` are its methods).
 """
 
+import builtins  # (listing's parameter ``all`` hides the function)
 import os
 
 from minirt import spec as specs
@@ -162,9 +163,16 @@ def load(root, ref):
     return Container.load(root, ref)
 
 
-def listing(root, all=False):
+def listing(root, all=False, filters=()):
     """(state, config, state directory) of each container, newest first;
-    running ones only unless ``all``."""
+    running ones only unless ``all`` (or a ``status=`` or ``exited=`` filter);
+    those that pass ``filters``, docker ps's ``KEY=VALUE``: several of one key
+    are alternatives, different keys must all hold."""
+    wanted = {}
+    for text in filters:
+        key, value = _ps_filter(text)
+        wanted.setdefault(key, []).append(value)
+    all = all or "status" in wanted or "exited" in wanted
     rows = []
     for cid in state.container_ids(root):
         directory = f"{state.containers_dir(root)}/{cid}"
@@ -173,10 +181,47 @@ def listing(root, all=False):
             config = state.read_json(f"{directory}/config.json")
         except (MinirtError, OSError, ValueError):
             continue  # removed meanwhile, or not yet written
-        if all or is_up(info):
+        if (all or is_up(info)) and builtins.all(any(_passes(info, config, key, v) for v in values)
+                                                 for key, values in wanted.items()):
             rows.append((info, config, directory))
     rows.sort(key=lambda row: row[0].get("created_at") or 0, reverse=True)
     return rows
+
+PS_FILTERS = {"id": None, "name": None, "label": None, "ancestor": None, "network": None,
+              "status": ("created", "restarting", "running", "paused", "exited"), "exited": None,
+              "health": ("starting", "healthy", "unhealthy", "none")}
+
+
+def _ps_filter(text):
+    key, eq, value = text.partition("=")
+    if not eq or key not in PS_FILTERS:
+        raise MinirtError(f"invalid filter {text!r} (ps filters: {', '.join(PS_FILTERS)})")
+    if PS_FILTERS[key] and value not in PS_FILTERS[key]:
+        raise MinirtError(f"invalid filter '{key}={value}': expected one of {', '.join(PS_FILTERS[key])}")
+    if key == "exited" and not (value.lstrip("-").isdecimal() and value.isascii()):
+        raise MinirtError(f"invalid filter 'exited={value}': expected an exit code")
+    return key, value
+
+
+def _passes(info, config, key, value):
+    if key == "id":
+        return info["id"].startswith(value)
+    if key == "name":
+        return value in (info.get("name") or "")
+    if key == "label":
+        label, eq, wanted = value.partition("=")
+        labels = config.get("labels") or {}
+        return label in labels and (not eq or labels[label] == wanted)
+    if key == "ancestor":
+        return config.get("image") == value
+    if key == "network":
+        return any(value in (e.get("name"), e.get("network_id")) for e in info.get("networks") or ())
+    if key == "status":
+        return info.get("status", "created") == value
+    if key == "exited":
+        return info.get("status") == EXITED and info.get("exit_code") == int(value)
+    checked = health(info, config.get("healthcheck")) if info.get("status") == RUNNING else None
+    return (checked["Status"] if checked else "none") == value
 
 
 def inspect(container):

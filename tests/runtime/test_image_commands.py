@@ -335,7 +335,7 @@ def test_container_commands_are_the_lifecycle_commands(loaded):
         assert loaded.ok("container", "ls", "-q") == cid[:12] + "\n"
         assert loaded.ok("container", "ls", "-aq", "--no-trunc") == cid + "\n"
         rows = loaded.rows("container", "ls", "--size")
-        assert rows[0] == ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES", "SIZE"]
+        assert rows[0] == ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES", "SIZE"]
         assert rows[1][0] == cid[:12] and rows[1][-1] == "0B"
         loaded.ok("container", "exec", cid, "sh", "-c", "head -c 2000 /dev/zero > /f")
         assert loaded.rows("ps", "-s")[1][-1] == "2kB"

@@ -116,9 +116,11 @@ def test_run_d_returns_at_once_and_ps_lists_the_container(lc):
     rows = [line for line in lc.ok("ps").splitlines() if line.startswith(cid[:12])]
     assert len(rows) == 1 and "Up " in rows[0] and rows[0].endswith("lister")
     assert lc.ok("ps").splitlines()[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS",
-                                                    "NAMES"]
+                                                    "PORTS", "NAMES"]
     lc.ok("stop", "lister")
     assert cid[:12] not in lc.ok("ps", "-q").split()
+    assert lc.ok("ps", "-q", "-f", "status=exited", "-f", "name=list") == cid[:12] + "\n"  # (status: -a implied)
+    assert lc.ok("ps", "-q", "-f", "status=running", "-f", "name=list") == ""
     assert cid[:12] in lc.ok("ps", "-a", "-q").split()
     [row] = [line for line in lc.ok("ps", "-a").splitlines() if line.startswith(cid[:12])]
     assert "Exited (0)" in row
@@ -130,6 +132,26 @@ def test_ps_q_prints_ids_only_newest_first(lc):
     ids = lc.ok("ps", "-q").split()
     assert ids.index(second[:12]) < ids.index(first[:12])
     assert all(re.fullmatch(r"[0-9a-f]{12}", i) for i in ids)
+
+
+def test_ps_filters_as_dockers(lc):
+    web = lc.run_d("sleep", "60", options=["--name", "f-web", "-l", "tier=web", "-l", "x", "-p", "127.0.0.1::80"])
+    db = lc.run_d("sh", "-c", "exit 3", options=["--name", "f-db", "-l", "tier=db"])
+    wait_for(lambda: lc.inspect(db)["State"]["Status"] == "exited")
+
+    def ids(*filters, all=False):
+        return lc.ok("ps", "-q", *(["-a"] if all else []), *(w for f in filters for w in ("-f", f))).split()
+
+    assert ids("label=tier=web") == ids("label=tier") == ids("label=x") == [web[:12]]  # (running ones only)
+    assert ids("label=tier", all=True) == [db[:12], web[:12]]  # (newest first)
+    assert ids("name=f-web", "name=f-db", all=True) == [db[:12], web[:12]]  # one key given twice: either
+    assert ids("name=f-", "label=tier=db", all=True) == [db[:12]]  # two keys: both
+    assert ids("exited=3") == ids("status=exited", "name=f-") == [db[:12]]
+    assert ids("exited=0", "name=f-") == ids("id=" + db[:6], "status=running") == []
+    assert ids("ancestor=" + lc.image, "name=f-", all=True) == [db[:12], web[:12]]
+    assert ids("health=none", "name=f-") == [web[:12]]
+    [row] = [line for line in lc.ok("ps").splitlines() if line.startswith(web[:12])]
+    assert re.search(r"127\.0\.0\.1:\d+->80/tcp", row)  # PORTS: the host port the kernel chose
 
 
 def test_names_are_unique_and_free_again_after_rm(lc):
