@@ -1019,9 +1019,9 @@ def _compose_up(compose, args):
     made = compose.up(args.services, build=args.build, force_recreate=args.force_recreate,
                       no_deps=args.no_deps, no_recreate=args.no_recreate, timeout=args.wait_timeout)
     if args.wait:
-        for name, containers in made.items():
+        for name, made_here in made.items():
             if compose.project.services[name].get("healthcheck"):
-                for c in containers:
+                for c in made_here:
                     verbs.wait_healthy(c, args.wait_timeout)
         return 0
     if args.detach:
