@@ -151,12 +151,21 @@ class Compose:
         for name in names:
             if not self.image_id(name) and not os.path.exists(plan.image_name(self.project, name)):
                 raise ComposeError(f"service {name!r}: no such image {plan.image_name(self.project, name)}")
-        made = {}
+        made, replaced = {}, set()
         for name in names:
             if not no_deps:
                 self.wait_for_dependencies(name, timeout)
-            made[name] = self.converge(name, force_recreate=force_recreate, no_recreate=no_recreate)
+            before = {info["id"] for info, _, _ in self.rows(name)}
+            made[name] = self.converge(name, force_recreate=force_recreate, no_recreate=no_recreate,
+                                       restart=bool(self.restarted_with(name) & replaced))
+            if {c.id for c in made[name]} != before:
+                replaced.add(name)
         return made
+
+    def restarted_with(self, name):
+        """The services whose update restarts ``name`` (its ``depends_on: {S:
+        {restart: true}}``)."""
+        return {dep for dep, how in self.project.services[name]["depends_on"].items() if how["restart"]}
 
     def ensure_networks(self, names):
         existing = {net["name"] for net, _ in api_network.listing(self.root)}
@@ -185,9 +194,10 @@ class Compose:
                                                                 plan.VOLUME: key})
             self.say(f" Volume {vol['name']}  Created")
 
-    def converge(self, name, force_recreate=False, no_recreate=False):
+    def converge(self, name, force_recreate=False, no_recreate=False, restart=False):
         """The containers of service ``name``: kept, started, replaced or made, as
-        its configuration hash says; extra ones (fewer replicas) removed."""
+        its configuration hash says; extra ones (fewer replicas) removed.  With
+        ``restart`` (a dependency was replaced) the kept ones are restarted."""
         service = self.project.services[name]
         image_id = self.image_id(name)
         digest = plan.config_hash(service, image_id)
@@ -199,8 +209,12 @@ class Compose:
             label = f" Container {plan.container_name(self.project, name, number)}"
             if c is not None and (c.spec.labels.get(plan.CONFIG_HASH) == digest or no_recreate) \
                     and not force_recreate:
-                if api_containers.is_up(c.state()):
+                if api_containers.is_up(c.state()) and not restart:
                     self.say(f"{label}  Running")
+                elif api_containers.is_up(c.state()):
+                    c.stop(timeout=service.get("stop_grace_period", 10 * 10**9) / 10**9)
+                    c.restart()
+                    self.say(f"{label}  Restarted")
                 else:
                     c.restart()
                     self.say(f"{label}  Started")
@@ -299,6 +313,14 @@ class Compose:
                 self.say(f" Container {c.spec.name}  Started")
 
     def restart(self, services=(), timeout=None):
+        """Stop and start ``services``, and with them those that ``depends_on``
+        them with ``restart: true`` (docker compose's rule)."""
+        if services:
+            names = set(services)
+            for name in plan.order(self.project, list(self.project.services)):
+                if self.restarted_with(name) & names:
+                    names.add(name)
+            services = [n for n in self.project.services if n in names]
         self.stop(services, timeout)
         self.start(services)
 

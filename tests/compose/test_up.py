@@ -198,6 +198,32 @@ def test_up_is_idempotent_and_recreates_only_what_changed(root, project):
     assert inspect(root, "shop-b-1")["Id"] != ids["b"]
 
 
+def test_depends_on_restart_true_restarts_the_dependent_when_its_dependency_is_updated(root, project):
+    text = """\
+        services:
+          db: {image: busybox, init: true, command: sleep 60, environment: {V: "1"}}
+          app: {image: busybox, init: true, command: sleep 60, depends_on: {db: {condition: service_started,
+                                                                                  restart: true}}}
+          other: {image: busybox, init: true, command: sleep 60, depends_on: [db]}
+        """
+    compose = project(text)
+    compose("up", "-d")
+
+    def started():
+        return {n: (inspect(root, f"shop-{n}-1")["Id"], inspect(root, f"shop-{n}-1")["State"]["StartedAt"])
+                for n in ("db", "app", "other")}
+
+    first = started()
+    changed = project(text.replace('V: "1"', 'V: "2"'))("up", "-d")
+    assert "Container shop-db-1  Recreated" in changed.stderr and "Container shop-app-1  Restarted" in changed.stderr
+    second = started()
+    assert second["app"][0] == first["app"][0] and second["app"][1] != first["app"][1]  # same container, new start
+    assert second["other"] == first["other"]  # (plain depends_on: left running)
+    compose("restart", "db")  # an explicit restart of the dependency restarts it too
+    third = started()
+    assert third["app"][1] != second["app"][1] and third["other"] == second["other"]
+
+
 def test_depends_on_service_healthy_really_waits(root, project):
     compose = project("""\
         services:
