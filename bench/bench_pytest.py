@@ -42,7 +42,7 @@ import tempfile
 import textwrap
 import time
 
-from _timing import engines_module, remove_cgroup, summary, write_results
+from _timing import engines_module, python_env, remove_cgroup, summary, write_results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUSYBOX = os.path.join(REPO, "images", "busybox.tar")
@@ -135,7 +135,10 @@ def main():
         compose = os.path.join(tmp, "docker-compose.yml")
         with open(compose, "w") as f:
             f.write(COMPOSE)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]),
+        # Bytecode cached, as a user's Python does (this environment may set
+        # PYTHONDONTWRITEBYTECODE): else pytest rewrites each suite's asserts
+        # again in every session, a cost per test in the slope, for everyone.
+        env = {**python_env(REPO, tmp), "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]),
                "DOCKER_HOST": f"unix://{docker.sock}", "TESTCONTAINERS_RYUK_DISABLED": "true",
                "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
         runs, sizes = {}, {}
