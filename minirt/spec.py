@@ -430,6 +430,13 @@ def parse_labels(items):
     return labels
 
 
+def labels_match(labels, wanted):
+    """A ``label=`` filter's test (docker's ps, volume ls): ``wanted`` KEY is
+    among ``labels``, KEY=VALUE is, with that value."""
+    key, eq, value = wanted.partition("=")
+    return key in labels and (not eq or labels[key] == value)
+
+
 def check_user(text):
     """``--user``: "", NAME or UID, each optionally with :GROUP or :GID."""
     if text:

@@ -209,9 +209,7 @@ def _passes(info, config, key, value):
     if key == "name":
         return value in (info.get("name") or "")
     if key == "label":
-        label, eq, wanted = value.partition("=")
-        labels = config.get("labels") or {}
-        return label in labels and (not eq or labels[label] == wanted)
+        return specs.labels_match(config.get("labels") or {}, value)
     if key == "ancestor":
         return config.get("image") == value
     if key == "network":

@@ -30,7 +30,7 @@ import time
 
 from minirt.errors import MinirtError
 from minirt.runtime import state, userns
-from minirt.spec import check_volume_name
+from minirt.spec import check_volume_name, labels_match
 
 ANONYMOUS = "com.docker.volume.anonymous"   # docker's label on a volume made by `-v /path`
 
@@ -162,9 +162,7 @@ def _passes(record, key, value, used):
         return (record["Name"] not in used) == (value in ("true", "1"))
     if key == "name":
         return value in record["Name"]
-    label, eq, wanted = value.partition("=")
-    labels = record.get("Labels") or {}
-    return label in labels and (not eq or labels[label] == wanted)
+    return labels_match(record.get("Labels") or {}, value)
 
 
 def remove(root, name, force=False):
