@@ -231,28 +231,16 @@ def test_bad_flags(busybox_image, root, args, message):
     assert _snapshot(root) == before
 
 
-def test_the_plumber_goes_when_minirt_exits_before_asking_it():
+def test_the_plumber_goes_when_minirt_exits_before_asking_it(host):
     """The CLI forks its plumber (``network.head_start``) before the last flags
     and the image are checked; if minirt then exits, so must the plumber."""
     marker = f"plumber-{time.monotonic_ns()}"
     script = f"from minirt.runtime import network; network.head_start('bridge')  # {marker}"
     subprocess.run([sys.executable, "-c", script], check=True, timeout=30)
     deadline = time.monotonic() + 5
-    while _processes_mentioning(marker):
-        assert time.monotonic() < deadline, f"plumber left running: {_processes_mentioning(marker)}"
+    while host.processes_mentioning(marker):
+        assert time.monotonic() < deadline, f"plumber left running: {host.processes_mentioning(marker)}"
         time.sleep(0.05)
-
-
-def _processes_mentioning(text):
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if text.encode() in f.read():
-                    found.append(pid)
-        except OSError:
-            pass
-    return found
 
 
 def test_subnet_overlapping_a_host_route_is_refused(root):
