@@ -429,9 +429,16 @@ class Prefixed:
         lines = (self.partial + data).split(b"\n")
         self.partial = lines.pop()
         if lines:
-            with self.lock:
-                self.out.write(b"".join(self.prefix + line + b"\n" for line in lines))
-                self.out.flush()
+            self._emit(b"".join(self.prefix + line + b"\n" for line in lines))
+
+    def line(self, text):
+        """A whole line of ours, without the prefix (``NAME exited with code N``)."""
+        self._emit(text.encode() + b"\n")
+
+    def _emit(self, data):
+        with self.lock:
+            self.out.write(data)
+            self.out.flush()
 
     def flush(self):
         pass
@@ -457,7 +464,8 @@ def logs(compose, services=(), tail=None, follow=False, prefix=True, out=None, e
         label = f"{c.spec.name:{width}}  | " if prefix else ""
         writer = Prefixed(label, out, lock)
         start = (since or {}).get(c.spec.name, (0, 0))
-        t = threading.Thread(target=_show, args=(c, tail, follow, writer, exits and width, start), daemon=True)
+        ended = f"{c.spec.name:{width}} exited with code " if exits else None
+        t = threading.Thread(target=_show, args=(c, tail, follow, writer, start, ended), daemon=True)
         t.start()
         threads.append(t)
     for t in threads:
@@ -465,13 +473,10 @@ def logs(compose, services=(), tail=None, follow=False, prefix=True, out=None, e
             t.join(0.2)  # (a join with a timeout lets Ctrl-C through)
 
 
-def _show(c, tail, follow, writer, exit_width, since):
+def _show(c, tail, follow, writer, since, ended):
     try:
         api_containers.show_logs(c, tail=tail, follow=follow, out=writer, err=writer, since=since)
     finally:
         writer.close()
-    if exit_width:
-        code = api_containers.inspect(c)["State"]["ExitCode"]
-        with writer.lock:
-            writer.out.write(f"{c.spec.name:{exit_width}} exited with code {code}\n".encode())
-            writer.out.flush()
+    if ended:
+        writer.line(f"{ended}{api_containers.inspect(c)['State']['ExitCode']}")
