@@ -1013,9 +1013,9 @@ def _compose_up(compose, args):
     from minirt.api import containers
     from minirt.compose import project as verbs
 
-    # (attached, ``up`` shows what its containers write from now on, not what
-    # those it starts again wrote before)
-    marks = {c.spec.name: containers.log_marks(c) for _, c in compose.containers(args.services)}
+    attached = not (args.detach or args.wait)
+    if attached:  # its output from now on, not what the containers it starts again wrote before
+        marks = {c.spec.name: containers.log_marks(c) for _, c in compose.containers(args.services)}
     made = compose.up(args.services, build=args.build, force_recreate=args.force_recreate,
                       no_deps=args.no_deps, no_recreate=args.no_recreate, timeout=args.wait_timeout)
     if args.wait:
@@ -1024,7 +1024,7 @@ def _compose_up(compose, args):
                 for c in made_here:
                     verbs.wait_healthy(c, args.wait_timeout)
         return 0
-    if args.detach:
+    if not attached:
         return 0
     _waiting()
     try:  # attached: their output until they stop; Ctrl-C stops them
