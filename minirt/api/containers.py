@@ -9,7 +9,6 @@ the output captured instead of printed; ``start`` is ``run -d`` and gives back
 the Container (``stop``, ``wait``, ``exec``, ``remove`` are its methods).
 """
 
-import builtins  # (listing's parameter ``all`` hides the function)
 import os
 
 from minirt import spec as specs
@@ -181,8 +180,7 @@ def listing(root, all=False, filters=()):
             config = state.read_json(f"{directory}/config.json")
         except (MinirtError, OSError, ValueError):
             continue  # removed meanwhile, or not yet written
-        if (all or is_up(info)) and builtins.all(any(_passes(info, config, key, v) for v in values)
-                                                 for key, values in wanted.items()):
+        if (all or is_up(info)) and _wanted(info, config, wanted):
             rows.append((info, config, directory))
     rows.sort(key=lambda row: row[0].get("created_at") or 0, reverse=True)
     return rows
@@ -201,6 +199,11 @@ def _ps_filter(text):
     if key == "exited" and not (value.lstrip("-").isdecimal() and value.isascii()):
         raise MinirtError(f"invalid filter 'exited={value}': expected an exit code")
     return key, value
+
+
+def _wanted(info, config, wanted):
+    """Whether a container passes ``wanted`` ({key: [values]}): for each key, one of its values."""
+    return all(any(_passes(info, config, key, v) for v in values) for key, values in wanted.items())
 
 
 def _passes(info, config, key, value):
