@@ -67,10 +67,7 @@ def module_root():
 def mr(module_root, busybox_image, host):
     m = Minirt(module_root, busybox_image, host)
     yield m
-    for cid in m.ids:
-        if os.path.exists(m.dir(cid)):
-            m("rm", "-f", cid)
-        m.gone(cid)
+    m.remove_all()
 
 
 # -- healthchecks --------------------------------------------------------------------------

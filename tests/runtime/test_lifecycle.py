@@ -76,6 +76,13 @@ class Lifecycle:
         assert not self.cgroup(cid).exists()
         assert self.host.processes_mentioning(cid) == []
 
+    def remove_all(self):
+        """At the test's end: every container it started removed, and no trace left."""
+        for cid in self.ids:
+            if os.path.exists(self.dir(cid)):
+                self("rm", "-f", cid)
+            self.gone(cid)
+
 
 @pytest.fixture(scope="module")
 def module_root():
@@ -88,10 +95,7 @@ def module_root():
 def lc(module_root, busybox_image, host):
     life = Lifecycle(module_root, busybox_image, host)
     yield life
-    for cid in life.ids:
-        if os.path.exists(life.dir(cid)):
-            minirt(module_root, "rm", "-f", cid)
-        life.gone(cid)
+    life.remove_all()
 
 
 def wait_for(predicate, timeout=120):
