@@ -11,6 +11,12 @@ move the caller, only its future children.  That is why the container's first
 process is *cloned* with the namespace flags (runtime/container.py): it is born
 PID 1 of its new pid namespace.  ``unshare`` is left for what a process may
 change about itself later (its mount and cgroup namespaces, runtime/init.py).
+
+The same subtlety serves a process with several threads, which may not clone
+from Python (``libc.clone3``) but may fork (Python and the C library then
+mind the other threads' locks): namespaces belong to each thread, so the
+forking thread can step into new ones, fork a child that is born in them,
+and step back (``fork_into``).
 """
 
 import errno
@@ -41,6 +47,32 @@ def kind(fd):
     except OSError:
         return None
     return next((name for name, f in FLAGS.items() if f == flag), None)
+
+def fork_into(flags):
+    """``os.fork``, the child born in new namespaces (``flags``: pid, uts, ipc,
+    net; not user, which only a single-threaded process may unshare): the
+    child's pid, 0 in the child.  For a caller with several threads, where
+    ``libc.clone3`` is unsafe.  The calling thread unshares them, forks -- a
+    new pid namespace takes its first child as PID 1 -- and joins its own
+    again; the new ones stay the child's alone."""
+    kinds = [name for name, flag in FLAGS.items() if flags & flag]
+    ours = []
+    try:
+        for name in kinds:  # (its own: the thread's, which another thread's may not be)
+            ours.append((os.open(f"/proc/thread-self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), FLAGS[name]))
+        libc.unshare(flags)
+        pid = -1
+        try:
+            pid = os.fork()
+        finally:
+            if pid != 0:  # (the parent, or a fork that failed) back home; pid: back for its next children
+                for fd, flag in ours:
+                    libc.setns(fd, flag)
+    finally:
+        for fd, _ in ours:
+            os.close(fd)
+    return pid
+
 
 def unshare(names):
     """Give the calling process new namespaces of the given kinds."""

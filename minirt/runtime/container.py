@@ -205,7 +205,8 @@ class Container:
                     os.mkdir(os.path.join(self.dir, sub), 0o755)
                 userns.hand_over([os.path.join(self.dir, d) for d in ("upper", "work")],
                                  self.spec.uid_map, self.spec.gid_map)
-            state.reserve(self.dir)
+            if not self.spec.remove:  # (a --rm container's exit status goes with it)
+                state.reserve(self.dir)
             held = None
             if any(m.volume for m in self.spec.mounts):
                 from minirt.runtime import volumes  # (only then: `run` without one pays nothing)
@@ -326,10 +327,13 @@ class Container:
         self._endpoints = launch.networks
         if self.spec.oci:
             self._open_bundle_doors(launch)
-        # (a program embedding minirt may have threads: then a helper clones PID 1
-        # too; and a user namespace given by path, which the helper enters, since
-        # no process can leave one)
-        helped = detach or not libc.single_threaded() or "user" in dict(launch.joins)
+        # (a program embedding minirt may have threads (pytest-xdist's workers
+        # do): then PID 1 is forked into its namespaces (``namespaces.fork_into``),
+        # or, where it needs a user namespace or joins namespaces by path, a
+        # helper clones it; so also for a user namespace given by path, which the
+        # helper enters, since no process can leave one)
+        threaded = not libc.single_threaded()
+        helped = detach or "user" in dict(launch.joins) or (threaded and (self.spec.rootless or bool(launch.joins)))
         born = channel.Channel(down=False) if helped else None   # helper -> parent: PID 1 exists
         launch.failure = channel.Channel(down=False)
         launch.placed = channel.Channel(down=True, gone="the container could not be placed in its cgroup")
@@ -362,7 +366,7 @@ class Container:
             else:
                 self.helper = self._child = first
         else:  # in the foreground, as runc does: minirt itself is PID 1's parent
-            pid1, inside = _spawn_pid1(self.spec, launch)
+            pid1, inside = _spawn_pid1(self.spec, launch, threaded)
             if pid1 == 0:
                 init.main(self.spec, launch)  # never returns
             pid1_born, self._child = (pid1, inside), pid1
@@ -724,12 +728,13 @@ def _bind_trees(mount_list):
     return trees
 
 
-def _spawn_pid1(spec, launch):
+def _spawn_pid1(spec, launch, threaded=False):
     """Create the container's PID 1 with one clone: in its new namespaces (all
     but mnt, which it makes for itself, and cgroup, which waits until it is
     placed) and, where clone3 allows, inside its cgroup2 cgroup.  Returns
-    (pid, born inside the cgroup2 cgroup); pid is 0 in PID 1.  The caller must
-    be single-threaded: see ``libc.clone3``."""
+    (pid, born inside the cgroup2 cgroup); pid is 0 in PID 1.  A ``threaded``
+    caller forks it into its namespaces instead (no user namespace, none
+    joined by path: see ``Container._start``), outside its cgroup2 cgroup."""
     from minirt.kernel import libc, namespaces
 
     skip = ("mnt", "cgroup") + (("net",) if launch.netns_fd is not None else ())  # container:NAME: joined
@@ -737,6 +742,8 @@ def _spawn_pid1(spec, launch):
     for ns in spec.namespaces:
         if ns not in skip:
             flags |= namespaces.FLAGS[ns]
+    if threaded:
+        return namespaces.fork_into(flags), False
     pid_ns = dict(launch.joins).get("pid")
     if pid_ns is None:
         return cgroups.clone_into(launch.cgroup_entry, flags)

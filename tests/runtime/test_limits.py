@@ -203,28 +203,30 @@ def test_on_a_cgroup2_only_host_pid1_is_born_in_its_cgroup(running, host, monkey
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_who_is_pid1s_parent(running, threads):
-    """In the foreground minirt itself clones PID 1, as runc does; a program
-    with more threads than one may not clone from Python, so a forked helper
-    does it (as it does for a detached container, whose monitor it becomes)."""
+    """In the foreground minirt itself makes PID 1, as runc does: cloned, or,
+    in a program with more threads than one (which may not clone from
+    Python; pytest-xdist's workers have two), forked into namespaces its
+    thread stepped into and out of (namespaces.fork_into)."""
     import threading
 
+    mine = {ns: os.readlink(f"/proc/thread-self/ns/{ns}") for ns in ("pid", "pid_for_children", "net", "uts", "ipc")}
     stop = threading.Event()
     extra = [threading.Thread(target=stop.wait) for _ in range(threads - 1)]
     for t in extra:
         t.start()
     try:
-        r = running(["sh", "-c", "echo up; sleep 30"])
+        r = running(["sh", "-c", "echo up $$ $(hostname); sleep 30"])
+        assert {ns: os.readlink(f"/proc/thread-self/ns/{ns}") for ns in mine} == mine  # we stepped back
     finally:
         stop.set()
         for t in extra:
             t.join()
-    assert r.readline() == "up\n"
+    assert r.readline() == f"up 1 {r.container.id[:12]}\n"
     with open(f"/proc/{r.container.pid}/stat") as f:
         parent = int(f.read().rsplit(")", 1)[1].split()[1])
-    if threads == 1:
-        assert parent == os.getpid() and r.container.helper is None
-    else:
-        assert parent == r.container.helper != os.getpid()
+    assert parent == os.getpid() and r.container.helper is None
+    theirs = {ns: os.readlink(f"/proc/{r.container.pid}/ns/{ns}") for ns in ("pid", "net", "uts", "ipc")}
+    assert all(theirs[ns] != mine[ns] for ns in theirs)
     assert set(_host_view(r.container.pid).values()) == {r.container.cgroup.path}
     assert r.finish() == 137
 
