@@ -4,7 +4,7 @@ The lecture's container is built from a handful of system calls: ``clone3``
 and ``clone`` (a child in new namespaces, born inside its cgroup), ``unshare``
 and ``setns`` (namespaces), ``mount``/``umount2``/``pivot_root``,
 ``open_tree``/``move_mount`` and ``mount_setattr`` (the root filesystem), ``sethostname`` (the UTS namespace), ``seccomp`` (a filter on
-system calls).  They are reached through
+system calls); and ``renameat2``'s exchange, for the state files (``runtime/state.py``).  They are reached through
 cffi in ABI mode: no compiler, and the declarations are pre-parsed at install
 time into ``_libc.py`` (see ``_libc_build.py``), so importing this module is
 cheap.
@@ -87,6 +87,8 @@ _SYS_CLONE3 = 435
 _SYS_OPEN_TREE = 428
 _SYS_MOVE_MOUNT = 429
 _SYS_MOUNT_SETATTR = 442
+_SYS_RENAMEAT2 = 316
+_RENAME_EXCHANGE = 2
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3   # return the filter's user-notification descriptor
 # Parsed once here, not in the container's first process where time counts.
@@ -212,6 +214,14 @@ def seccomp_filter(program, flags=0):
     prog = ffi.new(_FPROG, {"len": len(program) // 8, "filter": filters})
     return _check(_libc.syscall(ffi.cast("long", _SYS_SECCOMP), ffi.cast("unsigned int", SECCOMP_SET_MODE_FILTER),
                                 ffi.cast("unsigned int", flags), prog), "seccomp")
+
+
+def exchange(a, b):
+    """renameat2(RENAME_EXCHANGE): the names ``a`` and ``b`` swap their files
+    in one atomic step (both must exist)."""
+    _check(_libc.syscall(ffi.cast("long", _SYS_RENAMEAT2), ffi.cast("int", _AT_FDCWD), ffi.new("char[]", _path(a)),
+                         ffi.cast("int", _AT_FDCWD), ffi.new("char[]", _path(b)),
+                         ffi.cast("unsigned int", _RENAME_EXCHANGE)), f"exchange {a} {b}")
 
 
 def prctl(option, arg2=0):
