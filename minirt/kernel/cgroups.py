@@ -283,7 +283,15 @@ class Cgroup:
         report EBUSY; retry until the deadline.
         """
         deadline = time.monotonic() + timeout
-        for d in [sub for top in self.dirs for sub, _dirs, _files in os.walk(top, topdown=False)]:
+        below = []  # the trees where it holds cgroups of its own processes' making, or processes
+        for top in self.dirs:
+            try:
+                os.rmdir(top)  # (the usual case, at once: one call a tree, no walk)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                below.append(top)
+        for d in [sub for top in below for sub, _dirs, _files in os.walk(top, topdown=False)]:
             while True:
                 try:
                     os.rmdir(d)
@@ -579,8 +587,12 @@ class CgroupV1(Cgroup):
             unified = [u for tree, u in zip(self.trees, self.dirs) if tree.version == "v2"]
             return bool(unified) and _attach_device_filter(unified[0], self.path, allow)
         _write(d, "devices.deny", "a")
-        for kind, major, minor, access in allow:
-            _write(d, "devices.allow", f"{kind} {major}:{minor} {access}")
+        fd = os.open(os.path.join(d, "devices.allow"), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            for kind, major, minor, access in allow:  # one rule a write(2), all through one open
+                os.write(fd, f"{kind} {major}:{minor} {access}".encode())
+        finally:
+            os.close(fd)
         return True
 
 
