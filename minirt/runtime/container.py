@@ -14,8 +14,11 @@ runc is:
 A detached container (``run -d``) needs a parent that outlives minirt: a
 forked *helper* clones PID 1 instead and then becomes the container's
 *monitor* (``monitor.py``, as conmon is for podman), which records the exit
-status and cleans up.  A program with several threads gets the helper in the
-foreground too: Python may only clone when it is single-threaded.
+status and cleans up.  A program with several threads, which may not clone
+from Python, forks PID 1 into namespaces its thread steps into and out of
+(``namespaces.fork_into``; pytest-xdist's workers have two threads), and
+gets the helper in the foreground only where that cannot be done: a user
+namespace to make, or namespaces to join by path.
 
 The start-up handshake, over the channels of ``channel.py``:
 
