@@ -290,8 +290,10 @@ def test_concurrent_commands_never_corrupt_state(root, busybox_image):
 
 def test_concurrent_updates_are_never_lost(tmp_path):
     """state.update is a read-modify-write under the container's lock: eight
-    processes adding fifty fields each end with all four hundred."""
+    processes adding fifty fields each end with all four hundred.  (The lock
+    is config.json's, which every container's directory has.)"""
     d = str(tmp_path)
+    state.write_json(os.path.join(d, "config.json"), {"id": "c1"})
     state.write_json(os.path.join(d, "state.json"), {"status": "running"})
     script = ("import sys; from minirt.runtime import state\n"
               "for i in range(50): state.update(sys.argv[1], **{f'w{sys.argv[2]}_{i}': i})\n")
