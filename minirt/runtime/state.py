@@ -210,7 +210,10 @@ def _exchanged(tmp, path):
     Why not rename over it: ext4 (its auto_da_alloc) takes a rename over an
     existing file for a program replacing a file without fsync, and writes
     the new one's blocks at once: 0.1 ms or more each time, and state.json
-    is replaced twice in every ``minirt run``.  A swap is no such rename.  Only where libc's bindings are loaded already (minirt
+    is replaced twice in every ``minirt run``.  A swap is no such rename.
+    (That write-back was ext4's kindness to programs that forget fsync; minirt
+    does not count on it: after the machine's own crash a state file may be
+    empty, as on any filesystem, and an empty one reads as "created".)  Only where libc's bindings are loaded already (minirt
     run, create, start): a one-shot ``minirt-runc start`` would pay more to
     import cffi than it saves, and the monitor runs without it."""
     libc = sys.modules.get("minirt.kernel.libc")
