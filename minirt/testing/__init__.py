@@ -3,8 +3,9 @@
 Lecture idea: a container is an ordinary process that the kernel shows a
 different world, so testing a sandbox means starting the real thing and
 asking the kernel from inside.  Without a daemon in between, a container
-is started and removed in the test's own process, in about the time of a
-``fork`` and a few mounts, and nothing outlives the session: every test's
+is started and removed in about the time of a ``fork`` and a few mounts
+(by a small process of the session's own, ``runner.py``: forking pytest's
+large one costs more), and nothing outlives the session: every test's
 containers are removed when it ends, the session's state root and cgroup
 parent when the session does, and a session that was killed is swept by the
 next one (``session.py``).

@@ -114,8 +114,8 @@ class Containers:
         cid = os.urandom(32).hex()
         if self.keep_exited:
             self.tracker.containers.append(cid)  # else run removes it itself
-        return containers.run(image, list(cmd) or None, input=input, remove=not self.keep_exited, id=cid,
-                              **self._spec_options(options))
+        return self.tracker.run.runner.run(image, list(cmd) or None, input=input, remove=not self.keep_exited,
+                                           id=cid, **self._spec_options(options))
 
     def start(self, *cmd, image=None, **options):
         image, options = self._made(image, options)

@@ -33,10 +33,14 @@ def default_base():
 
 
 class Run:
-    """One pytest process's state root and cgroup parent, locked while it lives."""
+    """One pytest process's state root and cgroup parent, locked while it
+    lives, and the runner of its containers."""
 
     def __init__(self, base, session, worker):
+        from minirt.testing.runner import Runner
+
         self.name = f"{session}-{worker}"
+        self.runner = Runner()  # runs its containers (runner.py), from the first one on
         self.runs = os.path.join(base, "runs")
         self.dir = os.path.join(self.runs, self.name)
         self.root = os.path.join(self.dir, "root")
@@ -60,6 +64,7 @@ class Run:
 
     def close(self, keep=False):
         """Remove all of the run (``keep``: leave it, unlocked, for the next session's sweep)."""
+        self.runner.close()
         if not keep:
             clean(self.dir, self.name)
         os.close(self.lock)

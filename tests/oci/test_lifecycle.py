@@ -23,6 +23,7 @@ def test_every_other_move_is_refused(old, new):
 
 
 def test_move_records_under_the_lock_and_refuses_without_writing(tmp_path):
+    (tmp_path / "config.json").write_text("{}")  # (whose flock is the container's lock)
     lifecycle.move(str(tmp_path), CREATED, id="c1", pid=None)
     lifecycle.move(str(tmp_path), RUNNING, pid=42)
     before = (tmp_path / "state.json").read_bytes()
