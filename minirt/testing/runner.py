@@ -16,8 +16,8 @@ multiprocessing's forkserver, at the size of a whole ``minirt.run``.
 
 The conversation is one request and one answer at a time over two pipes,
 each a length and a pickle (the runner is our own child: nothing else
-writes to it): ``minirt.run``'s arguments, the working directory and (when
-it changed) the environment in, so that relative paths and ``env=["KEY"]``
+writes to it): ``minirt.run``'s arguments, the working directory and what
+changed in the environment in, so that relative paths and ``env=["KEY"]``
 mean what they mean in the test; its Result, or the exception it raised, out.  The runner dies with the test
 process (PR_SET_PDEATHSIG), and so do the containers it runs (theirs is
 the runner); an interrupted request (Ctrl-C reaches both) ends the runner,
@@ -49,8 +49,11 @@ class Runner:
         if self.process is None:
             self._start()
         environ = dict(os.environ)
+        sent = self.environ or {}  # what the runner has: only the changes go (pytest's own
+        changes = ({k: v for k, v in environ.items() if sent.get(k) != v},  # PYTEST_CURRENT_TEST, at least)
+                   [k for k in sent if k not in environ])
         try:
-            _send(self.requests, (os.getcwd(), environ if environ != self.environ else None, args, kwargs))
+            _send(self.requests, (os.getcwd(), changes, args, kwargs))
             self.environ = environ
             kind, value = _receive(self.answers)
         except (EOFError, BrokenPipeError):
@@ -143,14 +146,14 @@ def main(requests, answers, parent):
         return  # it died before we could say so
     while True:
         try:
-            cwd, environ, args, kwargs = _receive(requests)
+            cwd, (changed, removed), args, kwargs = _receive(requests)
         except EOFError:
             return  # the session is over
         try:
             os.chdir(cwd)
-            if environ is not None:
-                os.environ.clear()
-                os.environ.update(environ)
+            os.environ.update(changed)
+            for key in removed:
+                del os.environ[key]
             answer = ("returned", containers.run(*args, **kwargs))
         except KeyboardInterrupt:
             return  # (Ctrl-C: the client has given up on this answer)

@@ -46,6 +46,10 @@ def test_the_environment_and_directory_are_the_tests_at_each_request(runner, sta
     r = runner.run(busybox_image, ["sh", "-c", "echo $MINIRT_RUNNER_TEST"], root=state_root, network="none",
                    env=["MINIRT_RUNNER_TEST"])
     assert r.stdout == b"later\n"
+    monkeypatch.delenv("MINIRT_RUNNER_TEST")
+    r = runner.run(busybox_image, ["sh", "-c", "echo ${MINIRT_RUNNER_TEST-unset}"], root=state_root,
+                   network="none", env=["MINIRT_RUNNER_TEST"])
+    assert r.stdout == b"unset\n"
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "note").write_text("here\n")
     monkeypatch.chdir(tmp_path)
