@@ -361,6 +361,20 @@ def create(seccomp_program=None, reaper=False):
     return fd
 
 
+_made = {}  # (filter, reaper) -> its memfd, kept for the life of the process
+
+
+def shared(seccomp_program=None, reaper=False):
+    """``create``'s memfd, made once per process for each filter and reaper
+    and kept open: sealed, it is the same file for every container (each
+    execveat opens it anew).  A program that starts many containers builds
+    the ELF once, and its parent, before the clone, not each PID 1 after it."""
+    key = (seccomp_program, reaper)
+    if key not in _made:
+        _made[key] = create(seccomp_program, reaper)
+    return _made[key]
+
+
 def _memfd(flags):
     try:
         return os.memfd_create("minirt-trampoline", flags)

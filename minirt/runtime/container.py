@@ -95,6 +95,7 @@ class Launch:
         self.fifo_fd = None                     # exec.fifo, O_PATH: opened for writing, it waits
         self.bind_trees = {}                    # {mount's index: its source's copy}, for a user namespace
         self.preserved = ()                     # --preserve-fds: the caller's 3, 4, ... passed on as they are
+        self.trampoline_fd = None               # what execs the command (init.trampoline_for): kept by the parent
 
     def channels(self):
         return [c for c in (self.failure, self.placed, self.ids, self.created, self.listener) if c is not None]
@@ -108,7 +109,7 @@ class Launch:
         """The file descriptors above, all that PID 1 keeps of what it inherits."""
         entry = self.cgroup_entry
         return (*(c.child_end for c in self.channels()), self.console_fd, self.netns_fd, *self.stdio,
-                self.fifo_fd, *(fd for _, fd in self.joins), *self.bind_trees.values(), *self.preserved,
+                self.fifo_fd, self.trampoline_fd, *(fd for _, fd in self.joins), *self.bind_trees.values(), *self.preserved,
                 *(entry.tasks + [entry.cgroup2] if entry is not None else ()))
 
 
@@ -316,6 +317,7 @@ class Container:
         self.exit_code = None
         launch = self._launch()
         launch.preserved = preserved
+        launch.trampoline_fd = init.trampoline_for(self.spec, launch.seccomp_program)
         if self.cgroup is not None:
             try:
                 launch.cgroup_entry = self.cgroup.open_entry()

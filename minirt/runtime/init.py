@@ -129,14 +129,9 @@ def main(spec, launch):
             oci_init.own_stdio(spec, user.uid, launch.console_fd is not None)
         step = f"entering the working directory {spec.cwd}"
         _enter_workdir(spec.cwd, user, spec.read_only)
-        step = "loading the exec trampoline"
-        # (startContainer hooks run under the filter, as runc's do: then it is
-        # installed before them, not by the trampoline; so is a filter whose
-        # agent gets its descriptor)
         hooked = bool(spec.oci and spec.oci["hooks"].get("startContainer"))
-        exec_fd, seccomp_program = prepare_exec(launch.seccomp_program,
-                                                spec.no_new_privileges and not hooked and launch.listener is None,
-                                                reaper=spec.init)
+        exec_fd = launch.trampoline_fd  # (made by our parent: ``trampoline_for``)
+        seccomp_program = launch.seccomp_program if exec_fd is None or not _filter_last(spec) else None
         if spec.oci:
             step = "setting the process's limits"
             oci_init.process(spec)
@@ -284,6 +279,26 @@ def _reset_signals():
         except (OSError, ValueError):
             pass
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def trampoline_for(spec, seccomp_program):
+    """The trampoline PID 1 will execute its command through (see
+    ``prepare_exec``), for its filter ``seccomp_program``: made by the parent
+    before the clone, once for every container with the same filter
+    (``trampoline.shared``); made in PID 1, after the clone, it was a quarter
+    of a millisecond of its start-up."""
+    try:
+        return trampoline.shared(seccomp_program if _filter_last(spec) else None, reaper=spec.init)
+    except OSError as e:
+        raise RuntimeFailure(f"loading the exec trampoline: {e.strerror}") from None
+
+
+def _filter_last(spec):
+    """Whether the trampoline installs the filter (see ``prepare_exec``): not
+    where startContainer hooks must run under it, as runc's do, nor where its
+    agent must get its descriptor before ``start``: then it goes in before."""
+    hooked = bool(spec.oci and spec.oci["hooks"].get("startContainer"))
+    return spec.no_new_privileges and not hooked and not (spec.oci and spec.oci.get("seccomp_listener"))
 
 
 def prepare_exec(seccomp_program, filter_last, reaper=False):
