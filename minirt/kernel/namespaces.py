@@ -48,6 +48,7 @@ def kind(fd):
         return None
     return next((name for name, f in FLAGS.items() if f == flag), None)
 
+
 def fork_into(flags):
     """``os.fork``, the child born in new namespaces (``flags``: pid, uts, ipc,
     net; not user, which only a single-threaded process may unshare): the

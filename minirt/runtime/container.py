@@ -109,8 +109,8 @@ class Launch:
         """The file descriptors above, all that PID 1 keeps of what it inherits."""
         entry = self.cgroup_entry
         return (*(c.child_end for c in self.channels()), self.console_fd, self.netns_fd, *self.stdio,
-                self.fifo_fd, self.trampoline_fd, *(fd for _, fd in self.joins), *self.bind_trees.values(), *self.preserved,
-                *(entry.tasks + [entry.cgroup2] if entry is not None else ()))
+                self.fifo_fd, self.trampoline_fd, *(fd for _, fd in self.joins), *self.bind_trees.values(),
+                *self.preserved, *(entry.tasks + [entry.cgroup2] if entry is not None else ()))
 
 
 class Container:
@@ -332,11 +332,12 @@ class Container:
         self._endpoints = launch.networks
         if self.spec.oci:
             self._open_bundle_doors(launch)
-        # (a program embedding minirt may have threads (pytest-xdist's workers
-        # do): then PID 1 is forked into its namespaces (``namespaces.fork_into``),
-        # or, where it needs a user namespace or joins namespaces by path, a
-        # helper clones it; so also for a user namespace given by path, which the
-        # helper enters, since no process can leave one)
+        # A helper clones PID 1 for a detached container (it becomes the
+        # monitor), for a user namespace given by path (the helper enters it:
+        # no process can leave one), and for a program with threads (Python
+        # may not clone then) whose PID 1 needs a user namespace or joins
+        # namespaces by path; else a threaded program forks PID 1 into its
+        # namespaces (``namespaces.fork_into``; pytest-xdist's workers have two threads).
         threaded = not libc.single_threaded()
         helped = detach or "user" in dict(launch.joins) or (threaded and (self.spec.rootless or bool(launch.joins)))
         born = channel.Channel(down=False) if helped else None   # helper -> parent: PID 1 exists

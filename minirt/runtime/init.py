@@ -129,7 +129,7 @@ def main(spec, launch):
             oci_init.own_stdio(spec, user.uid, launch.console_fd is not None)
         step = f"entering the working directory {spec.cwd}"
         _enter_workdir(spec.cwd, user, spec.read_only)
-        hooked = bool(spec.oci and spec.oci["hooks"].get("startContainer"))
+        hooked = _hooked(spec)
         exec_fd = launch.trampoline_fd  # (made by our parent: ``trampoline_for``)
         seccomp_program = launch.seccomp_program if exec_fd is None or not _filter_last(spec) else None
         if spec.oci:
@@ -297,8 +297,12 @@ def _filter_last(spec):
     """Whether the trampoline installs the filter (see ``prepare_exec``): not
     where startContainer hooks must run under it, as runc's do, nor where its
     agent must get its descriptor before ``start``: then it goes in before."""
-    hooked = bool(spec.oci and spec.oci["hooks"].get("startContainer"))
-    return spec.no_new_privileges and not hooked and not (spec.oci and spec.oci.get("seccomp_listener"))
+    return spec.no_new_privileges and not _hooked(spec) and not (spec.oci and spec.oci.get("seccomp_listener"))
+
+
+def _hooked(spec):
+    """An OCI bundle's startContainer hooks: run by PID 1, as its user, before its command."""
+    return bool(spec.oci and spec.oci["hooks"].get("startContainer"))
 
 
 def prepare_exec(seccomp_program, filter_last, reaper=False):

@@ -213,9 +213,11 @@ def _exchanged(tmp, path):
     is replaced twice in every ``minirt run``.  A swap is no such rename.
     (That write-back was ext4's kindness to programs that forget fsync; minirt
     does not count on it: after the machine's own crash a state file may be
-    empty, as on any filesystem, and an empty one reads as "created".)  Only where libc's bindings are loaded already (minirt
-    run, create, start): a one-shot ``minirt-runc start`` would pay more to
-    import cffi than it saves, and the monitor runs without it."""
+    empty, as on any filesystem, and an empty one reads as "created".)
+
+    Only where libc's bindings are loaded already (minirt run, create,
+    start): a one-shot ``minirt-runc start`` would pay more to import cffi
+    than it saves, and the monitor runs without it."""
     libc = sys.modules.get("minirt.kernel.libc")
     if libc is None:
         return False
