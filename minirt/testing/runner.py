@@ -18,10 +18,10 @@ The conversation is one request and one answer at a time over two pipes,
 each a length and a pickle (the runner is our own child: nothing else
 writes to it): ``minirt.run``'s arguments, the working directory and what
 changed in the environment in, so that relative paths and ``env=["KEY"]``
-mean what they mean in the test; its Result, or the exception it raised, out.  The runner dies with the test
-process (PR_SET_PDEATHSIG), and so do the containers it runs (theirs is
-the runner); an interrupted request (Ctrl-C reaches both) ends the runner,
-and the next request starts a new one.
+mean what they mean in the test; its Result, or the exception it raised,
+out.  The runner dies with the test process (PR_SET_PDEATHSIG), and so do
+the containers it runs (theirs is the runner); an interrupted request
+(Ctrl-C reaches both) ends the runner, and the next request starts a new one.
 
 Run as ``python -m minirt.testing.runner IN OUT PARENT`` (descriptor numbers,
 the test process's pid).
@@ -48,10 +48,9 @@ class Runner:
     def run(self, *args, **kwargs):
         if self.process is None:
             self._start()
-        environ = dict(os.environ)
-        sent = self.environ or {}  # what the runner has: only the changes go (pytest's own
-        changes = ({k: v for k, v in environ.items() if sent.get(k) != v},  # PYTEST_CURRENT_TEST, at least)
-                   [k for k in sent if k not in environ])
+        environ = dict(os.environ)  # (only the changes go: pytest sets PYTEST_CURRENT_TEST each test)
+        sent = self.environ or {}
+        changes = ({k: v for k, v in environ.items() if sent.get(k) != v}, [k for k in sent if k not in environ])
         try:
             _send(self.requests, (os.getcwd(), changes, args, kwargs))
             self.environ = environ
