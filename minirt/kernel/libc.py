@@ -3,11 +3,12 @@
 The lecture's container is built from a handful of system calls: ``clone3``
 and ``clone`` (a child in new namespaces, born inside its cgroup), ``unshare``
 and ``setns`` (namespaces), ``mount``/``umount2``/``pivot_root``,
-``open_tree``/``move_mount`` and ``mount_setattr`` (the root filesystem), ``sethostname`` (the UTS namespace), ``seccomp`` (a filter on
-system calls); and ``renameat2``'s exchange, for the state files (``runtime/state.py``).  They are reached through
-cffi in ABI mode: no compiler, and the declarations are pre-parsed at install
-time into ``_libc.py`` (see ``_libc_build.py``), so importing this module is
-cheap.
+``open_tree``/``move_mount`` and ``mount_setattr`` (the root filesystem),
+``sethostname`` (the UTS namespace), ``seccomp`` (a filter on system calls);
+and ``renameat2``'s exchange, for the state files (``runtime/state.py``).
+They are reached through cffi in ABI mode: no compiler, and the declarations
+are pre-parsed at install time into ``_libc.py`` (see ``_libc_build.py``), so
+importing this module is cheap.
 
 Every wrapper raises ``OSError`` with errno set, like the ``os`` functions do, so
 callers handle kernel refusals the same way everywhere.
