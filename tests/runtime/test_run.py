@@ -223,6 +223,23 @@ def test_init_reaps_and_forwards(run):
     assert out.strip() == "0"
 
 
+def test_an_image_file_written_again_is_read_again(busybox_image, state_root, tmp_path):
+    """The API remembers what an archive held (its layers and config), by the
+    file's identity: one written again at the same path is read again --
+    its new config used, and a corrupt one refused, not served from memory."""
+    image = tmp_path / "image.tar"
+    image.write_bytes(open(busybox_image, "rb").read())
+    assert minirt.run(str(image), ["sh", "-c", "echo $GREETING"], root=state_root).stdout == b"\n"
+    (tmp_path / "rootfs").mkdir()
+    busybox_rootfs(tmp_path / "rootfs")
+    write_image(tmp_path / "other.tar", [tmp_path / "rootfs"], config={**CONFIG, "Env": CONFIG["Env"] + ["GREETING=hi"]})
+    os.replace(tmp_path / "other.tar", image)
+    assert minirt.run(str(image), ["sh", "-c", "echo $GREETING"], root=state_root).stdout == b"hi\n"
+    image.write_bytes(b"\0" * 2048)
+    with pytest.raises(ImageError):
+        minirt.run(str(image), ["true"], root=state_root)
+
+
 NO_TRAMPOLINE = ["setarch", "i686"]  # (uname says i686: not the trampoline's machine)
 
 
