@@ -166,6 +166,15 @@ def run(image, cmd=None, *, root=None, input=None, remove=True, userns="", **opt
         container.delete()
 
 
+def removals_deferred():
+    """A context manager: the containers removed within the block are gone at
+    once (their names, cgroups, networks and state directories, renamed out
+    of the state root's sight), but the unlinking of their files waits for
+    the end of the block.  The test session's runner answers its test first,
+    then cleans up while the test goes on."""
+    return state.removals_deferred()
+
+
 def start(image, cmd=None, *, root=None, userns="", **options):
     """Start a detached container (``run -d``) and return its Container.
 

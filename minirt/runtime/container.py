@@ -641,7 +641,7 @@ class Container:
             os.chmod(os.path.join(doomed, "work", "work"), 0o700)
         except OSError:
             pass
-        state.remove_tree(doomed)
+        state.remove_renamed(doomed)
         if (volumes or self.spec.remove) and any(m.anonymous for m in self.spec.mounts):
             from minirt.runtime import volumes as kept
 

@@ -19,9 +19,13 @@ each a length and a pickle (the runner is our own child: nothing else
 writes to it): ``minirt.run``'s arguments, the working directory and what
 changed in the environment in, so that relative paths and ``env=["KEY"]``
 mean what they mean in the test; its Result, or the exception it raised,
-out.  The runner dies with the test process (PR_SET_PDEATHSIG), and so do
-the containers it runs (theirs is the runner); an interrupted request
-(Ctrl-C reaches both) ends the runner, and the next request starts a new one.
+out.  A container it removed is gone before the answer (name, cgroup,
+network, state directory renamed away); the unlinking of its files waits
+until the answer is sent (``removals_deferred``), and overlaps with the
+test's own work.  The runner dies with the test process (PR_SET_PDEATHSIG),
+and so do the containers it runs (theirs is the runner); an interrupted
+request (Ctrl-C reaches both) ends the runner, and the next request starts a
+new one.
 
 Run as ``python -m minirt.testing.runner IN OUT PARENT`` (descriptor numbers,
 the test process's pid).
@@ -148,20 +152,21 @@ def main(requests, answers, parent):
             cwd, (changed, removed), args, kwargs = _receive(requests)
         except EOFError:
             return  # the session is over
-        try:
-            os.chdir(cwd)
-            os.environ.update(changed)
-            for key in removed:
-                del os.environ[key]
-            answer = ("returned", containers.run(*args, **kwargs))
-        except KeyboardInterrupt:
-            return  # (Ctrl-C: the client has given up on this answer)
-        except BaseException as e:  # noqa: BLE001 -- every error is the client's to raise
-            answer = ("raised", _portable(e))
-        try:
-            _send(answers, answer)
-        except BrokenPipeError:
-            return
+        with containers.removals_deferred():  # (the container's files go after the answer)
+            try:
+                os.chdir(cwd)
+                os.environ.update(changed)
+                for key in removed:
+                    del os.environ[key]
+                answer = ("returned", containers.run(*args, **kwargs))
+            except KeyboardInterrupt:
+                return  # (Ctrl-C: the client has given up on this answer)
+            except BaseException as e:  # noqa: BLE001 -- every error is the client's to raise
+                answer = ("raised", _portable(e))
+            try:
+                _send(answers, answer)
+            except BrokenPipeError:
+                return
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import pytest
 import minirt
 import minirt.api
 import minirt.runtime.state
+from minirt.api import containers as api_containers
 from minirt.errors import CommandNotExecutable, CommandNotFound, ImageError
 from minirt.image.busybox import CONFIG, busybox_rootfs
 from minirt.image.write import write_image
@@ -238,6 +239,21 @@ def test_an_image_file_written_again_is_read_again(busybox_image, state_root, tm
     image.write_bytes(b"\0" * 2048)
     with pytest.raises(ImageError):
         minirt.run(str(image), ["true"], root=state_root)
+
+
+def test_a_container_removed_in_a_deferring_block_is_gone_before_its_files_are(busybox_image, state_root):
+    """``removals_deferred`` (the test session's runner answers first): the
+    container is gone at once -- not loaded, not listed, its cgroup removed --
+    and only its renamed-away directory waits for the end of the block."""
+    containers_dir = os.path.join(state_root, "containers")
+    with api_containers.removals_deferred():
+        result = minirt.run(busybox_image, ["true"], root=state_root)
+        with pytest.raises(minirt.runtime.state.NoSuchContainer):
+            api_containers.load(state_root, result.id)
+        assert api_containers.listing(state_root, all=True) == []
+        assert not cgroups.for_container(result.id, os.environ["MINIRT_CGROUP_PARENT"]).exists()
+        assert os.listdir(containers_dir) == [f".removing-{result.id}"]
+    assert os.listdir(containers_dir) == []
 
 
 NO_TRAMPOLINE = ["setarch", "i686"]  # (uname says i686: not the trampoline's machine)

@@ -35,3 +35,24 @@ def test_remove_tree_of_a_symlink_removes_the_link_only(tmp_path):
 
 def test_remove_tree_of_nothing_is_fine(tmp_path):
     state.remove_tree(str(tmp_path / "missing"))
+
+
+def test_removals_deferred_wait_for_the_end_of_the_block_even_an_exception(tmp_path):
+    trees = [tmp_path / ".removing-a", tmp_path / ".removing-b"]
+    for tree in trees:
+        (tree / "sub").mkdir(parents=True)
+        (tree / "sub" / "file").write_text("x")
+    state.remove_renamed(str(tmp_path / "nothing-there"))  # (outside a block: at once)
+    try:
+        with state.removals_deferred():
+            state.remove_renamed(str(trees[0]))
+            with state.removals_deferred():  # an inner block removes its own trees
+                state.remove_renamed(str(trees[1]))
+                assert trees[1].exists()
+            assert not trees[1].exists() and trees[0].exists()
+            raise KeyError("a failure in the block")
+    except KeyError:
+        pass
+    assert not trees[0].exists()
+    state.remove_renamed(str(tmp_path))  # after the block: at once again
+    assert not tmp_path.exists()
