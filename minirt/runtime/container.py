@@ -523,6 +523,8 @@ class Container:
         if self._child:
             self.exit_code = exit_status(os.waitpid(self._child, 0)[1])
             self.oom_killed = self.cgroup is not None and self.cgroup.oom_killed()
+            if self.spec.remove:
+                return self.exit_code  # (its record goes next, in `delete`: not worth a write)
             try:
                 lifecycle.move(self.dir, lifecycle.EXITED, exit_code=self.exit_code, oom_killed=self.oom_killed,
                                finished_at=time.time())
