@@ -9,6 +9,7 @@ skips both lists.
 """
 
 import os
+import stat
 
 from minirt.kernel import libc, mounts
 
@@ -38,9 +39,13 @@ READONLY_PATHS = (
 
 def mask(path):
     """Hide ``path`` (inside the container, after pivot_root) if it exists."""
-    if os.path.isdir(path):
+    try:
+        mode = os.stat(path).st_mode  # (one stat: PID 1 makes some fifty on its way)
+    except OSError:
+        return
+    if stat.S_ISDIR(mode):
         libc.mount("tmpfs", path, "tmpfs", libc.MS_RDONLY, "size=0")
-    elif os.path.exists(path):
+    else:
         mounts.bind("/dev/null", path, recursive=False)
 
 

@@ -273,11 +273,17 @@ def setgroups_denied():
 
 
 def _reset_signals():
+    """What execve keeps: the signals ignored (SIGPIPE and SIGXFSZ by Python,
+    and any the host ignored: SIGHUP under nohup) and the blocked ones.  A
+    handled signal is back to its default after execve anyway; Python's view
+    (``getsignal``: None for one it did not set) spares a system call for each
+    of the other sixty."""
     for s in _RESET_SIGNALS:
-        try:
-            signal.signal(s, signal.SIG_DFL)
-        except (OSError, ValueError):
-            pass
+        if signal.getsignal(s) in (signal.SIG_IGN, None):
+            try:
+                signal.signal(s, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 

@@ -221,8 +221,12 @@ def write_text(path, text, mode=0o644):
     tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-{next(_serial)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        try:
+            data = text.encode()
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
         if not _exchanged(tmp, path):
             os.rename(tmp, path)
     except BaseException:
@@ -261,8 +265,20 @@ def _exchanged(tmp, path):
 
 
 def read_json(path):
-    with open(path, "rb") as f:
-        return lightjson.loads(f.read())
+    return lightjson.loads(read_bytes(path))
+
+
+def read_bytes(path):
+    """The whole of a file (os.open, not open(): a file object costs more to
+    make than reading a small file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 class locked:
@@ -354,8 +370,7 @@ def start_time(pid):
     With the pid it names one process for good: a pid can be reused, the pair cannot.
     """
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
+        return int(read_bytes(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()[19])
     except (OSError, IndexError, ValueError):
         return None
 

@@ -256,6 +256,17 @@ def test_a_container_removed_in_a_deferring_block_is_gone_before_its_files_are(b
     assert os.listdir(containers_dir) == []
 
 
+def test_signals_the_caller_ignores_are_default_in_the_container(busybox_image, state_root):
+    """execve keeps ignored and blocked signals: the command starts with none
+    (Python ignores SIGPIPE and SIGXFSZ; under nohup SIGHUP is ignored too)."""
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        r = minirt.run(busybox_image, ["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"], root=state_root)
+    finally:
+        signal.signal(signal.SIGHUP, old)
+    assert r.stdout.split() == [b"SigBlk:", b"0000000000000000", b"SigIgn:", b"0000000000000000"]
+
+
 NO_TRAMPOLINE = ["setarch", "i686"]  # (uname says i686: not the trampoline's machine)
 
 
