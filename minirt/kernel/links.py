@@ -14,7 +14,10 @@ Two halves, on purpose:
   ``ioctl``s are used — ``SIOCSIFFLAGS`` (``ifconfig lo up``),
   ``SIOCSIFADDR``/``SIOCSIFNETMASK`` (``ifconfig eth0 ADDR netmask MASK``) and
   ``SIOCADDRT`` (``route add default gw GW``).  They need only a socket, which
-  keeps container start-up free of a netlink library's import cost.
+  keeps container start-up free of a netlink library's import cost.  A
+  socket made in the container's namespace by a thread stepping in and out
+  does as well from the host: that is how a rootful parent brings ``lo`` up
+  while PID 1 builds its root (``link_up_in``).
 - On the host, the bridge and the veth pairs are made with rtnetlink: one
   message each, encoded by pyroute2's message classes (imported only there,
   and only those: see below), so ``--network none`` never pays for them.
@@ -56,9 +59,42 @@ def _ioctls(*requests):
 
 def link_up(name="lo"):
     """Set the IFF_UP flag of link ``name`` in the current network namespace."""
-    current = _ioctls((SIOCGIFFLAGS, struct.pack("16sH14x", name.encode(), 0)))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        _set_up(s, name)
+    finally:
+        s.close()
+
+
+def link_up_in(pid, name="lo"):
+    """``link_up`` in the network namespace of process ``pid``, from outside it.
+    A socket belongs to the namespace it was made in, and its ioctls act
+    there: the calling thread steps in to make one, and straight back out."""
+    from minirt.kernel import libc
+
+    ours = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        theirs = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            libc.setns(theirs, libc.CLONE_NEWNET)
+            try:
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            finally:
+                libc.setns(ours, libc.CLONE_NEWNET)
+        finally:
+            os.close(theirs)
+    finally:
+        os.close(ours)
+    try:
+        _set_up(s, name)
+    finally:
+        s.close()
+
+
+def _set_up(s, name):
+    current = fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sH14x", name.encode(), 0))
     flags = struct.unpack("16sH", current[:18])[1]
-    _ioctls((SIOCSIFFLAGS, struct.pack("16sH14x", name.encode(), flags | IFF_UP)))
+    fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", name.encode(), flags | IFF_UP))
 
 
 def _sockaddr_in(address):

@@ -26,9 +26,9 @@ The start-up handshake, over the channels of ``channel.py``:
    Then it enters its v1 cgroups, unshares the mount namespace and builds its
    root filesystem.
 2. parent: (told by the helper, if there is one, that PID 1 exists) moves PID
-   1 into its cgroup2 cgroup if it could not be born there, plugs in its
-   network and records "running", then says PLACED — while PID 1 is already
-   building its root filesystem.
+   1 into its cgroup2 cgroup if it could not be born there, brings its
+   loopback up (rootful), plugs in its network and records "running", then
+   says PLACED — while PID 1 is already building its root filesystem.
 3. PID 1: waits for PLACED, then unshares the cgroup namespace (so that its
    own cgroup is its "/"), drops privileges and execs.  Why it could not, if it
    could not, comes back on the failure channel; end-of-file there means the
@@ -96,6 +96,7 @@ class Launch:
         self.bind_trees = {}                    # {mount's index: its source's copy}, for a user namespace
         self.preserved = ()                     # --preserve-fds: the caller's 3, 4, ... passed on as they are
         self.trampoline_fd = None               # what execs the command (init.trampoline_for): kept by the parent
+        self.loopback_by_parent = False         # the parent brings PID 1's lo up (Container._start says when)
 
     def channels(self):
         return [c for c in (self.failure, self.placed, self.ids, self.created, self.listener) if c is not None]
@@ -332,6 +333,12 @@ class Container:
         self._endpoints = launch.networks
         if self.spec.oci:
             self._open_bundle_doors(launch)
+        # A new network namespace's lo is down.  Where we may enter PID 1's
+        # (we are root, it has no user namespace) we bring lo up from here while
+        # PID 1 builds its root: that is PID 1's time, the container's start-up.
+        launch.loopback_by_parent = ("net" in self.spec.namespaces and launch.netns_fd is None
+                                     and not self.spec.oci and not self.spec.rootless
+                                     and "user" not in self.spec.namespaces)
         # A helper clones PID 1 for a detached container (it becomes the
         # monitor), for a user namespace given by path (the helper enters it:
         # no process can leave one), and for a program with threads (Python
@@ -448,6 +455,15 @@ class Container:
                     self.cgroup.add(self.pid, versions=("v2",))
                 except ProcessLookupError:
                     return launch.failure.outcome()  # PID 1 already failed: its report says why
+            if launch.loopback_by_parent:
+                from minirt.kernel import links
+
+                try:
+                    links.link_up_in(self.pid)
+                except (FileNotFoundError, ProcessLookupError):
+                    return launch.failure.outcome()  # PID 1 already failed: its report says why
+                except OSError as e:
+                    raise RuntimeFailure(f"bringing up the container's loopback: {e.strerror}") from None
             if self._endpoints:  # its network namespace exists: plug in the cables
                 network.attach(self._endpoints, self.pid, self.root, self.spec.id)
             if launch.created is not None:  # an OCI bundle's: created, until `start`

@@ -113,7 +113,7 @@ def main(spec, launch):
         step = "setting the hostname"
         if spec.hostname or not spec.oci:
             libc.sethostname(spec.hostname)
-        if "net" in spec.namespaces:
+        if "net" in spec.namespaces and not launch.loopback_by_parent:
             links.link_up("lo")
         if not spec.oci:
             step = "waiting to be placed"

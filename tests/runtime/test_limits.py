@@ -215,13 +215,13 @@ def test_who_is_pid1s_parent(running, threads):
     for t in extra:
         t.start()
     try:
-        r = running(["sh", "-c", "echo up $$ $(hostname); sleep 30"])
+        r = running(["sh", "-c", "echo up $$ $(hostname) $(cat /sys/class/net/lo/flags); sleep 30"])
         assert {ns: os.readlink(f"/proc/thread-self/ns/{ns}") for ns in mine} == mine  # we stepped back
     finally:
         stop.set()
         for t in extra:
             t.join()
-    assert r.readline() == f"up 1 {r.container.id[:12]}\n"
+    assert r.readline() == f"up 1 {r.container.id[:12]} 0x9\n"  # (lo: IFF_LOOPBACK | IFF_UP, set by us)
     with open(f"/proc/{r.container.pid}/stat") as f:
         parent = int(f.read().rsplit(")", 1)[1].split()[1])
     assert parent == os.getpid() and r.container.helper is None

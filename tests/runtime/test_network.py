@@ -100,8 +100,9 @@ def links_in(output):
 # -- modes -------------------------------------------------------------------------
 
 def test_none_has_only_loopback(busybox_image, root):
-    out = sh(busybox_image, root, "ip -o link", network="none")
-    assert links_in(out) == ["lo"]
+    out = sh(busybox_image, root, "ip -o link; echo ---; ip -o -4 addr show lo", network="none")
+    assert links_in(out.split("---")[0]) == ["lo"]
+    assert "<LOOPBACK,UP," in out and " inet 127.0.0.1/8 " in out  # up: the kernel gave it its address
 
 
 def test_bridge_is_the_default_with_eth0_address_and_route(busybox_image, root):
