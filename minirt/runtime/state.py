@@ -43,7 +43,6 @@ without saying so.  Reading never writes: ``ps`` and ``inspect`` work on a full
 disk.
 """
 
-import contextlib
 import errno
 import fcntl
 import itertools
@@ -185,19 +184,21 @@ def remove_renamed(path):
         _deferred.append(path)
 
 
-@contextlib.contextmanager
-def removals_deferred():
-    """Within the block, ``remove_renamed`` only notes its trees; they are
-    removed when the block ends.  For a process with something better to do
-    first: emptying a container's directory is some ten unlinks and rmdirs,
-    and each freed block a synchronous discard on a filesystem mounted with
-    ``discard`` and no journal (about 70 us each on these hosts)."""
-    global _deferred
-    outer, _deferred = _deferred, []
-    try:
-        yield
-    finally:
-        trees, _deferred = _deferred, outer
+class removals_deferred:
+    """``with removals_deferred():`` -- within the block, ``remove_renamed``
+    only notes its trees; they are removed when the block ends.  For a
+    process with something better to do first: emptying a container's
+    directory is some ten unlinks and rmdirs, and each freed block a
+    synchronous discard on a filesystem mounted with ``discard`` and no
+    journal (about 0.1 ms each on these hosts).  (A class, as ``locked``.)"""
+
+    def __enter__(self):
+        global _deferred
+        self.outer, _deferred = _deferred, []
+
+    def __exit__(self, *exc):
+        global _deferred
+        trees, _deferred = _deferred, self.outer
         for path in trees:
             remove_tree(path)
 
