@@ -78,7 +78,7 @@ class Launch:
         self.etc_files = etc_files              # hostname, hosts, resolv.conf: the host files to bind
         self.rootless = rootless
         self.capabilities = capabilities        # what root in the container keeps
-        self.seccomp_program = seccomp_program  # compiled here, installed by init
+        self.seccomp_program = seccomp_program  # compiled here; what init installs (None once its trampoline has it)
         self.networks = networks                # eth0, eth1...: addresses, eth0's gateway (bridge networks)
         # Filled in by Container.start: the handshake's channels (channel.py)
         self.failure = None                     # PID 1 -> parent: why exec did not happen
@@ -318,7 +318,7 @@ class Container:
         self.exit_code = None
         launch = self._launch()
         launch.preserved = preserved
-        launch.trampoline_fd = init.trampoline_for(self.spec, launch.seccomp_program)
+        launch.trampoline_fd, launch.seccomp_program = init.trampoline_for(self.spec, launch.seccomp_program)
         if self.cgroup is not None:
             try:
                 launch.cgroup_entry = self.cgroup.open_entry()
@@ -337,8 +337,7 @@ class Container:
         # (we are root, it has no user namespace) we bring lo up from here while
         # PID 1 builds its root: that is PID 1's time, the container's start-up.
         launch.loopback_by_parent = ("net" in self.spec.namespaces and launch.netns_fd is None
-                                     and not self.spec.oci and not self.spec.rootless
-                                     and "user" not in self.spec.namespaces)
+                                     and not self.spec.oci and not self.spec.rootless)
         # A helper clones PID 1 for a detached container (it becomes the
         # monitor), for a user namespace given by path (the helper enters it:
         # no process can leave one), and for a program with threads (Python

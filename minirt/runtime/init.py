@@ -130,8 +130,8 @@ def main(spec, launch):
         step = f"entering the working directory {spec.cwd}"
         _enter_workdir(spec.cwd, user, spec.read_only)
         hooked = _hooked(spec)
-        exec_fd = launch.trampoline_fd  # (made by our parent: ``trampoline_for``)
-        seccomp_program = launch.seccomp_program if exec_fd is None or not _filter_last(spec) else None
+        # The trampoline, and the filter it does not install itself (our parent's ``trampoline_for``)
+        exec_fd, seccomp_program = launch.trampoline_fd, launch.seccomp_program
         if spec.oci:
             step = "setting the process's limits"
             oci_init.process(spec)
@@ -288,13 +288,13 @@ def _reset_signals():
 
 
 def trampoline_for(spec, seccomp_program):
-    """The trampoline PID 1 will execute its command through (see
-    ``prepare_exec``), for its filter ``seccomp_program``: made by the parent
-    before the clone, once for every container with the same filter
-    (``trampoline.shared``); made in PID 1, after the clone, it was a quarter
-    of a millisecond of its start-up."""
+    """``prepare_exec`` for PID 1, whose filter is ``seccomp_program``: (the
+    trampoline it will execute its command through, the filter it must still
+    install).  Made by the parent before the clone, once for every container
+    with the same filter (``trampoline.shared``); made in PID 1, after the
+    clone, it was a quarter of a millisecond of its start-up."""
     try:
-        return trampoline.shared(seccomp_program if _filter_last(spec) else None, reaper=spec.init)
+        return prepare_exec(seccomp_program, _filter_last(spec), reaper=spec.init, load=trampoline.shared)
     except OSError as e:
         raise RuntimeFailure(f"loading the exec trampoline: {e.strerror}") from None
 
@@ -311,7 +311,7 @@ def _hooked(spec):
     return bool(spec.oci and spec.oci["hooks"].get("startContainer"))
 
 
-def prepare_exec(seccomp_program, filter_last, reaper=False):
+def prepare_exec(seccomp_program, filter_last, reaper=False, load=trampoline.create):
     """Load the trampoline that will execute the command (``kernel/trampoline.py``),
     before ``security.apply`` (no filter yet to pass): (its memfd, or None
     where there is none; the seccomp filter that ``apply`` must still install).
@@ -322,9 +322,10 @@ def prepare_exec(seccomp_program, filter_last, reaper=False):
     Else ``apply`` installs it (without no_new_privs that needs CAP_SYS_ADMIN,
     which ``apply`` drops), and the filter must allow the trampoline's
     execveat (docker's does).  With ``reaper`` (``--init``) the trampoline
-    stays as PID 1, reaping, and runs the command as its child.
+    stays as PID 1, reaping, and runs the command as its child.  ``load``
+    makes the memfd (``trampoline.create``, or ``shared`` to keep it).
     """
-    fd = trampoline.create(seccomp_program if filter_last else None, reaper)
+    fd = load(seccomp_program if filter_last else None, reaper)
     return fd, seccomp_program if fd is None or not filter_last else None
 
 
