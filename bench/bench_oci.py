@@ -18,8 +18,9 @@ a temporary directory (tests/engines.py); everything is removed at the end.
 crun is tried first and left out, with the error it gives, where it refuses to
 run: crun 1.8 refuses "hybrid" cgroup hosts (cgroup v1 controllers plus a
 controller-less cgroup2), this project's.  minirt's runtime is this
-checkout's ``minirt-runc``: the console script pip makes, written into the
-temporary directory with this checkout first on its path and its bytecode
+checkout's ``minirt-runc`` (its front door, minirt/oci/minirt-runc), copied
+into the temporary directory, and beside it its ``minirt-oci``: the console
+script pip makes, with this checkout first on its path and its bytecode
 cached there, as an installed package has it (an engine calls its runtime four
 or five times per container; without the cache, PYTHONDONTWRITEBYTECODE=1
 would have each call compile minirt again).  It says so itself, since conmon
@@ -62,9 +63,10 @@ def runtimes(given, tmp):
     launched from ``tmp``), with those ``given`` (NAME=PATH each)."""
     found = {name: shutil.which(name) for name in ("runc", "crun")}
     found["minirt"] = os.path.join(tmp, "minirt-runc")
-    with open(found["minirt"], "w") as f:
+    shutil.copy(os.path.join(REPO, "minirt", "oci", "minirt-runc"), found["minirt"])
+    with open(os.path.join(tmp, "minirt-oci"), "w") as f:
         f.write(LAUNCHER.format(python=sys.executable, repo=REPO, cache=os.path.join(tmp, "pycache")))
-    os.chmod(found["minirt"], 0o755)
+    os.chmod(os.path.join(tmp, "minirt-oci"), 0o755)
     for spec in given:
         name, _, path = spec.partition("=")
         if not name or not os.access(path, os.X_OK):

@@ -10,9 +10,14 @@ the kernel:
              ``minirt run`` does), but PID 1 stops before its command, blocked
              opening ``exec.fifo``; its pid goes to the pid file and ``create``
              exits: PID 1 is reparented to the engine's shim, which reaps it
-    start    opens exec.fifo for reading: PID 1 goes on and becomes the command
+    start    opens exec.fifo for reading: PID 1 goes on, removes the fifo and
+             becomes the command (minirt-runc's front door does this much
+             itself, without Python, when there is no more to it: no
+             poststart hooks)
     state    the recorded state (``runtime/lifecycle.py``) corrected by the
-             kernel: a PID 1 that is gone means "stopped"
+             kernel and exec.fifo: a PID 1 that is gone means "stopped", a
+             "created" one whose fifo is gone "running" (as runc: a container
+             is created while its fifo is there)
     kill     a signal to PID 1 (``--all``: to every process of its cgroup)
     pause    the cgroup freezer; resume thaws
     delete   the cgroup and the state directory (``--force`` kills first)
@@ -132,11 +137,15 @@ def _send_console(path, master):
 
 
 def status(container):
-    """The container's OCI status, its recorded state checked against the kernel."""
+    """The container's OCI status, its recorded state checked against the
+    kernel, and a created one's against its exec.fifo (the front door's
+    ``start`` records nothing)."""
     info = container.state()
     recorded = info.get("status")
     if recorded == lifecycle.EXITED or not state.alive(info.get("pid"), info.get("pid_start")):
         return lifecycle.EXITED, info
+    if recorded == lifecycle.CREATED and not os.path.lexists(os.path.join(container.dir, "exec.fifo")):
+        return lifecycle.RUNNING, info
     return recorded, info
 
 
@@ -171,7 +180,10 @@ def start(container, debug=_quiet):
         raise OciError("the container's init exited before it was started")
     debug(f"init: closing the pipe to signal completion: PID 1 ({info['pid']}) was let go through exec.fifo"
           f" and executes {container.spec.args[0]}")
-    os.unlink(fifo_path)
+    try:
+        os.unlink(fifo_path)   # (PID 1's to remove, but where start.full says it may not)
+    except FileNotFoundError:
+        pass
     lifecycle.move(container.dir, lifecycle.RUNNING, started_at=time.time())
     try:
         hooks.run(container.spec.oci["hooks"], "poststart", hooks.state(container.spec, info["pid"], "running"))
@@ -301,9 +313,11 @@ def resume(container):
 def _freeze(container, frozen):
     """The cgroup freezer: a running container becomes paused, or back."""
     before, after = (lifecycle.RUNNING, lifecycle.PAUSED) if frozen else (lifecycle.PAUSED, lifecycle.RUNNING)
-    current, _ = status(container)
+    current, info = status(container)
     if current != before:
         raise OciError(f"container not {lifecycle.OCI_NAMES[before]}: it is {lifecycle.OCI_NAMES[current]}")
+    if info.get("status") == lifecycle.CREATED:  # started by the front door, which records nothing
+        lifecycle.move(container.dir, lifecycle.RUNNING)
     container.cgroup.freeze(frozen)
     lifecycle.move(container.dir, after)
 

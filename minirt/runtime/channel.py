@@ -38,7 +38,9 @@ cannot carry a descriptor.
 exec.fifo is the one channel that is not a pipe either: ``start`` is not PID 1's
 parent, so the two meet at a named fifo in the state directory; PID 1 blocks
 opening it for writing (``wait_for_start``) until ``start`` opens it for
-reading (``let_start``).
+reading (``let_start``, or minirt-runc's front door, a bash script that opens
+it for reading and writing).  PID 1 then removes it: a container whose fifo is
+gone has been started, whoever started it.
 """
 
 import os
@@ -255,15 +257,23 @@ def raise_failure(report, command):
 
 # -- exec.fifo: PID 1 and `start` ------------------------------------------------
 
-def wait_for_start(fifo_fd):
+def wait_for_start(fifo_fd, dir_fd=None):
     """PID 1's side: block opening exec.fifo (held as the O_PATH descriptor
     ``fifo_fd``: its path is gone after pivot_root) for writing until
-    ``start`` opens it for reading; then say START."""
+    ``start`` opens it for reading; then remove the fifo from its directory
+    (``dir_fd``, O_PATH, if given: the container is running once it is gone,
+    whoever started it) and say START."""
     try:
         fifo = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
     except OSError as e:
         raise RuntimeFailure(f"opening exec.fifo (is /proc mounted?): {e.strerror}") from None
     os.close(fifo_fd)
+    if dir_fd is not None:
+        try:
+            os.unlink("exec.fifo", dir_fd=dir_fd)
+        except OSError as e:
+            raise RuntimeFailure(f"removing exec.fifo: {e.strerror}") from None
+        os.close(dir_fd)
     os.write(fifo, START)
     os.close(fifo)
 

@@ -93,6 +93,7 @@ class Launch:
         self.created = None                     # PID 1 -> parent: CREATED, waiting for start
         self.listener = None                    # PID 1 -> parent: its seccomp filter's agent's descriptor
         self.fifo_fd = None                     # exec.fifo, O_PATH: opened for writing, it waits
+        self.fifo_dir_fd = None                 # its directory, O_PATH: PID 1 removes it once let go
         self.bind_trees = {}                    # {mount's index: its source's copy}, for a user namespace
         self.preserved = ()                     # --preserve-fds: the caller's 3, 4, ... passed on as they are
         self.trampoline_fd = None               # what execs the command (init.trampoline_for): kept by the parent
@@ -110,7 +111,7 @@ class Launch:
         """The file descriptors above, all that PID 1 keeps of what it inherits."""
         entry = self.cgroup_entry
         return (*(c.child_end for c in self.channels()), self.console_fd, self.netns_fd, *self.stdio,
-                self.fifo_fd, self.trampoline_fd, *(fd for _, fd in self.joins), *self.bind_trees.values(),
+                self.fifo_fd, self.fifo_dir_fd, self.trampoline_fd, *(fd for _, fd in self.joins), *self.bind_trees.values(),
                 *self.preserved, *(entry.tasks + [entry.cgroup2] if entry is not None else ()))
 
 
@@ -205,6 +206,8 @@ class Container:
                 os.mkfifo(os.path.join(self.dir, "exec.fifo"), 0o600)
                 if remapped:  # PID 1 opens it as the container's root
                     os.chown(os.path.join(self.dir, "exec.fifo"), *remapped)
+                if self._full_start():
+                    state.write_text(os.path.join(self.dir, "start.full"), "")
             else:
                 for sub in ("upper", "work", "rootfs"):
                     os.mkdir(os.path.join(self.dir, sub), 0o755)
@@ -385,7 +388,8 @@ class Container:
 
         for c in launch.channels() + ([born] if helped else []):
             c.parent_side()
-        init.close_all([launch.console_fd, launch.netns_fd, launch.fifo_fd, *(fd for _, fd in launch.joins),
+        init.close_all([launch.console_fd, launch.netns_fd, launch.fifo_fd, launch.fifo_dir_fd,
+                        *(fd for _, fd in launch.joins),
                         *launch.bind_trees.values()] + opened)
         if launch.cgroup_entry is not None:
             launch.cgroup_entry.close()
@@ -415,16 +419,29 @@ class Container:
                     init.close_all([fd for _, fd in joins])
                     raise RuntimeFailure(f"linux.namespaces: {path} is not a {name} namespace")
             launch.fifo_fd = os.open(os.path.join(self.dir, "exec.fifo"), os.O_PATH | os.O_CLOEXEC)
+            if not self._full_start():
+                launch.fifo_dir_fd = os.open(self.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             if self.spec.rootless or "user" in self.spec.oci["joins"]:
                 launch.bind_trees = _bind_trees(self.spec.oci["mounts"])
         except OSError as e:
-            init.close_all([fd for _, fd in joins] + [launch.fifo_fd])
-            launch.fifo_fd = None
+            init.close_all([fd for _, fd in joins] + [launch.fifo_fd, launch.fifo_dir_fd])
+            launch.fifo_fd = launch.fifo_dir_fd = None
             raise RuntimeFailure(f"opening {e.filename}: {e.strerror}") from None
         launch.joins = joins
         launch.created = channel.Channel(down=False, gone="the runtime that created the container went away")
         if self.spec.oci.get("seccomp_listener"):  # its seccomp filter's agent (seccomp_agent.py)
             launch.listener = channel.FdChannel()
+
+    def _full_start(self):
+        """Whether an OCI bundle's ``start`` has more to do than let PID 1 go
+        (then ``start.full`` says so to minirt-runc's front door, which leaves it
+        to the runtime): poststart hooks to run, or a PID 1 that may not remove
+        exec.fifo from this directory, being another user on the host (a
+        remapped root, or a user namespace it joins)."""
+        from minirt.runtime import userns
+
+        return bool(self.spec.oci["hooks"].get("poststart")) or "user" in self.spec.oci["joins"] or \
+            userns.host_root(self.spec.uid_map, self.spec.gid_map) is not None
 
     def _handshake(self, born, born_channel, launch):
         """The parent's half of the start-up (see the module docstring).

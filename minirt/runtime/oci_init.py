@@ -19,7 +19,9 @@ does, until the engine says ``start``:
     wait       say CREATED to ``create``, then block opening the container's
                exec.fifo for writing until ``start`` opens it for reading
                (``channel.py``: the fifo's path is gone after pivot_root, so
-               it is held as an O_PATH descriptor, reopened through /proc/self/fd)
+               it is held as an O_PATH descriptor, reopened through /proc/self/fd);
+               then remove it (through its directory's O_PATH descriptor, unless
+               ``start.full`` says ``start`` does)
     started    once the process is the container's user with its privileges:
                the startContainer hooks, then ``init.py`` executes the command
 """
@@ -233,7 +235,7 @@ def wait_for_start(launch):
     if not launch.created.send(channel.CREATED):
         raise RuntimeFailure(launch.created.gone)
     launch.created.close()
-    channel.wait_for_start(launch.fifo_fd)
+    channel.wait_for_start(launch.fifo_fd, launch.fifo_dir_fd)
 
 
 def started(spec):

@@ -1,8 +1,9 @@
 """Fixtures for the OCI runtime tests: minirt-runc on its own (minirt/oci), and
 engines driving a runtime given by path.
 
-- ``runtime_path``: an executable that runs this tree's ``minirt-runc`` (what
-  an engine is given as its runtime's path).
+- ``runtime_path``: this tree's ``minirt-runc`` (what an engine is given as
+  its runtime's path: the front door, minirt/oci/minirt-runc), with its
+  runtime beside it; ``runtime_path.calls()`` lists what reached the runtime.
 - ``oci(*args)``: ``minirt-runc --root TMP ARGS`` -> CompletedProcess (text);
   as ``oci.log(*args)`` with ``--log FILE --log-format json`` too.  The
   test process is the containers' subreaper, as an engine's shim is:
@@ -45,12 +46,40 @@ from minirt.kernel import libc
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+FRONT_DOOR = os.path.join(REPO, "minirt", "oci", "minirt-runc")
+
+
 @pytest.fixture(scope="session")
 def runtime_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("runtime") / "minirt-runc"
-    path.write_text(f'#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} -P -m minirt.oci "$@"\n')
-    path.chmod(0o755)
-    return str(path)
+    """This tree's front door, and beside it its runtime (``minirt-oci``),
+    which notes each command line it is given in ``runtime_path.calls``."""
+    directory = tmp_path_factory.mktemp("runtime")
+    shutil.copy(FRONT_DOOR, directory / "minirt-runc")
+    calls = directory / "runtime-calls"
+    behind = directory / "minirt-oci"
+    behind.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {calls}\n'
+                      f'PYTHONPATH={REPO} exec {sys.executable} -P -m minirt.oci "$@"\n')
+    behind.chmod(0o755)
+    return RuntimePath(directory / "minirt-runc", calls)
+
+
+class RuntimePath(str):
+    """The front door's path; ``calls()``: the command lines its runtime was
+    given since the last ``calls()``, each a list of words."""
+
+    def __new__(cls, path, calls):
+        self = super().__new__(cls, str(path))
+        self.calls_file = calls
+        return self
+
+    def calls(self):
+        try:
+            with open(self.calls_file) as f:
+                lines = [line.split() for line in f]
+        except FileNotFoundError:
+            return []
+        os.unlink(self.calls_file)
+        return lines
 
 
 @pytest.fixture(scope="session")
