@@ -460,6 +460,12 @@ def cmd_delete(root, flags, args):
         if force:
             return 0  # runc: deleting what is not there, by force, succeeds
         raise
+    except (OSError, ValueError):
+        if not force:
+            raise
+        # Its directory without its files (a delete cut short): by force, gone too, as runc's
+        state.remove_tree(os.path.join(state.containers_dir(root), cid))
+        return 0
     commands.delete(container, force=force)
 
 

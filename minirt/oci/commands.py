@@ -11,9 +11,7 @@ the kernel:
              opening ``exec.fifo``; its pid goes to the pid file and ``create``
              exits: PID 1 is reparented to the engine's shim, which reaps it
     start    opens exec.fifo for reading: PID 1 goes on, removes the fifo and
-             becomes the command (minirt-runc's front door does this much
-             itself, without Python, when there is no more to it: no
-             poststart hooks)
+             becomes the command
     state    the recorded state (``runtime/lifecycle.py``) corrected by the
              kernel and exec.fifo: a PID 1 that is gone means "stopped", a
              "created" one whose fifo is gone "running" (as runc: a container
@@ -21,6 +19,10 @@ the kernel:
     kill     a signal to PID 1 (``--all``: to every process of its cgroup)
     pause    the cgroup freezer; resume thaws
     delete   the cgroup and the state directory (``--force`` kills first)
+
+minirt-runc's front door (``minirt-runc``, beside this module) makes start,
+and delete of a stopped container, itself, without Python, where there is no
+more to them than this (no poststart or poststop hooks: ``by-runtime``).
 """
 
 import os
@@ -181,7 +183,7 @@ def start(container, debug=_quiet):
     debug(f"init: closing the pipe to signal completion: PID 1 ({info['pid']}) was let go through exec.fifo"
           f" and executes {container.spec.args[0]}")
     try:
-        os.unlink(fifo_path)   # (PID 1's to remove, but where start.full says it may not)
+        os.unlink(fifo_path)   # (PID 1's to remove, but where by-runtime says it may not)
     except FileNotFoundError:
         pass
     lifecycle.move(container.dir, lifecycle.RUNNING, started_at=time.time())

@@ -206,8 +206,8 @@ class Container:
                 os.mkfifo(os.path.join(self.dir, "exec.fifo"), 0o600)
                 if remapped:  # PID 1 opens it as the container's root
                     os.chown(os.path.join(self.dir, "exec.fifo"), *remapped)
-                if self._full_start():
-                    state.write_text(os.path.join(self.dir, "start.full"), "")
+                if self._by_runtime():
+                    state.write_text(os.path.join(self.dir, "by-runtime"), "")
             else:
                 for sub in ("upper", "work", "rootfs"):
                     os.mkdir(os.path.join(self.dir, sub), 0o755)
@@ -228,7 +228,8 @@ class Container:
             self._release_layers()  # config.json names them now
             lifecycle.move(self.dir, lifecycle.CREATED, id=self.spec.id, name=self.spec.name,
                            created_at=time.time(), image=self.spec.image,
-                           cgroup=self.cgroup.path if self.cgroup is not None else None)
+                           cgroup=self.cgroup.path if self.cgroup is not None else None,
+                           cgroup_dirs=self.cgroup.dirs if self.cgroup is not None else [])
             if self.spec.name:
                 state.claim_name(self.root, self.spec.name, self.spec.id)
             _crash_point("create")
@@ -263,7 +264,7 @@ class Container:
                 raise RuntimeFailure(f"cannot create cgroup {self.cgroup.path}: permission denied"
                                      " (resource limits need a writable, delegated cgroup)") from None
             self.cgroup = None
-            state.update(self.dir, cgroup=None)
+            state.update(self.dir, cgroup=None, cgroup_dirs=[])
             return
         if limits.any():
             self.cgroup.set_limits(limits)
@@ -419,7 +420,7 @@ class Container:
                     init.close_all([fd for _, fd in joins])
                     raise RuntimeFailure(f"linux.namespaces: {path} is not a {name} namespace")
             launch.fifo_fd = os.open(os.path.join(self.dir, "exec.fifo"), os.O_PATH | os.O_CLOEXEC)
-            if not self._full_start():
+            if not self._by_runtime():
                 launch.fifo_dir_fd = os.open(self.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             if self.spec.rootless or "user" in self.spec.oci["joins"]:
                 launch.bind_trees = _bind_trees(self.spec.oci["mounts"])
@@ -432,15 +433,17 @@ class Container:
         if self.spec.oci.get("seccomp_listener"):  # its seccomp filter's agent (seccomp_agent.py)
             launch.listener = channel.FdChannel()
 
-    def _full_start(self):
-        """Whether an OCI bundle's ``start`` has more to do than let PID 1 go
-        (then ``start.full`` says so to minirt-runc's front door, which leaves it
-        to the runtime): poststart hooks to run, or a PID 1 that may not remove
-        exec.fifo from this directory, being another user on the host (a
-        remapped root, or a user namespace it joins)."""
+    def _by_runtime(self):
+        """Whether an OCI bundle's ``start`` and ``delete`` have more to do than
+        minirt-runc's front door does (then ``by-runtime`` in its directory tells
+        it to leave them to the runtime): hooks to run after the start or the
+        delete, or a PID 1 that may not remove exec.fifo from this directory,
+        being another user on the host (a remapped root, or a user namespace
+        it joins)."""
         from minirt.runtime import userns
 
-        return bool(self.spec.oci["hooks"].get("poststart")) or "user" in self.spec.oci["joins"] or \
+        hooks = self.spec.oci["hooks"]
+        return bool(hooks.get("poststart") or hooks.get("poststop")) or "user" in self.spec.oci["joins"] or \
             userns.host_root(self.spec.uid_map, self.spec.gid_map) is not None
 
     def _handshake(self, born, born_channel, launch):

@@ -21,7 +21,7 @@ does, until the engine says ``start``:
                (``channel.py``: the fifo's path is gone after pivot_root, so
                it is held as an O_PATH descriptor, reopened through /proc/self/fd);
                then remove it (through its directory's O_PATH descriptor, unless
-               ``start.full`` says ``start`` does)
+               ``by-runtime`` there says ``start`` does)
     started    once the process is the container's user with its privileges:
                the startContainer hooks, then ``init.py`` executes the command
 """

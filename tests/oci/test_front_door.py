@@ -1,6 +1,7 @@
 """minirt-runc's front door (minirt/oci/minirt-runc): the bash script that an
-engine runs, which makes ``start`` and the last ``delete --force`` without
-starting Python and hands everything else to the runtime beside it."""
+engine runs, which makes ``start`` and ``delete`` (of a stopped container, or
+by force of one that is gone) without starting Python and hands everything
+else to the runtime beside it."""
 
 import os
 import shutil
@@ -14,7 +15,7 @@ from minirt.runtime import state
 pytestmark = pytest.mark.privileged
 
 
-def test_start_and_the_last_delete_never_reach_the_runtime(oci, bundle, runtime_path, tmp_path):
+def test_start_and_delete_never_reach_the_runtime(oci, bundle, runtime_path, tmp_path):
     out, log = tmp_path / "out", tmp_path / "log.json"
     b = bundle(["sh", "-c", "echo started"])
     runtime_path.calls()
@@ -30,10 +31,52 @@ def test_start_and_the_last_delete_never_reach_the_runtime(oci, bundle, runtime_
     assert not os.path.exists(os.path.join(oci.root, "containers", "f1", "exec.fifo"))  # PID 1 removed it
     assert os.WEXITSTATUS(oci.reap(pid)) == 0
     assert out.read_text() == "started\n"
-    assert oci.log("delete", "f1").returncode == 0
+    cgroups = state.read_json(os.path.join(oci.root, "containers", "f1", "state.json"))["cgroup_dirs"]
+    assert cgroups and all(os.path.isdir(d) for d in cgroups)  # (one a hierarchy: 1 on cgroup v2)
+    r = oci.log("delete", "f1")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert not any(os.path.exists(d) for d in cgroups) and oci.ids() == []
     r = oci.log("delete", "--force", "f1")
     assert (r.returncode, r.stderr) == (0, "")
-    assert [words[words.index("--log-format") + 2] for words in runtime_path.calls()] == ["create", "delete"]
+    assert [words[words.index("--log-format") + 2] for words in runtime_path.calls()] == ["create"]
+    assert log.read_text() == ""
+
+
+def test_a_stopped_containers_cgroup_with_one_below_it_is_removed_by_the_runtime(oci, bundle, runtime_path,
+                                                                                  tmp_path):
+    assert oci("create", "--bundle", bundle(["true"]), "--pid-file", str(tmp_path / "pid"), "f7").returncode == 0
+    assert oci("start", "f7").returncode == 0
+    oci.reap(int((tmp_path / "pid").read_text()))
+    cgroups = state.read_json(os.path.join(oci.root, "containers", "f7", "state.json"))["cgroup_dirs"]
+    os.mkdir(os.path.join(cgroups[-1], "below"))  # (as exec --cgroup's, or the container's own making)
+    runtime_path.calls()
+    r = oci("delete", "f7")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert runtime_path.calls() == [["--root", oci.root, "delete", "f7"]]
+    assert not any(os.path.exists(d) for d in cgroups) and oci.ids() == []
+
+
+def test_delete_of_a_live_container_is_the_runtimes(oci, bundle, runtime_path, tmp_path):
+    assert oci("create", "--bundle", bundle(["true"]), "--pid-file", str(tmp_path / "pid"), "f8").returncode == 0
+    runtime_path.calls()
+    r = oci("delete", "f8")
+    assert (r.returncode, r.stderr) == (1, "minirt-runc: cannot delete container f8 that is not stopped: created\n")
+    assert oci("delete", "--force", "f8").returncode == 0
+    assert runtime_path.calls() == [["--root", oci.root, "delete", "f8"], ["--root", oci.root, "delete", "--force", "f8"]]
+    oci.reap(int((tmp_path / "pid").read_text()))
+    assert oci.ids() == []
+
+
+def test_a_delete_cut_short_is_finished_by_force(oci, runtime_path):
+    """A directory left without its files (its delete killed half-way) is no
+    container: ``delete`` says so, ``delete --force`` removes it, as runc's."""
+    left = os.path.join(oci.root, "containers", "f9")
+    os.makedirs(left)
+    state.write_text(os.path.join(left, "state.json"), '{"id": "f9", "pid": null}\n')
+    r = oci("delete", "f9")
+    assert r.returncode == 1 and r.stderr == f"minirt-runc: {left}/config.json: No such file or directory\n"
+    assert oci("delete", "--force", "f9").returncode == 0
+    assert not os.path.exists(left)
 
 
 def test_a_started_containers_state_is_running_and_it_can_be_paused(oci, bundle, tmp_path):
@@ -71,16 +114,18 @@ def test_what_it_does_not_make_goes_to_the_runtime_with_the_same_words(oci, runt
     assert oci.ids() == []
 
 
-def test_a_container_with_a_poststart_hook_is_started_by_the_runtime(oci, bundle, runtime_path, tmp_path):
+@pytest.mark.parametrize("stage", ["poststart", "poststop"])
+def test_a_container_with_a_hook_after_start_or_delete_is_the_runtimes(oci, bundle, runtime_path, tmp_path, stage):
     ran = tmp_path / "ran"
-    b = bundle(["true"], hooks={"poststart": [{"path": "/bin/touch", "args": ["touch", str(ran)]}]})
+    b = bundle(["true"], hooks={stage: [{"path": "/bin/touch", "args": ["touch", str(ran)]}]})
     assert oci("create", "--bundle", b, "--pid-file", str(tmp_path / "pid"), "f3").returncode == 0
-    assert os.path.exists(os.path.join(oci.root, "containers", "f3", "start.full"))
+    assert os.path.exists(os.path.join(oci.root, "containers", "f3", "by-runtime"))
     runtime_path.calls()
     assert oci("start", "f3").returncode == 0
-    assert runtime_path.calls() == [["--root", oci.root, "start", "f3"]] and ran.exists()
     oci.reap(int((tmp_path / "pid").read_text()))
     assert oci("delete", "f3").returncode == 0
+    assert runtime_path.calls() == [["--root", oci.root, "start", "f3"], ["--root", oci.root, "delete", "f3"]]
+    assert ran.exists() and oci.ids() == []
 
 
 def test_a_remapped_root_that_may_not_remove_its_fifo_is_started_by_the_runtime(oci, bundle, reachable,
