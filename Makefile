@@ -16,7 +16,7 @@ PY       := $(VENV)/bin/python
 APT_PKGS := libcap-dev busybox-static iproute2 util-linux kmod zstd \
             runc crun skopeo umoci debootstrap nftables gcc slirp4netns docker-registry \
             qemu-utils podman buildah docker.io containerd \
-            docker-compose podman-compose catatonit
+            docker-compose podman-compose catatonit bash-builtins
 
 .PHONY: install system-packages venv test test-vm vm-kernel images bench fuzz conformance clean
 

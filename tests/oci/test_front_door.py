@@ -182,3 +182,21 @@ def test_it_finds_its_runtime_beside_its_target_through_a_link(oci, runtime_path
     shutil.copy(runtime_path, alone)
     r = subprocess.run([alone, "state", "nope"], capture_output=True, text=True)
     assert (r.returncode, r.stderr) == (1, f"minirt-runc: the runtime, minirt-oci, is not beside {alone}\n")
+
+
+def test_without_bashs_loadable_builtins_the_systems_rmdir_and_rm_delete(oci, bundle, runtime_path, tmp_path):
+    door = tmp_path / "door" / "minirt-runc"
+    door.parent.mkdir()
+    text = open(runtime_path).read()
+    assert "\nLOADABLES=/usr/lib/bash " in text and os.path.exists("/usr/lib/bash/rmdir")  # (make install's)
+    door.write_text(text.replace("\nLOADABLES=/usr/lib/bash ", f"\nLOADABLES={tmp_path}/none "))
+    door.chmod(0o755)
+    (door.parent / "minirt-oci").symlink_to(os.path.join(os.path.dirname(runtime_path), "minirt-oci"))
+    assert oci("create", "--bundle", bundle(["true"]), "--pid-file", str(tmp_path / "pid"), "f10").returncode == 0
+    assert oci("start", "f10").returncode == 0
+    oci.reap(int((tmp_path / "pid").read_text()))
+    cgroups = state.read_json(os.path.join(oci.root, "containers", "f10", "state.json"))["cgroup_dirs"]
+    runtime_path.calls()
+    r = subprocess.run([door, "--root", oci.root, "delete", "f10"], capture_output=True, text=True)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert runtime_path.calls() == [] and oci.ids() == [] and not any(os.path.exists(d) for d in cgroups)
