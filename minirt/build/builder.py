@@ -16,7 +16,9 @@ the next RUN stacks it and ``save``/``push`` find its blob.  The cache (one
 small file per step under ``build-cache/``) maps a step's key -- the previous
 step's key, the instruction with its values expanded, the build args in scope,
 for COPY and ADD the digest of the bytes copied -- to the layer it made; a hit
-prints ``CACHED`` and reuses the layer.
+prints ``CACHED`` and reuses the layer.  A build that ends on a key an earlier
+one ended on takes that build's times (``KEY.times``), so that it makes the
+same image again, as BuildKit's rebuild from its cache does.
 
 With ``SOURCE_DATE_EPOCH`` every time in the image (config, history, file
 times in new layers) is clamped to it, so the same context gives the same
@@ -478,12 +480,34 @@ class Builder:
 
     # -- the image ------------------------------------------------------------
 
+    def same_times_as_before(self, key, image):
+        """A build that ends where an earlier one did (the same final key: the
+        same steps on the same inputs) stamps its image with that build's
+        times, so that it is the same image, with the same id, as BuildKit's
+        rebuild from its cache is: pytest-xdist's workers build one image, not
+        one each second.  (Not with --no-cache, nor a fixed SOURCE_DATE_EPOCH.)"""
+        if self.no_cache or self.epoch is not None:
+            return
+        path = os.path.join(self.cache_dir, key[7:] + ".times")
+        history = image.get("history", [])
+        try:
+            earlier = states.read_json(path)
+            if len(earlier["history"]) == len(history):
+                image["created"] = earlier["created"]
+                image["history"] = [dict(h, created=t) for h, t in zip(history, earlier["history"])]
+                return
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        os.makedirs(self.cache_dir, exist_ok=True)
+        states.write_json(path, {"created": image["created"], "history": [h.get("created") for h in history]})
+
     def commit(self, st, tags) -> str:
         """Write the target stage as an image and name it; its id."""
         os_, arch, variant = self.platform
         image = dict(st.image)
         image.update(created=self.created(), architecture=arch, os=os_,
                      rootfs={"type": "layers", "diff_ids": [d for _, d in st.layers]})
+        self.same_times_as_before(st.key, image)
         if variant:
             image["variant"] = variant
         for desc, _ in st.layers:  # blobs of the base image's layers come from the store

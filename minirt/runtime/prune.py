@@ -143,6 +143,9 @@ def prune_build_cache(root):
             freed += os.path.getsize(path)
             os.unlink(path)
             steps += 1
+        elif name.endswith(".times"):  # (a built image's times: the step's, not a step)
+            freed += os.path.getsize(path)
+            os.unlink(path)
     done = [f"Deleted {steps} cached build steps"] if steps else []
     mounts = os.path.join(cache, "mounts")
     for name in _listdir(mounts):

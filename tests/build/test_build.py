@@ -3,6 +3,7 @@ published port), the rebuild that hits the cache, multi-stage builds, --target,
 build args, USER and WORKDIR, reproducible digests, .dockerignore, and every
 failure named by its step or line."""
 
+import json
 import os
 import socket
 import subprocess
@@ -81,8 +82,11 @@ def test_a_rebuild_after_a_source_change_reuses_the_earlier_steps(minirt, tmp_pa
     ctx = context(tmp_path / "app", dockerfile, **{"src/main.txt": "v1\n", "README": "x"})
     first = ok(minirt("build", "-t", "app", ctx))
     assert steps(first.stderr, "CACHED") == []
+    image = json.loads(ok(minirt("image", "inspect", "app")).stdout)[0]["Id"]
+    time.sleep(1.1)  # (the image's times are seconds)
     again = ok(minirt("build", "-t", "app", ctx))
     assert len(steps(again.stderr, "CACHED")) == 3
+    assert json.loads(ok(minirt("image", "inspect", "app")).stdout)[0]["Id"] == image  # the same image, as BuildKit's
     os.utime(os.path.join(ctx, "src", "main.txt"))  # a new mtime alone changes nothing
     assert len(steps(ok(minirt("build", "-t", "app", ctx)).stderr, "CACHED")) == 3
     (tmp_path / "app" / "src" / "main.txt").write_text("v2\n")
