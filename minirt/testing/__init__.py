@@ -30,6 +30,7 @@ test), ``compose`` (a compose project up for the test, ``compose.py``),
 The marker ``@pytest.mark.minirt(image=..., network=..., memory=..., ...)``
 gives the test's containers their image and default options.
 Options: ``--minirt-root DIR`` (where runs and the image cache live),
+``--minirt-on-disk`` (the containers too: by default they are in RAM, session.py),
 ``--minirt-keep`` (keep a failed test's containers, and say how to enter them).
 Assertions that read like sentences: ``assertions.py``.
 """

@@ -27,6 +27,9 @@ def pytest_addoption(parser):
     group.addoption("--minirt-root", metavar="DIR",
                     help="where test sessions keep their state and the image cache "
                          "(default $TMPDIR/minirt-pytest-UID)")
+    group.addoption("--minirt-on-disk", action="store_true",
+                    help="keep the containers' state and writable layers on disk, under --minirt-root "
+                         "(default: in RAM, in /dev/shm, where it has 1 GiB free)")
     group.addoption("--minirt-keep", action="store_true",
                     help="keep the containers of failed tests for inspection (until the next session starts)")
 
@@ -78,7 +81,8 @@ def minirt_run(request):
     """This process's run: ``root`` (its state root), ``cgroup_parent``, ``name`` (session-worker)."""
     from minirt.testing import session
 
-    run = session.Run(request.config.stash[BASE], *_session_id(request.config)).open()
+    run = session.Run(request.config.stash[BASE], *_session_id(request.config),
+                      on_disk=request.config.getoption("minirt_on_disk")).open()
     yield run
     run.close(keep=bool(request.config.stash[KEPT]))
 

@@ -9,7 +9,18 @@ session's id::
 
     BASE/runs/SESSION-WORKER/      flock()ed by its process for as long as it lives
         root/                      its minirt state root (containers, layers, networks, volumes)
+            containers ->          a link to MEMORY/minirt-pytest-SESSION-WORKER-XXXX, a directory
+                                   in RAM (tmpfs), unless ``on_disk``
     cgroup parent                  minirt-pytest-SESSION-WORKER
+
+A test's containers live for a test: their state files and writable layers
+are made and removed some ten at a time each.  On a disk every one is
+metadata for the filesystem to write (and on these hosts' ext4, mounted with
+``discard``, each freed block a synchronous discard): in RAM, none, and a
+test under pytest-xdist runs 10% faster.  Where RAM is short (less than 1 GiB
+free in MEMORY, docker's 64 MiB /dev/shm say) or cannot carry what overlayfs
+writes in an upper directory (user.* extended attributes, for a rootless
+run: tmpfs has them since Linux 6.6), the containers stay on disk.
 
 A run directory whose lock can be taken belongs to a process that is gone
 (the kernel drops a flock with its last holder, SIGKILL included): the next
@@ -25,6 +36,8 @@ import shutil
 import tempfile
 
 CGROUP_PREFIX = "minirt-pytest-"
+MEMORY = "/dev/shm"      # a tmpfs on every Linux
+MEMORY_FREE = 1 << 30    # what it must have free for a run's containers to live there
 
 
 def default_base():
@@ -36,7 +49,7 @@ class Run:
     """One pytest process's state root and cgroup parent, locked while it
     lives, and the runner of its containers."""
 
-    def __init__(self, base, session, worker):
+    def __init__(self, base, session, worker, on_disk=False):
         from minirt.testing.runner import Runner
 
         self.name = f"{session}-{worker}"
@@ -47,6 +60,7 @@ class Run:
         self.cgroup_parent = CGROUP_PREFIX + self.name
         self.lock = None
         self.made = 0  # networks, volumes and projects named so far: a name is never used twice
+        self.on_disk = on_disk
 
     def unique(self, kind):
         """A name of the run's own: SESSION-WORKER-KINDN."""
@@ -57,6 +71,9 @@ class Run:
         os.makedirs(self.runs, exist_ok=True)
         making = os.path.join(self.runs, f".new-{os.getpid()}-{self.name}")
         os.makedirs(os.path.join(making, "root"))
+        memory = None if self.on_disk else memory_dir(self.name)
+        if memory is not None:
+            os.symlink(memory, os.path.join(making, "root", "containers"))
         self.lock = os.open(making, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         fcntl.flock(self.lock, fcntl.LOCK_EX)
         os.rename(making, self.dir)
@@ -70,12 +87,34 @@ class Run:
         os.close(self.lock)
 
 
+def memory_dir(name):
+    """A directory of the run's own in RAM for its containers, or None (see above)."""
+    try:
+        free = os.statvfs(MEMORY)
+        if free.f_bavail * free.f_frsize < MEMORY_FREE:
+            return None
+        path = tempfile.mkdtemp(prefix=f"minirt-pytest-{name}-", dir=MEMORY)  # (0700, a name no one guessed)
+    except OSError:
+        return None
+    if os.geteuid() != 0:
+        try:
+            os.setxattr(path, "user.minirt", b"")  # (a rootless overlay's upper directory needs them)
+        except OSError:
+            os.rmdir(path)
+            return None
+    return path
+
+
 def clean(directory, name):
     """Remove every container, network, volume and cgroup of the run in ``directory``, then the run."""
     from minirt.api import containers, host  # (here: a session with nothing to sweep never imports them)
     from minirt.errors import MinirtError
 
     root = os.path.join(directory, "root")
+    link = os.path.join(root, "containers")
+    memory = os.readlink(link) if os.path.islink(link) else None
+    if memory is not None and not os.path.isdir(memory):
+        os.unlink(link)  # (RAM emptied since: a reboot)
     if os.path.isdir(os.path.join(root, "containers")):
         for _info, _config, state_dir in containers.listing(root, all=True):
             try:
@@ -84,6 +123,8 @@ def clean(directory, name):
                 pass  # gone meanwhile, or broken: prune takes what is left
     if os.path.isdir(root):
         host.prune(root, volumes=True, cgroup_parents=[CGROUP_PREFIX + name])
+    if memory is not None:
+        shutil.rmtree(memory, ignore_errors=True)
     shutil.rmtree(directory, ignore_errors=True)
 
 

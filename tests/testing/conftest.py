@@ -70,11 +70,13 @@ class Inner:
             return []
 
     def leftovers(self):
-        """Run directories, cgroups and processes of the inner sessions still on the host."""
+        """Run directories (and their containers' in RAM), cgroups and processes of the inner
+        sessions still on the host."""
         left = [d for d in glob.glob(os.path.join(self.base, "runs", "*"))]
         for name in self.runs():
             parent = f"minirt-pytest-{name}"
             left += glob.glob(f"/sys/fs/cgroup/{parent}") + glob.glob(f"/sys/fs/cgroup/*/{parent}")
+            left += glob.glob(f"/dev/shm/{parent}-*")
             for pid in filter(str.isdigit, os.listdir("/proc")):
                 try:
                     with open(f"/proc/{pid}/cgroup") as f:

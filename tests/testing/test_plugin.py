@@ -146,6 +146,24 @@ def test_a_minirt_root_that_is_a_file_is_a_usage_error(inner):
     os.unlink(inner.base)
 
 
+def test_a_runs_containers_live_in_memory_unless_asked_to_stay_on_disk(inner):
+    inner.write("test_where.py", """
+        def test_where(container, minirt_run):
+            c = container.start("sleep", "60")
+            link = os.path.join(minirt_run.root, "containers")
+            with open("where.txt", "a") as f:
+                f.write(f"{minirt_run.name} {os.path.islink(link)} {os.path.realpath(link)} "
+                        f"{os.path.isdir(os.path.join(link, c.id))}\\n")
+    """)
+    for args in ((), ("--minirt-on-disk",)):
+        code, out = inner.run(*args)
+        assert code == 0, out
+    with open(os.path.join(inner.dir, "where.txt")) as f:
+        (run, memory, path, there), (run2, *disk) = [line.split() for line in f]
+    assert (memory, there) == ("True", "True") and path.startswith(f"/dev/shm/minirt-pytest-{run}-"), path
+    assert disk == ["False", os.path.join(inner.base, "runs", run2, "root", "containers"), "True"]
+
+
 def test_minirt_keep_keeps_a_failed_tests_containers_until_the_next_session(inner):
     inner.write("test_keep.py", """
         def test_fails(container):
