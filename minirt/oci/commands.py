@@ -26,6 +26,7 @@ more to them than this (no poststart or poststop hooks: ``by-runtime``).
 """
 
 import os
+import stat
 import sys
 import time
 
@@ -146,9 +147,18 @@ def status(container):
     recorded = info.get("status")
     if recorded == lifecycle.EXITED or not state.alive(info.get("pid"), info.get("pid_start")):
         return lifecycle.EXITED, info
-    if recorded == lifecycle.CREATED and not os.path.lexists(os.path.join(container.dir, "exec.fifo")):
+    if recorded == lifecycle.CREATED and not _waits_for_start(container):
         return lifecycle.RUNNING, info
     return recorded, info
+
+
+def _waits_for_start(container):
+    """Its exec.fifo is there (a fifo: a plain file of that name is what the
+    front door's open makes where another start removed it meanwhile)."""
+    try:
+        return stat.S_ISFIFO(os.lstat(os.path.join(container.dir, "exec.fifo")).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def oci_state(container):

@@ -111,8 +111,9 @@ class Launch:
         """The file descriptors above, all that PID 1 keeps of what it inherits."""
         entry = self.cgroup_entry
         return (*(c.child_end for c in self.channels()), self.console_fd, self.netns_fd, *self.stdio,
-                self.fifo_fd, self.fifo_dir_fd, self.trampoline_fd, *(fd for _, fd in self.joins), *self.bind_trees.values(),
-                *self.preserved, *(entry.tasks + [entry.cgroup2] if entry is not None else ()))
+                self.fifo_fd, self.fifo_dir_fd, self.trampoline_fd, *(fd for _, fd in self.joins),
+                *self.bind_trees.values(), *self.preserved,
+                *(entry.tasks + [entry.cgroup2] if entry is not None else ()))
 
 
 class Container:
