@@ -33,6 +33,7 @@ so that no sweep ever takes one being made.
 import fcntl
 import os
 import shutil
+import stat
 import tempfile
 
 CGROUP_PREFIX = "minirt-pytest-"
@@ -111,10 +112,9 @@ def clean(directory, name):
     from minirt.errors import MinirtError
 
     root = os.path.join(directory, "root")
-    link = os.path.join(root, "containers")
-    memory = os.readlink(link) if os.path.islink(link) else None
-    if memory is not None and not os.path.isdir(memory):
-        os.unlink(link)  # (RAM emptied since: a reboot)
+    memory = _memory_of(directory, name)
+    if memory is None and os.path.islink(os.path.join(root, "containers")):
+        os.unlink(os.path.join(root, "containers"))  # (RAM emptied since, by a reboot; or no run's)
     if os.path.isdir(os.path.join(root, "containers")):
         for _info, _config, state_dir in containers.listing(root, all=True):
             try:
@@ -123,9 +123,30 @@ def clean(directory, name):
                 pass  # gone meanwhile, or broken: prune takes what is left
     if os.path.isdir(root):
         host.prune(root, volumes=True, cgroup_parents=[CGROUP_PREFIX + name])
+    remove(directory, name)
+
+
+def remove(directory, name):
+    """The run's directory, and its containers' in RAM."""
+    memory = _memory_of(directory, name)
     if memory is not None:
         shutil.rmtree(memory, ignore_errors=True)
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def _memory_of(directory, name):
+    """Where the run's root/containers link leads, if that is a directory
+    that ``memory_dir`` made for it (ours, in MEMORY, of its name): nothing
+    else is removed by following a link."""
+    try:
+        memory = os.readlink(os.path.join(directory, "root", "containers"))
+        st = os.lstat(memory)
+    except OSError:
+        return None
+    if os.path.dirname(memory) != MEMORY or not os.path.basename(memory).startswith(f"minirt-pytest-{name}-") \
+            or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        return None
+    return memory
 
 
 def sweep(base):
@@ -140,7 +161,7 @@ def sweep(base):
         directory = os.path.join(runs, name)
         if name.startswith(".new-"):
             if not os.path.exists(f"/proc/{name.split('-')[1]}"):
-                shutil.rmtree(directory, ignore_errors=True)  # died before it held anything
+                remove(directory, name.split("-", 2)[2])  # died before it held anything
             continue
         try:
             fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
